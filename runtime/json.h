@@ -1,0 +1,69 @@
+/* json.h - JSON text <-> Lua values, and canonical JSON.
+ *
+ * amc keeps every object as Lua tables while it works on it and as canonical
+ * JSON text when it stores, compares or sends it. This module is the one
+ * codec between the two (lua-cjson's number and array handling does not fit:
+ * see docs/architecture.md).
+ *
+ * Decoding (amc_json_decode):
+ *   - objects -> tables; arrays -> sequences carrying the shared array
+ *     metatable (registry key AMC_JSON_ARRAY_MT), so `[]` survives a round
+ *     trip; null -> the light userdata AMC_JSON_NULL (exposed to Lua as
+ *     rt.null / json null);
+ *   - integral numbers that fit in int64 -> Lua integers, others -> floats;
+ *   - strings must be valid UTF-8 after unescaping (\uXXXX pairs included);
+ *   - nesting is limited to AMC_JSON_MAX_DEPTH.
+ *   On error nothing is left on the stack and `err` holds
+ *   "line L, column C: <problem>".
+ *
+ * Canonical encoding (amc_json_encode):
+ *   - object keys sorted bytewise; no whitespace; integers as integers;
+ *     floats in the shortest form that round-trips ("%.17g" trimmed), and
+ *     integral floats as integers (1.0 -> 1);
+ *   - a table is an array when it carries the array metatable or its keys
+ *     are exactly 1..n (n >= 1); an empty table without it is `{}`;
+ *   - strings escaped minimally ("\"", "\\", control characters); '/' is not
+ *     escaped;
+ *   - errors (returned, with `err` set): a key that is neither a string nor
+ *     part of an array, NaN/Inf, functions/userdata (other than null), cycles
+ *     or depth > AMC_JSON_MAX_DEPTH. The error names the path, e.g.
+ *     "spec.servers[2].port: cannot encode a function".
+ *   The same Lua value always gives the same bytes.
+ *
+ * Neither function raises Lua errors out of itself; both need a lua_State
+ * with room for AMC_JSON_MAX_DEPTH + 8 stack slots (checked). */
+#ifndef AMC_JSON_H
+#define AMC_JSON_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "util/buf.h"
+
+#define AMC_JSON_MAX_DEPTH 128
+#define AMC_JSON_ARRAY_MT "amc.json.array"
+/* The null sentinel is this light userdata (its address is unique). */
+extern char amc_json_null_sentinel;
+#define AMC_JSON_NULL ((void *)&amc_json_null_sentinel)
+
+/* Pushes the value decoded from `s` (exactly one JSON value, surrounding
+ * whitespace allowed). Returns 0, or -1 with `err` filled. */
+int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
+                    size_t errlen);
+
+/* Appends the canonical JSON of the value at `idx` to `out`. Returns 0, or
+ * -1 with `err` filled (what was appended on error is unspecified). */
+int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
+                    size_t errlen);
+
+/* Same, indented with two spaces and a trailing newline: for humans
+ * (`amc translate`, golden files). Key order and values as canonical. */
+int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
+                           size_t errlen);
+
+/* Registers `json.decode`, `json.encode`, `json.pretty`, `json.null` and
+ * `json.array_mt` in a table left on the stack (for the runtime's Lua code,
+ * not for rules). Lua-side decode/encode raise errors on failure. */
+int amc_json_open(lua_State *L);
+
+#endif

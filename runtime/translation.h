@@ -1,0 +1,57 @@
+/* translation.h - what one translation produces, handed from the rules
+ * engine to sync (AVI) and to the dependency tracker.
+ *
+ * A translation is the result of running the entry rule for one key (today:
+ * one Istio Gateway, key "Gateway/<ns>/<name>"). Everything here is plain C
+ * data, owned by the amc_translation_t and released with
+ * amc_translation_free(). */
+#ifndef AMC_TRANSLATION_H
+#define AMC_TRANSLATION_H
+
+#include <stddef.h>
+
+/* One desired AVI object. */
+typedef struct {
+  char *type;      /* AVI REST type: "pool", "virtualservice", ... */
+  char *name;      /* the object's `name` */
+  char *json;      /* canonical JSON (json.h) of the object as emitted */
+  size_t json_len;
+} amc_avi_object_t;
+
+typedef enum { AMC_DIAG_WARNING = 0, AMC_DIAG_ERROR = 1 } amc_diag_severity_t;
+
+/* A problem with an input object: what Istio expresses and AVI cannot, or a
+ * reference that does not resolve. */
+typedef struct {
+  amc_diag_severity_t severity;
+  char *kind;      /* of the Istio/Kubernetes object concerned */
+  char *namespace_; /* may be NULL for cluster-scoped objects */
+  char *name;
+  char *field;     /* path in the object, e.g. "spec.http[0].fault" */
+  char *message;
+} amc_diag_t;
+
+/* One recorded read: rt.get (name != NULL) or rt.list (name == NULL,
+ * namespace_ NULL for all namespaces). */
+typedef struct {
+  char *kind;
+  char *namespace_;
+  char *name;
+} amc_read_t;
+
+typedef struct {
+  char *key;                  /* "Gateway/<ns>/<name>" */
+  amc_avi_object_t *objects;  /* sorted by type, then name */
+  size_t n_objects;
+  amc_diag_t *diags;          /* in the order the rules reported them */
+  size_t n_diags;
+  amc_read_t *reads;          /* deduplicated, sorted */
+  size_t n_reads;
+  char *error;                /* non-NULL: the translation failed (rule
+                                 error, limit, invalid output); objects is
+                                 then empty and must not be synced */
+} amc_translation_t;
+
+void amc_translation_free(amc_translation_t *t);
+
+#endif
