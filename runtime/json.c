@@ -449,13 +449,10 @@ static int dec_value(lua_State *L, dec_t *d) {
   }
 }
 
-/* Pushes the shared array metatable, creating it on first use. */
+/* Pushes the shared array metatable, creating it on first use (it holds
+ * only luaL_newmetatable's __name, so other modules may create it too). */
 static void push_array_mt(lua_State *L) {
-  if (luaL_newmetatable(L, AMC_JSON_ARRAY_MT)) {
-    /* __name is set by luaL_newmetatable; mark it for humans too. */
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "__jsonarray");
-  }
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
 }
 
 /* lua_CFunction run under pcall: [dec_t*] -> value on success, or nothing
