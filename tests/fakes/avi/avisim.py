@@ -731,6 +731,7 @@ class Simulator:
                         and "hostname" not in s and "addr" in s["ip"]:
                     s["hostname"] = s["ip"]["addr"]
         if t == "sslkeyandcertificate":
+            obj.setdefault("type", "SSL_CERTIFICATE_TYPE_VIRTUALSERVICE")
             cert = obj.get("certificate")
             if isinstance(cert, dict) and isinstance(
                     cert.get("certificate"), str):
@@ -1138,6 +1139,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "avisim"
     sys_version = ""
     timeout = 120
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
@@ -1174,9 +1176,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
             self.send_header(k, v)
-        self.end_headers()
+        # Headers and body in one write (no Nagle/delayed-ACK stall).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def reset_connection(self):
         try:
