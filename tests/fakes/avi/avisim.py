@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid as uuidlib
 
@@ -435,6 +436,8 @@ class Simulator:
         self.reset_objects()
         if args.state_file and os.path.exists(args.state_file):
             self.load_state(args.state_file)
+            for tname in args.tenant or []:
+                self.create_tenant(tname)
 
     def reset_config(self):
         a = self.args
@@ -765,6 +768,15 @@ class Simulator:
                                "must be less than send interval (%d)"
                                % (rt, si))
         if t == "virtualservice":
+            if obj.get("type") == "VS_TYPE_VH_CHILD":
+                parent = self.get_ref(obj.get("vh_parent_vs_ref"))
+                if parent is None:
+                    raise ApiError(400, "Virtual service of type "
+                                   "VS_TYPE_VH_CHILD needs vh_parent_vs_ref")
+                if parent.get("type") != "VS_TYPE_VH_PARENT":
+                    raise ApiError(400, "Parent virtual service %s is not of "
+                                   "type VS_TYPE_VH_PARENT"
+                                   % parent.get("name"))
             ap = self.get_ref(obj.get("application_profile_ref"))
             if ap and ap.get("type") == "APPLICATION_PROFILE_TYPE_L4" and \
                     obj.get("http_policies"):
@@ -1144,6 +1156,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def version_string(self):
+        return "avisim"
+
     def do_GET(self):
         self.dispatch()
 
@@ -1225,8 +1240,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise ApiError(fault["status"], fault.get("body") or "",
                                    plain=True)
             with sim.lock:
-                status, out, resp_headers = self.route(sim, path, query, body,
-                                                       resp_headers)
+                try:
+                    status, out, resp_headers = self.route(
+                        sim, path, query, body, resp_headers)
+                except (ApiError, ResetConnection):
+                    raise
+                except Exception as e:  # a simulator bug: answer, log
+                    traceback.print_exc()
+                    raise ApiError(500, "avisim internal error: %s: %s"
+                                   % (type(e).__name__, e))
             ctype = "application/json"
         except ResetConnection:
             entry["status"] = 0
@@ -1450,73 +1472,80 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (UnicodeDecodeError, ValueError):
             return self.answer(400, b'{"error": "bad JSON"}',
                                "application/json")
+        try:
+            with sim.lock:
+                status, out = self.control_locked(sim, m, path, data)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            status, out = 400, {"error": "bad control request: %s" % e}
+        self.answer(status, json.dumps(out).encode(), "application/json")
+
+    def control_locked(self, sim, m, path, data):
         status, out = 200, {}
         base = self.base_url()
-        with sim.lock:
-            if path == "/_sim/state" and m == "GET":
-                out = {"objects": {t: [sim.render(t, o, base, True)
-                                       for o in objs.values()]
-                                   for t, objs in sim.objects.items()},
-                       "tenants": {u: o["name"] for u, o in
-                                   sim.objects.get("tenant", {}).items()},
-                       "sessions": len(sim.sessions)}
-            elif path == "/_sim/reset" and m == "POST":
-                sim.reset_config()
-                sim.reset_objects()
-                sim.sessions.clear()
-                sim.faults.clear()
-                sim.requests.clear()
-                sim.buckets.clear()
-                sim.save_state()
-            elif path == "/_sim/requests" and m == "GET":
-                out = {"requests": list(sim.requests)}
-            elif path == "/_sim/requests" and m == "DELETE":
-                sim.requests.clear()
-            elif path == "/_sim/faults" and m == "POST":
-                try:
-                    re.compile(data.get("path", ""))
-                except re.error as e:
-                    return self.answer(400, json.dumps(
-                        {"error": "bad path regex: %s" % e}).encode(),
-                        "application/json")
-                sim.fault_seq += 1
-                f = {"id": sim.fault_seq,
-                     "method": (data.get("method") or "*").upper()
-                     if data.get("method") != "*" else "*",
-                     "path": data.get("path", ""),
-                     "status": data.get("status"),
-                     "body": data.get("body", ""),
-                     "delay_ms": data.get("delay_ms", 0),
-                     "reset": bool(data.get("reset")),
-                     "times": int(data.get("times", 1)), "hits": 0}
-                sim.faults.append(f)
-                out = {"id": f["id"]}
-            elif path == "/_sim/faults" and m == "GET":
-                out = {"faults": sim.faults}
-            elif path == "/_sim/faults" and m == "DELETE":
-                sim.faults.clear()
-            elif path.startswith("/_sim/faults/") and m == "DELETE":
-                fid = path.rsplit("/", 1)[-1]
-                sim.faults[:] = [f for f in sim.faults
-                                 if str(f["id"]) != fid]
-            elif path == "/_sim/config" and m == "POST":
-                bad = set(data) - set(sim.config)
-                if bad:
-                    status, out = 400, {"error": "unknown config keys: %s"
-                                        % sorted(bad)}
-                else:
-                    sim.config.update(data)
-                    sim.buckets.clear()
-                    out = dict(sim.config)
-            elif path == "/_sim/config" and m == "GET":
-                out = dict(sim.config)
-            elif path == "/_sim/expire-sessions" and m == "POST":
-                sim.sessions.clear()
-            elif path == "/_sim/objects" and m == "POST":
-                status, out = self.seed(sim, data, base)
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object")
+        if path == "/_sim/state" and m == "GET":
+            out = {"objects": {t: [sim.render(t, o, base, True)
+                                   for o in objs.values()]
+                               for t, objs in sim.objects.items()},
+                   "tenants": {u: o["name"] for u, o in
+                               sim.objects.get("tenant", {}).items()},
+                   "sessions": len(sim.sessions)}
+        elif path == "/_sim/reset" and m == "POST":
+            sim.reset_config()
+            sim.reset_objects()
+            sim.sessions.clear()
+            sim.faults.clear()
+            sim.requests.clear()
+            sim.buckets.clear()
+            sim.save_state()
+        elif path == "/_sim/requests" and m == "GET":
+            out = {"requests": list(sim.requests)}
+        elif path == "/_sim/requests" and m == "DELETE":
+            sim.requests.clear()
+        elif path == "/_sim/faults" and m == "POST":
+            try:
+                re.compile(data.get("path", ""))
+            except re.error as e:
+                return 400, {"error": "bad path regex: %s" % e}
+            sim.fault_seq += 1
+            f = {"id": sim.fault_seq,
+                 "method": (data.get("method") or "*").upper()
+                 if data.get("method") != "*" else "*",
+                 "path": data.get("path", ""),
+                 "status": data.get("status"),
+                 "body": data.get("body", ""),
+                 "delay_ms": data.get("delay_ms", 0),
+                 "reset": bool(data.get("reset")),
+                 "times": int(data.get("times", 1)), "hits": 0}
+            sim.faults.append(f)
+            out = {"id": f["id"]}
+        elif path == "/_sim/faults" and m == "GET":
+            out = {"faults": sim.faults}
+        elif path == "/_sim/faults" and m == "DELETE":
+            sim.faults.clear()
+        elif path.startswith("/_sim/faults/") and m == "DELETE":
+            fid = path.rsplit("/", 1)[-1]
+            sim.faults[:] = [f for f in sim.faults
+                             if str(f["id"]) != fid]
+        elif path == "/_sim/config" and m == "POST":
+            bad = set(data) - set(sim.config)
+            if bad:
+                status, out = 400, {"error": "unknown config keys: %s"
+                                    % sorted(bad)}
             else:
-                status, out = 404, {"error": "unknown control path"}
-        self.answer(status, json.dumps(out).encode(), "application/json")
+                sim.config.update(data)
+                sim.buckets.clear()
+                out = dict(sim.config)
+        elif path == "/_sim/config" and m == "GET":
+            out = dict(sim.config)
+        elif path == "/_sim/expire-sessions" and m == "POST":
+            sim.sessions.clear()
+        elif path == "/_sim/objects" and m == "POST":
+            status, out = self.seed(sim, data, base)
+        else:
+            status, out = 404, {"error": "unknown control path"}
+        return status, out
 
     def seed(self, sim, data, base):
         t = data.get("type")

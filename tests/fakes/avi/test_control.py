@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -189,6 +190,34 @@ class ControlTest(SimTestCase):
         self.sim.control("POST", "/_sim/config", {"rate_limit": 0})
         self.assertEqual([self.c.get("/api/pool").status
                           for _ in range(20)], [200] * 20)
+
+
+class ConcurrencyTest(SimTestCase):
+
+    def test_parallel_writers(self):
+        errors = []
+        made = []
+
+        def worker(n):
+            try:
+                c = self.sim.client()
+                for i in range(15):
+                    o = c.create("pool", {"name": "w%d-%d" % (n, i)})
+                    made.append((o["uuid"], o["_last_modified"]))
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=worker, args=(n,))
+                   for n in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(made), 60)
+        self.assertEqual(len({u for u, _ in made}), 60)
+        self.assertEqual(len({lm for _, lm in made}), 60)
+        self.assertEqual(self.c.get("/api/pool?page_size=1").json()["count"],
+                         60)
 
 
 class StateFileTest(unittest.TestCase):

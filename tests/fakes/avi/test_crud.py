@@ -464,6 +464,27 @@ class CrudTest(SimTestCase):
             "vrf_context_ref": "/api/vrfcontext?name=blue"})
         self.assertEqual(r.status, 201, r.text)
 
+    def test_vh_child_needs_parent(self):
+        r = self.c.post("/api/virtualservice", {
+            "name": "child", "type": "VS_TYPE_VH_CHILD"})
+        self.assertEqual(r.status, 400)
+        normal = self.c.create("virtualservice", {"name": "normal"})
+        r = self.c.post("/api/virtualservice", {
+            "name": "child", "type": "VS_TYPE_VH_CHILD",
+            "vh_parent_vs_ref": normal["url"]})
+        self.assertEqual(r.status, 400)
+        self.c.create("virtualservice", {"name": "parent",
+                                         "type": "VS_TYPE_VH_PARENT"})
+        child = self.c.create("virtualservice", {
+            "name": "child", "type": "VS_TYPE_VH_CHILD",
+            "vh_parent_vs_ref": "/api/virtualservice?name=parent",
+            "vh_domain_name": ["a.example.com"]})
+        self.assertNotIn("vrf_context_ref", child)
+        r = self.c.delete(path_of(child["vh_parent_vs_ref"]))
+        self.assertEqual((r.status, r.error),
+                         (403, "Cannot delete, object is referred by: "
+                          "['VirtualService child']"))
+
     def test_vip_id_change(self):
         v = self.c.create("vsvip", {"name": "v", "vip": [
             {"ip_address": {"addr": "1.1.1.1", "type": "V4"}}]})
