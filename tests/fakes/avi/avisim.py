@@ -937,8 +937,6 @@ class Simulator:
                 if not isinstance(op, dict):
                     raise ApiError(400, "json_patch entries must be objects")
                 json_pointer_apply(cur, op)
-        if t == "sslkeyandcertificate":
-            cur.pop("key", None) if cur.get("key") == "<sensitive>" else None
         # The merged object is re-validated as a whole; only the patch
         # payload was version-checked.
         self.replace(t, u, cur, ctx, check_version=False, stale_check=False)
@@ -1359,6 +1357,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         write = m in ("POST", "PUT", "PATCH", "DELETE")
         sid, hs = self.authenticate(sim, write)
         t, u = mm.group(1), mm.group(2)
+        if t in ("systemconfiguration", "controllerproperties") and \
+                u is None:
+            if m != "GET":
+                raise ApiError(403, "Cannot modify %s in avisim" % t)
+            return 200, self.singleton(sim, t), hs
         if t == "user-token" and m == "POST":
             tok = secrets.token_hex(20)
             sim.tokens.add(tok)
@@ -1408,6 +1411,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise ApiError(405, 'Method "%s" not allowed.' % m)
         return 200, sim.render(t, sim.objects[t][u], base, True,
                                ctx["out_version"]), hs
+
+    def singleton(self, sim, t):
+        base = self.base_url()
+        if t == "systemconfiguration":
+            pc = sim.login_body()["system_config"]["portal_configuration"]
+            return {"uuid": "default", "url": base + "/api/systemconfiguration",
+                    "portal_configuration": pc}
+        cfg = sim.config
+        return {"uuid": "default", "url": base + "/api/controllerproperties",
+                "api_idle_timeout": max(1, int(cfg["session_idle_timeout"]
+                                               // 60)),
+                "portal_request_rate_limit": int(cfg["rate_limit"]),
+                "portal_request_burst_limit": int(cfg["burst"] or
+                                                  cfg["rate_limit"])}
 
     def check_writable_type(self, sim, t):
         if t in SYSTEM_ONLY_TYPES:

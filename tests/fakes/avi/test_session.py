@@ -180,6 +180,15 @@ class SessionTest(SimTestCase):
         r = self.c.get("/api/pool", headers={"X-Avi-Version": "20.1.1"})
         self.assertEqual(r.headers["AVI_API_VERSION"], "20.1.1")
 
+    def test_singletons(self):
+        r = self.c.get("/api/systemconfiguration")
+        self.assertEqual(r.status, 200)
+        self.assertIs(r.json()["portal_configuration"][
+            "allow_basic_authentication"], False)
+        r = self.c.get("/api/controllerproperties")
+        self.assertEqual(r.json()["api_idle_timeout"], 15)
+        self.assertEqual(r.json()["portal_request_rate_limit"], 0)
+
     def test_https_verified_with_generated_ca(self):
         c = self.sim.client("https")
         self.assertEqual(c.get("/api/cloud").status, 200)
