@@ -115,7 +115,8 @@ def main():
     for f in files:
         with open(f, encoding="utf-8") as fh:
             doc = json.load(fh)
-        if "definitions" not in doc:
+        if not isinstance(doc, dict) or "swagger" not in doc or \
+                "definitions" not in doc:
             continue
         version = version or doc.get("info", {}).get("version")
         obj = os.path.splitext(os.path.basename(f))[0]
