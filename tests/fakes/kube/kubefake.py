@@ -1481,8 +1481,14 @@ class Handler(BaseHTTPRequestHandler):
             if self.url.path.startswith("/_fake/"):
                 return self.control()
             try:
+                auth_error = None
+                try:
+                    self.authenticate()
+                except ApiError as e:
+                    auth_error = e
                 self.apply_faults()
-                self.authenticate()
+                if auth_error is not None:
+                    raise auth_error
                 self.route()
             except ApiError as e:
                 self.send_json(e.code, e.status(), e.headers)
