@@ -1461,7 +1461,8 @@ class Handler(BaseHTTPRequestHandler):
             srv.requests.append({
                 "time": time.time(), "method": self.command,
                 "path": self.url.path, "query": self.url.query,
-                "user": self.user, "status": getattr(self, "status_sent", 0),
+                "user": self.user, "auth": getattr(self, "auth", "none"),
+                "status": getattr(self, "status_sent", 0),
                 "contentType": self.headers.get("Content-Type", ""),
                 "accept": self.headers.get("Accept", ""), "body": body})
             if len(srv.requests) > 20000:
@@ -1473,6 +1474,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query = dict(urllib.parse.parse_qsl(self.url.query,
                                                  keep_blank_values=True))
         self.user = None
+        self.auth = "none"
         self.status_sent = 0
         self.logged = False
         self.body_bytes = b""
@@ -1566,6 +1568,7 @@ class Handler(BaseHTTPRequestHandler):
                     elif k == "organizationName":
                         orgs.append(v)
             if cn:
+                self.auth = "cert"
                 self.user = cn
                 self.groups = srv.user_groups(cn, orgs)
                 return
@@ -1575,6 +1578,7 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 found = srv.static_tokens().get(tok)
             if found:
+                self.auth = "token"
                 self.user = found[0]
                 self.groups = srv.user_groups(found[0], found[1])
                 return
