@@ -659,6 +659,9 @@ class Server:
         self.ip_next = 1
         self.port = None
         self.state_file = os.path.join(args.state_dir, "state.json")
+        self.journal_file = os.path.join(args.state_dir, "journal.jsonl")
+        self.pending = []          # journal lines not yet written
+        self.journal_lines = 0
         self.pki = os.path.join(args.state_dir, "pki")
         self.dirty = False
 
@@ -682,7 +685,37 @@ class Server:
         self.ip_next = st.get("ip_next", 1)
         self.port = st.get("port")
         self.gone_mode = st.get("gone_mode", "event")
+        self.replay_journal()
         return True
+
+    def replay_journal(self):
+        """Apply the events written since the last snapshot."""
+        try:
+            with open(self.journal_file) as f:
+                lines = f.readlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                j = json.loads(line)
+            except ValueError:       # a torn last line after a crash
+                break
+            e = Event(j["rv"], j["type"], j["skey"], j["obj"], j["prev"])
+            if e.rv <= self.rv:
+                continue
+            m = e.obj["metadata"]
+            key = (m.get("namespace", ""), m["name"])
+            store = self.objects.setdefault(e.skey, {})
+            if e.type == "DELETED":
+                store.pop(key, None)
+            else:
+                store[key] = e.obj
+            self.rv = e.rv
+            self.ip_next = j.get("ip_next", self.ip_next)
+            self.history.append(e)
+            while len(self.history) > self.history_max:
+                self.compacted = self.history.pop(0).rv
+        self.journal_lines = len(lines)
 
     def save(self):
         st = {"rv": self.rv, "compacted": self.compacted,
@@ -695,6 +728,14 @@ class Server:
         with open(tmp, "w") as f:
             json.dump(st, f, separators=(",", ":"))
         os.replace(tmp, self.state_file)
+        # the snapshot holds everything: start a new journal
+        try:
+            os.unlink(self.journal_file)
+        except OSError:
+            pass
+        self.pending = []
+        self.journal_lines = 0
+        self.dirty = False
 
     def initial_state(self):
         for ns in ("default", "kube-system", "kube-public"):
@@ -822,13 +863,21 @@ class Server:
         while len(self.history) > self.history_max:
             old = self.history.pop(0)
             self.compacted = old.rv
-        self.dirty = True
+        j = ev.to_json()
+        j["ip_next"] = self.ip_next
+        self.pending.append(json.dumps(j, separators=(",", ":")) + "\n")
         self.cond.notify_all()
 
     def commit(self):
-        if self.dirty:
+        """Persist: journal lines for events, a snapshot now and then."""
+        if self.dirty or self.journal_lines + len(self.pending) > 2000:
             self.save()
-            self.dirty = False
+            return
+        if self.pending:
+            with open(self.journal_file, "a") as f:
+                f.write("".join(self.pending))
+            self.journal_lines += len(self.pending)
+            self.pending = []
 
     def view(self, rt, obj):
         """The stored object as the requested version shows it."""
@@ -2080,7 +2129,7 @@ class Handler(BaseHTTPRequestHandler):
                     stop = True
                 else:
                     stop = False
-                    i = bisect_right([e.rv for e in srv.history], pos)
+                    i = bisect_right(srv.history, pos, key=lambda e: e.rv)
                     for e in srv.history[i:]:
                         pos = e.rv
                         ev = self._filter(rt, ns, lsel, fsel, e)
