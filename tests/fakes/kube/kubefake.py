@@ -684,7 +684,6 @@ class Server:
                                st.get("tokens", {}).items()}
         self.ip_next = st.get("ip_next", 1)
         self.port = st.get("port")
-        self.gone_mode = st.get("gone_mode", "event")
         self.replay_journal()
         return True
 
@@ -722,8 +721,7 @@ class Server:
               "objects": {k: list(v.values()) for k, v in self.objects.items()},
               "history": [e.to_json() for e in self.history],
               "tokens": {k: list(v) for k, v in self.dynamic_tokens.items()},
-              "ip_next": self.ip_next, "port": self.port,
-              "gone_mode": self.gone_mode}
+              "ip_next": self.ip_next, "port": self.port}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
             json.dump(st, f, separators=(",", ":"))
@@ -1006,9 +1004,11 @@ class Server:
         self.record("ADDED", rt, obj, None)
         return self.view(rt, obj)
 
-    def _crd_status(self, crd):
+    def _crd_status(self, crd, old=None):
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
+        if old and old.get("conditions"):
+            return dict(old, acceptedNames=names)
         return {"acceptedNames": names,
                 "storedVersions": [v["name"] for v in spec.get("versions", [])
                                    if v.get("storage")],
@@ -1081,7 +1081,7 @@ class Server:
             obj["kind"] = rt.kind
             self._defaults(rt, obj, old)
             if rt.skey == "apiextensions.k8s.io/customresourcedefinitions":
-                obj["status"] = self._crd_status(obj)
+                obj["status"] = self._crd_status(obj, old.get("status"))
         obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         obj["apiVersion"] = old["apiVersion"] if sub == "status" else \
             obj["apiVersion"]

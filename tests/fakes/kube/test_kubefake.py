@@ -217,6 +217,82 @@ class Shared(unittest.TestCase):
         st, cur = self.req("GET", LEASES % ns + "/amc")
         self.assertEqual(cur["spec"]["holderIdentity"], "pod-a")
 
+    def test_builtin_kinds(self):
+        ns = self.ns("kinds")
+        cases = [
+            ("/api/v1/namespaces/%s/endpoints", "Endpoints", "EndpointsList",
+             {"subsets": [{"addresses": [{"ip": "10.1.0.1"}]}]}),
+            ("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices",
+             "EndpointSlice", "EndpointSliceList",
+             {"addressType": "IPv4", "endpoints": []}),
+            ("/api/v1/namespaces/%s/pods", "Pod", "PodList",
+             {"spec": {"containers": [{"name": "c", "image": "i"}]}}),
+            ("/api/v1/namespaces/%s/events", "Event", "EventList",
+             {"reason": "Synced", "message": "ok"}),
+            ("/apis/events.k8s.io/v1/namespaces/%s/events", "Event",
+             "EventList", {"reason": "Synced", "note": "ok"}),
+            ("/api/v1/namespaces/%s/secrets", "Secret", "SecretList",
+             {"type": "kubernetes.io/tls",
+              "stringData": {"tls.crt": "CERT"}}),
+            ("/apis/networking.istio.io/v1beta1/namespaces/%s/gateways",
+             "Gateway", "GatewayList", {"spec": {"servers": []}}),
+            ("/apis/networking.istio.io/v1alpha3/namespaces/%s/"
+             "destinationrules", "DestinationRule", "DestinationRuleList",
+             {"spec": {"host": "web"}}),
+            ("/apis/networking.istio.io/v1/namespaces/%s/serviceentries",
+             "ServiceEntry", "ServiceEntryList", {"spec": {"hosts": ["x"]}}),
+        ]
+        for path, kind, list_kind, extra in cases:
+            body = dict(extra, metadata={"name": "k1"})
+            st, o = self.req("POST", path % ns, body)
+            self.assertEqual((st, o["kind"]), (201, kind), (path, o))
+            st, lst = self.req("GET", path % ns)
+            self.assertEqual((lst["kind"], len(lst["items"])),
+                             (list_kind, 1), path)
+        st, sec = self.req("GET", "/api/v1/namespaces/%s/secrets/k1" % ns)
+        self.assertEqual(sec["data"], {"tls.crt": "Q0VSVA=="})
+        self.assertNotIn("stringData", sec)
+        # events.k8s.io and core events are stored apart
+        st, lst = self.req("GET", "/api/v1/namespaces/%s/events" % ns)
+        self.assertEqual(lst["items"][0]["message"], "ok")
+        # dryRun writes nothing
+        st, o = self.req("POST", CM % ns + "?dryRun=All",
+                         {"metadata": {"name": "dry"}})
+        self.assertEqual(st, 201)
+        self.assertEqual(self.req("GET", CM % ns + "/dry")[0], 404)
+        # deleting the namespace deletes its objects
+        st, _ = self.req("DELETE", "/api/v1/namespaces/" + ns)
+        self.assertEqual(st, 200)
+        st, lst = self.req("GET", "/api/v1/pods?fieldSelector="
+                           "metadata.namespace%3D" + ns)
+        self.assertEqual(lst["items"], [])
+
+    def test_finalizers_delay_delete(self):
+        ns = self.ns("fin")
+        st, o = self.req("POST", CM % ns, {"metadata": {
+            "name": "f", "finalizers": ["example.com/hold"]}})
+        rv = o["metadata"]["resourceVersion"]
+        with self.kf.watch(CM % ns + "?watch=1&fieldSelector=metadata.name"
+                           "%3Df&resourceVersion=" + rv) as w:
+            st, d = self.req("DELETE", CM % ns + "/f")
+            self.assertEqual(st, 200)
+            self.assertIn("deletionTimestamp", d["metadata"])
+            ev = w.next_event()
+            self.assertEqual(ev["type"], "MODIFIED")
+            st, g = self.req("GET", CM % ns + "/f")
+            self.assertEqual(st, 200)
+            st, _ = self.req("PATCH", CM % ns + "/f",
+                             {"metadata": {"finalizers": None}},
+                             ctype="application/merge-patch+json")
+            self.assertEqual(st, 200)
+            self.assertEqual(w.next_event()["type"], "DELETED")
+        self.assertEqual(self.req("GET", CM % ns + "/f")[0], 404)
+        # delete preconditions
+        st, o = self.req("POST", CM % ns, {"metadata": {"name": "p"}})
+        st, e = self.req("DELETE", CM % ns + "/p", {
+            "preconditions": {"resourceVersion": "1"}})
+        self.assertEqual((st, e["reason"]), (409, "Conflict"))
+
     # ---- status subresource and patches
 
     def test_status_subresource_crd(self):
@@ -517,6 +593,21 @@ class Shared(unittest.TestCase):
         self.assertEqual([r["status"] for r in mine], [503, 200, -1, 200])
         self.assertEqual(mine[0]["user"], "admin")
         self.assertEqual(mine[0]["method"], "GET")
+
+
+class Versions(unittest.TestCase):
+    def test_istio_versions_option(self):
+        with KubeFake("--istio-versions", "v1alpha3,v1beta1") as kf:
+            st, apis, _ = kf.request("GET", "/apis")
+            g = [x for x in apis["groups"]
+                 if x["name"] == "networking.istio.io"][0]
+            self.assertEqual([v["version"] for v in g["versions"]],
+                             ["v1beta1", "v1alpha3"])
+            self.assertEqual(g["preferredVersion"]["version"], "v1beta1")
+            self.assertEqual(kf.request("GET", "/apis/networking.istio.io/"
+                                        "v1")[0], 404)
+            self.assertEqual(kf.request("GET", VS.replace("/v1/", "/v1beta1/")
+                                        % "default")[0], 200)
 
 
 class Auth(unittest.TestCase):
