@@ -237,8 +237,8 @@ void amc_grpc_call_free(amc_grpc_call_t *c) {
   if (c->h2 && c->stream_id > 0 && !c->ended)
     nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, c->stream_id,
                               NGHTTP2_CANCEL);
+  c->ended = 1; /* no on_end from here on, not even for our own RST */
   flush(c);
-  c->ended = 1;
   c->freed = 1;
   if (c->gai_pending)
     uv_cancel((uv_req_t *)&c->gai);

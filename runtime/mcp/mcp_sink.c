@@ -16,7 +16,7 @@ static char *dup_or_null(const char *p) { return p ? strdup(p) : NULL; }
 void amc_mcp_sink_event(amc_mcp_sink_t *s, const char *event,
                         const char *detail) {
   amc_log(strcmp(event, "connected") == 0 ? AMC_INFO : AMC_WARN,
-          "mcp.stream", AMC_S("event", event), AMC_S("url", s->o.url),
+          "mcp.stream", AMC_S("what", event), AMC_S("url", s->o.url),
           AMC_S("detail", detail ? detail : ""));
   if (s->ops.on_event)
     s->ops.on_event(s->ud, event, detail ? detail : "");
