@@ -88,4 +88,23 @@ void amc_fs_source_rescan(amc_fs_source_t *s);
 /* Stops watching and frees the source once its handles are closed. */
 void amc_fs_source_close(amc_fs_source_t *s);
 
+/* ------------------------------------------------------------------------ */
+/* The standard parser: YAML/JSON files through the loader (loader.h).
+ * Objects are emitted as canonical JSON (json.h) without `status`,
+ * `metadata.managedFields` and the kubectl last-applied annotation, exactly
+ * what store.h keeps, so they can go to amc_store_put_json(). Objects
+ * without a namespace get `default_namespace` (cluster-scoped kinds
+ * excepted, as the loader decides). */
+#include <lua.h>
+
+typedef struct {
+  lua_State *L;                  /* a plain state with the base libraries */
+  const char *default_namespace; /* NULL: leave objects as they are */
+} amc_fs_loader_t;
+
+/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. */
+int amc_fs_parse_loader(void *parse_data, const char *path,
+                        amc_fs_emit_fn emit, void *ctx, char *err,
+                        size_t errlen);
+
 #endif
