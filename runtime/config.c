@@ -61,16 +61,20 @@ static const opt_t opts[] = {
      "file holding the AVI password", 0},
     {"avi-version", "CTRL_VERSION", T_STR, O(avi_version), "22.1.6", "VER",
      "AVI API version (X-Avi-Version)", 0},
-    {"avi-tenant", NULL, T_STR, O(avi_tenant), "admin", "TENANT",
-     "AVI tenant", 0},
+    {"avi-tenant", NULL, T_STR, O(avi_tenant), NULL, "TENANT",
+     "AVI tenant (overrides the settings file; its default: admin)", 0},
     {"avi-ca-file", NULL, T_STR, O(avi_ca_file), NULL, "FILE",
      "CA bundle to verify the AVI controller's certificate", 0},
     {"avi-insecure", NULL, T_BOOL, O(avi_insecure), "false", NULL,
      "do not verify the AVI controller's TLS certificate (logged)", 0},
-    {"cloud", "CLOUD_NAME", T_STR, O(cloud_name), "Default-Cloud", "NAME",
-     "AVI cloud for the virtual services", 0},
-    {"cluster", "CLUSTER_NAME", T_STR, O(cluster_name), "cluster", "NAME",
-     "cluster name, part of every AVI object name and owner marker", 0},
+    {"cloud", "CLOUD_NAME", T_STR, O(cloud_name), NULL, "NAME",
+     "AVI cloud for the virtual services (overrides the settings file; its "
+     "default: Default-Cloud)",
+     0},
+    {"cluster", "CLUSTER_NAME", T_STR, O(cluster_name), NULL, "NAME",
+     "cluster name, part of every AVI object name and owner marker "
+     "(overrides the settings file; its default: default)",
+     0},
     {"istio-enabled", "ISTIO_ENABLED", T_BOOL, O(istio_enabled), "true", NULL,
      "translate Istio objects (false: gateways are not programmed)", 0},
     {"dry-run", NULL, T_BOOL, O(dry_run), "false", NULL,
@@ -389,7 +393,8 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
              c->log_format);
     return -1;
   }
-  if (!c->cluster_name[0] || strlen(c->cluster_name) > 64) {
+  if (c->cluster_name &&
+      (!c->cluster_name[0] || strlen(c->cluster_name) > 64)) {
     snprintf(err, errlen, "cluster: the name must be 1..64 characters");
     return -1;
   }
@@ -398,6 +403,36 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------------ */
 /* API */
+
+/* Prints `text` word-wrapped to `width` columns, indented by `indent`. */
+static void wrap(FILE *out, const char *text, int indent, int width) {
+  int col = 0;
+  const char *p = text;
+  while (*p) {
+    while (*p == ' ')
+      p++;
+    const char *w = p;
+    while (*p && *p != ' ')
+      p++;
+    int len = (int)(p - w);
+    if (len == 0)
+      break;
+    if (col > 0 && col + 1 + len > width) {
+      fputc('\n', out);
+      col = 0;
+    }
+    if (col == 0) {
+      fprintf(out, "%*s", indent, "");
+      col = indent;
+    } else {
+      fputc(' ', out);
+      col++;
+    }
+    fwrite(w, 1, (size_t)len, out);
+    col += len;
+  }
+  fputc('\n', out);
+}
 
 void amc_config_usage(FILE *out) {
   fprintf(out,
@@ -412,25 +447,24 @@ void amc_config_usage(FILE *out) {
           "Options (flag / environment variable / default):\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];
-    char flag[64];
     if (o->metavar)
-      snprintf(flag, sizeof flag, "--%s %s", o->name, o->metavar);
+      fprintf(out, "  --%s %s", o->name, o->metavar);
     else
-      snprintf(flag, sizeof flag, "--%s", o->name);
-    fprintf(out, "  %-32s %s\n", flag, o->help);
-    if (o->env || o->def) {
-      fprintf(out, "  %-32s", "");
-      if (o->env)
-        fprintf(out, " env %s", o->env);
-      if (o->def)
-        fprintf(out, "%s default %s", o->env ? ";" : "", o->def);
-      fputc('\n', out);
-    }
+      fprintf(out, "  --%s", o->name);
+    if (o->env)
+      fprintf(out, "   (env %s)", o->env);
+    fputc('\n', out);
+    amc_buf_t text = AMC_BUF_INIT;
+    amc_buf_puts(&text, o->help);
+    if (o->def)
+      amc_buf_printf(&text, " [default: %s]", o->def);
+    wrap(out, text.data, 6, 78);
+    amc_buf_free(&text);
   }
-  fprintf(out,
-          "  %-32s %s\n  %-32s %s\n\n", "--config FILE",
-          "YAML/JSON mapping of the options above (keys without --)",
-          "--help", "this text");
+  fprintf(out, "  --config FILE\n");
+  wrap(out, "YAML/JSON mapping of the options above (keys without --)", 6,
+       78);
+  fprintf(out, "  --help\n      this text\n\n");
   fprintf(out,
           "Precedence: flags, then environment, then the config file, then "
           "defaults.\nBoolean flags take no value (--dry-run) or "
