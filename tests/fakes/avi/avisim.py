@@ -453,6 +453,8 @@ class Simulator:
             # 404 for an unresolvable uuid ref, 400 for a by-name ref.
             "ref_not_found_status_uuid": 404,
             "ref_not_found_status_name": 400,
+            # A pool may serve only one virtual service at a time.
+            "pool_single_vs": True,
             # After a DELETE, POSTs reusing the name get 409 this long.
             "deleted_name_hold_ms": 0,
         }
@@ -789,6 +791,23 @@ class Simulator:
                         raise ApiError(400, "VRF Context for %s and pool %s "
                                        "different" % (obj.get("name"),
                                                       pool.get("name")))
+            if self.config["pool_single_vs"]:
+                self.check_pool_sharing(obj, existing)
+
+    def check_pool_sharing(self, vs, existing):
+        """A pool serves one virtual service at a time (AVI docs)."""
+        mine = {p["uuid"] for p in self.vs_pools(vs)}
+        if not mine:
+            return
+        me = (existing or {}).get("uuid")
+        for u, other in self.objects.get("virtualservice", {}).items():
+            if u == me:
+                continue
+            for p in self.vs_pools(other):
+                if p["uuid"] in mine:
+                    raise ApiError(400, "Pool %s is already used by "
+                                   "VirtualService %s"
+                                   % (p.get("name"), other.get("name")))
 
     def vs_pools(self, vs):
         pools = []

@@ -464,6 +464,25 @@ class CrudTest(SimTestCase):
             "vrf_context_ref": "/api/vrfcontext?name=blue"})
         self.assertEqual(r.status, 201, r.text)
 
+    def test_pool_serves_one_vs(self):
+        self.c.create("pool", {"name": "p"})
+        self.c.create("poolgroup", {"name": "pg", "members": [
+            {"pool_ref": "/api/pool?name=p"}]})
+        self.c.create("virtualservice", {"name": "vs1",
+                                         "pool_ref": "/api/pool?name=p"})
+        r = self.c.post("/api/virtualservice", {
+            "name": "vs2", "pool_group_ref": "/api/poolgroup?name=pg"})
+        self.assertEqual((r.status, r.error),
+                         (400, "Pool p is already used by VirtualService "
+                          "vs1"))
+        # updating vs1 itself is fine; the check can be switched off
+        vs1 = self.c.get("/api/virtualservice?name=vs1").json()["results"][0]
+        self.assertEqual(self.c.put(path_of(vs1["url"]), vs1).status, 200)
+        self.sim.control("POST", "/_sim/config", {"pool_single_vs": False})
+        r = self.c.post("/api/virtualservice", {
+            "name": "vs2", "pool_group_ref": "/api/poolgroup?name=pg"})
+        self.assertEqual(r.status, 201)
+
     def test_vh_child_needs_parent(self):
         r = self.c.post("/api/virtualservice", {
             "name": "child", "type": "VS_TYPE_VH_CHILD"})
