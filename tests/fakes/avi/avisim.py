@@ -1683,6 +1683,8 @@ def parse_args(argv):
     p.add_argument("--tenant", action="append",
                    help="create this tenant at start (repeatable)")
     p.add_argument("--log")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="exit when the parent process goes away (tests)")
     return p.parse_args(argv)
 
 
@@ -1719,8 +1721,10 @@ def main(argv):
         write_port_file(args.port_file, info)
     else:
         print(json.dumps(info), flush=True)
+    parent = os.getppid()
     while not stop.wait(0.5):
-        pass
+        if args.exit_with_parent and os.getppid() != parent:
+            break
     for s in servers:
         s.shutdown()
         s.server_close()

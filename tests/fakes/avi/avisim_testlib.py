@@ -31,7 +31,8 @@ class SimProcess:
         self.state_file = state_file
         self.clients = []
         cmd = [PYTHON, AVISIM, "--port-file", self.port_file,
-               "--password", PASSWORD, "--log", self.log]
+               "--password", PASSWORD, "--log", self.log,
+               "--exit-with-parent"]
         if not https:
             cmd.append("--no-https")
         if state_file:
