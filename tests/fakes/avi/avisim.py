@@ -630,8 +630,8 @@ class Simulator:
                     s += "#" + n
             return s
         self.walker.map_refs(dn, out, fix)
-        if "tenant_ref" in out and (dn is None or
-                                    "tenant_ref" not in self.schema.fields(dn)):
+        if "tenant_ref" in out and \
+                (dn is None or "tenant_ref" not in self.schema.fields(dn)):
             out["tenant_ref"] = fix(out["tenant_ref"], "tenant")
         out["url"] = fix(out["url"], t)
         if version is not None and dn:
@@ -1435,7 +1435,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         base = self.base_url()
         if t == "systemconfiguration":
             pc = sim.login_body()["system_config"]["portal_configuration"]
-            return {"uuid": "default", "url": base + "/api/systemconfiguration",
+            return {"uuid": "default",
+                    "url": base + "/api/systemconfiguration",
                     "portal_configuration": pc}
         cfg = sim.config
         return {"uuid": "default", "url": base + "/api/controllerproperties",

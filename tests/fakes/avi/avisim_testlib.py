@@ -42,7 +42,8 @@ class SimProcess:
         deadline = time.monotonic() + 20
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None:
-                raise RuntimeError("avisim exited with %s" % self.proc.returncode)
+                raise RuntimeError("avisim exited with %s"
+                                   % self.proc.returncode)
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("avisim did not write its port file")
@@ -130,7 +131,8 @@ class Client:
                 csrf=True, referer=True, cookies=True, version=True):
         h = {}
         if cookies and self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            h["Cookie"] = "; ".join("%s=%s" % kv
+                                    for kv in self.cookies.items())
         if csrf and self.csrf:
             h["X-CSRFToken"] = self.csrf
         if referer:

@@ -45,7 +45,8 @@ class CrudTest(SimTestCase):
             "tenant": ["admin"],
         }
         for t, names in expected.items():
-            got = [o["name"] for o in self.c.get("/api/" + t).json()["results"]]
+            got = [o["name"]
+                   for o in self.c.get("/api/" + t).json()["results"]]
             self.assertEqual(sorted(got), sorted(names), t)
         admin = self.c.get("/api/tenant/admin").json()
         self.assertEqual(admin["uuid"], "admin")
@@ -168,7 +169,8 @@ class CrudTest(SimTestCase):
 
     def test_unresolvable_references(self):
         r = self.c.post("/api/poolgroup", {"name": "pg", "members": [
-            {"pool_ref": "/api/pool/pool-00000000-0000-4000-8000-000000000000"}]})
+            {"pool_ref":
+             "/api/pool/pool-00000000-0000-4000-8000-000000000000"}]})
         self.assertEqual((r.status, r.error), (404, "Pool object not found!"))
         r = self.c.post("/api/virtualservice", {
             "name": "vs", "vsvip_ref": "/api/vsvip?name=missing"})
@@ -366,9 +368,9 @@ class CrudTest(SimTestCase):
                                "services": [{"port": 443,
                                              "enable_ssl": True}],
                                "pool_group_ref": "/api/poolgroup?name=o",
-                               "http_policies": [{"index": 11,
-                                                  "http_policy_set_ref":
-                                                  "/api/httppolicyset?name=o"}],
+                               "http_policies": [{
+                                   "index": 11, "http_policy_set_ref":
+                                   "/api/httppolicyset?name=o"}],
                                "ssl_key_and_certificate_refs": [
                                    "/api/sslkeyandcertificate?name=o"]},
             "stringgroup": {"name": "o", "type": "SG_TYPE_STRING",
