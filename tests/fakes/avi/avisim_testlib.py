@@ -206,6 +206,7 @@ class SimTestCase(unittest.TestCase):
 
     sim_args = ()
     https = False
+    scheme = "http"   # of self.c; "https" needs https = True
 
     @classmethod
     def setUpClass(cls):
@@ -220,7 +221,7 @@ class SimTestCase(unittest.TestCase):
     def setUp(self):
         status, _ = self.sim.control("POST", "/_sim/reset", {})
         self.assertEqual(status, 200)
-        self.c = self.sim.client()
+        self.c = self.sim.client(self.scheme)
 
     def tearDown(self):
         for c in self.sim.clients:
@@ -228,7 +229,8 @@ class SimTestCase(unittest.TestCase):
         self.sim.clients.clear()
 
     def base(self):
-        return "http://127.0.0.1:%d" % self.sim.ports["http"]
+        return "%s://127.0.0.1:%d" % (self.scheme,
+                                      self.sim.ports[self.scheme])
 
 
 def main():

@@ -522,5 +522,12 @@ class CrudTest(SimTestCase):
         self.assertEqual(r.json()["vip"][0]["vip_id"], "0")
 
 
+class CrudTestHTTPS(CrudTest):
+    """The same tests over HTTPS (certificate verified with the port file's
+    CA); URLs, Location and refs then use https://."""
+    https = True
+    scheme = "https"
+
+
 if __name__ == "__main__":
     main()
