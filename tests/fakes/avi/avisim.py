@@ -1157,6 +1157,20 @@ class Simulator:
         }
 
 
+SECRET_KEYS = {"key", "key_passphrase", "password", "token", "secret",
+               "shared_secret", "secret_access_key"}
+
+
+def redact(v):
+    """A copy of a request body with secret-looking values hidden."""
+    if isinstance(v, dict):
+        return {k: "<redacted>" if k in SECRET_KEYS and isinstance(x, str)
+                else redact(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [redact(x) for x in v]
+    return v
+
+
 def truthy(v):
     return v is not None and v.lower() not in ("false", "0", "no")
 
@@ -1239,7 +1253,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                  "path": path, "query": query,
                  "tenant": self.headers.get("X-Avi-Tenant") or
                  self.headers.get("X-Avi-Tenant-UUID") or "admin",
+                 "avi_version": self.headers.get("X-Avi-Version"),
                  "status": None}
+        if path.startswith("/api/") and body and \
+                self.command in ("POST", "PUT", "PATCH"):
+            try:
+                entry["body"] = redact(json.loads(body.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError):
+                entry["body"] = None
         resp_headers = []
         try:
             with sim.lock:
