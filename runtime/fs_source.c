@@ -618,8 +618,11 @@ static int on_loaded(lua_State *L, const char *source, void *data, char *err,
   loader_ctx_t *lc = data;
   int top = lua_gettop(L);
   int obj = top;
-  /* Strip what the store strips; the table is ours to change. */
-  clear_field(L, obj, "status");
+  /* Strip what the store strips (store.h); the table is ours to change.
+   * A Pod's status (podIP, readiness) is kept: rules read it. */
+  const char *kind0 = str_field(L, obj, "kind");
+  if (!kind0 || strcmp(kind0, "Pod") != 0)
+    clear_field(L, obj, "status");
   lua_getfield(L, obj, "metadata");
   int md = lua_gettop(L);
   clear_field(L, md, "managedFields");

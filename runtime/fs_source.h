@@ -90,8 +90,8 @@ void amc_fs_source_close(amc_fs_source_t *s);
 
 /* ------------------------------------------------------------------------ */
 /* The standard parser: YAML/JSON files through the loader (loader.h).
- * Objects are emitted as canonical JSON (json.h) without `status`,
- * `metadata.managedFields` and the kubectl last-applied annotation, exactly
+ * Objects are emitted as canonical JSON (json.h) without `status` (Pods
+ * keep theirs), `metadata.managedFields` and the kubectl last-applied annotation, exactly
  * what store.h keeps, so they can go to amc_store_put_json(). Objects
  * without a namespace get `default_namespace` (cluster-scoped kinds
  * excepted, as the loader decides). */
