@@ -247,7 +247,9 @@ static void queue_all(amc_controller_t *c, int initial) {
 }
 
 static void maybe_start_processing(amc_controller_t *c) {
-  if (c->processing || c->stopping || !c->engine)
+  /* No source registered yet: nothing is known, so nothing may start (an
+   * initial pass over an empty store would gc everything). */
+  if (c->processing || c->stopping || !c->engine || c->n_sources == 0)
     return;
   for (int i = 0; i < c->n_sources; i++) {
     if (!c->sources[i].synced)
@@ -803,6 +805,36 @@ static int dr_delete_visit(const char *tn, void *value, void *data) {
   return 0;
 }
 
+/* Prints `json` with the values of private fields ("key",
+ * "key_passphrase", "password", ...) replaced: dry-run output is a log. */
+static void put_redacted(FILE *out, const char *json) {
+  static const char *secret[] = {"\"key\":\"", "\"key_passphrase\":\"",
+                                 "\"password\":\"", "\"passphrase\":\"",
+                                 NULL};
+  const char *p = json;
+  while (*p) {
+    const char *hit = NULL;
+    size_t hl = 0;
+    for (int i = 0; secret[i]; i++) {
+      const char *h = strstr(p, secret[i]);
+      if (h && (!hit || h < hit)) {
+        hit = h;
+        hl = strlen(secret[i]);
+      }
+    }
+    if (!hit) {
+      fputs(p, out);
+      return;
+    }
+    fwrite(p, 1, (size_t)(hit - p) + hl, out);
+    fputs("<sensitive>\"", out);
+    const char *q = hit + hl;
+    while (*q && *q != '"')
+      q += (*q == '\\' && q[1]) ? 2 : 1;
+    p = *q ? q + 1 : q;
+  }
+}
+
 static void dr_sync(void *sink, amc_controller_t *c, const char *key,
                     const amc_translation_t *t) {
   amc_dry_run_t *d = sink;
@@ -823,10 +855,14 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
     amc_strmap_put(next, tn.data, dg, NULL);
     uint64_t *old = prev ? amc_strmap_get(prev, tn.data) : NULL;
     if (!old) {
-      fprintf(d->out, "dry-run: POST %s %s %s\n", o->type, o->name, o->json);
+      fprintf(d->out, "dry-run: POST %s %s ", o->type, o->name);
+      put_redacted(d->out, o->json);
+      fputc('\n', d->out);
       calls++;
     } else if (*old != *dg) {
-      fprintf(d->out, "dry-run: PUT %s %s %s\n", o->type, o->name, o->json);
+      fprintf(d->out, "dry-run: PUT %s %s ", o->type, o->name);
+      put_redacted(d->out, o->json);
+      fputc('\n', d->out);
       calls++;
     }
   }

@@ -342,6 +342,11 @@ static int setup(run_t *r, char *err, size_t errlen) {
     amc_avi_run_sink_attach(r->avi, r->ctl);
 #endif
 
+  /* Sources are registered before the engine is set: the controller starts
+   * only when every registered source has synced, and an initial pass (and
+   * its gc) over an empty store would delete everything amc owns. */
+  r->fs_id = amc_controller_add_source(r->ctl, "fs");
+
   /* Rules. */
   r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
 #if AMC_HAVE_ENGINE
@@ -360,7 +365,7 @@ static int setup(run_t *r, char *err, size_t errlen) {
   char lerr[2048];
   amc_rules_engine_t *e = load_engine(r, lerr, sizeof lerr);
   if (!e) {
-    snprintf(err, errlen, "rules %s: %s", r->rules_dir, lerr);
+    snprintf(err, errlen, "rules %s: %.1900s", r->rules_dir, lerr);
     return AMC_EXIT_FAIL;
   }
   r->generation = 1;
@@ -403,8 +408,7 @@ static int setup(run_t *r, char *err, size_t errlen) {
   /* A periodic digest check catches events a watch missed. */
   uv_timer_start(&r->rules_check, on_rules_check, 60000, 60000);
 
-  /* Source: the initial listing happens here. */
-  r->fs_id = amc_controller_add_source(r->ctl, "fs");
+  /* Source: the initial listing happens here (registered earlier). */
   r->fs_L = luaL_newstate();
   luaL_openlibs(r->fs_L);
   r->fs_loader.L = r->fs_L;
