@@ -617,6 +617,111 @@ def _smp_list(field, orig, patch):
     return out
 
 
+# ---------------------------------------------------------------- protobuf ---
+# kubectl's typed commands (create namespace/serviceaccount/secret/configmap/
+# token) send protobuf. Enough of the wire format and of those few messages
+# is decoded here to turn such bodies into the JSON objects they stand for.
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def _varint(buf, i):
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def pb_fields(buf):
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        fno, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 2:
+            n, i = _varint(buf, i)
+            v, i = bytes(buf[i:i + n]), i + n
+        elif wt == 1:
+            v, i = bytes(buf[i:i + 8]), i + 8
+        elif wt == 5:
+            v, i = bytes(buf[i:i + 4]), i + 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wt)
+        out.setdefault(fno, []).append(v)
+    return out
+
+
+def _pb_str(f, n):
+    return f[n][-1].decode() if f.get(n) else ""
+
+
+def _pb_map(f, n, as_bytes=False):
+    out = {}
+    for entry in f.get(n, []):
+        e = pb_fields(entry)
+        val = e.get(2, [b""])[-1]
+        out[_pb_str(e, 1)] = base64.b64encode(val).decode() if as_bytes \
+            else val.decode()
+    return out
+
+
+def _pb_meta(buf):
+    f = pb_fields(buf)
+    meta = {}
+    for n, key in ((1, "name"), (2, "generateName"), (3, "namespace"),
+                   (6, "resourceVersion")):
+        if _pb_str(f, n):
+            meta[key] = _pb_str(f, n)
+    for n, key in ((11, "labels"), (12, "annotations")):
+        m = _pb_map(f, n)
+        if m:
+            meta[key] = m
+    if f.get(14):
+        meta["finalizers"] = [x.decode() for x in f[14]]
+    return meta
+
+
+def pb_decode(body):
+    """A protobuf-encoded object (k8s envelope) -> its JSON form."""
+    if not body.startswith(b"k8s\x00"):
+        raise ValueError("no k8s protobuf magic")
+    env = pb_fields(body[4:])
+    tm = pb_fields(env[1][-1]) if env.get(1) else {}
+    api_version, kind = _pb_str(tm, 1), _pb_str(tm, 2)
+    f = pb_fields(env[2][-1]) if env.get(2) else {}
+    obj = {"apiVersion": api_version, "kind": kind,
+           "metadata": _pb_meta(f[1][-1]) if f.get(1) else {}}
+    if kind in ("Namespace", "ServiceAccount"):
+        pass
+    elif kind == "Secret":
+        if f.get(2):
+            obj["data"] = _pb_map(f, 2, as_bytes=True)
+        if _pb_str(f, 3):
+            obj["type"] = _pb_str(f, 3)
+        if f.get(4):
+            obj["stringData"] = _pb_map(f, 4)
+    elif kind == "ConfigMap":
+        if f.get(2):
+            obj["data"] = _pb_map(f, 2)
+        if f.get(3):
+            obj["binaryData"] = _pb_map(f, 3, as_bytes=True)
+    elif kind == "TokenRequest":
+        spec = pb_fields(f[2][-1]) if f.get(2) else {}
+        obj["spec"] = {"audiences": [a.decode() for a in spec.get(1, [])]}
+        if spec.get(4):
+            obj["spec"]["expirationSeconds"] = spec[4][-1]
+    else:
+        raise ValueError("kubefake decodes protobuf only for Namespace, "
+                         "ServiceAccount, Secret, ConfigMap and TokenRequest, "
+                         "not %s; send JSON" % kind)
+    return obj
+
+
 # ------------------------------------------------------------------- store ---
 
 class Event:
@@ -1831,6 +1936,11 @@ class Handler(BaseHTTPRequestHandler):
                 return json.loads(text) if text else None
             except ValueError as e:
                 raise err_bad_request("error decoding JSON body: %s" % e)
+        if ctype == PROTOBUF:
+            try:
+                return pb_decode(self.body_bytes)
+            except (ValueError, KeyError, IndexError) as e:
+                raise ApiError(415, "UnsupportedMediaType", str(e))
         if ctype in ("application/yaml", "application/x-yaml") or (
                 allow_yaml and ctype == APPLY_PATCH):
             if yaml is None:

@@ -4,6 +4,7 @@
 kubeconfig. A fresh HOME and --cache-dir keep kubectl's discovery cache out
 of the way."""
 
+import base64
 import json
 import os
 import queue
@@ -76,8 +77,6 @@ class Kubectl(unittest.TestCase):
         return path
 
     def create_namespace(self, name):
-        # not "kubectl create namespace": that typed client sends protobuf,
-        # which kubefake does not decode (415)
         path = self.write("ns-%s.yaml" % name, "apiVersion: v1\nkind: "
                           "Namespace\nmetadata:\n  name: %s\n" % name)
         r = self.kubectl("create", "-f", path)
@@ -234,6 +233,27 @@ class Kubectl(unittest.TestCase):
         auths = {q["auth"] for q in self.requests()
                  if q["path"] == "/api/v1/namespaces/watch"}
         self.assertEqual(auths, {"token"})
+
+    def test_typed_create_commands_send_protobuf(self):
+        r = self.kubectl("create", "namespace", "typed")
+        self.assertEqual(r.stdout.strip(), "namespace/typed created")
+        self.kubectl("create", "serviceaccount", "-n", "typed", "bot")
+        crt, key = self.kf.info["client_cert"], self.kf.info["client_key"]
+        self.kubectl("create", "secret", "tls", "-n", "typed", "tls1",
+                     "--cert", crt, "--key", key)
+        st, sec = self.api("GET", "/api/v1/namespaces/typed/secrets/tls1")
+        self.assertEqual(sec["type"], "kubernetes.io/tls")
+        with open(crt, "rb") as f:
+            self.assertEqual(base64.b64decode(sec["data"]["tls.crt"]),
+                             f.read())
+        ctypes = {q["contentType"] for q in self.requests()
+                  if q["method"] == "POST" and "/typed/" in q["path"]}
+        self.assertEqual(ctypes, {"application/vnd.kubernetes.protobuf"})
+        tok = self.kubectl("create", "token", "-n", "typed", "bot").stdout
+        st, _, _ = self.kf.request("GET", "/api", token=tok.strip())
+        self.assertEqual(st, 200)
+        users = [q["user"] for q in self.requests() if q["path"] == "/api"]
+        self.assertEqual(users[-1], "system:serviceaccount:typed:bot")
 
 
 if __name__ == "__main__":
