@@ -2469,6 +2469,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         # The TLS handshake runs here, on the connection's own thread.
         try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.settimeout(30)
             tls = self.ctx.wrap_socket(request, server_side=True)
             tls.settimeout(None)
