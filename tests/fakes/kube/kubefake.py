@@ -1750,6 +1750,17 @@ class Handler(BaseHTTPRequestHandler):
         path = self.url.path.rstrip("/") or "/"
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")
                  if p != ""]
+        is_resource = (parts[:1] == ["api"] and len(parts) > 2) or (
+            parts[:1] == ["apis"] and len(parts) > 3)
+        if not is_resource and srv.rbac and MASTERS not in self.groups:
+            with srv.lock:   # discovery is open to every authenticated user
+                srv.rbac_log.append({
+                    "time": time.time(), "user": self.user,
+                    "groups": self.groups, "verb": self.command.lower(),
+                    "nonResourceURL": path, "apiGroup": "", "resource": "",
+                    "subresource": "", "namespace": "", "name": "",
+                    "allowed": True, "matched": [],
+                    "reason": "non-resource URL (system:discovery)"})
         if path in ("/healthz", "/livez", "/readyz"):
             return self.send_text(200, "ok")
         if path == "/version":

@@ -740,9 +740,13 @@ class Rbac(unittest.TestCase):
                                         {"status": {}}, token=tok,
                                         ctype="application/merge-patch+json"
                                         )[0], 200)
+            self.assertEqual(kf.request("GET", "/apis", token=tok)[0], 200)
             log = kf.control("GET", "rbac-log")
+            self.assertEqual([(d["nonResourceURL"], d["allowed"])
+                              for d in log["decisions"]
+                              if "nonResourceURL" in d], [("/apis", True)])
             dec = [(d["verb"], d["resource"], d["subresource"], d["allowed"])
-                   for d in log["decisions"]]
+                   for d in log["decisions"] if "nonResourceURL" not in d]
             self.assertEqual(dec, [
                 ("list", "services", "", True), ("get", "services", "", True),
                 ("delete", "services", "", False),
