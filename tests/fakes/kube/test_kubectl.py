@@ -256,5 +256,63 @@ class Kubectl(unittest.TestCase):
         self.assertEqual(users[-1], "system:serviceaccount:typed:bot")
 
 
+RBAC = """apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: svc-reader, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: svc-reader, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: svc-reader}
+subjects:
+- {kind: ServiceAccount, name: reader}
+"""
+
+
+class KubectlRbac(unittest.TestCase):
+    def test_forbidden_as_printed_by_kubectl(self):
+        home = tempfile.mkdtemp(prefix="kubectl-home-")
+        manifest = os.path.join(home, "rbac.yaml")
+        with open(manifest, "w") as f:
+            f.write(RBAC)
+        try:
+            with KubeFake("--rbac", "--rbac-manifests", manifest, "--token",
+                          "sa-token=system:serviceaccount:default:reader"
+                          ) as kf:
+                env = dict(os.environ, HOME=home,
+                           KUBECONFIG=kf.info["kubeconfig"])
+
+                def kubectl(*args):
+                    return subprocess.run(
+                        [KUBECTL, "--cache-dir", os.path.join(home, "cache"),
+                         "--context", "kubefake-token"] +
+                        list(args), capture_output=True, text=True, env=env,
+                        timeout=30)
+
+                r = kubectl("get", "svc", "-o", "name")
+                self.assertEqual((r.returncode, r.stdout), (0, ""), r.stderr)
+                r = kubectl("get", "pods")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(
+                    'Error from server (Forbidden): pods is forbidden: User '
+                    '"system:serviceaccount:default:reader" cannot list '
+                    'resource "pods" in API group "" in the namespace '
+                    '"default"', r.stderr)
+                denied = [d for d in kf.control("GET", "rbac-log")[
+                    "decisions"] if not d["allowed"]]
+                self.assertEqual([(d["verb"], d["resource"]) for d in denied],
+                                 [("list", "pods")])
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
