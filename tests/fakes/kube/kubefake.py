@@ -1697,14 +1697,16 @@ class Handler(BaseHTTPRequestHandler):
         if fault.get("status"):
             code = int(fault["status"])
             headers = {}
+            det = None
             if fault.get("retryAfter") is not None:
                 headers["Retry-After"] = str(fault["retryAfter"])
+                det = {"retryAfterSeconds": int(fault["retryAfter"])}
             raise ApiError(code, fault.get("reason") or {
                 500: "InternalError", 503: "ServiceUnavailable",
                 429: "TooManyRequests", 410: "Expired", 409: "Conflict",
                 404: "NotFound", 403: "Forbidden", 401: "Unauthorized",
                 504: "Timeout"}.get(code, "InternalError"),
-                fault.get("message") or "injected fault", None, headers)
+                fault.get("message") or "injected fault", det, headers)
 
     def authenticate(self):
         srv = self.server.srv
@@ -1922,10 +1924,10 @@ class Handler(BaseHTTPRequestHandler):
     def verb(self, name, sub):
         m = self.command
         if m in ("GET", "HEAD"):
-            if name:
+            watch = self.query.get("watch") in ("1", "true", "True")
+            if name and not (watch and not sub):
                 return "get"
-            return "watch" if self.query.get("watch") in ("1", "true",
-                                                           "True") else "list"
+            return "watch" if watch else "list"
         if m == "POST":
             return "create"
         if m == "PUT":
@@ -1970,6 +1972,10 @@ class Handler(BaseHTTPRequestHandler):
                 srv.authorize(self.user, self.groups, verb, rt, ns, name, sub)
         dry = self.query.get("dryRun") == "All"
         if verb == "watch":
+            if name:   # GET …/NAME?watch=1 watches that one object
+                sel = self.query.get("fieldSelector")
+                self.query["fieldSelector"] = "metadata.name=" + name + (
+                    "," + sel if sel else "")
             return self.watch(rt, ns)
         if verb == "list":
             return self.list(rt, ns)

@@ -287,6 +287,18 @@ class Shared(unittest.TestCase):
             self.assertEqual(st, 200)
             self.assertEqual(w.next_event()["type"], "DELETED")
         self.assertEqual(self.req("GET", CM % ns + "/f")[0], 404)
+        # watching one object by its path
+        st, o = self.req("POST", CM % ns, {"metadata": {"name": "one"}})
+        self.req("POST", CM % ns, {"metadata": {"name": "other"}})
+        with self.kf.watch(CM % ns + "/one?watch=1&resourceVersion=" +
+                           o["metadata"]["resourceVersion"]) as w:
+            self.req("PATCH", CM % ns + "/other", {"data": {"a": "1"}},
+                     ctype="application/merge-patch+json")
+            self.req("PATCH", CM % ns + "/one", {"data": {"a": "1"}},
+                     ctype="application/merge-patch+json")
+            ev = w.next_event()
+            self.assertEqual((ev["type"], ev["object"]["metadata"]["name"]),
+                             ("MODIFIED", "one"))
         # delete preconditions
         st, o = self.req("POST", CM % ns, {"metadata": {"name": "p"}})
         st, e = self.req("DELETE", CM % ns + "/p", {
@@ -577,6 +589,7 @@ class Shared(unittest.TestCase):
         st, e, h = self.kf.request("GET", CM % ns)
         self.assertEqual((st, e["reason"], h.get("Retry-After")),
                          (503, "ServiceUnavailable", "1"))
+        self.assertEqual(e["details"], {"retryAfterSeconds": 1})
         self.assertEqual(self.req("GET", CM % ns)[0], 200)
         self.kf.control("POST", "faults", {"path": "/namespaces/faults/",
                                            "action": "drop"})
