@@ -196,7 +196,10 @@ class RType:
 
     @property
     def skey(self):
-        """Storage key: one store for all versions of a group resource."""
+        """Storage key: one store for all versions of a group resource
+        (events.k8s.io Events share the core Events' store)."""
+        if self.group == "events.k8s.io" and self.plural == "events":
+            return "/events"
         return "%s/%s" % (self.group, self.plural)
 
     @property
@@ -617,6 +620,25 @@ def _smp_list(field, orig, patch):
     return out
 
 
+# core/v1 Event field <-> events.k8s.io/v1 Event field (one store, two views)
+EVENT_FIELDS = [("message", "note"), ("involvedObject", "regarding"),
+                ("source", "deprecatedSource"),
+                ("firstTimestamp", "deprecatedFirstTimestamp"),
+                ("lastTimestamp", "deprecatedLastTimestamp"),
+                ("count", "deprecatedCount"),
+                ("reportingComponent", "reportingController")]
+
+
+def rename_fields(obj, mapping):
+    return {mapping.get(k, k): v for k, v in obj.items()}
+
+
+def to_storage(rt, obj):
+    if rt.group == "events.k8s.io":
+        return rename_fields(obj, {b: a for a, b in EVENT_FIELDS})
+    return obj
+
+
 # ---------------------------------------------------------------- protobuf ---
 # kubectl's typed commands (create namespace/serviceaccount/secret/configmap/
 # token) send protobuf. Enough of the wire format and of those few messages
@@ -871,14 +893,20 @@ class Server:
             else:
                 files.append(p)
             for fn in sorted(files):
-                with open(fn) as f:
-                    text = f.read()
-                if fn.endswith(".json"):
-                    loaded = [json.loads(text)]
-                else:
-                    if yaml is None:
-                        raise SystemExit("python3-yaml is needed for %s" % fn)
-                    loaded = list(yaml.safe_load_all(text))
+                try:
+                    with open(fn) as f:
+                        text = f.read()
+                    if fn.endswith(".json"):
+                        loaded = [json.loads(text)]
+                    else:
+                        if yaml is None:
+                            raise SystemExit("kubefake: python3-yaml is "
+                                             "needed for %s" % fn)
+                        loaded = list(yaml.safe_load_all(text))
+                except (OSError, ValueError) as e:
+                    raise SystemExit("kubefake: cannot load %s: %s" % (fn, e))
+                except yaml.YAMLError as e:
+                    raise SystemExit("kubefake: cannot parse %s: %s" % (fn, e))
                 for d in loaded:
                     if isinstance(d, dict) and d.get("kind") == "List":
                         docs += d.get("items") or []
@@ -985,6 +1013,8 @@ class Server:
     def view(self, rt, obj):
         """The stored object as the requested version shows it."""
         o = copy.deepcopy(obj)
+        if rt.group == "events.k8s.io":
+            o = rename_fields(o, {a: b for a, b in EVENT_FIELDS})
         o["apiVersion"] = rt.api_version
         o["kind"] = rt.kind
         return o
@@ -1076,6 +1106,8 @@ class Server:
             meta["name"] = meta["generateName"] + "".join(
                 random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
         self._validate(rt, obj, ns)
+        obj = to_storage(rt, obj)
+        meta = obj["metadata"]
         name = meta["name"]
         if rt.namespaced and ("", ns) not in self.objects.get("/namespaces",
                                                               {}):
@@ -1169,6 +1201,7 @@ class Server:
         else:
             obj = copy.deepcopy(new)
             self._validate(rt, obj, ns)
+            obj = to_storage(rt, obj)
             meta = obj["metadata"]
             ometa = old["metadata"]
             for k in ("uid", "creationTimestamp", "deletionTimestamp",

@@ -229,8 +229,6 @@ class Shared(unittest.TestCase):
              {"spec": {"containers": [{"name": "c", "image": "i"}]}}),
             ("/api/v1/namespaces/%s/events", "Event", "EventList",
              {"reason": "Synced", "message": "ok"}),
-            ("/apis/events.k8s.io/v1/namespaces/%s/events", "Event",
-             "EventList", {"reason": "Synced", "note": "ok"}),
             ("/api/v1/namespaces/%s/secrets", "Secret", "SecretList",
              {"type": "kubernetes.io/tls",
               "stringData": {"tls.crt": "CERT"}}),
@@ -252,9 +250,23 @@ class Shared(unittest.TestCase):
         st, sec = self.req("GET", "/api/v1/namespaces/%s/secrets/k1" % ns)
         self.assertEqual(sec["data"], {"tls.crt": "Q0VSVA=="})
         self.assertNotIn("stringData", sec)
-        # events.k8s.io and core events are stored apart
+        # events.k8s.io and core events share one store, two views
         st, lst = self.req("GET", "/api/v1/namespaces/%s/events" % ns)
         self.assertEqual(lst["items"][0]["message"], "ok")
+        st, e = self.req("POST", "/apis/events.k8s.io/v1/namespaces/%s/"
+                         "events" % ns, {"metadata": {"name": "k2"},
+                                         "note": "new", "regarding": {
+                                             "kind": "Gateway", "name": "g"}})
+        self.assertEqual(st, 201, e)
+        st, core = self.req("GET", "/api/v1/namespaces/%s/events/k2" % ns)
+        self.assertEqual((core["kind"], core["apiVersion"], core["message"],
+                          core["involvedObject"]["name"]),
+                         ("Event", "v1", "new", "g"))
+        self.assertNotIn("note", core)
+        st, new = self.req("GET", "/apis/events.k8s.io/v1/namespaces/%s/"
+                           "events/k2" % ns)
+        self.assertEqual((new["note"], new["regarding"]["kind"]),
+                         ("new", "Gateway"))
         # dryRun writes nothing
         st, o = self.req("POST", CM % ns + "?dryRun=All",
                          {"metadata": {"name": "dry"}})
