@@ -2016,8 +2016,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.token_request(rt, ns, name)
         if verb == "get":
             with srv.lock:
-                obj = srv.get(rt, ns, name)
-                return self.send_json(200, srv.view(rt, obj))
+                out = srv.view(rt, srv.get(rt, ns, name))
+            return self.send_json(200, out)
         if verb == "create":
             if name:
                 raise ApiError(405, "MethodNotAllowed",
@@ -2052,10 +2052,10 @@ class Handler(BaseHTTPRequestHandler):
                                        o["metadata"]["name"], None, dry)
                          for o in srv.select(rt, ns, lsel, fsel)]
                 srv.commit()
-                return self.send_json(200, {
-                    "kind": rt.list_kind, "apiVersion": rt.api_version,
-                    "metadata": {"resourceVersion": str(srv.rv)},
-                    "items": items})
+                rv = str(srv.rv)
+            return self.send_json(200, {
+                "kind": rt.list_kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": rv}, "items": items})
 
     def token_request(self, rt, ns, name):
         srv = self.server.srv
@@ -2089,44 +2089,37 @@ class Handler(BaseHTTPRequestHandler):
             raise err_media(accepted)
         patch = self.decode_body(allow_yaml=True) if ctype == APPLY_PATCH \
             else self._json_body()
+        if ctype != JSON_PATCH and not isinstance(patch, dict):
+            raise err_bad_request("the patch must be a JSON object")
         with srv.lock:
-            store = srv.objects.get(rt.skey, {})
-            cur = store.get((ns, name))
+            cur = srv.objects.get(rt.skey, {}).get((ns, name))
             if cur is None:
-                if ctype == APPLY_PATCH and not sub:
-                    if not isinstance(patch, dict):
-                        raise err_bad_request("apply patch must be an object")
-                    patch.setdefault("metadata", {}).setdefault("name", name)
-                    out = srv.do_create(rt, ns, patch, self.user, dry)
-                    srv.commit()
-                    return self.send_json(201, out)
-                raise err_not_found(rt, name)
-            base = srv.view(rt, cur)
-            if ctype == MERGE_PATCH:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("merge patch must be an object")
-                new = merge_patch(base, patch)
-            elif ctype == JSON_PATCH:
-                new = json_patch(base, patch)
-            elif ctype == STRATEGIC_PATCH:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("strategic merge patch must be an "
-                                          "object")
-                new = strategic_patch(base, patch)
+                if ctype != APPLY_PATCH or sub:
+                    raise err_not_found(rt, name)
+                # server-side apply creates what does not exist yet
+                patch.setdefault("metadata", {}).setdefault("name", name)
+                out = srv.do_create(rt, ns, patch, self.user, dry)
+                code = 201
             else:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("apply patch must be an object")
-                new = merge_patch(base, _apply_to_merge(patch))
-            # a patch checks the resourceVersion only if it names one
-            if not isinstance(new, dict):
-                raise err_bad_request("patch result must be an object")
-            meta = new.setdefault("metadata", {})
-            patched_rv = self._patch_rv(ctype, patch)
-            if patched_rv is None:
-                meta["resourceVersion"] = cur["metadata"]["resourceVersion"]
-            out = srv.do_update(rt, ns, name, new, sub, self.user, dry)
+                base = srv.view(rt, cur)
+                if ctype == MERGE_PATCH:
+                    new = merge_patch(base, patch)
+                elif ctype == JSON_PATCH:
+                    new = json_patch(base, patch)
+                elif ctype == STRATEGIC_PATCH:
+                    new = strategic_patch(base, patch)
+                else:   # apply, approximated as a merge of the applied config
+                    new = merge_patch(base, patch)
+                if not isinstance(new, dict):
+                    raise err_bad_request("patch result must be an object")
+                # a patch checks the resourceVersion only if it names one
+                if self._patch_rv(ctype, patch) is None:
+                    new.setdefault("metadata", {})["resourceVersion"] = \
+                        cur["metadata"]["resourceVersion"]
+                out = srv.do_update(rt, ns, name, new, sub, self.user, dry)
+                code = 200
             srv.commit()
-        self.send_json(200, out)
+        self.send_json(code, out)
 
     def _json_body(self):
         try:
@@ -2168,7 +2161,13 @@ class Handler(BaseHTTPRequestHandler):
             if limit > 0 and len(items) > limit:
                 page, rest = items[:limit], items[limit:]
                 sid = secrets.token_hex(8)
-                srv.snapshots[sid] = (snap_rv, rest, time.time())
+                now = time.time()
+                for k in [k for k, v in srv.snapshots.items()
+                          if now - v[2] > max(srv.continue_ttl, 60)]:
+                    del srv.snapshots[k]
+                while len(srv.snapshots) >= 1000:
+                    del srv.snapshots[next(iter(srv.snapshots))]
+                srv.snapshots[sid] = (snap_rv, rest, now)
                 last = page[-1]["metadata"]
                 tok = {"v": "meta.k8s.io/v1", "rv": snap_rv,
                        "start": "%s/%s\x00" % (last.get("namespace", ""),
@@ -2179,9 +2178,9 @@ class Handler(BaseHTTPRequestHandler):
                     json.dumps(tok).encode()).decode()
                 meta["remainingItemCount"] = len(rest)
                 items = page
-            self.send_json(200, {"kind": rt.list_kind,
-                                 "apiVersion": rt.api_version,
-                                 "metadata": meta, "items": items})
+        self.send_json(200, {"kind": rt.list_kind,
+                             "apiVersion": rt.api_version,
+                             "metadata": meta, "items": items})
 
     def _continue(self, cont, rt, ns, lsel, fsel):
         srv = self.server.srv
@@ -2497,11 +2496,6 @@ class Handler(BaseHTTPRequestHandler):
                     "rv": str(srv.rv), "compacted": str(srv.compacted),
                     "history": len(srv.history)})
         return self.send_json(404, {"error": "unknown control endpoint"})
-
-
-def _apply_to_merge(applied):
-    """Server-side apply approximated as a merge of the applied config."""
-    return applied
 
 
 class FakeHTTPServer(ThreadingHTTPServer):
