@@ -1652,11 +1652,10 @@ class Handler(BaseHTTPRequestHandler):
                 "status": getattr(self, "status_sent", 0),
                 "contentType": self.headers.get("Content-Type", ""),
                 "accept": self.headers.get("Accept", ""), "body": body})
-            if len(srv.requests) > 20000:
-                del srv.requests[:10000]
+            if len(srv.requests) > 200000:   # bound memory in long runs
+                del srv.requests[:100000]
 
     def dispatch(self):
-        srv = self.server.srv
         self.url = urllib.parse.urlsplit(self.path)
         self.query = dict(urllib.parse.parse_qsl(self.url.query,
                                                  keep_blank_values=True))
