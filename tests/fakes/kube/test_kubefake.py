@@ -4,6 +4,7 @@ subresources, patches, paging, watch (bookmarks, 410, timeouts), auth,
 RBAC and its log, faults, drop and restart."""
 
 import http.client
+import json
 import os
 import sys
 import tempfile
@@ -632,6 +633,42 @@ class Versions(unittest.TestCase):
                                         "v1")[0], 404)
             self.assertEqual(kf.request("GET", VS.replace("/v1/", "/v1beta1/")
                                         % "default")[0], 200)
+
+
+class Options(unittest.TestCase):
+    def test_watch_history_and_kubeconfig_out(self):
+        tmp = tempfile.mkdtemp()
+        kc = os.path.join(tmp, "kc.yaml")
+        with KubeFake("--watch-history", "2", "--kubeconfig-out", kc,
+                      "--token", "tk") as kf:
+            info = kf.info
+            self.assertEqual(info["kubeconfig"], kc)
+            self.assertEqual(info["pid"], kf.proc.pid)
+            for k in ("ca", "client_cert", "client_key"):
+                self.assertTrue(os.path.isabs(info[k]) and
+                                os.path.exists(info[k]), k)
+            with open(kc) as f:
+                cfg = json.load(f)
+            self.assertEqual(cfg["current-context"], "kubefake")
+            self.assertEqual(cfg["clusters"][0]["cluster"]["server"],
+                             "https://127.0.0.1:%d" % kf.port)
+            users = {u["name"]: u["user"] for u in cfg["users"]}
+            self.assertEqual(users["token"], {"token": "tk"})
+            rvs = []
+            for i in range(3):
+                st, o, _ = kf.request("POST", CM % "default",
+                                      {"metadata": {"name": "h%d" % i}})
+                rvs.append(int(o["metadata"]["resourceVersion"]))
+            # 2 events kept: changes after rvs[0] are all known, not before
+            with kf.watch(CM % "default" + "?watch=1&resourceVersion=%d" %
+                          rvs[0]) as w:
+                self.assertEqual(w.next_event()["object"]["metadata"]["name"],
+                                 "h1")
+            with kf.watch(CM % "default" + "?watch=1&resourceVersion=%d" %
+                          (rvs[0] - 1)) as w:
+                ev = w.next_event()
+                self.assertEqual((ev["type"], ev["object"]["code"]),
+                                 ("ERROR", 410))
 
 
 class Auth(unittest.TestCase):
