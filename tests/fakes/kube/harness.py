@@ -173,7 +173,14 @@ class Watch:
         while b"\n" not in self.buf:
             if self.done:
                 return None
-            self._read_chunk()
+            try:
+                self._read_chunk()
+            except TimeoutError:
+                raise
+            except (OSError, ValueError) as e:
+                if isinstance(e, ConnectionError):
+                    raise
+                raise ConnectionError("watch stream broken: %r" % e)
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
