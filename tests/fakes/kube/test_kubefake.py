@@ -3,7 +3,6 @@
 subresources, patches, paging, watch (bookmarks, 410, timeouts), auth,
 RBAC and its log, faults, drop and restart."""
 
-import http.client
 import json
 import os
 import sys
