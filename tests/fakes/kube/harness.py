@@ -83,6 +83,9 @@ class KubeFake:
 
     def cleanup(self):
         self.stop()
+        log = self.server_log()
+        if "Traceback" in log:   # a bug in the fake: show it
+            sys.stderr.write("kubefake server log:\n" + log)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
