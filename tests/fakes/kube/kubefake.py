@@ -878,11 +878,15 @@ class Server:
         self.history = []
         self.compacted = self.rv
 
-    def load_manifests(self, paths):
-        """Load RBAC (and Namespace/ServiceAccount) objects from YAML/JSON."""
-        wanted = {"Namespace", "ServiceAccount", "Role", "ClusterRole",
+    RBAC_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole",
                   "RoleBinding", "ClusterRoleBinding",
                   "CustomResourceDefinition"}
+
+    def load_manifests(self, paths, only=RBAC_KINDS):
+        """Create (or update) the objects of YAML/JSON files/directories.
+
+        With `only`, other kinds are skipped (RBAC from deploy/); with
+        only=None every object must be of a served kind (fixtures)."""
         docs = []
         for p in paths:
             files = []
@@ -898,42 +902,56 @@ class Server:
                         text = f.read()
                     if fn.endswith(".json"):
                         loaded = [json.loads(text)]
+                    elif yaml is None:
+                        raise SystemExit("kubefake: python3-yaml is needed "
+                                         "for %s" % fn)
                     else:
-                        if yaml is None:
-                            raise SystemExit("kubefake: python3-yaml is "
-                                             "needed for %s" % fn)
                         loaded = list(yaml.safe_load_all(text))
-                except (OSError, ValueError) as e:
+                except SystemExit:
+                    raise
+                except Exception as e:   # OSError, JSON or YAML errors
                     raise SystemExit("kubefake: cannot load %s: %s" % (fn, e))
-                except yaml.YAMLError as e:
-                    raise SystemExit("kubefake: cannot parse %s: %s" % (fn, e))
                 for d in loaded:
                     if isinstance(d, dict) and d.get("kind") == "List":
-                        docs += d.get("items") or []
-                    elif isinstance(d, dict):
-                        docs.append(d)
+                        docs += [(fn, i) for i in d.get("items") or []]
+                    elif isinstance(d, dict) and d.get("kind"):
+                        docs.append((fn, d))
         order = ["Namespace", "CustomResourceDefinition", "ServiceAccount",
                  "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"]
-        docs = [d for d in docs if d.get("kind") in wanted]
-        docs.sort(key=lambda d: order.index(d["kind"]))
-        for d in docs:
+        if only is not None:
+            docs = [x for x in docs if x[1]["kind"] in only]
+        docs.sort(key=lambda x: order.index(x[1]["kind"])
+                  if x[1]["kind"] in order else len(order))
+        for fn, d in docs:
             rt = self.rtype_for_kind(d.get("apiVersion", ""), d["kind"])
             if rt is None:
+                if only is None:
+                    raise SystemExit("kubefake: %s: kind %s (apiVersion %s) "
+                                     "is not served" % (fn, d["kind"],
+                                                        d.get("apiVersion")))
                 continue
+            d = copy.deepcopy(d)
             meta = d.setdefault("metadata", {})
             if rt.namespaced:
                 meta.setdefault("namespace", "default")
                 self.ensure_namespace(meta["namespace"])
             key = (meta.get("namespace", "") if rt.namespaced else "",
                    meta.get("name"))
-            cur = self.objects.get(rt.skey, {}).get(key)
-            if cur is None:
-                self._create_internal(rt, d)
-            else:
-                new = copy.deepcopy(d)
-                new["metadata"]["resourceVersion"] = \
-                    cur["metadata"]["resourceVersion"]
-                self.do_update(rt, key[0], key[1], new, sub=None, user=None)
+            try:
+                cur = self.objects.get(rt.skey, {}).get(key)
+                if cur is None:
+                    self._create_internal(rt, d)
+                else:
+                    d["metadata"]["resourceVersion"] = \
+                        cur["metadata"]["resourceVersion"]
+                    self.do_update(rt, key[0], key[1], d, sub=None, user=None)
+                if rt.status and "status" in d:   # fixtures keep status
+                    self.do_update(rt, key[0], key[1],
+                                   {"metadata": {}, "status": d["status"]},
+                                   sub="status", user=None)
+            except ApiError as e:
+                raise SystemExit("kubefake: %s: %s %s: %s" % (
+                    fn, d["kind"], key[1], e.message))
 
     def ensure_namespace(self, ns):
         if ("", ns) not in self.objects.get("/namespaces", {}):
@@ -2477,6 +2495,8 @@ class Handler(BaseHTTPRequestHandler):
                 srv.initial_state()
                 if srv.args.rbac_manifests:
                     srv.load_manifests(srv.args.rbac_manifests)
+                if srv.args.load:
+                    srv.load_manifests(srv.args.load, only=None)
                 srv.history = []
                 srv.compacted = srv.rv
                 srv.faults, srv.requests, srv.rbac_log = [], [], []
@@ -2581,6 +2601,9 @@ def main(argv=None):
                     "or CSV token,user,uid,\"group1,group2\"")
     ap.add_argument("--rbac", action="store_true")
     ap.add_argument("--rbac-manifests", action="append", default=[])
+    ap.add_argument("--load", action="append", default=[],
+                    help="YAML/JSON files or directories of objects to "
+                    "create at start (fixtures)")
     ap.add_argument("--watch-history", type=int, default=10000)
     ap.add_argument("--continue-ttl", type=float, default=300)
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
@@ -2601,6 +2624,8 @@ def main(argv=None):
             srv.initial_state()
         if args.rbac_manifests:
             srv.load_manifests(args.rbac_manifests)
+        if args.load:
+            srv.load_manifests(args.load, only=None)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(srv.pki, "server.crt"),
                         os.path.join(srv.pki, "server.key"))

@@ -669,6 +669,51 @@ class Options(unittest.TestCase):
                                  ("ERROR", 410))
 
 
+FIXTURES = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: fx}
+spec:
+  ports: [{port: 80}]
+status:
+  loadBalancer:
+    ingress: [{ip: 10.0.0.9}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: gw, namespace: fx}
+spec:
+  selector: {istio: ingressgateway}
+"""
+
+
+class Load(unittest.TestCase):
+    def test_load_fixtures(self):
+        tmp = tempfile.mkdtemp()
+        fx = os.path.join(tmp, "fx.yaml")
+        with open(fx, "w") as f:
+            f.write(FIXTURES)
+        with KubeFake("--load", fx) as kf:
+            st, svc, _ = kf.request("GET", SVC % "fx" + "/web")
+            self.assertEqual(svc["status"]["loadBalancer"]["ingress"],
+                             [{"ip": "10.0.0.9"}])
+            st, gw, _ = kf.request("GET", "/apis/networking.istio.io/v1/"
+                                   "namespaces/fx/gateways/gw")
+            self.assertEqual((st, gw["spec"]["selector"]),
+                             (200, {"istio": "ingressgateway"}))
+        with open(fx, "a") as f:
+            f.write("---\napiVersion: apps/v1\nkind: Deployment\n"
+                    "metadata: {name: d}\n")
+        kf = KubeFake("--load", fx)
+        try:
+            with self.assertRaises(RuntimeError) as cm:
+                kf.start()
+            self.assertIn("fx.yaml: kind Deployment (apiVersion apps/v1) is "
+                          "not served", str(cm.exception))
+        finally:
+            kf.cleanup()
+
+
 class Auth(unittest.TestCase):
     def test_token_rotation_and_client_certs(self):
         tmp = tempfile.mkdtemp()
