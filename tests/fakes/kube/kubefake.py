@@ -1342,11 +1342,18 @@ class Server:
                 toks[tok] = (user, [g for g in groups.split(",") if g])
             else:
                 toks[tok] = ("admin", [MASTERS])
-        for fn in self.args.token_file or []:
+        for spec in self.args.token_file or []:
+            fn, _, who = spec.partition("=")
             try:
                 with open(fn) as f:
                     text = f.read()
             except OSError:
+                continue
+            if who:   # FILE=USER: the whole file is one token, as a pod sees
+                user, _, groups = who.partition("|")
+                if text.strip():
+                    toks[text.strip()] = (user, [g for g in groups.split(",")
+                                                 if g])
                 continue
             for row in csv.reader(io.StringIO(text)):
                 row = [c.strip() for c in row]
@@ -2597,8 +2604,9 @@ def main(argv=None):
     ap.add_argument("--token", action="append",
                     help="TOKEN (admin) or TOKEN=USER[|GROUP,GROUP]")
     ap.add_argument("--token-file", action="append",
-                    help="file re-read on every request: one token per line, "
-                    "or CSV token,user,uid,\"group1,group2\"")
+                    help="FILE re-read on every request: one token per line, "
+                    "or CSV token,user,uid,\"group1,group2\"; or "
+                    "FILE=USER[|GROUPS]: the file is one token for USER")
     ap.add_argument("--rbac", action="store_true")
     ap.add_argument("--rbac-manifests", action="append", default=[])
     ap.add_argument("--load", action="append", default=[],

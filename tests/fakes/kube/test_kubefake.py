@@ -803,7 +803,16 @@ class Rbac(unittest.TestCase):
         manifest = os.path.join(tmp, "rbac.yaml")
         with open(manifest, "w") as f:
             f.write(RBAC_YAML)
-        with KubeFake("--rbac", "--rbac-manifests", manifest) as kf:
+        satoken = os.path.join(tmp, "sa-token")
+        with open(satoken, "w") as f:
+            f.write("pod-token\n")
+        with KubeFake("--rbac", "--rbac-manifests", manifest, "--token-file",
+                      satoken + "=system:serviceaccount:amc:amc") as kf:
+            # the mounted-token style file maps to the ServiceAccount
+            self.assertEqual(kf.request("GET", "/api/v1/services",
+                                        token="pod-token")[0], 200)
+            self.assertEqual(kf.request("GET", "/api/v1/pods",
+                                        token="pod-token")[0], 403)
             st, tr, _ = kf.request(
                 "POST", "/api/v1/namespaces/amc/serviceaccounts/amc/token",
                 {"apiVersion": "authentication.k8s.io/v1",
