@@ -777,6 +777,7 @@ class Server:
         self.continue_epoch = 0    # bumped by POST /_fake/expire-continue
         self.snapshots = {}        # continue id -> (rv, remaining items)
         self.drop_gen = 0
+        self.watch_errors = []     # injected ERROR events: (status, regex)
         self.conns = set()
         self.faults = []
         self.requests = []
@@ -2274,6 +2275,7 @@ class Handler(BaseHTTPRequestHandler):
                     gone = err_too_old(pos, srv.compacted + 1)
             drop_gen = srv.drop_gen
             bm_seq = srv.bookmark_seq
+            err_seq = len(srv.watch_errors)
         if gone is not None and gone_mode == "http":
             raise gone
         self.send_response(200)
@@ -2306,7 +2308,13 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 if srv.drop_gen != drop_gen:
                     raise DropConnection()
-                if pos < srv.compacted:
+                injected = [st for st, rx in srv.watch_errors[err_seq:]
+                            if re.search(rx, self.url.path)]
+                err_seq = len(srv.watch_errors)
+                if injected:
+                    out.append({"type": "ERROR", "object": injected[0]})
+                    stop = True
+                elif pos < srv.compacted:
                     out.append({"type": "ERROR", "object": err_too_old(
                         pos, srv.compacted + 1).status()})
                     stop = True
@@ -2439,6 +2447,18 @@ class Handler(BaseHTTPRequestHandler):
                 srv.continue_epoch += 1
                 srv.snapshots.clear()
                 return self.send_json(200, {})
+            if path == "/_fake/watch-error" and m == "POST":
+                code = int(body.get("code", 500))
+                st = ApiError(code, body.get("reason") or (
+                    "Expired" if code == 410 else "InternalError"),
+                    body.get("message") or (
+                        "too old resource version: injected" if code == 410
+                        else "injected watch error")).status()
+                rx = body.get("path", "")
+                re.compile(rx)
+                srv.watch_errors.append((st, rx))
+                srv.cond.notify_all()
+                return self.send_json(200, st)
             if path == "/_fake/bookmark" and m == "POST":
                 srv.bookmark_seq += 1
                 srv.cond.notify_all()

@@ -564,6 +564,19 @@ class Shared(unittest.TestCase):
             self.assertTrue(st["message"].startswith(
                 "too old resource version: %s" % old), st["message"])
             self.assertIsNone(w.next_event())
+        # injected mid-stream errors end open watches
+        st, lst = self.req("GET", VS % ns)
+        with self.kf.watch(VS % ns + "?watch=1&resourceVersion=" +
+                           lst["metadata"]["resourceVersion"]) as w:
+            # (the watch is registered before its response headers are sent)
+            self.kf.control("POST", "watch-error", {
+                "code": 500, "message": "etcd hiccup", "path": "/gone/"})
+            ev = w.next_event()
+            self.assertEqual((ev["type"], ev["object"]["code"],
+                              ev["object"]["reason"],
+                              ev["object"]["message"]),
+                             ("ERROR", 500, "InternalError", "etcd hiccup"))
+            self.assertIsNone(w.next_event())
         # form 1 per request, then for everyone via the control API
         with self.kf.watch(VS % ns + "?watch=1&fakeGone=http&"
                            "resourceVersion=" + old) as w:
