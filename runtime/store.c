@@ -462,7 +462,12 @@ int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
   }
   lua_getfield(L, md, "annotations");
   int ann = lua_gettop(L);
-  take_field(L, idx, "status");
+  /* A Pod's status (podIP, readiness) is what rules read; other kinds'
+   * status is written by controllers (amc among them) and is only churn. */
+  if (strcmp(kind, "Pod") == 0)
+    lua_pushnil(L);
+  else
+    take_field(L, idx, "status");
   int v_status = lua_gettop(L);
   take_field(L, md, "managedFields");
   int v_mf = lua_gettop(L);

@@ -6,7 +6,8 @@
  * never change what is stored); the controller listens for changes.
  *
  * Each object is kept as its canonical JSON (json.h) without the parts that
- * only add noise and churn: `status`, `metadata.managedFields` and the
+ * only add noise and churn: `status` (except for Pods, whose podIP and
+ * readiness rules read), `metadata.managedFields` and the
  * `kubectl.kubernetes.io/last-applied-configuration` annotation. Storing the
  * bytes (and not Lua tables) keeps memory small and makes "did it change?"
  * a memcmp. Kind strings are interned (one copy per kind).

@@ -4,7 +4,8 @@
  * `input/` directory) and the expected output (`expected.json`), optionally
  * `settings.json` (settings overrides; the cluster name defaults to
  * "golden"). The case runs exactly as `amc translate` would and its output
- * must equal expected.json byte for byte. */
+ * must equal expected.json byte for byte (private keys are not redacted:
+ * fixture keys are test data). */
 #include "cli/cli.h"
 
 #include <dirent.h>
@@ -248,7 +249,10 @@ static int run_case(const char *dir, const char *name, const char *rules,
     amc_settings_free(&settings);
     return 0;
   }
-  amc_translate_run_opts_t o = {.rules_dir = rules, .settings = &settings};
+  /* Goldens check the whole output, private keys included: fixture keys
+   * are test data, and the key mapping is part of what a case verifies. */
+  amc_translate_run_opts_t o = {
+      .rules_dir = rules, .settings = &settings, .show_secrets = 1};
   amc_buf_t out = AMC_BUF_INIT, err = AMC_BUF_INIT, exp = AMC_BUF_INIT;
   char *paths[1] = {input};
   int rc = amc_translate_run(paths, 1, &o, &out, &err);

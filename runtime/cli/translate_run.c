@@ -74,6 +74,8 @@ static int out_obj_cmp(const void *a, const void *b) {
 
 typedef struct {
   const amc_diag_t *d;
+  size_t order; /* gateway order, then the order the rules reported */
+  int dup;
 } out_diag_t;
 
 static int opt_cmp(const char *a, const char *b) {
@@ -94,7 +96,40 @@ static int diag_cmp(const void *pa, const void *pb) {
     c = strcmp(a->message, b->message);
   if (!c)
     c = (int)a->severity - (int)b->severity;
+  if (!c) {
+    size_t x = ((const out_diag_t *)pa)->order,
+           y = ((const out_diag_t *)pb)->order;
+    c = (x > y) - (x < y);
+  }
   return c;
+}
+
+static int diag_order_cmp(const void *pa, const void *pb) {
+  size_t x = ((const out_diag_t *)pa)->order,
+         y = ((const out_diag_t *)pb)->order;
+  return (x > y) - (x < y);
+}
+
+/* Diagnostics keep the order the rules reported them in (Gateways in
+ * namespace/name order); one reported by several Gateways' translations
+ * (a VirtualService bound to two Gateways) is kept once. Returns the new
+ * count. */
+static size_t dedup_diags(out_diag_t *d, size_t n) {
+  if (n < 2)
+    return n;
+  qsort(d, n, sizeof *d, diag_cmp);
+  for (size_t i = 1; i < n; i++) {
+    out_diag_t a = d[i - 1], b = d[i];
+    a.order = b.order = 0;
+    d[i].dup = diag_cmp(&a, &b) == 0;
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!d[i].dup)
+      d[w++] = d[i];
+  }
+  qsort(d, w, sizeof *d, diag_order_cmp);
+  return w;
 }
 
 static void redact(lua_State *L, int obj) {
@@ -248,11 +283,14 @@ int amc_translate_run(char *const *paths, size_t n_paths,
       amc_avi_object_t *a = &ts[i]->objects[j];
       objs[k++] = (out_obj_t){a->type, a->name, a->json, a->json_len};
     }
-    for (size_t j = 0; j < ts[i]->n_diags; j++)
-      diags[m++].d = &ts[i]->diags[j];
+    for (size_t j = 0; j < ts[i]->n_diags; j++) {
+      diags[m].d = &ts[i]->diags[j];
+      diags[m].order = m;
+      m++;
+    }
   }
   qsort(objs, n_objs, sizeof *objs, out_obj_cmp);
-  qsort(diags, n_diags, sizeof *diags, diag_cmp);
+  n_diags = dedup_diags(diags, n_diags);
   for (size_t i = 1; i < n_objs; i++) {
     if (out_obj_cmp(&objs[i - 1], &objs[i]) == 0) {
       amc_buf_printf(err,

@@ -5,8 +5,9 @@
  * The document is pretty canonical JSON (json.h) with one key per AVI type
  * (an array of that type's objects from all Gateways, sorted by name) plus
  * "diagnostics": an array of {severity, object: {kind, namespace, name},
- * field, message}, sorted by object kind, namespace, name, then field,
- * message and severity. Unless `show_secrets` is set, the private parts of
+ * field, message} in the order the rules reported them, Gateway by Gateway
+ * (namespace/name order); identical diagnostics from several Gateways are
+ * listed once. Unless `show_secrets` is set, the private parts of
  * sslkeyandcertificate objects (`key`, `key_passphrase`) print as
  * "<sensitive>". The same input always gives the same bytes. */
 #ifndef AMC_CLI_TRANSLATE_RUN_H
