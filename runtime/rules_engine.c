@@ -74,6 +74,7 @@ struct gen {
   char digest[65];
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
+  int ref_cache; /* objects decoded in this translation, by store entry */
 };
 
 static gen_t *GEN(lua_State *L) {
@@ -467,6 +468,21 @@ static int push_obj(lua_State *L, const amc_store_obj_t *o) {
   return 0;
 }
 
+/* Pushes the object for the rules: decoded on its first read in this
+ * translation, the same table on later reads (the store does not change
+ * during a translation; rules are not to mutate their input, and even if
+ * they do, the next translation decodes afresh). */
+static void push_cached(lua_State *L, gen_t *g, int cache,
+                        const amc_store_obj_t *o) {
+  if (lua_rawgetp(L, cache, o) != LUA_TNIL)
+    return;
+  lua_pop(L, 1);
+  push_obj(L, o);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, cache, o);
+  (void)g;
+}
+
 static int host_get(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *kind = luaL_checkstring(L, 1);
@@ -478,7 +494,9 @@ static int host_get(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  push_obj(L, o);
+  gen_t *g = GEN(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  push_cached(L, g, lua_gettop(L), o);
   return 1;
 }
 
@@ -489,12 +507,15 @@ static int host_list(lua_State *L) {
   record_read(e, kind, ns, NULL);
   const amc_store_obj_t *const *l;
   size_t n = amc_store_list(e->store, kind, ns, &l);
+  gen_t *g = GEN(L);
+  luaL_checkstack(L, 6, "rt.list");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  int cache = lua_gettop(L);
   lua_createtable(L, n > 1000000 ? 1000000 : (int)n, 0);
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
   lua_setmetatable(L, -2);
-  luaL_checkstack(L, 4, "rt.list");
   for (size_t i = 0; i < n; i++) {
-    push_obj(L, l[i]);
+    push_cached(L, g, cache, l[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
@@ -676,6 +697,8 @@ static int load_protected(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, "amc.runtime");
   build_sandbox(L);
   g->ref_sandbox = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  g->ref_cache = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, l_runtime_require);
   lua_setglobal(L, "require");
   lua_pushcfunction(L, amc_json_open);
@@ -782,7 +805,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->eng = e;
   g->cap = g->limit = e->cap;
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
-      LUA_NOREF;
+      g->ref_cache = LUA_NOREF;
   digest_files(files, n, g->digest);
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
@@ -1022,6 +1045,8 @@ static int translate_protected(lua_State *L) {
   amc_rules_engine_t *e = g->eng;
   lua_settop(L, 0);
   luaL_checkstack(L, 16, "translate");
+  lua_newtable(L);
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
@@ -1173,6 +1198,10 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   e->cur_t = NULL;
   e->cur_obj = NULL;
   lua_settop(L, 0);
+  /* Let this translation's objects go (the table is replaced at the next
+   * translation start; dropping it here frees them now). */
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
   if (status == LUA_ERRMEM || g->mem_refused)
     lua_gc(L, LUA_GCCOLLECT);
   dedup_reads(t);

@@ -493,5 +493,5 @@ int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
 
 int amc_store_push(lua_State *L, const amc_store_obj_t *o, char *err,
                    size_t errlen) {
-  return amc_json_decode(L, o->json, o->json_len, err, errlen);
+  return amc_json_decode_canonical(L, o->json, o->json_len, err, errlen);
 }
