@@ -40,8 +40,9 @@
 #define AMC_HAVE_ENGINE 0
 #endif
 
-#if __has_include("avi/run_sink.h")
-#include "avi/run_sink.h"
+#if __has_include("avi/sync.h")
+#include "avi/sync.h"
+#include "http.h"
 #define AMC_HAVE_AVI 1
 #else
 #define AMC_HAVE_AVI 0
@@ -63,10 +64,18 @@ typedef struct {
   amc_fs_loader_t fs_loader;
   int fs_id;
   amc_dry_run_t *dry_run;
-  void *avi;
+#if AMC_HAVE_AVI
+  amc_http_t *http;
+  amc_avi_sync_t *avi;
+  int avi_id; /* the AVI cache counts as a source: keys wait for it */
+  uv_timer_t avi_retry;
+  uint64_t avi_retry_ms;
+#endif
 #if AMC_HAVE_ENGINE
   amc_settings_t settings;
+  int settings_init;
 #endif
+  const char *cluster; /* the settings' cluster name (ownership marks) */
   const char *rules_dir;
   uint64_t generation;
 
@@ -106,6 +115,126 @@ static void fs_error(void *data, const char *path, const char *msg) {
   run_t *r = data;
   amc_metric_inc(r->m_fs_errors, (const char *[]){"fs"});
 }
+
+/* ------------------------------------------------------------------------ */
+/* AVI sink: controller <-> avi/sync.h */
+
+#if AMC_HAVE_AVI
+typedef struct {
+  run_t *r;
+  char key[];
+} avi_call_t;
+
+static void avi_key_done(const amc_avi_sync_result_t *res, void *data) {
+  avi_call_t *call = data;
+  run_t *r = call->r;
+  if (r->ctl)
+    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1,
+                             res->error);
+  if (res->ok && (res->calls[1] || res->calls[2] || res->calls[3]))
+    amc_log(AMC_INFO, "avi.synced", AMC_S("gateway", call->key),
+            AMC_I("post", res->calls[1]), AMC_I("put", res->calls[2]),
+            AMC_I("delete", res->calls[3]));
+  free(call);
+}
+
+static void avi_sync(void *sink, amc_controller_t *c, const char *key,
+                     const amc_translation_t *t) {
+  (void)c;
+  run_t *r = sink;
+  size_t n = strlen(key);
+  avi_call_t *call = malloc(sizeof *call + n + 1);
+  if (!call)
+    abort();
+  call->r = r;
+  memcpy(call->key, key, n + 1);
+  amc_avi_sync_key(r->avi, key, t, avi_key_done, call);
+}
+
+static void avi_gc_done(const amc_avi_sync_result_t *res, void *data) {
+  (void)data;
+  if (res->ok)
+    amc_log(AMC_INFO, "avi.gc_done", AMC_I("deleted", res->calls[3]));
+  else
+    amc_log(AMC_WARN, "avi.gc_failed", AMC_S("error", res->error));
+}
+
+static void avi_gc(void *sink, const char *const *live, size_t n) {
+  run_t *r = sink;
+  amc_avi_sync_gc(r->avi, live, n, avi_gc_done, r);
+}
+
+static int avi_reachable(void *sink) {
+  run_t *r = sink;
+  return amc_avi_sync_reachable(r->avi);
+}
+
+static const amc_ctrl_sink_ops_t avi_ops = {avi_sync, avi_gc, avi_reachable,
+                                            NULL};
+
+static void avi_observe(const char *method, const char *type, long status,
+                        void *data) {
+  run_t *r = data;
+  if (r->ctl)
+    amc_controller_count_request(r->ctl, method, type ? type : "", (int)status);
+}
+
+static void avi_start(run_t *r);
+
+static void on_avi_retry(uv_timer_t *t) {
+  avi_start(t->data);
+}
+
+static void avi_started(const amc_avi_sync_result_t *res, void *data) {
+  run_t *r = data;
+  if (r->stopping)
+    return;
+  if (res->ok) {
+    amc_log(AMC_INFO, "avi.ready", AMC_I("cached", amc_avi_sync_cached(r->avi)));
+    r->avi_retry_ms = 0;
+    amc_controller_source_synced(r->ctl, r->avi_id);
+    return;
+  }
+  r->avi_retry_ms = r->avi_retry_ms ? r->avi_retry_ms * 2 : 500;
+  if (r->avi_retry_ms > 30000)
+    r->avi_retry_ms = 30000;
+  amc_log(AMC_WARN, "avi.start_failed", AMC_S("error", res->error),
+          AMC_I("retry_ms", r->avi_retry_ms));
+  uv_timer_start(&r->avi_retry, on_avi_retry, r->avi_retry_ms, 0);
+}
+
+static void avi_start(run_t *r) {
+  amc_avi_sync_start(r->avi, avi_started, r);
+}
+
+static int avi_setup(run_t *r, char *err, size_t errlen) {
+  amc_config_t *cfg = &r->cfg;
+  r->http = amc_http_new(&r->loop);
+  if (!r->http) {
+    snprintf(err, errlen, "cannot start the HTTP client");
+    return -1;
+  }
+  amc_avi_sync_opts_t o = {
+      .controller = cfg->avi_url,
+      .username = cfg->avi_username,
+      .password = cfg->avi_password,
+      .version = cfg->avi_version,
+      .tenant = cfg->avi_tenant,
+      .cluster = r->cluster,
+      .ca_file = cfg->avi_ca_file,
+      .insecure = cfg->avi_insecure,
+  };
+  r->avi = amc_avi_sync_new(&r->loop, r->http, &o);
+  if (!r->avi) {
+    snprintf(err, errlen, "invalid AVI options");
+    return -1;
+  }
+  amc_avi_sync_set_observer(r->avi, avi_observe, r);
+  uv_timer_init(&r->loop, &r->avi_retry);
+  r->avi_retry.data = r;
+  return 0;
+}
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Rules: load, reload, watch */
@@ -244,6 +373,15 @@ static void on_stopped(amc_controller_t *c, void *data) {
     uv_close((uv_handle_t *)&r->rule_watch[i], close_cb_noop);
   amc_controller_free(r->ctl);
   r->ctl = NULL;
+#if AMC_HAVE_AVI
+  if (r->avi) {
+    uv_close((uv_handle_t *)&r->avi_retry, close_cb_noop);
+    amc_avi_sync_free(r->avi); /* drops work in flight, no callbacks */
+    r->avi = NULL;
+    amc_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+  }
+#endif
   amc_log(AMC_INFO, "run.stopped");
 }
 
@@ -296,6 +434,24 @@ static int setup(run_t *r, char *err, size_t errlen) {
              cfg->source);
     return AMC_EXIT_USAGE;
   }
+#if AMC_HAVE_ENGINE
+  amc_settings_init(&r->settings);
+  r->settings_init = 1;
+  if (cfg->settings_file &&
+      amc_settings_load_file(&r->settings, cfg->settings_file, err, errlen) !=
+          0)
+    return AMC_EXIT_USAGE;
+  /* Flags and environment override the settings file. */
+  if (cfg->cluster_name)
+    amc_settings_set(&r->settings, "cluster", cfg->cluster_name);
+  if (cfg->cloud_name)
+    amc_settings_set(&r->settings, "cloud", cfg->cloud_name);
+  if (cfg->avi_tenant)
+    amc_settings_set(&r->settings, "tenant", cfg->avi_tenant);
+  r->cluster = r->settings.cluster;
+#else
+  r->cluster = cfg->cluster_name ? cfg->cluster_name : "default";
+#endif
   r->store = amc_store_new();
   r->metrics = amc_metrics_new();
   r->m_fs_errors = amc_metrics_counter(
@@ -312,11 +468,10 @@ static int setup(run_t *r, char *err, size_t errlen) {
     sink = r->dry_run;
   } else {
 #if AMC_HAVE_AVI
-    r->avi = amc_avi_run_sink_new(&r->loop, cfg, r->metrics, err, errlen);
-    if (!r->avi)
+    if (avi_setup(r, err, errlen) != 0)
       return AMC_EXIT_USAGE;
-    sink_ops = amc_avi_run_sink_ops;
-    sink = r->avi;
+    sink_ops = avi_ops;
+    sink = r;
 #else
     snprintf(err, errlen,
              "AVI sync is not built into this amc yet: use --dry-run");
@@ -337,31 +492,19 @@ static int setup(run_t *r, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return AMC_EXIT_FAIL;
   }
-#if AMC_HAVE_AVI
-  if (r->avi)
-    amc_avi_run_sink_attach(r->avi, r->ctl);
-#endif
 
   /* Sources are registered before the engine is set: the controller starts
    * only when every registered source has synced, and an initial pass (and
    * its gc) over an empty store would delete everything amc owns. */
   r->fs_id = amc_controller_add_source(r->ctl, "fs");
+#if AMC_HAVE_AVI
+  if (r->avi)
+    r->avi_id = amc_controller_add_source(r->ctl, "avi");
+#endif
 
   /* Rules. */
   r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
 #if AMC_HAVE_ENGINE
-  amc_settings_init(&r->settings);
-  if (cfg->settings_file &&
-      amc_settings_load_file(&r->settings, cfg->settings_file, err, errlen) !=
-          0)
-    return AMC_EXIT_USAGE;
-  /* Flags and environment override the settings file. */
-  if (cfg->cluster_name)
-    amc_settings_set(&r->settings, "cluster", cfg->cluster_name);
-  if (cfg->cloud_name)
-    amc_settings_set(&r->settings, "cloud", cfg->cloud_name);
-  if (cfg->avi_tenant)
-    amc_settings_set(&r->settings, "tenant", cfg->avi_tenant);
   char lerr[2048];
   amc_rules_engine_t *e = load_engine(r, lerr, sizeof lerr);
   if (!e) {
@@ -422,6 +565,10 @@ static int setup(run_t *r, char *err, size_t errlen) {
       .sink = {fs_upsert, fs_remove, fs_synced, fs_error, NULL},
       .sink_data = r,
   };
+#if AMC_HAVE_AVI
+  if (r->avi)
+    avi_start(r); /* login and read what amc owns, in parallel */
+#endif
   amc_log(AMC_INFO, "source.listing", AMC_S("source", cfg->source));
   r->fs = amc_fs_source_start(&r->loop, &fo, err, errlen);
   if (!r->fs)
@@ -481,17 +628,25 @@ int amc_cmd_run(int argc, char **argv) {
     uv_walk(&r->loop, close_walk, NULL);
   }
   uv_run(&r->loop, UV_RUN_DEFAULT);
+#if AMC_HAVE_AVI
+  if (r->avi) { /* setup failed after the AVI client was made */
+    amc_avi_sync_free(r->avi);
+    r->avi = NULL;
+  }
+  if (r->http) {
+    amc_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+  }
+#endif
   uv_walk(&r->loop, close_walk, NULL);
   uv_run(&r->loop, UV_RUN_DEFAULT);
   uv_loop_close(&r->loop);
   if (r->fs_L)
     lua_close(r->fs_L);
   amc_dry_run_free(r->dry_run);
-#if AMC_HAVE_AVI
-  amc_avi_run_sink_free(r->avi);
-#endif
 #if AMC_HAVE_ENGINE
-  amc_settings_free(&r->settings);
+  if (r->settings_init)
+    amc_settings_free(&r->settings);
 #endif
   amc_store_free(r->store);
   amc_metrics_free(r->metrics);
