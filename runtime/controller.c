@@ -205,6 +205,7 @@ static void live_keys(amc_controller_t *c, keylist_t *l, amc_buf_t *buf) {
 
 static void initial_finished(amc_controller_t *c) {
   c->initial_done = 1;
+  amc_log_set_key(NULL); /* not about the key that happened to be last */
   uv_timer_stop(&c->progress);
   double secs = (double)(now_ns() - c->initial_started_ns) / 1e9;
   amc_log(AMC_INFO, "sync.initial_done", AMC_I("gateways", c->initial_total),

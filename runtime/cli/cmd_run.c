@@ -128,13 +128,13 @@ typedef struct {
 static void avi_key_done(const amc_avi_sync_result_t *res, void *data) {
   avi_call_t *call = data;
   run_t *r = call->r;
-  if (r->ctl)
-    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1,
-                             res->error);
   if (res->ok && (res->calls[1] || res->calls[2] || res->calls[3]))
     amc_log(AMC_INFO, "avi.synced", AMC_S("gateway", call->key),
             AMC_I("post", res->calls[1]), AMC_I("put", res->calls[2]),
             AMC_I("delete", res->calls[3]));
+  if (r->ctl)
+    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1,
+                             res->error);
   free(call);
 }
 
