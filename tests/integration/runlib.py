@@ -179,16 +179,23 @@ def start_sim(*extra, state_file=None):
                                      state_file=state_file)
 
 
+def sim_control(sim, method, path, body=None):
+    """The simulator's control API; returns the decoded answer (2xx)."""
+    status, data = sim.control(method, path, body)
+    assert 200 <= status < 300, (method, path, status, data)
+    return data
+
+
 def sim_writes(sim):
     """Write requests (POST/PUT/PATCH/DELETE on /api) in the request log."""
-    reqs = sim.control("GET", "/_sim/requests")["requests"]
+    reqs = sim_control(sim, "GET", "/_sim/requests")["requests"]
     return [r for r in reqs if r["method"] in ("POST", "PUT", "PATCH",
                                                 "DELETE")
             and r["path"].startswith("/api/")]
 
 
 def sim_objects(sim, t):
-    state = sim.control("GET", "/_sim/state")
+    state = sim_control(sim, "GET", "/_sim/state")
     return {o["name"]: o for o in state["objects"].get(t, [])}
 
 
