@@ -19,6 +19,7 @@ typedef struct {
   unsigned initial : 1;      /* part of the initial pass, not yet done */
   amc_translation_t *inflight; /* handed to the sink, until sync_done */
   uint64_t started_ns;
+  uint64_t event_ns; /* first store change not yet handed to the sink */
 } key_state_t;
 
 struct amc_controller {
@@ -56,7 +57,7 @@ struct amc_controller {
   amc_metric_t *m_queue_depth, *m_in_flight, *m_reconcile, *m_reconciles,
       *m_requests, *m_generation, *m_reloads, *m_reload_failures,
       *m_watch_restarts, *m_objects, *m_translate_errors, *m_sources_synced,
-      *m_gateways;
+      *m_event_to_sync;
 };
 
 static uint64_t now_ns(void) {
@@ -150,6 +151,14 @@ static void register_metrics(amc_controller_t *c) {
   c->m_sources_synced = amc_metrics_gauge(
       r, "amc_source_synced", "1 once the source has listed everything.",
       (const char *[]){"source", NULL});
+  static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002,
+                               0.005,  0.01,    0.025,  0.05,  0.1,
+                               0.25,   0.5,     1};
+  c->m_event_to_sync = amc_metrics_histogram(
+      r, "amc_event_to_sync_seconds",
+      "Time from a store change to the sink (AVI sync) starting on an "
+      "affected key.",
+      NULL, lat, sizeof lat / sizeof lat[0]);
   /* Series that must exist from the start (a scrape sees zeros). */
   amc_metric_add(c->m_reload_failures, NULL, 0);
   amc_metric_add(c->m_translate_errors, NULL, 0);
@@ -275,6 +284,9 @@ static void maybe_start_processing(amc_controller_t *c) {
 
 static void queue_key(const char *key, void *data) {
   amc_controller_t *c = data;
+  key_state_t *k = key_state(c, key, 1);
+  if (!k->event_ns)
+    k->event_ns = now_ns();
   amc_queue_add(c->queue, key);
   amc_log(AMC_DEBUG, "queue.add", AMC_S("queued", key));
 }
@@ -341,6 +353,7 @@ static void process_key(amc_controller_t *c, const char *key) {
       return;
     }
     amc_log(AMC_INFO, "reconcile.delete");
+    k->event_ns = 0;
     k->started_ns = started;
     k->inflight = NULL;
     c->opt.sink_ops.sync(c->opt.sink, c, key, NULL);
@@ -362,6 +375,7 @@ static void process_key(amc_controller_t *c, const char *key) {
     /* Deterministic: retrying cannot help; a change to anything the key
      * read re-queues it. AVI keeps what it has. */
     k->failing = 1;
+    k->event_ns = 0;
     amc_metric_inc(c->m_translate_errors, NULL);
     amc_log(AMC_ERROR, "translate.error", AMC_S("error", t->error));
     amc_translation_free(t);
@@ -384,6 +398,11 @@ static void process_key(amc_controller_t *c, const char *key) {
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
   k->started_ns = started;
   k->inflight = t;
+  if (k->event_ns) {
+    amc_metric_observe(c->m_event_to_sync, NULL,
+                       (double)(now_ns() - k->event_ns) / 1e9);
+    k->event_ns = 0;
+  }
   c->opt.sink_ops.sync(c->opt.sink, c, key, t);
   amc_log_set_key(NULL);
 }
