@@ -67,6 +67,12 @@ static const opt_t opts[] = {
      "CA bundle to verify the AVI controller's certificate", 0},
     {"avi-insecure", NULL, T_BOOL, O(avi_insecure), "false", NULL,
      "do not verify the AVI controller's TLS certificate (logged)", 0},
+    {"avi-rate", NULL, T_INT, O(avi_rate), "20", "N",
+     "AVI calls per second at most (a token bucket; AVI rate-limits "
+     "clients too)",
+     0},
+    {"avi-burst", NULL, T_INT, O(avi_burst), "5", "N",
+     "AVI calls allowed at once above the rate", 0},
     {"cloud", "CLOUD_NAME", T_STR, O(cloud_name), NULL, "NAME",
      "AVI cloud for the virtual services (overrides the settings file; its "
      "default: Default-Cloud)",
@@ -361,6 +367,11 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
   }
   if (c->workers < 1 || c->workers > 1024) {
     snprintf(err, errlen, "workers: %d is out of range 1..1024", c->workers);
+    return -1;
+  }
+  if (c->avi_rate < 1 || c->avi_rate > 100000 || c->avi_burst < 1 ||
+      c->avi_burst > 100000) {
+    snprintf(err, errlen, "avi-rate/avi-burst: out of range 1..100000");
     return -1;
   }
   if (c->admin_port < -1 || c->admin_port > 65535) {

@@ -48,6 +48,8 @@ typedef struct {
   char *avi_tenant;
   char *avi_ca_file;
   int avi_insecure;    /* skip TLS verification (explicit, logged) */
+  int avi_rate;        /* client rate limit, calls/s (0: the client's) */
+  int avi_burst;       /* client burst (0: the client's) */
   char *cloud_name;
   char *cluster_name;
   int istio_enabled;

@@ -223,6 +223,8 @@ static int avi_setup(run_t *r, char *err, size_t errlen) {
       .cluster = r->cluster,
       .ca_file = cfg->avi_ca_file,
       .insecure = cfg->avi_insecure,
+      .rate = cfg->avi_rate,
+      .burst = cfg->avi_burst,
   };
   r->avi = amc_avi_sync_new(&r->loop, r->http, &o);
   if (!r->avi) {
