@@ -515,6 +515,7 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
 int amc_controller_add_source(amc_controller_t *c, const char *name) {
   if (c->n_sources == MAX_SOURCES)
     return -1;
+  amc_metric_add(c->m_watch_restarts, (const char *[]){name}, 0);
   snprintf(c->sources[c->n_sources].name, sizeof c->sources[0].name, "%s",
            name);
   c->sources[c->n_sources].synced = 0;

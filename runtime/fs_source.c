@@ -58,6 +58,8 @@ struct amc_fs_source {
   int open_handles;
   int closing;
   int synced;
+  uint64_t progress_ns; /* last progress line during the initial scan */
+  size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
   size_t n_dirs;
 
@@ -128,8 +130,13 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
   (void)events;
   dir_t *d = h->data;
   if (status < 0) {
-    amc_log(AMC_WARN, "fs.watch_error", AMC_S("path", d->path),
+    /* Restart the watch; the rescan below catches what was missed. */
+    amc_log(AMC_WARN, "fs.watch_restart", AMC_S("path", d->path),
             AMC_S("error", uv_strerror(status)));
+    uv_fs_event_stop(&d->ev);
+    d->watching = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0) == 0;
+    if (d->src->opt.sink.watch_restarted)
+      d->src->opt.sink.watch_restarted(d->src->opt.sink_data);
   }
   d->dirty = 1;
   schedule(d->src);
@@ -414,6 +421,12 @@ static void process_batch(amc_fs_source_t *s) {
       continue;
     s->parsing = c->file;
     s->parsing_path = c->path;
+    s->parsed_files++;
+    if (!s->synced && uv_hrtime() - s->progress_ns > 1000000000ULL) {
+      s->progress_ns = uv_hrtime();
+      amc_log(AMC_INFO, "fs.progress", AMC_I("files", s->parsed_files),
+              AMC_I("of", s->n_changes), AMC_I("objects", s->objs.count));
+    }
     s->new_keys = NULL;
     s->n_new = s->cap_new = 0;
     err[0] = '\0';
@@ -516,6 +529,7 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
   s->resync.data = s;
   s->open_handles = 2;
   s->root = dir_new(s, NULL, s->root_path);
+  s->progress_ns = uv_hrtime();
   rescan(s);
   s->synced = 1;
   amc_log(AMC_INFO, "fs.synced", AMC_S("root", s->root_path),

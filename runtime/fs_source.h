@@ -62,6 +62,8 @@ typedef struct {
   void (*error)(void *data, const char *path, const char *message);
   /* A rescan batch ended (optional; after its upserts and removes). */
   void (*batch_done)(void *data);
+  /* A directory watch failed and was restarted (optional; metrics). */
+  void (*watch_restarted)(void *data);
 } amc_fs_sink_t;
 
 typedef struct {

@@ -109,6 +109,11 @@ static void fs_synced(void *data) {
   amc_controller_source_synced(r->ctl, r->fs_id);
 }
 
+static void fs_watch_restarted(void *data) {
+  run_t *r = data;
+  amc_controller_watch_restarted(r->ctl, r->fs_id);
+}
+
 static void fs_error(void *data, const char *path, const char *msg) {
   (void)path;
   (void)msg;
@@ -564,7 +569,8 @@ static int setup(run_t *r, char *err, size_t errlen) {
       .resync_ms = (unsigned)cfg->resync_seconds * 1000,
       .parse = amc_fs_parse_loader,
       .parse_data = &r->fs_loader,
-      .sink = {fs_upsert, fs_remove, fs_synced, fs_error, NULL},
+      .sink = {fs_upsert, fs_remove, fs_synced, fs_error, NULL,
+               fs_watch_restarted},
       .sink_data = r,
   };
 #if AMC_HAVE_AVI
