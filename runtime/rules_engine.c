@@ -41,6 +41,12 @@ typedef struct {
 
 typedef struct gen gen_t;
 
+#define PROF_SLOTS 4096
+typedef struct {
+  char key[120];
+  uint64_t n;
+} prof_slot_t;
+
 struct amc_rules_engine {
   amc_store_t *store;
   const amc_settings_t *settings;
@@ -61,7 +67,8 @@ struct amc_rules_engine {
   const amc_store_obj_t *cur_obj;
   amc_translation_t *cur_t;
   size_t objs_cap, diags_cap, reads_cap;
-  char *out_err; /* invalid output (not a Lua error) */
+  char *out_err;     /* invalid output (not a Lua error) */
+  prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
 };
 
@@ -74,7 +81,9 @@ struct gen {
   char digest[65];
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
-  int ref_cache; /* objects decoded in this translation, by store entry */
+  int ref_cache;   /* objects decoded in this translation, by store entry */
+  uint64_t *valid; /* see valid_seen() */
+  size_t valid_n, valid_cap;
 };
 
 static gen_t *GEN(lua_State *L) {
@@ -136,9 +145,52 @@ static int rule_position(lua_State *L, char *out, size_t n) {
   return -1;
 }
 
+/* Development aid: with AMC_LUA_PROFILE set, every hook tick charges the
+ * running Lua function (and the rule function that called into the
+ * runtime); amc_rules_engine_free prints the top entries on stderr. */
+
+static void prof_tick(amc_rules_engine_t *e, lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar))
+    return;
+  char key[120];
+  snprintf(key, sizeof key, "%s:%d", ar.short_src, ar.linedefined);
+  uint64_t h = 1469598103934665603ULL;
+  for (const char *p = key; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  for (size_t i = 0; i < PROF_SLOTS; i++) {
+    prof_slot_t *sl = &e->prof[(h + i) % PROF_SLOTS];
+    if (!sl->key[0])
+      memcpy(sl->key, key, sizeof key);
+    if (strcmp(sl->key, key) == 0) {
+      sl->n++;
+      return;
+    }
+  }
+}
+
+static int prof_cmp(const void *a, const void *b) {
+  uint64_t x = ((const prof_slot_t *)a)->n, y = ((const prof_slot_t *)b)->n;
+  return (x < y) - (x > y);
+}
+
+static void prof_report(amc_rules_engine_t *e) {
+  uint64_t total = 0;
+  qsort(e->prof, PROF_SLOTS, sizeof *e->prof, prof_cmp);
+  for (size_t i = 0; i < PROF_SLOTS; i++)
+    total += e->prof[i].n;
+  fprintf(stderr, "amc Lua profile (%llu ticks of %d instructions):\n",
+          (unsigned long long)total, HOOK_STEP);
+  for (size_t i = 0; i < 30 && e->prof[i].n; i++)
+    fprintf(stderr, "  %5.1f%%  %s\n",
+            100.0 * (double)e->prof[i].n / (double)total, e->prof[i].key);
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   amc_rules_engine_t *e = GEN(L)->eng;
+  if (e->prof)
+    prof_tick(e, L);
   e->instr += HOOK_STEP;
   if (e->instr <= e->budget)
     return;
@@ -782,6 +834,7 @@ static void gen_free(gen_t *g) {
   if (g->L)
     lua_close(g->L);
   free(g->entry_file);
+  free(g->valid);
   free(g);
 }
 
@@ -951,6 +1004,65 @@ static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
   return 0;
 }
 
+/* The set of (type, canonical JSON) hashes that passed validation in a
+ * generation: open addressing over 64-bit FNV-1a hashes (0 = empty),
+ * cleared when it gets large. */
+#define VALID_MAX (1u << 20)
+
+static uint64_t valid_hash(const char *type, const char *json, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char *p = (const unsigned char *)type; *p; p++)
+    h = (h ^ *p) * 0x100000001b3ULL;
+  h = (h ^ 0xff) * 0x100000001b3ULL;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (unsigned char)json[i]) * 0x100000001b3ULL;
+  return h ? h : 1;
+}
+
+static int valid_seen(gen_t *g, uint64_t h) {
+  if (!g->valid_cap)
+    return 0;
+  for (size_t i = h & (g->valid_cap - 1);; i = (i + 1) & (g->valid_cap - 1)) {
+    if (g->valid[i] == h)
+      return 1;
+    if (!g->valid[i])
+      return 0;
+  }
+}
+
+static void valid_add(gen_t *g, uint64_t h) {
+  if (g->valid_n * 2 >= g->valid_cap) {
+    size_t cap = g->valid_cap ? g->valid_cap * 2 : 1024;
+    if (cap > VALID_MAX) { /* forget everything rather than grow */
+      memset(g->valid, 0, g->valid_cap * sizeof *g->valid);
+      g->valid_n = 0;
+    } else {
+      uint64_t *nv = calloc(cap, sizeof *nv);
+      if (!nv)
+        return;
+      for (size_t i = 0; i < g->valid_cap; i++) {
+        uint64_t v = g->valid[i];
+        if (!v)
+          continue;
+        size_t j = v & (cap - 1);
+        while (nv[j])
+          j = (j + 1) & (cap - 1);
+        nv[j] = v;
+      }
+      free(g->valid);
+      g->valid = nv;
+      g->valid_cap = cap;
+    }
+  }
+  size_t i = h & (g->valid_cap - 1);
+  while (g->valid[i] && g->valid[i] != h)
+    i = (i + 1) & (g->valid_cap - 1);
+  if (!g->valid[i]) {
+    g->valid[i] = h;
+    g->valid_n++;
+  }
+}
+
 static int obj_cmp(const void *a, const void *b) {
   const amc_avi_object_t *x = a, *y = b;
   int c = strcmp(x->type, y->type);
@@ -991,26 +1103,32 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
                       type),
              -1;
-    /* validate.object(type, object) */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
-    lua_pushvalue(L, it);
-    lua_getfield(L, -1, "type");
-    lua_replace(L, -2);
-    lua_pushvalue(L, obj);
-    lua_call(L, 2, 2);
-    if (!lua_toboolean(L, -2)) {
-      const char *m = lua_tostring(L, -1);
-      if (m && m[0] == ':' && m[1] == ' ')
-        m += 2;
-      return out_fail(e, "invalid %s \"%s\": %s", type, name,
-                      m ? m : "rejected by validate.object"),
-             -1;
-    }
-    lua_pop(L, 2);
     amc_buf_reset(&e->scratch);
     char jerr[300];
     if (amc_json_encode(L, obj, &e->scratch, jerr, sizeof jerr) < 0)
       return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
+    /* validate.object(type, object), unless these exact bytes of this type
+     * passed before in this generation (the usual case when a key is
+     * translated again). */
+    uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
+    if (!valid_seen(g, vh)) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
+      lua_pushvalue(L, it);
+      lua_getfield(L, -1, "type");
+      lua_replace(L, -2);
+      lua_pushvalue(L, obj);
+      lua_call(L, 2, 2);
+      if (!lua_toboolean(L, -2)) {
+        const char *m = lua_tostring(L, -1);
+        if (m && m[0] == ':' && m[1] == ' ')
+          m += 2;
+        return out_fail(e, "invalid %s \"%s\": %s", type, name,
+                        m ? m : "rejected by validate.object"),
+               -1;
+      }
+      lua_pop(L, 2);
+      valid_add(g, vh);
+    }
     if (t->n_objects == e->objs_cap) {
       e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
       amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
@@ -1230,12 +1348,19 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
       rd = NULL;
   }
   e->runtime_dir = rd ? xstrdup(rd) : NULL;
+  const char *pf = getenv("AMC_LUA_PROFILE");
+  if (pf && *pf)
+    e->prof = calloc(PROF_SLOTS, sizeof *e->prof);
   return e;
 }
 
 void amc_rules_engine_free(amc_rules_engine_t *e) {
   if (!e)
     return;
+  if (e->prof) {
+    prof_report(e);
+    free(e->prof);
+  }
   gen_free(e->active);
   free(e->runtime_dir);
   free(e->out_err);
