@@ -14,6 +14,8 @@ static const struct {
      "translate Kubernetes/Istio objects from files to AVI objects (JSON)"},
     {"rules", amc_cmd_rules, "rule-author tools: `amc rules test [DIR]`"},
     {"version", amc_cmd_version, "print the version and library versions"},
+    {"mcp-dump", amc_cmd_mcp_dump,
+     "stream Istio config over MCP and print it (JSON lines)"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,266 @@
+/* mcp_xds.c - MCP-over-xDS sink protocol (see mcp_xds.h). */
+#include "mcp/mcp_xds.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envoy/service/discovery/v3/discovery.pb-c.h"
+
+#define NVERS 2 /* index 0: v1, 1: v1alpha3 */
+static const char *const versions[NVERS] = {"v1", "v1alpha3"};
+#define MAX_KINDS 8
+
+typedef struct {
+  char url[128];
+  const amc_pb_kind_t *kind;
+  amc_mcp_item_t *items; /* last accepted set, sorted */
+  size_t n;
+  char *version; /* last accepted version_info */
+  int answered;  /* on the current stream */
+} sub_t;
+
+typedef struct {
+  sub_t subs[MAX_KINDS * NVERS];
+  size_t nsubs;
+  int synced[MAX_KINDS];
+  int node_sent;
+  int simple_lb_legacy;
+} xds_t;
+
+static xds_t *state(amc_mcp_sink_t *s) {
+  if (!s->proto) {
+    xds_t *x = calloc(1, sizeof *x);
+    if (!x)
+      abort();
+    for (size_t k = 0; k < amc_pb_nkinds && k < MAX_KINDS; k++)
+      for (int v = 0; v < NVERS; v++) {
+        sub_t *sub = &x->subs[x->nsubs++];
+        snprintf(sub->url, sizeof sub->url, "networking.istio.io/%s/%s",
+                 versions[v], amc_pb_kinds[k].kind);
+        sub->kind = &amc_pb_kinds[k];
+      }
+    s->proto = x;
+  }
+  return s->proto;
+}
+
+static void send_request(amc_mcp_sink_t *s, const char *type_url,
+                         const char *version, const char *nonce,
+                         const char *error) {
+  xds_t *x = state(s);
+  Envoy__Service__Discovery__V3__DiscoveryRequest req =
+      ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+  Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+  Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT;
+  Google__Protobuf__Struct__FieldsEntry e_gen =
+      GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+  Google__Protobuf__Struct__FieldsEntry e_ns =
+      GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
+  Google__Protobuf__Value v_gen = GOOGLE__PROTOBUF__VALUE__INIT;
+  Google__Protobuf__Value v_ns = GOOGLE__PROTOBUF__VALUE__INIT;
+  Google__Protobuf__Struct__FieldsEntry *entries[2] = {&e_gen, &e_ns};
+  char id[512];
+  if (!x->node_sent) {
+    const char *ns = s->o.node_namespace;
+    if (s->o.node_id) {
+      snprintf(id, sizeof id, "%s", s->o.node_id);
+    } else {
+      const char *ip = getenv("POD_IP");
+      snprintf(id, sizeof id, "router~%s~amc.%s~%s.svc.cluster.local",
+               ip && *ip ? ip : "127.0.0.1", ns, ns);
+    }
+    node.id = id;
+    node.user_agent_name = "amc";
+    node.user_agent_version_type_case =
+        ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION;
+    node.user_agent_version = AMC_VERSION;
+    v_gen.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    v_gen.string_value = "api";
+    e_gen.key = "GENERATOR";
+    e_gen.value = &v_gen;
+    v_ns.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+    v_ns.string_value = (char *)ns;
+    e_ns.key = "NAMESPACE";
+    e_ns.value = &v_ns;
+    md.n_fields = 2;
+    md.fields = entries;
+    node.metadata = &md;
+    req.node = &node;
+    x->node_sent = 1;
+  }
+  req.type_url = (char *)type_url;
+  req.version_info = (char *)(version ? version : "");
+  req.response_nonce = (char *)(nonce ? nonce : "");
+  Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+  if (error) {
+    st.code = 3;
+    st.message = (char *)error;
+    req.error_detail = &st;
+  }
+  size_t n =
+      envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf)
+    abort();
+  envoy__service__discovery__v3__discovery_request__pack(&req, buf);
+  amc_mcp_sink_send(s, buf, n);
+  free(buf);
+}
+
+void amc_mcp_xds_on_start(amc_mcp_sink_t *s) {
+  xds_t *x = state(s);
+  x->node_sent = 0;
+  memset(x->synced, 0, sizeof x->synced);
+  for (size_t i = 0; i < x->nsubs; i++) {
+    x->subs[i].answered = 0;
+    send_request(s, x->subs[i].url, "", "", NULL);
+  }
+}
+
+/* Reads "version":"1.N" from an istiod control-plane identifier. */
+static int legacy_from_identifier(const char *id) {
+  const char *p = id ? strstr(id, "\"version\":\"1.") : NULL;
+  if (!p)
+    return 0;
+  int minor = atoi(p + 13);
+  return minor > 0 && minor < 14;
+}
+
+static void deliver_kind(amc_mcp_sink_t *s, const amc_pb_kind_t *kind) {
+  xds_t *x = s->proto;
+  sub_t *parts[NVERS];
+  size_t np = 0, total = 0;
+  for (size_t i = 0; i < x->nsubs; i++)
+    if (x->subs[i].kind == kind) {
+      parts[np++] = &x->subs[i];
+      total += x->subs[i].n;
+    }
+  amc_mcp_object_t *objs = calloc(total + 1, sizeof *objs);
+  size_t n = 0;
+  for (size_t p = 0; p < np; p++) /* v1 first: it wins on duplicates */
+    for (size_t i = 0; i < parts[p]->n; i++) {
+      amc_mcp_item_t *it = &parts[p]->items[i];
+      int dup = 0;
+      for (size_t j = 0; j < n && !dup; j++)
+        dup = !strcmp(objs[j].ns, it->ns) && !strcmp(objs[j].name, it->name);
+      if (!dup)
+        objs[n++] = (amc_mcp_object_t){it->ns, it->name, it->json,
+                                       it->json_len};
+    }
+  /* keep the handed-over order sorted by namespace/name */
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = i; j > 0; j--) {
+      int c = strcmp(objs[j - 1].ns, objs[j].ns);
+      if (!c)
+        c = strcmp(objs[j - 1].name, objs[j].name);
+      if (c <= 0)
+        break;
+      amc_mcp_object_t t = objs[j];
+      objs[j] = objs[j - 1];
+      objs[j - 1] = t;
+    }
+  if (s->ops.on_replace)
+    s->ops.on_replace(s->ud, kind->kind, objs, n);
+  free(objs);
+}
+
+void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
+                            size_t len) {
+  xds_t *x = state(s);
+  Envoy__Service__Discovery__V3__DiscoveryResponse *r =
+      envoy__service__discovery__v3__discovery_response__unpack(NULL, len,
+                                                                 data);
+  if (!r) {
+    amc_mcp_sink_event(s, "warning", "undecodable DiscoveryResponse ignored");
+    return;
+  }
+  const char *url = r->type_url ? r->type_url : "";
+  const char *nonce = r->nonce ? r->nonce : "";
+  const char *version = r->version_info ? r->version_info : "";
+  sub_t *sub = NULL;
+  for (size_t i = 0; i < x->nsubs; i++)
+    if (!strcmp(x->subs[i].url, url))
+      sub = &x->subs[i];
+  if (!sub) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "type %.200s was not requested", url);
+    send_request(s, url, "", nonce, msg);
+    amc_mcp_sink_event(s, "nack", msg);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    return;
+  }
+  if (r->control_plane && r->control_plane->identifier)
+    x->simple_lb_legacy = legacy_from_identifier(r->control_plane->identifier);
+  amc_mcp_item_t *items = calloc(r->n_resources + 1, sizeof *items);
+  if (!items)
+    abort();
+  size_t n = 0;
+  char err[600];
+  for (size_t i = 0; i < r->n_resources; i++) {
+    Google__Protobuf__Any *any = r->resources[i];
+    const char *t = any->type_url ? any->type_url : "";
+    int rc;
+    if (strcmp(t, "type.googleapis.com/istio.mcp.v1alpha1.Resource") != 0) {
+      snprintf(err, sizeof err,
+               "resource %zu: type '%.200s' is not istio.mcp.v1alpha1.Resource",
+               i, t);
+      rc = -1;
+    } else {
+      char e2[560];
+      rc = amc_mcp_conv_resource(&s->conv, any->value.data, any->value.len,
+                                 sub->kind, x->simple_lb_legacy, &items[n],
+                                 e2, sizeof e2);
+      if (rc < 0)
+        snprintf(err, sizeof err, "resource %zu: %s", i, e2);
+    }
+    if (rc < 0) {
+      char msg[700];
+      snprintf(msg, sizeof msg, "%s: %s", url, err);
+      send_request(s, url, sub->version ? sub->version : "", nonce, msg);
+      char detail[760];
+      snprintf(detail, sizeof detail, "%s nonce %s: %s", url, nonce, msg);
+      amc_mcp_sink_event(s, "nack", detail);
+      amc_mcp_items_free(items, n);
+      amc_buf_reset(&s->conv.warn);
+      envoy__service__discovery__v3__discovery_response__free_unpacked(r,
+                                                                       NULL);
+      return;
+    }
+    n++;
+  }
+  amc_mcp_sink_valid(s);
+  amc_mcp_sink_flush_warnings(s);
+  amc_mcp_items_sort(items, n);
+  amc_mcp_items_free(sub->items, sub->n);
+  sub->items = items;
+  sub->n = n;
+  free(sub->version);
+  sub->version = strdup(version);
+  sub->answered = 1;
+  deliver_kind(s, sub->kind);
+  send_request(s, url, version, nonce, NULL);
+  size_t ki = (size_t)(sub->kind - amc_pb_kinds);
+  int all = 1;
+  for (size_t i = 0; i < x->nsubs; i++)
+    if (x->subs[i].kind == sub->kind && !x->subs[i].answered)
+      all = 0;
+  if (all && !x->synced[ki]) {
+    x->synced[ki] = 1;
+    if (s->ops.on_synced)
+      s->ops.on_synced(s->ud, sub->kind->kind);
+  }
+  envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+}
+
+void amc_mcp_xds_free(amc_mcp_sink_t *s) {
+  xds_t *x = s->proto;
+  if (!x)
+    return;
+  for (size_t i = 0; i < x->nsubs; i++) {
+    amc_mcp_items_free(x->subs[i].items, x->subs[i].n);
+    free(x->subs[i].version);
+  }
+  free(x);
+  s->proto = NULL;
+}
