@@ -1,13 +1,16 @@
 /* cmd_sync.c - `amc sync`: sync desired AVI objects to a controller once.
  *
- * The desired objects come from `--desired FILE` (the JSON `amc translate`
- * prints: {"<type>": [objects...], ..., "diagnostics": [...]}); they are
+ * The desired objects come from translating PATH... with the rules (as
+ * `amc translate` does, private keys included), or from `--desired FILE`
+ * (the JSON `amc translate` prints: {"<type>": [objects...], ...,
+ * "diagnostics": [...]}); they are
  * grouped into keys by their "gateway" marker ("ns/name" -> key
  * "Gateway/ns/name"). Each key is synced (runtime/avi/sync.h), then, with
  * --gc, owned objects of keys not in the input are deleted. Exit 0 when
  * everything converged, 1 when a key failed, 2 on usage/input errors. */
 #include "avi/sync.h"
 #include "cli/cli.h"
+#include "cli/translate_run.h"
 #include "http.h"
 #include "json.h"
 #include "translation.h"
@@ -20,7 +23,8 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: amc sync [options] --desired FILE\n"
+    "usage: amc sync [options] PATH...\n"
+    "       amc sync [options] --desired FILE\n"
     "\n"
     "Syncs desired AVI objects to an AVI controller once, then exits\n"
     "(0 = converged, 1 = some key failed, 2 = usage or input error).\n"
@@ -34,9 +38,12 @@ static const char usage_text[] =
     "  --version V          X-Avi-Version; env CTRL_VERSION (default: the\n"
     "                       controller's)\n"
     "  --tenant T           default tenant (admin)\n"
-    "  --cluster NAME       cluster name in ownership marks; env CLUSTER_NAME\n"
-    "                       (default: cluster)\n"
-    "  --desired FILE       desired objects (amc translate output)\n"
+    "  --cluster NAME       cluster name (object names, ownership marks);\n"
+    "                       env CLUSTER_NAME (default: default)\n"
+    "  --rules DIR          rule files (default: ./rules if it exists)\n"
+    "  --settings FILE      translation settings (see amc translate)\n"
+    "  --desired FILE       desired objects (amc translate output) instead\n"
+    "                       of translating PATHs\n"
     "  --gc                 also delete owned objects no key in FILE wants\n"
     "  --dry-run            print the planned calls instead of sending them\n"
     "  --rate N             client rate limit, calls/s (20)\n"
@@ -92,19 +99,15 @@ static const char *gateway_marker(lua_State *L) {
   return out;
 }
 
-static int load_desired(const char *path, keyset_t *ks, char *err,
-                        size_t errlen) {
-  amc_buf_t b = AMC_BUF_INIT;
-  int rc = amc_buf_read_file(&b, path);
-  if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", path, strerror(-rc));
-    return -1;
-  }
+/* Parses a desired-objects document (amc translate's format) held in `b`;
+ * `path` names it in errors. */
+static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
+                        char *err, size_t errlen) {
   lua_State *L = luaL_newstate();
   luaL_checkstack(L, AMC_JSON_MAX_DEPTH + 16, NULL);
   char jerr[200];
   int ret = -1;
-  if (amc_json_decode(L, b.data ? b.data : "", b.len, jerr, sizeof jerr) !=
+  if (amc_json_decode(L, b->data ? b->data : "", b->len, jerr, sizeof jerr) !=
       0) {
     snprintf(err, errlen, "%s: %s", path, jerr);
     goto out;
@@ -174,7 +177,6 @@ static int load_desired(const char *path, keyset_t *ks, char *err,
   ret = 0;
 out:
   lua_close(L);
-  amc_buf_free(&b);
   return ret;
 }
 
@@ -279,7 +281,10 @@ static char *read_password_file(const char *path) {
 int amc_cmd_sync(int argc, char **argv) {
   amc_avi_sync_opts_t o = {0};
   const char *avi = getenv("CTRL_IPADDRESS");
-  const char *desired = NULL, *pwfile = NULL;
+  const char *desired = NULL, *pwfile = NULL, *rules = NULL,
+             *settings_file = NULL;
+  char *paths[argc + 1]; /* positional arguments */
+  size_t n_paths = 0;
   char *password = NULL, *url = NULL;
   int gc = 0;
   amc_log_level_t level = AMC_WARN;
@@ -335,28 +340,26 @@ int amc_cmd_sync(int argc, char **argv) {
         return AMC_EXIT_USAGE;
       }
       level = (amc_log_level_t)l;
-    } else if (TAKE("--rules")) {
-      fprintf(stderr, "amc sync: --rules needs the rules engine, not built "
-                      "in yet; use --desired\n");
-      return AMC_EXIT_USAGE;
-    } else {
-      fprintf(stderr, "amc sync: %s: %s\n",
-              a[0] == '-' ? "unknown option" : "translating input files is "
-                                               "not built in yet; use "
-                                               "--desired",
-              a);
+    } else if (TAKE("--rules"))
+      rules = v;
+    else if (TAKE("--settings"))
+      settings_file = v;
+    else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "amc sync: unknown option %s\n", a);
       fputs(usage_text, stderr);
       return AMC_EXIT_USAGE;
+    } else {
+      paths[n_paths++] = argv[i];
     }
 #undef TAKE
   }
   amc_log_init(level, AMC_LOG_LOGFMT, stderr);
-  if (!desired) {
-    fprintf(stderr, "amc sync: --desired FILE is required\n");
+  if (!desired == !n_paths) {
+    fprintf(stderr, "amc sync: give either PATH... or --desired FILE\n");
     return AMC_EXIT_USAGE;
   }
   if (!o.cluster || !*o.cluster)
-    o.cluster = "cluster";
+    o.cluster = "default";
   if (avi && *avi) {
     if (strstr(avi, "://"))
       url = strdup(avi);
@@ -396,8 +399,43 @@ int amc_cmd_sync(int argc, char **argv) {
 
   run_t r = {0};
   r.gc = gc;
-  char err[512];
-  if (load_desired(desired, &r.ks, err, sizeof err) != 0) {
+  char err[1024];
+  amc_buf_t doc = AMC_BUF_INIT;
+  if (desired) {
+    int rc = amc_buf_read_file(&doc, desired);
+    if (rc < 0) {
+      fprintf(stderr, "amc sync: %s: %s\n", desired, strerror(-rc));
+      r.exit_code = AMC_EXIT_USAGE;
+      goto done;
+    }
+  } else {
+    amc_settings_t settings;
+    amc_settings_init(&settings);
+    if (settings_file &&
+        amc_settings_load_file(&settings, settings_file, err, sizeof err) < 0) {
+      fprintf(stderr, "amc sync: %s\n", err);
+      amc_settings_free(&settings);
+      r.exit_code = AMC_EXIT_USAGE;
+      goto done;
+    }
+    amc_settings_set(&settings, "cluster", o.cluster);
+    if (o.tenant)
+      amc_settings_set(&settings, "tenant", o.tenant);
+    amc_translate_run_opts_t to = {
+        .rules_dir = rules, .settings = &settings, .show_secrets = 1};
+    amc_buf_t errs = AMC_BUF_INIT;
+    int rc = amc_translate_run(paths, n_paths, &to, &doc, &errs);
+    amc_settings_free(&settings);
+    if (rc != AMC_EXIT_OK) {
+      fprintf(stderr, "amc sync: %s", errs.data ? errs.data : "translation failed\n");
+      amc_buf_free(&errs);
+      r.exit_code = rc;
+      goto done;
+    }
+    amc_buf_free(&errs);
+  }
+  if (load_desired(desired ? desired : "translation", &doc, &r.ks, err,
+                   sizeof err) != 0) {
     fprintf(stderr, "amc sync: %s\n", err);
     r.exit_code = AMC_EXIT_USAGE;
     goto done;
@@ -420,6 +458,9 @@ int amc_cmd_sync(int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
 done:
+  if (doc.data)
+    memset(doc.data, 0, doc.len); /* held private keys */
+  amc_buf_free(&doc);
   for (size_t i = 0; i < r.ks.n; i++)
     amc_translation_free(r.ks.keys[i]);
   free(r.ks.keys);
