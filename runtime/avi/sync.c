@@ -12,6 +12,16 @@
 #include <string.h>
 
 typedef struct job job_t;
+typedef struct amc_avi_sync amc_avi_sync_t;
+
+/* One type being read at start (embedded in the sync context, so freeing
+ * the context while reads are in flight leaks nothing). */
+typedef struct {
+  amc_avi_sync_t *s;
+  const char *type;
+} fill_t;
+
+#define MAX_TYPES 16
 
 struct amc_avi_sync {
   uv_loop_t *loop;
@@ -32,6 +42,7 @@ struct amc_avi_sync {
   amc_avi_sync_cb start_cb;
   void *start_data;
   unsigned fill_gets;
+  fill_t fills[MAX_TYPES];
   amc_avi_sync_observe_fn observe;
   void *observe_data;
 };
@@ -168,11 +179,6 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
 
 /* ---- start: fill the cache ------------------------------------------------- */
 
-typedef struct {
-  amc_avi_sync_t *s;
-  const char *type;
-} fill_t;
-
 static void fill_done(amc_avi_sync_t *s) {
   if (--s->filling > 0)
     return;
@@ -203,7 +209,6 @@ static void fill_get(fill_t *f, const char *path) {
     amc_avi_sync_t *s = f->s;
     s->fill_failed = 1;
     amc_buf_printf(&s->fill_err, "reading %s: bad request path", f->type);
-    free(f);
     fill_done(s);
   }
 }
@@ -220,7 +225,6 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
       s->fill_transient = r->transient;
     }
     s->fill_failed = 1;
-    free(f);
     fill_done(s);
     return;
   }
@@ -233,7 +237,6 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
     s->fill_failed = 1;
     s->fill_transient = 1;
     lua_settop(L, top);
-    free(f);
     fill_done(s);
     return;
   }
@@ -258,7 +261,6 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
     return;
   }
   lua_settop(L, top);
-  free(f);
   fill_done(s);
 }
 
@@ -289,7 +291,7 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
     return;
   }
   s->filling = 1; /* guard: the callbacks cannot finish before the loop */
-  for (int i = 0; amc_avi_owned_types[i]; i++) {
+  for (int i = 0; amc_avi_owned_types[i] && i < MAX_TYPES; i++) {
     const char *type = amc_avi_owned_types[i];
     amc_buf_t p = AMC_BUF_INIT;
     amc_buf_printf(&p, "/api/%s?include_name=true&page_size=100&", type);
@@ -301,7 +303,7 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
       url_escape(&p, s->cluster);
       amc_buf_puts(&p, "--");
     }
-    fill_t *f = calloc(1, sizeof *f);
+    fill_t *f = &s->fills[i];
     f->s = s;
     f->type = type;
     s->filling++;
