@@ -484,6 +484,8 @@ static int push_fields(conv_t *c, const ProtobufCMessage *m) {
             lua_rawseti(c->L, -2, (lua_Integer)k + 1);
         }
       }
+      if (rc)
+        lua_pop(c->L, 1); /* the partial list or map */
     } else {
       int present;
       if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
@@ -501,10 +503,8 @@ static int push_fields(conv_t *c, const ProtobufCMessage *m) {
       rc = push_value(c, f, p);
     }
     path_pop(c, pl);
-    if (rc) {
-      lua_pop(c->L, 1); /* the field's partial table, if any */
-      return -1;
-    }
+    if (rc)
+      return -1; /* a failed value leaves nothing on the stack */
     lua_setfield(c->L, -2, jn);
   }
   return 0;
