@@ -52,6 +52,8 @@ typedef struct {
                                  then empty and must not be synced */
 } amc_translation_t;
 
+/* Releases every string and array of `t` and `t` itself (translations are
+ * heap-allocated by the rules engine). NULL is a no-op. */
 void amc_translation_free(amc_translation_t *t);
 
 #endif

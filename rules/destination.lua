@@ -1,0 +1,115 @@
+-- destination.lua - an Istio route destination -> an AVI Pool.
+--
+-- destination.host is resolved in the VirtualService's namespace (short
+-- name, name.ns, name.ns.svc, the full Service FQDN, or a ServiceEntry
+-- host: see rt.resolve_host); destination.port.number selects the Service
+-- (or ServiceEntry) port, optional when there is only one; subset selects a
+-- DestinationRule subset. The Pool gets the ready endpoints with their
+-- *target* ports (service.lua / serviceentry.lua) and the DestinationRule
+-- policy (destinationrule.lua).
+--
+-- Pool names: amc--<cluster>--<gwns>--<gw>[--<sni host>]--<svcns>--<svc>--
+-- <port>[--<subset>] for Services, ...--<host>--<port>[--<subset>] for
+-- ServiceEntry hosts. A pool belongs to one AVI virtual service (the parent
+-- or one SNI child), so each child has its own pools.
+
+local avi = import("lib/avi")
+local service = import("service")
+local serviceentry = import("serviceentry")
+local destinationrule = import("destinationrule")
+
+local M = {}
+
+local function name_parts(scope, ...)
+  local parts = {}
+  for _, p in ipairs(scope) do
+    parts[#parts + 1] = p
+  end
+  for _, p in ipairs({ ... }) do
+    parts[#parts + 1] = p
+  end
+  return table.unpack(parts)
+end
+
+-- Returns the name of the pool for destination `dest` of VirtualService
+-- `vs` (emitting it once), or nil after a diagnostic. `path` is the
+-- diagnostic path of the destination; `scope` the name parts of the
+-- consuming virtual service ({} for the parent, {host} for a child).
+function M.pool(ctx, vs, dest, path, scope)
+  local rt, out = ctx.rt, ctx.out
+  local vs_ns = vs.metadata.namespace
+  if type(dest) ~= "table" or type(dest.host) ~= "string" then
+    out:error(vs, path .. ".host", "destination host missing")
+    return nil
+  end
+  local number = dest.port and dest.port.number
+  local target = rt.resolve_host(dest.host, vs_ns)
+  if not target then
+    out:error(vs, path .. ".host", string.format(
+      "host %s resolves to no Service or ServiceEntry (from namespace %s)",
+      dest.host, vs_ns))
+    return nil
+  end
+
+  local sport, why, svc_ns, name
+  if target.kind == "Service" then
+    local svc = target.service
+    svc_ns = svc.metadata.namespace
+    sport, why = service.port(svc, number)
+    if sport then
+      name = ctx.name(name_parts(scope, svc_ns, svc.metadata.name,
+        tostring(sport.port), dest.subset))
+    end
+  else
+    sport, why = serviceentry.port(target.entry, number)
+    if sport then
+      name = ctx.name(name_parts(scope, target.fqdn, tostring(sport.number),
+        dest.subset))
+    end
+  end
+  if not sport then
+    out:error(vs, path .. ".port", why)
+    return nil
+  end
+  if avi.emitted(ctx, "pool", name) then
+    return name
+  end
+
+  local port_number = sport.port or sport.number
+  local dr = destinationrule.find(ctx, target.fqdn, svc_ns)
+  local policy, paths, labels, err =
+    destinationrule.policy(dr, dest.subset, port_number)
+  if not policy then
+    out:error(vs, path .. ".subset", err)
+    return nil
+  end
+
+  local servers
+  if target.kind == "Service" then
+    servers = service.servers(rt, target.service, sport, labels)
+  else
+    servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
+      labels)
+    if not servers then
+      out:error(target.entry, "spec.resolution", why)
+      return nil
+    end
+  end
+  if #servers == 0 then
+    out:warn(vs, path, string.format("%s port %d%s has no ready endpoints",
+      target.fqdn, port_number,
+      dest.subset and (" subset " .. dest.subset) or ""))
+  end
+
+  local pool = {
+    name = name,
+    servers = rt.array(servers),
+    cloud_ref = ctx.cloud_ref,
+    vrf_ref = ctx.vrf_ref,
+  }
+  destinationrule.apply(ctx, dr, policy, paths, pool)
+  avi.emit(ctx, "pool", pool)
+  return name
+end
+
+return M

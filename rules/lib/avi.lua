@@ -1,0 +1,77 @@
+-- lib/avi.lua - what every AVI object amc emits has in common.
+--
+-- A context `ctx` is created once per Gateway translation and passed to
+-- every module: it carries the gateway, `rt`, the output accumulator and
+-- the refs built from settings, so no module rebuilds them.
+
+local M = {}
+
+-- AVI types that have a `created_by` field (VsVip and HealthMonitor don't).
+local HAS_CREATED_BY = {
+  virtualservice = true,
+  pool = true,
+  poolgroup = true,
+  httppolicyset = true,
+  sslkeyandcertificate = true,
+}
+
+-- AVI system objects amc refers to by name.
+M.APP_PROFILE_HTTP = "System-HTTP"
+M.APP_PROFILE_L4 = "System-L4-Application"
+M.NET_PROFILE_TCP = "System-TCP-Proxy"
+M.SSL_PROFILE = "System-Standard"
+
+function M.context(gateway, rt, out)
+  local s = rt.settings
+  local ctx = {
+    gateway = gateway,
+    gw_ns = gateway.metadata.namespace,
+    gw_name = gateway.metadata.name,
+    rt = rt,
+    out = out,
+    settings = s,
+    tenant_ref = rt.ref("tenant", s.tenant),
+    cloud_ref = rt.ref("cloud", s.cloud),
+    vrf_ref = rt.ref("vrfcontext", s.vrf),
+    se_group_ref = rt.ref("serviceenginegroup", s.se_group),
+  }
+  -- Names of this gateway's objects: amc--<cluster>--<gwns>--<gw>--...
+  function ctx.name(...)
+    return rt.name(ctx.gw_ns, ctx.gw_name, ...)
+  end
+  function ctx.ref(avi_type, name)
+    return rt.ref(avi_type, name)
+  end
+  return ctx
+end
+
+-- Adds `obj` of `avi_type` to the output with the ownership fields every
+-- amc object carries: tenant_ref, markers, created_by (where the type has
+-- it). Returns the object.
+function M.emit(ctx, avi_type, obj)
+  obj.tenant_ref = ctx.tenant_ref
+  obj.markers = ctx.rt.markers(ctx.gateway)
+  if HAS_CREATED_BY[avi_type] then
+    obj.created_by = ctx.rt.owner
+  end
+  return ctx.out:add(avi_type, obj)
+end
+
+-- The object already emitted under that type and name, if any.
+function M.emitted(ctx, avi_type, name)
+  return ctx.out:get(avi_type, name)
+end
+
+-- "spec.http[0].match[1]" style paths (0-based, like the diagnostics).
+function M.path(base, field, index)
+  local p = base
+  if field then
+    p = (p ~= "" and (p .. ".") or "") .. field
+  end
+  if index then
+    p = p .. "[" .. (index - 1) .. "]"
+  end
+  return p
+end
+
+return M

@@ -1,0 +1,190 @@
+-- service.lua - Kubernetes Service port -> the pool servers behind it.
+--
+-- A destination names a Service *port*; AVI needs the endpoints' *target*
+-- ports (the seed compared the service port with endpoint ports and broke
+-- whenever they differed). Resolution, in order of preference:
+--
+--   1. EndpointSlices labelled kubernetes.io/service-name=<svc>: the slice
+--      port whose name equals the Service port's name carries the resolved
+--      target port (named targetPorts included); only endpoints whose
+--      conditions.ready is not false.
+--   2. The Endpoints object: subsets[].addresses (notReadyAddresses are
+--      left out), port matched by name.
+--   3. No endpoint objects at all: the Pods selected by spec.selector that
+--      are Ready and have a podIP; targetPort is a number, a container port
+--      name (looked up in the Pod's containers), or the Service port.
+--
+-- Subsets (DestinationRule) narrow the endpoints to Pods carrying *all* the
+-- subset labels (AND; the seed OR-ed them), found via each endpoint's
+-- targetRef.
+
+local M = {}
+
+-- The Service port for `number`, or the only port when `number` is nil.
+-- Returns port or nil, reason.
+function M.port(svc, number)
+  local ports = (svc.spec or {}).ports or {}
+  if number == nil then
+    if #ports == 1 then
+      return ports[1]
+    end
+    return nil, string.format("Service %s/%s has %d ports; the " ..
+      "destination must name one (destination.port.number)",
+      svc.metadata.namespace, svc.metadata.name, #ports)
+  end
+  for _, p in ipairs(ports) do
+    if p.port == number then
+      return p
+    end
+  end
+  return nil, string.format("Service %s/%s has no port %d",
+    svc.metadata.namespace, svc.metadata.name, number)
+end
+
+local function ip_type(addr)
+  if addr:find(":", 1, true) then
+    return "V6"
+  end
+  return "V4"
+end
+
+local function sort_key(s)
+  local a = s.ip.addr
+  if s.ip.type == "V4" then
+    a = a:gsub("(%d+)", function(d) return string.format("%03d", tonumber(d)) end)
+  end
+  return string.format("%s|%05d", a, s.port)
+end
+
+local function add_server(list, seen, addr, port)
+  local key = addr .. "|" .. port
+  if seen[key] then
+    return
+  end
+  seen[key] = true
+  list[#list + 1] = { ip = { addr = addr, type = ip_type(addr) }, port = port }
+end
+
+-- Does the Pod behind `target_ref` carry all `labels`?
+local function pod_has(rt, ns, target_ref, labels)
+  if labels == nil or next(labels) == nil then
+    return true
+  end
+  if not target_ref or target_ref.kind ~= "Pod" then
+    return false
+  end
+  local pod = rt.get("Pod", target_ref.namespace or ns, target_ref.name)
+  return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
+end
+
+local function from_slices(rt, svc, sport, labels, servers, seen)
+  local ns, name = svc.metadata.namespace, svc.metadata.name
+  local found = false
+  for _, slice in ipairs(rt.list("EndpointSlice", ns)) do
+    local l = slice.metadata.labels or {}
+    if l["kubernetes.io/service-name"] == name then
+      found = true
+      local target
+      for _, p in ipairs(slice.ports or {}) do
+        if (p.name or "") == (sport.name or "") then
+          target = p.port
+        end
+      end
+      if target and slice.addressType ~= "FQDN" then
+        for _, ep in ipairs(slice.endpoints or {}) do
+          local ready = (ep.conditions or {}).ready ~= false
+          if ready and pod_has(rt, ns, ep.targetRef, labels) then
+            for _, addr in ipairs(ep.addresses or {}) do
+              add_server(servers, seen, addr, target)
+            end
+          end
+        end
+      end
+    end
+  end
+  return found
+end
+
+local function from_endpoints(rt, svc, sport, labels, servers, seen)
+  local ns = svc.metadata.namespace
+  local eps = rt.get("Endpoints", ns, svc.metadata.name)
+  if not eps then
+    return false
+  end
+  for _, subset in ipairs(eps.subsets or {}) do
+    local target
+    for _, p in ipairs(subset.ports or {}) do
+      if (p.name or "") == (sport.name or "") then
+        target = p.port
+      end
+    end
+    if target then
+      for _, a in ipairs(subset.addresses or {}) do
+        if pod_has(rt, ns, a.targetRef, labels) then
+          add_server(servers, seen, a.ip, target)
+        end
+      end
+    end
+  end
+  return true
+end
+
+local function pod_ready(pod)
+  for _, c in ipairs((pod.status or {}).conditions or {}) do
+    if c.type == "Ready" then
+      return c.status == "True"
+    end
+  end
+  return false
+end
+
+local function container_port(pod, port_name)
+  for _, c in ipairs((pod.spec or {}).containers or {}) do
+    for _, p in ipairs(c.ports or {}) do
+      if p.name == port_name then
+        return p.containerPort
+      end
+    end
+  end
+  return nil
+end
+
+local function from_pods(rt, svc, sport, labels, servers, seen)
+  local selector = (svc.spec or {}).selector
+  if selector == nil or next(selector) == nil then
+    return
+  end
+  for _, pod in ipairs(rt.list("Pod", svc.metadata.namespace)) do
+    local pl = pod.metadata.labels
+    local ip = (pod.status or {}).podIP
+    if rt.labels_match(selector, pl) and rt.labels_match(labels, pl) and
+       pod_ready(pod) and ip then
+      local tp = sport.targetPort
+      local port
+      if tp == nil then
+        port = sport.port
+      elseif math.type(tp) == "integer" then
+        port = tp
+      else
+        port = container_port(pod, tp)
+      end
+      if port then
+        add_server(servers, seen, ip, port)
+      end
+    end
+  end
+end
+
+-- The ready endpoints of Service port `sport`, narrowed to Pods with all
+-- `labels`: an array of { ip = {addr, type}, port }, sorted.
+function M.servers(rt, svc, sport, labels)
+  local servers, seen = {}, {}
+  if not from_slices(rt, svc, sport, labels, servers, seen) and
+     not from_endpoints(rt, svc, sport, labels, servers, seen) then
+    from_pods(rt, svc, sport, labels, servers, seen)
+  end
+  table.sort(servers, function(a, b) return sort_key(a) < sort_key(b) end)
+  return servers
+end
+
+return M

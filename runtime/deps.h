@@ -1,0 +1,52 @@
+/* deps.h - which translation keys depend on which objects.
+ *
+ * Each translation records the reads its rules made (translation.h:
+ * rt.get -> one object, rt.list -> every object of a kind in one namespace or
+ * in all namespaces). The index keeps, per key, its last translation's reads,
+ * and the reverse: per object, per (kind, namespace) list and per (kind)
+ * list, the keys that read it. A store change to (kind, ns, name) then maps to
+ * exactly the keys whose last translation read that object or a list that
+ * contains it. Objects of the root kind (Gateway) also map to their own key,
+ * "<root>/<ns>/<name>", whether or not it was ever translated.
+ *
+ * Reads are replaced wholesale by amc_deps_update (level-based: what the
+ * last translation read is all that matters). Strings are copied. Not
+ * thread-safe (loop thread). */
+#ifndef AMC_DEPS_H
+#define AMC_DEPS_H
+
+#include <stddef.h>
+
+#include "translation.h"
+
+typedef struct amc_deps amc_deps_t;
+
+/* `root_kind` is the kind whose objects are keys ("Gateway"). Returns NULL
+ * when out of memory. */
+amc_deps_t *amc_deps_new(const char *root_kind);
+void amc_deps_free(amc_deps_t *d);
+
+/* Formats the key of a root object: "<root>/<ns>/<name>" into `out`.
+ * Returns the length, as snprintf. */
+int amc_deps_key(const amc_deps_t *d, const char *ns, const char *name,
+                 char *out, size_t outlen);
+
+/* Replaces the reads recorded for `key` with `reads[0..n)`. */
+void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
+                     size_t n);
+/* Forgets `key` (its root object was deleted). */
+void amc_deps_remove(amc_deps_t *d, const char *key);
+
+/* Calls fn(key, data) once for every key affected by a change of the object
+ * (kind, ns, name) (ns NULL or "" for cluster-scoped objects), in sorted
+ * order. Returns the number of keys. */
+typedef void (*amc_deps_key_fn)(const char *key, void *data);
+size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
+                         const char *name, amc_deps_key_fn fn, void *data);
+
+/* Keys with recorded reads. */
+size_t amc_deps_count(const amc_deps_t *d);
+/* Calls fn for every key with recorded reads (unspecified order). */
+void amc_deps_foreach_key(amc_deps_t *d, amc_deps_key_fn fn, void *data);
+
+#endif

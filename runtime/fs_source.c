@@ -1,0 +1,584 @@
+/* fs_source.c - the fs:// source: watch a directory tree, parse changed
+ * files, emit object upserts and deletes in batches. */
+#include "fs_source.h"
+
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/strmap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SEP '\x1f'
+
+typedef struct dir dir_t;
+
+typedef struct {
+  uint64_t ino, size, mtime_ns;
+  char **keys; /* objects this file defines ("kind\x1fns\x1fname") */
+  size_t n_keys;
+  int seen; /* scan mark */
+} file_t;
+
+struct dir {
+  amc_fs_source_t *src;
+  dir_t *parent;
+  char *path;
+  uv_fs_event_t ev;
+  int watching;
+  int dirty;
+  int seen;
+  amc_strmap_t files;   /* name -> file_t */
+  amc_strmap_t subdirs; /* name -> dir_t */
+};
+
+typedef struct {
+  file_t *owner; /* NULL while unclaimed during a batch */
+  uint64_t digest;
+} obj_t;
+
+/* A file that changed in this batch. */
+typedef struct {
+  char *path;
+  file_t *file; /* NULL when the file is gone */
+  char **old_keys;
+  size_t n_old;
+} change_t;
+
+struct amc_fs_source {
+  uv_loop_t *loop;
+  amc_fs_source_opts_t opt;
+  char *root_path;
+  dir_t *root;
+  uv_timer_t debounce;
+  uv_timer_t resync;
+  int open_handles;
+  int closing;
+  int synced;
+  amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
+  size_t n_dirs;
+
+  /* the batch being built by a rescan */
+  change_t *changes;
+  size_t n_changes, cap_changes;
+  char **orphans; /* keys unclaimed by changed files */
+  size_t n_orphans, cap_orphans;
+  file_t *parsing; /* the file emit() claims for */
+  const char *parsing_path;
+  char **new_keys;
+  size_t n_new, cap_new;
+};
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p)
+    abort();
+  return p;
+}
+
+static void *xrealloc(void *p, size_t n) {
+  p = realloc(p, n);
+  if (!p)
+    abort();
+  return p;
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s);
+  if (!p)
+    abort();
+  return p;
+}
+
+static uint64_t digest(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static int wanted_file(const char *name) {
+  if (name[0] == '.')
+    return 0;
+  const char *dot = strrchr(name, '.');
+  return dot && (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0 ||
+                 strcmp(dot, ".json") == 0);
+}
+
+static void report_error(amc_fs_source_t *s, const char *path,
+                         const char *msg) {
+  amc_log(AMC_ERROR, "fs.error", AMC_S("path", path), AMC_S("error", msg));
+  if (s->opt.sink.error)
+    s->opt.sink.error(s->opt.sink_data, path, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directories and watches */
+
+static void schedule(amc_fs_source_t *s);
+
+static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
+                        int status) {
+  (void)name;
+  (void)events;
+  dir_t *d = h->data;
+  if (status < 0) {
+    amc_log(AMC_WARN, "fs.watch_error", AMC_S("path", d->path),
+            AMC_S("error", uv_strerror(status)));
+  }
+  d->dirty = 1;
+  schedule(d->src);
+}
+
+static void on_dir_closed(uv_handle_t *h) {
+  dir_t *d = h->data;
+  amc_fs_source_t *s = d->src;
+  free(d->path);
+  free(d);
+  if (--s->open_handles == 0)
+    free(s); /* only at close: the timers hold two handles until then */
+}
+
+static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path) {
+  dir_t *d = xcalloc(1, sizeof *d);
+  d->src = s;
+  d->parent = parent;
+  d->path = xstrdup(path);
+  d->dirty = 1;
+  uv_fs_event_init(s->loop, &d->ev);
+  d->ev.data = d;
+  s->open_handles++;
+  s->n_dirs++;
+  int rc = uv_fs_event_start(&d->ev, on_fs_event, path, 0);
+  if (rc < 0) {
+    /* Still scanned (by the periodic resync); just not watched. */
+    amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", path),
+            AMC_S("error", uv_strerror(rc)));
+  } else {
+    d->watching = 1;
+  }
+  return d;
+}
+
+static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
+                       char **old_keys, size_t n_old) {
+  if (s->n_changes == s->cap_changes) {
+    s->cap_changes = s->cap_changes ? s->cap_changes * 2 : 16;
+    s->changes = xrealloc(s->changes, s->cap_changes * sizeof *s->changes);
+  }
+  change_t *c = &s->changes[s->n_changes++];
+  c->path = xstrdup(path);
+  c->file = f;
+  c->old_keys = old_keys;
+  c->n_old = n_old;
+}
+
+static void file_gone(amc_fs_source_t *s, const char *path, file_t *f) {
+  /* A change queued earlier in this batch may point at the file. */
+  for (size_t i = 0; i < s->n_changes; i++) {
+    if (s->changes[i].file == f)
+      s->changes[i].file = NULL;
+  }
+  change_add(s, path, NULL, f->keys, f->n_keys);
+  free(f);
+}
+
+/* Drops a directory and everything below it (its files become deletions). */
+static void dir_remove(amc_fs_source_t *s, dir_t *d);
+
+static int remove_file_visit(const char *name, void *value, void *data) {
+  dir_t *d = data;
+  amc_buf_t p = AMC_BUF_INIT;
+  amc_buf_printf(&p, "%s/%s", d->path, name);
+  file_gone(d->src, p.data, value);
+  amc_buf_free(&p);
+  return 1;
+}
+
+static int remove_subdir_visit(const char *name, void *value, void *data) {
+  (void)name;
+  dir_remove(data, value);
+  return 1;
+}
+
+static void dir_remove(amc_fs_source_t *s, dir_t *d) {
+  amc_strmap_foreach(&d->files, remove_file_visit, d);
+  amc_strmap_foreach(&d->subdirs, remove_subdir_visit, s);
+  amc_strmap_clear(&d->files, NULL);
+  amc_strmap_clear(&d->subdirs, NULL);
+  s->n_dirs--;
+  uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+}
+
+/* Rescans one directory: new/changed/gone files into the batch, new
+ * subdirectories created (dirty, scanned by the caller's walk), gone ones
+ * removed. Returns 0, or -1 if the directory cannot be listed. */
+static int dir_scan(amc_fs_source_t *s, dir_t *d) {
+  uv_fs_t req;
+  int n = uv_fs_scandir(NULL, &req, d->path, 0, NULL);
+  if (n < 0) {
+    uv_fs_req_cleanup(&req);
+    return -1;
+  }
+  amc_buf_t p = AMC_BUF_INIT;
+  uv_dirent_t ent;
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    if (ent.name[0] == '.')
+      continue;
+    amc_buf_reset(&p);
+    amc_buf_printf(&p, "%s/%s", d->path, ent.name);
+    struct stat st;
+    if (stat(p.data, &st) != 0)
+      continue; /* vanished meanwhile, or a dangling symlink */
+    if (S_ISDIR(st.st_mode)) {
+      dir_t *sub = amc_strmap_get(&d->subdirs, ent.name);
+      if (!sub) {
+        sub = dir_new(s, d, p.data);
+        amc_strmap_put(&d->subdirs, ent.name, sub, NULL);
+      }
+      sub->seen = 1;
+      continue;
+    }
+    if (!S_ISREG(st.st_mode) || !wanted_file(ent.name))
+      continue;
+    uint64_t mt = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
+                  (uint64_t)st.st_mtim.tv_nsec;
+    file_t *f = amc_strmap_get(&d->files, ent.name);
+    if (f && f->ino == (uint64_t)st.st_ino && f->size == (uint64_t)st.st_size &&
+        f->mtime_ns == mt) {
+      f->seen = 1;
+      continue;
+    }
+    char **old = NULL;
+    size_t n_old = 0;
+    if (!f) {
+      f = xcalloc(1, sizeof *f);
+      amc_strmap_put(&d->files, ent.name, f, NULL);
+    } else {
+      old = f->keys;
+      n_old = f->n_keys;
+      f->keys = NULL;
+      f->n_keys = 0;
+    }
+    f->ino = (uint64_t)st.st_ino;
+    f->size = (uint64_t)st.st_size;
+    f->mtime_ns = mt;
+    f->seen = 1;
+    change_add(s, p.data, f, old, n_old);
+  }
+  uv_fs_req_cleanup(&req);
+  amc_buf_free(&p);
+  return 0;
+}
+
+static int sweep_files_visit(const char *name, void *value, void *data) {
+  file_t *f = value;
+  if (f->seen) {
+    f->seen = 0;
+    return 0;
+  }
+  return remove_file_visit(name, value, data);
+}
+
+static int sweep_dirs_visit(const char *name, void *value, void *data) {
+  (void)name;
+  dir_t *sub = value;
+  if (sub->seen) {
+    sub->seen = 0;
+    return 0;
+  }
+  dir_remove(data, sub);
+  return 1;
+}
+
+/* Walks the tree, scanning dirty directories. Returns 1 if some directory
+ * failed to list (its parent is then dirty: walk again). */
+static int walk(amc_fs_source_t *s, dir_t *d) {
+  int again = 0;
+  if (d->dirty) {
+    d->dirty = 0;
+    if (dir_scan(s, d) == 0) {
+      amc_strmap_foreach(&d->files, sweep_files_visit, d);
+      amc_strmap_foreach(&d->subdirs, sweep_dirs_visit, s);
+    } else if (d->parent) {
+      d->parent->dirty = 1; /* the parent sees it gone */
+      again = 1;
+    } else {
+      report_error(s, d->path, "cannot list the directory");
+    }
+  }
+  /* Children may be added/removed by the parent's scan only, never by
+   * their own walk, so iterating while walking them is safe. */
+  for (size_t i = 0; i < d->subdirs.n_buckets; i++) {
+    for (amc_strmap_entry_t *e = d->subdirs.buckets[i]; e; e = e->next)
+      again |= walk(s, e->value);
+  }
+  return again;
+}
+
+static void mark_all_dirty(dir_t *d) {
+  d->dirty = 1;
+  for (size_t i = 0; i < d->subdirs.n_buckets; i++) {
+    for (amc_strmap_entry_t *e = d->subdirs.buckets[i]; e; e = e->next)
+      mark_all_dirty(e->value);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Batches */
+
+static void split_key(char *key, const char **kind, const char **ns,
+                      const char **name) {
+  *kind = key;
+  char *a = strchr(key, SEP);
+  *a = '\0';
+  *ns = a + 1;
+  char *b = strchr(a + 1, SEP);
+  *b = '\0';
+  *name = b + 1;
+}
+
+static void push_key(char ***arr, size_t *n, size_t *cap, char *k) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    *arr = xrealloc(*arr, *cap * sizeof **arr);
+  }
+  (*arr)[(*n)++] = k;
+}
+
+static int emit(void *ctx, const char *kind, const char *ns, const char *name,
+                const char *json, size_t len) {
+  amc_fs_source_t *s = ctx;
+  if (!ns)
+    ns = "";
+  amc_buf_t k = AMC_BUF_INIT;
+  amc_buf_printf(&k, "%s%c%s%c%s", kind, SEP, ns, SEP, name);
+  obj_t *o = amc_strmap_get(&s->objs, k.data);
+  if (o && o->owner && o->owner != s->parsing) {
+    amc_buf_t m = AMC_BUF_INIT;
+    amc_buf_printf(&m, "%s %s/%s is defined by another file too; ignored here",
+                   kind, ns, name);
+    report_error(s, s->parsing_path, m.data);
+    amc_buf_free(&m);
+    amc_buf_free(&k);
+    return 0;
+  }
+  if (o && o->owner == s->parsing) {
+    /* defined twice in the same file: the last definition wins */
+    o->digest = digest(json, len);
+    s->opt.sink.upsert(s->opt.sink_data, kind, ns, name, json, len);
+    amc_buf_free(&k);
+    return 0;
+  }
+  uint64_t dg = digest(json, len);
+  int changed = !o || o->digest != dg;
+  if (!o) {
+    o = xcalloc(1, sizeof *o);
+    amc_strmap_put(&s->objs, k.data, o, NULL);
+  }
+  o->owner = s->parsing;
+  o->digest = dg;
+  push_key(&s->new_keys, &s->n_new, &s->cap_new, amc_buf_steal(&k));
+  if (changed)
+    s->opt.sink.upsert(s->opt.sink_data, kind, ns, name, json, len);
+  amc_buf_free(&k);
+  return 0;
+}
+
+static void free_keys(char **keys, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(keys[i]);
+  free(keys);
+}
+
+static void process_batch(amc_fs_source_t *s) {
+  /* 1. Unclaim every object of every changed file. */
+  for (size_t i = 0; i < s->n_changes; i++) {
+    change_t *c = &s->changes[i];
+    for (size_t j = 0; j < c->n_old; j++) {
+      obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
+      if (o)
+        o->owner = NULL;
+    }
+  }
+  /* 2. Parse the files that exist; claim and upsert what they define. */
+  char err[1024];
+  for (size_t i = 0; i < s->n_changes; i++) {
+    change_t *c = &s->changes[i];
+    if (!c->file)
+      continue;
+    s->parsing = c->file;
+    s->parsing_path = c->path;
+    s->new_keys = NULL;
+    s->n_new = s->cap_new = 0;
+    err[0] = '\0';
+    int rc = s->opt.parse(s->opt.parse_data, c->path, emit, s, err, sizeof err);
+    if (rc == 0) {
+      c->file->keys = s->new_keys;
+      c->file->n_keys = s->n_new;
+      continue;
+    }
+    report_error(s, c->path, err[0] ? err : "cannot parse");
+    /* Keep the previous objects: reclaim those nobody took meanwhile. What
+     * the partial parse upserted stays (it is what the file now says). */
+    for (size_t j = 0; j < c->n_old; j++) {
+      obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
+      if (o && (!o->owner || o->owner == c->file)) {
+        if (!o->owner)
+          push_key(&s->new_keys, &s->n_new, &s->cap_new,
+                   xstrdup(c->old_keys[j]));
+        o->owner = c->file;
+      }
+    }
+    c->file->keys = s->new_keys;
+    c->file->n_keys = s->n_new;
+  }
+  s->parsing = NULL;
+  s->parsing_path = NULL;
+  s->new_keys = NULL;
+  /* 3. Delete what no file claims any more. */
+  for (size_t i = 0; i < s->n_changes; i++) {
+    change_t *c = &s->changes[i];
+    for (size_t j = 0; j < c->n_old; j++) {
+      obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
+      if (!o || o->owner)
+        continue;
+      free(amc_strmap_del(&s->objs, c->old_keys[j]));
+      const char *kind, *ns, *name;
+      split_key(c->old_keys[j], &kind, &ns, &name);
+      s->opt.sink.remove(s->opt.sink_data, kind, ns, name);
+    }
+    free_keys(c->old_keys, c->n_old);
+    free(c->path);
+  }
+  size_t had = s->n_changes;
+  s->n_changes = 0;
+  if (had && s->opt.sink.batch_done)
+    s->opt.sink.batch_done(s->opt.sink_data);
+}
+
+static void rescan(amc_fs_source_t *s) {
+  for (int round = 0; round < 8; round++) {
+    if (!walk(s, s->root))
+      break;
+  }
+  process_batch(s);
+}
+
+static void on_debounce(uv_timer_t *t) {
+  rescan(t->data);
+}
+
+static void schedule(amc_fs_source_t *s) {
+  if (s->closing)
+    return;
+  uv_timer_start(&s->debounce, on_debounce, s->opt.debounce_ms, 0);
+}
+
+static void on_resync(uv_timer_t *t) {
+  amc_fs_source_t *s = t->data;
+  mark_all_dirty(s->root);
+  rescan(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* API */
+
+amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
+                                     const amc_fs_source_opts_t *opts,
+                                     char *err, size_t errlen) {
+  struct stat st;
+  if (stat(opts->root, &st) != 0) {
+    snprintf(err, errlen, "fs source %s: %s", opts->root, strerror(errno));
+    return NULL;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "fs source %s: not a directory", opts->root);
+    return NULL;
+  }
+  amc_fs_source_t *s = xcalloc(1, sizeof *s);
+  s->loop = loop;
+  s->opt = *opts;
+  /* Strip trailing slashes so paths read "root/a/b.yaml". */
+  s->root_path = xstrdup(opts->root);
+  size_t n = strlen(s->root_path);
+  while (n > 1 && s->root_path[n - 1] == '/')
+    s->root_path[--n] = '\0';
+  s->opt.root = s->root_path;
+  uv_timer_init(loop, &s->debounce);
+  uv_timer_init(loop, &s->resync);
+  s->debounce.data = s;
+  s->resync.data = s;
+  s->open_handles = 2;
+  s->root = dir_new(s, NULL, s->root_path);
+  rescan(s);
+  s->synced = 1;
+  amc_log(AMC_INFO, "fs.synced", AMC_S("root", s->root_path),
+          AMC_I("objects", s->objs.count), AMC_I("directories", s->n_dirs));
+  if (s->opt.sink.synced)
+    s->opt.sink.synced(s->opt.sink_data);
+  if (s->opt.resync_ms)
+    uv_timer_start(&s->resync, on_resync, s->opt.resync_ms, s->opt.resync_ms);
+  return s;
+}
+
+size_t amc_fs_source_count(const amc_fs_source_t *s) {
+  return s->objs.count;
+}
+
+size_t amc_fs_source_watches(const amc_fs_source_t *s) {
+  return s->n_dirs;
+}
+
+void amc_fs_source_rescan(amc_fs_source_t *s) {
+  mark_all_dirty(s->root);
+  rescan(s);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  amc_fs_source_t *s = h->data;
+  if (--s->open_handles == 0)
+    free(s);
+}
+
+static int free_file_visit(const char *name, void *value, void *data) {
+  (void)name;
+  (void)data;
+  file_t *f = value;
+  free_keys(f->keys, f->n_keys);
+  free(f);
+  return 1;
+}
+
+static void dir_free_tree(amc_fs_source_t *s, dir_t *d);
+
+static int free_dir_visit(const char *name, void *value, void *data) {
+  (void)name;
+  dir_free_tree(data, value);
+  return 1;
+}
+
+static void dir_free_tree(amc_fs_source_t *s, dir_t *d) {
+  amc_strmap_foreach(&d->files, free_file_visit, NULL);
+  amc_strmap_foreach(&d->subdirs, free_dir_visit, s);
+  amc_strmap_clear(&d->files, NULL);
+  amc_strmap_clear(&d->subdirs, NULL);
+  uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+}
+
+void amc_fs_source_close(amc_fs_source_t *s) {
+  if (!s)
+    return;
+  s->closing = 1;
+  amc_strmap_clear(&s->objs, free);
+  free(s->changes);
+  free(s->root_path);
+  dir_free_tree(s, s->root);
+  uv_close((uv_handle_t *)&s->debounce, on_timer_closed);
+  uv_close((uv_handle_t *)&s->resync, on_timer_closed);
+}

@@ -1,0 +1,91 @@
+/* fs_source.h - the fs:// source: Kubernetes objects from a directory tree,
+ * kept in step with the files as they change.
+ *
+ * Files: every *.yaml, *.yml and *.json below the root, recursively; names
+ * starting with '.' (editors' swap files, a ConfigMap's ..data) and other
+ * extensions are ignored. Each file is parsed by a pluggable function (the
+ * controller uses the loader, loader.h) into objects: kind, namespace, name,
+ * canonical JSON.
+ *
+ * Watching: one uv_fs_event_t per directory (inotify is not recursive);
+ * any event marks that directory dirty, and after `debounce_ms` of quiet the
+ * dirty directories are rescanned: files whose (inode, size, mtime) changed
+ * are re-parsed, missing files are dropped, new subdirectories are watched
+ * and scanned. This covers plain writes, deletes, renames in and out, new
+ * directories and editors' atomic saves (write a temporary file, rename it
+ * over the original): whatever the event sequence, the rescan sees the
+ * final state. A full rescan every `resync_ms` catches missed events
+ * (inotify queue overflow).
+ *
+ * Changes are emitted as a batch per rescan, computed over all changed
+ * files together, so an object that moves from one file to another is one
+ * upsert, not a delete and a create:
+ *   - upsert when an object is new or its JSON changed (a 64-bit digest is
+ *     kept per object, not its JSON);
+ *   - delete when no file defines it any more.
+ * An object defined by two files: the first file keeps it; the second
+ * definition is reported as an error and ignored.
+ * A file that fails to parse keeps its previous objects; the error (with
+ * file:line:col from the parser) goes to the `error` callback and the log.
+ *
+ * Everything runs on the loop thread; callbacks are never called from inside
+ * amc_fs_source_start() except the initial scan's upserts and `synced`. */
+#ifndef AMC_FS_SOURCE_H
+#define AMC_FS_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct amc_fs_source amc_fs_source_t;
+
+/* Parser output: called once per object. Strings are borrowed for the call.
+ * Returns 0 (any other value stops parsing this file with that status). */
+typedef int (*amc_fs_emit_fn)(void *ctx, const char *kind, const char *ns,
+                              const char *name, const char *json, size_t len);
+/* Parses the file at `path`, calling emit() for each object. Returns 0, or
+ * -1 with a one-line message in `err` ("path:line:col: problem"). */
+typedef int (*amc_fs_parse_fn)(void *parse_data, const char *path,
+                               amc_fs_emit_fn emit, void *ctx, char *err,
+                               size_t errlen);
+
+typedef struct {
+  /* An object is new or changed. `ns` is "" for cluster-scoped objects. */
+  void (*upsert)(void *data, const char *kind, const char *ns,
+                 const char *name, const char *json, size_t len);
+  /* An object is gone. */
+  void (*remove)(void *data, const char *kind, const char *ns,
+                 const char *name);
+  /* The initial scan is complete (called once). */
+  void (*synced)(void *data);
+  /* A file could not be read or parsed (optional). */
+  void (*error)(void *data, const char *path, const char *message);
+  /* A rescan batch ended (optional; after its upserts and removes). */
+  void (*batch_done)(void *data);
+} amc_fs_sink_t;
+
+typedef struct {
+  const char *root;       /* directory (copied) */
+  unsigned debounce_ms;   /* quiet time before a rescan; 0 -> next tick */
+  unsigned resync_ms;     /* full rescan period; 0 -> none */
+  amc_fs_parse_fn parse;
+  void *parse_data;
+  amc_fs_sink_t sink;
+  void *sink_data;
+} amc_fs_source_opts_t;
+
+/* Scans the tree (emitting upserts, then `synced`) and starts watching.
+ * Returns NULL with `err` filled when the root is not a readable directory. */
+amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
+                                     const amc_fs_source_opts_t *opts,
+                                     char *err, size_t errlen);
+/* Objects currently defined. */
+size_t amc_fs_source_count(const amc_fs_source_t *s);
+/* Directories watched. */
+size_t amc_fs_source_watches(const amc_fs_source_t *s);
+/* Rescans everything now (as the periodic resync does). */
+void amc_fs_source_rescan(amc_fs_source_t *s);
+/* Stops watching and frees the source once its handles are closed. */
+void amc_fs_source_close(amc_fs_source_t *s);
+
+#endif

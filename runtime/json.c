@@ -1,0 +1,978 @@
+/* json.c - JSON decoder into Lua values and canonical JSON encoder.
+ *
+ * The decoder is a recursive-descent parser that builds Lua values directly
+ * (no intermediate tree). It runs under lua_pcall so that an allocation
+ * failure inside Lua (the rules VM has a memory cap) becomes an error return
+ * instead of a longjmp through our caller. Syntax errors are reported by
+ * plain returns, which keeps the common path cheap.
+ *
+ * The encoder uses only raw, non-allocating Lua accessors (lua_next,
+ * lua_rawget*, lua_tolstring on strings) so it cannot raise; it needs no
+ * pcall. Object keys are collected into a C array and sorted with memcmp. */
+#include "json.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char amc_json_null_sentinel;
+
+/* ------------------------------------------------------------------------ */
+/* Decoding                                                                  */
+
+typedef struct {
+  const char *start;
+  const char *p;
+  const char *end;
+  int depth;
+  int array_mt;       /* stack index of the array metatable */
+  amc_buf_t scratch;  /* unescaped string bytes */
+  const char *err_at; /* where the error is */
+  char msg[160];      /* the problem, without position */
+} dec_t;
+
+static int dec_fail(dec_t *d, const char *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int dec_fail(dec_t *d, const char *at, const char *fmt, ...) {
+  if (d->err_at)
+    return -1; /* keep the first (innermost) error */
+  d->err_at = at;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static void skip_ws(dec_t *d) {
+  const char *p = d->p;
+  while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    p++;
+  d->p = p;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. Rejects
+ * overlong forms, UTF-16 surrogates and code points above U+10FFFF. */
+static int utf8_len(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0];
+  if (c < 0x80)
+    return 1;
+  if (c < 0xC2)
+    return 0;
+  if (c < 0xE0) {
+    if (end - p < 2 || (p[1] & 0xC0) != 0x80)
+      return 0;
+    return 2;
+  }
+  if (c < 0xF0) {
+    if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+      return 0;
+    if (c == 0xE0 && p[1] < 0xA0)
+      return 0; /* overlong */
+    if (c == 0xED && p[1] >= 0xA0)
+      return 0; /* surrogate */
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+        (p[3] & 0xC0) != 0x80)
+      return 0;
+    if (c == 0xF0 && p[1] < 0x90)
+      return 0; /* overlong */
+    if (c == 0xF4 && p[1] >= 0x90)
+      return 0; /* > U+10FFFF */
+    return 4;
+  }
+  return 0;
+}
+
+static void put_utf8(amc_buf_t *b, unsigned cp) {
+  char *o = amc_buf_reserve(b, 4);
+  size_t n;
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    n = 2;
+  } else if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    n = 3;
+  } else {
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    n = 4;
+  }
+  amc_buf_commit(b, n);
+}
+
+static int hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (unsigned)(c - 'A' + 10);
+    else
+      return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Parses the string starting at d->p (on the opening quote) and pushes it. */
+static int dec_string(lua_State *L, dec_t *d) {
+  const char *open = d->p;
+  const unsigned char *p = (const unsigned char *)d->p + 1;
+  const unsigned char *end = (const unsigned char *)d->end;
+  const unsigned char *run = p;
+  int escaped = 0;
+  amc_buf_reset(&d->scratch);
+  for (;;) {
+    if (p >= end)
+      return dec_fail(d, open, "unterminated string");
+    unsigned c = *p;
+    if (c == '"')
+      break;
+    if (c < 0x20)
+      return dec_fail(d, (const char *)p,
+                      "control character U+%04X in string (must be escaped)",
+                      c);
+    if (c < 0x80 && c != '\\') {
+      p++;
+      continue;
+    }
+    if (c >= 0x80) {
+      int n = utf8_len(p, end);
+      if (!n)
+        return dec_fail(d, (const char *)p, "invalid UTF-8 in string");
+      p += n;
+      continue;
+    }
+    /* backslash */
+    if (!escaped) {
+      escaped = 1;
+    }
+    amc_buf_append(&d->scratch, run, (size_t)(p - run));
+    if (end - p < 2)
+      return dec_fail(d, open, "unterminated string");
+    char e = (char)p[1];
+    const unsigned char *esc = p;
+    p += 2;
+    switch (e) {
+    case '"':
+      amc_buf_putc(&d->scratch, '"');
+      break;
+    case '\\':
+      amc_buf_putc(&d->scratch, '\\');
+      break;
+    case '/':
+      amc_buf_putc(&d->scratch, '/');
+      break;
+    case 'b':
+      amc_buf_putc(&d->scratch, '\b');
+      break;
+    case 'f':
+      amc_buf_putc(&d->scratch, '\f');
+      break;
+    case 'n':
+      amc_buf_putc(&d->scratch, '\n');
+      break;
+    case 'r':
+      amc_buf_putc(&d->scratch, '\r');
+      break;
+    case 't':
+      amc_buf_putc(&d->scratch, '\t');
+      break;
+    case 'u': {
+      unsigned cp;
+      if (end - p < 4 || hex4((const char *)p, &cp) < 0)
+        return dec_fail(d, (const char *)esc, "invalid \\u escape");
+      p += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned lo;
+        if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+            hex4((const char *)p + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+          return dec_fail(d, (const char *)esc,
+                          "unpaired UTF-16 surrogate in \\u escape");
+        p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        return dec_fail(d, (const char *)esc,
+                        "unpaired UTF-16 surrogate in \\u escape");
+      }
+      put_utf8(&d->scratch, cp);
+      break;
+    }
+    default:
+      return dec_fail(d, (const char *)esc, "invalid escape '\\%c'",
+                      (e >= 0x20 && e < 0x7f) ? e : '?');
+    }
+    run = p;
+  }
+  if (!escaped) {
+    lua_pushlstring(L, (const char *)run, (size_t)(p - run));
+  } else {
+    amc_buf_append(&d->scratch, run, (size_t)(p - run));
+    lua_pushlstring(L, d->scratch.data, d->scratch.len);
+  }
+  d->p = (const char *)p + 1;
+  return 0;
+}
+
+/* Pushes n as an integer when it is integral and fits in int64. */
+static void push_number(lua_State *L, double n) {
+  if (n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+      n == floor(n)) {
+    lua_pushinteger(L, (lua_Integer)n);
+  } else {
+    lua_pushnumber(L, n);
+  }
+}
+
+static int dec_number(lua_State *L, dec_t *d) {
+  const char *s = d->p, *p = d->p;
+  int neg = 0, plain = 1;
+  if (*p == '-') {
+    neg = 1;
+    p++;
+  }
+  if (p >= d->end || *p < '0' || *p > '9')
+    return dec_fail(d, s, "invalid number");
+  if (*p == '0') {
+    p++;
+    if (p < d->end && *p >= '0' && *p <= '9')
+      return dec_fail(d, s, "invalid number (leading zero)");
+  } else {
+    while (p < d->end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  const char *int_end = p;
+  if (p < d->end && *p == '.') {
+    plain = 0;
+    p++;
+    if (p >= d->end || *p < '0' || *p > '9')
+      return dec_fail(d, s, "invalid number (digit expected after '.')");
+    while (p < d->end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < d->end && (*p == 'e' || *p == 'E')) {
+    plain = 0;
+    p++;
+    if (p < d->end && (*p == '+' || *p == '-'))
+      p++;
+    if (p >= d->end || *p < '0' || *p > '9')
+      return dec_fail(d, s, "invalid number (digit expected in exponent)");
+    while (p < d->end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  d->p = p;
+  if (plain && int_end - s <= 19) {
+    /* Fast path: at most 18 digits always fits in int64; 19 may not. */
+    const char *q = s + neg;
+    uint64_t v = 0;
+    for (; q < int_end; q++)
+      v = v * 10 + (uint64_t)(*q - '0');
+    if (!neg && v <= (uint64_t)INT64_MAX) {
+      lua_pushinteger(L, (lua_Integer)v);
+      return 0;
+    }
+    if (neg && v <= (uint64_t)INT64_MAX + 1) {
+      lua_pushinteger(L, (lua_Integer)(0 - v));
+      return 0;
+    }
+  }
+  /* strtod needs a NUL-terminated copy: the input is not terminated. */
+  char tmp[64];
+  size_t n = (size_t)(p - s);
+  char *buf = n < sizeof tmp ? tmp : malloc(n + 1);
+  if (!buf)
+    return dec_fail(d, s, "out of memory");
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  double v = strtod(buf, NULL);
+  if (buf != tmp)
+    free(buf);
+  if (isinf(v))
+    return dec_fail(d, s, "number out of range");
+  push_number(L, v);
+  return 0;
+}
+
+static int dec_value(lua_State *L, dec_t *d);
+
+static int dec_literal(dec_t *d, const char *lit, size_t n) {
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, lit, n) != 0)
+    return dec_fail(d, d->p, "invalid literal (expected '%s')", lit);
+  d->p += n;
+  return 0;
+}
+
+static int dec_object(lua_State *L, dec_t *d) {
+  const char *open = d->p;
+  if (++d->depth > AMC_JSON_MAX_DEPTH)
+    return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
+  if (!lua_checkstack(L, 4))
+    return dec_fail(d, open, "Lua stack exhausted");
+  d->p++;
+  lua_createtable(L, 0, 4);
+  skip_ws(d);
+  if (d->p < d->end && *d->p == '}') {
+    d->p++;
+    d->depth--;
+    return 0;
+  }
+  for (;;) {
+    skip_ws(d);
+    if (d->p >= d->end)
+      return dec_fail(d, d->p, "unexpected end of input in object");
+    if (*d->p != '"')
+      return dec_fail(d, d->p, "object key (a string) expected");
+    const char *key_at = d->p;
+    if (dec_string(L, d) < 0)
+      return -1;
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) != LUA_TNIL) {
+      return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                      lua_tostring(L, -2));
+    }
+    lua_pop(L, 1);
+    skip_ws(d);
+    if (d->p >= d->end || *d->p != ':')
+      return dec_fail(d, d->p, "':' expected after object key");
+    d->p++;
+    skip_ws(d);
+    if (dec_value(L, d) < 0)
+      return -1;
+    lua_rawset(L, -3);
+    skip_ws(d);
+    if (d->p >= d->end)
+      return dec_fail(d, d->p, "unexpected end of input in object");
+    if (*d->p == ',') {
+      d->p++;
+      continue;
+    }
+    if (*d->p == '}') {
+      d->p++;
+      break;
+    }
+    return dec_fail(d, d->p, "',' or '}' expected in object");
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_array(lua_State *L, dec_t *d) {
+  const char *open = d->p;
+  if (++d->depth > AMC_JSON_MAX_DEPTH)
+    return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
+  if (!lua_checkstack(L, 4))
+    return dec_fail(d, open, "Lua stack exhausted");
+  d->p++;
+  lua_createtable(L, 0, 0);
+  lua_pushvalue(L, d->array_mt);
+  lua_setmetatable(L, -2);
+  skip_ws(d);
+  if (d->p < d->end && *d->p == ']') {
+    d->p++;
+    d->depth--;
+    return 0;
+  }
+  lua_Integer i = 1;
+  for (;;) {
+    skip_ws(d);
+    if (dec_value(L, d) < 0)
+      return -1;
+    lua_rawseti(L, -2, i++);
+    skip_ws(d);
+    if (d->p >= d->end)
+      return dec_fail(d, d->p, "unexpected end of input in array");
+    if (*d->p == ',') {
+      d->p++;
+      continue;
+    }
+    if (*d->p == ']') {
+      d->p++;
+      break;
+    }
+    return dec_fail(d, d->p, "',' or ']' expected in array");
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_value(lua_State *L, dec_t *d) {
+  if (d->p >= d->end)
+    return dec_fail(d, d->p, "unexpected end of input");
+  switch (*d->p) {
+  case '{':
+    return dec_object(L, d);
+  case '[':
+    return dec_array(L, d);
+  case '"':
+    return dec_string(L, d);
+  case 't':
+    if (dec_literal(d, "true", 4) < 0)
+      return -1;
+    lua_pushboolean(L, 1);
+    return 0;
+  case 'f':
+    if (dec_literal(d, "false", 5) < 0)
+      return -1;
+    lua_pushboolean(L, 0);
+    return 0;
+  case 'n':
+    if (dec_literal(d, "null", 4) < 0)
+      return -1;
+    lua_pushlightuserdata(L, AMC_JSON_NULL);
+    return 0;
+  default:
+    if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9'))
+      return dec_number(L, d);
+    if ((unsigned char)*d->p >= 0x20 && (unsigned char)*d->p < 0x7f)
+      return dec_fail(d, d->p, "unexpected character '%c'", *d->p);
+    return dec_fail(d, d->p, "unexpected byte 0x%02X", (unsigned char)*d->p);
+  }
+}
+
+/* Pushes the shared array metatable, creating it on first use (it holds
+ * only luaL_newmetatable's __name, so other modules may create it too). */
+static void push_array_mt(lua_State *L) {
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
+}
+
+/* lua_CFunction run under pcall: [dec_t*] -> value on success, or nothing
+ * meaningful on failure (d->err_at set). */
+static int dec_protected(lua_State *L) {
+  dec_t *d = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  push_array_mt(L);
+  d->array_mt = 1;
+  skip_ws(d);
+  if (dec_value(L, d) < 0)
+    return 0;
+  skip_ws(d);
+  if (d->p != d->end) {
+    dec_fail(d, d->p, "unexpected content after the JSON value");
+    return 0;
+  }
+  return 1;
+}
+
+static void position(const char *start, const char *at, int *line, int *col) {
+  int l = 1;
+  const char *ls = start;
+  for (const char *p = start; p < at; p++) {
+    if (*p == '\n') {
+      l++;
+      ls = p + 1;
+    }
+  }
+  *line = l;
+  *col = (int)(at - ls) + 1;
+}
+
+int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
+                    size_t errlen) {
+  dec_t d = {0};
+  d.start = d.p = s;
+  d.end = s + len;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8)) {
+    snprintf(err, errlen, "line 1, column 1: Lua stack exhausted");
+    return -1;
+  }
+  lua_pushcfunction(L, dec_protected);
+  lua_pushlightuserdata(L, &d);
+  int rc = lua_pcall(L, 1, 1, 0);
+  amc_buf_free(&d.scratch);
+  if (rc != LUA_OK) {
+    const char *at = d.err_at ? d.err_at : d.p;
+    int line, col;
+    position(s, at, &line, &col);
+    snprintf(err, errlen, "line %d, column %d: %s", line, col,
+             rc == LUA_ERRMEM ? "out of memory" : "internal error");
+    lua_settop(L, top);
+    return -1;
+  }
+  if (d.err_at) {
+    int line, col;
+    position(s, d.err_at, &line, &col);
+    snprintf(err, errlen, "line %d, column %d: %s", line, col, d.msg);
+    lua_settop(L, top);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encoding                                                                  */
+
+typedef struct {
+  const char *s; /* key (NULL: array index) */
+  size_t len;
+  lua_Integer index; /* 0-based, for arrays */
+} path_seg_t;
+
+typedef struct {
+  const char *s;
+  size_t len;
+} key_t_;
+
+/* Encoder state. Everything malloc'd hangs off it, so that a Lua error
+ * (only possible on memory exhaustion) cannot leak: encode() frees it after
+ * the protected call. */
+typedef struct {
+  amc_buf_t *out;
+  int pretty;
+  int depth;
+  int failed;
+  path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
+  const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
+  key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
+  size_t keycap[AMC_JSON_MAX_DEPTH + 2];
+  char *err;
+  size_t errlen;
+} enc_t;
+
+static int enc_fail(enc_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int enc_fail(enc_t *e, const char *fmt, ...) {
+  amc_buf_t b = AMC_BUF_INIT;
+  for (int i = 0; i < e->depth; i++) {
+    path_seg_t *s = &e->path[i];
+    if (s->s) {
+      if (i > 0)
+        amc_buf_putc(&b, '.');
+      amc_buf_append(&b, s->s, s->len > 80 ? 80 : s->len);
+    } else {
+      amc_buf_printf(&b, "[%lld]", (long long)s->index);
+    }
+  }
+  char msg[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  e->failed = 1;
+  if (b.len)
+    snprintf(e->err, e->errlen, "%s: %s", b.data, msg);
+  else
+    snprintf(e->err, e->errlen, "%s", msg);
+  amc_buf_free(&b);
+  return -1;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+/* Appends the quoted, escaped string. Returns -1 on invalid UTF-8. */
+static int enc_string(enc_t *e, const char *s, size_t len) {
+  amc_buf_t *o = e->out;
+  const unsigned char *p = (const unsigned char *)s;
+  const unsigned char *end = p + len;
+  const unsigned char *run = p;
+  amc_buf_putc(o, '"');
+  while (p < end) {
+    unsigned c = *p;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      p++;
+      continue;
+    }
+    if (c >= 0x80) {
+      int n = utf8_len(p, end);
+      if (!n)
+        return enc_fail(e, "invalid UTF-8 in string");
+      p += n;
+      continue;
+    }
+    amc_buf_append(o, run, (size_t)(p - run));
+    char esc[7] = {'\\', 0};
+    size_t n = 2;
+    switch (c) {
+    case '"':
+      esc[1] = '"';
+      break;
+    case '\\':
+      esc[1] = '\\';
+      break;
+    case '\n':
+      esc[1] = 'n';
+      break;
+    case '\r':
+      esc[1] = 'r';
+      break;
+    case '\t':
+      esc[1] = 't';
+      break;
+    case '\b':
+      esc[1] = 'b';
+      break;
+    case '\f':
+      esc[1] = 'f';
+      break;
+    default:
+      esc[1] = 'u';
+      esc[2] = '0';
+      esc[3] = '0';
+      esc[4] = hexd[c >> 4];
+      esc[5] = hexd[c & 15];
+      n = 6;
+    }
+    amc_buf_append(o, esc, n);
+    p++;
+    run = p;
+  }
+  amc_buf_append(o, run, (size_t)(p - run));
+  amc_buf_putc(o, '"');
+  return 0;
+}
+
+static void enc_integer(amc_buf_t *o, lua_Integer v) {
+  char tmp[24];
+  char *q = tmp + sizeof tmp;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--q = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    *--q = '-';
+  amc_buf_append(o, q, (size_t)(tmp + sizeof tmp - q));
+}
+
+static int enc_float(enc_t *e, double v) {
+  if (isnan(v) || isinf(v))
+    return enc_fail(e, "cannot encode %s", isnan(v) ? "NaN" : "infinity");
+  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0 &&
+      v == floor(v)) {
+    enc_integer(e->out, (lua_Integer)v);
+    return 0;
+  }
+  char tmp[40];
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    if (prec == 17 || strtod(tmp, NULL) == v)
+      break;
+  }
+  amc_buf_puts(e->out, tmp);
+  return 0;
+}
+
+static void enc_newline(enc_t *e) {
+  if (!e->pretty)
+    return;
+  char *o = amc_buf_reserve(e->out, 1 + 2 * (size_t)e->depth);
+  o[0] = '\n';
+  memset(o + 1, ' ', 2 * (size_t)e->depth);
+  amc_buf_commit(e->out, 1 + 2 * (size_t)e->depth);
+}
+
+static int key_cmp(const void *a, const void *b) {
+  const key_t_ *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->s, y->s, n);
+  if (c)
+    return c;
+  return (x->len > y->len) - (x->len < y->len);
+}
+
+static int enc_value(lua_State *L, int idx, enc_t *e);
+
+static int is_array_mt(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx))
+    return 0;
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  int r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+static int enc_table(lua_State *L, int idx, enc_t *e) {
+  const void *me = lua_topointer(L, idx);
+  for (int i = 0; i < e->depth; i++) {
+    if (e->tables[i] == me)
+      return enc_fail(e, "cannot encode a cycle (table contains itself)");
+  }
+  if (e->depth >= AMC_JSON_MAX_DEPTH)
+    return enc_fail(e, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
+  if (!lua_checkstack(L, 6))
+    return enc_fail(e, "Lua stack exhausted");
+  e->tables[e->depth] = me;
+
+  /* One pass over the keys: count integer keys in range, collect string
+   * keys. */
+  int lvl = e->depth;
+  key_t_ *keys = e->keys[lvl];
+  size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
+  lua_Integer maxint = 0;
+  int rc = -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING) {
+      if (nkeys == cap) {
+        cap = cap ? cap * 2 : 16;
+        key_t_ *nk = realloc(keys, cap * sizeof *nk);
+        if (!nk) {
+          lua_pop(L, 2);
+          enc_fail(e, "out of memory");
+          goto done;
+        }
+        e->keys[lvl] = keys = nk;
+        e->keycap[lvl] = cap;
+      }
+      keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
+      nkeys++;
+    } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
+               lua_tointeger(L, -2) >= 1) {
+      nint++;
+      if (lua_tointeger(L, -2) > maxint)
+        maxint = lua_tointeger(L, -2);
+    } else {
+      nother++;
+    }
+    lua_pop(L, 1);
+  }
+
+  int marked = is_array_mt(L, idx);
+  int array = marked || (nkeys == 0 && nother == 0 && nint > 0);
+  if (array) {
+    if (nkeys || nother || (lua_Integer)nint != maxint) {
+      enc_fail(e, "cannot encode an array with holes or non-index keys");
+      goto done;
+    }
+    if (nint == 0) {
+      amc_buf_append(e->out, "[]", 2);
+      rc = 0;
+      goto done;
+    }
+    amc_buf_putc(e->out, '[');
+    e->depth++;
+    for (lua_Integer i = 1; i <= maxint; i++) {
+      if (i > 1)
+        amc_buf_putc(e->out, ',');
+      enc_newline(e);
+      e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
+      lua_rawgeti(L, idx, i);
+      int r = enc_value(L, lua_gettop(L), e);
+      lua_pop(L, 1);
+      if (r < 0) {
+        e->depth--;
+        goto done;
+      }
+    }
+    e->depth--;
+    enc_newline(e);
+    amc_buf_putc(e->out, ']');
+    rc = 0;
+    goto done;
+  }
+  if (nint || nother) {
+    enc_fail(e, "cannot encode a table mixing string keys with other keys "
+                "(object keys must be strings)");
+    goto done;
+  }
+  if (nkeys == 0) {
+    amc_buf_append(e->out, "{}", 2);
+    rc = 0;
+    goto done;
+  }
+  if (nkeys > 1)
+    qsort(keys, nkeys, sizeof *keys, key_cmp);
+  amc_buf_putc(e->out, '{');
+  e->depth++;
+  for (size_t i = 0; i < nkeys; i++) {
+    if (i)
+      amc_buf_putc(e->out, ',');
+    enc_newline(e);
+    e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
+    if (enc_string(e, keys[i].s, keys[i].len) < 0) {
+      e->depth--;
+      goto done;
+    }
+    if (e->pretty)
+      amc_buf_append(e->out, ": ", 2);
+    else
+      amc_buf_putc(e->out, ':');
+    lua_pushlstring(L, keys[i].s, keys[i].len);
+    lua_rawget(L, idx);
+    int r = enc_value(L, lua_gettop(L), e);
+    lua_pop(L, 1);
+    if (r < 0) {
+      e->depth--;
+      goto done;
+    }
+  }
+  e->depth--;
+  enc_newline(e);
+  amc_buf_putc(e->out, '}');
+  rc = 0;
+done:
+  return rc;
+}
+
+static int enc_value(lua_State *L, int idx, enc_t *e) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return enc_string(e, s, n);
+  }
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      enc_integer(e->out, lua_tointeger(L, idx));
+      return 0;
+    }
+    return enc_float(e, lua_tonumber(L, idx));
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx))
+      amc_buf_append(e->out, "true", 4);
+    else
+      amc_buf_append(e->out, "false", 5);
+    return 0;
+  case LUA_TTABLE:
+    return enc_table(L, idx, e);
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
+      amc_buf_append(e->out, "null", 4);
+      return 0;
+    }
+    return enc_fail(e, "cannot encode a userdata");
+  case LUA_TNIL:
+    return enc_fail(e, "cannot encode nil");
+  default:
+    return enc_fail(e, "cannot encode a %s", lua_typename(L, lua_type(L, idx)));
+  }
+}
+
+/* lua_CFunction run under pcall: [value, enc_t*]. */
+static int enc_protected(lua_State *L) {
+  enc_t *e = lua_touserdata(L, 2);
+  enc_value(L, 1, e);
+  return 0;
+}
+
+static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
+                  size_t errlen, int pretty) {
+  idx = lua_absindex(L, idx);
+  if (!lua_checkstack(L, 8)) {
+    snprintf(err, errlen, "Lua stack exhausted");
+    return -1;
+  }
+  enc_t *e = calloc(1, sizeof *e);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  e->out = out;
+  e->pretty = pretty;
+  e->err = err;
+  e->errlen = errlen;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, enc_protected);
+  lua_pushvalue(L, idx);
+  lua_pushlightuserdata(L, e);
+  int status = lua_pcall(L, 2, 0, 0);
+  int rc = 0;
+  if (status != LUA_OK) {
+    if (!e->failed)
+      snprintf(err, errlen, "%s",
+               status == LUA_ERRMEM ? "out of memory"
+                                    : "internal error while encoding");
+    rc = -1;
+  } else if (e->failed) {
+    rc = -1;
+  }
+  lua_settop(L, top);
+  for (int i = 0; i < AMC_JSON_MAX_DEPTH + 2; i++)
+    free(e->keys[i]);
+  free(e);
+  if (rc == 0 && pretty)
+    amc_buf_putc(out, '\n');
+  return rc;
+}
+
+int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
+                    size_t errlen) {
+  return encode(L, idx, out, err, errlen, 0);
+}
+
+int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
+                           size_t errlen) {
+  return encode(L, idx, out, err, errlen, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lua module                                                                */
+
+static int l_decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char err[256];
+  if (amc_json_decode(L, s, n, err, sizeof err) < 0)
+    return luaL_error(L, "json.decode: %s", err);
+  return 1;
+}
+
+/* The encode buffer lives in a userdata whose __gc frees it, so that a
+ * memory error raised by lua_pushlstring cannot leak it. */
+static int buf_gc(lua_State *L) {
+  amc_buf_free(lua_touserdata(L, 1));
+  return 0;
+}
+
+static int l_encode_common(lua_State *L, int pretty) {
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  amc_buf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+  *b = (amc_buf_t)AMC_BUF_INIT;
+  if (luaL_newmetatable(L, "amc.json.buf")) {
+    lua_pushcfunction(L, buf_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  char err[256];
+  if (encode(L, 1, b, err, sizeof err, pretty) < 0)
+    return luaL_error(L, "json.encode: %s", err);
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  amc_buf_free(b);
+  return 1;
+}
+
+static int l_encode(lua_State *L) {
+  return l_encode_common(L, 0);
+}
+
+static int l_pretty(lua_State *L) {
+  return l_encode_common(L, 1);
+}
+
+int amc_json_open(lua_State *L) {
+  lua_createtable(L, 0, 5);
+  lua_pushcfunction(L, l_decode);
+  lua_setfield(L, -2, "decode");
+  lua_pushcfunction(L, l_encode);
+  lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, l_pretty);
+  lua_setfield(L, -2, "pretty");
+  lua_pushlightuserdata(L, AMC_JSON_NULL);
+  lua_setfield(L, -2, "null");
+  push_array_mt(L);
+  lua_setfield(L, -2, "array_mt");
+  return 1;
+}

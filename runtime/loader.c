@@ -1,0 +1,806 @@
+/* loader.c - Kubernetes objects from YAML/JSON files into Lua tables.
+ *
+ * YAML is read with libyaml's event API and turned straight into Lua values
+ * (no libyaml document tree). The whole parse of one buffer runs under
+ * lua_pcall; the libyaml parser and the current event live in the context
+ * struct so that the caller releases them whatever happened inside. */
+#include "loader.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "json.h"
+#include "util/buf.h"
+
+typedef struct {
+  const char *name;
+  const amc_loader_opts_t *opts;
+  amc_loader_fn fn;
+  void *data;
+  int value_only; /* amc_loader_parse_yaml_value */
+  /* YAML state */
+  yaml_parser_t parser;
+  int parser_live;
+  yaml_event_t ev;
+  int ev_live;
+  int depth;
+  long nodes;       /* in the current document, aliases expanded */
+  int anchors;      /* stack index: anchor name -> value */
+  int anchor_sizes; /* stack index: anchor name -> node count */
+  int array_mt;     /* stack index */
+  int doc;          /* 1-based document number */
+  size_t doc_line;
+  /* result */
+  int failed;
+  char *err;
+  size_t errlen;
+} ctx_t;
+
+static int fail(ctx_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(ctx_t *c, const char *fmt, ...) {
+  if (c->failed)
+    return -1;
+  c->failed = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err, c->errlen, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* "name:L:C: " prefix for a libyaml mark (0-based). */
+#define MARK_FMT        "%s:%zu:%zu: "
+#define MARK_ARGS(c, m) (c)->name, (m).line + 1, (m).column + 1
+
+/* ------------------------------------------------------------------------ */
+/* Object checks, shared by YAML and JSON                                    */
+
+static const char *const cluster_scoped[] = {
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "IngressClass",
+    "PriorityClass",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "APIService",
+    NULL,
+};
+
+static int is_array(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx))
+    return 0;
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  int r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+static const char *value_kind(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TTABLE:
+    return is_array(L, idx) ? "a sequence" : "a mapping";
+  case LUA_TSTRING:
+    return "a string";
+  case LUA_TNUMBER:
+    return "a number";
+  case LUA_TBOOLEAN:
+    return "a boolean";
+  case LUA_TLIGHTUSERDATA:
+    return "null";
+  default:
+    return "a value";
+  }
+}
+
+/* Checks the object on top of the stack; applies the default namespace.
+ * `where` is the error prefix ("file:L:C: document N" or similar). */
+static int check_object(lua_State *L, ctx_t *c, const char *where) {
+  int obj = lua_gettop(L);
+  if (lua_type(L, obj) != LUA_TTABLE || is_array(L, obj))
+    return fail(c, "%s: expected a Kubernetes object (a mapping), found %s",
+                where, value_kind(L, obj));
+  static const char *const required[] = {"apiVersion", "kind"};
+  for (int i = 0; i < 2; i++) {
+    int t = lua_getfield(L, obj, required[i]);
+    size_t n = 0;
+    if (t == LUA_TSTRING)
+      lua_tolstring(L, -1, &n);
+    lua_pop(L, 1);
+    if (t == LUA_TNIL)
+      return fail(c, "%s: object has no %s", where, required[i]);
+    if (t != LUA_TSTRING || n == 0)
+      return fail(c, "%s: %s must be a non-empty string", where, required[i]);
+  }
+  lua_getfield(L, obj, "kind");
+  const char *kind = lua_tostring(L, -1);
+  int t = lua_getfield(L, obj, "metadata");
+  if (t == LUA_TNIL)
+    return fail(c, "%s: %s has no metadata", where, kind);
+  if (t != LUA_TTABLE || is_array(L, -1))
+    return fail(c, "%s: %s: metadata must be a mapping", where, kind);
+  int md = lua_gettop(L);
+  t = lua_getfield(L, md, "name");
+  size_t n = 0;
+  if (t == LUA_TSTRING)
+    lua_tolstring(L, -1, &n);
+  if (t == LUA_TNIL)
+    return fail(c, "%s: %s has no metadata.name", where, kind);
+  if (t != LUA_TSTRING || n == 0)
+    return fail(c, "%s: %s: metadata.name must be a non-empty string", where,
+                kind);
+  lua_pop(L, 1);
+  t = lua_getfield(L, md, "namespace");
+  if (t != LUA_TNIL && t != LUA_TSTRING)
+    return fail(c, "%s: %s: metadata.namespace must be a string", where, kind);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL && c->opts && c->opts->default_namespace) {
+    int scoped = 0;
+    for (int i = 0; cluster_scoped[i]; i++) {
+      if (strcmp(kind, cluster_scoped[i]) == 0)
+        scoped = 1;
+    }
+    if (!scoped) {
+      lua_pushstring(L, c->opts->default_namespace);
+      lua_setfield(L, md, "namespace");
+    }
+  }
+  lua_settop(L, obj);
+  return 0;
+}
+
+/* Checks and hands over the object on top of the stack (popping it). */
+static int emit(lua_State *L, ctx_t *c, const char *where, const char *source) {
+  if (check_object(L, c, where) < 0)
+    return -1;
+  int top = lua_gettop(L);
+  char cberr[512] = "";
+  int rc = c->fn(L, source, c->data, cberr, sizeof cberr);
+  lua_settop(L, top - 1);
+  if (rc < 0)
+    return fail(c, "%s", cberr[0] ? cberr : "loading stopped");
+  return 0;
+}
+
+/* Value on top: one object, a `kind: List`, or (JSON) an array of objects.
+ * Pops it. */
+static int emit_document(lua_State *L, ctx_t *c, const char *where,
+                         const char *source, int allow_array) {
+  int v = lua_gettop(L);
+  int list = 0;
+  if (lua_type(L, v) == LUA_TTABLE && !is_array(L, v)) {
+    lua_getfield(L, v, "kind");
+    list = lua_type(L, -1) == LUA_TSTRING &&
+           strcmp(lua_tostring(L, -1), "List") == 0;
+    lua_pop(L, 1);
+    if (list) {
+      if (lua_getfield(L, v, "items") != LUA_TTABLE || !is_array(L, -1)) {
+        if (lua_type(L, -1) == LUA_TNIL ||
+            (lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) == 0)) {
+          lua_settop(L, v - 1);
+          return 0; /* an empty List */
+        }
+        return fail(c, "%s: List: items must be a sequence", where);
+      }
+      lua_replace(L, v);
+    }
+  } else if (allow_array && lua_type(L, v) == LUA_TTABLE) {
+    list = 1;
+  }
+  if (!list)
+    return emit(L, c, where, source) < 0 ? -1 : 0;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, v);
+  for (lua_Integer i = 1; i <= n; i++) {
+    char w[600], s[600];
+    snprintf(w, sizeof w, "%s: item %lld", where, (long long)i);
+    snprintf(s, sizeof s, "%s[%lld]", source, (long long)i);
+    lua_rawgeti(L, v, i);
+    if (emit(L, c, w, s) < 0)
+      return -1;
+  }
+  lua_settop(L, v - 1);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* YAML scalars (core schema)                                                */
+
+static int all_digits(const char *s, size_t n, int base) {
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    int ok = base == 16  ? ((ch >= '0' && ch <= '9') ||
+                           (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))
+             : base == 8 ? (ch >= '0' && ch <= '7')
+                         : (ch >= '0' && ch <= '9');
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+static int is_float(const char *s, size_t n) {
+  size_t i = 0, d = 0;
+  if (i < n && (s[i] == '-' || s[i] == '+'))
+    i++;
+  while (i < n && s[i] >= '0' && s[i] <= '9')
+    i++, d++;
+  if (i < n && s[i] == '.') {
+    i++;
+    size_t f = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++, f++;
+    if (d == 0 && f == 0)
+      return 0;
+  } else if (d == 0) {
+    return 0;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+      i++;
+    size_t e = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++, e++;
+    if (e == 0)
+      return 0;
+  }
+  return i == n;
+}
+
+static int eq(const char *s, size_t n, const char *lit) {
+  return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+static void push_double(lua_State *L, double v) {
+  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == floor(v))
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+    lua_pushnumber(L, v);
+}
+
+/* Pushes the core-schema value of a plain scalar. */
+static void push_plain(lua_State *L, const char *s, size_t n) {
+  if (n == 0 || eq(s, n, "~") || eq(s, n, "null") || eq(s, n, "Null") ||
+      eq(s, n, "NULL")) {
+    lua_pushlightuserdata(L, AMC_JSON_NULL);
+    return;
+  }
+  if (eq(s, n, "true") || eq(s, n, "True") || eq(s, n, "TRUE")) {
+    lua_pushboolean(L, 1);
+    return;
+  }
+  if (eq(s, n, "false") || eq(s, n, "False") || eq(s, n, "FALSE")) {
+    lua_pushboolean(L, 0);
+    return;
+  }
+  char c0 = s[0];
+  if (!((c0 >= '0' && c0 <= '9') || c0 == '-' || c0 == '+' || c0 == '.')) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  char tmp[128];
+  if (n >= sizeof tmp) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  size_t sign = (c0 == '-' || c0 == '+') ? 1 : 0;
+  if (all_digits(s + sign, n - sign, 10)) {
+    errno = 0;
+    long long v = strtoll(tmp, NULL, 10);
+    if (errno == ERANGE)
+      push_double(L, strtod(tmp, NULL));
+    else
+      lua_pushinteger(L, v);
+    return;
+  }
+  if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+    int base = s[1] == 'x' ? 16 : 8;
+    if (all_digits(s + 2, n - 2, base)) {
+      errno = 0;
+      unsigned long long v = strtoull(tmp + 2, NULL, base);
+      if (errno != ERANGE && v <= (unsigned long long)INT64_MAX) {
+        lua_pushinteger(L, (lua_Integer)v);
+        return;
+      }
+    }
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  if (is_float(s, n)) {
+    push_double(L, strtod(tmp, NULL));
+    return;
+  }
+  const char *t = s + sign;
+  size_t tn = n - sign;
+  if (eq(t, tn, ".inf") || eq(t, tn, ".Inf") || eq(t, tn, ".INF")) {
+    lua_pushnumber(L, c0 == '-' ? -HUGE_VAL : HUGE_VAL);
+    return;
+  }
+  if (!sign && (eq(s, n, ".nan") || eq(s, n, ".NaN") || eq(s, n, ".NAN"))) {
+    lua_pushnumber(L, NAN);
+    return;
+  }
+  lua_pushlstring(L, s, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* YAML events -> Lua values                                                 */
+
+static int next_event(ctx_t *c) {
+  if (c->ev_live) {
+    yaml_event_delete(&c->ev);
+    c->ev_live = 0;
+  }
+  if (!yaml_parser_parse(&c->parser, &c->ev)) {
+    yaml_parser_t *p = &c->parser;
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    if (p->context)
+      return fail(c, MARK_FMT "%s (%s at line %zu)",
+                  MARK_ARGS(c, p->problem_mark), problem, p->context,
+                  p->context_mark.line + 1);
+    return fail(c, MARK_FMT "%s", MARK_ARGS(c, p->problem_mark), problem);
+  }
+  c->ev_live = 1;
+  return 0;
+}
+
+static int add_nodes(ctx_t *c, long n, yaml_mark_t m) {
+  c->nodes += n;
+  if (c->nodes > AMC_LOADER_MAX_NODES)
+    return fail(c,
+                MARK_FMT "document %d expands to more than %d nodes "
+                         "(too many aliases?)",
+                MARK_ARGS(c, m), c->doc, AMC_LOADER_MAX_NODES);
+  return 0;
+}
+
+static int parse_node(lua_State *L, ctx_t *c, long *count);
+
+static void remember_anchor(lua_State *L, ctx_t *c, const char *anchor,
+                            long count) {
+  if (!anchor)
+    return;
+  lua_pushvalue(L, -1);
+  lua_setfield(L, c->anchors, anchor);
+  lua_pushinteger(L, count);
+  lua_setfield(L, c->anchor_sizes, anchor);
+}
+
+static int parse_mapping(lua_State *L, ctx_t *c, long *count) {
+  yaml_mark_t start = c->ev.start_mark;
+  char *anchor = c->ev.data.mapping_start.anchor
+                     ? strdup((const char *)c->ev.data.mapping_start.anchor)
+                     : NULL;
+  long total = 1;
+  int rc = -1;
+  lua_createtable(L, 0, 4);
+  int t = lua_gettop(L);
+  for (;;) {
+    if (next_event(c) < 0)
+      goto done;
+    if (c->ev.type == YAML_MAPPING_END_EVENT)
+      break;
+    yaml_mark_t km = c->ev.start_mark;
+    if (c->ev.type != YAML_SCALAR_EVENT) {
+      fail(c, MARK_FMT "mapping keys must be scalars (strings)",
+           MARK_ARGS(c, km));
+      goto done;
+    }
+    const char *k = (const char *)c->ev.data.scalar.value;
+    size_t kn = c->ev.data.scalar.length;
+    if (c->ev.data.scalar.plain_implicit && kn == 2 &&
+        memcmp(k, "<<", 2) == 0) {
+      fail(c, MARK_FMT "YAML merge keys (<<) are not supported",
+           MARK_ARGS(c, km));
+      goto done;
+    }
+    lua_pushlstring(L, k, kn);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, t) != LUA_TNIL) {
+      fail(c, MARK_FMT "duplicate key \"%.80s\"", MARK_ARGS(c, km),
+           lua_tostring(L, -2));
+      goto done;
+    }
+    lua_pop(L, 1);
+    if (add_nodes(c, 1, km) < 0)
+      goto done;
+    total++;
+    if (next_event(c) < 0)
+      goto done;
+    long n = 0;
+    if (parse_node(L, c, &n) < 0)
+      goto done;
+    total += n;
+    lua_rawset(L, t);
+  }
+  (void)start;
+  remember_anchor(L, c, anchor, total);
+  *count = total;
+  rc = 0;
+done:
+  free(anchor);
+  return rc;
+}
+
+static int parse_sequence(lua_State *L, ctx_t *c, long *count) {
+  char *anchor = c->ev.data.sequence_start.anchor
+                     ? strdup((const char *)c->ev.data.sequence_start.anchor)
+                     : NULL;
+  long total = 1;
+  int rc = -1;
+  lua_createtable(L, 0, 0);
+  lua_pushvalue(L, c->array_mt);
+  lua_setmetatable(L, -2);
+  int t = lua_gettop(L);
+  lua_Integer i = 1;
+  for (;;) {
+    if (next_event(c) < 0)
+      goto done;
+    if (c->ev.type == YAML_SEQUENCE_END_EVENT)
+      break;
+    long n = 0;
+    if (parse_node(L, c, &n) < 0)
+      goto done;
+    total += n;
+    lua_rawseti(L, t, i++);
+  }
+  remember_anchor(L, c, anchor, total);
+  *count = total;
+  rc = 0;
+done:
+  free(anchor);
+  return rc;
+}
+
+/* The current event starts a node: pushes its value. *count receives the
+ * number of nodes it stands for (aliases expanded). */
+static int parse_node(lua_State *L, ctx_t *c, long *count) {
+  yaml_mark_t m = c->ev.start_mark;
+  if (!lua_checkstack(L, 6))
+    return fail(c, MARK_FMT "Lua stack exhausted", MARK_ARGS(c, m));
+  switch (c->ev.type) {
+  case YAML_SCALAR_EVENT: {
+    if (add_nodes(c, 1, m) < 0)
+      return -1;
+    const char *v = (const char *)c->ev.data.scalar.value;
+    size_t n = c->ev.data.scalar.length;
+    const char *tag = (const char *)c->ev.data.scalar.tag;
+    int force_str = tag && strcmp(tag, YAML_STR_TAG) == 0;
+    if (c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !force_str)
+      push_plain(L, v, n);
+    else
+      lua_pushlstring(L, v, n);
+    if (c->ev.data.scalar.anchor)
+      remember_anchor(L, c, (const char *)c->ev.data.scalar.anchor, 1);
+    *count = 1;
+    return 0;
+  }
+  case YAML_ALIAS_EVENT: {
+    const char *a = (const char *)c->ev.data.alias.anchor;
+    if (lua_getfield(L, c->anchors, a) == LUA_TNIL)
+      return fail(c, MARK_FMT "unknown alias *%s", MARK_ARGS(c, m), a);
+    lua_getfield(L, c->anchor_sizes, a);
+    long n = (long)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (add_nodes(c, n, m) < 0)
+      return -1;
+    *count = n;
+    return 0;
+  }
+  case YAML_MAPPING_START_EVENT:
+  case YAML_SEQUENCE_START_EVENT: {
+    if (++c->depth > AMC_JSON_MAX_DEPTH)
+      return fail(c, MARK_FMT "nesting deeper than %d", MARK_ARGS(c, m),
+                  AMC_JSON_MAX_DEPTH);
+    if (add_nodes(c, 1, m) < 0)
+      return -1;
+    int rc = c->ev.type == YAML_MAPPING_START_EVENT
+                 ? parse_mapping(L, c, count)
+                 : parse_sequence(L, c, count);
+    c->depth--;
+    return rc;
+  }
+  default:
+    return fail(c, MARK_FMT "unexpected YAML event", MARK_ARGS(c, m));
+  }
+}
+
+/* Runs under pcall: [ctx_t*, buffer lightuserdata, length]. */
+static int yaml_protected(lua_State *L) {
+  ctx_t *c = lua_touserdata(L, 1);
+  const unsigned char *buf = lua_touserdata(L, 2);
+  size_t len = (size_t)lua_tointeger(L, 3);
+  lua_settop(L, 0);
+  /* 1: array metatable, 2: result slot (value_only) */
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
+  c->array_mt = 1;
+  lua_pushnil(L);
+  if (!yaml_parser_initialize(&c->parser))
+    return fail(c, "%s: cannot initialise the YAML parser", c->name), 0;
+  c->parser_live = 1;
+  yaml_parser_set_input_string(&c->parser, buf, len);
+  if (next_event(c) < 0) /* STREAM_START */
+    return 0;
+  int values = 0;
+  for (;;) {
+    if (next_event(c) < 0)
+      return 0;
+    if (c->ev.type == YAML_STREAM_END_EVENT)
+      break;
+    if (c->ev.type != YAML_DOCUMENT_START_EVENT)
+      return fail(c, MARK_FMT "unexpected YAML event",
+                  MARK_ARGS(c, c->ev.start_mark)),
+             0;
+    c->doc++;
+    yaml_mark_t dm = c->ev.start_mark;
+    c->nodes = 0;
+    c->depth = 0;
+    lua_settop(L, 2);
+    lua_newtable(L); /* 3: anchors (per document) */
+    lua_newtable(L); /* 4: anchor sizes */
+    c->anchors = 3;
+    c->anchor_sizes = 4;
+    if (next_event(c) < 0)
+      return 0;
+    /* Objects are located where their content starts (after `---` and
+     * comments). */
+    dm = c->ev.start_mark;
+    long n = 0;
+    if (parse_node(L, c, &n) < 0)
+      return 0;
+    if (next_event(c) < 0) /* DOCUMENT_END */
+      return 0;
+    int v = lua_gettop(L);
+    if (c->value_only) {
+      if (++values > 1)
+        return fail(c, MARK_FMT "expected a single YAML document",
+                    MARK_ARGS(c, dm)),
+               0;
+      lua_replace(L, 2); /* the result slot */
+      continue;
+    }
+    if (lua_type(L, v) == LUA_TLIGHTUSERDATA) {
+      lua_pop(L, 1); /* an empty document */
+      continue;
+    }
+    /* The document's line is where its content starts (after `---`). */
+    char where[600], source[600];
+    snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name,
+             dm.line + 1, dm.column + 1, c->doc);
+    c->doc_line = dm.line + 1;
+    snprintf(source, sizeof source, "%s:%zu", c->name, dm.line + 1);
+    if (emit_document(L, c, where, source, 0) < 0)
+      return 0;
+  }
+  if (c->value_only) {
+    if (values == 0)
+      lua_pushlightuserdata(L, AMC_JSON_NULL);
+    else
+      lua_pushvalue(L, 2);
+    return 1;
+  }
+  return 0;
+}
+
+static int load_yaml(lua_State *L, ctx_t *c, const char *buf, size_t len,
+                     int nresults) {
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8))
+    return fail(c, "%s: Lua stack exhausted", c->name);
+  lua_pushcfunction(L, yaml_protected);
+  lua_pushlightuserdata(L, c);
+  lua_pushlightuserdata(L, (void *)buf);
+  lua_pushinteger(L, (lua_Integer)len);
+  int status = lua_pcall(L, 3, nresults, 0);
+  if (c->ev_live)
+    yaml_event_delete(&c->ev);
+  c->ev_live = 0;
+  if (c->parser_live)
+    yaml_parser_delete(&c->parser);
+  c->parser_live = 0;
+  if (status != LUA_OK) {
+    if (!c->failed)
+      fail(c, "%s: %s", c->name,
+           status == LUA_ERRMEM ? "out of memory"
+                                : (lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                       : "internal error"));
+    lua_settop(L, top);
+    return -1;
+  }
+  if (c->failed) {
+    lua_settop(L, top);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON files                                                                */
+
+static int json_protected(lua_State *L) {
+  ctx_t *c = lua_touserdata(L, 1);
+  lua_settop(L, 2); /* the decoded value */
+  char where[600], source[600];
+  snprintf(where, sizeof where, "%s", c->name);
+  snprintf(source, sizeof source, "%s:1", c->name);
+  emit_document(L, c, where, source, 1);
+  return 0;
+}
+
+static int load_json(lua_State *L, ctx_t *c, const char *buf, size_t len) {
+  int top = lua_gettop(L);
+  char jerr[256];
+  if (!lua_checkstack(L, 8))
+    return fail(c, "%s: Lua stack exhausted", c->name);
+  lua_pushcfunction(L, json_protected);
+  lua_pushlightuserdata(L, c);
+  if (amc_json_decode(L, buf, len, jerr, sizeof jerr) < 0) {
+    lua_settop(L, top);
+    return fail(c, "%s: %s", c->name, jerr);
+  }
+  int status = lua_pcall(L, 2, 0, 0);
+  if (status != LUA_OK) {
+    if (!c->failed)
+      fail(c, "%s: %s", c->name,
+           status == LUA_ERRMEM ? "out of memory" : "internal error");
+  }
+  lua_settop(L, top);
+  return c->failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files and directories                                                     */
+
+static int has_suffix(const char *s, const char *suf) {
+  size_t n = strlen(s), m = strlen(suf);
+  return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static int load_file(lua_State *L, ctx_t *c, const char *path) {
+  amc_buf_t b = AMC_BUF_INIT;
+  int rc;
+  if (strcmp(path, "-") == 0) {
+    char tmp[65536];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, stdin)) > 0)
+      amc_buf_append(&b, tmp, n);
+    if (ferror(stdin)) {
+      amc_buf_free(&b);
+      return fail(c, "-: cannot read standard input: %s", strerror(errno));
+    }
+    c->name = "<stdin>";
+  } else {
+    rc = amc_buf_read_file(&b, path);
+    if (rc < 0) {
+      amc_buf_free(&b);
+      return fail(c, "%s: %s", path, strerror(-rc));
+    }
+    c->name = path;
+  }
+  c->doc = 0;
+  if (has_suffix(path, ".json"))
+    rc = load_json(L, c, b.data ? b.data : "", b.len);
+  else
+    rc = load_yaml(L, c, b.data ? b.data : "", b.len, 0);
+  amc_buf_free(&b);
+  return rc;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_dir(lua_State *L, ctx_t *c, const char *path, int depth) {
+  if (depth > 32)
+    return fail(c, "%s: directories nested too deeply (symlink loop?)", path);
+  DIR *d = opendir(path);
+  if (!d)
+    return fail(c, "%s: %s", path, strerror(errno));
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 32;
+      char **nn = realloc(names, cap * sizeof *nn);
+      if (!nn)
+        abort();
+      names = nn;
+    }
+    names[n] = strdup(de->d_name);
+    if (!names[n])
+      abort();
+    n++;
+  }
+  closedir(d);
+  qsort(names, n, sizeof *names, name_cmp);
+  int rc = 0;
+  amc_buf_t p = AMC_BUF_INIT;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    amc_buf_reset(&p);
+    amc_buf_printf(&p, "%s%s%s", path, has_suffix(path, "/") ? "" : "/",
+                   names[i]);
+    struct stat st;
+    if (stat(p.data, &st) != 0) {
+      rc = fail(c, "%s: %s", p.data, strerror(errno));
+      break;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      rc = load_dir(L, c, p.data, depth + 1);
+    } else if (S_ISREG(st.st_mode) &&
+               (has_suffix(names[i], ".yaml") || has_suffix(names[i], ".yml") ||
+                has_suffix(names[i], ".json"))) {
+      rc = load_file(L, c, p.data);
+    }
+  }
+  amc_buf_free(&p);
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  return rc;
+}
+
+int amc_loader_load_path(lua_State *L, const char *path,
+                         const amc_loader_opts_t *opts, amc_loader_fn fn,
+                         void *data, char *err, size_t errlen) {
+  ctx_t c = {0};
+  c.opts = opts;
+  c.fn = fn;
+  c.data = data;
+  c.err = err;
+  c.errlen = errlen;
+  if (strcmp(path, "-") == 0)
+    return load_file(L, &c, path);
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return fail(&c, "%s: %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return load_dir(L, &c, path, 0);
+  return load_file(L, &c, path);
+}
+
+int amc_loader_load_buffer(lua_State *L, const char *name, const char *buf,
+                           size_t len, int json, const amc_loader_opts_t *opts,
+                           amc_loader_fn fn, void *data, char *err,
+                           size_t errlen) {
+  ctx_t c = {0};
+  c.name = name;
+  c.opts = opts;
+  c.fn = fn;
+  c.data = data;
+  c.err = err;
+  c.errlen = errlen;
+  return json ? load_json(L, &c, buf, len) : load_yaml(L, &c, buf, len, 0);
+}
+
+int amc_loader_parse_yaml_value(lua_State *L, const char *name, const char *buf,
+                                size_t len, char *err, size_t errlen) {
+  ctx_t c = {0};
+  c.name = name;
+  c.value_only = 1;
+  c.err = err;
+  c.errlen = errlen;
+  return load_yaml(L, &c, buf, len, 1);
+}

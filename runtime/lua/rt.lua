@@ -1,0 +1,485 @@
+-- rt.lua - the runtime library handed to rules as `rt`.
+--
+-- The C engine (and tests/lua/helpers.lua under busted) calls
+-- `rt.new(host)` once per translation and passes the result to the entry
+-- rule. `host` provides what only the runtime can do:
+--
+--   host.get(kind, ns, name) -> object | nil   (recorded read)
+--   host.list(kind, ns)      -> array sorted by namespace, name (recorded)
+--   host.hash(str)           -> 16 lowercase hex digits (FNV-1a 64)
+--   host.settings            -> table (missing keys take the defaults below)
+--   host.null                -> the JSON null sentinel
+--   host.array_mt            -> metatable marking a table as a JSON array
+--
+-- Everything here is deterministic and pure apart from the host calls.
+-- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
+
+local M = {}
+
+M.NAME_MAX = 200
+
+M.DEFAULT_SETTINGS = {
+  cluster = "cluster",
+  tenant = "admin",
+  cloud = "Default-Cloud",
+  vrf = "global",
+  se_group = "Default-Group",
+  ingress_selector = { istio = "ingressgateway" },
+  domain = "cluster.local",
+  -- Optional: AVI network (name) and subnet ("10.0.0.0/24") the VIP is
+  -- allocated from. Without them the cloud's IPAM decides.
+  vip_network = nil,
+  vip_subnet = nil,
+}
+
+---------------------------------------------------------------------------
+-- Pure helpers (no host needed); also exported on every rt table.
+---------------------------------------------------------------------------
+
+local function key_less(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    return ta < tb -- "number" < "string"
+  end
+  return a < b
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t or {}) do
+    keys[#keys + 1] = k
+  end
+  table.sort(keys, key_less)
+  return keys
+end
+
+local function sorted_pairs(t)
+  local keys = sorted_keys(t)
+  local i = 0
+  return function()
+    i = i + 1
+    local k = keys[i]
+    if k ~= nil then
+      return k, t[k]
+    end
+  end
+end
+
+-- Characters AVI names (and by-name refs) may carry unchanged.
+local SAFE_NAME_CHARS = "[^A-Za-z0-9._-]"
+
+local function sanitize(part)
+  part = tostring(part)
+  local clean = part:gsub(SAFE_NAME_CHARS, "_")
+  return clean
+end
+
+local function url_escape(s)
+  return (tostring(s):gsub("[^A-Za-z0-9._~-]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+-- Kubernetes equality-based label selector: every key/value of `selector`
+-- is in `labels` (AND). An empty or absent selector matches everything.
+local function labels_match(selector, labels)
+  labels = labels or {}
+  for k, v in pairs(selector or {}) do
+    if labels[k] ~= v then
+      return false
+    end
+  end
+  return true
+end
+
+-- A full label selector ({matchLabels, matchExpressions}).
+local function selector_match(sel, labels)
+  if sel == nil then
+    return true
+  end
+  labels = labels or {}
+  if not labels_match(sel.matchLabels, labels) then
+    return false
+  end
+  for _, e in ipairs(sel.matchExpressions or {}) do
+    local v = labels[e.key]
+    local inset = false
+    for _, x in ipairs(e.values or {}) do
+      if x == v then
+        inset = true
+      end
+    end
+    if e.operator == "In" and not inset then
+      return false
+    elseif e.operator == "NotIn" and inset then
+      return false
+    elseif e.operator == "Exists" and v == nil then
+      return false
+    elseif e.operator == "DoesNotExist" and v ~= nil then
+      return false
+    end
+  end
+  return true
+end
+
+-- Istio host matching: `pattern` ("*", "*.example.com" or an exact host)
+-- covers `host` (which may itself be a wildcard). Case-insensitive.
+local function host_matches(pattern, host)
+  pattern, host = pattern:lower(), host:lower()
+  if pattern == "*" then
+    return true
+  end
+  if pattern == host then
+    return true
+  end
+  if pattern:sub(1, 2) == "*." then
+    local suffix = pattern:sub(2) -- ".example.com"
+    if host == "*" then
+      return false
+    end
+    if host:sub(1, 2) == "*." then
+      -- a wildcard is covered only by a shorter (or equal) wildcard
+      return #host > #suffix + 1 and host:sub(-#suffix) == suffix
+    end
+    return #host > #suffix and host:sub(-#suffix) == suffix
+  end
+  return false
+end
+
+-- The hosts two host patterns have in common: the more specific one, or
+-- nil when they are disjoint.
+local function host_intersection(a, b)
+  if host_matches(a, b) then
+    return b:lower()
+  elseif host_matches(b, a) then
+    return a:lower()
+  end
+  return nil
+end
+
+-- Sort key for host specificity, as Envoy picks virtual hosts: exact hosts
+-- first, then wildcards by decreasing suffix length, then "*".
+local function host_specificity_less(a, b)
+  local function rank(h)
+    if h == "*" then
+      return 2
+    elseif h:sub(1, 2) == "*." then
+      return 1
+    end
+    return 0
+  end
+  local ra, rb = rank(a), rank(b)
+  if ra ~= rb then
+    return ra < rb
+  end
+  if ra == 1 and #a ~= #b then
+    return #a > #b
+  end
+  return a < b
+end
+
+local function base64_decode(s)
+  local alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local rev = {}
+  for i = 1, #alphabet do
+    rev[alphabet:byte(i)] = i - 1
+  end
+  s = s:gsub("%s", "")
+  if #s % 4 ~= 0 or s:find("[^%w+/=]") then
+    return nil
+  end
+  local out = {}
+  for i = 1, #s, 4 do
+    local a, b, c, d = s:byte(i, i + 3)
+    local va, vb = rev[a], rev[b]
+    local vc = c ~= 61 and rev[c] or 0 -- 61 is "="
+    local vd = d ~= 61 and rev[d] or 0
+    if va == nil or vb == nil or vc == nil or vd == nil then
+      return nil
+    end
+    local n = (va << 18) | (vb << 12) | (vc << 6) | vd
+    out[#out + 1] = string.char((n >> 16) & 0xff)
+    if c ~= 61 then
+      out[#out + 1] = string.char((n >> 8) & 0xff)
+    end
+    if d ~= 61 then
+      out[#out + 1] = string.char(n & 0xff)
+    end
+  end
+  return table.concat(out)
+end
+
+M.sorted_keys = sorted_keys
+M.sorted_pairs = sorted_pairs
+M.url_escape = url_escape
+M.labels_match = labels_match
+M.selector_match = selector_match
+M.host_matches = host_matches
+M.host_intersection = host_intersection
+M.host_specificity_less = host_specificity_less
+M.base64_decode = base64_decode
+
+---------------------------------------------------------------------------
+-- Output accumulator
+---------------------------------------------------------------------------
+
+local Output = {}
+Output.__index = Output
+
+local function object_id(obj)
+  local md = (type(obj) == "table" and obj.metadata) or {}
+  return {
+    kind = (type(obj) == "table" and obj.kind) or "Unknown",
+    namespace = md.namespace,
+    name = md.name or "",
+  }
+end
+
+-- Adds one AVI object. Names are unique per type: adding a second object
+-- with the same type and name is a rule error.
+function Output:add(avi_type, object)
+  assert(type(avi_type) == "string", "out:add: type must be a string")
+  assert(type(object) == "table" and type(object.name) == "string",
+    "out:add: object must be a table with a string name")
+  local bytype = self._by_name[avi_type]
+  if not bytype then
+    bytype = {}
+    self._by_name[avi_type] = bytype
+  end
+  if bytype[object.name] then
+    error(string.format("out:add: duplicate %s named %q", avi_type,
+      object.name), 2)
+  end
+  bytype[object.name] = object
+  self._objects[#self._objects + 1] = { type = avi_type, object = object }
+  return object
+end
+
+-- The object of `avi_type` named `name` added so far, or nil.
+function Output:get(avi_type, name)
+  local bytype = self._by_name[avi_type]
+  return bytype and bytype[name]
+end
+
+function Output:_diag(severity, obj, field, message)
+  local id = object_id(obj)
+  local key = table.concat({ severity, id.kind, id.namespace or "", id.name,
+    field or "", message }, "\0")
+  if self._seen[key] then
+    return
+  end
+  self._seen[key] = true
+  self._diags[#self._diags + 1] = {
+    severity = severity,
+    object = id,
+    field = field or "",
+    message = message,
+  }
+end
+
+-- A warning: something the input expresses that the output cannot (or a
+-- reference that does not resolve); the rest of the output stands.
+function Output:warn(obj, field, message)
+  self:_diag("warning", obj, field, message)
+end
+
+-- An error: the input is wrong or unusable; the affected part is left out.
+function Output:error(obj, field, message)
+  self:_diag("error", obj, field, message)
+end
+
+function Output:result()
+  local objs = {}
+  for i, o in ipairs(self._objects) do
+    objs[i] = o
+  end
+  table.sort(objs, function(a, b)
+    if a.type ~= b.type then
+      return a.type < b.type
+    end
+    return a.object.name < b.object.name
+  end)
+  return {
+    objects = self._array(objs),
+    diagnostics = self._array(self._diags),
+  }
+end
+
+---------------------------------------------------------------------------
+-- rt.new
+---------------------------------------------------------------------------
+
+function M.new(host)
+  assert(type(host) == "table", "rt.new: host table required")
+  local rt = {}
+  for k, v in pairs(M) do
+    if k ~= "new" then
+      rt[k] = v
+    end
+  end
+
+  local settings = {}
+  for k, v in pairs(M.DEFAULT_SETTINGS) do
+    settings[k] = v
+  end
+  for k, v in pairs(host.settings or {}) do
+    settings[k] = v
+  end
+  rt.settings = settings
+
+  rt.null = host.null
+  local array_mt = host.array_mt or {}
+  local function array(t)
+    return setmetatable(t or {}, array_mt)
+  end
+  rt.array = array
+  rt.is_array = function(t)
+    return type(t) == "table" and getmetatable(t) == array_mt
+  end
+
+  rt.get = function(kind, ns, name)
+    return host.get(kind, ns, name)
+  end
+  rt.list = function(kind, ns)
+    return host.list(kind, ns) or {}
+  end
+  rt.hash = function(s)
+    return host.hash(tostring(s))
+  end
+
+  local cluster = sanitize(settings.cluster)
+  rt.owner = "amc-" .. cluster
+
+  -- amc--<cluster>--<part>--<part>...; parts sanitized to AVI-safe
+  -- characters. A part that had to be changed (or that contains the "--"
+  -- separator) makes the name ambiguous, so such names get "--h" plus 8 hex
+  -- digits of the hash of the raw parts. Names longer than NAME_MAX keep
+  -- their head and end in "--" plus the 16-digit hash of the full name.
+  rt.name = function(...)
+    local raw, clean = {}, {}
+    local altered = false
+    for i = 1, select("#", ...) do
+      local p = tostring((select(i, ...)))
+      raw[#raw + 1] = p
+      local c = sanitize(p)
+      if c ~= p or c:find("--", 1, true) or c == "" then
+        altered = true
+      end
+      clean[#clean + 1] = c
+    end
+    local name = "amc--" .. cluster .. "--" .. table.concat(clean, "--")
+    if altered then
+      name = name .. "--h" .. rt.hash(table.concat(raw, "\0")):sub(1, 8)
+    end
+    if #name > M.NAME_MAX then
+      local h = rt.hash(name)
+      name = name:sub(1, M.NAME_MAX - 18) .. "--" .. h
+    end
+    return name
+  end
+
+  rt.ref = function(avi_type, name)
+    return "/api/" .. avi_type .. "?name=" .. url_escape(name)
+  end
+
+  -- markers: which cluster and which Gateway (the translation key) an
+  -- object belongs to.
+  rt.markers = function(gateway)
+    local md = gateway.metadata or {}
+    return array({
+      { key = "clustername", values = array({ settings.cluster }) },
+      { key = "gateway",
+        values = array({ (md.namespace or "") .. "/" .. (md.name or "") }) },
+    })
+  end
+
+  rt.output = function()
+    return setmetatable({
+      _objects = {},
+      _by_name = {},
+      _diags = {},
+      _seen = {},
+      _array = array,
+    }, Output)
+  end
+
+  -- Host resolution -------------------------------------------------------
+
+  local domain = settings.domain
+
+  -- Is `obj` (VirtualService, DestinationRule, ServiceEntry) visible from
+  -- namespace `ns` according to its exportTo?
+  rt.exported_to = function(obj, ns)
+    local export = obj.spec and obj.spec.exportTo
+    if export == nil or #export == 0 then
+      return true
+    end
+    for _, e in ipairs(export) do
+      if e == "*" or e == ns or (e == "." and obj.metadata.namespace == ns) then
+        return true
+      end
+    end
+    return false
+  end
+
+  -- The FQDN Istio gives `host` written in namespace `ns`: a short name
+  -- (no dot) is a Service in `ns`.
+  rt.fqdn = function(host, ns)
+    host = host:lower()
+    if host ~= "*" and not host:find(".", 1, true) then
+      return host .. "." .. ns .. ".svc." .. domain
+    end
+    return host
+  end
+
+  -- Resolves a destination host written in namespace `ns` to what serves
+  -- it:
+  --   { kind = "Service", service = obj, fqdn = "name.ns.svc.<domain>" }
+  --   { kind = "ServiceEntry", entry = obj, fqdn = host }
+  -- or nil. Accepted spellings: `name` (in `ns`), `name.ns`, `name.ns.svc`,
+  -- `name.ns.svc.<domain>`, and any host of a ServiceEntry visible from
+  -- `ns` (exact). An exact ServiceEntry host wins over the `name.ns`
+  -- shorthands, never over the full Service FQDN.
+  rt.resolve_host = function(host, ns)
+    host = host:lower()
+    local function service(name, sns)
+      local svc = rt.get("Service", sns, name)
+      if svc then
+        return { kind = "Service", service = svc,
+                 fqdn = name .. "." .. sns .. ".svc." .. domain }
+      end
+    end
+    if not host:find(".", 1, true) then
+      return service(host, ns)
+    end
+    local suffix = ".svc." .. domain
+    if host:sub(-#suffix) == suffix then
+      local name, sns = host:sub(1, -#suffix - 1):match("^([^.]+)%.([^.]+)$")
+      if name then
+        return service(name, sns)
+      end
+    end
+    for _, se in ipairs(rt.list("ServiceEntry", nil)) do
+      if rt.exported_to(se, ns) then
+        for _, h in ipairs((se.spec or {}).hosts or {}) do
+          if h:lower() == host then
+            return { kind = "ServiceEntry", entry = se, fqdn = host }
+          end
+        end
+      end
+    end
+    local name, sns = host:match("^([^.]+)%.([^.]+)$")
+    if not name then
+      name, sns = host:match("^([^.]+)%.([^.]+)%.svc$")
+    end
+    if name then
+      return service(name, sns)
+    end
+    return nil
+  end
+
+  return rt
+end
+
+return M

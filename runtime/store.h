@@ -1,0 +1,106 @@
+/* store.h - the in-memory object store: every input object, by
+ * kind/namespace/name, as canonical JSON.
+ *
+ * Sources (Kubernetes watches, MCP, files) put objects here; the rules engine
+ * reads them (decoding into fresh Lua tables on every read, so rules can
+ * never change what is stored); the controller listens for changes.
+ *
+ * Each object is kept as its canonical JSON (json.h) without the parts that
+ * only add noise and churn: `status`, `metadata.managedFields` and the
+ * `kubectl.kubernetes.io/last-applied-configuration` annotation. Storing the
+ * bytes (and not Lua tables) keeps memory small and makes "did it change?"
+ * a memcmp. Kind strings are interned (one copy per kind).
+ *
+ * Namespaces: cluster-scoped objects have namespace NULL (stored as "").
+ * Lists are in (namespace, name) bytewise order.
+ *
+ * Revisions: the store has a revision counter that grows by one on every
+ * change (an add, a modification that changes the stored bytes, a delete);
+ * each object records the revision of its last change. resourceVersion is
+ * whatever the source gave (metadata.resourceVersion), or NULL.
+ *
+ * Pointers returned by get/list stay valid until the next put or delete of
+ * that object (list arrays: of any object of that kind). Single-threaded. */
+#ifndef AMC_STORE_H
+#define AMC_STORE_H
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct amc_store amc_store_t;
+
+/* A stored object (read-only view). */
+typedef struct {
+  const char *kind;       /* interned: compare by pointer or strcmp */
+  const char *namespace_; /* NULL for cluster-scoped objects */
+  const char *name;
+  const char *json; /* canonical JSON, NUL-terminated */
+  size_t json_len;
+  const char *resource_version; /* may be NULL */
+  const char *source;           /* where it came from (file:line), or NULL */
+  uint64_t revision;            /* store revision of its last change */
+} amc_store_obj_t;
+
+typedef enum {
+  AMC_STORE_ADDED = 0,
+  AMC_STORE_MODIFIED = 1,
+  AMC_STORE_DELETED = 2,
+} amc_store_event_t;
+
+/* Called after every change, with the object's identity (strings valid for
+ * the duration of the call only). Must not modify the store. */
+typedef void (*amc_store_listener_fn)(const char *kind, const char *namespace_,
+                                      const char *name, amc_store_event_t event,
+                                      void *data);
+
+amc_store_t *amc_store_new(void);
+void amc_store_free(amc_store_t *s);
+
+/* One listener (NULL removes it). */
+void amc_store_set_listener(amc_store_t *s, amc_store_listener_fn fn,
+                            void *data);
+
+/* Puts the Kubernetes-shaped object at `idx` (a Lua table with kind and
+ * metadata.name; metadata.namespace optional). The table is left as it was
+ * (stripped fields are put back). `source` may be NULL. *changed (if not
+ * NULL) is set to 1 when the store changed. Returns 0, or -1 with `err` set
+ * (missing identity fields, or a value JSON cannot encode; the error names
+ * the object and field). */
+int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
+                      int *changed, char *err, size_t errlen);
+
+/* Puts already-canonical, already-stripped JSON (e.g. from another store).
+ * Returns 0, or -1 when an argument is missing. */
+int amc_store_put_json(amc_store_t *s, const char *kind, const char *namespace_,
+                       const char *name, const char *json, size_t json_len,
+                       const char *resource_version, const char *source,
+                       int *changed);
+
+/* Returns 1 if the object was there (and is now gone), 0 if absent. */
+int amc_store_delete(amc_store_t *s, const char *kind, const char *namespace_,
+                     const char *name);
+
+/* NULL when absent. */
+const amc_store_obj_t *amc_store_get(amc_store_t *s, const char *kind,
+                                     const char *namespace_, const char *name);
+
+/* Objects of `kind` in `namespace_` (all namespaces when NULL), sorted by
+ * namespace then name. *out points into the store (see above). Returns the
+ * count. */
+size_t amc_store_list(amc_store_t *s, const char *kind, const char *namespace_,
+                      const amc_store_obj_t *const **out);
+
+size_t amc_store_count(amc_store_t *s, const char *kind); /* NULL: all */
+uint64_t amc_store_revision(amc_store_t *s);
+
+/* Kinds present (interned names), in sorted order; returns the count.
+ * The array is the store's, valid until the next put of a new kind. */
+size_t amc_store_kinds(amc_store_t *s, const char *const **out);
+
+/* Pushes a fresh Lua table decoded from the object's JSON. Returns 0, or -1
+ * with `err` set (only on memory exhaustion in a capped VM). */
+int amc_store_push(lua_State *L, const amc_store_obj_t *o, char *err,
+                   size_t errlen);
+
+#endif

@@ -1,0 +1,197 @@
+-- rt_spec.lua - the runtime library handed to rules (runtime/lua/rt.lua).
+local h = require("helpers")
+local rt_mod = require("rt")
+
+describe("rt", function()
+  local rt
+  before_each(function()
+    rt = h.rt({}, { cluster = "c1" })
+  end)
+
+  describe("hash", function()
+    it("is FNV-1a 64 as 16 lowercase hex digits (C vectors)", function()
+      assert.equal("cbf29ce484222325", rt.hash(""))
+      assert.equal("af63dc4c8601ec8c", rt.hash("a"))
+      assert.equal("85944171f73967e8", rt.hash("foobar"))
+    end)
+  end)
+
+  describe("settings", function()
+    it("fills defaults", function()
+      assert.equal("c1", rt.settings.cluster)
+      assert.equal("admin", rt.settings.tenant)
+      assert.equal("Default-Cloud", rt.settings.cloud)
+      assert.equal("global", rt.settings.vrf)
+      assert.equal("Default-Group", rt.settings.se_group)
+      assert.equal("cluster.local", rt.settings.domain)
+      assert.same({ istio = "ingressgateway" }, rt.settings.ingress_selector)
+    end)
+  end)
+
+  describe("name", function()
+    it("joins parts under amc--<cluster>", function()
+      assert.equal("amc--c1--ns--gw", rt.name("ns", "gw"))
+      assert.equal("amc--c1--ns--gw--a.example.com--80",
+        rt.name("ns", "gw", "a.example.com", 80))
+    end)
+    it("sanitizes and disambiguates altered parts with a hash", function()
+      local n = rt.name("ns", "*.example.com")
+      assert.equal("amc--c1--ns--_.example.com--h" ..
+        rt.hash("ns\0*.example.com"):sub(1, 8), n)
+      assert.are_not.equal(n, rt.name("ns", "_.example.com"))
+      assert.are_not.equal(rt.name("a--b", "c"), rt.name("a", "b--c"))
+    end)
+    it("shortens long names with a stable hash", function()
+      local long = string.rep("x", 300)
+      local n = rt.name("ns", long)
+      assert.equal(rt_mod.NAME_MAX, #n)
+      assert.equal(n, rt.name("ns", long))
+      local full = "amc--c1--ns--" .. long
+      assert.equal(full:sub(1, 182) .. "--" .. rt.hash(full), n)
+      assert.are_not.equal(n, rt.name("ns", long .. "y"))
+    end)
+    it("only uses AVI-safe characters", function()
+      assert.truthy(rt.name("ns", "a b/c?d"):match("^[A-Za-z0-9._-]+$"))
+    end)
+  end)
+
+  describe("ref and owner", function()
+    it("builds by-name refs, URL-escaped", function()
+      assert.equal("/api/pool?name=amc--c1--x", rt.ref("pool", "amc--c1--x"))
+      assert.equal("/api/tenant?name=a%20b%26c", rt.ref("tenant", "a b&c"))
+    end)
+    it("owner is amc-<cluster>", function()
+      assert.equal("amc-c1", rt.owner)
+    end)
+    it("markers name the cluster and the gateway", function()
+      local m = rt.markers({ metadata = { namespace = "ns", name = "gw" } })
+      assert.same({ { key = "clustername", values = { "c1" } },
+                    { key = "gateway", values = { "ns/gw" } } }, m)
+      assert.equal(h.array_mt, getmetatable(m))
+    end)
+  end)
+
+  describe("sorted iteration", function()
+    it("sorts keys, numbers before strings", function()
+      assert.same({ 1, 2, "a", "b" }, rt.sorted_keys({ b = 1, a = 1, [2] = 1,
+        [1] = 1 }))
+      local seen = {}
+      for k, v in rt.sorted_pairs({ z = 1, y = 2 }) do
+        seen[#seen + 1] = k .. v
+      end
+      assert.same({ "y2", "z1" }, seen)
+    end)
+    it("array marks empty tables as arrays", function()
+      assert.equal(h.array_mt, getmetatable(rt.array()))
+      assert.is_true(rt.is_array(rt.array({})))
+    end)
+  end)
+
+  describe("label selectors", function()
+    it("ANDs all labels; empty selects all", function()
+      assert.is_true(rt.labels_match({ a = "1", b = "2" }, { a = "1", b = "2",
+        c = "3" }))
+      assert.is_false(rt.labels_match({ a = "1", b = "2" }, { a = "1" }))
+      assert.is_false(rt.labels_match({ a = "1" }, { a = "2" }))
+      assert.is_true(rt.labels_match({}, { a = "1" }))
+      assert.is_true(rt.labels_match(nil, nil))
+    end)
+    it("supports matchExpressions", function()
+      local sel = { matchLabels = { app = "x" }, matchExpressions = {
+        { key = "tier", operator = "In", values = { "web", "api" } },
+        { key = "canary", operator = "DoesNotExist" } } }
+      assert.is_true(rt.selector_match(sel, { app = "x", tier = "api" }))
+      assert.is_false(rt.selector_match(sel, { app = "x", tier = "db" }))
+      assert.is_false(rt.selector_match(sel, { app = "x", tier = "web",
+        canary = "1" }))
+    end)
+  end)
+
+  describe("host matching", function()
+    it("matches exact, wildcard suffix and *", function()
+      assert.is_true(rt.host_matches("*", "a.b"))
+      assert.is_true(rt.host_matches("*.example.com", "a.example.com"))
+      assert.is_true(rt.host_matches("*.example.com", "a.b.example.com"))
+      assert.is_false(rt.host_matches("*.example.com", "example.com"))
+      assert.is_true(rt.host_matches("A.example.com", "a.EXAMPLE.com"))
+      assert.is_false(rt.host_matches("a.example.com", "*.example.com"))
+      assert.is_true(rt.host_matches("*.com", "*.example.com"))
+    end)
+    it("intersects to the more specific host", function()
+      assert.equal("a.example.com",
+        rt.host_intersection("*.example.com", "a.example.com"))
+      assert.equal("a.example.com",
+        rt.host_intersection("a.example.com", "*"))
+      assert.equal("*.a.example.com",
+        rt.host_intersection("*.example.com", "*.a.example.com"))
+      assert.is_nil(rt.host_intersection("a.example.com", "b.example.com"))
+    end)
+    it("orders hosts as Envoy picks virtual hosts", function()
+      local hosts = { "*", "*.example.com", "a.example.com",
+                      "*.a.example.com", "b.example.com" }
+      table.sort(hosts, rt.host_specificity_less)
+      assert.same({ "a.example.com", "b.example.com", "*.a.example.com",
+                    "*.example.com", "*" }, hosts)
+    end)
+  end)
+
+  describe("resolve_host", function()
+    local objs = {
+      { kind = "Service", metadata = { namespace = "ns", name = "svc" } },
+      { kind = "ServiceEntry", metadata = { namespace = "other", name = "se" },
+        spec = { hosts = { "api.example.org" } } },
+      { kind = "ServiceEntry", metadata = { namespace = "other", name = "hidden" },
+        spec = { hosts = { "hidden.example.org" }, exportTo = { "." } } },
+    }
+    it("resolves short, name.ns, name.ns.svc and FQDN Service hosts", function()
+      local r = h.rt(objs)
+      for _, spelling in ipairs({ "svc", "svc.ns", "svc.ns.svc",
+                                  "svc.ns.svc.cluster.local" }) do
+        local t = r.resolve_host(spelling, "ns")
+        assert.equal("Service", t.kind, spelling)
+        assert.equal("svc.ns.svc.cluster.local", t.fqdn)
+      end
+      assert.is_nil(r.resolve_host("svc", "elsewhere"))
+    end)
+    it("resolves ServiceEntry hosts, honouring exportTo", function()
+      local r = h.rt(objs)
+      local t = r.resolve_host("api.example.org", "ns")
+      assert.equal("ServiceEntry", t.kind)
+      assert.equal("se", t.entry.metadata.name)
+      assert.is_nil(r.resolve_host("hidden.example.org", "ns"))
+      assert.equal("ServiceEntry",
+        r.resolve_host("hidden.example.org", "other").kind)
+    end)
+  end)
+
+  describe("output", function()
+    it("sorts objects, refuses duplicate names, dedupes diagnostics", function()
+      local out = rt.output()
+      out:add("pool", { name = "b" })
+      out:add("pool", { name = "a" })
+      out:add("httppolicyset", { name = "z" })
+      assert.has_error(function() out:add("pool", { name = "a" }) end)
+      local vs = { kind = "VirtualService",
+                   metadata = { namespace = "n", name = "v" } }
+      out:warn(vs, "spec.http[0].fault", "no fault injection")
+      out:warn(vs, "spec.http[0].fault", "no fault injection")
+      out:error(vs, "spec.hosts", "bad")
+      local r = out:result()
+      assert.same({ "httppolicyset", "pool", "pool" },
+        { r.objects[1].type, r.objects[2].type, r.objects[3].type })
+      assert.equal("a", r.objects[2].object.name)
+      assert.equal(2, #r.diagnostics)
+      assert.same({ severity = "warning", field = "spec.http[0].fault",
+        message = "no fault injection",
+        object = { kind = "VirtualService", namespace = "n", name = "v" } },
+        r.diagnostics[1])
+      assert.equal("error", r.diagnostics[2].severity)
+    end)
+  end)
+
+  it("decodes base64", function()
+    assert.equal("hello world", rt.base64_decode("aGVsbG8gd29ybGQ="))
+    assert.equal("hi", rt.base64_decode("aGk="))
+    assert.is_nil(rt.base64_decode("***"))
+  end)
+end)

@@ -1,0 +1,164 @@
+/* test_deps.c - the dependency index from recorded reads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deps.h"
+#include "util/buf.h"
+
+/* Collects affected keys as one string "k1 k2 ...". */
+static void add_key(const char *key, void *data) {
+  amc_buf_t *b = data;
+  if (b->len)
+    amc_buf_putc(b, ' ');
+  amc_buf_puts(b, key);
+}
+
+static char out[1024];
+
+static const char *affected(amc_deps_t *d, const char *kind, const char *ns,
+                            const char *name) {
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n = amc_deps_affected(d, kind, ns, name, add_key, &b);
+  snprintf(out, sizeof out, "%s", b.data ? b.data : "");
+  amc_buf_free(&b);
+  /* the count matches the keys reported */
+  size_t words = out[0] ? 1 : 0;
+  for (const char *p = out; *p; p++)
+    words += *p == ' ';
+  assert_int_equal(n, words);
+  return out;
+}
+
+#define R(k, ns, n) ((amc_read_t){(char *)(k), (char *)(ns), (char *)(n)})
+
+static void test_object_reads(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t r1[] = {R("VirtualService", "shop", "cart"),
+                     R("Service", "shop", "cart"),
+                     R("EndpointSlice", "shop", "cart-abc")};
+  amc_read_t r2[] = {R("Service", "shop", "cart"),
+                     R("Service", "shop", "pay")};
+  amc_deps_update(d, "Gateway/shop/gw1", r1, 3);
+  amc_deps_update(d, "Gateway/shop/gw2", r2, 2);
+  assert_int_equal(amc_deps_count(d), 2);
+  assert_string_equal(affected(d, "Service", "shop", "cart"),
+                      "Gateway/shop/gw1 Gateway/shop/gw2");
+  assert_string_equal(affected(d, "Service", "shop", "pay"),
+                      "Gateway/shop/gw2");
+  assert_string_equal(affected(d, "EndpointSlice", "shop", "cart-abc"),
+                      "Gateway/shop/gw1");
+  /* same name, other namespace or kind: nothing */
+  assert_string_equal(affected(d, "Service", "other", "cart"), "");
+  assert_string_equal(affected(d, "Pod", "shop", "cart"), "");
+  amc_deps_free(d);
+}
+
+static void test_root_objects_map_to_own_key(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  /* never translated: still its own key */
+  assert_string_equal(affected(d, "Gateway", "istio-system", "gw"),
+                      "Gateway/istio-system/gw");
+  /* a gateway that another gateway read: both */
+  amc_read_t r[] = {R("Gateway", "istio-system", "gw")};
+  amc_deps_update(d, "Gateway/istio-system/other", r, 1);
+  assert_string_equal(
+      affected(d, "Gateway", "istio-system", "gw"),
+      "Gateway/istio-system/gw Gateway/istio-system/other");
+  char k[64];
+  amc_deps_key(d, "ns", "n", k, sizeof k);
+  assert_string_equal(k, "Gateway/ns/n");
+  amc_deps_free(d);
+}
+
+static void test_list_reads(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t all[] = {R("VirtualService", NULL, NULL)};
+  amc_read_t one_ns[] = {R("DestinationRule", "shop", NULL)};
+  amc_deps_update(d, "Gateway/a/gw", all, 1);
+  amc_deps_update(d, "Gateway/b/gw", one_ns, 1);
+  /* any VirtualService anywhere, even one that did not exist when read */
+  assert_string_equal(affected(d, "VirtualService", "x", "new"),
+                      "Gateway/a/gw");
+  assert_string_equal(affected(d, "DestinationRule", "shop", "dr"),
+                      "Gateway/b/gw");
+  assert_string_equal(affected(d, "DestinationRule", "other", "dr"), "");
+  amc_deps_free(d);
+}
+
+static void test_update_replaces_and_remove(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t r1[] = {R("Service", "ns", "old"), R("Service", "ns", "old")};
+  amc_read_t r2[] = {R("Service", "ns", "new")};
+  amc_deps_update(d, "Gateway/ns/gw", r1, 2); /* duplicate read once */
+  assert_string_equal(affected(d, "Service", "ns", "old"), "Gateway/ns/gw");
+  amc_deps_update(d, "Gateway/ns/gw", r2, 1);
+  assert_string_equal(affected(d, "Service", "ns", "old"), "");
+  assert_string_equal(affected(d, "Service", "ns", "new"), "Gateway/ns/gw");
+  amc_deps_update(d, "Gateway/ns/gw", NULL, 0);
+  assert_string_equal(affected(d, "Service", "ns", "new"), "");
+  assert_int_equal(amc_deps_count(d), 1);
+  amc_deps_remove(d, "Gateway/ns/gw");
+  assert_int_equal(amc_deps_count(d), 0);
+  amc_deps_remove(d, "Gateway/ns/unknown"); /* no-op */
+  amc_deps_free(d);
+}
+
+static void test_cluster_scoped(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t r[] = {R("Namespace", NULL, "shop")};
+  amc_deps_update(d, "Gateway/shop/gw", r, 1);
+  assert_string_equal(affected(d, "Namespace", NULL, "shop"),
+                      "Gateway/shop/gw");
+  assert_string_equal(affected(d, "Namespace", "", "shop"), "Gateway/shop/gw");
+  amc_deps_free(d);
+}
+
+static void count_key(const char *key, void *data) {
+  (void)key;
+  (*(int *)data)++;
+}
+
+static void test_many(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  char key[64], name[64];
+  for (int g = 0; g < 200; g++) {
+    snprintf(key, sizeof key, "Gateway/ns/gw%d", g);
+    snprintf(name, sizeof name, "svc%d", g % 10);
+    amc_read_t r[] = {R("Service", "ns", name), R("Secret", "ns", "shared")};
+    amc_deps_update(d, key, r, 2);
+  }
+  int n = 0;
+  assert_int_equal(amc_deps_affected(d, "Secret", "ns", "shared", count_key, &n),
+                   200);
+  n = 0;
+  assert_int_equal(amc_deps_affected(d, "Service", "ns", "svc3", count_key, &n),
+                   20);
+  n = 0;
+  amc_deps_foreach_key(d, count_key, &n);
+  assert_int_equal(n, 200);
+  amc_deps_free(d);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_object_reads),
+      cmocka_unit_test(test_root_objects_map_to_own_key),
+      cmocka_unit_test(test_list_reads),
+      cmocka_unit_test(test_update_replaces_and_remove),
+      cmocka_unit_test(test_cluster_scoped),
+      cmocka_unit_test(test_many),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,378 @@
+/* test_fs_source.c - the fs:// source on a real temporary directory with
+ * real inotify events. The parser here is a stand-in (one object per line:
+ * "kind ns name value"); the controller plugs in the YAML/JSON loader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "fs_source.h"
+#include "util/buf.h"
+
+static uv_loop_t loop;
+static char root[256];
+static amc_buf_t events; /* "+kind/ns/name=json;" and "-kind/ns/name;" */
+static int synced, errors, batches;
+static char last_error[512];
+
+static int parse(void *pd, const char *path, amc_fs_emit_fn emit, void *ctx,
+                 char *err, size_t errlen) {
+  (void)pd;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open", path);
+    return -1;
+  }
+  char line[256];
+  int lineno = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    char kind[64], ns[64], name[64], value[64];
+    if (line[0] == '\n')
+      continue;
+    if (sscanf(line, "%63s %63s %63s %63s", kind, ns, name, value) != 4) {
+      snprintf(err, errlen, "%s:%d:1: expected 'kind ns name value'", path,
+               lineno);
+      fclose(f);
+      return -1;
+    }
+    char json[128];
+    snprintf(json, sizeof json, "{\"v\":\"%s\"}", value);
+    emit(ctx, kind, strcmp(ns, "-") == 0 ? "" : ns, name, json, strlen(json));
+  }
+  fclose(f);
+  return 0;
+}
+
+static void on_upsert(void *d, const char *kind, const char *ns,
+                      const char *name, const char *json, size_t len) {
+  (void)d;
+  amc_buf_printf(&events, "+%s/%s/%s=%.*s;", kind, ns, name, (int)len, json);
+}
+
+static void on_remove(void *d, const char *kind, const char *ns,
+                      const char *name) {
+  (void)d;
+  amc_buf_printf(&events, "-%s/%s/%s;", kind, ns, name);
+}
+
+static void on_synced(void *d) {
+  (void)d;
+  synced++;
+}
+
+static void on_error(void *d, const char *path, const char *msg) {
+  (void)d;
+  (void)path;
+  errors++;
+  snprintf(last_error, sizeof last_error, "%s", msg);
+}
+
+static void on_batch(void *d) {
+  (void)d;
+  batches++;
+}
+
+static void write_file(const char *rel, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", root, rel);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* An editor's atomic save: write a temporary file, rename it over. */
+static void atomic_write(const char *rel, const char *text) {
+  char tmp[512], dst[512];
+  snprintf(tmp, sizeof tmp, "%s/.%s.tmp", root, rel);
+  snprintf(dst, sizeof dst, "%s/%s", root, rel);
+  FILE *f = fopen(tmp, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(rename(tmp, dst), 0);
+}
+
+static void path_of(char *out, size_t n, const char *rel) {
+  snprintf(out, n, "%s/%s", root, rel);
+}
+
+static void on_stop(uv_timer_t *t) {
+  uv_stop(t->loop);
+}
+
+/* Runs the loop until `events` holds something (or a batch ended) or the
+ * deadline passes. */
+static void run_until_batch(int want_batches, uint64_t max_ms) {
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uint64_t start = uv_hrtime();
+  while (batches < want_batches && (uv_hrtime() - start) / 1000000 < max_ms) {
+    uv_timer_start(&t, on_stop, 5, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Runs the loop for about `ms` milliseconds. */
+static void run_for(uint64_t ms) {
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, on_stop, ms, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static const char *take_events(void) {
+  static char copy[4096];
+  snprintf(copy, sizeof copy, "%s", events.data ? events.data : "");
+  amc_buf_reset(&events);
+  return copy;
+}
+
+static amc_fs_source_t *start(void) {
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .debounce_ms = 10,
+      .parse = parse,
+      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch},
+  };
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  batches = 0; /* the initial scan is a batch too */
+  return s;
+}
+
+static int setup(void **state) {
+  (void)state;
+  uv_loop_init(&loop);
+  snprintf(root, sizeof root, "/tmp/amc-fs-test-XXXXXX");
+  assert_non_null(mkdtemp(root));
+  synced = errors = batches = 0;
+  amc_buf_reset(&events);
+  return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL); /* only after a failed test; leaks are then moot */
+}
+
+static int teardown(void **state) {
+  (void)state;
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_walk(&loop, close_walk, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  assert_int_equal(system(cmd), 0);
+  amc_buf_free(&events);
+  return 0;
+}
+
+static void test_initial_scan_and_filters(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  write_file("notes.txt", "Service ns ignored 1\n");
+  write_file(".hidden.yaml", "Service ns ignored 1\n");
+  mkdir(strcat(strcpy((char[300]){0}, root), "/sub"), 0755);
+  write_file("sub/c.json", "Gateway - gw 1\n");
+  amc_fs_source_t *s = start();
+  assert_int_equal(synced, 1);
+  assert_int_equal(amc_fs_source_count(s), 3);
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "+Service/ns/a={\"v\":\"1\"};"));
+  assert_non_null(strstr(ev, "+Service/ns/b={\"v\":\"1\"};"));
+  assert_non_null(strstr(ev, "+Gateway//gw={\"v\":\"1\"};"));
+  assert_null(strstr(ev, "ignored"));
+  amc_fs_source_close(s);
+}
+
+static void test_modify_delete_and_unchanged(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  /* change one object, drop another */
+  write_file("a.yaml", "Service ns a 2\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};"
+                                     "-Service/ns/b;");
+  /* rewrite with the same content: no events */
+  write_file("a.yaml", "Service ns a 2\n");
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "");
+  /* delete the file */
+  char p[512];
+  path_of(p, sizeof p, "a.yaml");
+  unlink(p);
+  run_until_batch(3, 2000);
+  assert_string_equal(take_events(), "-Service/ns/a;");
+  assert_int_equal(amc_fs_source_count(s), 0);
+  amc_fs_source_close(s);
+}
+
+static void test_atomic_save_and_rename(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  atomic_write("a.yaml", "Service ns a 2\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* moving an object's file: same objects, nothing to tell */
+  char from[512], to[512];
+  path_of(from, sizeof from, "a.yaml");
+  path_of(to, sizeof to, "b.yaml");
+  assert_int_equal(rename(from, to), 0);
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 1);
+  /* renamed to an ignored name: gone */
+  path_of(from, sizeof from, "b.yaml.bak");
+  assert_int_equal(rename(to, from), 0);
+  run_until_batch(3, 2000);
+  assert_string_equal(take_events(), "-Service/ns/a;");
+  amc_fs_source_close(s);
+}
+
+static void test_object_moves_between_files(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns x 1\n");
+  write_file("b.yaml", "Service ns y 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  /* x moves from a to b in one batch: one upsert (no delete) */
+  write_file("b.yaml", "Service ns y 1\nService ns x 1\n");
+  write_file("a.yaml", "");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* now b owns x: deleting a changes nothing, deleting b removes x */
+  char p[512];
+  path_of(p, sizeof p, "a.yaml");
+  unlink(p);
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "");
+  path_of(p, sizeof p, "b.yaml");
+  unlink(p);
+  run_until_batch(3, 2000);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Service/ns/x;"));
+  assert_non_null(strstr(ev, "-Service/ns/y;"));
+  amc_fs_source_close(s);
+}
+
+static void test_duplicate_definition(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns x 1\n");
+  write_file("b.yaml", "Service ns x 2\n");
+  amc_fs_source_t *s = start();
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "defined by another file"));
+  assert_int_equal(amc_fs_source_count(s), 1);
+  amc_fs_source_close(s);
+}
+
+static void test_parse_error_keeps_objects(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  write_file("a.yaml", "Service ns a 1\nbroken\n");
+  run_until_batch(1, 2000);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "a.yaml:2:1: expected"));
+  assert_string_equal(take_events(), ""); /* b is kept */
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* fixing the file resumes normal work */
+  write_file("a.yaml", "Service ns a 3\n");
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"3\"};"
+                                     "-Service/ns/b;");
+  amc_fs_source_close(s);
+}
+
+static void test_new_and_removed_subdirectories(void **state) {
+  (void)state;
+  amc_fs_source_t *s = start();
+  char p[512];
+  path_of(p, sizeof p, "d1");
+  assert_int_equal(mkdir(p, 0755), 0);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
+    run_for(10);
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  write_file("d1/x.yaml", "Pod ns p 1\n");
+  for (int i = 0; i < 200 && amc_fs_source_count(s) < 1; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
+  /* a whole tree moved in at once */
+  char tmp[300], cmd[2000];
+  snprintf(tmp, sizeof tmp, "%s.incoming", root);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s/a/b && echo 'Pod ns q 1' > %s/a/b/q.yaml && mv %s/a "
+           "%s/d2",
+           tmp, tmp, tmp, root);
+  assert_int_equal(system(cmd), 0);
+  rmdir(tmp);
+  for (int i = 0; i < 200 && amc_fs_source_count(s) < 2; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"1\"};");
+  assert_int_equal(amc_fs_source_watches(s), 4);
+  /* remove a directory tree */
+  snprintf(cmd, sizeof cmd, "rm -rf %s/d1 %s/d2", root, root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && amc_fs_source_count(s) > 0; i++)
+    run_for(10);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) > 1; i++)
+    run_for(10);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Pod/ns/p;"));
+  assert_non_null(strstr(ev, "-Pod/ns/q;"));
+  assert_int_equal(amc_fs_source_watches(s), 1);
+  amc_fs_source_close(s);
+}
+
+static void test_bad_root(void **state) {
+  (void)state;
+  amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
+  char err[256];
+  assert_null(amc_fs_source_start(&loop, &o, err, sizeof err));
+  assert_string_equal(err,
+                      "fs source /nonexistent/amc: No such file or directory");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_initial_scan_and_filters, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_modify_delete_and_unchanged, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_atomic_save_and_rename, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_object_moves_between_files, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_duplicate_definition, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_parse_error_keeps_objects, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_new_and_removed_subdirectories,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,415 @@
+/* test_json.c - JSON decoding into Lua and canonical encoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+static lua_State *L;
+
+static int setup(void **state) {
+  (void)state;
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_json_open(L);
+  lua_setglobal(L, "json");
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  lua_close(L);
+  return 0;
+}
+
+/* Decodes `in`, re-encodes canonically, and checks the bytes. */
+static void roundtrip(const char *in, const char *want) {
+  char err[256] = "";
+  int top = lua_gettop(L);
+  int rc = amc_json_decode(L, in, strlen(in), err, sizeof err);
+  if (rc != 0)
+    fail_msg("decode(%s): %s", in, err);
+  assert_int_equal(lua_gettop(L), top + 1);
+  amc_buf_t b = AMC_BUF_INIT;
+  rc = amc_json_encode(L, -1, &b, err, sizeof err);
+  if (rc != 0)
+    fail_msg("encode(%s): %s", in, err);
+  assert_string_equal(b.data, want);
+  assert_int_equal(lua_gettop(L), top + 1);
+  lua_pop(L, 1);
+  amc_buf_free(&b);
+}
+
+/* Decoding `in` must fail with exactly `want`. */
+static void decode_error(const char *in, size_t len, const char *want) {
+  char err[256] = "";
+  int top = lua_gettop(L);
+  int rc = amc_json_decode(L, in, len, err, sizeof err);
+  assert_int_equal(rc, -1);
+  assert_string_equal(err, want);
+  assert_int_equal(lua_gettop(L), top);
+}
+
+/* Runs Lua `code` that returns one value, encodes it, expects `want`
+ * (or, if want starts with "!", an error equal to the rest). */
+static void encode_lua(const char *code, const char *want) {
+  int top = lua_gettop(L);
+  if (luaL_dostring(L, code) != LUA_OK)
+    fail_msg("lua: %s", lua_tostring(L, -1));
+  amc_buf_t b = AMC_BUF_INIT;
+  char err[1024] = "";
+  int rc = amc_json_encode(L, -1, &b, err, sizeof err);
+  if (want[0] == '!') {
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, want + 1);
+  } else {
+    if (rc != 0)
+      fail_msg("encode: %s", err);
+    assert_string_equal(b.data, want);
+  }
+  assert_int_equal(lua_gettop(L), top + 1);
+  lua_settop(L, top);
+  amc_buf_free(&b);
+}
+
+static void test_roundtrip_basic(void **state) {
+  (void)state;
+  roundtrip("{}", "{}");
+  roundtrip("[]", "[]");
+  roundtrip("  {\"a\" : [ 1 , 2 , {} , [] ] }\n", "{\"a\":[1,2,{},[]]}");
+  roundtrip("null", "null");
+  roundtrip("true", "true");
+  roundtrip("[false,null,\"x\"]", "[false,null,\"x\"]");
+  roundtrip("\"a/b\"", "\"a/b\"");
+  roundtrip("\"\\/\"", "\"/\"");
+  roundtrip("{\"k\":{\"n\":null,\"e\":[],\"o\":{}}}",
+            "{\"k\":{\"e\":[],\"n\":null,\"o\":{}}}");
+}
+
+static void test_canonical_key_order(void **state) {
+  (void)state;
+  roundtrip("{\"b\":1,\"a\":2,\"aa\":3,\"B\":4,\"\":5,\"\\u00e9\":6}",
+            "{\"\":5,\"B\":4,\"a\":2,\"aa\":3,\"b\":1,\"\xc3\xa9\":6}");
+  /* Same value, keys inserted in different orders: same bytes. */
+  encode_lua("local t = {} for i = 1, 50 do t['k'..i] = i end return t",
+             "{\"k1\":1,\"k10\":10,\"k11\":11,\"k12\":12,"
+             "\"k13\":13,\"k14\":14,\"k15\":15,\"k16\":16,"
+             "\"k17\":17,\"k18\":18,\"k19\":19,\"k2\":2,"
+             "\"k20\":20,\"k21\":21,\"k22\":22,\"k23\":23,"
+             "\"k24\":24,\"k25\":25,\"k26\":26,\"k27\":27,"
+             "\"k28\":28,\"k29\":29,\"k3\":3,\"k30\":30,"
+             "\"k31\":31,\"k32\":32,\"k33\":33,\"k34\":34,"
+             "\"k35\":35,\"k36\":36,\"k37\":37,\"k38\":38,"
+             "\"k39\":39,\"k4\":4,\"k40\":40,\"k41\":41,"
+             "\"k42\":42,\"k43\":43,\"k44\":44,\"k45\":45,"
+             "\"k46\":46,\"k47\":47,\"k48\":48,\"k49\":49,"
+             "\"k5\":5,\"k50\":50,\"k6\":6,\"k7\":7,\"k8\":8,"
+             "\"k9\":9}");
+}
+
+static void test_empty_array_vs_object(void **state) {
+  (void)state;
+  /* Decoded [] carries the array metatable; a plain {} is an object. */
+  char err[256];
+  assert_int_equal(amc_json_decode(L, "[]", 2, err, sizeof err), 0);
+  assert_true(lua_getmetatable(L, -1));
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  assert_true(lua_rawequal(L, -1, -2));
+  lua_pop(L, 3);
+  encode_lua("return {}", "{}");
+  encode_lua("return setmetatable({}, json.array_mt)", "[]");
+  encode_lua("return {1, 2, 3}", "[1,2,3]");
+  encode_lua("return {a = setmetatable({}, json.array_mt), b = {}}",
+             "{\"a\":[],\"b\":{}}");
+}
+
+static void test_numbers(void **state) {
+  (void)state;
+  roundtrip("[0,-0,1,-1,42,1.5,-2.25,0.1,1e2,1.0,1E-2,2.5e+3]",
+            "[0,0,1,-1,42,1.5,-2.25,0.1,100,1,0.01,2500]");
+  roundtrip("9223372036854775807", "9223372036854775807");
+  roundtrip("-9223372036854775808", "-9223372036854775808");
+  /* Beyond int64: a float, in the shortest form that round-trips. */
+  roundtrip("9223372036854775808", "9.223372036854776e+18");
+  roundtrip("123456789012345678901234567890", "1.2345678901234568e+29");
+  roundtrip("1e300", "1e+300");
+  roundtrip("0.30000000000000004", "0.30000000000000004");
+  roundtrip("3.141592653589793", "3.141592653589793");
+
+  /* Integer / float types as Lua sees them. */
+  assert_int_equal(
+      luaL_dostring(L, "local t = json.decode('[80, 80.5, 1e2, "
+                       "12345678901234567, 99999999999999999999]')\n"
+                       "assert(math.type(t[1]) == 'integer')\n"
+                       "assert(math.type(t[2]) == 'float')\n"
+                       "assert(math.type(t[3]) == 'integer' and t[3] == 100)\n"
+                       "assert(t[4] == 12345678901234567)\n"
+                       "assert(math.type(t[5]) == 'float')\n"),
+      LUA_OK);
+
+  encode_lua("return 1/3", "0.3333333333333333");
+  encode_lua("return 2.0^53", "9007199254740992");
+  encode_lua("return -0.0", "0");
+  encode_lua("return math.maxinteger", "9223372036854775807");
+  encode_lua("return math.mininteger", "-9223372036854775808");
+  encode_lua("return 0/0", "!cannot encode NaN");
+  encode_lua("return {x = {1/0}}", "!x[0]: cannot encode infinity");
+}
+
+static void test_strings_and_unicode(void **state) {
+  (void)state;
+  roundtrip("\"\\u00e9\\u20ac\"", "\"\xc3\xa9\xe2\x82\xac\"");
+  /* Surrogate pair -> U+1F600 (4 bytes). */
+  roundtrip("\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"");
+  roundtrip("\"\\uD83D\\uDE00\"", "\"\xf0\x9f\x98\x80\"");
+  /* Raw UTF-8 passes through unchanged. */
+  roundtrip("\"h\xc3\xa9llo \xf0\x9f\x98\x80\"",
+            "\"h\xc3\xa9llo \xf0\x9f\x98\x80\"");
+  /* Escaping on output: quotes, backslash, control characters only. */
+  roundtrip("\"\\\"\\\\\\n\\t\\r\\b\\f\\u0001\\u001f\\u007f\"",
+            "\"\\\"\\\\\\n\\t\\r\\b\\f\\u0001\\u001f\x7f\"");
+  /* Embedded NUL survives. */
+  roundtrip("\"a\\u0000b\"", "\"a\\u0000b\"");
+  encode_lua("return 'a\\0b'", "\"a\\u0000b\"");
+}
+
+static void test_invalid_utf8(void **state) {
+  (void)state;
+  decode_error("\"\xff\"", 3, "line 1, column 2: invalid UTF-8 in string");
+  decode_error("\"\xc0\xaf\"", 4, "line 1, column 2: invalid UTF-8 in string");
+  decode_error("\"\xed\xa0\x80\"", 5,
+               "line 1, column 2: invalid UTF-8 in string");
+  decode_error("\"ab\xf4\x90\x80\x80\"", 8,
+               "line 1, column 4: invalid UTF-8 in string");
+  decode_error("\"\xe2\x82\"", 4, "line 1, column 2: invalid UTF-8 in string");
+  decode_error("\"\\ud83d\"", 8,
+               "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
+  decode_error("\"\\ude00x\"", 9,
+               "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
+  decode_error("\"\\ud83d\\u0041\"", 14,
+               "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
+  encode_lua("return {name = 'bad\\xff'}", "!name: invalid UTF-8 in string");
+}
+
+static void test_syntax_errors(void **state) {
+  (void)state;
+  const char *in = "{\n  \"a\": tru\n}";
+  decode_error(in, strlen(in),
+               "line 2, column 8: invalid literal (expected 'true')");
+  decode_error("", 0, "line 1, column 1: unexpected end of input");
+  decode_error("   ", 3, "line 1, column 4: unexpected end of input");
+  decode_error("{} x", 4,
+               "line 1, column 4: unexpected content after the JSON value");
+  decode_error("[1,]", 4, "line 1, column 4: unexpected character ']'");
+  decode_error("{\"a\":1,}", 8,
+               "line 1, column 8: object key (a string) expected");
+  decode_error("{\"a\" 1}", 7,
+               "line 1, column 6: ':' expected after object key");
+  decode_error("[1 2]", 5, "line 1, column 4: ',' or ']' expected in array");
+  decode_error("{\"a\":1 \"b\":2}", 13,
+               "line 1, column 8: ',' or '}' expected in object");
+  decode_error("\"abc", 4, "line 1, column 1: unterminated string");
+  decode_error("\"a\nb\"", 5,
+               "line 1, column 3: control character U+000A in string "
+               "(must be escaped)");
+  decode_error("\"\\x\"", 4, "line 1, column 2: invalid escape '\\x'");
+  decode_error("\"\\u12g4\"", 8, "line 1, column 2: invalid \\u escape");
+  decode_error("01", 2, "line 1, column 1: invalid number (leading zero)");
+  decode_error("1.", 2,
+               "line 1, column 1: invalid number (digit expected after '.')");
+  decode_error("1e", 2,
+               "line 1, column 1: invalid number (digit expected in exponent)");
+  decode_error("-", 1, "line 1, column 1: invalid number");
+  decode_error("1e999", 5, "line 1, column 1: number out of range");
+  decode_error("{\"a\":1,\"a\":2}", 13,
+               "line 1, column 8: duplicate key \"a\"");
+  decode_error("[\n\n  {\"x\": [1, 2,\n    @]}]", 24,
+               "line 4, column 5: unexpected character '@'");
+  decode_error("\x01", 1, "line 1, column 1: unexpected byte 0x01");
+  decode_error("[1", 2, "line 1, column 3: unexpected end of input in array");
+}
+
+static void test_depth_limit(void **state) {
+  (void)state;
+  char buf[2 * (AMC_JSON_MAX_DEPTH + 1) + 1];
+  int n = AMC_JSON_MAX_DEPTH;
+  for (int i = 0; i < n; i++) {
+    buf[i] = '[';
+    buf[n + i] = ']';
+  }
+  buf[2 * n] = 0;
+  char err[256];
+  assert_int_equal(amc_json_decode(L, buf, strlen(buf), err, sizeof err), 0);
+  amc_buf_t b = AMC_BUF_INIT;
+  assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+  assert_string_equal(b.data, buf);
+  amc_buf_free(&b);
+  lua_pop(L, 1);
+  n = AMC_JSON_MAX_DEPTH + 1;
+  for (int i = 0; i < n; i++) {
+    buf[i] = '[';
+    buf[n + i] = ']';
+  }
+  buf[2 * n] = 0;
+  decode_error(buf, strlen(buf), "line 1, column 129: nesting deeper than 128");
+  /* Deep input never blows the C stack: the limit applies first. */
+  size_t big = 100000;
+  char *deep = malloc(big);
+  memset(deep, '[', big);
+  decode_error(deep, big, "line 1, column 129: nesting deeper than 128");
+  free(deep);
+  encode_lua("local t = {} local c = t for i = 1, 200 do c.x = {} c = c.x end "
+             "return t",
+             "!x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x."
+             "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x."
+             "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x."
+             "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x: "
+             "nesting deeper than 128");
+}
+
+static void test_encode_errors_name_path(void **state) {
+  (void)state;
+  encode_lua("return {spec = {servers = {{port = 1}, {port = 2}, "
+             "{port = function() end}}}}",
+             "!spec.servers[2].port: cannot encode a function");
+  encode_lua("local t = {a = {}} t.a.b = t return t",
+             "!a.b: cannot encode a cycle (table contains itself)");
+  encode_lua("return {a = {1, 2, x = 3}}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  encode_lua("return {a = {[1] = 1, [3] = 3}}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("return {[true] = 1}",
+             "!cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  encode_lua("return {a = {[1.5] = 1}}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  encode_lua("return setmetatable({x = 1}, json.array_mt)",
+             "!cannot encode an array with holes or non-index keys");
+  encode_lua("return {co = coroutine.create(function() end)}",
+             "!co: cannot encode a thread");
+  /* The same table referenced twice (not a cycle) is fine. */
+  encode_lua("local s = {1} return {a = s, b = s}", "{\"a\":[1],\"b\":[1]}");
+}
+
+static void test_pretty(void **state) {
+  (void)state;
+  encode_lua("return {b = {1, {c = 'x'}}, a = {}, e = json.array_mt and "
+             "setmetatable({}, json.array_mt), n = json.null}",
+             "{\"a\":{},\"b\":[1,{\"c\":\"x\"}],\"e\":[],\"n\":null}");
+  assert_int_equal(
+      luaL_dostring(L, "return {b = {1, {c = 'x'}}, a = {}, "
+                       "e = setmetatable({}, json.array_mt), n = json.null}"),
+      LUA_OK);
+  amc_buf_t b = AMC_BUF_INIT;
+  char err[256];
+  assert_int_equal(amc_json_encode_pretty(L, -1, &b, err, sizeof err), 0);
+  assert_string_equal(b.data, "{\n"
+                              "  \"a\": {},\n"
+                              "  \"b\": [\n"
+                              "    1,\n"
+                              "    {\n"
+                              "      \"c\": \"x\"\n"
+                              "    }\n"
+                              "  ],\n"
+                              "  \"e\": [],\n"
+                              "  \"n\": null\n"
+                              "}\n");
+  lua_pop(L, 1);
+  amc_buf_free(&b);
+}
+
+static void test_lua_module(void **state) {
+  (void)state;
+  const char *code =
+      "local v = json.decode('{\"a\":[1,null,{}],\"b\":[]}')\n"
+      "assert(v.a[2] == json.null)\n"
+      "assert(getmetatable(v.b) == json.array_mt)\n"
+      "assert(json.encode(v) == '{\"a\":[1,null,{}],\"b\":[]}')\n"
+      "assert(json.pretty({x = 1}) == '{\\n  \"x\": 1\\n}\\n')\n"
+      "local ok, err = pcall(json.decode, '{')\n"
+      "assert(not ok and err:find('json.decode: line 1, column 2: "
+      "unexpected end of input in object', 1, true), err)\n"
+      "ok, err = pcall(json.encode, {f = print})\n"
+      "assert(not ok and err:find('f: cannot encode a function', 1, true), "
+      "err)\n";
+  if (luaL_dostring(L, code) != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+}
+
+/* A decoded object is independent: mutating it changes nothing else, and
+ * decoding again gives fresh tables. */
+static void test_decode_fresh_tables(void **state) {
+  (void)state;
+  const char *code = "local s = '{\"m\":{\"x\":1}}'\n"
+                     "local a, b = json.decode(s), json.decode(s)\n"
+                     "a.m.x = 2\n"
+                     "assert(b.m.x == 1 and a.m ~= b.m)\n";
+  if (luaL_dostring(L, code) != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+}
+
+/* Memory exhaustion while decoding is an error return, not a crash. */
+static size_t mem_limit, mem_used;
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (!ptr)
+    osize = 0;
+  if (nsize == 0) {
+    mem_used -= osize;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > osize && mem_used + (nsize - osize) > mem_limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p)
+    mem_used = mem_used - osize + nsize;
+  return p;
+}
+
+static void test_decode_out_of_memory(void **state) {
+  (void)state;
+  mem_limit = 1 << 20;
+  mem_used = 0;
+  lua_State *S = lua_newstate(limited_alloc, NULL);
+  assert_non_null(S);
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_buf_putc(&b, '[');
+  for (int i = 0; i < 100000; i++)
+    amc_buf_printf(&b, "%s\"item-%d\"", i ? "," : "", i);
+  amc_buf_putc(&b, ']');
+  char err[256];
+  assert_int_equal(amc_json_decode(S, b.data, b.len, err, sizeof err), -1);
+  assert_non_null(strstr(err, "out of memory"));
+  assert_int_equal(lua_gettop(S), 0);
+  lua_close(S);
+  amc_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_roundtrip_basic),
+      cmocka_unit_test(test_canonical_key_order),
+      cmocka_unit_test(test_empty_array_vs_object),
+      cmocka_unit_test(test_numbers),
+      cmocka_unit_test(test_strings_and_unicode),
+      cmocka_unit_test(test_invalid_utf8),
+      cmocka_unit_test(test_syntax_errors),
+      cmocka_unit_test(test_depth_limit),
+      cmocka_unit_test(test_encode_errors_name_path),
+      cmocka_unit_test(test_pretty),
+      cmocka_unit_test(test_lua_module),
+      cmocka_unit_test(test_decode_fresh_tables),
+      cmocka_unit_test(test_decode_out_of_memory),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

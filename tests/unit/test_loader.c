@@ -1,0 +1,394 @@
+/* test_loader.c - YAML/JSON files into Kubernetes-shaped Lua tables. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "loader.h"
+
+static lua_State *L;
+static amc_buf_t out;
+
+static int setup(void **state) {
+  (void)state;
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  lua_close(L);
+  amc_buf_free(&out);
+  return 0;
+}
+
+/* Appends "source json\n" for every object. */
+static int collect(lua_State *S, const char *source, void *data, char *err,
+                   size_t errlen) {
+  (void)data;
+  amc_buf_printf(&out, "%s ", source);
+  if (amc_json_encode(S, -1, &out, err, errlen) < 0)
+    return -1;
+  amc_buf_putc(&out, '\n');
+  return 0;
+}
+
+static void load_ok(const char *name, const char *text, int json,
+                    const char *want) {
+  char err[512] = "";
+  amc_buf_reset(&out);
+  int top = lua_gettop(L);
+  int rc = amc_loader_load_buffer(L, name, text, strlen(text), json, NULL,
+                                  collect, NULL, err, sizeof err);
+  if (rc != 0)
+    fail_msg("load %s: %s", name, err);
+  assert_int_equal(lua_gettop(L), top);
+  assert_string_equal(out.data ? out.data : "", want);
+}
+
+static void load_err(const char *name, const char *text, int json,
+                     const char *want) {
+  char err[512] = "";
+  amc_buf_reset(&out);
+  int top = lua_gettop(L);
+  int rc = amc_loader_load_buffer(L, name, text, strlen(text), json, NULL,
+                                  collect, NULL, err, sizeof err);
+  assert_int_equal(rc, -1);
+  assert_string_equal(err, want);
+  assert_int_equal(lua_gettop(L), top);
+}
+
+#define OBJ(kind, name)                                                        \
+  "apiVersion: v1\nkind: " kind "\nmetadata:\n  name: " name "\n"
+
+static void test_multi_document_and_scalars(void **state) {
+  (void)state;
+  load_ok("x.yaml",
+          "---\n" OBJ(
+              "Service",
+              "a") "spec:\n"
+                   "  n1: ~\n  n2: null\n  n3:\n  n4: NULL\n"
+                   "  b1: true\n  b2: False\n  b3: yes\n  b4: 'true'\n"
+                   "  i1: 80\n  i2: -7\n  i3: 0x1F\n  i4: 0o17\n  i5: 017\n  "
+                   "i6: +3\n"
+                   "  f1: 1.5\n  f2: 1e3\n  f3: 80.0\n  f4: .5\n  f5: -2.5E-1\n"
+                   "  s1: \"80\"\n  s2: 1.2.3\n  s3: !!str 42\n  s4: 12:30\n"
+                   "  s5: |\n    line\n  s6: 0x\n  s7: .inf-ish\n"
+                   "  big: 99999999999999999999\n"
+                   "  list: []\n  map: {}\n  seq: [1, two, 3.25]\n"
+                   "---\n"
+                   "# comment-only document in the middle\n"
+                   "---\n" OBJ("Pod", "b"),
+          0,
+          "x.yaml:2 {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{"
+          "\"name\":\"a\"},\"spec\":{\"b1\":true,\"b2\":false,\"b3\":\"yes\","
+          "\"b4\":\"true\",\"big\":1e+20,\"f1\":1.5,\"f2\":1000,\"f3\":80,"
+          "\"f4\":0.5,\"f5\":-0.25,\"i1\":80,\"i2\":-7,\"i3\":31,\"i4\":15,"
+          "\"i5\":17,\"i6\":3,\"list\":[],\"map\":{},\"n1\":null,\"n2\":null,"
+          "\"n3\":null,\"n4\":null,\"s1\":\"80\",\"s2\":\"1.2.3\",\"s3\":"
+          "\"42\",\"s4\":\"12:30\",\"s5\":\"line\\n\",\"s6\":\"0x\",\"s7\":"
+          "\".inf-ish\",\"seq\":[1,\"two\",3.25]}}\n"
+          "x.yaml:41 {\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{"
+          "\"name\":\"b\"}}\n");
+}
+
+static void test_integer_and_float_types(void **state) {
+  (void)state;
+  const char *y = "v: [80, 80.5, .inf, -.Inf, .nan, 1e2]\n";
+  char err[256];
+  assert_int_equal(
+      amc_loader_parse_yaml_value(L, "v.yaml", y, strlen(y), err, sizeof err),
+      0);
+  lua_setglobal(L, "v");
+  const char *code = "local t = v.v\n"
+                     "assert(math.type(t[1]) == 'integer')\n"
+                     "assert(math.type(t[2]) == 'float')\n"
+                     "assert(t[3] == math.huge and t[4] == -math.huge)\n"
+                     "assert(t[5] ~= t[5])\n"
+                     "assert(math.type(t[6]) == 'integer' and t[6] == 100)\n";
+  if (luaL_dostring(L, code) != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+}
+
+static void test_list_flattening(void **state) {
+  (void)state;
+  load_ok("l.yaml",
+          "apiVersion: v1\nkind: List\nitems:\n"
+          "- "
+          "apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n"
+          "- "
+          "apiVersion: v1\n  kind: Service\n  metadata: {name: b}\n"
+          "---\napiVersion: v1\nkind: List\nitems: []\n",
+          0,
+          "l.yaml:1[1] {\"apiVersion\":\"v1\",\"kind\":\"Service\","
+          "\"metadata\":{\"name\":\"a\"}}\n"
+          "l.yaml:1[2] {\"apiVersion\":\"v1\",\"kind\":\"Service\","
+          "\"metadata\":{\"name\":\"b\"}}\n");
+  load_err("l.yaml",
+           "apiVersion: v1\nkind: List\nitems:\n"
+           "- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n"
+           "- apiVersion: v1\n  kind: Service\n  metadata: {}\n",
+           0, "l.yaml:1:1: document 1: item 2: Service has no metadata.name");
+  load_err("l.yaml", "apiVersion: v1\nkind: List\nitems: 3\n", 0,
+           "l.yaml:1:1: document 1: List: items must be a sequence");
+}
+
+static void test_yaml_syntax_errors(void **state) {
+  (void)state;
+  load_err("examples/x.yaml", OBJ("Service", "a") "spec:\n  a: b: c\n", 0,
+           "examples/x.yaml:6:7: mapping values are not allowed in this "
+           "context");
+  load_err("x.yaml", "a: [1, 2\n", 0,
+           "x.yaml:2:1: did not find expected ',' or ']' (while parsing a "
+           "flow sequence at line 1)");
+  load_err("x.yaml", "a:\n\tb: 1\n", 0,
+           "x.yaml:2:1: found character that cannot start any token (while "
+           "scanning for the next token at line 2)");
+  load_err("x.yaml", "a: \"unterminated\n", 0,
+           "x.yaml:2:1: found unexpected end of stream (while scanning a "
+           "quoted scalar at line 1)");
+}
+
+static void test_object_checks(void **state) {
+  (void)state;
+  load_err("x.yaml",
+           OBJ("Service", "a") "---\napiVersion: v1\nkind: Service\n"
+                               "metadata:\n  namespace: n\n",
+           0, "x.yaml:6:1: document 2: Service has no metadata.name");
+  load_err("x.yaml", "kind: Service\nmetadata: {name: a}\n", 0,
+           "x.yaml:1:1: document 1: object has no apiVersion");
+  load_err("x.yaml", "apiVersion: v1\nmetadata: {name: a}\n", 0,
+           "x.yaml:1:1: document 1: object has no kind");
+  load_err("x.yaml", "apiVersion: v1\nkind: 3\nmetadata: {name: a}\n", 0,
+           "x.yaml:1:1: document 1: kind must be a non-empty string");
+  load_err("x.yaml", "apiVersion: v1\nkind: Service\n", 0,
+           "x.yaml:1:1: document 1: Service has no metadata");
+  load_err("x.yaml", "apiVersion: v1\nkind: Service\nmetadata: [a]\n", 0,
+           "x.yaml:1:1: document 1: Service: metadata must be a mapping");
+  load_err("x.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: 3}\n", 0,
+           "x.yaml:1:1: document 1: Service: metadata.name must be a "
+           "non-empty string");
+  load_err("x.yaml",
+           "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: "
+           "[x]}\n",
+           0,
+           "x.yaml:1:1: document 1: Service: metadata.namespace must be a "
+           "string");
+  load_err("x.yaml", "- a\n- b\n", 0,
+           "x.yaml:1:1: document 1: expected a Kubernetes object (a "
+           "mapping), found a sequence");
+  load_err("x.yaml", "hello\n", 0,
+           "x.yaml:1:1: document 1: expected a Kubernetes object (a "
+           "mapping), found a string");
+  /* Unknown kinds are loaded. */
+  load_ok("x.yaml",
+          "apiVersion: example.com/v1\nkind: Frobnicator\n"
+          "metadata: {name: f}\n",
+          0,
+          "x.yaml:1 {\"apiVersion\":\"example.com/v1\",\"kind\":"
+          "\"Frobnicator\",\"metadata\":{\"name\":\"f\"}}\n");
+}
+
+static void test_anchors_aliases_and_limits(void **state) {
+  (void)state;
+  load_ok("a.yaml",
+          OBJ("Service", "a") "spec:\n  ports: &p\n  - port: 80\n"
+                              "  copy: *p\n  s: &s str\n  t: *s\n",
+          0,
+          "a.yaml:1 {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
+          "{\"name\":\"a\"},\"spec\":{\"copy\":[{\"port\":80}],\"ports\":[{"
+          "\"port\":80}],\"s\":\"str\",\"t\":\"str\"}}\n");
+  load_err("a.yaml", OBJ("Service", "a") "spec: *nope\n", 0,
+           "a.yaml:5:7: unknown alias *nope");
+  /* Anchors do not cross documents. */
+  load_err(
+      "a.yaml",
+      OBJ("Service", "a") "spec: &x {}\n---\n" OBJ("Service", "b") "spec: *x\n",
+      0, "a.yaml:11:7: unknown alias *x");
+  load_err("a.yaml", OBJ("Service", "a") "spec:\n  <<: {a: 1}\n", 0,
+           "a.yaml:6:3: YAML merge keys (<<) are not supported");
+  load_err("a.yaml", OBJ("Service", "a") "spec:\n  a: 1\n  a: 2\n", 0,
+           "a.yaml:7:3: duplicate key \"a\"");
+  load_err("a.yaml", OBJ("Service", "a") "spec:\n  ? [a]\n  : 1\n", 0,
+           "a.yaml:6:5: mapping keys must be scalars (strings)");
+  /* Billion laughs: each level doubles ten times. */
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_buf_puts(&b, OBJ("Service", "bomb") "spec:\n  l0: &l0 [x, x, x, x, x, "
+                                          "x, x, x, x, x]\n");
+  for (int i = 1; i < 9; i++) {
+    amc_buf_printf(&b, "  l%d: &l%d [", i, i);
+    for (int j = 0; j < 10; j++)
+      amc_buf_printf(&b, "%s*l%d", j ? ", " : "", i - 1);
+    amc_buf_puts(&b, "]\n");
+  }
+  load_err("bomb.yaml", b.data, 0,
+           "bomb.yaml:11:47: document 1 expands to more than 1000000 nodes "
+           "(too many aliases?)");
+  amc_buf_free(&b);
+  /* Depth limit. */
+  amc_buf_puts(&b, OBJ("Service", "deep") "spec: ");
+  for (int i = 0; i < 200; i++)
+    amc_buf_putc(&b, '[');
+  load_err("deep.yaml", b.data, 0, "deep.yaml:5:134: nesting deeper than 128");
+  amc_buf_free(&b);
+}
+
+static void test_json_files(void **state) {
+  (void)state;
+  load_ok("o.json",
+          "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+          "\"a\"},\"spec\":{\"ports\":[]}}",
+          1,
+          "o.json:1 {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
+          "{\"name\":\"a\"},\"spec\":{\"ports\":[]}}\n");
+  load_ok("arr.json",
+          "[{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":"
+          "\"p\"}}]",
+          1,
+          "arr.json:1[1] {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+          "\"metadata\":{\"name\":\"p\"}}\n");
+  load_ok("list.json",
+          "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"apiVersion\":"
+          "\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}]}",
+          1,
+          "list.json:1[1] {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+          "\"metadata\":{\"name\":\"p\"}}\n");
+  load_err("bad.json", "{\n  \"apiVersion\": \"v1\",\n  \"kind\" \"x\"\n}", 1,
+           "bad.json: line 3, column 10: ':' expected after object key");
+  load_err("bad.json", "{\"apiVersion\":\"v1\",\"kind\":\"Pod\"}", 1,
+           "bad.json: Pod has no metadata");
+  load_err("bad.json", "[{\"apiVersion\":\"v1\",\"kind\":\"Pod\"}]", 1,
+           "bad.json: item 1: Pod has no metadata");
+}
+
+static void test_directory(void **state) {
+  (void)state;
+  char err[512] = "";
+  amc_buf_reset(&out);
+  const char *dir = AMC_SOURCE_DIR "/tests/unit/fixtures/loader_dir";
+  int rc = amc_loader_load_path(L, dir, NULL, collect, NULL, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  /* Strip the directory prefix for a readable comparison. */
+  amc_buf_t got = AMC_BUF_INIT;
+  const char *p = out.data;
+  size_t dl = strlen(dir) + 1;
+  while (*p) {
+    const char *nl = strchr(p, '\n');
+    assert_true(strncmp(p, dir, dl - 1) == 0);
+    const char *sp = strchr(p, ' ');
+    amc_buf_append(&got, p + dl, (size_t)(sp - p - dl));
+    amc_buf_putc(&got, '\n');
+    p = nl + 1;
+  }
+  assert_string_equal(got.data, "a.json:1\n"
+                                "b.yaml:2\n"
+                                "b.yaml:8\n"
+                                "sub/c.yml:1[1]\n"
+                                "sub/c.yml:1[2]\n");
+  amc_buf_free(&got);
+}
+
+static void test_missing_path(void **state) {
+  (void)state;
+  char err[512];
+  assert_int_equal(amc_loader_load_path(L, "/nonexistent/amc.yaml", NULL,
+                                        collect, NULL, err, sizeof err),
+                   -1);
+  assert_string_equal(err, "/nonexistent/amc.yaml: No such file or directory");
+}
+
+static void test_default_namespace(void **state) {
+  (void)state;
+  amc_loader_opts_t opts = {.default_namespace = "default"};
+  const char *y = OBJ("Gateway", "g") "---\n" OBJ(
+      "Namespace", "n") "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, "
+                        "namespace: x}\n";
+  char err[512];
+  amc_buf_reset(&out);
+  assert_int_equal(amc_loader_load_buffer(L, "d.yaml", y, strlen(y), 0, &opts,
+                                          collect, NULL, err, sizeof err),
+                   0);
+  assert_string_equal(out.data,
+                      "d.yaml:1 {\"apiVersion\":\"v1\",\"kind\":\"Gateway\","
+                      "\"metadata\":{\"name\":\"g\",\"namespace\":"
+                      "\"default\"}}\n"
+                      "d.yaml:6 {\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+                      "\"metadata\":{\"name\":\"n\"}}\n"
+                      "d.yaml:11 {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+                      "\"metadata\":{\"name\":\"p\",\"namespace\":\"x\"}}\n");
+}
+
+static int stop_at_second(lua_State *S, const char *source, void *data,
+                          char *err, size_t errlen) {
+  (void)S;
+  int *n = data;
+  if (++*n == 2) {
+    snprintf(err, errlen, "%s: duplicate object", source);
+    return -1;
+  }
+  return 0;
+}
+
+static void test_callback_stops(void **state) {
+  (void)state;
+  int n = 0;
+  const char *y =
+      OBJ("Pod", "a") "---\n" OBJ("Pod", "a") "---\n" OBJ("Pod", "c");
+  char err[512];
+  assert_int_equal(amc_loader_load_buffer(L, "s.yaml", y, strlen(y), 0, NULL,
+                                          stop_at_second, &n, err, sizeof err),
+                   -1);
+  assert_int_equal(n, 2);
+  assert_string_equal(err, "s.yaml:6: duplicate object");
+}
+
+static void test_parse_value(void **state) {
+  (void)state;
+  char err[512];
+  const char *y = "cluster: c1\ningress_selector: {istio: gw}\n";
+  assert_int_equal(
+      amc_loader_parse_yaml_value(L, "s.yaml", y, strlen(y), err, sizeof err),
+      0);
+  amc_buf_reset(&out);
+  assert_int_equal(amc_json_encode(L, -1, &out, err, sizeof err), 0);
+  assert_string_equal(out.data,
+                      "{\"cluster\":\"c1\",\"ingress_selector\":{\"istio\":"
+                      "\"gw\"}}");
+  lua_pop(L, 1);
+  assert_int_equal(
+      amc_loader_parse_yaml_value(L, "s.yaml", "", 0, err, sizeof err), 0);
+  assert_true(lua_touserdata(L, -1) == AMC_JSON_NULL);
+  lua_pop(L, 1);
+  assert_int_equal(amc_loader_parse_yaml_value(L, "s.yaml", "a\n---\nb\n", 8,
+                                               err, sizeof err),
+                   -1);
+  assert_string_equal(err, "s.yaml:3:1: expected a single YAML document");
+  assert_int_equal(lua_gettop(L), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_multi_document_and_scalars),
+      cmocka_unit_test(test_integer_and_float_types),
+      cmocka_unit_test(test_list_flattening),
+      cmocka_unit_test(test_yaml_syntax_errors),
+      cmocka_unit_test(test_object_checks),
+      cmocka_unit_test(test_anchors_aliases_and_limits),
+      cmocka_unit_test(test_json_files),
+      cmocka_unit_test(test_directory),
+      cmocka_unit_test(test_missing_path),
+      cmocka_unit_test(test_default_namespace),
+      cmocka_unit_test(test_callback_stops),
+      cmocka_unit_test(test_parse_value),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,236 @@
+/* test_store.c - the object store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "store.h"
+#include "util/buf.h"
+
+static amc_buf_t events;
+
+static void listener(const char *kind, const char *ns, const char *name,
+                     amc_store_event_t ev, void *data) {
+  (*(int *)data)++;
+  static const char *const names[] = {"ADDED", "MODIFIED", "DELETED"};
+  amc_buf_printf(&events, "%s %s/%s/%s\n", names[ev], kind, ns ? ns : "-",
+                 name);
+}
+
+static void put(amc_store_t *s, const char *kind, const char *ns,
+                const char *name, const char *json, int want_changed) {
+  int changed = -1;
+  assert_int_equal(amc_store_put_json(s, kind, ns, name, json, strlen(json),
+                                      NULL, NULL, &changed),
+                   0);
+  assert_int_equal(changed, want_changed);
+}
+
+static void test_put_get_delete_revisions(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  int n = 0;
+  amc_buf_reset(&events);
+  amc_store_set_listener(s, listener, &n);
+  assert_int_equal(amc_store_revision(s), 0);
+  put(s, "Service", "ns", "a", "{\"x\":1}", 1);
+  assert_int_equal(amc_store_revision(s), 1);
+  put(s, "Service", "ns", "a", "{\"x\":1}", 0); /* same bytes */
+  assert_int_equal(amc_store_revision(s), 1);
+  put(s, "Service", "ns", "a", "{\"x\":2}", 1);
+  assert_int_equal(amc_store_revision(s), 2);
+  put(s, "Namespace", NULL, "ns", "{}", 1);
+  const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "a");
+  assert_non_null(o);
+  assert_string_equal(o->json, "{\"x\":2}");
+  assert_int_equal(o->revision, 2);
+  assert_string_equal(o->kind, "Service");
+  assert_string_equal(o->namespace_, "ns");
+  assert_string_equal(o->name, "a");
+  assert_null(amc_store_get(s, "Service", "ns", "b"));
+  assert_null(amc_store_get(s, "Service", "other", "a"));
+  assert_null(amc_store_get(s, "Pod", "ns", "a"));
+  o = amc_store_get(s, "Namespace", NULL, "ns");
+  assert_non_null(o);
+  assert_null(o->namespace_);
+  /* Kinds are interned: the same pointer for every object of a kind. */
+  put(s, "Service", "ns", "z", "{}", 1);
+  assert_ptr_equal(amc_store_get(s, "Service", "ns", "z")->kind,
+                   amc_store_get(s, "Service", "ns", "a")->kind);
+  assert_int_equal(amc_store_count(s, NULL), 3);
+  assert_int_equal(amc_store_count(s, "Service"), 2);
+  assert_int_equal(amc_store_count(s, "Pod"), 0);
+  assert_int_equal(amc_store_delete(s, "Service", "ns", "a"), 1);
+  assert_int_equal(amc_store_delete(s, "Service", "ns", "a"), 0);
+  assert_int_equal(amc_store_delete(s, "Pod", "ns", "a"), 0);
+  assert_null(amc_store_get(s, "Service", "ns", "a"));
+  assert_int_equal(amc_store_revision(s), 5);
+  assert_int_equal(n, 5);
+  assert_string_equal(events.data, "ADDED Service/ns/a\n"
+                                   "MODIFIED Service/ns/a\n"
+                                   "ADDED Namespace/-/ns\n"
+                                   "ADDED Service/ns/z\n"
+                                   "DELETED Service/ns/a\n");
+  const char *const *kinds;
+  assert_int_equal(amc_store_kinds(s, &kinds), 2);
+  assert_string_equal(kinds[0], "Namespace");
+  assert_string_equal(kinds[1], "Service");
+  amc_store_free(s);
+}
+
+static void test_list_sorted_and_by_namespace(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  const char *ids[][2] = {{"b", "y"}, {"a", "z"}, {"b", "a"},
+                          {"c", "m"}, {"a", "a"}, {"aa", "q"}};
+  for (size_t i = 0; i < 6; i++)
+    put(s, "Svc", ids[i][0], ids[i][1], "{}", 1);
+  const amc_store_obj_t *const *l;
+  size_t n = amc_store_list(s, "Svc", NULL, &l);
+  assert_int_equal(n, 6);
+  amc_buf_t b = AMC_BUF_INIT;
+  for (size_t i = 0; i < n; i++)
+    amc_buf_printf(&b, "%s/%s ", l[i]->namespace_, l[i]->name);
+  assert_string_equal(b.data, "a/a a/z aa/q b/a b/y c/m ");
+  amc_buf_reset(&b);
+  n = amc_store_list(s, "Svc", "b", &l);
+  assert_int_equal(n, 2);
+  for (size_t i = 0; i < n; i++)
+    amc_buf_printf(&b, "%s/%s ", l[i]->namespace_, l[i]->name);
+  assert_string_equal(b.data, "b/a b/y ");
+  assert_int_equal(amc_store_list(s, "Svc", "zz", &l), 0);
+  assert_int_equal(amc_store_list(s, "Svc", "", &l), 0);
+  assert_int_equal(amc_store_list(s, "Nope", NULL, &l), 0);
+  /* Deletes keep the order; adds after a list are sorted in again. */
+  assert_int_equal(amc_store_delete(s, "Svc", "aa", "q"), 1);
+  put(s, "Svc", "a", "m", "{}", 1);
+  amc_buf_reset(&b);
+  n = amc_store_list(s, "Svc", NULL, &l);
+  for (size_t i = 0; i < n; i++)
+    amc_buf_printf(&b, "%s/%s ", l[i]->namespace_, l[i]->name);
+  assert_string_equal(b.data, "a/a a/m a/z b/a b/y c/m ");
+  /* Delete from an unsorted vector. */
+  put(s, "Svc", "a", "b", "{}", 1);
+  assert_int_equal(amc_store_delete(s, "Svc", "c", "m"), 1);
+  amc_buf_reset(&b);
+  n = amc_store_list(s, "Svc", "a", &l);
+  for (size_t i = 0; i < n; i++)
+    amc_buf_printf(&b, "%s/%s ", l[i]->namespace_, l[i]->name);
+  assert_string_equal(b.data, "a/a a/b a/m a/z ");
+  amc_buf_free(&b);
+  amc_store_free(s);
+}
+
+static void test_many_objects(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  char ns[32], name[32];
+  for (int i = 0; i < 20000; i++) {
+    snprintf(ns, sizeof ns, "ns%d", i % 7);
+    snprintf(name, sizeof name, "obj%05d", (i * 7919) % 20000);
+    put(s, "EndpointSlice", ns, name, "{\"a\":1}", 1);
+  }
+  assert_int_equal(amc_store_count(s, NULL), 20000);
+  const amc_store_obj_t *const *l;
+  size_t n = amc_store_list(s, "EndpointSlice", NULL, &l);
+  assert_int_equal(n, 20000);
+  for (size_t i = 1; i < n; i++) {
+    int c = strcmp(l[i - 1]->namespace_, l[i]->namespace_);
+    assert_true(c < 0 || (c == 0 && strcmp(l[i - 1]->name, l[i]->name) < 0));
+  }
+  for (int i = 0; i < 20000; i += 2) {
+    snprintf(ns, sizeof ns, "ns%d", i % 7);
+    snprintf(name, sizeof name, "obj%05d", (i * 7919) % 20000);
+    assert_non_null(amc_store_get(s, "EndpointSlice", ns, name));
+    assert_int_equal(amc_store_delete(s, "EndpointSlice", ns, name), 1);
+  }
+  assert_int_equal(amc_store_count(s, "EndpointSlice"), 10000);
+  amc_store_free(s);
+}
+
+static void test_put_lua_strips_and_restores(void **state) {
+  (void)state;
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_store_t *s = amc_store_new();
+  const char *code =
+      "return {apiVersion = 'v1', kind = 'Service', "
+      "metadata = {name = 'a', namespace = 'ns', resourceVersion = '42', "
+      "managedFields = {{manager = 'kubectl'}}, "
+      "annotations = {['kubectl.kubernetes.io/last-applied-configuration'] = "
+      "'{...}', keep = 'yes'}}, spec = {ports = {{port = 80}}}, "
+      "status = {loadBalancer = {}}}";
+  assert_int_equal(luaL_dostring(L, code), LUA_OK);
+  char err[256];
+  int changed = 0;
+  assert_int_equal(
+      amc_store_put_lua(s, L, -1, "f.yaml:3", &changed, err, sizeof err), 0);
+  assert_int_equal(changed, 1);
+  assert_int_equal(lua_gettop(L), 1);
+  const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "a");
+  assert_non_null(o);
+  assert_string_equal(
+      o->json, "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
+               "{\"annotations\":{\"keep\":\"yes\"},\"name\":\"a\","
+               "\"namespace\":\"ns\",\"resourceVersion\":\"42\"},"
+               "\"spec\":{\"ports\":[{\"port\":80}]}}");
+  assert_string_equal(o->resource_version, "42");
+  assert_string_equal(o->source, "f.yaml:3");
+  /* The caller's table is as it was. */
+  lua_setglobal(L, "obj");
+  assert_int_equal(
+      luaL_dostring(L, "assert(obj.status and obj.metadata.managedFields and "
+                       "obj.metadata.annotations['kubectl.kubernetes.io/"
+                       "last-applied-configuration'] == '{...}')"),
+      LUA_OK);
+  /* Only a status change: not a change for the store. */
+  assert_int_equal(luaL_dostring(L, "obj.status.x = 1 obj.metadata."
+                                    "resourceVersion = '42' return obj"),
+                   LUA_OK);
+  assert_int_equal(amc_store_put_lua(s, L, -1, NULL, &changed, err, sizeof err),
+                   0);
+  assert_int_equal(changed, 0);
+  lua_pop(L, 1);
+  /* Errors name the object and the field. */
+  assert_int_equal(
+      luaL_dostring(L, "return {kind = 'Pod', metadata = {name = 'p', "
+                       "namespace = 'n'}, spec = {f = print}}"),
+      LUA_OK);
+  assert_int_equal(amc_store_put_lua(s, L, -1, NULL, &changed, err, sizeof err),
+                   -1);
+  assert_string_equal(err, "Pod n/p: spec.f: cannot encode a function");
+  lua_pop(L, 1);
+  assert_int_equal(luaL_dostring(L, "return {kind = 'Pod', metadata = {}}"),
+                   LUA_OK);
+  assert_int_equal(amc_store_put_lua(s, L, -1, NULL, &changed, err, sizeof err),
+                   -1);
+  assert_string_equal(err, "Pod has no metadata.name");
+  lua_pop(L, 1);
+  /* push decodes a fresh copy each time. */
+  o = amc_store_get(s, "Service", "ns", "a");
+  assert_int_equal(amc_store_push(L, o, err, sizeof err), 0);
+  assert_int_equal(amc_store_push(L, o, err, sizeof err), 0);
+  assert_false(lua_rawequal(L, -1, -2));
+  lua_settop(L, 0);
+  amc_store_free(s);
+  lua_close(L);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_put_get_delete_revisions),
+      cmocka_unit_test(test_list_sorted_and_by_namespace),
+      cmocka_unit_test(test_many_objects),
+      cmocka_unit_test(test_put_lua_strips_and_restores),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  amc_buf_free(&events);
+  return rc;
+}
