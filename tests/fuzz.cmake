@@ -23,7 +23,6 @@ if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
     ${PROJECT_SOURCE_DIR}/runtime/grpc.c
     ${PROJECT_SOURCE_DIR}/runtime/mcp/pb_lua.c
     ${PROJECT_SOURCE_DIR}/runtime/mcp/mcp_common.c
-    ${PROJECT_SOURCE_DIR}/runtime/mcp/json_fallback.c
     ${PROJECT_SOURCE_DIR}/runtime/util/buf.c
     ${PROJECT_SOURCE_DIR}/runtime/util/log.c
     ${PROJECT_SOURCE_DIR}/proto/proto_registry.c)
