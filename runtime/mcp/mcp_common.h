@@ -40,6 +40,7 @@ typedef struct {
   const char *name;
   const char *json; /* canonical JSON of the whole object */
   size_t json_len;
+  const char *resource_version; /* metadata.resourceVersion, or NULL */
 } amc_mcp_object_t;
 
 typedef struct {
@@ -80,17 +81,21 @@ typedef struct {
   char name[254];
   char *json; /* malloc'd */
   size_t json_len;
+  char *resource_version; /* malloc'd, or NULL */
   const amc_pb_kind_t *kind;
 } amc_mcp_item_t;
 
 int amc_mcp_conv_init(amc_mcp_conv_t *c);
 void amc_mcp_conv_free(amc_mcp_conv_t *c);
-/* Converts one serialized Resource. Returns 0 and fills `out` (free its json
- * with free()), or -1 with `err`. Unknown-Any warnings go to c->warn. */
+/* Converts one serialized Resource. Returns 0 and fills `out` (release it
+ * with amc_mcp_item_clear), or -1 with `err`. Unknown-Any warnings go to c->warn. */
 int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
                           const amc_pb_kind_t *want, int simple_lb_legacy,
                           amc_mcp_item_t *out, char *err, size_t errlen);
+void amc_mcp_item_clear(amc_mcp_item_t *item);
 void amc_mcp_items_free(amc_mcp_item_t *items, size_t n);
+/* The borrowed view of an item handed to the ops. */
+amc_mcp_object_t amc_mcp_item_object(const amc_mcp_item_t *item);
 /* Sorts by namespace/name (the order objects are handed over in). */
 void amc_mcp_items_sort(amc_mcp_item_t *items, size_t n);
 

@@ -109,8 +109,7 @@ void amc_mcp_legacy_on_message(amc_mcp_sink_t *s, const uint8_t *data,
   amc_mcp_items_sort(items, n);
   if (r->incremental) {
     for (size_t i = 0; i < n; i++) {
-      amc_mcp_object_t o = {items[i].ns, items[i].name, items[i].json,
-                            items[i].json_len};
+      amc_mcp_object_t o = amc_mcp_item_object(&items[i]);
       if (s->ops.on_upsert)
         s->ops.on_upsert(s->ud, kind->kind, &o);
     }
@@ -127,8 +126,7 @@ void amc_mcp_legacy_on_message(amc_mcp_sink_t *s, const uint8_t *data,
   } else {
     amc_mcp_object_t *objs = calloc(n + 1, sizeof *objs);
     for (size_t i = 0; i < n; i++)
-      objs[i] = (amc_mcp_object_t){items[i].ns, items[i].name, items[i].json,
-                                   items[i].json_len};
+      objs[i] = amc_mcp_item_object(&items[i]);
     if (s->ops.on_replace)
       s->ops.on_replace(s->ud, kind->kind, objs, n);
     free(objs);

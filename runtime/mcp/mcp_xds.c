@@ -145,8 +145,7 @@ static void deliver_kind(amc_mcp_sink_t *s, const amc_pb_kind_t *kind) {
       for (size_t j = 0; j < n && !dup; j++)
         dup = !strcmp(objs[j].ns, it->ns) && !strcmp(objs[j].name, it->name);
       if (!dup)
-        objs[n++] = (amc_mcp_object_t){it->ns, it->name, it->json,
-                                       it->json_len};
+        objs[n++] = amc_mcp_item_object(it);
     }
   /* keep the handed-over order sorted by namespace/name */
   for (size_t i = 1; i < n; i++)

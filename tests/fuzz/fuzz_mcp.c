@@ -25,7 +25,7 @@ static void convert(const uint8_t *d, size_t n) {
   char err[600];
   if (amc_mcp_conv_resource(&conv, d, n, NULL, n & 1, &it, err, sizeof err) ==
       0)
-    free(it.json);
+    amc_mcp_item_clear(&it);
   amc_buf_reset(&conv.warn);
   if (lua_gettop(conv.L) != 0)
     abort(); /* the converter must leave the stack as it found it */

@@ -73,7 +73,7 @@ static void test_conv_resource_to_canonical_json(void **state) {
                       "\"namespace\":\"ext\"},\"spec\":{\"hosts\":"
                       "[\"api.example.org\"],\"resolution\":\"DNS\"}}");
   assert_int_equal(it.json_len, strlen(it.json));
-  free(it.json);
+  amc_mcp_item_clear(&it);
   assert_int_equal(lua_gettop(c.L), 0);
   amc_mcp_conv_free(&c);
 }
