@@ -104,4 +104,6 @@ uint64_t amc_mcp_backoff_next(amc_mcp_backoff_t *b) {
   return half + (half ? b->rnd % (d - half + 1) : 0);
 }
 
-void amc_mcp_backoff_reset(amc_mcp_backoff_t *b) { b->cur = b->initial; }
+void amc_mcp_backoff_reset(amc_mcp_backoff_t *b) {
+  b->cur = b->initial;
+}

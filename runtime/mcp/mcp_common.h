@@ -54,15 +54,16 @@ typedef struct {
 } amc_mcp_ops_t;
 
 typedef struct {
-  const char *url;        /* grpc.h URL: http(s)://host:port */
-  const char *ca_file;    /* TLS trust roots (istio-ca-root-cert root-cert.pem) */
-  const char *server_name;/* TLS name to verify, e.g. istiod.istio-system.svc */
+  const char *url;     /* grpc.h URL: http(s)://host:port */
+  const char *ca_file; /* TLS trust roots (istio-ca-root-cert root-cert.pem) */
+  const char
+      *server_name;       /* TLS name to verify, e.g. istiod.istio-system.svc */
   const char *token_file; /* bearer token (audience istio-ca) for port 15012 */
   int insecure_skip_verify;
-  const char *node_id;    /* legacy: SinkNode.id (default "amc");
-                             xDS: node.id (default router~<POD_IP or
-                             127.0.0.1>~amc.<ns>~<ns>.svc.cluster.local) */
-  const char *node_namespace; /* xDS node metadata NAMESPACE (istio-system) */
+  const char *node_id;         /* legacy: SinkNode.id (default "amc");
+                                  xDS: node.id (default router~<POD_IP or
+                                  127.0.0.1>~amc.<ns>~<ns>.svc.cluster.local) */
+  const char *node_namespace;  /* xDS node metadata NAMESPACE (istio-system) */
   uint64_t backoff_initial_ms; /* 0 = 500 */
   uint64_t backoff_max_ms;     /* 0 = 30000 */
   uint64_t keepalive_ms;       /* 0 = grpc.h default (30 s) */
@@ -88,7 +89,8 @@ typedef struct {
 int amc_mcp_conv_init(amc_mcp_conv_t *c);
 void amc_mcp_conv_free(amc_mcp_conv_t *c);
 /* Converts one serialized Resource. Returns 0 and fills `out` (release it
- * with amc_mcp_item_clear), or -1 with `err`. Unknown-Any warnings go to c->warn. */
+ * with amc_mcp_item_clear), or -1 with `err`. Unknown-Any warnings go to
+ * c->warn. */
 int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
                           const amc_pb_kind_t *want, int simple_lb_legacy,
                           amc_mcp_item_t *out, char *err, size_t errlen);
@@ -105,8 +107,7 @@ typedef struct {
   uint64_t rnd;
 } amc_mcp_backoff_t;
 
-void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial,
-                          uint64_t max);
+void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial, uint64_t max);
 uint64_t amc_mcp_backoff_next(amc_mcp_backoff_t *b); /* ms to wait */
 void amc_mcp_backoff_reset(amc_mcp_backoff_t *b);
 

@@ -14,9 +14,9 @@ void amc_mcp_store_init(amc_mcp_store_t *ms, amc_store_t *store) {
 static void put(amc_mcp_store_t *ms, const char *kind,
                 const amc_mcp_object_t *o) {
   int changed = 0;
-  if (amc_store_put_json(ms->store, kind, o->ns, o->name, o->json,
-                         o->json_len, o->resource_version,
-                         AMC_MCP_STORE_SOURCE, &changed) < 0) {
+  if (amc_store_put_json(ms->store, kind, o->ns, o->name, o->json, o->json_len,
+                         o->resource_version, AMC_MCP_STORE_SOURCE,
+                         &changed) < 0) {
     amc_log(AMC_ERROR, "mcp.store", AMC_S("kind", kind), AMC_S("ns", o->ns),
             AMC_S("name", o->name), AMC_S("detail", "put refused"));
     return;
@@ -63,8 +63,8 @@ static void on_replace(void *ud, const char *kind, const amc_mcp_object_t *objs,
     }
   }
   for (size_t i = 0; i < ng; i++) {
-    ms->changes += amc_store_delete(ms->store, kind, gone[i * 2],
-                                    gone[i * 2 + 1]) == 1;
+    ms->changes +=
+        amc_store_delete(ms->store, kind, gone[i * 2], gone[i * 2 + 1]) == 1;
     free(gone[i * 2]);
     free(gone[i * 2 + 1]);
   }
@@ -95,7 +95,9 @@ static void on_synced(void *ud, const char *kind) {
 static const amc_mcp_ops_t ops = {on_replace, on_upsert, on_delete, on_synced,
                                   NULL};
 
-const amc_mcp_ops_t *amc_mcp_store_ops(void) { return &ops; }
+const amc_mcp_ops_t *amc_mcp_store_ops(void) {
+  return &ops;
+}
 
 int amc_mcp_store_synced(const amc_mcp_store_t *ms) {
   return ms->synced == (1u << amc_pb_nkinds) - 1;

@@ -169,7 +169,7 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
   xds_t *x = state(s);
   Envoy__Service__Discovery__V3__DiscoveryResponse *r =
       envoy__service__discovery__v3__discovery_response__unpack(NULL, len,
-                                                                 data);
+                                                                data);
   if (!r) {
     amc_mcp_sink_event(s, "warning", "undecodable DiscoveryResponse ignored");
     return;
@@ -208,8 +208,8 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
     } else {
       char e2[560];
       rc = amc_mcp_conv_resource(&s->conv, any->value.data, any->value.len,
-                                 sub->kind, x->simple_lb_legacy, &items[n],
-                                 e2, sizeof e2);
+                                 sub->kind, x->simple_lb_legacy, &items[n], e2,
+                                 sizeof e2);
       if (rc < 0)
         snprintf(err, sizeof err, "resource %zu: %s", i, e2);
     }
@@ -222,8 +222,7 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
       amc_mcp_sink_event(s, "nack", detail);
       amc_mcp_items_free(items, n);
       amc_buf_reset(&s->conv.warn);
-      envoy__service__discovery__v3__discovery_response__free_unpacked(r,
-                                                                       NULL);
+      envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
       return;
     }
     n++;

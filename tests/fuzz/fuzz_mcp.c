@@ -47,8 +47,8 @@ static int on_msg(void *ud, const uint8_t *d, size_t n) {
     if (!r)
       return 0;
     for (size_t i = 0; i < r->n_resources; i++) {
-      size_t len = istio__mcp__v1alpha1__resource__get_packed_size(
-          r->resources[i]);
+      size_t len =
+          istio__mcp__v1alpha1__resource__get_packed_size(r->resources[i]);
       uint8_t *buf = malloc(len ? len : 1);
       istio__mcp__v1alpha1__resource__pack(r->resources[i], buf);
       convert(buf, len);

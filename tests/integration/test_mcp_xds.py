@@ -27,7 +27,12 @@ def start(tmp, cleanup, *server_args, dump_args=(), url=None):
 
 
 def test_node_and_subscriptions(tmp, cleanup):
-    srv, d = start(tmp, cleanup, dump_args=["--namespace", "istio-system"])
+    srv = McpServer(tmp)
+    cleanup.append(srv)
+    # xds:// picks MCP over xDS without --xds
+    d = Dump(tmp, "xds://127.0.0.1:%d" % srv.port, "--namespace",
+             "istio-system")
+    cleanup.append(d)
     d.wait_synced_all()
     st = srv.state()
     assert len(st["nodes"]) == 1, st["nodes"]  # node only on the first request

@@ -21,8 +21,8 @@ static void decode(const char *in, const char *want) {
 }
 
 static void test_percent_decode(void **state) {
-  decode("no%20such%20thing", "no such thing");   /* grpc-js */
-  decode("no such thing", "no such thing");       /* C-core, raw */
+  decode("no%20such%20thing", "no such thing"); /* grpc-js */
+  decode("no such thing", "no such thing");     /* C-core, raw */
   decode("50%25 done", "50% done");
   decode("caf%C3%A9", "caf\xc3\xa9");
   decode("caf%c3%a9", "caf\xc3\xa9");
@@ -49,14 +49,15 @@ static int on_msg(void *ud, const uint8_t *d, size_t len) {
 
 static void test_deframe_split_and_batched(void **state) {
   /* two messages "hello" and "" and one of 3 bytes, fed byte by byte */
-  const uint8_t wire[] = {0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o',
-                          0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'};
+  const uint8_t wire[] = {0, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0,  0,
+                          0, 0, 0, 0, 0, 0,   0,   3,   'a', 'b', 'c'};
   seen_t s = {0};
   amc_buf_t acc = AMC_BUF_INIT;
   char err[128];
   for (size_t i = 0; i < sizeof wire; i++)
-    assert_int_equal(amc_grpc_deframe(&acc, wire + i, 1, 1024, on_msg, &s,
-                                      err, sizeof err), 0);
+    assert_int_equal(
+        amc_grpc_deframe(&acc, wire + i, 1, 1024, on_msg, &s, err, sizeof err),
+        0);
   assert_int_equal(s.n, 3);
   assert_string_equal(s.first, "hello");
   assert_int_equal(s.lens[1], 0);
@@ -64,13 +65,14 @@ static void test_deframe_split_and_batched(void **state) {
   assert_int_equal(acc.len, 0);
   /* all at once */
   seen_t s2 = {0};
-  assert_int_equal(amc_grpc_deframe(&acc, wire, sizeof wire, 1024, on_msg,
-                                    &s2, err, sizeof err), 0);
+  assert_int_equal(amc_grpc_deframe(&acc, wire, sizeof wire, 1024, on_msg, &s2,
+                                    err, sizeof err),
+                   0);
   assert_int_equal(s2.n, 3);
   /* a partial tail stays buffered */
   seen_t s3 = {0};
-  assert_int_equal(amc_grpc_deframe(&acc, wire, 7, 1024, on_msg, &s3, err,
-                                    sizeof err), 0);
+  assert_int_equal(
+      amc_grpc_deframe(&acc, wire, 7, 1024, on_msg, &s3, err, sizeof err), 0);
   assert_int_equal(s3.n, 0);
   assert_int_equal(acc.len, 7);
   amc_buf_free(&acc);
@@ -87,8 +89,8 @@ static void test_deframe_errors(void **state) {
   assert_non_null(strstr(err, "compressed message"));
   /* the length is checked before the body arrives */
   const uint8_t big[] = {0, 0x01, 0, 0, 0};
-  assert_int_equal(amc_grpc_deframe(&acc, big, sizeof big, 1024 * 1024,
-                                    on_msg, &s, err, sizeof err),
+  assert_int_equal(amc_grpc_deframe(&acc, big, sizeof big, 1024 * 1024, on_msg,
+                                    &s, err, sizeof err),
                    AMC_GRPC_RESOURCE_EXHAUSTED);
   assert_string_equal(err, "message of 16777216 bytes exceeds the "
                            "1048576-byte limit");
@@ -113,20 +115,20 @@ static void test_bad_urls(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     amc_grpc_options_t o = {.url = bad[i]};
     err[0] = '\0';
-    assert_null(amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err,
-                                    sizeof err));
+    assert_null(
+        amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err, sizeof err));
     assert_true(err[0] != '\0');
   }
   amc_grpc_options_t o = {.url = "http://127.0.0.1:1",
                           .token_file = "/nonexistent/token"};
-  assert_null(amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err,
-                                  sizeof err));
+  assert_null(
+      amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err, sizeof err));
   assert_string_equal(err, "token file /nonexistent/token: No such file or "
                            "directory");
   o = (amc_grpc_options_t){.url = "https://127.0.0.1:1",
                            .ca_file = "/nonexistent/ca.pem"};
-  assert_null(amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err,
-                                  sizeof err));
+  assert_null(
+      amc_grpc_call_start(&loop, &o, "/a.B/C", &cb, NULL, err, sizeof err));
   assert_string_equal(err, "CA file /nonexistent/ca.pem: cannot load "
                            "certificates");
   uv_run(&loop, UV_RUN_DEFAULT);

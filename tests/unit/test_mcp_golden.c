@@ -1,9 +1,9 @@
 /* test_mcp_golden.c - the golden check across sources: the same Istio
  * objects as fs:// YAML (tests/fakes/mcp/fixtures/), as Kubernetes JSON
- * (golden/fixtures.json) and as MCP protobuf (golden/<kind>-<ns>-<name>.pb, encoded by
- * python3-protobuf; regenerate with tests/fakes/mcp/make_golden.py) must be
- * byte-identical canonical JSON in the store - which is all the rules (and
- * so `amc translate`) ever see. The protobuf path goes through the MCP
+ * (golden/fixtures.json) and as MCP protobuf (golden/<kind>-<ns>-<name>.pb,
+ * encoded by python3-protobuf; regenerate with tests/fakes/mcp/make_golden.py)
+ * must be byte-identical canonical JSON in the store - which is all the rules
+ * (and so `amc translate`) ever see. The protobuf path goes through the MCP
  * store adapter, as in `amc run`. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,7 +113,8 @@ static void test_store_adapter_replace_and_delete(void **state) {
   /* an object of the same kind from another source is never touched */
   const char *other = "{\"kind\":\"Gateway\"}";
   assert_int_equal(amc_store_put_json(s, "Gateway", "ns", "from-kube", other,
-                                      strlen(other), "1", "kube", NULL), 0);
+                                      strlen(other), "1", "kube", NULL),
+                   0);
   amc_mcp_store_t ms;
   amc_mcp_store_init(&ms, s);
   const amc_mcp_ops_t *ops = amc_mcp_store_ops();

@@ -133,18 +133,17 @@ static void test_virtual_service_shape(void **state) {
 
   char *got = convert(&vs.base, NULL);
   assert_string_equal(
-      got,
-      "{\"gateways\":[\"bookinfo/gw\",\"mesh\"],"
-      "\"hosts\":[\"bookinfo.example.com\"],"
-      "\"http\":[{\"match\":[{\"headers\":{\"x-user\":{\"exact\":\"\"}},"
-      "\"uri\":{\"prefix\":\"/api\"}}],"
-      "\"mirrorPercentage\":{\"value\":12.5},\"name\":\"r1\","
-      "\"retries\":{\"attempts\":3,\"perTryTimeout\":\"2s\","
-      "\"retryRemoteLocalities\":true},"
-      "\"route\":[{\"destination\":{\"host\":\"reviews\","
-      "\"port\":{\"number\":9080}},\"weight\":100}],\"timeout\":\"1.5s\"},"
-      "{\"redirect\":{\"derivePort\":\"FROM_PROTOCOL_DEFAULT\","
-      "\"uri\":\"/new\"}}]}");
+      got, "{\"gateways\":[\"bookinfo/gw\",\"mesh\"],"
+           "\"hosts\":[\"bookinfo.example.com\"],"
+           "\"http\":[{\"match\":[{\"headers\":{\"x-user\":{\"exact\":\"\"}},"
+           "\"uri\":{\"prefix\":\"/api\"}}],"
+           "\"mirrorPercentage\":{\"value\":12.5},\"name\":\"r1\","
+           "\"retries\":{\"attempts\":3,\"perTryTimeout\":\"2s\","
+           "\"retryRemoteLocalities\":true},"
+           "\"route\":[{\"destination\":{\"host\":\"reviews\","
+           "\"port\":{\"number\":9080}},\"weight\":100}],\"timeout\":\"1.5s\"},"
+           "{\"redirect\":{\"derivePort\":\"FROM_PROTOCOL_DEFAULT\","
+           "\"uri\":\"/new\"}}]}");
   free(got);
 }
 
@@ -191,8 +190,9 @@ static void test_durations_and_wrappers(void **state) {
     int32_t n;
     const char *want;
   } cases[] = {
-      {0, 0, "0s"},          {30, 0, "30s"},       {1, 500000000, "1.5s"},
-      {0, 250000000, "0.25s"}, {0, 1, "0.000000001s"}, {-1, -500000000, "-1.5s"},
+      {0, 0, "0s"},           {30, 0, "30s"},
+      {1, 500000000, "1.5s"}, {0, 250000000, "0.25s"},
+      {0, 1, "0.000000001s"}, {-1, -500000000, "-1.5s"},
       {86400, 0, "86400s"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -281,8 +281,8 @@ static void test_struct_value_and_arrays(void **state) {
   srv.n_hosts = 1;
   srv.hosts = hosts;
   char err[128];
-  assert_int_equal(amc_pb_lua_push(L, &srv.base, "spec", NULL, err,
-                                   sizeof err), 0);
+  assert_int_equal(amc_pb_lua_push(L, &srv.base, "spec", NULL, err, sizeof err),
+                   0);
   lua_getfield(L, -1, "hosts");
   assert_true(lua_getmetatable(L, -1));
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
@@ -312,10 +312,9 @@ static void test_any_unknown_is_reported(void **state) {
   Istio__Mcp__V1alpha1__Resource r = ISTIO__MCP__V1ALPHA1__RESOURCE__INIT;
   r.body = &any;
   char *got = convert(&r.base, NULL);
-  assert_string_equal(
-      got, "{\"body\":{\"@type\":\"type.googleapis.com/"
-           "istio.networking.v1alpha3.Gateway\","
-           "\"servers\":[{\"hosts\":[\"x.example.com\"]}]}}");
+  assert_string_equal(got, "{\"body\":{\"@type\":\"type.googleapis.com/"
+                           "istio.networking.v1alpha3.Gateway\","
+                           "\"servers\":[{\"hosts\":[\"x.example.com\"]}]}}");
   free(got);
 
   any.type_url = "type.googleapis.com/example.Unknown";
@@ -405,23 +404,21 @@ static void test_mcp_resource_kubernetes_shape(void **state) {
   size_t n = pack_resource("shop/web-gw", buf, 1);
   const amc_pb_kind_t *k = NULL;
   char ns[254], name[254], err[512];
-  assert_int_equal(amc_pb_lua_push_mcp_resource(L, buf, n,
-                                                amc_pb_kind_by_name("Gateway"),
-                                                NULL, &k, ns, name, err,
-                                                sizeof err),
-                   0);
+  assert_int_equal(
+      amc_pb_lua_push_mcp_resource(L, buf, n, amc_pb_kind_by_name("Gateway"),
+                                   NULL, &k, ns, name, err, sizeof err),
+      0);
   assert_string_equal(k->kind, "Gateway");
   assert_string_equal(ns, "shop");
   assert_string_equal(name, "web-gw");
   amc_buf_t b = AMC_BUF_INIT;
   assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
   assert_string_equal(
-      b.data,
-      "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"Gateway\","
-      "\"metadata\":{\"creationTimestamp\":\"2024-05-01T10:00:00.12Z\","
-      "\"labels\":{\"app\":\"shop\"},\"name\":\"web-gw\","
-      "\"namespace\":\"shop\",\"resourceVersion\":\"42\"},"
-      "\"spec\":{\"selector\":{\"istio\":\"ingressgateway\"}}}");
+      b.data, "{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"Gateway\","
+              "\"metadata\":{\"creationTimestamp\":\"2024-05-01T10:00:00.12Z\","
+              "\"labels\":{\"app\":\"shop\"},\"name\":\"web-gw\","
+              "\"namespace\":\"shop\",\"resourceVersion\":\"42\"},"
+              "\"spec\":{\"selector\":{\"istio\":\"ingressgateway\"}}}");
   amc_buf_free(&b);
   lua_settop(L, 0);
 
@@ -433,12 +430,12 @@ static void test_mcp_resource_kubernetes_shape(void **state) {
   assert_string_equal(err, "shop/web-gw: body type 'type.googleapis.com/"
                            "istio.networking.v1alpha3.Gateway' does not "
                            "match the subscribed type");
-  const char *bad_names[] = {"web-gw", "Shop/web", "shop/", "/web",
-                             "shop/we_b", "-shop/web"};
+  const char *bad_names[] = {"web-gw", "Shop/web",  "shop/",
+                             "/web",   "shop/we_b", "-shop/web"};
   for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
     n = pack_resource(bad_names[i], buf, 0);
-    assert_int_equal(amc_pb_lua_push_mcp_resource(L, buf, n, NULL, NULL, &k,
-                                                  ns, name, err, sizeof err),
+    assert_int_equal(amc_pb_lua_push_mcp_resource(L, buf, n, NULL, NULL, &k, ns,
+                                                  name, err, sizeof err),
                      -1);
     assert_non_null(strstr(err, "metadata.name must be"));
   }
