@@ -95,6 +95,21 @@ def simple_lb_case(identifier, expect):
     return test
 
 
+def test_keepalive_outside_server_policy_gets_goaway(tmp, cleanup):
+    """PINGs every 200 ms break gRPC C-core's (and istiod's) keepalive
+    policy: the server answers GOAWAY ENHANCE_YOUR_CALM "too_many_pings",
+    which amc reports and survives (the default 30 s stays within it)."""
+    srv, d = start(tmp, cleanup, dump_args=["--keepalive-ms", "200"])
+    d.wait_synced_all()
+    e = d.wait_event(lambda e: e["event"] == "disconnected", timeout=20,
+                     what="GOAWAY")
+    assert e["detail"] == ("UNAVAILABLE: server sent GOAWAY "
+                           "(ENHANCE_YOUR_CALM: too_many_pings)"), e
+    m = d.mark()
+    d.wait_synced_all(m)
+    assert not [x for x in d.snapshot() if x["event"] == "delete"]
+
+
 def make_pki(tmp):
     def sh(*a):
         subprocess.run(a, check=True, cwd=tmp, stdout=subprocess.DEVNULL,
@@ -183,6 +198,7 @@ if __name__ == "__main__":
     run(scenarios("xds") + [
         test_node_and_subscriptions, test_old_istiod_v1alpha3_only,
         test_nack_keeps_last_version,
+        test_keepalive_outside_server_policy_gets_goaway,
         simple_lb_case('{"Component":"istiod","Info":{"version":"1.13.2"}}',
                        "ROUND_ROBIN"),
         simple_lb_case('{"Component":"istiod","Info":{"version":"1.22.0"}}',

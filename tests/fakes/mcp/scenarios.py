@@ -203,5 +203,19 @@ def scenarios(proto):
                      "the slow update")
         assert not [e for e in d.since(m) if e["event"] == "disconnected"]
 
-    tests += [test_trailers_only_status_seen, test_slow_server_no_disconnect]
+    def test_large_push(tmp, cleanup):
+        """A push of several MB (one ~5 MB message) arrives whole."""
+        srv, d = start(tmp, cleanup)
+        m = d.mark()
+        gw = fixture("Gateway")
+        hosts = ["h%06d.bookinfo.example.com" % i for i in range(200000)]
+        gw["spec"]["servers"][0]["hosts"] = hosts
+        srv.control("/apply", {"objects": [gw]})
+        e = d.wait_event(lambda e: e["event"] == "upsert" and
+                         e["kind"] == "Gateway", m, 60, "the large update")
+        assert e["object"]["spec"]["servers"][0]["hosts"] == hosts
+        assert not [e for e in d.since(m) if e["event"] == "disconnected"]
+
+    tests += [test_trailers_only_status_seen, test_slow_server_no_disconnect,
+              test_large_push]
     return tests
