@@ -227,7 +227,11 @@ static void usage(FILE *f) {
           "  --namespace NS       xDS node NAMESPACE (default istio-system)\n"
           "  --node-id ID         node / sink id\n"
           "  --backoff-ms N       initial reconnect delay (default 500)\n"
-          "  --keepalive-ms N     PING interval (default 30000)\n"
+          "  --keepalive-ms N     PING interval (default 30000; istiod refuses "
+          "< 15000)\n"
+          "  --keepalive-timeout-ms N  PING answer deadline (default 10000)\n"
+          "  --connect-timeout-ms N    TCP+TLS+SETTINGS deadline (default "
+          "10000)\n"
           "  --insecure-skip-verify  do not verify the server certificate\n");
 }
 
@@ -264,6 +268,10 @@ int amc_cmd_mcp_dump(int argc, char **argv) {
       o.backoff_initial_ms = strtoull(v, NULL, 10);
     } else if (ARG("--keepalive-ms")) {
       o.keepalive_ms = strtoull(v, NULL, 10);
+    } else if (ARG("--keepalive-timeout-ms")) {
+      o.keepalive_timeout_ms = strtoull(v, NULL, 10);
+    } else if (ARG("--connect-timeout-ms")) {
+      o.connect_timeout_ms = strtoull(v, NULL, 10);
     } else if (ARG("--timeout-ms")) {
       timeout = strtoull(v, NULL, 10);
     } else {

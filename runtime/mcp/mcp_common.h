@@ -67,6 +67,8 @@ typedef struct {
   uint64_t backoff_initial_ms; /* 0 = 500 */
   uint64_t backoff_max_ms;     /* 0 = 30000 */
   uint64_t keepalive_ms;       /* 0 = grpc.h default (30 s) */
+  uint64_t keepalive_timeout_ms; /* 0 = grpc.h default (10 s) */
+  uint64_t connect_timeout_ms;   /* 0 = grpc.h default (10 s) */
   int simple_lb_legacy; /* SimpleLB 0 = ROUND_ROBIN; legacy MCP sets it */
 } amc_mcp_options_t;
 

@@ -97,6 +97,8 @@ static void connect_now(amc_mcp_sink_t *s) {
       .insecure_skip_verify = s->o.insecure_skip_verify,
       .token_file = s->o.token_file,
       .keepalive_ms = s->o.keepalive_ms,
+      .keepalive_timeout_ms = s->o.keepalive_timeout_ms,
+      .connect_timeout_ms = s->o.connect_timeout_ms,
   };
   amc_grpc_callbacks_t cb = {on_open, on_message, on_end};
   char err[300];

@@ -2,6 +2,7 @@
 against `amc mcp-dump` and the fake server, for one protocol each. Each
 returns the list of test functions for harness.run()."""
 import copy
+import os
 
 from harness import (KINDS, Dump, McpServer, fixture_objects, state_of,
                      wait_until)
@@ -216,6 +217,33 @@ def scenarios(proto):
         assert e["object"]["spec"]["servers"][0]["hosts"] == hosts
         assert not [e for e in d.since(m) if e["event"] == "disconnected"]
 
+    def test_frozen_server(tmp, cleanup):
+        """A server that stops answering (SIGSTOP: the kernel still accepts
+        connections) is caught by the PING timeout and then the connect
+        timeout; once it runs again the client converges, deleting nothing."""
+        import signal
+        srv, d = start(tmp, cleanup, dump_args=[
+            "--keepalive-ms", "300", "--keepalive-timeout-ms", "500",
+            "--connect-timeout-ms", "500"])
+        m = d.mark()
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            d.wait_event(lambda e: e["event"] == "disconnected" and
+                         "did not answer a PING" in e["detail"], m, 10,
+                         "keepalive timeout")
+            d.wait_event(lambda e: e["event"] == "disconnected" and
+                         "no response from" in e["detail"], m, 10,
+                         "connect timeout")
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        gw = fixture("Gateway")
+        gw["metadata"]["labels"]["thawed"] = "yes"
+        srv.control("/apply", {"objects": [gw]})
+        d.wait_event(lambda e: e["event"] == "upsert" and
+                     e["object"]["metadata"]["labels"].get("thawed"), m, 20,
+                     "the update after the thaw")
+        assert_no_delete(d.since(m))
+
     tests += [test_trailers_only_status_seen, test_slow_server_no_disconnect,
-              test_large_push]
+              test_large_push, test_frozen_server]
     return tests
