@@ -83,6 +83,13 @@ void amc_mcp_items_sort(amc_mcp_item_t *items, size_t n) {
     qsort(items, n, sizeof *items, item_cmp);
 }
 
+const amc_mcp_item_t *amc_mcp_items_dup(const amc_mcp_item_t *items, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    if (item_cmp(&items[i - 1], &items[i]) == 0)
+      return &items[i];
+  return NULL;
+}
+
 void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial,
                           uint64_t max) {
   b->initial = initial ? initial : 500;

@@ -102,6 +102,9 @@ void amc_mcp_items_free(amc_mcp_item_t *items, size_t n);
 amc_mcp_object_t amc_mcp_item_object(const amc_mcp_item_t *item);
 /* Sorts by namespace/name (the order objects are handed over in). */
 void amc_mcp_items_sort(amc_mcp_item_t *items, size_t n);
+/* After sorting: the first item whose namespace/name repeats, or NULL. A
+ * response naming an object twice is invalid (NACKed). */
+const amc_mcp_item_t *amc_mcp_items_dup(const amc_mcp_item_t *items, size_t n);
 
 /* Backoff state. */
 typedef struct {

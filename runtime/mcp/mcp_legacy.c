@@ -104,9 +104,20 @@ void amc_mcp_legacy_on_message(amc_mcp_sink_t *s, const uint8_t *data,
       return;
     }
   }
+  amc_mcp_items_sort(items, n);
+  const amc_mcp_item_t *dup = amc_mcp_items_dup(items, n);
+  if (dup) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s: %s %s/%s appears more than once", coll,
+             kind->kind, dup->ns, dup->name);
+    nack(s, coll, nonce, 3, msg);
+    amc_mcp_items_free(items, n);
+    amc_buf_reset(&s->conv.warn);
+    istio__mcp__v1alpha1__resources__free_unpacked(r, NULL);
+    return;
+  }
   amc_mcp_sink_valid(s);
   amc_mcp_sink_flush_warnings(s);
-  amc_mcp_items_sort(items, n);
   if (r->incremental) {
     for (size_t i = 0; i < n; i++) {
       amc_mcp_object_t o = amc_mcp_item_object(&items[i]);

@@ -172,6 +172,8 @@ def scenarios(proto):
                   "istio.networking.v1alpha3.Gateway"),
         nack_case("badname", "metadata.name must be"),
         nack_case("wrongtype", "does not match the subscribed type"),
+        nack_case("duplicate", "Gateway bookinfo/bookinfo-gateway appears "
+                  "more than once"),
         fault_case("reset", f_reset, "CANCELLED"),
         fault_case("abort", f_abort, "UNAVAILABLE: going away: 50% done"),
         fault_case("trailers_only", f_trailers_only, None),
