@@ -635,17 +635,26 @@ static int dns_ok(const char *s, size_t n, int label) {
   return 1;
 }
 
-static void set_string_map(lua_State *L, size_t n,
-                           Istio__Mcp__V1alpha1__Metadata__LabelsEntry **e,
-                           const char *field) {
+/* Returns the offending key when a key or value is not valid UTF-8. */
+static const char *
+set_string_map(lua_State *L, size_t n,
+               Istio__Mcp__V1alpha1__Metadata__LabelsEntry **e,
+               const char *field) {
   if (!n)
-    return;
+    return NULL;
   lua_createtable(L, 0, (int)n);
   for (size_t i = 0; i < n; i++) {
-    lua_pushstring(L, e[i]->value ? e[i]->value : "");
-    lua_setfield(L, -2, e[i]->key ? e[i]->key : "");
+    const char *k = e[i]->key ? e[i]->key : "";
+    const char *v = e[i]->value ? e[i]->value : "";
+    if (!utf8_ok(k, strlen(k)) || !utf8_ok(v, strlen(v))) {
+      lua_pop(L, 1);
+      return k;
+    }
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
   }
   lua_setfield(L, -2, field);
+  return NULL;
 }
 
 int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data, size_t len,
@@ -709,11 +718,27 @@ int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data, size_t len,
     lua_pushstring(L, md->version);
     lua_setfield(L, -2, "resourceVersion");
   }
-  set_string_map(L, md->n_labels, md->labels, "labels");
-  set_string_map(
-      L, md->n_annotations,
-      (Istio__Mcp__V1alpha1__Metadata__LabelsEntry **)md->annotations,
-      "annotations");
+  if (md->version && !utf8_ok(md->version, strlen(md->version))) {
+    snprintf(err, errlen, "%s/%s: metadata.version is not valid UTF-8", ns,
+             name);
+    lua_settop(L, top);
+    goto out;
+  }
+  const char *bad = set_string_map(L, md->n_labels, md->labels, "labels");
+  const char *where = "labels";
+  if (!bad) {
+    bad = set_string_map(
+        L, md->n_annotations,
+        (Istio__Mcp__V1alpha1__Metadata__LabelsEntry **)md->annotations,
+        "annotations");
+    where = "annotations";
+  }
+  if (bad) {
+    snprintf(err, errlen, "%s/%s: metadata.%s: an entry is not valid UTF-8", ns,
+             name, where);
+    lua_settop(L, top);
+    goto out;
+  }
   if (md->create_time) {
     conv_t c = {.L = L, .o = opts, .err = err, .errlen = errlen};
     if (push_timestamp(&c, md->create_time->seconds, md->create_time->nanos)) {

@@ -362,7 +362,8 @@ static void test_invalid_utf8_names_the_field(void **state) {
   assert_int_equal(lua_gettop(L), 0);
 }
 
-static size_t pack_resource(const char *name, uint8_t *out, int with_ts) {
+static size_t pack_resource_label(const char *name, uint8_t *out, int with_ts,
+                                  const char *label) {
   Istio__Networking__V1alpha3__Gateway gw =
       ISTIO__NETWORKING__V1ALPHA3__GATEWAY__INIT;
   Istio__Networking__V1alpha3__Gateway__SelectorEntry sel =
@@ -384,7 +385,7 @@ static size_t pack_resource(const char *name, uint8_t *out, int with_ts) {
   Istio__Mcp__V1alpha1__Metadata__LabelsEntry lab =
       ISTIO__MCP__V1ALPHA1__METADATA__LABELS_ENTRY__INIT;
   lab.key = "app";
-  lab.value = "shop";
+  lab.value = (char *)label;
   Istio__Mcp__V1alpha1__Metadata__LabelsEntry *labs[] = {&lab};
   Istio__Mcp__V1alpha1__Metadata md = ISTIO__MCP__V1ALPHA1__METADATA__INIT;
   md.name = (char *)name;
@@ -397,6 +398,10 @@ static size_t pack_resource(const char *name, uint8_t *out, int with_ts) {
   r.metadata = &md;
   r.body = &any;
   return istio__mcp__v1alpha1__resource__pack(&r, out);
+}
+
+static size_t pack_resource(const char *name, uint8_t *out, int with_ts) {
+  return pack_resource_label(name, out, with_ts, "shop");
 }
 
 static void test_mcp_resource_kubernetes_shape(void **state) {
@@ -439,6 +444,13 @@ static void test_mcp_resource_kubernetes_shape(void **state) {
                      -1);
     assert_non_null(strstr(err, "metadata.name must be"));
   }
+  char badlabel[] = {'s', (char)0xff, 0};
+  n = pack_resource_label("shop/web", buf, 0, badlabel);
+  assert_int_equal(amc_pb_lua_push_mcp_resource(L, buf, n, NULL, NULL, &k, ns,
+                                                name, err, sizeof err),
+                   -1);
+  assert_string_equal(err,
+                      "shop/web: metadata.labels: an entry is not valid UTF-8");
   uint8_t junk[] = {0x0a, 0x05, 0x01};
   assert_int_equal(amc_pb_lua_push_mcp_resource(L, junk, sizeof junk, NULL,
                                                 NULL, &k, ns, name, err,
