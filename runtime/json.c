@@ -29,6 +29,7 @@ typedef struct {
   const char *p;
   const char *end;
   int depth;
+  int trusted;        /* canonical input: no duplicate-key/UTF-8 checks */
   int array_mt;       /* stack index of the array metatable */
   amc_buf_t scratch;  /* unescaped string bytes */
   const char *err_at; /* where the error is */
@@ -157,6 +158,10 @@ static int dec_string(lua_State *L, dec_t *d) {
       continue;
     }
     if (c >= 0x80) {
+      if (d->trusted) {
+        p++;
+        continue;
+      }
       int n = utf8_len(p, end);
       if (!n)
         return dec_fail(d, (const char *)p, "invalid UTF-8 in string");
@@ -345,12 +350,14 @@ static int dec_object(lua_State *L, dec_t *d) {
     const char *key_at = d->p;
     if (dec_string(L, d) < 0)
       return -1;
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) != LUA_TNIL) {
-      return dec_fail(d, key_at, "duplicate key \"%.60s\"",
-                      lua_tostring(L, -2));
+    if (!d->trusted) {
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) != LUA_TNIL) {
+        return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                        lua_tostring(L, -2));
+      }
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':')
       return dec_fail(d, d->p, "':' expected after object key");
@@ -486,9 +493,10 @@ static void position(const char *start, const char *at, int *line, int *col) {
   *col = (int)(at - ls) + 1;
 }
 
-int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
-                    size_t errlen) {
+static int decode(lua_State *L, const char *s, size_t len, char *err,
+                  size_t errlen, int trusted) {
   dec_t d = {0};
+  d.trusted = trusted;
   d.start = d.p = s;
   d.end = s + len;
   int top = lua_gettop(L);
@@ -517,6 +525,16 @@ int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
     return -1;
   }
   return 0;
+}
+
+int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
+                    size_t errlen) {
+  return decode(L, s, len, err, errlen, 0);
+}
+
+int amc_json_decode_canonical(lua_State *L, const char *s, size_t len,
+                              char *err, size_t errlen) {
+  return decode(L, s, len, err, errlen, 1);
 }
 
 /* ------------------------------------------------------------------------ */

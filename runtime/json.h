@@ -41,7 +41,7 @@
 #include "util/buf.h"
 
 #define AMC_JSON_MAX_DEPTH 128
-#define AMC_JSON_ARRAY_MT "amc.json.array"
+#define AMC_JSON_ARRAY_MT  "amc.json.array"
 /* The null sentinel is this light userdata (its address is unique). */
 extern char amc_json_null_sentinel;
 #define AMC_JSON_NULL ((void *)&amc_json_null_sentinel)
@@ -50,6 +50,12 @@ extern char amc_json_null_sentinel;
  * whitespace allowed). Returns 0, or -1 with `err` filled. */
 int amc_json_decode(lua_State *L, const char *s, size_t len, char *err,
                     size_t errlen);
+
+/* Same, for text this module encoded (the store's objects): skips the
+ * duplicate-key and UTF-8 checks, which such text always passes. Syntax
+ * errors are still reported. */
+int amc_json_decode_canonical(lua_State *L, const char *s, size_t len,
+                              char *err, size_t errlen);
 
 /* Appends the canonical JSON of the value at `idx` to `out`. Returns 0, or
  * -1 with `err` filled (what was appended on error is unspecified). */

@@ -462,7 +462,12 @@ int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
   }
   lua_getfield(L, md, "annotations");
   int ann = lua_gettop(L);
-  take_field(L, idx, "status");
+  /* A Pod's status (podIP, readiness) is what rules read; other kinds'
+   * status is written by controllers (amc among them) and is only churn. */
+  if (strcmp(kind, "Pod") == 0)
+    lua_pushnil(L);
+  else
+    take_field(L, idx, "status");
   int v_status = lua_gettop(L);
   take_field(L, md, "managedFields");
   int v_mf = lua_gettop(L);
@@ -488,5 +493,5 @@ int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
 
 int amc_store_push(lua_State *L, const amc_store_obj_t *o, char *err,
                    size_t errlen) {
-  return amc_json_decode(L, o->json, o->json_len, err, errlen);
+  return amc_json_decode_canonical(L, o->json, o->json_len, err, errlen);
 }

@@ -6,7 +6,8 @@
  * never change what is stored); the controller listens for changes.
  *
  * Each object is kept as its canonical JSON (json.h) without the parts that
- * only add noise and churn: `status`, `metadata.managedFields` and the
+ * only add noise and churn: `status` (except for Pods, whose podIP and
+ * readiness rules read), `metadata.managedFields` and the
  * `kubectl.kubernetes.io/last-applied-configuration` annotation. Storing the
  * bytes (and not Lua tables) keeps memory small and makes "did it change?"
  * a memcmp. Kind strings are interned (one copy per kind).
@@ -70,7 +71,8 @@ void amc_store_set_listener(amc_store_t *s, amc_store_listener_fn fn,
 int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
                       int *changed, char *err, size_t errlen);
 
-/* Puts already-canonical, already-stripped JSON (e.g. from another store).
+/* Puts already-canonical, already-stripped JSON (amc_json_encode output;
+ * reads decode it with amc_json_decode_canonical, which trusts it).
  * Returns 0, or -1 when an argument is missing. */
 int amc_store_put_json(amc_store_t *s, const char *kind, const char *namespace_,
                        const char *name, const char *json, size_t json_len,

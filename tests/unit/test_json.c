@@ -357,6 +357,24 @@ static void test_decode_fresh_tables(void **state) {
     fail_msg("%s", lua_tostring(L, -1));
 }
 
+/* The canonical-input decoder gives the same values and still reports
+ * syntax errors. */
+static void test_decode_canonical(void **state) {
+  (void)state;
+  const char *in = "{\"a\":[1,2.5,\"\xc3\xa9\",null,{}],\"b\":[]}";
+  char err[256];
+  assert_int_equal(
+      amc_json_decode_canonical(L, in, strlen(in), err, sizeof err), 0);
+  amc_buf_t b = AMC_BUF_INIT;
+  assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+  assert_string_equal(b.data, in);
+  lua_pop(L, 1);
+  amc_buf_free(&b);
+  assert_int_equal(amc_json_decode_canonical(L, "{\"a\":}", 6, err, sizeof err),
+                   -1);
+  assert_string_equal(err, "line 1, column 6: unexpected character '}'");
+}
+
 /* Memory exhaustion while decoding is an error return, not a crash. */
 static size_t mem_limit, mem_used;
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -409,6 +427,7 @@ int main(void) {
       cmocka_unit_test(test_pretty),
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
+      cmocka_unit_test(test_decode_canonical),
       cmocka_unit_test(test_decode_out_of_memory),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -213,6 +213,18 @@ static void test_put_lua_strips_and_restores(void **state) {
                    -1);
   assert_string_equal(err, "Pod has no metadata.name");
   lua_pop(L, 1);
+  /* A Pod keeps its status: podIP and readiness are inputs. */
+  assert_int_equal(
+      luaL_dostring(L, "return {kind = 'Pod', metadata = {name = 'p', "
+                       "namespace = 'n'}, status = {podIP = '10.0.0.1'}}"),
+      LUA_OK);
+  assert_int_equal(amc_store_put_lua(s, L, -1, NULL, &changed, err, sizeof err),
+                   0);
+  assert_string_equal(amc_store_get(s, "Pod", "n", "p")->json,
+                      "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\","
+                      "\"namespace\":\"n\"},\"status\":{\"podIP\":"
+                      "\"10.0.0.1\"}}");
+  lua_pop(L, 1);
   /* push decodes a fresh copy each time. */
   o = amc_store_get(s, "Service", "ns", "a");
   assert_int_equal(amc_store_push(L, o, err, sizeof err), 0);

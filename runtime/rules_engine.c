@@ -1,0 +1,1261 @@
+/* rules_engine.c - Lua rule generations, sandbox, limits and read tracking.
+ *
+ * Conventions (see reference: Lua 5.4 manual; lua-embedding notes):
+ *   - Every entry into Lua is a lua_pcall with a traceback message handler;
+ *     the work itself runs in a C function under that pcall, so an error
+ *     anywhere (rule, limit, memory) unwinds to one place.
+ *   - Memory that must survive a Lua error (the translation being built,
+ *     scratch buffers) hangs off the engine, never off C locals, so a
+ *     longjmp cannot leak it.
+ *   - The generation is reachable from its lua_State through the extra
+ *     space (lua_getextraspace), which the hook, the allocator and the host
+ *     functions use. */
+#include "rules_engine.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+#include "util/buf.h"
+#include "util/embedded.h"
+
+#define HOOK_STEP      1000
+#define DEFAULT_CAP    ((size_t)256 << 20)
+#define DEFAULT_TMEM   ((size_t)64 << 20)
+#define DEFAULT_BUDGET 50000000ULL
+
+typedef struct {
+  char *rel;  /* "lib/names.lua" */
+  char *name; /* "lib/names" */
+  char *text;
+  size_t len;
+} rule_file_t;
+
+typedef struct gen gen_t;
+
+struct amc_rules_engine {
+  amc_store_t *store;
+  const amc_settings_t *settings;
+  size_t cap, tmem;
+  uint64_t budget;
+  char *runtime_dir;
+  gen_t *active;
+  uint64_t generations;
+  /* The operation in progress (a load or a translation). */
+  uint64_t instr;
+  int budget_hit;
+  char budget_where[300];
+  /* load */
+  rule_file_t *files;
+  size_t n_files;
+  amc_buf_t import_stack; /* "a -> b" for cycle messages */
+  /* translate */
+  const amc_store_obj_t *cur_obj;
+  amc_translation_t *cur_t;
+  size_t objs_cap, diags_cap, reads_cap;
+  char *out_err; /* invalid output (not a Lua error) */
+  amc_buf_t scratch;
+};
+
+struct gen {
+  lua_State *L;
+  amc_rules_engine_t *eng;
+  size_t used, cap, limit;
+  int mem_refused;
+  uint64_t number;
+  char digest[65];
+  char *entry_file; /* "rules/gateway.lua" */
+  int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
+  int ref_cache; /* objects decoded in this translation, by store entry */
+};
+
+static gen_t *GEN(lua_State *L) {
+  return *(gen_t **)lua_getextraspace(L);
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s ? s : "");
+  if (!p)
+    abort();
+  return p;
+}
+
+static char *xasprintf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...) {
+  amc_buf_t b = AMC_BUF_INIT;
+  va_list ap;
+  va_start(ap, fmt);
+  amc_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  return amc_buf_steal(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Allocator, hook, message handler                                          */
+
+static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  gen_t *g = ud;
+  if (!ptr)
+    osize = 0; /* osize is a type code then */
+  if (nsize == 0) {
+    free(ptr);
+    g->used -= osize;
+    return NULL;
+  }
+  if (nsize > osize && g->used + (nsize - osize) > g->limit) {
+    g->mem_refused = 1;
+    return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (!p)
+    return nsize <= osize ? ptr : NULL; /* shrinking never fails */
+  g->used = g->used - osize + nsize;
+  return p;
+}
+
+/* The innermost rule file on the stack ("rules/x.lua:12"), else NULL. */
+static int rule_position(lua_State *L, char *out, size_t n) {
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar))
+      continue;
+    if (ar.source && strncmp(ar.source, "@rules/", 7) == 0) {
+      snprintf(out, n, "%s:%d", ar.source + 1, ar.currentline);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  amc_rules_engine_t *e = GEN(L)->eng;
+  e->instr += HOOK_STEP;
+  if (e->instr <= e->budget)
+    return;
+  if (!e->budget_hit) {
+    e->budget_hit = 1;
+    if (rule_position(L, e->budget_where, sizeof e->budget_where) < 0)
+      e->budget_where[0] = '\0';
+  }
+  luaL_error(L, "instruction budget exceeded");
+}
+
+static int msg_handler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sandbox                                                                   */
+
+static int sb_undefined(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  luaL_where(L, 1);
+  lua_pushfstring(L, "undefined global '%s'", k ? k : "?");
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static int sb_assign(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  luaL_where(L, 1);
+  lua_pushfstring(L,
+                  "assignment to global '%s' (rules may not set globals; "
+                  "use local)",
+                  k ? k : "?");
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+static int sb_readonly(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  return luaL_error(L, "attempt to modify read-only table (field '%s')",
+                    k ? k : "?");
+}
+
+static int sb_proxy_pairs(lua_State *L) {
+  lua_getglobal(L, "next");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushnil(L);
+  return 3;
+}
+
+/* Pushes a read-only proxy for the table at `idx`. */
+static void push_proxy(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sb_readonly);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, idx);
+  lua_pushcclosure(L, sb_proxy_pairs, 1);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+static int sb_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+    return luaL_error(L, "setmetatable: __gc metamethods are not allowed");
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* pcall/xpcall that cannot swallow a limit error. */
+static int sb_pcall(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  gen_t *g = GEN(L);
+  if (!lua_toboolean(L, 1)) {
+    const char *m = lua_tostring(L, 2);
+    if (g->eng->budget_hit ||
+        (g->mem_refused && m && strcmp(m, "not enough memory") == 0)) {
+      lua_settop(L, 2);
+      return lua_error(L);
+    }
+  }
+  return lua_gettop(L);
+}
+
+/* import(name): a module of this generation. */
+static int l_import(lua_State *L);
+
+static const char *const sb_globals[] = {
+    "assert",   "error",    "ipairs",   "next",     "pairs",
+    "select",   "tonumber", "tostring", "type",     "getmetatable",
+    "rawequal", "rawget",   "rawlen",   "_VERSION", NULL,
+};
+
+/* Builds the sandbox base table and leaves it on the stack. Expects the
+ * standard libraries in the globals. */
+static void build_sandbox(lua_State *L) {
+  lua_newtable(L);
+  int base = lua_gettop(L);
+  for (int i = 0; sb_globals[i]; i++) {
+    lua_getglobal(L, sb_globals[i]);
+    lua_setfield(L, base, sb_globals[i]);
+  }
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, sb_setmetatable, 1);
+  lua_setfield(L, base, "setmetatable");
+  lua_getglobal(L, "pcall");
+  lua_pushcclosure(L, sb_pcall, 1);
+  lua_setfield(L, base, "pcall");
+  lua_getglobal(L, "xpcall");
+  lua_pushcclosure(L, sb_pcall, 1);
+  lua_setfield(L, base, "xpcall");
+  lua_pushcfunction(L, l_import);
+  lua_setfield(L, base, "import");
+  /* Read-only libraries. math without the random functions. */
+  lua_getglobal(L, "string");
+  push_proxy(L, -1);
+  lua_setfield(L, base, "string");
+  /* Every string indexes the proxy; the metatable itself is hidden. */
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  lua_getfield(L, base, "string");
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 3);
+  lua_getglobal(L, "table");
+  push_proxy(L, -1);
+  lua_setfield(L, base, "table");
+  lua_pop(L, 1);
+  lua_getglobal(L, "utf8");
+  push_proxy(L, -1);
+  lua_setfield(L, base, "utf8");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_getglobal(L, "math");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    const char *k = lua_tostring(L, -2);
+    if (strcmp(k, "random") == 0 || strcmp(k, "randomseed") == 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  push_proxy(L, -1);
+  lua_setfield(L, base, "math");
+  lua_pop(L, 1);
+  /* Unknown names raise. */
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, sb_undefined);
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, base);
+}
+
+/* Pushes a fresh environment for one module. */
+static void push_module_env(lua_State *L, gen_t *g) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_sandbox);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sb_assign);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Modules                                                                   */
+
+static const rule_file_t *find_file(amc_rules_engine_t *e, const char *name) {
+  for (size_t i = 0; i < e->n_files; i++) {
+    if (strcmp(e->files[i].name, name) == 0)
+      return &e->files[i];
+  }
+  return NULL;
+}
+
+static int l_import(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  gen_t *g = GEN(L);
+  amc_rules_engine_t *e = g->eng;
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.modules");
+  if (lua_getfield(L, 2, name) != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  const rule_file_t *f = e->files ? find_file(e, name) : NULL;
+  if (!f)
+    return luaL_error(L, "import(\"%s\"): no module rules/%s.lua", name, name);
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.loading");
+  if (lua_getfield(L, 3, name) != LUA_TNIL)
+    return luaL_error(L, "import cycle: %s -> %s", e->import_stack.data, name);
+  lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, 3, name);
+  size_t mark = e->import_stack.len;
+  amc_buf_printf(&e->import_stack, "%s%s", mark ? " -> " : "", name);
+  char chunk[600];
+  snprintf(chunk, sizeof chunk, "@rules/%s", f->rel);
+  if (luaL_loadbufferx(L, f->text, f->len, chunk, "t") != LUA_OK)
+    return lua_error(L);
+  push_module_env(L, g);
+  lua_setupvalue(L, -2, 1);
+  lua_call(L, 0, 1);
+  if (lua_type(L, -1) != LUA_TTABLE)
+    return luaL_error(L, "rules/%s: a module must return a table (got %s)",
+                      f->rel, luaL_typename(L, -1));
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 2, name);
+  lua_pushnil(L);
+  lua_setfield(L, 3, name);
+  e->import_stack.len = mark;
+  if (e->import_stack.data)
+    e->import_stack.data[mark] = '\0';
+  return 1;
+}
+
+/* Runtime modules (rt, validate, avi_schema): trusted code, run with the
+ * plain globals plus this require. */
+static int l_runtime_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  gen_t *g = GEN(L);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.runtime");
+  if (lua_getfield(L, 2, name) != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  char file[300], chunk[340];
+  snprintf(file, sizeof file, "%s.lua", name);
+  snprintf(chunk, sizeof chunk, "@runtime/lua/%s", file);
+  if (g->eng->runtime_dir) {
+    amc_buf_t *b = &g->eng->scratch;
+    amc_buf_reset(b);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", g->eng->runtime_dir, file);
+    int rc = amc_buf_read_file(b, path);
+    if (rc < 0)
+      return luaL_error(L, "runtime module %s: %s: %s", name, path,
+                        strerror(-rc));
+    if (luaL_loadbufferx(L, b->data ? b->data : "", b->len, chunk, "t") !=
+        LUA_OK)
+      return lua_error(L);
+  } else {
+    const amc_embedded_file_t *f = amc_embedded_find(file);
+    if (!f)
+      return luaL_error(L, "runtime module %s: not embedded in this build",
+                        name);
+    if (luaL_loadbufferx(L, f->data, f->len, chunk, "t") != LUA_OK)
+      return lua_error(L);
+  }
+  lua_call(L, 0, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 2, name);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host functions (rt.get, rt.list, rt.hash)                                 */
+
+static char *dup_opt(const char *s) {
+  return s ? xstrdup(s) : NULL;
+}
+
+static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                        const char *name) {
+  amc_translation_t *t = e->cur_t;
+  if (!t)
+    return;
+  if (t->n_reads == e->reads_cap) {
+    e->reads_cap = e->reads_cap ? e->reads_cap * 2 : 16;
+    amc_read_t *r = realloc(t->reads, e->reads_cap * sizeof *r);
+    if (!r)
+      abort();
+    t->reads = r;
+  }
+  amc_read_t *r = &t->reads[t->n_reads++];
+  r->kind = xstrdup(kind);
+  r->namespace_ = dup_opt(ns);
+  r->name = dup_opt(name);
+}
+
+static const char *opt_string(lua_State *L, int i, const char *what) {
+  int t = lua_type(L, i);
+  if (t == LUA_TNIL || t == LUA_TNONE ||
+      (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == AMC_JSON_NULL))
+    return NULL;
+  if (t != LUA_TSTRING)
+    luaL_error(L, "%s must be a string or nil, got %s", what,
+               luaL_typename(L, i));
+  return lua_tostring(L, i);
+}
+
+static int push_obj(lua_State *L, const amc_store_obj_t *o) {
+  char err[200];
+  if (amc_store_push(L, o, err, sizeof err) < 0)
+    return luaL_error(L, "decoding %s %s: %s", o->kind, o->name, err);
+  return 0;
+}
+
+/* Pushes the object for the rules: decoded on its first read in this
+ * translation, the same table on later reads (the store does not change
+ * during a translation; rules are not to mutate their input, and even if
+ * they do, the next translation decodes afresh). */
+static void push_cached(lua_State *L, gen_t *g, int cache,
+                        const amc_store_obj_t *o) {
+  if (lua_rawgetp(L, cache, o) != LUA_TNIL)
+    return;
+  lua_pop(L, 1);
+  push_obj(L, o);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, cache, o);
+  (void)g;
+}
+
+static int host_get(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *kind = luaL_checkstring(L, 1);
+  const char *ns = opt_string(L, 2, "rt.get: namespace");
+  const char *name = luaL_checkstring(L, 3);
+  record_read(e, kind, ns, name);
+  const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
+  if (!o) {
+    lua_pushnil(L);
+    return 1;
+  }
+  gen_t *g = GEN(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  push_cached(L, g, lua_gettop(L), o);
+  return 1;
+}
+
+static int host_list(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *kind = luaL_checkstring(L, 1);
+  const char *ns = opt_string(L, 2, "rt.list: namespace");
+  record_read(e, kind, ns, NULL);
+  const amc_store_obj_t *const *l;
+  size_t n = amc_store_list(e->store, kind, ns, &l);
+  gen_t *g = GEN(L);
+  luaL_checkstack(L, 6, "rt.list");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  int cache = lua_gettop(L);
+  lua_createtable(L, n > 1000000 ? 1000000 : (int)n, 0);
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  lua_setmetatable(L, -2);
+  for (size_t i = 0; i < n; i++) {
+    push_cached(L, g, cache, l[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+static int host_hash(lua_State *L) {
+  size_t n;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= 0x100000001b3ULL;
+  }
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  lua_pushlstring(L, hex, 16);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading a generation                                                      */
+
+static void free_files(rule_file_t *f, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(f[i].rel);
+    free(f[i].name);
+    free(f[i].text);
+  }
+  free(f);
+}
+
+static int str_ptr_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int file_cmp(const void *a, const void *b) {
+  return strcmp(((const rule_file_t *)a)->rel, ((const rule_file_t *)b)->rel);
+}
+
+/* Collects *.lua under root/rel, recursively. */
+static int walk_rules(const char *root, const char *rel, rule_file_t **files,
+                      size_t *n, size_t *cap, int depth, char *err,
+                      size_t errlen) {
+  if (depth > 16) {
+    snprintf(err, errlen, "%s/%s: directories nested too deeply", root, rel);
+    return -1;
+  }
+  char dir[1200];
+  snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
+  DIR *d = opendir(dir);
+  if (!d) {
+    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+    return -1;
+  }
+  char **names = NULL;
+  size_t nn = 0, nc = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (nn == nc) {
+      nc = nc ? nc * 2 : 16;
+      names = realloc(names, nc * sizeof *names);
+      if (!names)
+        abort();
+    }
+    names[nn++] = xstrdup(de->d_name);
+  }
+  closedir(d);
+  qsort(names, nn, sizeof *names, str_ptr_cmp);
+  int rc = 0;
+  for (size_t i = 0; i < nn && rc == 0; i++) {
+    char sub[1200], path[2400];
+    snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", names[i]);
+    snprintf(path, sizeof path, "%s/%s", root, sub);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+      snprintf(err, errlen, "%s: %s", path, strerror(errno));
+      rc = -1;
+    } else if (S_ISDIR(st.st_mode)) {
+      rc = walk_rules(root, sub, files, n, cap, depth + 1, err, errlen);
+    } else if (S_ISREG(st.st_mode)) {
+      size_t l = strlen(sub);
+      if (l > 4 && strcmp(sub + l - 4, ".lua") == 0) {
+        amc_buf_t b = AMC_BUF_INIT;
+        int r = amc_buf_read_file(&b, path);
+        if (r < 0) {
+          snprintf(err, errlen, "%s: %s", path, strerror(-r));
+          amc_buf_free(&b);
+          rc = -1;
+        } else {
+          if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *files = realloc(*files, *cap * sizeof **files);
+            if (!*files)
+              abort();
+          }
+          rule_file_t *f = &(*files)[(*n)++];
+          f->rel = xstrdup(sub);
+          f->name = xstrdup(sub);
+          f->name[l - 4] = '\0';
+          f->len = b.len;
+          f->text = amc_buf_steal(&b);
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < nn; i++)
+    free(names[i]);
+  free(names);
+  return rc;
+}
+
+static void digest_files(const rule_file_t *f, size_t n, char out[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx)
+    abort();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char len[8];
+    uint64_t l = f[i].len;
+    for (int j = 0; j < 8; j++)
+      len[j] = (unsigned char)(l >> (8 * j));
+    EVP_DigestUpdate(ctx, f[i].rel, strlen(f[i].rel) + 1);
+    EVP_DigestUpdate(ctx, len, 8);
+    EVP_DigestUpdate(ctx, f[i].text, f[i].len);
+  }
+  EVP_DigestFinal_ex(ctx, md, &mdlen);
+  EVP_MD_CTX_free(ctx);
+  for (unsigned i = 0; i < 32 && i < mdlen; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  out[64] = '\0';
+}
+
+static int protect_array_mt(lua_State *L) {
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, sb_readonly);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Runs under pcall: builds the whole generation in g->L. */
+static int load_protected(lua_State *L) {
+  gen_t *g = GEN(L);
+  amc_rules_engine_t *e = g->eng;
+  static const luaL_Reg libs[] = {
+      {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string},
+      {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+      {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL},
+  };
+  for (const luaL_Reg *l = libs; l->name; l++) {
+    luaL_requiref(L, l->name, l->func, 1);
+    lua_pop(L, 1);
+  }
+  /* Trusted runtime code keeps the globals, minus file and VM access. */
+  static const char *const drop[] = {"dofile",         "loadfile", "load",
+                                     "collectgarbage", "print",    NULL};
+  for (int i = 0; drop[i]; i++) {
+    lua_pushnil(L);
+    lua_setglobal(L, drop[i]);
+  }
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+  protect_array_mt(L);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "amc.modules");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "amc.loading");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "amc.runtime");
+  build_sandbox(L);
+  g->ref_sandbox = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  g->ref_cache = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_runtime_require);
+  lua_setglobal(L, "require");
+  lua_pushcfunction(L, amc_json_open);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "json");
+
+  /* The runtime library. */
+  lua_pushcfunction(L, l_runtime_require);
+  lua_pushliteral(L, "rt");
+  lua_call(L, 1, 1);
+  if (lua_type(L, -1) != LUA_TTABLE ||
+      lua_getfield(L, -1, "new") != LUA_TFUNCTION)
+    return luaL_error(L, "runtime/lua/rt.lua: must return a table with new");
+  g->ref_rt_new = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_runtime_require);
+  lua_pushliteral(L, "validate");
+  lua_call(L, 1, 1);
+  if (lua_type(L, -1) != LUA_TTABLE ||
+      lua_getfield(L, -1, "object") != LUA_TFUNCTION)
+    return luaL_error(L, "runtime/lua/validate.lua: must return a table with "
+                         "object");
+  g->ref_validate = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+
+  /* Every module, in path order. */
+  for (size_t i = 0; i < e->n_files; i++) {
+    lua_pushcfunction(L, l_import);
+    lua_pushstring(L, e->files[i].name);
+    lua_call(L, 1, 0);
+  }
+
+  /* The entry rule. */
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.modules");
+  int mods = lua_gettop(L);
+  const char *entry = NULL;
+  for (size_t i = 0; i < e->n_files; i++) {
+    const rule_file_t *f = &e->files[i];
+    lua_getfield(L, mods, f->name);
+    int m = lua_gettop(L);
+    if (lua_getfield(L, m, "translate") == LUA_TNIL) {
+      lua_settop(L, mods);
+      continue;
+    }
+    if (lua_type(L, -1) != LUA_TFUNCTION)
+      return luaL_error(L, "rules/%s: translate must be a function", f->rel);
+    lua_getfield(L, m, "api_version");
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != 1)
+      return luaL_error(L,
+                        "rules/%s: entry rule must declare api_version = 1 "
+                        "(this amc supports only 1)",
+                        f->rel);
+    lua_pop(L, 1);
+    lua_getfield(L, m, "kind");
+    const char *kind = lua_tostring(L, -1);
+    if (!kind || strcmp(kind, "Gateway") != 0)
+      return luaL_error(L,
+                        "rules/%s: entry rule kind must be \"Gateway\" "
+                        "(the only key kind), got %s",
+                        f->rel, kind ? kind : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    if (entry)
+      return luaL_error(L, "rules/%s and rules/%s.lua both translate Gateway",
+                        f->rel, entry);
+    entry = f->name;
+    free(g->entry_file);
+    g->entry_file = xasprintf("rules/%s", f->rel);
+    g->ref_translate = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, mods);
+  }
+  if (!entry)
+    return luaL_error(L, "no entry rule: no module has translate with "
+                         "api_version = 1 and kind = \"Gateway\"");
+  lua_settop(L, 0);
+  return 0;
+}
+
+static void gen_free(gen_t *g) {
+  if (!g)
+    return;
+  if (g->L)
+    lua_close(g->L);
+  free(g->entry_file);
+  free(g);
+}
+
+int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
+                          size_t errlen) {
+  rule_file_t *files = NULL;
+  size_t n = 0, cap = 0;
+  if (walk_rules(dir, "", &files, &n, &cap, 0, err, errlen) < 0) {
+    free_files(files, n);
+    return -1;
+  }
+  if (n == 0) {
+    snprintf(err, errlen, "%s: no rule files (*.lua)", dir);
+    free(files);
+    return -1;
+  }
+  qsort(files, n, sizeof *files, file_cmp);
+  gen_t *g = calloc(1, sizeof *g);
+  if (!g)
+    abort();
+  g->eng = e;
+  g->cap = g->limit = e->cap;
+  g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
+      g->ref_cache = LUA_NOREF;
+  digest_files(files, n, g->digest);
+  g->L = lua_newstate(gen_alloc, g);
+  if (!g->L) {
+    snprintf(err, errlen, "cannot create a Lua state (memory cap too low?)");
+    free_files(files, n);
+    free(g);
+    return -1;
+  }
+  *(gen_t **)lua_getextraspace(g->L) = g;
+  lua_gc(g->L, LUA_GCGEN, 0, 0);
+  e->files = files;
+  e->n_files = n;
+  amc_buf_reset(&e->import_stack);
+  e->instr = 0;
+  e->budget_hit = 0;
+  g->mem_refused = 0;
+  lua_State *L = g->L;
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  int rc = -1;
+  if (lua_checkstack(L, 4)) {
+    lua_pushcfunction(L, msg_handler);
+    lua_pushcfunction(L, load_protected);
+    int status = lua_pcall(L, 0, 0, 1);
+    if (status == LUA_OK) {
+      rc = 0;
+    } else if (e->budget_hit) {
+      snprintf(err, errlen,
+               "%s: instruction budget exceeded (%llu instructions) while "
+               "loading rules from %s",
+               e->budget_where[0] ? e->budget_where : "rules",
+               (unsigned long long)e->budget, dir);
+    } else if (status == LUA_ERRMEM) {
+      snprintf(err, errlen,
+               "memory limit exceeded (%zu bytes) while loading rules from %s",
+               g->cap, dir);
+    } else {
+      const char *m = lua_tostring(L, -1);
+      snprintf(err, errlen, "loading rules from %s: %s", dir,
+               m ? m : "unknown error");
+    }
+  } else {
+    snprintf(err, errlen, "cannot grow the Lua stack");
+  }
+  lua_sethook(L, NULL, 0, 0);
+  e->files = NULL;
+  e->n_files = 0;
+  free_files(files, n);
+  if (rc < 0) {
+    gen_free(g);
+    return -1;
+  }
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  gen_free(e->active);
+  e->active = g;
+  g->number = ++e->generations;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Translating                                                               */
+
+static int out_fail(amc_rules_engine_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int out_fail(amc_rules_engine_t *e, const char *fmt, ...) {
+  if (e->out_err)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  va_list ap;
+  va_start(ap, fmt);
+  amc_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  e->out_err = amc_buf_steal(&b);
+  return 0;
+}
+
+static const char *field_str(lua_State *L, int t, const char *f) {
+  lua_getfield(L, t, f);
+  const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1); /* still referenced by the table */
+  return s;
+}
+
+static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
+  amc_translation_t *t = e->cur_t;
+  int ty = lua_getfield(L, res, "diagnostics");
+  if (ty == LUA_TNIL)
+    return 0;
+  if (ty != LUA_TTABLE)
+    return out_fail(e, "result.diagnostics must be an array, got %s",
+                    luaL_typename(L, -1)),
+           -1;
+  int dl = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, dl);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, dl, i);
+    int d = lua_gettop(L);
+    if (lua_type(L, d) != LUA_TTABLE)
+      return out_fail(e, "diagnostics[%lld] must be a table", (long long)i - 1),
+             -1;
+    const char *sev = field_str(L, d, "severity");
+    const char *field = field_str(L, d, "field");
+    const char *msg = field_str(L, d, "message");
+    if (!sev || (strcmp(sev, "warning") != 0 && strcmp(sev, "error") != 0))
+      return out_fail(e,
+                      "diagnostics[%lld].severity must be \"warning\" or "
+                      "\"error\"",
+                      (long long)i - 1),
+             -1;
+    if (!msg)
+      return out_fail(e, "diagnostics[%lld].message must be a string",
+                      (long long)i - 1),
+             -1;
+    if (lua_getfield(L, d, "object") != LUA_TTABLE)
+      return out_fail(e, "diagnostics[%lld].object must be a table",
+                      (long long)i - 1),
+             -1;
+    int o = lua_gettop(L);
+    const char *kind = field_str(L, o, "kind");
+    const char *ns = field_str(L, o, "namespace");
+    const char *name = field_str(L, o, "name");
+    if (!kind || !name)
+      return out_fail(e, "diagnostics[%lld].object needs kind and name strings",
+                      (long long)i - 1),
+             -1;
+    if (t->n_diags == e->diags_cap) {
+      e->diags_cap = e->diags_cap ? e->diags_cap * 2 : 8;
+      amc_diag_t *nd = realloc(t->diags, e->diags_cap * sizeof *nd);
+      if (!nd)
+        abort();
+      t->diags = nd;
+    }
+    amc_diag_t *dg = &t->diags[t->n_diags++];
+    dg->severity = sev[0] == 'e' ? AMC_DIAG_ERROR : AMC_DIAG_WARNING;
+    dg->kind = xstrdup(kind);
+    dg->namespace_ = ns && *ns ? xstrdup(ns) : NULL;
+    dg->name = xstrdup(name);
+    dg->field = xstrdup(field ? field : "");
+    dg->message = xstrdup(msg);
+    lua_settop(L, dl);
+  }
+  lua_settop(L, res);
+  return 0;
+}
+
+static int obj_cmp(const void *a, const void *b) {
+  const amc_avi_object_t *x = a, *y = b;
+  int c = strcmp(x->type, y->type);
+  return c ? c : strcmp(x->name, y->name);
+}
+
+static int collect_objects(lua_State *L, gen_t *g, int res) {
+  amc_rules_engine_t *e = g->eng;
+  amc_translation_t *t = e->cur_t;
+  int ty = lua_getfield(L, res, "objects");
+  if (ty == LUA_TNIL)
+    return 0;
+  if (ty != LUA_TTABLE)
+    return out_fail(e, "result.objects must be an array, got %s",
+                    luaL_typename(L, -1)),
+           -1;
+  int ol = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, ol);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, ol, i);
+    int it = lua_gettop(L);
+    if (lua_type(L, it) != LUA_TTABLE)
+      return out_fail(e, "objects[%lld] must be a table {type=, object=}",
+                      (long long)i - 1),
+             -1;
+    const char *type = field_str(L, it, "type");
+    if (!type || !*type)
+      return out_fail(e, "objects[%lld].type must be a non-empty string",
+                      (long long)i - 1),
+             -1;
+    if (lua_getfield(L, it, "object") != LUA_TTABLE)
+      return out_fail(e, "objects[%lld] (%s): object must be a table",
+                      (long long)i - 1, type),
+             -1;
+    int obj = lua_gettop(L);
+    const char *name = field_str(L, obj, "name");
+    if (!name || !*name)
+      return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
+                      type),
+             -1;
+    /* validate.object(type, object) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
+    lua_pushvalue(L, it);
+    lua_getfield(L, -1, "type");
+    lua_replace(L, -2);
+    lua_pushvalue(L, obj);
+    lua_call(L, 2, 2);
+    if (!lua_toboolean(L, -2)) {
+      const char *m = lua_tostring(L, -1);
+      if (m && m[0] == ':' && m[1] == ' ')
+        m += 2;
+      return out_fail(e, "invalid %s \"%s\": %s", type, name,
+                      m ? m : "rejected by validate.object"),
+             -1;
+    }
+    lua_pop(L, 2);
+    amc_buf_reset(&e->scratch);
+    char jerr[300];
+    if (amc_json_encode(L, obj, &e->scratch, jerr, sizeof jerr) < 0)
+      return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
+    if (t->n_objects == e->objs_cap) {
+      e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
+      amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
+      if (!no)
+        abort();
+      t->objects = no;
+    }
+    amc_avi_object_t *ao = &t->objects[t->n_objects++];
+    ao->type = xstrdup(type);
+    ao->name = xstrdup(name);
+    ao->json_len = e->scratch.len;
+    ao->json = amc_buf_steal(&e->scratch);
+    lua_settop(L, ol);
+  }
+  lua_settop(L, res);
+  if (t->n_objects > 1)
+    qsort(t->objects, t->n_objects, sizeof *t->objects, obj_cmp);
+  for (size_t i = 1; i < t->n_objects; i++) {
+    if (obj_cmp(&t->objects[i - 1], &t->objects[i]) == 0)
+      return out_fail(e,
+                      "two %s objects named \"%s\" (names must be unique "
+                      "per type)",
+                      t->objects[i].type, t->objects[i].name),
+             -1;
+  }
+  return 0;
+}
+
+/* Runs under pcall: the whole translation of e->cur_obj. */
+static int translate_protected(lua_State *L) {
+  gen_t *g = GEN(L);
+  amc_rules_engine_t *e = g->eng;
+  lua_settop(L, 0);
+  luaL_checkstack(L, 16, "translate");
+  lua_newtable(L);
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
+  push_obj(L, e->cur_obj);                             /* 2 */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
+  lua_createtable(L, 0, 6);
+  lua_pushcfunction(L, host_get);
+  lua_setfield(L, -2, "get");
+  lua_pushcfunction(L, host_list);
+  lua_setfield(L, -2, "list");
+  lua_pushcfunction(L, host_hash);
+  lua_setfield(L, -2, "hash");
+  lua_pushlightuserdata(L, AMC_JSON_NULL);
+  lua_setfield(L, -2, "null");
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  lua_setfield(L, -2, "array_mt");
+  amc_settings_push(L, e->settings);
+  lua_setfield(L, -2, "settings");
+  lua_call(L, 1, 1); /* 3: rt */
+  lua_call(L, 2, 1); /* 1: result */
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return out_fail(e, "translate must return a table (out:result()), got %s",
+                    luaL_typename(L, 1));
+  if (collect_objects(L, g, 1) < 0)
+    return 0;
+  collect_diags(L, e, 1);
+  return 0;
+}
+
+static void clear_output(amc_translation_t *t) {
+  for (size_t i = 0; i < t->n_objects; i++) {
+    free(t->objects[i].type);
+    free(t->objects[i].name);
+    free(t->objects[i].json);
+  }
+  free(t->objects);
+  t->objects = NULL;
+  t->n_objects = 0;
+  for (size_t i = 0; i < t->n_diags; i++) {
+    free(t->diags[i].kind);
+    free(t->diags[i].namespace_);
+    free(t->diags[i].name);
+    free(t->diags[i].field);
+    free(t->diags[i].message);
+  }
+  free(t->diags);
+  t->diags = NULL;
+  t->n_diags = 0;
+}
+
+static int cmp_opt(const char *a, const char *b) {
+  if (!a || !b)
+    return (a != NULL) - (b != NULL);
+  return strcmp(a, b);
+}
+
+static int read_cmp(const void *pa, const void *pb) {
+  const amc_read_t *a = pa, *b = pb;
+  int c = strcmp(a->kind, b->kind);
+  if (!c)
+    c = cmp_opt(a->namespace_, b->namespace_);
+  if (!c)
+    c = cmp_opt(a->name, b->name);
+  return c;
+}
+
+static void dedup_reads(amc_translation_t *t) {
+  if (t->n_reads < 2)
+    return;
+  qsort(t->reads, t->n_reads, sizeof *t->reads, read_cmp);
+  size_t w = 1;
+  for (size_t i = 1; i < t->n_reads; i++) {
+    if (read_cmp(&t->reads[w - 1], &t->reads[i]) == 0) {
+      free(t->reads[i].kind);
+      free(t->reads[i].namespace_);
+      free(t->reads[i].name);
+    } else {
+      t->reads[w++] = t->reads[i];
+    }
+  }
+  t->n_reads = w;
+}
+
+/* Puts " while translating KEY" after the first line of `msg`. */
+static char *with_key(const char *msg, const char *key) {
+  const char *nl = strchr(msg, '\n');
+  if (!nl)
+    return xasprintf("%s while translating %s", msg, key);
+  return xasprintf("%.*s while translating %s%s", (int)(nl - msg), msg, key,
+                   nl);
+}
+
+amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
+                                              const char *kind, const char *ns,
+                                              const char *name) {
+  amc_translation_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->key = xasprintf("%s/%s/%s", kind, ns ? ns : "", name);
+  gen_t *g = e->active;
+  if (!g) {
+    t->error = xasprintf("no rules loaded (while translating %s)", t->key);
+    return t;
+  }
+  const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
+  if (!o) {
+    t->error = xasprintf("%s: not found in the store", t->key);
+    return t;
+  }
+  lua_State *L = g->L;
+  e->cur_obj = o;
+  e->cur_t = t;
+  e->objs_cap = e->diags_cap = e->reads_cap = 0;
+  e->instr = 0;
+  e->budget_hit = 0;
+  free(e->out_err);
+  e->out_err = NULL;
+  g->mem_refused = 0;
+  g->limit = g->used + e->tmem < g->cap ? g->used + e->tmem : g->cap;
+  lua_settop(L, 0);
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  lua_pushcfunction(L, msg_handler);
+  lua_pushcfunction(L, translate_protected);
+  int status = lua_pcall(L, 0, 0, 1);
+  lua_sethook(L, NULL, 0, 0);
+  g->limit = g->cap;
+  if (status != LUA_OK) {
+    if (e->budget_hit) {
+      t->error =
+          xasprintf("%s: instruction budget exceeded (%llu instructions) while "
+                    "translating %s",
+                    e->budget_where[0] ? e->budget_where : g->entry_file,
+                    (unsigned long long)e->budget, t->key);
+    } else if (status == LUA_ERRMEM || g->mem_refused) {
+      t->error = xasprintf("%s: memory limit exceeded (%zu bytes per "
+                           "translation, %zu per generation) while "
+                           "translating %s",
+                           g->entry_file, e->tmem, g->cap, t->key);
+    } else {
+      const char *m = lua_tostring(L, -1);
+      t->error = with_key(m ? m : "unknown error", t->key);
+    }
+  } else if (e->out_err) {
+    t->error = xasprintf("%s: %s while translating %s", g->entry_file,
+                         e->out_err, t->key);
+  }
+  if (t->error)
+    clear_output(t);
+  free(e->out_err);
+  e->out_err = NULL;
+  e->cur_t = NULL;
+  e->cur_obj = NULL;
+  lua_settop(L, 0);
+  /* Let this translation's objects go (the table is replaced at the next
+   * translation start; dropping it here frees them now). */
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  if (status == LUA_ERRMEM || g->mem_refused)
+    lua_gc(L, LUA_GCCOLLECT);
+  dedup_reads(t);
+  return t;
+}
+
+/* ------------------------------------------------------------------------ */
+
+amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
+                                         const amc_settings_t *settings,
+                                         const amc_rules_opts_t *opts) {
+  amc_rules_engine_t *e = calloc(1, sizeof *e);
+  if (!e)
+    return NULL;
+  e->store = store;
+  e->settings = settings;
+  e->cap = opts && opts->memory_cap ? opts->memory_cap : DEFAULT_CAP;
+  e->tmem = opts && opts->translation_memory ? opts->translation_memory
+                                             : DEFAULT_TMEM;
+  e->budget = opts && opts->instruction_budget ? opts->instruction_budget
+                                               : DEFAULT_BUDGET;
+  const char *rd = opts ? opts->runtime_lua_dir : NULL;
+  if (!rd) {
+    rd = getenv("AMC_RUNTIME_LUA_DIR");
+    if (rd && !*rd)
+      rd = NULL;
+  }
+  e->runtime_dir = rd ? xstrdup(rd) : NULL;
+  return e;
+}
+
+void amc_rules_engine_free(amc_rules_engine_t *e) {
+  if (!e)
+    return;
+  gen_free(e->active);
+  free(e->runtime_dir);
+  free(e->out_err);
+  amc_buf_free(&e->import_stack);
+  amc_buf_free(&e->scratch);
+  free(e);
+}
+
+uint64_t amc_rules_engine_generation(const amc_rules_engine_t *e) {
+  return e->active ? e->active->number : 0;
+}
+
+const char *amc_rules_engine_digest(const amc_rules_engine_t *e) {
+  return e->active ? e->active->digest : "";
+}
+
+const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e) {
+  return e->active ? e->active->entry_file : NULL;
+}
+
+size_t amc_rules_engine_memory(const amc_rules_engine_t *e) {
+  return e->active ? e->active->used : 0;
+}

@@ -1,0 +1,106 @@
+/* rules_engine.h - runs the Lua rules: generations, sandbox, limits, reads.
+ *
+ * Generations. A generation is one lua_State holding one consistent set of
+ * rule files: the runtime's own Lua library (rt.lua, validate.lua,
+ * avi_schema.lua, embedded in the binary) and every rules/ **.lua file of a
+ * directory. amc_rules_engine_load() builds a new generation from scratch:
+ * it reads all files, loads every module (text chunks only, chunk names
+ * "@rules/<path>"), finds the entry rule and checks it; only when all of
+ * that succeeded does the new generation replace the active one. On any
+ * failure the active generation (if any) stays, untouched and serving.
+ * Each generation has a number (1, 2, ...) and a content digest (SHA-256
+ * over the sorted (path, content) pairs of the rule files).
+ *
+ * Modules. `rules/<name>.lua` is module `<name>` (`lib/names` for
+ * rules/lib/names.lua). Each module runs once per generation in its own
+ * sandbox environment and must return a table; `import("<name>")` returns
+ * another module of the same generation (loading it first if needed; an
+ * import cycle is an error). The entry rule is the module with a
+ * `translate` function; it must declare `api_version = 1` and
+ * `kind = "Gateway"`, and there must be exactly one.
+ *
+ * Sandbox. Rules see only: assert, error, ipairs, next, pairs, pcall,
+ * xpcall, select, tonumber, tostring, type, getmetatable, setmetatable
+ * (refuses __gc), rawequal, rawget, rawlen, _VERSION, import, and
+ * read-only `string` (no dump), `table`, `math` (no random/randomseed) and
+ * `utf8`. No io, os, debug, package, require, load, dofile, loadfile,
+ * collectgarbage, print, coroutine or rawset. Reading an undefined global or
+ * assigning any global raises an error. getmetatable("") returns false (the
+ * string metatable cannot be reached); the JSON array metatable is
+ * read-only.
+ *
+ * Limits. Every translation runs with an instruction budget (count hook)
+ * and a memory budget (bytes the VM may grow by during the translation),
+ * inside a per-generation memory cap (a counting allocator). Loading a
+ * generation has the same instruction budget. A rule's pcall cannot
+ * swallow a limit error. Errors name the rule file and the key:
+ *   "rules/gateway.lua:12: instruction budget exceeded (50000000
+ *    instructions) while translating Gateway/ns/gw".
+ *
+ * Reads. The host functions behind rt.get / rt.list decode objects from the
+ * store into fresh tables on every call (rules cannot change stored
+ * objects), and record each read (deduplicated, sorted) in the translation:
+ * gets with their name (also when nothing was found), lists with name NULL.
+ *
+ * Output. translate() runs the entry rule on the key's object and checks
+ * the result: { objects = { {type=, object=}, ... }, diagnostics = {...} };
+ * every object must pass validate.object(type, object) and names must be
+ * unique per type. Objects are encoded canonically (json.h) and sorted by
+ * type then name; diagnostics keep their order. Any problem makes the whole
+ * translation an error (t->error set, no objects).
+ *
+ * Single-threaded (the loop thread). */
+#ifndef AMC_RULES_ENGINE_H
+#define AMC_RULES_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "settings.h"
+#include "store.h"
+#include "translation.h"
+
+typedef struct amc_rules_engine amc_rules_engine_t;
+
+typedef struct {
+  size_t memory_cap;           /* bytes per generation; 0: 256 MiB */
+  size_t translation_memory;   /* bytes a translation may add; 0: 64 MiB */
+  uint64_t instruction_budget; /* per translation and per load; 0: 50M */
+  /* Development only: read rt.lua, validate.lua and avi_schema.lua from
+   * this directory instead of the copies embedded in the binary. NULL: the
+   * environment variable AMC_RUNTIME_LUA_DIR, else the embedded copies. */
+  const char *runtime_lua_dir;
+} amc_rules_opts_t;
+
+/* `store` and `settings` are borrowed and must outlive the engine (settings
+ * are read at every translation). `opts` may be NULL (defaults). */
+amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
+                                         const amc_settings_t *settings,
+                                         const amc_rules_opts_t *opts);
+void amc_rules_engine_free(amc_rules_engine_t *e);
+
+/* Builds a new generation from the *.lua files under `dir` (recursively,
+ * hidden names skipped) and makes it active. Returns 0, or -1 with `err`
+ * set (the previous generation, if any, stays active). */
+int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
+                          size_t errlen);
+
+/* Translates the object kind/namespace/name (today kind is "Gateway").
+ * Returns a translation (free with amc_translation_free); it has `error`
+ * set when there is no active generation, the object is not in the store,
+ * or the rules failed. Returns NULL only when out of memory. */
+amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
+                                              const char *kind,
+                                              const char *namespace_,
+                                              const char *name);
+
+/* The active generation's number (0: none yet), digest (64 hex digits, ""
+ * when none) and entry rule file ("rules/gateway.lua"). */
+uint64_t amc_rules_engine_generation(const amc_rules_engine_t *e);
+const char *amc_rules_engine_digest(const amc_rules_engine_t *e);
+const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e);
+
+/* Bytes the active generation's VM holds now. */
+size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
+
+#endif

@@ -1,0 +1,369 @@
+/* test_rules_engine.c - generations, sandbox, limits, reads and output
+ * checks of the rules engine, with fixture rule sets under
+ * tests/unit/fixtures/rules_* and a stand-in runtime library
+ * (tests/unit/fixtures/runtime_lua) so the engine is tested on its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules_engine.h"
+#include "settings.h"
+#include "store.h"
+
+#define FIX AMC_SOURCE_DIR "/tests/unit/fixtures/"
+
+typedef struct {
+  amc_store_t *store;
+  amc_settings_t settings;
+  amc_rules_engine_t *eng;
+} fx_t;
+
+static void put(amc_store_t *s, const char *kind, const char *ns,
+                const char *name, const char *json) {
+  assert_int_equal(amc_store_put_json(s, kind, ns, name, json, strlen(json),
+                                      NULL, NULL, NULL),
+                   0);
+}
+
+static void put_gateway(amc_store_t *s, const char *ns, const char *name,
+                        const char *labels) {
+  char json[512];
+  snprintf(json, sizeof json,
+           "{\"apiVersion\":\"networking.istio.io/v1beta1\",\"kind\":"
+           "\"Gateway\",\"metadata\":{\"labels\":%s,\"name\":\"%s\","
+           "\"namespace\":\"%s\"},\"spec\":{\"servers\":[]}}",
+           labels, name, ns);
+  put(s, "Gateway", ns, name, json);
+}
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  f->store = amc_store_new();
+  amc_settings_init(&f->settings);
+  amc_settings_set(&f->settings, "cluster", "c1");
+  amc_rules_opts_t opts = {
+      .translation_memory = 16 << 20,
+      .instruction_budget = 5000000,
+      .runtime_lua_dir = FIX "runtime_lua",
+  };
+  f->eng = amc_rules_engine_new(f->store, &f->settings, &opts);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  amc_rules_engine_free(f->eng);
+  amc_settings_free(&f->settings);
+  amc_store_free(f->store);
+  free(f);
+  return 0;
+}
+
+static void load_ok(fx_t *f, const char *dir) {
+  char err[2048];
+  if (amc_rules_engine_load(f->eng, dir, err, sizeof err) != 0)
+    fail_msg("load %s: %s", dir, err);
+}
+
+static void load_fails(fx_t *f, const char *dir, const char *want) {
+  char err[2048] = "";
+  assert_int_equal(amc_rules_engine_load(f->eng, dir, err, sizeof err), -1);
+  if (!strstr(err, want))
+    fail_msg("load %s: error\n  %s\ndoes not contain\n  %s", dir, err, want);
+}
+
+/* Translates Gateway/ns/name and returns the error (or NULL). */
+static char *translate_error(fx_t *f, const char *ns, const char *name) {
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", ns, name);
+  assert_non_null(t);
+  char *err = t->error ? strdup(t->error) : NULL;
+  if (t->error)
+    assert_int_equal(t->n_objects, 0);
+  amc_translation_free(t);
+  return err;
+}
+
+static void expect_error(fx_t *f, const char *ns, const char *name,
+                         const char *want) {
+  char *err = translate_error(f, ns, name);
+  if (!err)
+    fail_msg("%s/%s: translation succeeded, expected \"%s\"", ns, name, want);
+  if (!strstr(err, want))
+    fail_msg("%s/%s: error\n  %s\ndoes not contain\n  %s", ns, name, err, want);
+  free(err);
+}
+
+static void setup_mesh(fx_t *f) {
+  put_gateway(f->store, "ns", "gw", "{\"svc\":\"web\"}");
+  put_gateway(f->store, "ns", "lonely", "{\"svc\":\"nope\"}");
+  put(f->store, "Service", "ns", "web",
+      "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+      "\"web\",\"namespace\":\"ns\"},\"spec\":{\"ports\":[{\"port\":8080}]}}");
+  put(f->store, "EndpointSlice", "ns", "web-1",
+      "{\"apiVersion\":\"discovery.k8s.io/v1\",\"endpoints\":[{\"addresses\":["
+      "\"10.0.0.1\"]},{\"addresses\":[\"10.0.0.2\"]}],\"kind\":"
+      "\"EndpointSlice\",\"metadata\":{\"labels\":{\"kubernetes.io/"
+      "service-name\":\"web\"},\"name\":\"web-1\",\"namespace\":\"ns\"}}");
+  put(f->store, "EndpointSlice", "other", "x",
+      "{\"metadata\":{\"labels\":{}}}");
+}
+
+static void test_translate(void **state) {
+  fx_t *f = *state;
+  setup_mesh(f);
+  assert_int_equal(amc_rules_engine_generation(f->eng), 0);
+  load_ok(f, FIX "rules_ok");
+  assert_int_equal(amc_rules_engine_generation(f->eng), 1);
+  assert_int_equal(strlen(amc_rules_engine_digest(f->eng)), 64);
+  assert_string_equal(amc_rules_engine_entry_file(f->eng), "rules/gateway.lua");
+  const amc_store_obj_t *svc = amc_store_get(f->store, "Service", "ns", "web");
+  char *svc_before = strdup(svc->json);
+  char *gw_before =
+      strdup(amc_store_get(f->store, "Gateway", "ns", "gw")->json);
+
+  for (int round = 0; round < 2; round++) {
+    amc_translation_t *t =
+        amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+    assert_non_null(t);
+    if (t->error)
+      fail_msg("%s", t->error);
+    assert_string_equal(t->key, "Gateway/ns/gw");
+    assert_int_equal(t->n_objects, 2);
+    assert_string_equal(t->objects[0].type, "pool");
+    assert_string_equal(t->objects[0].name, "amc--c1--pool--ns--web");
+    assert_string_equal(t->objects[0].json,
+                        "{\"name\":\"amc--c1--pool--ns--web\",\"port\":8080,"
+                        "\"servers\":[{\"ip\":\"10.0.0.1\"},{\"ip\":"
+                        "\"10.0.0.2\"}]}");
+    assert_int_equal(t->objects[0].json_len, strlen(t->objects[0].json));
+    assert_string_equal(t->objects[1].type, "vsvip");
+    assert_string_equal(t->objects[1].json,
+                        "{\"name\":\"amc--c1--vip--ns--gw\"}");
+    assert_int_equal(t->n_diags, 0);
+    /* Reads: deduplicated and sorted; lists have no name. */
+    assert_int_equal(t->n_reads, 3);
+    assert_string_equal(t->reads[0].kind, "EndpointSlice");
+    assert_string_equal(t->reads[0].namespace_, "ns");
+    assert_null(t->reads[0].name);
+    assert_string_equal(t->reads[1].kind, "Secret");
+    assert_string_equal(t->reads[1].name, "missing");
+    assert_string_equal(t->reads[2].kind, "Service");
+    assert_string_equal(t->reads[2].name, "web");
+    amc_translation_free(t);
+  }
+  /* The rule mutated everything it was given; the store is unchanged. */
+  assert_string_equal(amc_store_get(f->store, "Service", "ns", "web")->json,
+                      svc_before);
+  assert_string_equal(amc_store_get(f->store, "Gateway", "ns", "gw")->json,
+                      gw_before);
+  free(svc_before);
+  free(gw_before);
+
+  /* Diagnostics. */
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "lonely");
+  assert_null(t->error);
+  assert_int_equal(t->n_objects, 1);
+  assert_int_equal(t->n_diags, 1);
+  assert_int_equal(t->diags[0].severity, AMC_DIAG_WARNING);
+  assert_string_equal(t->diags[0].kind, "Gateway");
+  assert_string_equal(t->diags[0].namespace_, "ns");
+  assert_string_equal(t->diags[0].name, "lonely");
+  assert_string_equal(t->diags[0].field, "metadata.labels.svc");
+  assert_string_equal(t->diags[0].message, "service nope not found");
+  amc_translation_free(t);
+
+  expect_error(f, "ns", "absent", "Gateway/ns/absent: not found in the store");
+}
+
+static void test_no_generation(void **state) {
+  fx_t *f = *state;
+  put_gateway(f->store, "ns", "gw", "{}");
+  expect_error(f, "ns", "gw",
+               "no rules loaded (while translating Gateway/ns/gw)");
+}
+
+static void test_generations_swap_and_bad_load_keeps_old(void **state) {
+  fx_t *f = *state;
+  setup_mesh(f);
+  load_ok(f, FIX "rules_ok");
+  char d1[65];
+  strcpy(d1, amc_rules_engine_digest(f->eng));
+  load_ok(f, FIX "rules_ok2");
+  assert_int_equal(amc_rules_engine_generation(f->eng), 2);
+  assert_string_not_equal(amc_rules_engine_digest(f->eng), d1);
+  char d2[65];
+  strcpy(d2, amc_rules_engine_digest(f->eng));
+
+  load_fails(f, FIX "rules_syntax",
+             "loading rules from " FIX "rules_syntax: rules/gateway.lua:5: "
+             "unexpected symbol near '='");
+  load_fails(f, FIX "rules_nonexistent", "No such file or directory");
+  load_fails(f, FIX "rules_loadloop",
+             "rules/gateway.lua:3: instruction budget exceeded (5000000 "
+             "instructions) while loading rules from");
+  /* Still generation 2, still translating with it. */
+  assert_int_equal(amc_rules_engine_generation(f->eng), 2);
+  assert_string_equal(amc_rules_engine_digest(f->eng), d2);
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  assert_null(t->error);
+  assert_int_equal(t->n_objects, 1);
+  assert_string_equal(t->objects[0].json, "{\"name\":\"v2-gw\"}");
+  amc_translation_free(t);
+  /* Reloading the same files gives the same digest. */
+  load_ok(f, FIX "rules_ok");
+  assert_string_equal(amc_rules_engine_digest(f->eng), d1);
+  assert_int_equal(amc_rules_engine_generation(f->eng), 3);
+}
+
+static void test_load_errors(void **state) {
+  fx_t *f = *state;
+  load_fails(f, FIX "rules_cycle", "import cycle: a -> b -> a");
+  load_fails(f, FIX "rules_noentry",
+             "no entry rule: no module has translate with api_version = 1 "
+             "and kind = \"Gateway\"");
+  load_fails(f, FIX "rules_two_entries",
+             "rules/other.lua and rules/gateway.lua both translate Gateway");
+  load_fails(f, FIX "rules_badversion",
+             "rules/gateway.lua: entry rule must declare api_version = 1");
+  assert_int_equal(amc_rules_engine_generation(f->eng), 0);
+}
+
+static void test_runtime_errors(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_runtime");
+  put_gateway(f->store, "ns", "gw", "{}");
+  put_gateway(f->store, "ns", "throw-table", "{}");
+  put_gateway(f->store, "ns", "throw-string", "{}");
+  char *err = translate_error(f, "ns", "gw");
+  assert_non_null(err);
+  const char *want = "rules/gateway.lua:2: attempt to index a nil value "
+                     "(field 'nothing') while translating Gateway/ns/gw\n"
+                     "stack traceback:";
+  if (strncmp(err, want, strlen(want)) != 0)
+    fail_msg("got: %s", err);
+  if (!strstr(err, "rules/gateway.lua:2: in function"))
+    fail_msg("got: %s", err);
+  free(err);
+  expect_error(f, "ns", "throw-table",
+               "(error object is a table value) while translating "
+               "Gateway/ns/throw-table");
+  expect_error(f, "ns", "throw-string",
+               "rules/gateway.lua:13: custom failure while translating "
+               "Gateway/ns/throw-string");
+}
+
+static void test_sandbox(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_sandbox");
+  static const char *const cases[][2] = {
+      {"io", "rules/gateway.lua:4: undefined global 'io'"},
+      {"os", "undefined global 'os'"},
+      {"load", "undefined global 'load'"},
+      {"loadstring", "undefined global 'loadstring'"},
+      {"dofile", "undefined global 'dofile'"},
+      {"require", "undefined global 'require'"},
+      {"debug", "undefined global 'debug'"},
+      {"package", "undefined global 'package'"},
+      {"collectgarbage", "undefined global 'collectgarbage'"},
+      {"print", "undefined global 'print'"},
+      {"rawset", "undefined global 'rawset'"},
+      {"coroutine", "undefined global 'coroutine'"},
+      {"dump", "attempt to call a nil value (field 'dump')"},
+      {"strmeta", "attempt to index a boolean value (local 'mt')"},
+      {"strmodify", "attempt to modify read-only table (field 'upper')"},
+      {"mathmodify", "attempt to modify read-only table (field 'floor')"},
+      {"random", "attempt to call a nil value (field 'random')"},
+      {"global_write", "rules/gateway.lua:24: assignment to global 'leaked'"},
+      {"global_read", "rules/gateway.lua:25: undefined global "
+                      "'undefined_thing'"},
+      {"arraymt", "attempt to modify read-only table (field '__index')"},
+      {"arraymt_set", "cannot change a protected metatable"},
+      {"gc", "setmetatable: __gc metamethods are not allowed"},
+      {"loop", "rules/gateway.lua:34: instruction budget exceeded (5000000 "
+               "instructions) while translating Gateway/ns/loop"},
+      {"pcall_loop", "instruction budget exceeded (5000000 instructions) "
+                     "while translating Gateway/ns/pcall_loop"},
+      {"bomb", "rules/gateway.lua: memory limit exceeded (16777216 bytes per "
+               "translation, 268435456 per generation) while translating "
+               "Gateway/ns/bomb"},
+      {"pcall_bomb", "memory limit exceeded"},
+      {"concat_bomb", "memory limit exceeded"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    put_gateway(f->store, "ns", cases[i][0], "{}");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    expect_error(f, "ns", cases[i][0], cases[i][1]);
+  /* After all that, the string library and the VM still work. */
+  load_ok(f, FIX "rules_ok");
+  setup_mesh(f);
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  assert_null(t->error);
+  amc_translation_free(t);
+}
+
+/* Memory and budget errors do not poison the generation. */
+static void test_limits_leave_generation_usable(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_sandbox");
+  put_gateway(f->store, "ns", "bomb", "{}");
+  put_gateway(f->store, "ns", "loop", "{}");
+  put_gateway(f->store, "ns", "rawset", "{}");
+  for (int i = 0; i < 3; i++) {
+    expect_error(f, "ns", "bomb", "memory limit exceeded");
+    expect_error(f, "ns", "loop", "instruction budget exceeded");
+    expect_error(f, "ns", "rawset", "undefined global 'rawset'");
+  }
+  /* The memory held after the bombs is back near the start. */
+  assert_true(amc_rules_engine_memory(f->eng) < (8u << 20));
+}
+
+static void test_output_checks(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_output");
+  static const char *const cases[][2] = {
+      {"invalid", "rules/gateway.lua: invalid pool \"p\": port: 70000 is out "
+                  "of range 0-65535 while translating Gateway/ns/invalid"},
+      {"unknown_field", "invalid pool \"p\": bogus: unknown field of pool"},
+      {"unknown_type", "invalid frob \"p\": frob: not an AVI type amc emits"},
+      {"dup", "two pool objects named \"p\" (names must be unique per type)"},
+      {"noname", "objects[0]: pool without a name"},
+      {"notype", "objects[0].type must be a non-empty string"},
+      {"func", "pool \"p\": f.print: cannot encode a function"},
+      {"number", "translate must return a table (out:result()), got number"},
+      {"baddiag", "diagnostics[0].severity must be \"warning\" or \"error\""},
+  };
+  put_gateway(f->store, "ns", "ok", "{}");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    put_gateway(f->store, "ns", cases[i][0], "{}");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    expect_error(f, "ns", cases[i][0], cases[i][1]);
+  char *err = translate_error(f, "ns", "ok");
+  if (err)
+    fail_msg("%s", err);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_generation, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_generations_swap_and_bad_load_keeps_old, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_load_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_runtime_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_limits_leave_generation_usable,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
