@@ -154,7 +154,7 @@ class Cluster:
         self.kf.cleanup()
 
 
-def run_guide(doc, only_without_amc=False):
+def run_guide(doc):
     path = os.path.join(SRC, doc)
     steps = plan(path)
     assert len(steps) >= 3, "%s: too few tested blocks (%d)" % (doc, len(steps))
@@ -175,11 +175,6 @@ def run_guide(doc, only_without_amc=False):
                    HOME=home, LC_ALL="C.UTF-8")
         env.pop("KUBECONFIG", None)
         for b, want_exit, needs_cluster, want_out in steps:
-            if only_without_amc and re.search(r"(^|[|;(&]\s*)amc\s",
-                                              b["body"], re.M):
-                print("note: %s skipped: this amc lacks translate/rules"
-                      % b["where"])
-                continue
             e = dict(env)
             if needs_cluster:
                 if cluster is None:
@@ -237,15 +232,13 @@ def test_runner_is_not_a_tautology():
 
 
 def test_rule_author_guide():
-    ok = amc_has_offline_tools()
-    if not ok:
-        print("note: this amc has no `amc translate` yet")
-    ran = run_guide(DOCS[0], only_without_amc=not ok)
-    assert not ok or ran >= 6, ran
+    assert amc_has_offline_tools(), "%s has no `amc translate`" % AMC
+    ran = run_guide(DOCS[0])
+    assert ran >= 6, ran
 
 
 def test_operator_guide():
-    ran = run_guide(DOCS[1], only_without_amc=not amc_has_offline_tools())
+    ran = run_guide(DOCS[1])
     assert ran >= 3, ran
 
 
