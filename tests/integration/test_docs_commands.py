@@ -248,13 +248,12 @@ def doc_metrics():
     return set(re.findall(r"^\| `(amc_[a-z0-9_]+)`", table, re.M))
 
 
-def test_operator_guide_tables_match_amc_run():
-    assert len(doc_metrics()) >= 10, doc_metrics()
+def test_operator_guide_settings_match_amc_run():
     if not amc_has_run():
-        print("note: this amc has no `amc run` yet; tables not checked")
+        print("note: this amc has no `amc run` yet; settings not checked")
         return
-    help_text = run_help()
-    flags = set(re.findall(r"--([a-z][a-z0-9-]*)", help_text))
+    from test_deploy_manifests import IN_CLUSTER_FLAGS
+    flags = set(re.findall(r"--([a-z][a-z0-9-]*)", run_help()))
     text = open(os.path.join(SRC, DOCS[1])).read()
     table = text.split("| setting | `amc.yaml` key / flag |", 1)[1]
     table = table.split("\n\n", 1)[0]
@@ -265,11 +264,20 @@ def test_operator_guide_tables_match_amc_run():
     unknown = sorted(keys - flags)
     assert not unknown, "settings table keys amc run does not know: %s" % \
         unknown
+    in_cluster = "lease-name" in flags
     for f in re.findall(r"`--([a-z][a-z0-9-]*)=", text):
+        if f in IN_CLUSTER_FLAGS and not in_cluster:
+            print("note: --%s not checked (no Kubernetes source yet)" % f)
+            continue
         assert f in flags, "the guide mentions --%s, unknown to amc run" % f
-    # The metrics a running amc exposes are the ones documented.
-    metrics = scrape_metrics()
-    exposed = {m for m in metrics if m.startswith("amc_")}
+
+
+def test_operator_guide_metrics_match_amc_run():
+    assert len(doc_metrics()) >= 10, doc_metrics()
+    if not amc_has_run():
+        print("note: this amc has no `amc run` yet; metrics not checked")
+        return
+    exposed = {m for m in scrape_metrics() if m.startswith("amc_")}
     documented = doc_metrics()
     assert exposed == documented, \
         "metrics: undocumented %s, documented but absent %s" % (
@@ -321,4 +329,5 @@ if __name__ == "__main__":
     run_tests([test_runner_is_not_a_tautology,
                test_rule_author_guide,
                test_operator_guide,
-               test_operator_guide_tables_match_amc_run])
+               test_operator_guide_settings_match_amc_run,
+               test_operator_guide_metrics_match_amc_run])
