@@ -21,7 +21,7 @@ ARG DEBIAN_IMAGE=debian:12.11-slim
 
 FROM ${DEBIAN_IMAGE} AS build
 ARG SOURCE_DATE_EPOCH=0
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
@@ -42,7 +42,7 @@ RUN cmake -S . -B build -DAMC_TESTS=OFF -DAMC_SANITIZE=OFF \
  && build/amc version
 
 FROM ${DEBIAN_IMAGE} AS runtime
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
