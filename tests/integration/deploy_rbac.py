@@ -1,8 +1,8 @@
 """deploy/'s RBAC is exactly what amc uses, in both directions.
 
-Runs `amc run` as deploy/'s ServiceAccount, in-cluster mode, against the fake
-API server with RBAC enforced from the rendered deploy/base (kubefake
---rbac --rbac-manifests), and against the AVI simulator, with the
+Applies deploy/base with kubectl to the fake API server (RBAC enforced:
+kubefake --rbac) and runs `amc run` as deploy/'s ServiceAccount, in-cluster
+mode, against it and the AVI simulator, with the
 Deployment's own args and amc.yaml (paths under /etc/amc/ remapped to a temp
 dir; the rules mounted as the kubelet lays out the amc-rules ConfigMap).
 
@@ -237,26 +237,30 @@ class Amc:
 
 
 class World:
-    """kubefake (RBAC on, deploy/'s RBAC objects + variants preloaded),
-    avisim, Bookinfo + a broken Gateway applied as admin."""
+    """kubefake with RBAC enforced; deploy/base, the RBAC variants,
+    Bookinfo and a broken Gateway applied with kubectl as admin; avisim."""
 
     def __init__(self, variants):
         from harness import KubeFake
         from avisim_testlib import SimProcess
         self.tmp = tempfile.mkdtemp(prefix="amc-rbac-")
         self.rendered = render(BASE)
-        base_rbac = [o for o in self.rendered if o["kind"] in RBAC_KINDS]
-        docs = list(base_rbac)
-        for ns, objs in variants:
-            docs += objs
-        manifests = os.path.join(self.tmp, "rbac.yaml")
-        with open(manifests, "w") as f:
-            yaml.safe_dump_all(docs, f)
-        self.kf = KubeFake("--rbac", "--rbac-manifests", manifests)
+        self.kf = KubeFake("--rbac")
         self.sim = None
         try:
             self.kf.start()
             self.sim = SimProcess("--password", SIM_PASSWORD)
+            # deploy/ goes in with kubectl, as an operator would apply it
+            # (kubefake serves apps/v1 Deployments through a CRD).
+            from test_deploy_manifests import DEPLOYMENT_CRD
+            self.kubectl("create", "-f", "-", stdin=json.dumps(DEPLOYMENT_CRD))
+            wait_for(lambda: self.kf.request("GET", "/apis/apps/v1")[0] ==
+                     200, "apps/v1 served")
+            self.kubectl("apply", "-k", BASE)
+            if variants:
+                docs = [o for _, objs in variants for o in objs]
+                self.kubectl("apply", "-f", "-",
+                             stdin=yaml.safe_dump_all(docs))
             self.kubectl("apply", "-f", os.path.join(SRC, "examples",
                                                      "bookinfo"))
             self.kubectl("apply", "-f", "-", stdin=BROKEN)
