@@ -41,8 +41,9 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes", "avi"))
-from deploy_testlib import (AMC, KUBECTL, SRC, kubectl_env, one,  # noqa: E402
-                            render, run_tests, wait_for)
+from deploy_testlib import (AMC, KUBECTL, SRC, kubectl_env,  # noqa: E402
+                            materialize_pod, one, render, run_tests,
+                            wait_for)
 
 BASE = os.path.join(SRC, "deploy", "base")
 NS = "amc-system"
@@ -154,29 +155,9 @@ class Amc:
         os.makedirs(self.dir)
         self.ns = ns
         self.user = "system:serviceaccount:%s:amc" % ns
-        root = os.path.join(self.dir, "etc-amc") + "/"
-        dep = one(rendered, "Deployment", "amc")
-        c = dep["spec"]["template"]["spec"]["containers"][0]
-        cfg = one(rendered, "ConfigMap", "amc-config")["data"]
-        # /etc/amc/config: amc.yaml (AVI = the simulator) and settings.yaml
-        os.makedirs(root + "config")
-        amc_yaml = yaml.safe_load(cfg["amc.yaml"])
-        amc_yaml.update({"avi-url": "https://127.0.0.1:%d" % sim.ports["https"],
-                         "avi-ca-file": sim.ports["ca"], "cluster": cluster})
-        text = yaml.safe_dump(amc_yaml).replace("/etc/amc/", root)
-        open(root + "config/amc.yaml", "w").write(text)
-        open(root + "config/settings.yaml", "w").write(cfg["settings.yaml"])
-        # /etc/amc/avi/password (the Secret)
-        os.makedirs(root + "avi")
-        open(root + "avi/password", "w").write(SIM_PASSWORD)
-        # /etc/amc/rules: the amc-rules ConfigMap as the kubelet mounts it
-        from test_deploy_manifests import kubelet_layout
-        rules = one(rendered, "ConfigMap", "amc-rules")["data"]
-        vol = [v for v in dep["spec"]["template"]["spec"]["volumes"]
-               if v["name"] == "rules"][0]["configMap"]
-        os.makedirs(root + "rules")
-        kubelet_layout(root + "rules", rules,
-                       {i["key"]: i["path"] for i in vol["items"]})
+        args, _ = materialize_pod(rendered, self.dir, SIM_PASSWORD, {
+            "avi-url": "https://127.0.0.1:%d" % sim.ports["https"],
+            "avi-ca-file": sim.ports["ca"], "cluster": cluster})
         # The ServiceAccount's token, CA and namespace, as mounted in a pod.
         sa = os.path.join(self.dir, "serviceaccount")
         os.makedirs(sa)
@@ -196,8 +177,7 @@ class Amc:
                     "AMC_SERVICEACCOUNT_DIR": sa,
                     "POD_NAME": "amc-%s-0" % ns, "POD_NAMESPACE": ns,
                     "CTRL_USERNAME": "admin"})
-        args = [a.replace("$(POD_NAMESPACE)", ns).replace("/etc/amc/", root)
-                for a in c["args"]]
+        args = [a.replace("$(POD_NAMESPACE)", ns) for a in args]
         self.port_file = os.path.join(self.dir, "admin-port")
         if DRIVER == "run":
             cmd = [AMC, "run"] + args + [

@@ -112,3 +112,57 @@ def run_help():
 def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f)
+
+
+def kubelet_layout(dest, cm, items):
+    """Lays a ConfigMap out as the kubelet's atomic writer does:
+    DEST/..<timestamp>/<paths>, DEST/..data -> that dir, and one symlink per
+    top-level name -> ..data/<name>. Calling it again swaps ..data."""
+    n = len([x for x in os.listdir(dest) if x.startswith("..2026")])
+    ts = os.path.join(dest, "..2026_01_01_00_00_00.%d" % n)
+    for key, path in items.items():
+        p = os.path.join(ts, path)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(cm[key])
+    tmp = os.path.join(dest, "..data_tmp")
+    os.symlink(os.path.basename(ts), tmp)
+    os.rename(tmp, os.path.join(dest, "..data"))  # atomic swap
+    for name in {p.split("/")[0] for p in items.values()}:
+        link = os.path.join(dest, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..data", name), link)
+    return ts
+
+
+def materialize_pod(rendered, root, password, amc_yaml_overrides=None):
+    """Lays out what the Deployment's pod sees under /etc/amc/ at
+    ROOT/etc-amc/ (config ConfigMap, rules ConfigMap as the kubelet mounts
+    it, the Secret's password) and returns (args, amc_yaml): the container's
+    args and config with /etc/amc/ remapped. $(POD_NAMESPACE) is left for
+    the caller."""
+    import yaml
+    etc = os.path.join(root, "etc-amc") + "/"
+    dep = one(rendered, "Deployment", "amc")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    cfg = one(rendered, "ConfigMap", "amc-config")["data"]
+    os.makedirs(etc + "config")
+    amc_yaml = yaml.safe_load(cfg["amc.yaml"])
+    amc_yaml.update(amc_yaml_overrides or {})
+    amc_yaml = {k: v.replace("/etc/amc/", etc) if isinstance(v, str) else v
+                for k, v in amc_yaml.items()}
+    with open(etc + "config/amc.yaml", "w") as f:
+        f.write(yaml.safe_dump(amc_yaml))
+    with open(etc + "config/settings.yaml", "w") as f:
+        f.write(cfg["settings.yaml"])
+    os.makedirs(etc + "avi")
+    with open(etc + "avi/password", "w") as f:
+        f.write(password)
+    rules = one(rendered, "ConfigMap", "amc-rules")["data"]
+    vol = [v for v in dep["spec"]["template"]["spec"]["volumes"]
+           if v["name"] == "rules"][0]["configMap"]
+    os.makedirs(etc + "rules")
+    kubelet_layout(etc + "rules", rules,
+                   {i["key"]: i["path"] for i in vol["items"]})
+    args = [a.replace("/etc/amc/", etc) for a in c["args"]]
+    return args, amc_yaml

@@ -17,8 +17,9 @@ import tempfile
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deploy_testlib import (AMC, KUBECTL, SRC, find, kubectl_env,  # noqa: E402
-                            one, render, run_help, run_tests, sh)
+from deploy_testlib import (AMC, KUBECTL, SRC, find,  # noqa: E402
+                            kubectl_env, kubelet_layout, materialize_pod, one,
+                            render, run_help, run_tests, sh, wait_for)
 
 BASE = os.path.join(SRC, "deploy", "base")
 NS = "amc-system"
@@ -269,26 +270,6 @@ def test_generator_detects_stale_files():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def kubelet_layout(dest, cm, items):
-    """Lays a ConfigMap out as the kubelet's atomic writer does:
-    DEST/..2026_01_01_00_00_00.N/<paths>, DEST/..data -> that dir, and one
-    symlink per top-level name -> ..data/<name>."""
-    ts = os.path.join(dest, "..2026_01_01_00_00_00.%d" % len(os.listdir(dest)))
-    for key, path in items.items():
-        p = os.path.join(ts, path)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "w") as f:
-            f.write(cm[key])
-    tmp = os.path.join(dest, "..data_tmp")
-    os.symlink(os.path.basename(ts), tmp)
-    os.rename(tmp, os.path.join(dest, "..data"))  # atomic swap
-    for name in {p.split("/")[0] for p in items.values()}:
-        link = os.path.join(dest, name)
-        if not os.path.lexists(link):
-            os.symlink(os.path.join("..data", name), link)
-    return ts
-
-
 def amc_can_translate():
     p = subprocess.run([AMC, "translate", "--help"], capture_output=True,
                        text=True, timeout=20)
@@ -473,6 +454,59 @@ def test_flags_and_config_keys_known_to_amc_run():
         assert name in flags, "arg %s is not an `amc run` option" % a
 
 
+def test_amc_run_starts_with_the_deployment_config():
+    """The Deployment's args, amc.yaml, settings.yaml and rules mount (paths
+    remapped) load in `amc run`: it serves /readyz 200 on the example files
+    (fs source and dry run instead of the cluster and AVI)."""
+    import http.client
+    if "--admin-port" not in run_help():
+        print("note: this amc has no `amc run` yet; not checked")
+        return
+    flags = set(re.findall(r"--([a-z][a-z0-9-]*)", run_help()))
+    tmp = tempfile.mkdtemp(prefix="amc-pod-")
+    proc = None
+    try:
+        args, amc_yaml = materialize_pod(objs(), tmp, "unused-in-dry-run")
+        args = [a.replace("$(POD_NAMESPACE)", NS) for a in args
+                if a[2:].split("=", 1)[0] in flags]
+        portf = os.path.join(tmp, "port")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CTRL_", "KUBE"))}
+        env.update({"POD_NAME": "amc-0", "POD_NAMESPACE": NS,
+                    "CTRL_USERNAME": "admin"})
+        log = open(os.path.join(tmp, "log"), "w")
+        proc = subprocess.Popen(
+            [AMC, "run"] + args + [
+                "--source=fs://" + os.path.join(SRC, "examples"),
+                "--dry-run=true", "--admin-addr=127.0.0.1",
+                "--admin-port=0", "--admin-port-file=" + portf],
+            env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+        def ready():
+            assert proc.poll() is None, "amc run exited %s: %s" % (
+                proc.returncode, open(log.name).read()[-2000:])
+            if not os.path.exists(portf):
+                return False
+            c = http.client.HTTPConnection(
+                "127.0.0.1", int(open(portf).read()), timeout=5)
+            c.request("GET", "/readyz")
+            r = c.getresponse()
+            body = r.read().decode()
+            return r.status == 200 and body
+        body = wait_for(ready, "/readyz 200 with the Deployment's config",
+                        timeout=30)
+        assert json.loads(body), body
+    finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 DEPLOYMENT_CRD = {
     # kubefake serves no apps/v1: a CRD makes Deployments servable there,
     # so kubectl can send the whole base (schema checked above).
@@ -552,4 +586,5 @@ if __name__ == "__main__":
                test_settings_and_secret_reference,
                test_rbac_shape,
                test_flags_and_config_keys_known_to_amc_run,
+               test_amc_run_starts_with_the_deployment_config,
                test_apply_to_api_server])
