@@ -10,12 +10,16 @@ static const struct {
   const char *summary;
 } commands[] = {
     {"run", amc_cmd_run, "run the controller (sources -> rules -> AVI)"},
+    {"sync", amc_cmd_sync,
+     "sync desired AVI objects to a controller once (or --dry-run)"},
     {"translate", amc_cmd_translate,
      "translate Kubernetes/Istio objects from files to AVI objects (JSON)"},
     {"rules", amc_cmd_rules, "rule-author tools: `amc rules test [DIR]`"},
     {"version", amc_cmd_version, "print the version and library versions"},
     {"mcp-dump", amc_cmd_mcp_dump,
      "stream Istio config over MCP and print it (JSON lines)"},
+    {"kube-dump", amc_cmd_kube_dump,
+     "debug: run the Kubernetes source, print its events as JSON lines"},
 };
 
 static void usage(FILE *out) {
