@@ -646,14 +646,19 @@ static void put_json_str(amc_buf_t *b, const char *s) {
 
 int amc_controller_ready(void *controller, amc_buf_t *b) {
   amc_controller_t *c = controller;
-  int sources_ok = 1;
+  int sources_ok = 1, standby = 0;
   amc_buf_puts(b, "{\"sources\":{");
   for (int i = 0; i < c->n_sources; i++) {
     if (i)
       amc_buf_putc(b, ',');
     put_json_str(b, c->sources[i].name);
     amc_buf_printf(b, ":%s", c->sources[i].synced ? "true" : "false");
-    sources_ok &= c->sources[i].synced;
+    /* A replica waiting for the leader Lease is a ready standby: it has
+     * its inputs and rules, and takes over when it wins the Lease. */
+    if (strcmp(c->sources[i].name, "leader") == 0)
+      standby = !c->sources[i].synced;
+    else
+      sources_ok &= c->sources[i].synced;
   }
   int reachable =
       c->opt.sink_ops.reachable ? c->opt.sink_ops.reachable(c->opt.sink) : 1;
@@ -673,7 +678,9 @@ int amc_controller_ready(void *controller, amc_buf_t *b) {
                  reachable ? "true" : "false");
   amc_buf_printf(b, ",\"initial_sync_done\":%s",
                  c->initial_done ? "true" : "false");
-  int ready = sources_ok && c->engine && reachable && c->initial_done;
+  int ready = sources_ok && c->engine && reachable &&
+              (c->initial_done || standby);
+  amc_buf_printf(b, ",\"standby\":%s", standby ? "true" : "false");
   amc_buf_printf(b, ",\"ready\":%s}", ready ? "true" : "false");
   return ready;
 }

@@ -124,7 +124,9 @@ void amc_controller_count_request(amc_controller_t *c, const char *method,
                                   const char *type, int code);
 
 /* Readiness for /readyz: the JSON detail into `detail`; 1 when ready
- * (sources synced, rules loaded, target reachable, initial sync done). */
+ * (sources synced, rules loaded, target reachable, initial sync done). A
+ * source named "leader" (leader election) is a gate for processing, not
+ * for readiness: a replica without the Lease is a ready standby. */
 int amc_controller_ready(void *controller, amc_buf_t *detail);
 /* 1 once the initial sync (and gc) is done. */
 int amc_controller_synced(const amc_controller_t *c);
