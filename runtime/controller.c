@@ -9,8 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define MAX_SOURCES 8
+
+/* After a burst of work (the initial sync, a reload), hand the freed heap
+ * (translation garbage) back to the system so RSS reflects what is live. */
+static void release_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
@@ -218,6 +229,7 @@ static void initial_finished(amc_controller_t *c) {
   amc_log_set_key(NULL); /* not about the key that happened to be last */
   uv_timer_stop(&c->progress);
   double secs = (double)(now_ns() - c->initial_started_ns) / 1e9;
+  release_memory();
   amc_log(AMC_INFO, "sync.initial_done", AMC_I("gateways", c->initial_total),
           AMC_F("seconds", secs));
   if (c->opt.sink_ops.gc) {
@@ -607,6 +619,7 @@ int amc_controller_swap_engine(amc_controller_t *c, void *engine,
     return -1;
   }
   set_engine(c, engine, ops, generation, digest);
+  release_memory(); /* the old generation's VM is gone */
   free(c->last_reload_error);
   c->last_reload_error = NULL;
   amc_metric_inc(c->m_reloads, (const char *[]){"ok"});
