@@ -48,6 +48,7 @@ struct amc_controller {
   struct {
     char name[16];
     int synced;
+    int gate; /* holds processing back, not readiness (amc_controller_add_gate) */
   } sources[MAX_SOURCES];
   int n_sources;
   int processing; /* keys flow: sources synced and an engine set */
@@ -532,7 +533,15 @@ int amc_controller_add_source(amc_controller_t *c, const char *name) {
   snprintf(c->sources[c->n_sources].name, sizeof c->sources[0].name, "%s",
            name);
   c->sources[c->n_sources].synced = 0;
+  c->sources[c->n_sources].gate = 0;
   return c->n_sources++;
+}
+
+int amc_controller_add_gate(amc_controller_t *c, const char *name) {
+  int id = amc_controller_add_source(c, name);
+  if (id >= 0)
+    c->sources[id].gate = 1;
+  return id;
 }
 
 void amc_controller_source_synced(amc_controller_t *c, int id) {
@@ -666,10 +675,11 @@ int amc_controller_ready(void *controller, amc_buf_t *b) {
       amc_buf_putc(b, ',');
     put_json_str(b, c->sources[i].name);
     amc_buf_printf(b, ":%s", c->sources[i].synced ? "true" : "false");
-    /* A replica waiting for the leader Lease is a ready standby: it has
-     * its inputs and rules, and takes over when it wins the Lease. */
-    if (strcmp(c->sources[i].name, "leader") == 0)
-      standby = !c->sources[i].synced;
+    /* A closed gate (e.g. a replica waiting for the leader Lease) makes a
+     * ready standby: it has its inputs and rules, and starts work when the
+     * gate opens. */
+    if (c->sources[i].gate)
+      standby |= !c->sources[i].synced;
     else
       sources_ok &= c->sources[i].synced;
   }

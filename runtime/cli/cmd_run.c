@@ -202,7 +202,7 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
       amc_kubeconfig_free(&kc);
       return -1;
     }
-    r->leader_id = amc_controller_add_source(r->ctl, "leader");
+    r->leader_id = amc_controller_add_gate(r->ctl, "leader");
   }
   amc_kubeconfig_free(&kc);
   if (cfg->events)
@@ -617,6 +617,15 @@ static int setup(run_t *r, char *err, size_t errlen) {
   }
   if (r->avi)
     r->avi_id = amc_controller_add_source(r->ctl, "avi");
+
+  if (!cfg->istio_enabled) {
+    /* The original controller's switch: Istio objects are not programmed.
+     * A gate that never opens: sources and rules run, AVI is not touched. */
+    amc_controller_add_gate(r->ctl, "istio");
+    amc_log(AMC_WARN, "istio.disabled",
+            AMC_S("detail", "ISTIO_ENABLED=false: Gateways are not "
+                            "programmed on AVI"));
+  }
 
   /* Rules. */
   r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
