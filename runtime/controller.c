@@ -69,7 +69,7 @@ struct amc_controller {
   amc_metric_t *m_queue_depth, *m_in_flight, *m_reconcile, *m_reconciles,
       *m_requests, *m_generation, *m_reloads, *m_reload_failures,
       *m_watch_restarts, *m_objects, *m_translate_errors, *m_sources_synced,
-      *m_event_to_sync;
+      *m_event_to_sync, *m_rules_memory;
 };
 
 static uint64_t now_ns(void) {
@@ -110,6 +110,9 @@ static void collect(amc_metrics_t *reg, void *data) {
   amc_metric_set(c->m_queue_depth, NULL, (double)amc_queue_len(c->queue));
   amc_metric_set(c->m_in_flight, NULL, (double)amc_queue_in_flight(c->queue));
   amc_metric_set(c->m_generation, NULL, (double)c->generation);
+  if (c->engine && c->engine_ops.memory)
+    amc_metric_set(c->m_rules_memory, NULL,
+                   (double)c->engine_ops.memory(c->engine));
   amc_metric_reset(c->m_objects);
   const char *const *kinds;
   size_t n = amc_store_kinds(c->opt.store, &kinds);
@@ -145,6 +148,9 @@ static void register_metrics(amc_controller_t *c) {
       (const char *[]){"method", "type", "code", NULL});
   c->m_generation = amc_metrics_gauge(
       r, "amc_rules_generation", "Active rules generation (0: none).", NULL);
+  c->m_rules_memory = amc_metrics_gauge(
+      r, "amc_rules_memory_bytes",
+      "Memory the active rules generation's Lua VM holds.", NULL);
   c->m_reloads = amc_metrics_counter(r, "amc_rules_reloads_total",
                                      "Rules reloads by result.",
                                      (const char *[]){"result", NULL});

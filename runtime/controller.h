@@ -55,6 +55,8 @@ typedef struct {
   amc_translation_t *(*translate)(void *engine, const char *kind,
                                   const char *ns, const char *name);
   void (*free)(void *engine);
+  /* Bytes the engine holds (optional; the amc_rules_memory_bytes gauge). */
+  size_t (*memory)(void *engine);
 } amc_ctrl_engine_ops_t;
 
 /* Where translations go. */

@@ -99,6 +99,8 @@ static void fs_remove(void *data, const char *kind, const char *ns,
 
 static void fs_synced(void *data) {
   run_t *r = data;
+  /* The parse state holds the garbage of every file read: drop it. */
+  lua_gc(r->fs_L, LUA_GCCOLLECT, 0);
   amc_controller_source_synced(r->ctl, r->fs_id);
 }
 
@@ -339,8 +341,12 @@ static void engine_free(void *engine) {
   amc_rules_engine_free(engine);
 }
 
-static const amc_ctrl_engine_ops_t engine_ops = {engine_translate,
-                                                 engine_free};
+static size_t engine_memory(void *engine) {
+  return amc_rules_engine_memory(engine);
+}
+
+static const amc_ctrl_engine_ops_t engine_ops = {engine_translate, engine_free,
+                                                 engine_memory};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {

@@ -76,7 +76,8 @@ static void fake_free(void *engine) {
   ((fake_engine_t *)engine)->freed = 1;
 }
 
-static const amc_ctrl_engine_ops_t fake_ops = {fake_translate, fake_free};
+static const amc_ctrl_engine_ops_t fake_ops = {fake_translate, fake_free,
+                                               NULL};
 
 /* ---- recording sink */
 static amc_buf_t synced;  /* "key:n_objects;" or "key:gone;" per sync */
