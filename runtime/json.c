@@ -936,6 +936,68 @@ int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Pretty-printing canonical text                                            */
+
+static void put_indent(amc_buf_t *o, int depth) {
+  char *w = amc_buf_reserve(o, 1 + 2 * (size_t)depth);
+  w[0] = '\n';
+  memset(w + 1, ' ', 2 * (size_t)depth);
+  amc_buf_commit(o, 1 + 2 * (size_t)depth);
+}
+
+int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
+  int depth = 0;
+  const char *p = s, *end = s + len, *run = s;
+  while (p < end) {
+    char c = *p;
+    if (c == '"') {
+      /* Copy the string as is (escapes included). */
+      for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\')
+          p++;
+      }
+      if (p >= end)
+        return -1;
+      p++;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      amc_buf_append(out, run, (size_t)(p - run + 1));
+      p++;
+      if (p < end && (*p == '}' || *p == ']')) {
+        amc_buf_putc(out, *p);
+        p++;
+      } else {
+        put_indent(out, ++depth);
+      }
+      run = p;
+    } else if (c == '}' || c == ']') {
+      amc_buf_append(out, run, (size_t)(p - run));
+      if (--depth < 0)
+        return -1;
+      put_indent(out, depth);
+      amc_buf_putc(out, c);
+      run = ++p;
+    } else if (c == ',') {
+      amc_buf_append(out, run, (size_t)(p - run + 1));
+      put_indent(out, depth);
+      run = ++p;
+    } else if (c == ':') {
+      amc_buf_append(out, run, (size_t)(p - run));
+      amc_buf_append(out, ": ", 2);
+      run = ++p;
+    } else {
+      p++;
+    }
+  }
+  amc_buf_append(out, run, (size_t)(p - run));
+  if (depth != 0)
+    return -1;
+  amc_buf_putc(out, '\n');
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Lua module                                                                */
 
 static int l_decode(lua_State *L) {
