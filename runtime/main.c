@@ -10,6 +10,8 @@ static const struct {
   const char *summary;
 } commands[] = {
     {"run", amc_cmd_run, "run the controller (sources -> rules -> AVI)"},
+    {"sync", amc_cmd_sync,
+     "sync desired AVI objects to a controller once (or --dry-run)"},
     {"translate", amc_cmd_translate,
      "translate Kubernetes/Istio objects from files to AVI objects (JSON)"},
     {"rules", amc_cmd_rules, "rule-author tools: `amc rules test [DIR]`"},

@@ -16,6 +16,7 @@
 int amc_cmd_translate(int argc, char **argv);
 int amc_cmd_rules(int argc, char **argv);
 int amc_cmd_run(int argc, char **argv);
+int amc_cmd_sync(int argc, char **argv);
 int amc_cmd_version(int argc, char **argv);
 int amc_cmd_mcp_dump(int argc, char **argv);
 

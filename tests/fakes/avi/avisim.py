@@ -453,6 +453,8 @@ class Simulator:
             # 404 for an unresolvable uuid ref, 400 for a by-name ref.
             "ref_not_found_status_uuid": 404,
             "ref_not_found_status_name": 400,
+            # A pool may serve only one virtual service at a time.
+            "pool_single_vs": True,
             # After a DELETE, POSTs reusing the name get 409 this long.
             "deleted_name_hold_ms": 0,
         }
@@ -628,8 +630,8 @@ class Simulator:
                     s += "#" + n
             return s
         self.walker.map_refs(dn, out, fix)
-        if "tenant_ref" in out and (dn is None or
-                                    "tenant_ref" not in self.schema.fields(dn)):
+        if "tenant_ref" in out and \
+                (dn is None or "tenant_ref" not in self.schema.fields(dn)):
             out["tenant_ref"] = fix(out["tenant_ref"], "tenant")
         out["url"] = fix(out["url"], t)
         if version is not None and dn:
@@ -789,6 +791,23 @@ class Simulator:
                         raise ApiError(400, "VRF Context for %s and pool %s "
                                        "different" % (obj.get("name"),
                                                       pool.get("name")))
+            if self.config["pool_single_vs"]:
+                self.check_pool_sharing(obj, existing)
+
+    def check_pool_sharing(self, vs, existing):
+        """A pool serves one virtual service at a time (AVI docs)."""
+        mine = {p["uuid"] for p in self.vs_pools(vs)}
+        if not mine:
+            return
+        me = (existing or {}).get("uuid")
+        for u, other in self.objects.get("virtualservice", {}).items():
+            if u == me:
+                continue
+            for p in self.vs_pools(other):
+                if p["uuid"] in mine:
+                    raise ApiError(400, "Pool %s is already used by "
+                                   "VirtualService %s"
+                                   % (p.get("name"), other.get("name")))
 
     def vs_pools(self, vs):
         pools = []
@@ -1138,6 +1157,20 @@ class Simulator:
         }
 
 
+SECRET_KEYS = {"key", "key_passphrase", "password", "token", "secret",
+               "shared_secret", "secret_access_key"}
+
+
+def redact(v):
+    """A copy of a request body with secret-looking values hidden."""
+    if isinstance(v, dict):
+        return {k: "<redacted>" if k in SECRET_KEYS and isinstance(x, str)
+                else redact(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [redact(x) for x in v]
+    return v
+
+
 def truthy(v):
     return v is not None and v.lower() not in ("false", "0", "no")
 
@@ -1220,7 +1253,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                  "path": path, "query": query,
                  "tenant": self.headers.get("X-Avi-Tenant") or
                  self.headers.get("X-Avi-Tenant-UUID") or "admin",
+                 "avi_version": self.headers.get("X-Avi-Version"),
                  "status": None}
+        if path.startswith("/api/") and body and \
+                self.command in ("POST", "PUT", "PATCH"):
+            try:
+                entry["body"] = redact(json.loads(body.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError):
+                entry["body"] = None
         resp_headers = []
         try:
             with sim.lock:
@@ -1416,7 +1456,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         base = self.base_url()
         if t == "systemconfiguration":
             pc = sim.login_body()["system_config"]["portal_configuration"]
-            return {"uuid": "default", "url": base + "/api/systemconfiguration",
+            return {"uuid": "default",
+                    "url": base + "/api/systemconfiguration",
                     "portal_configuration": pc}
         cfg = sim.config
         return {"uuid": "default", "url": base + "/api/controllerproperties",
@@ -1664,6 +1705,8 @@ def parse_args(argv):
     p.add_argument("--tenant", action="append",
                    help="create this tenant at start (repeatable)")
     p.add_argument("--log")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="exit when the parent process goes away (tests)")
     return p.parse_args(argv)
 
 
@@ -1700,8 +1743,10 @@ def main(argv):
         write_port_file(args.port_file, info)
     else:
         print(json.dumps(info), flush=True)
+    parent = os.getppid()
     while not stop.wait(0.5):
-        pass
+        if args.exit_with_parent and os.getppid() != parent:
+            break
     for s in servers:
         s.shutdown()
         s.server_close()

@@ -31,7 +31,8 @@ class SimProcess:
         self.state_file = state_file
         self.clients = []
         cmd = [PYTHON, AVISIM, "--port-file", self.port_file,
-               "--password", PASSWORD, "--log", self.log]
+               "--password", PASSWORD, "--log", self.log,
+               "--exit-with-parent"]
         if not https:
             cmd.append("--no-https")
         if state_file:
@@ -41,7 +42,8 @@ class SimProcess:
         deadline = time.monotonic() + 20
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None:
-                raise RuntimeError("avisim exited with %s" % self.proc.returncode)
+                raise RuntimeError("avisim exited with %s"
+                                   % self.proc.returncode)
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("avisim did not write its port file")
@@ -129,7 +131,8 @@ class Client:
                 csrf=True, referer=True, cookies=True, version=True):
         h = {}
         if cookies and self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
+            h["Cookie"] = "; ".join("%s=%s" % kv
+                                    for kv in self.cookies.items())
         if csrf and self.csrf:
             h["X-CSRFToken"] = self.csrf
         if referer:
@@ -203,6 +206,7 @@ class SimTestCase(unittest.TestCase):
 
     sim_args = ()
     https = False
+    scheme = "http"   # of self.c; "https" needs https = True
 
     @classmethod
     def setUpClass(cls):
@@ -217,7 +221,7 @@ class SimTestCase(unittest.TestCase):
     def setUp(self):
         status, _ = self.sim.control("POST", "/_sim/reset", {})
         self.assertEqual(status, 200)
-        self.c = self.sim.client()
+        self.c = self.sim.client(self.scheme)
 
     def tearDown(self):
         for c in self.sim.clients:
@@ -225,7 +229,8 @@ class SimTestCase(unittest.TestCase):
         self.sim.clients.clear()
 
     def base(self):
-        return "http://127.0.0.1:%d" % self.sim.ports["http"]
+        return "%s://127.0.0.1:%d" % (self.scheme,
+                                      self.sim.ports[self.scheme])
 
 
 def main():

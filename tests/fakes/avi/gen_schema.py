@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate avi_schema.json (the simulator's schema data) from AVI swagger files.
+"""Generate avi_schema.json (the simulator's schema data) from AVI swagger.
 
 Usage: /usr/bin/python3 gen_schema.py SWAGGER_DIR [OUT_FILE]
 

@@ -140,5 +140,11 @@ class CollectionTest(SimTestCase):
                                  "results"][0]["uuid"])
 
 
+class CollectionTestHTTPS(CollectionTest):
+    """Over HTTPS: `next` links keep the scheme and port."""
+    https = True
+    scheme = "https"
+
+
 if __name__ == "__main__":
     main()

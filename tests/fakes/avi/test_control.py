@@ -97,8 +97,11 @@ class ControlTest(SimTestCase):
                          [("POST", "/login", "", 200),
                           ("POST", "/api/pool", "", 201),
                           ("GET", "/api/pool", "name=p", 200)])
+        self.assertEqual(reqs[1]["body"], {"name": "p"})
+        self.assertNotIn("body", reqs[0])   # never the login body
         for e in reqs:
             self.assertEqual(e["tenant"], "admin")
+            self.assertEqual(e["avi_version"], "22.1.6")
             self.assertIsInstance(e["time"], float)
         self.assertEqual([e["seq"] for e in reqs],
                          sorted(e["seq"] for e in reqs))
@@ -114,6 +117,17 @@ class ControlTest(SimTestCase):
         self.sim.control("DELETE", "/_sim/requests")
         self.assertEqual(self.sim.control("GET", "/_sim/requests")[1],
                          {"requests": []})
+
+    def test_request_log_redacts_secrets(self):
+        self.sim.control("DELETE", "/_sim/requests")
+        self.c.post("/api/sslkeyandcertificate", {
+            "name": "c", "key": "-----BEGIN PRIVATE KEY-----x",
+            "key_passphrase": "pp", "certificate": {"certificate": "x"}})
+        st, log = self.sim.control("GET", "/_sim/requests")
+        body = log["requests"][0]["body"]
+        self.assertEqual(body["key"], "<redacted>")
+        self.assertEqual(body["key_passphrase"], "<redacted>")
+        self.assertNotIn("PRIVATE", json.dumps(log))
 
     def test_state_dump_and_reset(self):
         self.sim.control("POST", "/_sim/objects", {"type": "tenant",

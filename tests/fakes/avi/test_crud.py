@@ -45,7 +45,8 @@ class CrudTest(SimTestCase):
             "tenant": ["admin"],
         }
         for t, names in expected.items():
-            got = [o["name"] for o in self.c.get("/api/" + t).json()["results"]]
+            got = [o["name"]
+                   for o in self.c.get("/api/" + t).json()["results"]]
             self.assertEqual(sorted(got), sorted(names), t)
         admin = self.c.get("/api/tenant/admin").json()
         self.assertEqual(admin["uuid"], "admin")
@@ -168,7 +169,8 @@ class CrudTest(SimTestCase):
 
     def test_unresolvable_references(self):
         r = self.c.post("/api/poolgroup", {"name": "pg", "members": [
-            {"pool_ref": "/api/pool/pool-00000000-0000-4000-8000-000000000000"}]})
+            {"pool_ref":
+             "/api/pool/pool-00000000-0000-4000-8000-000000000000"}]})
         self.assertEqual((r.status, r.error), (404, "Pool object not found!"))
         r = self.c.post("/api/virtualservice", {
             "name": "vs", "vsvip_ref": "/api/vsvip?name=missing"})
@@ -366,9 +368,9 @@ class CrudTest(SimTestCase):
                                "services": [{"port": 443,
                                              "enable_ssl": True}],
                                "pool_group_ref": "/api/poolgroup?name=o",
-                               "http_policies": [{"index": 11,
-                                                  "http_policy_set_ref":
-                                                  "/api/httppolicyset?name=o"}],
+                               "http_policies": [{
+                                   "index": 11, "http_policy_set_ref":
+                                   "/api/httppolicyset?name=o"}],
                                "ssl_key_and_certificate_refs": [
                                    "/api/sslkeyandcertificate?name=o"]},
             "stringgroup": {"name": "o", "type": "SG_TYPE_STRING",
@@ -464,6 +466,25 @@ class CrudTest(SimTestCase):
             "vrf_context_ref": "/api/vrfcontext?name=blue"})
         self.assertEqual(r.status, 201, r.text)
 
+    def test_pool_serves_one_vs(self):
+        self.c.create("pool", {"name": "p"})
+        self.c.create("poolgroup", {"name": "pg", "members": [
+            {"pool_ref": "/api/pool?name=p"}]})
+        self.c.create("virtualservice", {"name": "vs1",
+                                         "pool_ref": "/api/pool?name=p"})
+        r = self.c.post("/api/virtualservice", {
+            "name": "vs2", "pool_group_ref": "/api/poolgroup?name=pg"})
+        self.assertEqual((r.status, r.error),
+                         (400, "Pool p is already used by VirtualService "
+                          "vs1"))
+        # updating vs1 itself is fine; the check can be switched off
+        vs1 = self.c.get("/api/virtualservice?name=vs1").json()["results"][0]
+        self.assertEqual(self.c.put(path_of(vs1["url"]), vs1).status, 200)
+        self.sim.control("POST", "/_sim/config", {"pool_single_vs": False})
+        r = self.c.post("/api/virtualservice", {
+            "name": "vs2", "pool_group_ref": "/api/poolgroup?name=pg"})
+        self.assertEqual(r.status, 201)
+
     def test_vh_child_needs_parent(self):
         r = self.c.post("/api/virtualservice", {
             "name": "child", "type": "VS_TYPE_VH_CHILD"})
@@ -499,6 +520,13 @@ class CrudTest(SimTestCase):
         body.pop("_last_modified")
         r = self.c.put(path, body)
         self.assertEqual(r.json()["vip"][0]["vip_id"], "0")
+
+
+class CrudTestHTTPS(CrudTest):
+    """The same tests over HTTPS (certificate verified with the port file's
+    CA); URLs, Location and refs then use https://."""
+    https = True
+    scheme = "https"
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class KubeFake:
 
     def cleanup(self):
         self.stop()
+        log = self.server_log()
+        if "Traceback" in log:   # a bug in the fake: show it
+            sys.stderr.write("kubefake server log:\n" + log)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
@@ -173,7 +176,14 @@ class Watch:
         while b"\n" not in self.buf:
             if self.done:
                 return None
-            self._read_chunk()
+            try:
+                self._read_chunk()
+            except TimeoutError:
+                raise
+            except (OSError, ValueError) as e:
+                if isinstance(e, ConnectionError):
+                    raise
+                raise ConnectionError("watch stream broken: %r" % e)
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 

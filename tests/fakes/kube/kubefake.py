@@ -196,7 +196,10 @@ class RType:
 
     @property
     def skey(self):
-        """Storage key: one store for all versions of a group resource."""
+        """Storage key: one store for all versions of a group resource
+        (events.k8s.io Events share the core Events' store)."""
+        if self.group == "events.k8s.io" and self.plural == "events":
+            return "/events"
         return "%s/%s" % (self.group, self.plural)
 
     @property
@@ -617,6 +620,130 @@ def _smp_list(field, orig, patch):
     return out
 
 
+# core/v1 Event field <-> events.k8s.io/v1 Event field (one store, two views)
+EVENT_FIELDS = [("message", "note"), ("involvedObject", "regarding"),
+                ("source", "deprecatedSource"),
+                ("firstTimestamp", "deprecatedFirstTimestamp"),
+                ("lastTimestamp", "deprecatedLastTimestamp"),
+                ("count", "deprecatedCount"),
+                ("reportingComponent", "reportingController")]
+
+
+def rename_fields(obj, mapping):
+    return {mapping.get(k, k): v for k, v in obj.items()}
+
+
+def to_storage(rt, obj):
+    if rt.group == "events.k8s.io":
+        return rename_fields(obj, {b: a for a, b in EVENT_FIELDS})
+    return obj
+
+
+# ---------------------------------------------------------------- protobuf ---
+# kubectl's typed commands (create namespace/serviceaccount/secret/configmap/
+# token) send protobuf. Enough of the wire format and of those few messages
+# is decoded here to turn such bodies into the JSON objects they stand for.
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def _varint(buf, i):
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def pb_fields(buf):
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        fno, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 2:
+            n, i = _varint(buf, i)
+            v, i = bytes(buf[i:i + n]), i + n
+        elif wt == 1:
+            v, i = bytes(buf[i:i + 8]), i + 8
+        elif wt == 5:
+            v, i = bytes(buf[i:i + 4]), i + 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wt)
+        out.setdefault(fno, []).append(v)
+    return out
+
+
+def _pb_str(f, n):
+    return f[n][-1].decode() if f.get(n) else ""
+
+
+def _pb_map(f, n, as_bytes=False):
+    out = {}
+    for entry in f.get(n, []):
+        e = pb_fields(entry)
+        val = e.get(2, [b""])[-1]
+        out[_pb_str(e, 1)] = base64.b64encode(val).decode() if as_bytes \
+            else val.decode()
+    return out
+
+
+def _pb_meta(buf):
+    f = pb_fields(buf)
+    meta = {}
+    for n, key in ((1, "name"), (2, "generateName"), (3, "namespace"),
+                   (6, "resourceVersion")):
+        if _pb_str(f, n):
+            meta[key] = _pb_str(f, n)
+    for n, key in ((11, "labels"), (12, "annotations")):
+        m = _pb_map(f, n)
+        if m:
+            meta[key] = m
+    if f.get(14):
+        meta["finalizers"] = [x.decode() for x in f[14]]
+    return meta
+
+
+def pb_decode(body):
+    """A protobuf-encoded object (k8s envelope) -> its JSON form."""
+    if not body.startswith(b"k8s\x00"):
+        raise ValueError("no k8s protobuf magic")
+    env = pb_fields(body[4:])
+    tm = pb_fields(env[1][-1]) if env.get(1) else {}
+    api_version, kind = _pb_str(tm, 1), _pb_str(tm, 2)
+    f = pb_fields(env[2][-1]) if env.get(2) else {}
+    obj = {"apiVersion": api_version, "kind": kind,
+           "metadata": _pb_meta(f[1][-1]) if f.get(1) else {}}
+    if kind in ("Namespace", "ServiceAccount"):
+        pass
+    elif kind == "Secret":
+        if f.get(2):
+            obj["data"] = _pb_map(f, 2, as_bytes=True)
+        if _pb_str(f, 3):
+            obj["type"] = _pb_str(f, 3)
+        if f.get(4):
+            obj["stringData"] = _pb_map(f, 4)
+    elif kind == "ConfigMap":
+        if f.get(2):
+            obj["data"] = _pb_map(f, 2)
+        if f.get(3):
+            obj["binaryData"] = _pb_map(f, 3, as_bytes=True)
+    elif kind == "TokenRequest":
+        spec = pb_fields(f[2][-1]) if f.get(2) else {}
+        obj["spec"] = {"audiences": [a.decode() for a in spec.get(1, [])]}
+        if spec.get(4):
+            obj["spec"]["expirationSeconds"] = spec[4][-1]
+    else:
+        raise ValueError("kubefake decodes protobuf only for Namespace, "
+                         "ServiceAccount, Secret, ConfigMap and TokenRequest, "
+                         "not %s; send JSON" % kind)
+    return obj
+
+
 # ------------------------------------------------------------------- store ---
 
 class Event:
@@ -650,6 +777,7 @@ class Server:
         self.continue_epoch = 0    # bumped by POST /_fake/expire-continue
         self.snapshots = {}        # continue id -> (rv, remaining items)
         self.drop_gen = 0
+        self.watch_errors = []     # injected ERROR events: (status, regex)
         self.conns = set()
         self.faults = []
         self.requests = []
@@ -751,11 +879,15 @@ class Server:
         self.history = []
         self.compacted = self.rv
 
-    def load_manifests(self, paths):
-        """Load RBAC (and Namespace/ServiceAccount) objects from YAML/JSON."""
-        wanted = {"Namespace", "ServiceAccount", "Role", "ClusterRole",
+    RBAC_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole",
                   "RoleBinding", "ClusterRoleBinding",
                   "CustomResourceDefinition"}
+
+    def load_manifests(self, paths, only=RBAC_KINDS):
+        """Create (or update) the objects of YAML/JSON files/directories.
+
+        With `only`, other kinds are skipped (RBAC from deploy/); with
+        only=None every object must be of a served kind (fixtures)."""
         docs = []
         for p in paths:
             files = []
@@ -766,41 +898,61 @@ class Server:
             else:
                 files.append(p)
             for fn in sorted(files):
-                with open(fn) as f:
-                    text = f.read()
-                if fn.endswith(".json"):
-                    loaded = [json.loads(text)]
-                else:
-                    if yaml is None:
-                        raise SystemExit("python3-yaml is needed for %s" % fn)
-                    loaded = list(yaml.safe_load_all(text))
+                try:
+                    with open(fn) as f:
+                        text = f.read()
+                    if fn.endswith(".json"):
+                        loaded = [json.loads(text)]
+                    elif yaml is None:
+                        raise SystemExit("kubefake: python3-yaml is needed "
+                                         "for %s" % fn)
+                    else:
+                        loaded = list(yaml.safe_load_all(text))
+                except SystemExit:
+                    raise
+                except Exception as e:   # OSError, JSON or YAML errors
+                    raise SystemExit("kubefake: cannot load %s: %s" % (fn, e))
                 for d in loaded:
                     if isinstance(d, dict) and d.get("kind") == "List":
-                        docs += d.get("items") or []
-                    elif isinstance(d, dict):
-                        docs.append(d)
+                        docs += [(fn, i) for i in d.get("items") or []]
+                    elif isinstance(d, dict) and d.get("kind"):
+                        docs.append((fn, d))
         order = ["Namespace", "CustomResourceDefinition", "ServiceAccount",
                  "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"]
-        docs = [d for d in docs if d.get("kind") in wanted]
-        docs.sort(key=lambda d: order.index(d["kind"]))
-        for d in docs:
+        if only is not None:
+            docs = [x for x in docs if x[1]["kind"] in only]
+        docs.sort(key=lambda x: order.index(x[1]["kind"])
+                  if x[1]["kind"] in order else len(order))
+        for fn, d in docs:
             rt = self.rtype_for_kind(d.get("apiVersion", ""), d["kind"])
             if rt is None:
+                if only is None:
+                    raise SystemExit("kubefake: %s: kind %s (apiVersion %s) "
+                                     "is not served" % (fn, d["kind"],
+                                                        d.get("apiVersion")))
                 continue
+            d = copy.deepcopy(d)
             meta = d.setdefault("metadata", {})
             if rt.namespaced:
                 meta.setdefault("namespace", "default")
                 self.ensure_namespace(meta["namespace"])
             key = (meta.get("namespace", "") if rt.namespaced else "",
                    meta.get("name"))
-            cur = self.objects.get(rt.skey, {}).get(key)
-            if cur is None:
-                self._create_internal(rt, d)
-            else:
-                new = copy.deepcopy(d)
-                new["metadata"]["resourceVersion"] = \
-                    cur["metadata"]["resourceVersion"]
-                self.do_update(rt, key[0], key[1], new, sub=None, user=None)
+            try:
+                cur = self.objects.get(rt.skey, {}).get(key)
+                if cur is None:
+                    self._create_internal(rt, d)
+                else:
+                    d["metadata"]["resourceVersion"] = \
+                        cur["metadata"]["resourceVersion"]
+                    self.do_update(rt, key[0], key[1], d, sub=None, user=None)
+                if rt.status and "status" in d:   # fixtures keep status
+                    self.do_update(rt, key[0], key[1],
+                                   {"metadata": {}, "status": d["status"]},
+                                   sub="status", user=None)
+            except ApiError as e:
+                raise SystemExit("kubefake: %s: %s %s: %s" % (
+                    fn, d["kind"], key[1], e.message))
 
     def ensure_namespace(self, ns):
         if ("", ns) not in self.objects.get("/namespaces", {}):
@@ -880,6 +1032,8 @@ class Server:
     def view(self, rt, obj):
         """The stored object as the requested version shows it."""
         o = copy.deepcopy(obj)
+        if rt.group == "events.k8s.io":
+            o = rename_fields(o, {a: b for a, b in EVENT_FIELDS})
         o["apiVersion"] = rt.api_version
         o["kind"] = rt.kind
         return o
@@ -971,6 +1125,8 @@ class Server:
             meta["name"] = meta["generateName"] + "".join(
                 random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
         self._validate(rt, obj, ns)
+        obj = to_storage(rt, obj)
+        meta = obj["metadata"]
         name = meta["name"]
         if rt.namespaced and ("", ns) not in self.objects.get("/namespaces",
                                                               {}):
@@ -1064,6 +1220,7 @@ class Server:
         else:
             obj = copy.deepcopy(new)
             self._validate(rt, obj, ns)
+            obj = to_storage(rt, obj)
             meta = obj["metadata"]
             ometa = old["metadata"]
             for k in ("uid", "creationTimestamp", "deletionTimestamp",
@@ -1186,11 +1343,18 @@ class Server:
                 toks[tok] = (user, [g for g in groups.split(",") if g])
             else:
                 toks[tok] = ("admin", [MASTERS])
-        for fn in self.args.token_file or []:
+        for spec in self.args.token_file or []:
+            fn, _, who = spec.partition("=")
             try:
                 with open(fn) as f:
                     text = f.read()
             except OSError:
+                continue
+            if who:   # FILE=USER: the whole file is one token, as a pod sees
+                user, _, groups = who.partition("|")
+                if text.strip():
+                    toks[text.strip()] = (user, [g for g in groups.split(",")
+                                                 if g])
                 continue
             for row in csv.reader(io.StringIO(text)):
                 row = [c.strip() for c in row]
@@ -1514,11 +1678,10 @@ class Handler(BaseHTTPRequestHandler):
                 "status": getattr(self, "status_sent", 0),
                 "contentType": self.headers.get("Content-Type", ""),
                 "accept": self.headers.get("Accept", ""), "body": body})
-            if len(srv.requests) > 20000:
-                del srv.requests[:10000]
+            if len(srv.requests) > 200000:   # bound memory in long runs
+                del srv.requests[:100000]
 
     def dispatch(self):
-        srv = self.server.srv
         self.url = urllib.parse.urlsplit(self.path)
         self.query = dict(urllib.parse.parse_qsl(self.url.query,
                                                  keep_blank_values=True))
@@ -1592,14 +1755,16 @@ class Handler(BaseHTTPRequestHandler):
         if fault.get("status"):
             code = int(fault["status"])
             headers = {}
+            det = None
             if fault.get("retryAfter") is not None:
                 headers["Retry-After"] = str(fault["retryAfter"])
+                det = {"retryAfterSeconds": int(fault["retryAfter"])}
             raise ApiError(code, fault.get("reason") or {
                 500: "InternalError", 503: "ServiceUnavailable",
                 429: "TooManyRequests", 410: "Expired", 409: "Conflict",
                 404: "NotFound", 403: "Forbidden", 401: "Unauthorized",
                 504: "Timeout"}.get(code, "InternalError"),
-                fault.get("message") or "injected fault", None, headers)
+                fault.get("message") or "injected fault", det, headers)
 
     def authenticate(self):
         srv = self.server.srv
@@ -1645,6 +1810,17 @@ class Handler(BaseHTTPRequestHandler):
         path = self.url.path.rstrip("/") or "/"
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")
                  if p != ""]
+        is_resource = (parts[:1] == ["api"] and len(parts) > 2) or (
+            parts[:1] == ["apis"] and len(parts) > 3)
+        if not is_resource and srv.rbac and MASTERS not in self.groups:
+            with srv.lock:   # discovery is open to every authenticated user
+                srv.rbac_log.append({
+                    "time": time.time(), "user": self.user,
+                    "groups": self.groups, "verb": self.command.lower(),
+                    "nonResourceURL": path, "apiGroup": "", "resource": "",
+                    "subresource": "", "namespace": "", "name": "",
+                    "allowed": True, "matched": [],
+                    "reason": "non-resource URL (system:discovery)"})
         if path in ("/healthz", "/livez", "/readyz"):
             return self.send_text(200, "ok")
         if path == "/version":
@@ -1806,10 +1982,10 @@ class Handler(BaseHTTPRequestHandler):
     def verb(self, name, sub):
         m = self.command
         if m in ("GET", "HEAD"):
-            if name:
+            watch = self.query.get("watch") in ("1", "true", "True")
+            if name and not (watch and not sub):
                 return "get"
-            return "watch" if self.query.get("watch") in ("1", "true",
-                                                           "True") else "list"
+            return "watch" if watch else "list"
         if m == "POST":
             return "create"
         if m == "PUT":
@@ -1831,6 +2007,11 @@ class Handler(BaseHTTPRequestHandler):
                 return json.loads(text) if text else None
             except ValueError as e:
                 raise err_bad_request("error decoding JSON body: %s" % e)
+        if ctype == PROTOBUF:
+            try:
+                return pb_decode(self.body_bytes)
+            except (ValueError, KeyError, IndexError) as e:
+                raise ApiError(415, "UnsupportedMediaType", str(e))
         if ctype in ("application/yaml", "application/x-yaml") or (
                 allow_yaml and ctype == APPLY_PATCH):
             if yaml is None:
@@ -1849,6 +2030,10 @@ class Handler(BaseHTTPRequestHandler):
                 srv.authorize(self.user, self.groups, verb, rt, ns, name, sub)
         dry = self.query.get("dryRun") == "All"
         if verb == "watch":
+            if name:   # GET …/NAME?watch=1 watches that one object
+                sel = self.query.get("fieldSelector")
+                self.query["fieldSelector"] = "metadata.name=" + name + (
+                    "," + sel if sel else "")
             return self.watch(rt, ns)
         if verb == "list":
             return self.list(rt, ns)
@@ -1856,8 +2041,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.token_request(rt, ns, name)
         if verb == "get":
             with srv.lock:
-                obj = srv.get(rt, ns, name)
-                return self.send_json(200, srv.view(rt, obj))
+                out = srv.view(rt, srv.get(rt, ns, name))
+            return self.send_json(200, out)
         if verb == "create":
             if name:
                 raise ApiError(405, "MethodNotAllowed",
@@ -1892,10 +2077,10 @@ class Handler(BaseHTTPRequestHandler):
                                        o["metadata"]["name"], None, dry)
                          for o in srv.select(rt, ns, lsel, fsel)]
                 srv.commit()
-                return self.send_json(200, {
-                    "kind": rt.list_kind, "apiVersion": rt.api_version,
-                    "metadata": {"resourceVersion": str(srv.rv)},
-                    "items": items})
+                rv = str(srv.rv)
+            return self.send_json(200, {
+                "kind": rt.list_kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": rv}, "items": items})
 
     def token_request(self, rt, ns, name):
         srv = self.server.srv
@@ -1929,44 +2114,37 @@ class Handler(BaseHTTPRequestHandler):
             raise err_media(accepted)
         patch = self.decode_body(allow_yaml=True) if ctype == APPLY_PATCH \
             else self._json_body()
+        if ctype != JSON_PATCH and not isinstance(patch, dict):
+            raise err_bad_request("the patch must be a JSON object")
         with srv.lock:
-            store = srv.objects.get(rt.skey, {})
-            cur = store.get((ns, name))
+            cur = srv.objects.get(rt.skey, {}).get((ns, name))
             if cur is None:
-                if ctype == APPLY_PATCH and not sub:
-                    if not isinstance(patch, dict):
-                        raise err_bad_request("apply patch must be an object")
-                    patch.setdefault("metadata", {}).setdefault("name", name)
-                    out = srv.do_create(rt, ns, patch, self.user, dry)
-                    srv.commit()
-                    return self.send_json(201, out)
-                raise err_not_found(rt, name)
-            base = srv.view(rt, cur)
-            if ctype == MERGE_PATCH:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("merge patch must be an object")
-                new = merge_patch(base, patch)
-            elif ctype == JSON_PATCH:
-                new = json_patch(base, patch)
-            elif ctype == STRATEGIC_PATCH:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("strategic merge patch must be an "
-                                          "object")
-                new = strategic_patch(base, patch)
+                if ctype != APPLY_PATCH or sub:
+                    raise err_not_found(rt, name)
+                # server-side apply creates what does not exist yet
+                patch.setdefault("metadata", {}).setdefault("name", name)
+                out = srv.do_create(rt, ns, patch, self.user, dry)
+                code = 201
             else:
-                if not isinstance(patch, dict):
-                    raise err_bad_request("apply patch must be an object")
-                new = merge_patch(base, _apply_to_merge(patch))
-            # a patch checks the resourceVersion only if it names one
-            if not isinstance(new, dict):
-                raise err_bad_request("patch result must be an object")
-            meta = new.setdefault("metadata", {})
-            patched_rv = self._patch_rv(ctype, patch)
-            if patched_rv is None:
-                meta["resourceVersion"] = cur["metadata"]["resourceVersion"]
-            out = srv.do_update(rt, ns, name, new, sub, self.user, dry)
+                base = srv.view(rt, cur)
+                if ctype == MERGE_PATCH:
+                    new = merge_patch(base, patch)
+                elif ctype == JSON_PATCH:
+                    new = json_patch(base, patch)
+                elif ctype == STRATEGIC_PATCH:
+                    new = strategic_patch(base, patch)
+                else:   # apply, approximated as a merge of the applied config
+                    new = merge_patch(base, patch)
+                if not isinstance(new, dict):
+                    raise err_bad_request("patch result must be an object")
+                # a patch checks the resourceVersion only if it names one
+                if self._patch_rv(ctype, patch) is None:
+                    new.setdefault("metadata", {})["resourceVersion"] = \
+                        cur["metadata"]["resourceVersion"]
+                out = srv.do_update(rt, ns, name, new, sub, self.user, dry)
+                code = 200
             srv.commit()
-        self.send_json(200, out)
+        self.send_json(code, out)
 
     def _json_body(self):
         try:
@@ -2008,7 +2186,13 @@ class Handler(BaseHTTPRequestHandler):
             if limit > 0 and len(items) > limit:
                 page, rest = items[:limit], items[limit:]
                 sid = secrets.token_hex(8)
-                srv.snapshots[sid] = (snap_rv, rest, time.time())
+                now = time.time()
+                for k in [k for k, v in srv.snapshots.items()
+                          if now - v[2] > max(srv.continue_ttl, 60)]:
+                    del srv.snapshots[k]
+                while len(srv.snapshots) >= 1000:
+                    del srv.snapshots[next(iter(srv.snapshots))]
+                srv.snapshots[sid] = (snap_rv, rest, now)
                 last = page[-1]["metadata"]
                 tok = {"v": "meta.k8s.io/v1", "rv": snap_rv,
                        "start": "%s/%s\x00" % (last.get("namespace", ""),
@@ -2019,9 +2203,9 @@ class Handler(BaseHTTPRequestHandler):
                     json.dumps(tok).encode()).decode()
                 meta["remainingItemCount"] = len(rest)
                 items = page
-            self.send_json(200, {"kind": rt.list_kind,
-                                 "apiVersion": rt.api_version,
-                                 "metadata": meta, "items": items})
+        self.send_json(200, {"kind": rt.list_kind,
+                             "apiVersion": rt.api_version,
+                             "metadata": meta, "items": items})
 
     def _continue(self, cont, rt, ns, lsel, fsel):
         srv = self.server.srv
@@ -2091,6 +2275,7 @@ class Handler(BaseHTTPRequestHandler):
                     gone = err_too_old(pos, srv.compacted + 1)
             drop_gen = srv.drop_gen
             bm_seq = srv.bookmark_seq
+            err_seq = len(srv.watch_errors)
         if gone is not None and gone_mode == "http":
             raise gone
         self.send_response(200)
@@ -2123,7 +2308,13 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 if srv.drop_gen != drop_gen:
                     raise DropConnection()
-                if pos < srv.compacted:
+                injected = [st for st, rx in srv.watch_errors[err_seq:]
+                            if re.search(rx, self.url.path)]
+                err_seq = len(srv.watch_errors)
+                if injected:
+                    out.append({"type": "ERROR", "object": injected[0]})
+                    stop = True
+                elif pos < srv.compacted:
                     out.append({"type": "ERROR", "object": err_too_old(
                         pos, srv.compacted + 1).status()})
                     stop = True
@@ -2256,6 +2447,18 @@ class Handler(BaseHTTPRequestHandler):
                 srv.continue_epoch += 1
                 srv.snapshots.clear()
                 return self.send_json(200, {})
+            if path == "/_fake/watch-error" and m == "POST":
+                code = int(body.get("code", 500))
+                st = ApiError(code, body.get("reason") or (
+                    "Expired" if code == 410 else "InternalError"),
+                    body.get("message") or (
+                        "too old resource version: injected" if code == 410
+                        else "injected watch error")).status()
+                rx = body.get("path", "")
+                re.compile(rx)
+                srv.watch_errors.append((st, rx))
+                srv.cond.notify_all()
+                return self.send_json(200, st)
             if path == "/_fake/bookmark" and m == "POST":
                 srv.bookmark_seq += 1
                 srv.cond.notify_all()
@@ -2319,6 +2522,8 @@ class Handler(BaseHTTPRequestHandler):
                 srv.initial_state()
                 if srv.args.rbac_manifests:
                     srv.load_manifests(srv.args.rbac_manifests)
+                if srv.args.load:
+                    srv.load_manifests(srv.args.load, only=None)
                 srv.history = []
                 srv.compacted = srv.rv
                 srv.faults, srv.requests, srv.rbac_log = [], [], []
@@ -2339,11 +2544,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(404, {"error": "unknown control endpoint"})
 
 
-def _apply_to_merge(applied):
-    """Server-side apply approximated as a merge of the applied config."""
-    return applied
-
-
 class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -2359,6 +2559,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         # The TLS handshake runs here, on the connection's own thread.
         try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request.settimeout(30)
             tls = self.ctx.wrap_socket(request, server_side=True)
             tls.settimeout(None)
@@ -2423,10 +2624,14 @@ def main(argv=None):
     ap.add_argument("--token", action="append",
                     help="TOKEN (admin) or TOKEN=USER[|GROUP,GROUP]")
     ap.add_argument("--token-file", action="append",
-                    help="file re-read on every request: one token per line, "
-                    "or CSV token,user,uid,\"group1,group2\"")
+                    help="FILE re-read on every request: one token per line, "
+                    "or CSV token,user,uid,\"group1,group2\"; or "
+                    "FILE=USER[|GROUPS]: the file is one token for USER")
     ap.add_argument("--rbac", action="store_true")
     ap.add_argument("--rbac-manifests", action="append", default=[])
+    ap.add_argument("--load", action="append", default=[],
+                    help="YAML/JSON files or directories of objects to "
+                    "create at start (fixtures)")
     ap.add_argument("--watch-history", type=int, default=10000)
     ap.add_argument("--continue-ttl", type=float, default=300)
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
@@ -2447,6 +2652,8 @@ def main(argv=None):
             srv.initial_state()
         if args.rbac_manifests:
             srv.load_manifests(args.rbac_manifests)
+        if args.load:
+            srv.load_manifests(args.load, only=None)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(srv.pki, "server.crt"),
                         os.path.join(srv.pki, "server.key"))

@@ -4,6 +4,7 @@
 kubeconfig. A fresh HOME and --cache-dir keep kubectl's discovery cache out
 of the way."""
 
+import base64
 import json
 import os
 import queue
@@ -76,8 +77,6 @@ class Kubectl(unittest.TestCase):
         return path
 
     def create_namespace(self, name):
-        # not "kubectl create namespace": that typed client sends protobuf,
-        # which kubefake does not decode (415)
         path = self.write("ns-%s.yaml" % name, "apiVersion: v1\nkind: "
                           "Namespace\nmetadata:\n  name: %s\n" % name)
         r = self.kubectl("create", "-f", path)
@@ -234,6 +233,85 @@ class Kubectl(unittest.TestCase):
         auths = {q["auth"] for q in self.requests()
                  if q["path"] == "/api/v1/namespaces/watch"}
         self.assertEqual(auths, {"token"})
+
+    def test_typed_create_commands_send_protobuf(self):
+        r = self.kubectl("create", "namespace", "typed")
+        self.assertEqual(r.stdout.strip(), "namespace/typed created")
+        self.kubectl("create", "serviceaccount", "-n", "typed", "bot")
+        crt, key = self.kf.info["client_cert"], self.kf.info["client_key"]
+        self.kubectl("create", "secret", "tls", "-n", "typed", "tls1",
+                     "--cert", crt, "--key", key)
+        st, sec = self.api("GET", "/api/v1/namespaces/typed/secrets/tls1")
+        self.assertEqual(sec["type"], "kubernetes.io/tls")
+        with open(crt, "rb") as f:
+            self.assertEqual(base64.b64decode(sec["data"]["tls.crt"]),
+                             f.read())
+        ctypes = {q["contentType"] for q in self.requests()
+                  if q["method"] == "POST" and "/typed/" in q["path"]}
+        self.assertEqual(ctypes, {"application/vnd.kubernetes.protobuf"})
+        tok = self.kubectl("create", "token", "-n", "typed", "bot").stdout
+        st, _, _ = self.kf.request("GET", "/api", token=tok.strip())
+        self.assertEqual(st, 200)
+        users = [q["user"] for q in self.requests() if q["path"] == "/api"]
+        self.assertEqual(users[-1], "system:serviceaccount:typed:bot")
+
+
+RBAC = """apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: svc-reader, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: svc-reader, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: svc-reader}
+subjects:
+- {kind: ServiceAccount, name: reader}
+"""
+
+
+class KubectlRbac(unittest.TestCase):
+    def test_forbidden_as_printed_by_kubectl(self):
+        home = tempfile.mkdtemp(prefix="kubectl-home-")
+        manifest = os.path.join(home, "rbac.yaml")
+        with open(manifest, "w") as f:
+            f.write(RBAC)
+        try:
+            with KubeFake("--rbac", "--rbac-manifests", manifest, "--token",
+                          "sa-token=system:serviceaccount:default:reader"
+                          ) as kf:
+                env = dict(os.environ, HOME=home,
+                           KUBECONFIG=kf.info["kubeconfig"])
+
+                def kubectl(*args):
+                    return subprocess.run(
+                        [KUBECTL, "--cache-dir", os.path.join(home, "cache"),
+                         "--context", "kubefake-token"] +
+                        list(args), capture_output=True, text=True, env=env,
+                        timeout=30)
+
+                r = kubectl("get", "svc", "-o", "name")
+                self.assertEqual((r.returncode, r.stdout), (0, ""), r.stderr)
+                r = kubectl("get", "pods")
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(
+                    'Error from server (Forbidden): pods is forbidden: User '
+                    '"system:serviceaccount:default:reader" cannot list '
+                    'resource "pods" in API group "" in the namespace '
+                    '"default"', r.stderr)
+                denied = [d for d in kf.control("GET", "rbac-log")[
+                    "decisions"] if not d["allowed"]]
+                self.assertEqual([(d["verb"], d["resource"]) for d in denied],
+                                 [("list", "pods")])
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 subresources, patches, paging, watch (bookmarks, 410, timeouts), auth,
 RBAC and its log, faults, drop and restart."""
 
-import http.client
 import json
 import os
 import sys
@@ -229,8 +228,6 @@ class Shared(unittest.TestCase):
              {"spec": {"containers": [{"name": "c", "image": "i"}]}}),
             ("/api/v1/namespaces/%s/events", "Event", "EventList",
              {"reason": "Synced", "message": "ok"}),
-            ("/apis/events.k8s.io/v1/namespaces/%s/events", "Event",
-             "EventList", {"reason": "Synced", "note": "ok"}),
             ("/api/v1/namespaces/%s/secrets", "Secret", "SecretList",
              {"type": "kubernetes.io/tls",
               "stringData": {"tls.crt": "CERT"}}),
@@ -252,9 +249,23 @@ class Shared(unittest.TestCase):
         st, sec = self.req("GET", "/api/v1/namespaces/%s/secrets/k1" % ns)
         self.assertEqual(sec["data"], {"tls.crt": "Q0VSVA=="})
         self.assertNotIn("stringData", sec)
-        # events.k8s.io and core events are stored apart
+        # events.k8s.io and core events share one store, two views
         st, lst = self.req("GET", "/api/v1/namespaces/%s/events" % ns)
         self.assertEqual(lst["items"][0]["message"], "ok")
+        st, e = self.req("POST", "/apis/events.k8s.io/v1/namespaces/%s/"
+                         "events" % ns, {"metadata": {"name": "k2"},
+                                         "note": "new", "regarding": {
+                                             "kind": "Gateway", "name": "g"}})
+        self.assertEqual(st, 201, e)
+        st, core = self.req("GET", "/api/v1/namespaces/%s/events/k2" % ns)
+        self.assertEqual((core["kind"], core["apiVersion"], core["message"],
+                          core["involvedObject"]["name"]),
+                         ("Event", "v1", "new", "g"))
+        self.assertNotIn("note", core)
+        st, new = self.req("GET", "/apis/events.k8s.io/v1/namespaces/%s/"
+                           "events/k2" % ns)
+        self.assertEqual((new["note"], new["regarding"]["kind"]),
+                         ("new", "Gateway"))
         # dryRun writes nothing
         st, o = self.req("POST", CM % ns + "?dryRun=All",
                          {"metadata": {"name": "dry"}})
@@ -287,6 +298,18 @@ class Shared(unittest.TestCase):
             self.assertEqual(st, 200)
             self.assertEqual(w.next_event()["type"], "DELETED")
         self.assertEqual(self.req("GET", CM % ns + "/f")[0], 404)
+        # watching one object by its path
+        st, o = self.req("POST", CM % ns, {"metadata": {"name": "one"}})
+        self.req("POST", CM % ns, {"metadata": {"name": "other"}})
+        with self.kf.watch(CM % ns + "/one?watch=1&resourceVersion=" +
+                           o["metadata"]["resourceVersion"]) as w:
+            self.req("PATCH", CM % ns + "/other", {"data": {"a": "1"}},
+                     ctype="application/merge-patch+json")
+            self.req("PATCH", CM % ns + "/one", {"data": {"a": "1"}},
+                     ctype="application/merge-patch+json")
+            ev = w.next_event()
+            self.assertEqual((ev["type"], ev["object"]["metadata"]["name"]),
+                             ("MODIFIED", "one"))
         # delete preconditions
         st, o = self.req("POST", CM % ns, {"metadata": {"name": "p"}})
         st, e = self.req("DELETE", CM % ns + "/p", {
@@ -541,6 +564,19 @@ class Shared(unittest.TestCase):
             self.assertTrue(st["message"].startswith(
                 "too old resource version: %s" % old), st["message"])
             self.assertIsNone(w.next_event())
+        # injected mid-stream errors end open watches
+        st, lst = self.req("GET", VS % ns)
+        with self.kf.watch(VS % ns + "?watch=1&resourceVersion=" +
+                           lst["metadata"]["resourceVersion"]) as w:
+            # (the watch is registered before its response headers are sent)
+            self.kf.control("POST", "watch-error", {
+                "code": 500, "message": "etcd hiccup", "path": "/gone/"})
+            ev = w.next_event()
+            self.assertEqual((ev["type"], ev["object"]["code"],
+                              ev["object"]["reason"],
+                              ev["object"]["message"]),
+                             ("ERROR", 500, "InternalError", "etcd hiccup"))
+            self.assertIsNone(w.next_event())
         # form 1 per request, then for everyone via the control API
         with self.kf.watch(VS % ns + "?watch=1&fakeGone=http&"
                            "resourceVersion=" + old) as w:
@@ -577,11 +613,11 @@ class Shared(unittest.TestCase):
         st, e, h = self.kf.request("GET", CM % ns)
         self.assertEqual((st, e["reason"], h.get("Retry-After")),
                          (503, "ServiceUnavailable", "1"))
+        self.assertEqual(e["details"], {"retryAfterSeconds": 1})
         self.assertEqual(self.req("GET", CM % ns)[0], 200)
         self.kf.control("POST", "faults", {"path": "/namespaces/faults/",
                                            "action": "drop"})
-        with self.assertRaises((http.client.RemoteDisconnected,
-                                ConnectionError)):
+        with self.assertRaises(OSError):   # reset, EOF, TLS EOF
             self.req("GET", CM % ns)
         self.kf.control("POST", "faults", {"path": "/namespaces/faults/",
                                            "delay": 0.3})
@@ -608,6 +644,87 @@ class Versions(unittest.TestCase):
                                         "v1")[0], 404)
             self.assertEqual(kf.request("GET", VS.replace("/v1/", "/v1beta1/")
                                         % "default")[0], 200)
+
+
+class Options(unittest.TestCase):
+    def test_watch_history_and_kubeconfig_out(self):
+        tmp = tempfile.mkdtemp()
+        kc = os.path.join(tmp, "kc.yaml")
+        with KubeFake("--watch-history", "2", "--kubeconfig-out", kc,
+                      "--token", "tk") as kf:
+            info = kf.info
+            self.assertEqual(info["kubeconfig"], kc)
+            self.assertEqual(info["pid"], kf.proc.pid)
+            for k in ("ca", "client_cert", "client_key"):
+                self.assertTrue(os.path.isabs(info[k]) and
+                                os.path.exists(info[k]), k)
+            with open(kc) as f:
+                cfg = json.load(f)
+            self.assertEqual(cfg["current-context"], "kubefake")
+            self.assertEqual(cfg["clusters"][0]["cluster"]["server"],
+                             "https://127.0.0.1:%d" % kf.port)
+            users = {u["name"]: u["user"] for u in cfg["users"]}
+            self.assertEqual(users["token"], {"token": "tk"})
+            rvs = []
+            for i in range(3):
+                st, o, _ = kf.request("POST", CM % "default",
+                                      {"metadata": {"name": "h%d" % i}})
+                rvs.append(int(o["metadata"]["resourceVersion"]))
+            # 2 events kept: changes after rvs[0] are all known, not before
+            with kf.watch(CM % "default" + "?watch=1&resourceVersion=%d" %
+                          rvs[0]) as w:
+                self.assertEqual(w.next_event()["object"]["metadata"]["name"],
+                                 "h1")
+            with kf.watch(CM % "default" + "?watch=1&resourceVersion=%d" %
+                          (rvs[0] - 1)) as w:
+                ev = w.next_event()
+                self.assertEqual((ev["type"], ev["object"]["code"]),
+                                 ("ERROR", 410))
+
+
+FIXTURES = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: fx}
+spec:
+  ports: [{port: 80}]
+status:
+  loadBalancer:
+    ingress: [{ip: 10.0.0.9}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: gw, namespace: fx}
+spec:
+  selector: {istio: ingressgateway}
+"""
+
+
+class Load(unittest.TestCase):
+    def test_load_fixtures(self):
+        tmp = tempfile.mkdtemp()
+        fx = os.path.join(tmp, "fx.yaml")
+        with open(fx, "w") as f:
+            f.write(FIXTURES)
+        with KubeFake("--load", fx) as kf:
+            st, svc, _ = kf.request("GET", SVC % "fx" + "/web")
+            self.assertEqual(svc["status"]["loadBalancer"]["ingress"],
+                             [{"ip": "10.0.0.9"}])
+            st, gw, _ = kf.request("GET", "/apis/networking.istio.io/v1/"
+                                   "namespaces/fx/gateways/gw")
+            self.assertEqual((st, gw["spec"]["selector"]),
+                             (200, {"istio": "ingressgateway"}))
+        with open(fx, "a") as f:
+            f.write("---\napiVersion: apps/v1\nkind: Deployment\n"
+                    "metadata: {name: d}\n")
+        kf = KubeFake("--load", fx)
+        try:
+            with self.assertRaises(RuntimeError) as cm:
+                kf.start()
+            self.assertIn("fx.yaml: kind Deployment (apiVersion apps/v1) is "
+                          "not served", str(cm.exception))
+        finally:
+            kf.cleanup()
 
 
 class Auth(unittest.TestCase):
@@ -699,7 +816,16 @@ class Rbac(unittest.TestCase):
         manifest = os.path.join(tmp, "rbac.yaml")
         with open(manifest, "w") as f:
             f.write(RBAC_YAML)
-        with KubeFake("--rbac", "--rbac-manifests", manifest) as kf:
+        satoken = os.path.join(tmp, "sa-token")
+        with open(satoken, "w") as f:
+            f.write("pod-token\n")
+        with KubeFake("--rbac", "--rbac-manifests", manifest, "--token-file",
+                      satoken + "=system:serviceaccount:amc:amc") as kf:
+            # the mounted-token style file maps to the ServiceAccount
+            self.assertEqual(kf.request("GET", "/api/v1/services",
+                                        token="pod-token")[0], 200)
+            self.assertEqual(kf.request("GET", "/api/v1/pods",
+                                        token="pod-token")[0], 403)
             st, tr, _ = kf.request(
                 "POST", "/api/v1/namespaces/amc/serviceaccounts/amc/token",
                 {"apiVersion": "authentication.k8s.io/v1",
@@ -740,9 +866,13 @@ class Rbac(unittest.TestCase):
                                         {"status": {}}, token=tok,
                                         ctype="application/merge-patch+json"
                                         )[0], 200)
+            self.assertEqual(kf.request("GET", "/apis", token=tok)[0], 200)
             log = kf.control("GET", "rbac-log")
+            self.assertEqual([(d["nonResourceURL"], d["allowed"])
+                              for d in log["decisions"]
+                              if "nonResourceURL" in d], [("/apis", True)])
             dec = [(d["verb"], d["resource"], d["subresource"], d["allowed"])
-                   for d in log["decisions"]]
+                   for d in log["decisions"] if "nonResourceURL" not in d]
             self.assertEqual(dec, [
                 ("list", "services", "", True), ("get", "services", "", True),
                 ("delete", "services", "", False),

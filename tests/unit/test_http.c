@@ -1,0 +1,421 @@
+/* test_http.c - runtime/http against a tiny Python HTTP server started here.
+ *
+ * The server (Debian python3, $AMC_PYTHON) binds 127.0.0.1:0 and prints its
+ * port; it is killed at the end of every test group, also on failure
+ * (cmocka's group teardown). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "util/buf.h"
+
+static const char *server_py =
+    "import sys, time, json\n"
+    "from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler\n"
+    "class H(BaseHTTPRequestHandler):\n"
+    "  protocol_version = 'HTTP/1.1'\n"
+    "  def log_message(self, *a): pass\n"
+    "  def reply(self, code, body, ctype='application/json', extra=()):\n"
+    "    b = body.encode()\n"
+    "    self.send_response(code)\n"
+    "    self.send_header('Content-Type', ctype)\n"
+    "    self.send_header('Content-Length', str(len(b)))\n"
+    "    for k, v in extra: self.send_header(k, v)\n"
+    "    self.end_headers(); self.wfile.write(b)\n"
+    "  def handle_any(self):\n"
+    "    n = int(self.headers.get('Content-Length') or 0)\n"
+    "    body = self.rfile.read(n).decode() if n else ''\n"
+    "    p = self.path\n"
+    "    if p.startswith('/slow'):\n"
+    "      time.sleep(2); return self.reply(200, 'late')\n"
+    "    if p.startswith('/status/'):\n"
+    "      return self.reply(int(p[8:]), '{\"error\":\"nope\"}')\n"
+    "    if p.startswith('/stream'):\n"
+    "      self.send_response(200)\n"
+    "      self.send_header('Transfer-Encoding', 'chunked')\n"
+    "      self.end_headers()\n"
+    "      for i in range(3):\n"
+    "        c = ('chunk%d\\n' % i).encode()\n"
+    "        self.wfile.write(b'%x\\r\\n%s\\r\\n' % (len(c), c))\n"
+    "        self.wfile.flush(); time.sleep(0.1)\n"
+    "      if 'forever' in p: time.sleep(30)\n"
+    "      self.wfile.write(b'0\\r\\n\\r\\n'); return\n"
+    "    out = {'method': self.command, 'path': p, 'body': body,\n"
+    "           'x_test': self.headers.get('X-Test')}\n"
+    "    self.reply(200, json.dumps(out, sort_keys=True),\n"
+    "               extra=[('Set-Cookie', 'a=1; Path=/'),\n"
+    "                      ('Set-Cookie', 'b=2; Path=/')])\n"
+    "  do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any\n"
+    "s = ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+    "s.daemon_threads = True\n"
+    "print(s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
+
+static pid_t server_pid;
+static int server_port;
+static char base[64];
+
+static int start_server(void **state) {
+  (void)state;
+  const char *py = getenv("AMC_PYTHON");
+  if (!py)
+    py = "/usr/bin/python3";
+  int fds[2];
+  if (pipe(fds) != 0)
+    return -1;
+  server_pid = fork();
+  if (server_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl(py, py, "-c", server_py, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE *f = fdopen(fds[0], "r");
+  if (!f || fscanf(f, "%d", &server_port) != 1)
+    return -1;
+  fclose(f);
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", server_port);
+  return 0;
+}
+
+static int stop_server(void **state) {
+  (void)state;
+  if (server_pid > 0) {
+    kill(server_pid, SIGTERM);
+    waitpid(server_pid, NULL, 0);
+  }
+  return 0;
+}
+
+typedef struct {
+  int calls;
+  long status;
+  int timed_out;
+  int had_error;
+  amc_buf_t body;
+  amc_buf_t cookies;
+  amc_buf_t chunks;
+  int n_chunks;
+  int cancel_after; /* on_chunk cancels after this many chunks */
+  amc_http_req_t *req;
+} result_t;
+
+static void on_done(amc_http_req_t *req, const amc_http_response_t *r,
+                    void *data) {
+  (void)req;
+  result_t *res = data;
+  res->calls++;
+  res->status = r->status;
+  res->timed_out = r->timed_out;
+  res->had_error = r->error != NULL;
+  amc_buf_append(&res->body, r->body, r->body_len);
+  size_t vlen;
+  const char *v = NULL;
+  while ((v = amc_http_header_find(r->headers, r->headers_len, "set-cookie",
+                                   v, &vlen))) {
+    amc_buf_append(&res->cookies, v, vlen);
+    amc_buf_putc(&res->cookies, '|');
+  }
+}
+
+static int on_chunk(amc_http_req_t *req, const char *p, size_t n, void *data) {
+  result_t *res = data;
+  assert_int_equal(amc_http_req_status(req), 200);
+  amc_buf_append(&res->chunks, p, n);
+  res->n_chunks++;
+  if (res->cancel_after && res->n_chunks >= res->cancel_after)
+    amc_http_cancel(req);
+  return 0;
+}
+
+static void result_free(result_t *r) {
+  amc_buf_free(&r->body);
+  amc_buf_free(&r->cookies);
+  amc_buf_free(&r->chunks);
+}
+
+static void run_and_close(uv_loop_t *loop, amc_http_t *h) {
+  uv_run(loop, UV_RUN_DEFAULT);
+  amc_http_close(h, NULL, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void test_get_post_headers(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  assert_non_null(h);
+  char url[128];
+  snprintf(url, sizeof url, "%s/api/pool?name=x", base);
+  result_t get = {0}, post = {0};
+  amc_http_opts_t o = {.url = url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &o, on_done, &get));
+  const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json",
+                        NULL};
+  amc_http_opts_t p = {.method = "PUT",
+                       .url = url,
+                       .headers = hdrs,
+                       .body = "{\"a\":1}",
+                       .body_len = 7,
+                       .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &p, on_done, &post));
+  assert_int_equal(amc_http_active(h), 2);
+  run_and_close(&loop, h);
+  assert_int_equal(get.calls, 1);
+  assert_int_equal(get.status, 200);
+  assert_false(get.had_error);
+  assert_string_equal(get.body.data, "{\"body\": \"\", \"method\": \"GET\", "
+                                     "\"path\": \"/api/pool?name=x\", "
+                                     "\"x_test\": null}");
+  assert_string_equal(get.cookies.data, "a=1; Path=/|b=2; Path=/|");
+  assert_int_equal(post.calls, 1);
+  assert_string_equal(post.body.data,
+                      "{\"body\": \"{\\\"a\\\":1}\", \"method\": \"PUT\", "
+                      "\"path\": \"/api/pool?name=x\", \"x_test\": \"yes\"}");
+  result_free(&get);
+  result_free(&post);
+}
+
+static void test_delete_and_error_status(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/status/409", base);
+  result_t r = {0}, d = {0};
+  amc_http_opts_t o = {.method = "POST", .url = url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &o, on_done, &r));
+  snprintf(url, sizeof url, "%s/x", base);
+  amc_http_opts_t del = {.method = "DELETE", .url = url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &del, on_done, &d));
+  run_and_close(&loop, h);
+  assert_int_equal(r.status, 409);
+  assert_false(r.had_error);
+  assert_string_equal(r.body.data, "{\"error\":\"nope\"}");
+  assert_non_null(strstr(d.body.data, "\"method\": \"DELETE\""));
+  result_free(&r);
+  result_free(&d);
+}
+
+static void test_timeout_and_refused(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/slow", base);
+  result_t t = {0}, c = {0};
+  amc_http_opts_t o = {.url = url, .timeout_ms = 200};
+  assert_non_null(amc_http_start(h, &o, on_done, &t));
+  /* A port nobody listens on: bind one, note it, close it. */
+  amc_http_opts_t r = {.url = "http://127.0.0.1:1/", .timeout_ms = 2000};
+  assert_non_null(amc_http_start(h, &r, on_done, &c));
+  run_and_close(&loop, h);
+  assert_int_equal(t.calls, 1);
+  assert_true(t.timed_out);
+  assert_true(t.had_error);
+  assert_int_equal(c.calls, 1);
+  assert_true(c.had_error);
+  assert_int_equal(c.status, 0);
+  result_free(&t);
+  result_free(&c);
+}
+
+static void test_streaming(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/stream", base);
+  result_t s = {0};
+  amc_http_opts_t o = {.url = url, .on_chunk = on_chunk};
+  assert_non_null(amc_http_start(h, &o, on_done, &s));
+  run_and_close(&loop, h);
+  assert_int_equal(s.calls, 1);
+  assert_int_equal(s.status, 200);
+  assert_string_equal(s.chunks.data, "chunk0\nchunk1\nchunk2\n");
+  assert_true(s.n_chunks >= 3); /* delivered as they came, not at the end */
+  assert_int_equal(s.body.len, 0);
+  result_free(&s);
+}
+
+static void test_cancel_inside_chunk(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/stream/forever", base);
+  result_t s = {.cancel_after = 2};
+  amc_http_opts_t o = {.url = url, .on_chunk = on_chunk};
+  assert_non_null(amc_http_start(h, &o, on_done, &s));
+  run_and_close(&loop, h);
+  assert_int_equal(s.calls, 0); /* cancelled: no done callback */
+  assert_int_equal(s.n_chunks, 2);
+  result_free(&s);
+}
+
+static void cancel_timer_cb(uv_timer_t *t) {
+  amc_http_cancel(t->data);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_cancel_idle_stream(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/slow", base);
+  result_t s = {0};
+  amc_http_opts_t o = {.url = url, .on_chunk = on_chunk};
+  amc_http_req_t *req = amc_http_start(h, &o, on_done, &s);
+  assert_non_null(req);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = req;
+  uv_timer_start(&t, cancel_timer_cb, 100, 0);
+  uint64_t t0 = uv_hrtime();
+  run_and_close(&loop, h);
+  /* The loop ended long before the 2 s reply: the cancel took effect. */
+  assert_true(uv_hrtime() - t0 < 1500000000ull);
+  assert_int_equal(s.calls, 0);
+  result_free(&s);
+}
+
+static int closed_calls;
+static void on_closed(void *d) {
+  (void)d;
+  closed_calls++;
+}
+
+static void close_timer_cb(uv_timer_t *t) {
+  amc_http_close(t->data, on_closed, NULL);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_close_with_requests_in_flight(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/slow", base);
+  result_t s[5] = {0};
+  for (int i = 0; i < 5; i++) {
+    amc_http_opts_t o = {.url = url, .timeout_ms = 10000};
+    assert_non_null(amc_http_start(h, &o, on_done, &s[i]));
+  }
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  t.data = h;
+  uv_timer_start(&t, close_timer_cb, 100, 0);
+  closed_calls = 0;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(closed_calls, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(s[i].calls, 0);
+    result_free(&s[i]);
+  }
+}
+
+/* A done callback that starts the next request: chains without recursion. */
+typedef struct {
+  amc_http_t *h;
+  char url[128];
+  int left;
+  int done;
+} chain_t;
+
+static void chain_done(amc_http_req_t *req, const amc_http_response_t *r,
+                       void *data) {
+  (void)req;
+  chain_t *c = data;
+  assert_int_equal(r->status, 200);
+  c->done++;
+  if (--c->left > 0) {
+    amc_http_opts_t o = {.url = c->url, .timeout_ms = 5000};
+    assert_non_null(amc_http_start(c->h, &o, chain_done, c));
+  }
+}
+
+static void test_many_and_chained(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  chain_t c = {.h = h, .left = 10};
+  snprintf(c.url, sizeof c.url, "%s/chain", base);
+  amc_http_opts_t o = {.url = c.url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &o, chain_done, &c));
+  result_t par[20] = {0};
+  for (int i = 0; i < 20; i++)
+    assert_non_null(amc_http_start(h, &o, on_done, &par[i]));
+  run_and_close(&loop, h);
+  assert_int_equal(c.done, 10);
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(par[i].calls, 1);
+    assert_int_equal(par[i].status, 200);
+    result_free(&par[i]);
+  }
+}
+
+static void test_header_find(void **state) {
+  (void)state;
+  const char *h = "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n"
+                  "X-Avi:  v1 \r\nx-avi: v2\r\n\r\n";
+  size_t n;
+  const char *v = amc_http_header_find(h, strlen(h), "X-AVI", NULL, &n);
+  assert_non_null(v);
+  assert_int_equal(n, 2);
+  assert_memory_equal(v, "v1", 2);
+  v = amc_http_header_find(h, strlen(h), "X-AVI", v, &n);
+  assert_non_null(v);
+  assert_memory_equal(v, "v2", 2);
+  assert_null(amc_http_header_find(h, strlen(h), "X-AVI", v, &n));
+  assert_null(amc_http_header_find(h, strlen(h), "Content", NULL, &n));
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  amc_http_opts_t o = {0};
+  assert_null(amc_http_start(h, &o, on_done, NULL));
+  run_and_close(&loop, h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_header_find),
+      cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_get_post_headers),
+      cmocka_unit_test(test_delete_and_error_status),
+      cmocka_unit_test(test_timeout_and_refused),
+      cmocka_unit_test(test_streaming),
+      cmocka_unit_test(test_cancel_inside_chunk),
+      cmocka_unit_test(test_cancel_idle_stream),
+      cmocka_unit_test(test_close_with_requests_in_flight),
+      cmocka_unit_test(test_many_and_chained),
+  };
+  return cmocka_run_group_tests(tests, start_server, stop_server);
+}
