@@ -41,6 +41,17 @@ typedef struct {
 
 typedef struct gen gen_t;
 
+#define SMALL_STEP 16
+#define SMALL_MAX  256
+#define SLAB_BYTES (64 * 1024)
+typedef struct small_free {
+  struct small_free *next;
+} small_free_t;
+typedef struct slab {
+  struct slab *next;
+  _Alignas(16) char mem[];
+} slab_t;
+
 #define PROF_SLOTS 4096
 typedef struct {
   char key[120];
@@ -83,7 +94,11 @@ struct gen {
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
   int ref_schema_types, ref_schema_objects; /* avi_schema, or LUA_NOREF */
-  uint64_t *valid;                          /* see valid_seen() */
+  small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
+  slab_t *slabs;
+  char *slab_pos;
+  size_t slab_left;
+  uint64_t *valid; /* see valid_seen() */
   size_t valid_n, valid_cap;
 };
 
@@ -112,12 +127,53 @@ static char *xasprintf(const char *fmt, ...) {
 /* ------------------------------------------------------------------------ */
 /* Allocator, hook, message handler                                          */
 
+/* Small blocks (most of what Lua allocates: strings, tables, closures) come
+ * from per-generation free lists carved out of 64 KiB slabs, one list per
+ * 16-byte size class; larger ones from malloc. Lua always frees and
+ * reallocates with the size it was given (osize), so the size tells which
+ * of the two a block came from. The slabs go when the generation goes.
+ * (Sanitizer builds use malloc for everything.) */
+static void *small_alloc(gen_t *g, size_t n) {
+  size_t c = (n - 1) / SMALL_STEP;
+  small_free_t *f = g->free_lists[c];
+  if (f) {
+    g->free_lists[c] = f->next;
+    return f;
+  }
+  size_t sz = (c + 1) * SMALL_STEP;
+  if (g->slab_left < sz) {
+    slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
+    if (!sl)
+      return NULL;
+    sl->next = g->slabs;
+    g->slabs = sl;
+    g->slab_pos = sl->mem;
+    g->slab_left = SLAB_BYTES;
+  }
+  void *p = g->slab_pos;
+  g->slab_pos += sz;
+  g->slab_left -= sz;
+  return p;
+}
+
+static void small_release(gen_t *g, void *p, size_t n) {
+  small_free_t *f = p;
+  size_t c = (n - 1) / SMALL_STEP;
+  f->next = g->free_lists[c];
+  g->free_lists[c] = f;
+}
+
 static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   gen_t *g = ud;
   if (!ptr)
     osize = 0; /* osize is a type code then */
   if (nsize == 0) {
-    free(ptr);
+    if (ptr) {
+      if (osize <= SMALL_MAX)
+        small_release(g, ptr, osize);
+      else
+        free(ptr);
+    }
     g->used -= osize;
     return NULL;
   }
@@ -125,9 +181,26 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     g->mem_refused = 1;
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
-  if (!p)
-    return nsize <= osize ? ptr : NULL; /* shrinking never fails */
+  void *p;
+  if (osize > SMALL_MAX && nsize > SMALL_MAX) {
+    p = realloc(ptr, nsize);
+    if (!p)
+      return nsize <= osize ? ptr : NULL; /* shrinking never fails */
+  } else if (ptr && osize <= SMALL_MAX && nsize <= SMALL_MAX &&
+             (osize - 1) / SMALL_STEP == (nsize - 1) / SMALL_STEP) {
+    p = ptr; /* same size class */
+  } else {
+    p = nsize <= SMALL_MAX ? small_alloc(g, nsize) : malloc(nsize);
+    if (!p)
+      return nsize <= osize ? ptr : NULL;
+    if (ptr) {
+      memcpy(p, ptr, osize < nsize ? osize : nsize);
+      if (osize <= SMALL_MAX)
+        small_release(g, ptr, osize);
+      else
+        free(ptr);
+    }
+  }
   g->used = g->used - osize + nsize;
   return p;
 }
@@ -848,6 +921,11 @@ static void gen_free(gen_t *g) {
     return;
   if (g->L)
     lua_close(g->L);
+  while (g->slabs) {
+    slab_t *next = g->slabs->next;
+    free(g->slabs);
+    g->slabs = next;
+  }
   free(g->entry_file);
   free(g->valid);
   free(g);
