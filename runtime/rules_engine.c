@@ -626,23 +626,68 @@ static int host_get(lua_State *L) {
   return 1;
 }
 
+/* Does the object on top of the stack have every label of the selector at
+ * `sel` (a table label -> string value)? */
+static int labels_match(lua_State *L, int sel) {
+  int top = lua_gettop(L), ok = 0;
+  if (lua_type(L, top) != LUA_TTABLE ||
+      lua_getfield(L, top, "metadata") != LUA_TTABLE ||
+      lua_getfield(L, -1, "labels") != LUA_TTABLE) {
+    /* No labels: only the empty selector matches. */
+    lua_pushnil(L);
+    ok = lua_next(L, sel) == 0;
+    lua_settop(L, top);
+    return ok;
+  }
+  int labels = lua_gettop(L);
+  ok = 1;
+  lua_pushnil(L);
+  while (lua_next(L, sel)) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, labels);
+    if (!lua_rawequal(L, -1, -2)) {
+      ok = 0;
+      break;
+    }
+    lua_pop(L, 2);
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
 static int host_list(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *kind = luaL_checkstring(L, 1);
   const char *ns = opt_string(L, 2, "rt.list: namespace");
+  int sel = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    sel = 3;
+    lua_pushnil(L);
+    while (lua_next(L, sel)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "rt.list: labels must map strings to strings");
+      lua_pop(L, 1);
+    }
+  }
   record_read(e, kind, ns, NULL);
   const amc_store_obj_t *const *l;
   size_t n = amc_store_list(e->store, kind, ns, &l);
   gen_t *g = GEN(L);
-  luaL_checkstack(L, 6, "rt.list");
+  luaL_checkstack(L, 8, "rt.list");
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
   int cache = lua_gettop(L);
-  lua_createtable(L, n > 1000000 ? 1000000 : (int)n, 0);
+  lua_createtable(L, sel ? 0 : (n > 1000000 ? 1000000 : (int)n), 0);
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
   lua_setmetatable(L, -2);
+  lua_Integer k = 0;
   for (size_t i = 0; i < n; i++) {
     push_cached(L, g, cache, l[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    if (sel && !labels_match(L, sel)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawseti(L, -2, ++k);
   }
   return 1;
 }
