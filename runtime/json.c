@@ -559,6 +559,7 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
+  int levels; /* keys[] / keycap[] initialised below this depth */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
   key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
@@ -735,6 +736,11 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
   int lvl = e->depth;
+  while (e->levels <= lvl) { /* the arrays are not zeroed up front */
+    e->keys[e->levels] = NULL;
+    e->keycap[e->levels] = 0;
+    e->levels++;
+  }
   key_t_ *keys = e->keys[lvl];
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
@@ -892,13 +898,18 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     snprintf(err, errlen, "Lua stack exhausted");
     return -1;
   }
-  enc_t *e = calloc(1, sizeof *e);
+  /* Not calloc: the per-depth arrays are large and most values are
+   * shallow; enc_table initialises levels as it reaches them. */
+  enc_t *e = malloc(sizeof *e);
   if (!e) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
   e->out = out;
   e->pretty = pretty;
+  e->depth = 0;
+  e->failed = 0;
+  e->levels = 0;
   e->err = err;
   e->errlen = errlen;
   int top = lua_gettop(L);
@@ -917,7 +928,7 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
-  for (int i = 0; i < AMC_JSON_MAX_DEPTH + 2; i++)
+  for (int i = 0; i < e->levels; i++)
     free(e->keys[i]);
   free(e);
   if (rc == 0 && pretty)
