@@ -29,6 +29,7 @@
 
 #define HOOK_STEP      1000
 #define DEFAULT_CAP    ((size_t)256 << 20)
+#define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
 #define DEFAULT_BUDGET 50000000ULL
 
@@ -87,6 +88,7 @@ struct gen {
   lua_State *L;
   amc_rules_engine_t *eng;
   size_t used, cap, limit;
+  size_t gc_base; /* bytes in use after the last full collection */
   int mem_refused;
   uint64_t number;
   char digest[65];
@@ -1050,6 +1052,8 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   }
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
+  lua_gc(L, LUA_GCSTOP);
+  g->gc_base = g->used;
   gen_free(e->active);
   e->active = g;
   g->number = ++e->generations;
@@ -1668,8 +1672,15 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
    * translation start; dropping it here frees them now). */
   lua_pushboolean(L, 0);
   lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
-  if (status == LUA_ERRMEM || g->mem_refused)
+  /* The collector is stopped (see amc_rules_engine_load): a translation's
+   * tables all die with it, so one full collection now and then is much
+   * cheaper than incremental work during every translation. Allocation
+   * failures still trigger Lua's emergency collection. */
+  if (status == LUA_ERRMEM || g->mem_refused ||
+      g->used > g->gc_base + GC_SLACK) {
     lua_gc(L, LUA_GCCOLLECT);
+    g->gc_base = g->used;
+  }
   dedup_reads(t);
   return t;
 }

@@ -57,6 +57,13 @@
  * else still goes through validate.object, the authority for what is
  * refused and for the messages.
  *
+ * Garbage collection: the collector is stopped while a generation serves;
+ * the engine runs a full collection between translations once 32 MiB of
+ * garbage may have piled up (and after a memory error). A translation's
+ * tables all die when it ends, so this costs far less than incremental
+ * collection during every translation; running out of the budget still
+ * triggers Lua's emergency collection.
+ *
  * Reads within one translation: a second rt.get/rt.list of the same object
  * returns the same table as the first (decoded once per translation).
  *
