@@ -423,6 +423,23 @@ class Sync(unittest.TestCase):
         api = [r for r in self.requests() if r["path"].startswith("/api/")]
         self.assertTrue(all(r["avi_version"] == "21.1.1" for r in api))
 
+    def test_other_tenant(self):
+        self.ctl("POST", "/_sim/objects", {"type": "tenant",
+                                           "object": {"name": "t1"}})
+        self.sync_ok("--tenant", "t1")
+        objs = self.objects()
+        self.assertEqual(len(objs), len(self.desired_examples))
+        self.assertTrue(all(o["tenant_ref"].endswith("#t1")
+                            for o in objs.values()))
+        writes = self.writes()
+        self.assertTrue(all(r["tenant"] == "t1" for r in writes), writes)
+        # The start-up read covers every tenant: nothing to do next time.
+        self.clear_requests()
+        self.sync_ok("--tenant", "t1")
+        self.assertEqual(self.writes(), [])
+        gets = [r for r in self.requests() if r["method"] == "GET"]
+        self.assertTrue(all(r["tenant"] == "*" for r in gets), gets)
+
     def test_version_discovered_from_login(self):
         self.sync_ok()
         api = [r for r in self.requests() if r["path"].startswith("/api/")]
