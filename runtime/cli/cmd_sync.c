@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  --gc                 also delete owned objects no key in FILE wants\n"
     "  --dry-run            print the planned calls instead of sending them\n"
     "  --rate N             client rate limit, calls/s (20)\n"
+    "  --burst N            client burst (5)\n"
     "  --timeout MS         per-request timeout (30000)\n"
     "  --retries N          resends of a transient failure (6)\n"
     "  --backoff MS         first backoff (200)\n"
@@ -229,7 +230,8 @@ static void key_done(const amc_avi_sync_result_t *res, void *data) {
   r->running--;
   if (!res->ok) {
     r->failed++;
-    fprintf(stderr, "amc sync: %s\n", res->error);
+    fprintf(stderr, "amc sync: %s [%s]\n", res->error,
+            res->transient ? "transient" : "permanent");
   }
   pump_keys(r);
 }
@@ -327,6 +329,8 @@ int amc_cmd_sync(int argc, char **argv) {
       o.dry_run = 1;
     else if (TAKE("--rate"))
       o.rate = atof(v);
+    else if (TAKE("--burst"))
+      o.burst = atoi(v);
     else if (TAKE("--timeout"))
       o.timeout_ms = atol(v);
     else if (TAKE("--retries"))

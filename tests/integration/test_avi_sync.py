@@ -342,6 +342,24 @@ class Sync(unittest.TestCase):
         self.assertEqual(types[0], "virtualservice")
         self.assertEqual(types[-1], "vsvip")
 
+    def test_start_reads_every_page(self):
+        # 110 owned leftovers (page_size is 100): gc must see them all.
+        for i in range(110):
+            self.ctl("POST", "/_sim/objects", {
+                "type": "pool", "tenant": "admin",
+                "object": {"name": "%sold--%03d" % (PREFIX, i),
+                           "created_by": "amc-" + CLUSTER,
+                           "markers": [{"key": "gateway",
+                                        "values": ["ns/gone"]}]}})
+        self.sync_ok("--gc", "--rate", "200", "--burst", "50")
+        pool_gets = [r for r in self.requests()
+                     if r["method"] == "GET" and r["path"] == "/api/pool"]
+        self.assertEqual(len(pool_gets), 2)
+        self.assertIn("page=2", pool_gets[1]["query"])
+        deletes = [r for r in self.writes() if r["method"] == "DELETE"]
+        self.assertEqual(len(deletes), 110)
+        self.assert_converged(self.desired_examples)
+
     def test_name_clash_with_a_foreign_object(self):
         pool = sorted(k for k in self.desired_examples if k[0] == "pool")[0]
         made = self.ctl("POST", "/_sim/objects", {
@@ -351,6 +369,7 @@ class Sync(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("name clash", err)
         self.assertIn(pool[1], err)
+        self.assertIn("[permanent]", err)
         objs = self.objects(owned=False)
         self.assertEqual(objs[pool]["uuid"], made["uuid"])
         self.assertEqual(objs[pool]["_last_modified"], made["_last_modified"])
@@ -587,6 +606,7 @@ class Sync(unittest.TestCase):
         rc, out, err = self.amc_sync()
         self.assertEqual(rc, 1)
         self.assertIn("409", err)
+        self.assertIn("[transient]", err)
         self.converge_under()
 
     def test_fault_412_race(self):
@@ -623,6 +643,7 @@ class Sync(unittest.TestCase):
         rc, out, err = self.amc_sync("--gc")
         self.assertEqual(rc, 1)
         self.assertIn("referred by", err)
+        self.assertIn("[transient]", err)
         self.sync_ok("--gc")
         self.assert_converged(self.desired_examples)
 
