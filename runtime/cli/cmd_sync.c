@@ -217,8 +217,8 @@ static void gc_done(const amc_avi_sync_result_t *res, void *data) {
   run_t *r = data;
   add_calls(r, res);
   if (!res->ok) {
-    fprintf(stderr, "amc sync: gc: %s%s\n", res->error,
-            res->transient ? " (transient)" : "");
+    fprintf(stderr, "amc sync: gc: %s [%s]\n", res->error,
+            res->transient ? "transient" : "permanent");
     r->failed++;
   }
   finish_run(r);
