@@ -630,6 +630,51 @@ class Sync(unittest.TestCase):
                if r["path"].startswith("/api/poolgroup/")]
         self.assertEqual(seq[:3], [("PUT", 412), ("GET", 200), ("PUT", 200)])
 
+    def changed_examples(self, name, a, b):
+        d = os.path.join(self.tmp, name)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(EXAMPLES, d)
+        routing = os.path.join(d, "bookinfo", "30-routing.yaml")
+        with open(routing) as fh:
+            text = fh.read().replace("weight: 90", "weight: %d" % a).replace(
+                "weight: 10", "weight: %d" % b)
+        with open(routing, "w") as fh:
+            fh.write(text)
+        return d
+
+    def test_fault_404_on_put_creates(self):
+        self.sync_ok()
+        d = self.changed_examples("changed404", 50, 50)
+        # The controller says the pool group is gone: amc POSTs it; here it
+        # does exist, so the POST's 409 leads to an adoption and a PUT.
+        self.fault(method="PUT", path="^/api/poolgroup/", status=404,
+                   body='{"error":"PoolGroup object not found!"}', times=1)
+        self.clear_requests()
+        self.sync_ok(paths=[d])
+        self.assert_converged(self.translate([d]))
+        seq = [(r["method"], r["status"]) for r in self.requests()
+               if r["path"].startswith("/api/poolgroup") and
+               "created_by=" not in r["query"]]
+        self.assertEqual(seq[:4], [("PUT", 404), ("POST", 409), ("GET", 200),
+                                   ("PUT", 200)])
+
+    def test_fault_404_on_delete_is_done(self):
+        d = os.path.join(self.tmp, "two-c")
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(EXAMPLES, d)
+        with open(os.path.join(d, "bookinfo", "50-second.yaml"), "w") as fh:
+            fh.write(GW2)
+        self.sync_ok(paths=[d])
+        self.fault(method="DELETE", path="^/api/vsvip/", status=404,
+                   times=1)
+        self.sync_ok("--gc")
+        # amc took the 404 as "gone"; the next start-up read finds the
+        # object again and the next gc deletes it.
+        left = [k for k in self.objects() if k not in self.desired_examples]
+        self.assertEqual([k[0] for k in left], ["vsvip"])
+        self.sync_ok("--gc")
+        self.assert_converged(self.desired_examples)
+
     def test_fault_delete_refused_while_referred(self):
         d = os.path.join(self.tmp, "two-b")
         shutil.rmtree(d, ignore_errors=True)
