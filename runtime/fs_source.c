@@ -58,6 +58,8 @@ struct amc_fs_source {
   int open_handles;
   int closing;
   int synced;
+  uint64_t progress_ns; /* last progress line during the initial scan */
+  size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
   size_t n_dirs;
 
@@ -128,8 +130,13 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
   (void)events;
   dir_t *d = h->data;
   if (status < 0) {
-    amc_log(AMC_WARN, "fs.watch_error", AMC_S("path", d->path),
+    /* Restart the watch; the rescan below catches what was missed. */
+    amc_log(AMC_WARN, "fs.watch_restart", AMC_S("path", d->path),
             AMC_S("error", uv_strerror(status)));
+    uv_fs_event_stop(&d->ev);
+    d->watching = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0) == 0;
+    if (d->src->opt.sink.watch_restarted)
+      d->src->opt.sink.watch_restarted(d->src->opt.sink_data);
   }
   d->dirty = 1;
   schedule(d->src);
@@ -414,6 +421,12 @@ static void process_batch(amc_fs_source_t *s) {
       continue;
     s->parsing = c->file;
     s->parsing_path = c->path;
+    s->parsed_files++;
+    if (!s->synced && uv_hrtime() - s->progress_ns > 1000000000ULL) {
+      s->progress_ns = uv_hrtime();
+      amc_log(AMC_INFO, "fs.progress", AMC_I("files", s->parsed_files),
+              AMC_I("of", s->n_changes), AMC_I("objects", s->objs.count));
+    }
     s->new_keys = NULL;
     s->n_new = s->cap_new = 0;
     err[0] = '\0';
@@ -516,6 +529,7 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
   s->resync.data = s;
   s->open_handles = 2;
   s->root = dir_new(s, NULL, s->root_path);
+  s->progress_ns = uv_hrtime();
   rescan(s);
   s->synced = 1;
   amc_log(AMC_INFO, "fs.synced", AMC_S("root", s->root_path),
@@ -581,4 +595,93 @@ void amc_fs_source_close(amc_fs_source_t *s) {
   dir_free_tree(s, s->root);
   uv_close((uv_handle_t *)&s->debounce, on_timer_closed);
   uv_close((uv_handle_t *)&s->resync, on_timer_closed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loader-based parser */
+
+#include "json.h"
+#include "loader.h"
+
+#include <lauxlib.h>
+
+#define LAST_APPLIED "kubectl.kubernetes.io/last-applied-configuration"
+
+typedef struct {
+  amc_fs_emit_fn emit;
+  void *ctx;
+  amc_buf_t json;
+} loader_ctx_t;
+
+static const char *str_field(lua_State *L, int t, const char *f) {
+  lua_getfield(L, t, f);
+  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1); /* the table keeps the string alive */
+  return v;
+}
+
+static void clear_field(lua_State *L, int t, const char *f) {
+  if (lua_type(L, t) != LUA_TTABLE)
+    return;
+  lua_pushnil(L);
+  lua_setfield(L, t, f);
+}
+
+static int on_loaded(lua_State *L, const char *source, void *data, char *err,
+                     size_t errlen) {
+  loader_ctx_t *lc = data;
+  int top = lua_gettop(L);
+  int obj = top;
+  /* Strip what the store strips (store.h); the table is ours to change.
+   * A Pod's status (podIP, readiness) is kept: rules read it. */
+  const char *kind0 = str_field(L, obj, "kind");
+  if (!kind0 || strcmp(kind0, "Pod") != 0)
+    clear_field(L, obj, "status");
+  lua_getfield(L, obj, "metadata");
+  int md = lua_gettop(L);
+  clear_field(L, md, "managedFields");
+  if (lua_type(L, md) == LUA_TTABLE) {
+    lua_getfield(L, md, "annotations");
+    clear_field(L, lua_gettop(L), LAST_APPLIED);
+    lua_pop(L, 1);
+  }
+  const char *kind = str_field(L, obj, "kind");
+  const char *name = lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "name")
+                                                   : NULL;
+  const char *ns = lua_type(L, md) == LUA_TTABLE
+                       ? str_field(L, md, "namespace")
+                       : NULL;
+  if (!kind || !name) {
+    snprintf(err, errlen, "%s: object without kind or metadata.name", source);
+    lua_settop(L, top);
+    return -1;
+  }
+  amc_buf_reset(&lc->json);
+  char jerr[256];
+  if (amc_json_encode(L, obj, &lc->json, jerr, sizeof jerr) != 0) {
+    snprintf(err, errlen, "%s: %s", source, jerr);
+    lua_settop(L, top);
+    return -1;
+  }
+  int rc = lc->emit(lc->ctx, kind, ns ? ns : "", name, lc->json.data,
+                    lc->json.len);
+  lua_settop(L, top);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: stopped", source);
+    return -1;
+  }
+  return 0;
+}
+
+int amc_fs_parse_loader(void *parse_data, const char *path,
+                        amc_fs_emit_fn emit_fn, void *ctx, char *err,
+                        size_t errlen) {
+  amc_fs_loader_t *fl = parse_data;
+  amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
+  loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
+  int rc = amc_loader_load_path(fl->L, path, &lo, on_loaded, &lc, err, errlen);
+  amc_buf_free(&lc.json);
+  /* Tables from this file are garbage now; keep the state small. */
+  lua_gc(fl->L, LUA_GCSTEP, 0);
+  return rc;
 }

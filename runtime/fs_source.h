@@ -62,6 +62,8 @@ typedef struct {
   void (*error)(void *data, const char *path, const char *message);
   /* A rescan batch ended (optional; after its upserts and removes). */
   void (*batch_done)(void *data);
+  /* A directory watch failed and was restarted (optional; metrics). */
+  void (*watch_restarted)(void *data);
 } amc_fs_sink_t;
 
 typedef struct {
@@ -87,5 +89,24 @@ size_t amc_fs_source_watches(const amc_fs_source_t *s);
 void amc_fs_source_rescan(amc_fs_source_t *s);
 /* Stops watching and frees the source once its handles are closed. */
 void amc_fs_source_close(amc_fs_source_t *s);
+
+/* ------------------------------------------------------------------------ */
+/* The standard parser: YAML/JSON files through the loader (loader.h).
+ * Objects are emitted as canonical JSON (json.h) without `status` (Pods
+ * keep theirs), `metadata.managedFields` and the kubectl last-applied annotation, exactly
+ * what store.h keeps, so they can go to amc_store_put_json(). Objects
+ * without a namespace get `default_namespace` (cluster-scoped kinds
+ * excepted, as the loader decides). */
+#include <lua.h>
+
+typedef struct {
+  lua_State *L;                  /* a plain state with the base libraries */
+  const char *default_namespace; /* NULL: leave objects as they are */
+} amc_fs_loader_t;
+
+/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. */
+int amc_fs_parse_loader(void *parse_data, const char *path,
+                        amc_fs_emit_fn emit, void *ctx, char *err,
+                        size_t errlen);
 
 #endif

@@ -19,8 +19,8 @@
 #include <string.h>
 
 #define STREAM_WINDOW (16 * 1024 * 1024)
-#define CONN_WINDOW (32 * 1024 * 1024)
-#define READ_CHUNK 65536
+#define CONN_WINDOW   (32 * 1024 * 1024)
+#define READ_CHUNK    65536
 
 struct amc_grpc_call_s {
   uv_loop_t *loop;
@@ -55,13 +55,23 @@ struct amc_grpc_call_s {
 };
 
 const char *amc_grpc_status_name(int s) {
-  static const char *const names[] = {
-      "OK",          "CANCELLED",         "UNKNOWN",
-      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS",   "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED",    "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",
-      "DATA_LOSS",     "UNAUTHENTICATED"};
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
   if (s >= 0 && s <= 16)
     return names[s];
   return "UNKNOWN";
@@ -113,14 +123,16 @@ int amc_grpc_deframe(amc_buf_t *acc, const uint8_t *data, size_t len,
     uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
                  (uint32_t)p[3] << 8 | p[4];
     if (p[0] != 0) {
-      snprintf(err, errlen, "compressed message (flag %u) but no "
-               "compression was negotiated", p[0]);
+      snprintf(err, errlen,
+               "compressed message (flag %u) but no "
+               "compression was negotiated",
+               p[0]);
       rc = AMC_GRPC_INTERNAL;
       break;
     }
     if (n > max) {
-      snprintf(err, errlen, "message of %u bytes exceeds the %zu-byte limit",
-               n, max);
+      snprintf(err, errlen, "message of %u bytes exceeds the %zu-byte limit", n,
+               max);
       rc = AMC_GRPC_RESOURCE_EXHAUSTED;
       break;
     }
@@ -204,7 +216,9 @@ static void unref(amc_grpc_call_t *c) {
   free(c);
 }
 
-static void on_handle_closed(uv_handle_t *h) { unref(h->data); }
+static void on_handle_closed(uv_handle_t *h) {
+  unref(h->data);
+}
 
 static void end_call(amc_grpc_call_t *c, int status, const char *msg) {
   if (c->ended)
@@ -300,8 +314,7 @@ static void flush(amc_grpc_call_t *c) {
     ssize_t n = nghttp2_session_mem_send(c->h2, &d);
     if (n < 0) {
       amc_buf_free(&out);
-      end_callf(c, AMC_GRPC_INTERNAL, "HTTP/2: %s",
-                nghttp2_strerror((int)n));
+      end_callf(c, AMC_GRPC_INTERNAL, "HTTP/2: %s", nghttp2_strerror((int)n));
       return;
     }
     if (n == 0)
@@ -401,8 +414,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
     }
     dbg[n] = '\0';
     end_callf(c, AMC_GRPC_UNAVAILABLE, "server sent GOAWAY (%s%s%s)",
-              nghttp2_http2_strerror(frame->goaway.error_code),
-              n ? ": " : "", dbg);
+              nghttp2_http2_strerror(frame->goaway.error_code), n ? ": " : "",
+              dbg);
     break;
   }
   case NGHTTP2_SETTINGS:
@@ -432,15 +445,15 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id,
   if (stream_id != c->stream_id || c->ended)
     return 0;
   char err[160];
-  int rc = amc_grpc_deframe(&c->acc, data, len, c->max_message, deliver, c,
-                            err, sizeof err);
+  int rc = amc_grpc_deframe(&c->acc, data, len, c->max_message, deliver, c, err,
+                            sizeof err);
   if (rc)
     end_call(c, rc, err);
   return 0;
 }
 
-static int on_stream_close(nghttp2_session *s, int32_t stream_id,
-                           uint32_t code, void *ud) {
+static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t code,
+                           void *ud) {
   amc_grpc_call_t *c = ud;
   if (stream_id != c->stream_id || c->ended)
     return 0;
@@ -467,17 +480,15 @@ static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 }
 
 #define NV(n, v, f)                                                            \
-  {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), (f)}
+  { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), (f) }
 
 static void start_h2(amc_grpc_call_t *c) {
   nghttp2_session_callbacks *cbs;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
-                                                            on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
-                                                         on_stream_close);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   int rc = nghttp2_session_client_new(&c->h2, cbs, c);
   nghttp2_session_callbacks_del(cbs);
   if (rc) {
@@ -502,8 +513,8 @@ static void start_h2(amc_grpc_call_t *c) {
   };
   size_t nh = 7;
   if (c->auth) /* never indexed: the token stays out of HPACK tables */
-    hdrs[nh++] = (nghttp2_nv)NV("authorization", c->auth,
-                                NGHTTP2_NV_FLAG_NO_INDEX);
+    hdrs[nh++] =
+        (nghttp2_nv)NV("authorization", c->auth, NGHTTP2_NV_FLAG_NO_INDEX);
   nghttp2_data_provider dp = {.read_callback = read_body};
   c->stream_id = nghttp2_submit_request(c->h2, NULL, hdrs, nh, &dp, c);
   if (c->stream_id < 0) {
@@ -532,9 +543,10 @@ static void feed_h2(amc_grpc_call_t *c, const char *data, size_t len) {
 static void tls_fail(amc_grpc_call_t *c, const char *what) {
   long v = SSL_get_verify_result(c->ssl);
   if (v != X509_V_OK) {
-    end_callf(c, AMC_GRPC_UNAVAILABLE, "TLS %s with %s: certificate verify "
-              "failed: %s", what, c->authority,
-              X509_verify_cert_error_string(v));
+    end_callf(c, AMC_GRPC_UNAVAILABLE,
+              "TLS %s with %s: certificate verify "
+              "failed: %s",
+              what, c->authority, X509_verify_cert_error_string(v));
   } else {
     char e[256];
     unsigned long code = ERR_get_error();
@@ -621,9 +633,8 @@ static void on_keepalive(uv_timer_t *t) {
 static void on_timeout(uv_timer_t *t) {
   amc_grpc_call_t *c = t->data;
   if (!c->settings_seen)
-    end_callf(c, AMC_GRPC_UNAVAILABLE,
-              "no response from %s within %llu ms", c->authority,
-              (unsigned long long)c->connect_timeout_ms);
+    end_callf(c, AMC_GRPC_UNAVAILABLE, "no response from %s within %llu ms",
+              c->authority, (unsigned long long)c->connect_timeout_ms);
   else
     end_callf(c, AMC_GRPC_UNAVAILABLE,
               "keepalive: %s did not answer a PING within %llu ms",
@@ -667,8 +678,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     return;
   }
   c->connect_req.data = c;
-  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr,
-                          on_connected);
+  int rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connected);
   uv_freeaddrinfo(res);
   if (rc < 0)
     end_callf(c, AMC_GRPC_UNAVAILABLE, "connect to %s: %s", c->authority,
@@ -719,11 +729,11 @@ static int parse_url(amc_grpc_call_t *c, const char *url, char *err,
     hend = colon ? colon : end;
     c->host = strndup(h, (size_t)(hend - h));
   }
-  c->port = colon ? strndup(colon + 1, (size_t)(end - colon - 1))
-                  : strdup(def_port);
+  c->port =
+      colon ? strndup(colon + 1, (size_t)(end - colon - 1)) : strdup(def_port);
   c->authority = strndup(h, (size_t)(end - h));
-  if (!c->host[0] || !c->port[0] || strspn(c->port, "0123456789") !=
-                                        strlen(c->port)) {
+  if (!c->host[0] || !c->port[0] ||
+      strspn(c->port, "0123456789") != strlen(c->port)) {
     snprintf(err, errlen, "URL '%s': bad host or port", url);
     return -1;
   }
@@ -757,16 +767,15 @@ static int read_token(amc_grpc_call_t *c, const char *file, char *err,
   return 0;
 }
 
-static int setup_tls(amc_grpc_call_t *c, const amc_grpc_options_t *o,
-                     char *err, size_t errlen) {
+static int setup_tls(amc_grpc_call_t *c, const amc_grpc_options_t *o, char *err,
+                     size_t errlen) {
   c->ssl_ctx = SSL_CTX_new(TLS_client_method());
   if (!c->ssl_ctx)
     goto fail;
   SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
   if (o->ca_file) {
     if (SSL_CTX_load_verify_locations(c->ssl_ctx, o->ca_file, NULL) != 1) {
-      snprintf(err, errlen, "CA file %s: cannot load certificates",
-               o->ca_file);
+      snprintf(err, errlen, "CA file %s: cannot load certificates", o->ca_file);
       ERR_clear_error();
       return -1;
     }
@@ -782,8 +791,8 @@ static int setup_tls(amc_grpc_call_t *c, const amc_grpc_options_t *o,
     goto fail;
   const char *name = c->server_name ? c->server_name : c->host;
   unsigned char tmp[16];
-  int is_ip = inet_pton(AF_INET, name, tmp) == 1 ||
-              inet_pton(AF_INET6, name, tmp) == 1;
+  int is_ip =
+      inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
   if (!is_ip)
     SSL_set_tlsext_host_name(c->ssl, name);
   if (!c->insecure) {
@@ -822,8 +831,7 @@ amc_grpc_call_t *amc_grpc_call_start(uv_loop_t *loop,
   c->keepalive_ms = o->keepalive_ms ? o->keepalive_ms : 30000;
   c->keepalive_timeout_ms =
       o->keepalive_timeout_ms ? o->keepalive_timeout_ms : 10000;
-  c->connect_timeout_ms =
-      o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
+  c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
   c->max_message = o->max_message ? o->max_message : 64u * 1024 * 1024;
   if (!o->url || parse_url(c, o->url, err, errlen) < 0)
     goto fail;
@@ -839,10 +847,8 @@ amc_grpc_call_t *amc_grpc_call_start(uv_loop_t *loop,
   c->refs = 3;
   uv_timer_start(&c->to_timer, on_timeout, c->connect_timeout_ms, 0);
   c->gai.data = c;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM};
-  int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, c->host, c->port,
-                          &hints);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, c->host, c->port, &hints);
   if (rc < 0) {
     snprintf(err, errlen, "resolve %s: %s", c->host, uv_strerror(rc));
     c->ended = 1;

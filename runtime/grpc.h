@@ -64,8 +64,8 @@ typedef struct {
   /* "http://host:port" or "grpc://host:port" (h2c), "https://host:port" or
    * "grpcs://host:port" (TLS). IPv6 literals in brackets. Required. */
   const char *url;
-  const char *ca_file;     /* TLS roots; NULL = the system's default store */
-  const char *server_name; /* name verified and sent as SNI; NULL = URL host */
+  const char *ca_file;      /* TLS roots; NULL = the system's default store */
+  const char *server_name;  /* name verified and sent as SNI; NULL = URL host */
   int insecure_skip_verify; /* explicit opt-out (the caller logs it) */
   const char *token_file;   /* bearer token file; NULL = no authorization */
   uint64_t keepalive_ms;    /* 0 = 30000 */

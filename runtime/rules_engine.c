@@ -41,6 +41,12 @@ typedef struct {
 
 typedef struct gen gen_t;
 
+#define PROF_SLOTS 4096
+typedef struct {
+  char key[120];
+  uint64_t n;
+} prof_slot_t;
+
 struct amc_rules_engine {
   amc_store_t *store;
   const amc_settings_t *settings;
@@ -61,7 +67,8 @@ struct amc_rules_engine {
   const amc_store_obj_t *cur_obj;
   amc_translation_t *cur_t;
   size_t objs_cap, diags_cap, reads_cap;
-  char *out_err; /* invalid output (not a Lua error) */
+  char *out_err;     /* invalid output (not a Lua error) */
+  prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
 };
 
@@ -75,6 +82,9 @@ struct gen {
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
+  int ref_schema_types, ref_schema_objects; /* avi_schema, or LUA_NOREF */
+  uint64_t *valid;                          /* see valid_seen() */
+  size_t valid_n, valid_cap;
 };
 
 static gen_t *GEN(lua_State *L) {
@@ -136,9 +146,52 @@ static int rule_position(lua_State *L, char *out, size_t n) {
   return -1;
 }
 
+/* Development aid: with AMC_LUA_PROFILE set, every hook tick charges the
+ * running Lua function (and the rule function that called into the
+ * runtime); amc_rules_engine_free prints the top entries on stderr. */
+
+static void prof_tick(amc_rules_engine_t *e, lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "S", &ar))
+    return;
+  char key[120];
+  snprintf(key, sizeof key, "%s:%d", ar.short_src, ar.linedefined);
+  uint64_t h = 1469598103934665603ULL;
+  for (const char *p = key; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  for (size_t i = 0; i < PROF_SLOTS; i++) {
+    prof_slot_t *sl = &e->prof[(h + i) % PROF_SLOTS];
+    if (!sl->key[0])
+      memcpy(sl->key, key, sizeof key);
+    if (strcmp(sl->key, key) == 0) {
+      sl->n++;
+      return;
+    }
+  }
+}
+
+static int prof_cmp(const void *a, const void *b) {
+  uint64_t x = ((const prof_slot_t *)a)->n, y = ((const prof_slot_t *)b)->n;
+  return (x < y) - (x > y);
+}
+
+static void prof_report(amc_rules_engine_t *e) {
+  uint64_t total = 0;
+  qsort(e->prof, PROF_SLOTS, sizeof *e->prof, prof_cmp);
+  for (size_t i = 0; i < PROF_SLOTS; i++)
+    total += e->prof[i].n;
+  fprintf(stderr, "amc Lua profile (%llu ticks of %d instructions):\n",
+          (unsigned long long)total, HOOK_STEP);
+  for (size_t i = 0; i < 30 && e->prof[i].n; i++)
+    fprintf(stderr, "  %5.1f%%  %s\n",
+            100.0 * (double)e->prof[i].n / (double)total, e->prof[i].key);
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   amc_rules_engine_t *e = GEN(L)->eng;
+  if (e->prof)
+    prof_tick(e, L);
   e->instr += HOOK_STEP;
   if (e->instr <= e->budget)
     return;
@@ -723,6 +776,20 @@ static int load_protected(lua_State *L) {
                          "object");
   g->ref_validate = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
+  /* The schema validate.lua uses, for the C fast path (schema_proves). */
+  lua_pushcfunction(L, l_runtime_require);
+  lua_pushliteral(L, "avi_schema");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "types") == LUA_TTABLE)
+      g->ref_schema_types = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+      lua_pop(L, 1);
+    if (lua_getfield(L, -1, "objects") == LUA_TTABLE)
+      g->ref_schema_objects = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+      lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 
   /* Every module, in path order. */
   for (size_t i = 0; i < e->n_files; i++) {
@@ -782,6 +849,7 @@ static void gen_free(gen_t *g) {
   if (g->L)
     lua_close(g->L);
   free(g->entry_file);
+  free(g->valid);
   free(g);
 }
 
@@ -805,7 +873,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->eng = e;
   g->cap = g->limit = e->cap;
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
-      g->ref_cache = LUA_NOREF;
+      g->ref_cache = g->ref_schema_types = g->ref_schema_objects = LUA_NOREF;
   digest_files(files, n, g->digest);
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
@@ -951,6 +1019,275 @@ static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
   return 0;
 }
 
+/* A C fast path for validate.object: proves that an object satisfies the
+ * schema (avi_schema.lua's format, the rules validate.lua applies). It is
+ * conservative: anything it does not recognise or that fails returns 0 and
+ * validate.object runs as usual, so the Lua module stays the authority
+ * for what is rejected and for every error message. */
+#define PROVE_DEPTH 64
+
+/* validate.lua's is_array: keys are exactly 1..n (an empty table too). */
+static int lua_is_seq(lua_State *L, int idx) {
+  lua_Integer n = 0, max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    n++;
+    if (lua_tointeger(L, -1) > max)
+      max = lua_tointeger(L, -1);
+  }
+  return n == max;
+}
+
+/* An "object" value: a table that is not a non-empty sequence. */
+static int lua_is_obj(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  lua_pushnil(L);
+  if (!lua_next(L, idx))
+    return 1;
+  lua_pop(L, 2);
+  return !lua_is_seq(L, idx);
+}
+
+static int prove_object(lua_State *L, int types, int type_name, int obj,
+                        int depth);
+
+/* Scalar of schema type `t` with facts at `f`. */
+static int prove_scalar(lua_State *L, const char *t, int f, int v) {
+  int top = lua_gettop(L), ok = 0;
+  if (strcmp(t, "string") == 0) {
+    if (lua_type(L, v) != LUA_TSTRING)
+      goto out;
+    if (lua_getfield(L, f, "enum") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TTABLE)
+        goto out;
+      lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+      int found = 0;
+      for (lua_Integer i = 1; i <= n && !found; i++) {
+        lua_rawgeti(L, -1, i);
+        found = lua_rawequal(L, -1, v);
+        lua_pop(L, 1);
+      }
+      if (!found)
+        goto out;
+    }
+    ok = 1;
+  } else if (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0) {
+    if (lua_type(L, v) != LUA_TNUMBER)
+      goto out;
+    lua_Number x = lua_tonumber(L, v);
+    if (t[0] == 'i' && !lua_isinteger(L, v) && x != (lua_Number)(lua_Integer)x)
+      goto out;
+    int tmin = lua_getfield(L, f, "min");
+    int tmax = lua_getfield(L, f, "max");
+    if (tmin != LUA_TNIL) {
+      if (tmin != LUA_TNUMBER || tmax != LUA_TNUMBER)
+        goto out;
+      if (x < lua_tonumber(L, -2) || x > lua_tonumber(L, -1)) {
+        /* Out of range: a special value? */
+        if (lua_getfield(L, f, "special") != LUA_TTABLE)
+          goto out;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        int found = 0;
+        for (lua_Integer i = 1; i <= n && !found; i++) {
+          lua_rawgeti(L, -1, i);
+          found = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == x;
+          lua_pop(L, 1);
+        }
+        if (!found)
+          goto out;
+      }
+    }
+    ok = 1;
+  } else if (strcmp(t, "boolean") == 0) {
+    ok = lua_type(L, v) == LUA_TBOOLEAN;
+  }
+out:
+  lua_settop(L, top);
+  return ok;
+}
+
+static int prove_field(lua_State *L, int types, int f, int v, int depth) {
+  int top = lua_gettop(L), ok = 0;
+  if (lua_getfield(L, f, "t") != LUA_TSTRING)
+    goto out;
+  const char *t = lua_tostring(L, -1);
+  if (strcmp(t, "object") == 0) {
+    if (!lua_is_obj(L, v))
+      goto out;
+    if (lua_getfield(L, f, "ref") == LUA_TNIL) {
+      ok = 1;
+      goto out;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+      goto out;
+    ok = prove_object(L, types, lua_gettop(L), v, depth + 1);
+  } else if (strcmp(t, "array") == 0) {
+    if (lua_type(L, v) != LUA_TTABLE || !lua_is_seq(L, v))
+      goto out;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, v);
+    int tm = lua_getfield(L, f, "max_items");
+    if (tm != LUA_TNIL &&
+        (tm != LUA_TNUMBER || (lua_Number)n > lua_tonumber(L, -1)))
+      goto out;
+    int tr = lua_getfield(L, f, "ref");
+    int ref = lua_gettop(L);
+    const char *items = "string";
+    if (tr == LUA_TNIL) {
+      if (lua_getfield(L, f, "items") == LUA_TSTRING)
+        items = lua_tostring(L, -1);
+      else if (!lua_isnil(L, -1))
+        goto out;
+    } else if (tr != LUA_TSTRING) {
+      goto out;
+    }
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, v, i);
+      int it = lua_gettop(L);
+      int good =
+          tr == LUA_TNIL
+              ? prove_scalar(L, items, f, it)
+              : lua_is_obj(L, it) && prove_object(L, types, ref, it, depth + 1);
+      lua_pop(L, 1);
+      if (!good)
+        goto out;
+    }
+    ok = 1;
+  } else {
+    ok = prove_scalar(L, t, f, v);
+  }
+out:
+  lua_settop(L, top);
+  return ok;
+}
+
+/* obj (a table) against types[type_name]. */
+static int prove_object(lua_State *L, int types, int type_name, int obj,
+                        int depth) {
+  if (depth > PROVE_DEPTH || !lua_checkstack(L, 12))
+    return 0;
+  int top = lua_gettop(L), ok = 0;
+  lua_pushvalue(L, type_name);
+  if (lua_rawget(L, types) != LUA_TTABLE)
+    goto out;
+  int def = lua_gettop(L);
+  if (lua_getfield(L, def, "fields") != LUA_TTABLE)
+    goto out;
+  int fields = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, obj)) {
+    int v = lua_gettop(L);
+    if (lua_type(L, v - 1) != LUA_TSTRING)
+      goto out;
+    lua_pushvalue(L, v - 1);
+    if (lua_rawget(L, fields) != LUA_TTABLE)
+      goto out;
+    int f = lua_gettop(L);
+    if (lua_getfield(L, f, "ro") != LUA_TNIL && lua_toboolean(L, -1))
+      goto out;
+    lua_pop(L, 1);
+    if (!prove_field(L, types, f, v, depth))
+      goto out;
+    lua_settop(L, v - 1); /* keep the key for lua_next */
+  }
+  if (lua_getfield(L, def, "required") == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      int present = lua_rawget(L, obj) != LUA_TNIL;
+      lua_pop(L, 1);
+      if (!present)
+        goto out;
+    }
+  } else if (!lua_isnil(L, -1)) {
+    goto out;
+  }
+  ok = 1;
+out:
+  lua_settop(L, top);
+  return ok;
+}
+
+/* 1 when the object at `obj` of REST type `type` certainly passes
+ * validate.object. */
+static int schema_proves(lua_State *L, gen_t *g, const char *type, int obj) {
+  if (g->ref_schema_types == LUA_NOREF || g->ref_schema_objects == LUA_NOREF)
+    return 0;
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 8, "validating");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_types);
+  int types = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_objects);
+  int ok = lua_getfield(L, -1, type) == LUA_TSTRING && lua_is_obj(L, obj) &&
+           prove_object(L, types, lua_gettop(L), obj, 0);
+  lua_settop(L, top);
+  return ok;
+}
+
+/* The set of (type, canonical JSON) hashes that passed validation in a
+ * generation: open addressing over 64-bit FNV-1a hashes (0 = empty),
+ * cleared when it gets large. */
+#define VALID_MAX (1u << 20)
+
+static uint64_t valid_hash(const char *type, const char *json, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char *p = (const unsigned char *)type; *p; p++)
+    h = (h ^ *p) * 0x100000001b3ULL;
+  h = (h ^ 0xff) * 0x100000001b3ULL;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (unsigned char)json[i]) * 0x100000001b3ULL;
+  return h ? h : 1;
+}
+
+static int valid_seen(gen_t *g, uint64_t h) {
+  if (!g->valid_cap)
+    return 0;
+  for (size_t i = h & (g->valid_cap - 1);; i = (i + 1) & (g->valid_cap - 1)) {
+    if (g->valid[i] == h)
+      return 1;
+    if (!g->valid[i])
+      return 0;
+  }
+}
+
+static void valid_add(gen_t *g, uint64_t h) {
+  if (g->valid_n * 2 >= g->valid_cap) {
+    size_t cap = g->valid_cap ? g->valid_cap * 2 : 1024;
+    if (cap > VALID_MAX) { /* forget everything rather than grow */
+      memset(g->valid, 0, g->valid_cap * sizeof *g->valid);
+      g->valid_n = 0;
+    } else {
+      uint64_t *nv = calloc(cap, sizeof *nv);
+      if (!nv)
+        return;
+      for (size_t i = 0; i < g->valid_cap; i++) {
+        uint64_t v = g->valid[i];
+        if (!v)
+          continue;
+        size_t j = v & (cap - 1);
+        while (nv[j])
+          j = (j + 1) & (cap - 1);
+        nv[j] = v;
+      }
+      free(g->valid);
+      g->valid = nv;
+      g->valid_cap = cap;
+    }
+  }
+  size_t i = h & (g->valid_cap - 1);
+  while (g->valid[i] && g->valid[i] != h)
+    i = (i + 1) & (g->valid_cap - 1);
+  if (!g->valid[i]) {
+    g->valid[i] = h;
+    g->valid_n++;
+  }
+}
+
 static int obj_cmp(const void *a, const void *b) {
   const amc_avi_object_t *x = a, *y = b;
   int c = strcmp(x->type, y->type);
@@ -991,26 +1328,32 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
                       type),
              -1;
-    /* validate.object(type, object) */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
-    lua_pushvalue(L, it);
-    lua_getfield(L, -1, "type");
-    lua_replace(L, -2);
-    lua_pushvalue(L, obj);
-    lua_call(L, 2, 2);
-    if (!lua_toboolean(L, -2)) {
-      const char *m = lua_tostring(L, -1);
-      if (m && m[0] == ':' && m[1] == ' ')
-        m += 2;
-      return out_fail(e, "invalid %s \"%s\": %s", type, name,
-                      m ? m : "rejected by validate.object"),
-             -1;
-    }
-    lua_pop(L, 2);
     amc_buf_reset(&e->scratch);
     char jerr[300];
     if (amc_json_encode(L, obj, &e->scratch, jerr, sizeof jerr) < 0)
       return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
+    /* validate.object(type, object), unless these exact bytes of this type
+     * passed before in this generation (the usual case when a key is
+     * translated again). */
+    uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
+    if (!valid_seen(g, vh) && !schema_proves(L, g, type, obj)) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
+      lua_pushvalue(L, it);
+      lua_getfield(L, -1, "type");
+      lua_replace(L, -2);
+      lua_pushvalue(L, obj);
+      lua_call(L, 2, 2);
+      if (!lua_toboolean(L, -2)) {
+        const char *m = lua_tostring(L, -1);
+        if (m && m[0] == ':' && m[1] == ' ')
+          m += 2;
+        return out_fail(e, "invalid %s \"%s\": %s", type, name,
+                        m ? m : "rejected by validate.object"),
+               -1;
+      }
+      lua_pop(L, 2);
+      valid_add(g, vh);
+    }
     if (t->n_objects == e->objs_cap) {
       e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
       amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
@@ -1230,12 +1573,19 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
       rd = NULL;
   }
   e->runtime_dir = rd ? xstrdup(rd) : NULL;
+  const char *pf = getenv("AMC_LUA_PROFILE");
+  if (pf && *pf)
+    e->prof = calloc(PROF_SLOTS, sizeof *e->prof);
   return e;
 }
 
 void amc_rules_engine_free(amc_rules_engine_t *e) {
   if (!e)
     return;
+  if (e->prof) {
+    prof_report(e);
+    free(e->prof);
+  }
   gen_free(e->active);
   free(e->runtime_dir);
   free(e->out_err);

@@ -108,7 +108,13 @@ int amc_settings_apply_lua(amc_settings_t *s, lua_State *L, int idx,
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TLIGHTUSERDATA)
     return 0; /* an empty file */
-  if (lua_type(L, idx) != LUA_TTABLE) {
+  int is_seq = 0;
+  if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+    is_seq = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (lua_type(L, idx) != LUA_TTABLE || is_seq) {
     snprintf(err, errlen, "%s: settings must be a mapping", what);
     return -1;
   }

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev
   libuv1-dev libcurl4-openssl-dev libyaml-dev
-  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libnghttp2-dev libssl-dev libmicrohttpd-dev
   # tests
   libcmocka-dev lua-busted clang libclang-rt-14-dev

@@ -205,16 +205,19 @@ static void on_timeout(uv_timer_t *t) {
   finish(t->data, AMC_EXIT_FAIL);
 }
 
-static void on_signal(uv_signal_t *s, int signum) { finish(s->data, 0); }
+static void on_signal(uv_signal_t *s, int signum) {
+  finish(s->data, 0);
+}
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: amc mcp-dump [--mcp-url URL] [--xds] [--once] [options]\n"
-          "  --mcp-url URL        http://host:port (h2c) or https://host:port "
-          "(TLS);\n"
+          "  --mcp-url URL        mcp://host:port (Galley), xds://host:port "
+          "(istiod h2c),\n"
+          "                       xdss://host:port (istiod TLS), or "
+          "http(s)://host:port;\n"
           "                       default: $MCP_URL\n"
-          "  --xds                MCP over xDS (istiod) instead of legacy MCP "
-          "(Galley)\n"
+          "  --xds                MCP over xDS (istiod) for http(s):// URLs\n"
           "  --once               exit after the first complete state\n"
           "  --timeout-ms N       with --once: give up after N ms (exit 1)\n"
           "  --ca-file FILE       TLS trust roots (istio-ca-root-cert)\n"
@@ -224,7 +227,11 @@ static void usage(FILE *f) {
           "  --namespace NS       xDS node NAMESPACE (default istio-system)\n"
           "  --node-id ID         node / sink id\n"
           "  --backoff-ms N       initial reconnect delay (default 500)\n"
-          "  --keepalive-ms N     PING interval (default 30000)\n"
+          "  --keepalive-ms N     PING interval (default 30000; istiod refuses "
+          "< 15000)\n"
+          "  --keepalive-timeout-ms N  PING answer deadline (default 10000)\n"
+          "  --connect-timeout-ms N    TCP+TLS+SETTINGS deadline (default "
+          "10000)\n"
           "  --insecure-skip-verify  do not verify the server certificate\n");
 }
 
@@ -261,6 +268,10 @@ int amc_cmd_mcp_dump(int argc, char **argv) {
       o.backoff_initial_ms = strtoull(v, NULL, 10);
     } else if (ARG("--keepalive-ms")) {
       o.keepalive_ms = strtoull(v, NULL, 10);
+    } else if (ARG("--keepalive-timeout-ms")) {
+      o.keepalive_timeout_ms = strtoull(v, NULL, 10);
+    } else if (ARG("--connect-timeout-ms")) {
+      o.connect_timeout_ms = strtoull(v, NULL, 10);
     } else if (ARG("--timeout-ms")) {
       timeout = strtoull(v, NULL, 10);
     } else {
@@ -274,6 +285,16 @@ int amc_cmd_mcp_dump(int argc, char **argv) {
     fprintf(stderr, "amc mcp-dump: --mcp-url (or MCP_URL) is required\n");
     return AMC_EXIT_USAGE;
   }
+  char grpc_url[512], uerr[300];
+  amc_mcp_mode_t mode;
+  if (amc_mcp_parse_url(o.url, xds ? AMC_MCP_XDS : AMC_MCP_LEGACY, &mode,
+                        grpc_url, sizeof grpc_url, uerr, sizeof uerr) < 0) {
+    fprintf(stderr, "amc mcp-dump: %s\n", uerr);
+    return AMC_EXIT_USAGE;
+  }
+  if (xds)
+    mode = AMC_MCP_XDS;
+  o.url = grpc_url;
   dump_t d = {.loop = uv_default_loop(), .once = once};
   amc_mcp_ops_t ops = {on_replace, on_upsert, on_delete, on_synced, on_event};
   char err[300];
@@ -284,8 +305,7 @@ int amc_cmd_mcp_dump(int argc, char **argv) {
   d.sigint.data = d.sigterm.data = &d;
   uv_signal_start(&d.sigint, on_signal, SIGINT);
   uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-  d.sink = amc_mcp_sink_start(d.loop, xds ? AMC_MCP_XDS : AMC_MCP_LEGACY, &o,
-                              &ops, &d, err, sizeof err);
+  d.sink = amc_mcp_sink_start(d.loop, mode, &o, &ops, &d, err, sizeof err);
   if (!d.sink) {
     fprintf(stderr, "amc mcp-dump: %s\n", err);
     on_closed(&d);

@@ -1,11 +1,664 @@
-/* cmd_run.c - `amc run`. Placeholder until the command lands. */
+/* cmd_run.c - `amc run`: wires config, sources, store, controller, rules
+ * engine, sink (AVI sync or dry run), admin HTTP and signals on one loop.
+ *
+ * Lifecycle:
+ *   1. configuration (config.h) is loaded and validated; errors exit 2;
+ *   2. the rules are loaded (a failure here exits 1: nothing to serve);
+ *   3. the admin server starts (its port goes to the log and, if asked, to
+ *      --admin-port-file), then the source does its initial listing;
+ *   4. the controller syncs every gateway, then runs gc, then follows
+ *      changes; SIGHUP and rules-directory events reload the rules;
+ *   5. SIGTERM/SIGINT: stop taking keys, finish (or, after a timeout,
+ *      abandon) in-flight syncs, close everything, exit 0. */
 #include "cli/cli.h"
 
+#include "admin_http.h"
+#include "config.h"
+#include "controller.h"
+#include "fs_source.h"
+#include "metrics.h"
+#include "store.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#if __has_include("rules_engine.h")
+#include "rules_engine.h"
+#include "settings.h"
+#define AMC_HAVE_ENGINE 1
+#else
+#define AMC_HAVE_ENGINE 0
+#endif
+
+#if __has_include("avi/sync.h")
+#include "avi/sync.h"
+#include "http.h"
+#define AMC_HAVE_AVI 1
+#else
+#define AMC_HAVE_AVI 0
+#endif
+
+extern char **environ;
+
+#define MAX_RULE_WATCHES 16
+
+typedef struct {
+  amc_config_t cfg;
+  uv_loop_t loop;
+  amc_store_t *store;
+  amc_metrics_t *metrics;
+  amc_controller_t *ctl;
+  amc_admin_t *admin;
+  amc_fs_source_t *fs;
+  lua_State *fs_L;
+  amc_fs_loader_t fs_loader;
+  int fs_id;
+  amc_dry_run_t *dry_run;
+#if AMC_HAVE_AVI
+  amc_http_t *http;
+  amc_avi_sync_t *avi;
+  int avi_id; /* the AVI cache counts as a source: keys wait for it */
+  uv_timer_t avi_retry;
+  uint64_t avi_retry_ms;
+#endif
+#if AMC_HAVE_ENGINE
+  amc_settings_t settings;
+  int settings_init;
+#endif
+  const char *cluster; /* the settings' cluster name (ownership marks) */
+  const char *rules_dir;
+  uint64_t generation;
+
+  uv_signal_t sighup, sigterm, sigint;
+  uv_fs_event_t rule_watch[MAX_RULE_WATCHES];
+  int n_rule_watches;
+  uv_timer_t rules_debounce, rules_check;
+  int stopping;
+  int exit_code;
+  amc_metric_t *m_fs_errors;
+} run_t;
+
+/* ------------------------------------------------------------------------ */
+/* fs source -> store */
+
+static void fs_upsert(void *data, const char *kind, const char *ns,
+                      const char *name, const char *json, size_t len) {
+  run_t *r = data;
+  amc_store_put_json(r->store, kind, ns && *ns ? ns : NULL, name, json, len,
+                     NULL, NULL, NULL);
+}
+
+static void fs_remove(void *data, const char *kind, const char *ns,
+                      const char *name) {
+  run_t *r = data;
+  amc_store_delete(r->store, kind, ns && *ns ? ns : NULL, name);
+}
+
+static void fs_synced(void *data) {
+  run_t *r = data;
+  amc_controller_source_synced(r->ctl, r->fs_id);
+}
+
+static void fs_watch_restarted(void *data) {
+  run_t *r = data;
+  amc_controller_watch_restarted(r->ctl, r->fs_id);
+}
+
+static void fs_error(void *data, const char *path, const char *msg) {
+  (void)path;
+  (void)msg;
+  run_t *r = data;
+  amc_metric_inc(r->m_fs_errors, (const char *[]){"fs"});
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVI sink: controller <-> avi/sync.h */
+
+#if AMC_HAVE_AVI
+typedef struct {
+  run_t *r;
+  char key[];
+} avi_call_t;
+
+static void avi_key_done(const amc_avi_sync_result_t *res, void *data) {
+  avi_call_t *call = data;
+  run_t *r = call->r;
+  if (res->ok && (res->calls[1] || res->calls[2] || res->calls[3]))
+    amc_log(AMC_INFO, "avi.synced", AMC_S("gateway", call->key),
+            AMC_I("post", res->calls[1]), AMC_I("put", res->calls[2]),
+            AMC_I("delete", res->calls[3]));
+  if (r->ctl)
+    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1,
+                             res->error);
+  free(call);
+}
+
+static void avi_sync(void *sink, amc_controller_t *c, const char *key,
+                     const amc_translation_t *t) {
+  (void)c;
+  run_t *r = sink;
+  size_t n = strlen(key);
+  avi_call_t *call = malloc(sizeof *call + n + 1);
+  if (!call)
+    abort();
+  call->r = r;
+  memcpy(call->key, key, n + 1);
+  amc_avi_sync_key(r->avi, key, t, avi_key_done, call);
+}
+
+static void avi_gc_done(const amc_avi_sync_result_t *res, void *data) {
+  (void)data;
+  if (res->ok)
+    amc_log(AMC_INFO, "avi.gc_done", AMC_I("deleted", res->calls[3]));
+  else
+    amc_log(AMC_WARN, "avi.gc_failed", AMC_S("error", res->error));
+}
+
+static void avi_gc(void *sink, const char *const *live, size_t n) {
+  run_t *r = sink;
+  amc_avi_sync_gc(r->avi, live, n, avi_gc_done, r);
+}
+
+static int avi_reachable(void *sink) {
+  run_t *r = sink;
+  return amc_avi_sync_reachable(r->avi);
+}
+
+static const amc_ctrl_sink_ops_t avi_ops = {avi_sync, avi_gc, avi_reachable,
+                                            NULL};
+
+static void avi_observe(const char *method, const char *type, long status,
+                        void *data) {
+  run_t *r = data;
+  if (r->ctl)
+    amc_controller_count_request(r->ctl, method, type ? type : "", (int)status);
+}
+
+static void avi_start(run_t *r);
+
+static void on_avi_retry(uv_timer_t *t) {
+  avi_start(t->data);
+}
+
+static void avi_started(const amc_avi_sync_result_t *res, void *data) {
+  run_t *r = data;
+  if (r->stopping)
+    return;
+  if (res->ok) {
+    amc_log(AMC_INFO, "avi.ready", AMC_I("cached", amc_avi_sync_cached(r->avi)));
+    r->avi_retry_ms = 0;
+    amc_controller_source_synced(r->ctl, r->avi_id);
+    return;
+  }
+  r->avi_retry_ms = r->avi_retry_ms ? r->avi_retry_ms * 2 : 500;
+  if (r->avi_retry_ms > 30000)
+    r->avi_retry_ms = 30000;
+  amc_log(AMC_WARN, "avi.start_failed", AMC_S("error", res->error),
+          AMC_I("retry_ms", r->avi_retry_ms));
+  uv_timer_start(&r->avi_retry, on_avi_retry, r->avi_retry_ms, 0);
+}
+
+static void avi_start(run_t *r) {
+  amc_avi_sync_start(r->avi, avi_started, r);
+}
+
+static int avi_setup(run_t *r, char *err, size_t errlen) {
+  amc_config_t *cfg = &r->cfg;
+  r->http = amc_http_new(&r->loop);
+  if (!r->http) {
+    snprintf(err, errlen, "cannot start the HTTP client");
+    return -1;
+  }
+  amc_avi_sync_opts_t o = {
+      .controller = cfg->avi_url,
+      .username = cfg->avi_username,
+      .password = cfg->avi_password,
+      .version = cfg->avi_version,
+      .tenant = cfg->avi_tenant,
+      .cluster = r->cluster,
+      .ca_file = cfg->avi_ca_file,
+      .insecure = cfg->avi_insecure,
+      .rate = cfg->avi_rate,
+      .burst = cfg->avi_burst,
+  };
+  r->avi = amc_avi_sync_new(&r->loop, r->http, &o);
+  if (!r->avi) {
+    snprintf(err, errlen, "invalid AVI options");
+    return -1;
+  }
+  amc_avi_sync_set_observer(r->avi, avi_observe, r);
+  uv_timer_init(&r->loop, &r->avi_retry);
+  r->avi_retry.data = r;
+  return 0;
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Rules: load, reload, watch */
+
+#if AMC_HAVE_ENGINE
+static amc_translation_t *engine_translate(void *engine, const char *kind,
+                                           const char *ns, const char *name) {
+  return amc_rules_engine_translate(engine, kind, ns, name);
+}
+
+static void engine_free(void *engine) {
+  amc_rules_engine_free(engine);
+}
+
+static const amc_ctrl_engine_ops_t engine_ops = {engine_translate,
+                                                 engine_free};
+
+/* Loads the rules directory into a new engine. NULL with `err` on failure. */
+static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
+  amc_rules_engine_t *e = amc_rules_engine_new(r->store, &r->settings, NULL);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (amc_rules_engine_load(e, r->rules_dir, err, errlen) != 0) {
+    amc_rules_engine_free(e);
+    return NULL;
+  }
+  return e;
+}
+#endif
+
+static void reload_rules(run_t *r, const char *why) {
+  if (r->stopping)
+    return;
+#if AMC_HAVE_ENGINE
+  char err[2048];
+  uint64_t t0 = uv_hrtime();
+  amc_rules_engine_t *e = load_engine(r, err, sizeof err);
+  if (!e) {
+    amc_controller_reload_failed(r->ctl, err);
+    return;
+  }
+  if (strcmp(amc_rules_engine_digest(e), amc_controller_digest(r->ctl)) == 0) {
+    amc_rules_engine_free(e);
+    amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
+            AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
+    return;
+  }
+  amc_log(AMC_INFO, "rules.reload", AMC_S("trigger", why),
+          AMC_S("digest", amc_rules_engine_digest(e)));
+  char digest[80];
+  snprintf(digest, sizeof digest, "%s", amc_rules_engine_digest(e));
+  if (amc_controller_swap_engine(r->ctl, e, &engine_ops, r->generation + 1,
+                                 digest, err, sizeof err) == 0)
+    r->generation++;
+#else
+  (void)why;
+#endif
+}
+
+static void on_rules_debounce(uv_timer_t *t) {
+  reload_rules(t->data, "watch");
+}
+
+static void on_rules_check(uv_timer_t *t) {
+  reload_rules(t->data, "periodic");
+}
+
+static void on_rules_event(uv_fs_event_t *h, const char *name, int events,
+                           int status) {
+  (void)events;
+  (void)status;
+  run_t *r = h->data;
+  /* Any event counts, '..data' swaps included: filesystems report the
+   * ConfigMap symlink swap differently. The digest decides. */
+  amc_log(AMC_DEBUG, "rules.event", AMC_S("name", name ? name : ""));
+  uv_timer_start(&r->rules_debounce, on_rules_debounce,
+                 (uint64_t)r->cfg.rules_debounce_ms, 0);
+}
+
+/* Watches the rules directory and its visible subdirectories (rules/lib). */
+static void watch_rules(run_t *r, const char *dir, int depth) {
+  if (r->n_rule_watches == MAX_RULE_WATCHES)
+    return;
+  uv_fs_event_t *h = &r->rule_watch[r->n_rule_watches];
+  uv_fs_event_init(&r->loop, h);
+  h->data = r;
+  r->n_rule_watches++;
+  int rc = uv_fs_event_start(h, on_rules_event, dir, 0);
+  if (rc < 0)
+    amc_log(AMC_WARN, "rules.watch_failed", AMC_S("path", dir),
+            AMC_S("error", uv_strerror(rc)));
+  if (depth >= 2)
+    return;
+  uv_fs_t req;
+  if (uv_fs_scandir(NULL, &req, dir, 0, NULL) < 0) {
+    uv_fs_req_cleanup(&req);
+    return;
+  }
+  uv_dirent_t ent;
+  amc_buf_t p = AMC_BUF_INIT;
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    if (ent.name[0] == '.')
+      continue;
+    amc_buf_reset(&p);
+    amc_buf_printf(&p, "%s/%s", dir, ent.name);
+    struct stat st;
+    if (stat(p.data, &st) == 0 && S_ISDIR(st.st_mode))
+      watch_rules(r, p.data, depth + 1);
+  }
+  amc_buf_free(&p);
+  uv_fs_req_cleanup(&req);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Signals and shutdown */
+
+static void close_cb_noop(uv_handle_t *h) {
+  (void)h;
+}
+
+static void on_stopped(amc_controller_t *c, void *data) {
+  (void)c;
+  run_t *r = data;
+  amc_fs_source_close(r->fs);
+  r->fs = NULL;
+  amc_admin_close(r->admin);
+  r->admin = NULL;
+  uv_close((uv_handle_t *)&r->sighup, close_cb_noop);
+  uv_close((uv_handle_t *)&r->sigterm, close_cb_noop);
+  uv_close((uv_handle_t *)&r->sigint, close_cb_noop);
+  uv_close((uv_handle_t *)&r->rules_debounce, close_cb_noop);
+  uv_close((uv_handle_t *)&r->rules_check, close_cb_noop);
+  for (int i = 0; i < r->n_rule_watches; i++)
+    uv_close((uv_handle_t *)&r->rule_watch[i], close_cb_noop);
+  amc_controller_free(r->ctl);
+  r->ctl = NULL;
+#if AMC_HAVE_AVI
+  if (r->avi) {
+    uv_close((uv_handle_t *)&r->avi_retry, close_cb_noop);
+    amc_avi_sync_free(r->avi); /* drops work in flight, no callbacks */
+    r->avi = NULL;
+    amc_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+  }
+#endif
+  amc_log(AMC_INFO, "run.stopped");
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  run_t *r = h->data;
+  if (signum == SIGHUP) {
+    amc_log(AMC_INFO, "signal", AMC_S("signal", "SIGHUP"));
+    reload_rules(r, "SIGHUP");
+    return;
+  }
+  if (r->stopping)
+    return;
+  r->stopping = 1;
+  amc_log(AMC_INFO, "signal",
+          AMC_S("signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"));
+  uv_timer_stop(&r->rules_debounce);
+  uv_timer_stop(&r->rules_check);
+  amc_controller_stop(r->ctl, on_stopped, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start-up */
+
+static int write_port_file(const char *path, int port) {
+  amc_buf_t tmp = AMC_BUF_INIT;
+  amc_buf_printf(&tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp.data, "w");
+  int rc = -1;
+  if (f) {
+    fprintf(f, "%d\n", port);
+    if (fclose(f) == 0 && rename(tmp.data, path) == 0)
+      rc = 0;
+  }
+  amc_buf_free(&tmp);
+  return rc;
+}
+
+static const char *default_rules_dir(void) {
+  struct stat st;
+  if (stat("rules", &st) == 0 && S_ISDIR(st.st_mode))
+    return "rules";
+  return "/usr/share/amc/rules";
+}
+
+static int setup(run_t *r, char *err, size_t errlen) {
+  amc_config_t *cfg = &r->cfg;
+  if (!cfg->fs_dir) {
+    snprintf(err, errlen,
+             "source '%s': not available in `amc run` yet (use fs://DIR)",
+             cfg->source);
+    return AMC_EXIT_USAGE;
+  }
+#if AMC_HAVE_ENGINE
+  amc_settings_init(&r->settings);
+  r->settings_init = 1;
+  if (cfg->settings_file &&
+      amc_settings_load_file(&r->settings, cfg->settings_file, err, errlen) !=
+          0)
+    return AMC_EXIT_USAGE;
+  /* Flags and environment override the settings file. */
+  if (cfg->cluster_name)
+    amc_settings_set(&r->settings, "cluster", cfg->cluster_name);
+  if (cfg->cloud_name)
+    amc_settings_set(&r->settings, "cloud", cfg->cloud_name);
+  if (cfg->avi_tenant)
+    amc_settings_set(&r->settings, "tenant", cfg->avi_tenant);
+  r->cluster = r->settings.cluster;
+#else
+  r->cluster = cfg->cluster_name ? cfg->cluster_name : "default";
+#endif
+  r->store = amc_store_new();
+  r->metrics = amc_metrics_new();
+  r->m_fs_errors = amc_metrics_counter(
+      r->metrics, "amc_source_errors_total",
+      "Source input errors (files that do not parse, bad events).",
+      (const char *[]){"source", NULL});
+  amc_metric_add(r->m_fs_errors, (const char *[]){"fs"}, 0);
+
+  amc_ctrl_sink_ops_t sink_ops;
+  void *sink;
+  if (cfg->dry_run) {
+    r->dry_run = amc_dry_run_new(stdout);
+    sink_ops = amc_dry_run_ops;
+    sink = r->dry_run;
+  } else {
+#if AMC_HAVE_AVI
+    if (avi_setup(r, err, errlen) != 0)
+      return AMC_EXIT_USAGE;
+    sink_ops = avi_ops;
+    sink = r;
+#else
+    snprintf(err, errlen,
+             "AVI sync is not built into this amc yet: use --dry-run");
+    return AMC_EXIT_USAGE;
+#endif
+  }
+  amc_controller_opts_t co = {
+      .loop = &r->loop,
+      .store = r->store,
+      .metrics = r->metrics,
+      .workers = (unsigned)cfg->workers,
+      .resync_seconds = (unsigned)cfg->resync_seconds,
+      .sink_ops = sink_ops,
+      .sink = sink,
+  };
+  r->ctl = amc_controller_new(&co);
+  if (!r->ctl) {
+    snprintf(err, errlen, "out of memory");
+    return AMC_EXIT_FAIL;
+  }
+
+  /* Sources are registered before the engine is set: the controller starts
+   * only when every registered source has synced, and an initial pass (and
+   * its gc) over an empty store would delete everything amc owns. */
+  r->fs_id = amc_controller_add_source(r->ctl, "fs");
+#if AMC_HAVE_AVI
+  if (r->avi)
+    r->avi_id = amc_controller_add_source(r->ctl, "avi");
+#endif
+
+  /* Rules. */
+  r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
+#if AMC_HAVE_ENGINE
+  char lerr[2048];
+  amc_rules_engine_t *e = load_engine(r, lerr, sizeof lerr);
+  if (!e) {
+    snprintf(err, errlen, "rules %s: %.1900s", r->rules_dir, lerr);
+    return AMC_EXIT_FAIL;
+  }
+  r->generation = 1;
+  amc_controller_set_engine(r->ctl, e, &engine_ops, 1,
+                            amc_rules_engine_digest(e));
+#else
+  snprintf(err, errlen, "the rules engine is not built into this amc yet");
+  return AMC_EXIT_FAIL;
+#endif
+
+  /* Admin HTTP. */
+  if (cfg->admin_port >= 0) {
+    r->admin = amc_admin_start(&r->loop, cfg->admin_addr, cfg->admin_port,
+                               r->metrics, amc_controller_ready, r->ctl, err,
+                               errlen);
+    if (!r->admin)
+      return AMC_EXIT_USAGE;
+    amc_log(AMC_INFO, "admin.listening", AMC_S("addr", cfg->admin_addr),
+            AMC_I("port", amc_admin_port(r->admin)));
+    if (cfg->admin_port_file &&
+        write_port_file(cfg->admin_port_file, amc_admin_port(r->admin)) != 0) {
+      snprintf(err, errlen, "admin-port-file %s: %s", cfg->admin_port_file,
+               strerror(errno));
+      return AMC_EXIT_USAGE;
+    }
+  }
+
+  /* Signals and the rules watch. */
+  uv_signal_init(&r->loop, &r->sighup);
+  uv_signal_init(&r->loop, &r->sigterm);
+  uv_signal_init(&r->loop, &r->sigint);
+  r->sighup.data = r->sigterm.data = r->sigint.data = r;
+  uv_signal_start(&r->sighup, on_signal, SIGHUP);
+  uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&r->sigint, on_signal, SIGINT);
+  uv_timer_init(&r->loop, &r->rules_debounce);
+  uv_timer_init(&r->loop, &r->rules_check);
+  r->rules_debounce.data = r->rules_check.data = r;
+  watch_rules(r, r->rules_dir, 0);
+  /* A periodic digest check catches events a watch missed. */
+  uv_timer_start(&r->rules_check, on_rules_check, 60000, 60000);
+
+  /* Source: the initial listing happens here (registered earlier). */
+  r->fs_L = luaL_newstate();
+  luaL_openlibs(r->fs_L);
+  r->fs_loader.L = r->fs_L;
+  r->fs_loader.default_namespace = cfg->default_namespace;
+  amc_fs_source_opts_t fo = {
+      .root = cfg->fs_dir,
+      .debounce_ms = (unsigned)cfg->fs_debounce_ms,
+      .resync_ms = (unsigned)cfg->resync_seconds * 1000,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &r->fs_loader,
+      .sink = {fs_upsert, fs_remove, fs_synced, fs_error, NULL,
+               fs_watch_restarted},
+      .sink_data = r,
+  };
+#if AMC_HAVE_AVI
+  if (r->avi)
+    avi_start(r); /* login and read what amc owns, in parallel */
+#endif
+  amc_log(AMC_INFO, "source.listing", AMC_S("source", cfg->source));
+  r->fs = amc_fs_source_start(&r->loop, &fo, err, errlen);
+  if (!r->fs)
+    return AMC_EXIT_USAGE;
+  return AMC_EXIT_OK;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
 
 int amc_cmd_run(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "amc run: not built yet\n");
-  return AMC_EXIT_USAGE;
+  run_t *r = calloc(1, sizeof *r);
+  if (!r)
+    return AMC_EXIT_FAIL;
+  char err[2048];
+  int rc = amc_config_load(&r->cfg, argc, argv, environ, stdout, err,
+                           sizeof err);
+  if (rc == AMC_CONFIG_HELP) {
+    amc_config_free(&r->cfg);
+    free(r);
+    return AMC_EXIT_OK;
+  }
+  if (rc != 0) {
+    fprintf(stderr, "amc run: %s\n", err);
+    amc_config_free(&r->cfg);
+    free(r);
+    return AMC_EXIT_USAGE;
+  }
+  amc_log_init((amc_log_level_t)amc_log_level_parse(r->cfg.log_level),
+               strcmp(r->cfg.log_format, "json") == 0 ? AMC_LOG_JSON
+                                                      : AMC_LOG_LOGFMT,
+               stderr);
+  amc_log(AMC_INFO, "run.start", AMC_S("version", AMC_VERSION),
+          AMC_S("source", r->cfg.source),
+          AMC_S("avi", r->cfg.dry_run ? "dry-run" : r->cfg.avi_url),
+          AMC_S("cluster", r->cfg.cluster_name ? r->cfg.cluster_name : ""),
+          AMC_S("cloud", r->cfg.cloud_name ? r->cfg.cloud_name : ""),
+          AMC_B("istio_enabled", r->cfg.istio_enabled));
+  if (r->cfg.avi_insecure)
+    amc_log(AMC_WARN, "avi.tls_verification_disabled");
+  /* A peer closing a socket must not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&r->loop);
+  rc = setup(r, err, sizeof err);
+  if (rc != AMC_EXIT_OK) {
+    fprintf(stderr, "amc run: %s\n", err);
+    amc_log(AMC_ERROR, "run.failed", AMC_S("error", err));
+    if (r->ctl) {
+      amc_controller_free(r->ctl);
+      r->ctl = NULL;
+    }
+    amc_fs_source_close(r->fs);
+    amc_admin_close(r->admin);
+    uv_walk(&r->loop, close_walk, NULL);
+  }
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+#if AMC_HAVE_AVI
+  if (r->avi) { /* setup failed after the AVI client was made */
+    amc_avi_sync_free(r->avi);
+    r->avi = NULL;
+  }
+  if (r->http) {
+    amc_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+  }
+#endif
+  uv_walk(&r->loop, close_walk, NULL);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&r->loop);
+  if (r->fs_L)
+    lua_close(r->fs_L);
+  amc_dry_run_free(r->dry_run);
+#if AMC_HAVE_ENGINE
+  if (r->settings_init)
+    amc_settings_free(&r->settings);
+#endif
+  amc_store_free(r->store);
+  amc_metrics_free(r->metrics);
+  amc_config_free(&r->cfg);
+  free(r);
+  return rc;
 }

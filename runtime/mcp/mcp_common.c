@@ -35,6 +35,11 @@ int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
   if (amc_pb_lua_push_mcp_resource(c->L, data, len, want, &o, &out->kind,
                                    out->ns, out->name, err, errlen) < 0)
     return -1;
+  lua_getfield(c->L, -1, "metadata");
+  lua_getfield(c->L, -1, "resourceVersion");
+  if (lua_type(c->L, -1) == LUA_TSTRING)
+    out->resource_version = strdup(lua_tostring(c->L, -1));
+  lua_pop(c->L, 2);
   amc_buf_t b = AMC_BUF_INIT;
   char jerr[256];
   int rc = amc_json_encode(c->L, -1, &b, jerr, sizeof jerr);
@@ -42,6 +47,7 @@ int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
   if (rc < 0) {
     snprintf(err, errlen, "%s/%s: %s", out->ns, out->name, jerr);
     amc_buf_free(&b);
+    amc_mcp_item_clear(out);
     return -1;
   }
   out->json_len = b.len;
@@ -49,10 +55,21 @@ int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
   return 0;
 }
 
+void amc_mcp_item_clear(amc_mcp_item_t *item) {
+  free(item->json);
+  free(item->resource_version);
+  item->json = item->resource_version = NULL;
+}
+
 void amc_mcp_items_free(amc_mcp_item_t *items, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    free(items[i].json);
+  for (size_t i = 0; items && i < n; i++)
+    amc_mcp_item_clear(&items[i]);
   free(items);
+}
+
+amc_mcp_object_t amc_mcp_item_object(const amc_mcp_item_t *it) {
+  return (amc_mcp_object_t){it->ns, it->name, it->json, it->json_len,
+                            it->resource_version};
 }
 
 static int item_cmp(const void *a, const void *b) {
@@ -64,6 +81,13 @@ static int item_cmp(const void *a, const void *b) {
 void amc_mcp_items_sort(amc_mcp_item_t *items, size_t n) {
   if (n > 1)
     qsort(items, n, sizeof *items, item_cmp);
+}
+
+const amc_mcp_item_t *amc_mcp_items_dup(const amc_mcp_item_t *items, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    if (item_cmp(&items[i - 1], &items[i]) == 0)
+      return &items[i];
+  return NULL;
 }
 
 void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial,
@@ -87,4 +111,6 @@ uint64_t amc_mcp_backoff_next(amc_mcp_backoff_t *b) {
   return half + (half ? b->rnd % (d - half + 1) : 0);
 }
 
-void amc_mcp_backoff_reset(amc_mcp_backoff_t *b) { b->cur = b->initial; }
+void amc_mcp_backoff_reset(amc_mcp_backoff_t *b) {
+  b->cur = b->initial;
+}

@@ -40,6 +40,7 @@ typedef struct {
   const char *name;
   const char *json; /* canonical JSON of the whole object */
   size_t json_len;
+  const char *resource_version; /* metadata.resourceVersion, or NULL */
 } amc_mcp_object_t;
 
 typedef struct {
@@ -53,18 +54,21 @@ typedef struct {
 } amc_mcp_ops_t;
 
 typedef struct {
-  const char *url;        /* grpc.h URL: http(s)://host:port */
-  const char *ca_file;    /* TLS trust roots (istio-ca-root-cert root-cert.pem) */
-  const char *server_name;/* TLS name to verify, e.g. istiod.istio-system.svc */
+  const char *url;     /* grpc.h URL: http(s)://host:port */
+  const char *ca_file; /* TLS trust roots (istio-ca-root-cert root-cert.pem) */
+  const char
+      *server_name;       /* TLS name to verify, e.g. istiod.istio-system.svc */
   const char *token_file; /* bearer token (audience istio-ca) for port 15012 */
   int insecure_skip_verify;
-  const char *node_id;    /* legacy: SinkNode.id (default "amc");
-                             xDS: node.id (default router~<POD_IP or
-                             127.0.0.1>~amc.<ns>~<ns>.svc.cluster.local) */
-  const char *node_namespace; /* xDS node metadata NAMESPACE (istio-system) */
+  const char *node_id;         /* legacy: SinkNode.id (default "amc");
+                                  xDS: node.id (default router~<POD_IP or
+                                  127.0.0.1>~amc.<ns>~<ns>.svc.cluster.local) */
+  const char *node_namespace;  /* xDS node metadata NAMESPACE (istio-system) */
   uint64_t backoff_initial_ms; /* 0 = 500 */
   uint64_t backoff_max_ms;     /* 0 = 30000 */
   uint64_t keepalive_ms;       /* 0 = grpc.h default (30 s) */
+  uint64_t keepalive_timeout_ms; /* 0 = grpc.h default (10 s) */
+  uint64_t connect_timeout_ms;   /* 0 = grpc.h default (10 s) */
   int simple_lb_legacy; /* SimpleLB 0 = ROUND_ROBIN; legacy MCP sets it */
 } amc_mcp_options_t;
 
@@ -80,19 +84,27 @@ typedef struct {
   char name[254];
   char *json; /* malloc'd */
   size_t json_len;
+  char *resource_version; /* malloc'd, or NULL */
   const amc_pb_kind_t *kind;
 } amc_mcp_item_t;
 
 int amc_mcp_conv_init(amc_mcp_conv_t *c);
 void amc_mcp_conv_free(amc_mcp_conv_t *c);
-/* Converts one serialized Resource. Returns 0 and fills `out` (free its json
- * with free()), or -1 with `err`. Unknown-Any warnings go to c->warn. */
+/* Converts one serialized Resource. Returns 0 and fills `out` (release it
+ * with amc_mcp_item_clear), or -1 with `err`. Unknown-Any warnings go to
+ * c->warn. */
 int amc_mcp_conv_resource(amc_mcp_conv_t *c, const uint8_t *data, size_t len,
                           const amc_pb_kind_t *want, int simple_lb_legacy,
                           amc_mcp_item_t *out, char *err, size_t errlen);
+void amc_mcp_item_clear(amc_mcp_item_t *item);
 void amc_mcp_items_free(amc_mcp_item_t *items, size_t n);
+/* The borrowed view of an item handed to the ops. */
+amc_mcp_object_t amc_mcp_item_object(const amc_mcp_item_t *item);
 /* Sorts by namespace/name (the order objects are handed over in). */
 void amc_mcp_items_sort(amc_mcp_item_t *items, size_t n);
+/* After sorting: the first item whose namespace/name repeats, or NULL. A
+ * response naming an object twice is invalid (NACKed). */
+const amc_mcp_item_t *amc_mcp_items_dup(const amc_mcp_item_t *items, size_t n);
 
 /* Backoff state. */
 typedef struct {
@@ -100,8 +112,7 @@ typedef struct {
   uint64_t rnd;
 } amc_mcp_backoff_t;
 
-void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial,
-                          uint64_t max);
+void amc_mcp_backoff_init(amc_mcp_backoff_t *b, uint64_t initial, uint64_t max);
 uint64_t amc_mcp_backoff_next(amc_mcp_backoff_t *b); /* ms to wait */
 void amc_mcp_backoff_reset(amc_mcp_backoff_t *b);
 

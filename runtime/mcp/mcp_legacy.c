@@ -104,13 +104,23 @@ void amc_mcp_legacy_on_message(amc_mcp_sink_t *s, const uint8_t *data,
       return;
     }
   }
+  amc_mcp_items_sort(items, n);
+  const amc_mcp_item_t *dup = amc_mcp_items_dup(items, n);
+  if (dup) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s: %s %s/%s appears more than once", coll,
+             kind->kind, dup->ns, dup->name);
+    nack(s, coll, nonce, 3, msg);
+    amc_mcp_items_free(items, n);
+    amc_buf_reset(&s->conv.warn);
+    istio__mcp__v1alpha1__resources__free_unpacked(r, NULL);
+    return;
+  }
   amc_mcp_sink_valid(s);
   amc_mcp_sink_flush_warnings(s);
-  amc_mcp_items_sort(items, n);
   if (r->incremental) {
     for (size_t i = 0; i < n; i++) {
-      amc_mcp_object_t o = {items[i].ns, items[i].name, items[i].json,
-                            items[i].json_len};
+      amc_mcp_object_t o = amc_mcp_item_object(&items[i]);
       if (s->ops.on_upsert)
         s->ops.on_upsert(s->ud, kind->kind, &o);
     }
@@ -127,8 +137,7 @@ void amc_mcp_legacy_on_message(amc_mcp_sink_t *s, const uint8_t *data,
   } else {
     amc_mcp_object_t *objs = calloc(n + 1, sizeof *objs);
     for (size_t i = 0; i < n; i++)
-      objs[i] = (amc_mcp_object_t){items[i].ns, items[i].name, items[i].json,
-                                   items[i].json_len};
+      objs[i] = amc_mcp_item_object(&items[i]);
     if (s->ops.on_replace)
       s->ops.on_replace(s->ud, kind->kind, objs, n);
     free(objs);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "mcp/mcp_legacy.h"
 #include "mcp/mcp_xds.h"
@@ -11,12 +13,14 @@
 
 static void connect_now(amc_mcp_sink_t *s);
 
-static char *dup_or_null(const char *p) { return p ? strdup(p) : NULL; }
+static char *dup_or_null(const char *p) {
+  return p ? strdup(p) : NULL;
+}
 
 void amc_mcp_sink_event(amc_mcp_sink_t *s, const char *event,
                         const char *detail) {
-  amc_log(strcmp(event, "connected") == 0 ? AMC_INFO : AMC_WARN,
-          "mcp.stream", AMC_S("what", event), AMC_S("url", s->o.url),
+  amc_log(strcmp(event, "connected") == 0 ? AMC_INFO : AMC_WARN, "mcp.stream",
+          AMC_S("what", event), AMC_S("url", s->o.url),
           AMC_S("detail", detail ? detail : ""));
   if (s->ops.on_event)
     s->ops.on_event(s->ud, event, detail ? detail : "");
@@ -47,7 +51,9 @@ int amc_mcp_sink_send(amc_mcp_sink_t *s, const uint8_t *data, size_t len) {
   return amc_grpc_call_send(s->call, data, len);
 }
 
-static void on_retry(uv_timer_t *t) { connect_now(t->data); }
+static void on_retry(uv_timer_t *t) {
+  connect_now(t->data);
+}
 
 static void schedule_retry(amc_mcp_sink_t *s) {
   if (s->closing)
@@ -58,7 +64,9 @@ static void schedule_retry(amc_mcp_sink_t *s) {
   uv_timer_start(&s->timer, on_retry, ms, 0);
 }
 
-static void on_open(void *ud) { (void)ud; }
+static void on_open(void *ud) {
+  (void)ud;
+}
 
 static void on_message(void *ud, const uint8_t *data, size_t len) {
   amc_mcp_sink_t *s = ud;
@@ -89,14 +97,16 @@ static void connect_now(amc_mcp_sink_t *s) {
       .insecure_skip_verify = s->o.insecure_skip_verify,
       .token_file = s->o.token_file,
       .keepalive_ms = s->o.keepalive_ms,
+      .keepalive_timeout_ms = s->o.keepalive_timeout_ms,
+      .connect_timeout_ms = s->o.connect_timeout_ms,
   };
   amc_grpc_callbacks_t cb = {on_open, on_message, on_end};
   char err[300];
   s->valid_seen = 0;
-  s->call = amc_grpc_call_start(
-      s->loop, &g,
-      s->mode == AMC_MCP_LEGACY ? AMC_MCP_LEGACY_PATH : AMC_MCP_XDS_PATH, &cb,
-      s, err, sizeof err);
+  s->call = amc_grpc_call_start(s->loop, &g,
+                                s->mode == AMC_MCP_LEGACY ? AMC_MCP_LEGACY_PATH
+                                                          : AMC_MCP_XDS_PATH,
+                                &cb, s, err, sizeof err);
   if (!s->call) { /* e.g. the token file is missing: retry later */
     amc_mcp_sink_event(s, "disconnected", err);
     schedule_retry(s);
@@ -181,4 +191,85 @@ void amc_mcp_sink_close(amc_mcp_sink_t *s, void (*closed)(void *ud)) {
     s->call = NULL;
   }
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+int amc_mcp_parse_url(const char *url, amc_mcp_mode_t fallback,
+                      amc_mcp_mode_t *mode, char *grpc_url, size_t len,
+                      char *err, size_t errlen) {
+  static const struct {
+    const char *scheme;
+    int mode; /* -1: fallback */
+    const char *transport;
+  } map[] = {
+      {"mcp://", AMC_MCP_LEGACY, "http://"},
+      {"mcps://", AMC_MCP_LEGACY, "https://"},
+      {"xds://", AMC_MCP_XDS, "http://"},
+      {"xdss://", AMC_MCP_XDS, "https://"},
+      {"http://", -1, "http://"},
+      {"https://", -1, "https://"},
+      {"grpc://", -1, "http://"},
+      {"grpcs://", -1, "https://"},
+  };
+  for (size_t i = 0; url && i < sizeof map / sizeof map[0]; i++) {
+    size_t sl = strlen(map[i].scheme);
+    if (strncmp(url, map[i].scheme, sl) == 0) {
+      *mode = map[i].mode < 0 ? fallback : (amc_mcp_mode_t)map[i].mode;
+      snprintf(grpc_url, len, "%s%s", map[i].transport, url + sl);
+      return 0;
+    }
+  }
+  snprintf(err, errlen,
+           "MCP URL '%s': expected mcp://, mcps://, xds://, xdss://, "
+           "http:// or https://",
+           url ? url : "");
+  return -1;
+}
+
+static int truthy(const char *v) {
+  return v &&
+         (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes"));
+}
+
+int amc_mcp_options_from_env(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
+                             amc_mcp_env_buf_t *b, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  memset(b, 0, sizeof *b);
+  if (!truthy(getenv("ISTIO_ENABLED")))
+    return 0;
+  const char *url = getenv("MCP_URL");
+  if (!url || !*url) {
+    snprintf(err, errlen, "ISTIO_ENABLED is set but MCP_URL is empty");
+    return -1;
+  }
+  const char *proto = getenv("MCP_PROTOCOL");
+  amc_mcp_mode_t fallback = AMC_MCP_LEGACY;
+  if (proto && !strcmp(proto, "xds"))
+    fallback = AMC_MCP_XDS;
+  else if (proto && *proto && strcmp(proto, "legacy")) {
+    snprintf(err, errlen, "MCP_PROTOCOL '%s': expected legacy or xds", proto);
+    return -1;
+  }
+  if (amc_mcp_parse_url(url, fallback, mode, b->url, sizeof b->url, err,
+                        errlen) < 0)
+    return -1;
+  o->url = b->url;
+  int tls = strncmp(b->url, "https://", 8) == 0;
+  const char *ca = getenv("MCP_CA_FILE");
+  if (!ca && tls && access("/var/run/secrets/istio/root-cert.pem", R_OK) == 0)
+    ca = "/var/run/secrets/istio/root-cert.pem";
+  if (ca) {
+    snprintf(b->ca_file, sizeof b->ca_file, "%s", ca);
+    o->ca_file = b->ca_file;
+  }
+  const char *tok = getenv("MCP_TOKEN_FILE");
+  if (!tok && tls && *mode == AMC_MCP_XDS &&
+      access("/var/run/secrets/tokens/istio-token", R_OK) == 0)
+    tok = "/var/run/secrets/tokens/istio-token";
+  if (tok) {
+    snprintf(b->token_file, sizeof b->token_file, "%s", tok);
+    o->token_file = b->token_file;
+  }
+  o->server_name = getenv("MCP_SERVER_NAME");
+  o->node_namespace = getenv("POD_NAMESPACE");
+  return 1;
 }

@@ -29,6 +29,40 @@ amc_mcp_sink_t *amc_mcp_sink_start(uv_loop_t *loop, amc_mcp_mode_t mode,
                                    char *err, size_t errlen);
 void amc_mcp_sink_close(amc_mcp_sink_t *s, void (*closed)(void *ud));
 
+/* MCP_URL forms (the scheme picks protocol and transport):
+ *   mcp://host:port    legacy MCP (Galley), h2c       (Galley: port 9901)
+ *   mcps://host:port   legacy MCP over TLS
+ *   xds://host:port    MCP over xDS (istiod), h2c     (istiod: port 15010)
+ *   xdss://host:port   MCP over xDS over TLS          (istiod: port 15012)
+ *   http(s)://, grpc(s)://  transport as written; protocol = `fallback`
+ * Writes the transport URL (http:// or https://) to `grpc_url`. Returns 0,
+ * or -1 with `err` for any other scheme. */
+int amc_mcp_parse_url(const char *url, amc_mcp_mode_t fallback,
+                      amc_mcp_mode_t *mode, char *grpc_url, size_t len,
+                      char *err, size_t errlen);
+
+/* The original controller's switches, for `amc run`:
+ *   ISTIO_ENABLED   "true"/"1"/"yes" turns the Istio (MCP) source on
+ *   MCP_URL         see amc_mcp_parse_url (required when enabled)
+ *   MCP_PROTOCOL    "legacy" or "xds", for http(s):// URLs (default legacy)
+ *   MCP_CA_FILE     TLS roots (default /var/run/secrets/istio/root-cert.pem
+ *                   when that file exists)
+ *   MCP_TOKEN_FILE  bearer token (default, for TLS xDS,
+ *                   /var/run/secrets/tokens/istio-token when it exists)
+ *   MCP_SERVER_NAME TLS name to verify (default: the URL's host)
+ *   POD_NAMESPACE   node NAMESPACE for xDS (default istio-system)
+ * Returns 1 and fills `o`/`mode` (strings point into `env_buf`, which must
+ * outlive `o`) when enabled, 0 when ISTIO_ENABLED is off, -1 with `err`
+ * on a bad setting. */
+typedef struct {
+  char url[512];
+  char ca_file[512];
+  char token_file[512];
+} amc_mcp_env_buf_t;
+int amc_mcp_options_from_env(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
+                             amc_mcp_env_buf_t *env_buf, char *err,
+                             size_t errlen);
+
 /* ---- for mcp_legacy.c / mcp_xds.c ---- */
 struct amc_mcp_sink_s {
   uv_loop_t *loop;

@@ -127,42 +127,54 @@ static int legacy_from_identifier(const char *id) {
   return minor > 0 && minor < 14;
 }
 
+static int key_cmp(const amc_mcp_item_t *a, const amc_mcp_item_t *b) {
+  int c = strcmp(a->ns, b->ns);
+  return c ? c : strcmp(a->name, b->name);
+}
+
+/* Hands over the union of the kind's type URLs: a merge of sorted lists,
+ * the v1 copy winning when both versions carry the same object. */
 static void deliver_kind(amc_mcp_sink_t *s, const amc_pb_kind_t *kind) {
   xds_t *x = s->proto;
-  sub_t *parts[NVERS];
-  size_t np = 0, total = 0;
+  const sub_t *v1 = NULL, *va3 = NULL;
   for (size_t i = 0; i < x->nsubs; i++)
     if (x->subs[i].kind == kind) {
-      parts[np++] = &x->subs[i];
-      total += x->subs[i].n;
+      if (!v1)
+        v1 = &x->subs[i];
+      else
+        va3 = &x->subs[i];
     }
-  amc_mcp_object_t *objs = calloc(total + 1, sizeof *objs);
-  size_t n = 0;
-  for (size_t p = 0; p < np; p++) /* v1 first: it wins on duplicates */
-    for (size_t i = 0; i < parts[p]->n; i++) {
-      amc_mcp_item_t *it = &parts[p]->items[i];
-      int dup = 0;
-      for (size_t j = 0; j < n && !dup; j++)
-        dup = !strcmp(objs[j].ns, it->ns) && !strcmp(objs[j].name, it->name);
-      if (!dup)
-        objs[n++] = (amc_mcp_object_t){it->ns, it->name, it->json,
-                                       it->json_len};
+  amc_mcp_object_t *objs = calloc(v1->n + va3->n + 1, sizeof *objs);
+  if (!objs)
+    abort();
+  size_t i = 0, j = 0, n = 0;
+  while (i < v1->n || j < va3->n) {
+    int c = i == v1->n    ? 1
+            : j == va3->n ? -1
+                          : key_cmp(&v1->items[i], &va3->items[j]);
+    if (c <= 0) {
+      objs[n++] = amc_mcp_item_object(&v1->items[i++]);
+      if (c == 0)
+        j++;
+    } else {
+      objs[n++] = amc_mcp_item_object(&va3->items[j++]);
     }
-  /* keep the handed-over order sorted by namespace/name */
-  for (size_t i = 1; i < n; i++)
-    for (size_t j = i; j > 0; j--) {
-      int c = strcmp(objs[j - 1].ns, objs[j].ns);
-      if (!c)
-        c = strcmp(objs[j - 1].name, objs[j].name);
-      if (c <= 0)
-        break;
-      amc_mcp_object_t t = objs[j];
-      objs[j] = objs[j - 1];
-      objs[j - 1] = t;
-    }
+  }
   if (s->ops.on_replace)
     s->ops.on_replace(s->ud, kind->kind, objs, n);
   free(objs);
+}
+
+/* NACK: the last accepted version, this nonce, and the error. */
+static void nack(amc_mcp_sink_t *s, const sub_t *sub, const char *url,
+                 const char *nonce, const char *err) {
+  char msg[700];
+  snprintf(msg, sizeof msg, "%s: %s", url, err);
+  send_request(s, url, sub->version ? sub->version : "", nonce, msg);
+  char detail[800];
+  snprintf(detail, sizeof detail, "%s nonce %.40s: %s", url, nonce, msg);
+  amc_mcp_sink_event(s, "nack", detail);
+  amc_buf_reset(&s->conv.warn);
 }
 
 void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
@@ -170,7 +182,7 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
   xds_t *x = state(s);
   Envoy__Service__Discovery__V3__DiscoveryResponse *r =
       envoy__service__discovery__v3__discovery_response__unpack(NULL, len,
-                                                                 data);
+                                                                data);
   if (!r) {
     amc_mcp_sink_event(s, "warning", "undecodable DiscoveryResponse ignored");
     return;
@@ -209,29 +221,31 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
     } else {
       char e2[560];
       rc = amc_mcp_conv_resource(&s->conv, any->value.data, any->value.len,
-                                 sub->kind, x->simple_lb_legacy, &items[n],
-                                 e2, sizeof e2);
+                                 sub->kind, x->simple_lb_legacy, &items[n], e2,
+                                 sizeof e2);
       if (rc < 0)
         snprintf(err, sizeof err, "resource %zu: %s", i, e2);
     }
     if (rc < 0) {
-      char msg[700];
-      snprintf(msg, sizeof msg, "%s: %s", url, err);
-      send_request(s, url, sub->version ? sub->version : "", nonce, msg);
-      char detail[760];
-      snprintf(detail, sizeof detail, "%s nonce %s: %s", url, nonce, msg);
-      amc_mcp_sink_event(s, "nack", detail);
+      nack(s, sub, url, nonce, err);
       amc_mcp_items_free(items, n);
-      amc_buf_reset(&s->conv.warn);
-      envoy__service__discovery__v3__discovery_response__free_unpacked(r,
-                                                                       NULL);
+      envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
       return;
     }
     n++;
   }
+  amc_mcp_items_sort(items, n);
+  const amc_mcp_item_t *dup = amc_mcp_items_dup(items, n);
+  if (dup) {
+    snprintf(err, sizeof err, "%s %s/%s appears more than once",
+             sub->kind->kind, dup->ns, dup->name);
+    nack(s, sub, url, nonce, err);
+    amc_mcp_items_free(items, n);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    return;
+  }
   amc_mcp_sink_valid(s);
   amc_mcp_sink_flush_warnings(s);
-  amc_mcp_items_sort(items, n);
   amc_mcp_items_free(sub->items, sub->n);
   sub->items = items;
   sub->n = n;

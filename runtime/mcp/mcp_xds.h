@@ -37,8 +37,7 @@
   "StreamAggregatedResources"
 
 void amc_mcp_xds_on_start(amc_mcp_sink_t *s);
-void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
-                            size_t len);
+void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data, size_t len);
 void amc_mcp_xds_free(amc_mcp_sink_t *s);
 
 #endif

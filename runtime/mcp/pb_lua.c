@@ -61,8 +61,7 @@ static int fail(conv_t *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  snprintf(c->err, c->errlen, "%s: %s", c->path.data ? c->path.data : "",
-           msg);
+  snprintf(c->err, c->errlen, "%s: %s", c->path.data ? c->path.data : "", msg);
   return -1;
 }
 
@@ -166,8 +165,8 @@ static int push_duration(conv_t *c, int64_t s, int32_t nanos) {
   int neg = s < 0 || nanos < 0;
   char frac[16];
   fmt_fraction(frac, sizeof frac, nanos < 0 ? -nanos : nanos);
-  unsigned long long as = s < 0 ? (unsigned long long)(-(s + 1)) + 1
-                                : (unsigned long long)s;
+  unsigned long long as =
+      s < 0 ? (unsigned long long)(-(s + 1)) + 1 : (unsigned long long)s;
   char out[64];
   snprintf(out, sizeof out, "%s%llu%ss", neg ? "-" : "", as, frac);
   lua_pushstring(c->L, out);
@@ -185,8 +184,8 @@ static int push_timestamp(conv_t *c, int64_t s, int32_t nanos) {
   char frac[16], out[64];
   fmt_fraction(frac, sizeof frac, nanos);
   snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%sZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, frac);
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+           tm.tm_sec, frac);
   lua_pushstring(c->L, out);
   return 0;
 }
@@ -239,7 +238,8 @@ static int push_value(conv_t *c, const ProtobufCFieldDescriptor *f,
       return 0;
     }
     if (v == 0 && c->o && c->o->simple_lb_legacy &&
-        ed == &istio__networking__v1alpha3__load_balancer_settings__simple_lb__descriptor) {
+        ed ==
+            &istio__networking__v1alpha3__load_balancer_settings__simple_lb__descriptor) {
       lua_pushliteral(L, "ROUND_ROBIN");
       return 0;
     }
@@ -428,9 +428,8 @@ static int push_any(conv_t *c, const ProtobufCMessage *m) {
                      c->path.data ? c->path.data : "", url);
     return 0;
   }
-  ProtobufCMessage *sub =
-      protobuf_c_message_unpack(inner, NULL, val ? val->len : 0,
-                                val ? val->data : NULL);
+  ProtobufCMessage *sub = protobuf_c_message_unpack(
+      inner, NULL, val ? val->len : 0, val ? val->data : NULL);
   if (!sub) {
     lua_pop(c->L, 1);
     return fail(c, "cannot decode Any of type %s", inner->name);
@@ -484,6 +483,8 @@ static int push_fields(conv_t *c, const ProtobufCMessage *m) {
             lua_rawseti(c->L, -2, (lua_Integer)k + 1);
         }
       }
+      if (rc)
+        lua_pop(c->L, 1); /* the partial list or map */
     } else {
       int present;
       if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
@@ -501,17 +502,14 @@ static int push_fields(conv_t *c, const ProtobufCMessage *m) {
       rc = push_value(c, f, p);
     }
     path_pop(c, pl);
-    if (rc) {
-      lua_pop(c->L, 1); /* the field's partial table, if any */
-      return -1;
-    }
+    if (rc)
+      return -1; /* a failed value leaves nothing on the stack */
     lua_setfield(c->L, -2, jn);
   }
   return 0;
 }
 
-static int field_by_id(const ProtobufCMessage *m, unsigned id,
-                       const void **p) {
+static int field_by_id(const ProtobufCMessage *m, unsigned id, const void **p) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
   for (unsigned i = 0; i < d->n_fields; i++)
     if (d->fields[i].id == id) {
@@ -597,9 +595,8 @@ static int push_msg(conv_t *c, const ProtobufCMessage *m) {
   return rc;
 }
 
-int amc_pb_lua_push(lua_State *L, const ProtobufCMessage *msg,
-                    const char *path, const amc_pb_lua_opts_t *opts,
-                    char *err, size_t errlen) {
+int amc_pb_lua_push(lua_State *L, const ProtobufCMessage *msg, const char *path,
+                    const amc_pb_lua_opts_t *opts, char *err, size_t errlen) {
   conv_t c = {.L = L, .o = opts, .err = err, .errlen = errlen};
   amc_buf_puts(&c.path, path ? path : "");
   int top = lua_gettop(L);
@@ -616,8 +613,7 @@ int amc_pb_lua_push_bytes(lua_State *L, const ProtobufCMessageDescriptor *desc,
                           size_t errlen) {
   ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
   if (!m) {
-    snprintf(err, errlen, "%s: cannot decode %s", path ? path : "",
-             desc->name);
+    snprintf(err, errlen, "%s: cannot decode %s", path ? path : "", desc->name);
     return -1;
   }
   int rc = amc_pb_lua_push(L, m, path, opts, err, errlen);
@@ -639,21 +635,30 @@ static int dns_ok(const char *s, size_t n, int label) {
   return 1;
 }
 
-static void set_string_map(lua_State *L, size_t n,
-                           Istio__Mcp__V1alpha1__Metadata__LabelsEntry **e,
-                           const char *field) {
+/* Returns the offending key when a key or value is not valid UTF-8. */
+static const char *
+set_string_map(lua_State *L, size_t n,
+               Istio__Mcp__V1alpha1__Metadata__LabelsEntry **e,
+               const char *field) {
   if (!n)
-    return;
+    return NULL;
   lua_createtable(L, 0, (int)n);
   for (size_t i = 0; i < n; i++) {
-    lua_pushstring(L, e[i]->value ? e[i]->value : "");
-    lua_setfield(L, -2, e[i]->key ? e[i]->key : "");
+    const char *k = e[i]->key ? e[i]->key : "";
+    const char *v = e[i]->value ? e[i]->value : "";
+    if (!utf8_ok(k, strlen(k)) || !utf8_ok(v, strlen(v))) {
+      lua_pop(L, 1);
+      return k;
+    }
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
   }
   lua_setfield(L, -2, field);
+  return NULL;
 }
 
-int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data,
-                                 size_t len, const amc_pb_kind_t *want,
+int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data, size_t len,
+                                 const amc_pb_kind_t *want,
                                  const amc_pb_lua_opts_t *opts,
                                  const amc_pb_kind_t **kind_out, char *ns,
                                  char *name, char *err, size_t errlen) {
@@ -669,8 +674,10 @@ int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data,
   const char *slash = strchr(full, '/');
   if (!slash || !dns_ok(full, (size_t)(slash - full), 1) ||
       !dns_ok(slash + 1, strlen(slash + 1), 0)) {
-    snprintf(err, errlen, "resource '%.200s': metadata.name must be "
-             "\"<namespace>/<name>\" (DNS-1123)", full);
+    snprintf(err, errlen,
+             "resource '%.200s': metadata.name must be "
+             "\"<namespace>/<name>\" (DNS-1123)",
+             full);
     goto out;
   }
   snprintf(ns, 254, "%.*s", (int)(slash - full), full);
@@ -691,8 +698,8 @@ int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data,
   snprintf(path, sizeof path, "%s %s/%s: spec", k->kind, ns, name);
   int top = lua_gettop(L);
   lua_createtable(L, 0, 4);
-  if (amc_pb_lua_push_bytes(L, d, r->body->value.data, r->body->value.len,
-                            path, opts, err, errlen) < 0) {
+  if (amc_pb_lua_push_bytes(L, d, r->body->value.data, r->body->value.len, path,
+                            opts, err, errlen) < 0) {
     lua_settop(L, top);
     goto out;
   }
@@ -711,11 +718,27 @@ int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data,
     lua_pushstring(L, md->version);
     lua_setfield(L, -2, "resourceVersion");
   }
-  set_string_map(L, md->n_labels, md->labels, "labels");
-  set_string_map(L, md->n_annotations,
-                 (Istio__Mcp__V1alpha1__Metadata__LabelsEntry **)
-                     md->annotations,
-                 "annotations");
+  if (md->version && !utf8_ok(md->version, strlen(md->version))) {
+    snprintf(err, errlen, "%s/%s: metadata.version is not valid UTF-8", ns,
+             name);
+    lua_settop(L, top);
+    goto out;
+  }
+  const char *bad = set_string_map(L, md->n_labels, md->labels, "labels");
+  const char *where = "labels";
+  if (!bad) {
+    bad = set_string_map(
+        L, md->n_annotations,
+        (Istio__Mcp__V1alpha1__Metadata__LabelsEntry **)md->annotations,
+        "annotations");
+    where = "annotations";
+  }
+  if (bad) {
+    snprintf(err, errlen, "%s/%s: metadata.%s: an entry is not valid UTF-8", ns,
+             name, where);
+    lua_settop(L, top);
+    goto out;
+  }
   if (md->create_time) {
     conv_t c = {.L = L, .o = opts, .err = err, .errlen = errlen};
     if (push_timestamp(&c, md->create_time->seconds, md->create_time->nanos)) {

@@ -42,9 +42,8 @@ typedef struct {
 /* Pushes `msg` converted as above. Returns 0, or -1 (nothing pushed) with
  * `err` = "<path>: <problem>" (invalid UTF-8 in a string, an undecodable
  * nested Any, nesting deeper than 64). `path` names the root ("spec"). */
-int amc_pb_lua_push(lua_State *L, const ProtobufCMessage *msg,
-                    const char *path, const amc_pb_lua_opts_t *opts,
-                    char *err, size_t errlen);
+int amc_pb_lua_push(lua_State *L, const ProtobufCMessage *msg, const char *path,
+                    const amc_pb_lua_opts_t *opts, char *err, size_t errlen);
 
 /* Decodes the `len` bytes as `desc` and pushes the conversion. Same errors,
  * plus "<path>: cannot decode <type>". */
@@ -55,9 +54,9 @@ int amc_pb_lua_push_bytes(lua_State *L, const ProtobufCMessageDescriptor *desc,
 
 /* The Istio kinds amc takes over MCP, with their protobuf body type. */
 typedef struct {
-  const char *kind;        /* "Gateway" */
-  const char *proto;       /* "istio.networking.v1alpha3.Gateway" */
-  const char *collection;  /* legacy MCP: "istio/networking/v1alpha3/gateways" */
+  const char *kind;       /* "Gateway" */
+  const char *proto;      /* "istio.networking.v1alpha3.Gateway" */
+  const char *collection; /* legacy MCP: "istio/networking/v1alpha3/gateways" */
 } amc_pb_kind_t;
 
 extern const amc_pb_kind_t amc_pb_kinds[];
@@ -78,8 +77,8 @@ const amc_pb_kind_t *amc_pb_kind_by_name(const char *kind);
  * pushed, `err` names the resource when known): undecodable bytes, a missing
  * or invalid name ("<ns>/<name>", DNS-1123), a missing body, a body of an
  * unknown or unexpected type, and the conversion errors above. */
-int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data,
-                                 size_t len, const amc_pb_kind_t *want_kind,
+int amc_pb_lua_push_mcp_resource(lua_State *L, const uint8_t *data, size_t len,
+                                 const amc_pb_kind_t *want_kind,
                                  const amc_pb_lua_opts_t *opts,
                                  const amc_pb_kind_t **kind_out, char *ns,
                                  char *name, char *err, size_t errlen);

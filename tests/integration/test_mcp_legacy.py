@@ -42,7 +42,7 @@ def test_sink_requests(tmp, cleanup):
     from harness import Dump, McpServer
     srv = McpServer(tmp)
     cleanup.append(srv)
-    d = Dump(tmp, "http://127.0.0.1:%d" % srv.port, "--node-id", "amc-test")
+    d = Dump(tmp, "mcp://127.0.0.1:%d" % srv.port, "--node-id", "amc-test")
     cleanup.append(d)
     d.wait_synced_all()
     reqs = srv.state()["requests"]

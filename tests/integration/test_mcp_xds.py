@@ -27,7 +27,12 @@ def start(tmp, cleanup, *server_args, dump_args=(), url=None):
 
 
 def test_node_and_subscriptions(tmp, cleanup):
-    srv, d = start(tmp, cleanup, dump_args=["--namespace", "istio-system"])
+    srv = McpServer(tmp)
+    cleanup.append(srv)
+    # xds:// picks MCP over xDS without --xds
+    d = Dump(tmp, "xds://127.0.0.1:%d" % srv.port, "--namespace",
+             "istio-system")
+    cleanup.append(d)
     d.wait_synced_all()
     st = srv.state()
     assert len(st["nodes"]) == 1, st["nodes"]  # node only on the first request
@@ -88,6 +93,21 @@ def simple_lb_case(identifier, expect):
             {"simple": expect}, e
     test.__name__ = "test_simple_lb_zero_" + expect.lower()
     return test
+
+
+def test_keepalive_outside_server_policy_gets_goaway(tmp, cleanup):
+    """PINGs every 200 ms break gRPC C-core's (and istiod's) keepalive
+    policy: the server answers GOAWAY ENHANCE_YOUR_CALM "too_many_pings",
+    which amc reports and survives (the default 30 s stays within it)."""
+    srv, d = start(tmp, cleanup, dump_args=["--keepalive-ms", "200"])
+    d.wait_synced_all()
+    e = d.wait_event(lambda e: e["event"] == "disconnected", timeout=20,
+                     what="GOAWAY")
+    assert e["detail"] == ("UNAVAILABLE: server sent GOAWAY "
+                           "(ENHANCE_YOUR_CALM: too_many_pings)"), e
+    m = d.mark()
+    d.wait_synced_all(m)
+    assert not [x for x in d.snapshot() if x["event"] == "delete"]
 
 
 def make_pki(tmp):
@@ -178,6 +198,7 @@ if __name__ == "__main__":
     run(scenarios("xds") + [
         test_node_and_subscriptions, test_old_istiod_v1alpha3_only,
         test_nack_keeps_last_version,
+        test_keepalive_outside_server_policy_gets_goaway,
         simple_lb_case('{"Component":"istiod","Info":{"version":"1.13.2"}}',
                        "ROUND_ROBIN"),
         simple_lb_case('{"Component":"istiod","Info":{"version":"1.22.0"}}',

@@ -13,6 +13,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
 #include "fs_source.h"
 #include "util/buf.h"
 
@@ -347,6 +350,60 @@ static void test_new_and_removed_subdirectories(void **state) {
   amc_fs_source_close(s);
 }
 
+/* The real parser: YAML through the loader, stripped canonical JSON. */
+static void test_loader_parser(void **state) {
+  (void)state;
+  write_file("gw.yaml",
+             "apiVersion: networking.istio.io/v1beta1\n"
+             "kind: Gateway\n"
+             "metadata:\n"
+             "  name: gw\n"
+             "  managedFields: [{manager: kubectl}]\n"
+             "  annotations:\n"
+             "    kubectl.kubernetes.io/last-applied-configuration: '{}'\n"
+             "    keep: 'yes'\n"
+             "spec:\n"
+             "  servers: [{port: {number: 80}}]\n"
+             "status: {x: 1}\n"
+             "---\n"
+             "apiVersion: v1\n"
+             "kind: Namespace\n"
+             "metadata: {name: shop}\n");
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_fs_loader_t fl = {L, "default"};
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &fl,
+      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch},
+  };
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  batches = 0;
+  assert_string_equal(
+      take_events(),
+      "+Gateway/default/gw={\"apiVersion\":\"networking.istio.io/v1beta1\","
+      "\"kind\":\"Gateway\",\"metadata\":{\"annotations\":{\"keep\":\"yes\"},"
+      "\"name\":\"gw\",\"namespace\":\"default\"},\"spec\":{\"servers\":"
+      "[{\"port\":{\"number\":80}}]}};"
+      "+Namespace//shop={\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+      "\"metadata\":{\"name\":\"shop\"}};");
+  /* a syntax error names file:line:col and keeps the objects */
+  write_file("gw.yaml", "kind: Gateway\nmetadata: {name: [}\n");
+  run_until_batch(1, 2000);
+  assert_int_equal(errors, 1);
+  char want[512];
+  snprintf(want, sizeof want, "%s/gw.yaml:2:", root);
+  assert_non_null(strstr(last_error, want));
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  amc_fs_source_close(s);
+  run_for(5);
+  lua_close(L);
+}
+
 static void test_bad_root(void **state) {
   (void)state;
   amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
@@ -372,6 +429,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_new_and_removed_subdirectories,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

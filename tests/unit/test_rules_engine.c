@@ -352,6 +352,53 @@ static void test_output_checks(void **state) {
     fail_msg("%s", err);
 }
 
+/* With the real runtime library (runtime/lua): the engine's C fast path
+ * for validation must accept exactly what validate.lua accepts; every
+ * broken object is still refused with validate.lua's message. */
+static void test_real_schema(void **state) {
+  fx_t *f = *state;
+  amc_rules_engine_free(f->eng);
+  amc_rules_opts_t opts = {.runtime_lua_dir = AMC_SOURCE_DIR "/runtime/lua"};
+  f->eng = amc_rules_engine_new(f->store, &f->settings, &opts);
+  load_ok(f, FIX "rules_schema");
+  static const char *const cases[][2] = {
+      {"unknown_field", "invalid pool \"p\": bogus: unknown field of Pool"},
+      {"read_only", "_last_modified: read-only field of Pool"},
+      {"wrong_type", "default_server_port: expected integer, got string"},
+      {"not_integer", "min_servers_up: expected integer, got 1.5"},
+      {"enum", "lb_algorithm: \"LB_NOPE\" is not one of the allowed values"},
+      {"range", "default_server_port: 70000 is out of range 1-65535"},
+      {"required", "servers[0].ip: required field missing"},
+      {"nested", "servers[1].ip.type: \"V5\" is not one of the allowed values"},
+      {"array_expected", "servers: expected array, got object"},
+      {"object_expected", "fail_action: expected object, got array"},
+      {"max_items", "health_monitor_refs: 51 items, at most 50 allowed"},
+      {"scalar_items", "health_monitor_refs[0]: expected string, got integer"},
+      {"nullvalue", "description: expected string, got userdata"},
+  };
+  put_gateway(f->store, "ns", "valid", "{}");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    put_gateway(f->store, "ns", cases[i][0], "{}");
+  for (int round = 0; round < 2; round++) {
+    amc_translation_t *t =
+        amc_rules_engine_translate(f->eng, "Gateway", "ns", "valid");
+    if (t->error)
+      fail_msg("%s", t->error);
+    assert_int_equal(t->n_objects, 1);
+    assert_string_equal(
+        t->objects[0].json,
+        "{\"default_server_port\":8080,\"fail_action\":{\"type\":"
+        "\"FAIL_ACTION_CLOSE_CONN\"},\"health_monitor_refs\":[],"
+        "\"lb_algorithm\":\"LB_ALGORITHM_ROUND_ROBIN\",\"min_servers_up\":2,"
+        "\"name\":\"p\",\"servers\":[{\"ip\":{\"addr\":\"10.0.0.1\","
+        "\"type\":\"V4\"},\"port\":80}]}");
+    amc_translation_free(t);
+    /* Refused also after the same-named valid object passed. */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+      expect_error(f, "ns", cases[i][0], cases[i][1]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
@@ -364,6 +411,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_limits_leave_generation_usable,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

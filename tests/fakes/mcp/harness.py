@@ -155,7 +155,14 @@ class Dump:
         self.reader.join(5)
         self.proc.stdout.close()
         rc = self.proc.returncode
+        text = self.stderr_text()
         self.stderr.close()
+        # a clean shutdown on SIGTERM exits 0; sanitizer reports fail the test
+        if "AddressSanitizer" in text or "runtime error:" in text or \
+                "LeakSanitizer" in text:
+            raise AssertionError("sanitizer report from amc:\n" + text[-4000:])
+        if rc not in (0, 1):
+            raise AssertionError("amc mcp-dump exited with %s" % rc)
         return rc
 
 
@@ -205,6 +212,8 @@ def run(tests):
                 try:
                     c.close()
                 except Exception:
+                    failed += 1
+                    print("FAIL %s (cleanup)" % t.__name__)
                     traceback.print_exc()
         sys.stdout.flush()
     sys.exit(1 if failed else 0)

@@ -19,7 +19,7 @@ Control (HTTP on 127.0.0.1:control_port, JSON bodies, JSON answers):
   POST /apply    {"objects": [k8s objects]}         upsert + push
   POST /delete   {"kind", "namespace", "name"}      delete + push
   POST /bad      {"kind", "namespace", "name", "how": "garbage"|"badname"|
-                  "wrongtype"}                      add a malformed resource
+                  "wrongtype"|"duplicate"}          add a malformed resource
   POST /reset    {}        cancel every open stream (RST_STREAM CANCEL)
   POST /abort    {"code", "message"}  end every open stream with a status
   POST /trailers_only {"code", "message", "count"}  the next `count` streams
@@ -154,6 +154,9 @@ class Server:
 
     def resource(self, kind, key, entry):
         mod, msg, _ = KINDS[kind]
+        if entry.bad == "duplicate":  # a second copy of another object
+            other = sorted(k for k, e in self.store[kind].items() if e.obj)[0]
+            return self.resource(kind, other, self.store[kind][other])
         r = PB["resource"].Resource()
         if entry.bad == "badname":
             r.metadata.name = "Not_A/Valid_Name!"
