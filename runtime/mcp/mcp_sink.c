@@ -105,7 +105,8 @@ static void connect_now(amc_mcp_sink_t *s) {
   s->valid_seen = 0;
   s->call = amc_grpc_call_start(s->loop, &g,
                                 s->mode == AMC_MCP_LEGACY ? AMC_MCP_LEGACY_PATH
-                                                          : AMC_MCP_XDS_PATH,
+                                : s->o.delta ? AMC_MCP_XDS_DELTA_PATH
+                                             : AMC_MCP_XDS_PATH,
                                 &cb, s, err, sizeof err);
   if (!s->call) { /* e.g. the token file is missing: retry later */
     amc_mcp_sink_event(s, "disconnected", err);
