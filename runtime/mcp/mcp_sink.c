@@ -155,6 +155,10 @@ amc_mcp_sink_t *amc_mcp_sink_start(uv_loop_t *loop, amc_mcp_mode_t mode,
   amc_mcp_backoff_init(&s->backoff, o->backoff_initial_ms, o->backoff_max_ms);
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
+  if (s->o.keepalive_ms && s->o.keepalive_ms < 15000)
+    amc_log(AMC_WARN, "mcp.keepalive", AMC_I("interval_ms", s->o.keepalive_ms),
+            AMC_S("detail", "istiod answers client PINGs more often than "
+                            "every 15 s with GOAWAY ENHANCE_YOUR_CALM"));
   if (s->o.insecure_skip_verify)
     amc_log(AMC_WARN, "mcp.tls", AMC_S("url", s->o.url),
             AMC_S("detail", "certificate verification disabled by choice"));
