@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1208,7 +1209,7 @@ static int prove_scalar(lua_State *L, const char *t, int f, int v) {
     if (lua_type(L, v) != LUA_TNUMBER)
       goto out;
     lua_Number x = lua_tonumber(L, v);
-    if (t[0] == 'i' && !lua_isinteger(L, v) && x != (lua_Number)(lua_Integer)x)
+    if (t[0] == 'i' && !lua_isinteger(L, v) && x != floor(x))
       goto out;
     int tmin = lua_getfield(L, f, "min");
     int tmax = lua_getfield(L, f, "max");
@@ -1257,6 +1258,11 @@ static int prove_field(lua_State *L, int types, int f, int v, int depth) {
   } else if (strcmp(t, "array") == 0) {
     if (lua_type(L, v) != LUA_TTABLE || !lua_is_seq(L, v))
       goto out;
+    if (lua_getmetatable(L, v)) { /* only the JSON array metatable */
+      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+      if (!lua_rawequal(L, -1, -2))
+        goto out;
+    }
     lua_Integer n = (lua_Integer)lua_rawlen(L, v);
     int tm = lua_getfield(L, f, "max_items");
     if (tm != LUA_TNIL &&
@@ -1299,6 +1305,10 @@ static int prove_object(lua_State *L, int types, int type_name, int obj,
   if (depth > PROVE_DEPTH || !lua_checkstack(L, 12))
     return 0;
   int top = lua_gettop(L), ok = 0;
+  /* A metatable could change what validate.lua's pairs() and indexing see:
+   * leave such objects to it. */
+  if (lua_getmetatable(L, obj))
+    goto out;
   lua_pushvalue(L, type_name);
   if (lua_rawget(L, types) != LUA_TTABLE)
     goto out;
