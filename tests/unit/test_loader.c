@@ -311,7 +311,8 @@ static void test_default_namespace(void **state) {
   amc_loader_opts_t opts = {.default_namespace = "default"};
   const char *y = OBJ("Gateway", "g") "---\n" OBJ(
       "Namespace", "n") "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, "
-                        "namespace: x}\n";
+                        "namespace: x}\n---\napiVersion: v1\nkind: Pod\n"
+                        "metadata: {name: q, namespace: ''}\n";
   char err[512];
   amc_buf_reset(&out);
   assert_int_equal(amc_loader_load_buffer(L, "d.yaml", y, strlen(y), 0, &opts,
@@ -324,7 +325,10 @@ static void test_default_namespace(void **state) {
                       "d.yaml:6 {\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
                       "\"metadata\":{\"name\":\"n\"}}\n"
                       "d.yaml:11 {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
-                      "\"metadata\":{\"name\":\"p\",\"namespace\":\"x\"}}\n");
+                      "\"metadata\":{\"name\":\"p\",\"namespace\":\"x\"}}\n"
+                      "d.yaml:15 {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+                      "\"metadata\":{\"name\":\"q\",\"namespace\":"
+                      "\"default\"}}\n");
 }
 
 static int stop_at_second(lua_State *S, const char *source, void *data,
