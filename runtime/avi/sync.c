@@ -56,6 +56,9 @@ struct job {
   amc_buf_t err; /* first error */
   int transient;
   int deferred; /* a delete was refused because of referrers */
+  int cleanup;  /* a create/update failed for good: only the deletes of
+                   leftovers still run */
+  int cleaned;  /* deletes that succeeded in that phase */
   unsigned calls[4];
   amc_avi_sync_cb cb;
   void *data;
@@ -342,16 +345,34 @@ static void job_finish(job_t *j) {
   job_free(j);
 }
 
+static void run_step(job_t *j);
+
+/* A step failed. The key stops, except that after a permanent failure of a
+ * create or update the deletes of the key's leftovers still run: retrying
+ * would not help, and an unwanted object (an old child VS holding a pool,
+ * say) may be exactly what blocks the write. If a delete succeeds the key's
+ * error becomes transient (the next attempt may get further). */
 static void job_fail(job_t *j, const amc_avi_step_t *st, const char *method,
                      const char *why, int transient) {
   if (!j->err.len) {
     amc_buf_printf(&j->err, "%s %s %s: %s", method, st->type, st->name, why);
     j->transient = transient;
   }
+  if (!transient && !j->cleanup && st->op != AMC_AVI_DELETE) {
+    for (size_t k = j->i + 1; k < j->plan.n; k++) {
+      if (j->plan.steps[k].op == AMC_AVI_DELETE) {
+        j->cleanup = 1;
+        j->i = k;
+        j->tries = 0;
+        run_step(j);
+        return;
+      }
+    }
+  }
+  if (j->cleanup && j->cleaned > 0)
+    j->transient = 1;
   job_finish(j);
 }
-
-static void run_step(job_t *j);
 
 static void next_step(job_t *j) {
   j->i++;
@@ -416,6 +437,8 @@ static void run_step(job_t *j) {
   }
   if (j->i >= j->plan.n) {
     amc_buf_free(&p);
+    if (j->cleanup && j->cleaned > 0)
+      j->transient = 1;
     job_finish(j);
     return;
   }
@@ -581,6 +604,8 @@ static void on_delete(const amc_avi_resp_t *r, void *data) {
   amc_avi_step_t *st = &j->plan.steps[j->i];
   if (r->ok || r->status == 404) {
     amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    if (j->cleanup)
+      j->cleaned++;
     next_step(j);
     return;
   }

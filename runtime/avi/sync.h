@@ -23,7 +23,10 @@
  *   orders the calls (creates/updates by dependency, deletes of the key's
  *   leftovers in reverse). The calls run one after another; on a failure
  *   the key stops (the cache holds what did happen, so the next attempt
- *   plans from there). Per step:
+ *   plans from there) -- except that after a permanent failure of a create
+ *   or update the leftovers' deletes still run (an unwanted object may be
+ *   what blocks the write; if one is deleted the error becomes transient).
+ *   Per step:
  *     POST 409   GET by name: ours -> adopt it (PUT if it differs, else
  *                nothing); not ours -> permanent error "name clash: ..."
  *     PUT 404    the object vanished: POST it
