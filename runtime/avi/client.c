@@ -575,7 +575,7 @@ amc_avi_client_t *amc_avi_client_new(amc_http_t *http, uv_loop_t *loop,
   c->insecure = o->insecure;
   c->rate = o->rate > 0 ? o->rate : 20;
   c->burst = o->burst > 0 ? o->burst : 5;
-  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
+  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
   c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
   c->max_retries = o->max_retries > 0   ? o->max_retries
                    : o->max_retries < 0 ? 0

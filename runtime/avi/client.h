@@ -60,7 +60,7 @@ typedef struct {
   int insecure;         /* skip TLS verification (explicit opt-in) */
   double rate;          /* calls per second; 0: 20 */
   int burst;            /* bucket size; 0: 5 */
-  int max_inflight;     /* 0: 8 */
+  int max_inflight;     /* 0: 4 (connections to the controller) */
   long timeout_ms;      /* per HTTP request; 0: 30000 */
   int max_retries;      /* transient resends per call; 0: 6, <0: none */
   long backoff_base_ms; /* 0: 200 */
