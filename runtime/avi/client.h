@@ -114,6 +114,12 @@ size_t amc_avi_client_pending(const amc_avi_client_t *c);
  * running or the tenant does not exist (yet). */
 int amc_avi_classify(long status, const char *message);
 
+/* Ends the session (`POST /logout`, best effort) when one is open and no
+ * call is pending; `done` runs once, also when there was nothing to do
+ * (then before this returns). Returns 1 if a logout was sent. */
+int amc_avi_client_logout(amc_avi_client_t *c, void (*done)(void *data),
+                          void *data);
+
 /* Drops every call (no callbacks) and frees the client. */
 void amc_avi_client_free(amc_avi_client_t *c);
 

@@ -143,6 +143,14 @@ void amc_avi_sync_set_observer(amc_avi_sync_t *s, amc_avi_sync_observe_fn fn,
   s->observe_data = data;
 }
 
+void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
+                         void *data) {
+  if (s->client)
+    amc_avi_client_logout(s->client, done, data);
+  else if (done)
+    done(data);
+}
+
 int amc_avi_sync_synced(const amc_avi_sync_t *s) {
   return s->synced;
 }

@@ -111,6 +111,10 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
                       void *data);
 void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
                      amc_avi_sync_cb cb, void *data);
+/* Ends the controller session (best effort; see client.h); `done` runs
+ * once, also when there is nothing to do. Call when idle, before free. */
+void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
+                         void *data);
 int amc_avi_sync_synced(const amc_avi_sync_t *s);
 int amc_avi_sync_reachable(const amc_avi_sync_t *s);
 size_t amc_avi_sync_cached(const amc_avi_sync_t *s);

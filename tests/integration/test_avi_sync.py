@@ -256,10 +256,12 @@ class Sync(unittest.TestCase):
         out, err = self.sync_ok()
         reqs = self.requests()
         self.assertEqual(self.writes(), [])
-        # Only the login and the one cache read per owned type.
+        # Only the login, the one cache read per owned type and the logout.
         gets = [r for r in reqs if r["method"] == "GET"]
         self.assertEqual(len(gets), 9, gets)
-        self.assertEqual(len(reqs), 10, reqs)
+        self.assertEqual([r["path"] for r in reqs if r["method"] != "GET"],
+                         ["/login", "/logout"])
+        self.assertEqual(self.ctl("GET", "/_sim/state")["sessions"], 0)
         self.assertIn("POST 0, PUT 0, DELETE 0", err)
 
     def test_change_one_route_changes_only_affected_objects(self):
