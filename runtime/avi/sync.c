@@ -43,6 +43,8 @@ struct amc_avi_sync {
   void *start_data;
   unsigned fill_gets;
   fill_t fills[MAX_TYPES];
+  int refreshing;       /* a re-read into `next` is running */
+  amc_avi_cache_t next; /* the re-read, swapped in when complete */
   amc_avi_sync_observe_fn observe;
   void *observe_data;
 };
@@ -108,6 +110,7 @@ amc_avi_sync_t *amc_avi_sync_new(uv_loop_t *loop, amc_http_t *http,
   }
   luaL_checkstack(s->L, AMC_JSON_MAX_DEPTH + 32, NULL);
   amc_avi_cache_init(&s->cache);
+  amc_avi_cache_init(&s->next);
   s->cluster = strdup(o->cluster);
   s->tenant = strdup(o->tenant && *o->tenant ? o->tenant : "admin");
   s->own.cluster = s->cluster;
@@ -180,6 +183,7 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
     job_free(j);
   }
   amc_avi_cache_clear(&s->cache);
+  amc_avi_cache_clear(&s->next);
   amc_buf_free(&s->fill_err);
   if (s->L)
     lua_close(s->L);
@@ -191,17 +195,41 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
 /* ---- start: fill the cache -------------------------------------------------
  */
 
+/* Our own writes keep the cache current, and the re-read in progress too
+ * (whether its read of that type came before or after the write). */
+static int store_put(amc_avi_sync_t *s, const char *type, const char *tenant) {
+  if (s->refreshing)
+    amc_avi_cache_put(&s->next, s->L, &s->own, type, tenant);
+  return amc_avi_cache_put(&s->cache, s->L, &s->own, type, tenant);
+}
+
+static void store_del(amc_avi_sync_t *s, const char *type, const char *tenant,
+                      const char *name) {
+  if (s->refreshing)
+    amc_avi_cache_del(&s->next, type, tenant, name);
+  amc_avi_cache_del(&s->cache, type, tenant, name);
+}
+
 static void fill_done(amc_avi_sync_t *s) {
   if (--s->filling > 0)
     return;
   amc_avi_sync_result_t r = {0};
   r.calls[AMC_AVI_GET] = s->fill_gets;
+  int refresh = s->refreshing;
+  s->refreshing = 0;
   if (s->fill_failed) {
-    amc_avi_cache_clear(&s->cache);
+    /* A failed start leaves nothing; a failed re-read keeps the old. */
+    amc_avi_cache_clear(refresh ? &s->next : &s->cache);
     r.transient = s->fill_transient;
     r.error = s->fill_err.data;
-    amc_log(AMC_ERROR, "avi.sync_start_failed", AMC_S("error", r.error));
+    amc_log(AMC_ERROR, "avi.sync_start_failed", AMC_S("error", r.error),
+            AMC_B("refresh", refresh));
   } else {
+    if (refresh) {
+      amc_avi_cache_clear(&s->cache);
+      s->cache = s->next;
+      amc_avi_cache_init(&s->next);
+    }
     s->synced = 1;
     r.ok = 1;
     amc_log(AMC_INFO, "avi.cache_synced",
@@ -258,7 +286,8 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
       if (lua_istable(L, -1))
-        amc_avi_cache_put(&s->cache, L, &s->own, f->type, s->tenant);
+        amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own,
+                          f->type, s->tenant);
       lua_pop(L, 1);
     }
   }
@@ -287,13 +316,26 @@ static void url_escape(amc_buf_t *b, const char *s) {
 }
 
 void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
+  if (s->filling > 0) {
+    amc_avi_sync_result_t r = {.transient = 1,
+                               .error = "a read of the controller is already "
+                                        "in progress"};
+    if (cb)
+      cb(&r, data);
+    return;
+  }
   s->start_cb = cb;
   s->start_data = data;
-  s->synced = 0;
   s->fill_failed = 0;
   s->fill_gets = 0;
   amc_buf_reset(&s->fill_err);
-  amc_avi_cache_clear(&s->cache);
+  if (s->synced && s->client) {
+    s->refreshing = 1; /* keys keep syncing against the current cache */
+    amc_avi_cache_clear(&s->next);
+  } else {
+    s->synced = 0;
+    amc_avi_cache_clear(&s->cache);
+  }
   if (!s->client) {
     s->synced = 1;
     amc_avi_sync_result_t r = {.ok = 1};
@@ -397,7 +439,7 @@ static int cache_answer(amc_avi_sync_t *s, const amc_avi_step_t *st,
   char err[128];
   int rc = -1;
   if (amc_json_decode(L, body, len, err, sizeof err) == 0 && lua_istable(L, -1))
-    rc = amc_avi_cache_put(&s->cache, L, &s->own, st->type, st->tenant);
+    rc = store_put(s, st->type, st->tenant);
   lua_settop(L, top);
   return rc;
 }
@@ -554,8 +596,7 @@ static void on_lookup(const amc_avi_resp_t *r, void *data) {
       lua_rawgeti(L, -1, 1);
       if (lua_istable(L, -1)) {
         found = 1;
-        owned =
-            amc_avi_cache_put(&s->cache, L, &s->own, st->type, st->tenant) == 1;
+        owned = store_put(s, st->type, st->tenant) == 1;
       }
     }
   }
@@ -574,7 +615,7 @@ static void on_put(const amc_avi_resp_t *r, void *data) {
   }
   if (r->status == 404 && j->tries < 3) {
     j->tries++;
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
     continue_after_read(j, 0, 0);
     return;
   }
@@ -594,7 +635,7 @@ static void on_reread(const amc_avi_resp_t *r, void *data) {
   amc_avi_sync_t *s = j->s;
   amc_avi_step_t *st = &j->plan.steps[j->i];
   if (r->status == 404) {
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
     continue_after_read(j, 0, 0);
     return;
   }
@@ -611,7 +652,7 @@ static void on_delete(const amc_avi_resp_t *r, void *data) {
   amc_avi_sync_t *s = j->s;
   amc_avi_step_t *st = &j->plan.steps[j->i];
   if (r->ok || r->status == 404) {
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
     if (j->cleanup)
       j->cleaned++;
     next_step(j);

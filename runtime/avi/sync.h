@@ -15,7 +15,12 @@
  *   or name.contains=amc--<cluster>-- for types without created_by) and
  *   checked again on the client (plan.h). From then on the cache is kept
  *   current from the answers to our own calls; it is never re-read except
- *   the single object a 409/412 concerns. Until start has succeeded,
+ *   the single object a 409/412 concerns. Calling start again once synced
+ *   re-reads everything (a full resync, e.g. periodically, to notice
+ *   objects deleted behind amc's back): keys keep syncing against the
+ *   current cache meanwhile, the new read replaces it only when complete
+ *   (our own writes go to both), and a failed re-read keeps the old one.
+ *   Until start has succeeded,
  *   sync_key and gc fail (transient) without a call: nothing is ever
  *   deleted on the basis of a read that failed or did not happen.
  *
