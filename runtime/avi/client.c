@@ -61,6 +61,9 @@ struct amc_avi_client {
   lua_State *L;
   amc_avi_observe_fn observe;
   void *observe_data;
+  amc_http_req_t *logout_req;
+  void (*logout_done)(void *);
+  void *logout_data;
 };
 
 static void pump(amc_avi_client_t *c);
@@ -575,7 +578,7 @@ amc_avi_client_t *amc_avi_client_new(amc_http_t *http, uv_loop_t *loop,
   c->insecure = o->insecure;
   c->rate = o->rate > 0 ? o->rate : 20;
   c->burst = o->burst > 0 ? o->burst : 5;
-  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
+  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
   c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
   c->max_retries = o->max_retries > 0   ? o->max_retries
                    : o->max_retries < 0 ? 0
@@ -652,6 +655,62 @@ size_t amc_avi_client_pending(const amc_avi_client_t *c) {
   return n;
 }
 
+static void logout_cb(amc_http_req_t *req, const amc_http_response_t *resp,
+                      void *data) {
+  (void)req;
+  amc_avi_client_t *c = data;
+  c->logout_req = NULL;
+  observe(c, "POST", "/logout", resp->error ? 0 : resp->status);
+  amc_log(AMC_DEBUG, "avi.logout", AMC_I("status", resp->status));
+  if (c->logout_done)
+    c->logout_done(c->logout_data);
+}
+
+int amc_avi_client_logout(amc_avi_client_t *c, void (*done)(void *),
+                          void *data) {
+  if (c->state != S_READY || amc_avi_client_pending(c) > 0 || c->logout_req) {
+    if (done)
+      done(data);
+    return 0;
+  }
+  amc_buf_t url = AMC_BUF_INIT, cookie = AMC_BUF_INIT, csrf = AMC_BUF_INIT,
+            ref = AMC_BUF_INIT;
+  amc_buf_printf(&url, "%s/logout", c->base);
+  amc_buf_printf(&cookie,
+                 "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
+                 c->csrf, c->sessionid, c->sessionid);
+  amc_buf_printf(&csrf, "X-CSRFToken: %s", c->csrf);
+  amc_buf_printf(&ref, "Referer: %s", c->base);
+  const char *hdrs[] = {"Content-Type: application/json", cookie.data,
+                        csrf.data, ref.data, NULL};
+  amc_http_opts_t o = {.method = "POST",
+                       .url = url.data,
+                       .headers = hdrs,
+                       .timeout_ms =
+                           c->timeout_ms < 5000 ? c->timeout_ms : 5000,
+                       .ca_file = c->ca_file,
+                       .insecure = c->insecure};
+  c->logout_done = done;
+  c->logout_data = data;
+  c->state = S_NONE;
+  c->logout_req = amc_http_start(c->http, &o, logout_cb, c);
+  memset(cookie.data, 0, cookie.len);
+  memset(csrf.data, 0, csrf.len);
+  amc_buf_free(&url);
+  amc_buf_free(&cookie);
+  amc_buf_free(&csrf);
+  amc_buf_free(&ref);
+  free(c->csrf);
+  free(c->sessionid);
+  c->csrf = c->sessionid = NULL;
+  if (!c->logout_req) {
+    if (done)
+      done(data);
+    return 0;
+  }
+  return 1;
+}
+
 static void pump_closed(uv_handle_t *h) {
   free(h->data);
 }
@@ -673,6 +732,8 @@ void amc_avi_client_free(amc_avi_client_t *c) {
   }
   if (c->login_req)
     amc_http_cancel(c->login_req);
+  if (c->logout_req)
+    amc_http_cancel(c->logout_req);
   if (c->pass) {
     memset(c->pass, 0, strlen(c->pass));
     free(c->pass);

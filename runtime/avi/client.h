@@ -60,7 +60,7 @@ typedef struct {
   int insecure;         /* skip TLS verification (explicit opt-in) */
   double rate;          /* calls per second; 0: 20 */
   int burst;            /* bucket size; 0: 5 */
-  int max_inflight;     /* 0: 8 */
+  int max_inflight;     /* 0: 4 (connections to the controller) */
   long timeout_ms;      /* per HTTP request; 0: 30000 */
   int max_retries;      /* transient resends per call; 0: 6, <0: none */
   long backoff_base_ms; /* 0: 200 */
@@ -113,6 +113,12 @@ size_t amc_avi_client_pending(const amc_avi_client_t *c);
  * found, an object is still referred to, no free IPs, an upgrade is
  * running or the tenant does not exist (yet). */
 int amc_avi_classify(long status, const char *message);
+
+/* Ends the session (`POST /logout`, best effort) when one is open and no
+ * call is pending; `done` runs once, also when there was nothing to do
+ * (then before this returns). Returns 1 if a logout was sent. */
+int amc_avi_client_logout(amc_avi_client_t *c, void (*done)(void *data),
+                          void *data);
 
 /* Drops every call (no callbacks) and frees the client. */
 void amc_avi_client_free(amc_avi_client_t *c);

@@ -15,7 +15,12 @@
  *   or name.contains=amc--<cluster>-- for types without created_by) and
  *   checked again on the client (plan.h). From then on the cache is kept
  *   current from the answers to our own calls; it is never re-read except
- *   the single object a 409/412 concerns. Until start has succeeded,
+ *   the single object a 409/412 concerns. Calling start again once synced
+ *   re-reads everything (a full resync, e.g. periodically, to notice
+ *   objects deleted behind amc's back): keys keep syncing against the
+ *   current cache meanwhile, the new read replaces it only when complete
+ *   (our own writes go to both), and a failed re-read keeps the old one.
+ *   Until start has succeeded,
  *   sync_key and gc fail (transient) without a call: nothing is ever
  *   deleted on the basis of a read that failed or did not happen.
  *
@@ -23,7 +28,10 @@
  *   orders the calls (creates/updates by dependency, deletes of the key's
  *   leftovers in reverse). The calls run one after another; on a failure
  *   the key stops (the cache holds what did happen, so the next attempt
- *   plans from there). Per step:
+ *   plans from there) -- except that after a permanent failure of a create
+ *   or update the leftovers' deletes still run (an unwanted object may be
+ *   what blocks the write; if one is deleted the error becomes transient).
+ *   Per step:
  *     POST 409   GET by name: ours -> adopt it (PUT if it differs, else
  *                nothing); not ours -> permanent error "name clash: ..."
  *     PUT 404    the object vanished: POST it
@@ -108,6 +116,10 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
                       void *data);
 void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
                      amc_avi_sync_cb cb, void *data);
+/* Ends the controller session (best effort; see client.h); `done` runs
+ * once, also when there is nothing to do. Call when idle, before free. */
+void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
+                         void *data);
 int amc_avi_sync_synced(const amc_avi_sync_t *s);
 int amc_avi_sync_reachable(const amc_avi_sync_t *s);
 size_t amc_avi_sync_cached(const amc_avi_sync_t *s);

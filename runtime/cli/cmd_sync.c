@@ -198,6 +198,12 @@ static void add_calls(run_t *r, const amc_avi_sync_result_t *res) {
     r->calls[i] += res->calls[i];
 }
 
+static void logged_out(void *data) {
+  run_t *r = data;
+  amc_http_close(r->http, NULL, NULL);
+  r->http = NULL;
+}
+
 static void finish_run(run_t *r) {
   r->stage = 2;
   fprintf(stderr,
@@ -207,8 +213,7 @@ static void finish_run(run_t *r) {
           r->calls[3]);
   if (r->failed && r->exit_code == 0)
     r->exit_code = AMC_EXIT_FAIL;
-  amc_http_close(r->http, NULL, NULL);
-  r->http = NULL;
+  amc_avi_sync_logout(r->sync, logged_out, r);
 }
 
 static void gc_done(const amc_avi_sync_result_t *res, void *data) {

@@ -256,10 +256,12 @@ class Sync(unittest.TestCase):
         out, err = self.sync_ok()
         reqs = self.requests()
         self.assertEqual(self.writes(), [])
-        # Only the login and the one cache read per owned type.
+        # Only the login, the one cache read per owned type and the logout.
         gets = [r for r in reqs if r["method"] == "GET"]
         self.assertEqual(len(gets), 9, gets)
-        self.assertEqual(len(reqs), 10, reqs)
+        self.assertEqual([r["path"] for r in reqs if r["method"] != "GET"],
+                         ["/login", "/logout"])
+        self.assertEqual(self.ctl("GET", "/_sim/state")["sessions"], 0)
         self.assertIn("POST 0, PUT 0, DELETE 0", err)
 
     def test_change_one_route_changes_only_affected_objects(self):
@@ -674,6 +676,63 @@ class Sync(unittest.TestCase):
         self.assertEqual([k[0] for k in left], ["vsvip"])
         self.sync_ok("--gc")
         self.assert_converged(self.desired_examples)
+
+    def fixture(self, name, pools, members, vs_extra):
+        """A small desired tree of key Gateway/ns/fx as a --desired file."""
+        marks = [{"key": "clustername", "values": [CLUSTER]},
+                 {"key": "gateway", "values": ["ns/fx"]}]
+
+        def o(n, **kw):
+            d = {"name": PREFIX + "ns--fx--" + n, "markers": marks,
+                 "tenant_ref": "/api/tenant?name=admin"}
+            d.update(kw)
+            return d
+        own = {"created_by": "amc-" + CLUSTER}
+        doc = {
+            "pool": [o(p, servers=[{"ip": {"addr": "10.0.0.%d" % (i + 1),
+                                            "type": "V4"}}], **own)
+                     for i, p in enumerate(pools)],
+            "poolgroup": [o("pg", members=[
+                {"pool_ref": "/api/pool?name=" + PREFIX + "ns--fx--" + m,
+                 "ratio": 1} for m in members], **own)],
+            "virtualservice": [o("vs", pool_group_ref="/api/poolgroup?name="
+                                 + PREFIX + "ns--fx--pg",
+                                 services=[{"port": 80}], **dict(own,
+                                                                 **vs_extra))],
+            "diagnostics": [],
+        }
+        path = os.path.join(self.tmp, name + ".json")
+        with open(path, "w") as fh:
+            json.dump(doc, fh)
+        return path
+
+    def test_permanent_failure_still_deletes_leftovers(self):
+        first = self.fixture("fx1", ["a", "b"], ["a", "b"], {})
+        self.sync_ok("--desired", first, paths=[])
+        self.assertIn(("pool", PREFIX + "ns--fx--b"), self.objects())
+        # Pool b leaves the group, the VS changes, and the VS update fails
+        # for good: the group is updated, the leftover pool b is deleted
+        # anyway, and the error is transient (worth another try).
+        second = self.fixture("fx2", ["a"], ["a"], {"enabled": False})
+        self.fault(method="PUT", path="^/api/virtualservice/", status=400,
+                   body='{"error":"Something the controller dislikes"}',
+                   times=0)
+        rc, out, err = self.amc_sync("--desired", second, paths=[])
+        self.assertEqual(rc, 1)
+        self.assertIn("Something the controller dislikes", err)
+        self.assertIn("[transient]", err)
+        self.assertNotIn(("pool", PREFIX + "ns--fx--b"), self.objects())
+        self.ctl("DELETE", "/_sim/faults")
+        self.sync_ok("--desired", second, paths=[])
+        vs = self.objects()[("virtualservice", PREFIX + "ns--fx--vs")]
+        self.assertFalse(vs["enabled"])
+        # A permanent failure with no leftovers to delete stays permanent.
+        self.fault(method="PUT", path="^/api/virtualservice/", status=400,
+                   body='{"error":"Something the controller dislikes"}',
+                   times=0)
+        rc, out, err = self.amc_sync("--desired", first, paths=[])
+        self.assertEqual(rc, 1)
+        self.assertIn("[permanent]", err)
 
     def test_fault_delete_refused_while_referred(self):
         d = os.path.join(self.tmp, "two-b")
