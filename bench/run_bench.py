@@ -226,12 +226,15 @@ def bench_size(amc, size, changes, tmp):
             times.append(float(r.log_events("rules.unchanged")[-1]
                                ["seconds"]))
         res["noop_reload_ms"] = 1000 * min(times)
-        # No-op resync: --resync makes amc re-translate everything.
+        # No-op resync: --resync makes amc re-translate everything. The
+        # period leaves room for one whole pass.
         clear(sim)
         r.stop()
+        period = int(3 * ms / 1000.0) + 3
         r, _ = start_amc(mesh, sim, work, ("--rules", rules, "--resync",
-                                           "1"))
-        time.sleep(2.5)
+                                           str(period)))
+        runlib.wait_for(lambda: r.log_events("sync.resync"), period + 60,
+                        "a resync")
         idle(r)
         res["noop_resync_writes"] = len(writes(sim))
         r.stop()

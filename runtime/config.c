@@ -35,6 +35,19 @@ static const opt_t opts[] = {
      "MCP server (istiod/Galley) for --source mcp", 0},
     {"kubeconfig", "KUBECONFIG", T_STR, O(kubeconfig), NULL, "FILE",
      "kubeconfig for --source kube (default: in-cluster)", 0},
+    {"kube-context", NULL, T_STR, O(kube_context), NULL, "NAME",
+     "kubeconfig context (default: the current one)", 0},
+    {"leader-elect", NULL, T_BOOL, O(leader_elect), "false", NULL,
+     "with --source kube: only the replica holding the Lease reconciles",
+     0},
+    {"lease-name", NULL, T_STR, O(lease_name), "amc", "NAME",
+     "the leader-election Lease", 0},
+    {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",
+     "namespace of the Lease (default: the kubeconfig's or the pod's)", 0},
+    {"events", NULL, T_BOOL, O(events), "false", NULL,
+     "Warning Events on failing objects (accepted; status write-back is not "
+     "wired into amc run yet)",
+     0},
     {"default-namespace", NULL, T_STR, O(default_namespace), "default", "NS",
      "namespace of fs:// objects that name none", 0},
     {"fs-debounce-ms", NULL, T_INT, O(fs_debounce_ms), "20", "MS",
@@ -342,6 +355,10 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
   } else if (strcmp(c->source, "kube") != 0) {
     snprintf(err, errlen,
              "source '%s': expected fs://DIR, kube or mcp", c->source);
+    return -1;
+  }
+  if (c->leader_elect && strcmp(c->source, "kube") != 0) {
+    snprintf(err, errlen, "leader-elect: needs --source kube");
     return -1;
   }
   if (c->avi_password_file && read_password_file(c, err, errlen) != 0)

@@ -32,6 +32,11 @@ typedef struct {
   char *fs_dir;        /* DIR of an fs:// source (derived), or NULL */
   char *mcp_url;       /* MCP_URL / --mcp-url */
   char *kubeconfig;    /* --kubeconfig (kube source) */
+  char *kube_context;
+  int leader_elect;    /* Lease-based leader election (kube source) */
+  char *lease_name;
+  char *lease_namespace;
+  int events;          /* Warning Events on failing objects (accepted) */
   char *default_namespace;
   int fs_debounce_ms;
   int resync_seconds;

@@ -9,8 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define MAX_SOURCES 8
+
+/* After a burst of work (the initial sync, a reload), hand the freed heap
+ * (translation garbage) back to the system so RSS reflects what is live. */
+static void release_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
@@ -37,6 +48,7 @@ struct amc_controller {
   struct {
     char name[16];
     int synced;
+    int gate; /* holds processing back, not readiness (amc_controller_add_gate) */
   } sources[MAX_SOURCES];
   int n_sources;
   int processing; /* keys flow: sources synced and an engine set */
@@ -218,6 +230,7 @@ static void initial_finished(amc_controller_t *c) {
   amc_log_set_key(NULL); /* not about the key that happened to be last */
   uv_timer_stop(&c->progress);
   double secs = (double)(now_ns() - c->initial_started_ns) / 1e9;
+  release_memory();
   amc_log(AMC_INFO, "sync.initial_done", AMC_I("gateways", c->initial_total),
           AMC_F("seconds", secs));
   if (c->opt.sink_ops.gc) {
@@ -520,7 +533,15 @@ int amc_controller_add_source(amc_controller_t *c, const char *name) {
   snprintf(c->sources[c->n_sources].name, sizeof c->sources[0].name, "%s",
            name);
   c->sources[c->n_sources].synced = 0;
+  c->sources[c->n_sources].gate = 0;
   return c->n_sources++;
+}
+
+int amc_controller_add_gate(amc_controller_t *c, const char *name) {
+  int id = amc_controller_add_source(c, name);
+  if (id >= 0)
+    c->sources[id].gate = 1;
+  return id;
 }
 
 void amc_controller_source_synced(amc_controller_t *c, int id) {
@@ -607,6 +628,7 @@ int amc_controller_swap_engine(amc_controller_t *c, void *engine,
     return -1;
   }
   set_engine(c, engine, ops, generation, digest);
+  release_memory(); /* the old generation's VM is gone */
   free(c->last_reload_error);
   c->last_reload_error = NULL;
   amc_metric_inc(c->m_reloads, (const char *[]){"ok"});
@@ -646,14 +668,20 @@ static void put_json_str(amc_buf_t *b, const char *s) {
 
 int amc_controller_ready(void *controller, amc_buf_t *b) {
   amc_controller_t *c = controller;
-  int sources_ok = 1;
+  int sources_ok = 1, standby = 0;
   amc_buf_puts(b, "{\"sources\":{");
   for (int i = 0; i < c->n_sources; i++) {
     if (i)
       amc_buf_putc(b, ',');
     put_json_str(b, c->sources[i].name);
     amc_buf_printf(b, ":%s", c->sources[i].synced ? "true" : "false");
-    sources_ok &= c->sources[i].synced;
+    /* A closed gate (e.g. a replica waiting for the leader Lease) makes a
+     * ready standby: it has its inputs and rules, and starts work when the
+     * gate opens. */
+    if (c->sources[i].gate)
+      standby |= !c->sources[i].synced;
+    else
+      sources_ok &= c->sources[i].synced;
   }
   int reachable =
       c->opt.sink_ops.reachable ? c->opt.sink_ops.reachable(c->opt.sink) : 1;
@@ -673,7 +701,9 @@ int amc_controller_ready(void *controller, amc_buf_t *b) {
                  reachable ? "true" : "false");
   amc_buf_printf(b, ",\"initial_sync_done\":%s",
                  c->initial_done ? "true" : "false");
-  int ready = sources_ok && c->engine && reachable && c->initial_done;
+  int ready = sources_ok && c->engine && reachable &&
+              (c->initial_done || standby);
+  amc_buf_printf(b, ",\"standby\":%s", standby ? "true" : "false");
   amc_buf_printf(b, ",\"ready\":%s}", ready ? "true" : "false");
   return ready;
 }

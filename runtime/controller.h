@@ -90,6 +90,11 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts);
 
 /* Registers a source by name ("fs", "kube", "mcp"); returns its id. */
 int amc_controller_add_source(amc_controller_t *c, const char *name);
+/* Registers a gate: like a source (nothing is processed until it is
+ * "synced", i.e. opened with amc_controller_source_synced), but a closed
+ * gate does not make the replica unready: it is a standby. Used for leader
+ * election ("leader") and ISTIO_ENABLED=false ("istio", never opened). */
+int amc_controller_add_gate(amc_controller_t *c, const char *name);
 /* The source has listed everything once. */
 void amc_controller_source_synced(amc_controller_t *c, int id);
 /* A source's watch restarted (metric). */
@@ -124,7 +129,8 @@ void amc_controller_count_request(amc_controller_t *c, const char *method,
                                   const char *type, int code);
 
 /* Readiness for /readyz: the JSON detail into `detail`; 1 when ready
- * (sources synced, rules loaded, target reachable, initial sync done). */
+ * (sources synced, rules loaded, target reachable, initial sync done; or,
+ * while a gate is closed, a standby with sources and rules ready). */
 int amc_controller_ready(void *controller, amc_buf_t *detail);
 /* 1 once the initial sync (and gc) is done. */
 int amc_controller_synced(const amc_controller_t *c);

@@ -34,6 +34,8 @@
 
 #include "avi/sync.h"
 #include "http.h"
+#include "kube/kube_source.h"
+#include "kube/lease.h"
 #include "rules_engine.h"
 #include "settings.h"
 
@@ -49,7 +51,12 @@ typedef struct {
   amc_controller_t *ctl;
   amc_admin_t *admin;
   amc_fs_source_t *fs;
-  lua_State *fs_L;
+  amc_kube_client_t *kube;
+  amc_kube_source_t *ksrc;
+  amc_lease_t *lease;
+  int kube_id, leader_id;
+  int was_leader;
+  lua_State *fs_L; /* plain Lua state for parsing source input */
   amc_fs_loader_t fs_loader;
   int fs_id;
   amc_dry_run_t *dry_run;
@@ -69,6 +76,7 @@ typedef struct {
   int n_rule_watches;
   uv_timer_t rules_debounce, rules_check;
   int stopping;
+  int timers_init; /* signals, rules timers and watches exist */
   int exit_code;
   amc_metric_t *m_fs_errors;
 } run_t;
@@ -104,6 +112,104 @@ static void fs_error(void *data, const char *path, const char *msg) {
   (void)msg;
   run_t *r = data;
   amc_metric_inc(r->m_fs_errors, (const char *[]){"fs"});
+}
+
+/* ------------------------------------------------------------------------ */
+/* kube source -> store; leader election */
+
+static void kube_upsert(void *data, const char *kind, const char *ns,
+                        const char *name, const char *json, size_t len) {
+  run_t *r = data;
+  char err[512];
+  if (amc_kube_store_put(r->store, r->fs_L, json, len, NULL, err,
+                         sizeof err) != 0) {
+    amc_log(AMC_WARN, "kube.bad_object", AMC_S("kind", kind),
+            AMC_S("namespace", ns), AMC_S("name", name), AMC_S("error", err));
+    amc_metric_inc(r->m_fs_errors, (const char *[]){"kube"});
+  }
+}
+
+static void kube_remove(void *data, const char *kind, const char *ns,
+                        const char *name) {
+  run_t *r = data;
+  amc_store_delete(r->store, kind, ns && *ns ? ns : NULL, name);
+}
+
+static void kube_synced(void *data) {
+  run_t *r = data;
+  amc_controller_source_synced(r->ctl, r->kube_id);
+}
+
+static void kube_watch_restarted(void *data, const char *kind) {
+  (void)kind;
+  run_t *r = data;
+  amc_controller_watch_restarted(r->ctl, r->kube_id);
+}
+
+static void begin_stop(run_t *r, const char *why);
+
+static void on_leading(void *data, int leading) {
+  run_t *r = data;
+  if (leading) {
+    amc_log(AMC_INFO, "leader.acquired",
+            AMC_S("identity", amc_lease_identity(r->lease)));
+    r->was_leader = 1;
+    amc_controller_source_synced(r->ctl, r->leader_id);
+    return;
+  }
+  if (r->was_leader && !r->stopping) {
+    /* Another replica may lead now: stop at once (exit 1, the pod
+     * restarts as a follower), as controller-runtime does. */
+    amc_log(AMC_ERROR, "leader.lost");
+    r->exit_code = AMC_EXIT_FAIL;
+    begin_stop(r, "leadership lost");
+  }
+}
+
+static int kube_setup(run_t *r, char *err, size_t errlen) {
+  amc_config_t *cfg = &r->cfg;
+  amc_kubeconfig_t kc;
+  int rc = cfg->kubeconfig
+               ? amc_kubeconfig_load(cfg->kubeconfig, cfg->kube_context, &kc,
+                                     err, errlen)
+               : amc_kubeconfig_in_cluster(NULL, &kc, err, errlen);
+  if (rc != 0) {
+    amc_kubeconfig_free(&kc);
+    return -1;
+  }
+  r->kube = amc_kube_client_new(&r->loop, r->http, &kc);
+  if (!r->kube) {
+    snprintf(err, errlen, "cannot create the Kubernetes client");
+    amc_kubeconfig_free(&kc);
+    return -1;
+  }
+  amc_kube_source_opts_t so = {0};
+  amc_kube_source_sink_t sink = {kube_upsert, kube_remove, kube_synced, NULL,
+                                 kube_watch_restarted};
+  r->ksrc = amc_kube_source_new(&r->loop, r->kube, &so, &sink, r);
+  r->kube_id = amc_controller_add_source(r->ctl, "kube");
+  if (cfg->leader_elect) {
+    amc_lease_opts_t lo = {
+        .namespace_ = cfg->lease_namespace
+                          ? cfg->lease_namespace
+                          : (kc.namespace_ ? kc.namespace_ : "default"),
+        .name = cfg->lease_name,
+        .on_change = on_leading,
+        .data = r,
+    };
+    r->lease = amc_lease_new(&r->loop, r->kube, &lo, err, errlen);
+    if (!r->lease) {
+      amc_kubeconfig_free(&kc);
+      return -1;
+    }
+    r->leader_id = amc_controller_add_gate(r->ctl, "leader");
+  }
+  amc_kubeconfig_free(&kc);
+  if (cfg->events)
+    amc_log(AMC_WARN, "events.not_wired",
+            AMC_S("detail", "status write-back and Events are not wired "
+                            "into amc run yet"));
+  return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -198,11 +304,6 @@ static void avi_start(run_t *r) {
 
 static int avi_setup(run_t *r, char *err, size_t errlen) {
   amc_config_t *cfg = &r->cfg;
-  r->http = amc_http_new(&r->loop);
-  if (!r->http) {
-    snprintf(err, errlen, "cannot start the HTTP client");
-    return -1;
-  }
   amc_avi_sync_opts_t o = {
       .controller = cfg->avi_url,
       .username = cfg->avi_username,
@@ -341,6 +442,33 @@ static void close_cb_noop(uv_handle_t *h) {
   (void)h;
 }
 
+/* Shutdown chain: controller drained -> local handles closed -> Lease
+ * released -> kube source stopped -> clients freed -> HTTP closed. */
+static void after_kube_source(void *data) {
+  run_t *r = data;
+  r->ksrc = NULL;
+  amc_kube_client_free(r->kube);
+  r->kube = NULL;
+  if (r->avi) {
+    amc_avi_sync_free(r->avi); /* drops work in flight, no callbacks */
+    r->avi = NULL;
+  }
+  if (r->http) {
+    amc_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+  }
+  amc_log(AMC_INFO, "run.stopped", AMC_I("exit_code", r->exit_code));
+}
+
+static void after_lease(void *data) {
+  run_t *r = data;
+  r->lease = NULL;
+  if (r->ksrc)
+    amc_kube_source_stop(r->ksrc, after_kube_source, r);
+  else
+    after_kube_source(r);
+}
+
 static void on_stopped(amc_controller_t *c, void *data) {
   (void)c;
   run_t *r = data;
@@ -355,16 +483,24 @@ static void on_stopped(amc_controller_t *c, void *data) {
   uv_close((uv_handle_t *)&r->rules_check, close_cb_noop);
   for (int i = 0; i < r->n_rule_watches; i++)
     uv_close((uv_handle_t *)&r->rule_watch[i], close_cb_noop);
+  if (r->avi)
+    uv_close((uv_handle_t *)&r->avi_retry, close_cb_noop);
   amc_controller_free(r->ctl);
   r->ctl = NULL;
-  if (r->avi) {
-    uv_close((uv_handle_t *)&r->avi_retry, close_cb_noop);
-    amc_avi_sync_free(r->avi); /* drops work in flight, no callbacks */
-    r->avi = NULL;
-    amc_http_close(r->http, NULL, NULL);
-    r->http = NULL;
-  }
-  amc_log(AMC_INFO, "run.stopped");
+  if (r->lease)
+    amc_lease_stop(r->lease, after_lease, r); /* releases a held Lease */
+  else
+    after_lease(r);
+}
+
+static void begin_stop(run_t *r, const char *why) {
+  if (r->stopping)
+    return;
+  r->stopping = 1;
+  amc_log(AMC_INFO, "run.stopping", AMC_S("reason", why));
+  uv_timer_stop(&r->rules_debounce);
+  uv_timer_stop(&r->rules_check);
+  amc_controller_stop(r->ctl, on_stopped, r);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -376,12 +512,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   if (r->stopping)
     return;
-  r->stopping = 1;
   amc_log(AMC_INFO, "signal",
           AMC_S("signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"));
-  uv_timer_stop(&r->rules_debounce);
-  uv_timer_stop(&r->rules_check);
-  amc_controller_stop(r->ctl, on_stopped, r);
+  begin_stop(r, "signal");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -410,11 +543,18 @@ static const char *default_rules_dir(void) {
 
 static int setup(run_t *r, char *err, size_t errlen) {
   amc_config_t *cfg = &r->cfg;
-  if (!cfg->fs_dir) {
+  if (!cfg->fs_dir && strcmp(cfg->source, "kube") != 0) {
     snprintf(err, errlen,
-             "source '%s': not available in `amc run` yet (use fs://DIR)",
+             "source '%s': not available in `amc run` yet (use fs://DIR or "
+             "kube)",
              cfg->source);
     return AMC_EXIT_USAGE;
+  }
+  /* One HTTP module (one CURLM) for AVI and the Kubernetes API. */
+  r->http = amc_http_new(&r->loop);
+  if (!r->http) {
+    snprintf(err, errlen, "cannot start the HTTP client");
+    return AMC_EXIT_FAIL;
   }
   amc_settings_init(&r->settings);
   r->settings_init = 1;
@@ -468,9 +608,24 @@ static int setup(run_t *r, char *err, size_t errlen) {
   /* Sources are registered before the engine is set: the controller starts
    * only when every registered source has synced, and an initial pass (and
    * its gc) over an empty store would delete everything amc owns. */
-  r->fs_id = amc_controller_add_source(r->ctl, "fs");
+  r->fs_L = luaL_newstate();
+  luaL_openlibs(r->fs_L);
+  if (cfg->fs_dir) {
+    r->fs_id = amc_controller_add_source(r->ctl, "fs");
+  } else if (kube_setup(r, err, errlen) != 0) {
+    return AMC_EXIT_USAGE;
+  }
   if (r->avi)
     r->avi_id = amc_controller_add_source(r->ctl, "avi");
+
+  if (!cfg->istio_enabled) {
+    /* The original controller's switch: Istio objects are not programmed.
+     * A gate that never opens: sources and rules run, AVI is not touched. */
+    amc_controller_add_gate(r->ctl, "istio");
+    amc_log(AMC_WARN, "istio.disabled",
+            AMC_S("detail", "ISTIO_ENABLED=false: Gateways are not "
+                            "programmed on AVI"));
+  }
 
   /* Rules. */
   r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
@@ -511,14 +666,22 @@ static int setup(run_t *r, char *err, size_t errlen) {
   uv_signal_start(&r->sigint, on_signal, SIGINT);
   uv_timer_init(&r->loop, &r->rules_debounce);
   uv_timer_init(&r->loop, &r->rules_check);
+  r->timers_init = 1;
   r->rules_debounce.data = r->rules_check.data = r;
   watch_rules(r, r->rules_dir, 0);
   /* A periodic digest check catches events a watch missed. */
   uv_timer_start(&r->rules_check, on_rules_check, 60000, 60000);
 
+  if (r->avi)
+    avi_start(r); /* login and read what amc owns, in parallel */
+  if (r->lease)
+    amc_lease_start(r->lease);
+  if (r->ksrc) {
+    amc_log(AMC_INFO, "source.listing", AMC_S("source", "kube"));
+    amc_kube_source_start(r->ksrc);
+    return AMC_EXIT_OK;
+  }
   /* Source: the initial listing happens here (registered earlier). */
-  r->fs_L = luaL_newstate();
-  luaL_openlibs(r->fs_L);
   r->fs_loader.L = r->fs_L;
   r->fs_loader.default_namespace = cfg->default_namespace;
   amc_fs_source_opts_t fo = {
@@ -531,8 +694,6 @@ static int setup(run_t *r, char *err, size_t errlen) {
                fs_watch_restarted},
       .sink_data = r,
   };
-  if (r->avi)
-    avi_start(r); /* login and read what amc owns, in parallel */
   amc_log(AMC_INFO, "source.listing", AMC_S("source", cfg->source));
   r->fs = amc_fs_source_start(&r->loop, &fo, err, errlen);
   if (!r->fs)
@@ -583,24 +744,51 @@ int amc_cmd_run(int argc, char **argv) {
   if (rc != AMC_EXIT_OK) {
     fprintf(stderr, "amc run: %s\n", err);
     amc_log(AMC_ERROR, "run.failed", AMC_S("error", err));
+    /* Close what setup made, owners first (each closes its own handles),
+     * then any plain handle left (signals, timers, watches). */
+    r->stopping = 1; /* no reload from a timer meanwhile */
+    if (r->timers_init) {
+      uv_timer_stop(&r->rules_debounce);
+      uv_timer_stop(&r->rules_check);
+      uv_close((uv_handle_t *)&r->rules_debounce, close_cb_noop);
+      uv_close((uv_handle_t *)&r->rules_check, close_cb_noop);
+      uv_close((uv_handle_t *)&r->sighup, close_cb_noop);
+      uv_close((uv_handle_t *)&r->sigterm, close_cb_noop);
+      uv_close((uv_handle_t *)&r->sigint, close_cb_noop);
+      for (int i = 0; i < r->n_rule_watches; i++)
+        uv_close((uv_handle_t *)&r->rule_watch[i], close_cb_noop);
+    }
     if (r->ctl) {
       amc_controller_free(r->ctl);
       r->ctl = NULL;
     }
     amc_fs_source_close(r->fs);
+    r->fs = NULL;
     amc_admin_close(r->admin);
+    r->admin = NULL;
+    if (r->lease) {
+      amc_lease_stop(r->lease, NULL, NULL);
+      r->lease = NULL;
+    }
+    if (r->ksrc) {
+      amc_kube_source_stop(r->ksrc, NULL, NULL);
+      r->ksrc = NULL;
+    }
+    if (r->avi) { /* drops a login in flight */
+      amc_avi_sync_free(r->avi);
+      r->avi = NULL;
+    }
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    amc_kube_client_free(r->kube);
+    r->kube = NULL;
+    if (r->http) {
+      amc_http_close(r->http, NULL, NULL);
+      r->http = NULL;
+    }
     uv_walk(&r->loop, close_walk, NULL);
   }
   uv_run(&r->loop, UV_RUN_DEFAULT);
-  if (r->avi) { /* setup failed after the AVI client was made */
-    amc_avi_sync_free(r->avi);
-    r->avi = NULL;
-  }
-  if (r->http) {
-    amc_http_close(r->http, NULL, NULL);
-    r->http = NULL;
-  }
-  uv_walk(&r->loop, close_walk, NULL);
+  uv_walk(&r->loop, close_walk, NULL); /* nothing is left normally */
   uv_run(&r->loop, UV_RUN_DEFAULT);
   uv_loop_close(&r->loop);
   if (r->fs_L)
@@ -611,6 +799,8 @@ int amc_cmd_run(int argc, char **argv) {
   amc_store_free(r->store);
   amc_metrics_free(r->metrics);
   amc_config_free(&r->cfg);
+  if (rc == AMC_EXIT_OK)
+    rc = r->exit_code; /* 0, or 1 when leadership was lost */
   free(r);
   return rc;
 }

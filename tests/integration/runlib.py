@@ -39,14 +39,14 @@ class AmcRun:
     """One `amc run` process."""
 
     def __init__(self, fs_dir, *extra, rules=None, dry_run=False, sim=None,
-                 env=None, workdir=None):
+                 env=None, workdir=None, source=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="amc-run-test-")
         self.port_file = os.path.join(self.dir, "admin-port")
         self.log_path = os.path.join(self.dir, "amc.log")
         self.out_path = os.path.join(self.dir, "amc.out")
         if os.path.exists(self.port_file):
             os.unlink(self.port_file)
-        cmd = [AMC_BIN, "run", "--source", "fs://" + fs_dir,
+        cmd = [AMC_BIN, "run", "--source", source or "fs://" + fs_dir,
                "--admin-addr", "127.0.0.1", "--admin-port", "0",
                "--admin-port-file", self.port_file,
                "--rules", rules or os.path.join(SOURCE_DIR, "rules"),

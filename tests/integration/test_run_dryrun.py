@@ -142,6 +142,24 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(r.stop(), 0)
 
 
+class IstioDisabledTest(unittest.TestCase):
+    def test_istio_disabled_programs_nothing(self):
+        tmp = tempfile.mkdtemp(prefix="amc-noistio-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        r = runlib.AmcRun(EXAMPLES, dry_run=True, workdir=tmp,
+                          env={"ISTIO_ENABLED": "false"})
+        self.addCleanup(r.kill)
+        r.wait_ready()
+        status, d = r.readyz()
+        self.assertTrue(d["standby"], d)
+        self.assertEqual(d["sources"]["istio"], False)
+        self.assertIn("event=istio.disabled", r.logs())
+        import time
+        time.sleep(0.3)
+        self.assertEqual(synced_lines(r), [])
+        self.assertEqual(r.stop(), 0)
+
+
 class CliTest(unittest.TestCase):
     def run_amc(self, *args, env=None):
         e = {k: v for k, v in os.environ.items()

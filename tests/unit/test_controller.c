@@ -336,6 +336,26 @@ static void test_swap_engine_validates(void **state) {
   run_for(10);
 }
 
+static void test_gate_holds_processing_not_readiness(void **state) {
+  (void)state;
+  int gate = amc_controller_add_gate(ctl, "leader");
+  seed();
+  amc_controller_set_engine(ctl, &engine1, &fake_ops, 1, "d1");
+  amc_controller_source_synced(ctl, source_id);
+  run_for(10);
+  assert_string_equal(take(), ""); /* gate closed: nothing reconciled */
+  amc_buf_t d = AMC_BUF_INIT;
+  assert_int_equal(amc_controller_ready(ctl, &d), 1); /* a ready standby */
+  assert_non_null(strstr(d.data, "\"standby\":true"));
+  amc_buf_free(&d);
+  amc_controller_source_synced(ctl, gate);
+  run_for(20);
+  assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw2:1;");
+  assert_int_equal(amc_controller_ready(ctl, &d), 1);
+  assert_non_null(strstr(d.data, "\"standby\":false"));
+  amc_buf_free(&d);
+}
+
 static int stopped;
 static void on_stopped(amc_controller_t *c, void *data) {
   (void)c;
@@ -366,6 +386,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_swap_engine_validates, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_gate_holds_processing_not_readiness,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
