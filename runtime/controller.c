@@ -115,7 +115,7 @@ static void register_metrics(amc_controller_t *c) {
   amc_metrics_t *r = c->opt.metrics;
   static const double dur[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                               5,      10};
+                               5,      10,    30,     60};
   c->m_queue_depth =
       amc_metrics_gauge(r, "amc_queue_depth", "Keys waiting to be reconciled.",
                         NULL);
@@ -153,7 +153,8 @@ static void register_metrics(amc_controller_t *c) {
       (const char *[]){"source", NULL});
   static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002,
                                0.005,  0.01,    0.025,  0.05,  0.1,
-                               0.25,   0.5,     1};
+                               0.25,   0.5,     1,      2.5,   5,
+                               10,     30};
   c->m_event_to_sync = amc_metrics_histogram(
       r, "amc_event_to_sync_seconds",
       "Time from a store change to the sink (AVI sync) starting on an "

@@ -18,6 +18,8 @@ static const struct {
     {"version", amc_cmd_version, "print the version and library versions"},
     {"mcp-dump", amc_cmd_mcp_dump,
      "stream Istio config over MCP and print it (JSON lines)"},
+    {"kube-dump", amc_cmd_kube_dump,
+     "debug: run the Kubernetes source, print its events as JSON lines"},
 };
 
 static void usage(FILE *out) {

@@ -201,16 +201,19 @@ static void kick(amc_queue_t *q) {
 
 static void on_idle(uv_idle_t *h) {
   amc_queue_t *q = h->data;
-  while (!q->shut_down && q->in_flight < q->opt.max_in_flight) {
+  /* One key per loop iteration: processing may be long (a translation runs
+   * on the loop), and the I/O a key started (its first AVI call) must get
+   * its turn before the next key is taken. */
+  if (!q->shut_down && q->in_flight < q->opt.max_in_flight) {
     item_t *it = fifo_pop(q);
-    if (!it)
-      break;
-    it->dirty = 0;
-    it->processing = 1;
-    q->in_flight++;
-    /* The callback may call done() synchronously, which may free the item
-     * (and its interned key): nothing below touches `it`. */
-    q->process(q, it->key, q->data);
+    if (it) {
+      it->dirty = 0;
+      it->processing = 1;
+      q->in_flight++;
+      /* The callback may call done() synchronously, which may free the item
+       * (and its interned key): nothing below touches `it`. */
+      q->process(q, it->key, q->data);
+    }
   }
   if (q->shut_down && !q->drained_called && q->in_flight == 0) {
     q->drained_called = 1;

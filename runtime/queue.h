@@ -16,7 +16,8 @@
  *     global token bucket); amc_queue_forget() resets the key's backoff.
  *
  * Dispatch is asynchronous: keys are handed to the process callback from a
- * uv_idle_t on a later loop iteration, never from inside amc_queue_add(), so
+ * uv_idle_t, one key per loop iteration (so the I/O a key starts is served
+ * before the next key runs), never from inside amc_queue_add(), so
  * callers may add keys from anywhere on the loop thread (including from the
  * process callback). The process callback may finish its work later (after
  * AVI calls): it must call amc_queue_done(key) exactly once per dispatch.

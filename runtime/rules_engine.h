@@ -41,6 +41,8 @@
  * store into fresh tables on every call (rules cannot change stored
  * objects), and record each read (deduplicated, sorted) in the translation:
  * gets with their name (also when nothing was found), lists with name NULL.
+ * host.list(kind, ns, labels) takes an optional label selector (table of
+ * label -> value, all must match metadata.labels) and filters in C.
  *
  * Output. translate() runs the entry rule on the key's object and checks
  * the result: { objects = { {type=, object=}, ... }, diagnostics = {...} };

@@ -55,12 +55,6 @@ EOF
   fi
   sleep 0.1
 done
-if [ -z "$ready" ] && grep -q "not built into this amc yet" "$work/amc.log"; then
-  # A build without the AVI sync (during development): show the plan.
-  echo "   (this amc has no AVI sync yet: showing what it would send)"
-  "$AMC" translate examples/
-  exit 0
-fi
 if [ -z "$ready" ]; then
   echo "amc did not become ready; its log:"
   cat "$work/amc.log"

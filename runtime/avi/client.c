@@ -21,10 +21,10 @@ typedef struct call {
   amc_avi_client_t *c;
   char *method, *path, *tenant, *body;
   size_t body_len;
-  int retries;       /* transient resends so far */
-  int relogins;      /* 401/419 resends so far */
-  unsigned gen;      /* session generation it was sent with */
-  uint64_t due;      /* backoff deadline (loop ms) */
+  int retries;  /* transient resends so far */
+  int relogins; /* 401/419 resends so far */
+  unsigned gen; /* session generation it was sent with */
+  uint64_t due; /* backoff deadline (loop ms) */
   amc_http_req_t *req;
   amc_avi_done_fn done;
   void *data;
@@ -132,9 +132,9 @@ int amc_avi_classify(long status, const char *msg) {
     return strstr(msg, "Import error") == NULL;
   if (status == 400 || status == 403 || status == 404) {
     static const char *const transient[] = {
-        "object not found", "Cannot delete, object is referred by",
+        "object not found",      "Cannot delete, object is referred by",
         "No available free IPs", "disallowed during upgrade",
-        "does not exist!", NULL};
+        "does not exist!",       NULL};
     for (int i = 0; transient[i]; i++) {
       if (strstr(msg, transient[i]))
         return 1;
@@ -173,9 +173,8 @@ static void extract_message(amc_avi_client_t *c, const char *body, size_t len,
 
 static void finish(amc_avi_client_t *c, call_t *k, long status,
                    const char *transport_err, const char *body, size_t len) {
-  amc_avi_resp_t r = {.status = status,
-                      .body = body ? body : "",
-                      .body_len = body ? len : 0};
+  amc_avi_resp_t r = {
+      .status = status, .body = body ? body : "", .body_len = body ? len : 0};
   amc_buf_t msg = AMC_BUF_INIT, err = AMC_BUF_INIT;
   r.ok = status >= 200 && status < 300 && !transport_err;
   if (!r.ok) {
@@ -394,7 +393,8 @@ static void send_call(amc_avi_client_t *c, call_t *k) {
   amc_buf_t url = AMC_BUF_INIT, cookie = AMC_BUF_INIT, csrf = AMC_BUF_INIT,
             ref = AMC_BUF_INIT, ver = AMC_BUF_INIT, ten = AMC_BUF_INIT;
   amc_buf_printf(&url, "%s%s", c->base, k->path);
-  amc_buf_printf(&cookie, "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
+  amc_buf_printf(&cookie,
+                 "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
                  c->csrf, c->sessionid, c->sessionid);
   amc_buf_printf(&csrf, "X-CSRFToken: %s", c->csrf);
   amc_buf_printf(&ref, "Referer: %s", c->base);
@@ -490,9 +490,9 @@ static void call_done(amc_http_req_t *req, const amc_http_response_t *resp,
     pump(c);
     return;
   }
-  int retryable = st == 429 || st == 502 || st == 503 || st == 504 ||
-                  (st == 500 && !memmem(resp->body, resp->body_len,
-                                        "Import error", 12));
+  int retryable =
+      st == 429 || st == 502 || st == 503 || st == 504 ||
+      (st == 500 && !memmem(resp->body, resp->body_len, "Import error", 12));
   if (retryable && k->retries < c->max_retries) {
     amc_log(AMC_INFO, "avi.retry", AMC_S("method", k->method),
             AMC_S("path", k->path), AMC_I("status", st));
@@ -541,9 +541,9 @@ static void pump(amc_avi_client_t *c) {
     c->tokens -= 1;
     send_call(c, ready_pop(c));
   }
-  int want_token = c->ready && c->tokens < 1 &&
-                   (c->state == S_READY ||
-                    (c->state == S_NONE && c->login_due <= now));
+  int want_token =
+      c->ready && c->tokens < 1 &&
+      (c->state == S_READY || (c->state == S_NONE && c->login_due <= now));
   if (want_token) {
     uint64_t t = now + (uint64_t)((1.0 - c->tokens) * 1000.0 / c->rate) + 1;
     if (t < next)
@@ -577,7 +577,7 @@ amc_avi_client_t *amc_avi_client_new(amc_http_t *http, uv_loop_t *loop,
   c->burst = o->burst > 0 ? o->burst : 5;
   c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
   c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
-  c->max_retries = o->max_retries > 0 ? o->max_retries
+  c->max_retries = o->max_retries > 0   ? o->max_retries
                    : o->max_retries < 0 ? 0
                                         : 6;
   c->backoff_base = o->backoff_base_ms > 0 ? o->backoff_base_ms : 200;

@@ -52,10 +52,10 @@ struct job {
   char *key;
   amc_avi_plan_t plan;
   size_t i;
-  int tries;            /* re-reads for the current step */
-  amc_buf_t err;        /* first error */
+  int tries;     /* re-reads for the current step */
+  amc_buf_t err; /* first error */
   int transient;
-  int deferred;         /* a delete was refused because of referrers */
+  int deferred; /* a delete was refused because of referrers */
   unsigned calls[4];
   amc_avi_sync_cb cb;
   void *data;
@@ -177,7 +177,8 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
   free(s);
 }
 
-/* ---- start: fill the cache ------------------------------------------------- */
+/* ---- start: fill the cache -------------------------------------------------
+ */
 
 static void fill_done(amc_avi_sync_t *s) {
   if (--s->filling > 0)
@@ -220,8 +221,7 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
   char err[200];
   if (!r->ok) {
     if (!s->fill_failed) {
-      amc_buf_printf(&s->fill_err, "reading %s objects: %s", f->type,
-                     r->error);
+      amc_buf_printf(&s->fill_err, "reading %s objects: %s", f->type, r->error);
       s->fill_transient = r->transient;
     }
     s->fill_failed = 1;
@@ -313,7 +313,8 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
   fill_done(s);
 }
 
-/* ---- apply ----------------------------------------------------------------- */
+/* ---- apply -----------------------------------------------------------------
+ */
 
 static void job_finish(job_t *j) {
   amc_avi_sync_t *s = j->s;
@@ -366,8 +367,7 @@ static int cache_answer(amc_avi_sync_t *s, const amc_avi_step_t *st,
   int top = lua_gettop(L);
   char err[128];
   int rc = -1;
-  if (amc_json_decode(L, body, len, err, sizeof err) == 0 &&
-      lua_istable(L, -1))
+  if (amc_json_decode(L, body, len, err, sizeof err) == 0 && lua_istable(L, -1))
     rc = amc_avi_cache_put(&s->cache, L, &s->own, st->type, st->tenant);
   lua_settop(L, top);
   return rc;
@@ -523,8 +523,8 @@ static void on_lookup(const amc_avi_resp_t *r, void *data) {
       lua_rawgeti(L, -1, 1);
       if (lua_istable(L, -1)) {
         found = 1;
-        owned = amc_avi_cache_put(&s->cache, L, &s->own, st->type,
-                                  st->tenant) == 1;
+        owned =
+            amc_avi_cache_put(&s->cache, L, &s->own, st->type, st->tenant) == 1;
       }
     }
   }
@@ -589,8 +589,7 @@ static void on_delete(const amc_avi_resp_t *r, void *data) {
     /* Still in use (by something outside this plan): try the rest, retry
      * the key later. */
     if (!j->err.len) {
-      amc_buf_printf(&j->err, "DELETE %s %s: %s", st->type, st->name,
-                     r->error);
+      amc_buf_printf(&j->err, "DELETE %s %s: %s", st->type, st->name, r->error);
       j->transient = 1;
     }
     j->deferred = 1;
@@ -627,8 +626,8 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
                       void *data) {
   if (!s->synced) {
     fail_now(s, key,
-             "the AVI cache is not synced yet (start has not succeeded)", 1,
-             cb, data);
+             "the AVI cache is not synced yet (start has not succeeded)", 1, cb,
+             data);
     return;
   }
   if (t && t->error) {
@@ -639,15 +638,13 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
   job_t *j = job_new(s, key, cb, data);
   char err[300];
   if (amc_avi_plan_key(s->L, &s->cache, &s->own, key, t ? t->objects : NULL,
-                       t ? t->n_objects : 0, &j->plan, err,
-                       sizeof err) != 0) {
+                       t ? t->n_objects : 0, &j->plan, err, sizeof err) != 0) {
     amc_buf_puts(&j->err, err);
     j->transient = 0;
     job_finish(j);
     return;
   }
-  amc_log(AMC_DEBUG, "avi.plan", AMC_S("key", key),
-          AMC_I("steps", j->plan.n));
+  amc_log(AMC_DEBUG, "avi.plan", AMC_S("key", key), AMC_I("steps", j->plan.n));
   run_step(j);
 }
 

@@ -57,29 +57,34 @@ typedef struct {
   const char *controller; /* base URL "https://host[:port]"; NULL: dry run
                              against an empty controller */
   const char *username, *password;
-  const char *version;    /* NULL: the controller's (from login) */
-  const char *tenant;     /* NULL: "admin" (objects without tenant_ref) */
-  const char *cluster;    /* required: ownership marks (plan.h) */
+  const char *version; /* NULL: the controller's (from login) */
+  const char *tenant;  /* NULL: "admin" (objects without tenant_ref) */
+  const char *cluster; /* required: ownership marks (plan.h) */
   const char *ca_file;
   int insecure;
-  double rate;            /* client rate limit (client.h defaults) */
+  double rate; /* client rate limit (client.h defaults) */
   int burst;
   long timeout_ms;
   int max_retries;
   long backoff_base_ms, backoff_max_ms;
   int dry_run;
-  FILE *dry_run_out;      /* NULL: stdout */
+  FILE *dry_run_out; /* NULL: stdout */
 } amc_avi_sync_opts_t;
 
-enum { AMC_AVI_GET = 0, AMC_AVI_NPOST = 1, AMC_AVI_NPUT = 2, AMC_AVI_NDELETE = 3 };
+enum {
+  AMC_AVI_GET = 0,
+  AMC_AVI_NPOST = 1,
+  AMC_AVI_NPUT = 2,
+  AMC_AVI_NDELETE = 3
+};
 
 typedef struct {
   int ok;
-  int transient;       /* when !ok */
-  const char *error;   /* when !ok: "<METHOD> <type> <name>: <reason>" */
-  unsigned calls[4];   /* API calls issued: GET, POST, PUT, DELETE (not
-                          counting the client's own resends and logins) */
-  unsigned planned;    /* steps the plan had (dry runs: steps printed) */
+  int transient;     /* when !ok */
+  const char *error; /* when !ok: "<METHOD> <type> <name>: <reason>" */
+  unsigned calls[4]; /* API calls issued: GET, POST, PUT, DELETE (not
+                        counting the client's own resends and logins) */
+  unsigned planned;  /* steps the plan had (dry runs: steps printed) */
 } amc_avi_sync_result_t;
 
 typedef void (*amc_avi_sync_cb)(const amc_avi_sync_result_t *r, void *data);

@@ -19,5 +19,6 @@ int amc_cmd_run(int argc, char **argv);
 int amc_cmd_sync(int argc, char **argv);
 int amc_cmd_version(int argc, char **argv);
 int amc_cmd_mcp_dump(int argc, char **argv);
+int amc_cmd_kube_dump(int argc, char **argv);
 
 #endif

@@ -32,21 +32,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#if __has_include("rules_engine.h")
-#include "rules_engine.h"
-#include "settings.h"
-#define AMC_HAVE_ENGINE 1
-#else
-#define AMC_HAVE_ENGINE 0
-#endif
-
-#if __has_include("avi/sync.h")
 #include "avi/sync.h"
 #include "http.h"
-#define AMC_HAVE_AVI 1
-#else
-#define AMC_HAVE_AVI 0
-#endif
+#include "rules_engine.h"
+#include "settings.h"
 
 extern char **environ;
 
@@ -64,17 +53,13 @@ typedef struct {
   amc_fs_loader_t fs_loader;
   int fs_id;
   amc_dry_run_t *dry_run;
-#if AMC_HAVE_AVI
   amc_http_t *http;
   amc_avi_sync_t *avi;
   int avi_id; /* the AVI cache counts as a source: keys wait for it */
   uv_timer_t avi_retry;
   uint64_t avi_retry_ms;
-#endif
-#if AMC_HAVE_ENGINE
   amc_settings_t settings;
   int settings_init;
-#endif
   const char *cluster; /* the settings' cluster name (ownership marks) */
   const char *rules_dir;
   uint64_t generation;
@@ -124,7 +109,6 @@ static void fs_error(void *data, const char *path, const char *msg) {
 /* ------------------------------------------------------------------------ */
 /* AVI sink: controller <-> avi/sync.h */
 
-#if AMC_HAVE_AVI
 typedef struct {
   run_t *r;
   char key[];
@@ -241,12 +225,10 @@ static int avi_setup(run_t *r, char *err, size_t errlen) {
   r->avi_retry.data = r;
   return 0;
 }
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* Rules: load, reload, watch */
 
-#if AMC_HAVE_ENGINE
 static amc_translation_t *engine_translate(void *engine, const char *kind,
                                            const char *ns, const char *name) {
   return amc_rules_engine_translate(engine, kind, ns, name);
@@ -272,12 +254,10 @@ static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
   }
   return e;
 }
-#endif
 
 static void reload_rules(run_t *r, const char *why) {
   if (r->stopping)
     return;
-#if AMC_HAVE_ENGINE
   char err[2048];
   uint64_t t0 = uv_hrtime();
   amc_rules_engine_t *e = load_engine(r, err, sizeof err);
@@ -298,9 +278,6 @@ static void reload_rules(run_t *r, const char *why) {
   if (amc_controller_swap_engine(r->ctl, e, &engine_ops, r->generation + 1,
                                  digest, err, sizeof err) == 0)
     r->generation++;
-#else
-  (void)why;
-#endif
 }
 
 static void on_rules_debounce(uv_timer_t *t) {
@@ -380,7 +357,6 @@ static void on_stopped(amc_controller_t *c, void *data) {
     uv_close((uv_handle_t *)&r->rule_watch[i], close_cb_noop);
   amc_controller_free(r->ctl);
   r->ctl = NULL;
-#if AMC_HAVE_AVI
   if (r->avi) {
     uv_close((uv_handle_t *)&r->avi_retry, close_cb_noop);
     amc_avi_sync_free(r->avi); /* drops work in flight, no callbacks */
@@ -388,7 +364,6 @@ static void on_stopped(amc_controller_t *c, void *data) {
     amc_http_close(r->http, NULL, NULL);
     r->http = NULL;
   }
-#endif
   amc_log(AMC_INFO, "run.stopped");
 }
 
@@ -441,7 +416,6 @@ static int setup(run_t *r, char *err, size_t errlen) {
              cfg->source);
     return AMC_EXIT_USAGE;
   }
-#if AMC_HAVE_ENGINE
   amc_settings_init(&r->settings);
   r->settings_init = 1;
   if (cfg->settings_file &&
@@ -456,9 +430,6 @@ static int setup(run_t *r, char *err, size_t errlen) {
   if (cfg->avi_tenant)
     amc_settings_set(&r->settings, "tenant", cfg->avi_tenant);
   r->cluster = r->settings.cluster;
-#else
-  r->cluster = cfg->cluster_name ? cfg->cluster_name : "default";
-#endif
   r->store = amc_store_new();
   r->metrics = amc_metrics_new();
   r->m_fs_errors = amc_metrics_counter(
@@ -474,16 +445,10 @@ static int setup(run_t *r, char *err, size_t errlen) {
     sink_ops = amc_dry_run_ops;
     sink = r->dry_run;
   } else {
-#if AMC_HAVE_AVI
     if (avi_setup(r, err, errlen) != 0)
       return AMC_EXIT_USAGE;
     sink_ops = avi_ops;
     sink = r;
-#else
-    snprintf(err, errlen,
-             "AVI sync is not built into this amc yet: use --dry-run");
-    return AMC_EXIT_USAGE;
-#endif
   }
   amc_controller_opts_t co = {
       .loop = &r->loop,
@@ -504,14 +469,11 @@ static int setup(run_t *r, char *err, size_t errlen) {
    * only when every registered source has synced, and an initial pass (and
    * its gc) over an empty store would delete everything amc owns. */
   r->fs_id = amc_controller_add_source(r->ctl, "fs");
-#if AMC_HAVE_AVI
   if (r->avi)
     r->avi_id = amc_controller_add_source(r->ctl, "avi");
-#endif
 
   /* Rules. */
   r->rules_dir = cfg->rules_dir ? cfg->rules_dir : default_rules_dir();
-#if AMC_HAVE_ENGINE
   char lerr[2048];
   amc_rules_engine_t *e = load_engine(r, lerr, sizeof lerr);
   if (!e) {
@@ -521,10 +483,6 @@ static int setup(run_t *r, char *err, size_t errlen) {
   r->generation = 1;
   amc_controller_set_engine(r->ctl, e, &engine_ops, 1,
                             amc_rules_engine_digest(e));
-#else
-  snprintf(err, errlen, "the rules engine is not built into this amc yet");
-  return AMC_EXIT_FAIL;
-#endif
 
   /* Admin HTTP. */
   if (cfg->admin_port >= 0) {
@@ -573,10 +531,8 @@ static int setup(run_t *r, char *err, size_t errlen) {
                fs_watch_restarted},
       .sink_data = r,
   };
-#if AMC_HAVE_AVI
   if (r->avi)
     avi_start(r); /* login and read what amc owns, in parallel */
-#endif
   amc_log(AMC_INFO, "source.listing", AMC_S("source", cfg->source));
   r->fs = amc_fs_source_start(&r->loop, &fo, err, errlen);
   if (!r->fs)
@@ -636,7 +592,6 @@ int amc_cmd_run(int argc, char **argv) {
     uv_walk(&r->loop, close_walk, NULL);
   }
   uv_run(&r->loop, UV_RUN_DEFAULT);
-#if AMC_HAVE_AVI
   if (r->avi) { /* setup failed after the AVI client was made */
     amc_avi_sync_free(r->avi);
     r->avi = NULL;
@@ -645,17 +600,14 @@ int amc_cmd_run(int argc, char **argv) {
     amc_http_close(r->http, NULL, NULL);
     r->http = NULL;
   }
-#endif
   uv_walk(&r->loop, close_walk, NULL);
   uv_run(&r->loop, UV_RUN_DEFAULT);
   uv_loop_close(&r->loop);
   if (r->fs_L)
     lua_close(r->fs_L);
   amc_dry_run_free(r->dry_run);
-#if AMC_HAVE_ENGINE
   if (r->settings_init)
     amc_settings_free(&r->settings);
-#endif
   amc_store_free(r->store);
   amc_metrics_free(r->metrics);
   amc_config_free(&r->cfg);

@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 typedef struct {
-  uint64_t initial_ms; /* first delay (default 500) */
-  uint64_t max_ms;     /* cap before jitter (default 30000) */
-  double jitter;       /* default 0.5 */
-  unsigned attempts;   /* failures since the last reset */
+  uint64_t initial_ms;      /* first delay (default 500) */
+  uint64_t max_ms;          /* cap before jitter (default 30000) */
+  double jitter;            /* default 0.5 */
+  unsigned attempts;        /* failures since the last reset */
   double (*rand01)(void *); /* NULL = rand() */
   void *rand_data;
 } amc_backoff_t;

@@ -21,7 +21,8 @@ typedef struct {
   size_t count;
 } amc_kmap_t;
 
-#define AMC_KMAP_INIT {NULL, 0, 0}
+#define AMC_KMAP_INIT                                                          \
+  { NULL, 0, 0 }
 
 /* Returns the value or NULL. */
 const char *amc_kmap_get(const amc_kmap_t *m, const char *key);

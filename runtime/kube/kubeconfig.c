@@ -365,8 +365,7 @@ int amc_kubeconfig_in_cluster(const char *sa_dir, amc_kubeconfig_t *out,
   out->origin = strdup(sa_dir);
   FILE *fp = fopen(out->token_file, "rb");
   if (!fp) {
-    seterr(err, errlen, "in-cluster: %s: %s", out->token_file,
-           strerror(errno));
+    seterr(err, errlen, "in-cluster: %s: %s", out->token_file, strerror(errno));
     return -1;
   }
   fclose(fp);
@@ -467,7 +466,7 @@ struct amc_token_source {
   char *file;       /* NULL for a static token */
   uint64_t read_at; /* when `token` was read */
   uint64_t refresh_ms;
-  int stale;        /* invalidated or never read */
+  int stale; /* invalidated or never read */
   int logged_error;
   unsigned reads;
 };
@@ -504,8 +503,7 @@ const char *amc_token_source_get(amc_token_source_t *ts, uint64_t now_ms) {
     } else {
       free(t);
       if (!ts->logged_error)
-        amc_log(AMC_WARN, "kube.token_file_unreadable",
-                AMC_S("file", ts->file),
+        amc_log(AMC_WARN, "kube.token_file_unreadable", AMC_S("file", ts->file),
                 AMC_S("error", e ? strerror(e) : "empty file"));
       ts->logged_error = 1;
     }

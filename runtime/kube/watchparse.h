@@ -44,8 +44,8 @@ typedef enum {
 
 typedef struct {
   amc_watch_type_t type;
-  amc_kjson_t object;  /* the object (or the Status for ERROR) */
-  long long code;      /* ERROR: Status.code (410 = expired), else 0 */
+  amc_kjson_t object; /* the object (or the Status for ERROR) */
+  long long code;     /* ERROR: Status.code (410 = expired), else 0 */
 } amc_watch_event_t;
 
 /* Returns 0, or -1 with `err` set (not JSON, unknown type, no object). */

@@ -73,11 +73,6 @@ class AmcRun:
             wait_for(lambda: self.proc.poll() is not None
                      or os.path.exists(self.port_file), 20, "admin port file")
             if self.proc.poll() is not None:
-                if "not built into this amc yet" in self.logs():
-                    # Until the rules engine / AVI sync are merged.
-                    import unittest
-                    raise unittest.SkipTest(self.logs().strip()
-                                            .splitlines()[-1])
                 raise AssertionError("amc run exited early (%s):\n%s"
                                      % (self.proc.returncode, self.logs()))
             with open(self.port_file) as fh:

@@ -170,8 +170,6 @@ class CliTest(unittest.TestCase):
         self.assertNotIn("hunter2-secret", p.stdout + p.stderr)
         p = self.run_amc("--source", "fs:///nonexistent-dir", "--dry-run",
                          "--admin-port", "-1")
-        if "not built into this amc yet" in p.stderr:
-            self.skipTest("rules engine not merged yet")
         self.assertEqual(p.returncode, 2)
         self.assertIn("fs source /nonexistent-dir: No such file or directory",
                       p.stderr)

@@ -124,8 +124,8 @@ static void on_done(amc_http_req_t *req, const amc_http_response_t *r,
   amc_buf_append(&res->body, r->body, r->body_len);
   size_t vlen;
   const char *v = NULL;
-  while ((v = amc_http_header_find(r->headers, r->headers_len, "set-cookie",
-                                   v, &vlen))) {
+  while ((v = amc_http_header_find(r->headers, r->headers_len, "set-cookie", v,
+                                   &vlen))) {
     amc_buf_append(&res->cookies, v, vlen);
     amc_buf_putc(&res->cookies, '|');
   }
@@ -165,8 +165,7 @@ static void test_get_post_headers(void **state) {
   result_t get = {0}, post = {0};
   amc_http_opts_t o = {.url = url, .timeout_ms = 5000};
   assert_non_null(amc_http_start(h, &o, on_done, &get));
-  const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json",
-                        NULL};
+  const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json", NULL};
   amc_http_opts_t p = {.method = "PUT",
                        .url = url,
                        .headers = hdrs,

@@ -40,10 +40,9 @@ static void test_kjson_paths_and_strings(void **state) {
   assert_int_equal(count, 3);
   assert_true(amc_kjson_streq((amc_kjson_t){"\"ADDED\"", 7}, "ADDED"));
   /* Malformed input is rejected, not over-read. */
-  static const char *bad[] = {"{",           "{\"a\":}",   "[1,]",
-                              "\"\\x\"",     "{\"a\" 1}",  "01",
-                              "\"abc",       "tru",        "{} {}",
-                              "[1 2]",       "-",          "1."};
+  static const char *bad[] = {"{",         "{\"a\":}", "[1,]",  "\"\\x\"",
+                              "{\"a\" 1}", "01",       "\"abc", "tru",
+                              "{} {}",     "[1 2]",    "-",     "1."};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     assert_int_equal(amc_kjson_parse(bad[i], strlen(bad[i]), &d), -1);
   /* Deep nesting is bounded. */
@@ -97,8 +96,7 @@ static void test_lines_split_across_chunks(void **state) {
   /* Too long a line is an error. */
   w.max_line = 8;
   amc_watch_lines_reset(&w);
-  assert_int_equal(amc_watch_lines_feed(&w, "0123456789", 10, collect, &s),
-                   -1);
+  assert_int_equal(amc_watch_lines_feed(&w, "0123456789", 10, collect, &s), -1);
   amc_watch_lines_free(&w);
 }
 

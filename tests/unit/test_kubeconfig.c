@@ -24,9 +24,8 @@ static void test_current_context_with_cert_data(void **state) {
   (void)state;
   amc_kubeconfig_t c;
   char err[256] = "";
-  assert_int_equal(amc_kubeconfig_load(fixture("certs.yaml"), NULL, &c, err,
-                                       sizeof err),
-                   0);
+  assert_int_equal(
+      amc_kubeconfig_load(fixture("certs.yaml"), NULL, &c, err, sizeof err), 0);
   assert_string_equal(c.context, "dev");
   assert_string_equal(c.server, "https://127.0.0.1:6443"); /* '/' trimmed */
   assert_string_equal(c.namespace_, "team-a");
@@ -110,9 +109,9 @@ static void test_errors_name_file_and_field(void **state) {
   assert_non_null(strstr(err, "exec.yaml"));
   assert_non_null(strstr(err, "exec is not supported"));
   amc_kubeconfig_free(&c);
-  assert_int_equal(amc_kubeconfig_load(fixture("certs.yaml"), "nope", &c, err,
-                                       sizeof err),
-                   -1);
+  assert_int_equal(
+      amc_kubeconfig_load(fixture("certs.yaml"), "nope", &c, err, sizeof err),
+      -1);
   assert_non_null(strstr(err, "context \"nope\" not found"));
   amc_kubeconfig_free(&c);
   assert_int_equal(
