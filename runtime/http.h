@@ -53,14 +53,14 @@ typedef struct amc_http amc_http_t;
 typedef struct amc_http_req amc_http_req_t;
 
 typedef struct {
-  long status;          /* HTTP status; 0 if no response */
-  const char *error;    /* NULL, or a transport error message */
-  int timed_out;        /* the per-request timeout fired */
-  const char *headers;  /* raw header lines of the final response */
+  long status;         /* HTTP status; 0 if no response */
+  const char *error;   /* NULL, or a transport error message */
+  int timed_out;       /* the per-request timeout fired */
+  const char *headers; /* raw header lines of the final response */
   size_t headers_len;
-  const char *body;     /* NUL-terminated; "" in streaming mode */
+  const char *body; /* NUL-terminated; "" in streaming mode */
   size_t body_len;
-  double total_ms;      /* wall time of the exchange */
+  double total_ms; /* wall time of the exchange */
 } amc_http_response_t;
 
 typedef void (*amc_http_done_fn)(amc_http_req_t *req,
@@ -69,19 +69,19 @@ typedef int (*amc_http_chunk_fn)(amc_http_req_t *req, const char *p, size_t n,
                                  void *data);
 
 typedef struct {
-  const char *method;           /* "GET" (default), "POST", "PUT", ... */
-  const char *url;              /* required */
-  const char *const *headers;   /* NULL-terminated "Name: value" lines */
-  const char *body;             /* may be NULL */
+  const char *method;         /* "GET" (default), "POST", "PUT", ... */
+  const char *url;            /* required */
+  const char *const *headers; /* NULL-terminated "Name: value" lines */
+  const char *body;           /* may be NULL */
   size_t body_len;
-  long timeout_ms;              /* whole exchange; 0 = no limit (streams) */
-  long connect_timeout_ms;      /* 0 = 10 s */
-  const char *ca_file;          /* PEM CA bundle file */
-  const char *ca_pem;           /* or PEM CA bundle in memory */
-  int insecure;                 /* skip peer/host verification (explicit) */
+  long timeout_ms;                  /* whole exchange; 0 = no limit (streams) */
+  long connect_timeout_ms;          /* 0 = 10 s */
+  const char *ca_file;              /* PEM CA bundle file */
+  const char *ca_pem;               /* or PEM CA bundle in memory */
+  int insecure;                     /* skip peer/host verification (explicit) */
   const char *cert_file, *key_file; /* client certificate (PEM files) */
   const char *cert_pem, *key_pem;   /* or in memory */
-  amc_http_chunk_fn on_chunk;   /* streaming mode when set */
+  amc_http_chunk_fn on_chunk;       /* streaming mode when set */
 } amc_http_opts_t;
 
 /* Creates the client on `loop`. Returns NULL on failure. */

@@ -559,6 +559,7 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
+  int levels; /* keys[] / keycap[] initialised below this depth */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
   key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
@@ -735,6 +736,11 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
   int lvl = e->depth;
+  while (e->levels <= lvl) { /* the arrays are not zeroed up front */
+    e->keys[e->levels] = NULL;
+    e->keycap[e->levels] = 0;
+    e->levels++;
+  }
   key_t_ *keys = e->keys[lvl];
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
@@ -892,13 +898,18 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     snprintf(err, errlen, "Lua stack exhausted");
     return -1;
   }
-  enc_t *e = calloc(1, sizeof *e);
+  /* Not calloc: the per-depth arrays are large and most values are
+   * shallow; enc_table initialises levels as it reaches them. */
+  enc_t *e = malloc(sizeof *e);
   if (!e) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
   e->out = out;
   e->pretty = pretty;
+  e->depth = 0;
+  e->failed = 0;
+  e->levels = 0;
   e->err = err;
   e->errlen = errlen;
   int top = lua_gettop(L);
@@ -917,7 +928,7 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
-  for (int i = 0; i < AMC_JSON_MAX_DEPTH + 2; i++)
+  for (int i = 0; i < e->levels; i++)
     free(e->keys[i]);
   free(e);
   if (rc == 0 && pretty)
@@ -933,6 +944,68 @@ int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
                            size_t errlen) {
   return encode(L, idx, out, err, errlen, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pretty-printing canonical text                                            */
+
+static void put_indent(amc_buf_t *o, int depth) {
+  char *w = amc_buf_reserve(o, 1 + 2 * (size_t)depth);
+  w[0] = '\n';
+  memset(w + 1, ' ', 2 * (size_t)depth);
+  amc_buf_commit(o, 1 + 2 * (size_t)depth);
+}
+
+int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
+  int depth = 0;
+  const char *p = s, *end = s + len, *run = s;
+  while (p < end) {
+    char c = *p;
+    if (c == '"') {
+      /* Copy the string as is (escapes included). */
+      for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\')
+          p++;
+      }
+      if (p >= end)
+        return -1;
+      p++;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      amc_buf_append(out, run, (size_t)(p - run + 1));
+      p++;
+      if (p < end && (*p == '}' || *p == ']')) {
+        amc_buf_putc(out, *p);
+        p++;
+      } else {
+        put_indent(out, ++depth);
+      }
+      run = p;
+    } else if (c == '}' || c == ']') {
+      amc_buf_append(out, run, (size_t)(p - run));
+      if (--depth < 0)
+        return -1;
+      put_indent(out, depth);
+      amc_buf_putc(out, c);
+      run = ++p;
+    } else if (c == ',') {
+      amc_buf_append(out, run, (size_t)(p - run + 1));
+      put_indent(out, depth);
+      run = ++p;
+    } else if (c == ':') {
+      amc_buf_append(out, run, (size_t)(p - run));
+      amc_buf_append(out, ": ", 2);
+      run = ++p;
+    } else {
+      p++;
+    }
+  }
+  amc_buf_append(out, run, (size_t)(p - run));
+  if (depth != 0)
+    return -1;
+  amc_buf_putc(out, '\n');
+  return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -67,6 +67,11 @@ int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
                            size_t errlen);
 
+/* Re-indents canonical JSON text (amc_json_encode's output) exactly as
+ * amc_json_encode_pretty would print the same value, without Lua. Returns
+ * 0, or -1 if the text is not well-nested (output then unspecified). */
+int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out);
+
 /* Registers `json.decode`, `json.encode`, `json.pretty`, `json.null` and
  * `json.array_mt` in a table left on the stack (for the runtime's Lua code,
  * not for rules). Lua-side decode/encode raise errors on failure. */

@@ -148,8 +148,9 @@ static int check_object(lua_State *L, ctx_t *c, const char *where) {
   t = lua_getfield(L, md, "namespace");
   if (t != LUA_TNIL && t != LUA_TSTRING)
     return fail(c, "%s: %s: metadata.namespace must be a string", where, kind);
+  int no_ns = t == LUA_TNIL || lua_rawlen(L, -1) == 0; /* "" as kubectl */
   lua_pop(L, 1);
-  if (t == LUA_TNIL && c->opts && c->opts->default_namespace) {
+  if (no_ns && c->opts && c->opts->default_namespace) {
     int scoped = 0;
     for (int i = 0; cluster_scoped[i]; i++) {
       if (strcmp(kind, cluster_scoped[i]) == 0)

@@ -32,7 +32,7 @@
  * mapping with string `apiVersion`, string `kind` and a non-empty string
  * `metadata.name`. Objects of any kind are accepted (what rules ignore is
  * their business). When `default_namespace` is set, a namespaced object
- * without `metadata.namespace` gets it (as `kubectl apply -f` does); a short
+ * without `metadata.namespace` (or with "") gets it (as `kubectl apply -f` does); a short
  * list of well-known cluster-scoped kinds (Namespace, Node, ...) is left
  * alone.
  *

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 
 #define HOOK_STEP      1000
 #define DEFAULT_CAP    ((size_t)256 << 20)
+#define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
 #define DEFAULT_BUDGET 50000000ULL
 
@@ -40,6 +42,17 @@ typedef struct {
 } rule_file_t;
 
 typedef struct gen gen_t;
+
+#define SMALL_STEP 16
+#define SMALL_MAX  256
+#define SLAB_BYTES (64 * 1024)
+typedef struct small_free {
+  struct small_free *next;
+} small_free_t;
+typedef struct slab {
+  struct slab *next;
+  _Alignas(16) char mem[];
+} slab_t;
 
 #define PROF_SLOTS 4096
 typedef struct {
@@ -76,6 +89,7 @@ struct gen {
   lua_State *L;
   amc_rules_engine_t *eng;
   size_t used, cap, limit;
+  size_t gc_base; /* bytes in use after the last full collection */
   int mem_refused;
   uint64_t number;
   char digest[65];
@@ -83,7 +97,11 @@ struct gen {
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
   int ref_schema_types, ref_schema_objects; /* avi_schema, or LUA_NOREF */
-  uint64_t *valid;                          /* see valid_seen() */
+  small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
+  slab_t *slabs;
+  char *slab_pos;
+  size_t slab_left;
+  uint64_t *valid; /* see valid_seen() */
   size_t valid_n, valid_cap;
 };
 
@@ -112,12 +130,53 @@ static char *xasprintf(const char *fmt, ...) {
 /* ------------------------------------------------------------------------ */
 /* Allocator, hook, message handler                                          */
 
+/* Small blocks (most of what Lua allocates: strings, tables, closures) come
+ * from per-generation free lists carved out of 64 KiB slabs, one list per
+ * 16-byte size class; larger ones from malloc. Lua always frees and
+ * reallocates with the size it was given (osize), so the size tells which
+ * of the two a block came from. The slabs go when the generation goes.
+ * (Sanitizer builds use malloc for everything.) */
+static void *small_alloc(gen_t *g, size_t n) {
+  size_t c = (n - 1) / SMALL_STEP;
+  small_free_t *f = g->free_lists[c];
+  if (f) {
+    g->free_lists[c] = f->next;
+    return f;
+  }
+  size_t sz = (c + 1) * SMALL_STEP;
+  if (g->slab_left < sz) {
+    slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
+    if (!sl)
+      return NULL;
+    sl->next = g->slabs;
+    g->slabs = sl;
+    g->slab_pos = sl->mem;
+    g->slab_left = SLAB_BYTES;
+  }
+  void *p = g->slab_pos;
+  g->slab_pos += sz;
+  g->slab_left -= sz;
+  return p;
+}
+
+static void small_release(gen_t *g, void *p, size_t n) {
+  small_free_t *f = p;
+  size_t c = (n - 1) / SMALL_STEP;
+  f->next = g->free_lists[c];
+  g->free_lists[c] = f;
+}
+
 static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   gen_t *g = ud;
   if (!ptr)
     osize = 0; /* osize is a type code then */
   if (nsize == 0) {
-    free(ptr);
+    if (ptr) {
+      if (osize <= SMALL_MAX)
+        small_release(g, ptr, osize);
+      else
+        free(ptr);
+    }
     g->used -= osize;
     return NULL;
   }
@@ -125,9 +184,26 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     g->mem_refused = 1;
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
-  if (!p)
-    return nsize <= osize ? ptr : NULL; /* shrinking never fails */
+  void *p;
+  if (osize > SMALL_MAX && nsize > SMALL_MAX) {
+    p = realloc(ptr, nsize);
+    if (!p)
+      return nsize <= osize ? ptr : NULL; /* shrinking never fails */
+  } else if (ptr && osize <= SMALL_MAX && nsize <= SMALL_MAX &&
+             (osize - 1) / SMALL_STEP == (nsize - 1) / SMALL_STEP) {
+    p = ptr; /* same size class */
+  } else {
+    p = nsize <= SMALL_MAX ? small_alloc(g, nsize) : malloc(nsize);
+    if (!p)
+      return nsize <= osize ? ptr : NULL;
+    if (ptr) {
+      memcpy(p, ptr, osize < nsize ? osize : nsize);
+      if (osize <= SMALL_MAX)
+        small_release(g, ptr, osize);
+      else
+        free(ptr);
+    }
+  }
   g->used = g->used - osize + nsize;
   return p;
 }
@@ -553,23 +629,68 @@ static int host_get(lua_State *L) {
   return 1;
 }
 
+/* Does the object on top of the stack have every label of the selector at
+ * `sel` (a table label -> string value)? */
+static int labels_match(lua_State *L, int sel) {
+  int top = lua_gettop(L), ok = 0;
+  if (lua_type(L, top) != LUA_TTABLE ||
+      lua_getfield(L, top, "metadata") != LUA_TTABLE ||
+      lua_getfield(L, -1, "labels") != LUA_TTABLE) {
+    /* No labels: only the empty selector matches. */
+    lua_pushnil(L);
+    ok = lua_next(L, sel) == 0;
+    lua_settop(L, top);
+    return ok;
+  }
+  int labels = lua_gettop(L);
+  ok = 1;
+  lua_pushnil(L);
+  while (lua_next(L, sel)) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, labels);
+    if (!lua_rawequal(L, -1, -2)) {
+      ok = 0;
+      break;
+    }
+    lua_pop(L, 2);
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
 static int host_list(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *kind = luaL_checkstring(L, 1);
   const char *ns = opt_string(L, 2, "rt.list: namespace");
+  int sel = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    sel = 3;
+    lua_pushnil(L);
+    while (lua_next(L, sel)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "rt.list: labels must map strings to strings");
+      lua_pop(L, 1);
+    }
+  }
   record_read(e, kind, ns, NULL);
   const amc_store_obj_t *const *l;
   size_t n = amc_store_list(e->store, kind, ns, &l);
   gen_t *g = GEN(L);
-  luaL_checkstack(L, 6, "rt.list");
+  luaL_checkstack(L, 8, "rt.list");
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
   int cache = lua_gettop(L);
-  lua_createtable(L, n > 1000000 ? 1000000 : (int)n, 0);
+  lua_createtable(L, sel ? 0 : (n > 1000000 ? 1000000 : (int)n), 0);
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
   lua_setmetatable(L, -2);
+  lua_Integer k = 0;
   for (size_t i = 0; i < n; i++) {
     push_cached(L, g, cache, l[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    if (sel && !labels_match(L, sel)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawseti(L, -2, ++k);
   }
   return 1;
 }
@@ -848,6 +969,11 @@ static void gen_free(gen_t *g) {
     return;
   if (g->L)
     lua_close(g->L);
+  while (g->slabs) {
+    slab_t *next = g->slabs->next;
+    free(g->slabs);
+    g->slabs = next;
+  }
   free(g->entry_file);
   free(g->valid);
   free(g);
@@ -927,6 +1053,8 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   }
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
+  lua_gc(L, LUA_GCSTOP);
+  g->gc_base = g->used;
   gen_free(e->active);
   e->active = g;
   g->number = ++e->generations;
@@ -1081,7 +1209,7 @@ static int prove_scalar(lua_State *L, const char *t, int f, int v) {
     if (lua_type(L, v) != LUA_TNUMBER)
       goto out;
     lua_Number x = lua_tonumber(L, v);
-    if (t[0] == 'i' && !lua_isinteger(L, v) && x != (lua_Number)(lua_Integer)x)
+    if (t[0] == 'i' && !lua_isinteger(L, v) && x != floor(x))
       goto out;
     int tmin = lua_getfield(L, f, "min");
     int tmax = lua_getfield(L, f, "max");
@@ -1130,6 +1258,11 @@ static int prove_field(lua_State *L, int types, int f, int v, int depth) {
   } else if (strcmp(t, "array") == 0) {
     if (lua_type(L, v) != LUA_TTABLE || !lua_is_seq(L, v))
       goto out;
+    if (lua_getmetatable(L, v)) { /* only the JSON array metatable */
+      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+      if (!lua_rawequal(L, -1, -2))
+        goto out;
+    }
     lua_Integer n = (lua_Integer)lua_rawlen(L, v);
     int tm = lua_getfield(L, f, "max_items");
     if (tm != LUA_TNIL &&
@@ -1172,6 +1305,10 @@ static int prove_object(lua_State *L, int types, int type_name, int obj,
   if (depth > PROVE_DEPTH || !lua_checkstack(L, 12))
     return 0;
   int top = lua_gettop(L), ok = 0;
+  /* A metatable could change what validate.lua's pairs() and indexing see:
+   * leave such objects to it. */
+  if (lua_getmetatable(L, obj))
+    goto out;
   lua_pushvalue(L, type_name);
   if (lua_rawget(L, types) != LUA_TTABLE)
     goto out;
@@ -1545,8 +1682,15 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
    * translation start; dropping it here frees them now). */
   lua_pushboolean(L, 0);
   lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
-  if (status == LUA_ERRMEM || g->mem_refused)
+  /* The collector is stopped (see amc_rules_engine_load): a translation's
+   * tables all die with it, so one full collection now and then is much
+   * cheaper than incremental work during every translation. Allocation
+   * failures still trigger Lua's emergency collection. */
+  if (status == LUA_ERRMEM || g->mem_refused ||
+      g->used > g->gc_base + GC_SLACK) {
     lua_gc(L, LUA_GCCOLLECT);
+    g->gc_base = g->used;
+  }
   dedup_reads(t);
   return t;
 }

@@ -41,6 +41,8 @@
  * store into fresh tables on every call (rules cannot change stored
  * objects), and record each read (deduplicated, sorted) in the translation:
  * gets with their name (also when nothing was found), lists with name NULL.
+ * host.list(kind, ns, labels) takes an optional label selector (table of
+ * label -> value, all must match metadata.labels) and filters in C.
  *
  * Output. translate() runs the entry rule on the key's object and checks
  * the result: { objects = { {type=, object=}, ... }, diagnostics = {...} };
@@ -54,6 +56,13 @@
  * running validate.lua; it only ever says "certainly valid", so anything
  * else still goes through validate.object, the authority for what is
  * refused and for the messages.
+ *
+ * Garbage collection: the collector is stopped while a generation serves;
+ * the engine runs a full collection between translations once 32 MiB of
+ * garbage may have piled up (and after a memory error). A translation's
+ * tables all die when it ends, so this costs far less than incremental
+ * collection during every translation; running out of the budget still
+ * triggers Lua's emergency collection.
  *
  * Reads within one translation: a second rt.get/rt.list of the same object
  * returns the same table as the first (decoded once per translation).

@@ -21,10 +21,10 @@ typedef struct call {
   amc_avi_client_t *c;
   char *method, *path, *tenant, *body;
   size_t body_len;
-  int retries;       /* transient resends so far */
-  int relogins;      /* 401/419 resends so far */
-  unsigned gen;      /* session generation it was sent with */
-  uint64_t due;      /* backoff deadline (loop ms) */
+  int retries;  /* transient resends so far */
+  int relogins; /* 401/419 resends so far */
+  unsigned gen; /* session generation it was sent with */
+  uint64_t due; /* backoff deadline (loop ms) */
   amc_http_req_t *req;
   amc_avi_done_fn done;
   void *data;
@@ -61,6 +61,9 @@ struct amc_avi_client {
   lua_State *L;
   amc_avi_observe_fn observe;
   void *observe_data;
+  amc_http_req_t *logout_req;
+  void (*logout_done)(void *);
+  void *logout_data;
 };
 
 static void pump(amc_avi_client_t *c);
@@ -132,9 +135,9 @@ int amc_avi_classify(long status, const char *msg) {
     return strstr(msg, "Import error") == NULL;
   if (status == 400 || status == 403 || status == 404) {
     static const char *const transient[] = {
-        "object not found", "Cannot delete, object is referred by",
+        "object not found",      "Cannot delete, object is referred by",
         "No available free IPs", "disallowed during upgrade",
-        "does not exist!", NULL};
+        "does not exist!",       NULL};
     for (int i = 0; transient[i]; i++) {
       if (strstr(msg, transient[i]))
         return 1;
@@ -173,9 +176,8 @@ static void extract_message(amc_avi_client_t *c, const char *body, size_t len,
 
 static void finish(amc_avi_client_t *c, call_t *k, long status,
                    const char *transport_err, const char *body, size_t len) {
-  amc_avi_resp_t r = {.status = status,
-                      .body = body ? body : "",
-                      .body_len = body ? len : 0};
+  amc_avi_resp_t r = {
+      .status = status, .body = body ? body : "", .body_len = body ? len : 0};
   amc_buf_t msg = AMC_BUF_INIT, err = AMC_BUF_INIT;
   r.ok = status >= 200 && status < 300 && !transport_err;
   if (!r.ok) {
@@ -394,7 +396,8 @@ static void send_call(amc_avi_client_t *c, call_t *k) {
   amc_buf_t url = AMC_BUF_INIT, cookie = AMC_BUF_INIT, csrf = AMC_BUF_INIT,
             ref = AMC_BUF_INIT, ver = AMC_BUF_INIT, ten = AMC_BUF_INIT;
   amc_buf_printf(&url, "%s%s", c->base, k->path);
-  amc_buf_printf(&cookie, "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
+  amc_buf_printf(&cookie,
+                 "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
                  c->csrf, c->sessionid, c->sessionid);
   amc_buf_printf(&csrf, "X-CSRFToken: %s", c->csrf);
   amc_buf_printf(&ref, "Referer: %s", c->base);
@@ -490,9 +493,9 @@ static void call_done(amc_http_req_t *req, const amc_http_response_t *resp,
     pump(c);
     return;
   }
-  int retryable = st == 429 || st == 502 || st == 503 || st == 504 ||
-                  (st == 500 && !memmem(resp->body, resp->body_len,
-                                        "Import error", 12));
+  int retryable =
+      st == 429 || st == 502 || st == 503 || st == 504 ||
+      (st == 500 && !memmem(resp->body, resp->body_len, "Import error", 12));
   if (retryable && k->retries < c->max_retries) {
     amc_log(AMC_INFO, "avi.retry", AMC_S("method", k->method),
             AMC_S("path", k->path), AMC_I("status", st));
@@ -541,9 +544,9 @@ static void pump(amc_avi_client_t *c) {
     c->tokens -= 1;
     send_call(c, ready_pop(c));
   }
-  int want_token = c->ready && c->tokens < 1 &&
-                   (c->state == S_READY ||
-                    (c->state == S_NONE && c->login_due <= now));
+  int want_token =
+      c->ready && c->tokens < 1 &&
+      (c->state == S_READY || (c->state == S_NONE && c->login_due <= now));
   if (want_token) {
     uint64_t t = now + (uint64_t)((1.0 - c->tokens) * 1000.0 / c->rate) + 1;
     if (t < next)
@@ -575,9 +578,9 @@ amc_avi_client_t *amc_avi_client_new(amc_http_t *http, uv_loop_t *loop,
   c->insecure = o->insecure;
   c->rate = o->rate > 0 ? o->rate : 20;
   c->burst = o->burst > 0 ? o->burst : 5;
-  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
+  c->max_inflight = o->max_inflight > 0 ? o->max_inflight : 4;
   c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
-  c->max_retries = o->max_retries > 0 ? o->max_retries
+  c->max_retries = o->max_retries > 0   ? o->max_retries
                    : o->max_retries < 0 ? 0
                                         : 6;
   c->backoff_base = o->backoff_base_ms > 0 ? o->backoff_base_ms : 200;
@@ -652,6 +655,62 @@ size_t amc_avi_client_pending(const amc_avi_client_t *c) {
   return n;
 }
 
+static void logout_cb(amc_http_req_t *req, const amc_http_response_t *resp,
+                      void *data) {
+  (void)req;
+  amc_avi_client_t *c = data;
+  c->logout_req = NULL;
+  observe(c, "POST", "/logout", resp->error ? 0 : resp->status);
+  amc_log(AMC_DEBUG, "avi.logout", AMC_I("status", resp->status));
+  if (c->logout_done)
+    c->logout_done(c->logout_data);
+}
+
+int amc_avi_client_logout(amc_avi_client_t *c, void (*done)(void *),
+                          void *data) {
+  if (c->state != S_READY || amc_avi_client_pending(c) > 0 || c->logout_req) {
+    if (done)
+      done(data);
+    return 0;
+  }
+  amc_buf_t url = AMC_BUF_INIT, cookie = AMC_BUF_INIT, csrf = AMC_BUF_INIT,
+            ref = AMC_BUF_INIT;
+  amc_buf_printf(&url, "%s/logout", c->base);
+  amc_buf_printf(&cookie,
+                 "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
+                 c->csrf, c->sessionid, c->sessionid);
+  amc_buf_printf(&csrf, "X-CSRFToken: %s", c->csrf);
+  amc_buf_printf(&ref, "Referer: %s", c->base);
+  const char *hdrs[] = {"Content-Type: application/json", cookie.data,
+                        csrf.data, ref.data, NULL};
+  amc_http_opts_t o = {.method = "POST",
+                       .url = url.data,
+                       .headers = hdrs,
+                       .timeout_ms =
+                           c->timeout_ms < 5000 ? c->timeout_ms : 5000,
+                       .ca_file = c->ca_file,
+                       .insecure = c->insecure};
+  c->logout_done = done;
+  c->logout_data = data;
+  c->state = S_NONE;
+  c->logout_req = amc_http_start(c->http, &o, logout_cb, c);
+  memset(cookie.data, 0, cookie.len);
+  memset(csrf.data, 0, csrf.len);
+  amc_buf_free(&url);
+  amc_buf_free(&cookie);
+  amc_buf_free(&csrf);
+  amc_buf_free(&ref);
+  free(c->csrf);
+  free(c->sessionid);
+  c->csrf = c->sessionid = NULL;
+  if (!c->logout_req) {
+    if (done)
+      done(data);
+    return 0;
+  }
+  return 1;
+}
+
 static void pump_closed(uv_handle_t *h) {
   free(h->data);
 }
@@ -673,6 +732,8 @@ void amc_avi_client_free(amc_avi_client_t *c) {
   }
   if (c->login_req)
     amc_http_cancel(c->login_req);
+  if (c->logout_req)
+    amc_http_cancel(c->logout_req);
   if (c->pass) {
     memset(c->pass, 0, strlen(c->pass));
     free(c->pass);

@@ -52,28 +52,28 @@
 typedef struct amc_avi_client amc_avi_client_t;
 
 typedef struct {
-  const char *base_url;  /* "https://10.0.0.1" (no path); required */
-  const char *username;  /* required */
-  const char *password;  /* required */
-  const char *version;   /* X-Avi-Version; NULL: from the login answer */
-  const char *ca_file;   /* CA bundle for the controller's certificate */
-  int insecure;          /* skip TLS verification (explicit opt-in) */
-  double rate;           /* calls per second; 0: 20 */
-  int burst;             /* bucket size; 0: 5 */
-  int max_inflight;      /* 0: 8 */
-  long timeout_ms;       /* per HTTP request; 0: 30000 */
-  int max_retries;       /* transient resends per call; 0: 6, <0: none */
-  long backoff_base_ms;  /* 0: 200 */
-  long backoff_max_ms;   /* 0: 5000 */
+  const char *base_url; /* "https://10.0.0.1" (no path); required */
+  const char *username; /* required */
+  const char *password; /* required */
+  const char *version;  /* X-Avi-Version; NULL: from the login answer */
+  const char *ca_file;  /* CA bundle for the controller's certificate */
+  int insecure;         /* skip TLS verification (explicit opt-in) */
+  double rate;          /* calls per second; 0: 20 */
+  int burst;            /* bucket size; 0: 5 */
+  int max_inflight;     /* 0: 4 (connections to the controller) */
+  long timeout_ms;      /* per HTTP request; 0: 30000 */
+  int max_retries;      /* transient resends per call; 0: 6, <0: none */
+  long backoff_base_ms; /* 0: 200 */
+  long backoff_max_ms;  /* 0: 5000 */
 } amc_avi_client_opts_t;
 
 typedef struct {
-  long status;        /* final HTTP status; 0 = no answer (transport) */
-  int ok;             /* 2xx */
-  int transient;      /* when !ok: worth retrying later */
-  const char *error;  /* when !ok: "HTTP 409: <message>" or transport */
+  long status;         /* final HTTP status; 0 = no answer (transport) */
+  int ok;              /* 2xx */
+  int transient;       /* when !ok: worth retrying later */
+  const char *error;   /* when !ok: "HTTP 409: <message>" or transport */
   const char *message; /* when !ok: the controller's message alone */
-  const char *body;   /* response body (NUL-terminated) */
+  const char *body;    /* response body (NUL-terminated) */
   size_t body_len;
 } amc_avi_resp_t;
 
@@ -96,9 +96,8 @@ void amc_avi_client_set_observer(amc_avi_client_t *c, amc_avi_observe_fn fn,
  * every tenant); `body` may be NULL. Returns 0, or -1 (bad arguments: the
  * callback is not called). */
 int amc_avi_client_call(amc_avi_client_t *c, const char *method,
-                        const char *path, const char *tenant,
-                        const char *body, size_t body_len,
-                        amc_avi_done_fn done, void *data);
+                        const char *path, const char *tenant, const char *body,
+                        size_t body_len, amc_avi_done_fn done, void *data);
 
 /* 1 after a successful exchange, 0 after a transport error or failed login
  * (for readiness). */
@@ -114,6 +113,12 @@ size_t amc_avi_client_pending(const amc_avi_client_t *c);
  * found, an object is still referred to, no free IPs, an upgrade is
  * running or the tenant does not exist (yet). */
 int amc_avi_classify(long status, const char *message);
+
+/* Ends the session (`POST /logout`, best effort) when one is open and no
+ * call is pending; `done` runs once, also when there was nothing to do
+ * (then before this returns). Returns 1 if a logout was sent. */
+int amc_avi_client_logout(amc_avi_client_t *c, void (*done)(void *data),
+                          void *data);
 
 /* Drops every call (no callbacks) and frees the client. */
 void amc_avi_client_free(amc_avi_client_t *c);

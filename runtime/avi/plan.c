@@ -11,8 +11,10 @@
 #include <string.h>
 
 const char *const amc_avi_owned_types[] = {
-    "vsvip",   "sslkeyandcertificate", "pkiprofile",    "healthmonitor",
-    "pool",    "poolgroup",            "stringgroup",   "httppolicyset",
+    "vsvip",          "sslkeyandcertificate",
+    "pkiprofile",     "healthmonitor",
+    "pool",           "poolgroup",
+    "stringgroup",    "httppolicyset",
     "virtualservice", NULL};
 
 int amc_avi_rank(const char *type, int child) {
@@ -24,9 +26,14 @@ int amc_avi_rank(const char *type, int child) {
 }
 
 int amc_avi_has_created_by(const char *type) {
-  static const char *const t[] = {"virtualservice", "pool", "poolgroup",
-                                  "httppolicyset", "sslkeyandcertificate",
-                                  "pkiprofile", "applicationprofile", NULL};
+  static const char *const t[] = {"virtualservice",
+                                  "pool",
+                                  "poolgroup",
+                                  "httppolicyset",
+                                  "sslkeyandcertificate",
+                                  "pkiprofile",
+                                  "applicationprofile",
+                                  NULL};
   for (int i = 0; t[i]; i++) {
     if (strcmp(type, t[i]) == 0)
       return 1;
@@ -131,7 +138,8 @@ int amc_avi_ref_parse(const char *ref, char *type, size_t tlen, char *name,
   const char *p;
   if (strncmp(ref, "/api/", 5) == 0)
     p = ref + 5;
-  else if (strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0) {
+  else if (strncmp(ref, "http://", 7) == 0 ||
+           strncmp(ref, "https://", 8) == 0) {
     p = strstr(ref, "/api/");
     if (!p)
       return -1;
@@ -227,8 +235,8 @@ amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
   return e;
 }
 
-void amc_avi_cache_del(amc_avi_cache_t *c, const char *type,
-                       const char *tenant, const char *name) {
+void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
+                       const char *name) {
   amc_buf_t k = AMC_BUF_INIT;
   cache_key(&k, type, tenant, name);
   entry_free(amc_strmap_del(&c->map, k.data));
@@ -285,9 +293,8 @@ int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
 /* ---- comparison --------------------------------------------------------- */
 
 static int is_null(lua_State *L, int idx) {
-  return lua_isnoneornil(L, idx) ||
-         (lua_islightuserdata(L, idx) &&
-          lua_touserdata(L, idx) == AMC_JSON_NULL);
+  return lua_isnoneornil(L, idx) || (lua_islightuserdata(L, idx) &&
+                                     lua_touserdata(L, idx) == AMC_JSON_NULL);
 }
 
 static int is_empty_table(lua_State *L, int idx) {
@@ -427,8 +434,7 @@ static void redact(lua_State *L, int idx, int top_level_key) {
       const char *k = lua_tostring(L, -2);
       int secret = (top_level_key && strcmp(k, "key") == 0) ||
                    strcmp(k, "key_passphrase") == 0 ||
-                   strcmp(k, "password") == 0 ||
-                   strcmp(k, "private_key") == 0;
+                   strcmp(k, "password") == 0 || strcmp(k, "private_key") == 0;
       if (secret && lua_type(L, -1) == LUA_TSTRING) {
         lua_pushvalue(L, -2);
         lua_pushstring(L, "<sensitive>");
@@ -598,8 +604,8 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
       s->name = strdup(o->name);
       s->uuid = e ? sdup(e->uuid) : NULL;
       s->rank = rank;
-      if (amc_avi_desired_body(L, o->json, o->json_len, s, perr,
-                               sizeof perr) != 0) {
+      if (amc_avi_desired_body(L, o->json, o->json_len, s, perr, sizeof perr) !=
+          0) {
         snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
         goto fail;
       }

@@ -75,8 +75,8 @@ amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant);
-void amc_avi_cache_del(amc_avi_cache_t *c, const char *type,
-                       const char *tenant, const char *name);
+void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
+                       const char *name);
 size_t amc_avi_cache_count(const amc_avi_cache_t *c);
 
 /* Ownership of the object at `idx` (see the top). */
@@ -101,13 +101,17 @@ int amc_avi_subset(lua_State *L, int d, int s);
 int amc_avi_ref_parse(const char *ref, char *type, size_t tlen, char *name,
                       size_t nlen);
 
-typedef enum { AMC_AVI_POST = 0, AMC_AVI_PUT = 1, AMC_AVI_DELETE = 2 } amc_avi_op_t;
+typedef enum {
+  AMC_AVI_POST = 0,
+  AMC_AVI_PUT = 1,
+  AMC_AVI_DELETE = 2
+} amc_avi_op_t;
 
 typedef struct {
   amc_avi_op_t op;
   char *type, *tenant, *name;
-  char *uuid;  /* PUT and DELETE */
-  char *body;  /* POST and PUT: desired JSON plus the checksum marker */
+  char *uuid; /* PUT and DELETE */
+  char *body; /* POST and PUT: desired JSON plus the checksum marker */
   size_t body_len;
   char *cksum; /* POST and PUT */
   int rank;

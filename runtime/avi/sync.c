@@ -43,6 +43,8 @@ struct amc_avi_sync {
   void *start_data;
   unsigned fill_gets;
   fill_t fills[MAX_TYPES];
+  int refreshing;       /* a re-read into `next` is running */
+  amc_avi_cache_t next; /* the re-read, swapped in when complete */
   amc_avi_sync_observe_fn observe;
   void *observe_data;
 };
@@ -52,10 +54,13 @@ struct job {
   char *key;
   amc_avi_plan_t plan;
   size_t i;
-  int tries;            /* re-reads for the current step */
-  amc_buf_t err;        /* first error */
+  int tries;     /* re-reads for the current step */
+  amc_buf_t err; /* first error */
   int transient;
-  int deferred;         /* a delete was refused because of referrers */
+  int deferred; /* a delete was refused because of referrers */
+  int cleanup;  /* a create/update failed for good: only the deletes of
+                   leftovers still run */
+  int cleaned;  /* deletes that succeeded in that phase */
   unsigned calls[4];
   amc_avi_sync_cb cb;
   void *data;
@@ -105,6 +110,7 @@ amc_avi_sync_t *amc_avi_sync_new(uv_loop_t *loop, amc_http_t *http,
   }
   luaL_checkstack(s->L, AMC_JSON_MAX_DEPTH + 32, NULL);
   amc_avi_cache_init(&s->cache);
+  amc_avi_cache_init(&s->next);
   s->cluster = strdup(o->cluster);
   s->tenant = strdup(o->tenant && *o->tenant ? o->tenant : "admin");
   s->own.cluster = s->cluster;
@@ -140,6 +146,14 @@ void amc_avi_sync_set_observer(amc_avi_sync_t *s, amc_avi_sync_observe_fn fn,
   s->observe_data = data;
 }
 
+void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
+                         void *data) {
+  if (s->client)
+    amc_avi_client_logout(s->client, done, data);
+  else if (done)
+    done(data);
+}
+
 int amc_avi_sync_synced(const amc_avi_sync_t *s) {
   return s->synced;
 }
@@ -169,6 +183,7 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
     job_free(j);
   }
   amc_avi_cache_clear(&s->cache);
+  amc_avi_cache_clear(&s->next);
   amc_buf_free(&s->fill_err);
   if (s->L)
     lua_close(s->L);
@@ -177,19 +192,44 @@ void amc_avi_sync_free(amc_avi_sync_t *s) {
   free(s);
 }
 
-/* ---- start: fill the cache ------------------------------------------------- */
+/* ---- start: fill the cache -------------------------------------------------
+ */
+
+/* Our own writes keep the cache current, and the re-read in progress too
+ * (whether its read of that type came before or after the write). */
+static int store_put(amc_avi_sync_t *s, const char *type, const char *tenant) {
+  if (s->refreshing)
+    amc_avi_cache_put(&s->next, s->L, &s->own, type, tenant);
+  return amc_avi_cache_put(&s->cache, s->L, &s->own, type, tenant);
+}
+
+static void store_del(amc_avi_sync_t *s, const char *type, const char *tenant,
+                      const char *name) {
+  if (s->refreshing)
+    amc_avi_cache_del(&s->next, type, tenant, name);
+  amc_avi_cache_del(&s->cache, type, tenant, name);
+}
 
 static void fill_done(amc_avi_sync_t *s) {
   if (--s->filling > 0)
     return;
   amc_avi_sync_result_t r = {0};
   r.calls[AMC_AVI_GET] = s->fill_gets;
+  int refresh = s->refreshing;
+  s->refreshing = 0;
   if (s->fill_failed) {
-    amc_avi_cache_clear(&s->cache);
+    /* A failed start leaves nothing; a failed re-read keeps the old. */
+    amc_avi_cache_clear(refresh ? &s->next : &s->cache);
     r.transient = s->fill_transient;
     r.error = s->fill_err.data;
-    amc_log(AMC_ERROR, "avi.sync_start_failed", AMC_S("error", r.error));
+    amc_log(AMC_ERROR, "avi.sync_start_failed", AMC_S("error", r.error),
+            AMC_B("refresh", refresh));
   } else {
+    if (refresh) {
+      amc_avi_cache_clear(&s->cache);
+      s->cache = s->next;
+      amc_avi_cache_init(&s->next);
+    }
     s->synced = 1;
     r.ok = 1;
     amc_log(AMC_INFO, "avi.cache_synced",
@@ -220,8 +260,7 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
   char err[200];
   if (!r->ok) {
     if (!s->fill_failed) {
-      amc_buf_printf(&s->fill_err, "reading %s objects: %s", f->type,
-                     r->error);
+      amc_buf_printf(&s->fill_err, "reading %s objects: %s", f->type, r->error);
       s->fill_transient = r->transient;
     }
     s->fill_failed = 1;
@@ -247,7 +286,8 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
       if (lua_istable(L, -1))
-        amc_avi_cache_put(&s->cache, L, &s->own, f->type, s->tenant);
+        amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own,
+                          f->type, s->tenant);
       lua_pop(L, 1);
     }
   }
@@ -276,13 +316,26 @@ static void url_escape(amc_buf_t *b, const char *s) {
 }
 
 void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
+  if (s->filling > 0) {
+    amc_avi_sync_result_t r = {.transient = 1,
+                               .error = "a read of the controller is already "
+                                        "in progress"};
+    if (cb)
+      cb(&r, data);
+    return;
+  }
   s->start_cb = cb;
   s->start_data = data;
-  s->synced = 0;
   s->fill_failed = 0;
   s->fill_gets = 0;
   amc_buf_reset(&s->fill_err);
-  amc_avi_cache_clear(&s->cache);
+  if (s->synced && s->client) {
+    s->refreshing = 1; /* keys keep syncing against the current cache */
+    amc_avi_cache_clear(&s->next);
+  } else {
+    s->synced = 0;
+    amc_avi_cache_clear(&s->cache);
+  }
   if (!s->client) {
     s->synced = 1;
     amc_avi_sync_result_t r = {.ok = 1};
@@ -313,7 +366,8 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
   fill_done(s);
 }
 
-/* ---- apply ----------------------------------------------------------------- */
+/* ---- apply -----------------------------------------------------------------
+ */
 
 static void job_finish(job_t *j) {
   amc_avi_sync_t *s = j->s;
@@ -341,16 +395,34 @@ static void job_finish(job_t *j) {
   job_free(j);
 }
 
+static void run_step(job_t *j);
+
+/* A step failed. The key stops, except that after a permanent failure of a
+ * create or update the deletes of the key's leftovers still run: retrying
+ * would not help, and an unwanted object (an old child VS holding a pool,
+ * say) may be exactly what blocks the write. If a delete succeeds the key's
+ * error becomes transient (the next attempt may get further). */
 static void job_fail(job_t *j, const amc_avi_step_t *st, const char *method,
                      const char *why, int transient) {
   if (!j->err.len) {
     amc_buf_printf(&j->err, "%s %s %s: %s", method, st->type, st->name, why);
     j->transient = transient;
   }
+  if (!transient && !j->cleanup && st->op != AMC_AVI_DELETE) {
+    for (size_t k = j->i + 1; k < j->plan.n; k++) {
+      if (j->plan.steps[k].op == AMC_AVI_DELETE) {
+        j->cleanup = 1;
+        j->i = k;
+        j->tries = 0;
+        run_step(j);
+        return;
+      }
+    }
+  }
+  if (j->cleanup && j->cleaned > 0)
+    j->transient = 1;
   job_finish(j);
 }
-
-static void run_step(job_t *j);
 
 static void next_step(job_t *j) {
   j->i++;
@@ -366,9 +438,8 @@ static int cache_answer(amc_avi_sync_t *s, const amc_avi_step_t *st,
   int top = lua_gettop(L);
   char err[128];
   int rc = -1;
-  if (amc_json_decode(L, body, len, err, sizeof err) == 0 &&
-      lua_istable(L, -1))
-    rc = amc_avi_cache_put(&s->cache, L, &s->own, st->type, st->tenant);
+  if (amc_json_decode(L, body, len, err, sizeof err) == 0 && lua_istable(L, -1))
+    rc = store_put(s, st->type, st->tenant);
   lua_settop(L, top);
   return rc;
 }
@@ -416,6 +487,8 @@ static void run_step(job_t *j) {
   }
   if (j->i >= j->plan.n) {
     amc_buf_free(&p);
+    if (j->cleanup && j->cleaned > 0)
+      j->transient = 1;
     job_finish(j);
     return;
   }
@@ -523,8 +596,7 @@ static void on_lookup(const amc_avi_resp_t *r, void *data) {
       lua_rawgeti(L, -1, 1);
       if (lua_istable(L, -1)) {
         found = 1;
-        owned = amc_avi_cache_put(&s->cache, L, &s->own, st->type,
-                                  st->tenant) == 1;
+        owned = store_put(s, st->type, st->tenant) == 1;
       }
     }
   }
@@ -543,7 +615,7 @@ static void on_put(const amc_avi_resp_t *r, void *data) {
   }
   if (r->status == 404 && j->tries < 3) {
     j->tries++;
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
     continue_after_read(j, 0, 0);
     return;
   }
@@ -563,7 +635,7 @@ static void on_reread(const amc_avi_resp_t *r, void *data) {
   amc_avi_sync_t *s = j->s;
   amc_avi_step_t *st = &j->plan.steps[j->i];
   if (r->status == 404) {
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
     continue_after_read(j, 0, 0);
     return;
   }
@@ -580,7 +652,9 @@ static void on_delete(const amc_avi_resp_t *r, void *data) {
   amc_avi_sync_t *s = j->s;
   amc_avi_step_t *st = &j->plan.steps[j->i];
   if (r->ok || r->status == 404) {
-    amc_avi_cache_del(&s->cache, st->type, st->tenant, st->name);
+    store_del(s, st->type, st->tenant, st->name);
+    if (j->cleanup)
+      j->cleaned++;
     next_step(j);
     return;
   }
@@ -589,8 +663,7 @@ static void on_delete(const amc_avi_resp_t *r, void *data) {
     /* Still in use (by something outside this plan): try the rest, retry
      * the key later. */
     if (!j->err.len) {
-      amc_buf_printf(&j->err, "DELETE %s %s: %s", st->type, st->name,
-                     r->error);
+      amc_buf_printf(&j->err, "DELETE %s %s: %s", st->type, st->name, r->error);
       j->transient = 1;
     }
     j->deferred = 1;
@@ -627,8 +700,8 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
                       void *data) {
   if (!s->synced) {
     fail_now(s, key,
-             "the AVI cache is not synced yet (start has not succeeded)", 1,
-             cb, data);
+             "the AVI cache is not synced yet (start has not succeeded)", 1, cb,
+             data);
     return;
   }
   if (t && t->error) {
@@ -639,15 +712,13 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
   job_t *j = job_new(s, key, cb, data);
   char err[300];
   if (amc_avi_plan_key(s->L, &s->cache, &s->own, key, t ? t->objects : NULL,
-                       t ? t->n_objects : 0, &j->plan, err,
-                       sizeof err) != 0) {
+                       t ? t->n_objects : 0, &j->plan, err, sizeof err) != 0) {
     amc_buf_puts(&j->err, err);
     j->transient = 0;
     job_finish(j);
     return;
   }
-  amc_log(AMC_DEBUG, "avi.plan", AMC_S("key", key),
-          AMC_I("steps", j->plan.n));
+  amc_log(AMC_DEBUG, "avi.plan", AMC_S("key", key), AMC_I("steps", j->plan.n));
   run_step(j);
 }
 

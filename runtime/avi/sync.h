@@ -15,7 +15,12 @@
  *   or name.contains=amc--<cluster>-- for types without created_by) and
  *   checked again on the client (plan.h). From then on the cache is kept
  *   current from the answers to our own calls; it is never re-read except
- *   the single object a 409/412 concerns. Until start has succeeded,
+ *   the single object a 409/412 concerns. Calling start again once synced
+ *   re-reads everything (a full resync, e.g. periodically, to notice
+ *   objects deleted behind amc's back): keys keep syncing against the
+ *   current cache meanwhile, the new read replaces it only when complete
+ *   (our own writes go to both), and a failed re-read keeps the old one.
+ *   Until start has succeeded,
  *   sync_key and gc fail (transient) without a call: nothing is ever
  *   deleted on the basis of a read that failed or did not happen.
  *
@@ -23,7 +28,10 @@
  *   orders the calls (creates/updates by dependency, deletes of the key's
  *   leftovers in reverse). The calls run one after another; on a failure
  *   the key stops (the cache holds what did happen, so the next attempt
- *   plans from there). Per step:
+ *   plans from there) -- except that after a permanent failure of a create
+ *   or update the leftovers' deletes still run (an unwanted object may be
+ *   what blocks the write; if one is deleted the error becomes transient).
+ *   Per step:
  *     POST 409   GET by name: ours -> adopt it (PUT if it differs, else
  *                nothing); not ours -> permanent error "name clash: ..."
  *     PUT 404    the object vanished: POST it
@@ -57,29 +65,34 @@ typedef struct {
   const char *controller; /* base URL "https://host[:port]"; NULL: dry run
                              against an empty controller */
   const char *username, *password;
-  const char *version;    /* NULL: the controller's (from login) */
-  const char *tenant;     /* NULL: "admin" (objects without tenant_ref) */
-  const char *cluster;    /* required: ownership marks (plan.h) */
+  const char *version; /* NULL: the controller's (from login) */
+  const char *tenant;  /* NULL: "admin" (objects without tenant_ref) */
+  const char *cluster; /* required: ownership marks (plan.h) */
   const char *ca_file;
   int insecure;
-  double rate;            /* client rate limit (client.h defaults) */
+  double rate; /* client rate limit (client.h defaults) */
   int burst;
   long timeout_ms;
   int max_retries;
   long backoff_base_ms, backoff_max_ms;
   int dry_run;
-  FILE *dry_run_out;      /* NULL: stdout */
+  FILE *dry_run_out; /* NULL: stdout */
 } amc_avi_sync_opts_t;
 
-enum { AMC_AVI_GET = 0, AMC_AVI_NPOST = 1, AMC_AVI_NPUT = 2, AMC_AVI_NDELETE = 3 };
+enum {
+  AMC_AVI_GET = 0,
+  AMC_AVI_NPOST = 1,
+  AMC_AVI_NPUT = 2,
+  AMC_AVI_NDELETE = 3
+};
 
 typedef struct {
   int ok;
-  int transient;       /* when !ok */
-  const char *error;   /* when !ok: "<METHOD> <type> <name>: <reason>" */
-  unsigned calls[4];   /* API calls issued: GET, POST, PUT, DELETE (not
-                          counting the client's own resends and logins) */
-  unsigned planned;    /* steps the plan had (dry runs: steps printed) */
+  int transient;     /* when !ok */
+  const char *error; /* when !ok: "<METHOD> <type> <name>: <reason>" */
+  unsigned calls[4]; /* API calls issued: GET, POST, PUT, DELETE (not
+                        counting the client's own resends and logins) */
+  unsigned planned;  /* steps the plan had (dry runs: steps printed) */
 } amc_avi_sync_result_t;
 
 typedef void (*amc_avi_sync_cb)(const amc_avi_sync_result_t *r, void *data);
@@ -103,6 +116,10 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
                       void *data);
 void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
                      amc_avi_sync_cb cb, void *data);
+/* Ends the controller session (best effort; see client.h); `done` runs
+ * once, also when there is nothing to do. Call when idle, before free. */
+void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
+                         void *data);
 int amc_avi_sync_synced(const amc_avi_sync_t *s);
 int amc_avi_sync_reachable(const amc_avi_sync_t *s);
 size_t amc_avi_sync_cached(const amc_avi_sync_t *s);

@@ -218,6 +218,8 @@ static void usage(FILE *f) {
           "http(s)://host:port;\n"
           "                       default: $MCP_URL\n"
           "  --xds                MCP over xDS (istiod) for http(s):// URLs\n"
+          "  --delta              xDS: DeltaAggregatedResources (implies "
+          "--xds)\n"
           "  --once               exit after the first complete state\n"
           "  --timeout-ms N       with --once: give up after N ms (exit 1)\n"
           "  --ca-file FILE       TLS trust roots (istio-ca-root-cert)\n"
@@ -247,6 +249,9 @@ int amc_cmd_mcp_dump(int argc, char **argv) {
       usage(stdout);
       return AMC_EXIT_OK;
     } else if (!strcmp(a, "--xds")) {
+      xds = 1;
+    } else if (!strcmp(a, "--delta")) {
+      o.delta = 1;
       xds = 1;
     } else if (!strcmp(a, "--once")) {
       once = 1;

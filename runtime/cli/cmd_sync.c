@@ -44,9 +44,10 @@ static const char usage_text[] =
     "  --settings FILE      translation settings (see amc translate)\n"
     "  --desired FILE       desired objects (amc translate output) instead\n"
     "                       of translating PATHs\n"
-    "  --gc                 also delete owned objects no key in FILE wants\n"
+    "  --gc                 also delete owned objects no input key wants\n"
     "  --dry-run            print the planned calls instead of sending them\n"
     "  --rate N             client rate limit, calls/s (20)\n"
+    "  --burst N            client burst (5)\n"
     "  --timeout MS         per-request timeout (30000)\n"
     "  --retries N          resends of a transient failure (6)\n"
     "  --backoff MS         first backoff (200)\n"
@@ -101,8 +102,8 @@ static const char *gateway_marker(lua_State *L) {
 
 /* Parses a desired-objects document (amc translate's format) held in `b`;
  * `path` names it in errors. */
-static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
-                        char *err, size_t errlen) {
+static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks, char *err,
+                        size_t errlen) {
   lua_State *L = luaL_newstate();
   luaL_checkstack(L, AMC_JSON_MAX_DEPTH + 16, NULL);
   char jerr[200];
@@ -129,8 +130,7 @@ static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
       continue;
     }
     if (!lua_istable(L, -1)) {
-      snprintf(err, errlen, "%s: %s: expected an array of objects", path,
-               type);
+      snprintf(err, errlen, "%s: %s: expected an array of objects", path, type);
       goto out;
     }
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
@@ -138,8 +138,8 @@ static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
       lua_rawgeti(L, -1, i);
       lua_getfield(L, -1, "name");
       if (!lua_istable(L, -2) || lua_type(L, -1) != LUA_TSTRING) {
-        snprintf(err, errlen, "%s: %s[%lld]: object without a name", path,
-                 type, (long long)(i - 1));
+        snprintf(err, errlen, "%s: %s[%lld]: object without a name", path, type,
+                 (long long)(i - 1));
         goto out;
       }
       char *name = strdup(lua_tostring(L, -1));
@@ -147,8 +147,8 @@ static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
       const char *gw = gateway_marker(L);
       if (!gw) {
         snprintf(err, errlen,
-                 "%s: %s %s: no \"gateway\" marker, cannot tell its key",
-                 path, type, name);
+                 "%s: %s %s: no \"gateway\" marker, cannot tell its key", path,
+                 type, name);
         free(name);
         goto out;
       }
@@ -163,8 +163,7 @@ static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks,
         amc_buf_free(&j);
         goto out;
       }
-      t->objects =
-          realloc(t->objects, (t->n_objects + 1) * sizeof *t->objects);
+      t->objects = realloc(t->objects, (t->n_objects + 1) * sizeof *t->objects);
       amc_avi_object_t *o = &t->objects[t->n_objects++];
       o->type = strdup(type);
       o->name = name;
@@ -199,6 +198,12 @@ static void add_calls(run_t *r, const amc_avi_sync_result_t *res) {
     r->calls[i] += res->calls[i];
 }
 
+static void logged_out(void *data) {
+  run_t *r = data;
+  amc_http_close(r->http, NULL, NULL);
+  r->http = NULL;
+}
+
 static void finish_run(run_t *r) {
   r->stage = 2;
   fprintf(stderr,
@@ -208,16 +213,15 @@ static void finish_run(run_t *r) {
           r->calls[3]);
   if (r->failed && r->exit_code == 0)
     r->exit_code = AMC_EXIT_FAIL;
-  amc_http_close(r->http, NULL, NULL);
-  r->http = NULL;
+  amc_avi_sync_logout(r->sync, logged_out, r);
 }
 
 static void gc_done(const amc_avi_sync_result_t *res, void *data) {
   run_t *r = data;
   add_calls(r, res);
   if (!res->ok) {
-    fprintf(stderr, "amc sync: gc: %s%s\n", res->error,
-            res->transient ? " (transient)" : "");
+    fprintf(stderr, "amc sync: gc: %s [%s]\n", res->error,
+            res->transient ? "transient" : "permanent");
     r->failed++;
   }
   finish_run(r);
@@ -229,7 +233,8 @@ static void key_done(const amc_avi_sync_result_t *res, void *data) {
   r->running--;
   if (!res->ok) {
     r->failed++;
-    fprintf(stderr, "amc sync: %s\n", res->error);
+    fprintf(stderr, "amc sync: %s [%s]\n", res->error,
+            res->transient ? "transient" : "permanent");
   }
   pump_keys(r);
 }
@@ -260,13 +265,26 @@ static void started(const amc_avi_sync_result_t *res, void *data) {
   run_t *r = data;
   add_calls(r, res);
   if (!res->ok) {
-    fprintf(stderr, "amc sync: cannot read the controller: %s\n",
-            res->error);
+    fprintf(stderr, "amc sync: cannot read the controller: %s\n", res->error);
     r->exit_code = AMC_EXIT_FAIL;
     finish_run(r);
     return;
   }
   pump_keys(r);
+}
+
+/* 1 when argument `a` is option `opt` and a value follows (then *i moves to
+ * it). A missing value is a usage error: exit 2 (nothing is allocated yet
+ * while options are parsed). */
+static int takes(const char *a, const char *opt, int *i, int argc) {
+  if (strcmp(a, opt) != 0)
+    return 0;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "amc sync: %s needs a value\n", opt);
+    exit(AMC_EXIT_USAGE);
+  }
+  (*i)++;
+  return 1;
 }
 
 static char *read_password_file(const char *path) {
@@ -294,12 +312,7 @@ int amc_cmd_sync(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE(opt)                                                              \
-  (strcmp(a, opt) == 0 && (v ? (i++, 1) : (fprintf(stderr,                     \
-                                                   "amc sync: %s needs a "     \
-                                                   "value\n",                  \
-                                                   opt),                       \
-                                           exit(AMC_EXIT_USAGE), 0)))
+#define TAKE(opt) takes(a, opt, &i, argc)
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(usage_text, stdout);
       return AMC_EXIT_OK;
@@ -327,6 +340,8 @@ int amc_cmd_sync(int argc, char **argv) {
       o.dry_run = 1;
     else if (TAKE("--rate"))
       o.rate = atof(v);
+    else if (TAKE("--burst"))
+      o.burst = atoi(v);
     else if (TAKE("--timeout"))
       o.timeout_ms = atol(v);
     else if (TAKE("--retries"))
@@ -371,8 +386,7 @@ int amc_cmd_sync(int argc, char **argv) {
     if (pwfile) {
       password = read_password_file(pwfile);
       if (!password) {
-        fprintf(stderr, "amc sync: cannot read the password file %s\n",
-                pwfile);
+        fprintf(stderr, "amc sync: cannot read the password file %s\n", pwfile);
         free(url);
         return AMC_EXIT_USAGE;
       }
@@ -388,8 +402,7 @@ int amc_cmd_sync(int argc, char **argv) {
       return AMC_EXIT_USAGE;
     }
     if (o.insecure)
-      amc_log(AMC_WARN, "avi.tls_insecure",
-              AMC_S("controller", url),
+      amc_log(AMC_WARN, "avi.tls_insecure", AMC_S("controller", url),
               AMC_S("note", "certificate verification is off (--insecure)"));
   } else if (!o.dry_run) {
     fprintf(stderr, "amc sync: no controller: give --avi URL (or "
@@ -427,7 +440,8 @@ int amc_cmd_sync(int argc, char **argv) {
     int rc = amc_translate_run(paths, n_paths, &to, &doc, &errs);
     amc_settings_free(&settings);
     if (rc != AMC_EXIT_OK) {
-      fprintf(stderr, "amc sync: %s", errs.data ? errs.data : "translation failed\n");
+      fprintf(stderr, "amc sync: %s",
+              errs.data ? errs.data : "translation failed\n");
       amc_buf_free(&errs);
       r.exit_code = rc;
       goto done;

@@ -143,35 +143,11 @@ static void redact(lua_State *L, int obj) {
   }
 }
 
-/* Builds the document in L and pretty-encodes it into out. */
-static int render(lua_State *L, out_obj_t *objs, size_t n_objs,
-                  out_diag_t *diags, size_t n_diags, int show_secrets,
-                  amc_buf_t *out, amc_buf_t *err) {
-  lua_newtable(L);
-  int doc = lua_gettop(L);
-  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
-  int amt = lua_gettop(L);
-  char jerr[256];
-  for (size_t i = 0; i < n_objs;) {
-    size_t j = i;
-    lua_newtable(L);
-    lua_pushvalue(L, amt);
-    lua_setmetatable(L, -2);
-    for (; j < n_objs && strcmp(objs[j].type, objs[i].type) == 0; j++) {
-      if (amc_json_decode(L, objs[j].json, objs[j].json_len, jerr,
-                          sizeof jerr) < 0) {
-        amc_buf_printf(err, "%s %s: %s\n", objs[j].type, objs[j].name, jerr);
-        return -1;
-      }
-      if (!show_secrets && strcmp(objs[j].type, "sslkeyandcertificate") == 0)
-        redact(L, lua_gettop(L));
-      lua_rawseti(L, -2, (lua_Integer)(j - i + 1));
-    }
-    lua_setfield(L, doc, objs[i].type);
-    i = j;
-  }
+/* Appends the canonical JSON of the diagnostics array (built in L). */
+static int diags_json(lua_State *L, out_diag_t *diags, size_t n_diags,
+                      amc_buf_t *out, amc_buf_t *err) {
   lua_createtable(L, (int)n_diags, 0);
-  lua_pushvalue(L, amt);
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
   lua_setmetatable(L, -2);
   for (size_t i = 0; i < n_diags; i++) {
     const amc_diag_t *d = diags[i].d;
@@ -194,14 +170,79 @@ static int render(lua_State *L, out_obj_t *objs, size_t n_objs,
     lua_setfield(L, -2, "message");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lua_setfield(L, doc, "diagnostics");
-  lua_settop(L, doc);
-  if (amc_json_encode_pretty(L, doc, out, jerr, sizeof jerr) < 0) {
-    amc_buf_printf(err, "rendering the output: %s\n", jerr);
+  char jerr[256];
+  int rc = amc_json_encode(L, -1, out, jerr, sizeof jerr);
+  lua_pop(L, 1);
+  if (rc < 0)
+    amc_buf_printf(err, "rendering diagnostics: %s\n", jerr);
+  return rc;
+}
+
+/* Appends one object's canonical JSON, with private parts redacted. */
+static int object_json(lua_State *L, const out_obj_t *o, int show_secrets,
+                       amc_buf_t *out, amc_buf_t *err) {
+  if (show_secrets || strcmp(o->type, "sslkeyandcertificate") != 0) {
+    amc_buf_append(out, o->json, o->json_len);
+    return 0;
+  }
+  char jerr[256];
+  if (amc_json_decode(L, o->json, o->json_len, jerr, sizeof jerr) < 0) {
+    amc_buf_printf(err, "%s %s: %s\n", o->type, o->name, jerr);
     return -1;
   }
+  redact(L, lua_gettop(L));
+  int rc = amc_json_encode(L, -1, out, jerr, sizeof jerr);
   lua_pop(L, 1);
-  return 0;
+  if (rc < 0)
+    amc_buf_printf(err, "%s %s: %s\n", o->type, o->name, jerr);
+  return rc;
+}
+
+/* The document, assembled as canonical text (keys in bytewise order: the
+ * types, and "diagnostics" where it sorts), then indented. Objects are
+ * already canonical, so they are copied, not re-encoded. */
+static int render(lua_State *L, out_obj_t *objs, size_t n_objs,
+                  out_diag_t *diags, size_t n_diags, int show_secrets,
+                  amc_buf_t *out, amc_buf_t *err) {
+  amc_buf_t doc = AMC_BUF_INIT;
+  int rc = -1, diags_done = 0, first = 1;
+  amc_buf_putc(&doc, '{');
+  for (size_t i = 0; i <= n_objs;) {
+    const char *type = i < n_objs ? objs[i].type : NULL;
+    if (!diags_done && (!type || strcmp("diagnostics", type) < 0)) {
+      amc_buf_puts(&doc, first ? "\"diagnostics\":" : ",\"diagnostics\":");
+      if (diags_json(L, diags, n_diags, &doc, err) < 0)
+        goto done;
+      diags_done = 1;
+      first = 0;
+      continue;
+    }
+    if (!type)
+      break;
+    if (!first)
+      amc_buf_putc(&doc, ',');
+    first = 0;
+    /* Types are AVI REST names (letters); quote them as they are. */
+    amc_buf_printf(&doc, "\"%s\":[", type);
+    size_t j = i;
+    for (; j < n_objs && strcmp(objs[j].type, type) == 0; j++) {
+      if (j > i)
+        amc_buf_putc(&doc, ',');
+      if (object_json(L, &objs[j], show_secrets, &doc, err) < 0)
+        goto done;
+    }
+    amc_buf_putc(&doc, ']');
+    i = j;
+  }
+  amc_buf_putc(&doc, '}');
+  if (amc_json_pretty_canonical(doc.data, doc.len, out) < 0) {
+    amc_buf_puts(err, "rendering the output: unbalanced JSON\n");
+    goto done;
+  }
+  rc = 0;
+done:
+  amc_buf_free(&doc);
+  return rc;
 }
 
 int amc_translate_run(char *const *paths, size_t n_paths,

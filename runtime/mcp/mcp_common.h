@@ -70,6 +70,7 @@ typedef struct {
   uint64_t keepalive_timeout_ms; /* 0 = grpc.h default (10 s) */
   uint64_t connect_timeout_ms;   /* 0 = grpc.h default (10 s) */
   int simple_lb_legacy; /* SimpleLB 0 = ROUND_ROBIN; legacy MCP sets it */
+  int delta;            /* xDS: DeltaAggregatedResources instead of SotW */
 } amc_mcp_options_t;
 
 /* Converter: a private Lua state turning serialized istio.mcp Resources into

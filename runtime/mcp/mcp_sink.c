@@ -105,7 +105,8 @@ static void connect_now(amc_mcp_sink_t *s) {
   s->valid_seen = 0;
   s->call = amc_grpc_call_start(s->loop, &g,
                                 s->mode == AMC_MCP_LEGACY ? AMC_MCP_LEGACY_PATH
-                                                          : AMC_MCP_XDS_PATH,
+                                : s->o.delta ? AMC_MCP_XDS_DELTA_PATH
+                                             : AMC_MCP_XDS_PATH,
                                 &cb, s, err, sizeof err);
   if (!s->call) { /* e.g. the token file is missing: retry later */
     amc_mcp_sink_event(s, "disconnected", err);
@@ -154,6 +155,10 @@ amc_mcp_sink_t *amc_mcp_sink_start(uv_loop_t *loop, amc_mcp_mode_t mode,
   amc_mcp_backoff_init(&s->backoff, o->backoff_initial_ms, o->backoff_max_ms);
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
+  if (s->o.keepalive_ms && s->o.keepalive_ms < 15000)
+    amc_log(AMC_WARN, "mcp.keepalive", AMC_I("interval_ms", s->o.keepalive_ms),
+            AMC_S("detail", "istiod answers client PINGs more often than "
+                            "every 15 s with GOAWAY ENHANCE_YOUR_CALM"));
   if (s->o.insecure_skip_verify)
     amc_log(AMC_WARN, "mcp.tls", AMC_S("url", s->o.url),
             AMC_S("detail", "certificate verification disabled by choice"));

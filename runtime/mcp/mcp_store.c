@@ -85,15 +85,28 @@ static void on_delete(void *ud, const char *kind, const char *ns,
     ms->changes += amc_store_delete(ms->store, kind, ns, name) == 1;
 }
 
+int amc_mcp_store_synced(const amc_mcp_store_t *ms);
+
 static void on_synced(void *ud, const char *kind) {
   amc_mcp_store_t *ms = ud;
   const amc_pb_kind_t *k = amc_pb_kind_by_name(kind);
   if (k)
     ms->synced |= 1u << (k - amc_pb_kinds);
+  if (amc_mcp_store_synced(ms) && !ms->synced_all_called) {
+    ms->synced_all_called = 1;
+    if (ms->on_synced_all)
+      ms->on_synced_all(ms->data);
+  }
+}
+
+static void on_event(void *ud, const char *event, const char *detail) {
+  amc_mcp_store_t *ms = ud;
+  if (ms->on_event)
+    ms->on_event(ms->data, event, detail);
 }
 
 static const amc_mcp_ops_t ops = {on_replace, on_upsert, on_delete, on_synced,
-                                  NULL};
+                                  on_event};
 
 const amc_mcp_ops_t *amc_mcp_store_ops(void) {
   return &ops;

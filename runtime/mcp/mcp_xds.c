@@ -45,67 +45,95 @@ static xds_t *state(amc_mcp_sink_t *s) {
   return s->proto;
 }
 
+/* The node, sent on the first request of a stream only. */
+typedef struct {
+  Envoy__Config__Core__V3__Node node;
+  Google__Protobuf__Struct md;
+  Google__Protobuf__Struct__FieldsEntry e_gen, e_ns, *entries[2];
+  Google__Protobuf__Value v_gen, v_ns;
+  char id[512];
+} node_buf_t;
+
+static Envoy__Config__Core__V3__Node *make_node(amc_mcp_sink_t *s,
+                                                node_buf_t *b) {
+  xds_t *x = state(s);
+  if (x->node_sent)
+    return NULL;
+  x->node_sent = 1;
+  const char *ns = s->o.node_namespace;
+  envoy__config__core__v3__node__init(&b->node);
+  google__protobuf__struct__init(&b->md);
+  google__protobuf__struct__fields_entry__init(&b->e_gen);
+  google__protobuf__struct__fields_entry__init(&b->e_ns);
+  google__protobuf__value__init(&b->v_gen);
+  google__protobuf__value__init(&b->v_ns);
+  if (s->o.node_id) {
+    snprintf(b->id, sizeof b->id, "%s", s->o.node_id);
+  } else {
+    const char *ip = getenv("POD_IP");
+    snprintf(b->id, sizeof b->id, "router~%s~amc.%s~%s.svc.cluster.local",
+             ip && *ip ? ip : "127.0.0.1", ns, ns);
+  }
+  b->node.id = b->id;
+  b->node.user_agent_name = "amc";
+  b->node.user_agent_version_type_case =
+      ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION;
+  b->node.user_agent_version = AMC_VERSION;
+  b->v_gen.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+  b->v_gen.string_value = "api";
+  b->e_gen.key = "GENERATOR";
+  b->e_gen.value = &b->v_gen;
+  b->v_ns.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+  b->v_ns.string_value = (char *)ns;
+  b->e_ns.key = "NAMESPACE";
+  b->e_ns.value = &b->v_ns;
+  b->entries[0] = &b->e_gen;
+  b->entries[1] = &b->e_ns;
+  b->md.n_fields = 2;
+  b->md.fields = b->entries;
+  b->node.metadata = &b->md;
+  return &b->node;
+}
+
+static void send_packed(amc_mcp_sink_t *s, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf)
+    abort();
+  protobuf_c_message_pack(m, buf);
+  amc_mcp_sink_send(s, buf, n);
+  free(buf);
+}
+
 static void send_request(amc_mcp_sink_t *s, const char *type_url,
                          const char *version, const char *nonce,
                          const char *error) {
-  xds_t *x = state(s);
-  Envoy__Service__Discovery__V3__DiscoveryRequest req =
-      ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
-  Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
-  Google__Protobuf__Struct md = GOOGLE__PROTOBUF__STRUCT__INIT;
-  Google__Protobuf__Struct__FieldsEntry e_gen =
-      GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
-  Google__Protobuf__Struct__FieldsEntry e_ns =
-      GOOGLE__PROTOBUF__STRUCT__FIELDS_ENTRY__INIT;
-  Google__Protobuf__Value v_gen = GOOGLE__PROTOBUF__VALUE__INIT;
-  Google__Protobuf__Value v_ns = GOOGLE__PROTOBUF__VALUE__INIT;
-  Google__Protobuf__Struct__FieldsEntry *entries[2] = {&e_gen, &e_ns};
-  char id[512];
-  if (!x->node_sent) {
-    const char *ns = s->o.node_namespace;
-    if (s->o.node_id) {
-      snprintf(id, sizeof id, "%s", s->o.node_id);
-    } else {
-      const char *ip = getenv("POD_IP");
-      snprintf(id, sizeof id, "router~%s~amc.%s~%s.svc.cluster.local",
-               ip && *ip ? ip : "127.0.0.1", ns, ns);
-    }
-    node.id = id;
-    node.user_agent_name = "amc";
-    node.user_agent_version_type_case =
-        ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION;
-    node.user_agent_version = AMC_VERSION;
-    v_gen.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-    v_gen.string_value = "api";
-    e_gen.key = "GENERATOR";
-    e_gen.value = &v_gen;
-    v_ns.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-    v_ns.string_value = (char *)ns;
-    e_ns.key = "NAMESPACE";
-    e_ns.value = &v_ns;
-    md.n_fields = 2;
-    md.fields = entries;
-    node.metadata = &md;
-    req.node = &node;
-    x->node_sent = 1;
-  }
-  req.type_url = (char *)type_url;
-  req.version_info = (char *)(version ? version : "");
-  req.response_nonce = (char *)(nonce ? nonce : "");
+  node_buf_t nb;
   Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
   if (error) {
     st.code = 3;
     st.message = (char *)error;
-    req.error_detail = &st;
   }
-  size_t n =
-      envoy__service__discovery__v3__discovery_request__get_packed_size(&req);
-  uint8_t *buf = malloc(n ? n : 1);
-  if (!buf)
-    abort();
-  envoy__service__discovery__v3__discovery_request__pack(&req, buf);
-  amc_mcp_sink_send(s, buf, n);
-  free(buf);
+  if (s->o.delta) {
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest req =
+        ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    req.node = make_node(s, &nb);
+    req.type_url = (char *)type_url;
+    req.response_nonce = (char *)(nonce ? nonce : "");
+    if (error)
+      req.error_detail = &st;
+    send_packed(s, &req.base);
+    return;
+  }
+  Envoy__Service__Discovery__V3__DiscoveryRequest req =
+      ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
+  req.node = make_node(s, &nb);
+  req.type_url = (char *)type_url;
+  req.version_info = (char *)(version ? version : "");
+  req.response_nonce = (char *)(nonce ? nonce : "");
+  if (error)
+    req.error_detail = &st;
+  send_packed(s, &req.base);
 }
 
 void amc_mcp_xds_on_start(amc_mcp_sink_t *s) {
@@ -177,19 +205,46 @@ static void nack(amc_mcp_sink_t *s, const sub_t *sub, const char *url,
   amc_buf_reset(&s->conv.warn);
 }
 
-void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
-                            size_t len) {
-  xds_t *x = state(s);
-  Envoy__Service__Discovery__V3__DiscoveryResponse *r =
-      envoy__service__discovery__v3__discovery_response__unpack(NULL, len,
-                                                                data);
-  if (!r) {
-    amc_mcp_sink_event(s, "warning", "undecodable DiscoveryResponse ignored");
-    return;
+static int item_key_cmp(const void *a, const void *b) {
+  return key_cmp(a, b);
+}
+
+/* Delta: the kept old items (not removed, not replaced) plus the new ones.
+ * Takes ownership of `items`. */
+static void apply_delta(sub_t *sub, amc_mcp_item_t *items, size_t n,
+                        char **removed, size_t nremoved) {
+  amc_mcp_item_t *out = calloc(sub->n + n + 1, sizeof *out);
+  if (!out)
+    abort();
+  size_t m = 0;
+  for (size_t i = 0; i < sub->n; i++) {
+    amc_mcp_item_t *it = &sub->items[i];
+    int drop = n && bsearch(it, items, n, sizeof *items, item_key_cmp);
+    for (size_t r = 0; r < nremoved && !drop; r++) {
+      size_t nl = strlen(it->ns);
+      drop = !strncmp(removed[r], it->ns, nl) && removed[r][nl] == '/' &&
+             !strcmp(removed[r] + nl + 1, it->name);
+    }
+    if (drop)
+      amc_mcp_item_clear(it);
+    else
+      out[m++] = *it;
   }
-  const char *url = r->type_url ? r->type_url : "";
-  const char *nonce = r->nonce ? r->nonce : "";
-  const char *version = r->version_info ? r->version_info : "";
+  for (size_t i = 0; i < n; i++)
+    out[m++] = items[i];
+  free(items);
+  free(sub->items);
+  amc_mcp_items_sort(out, m);
+  sub->items = out;
+  sub->n = m;
+}
+
+/* One response, SotW or Delta: `anys` are the istio.mcp Resources. */
+static void on_response(amc_mcp_sink_t *s, const char *url, const char *nonce,
+                        const char *version, Google__Protobuf__Any **anys,
+                        size_t nany, char **removed, size_t nremoved,
+                        const char *identifier) {
+  xds_t *x = state(s);
   sub_t *sub = NULL;
   for (size_t i = 0; i < x->nsubs; i++)
     if (!strcmp(x->subs[i].url, url))
@@ -199,19 +254,18 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
     snprintf(msg, sizeof msg, "type %.200s was not requested", url);
     send_request(s, url, "", nonce, msg);
     amc_mcp_sink_event(s, "nack", msg);
-    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     return;
   }
-  if (r->control_plane && r->control_plane->identifier)
-    x->simple_lb_legacy = legacy_from_identifier(r->control_plane->identifier);
-  amc_mcp_item_t *items = calloc(r->n_resources + 1, sizeof *items);
+  if (identifier && *identifier)
+    x->simple_lb_legacy = legacy_from_identifier(identifier);
+  amc_mcp_item_t *items = calloc(nany + 1, sizeof *items);
   if (!items)
     abort();
   size_t n = 0;
   char err[600];
-  for (size_t i = 0; i < r->n_resources; i++) {
-    Google__Protobuf__Any *any = r->resources[i];
-    const char *t = any->type_url ? any->type_url : "";
+  for (size_t i = 0; i < nany; i++) {
+    Google__Protobuf__Any *any = anys[i];
+    const char *t = any && any->type_url ? any->type_url : "";
     int rc;
     if (strcmp(t, "type.googleapis.com/istio.mcp.v1alpha1.Resource") != 0) {
       snprintf(err, sizeof err,
@@ -229,7 +283,6 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
     if (rc < 0) {
       nack(s, sub, url, nonce, err);
       amc_mcp_items_free(items, n);
-      envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
       return;
     }
     n++;
@@ -241,14 +294,17 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
              sub->kind->kind, dup->ns, dup->name);
     nack(s, sub, url, nonce, err);
     amc_mcp_items_free(items, n);
-    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     return;
   }
   amc_mcp_sink_valid(s);
   amc_mcp_sink_flush_warnings(s);
-  amc_mcp_items_free(sub->items, sub->n);
-  sub->items = items;
-  sub->n = n;
+  if (s->o.delta && sub->answered) {
+    apply_delta(sub, items, n, removed, nremoved);
+  } else { /* SotW, or the first Delta answer of this stream: full state */
+    amc_mcp_items_free(sub->items, sub->n);
+    sub->items = items;
+    sub->n = n;
+  }
   free(sub->version);
   sub->version = strdup(version);
   sub->answered = 1;
@@ -264,6 +320,44 @@ void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
     if (s->ops.on_synced)
       s->ops.on_synced(s->ud, sub->kind->kind);
   }
+}
+
+void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data,
+                            size_t len) {
+  if (s->o.delta) {
+    Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *r =
+        envoy__service__discovery__v3__delta_discovery_response__unpack(
+            NULL, len, data);
+    if (!r) {
+      amc_mcp_sink_event(s, "warning",
+                         "undecodable DeltaDiscoveryResponse ignored");
+      return;
+    }
+    Google__Protobuf__Any **anys = calloc(r->n_resources + 1, sizeof *anys);
+    if (!anys)
+      abort();
+    for (size_t i = 0; i < r->n_resources; i++)
+      anys[i] = r->resources[i]->resource;
+    on_response(s, r->type_url ? r->type_url : "", r->nonce ? r->nonce : "",
+                r->system_version_info ? r->system_version_info : "", anys,
+                r->n_resources, r->removed_resources, r->n_removed_resources,
+                r->control_plane ? r->control_plane->identifier : NULL);
+    free(anys);
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(
+        r, NULL);
+    return;
+  }
+  Envoy__Service__Discovery__V3__DiscoveryResponse *r =
+      envoy__service__discovery__v3__discovery_response__unpack(NULL, len,
+                                                                data);
+  if (!r) {
+    amc_mcp_sink_event(s, "warning", "undecodable DiscoveryResponse ignored");
+    return;
+  }
+  on_response(s, r->type_url ? r->type_url : "", r->nonce ? r->nonce : "",
+              r->version_info ? r->version_info : "", r->resources,
+              r->n_resources, NULL, 0,
+              r->control_plane ? r->control_plane->identifier : NULL);
   envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
 }
 

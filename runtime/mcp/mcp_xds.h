@@ -1,6 +1,6 @@
 /* mcp_xds.h - MCP over xDS (istiod, Istio 1.7+): an ADS client on
  * /envoy.service.discovery.v3.AggregatedDiscoveryService/
- * StreamAggregatedResources (state of the world; Delta is not used).
+ * StreamAggregatedResources (state of the world), or Delta (below).
  *
  * On every new stream, for each kind in amc_pb_kinds, two subscriptions:
  * "networking.istio.io/v1/<Kind>" (istiod 1.24+) and
@@ -19,6 +19,13 @@
  * on_synced(kind) follows once both type URLs of the kind answered on the
  * current stream.
  *
+ * Delta (option `delta`, DeltaAggregatedResources): the same two
+ * subscriptions per kind (wildcard: no names); the first response of a type
+ * on a stream is its full state, later ones add/replace `resources` and drop
+ * `removed_resources` ("<ns>/<name>"); ACK = {type_url, response_nonce},
+ * NACK adds error_detail. istiod gains nothing from Delta for these types
+ * (every push still carries every resource), so SotW is the default.
+ *
  * SimpleLB: if the response's control_plane.identifier names an istiod
  * version below 1.14, 0 is read as ROUND_ROBIN; otherwise as UNSPECIFIED.
  *
@@ -35,6 +42,10 @@
 #define AMC_MCP_XDS_PATH                                                       \
   "/envoy.service.discovery.v3.AggregatedDiscoveryService/"                    \
   "StreamAggregatedResources"
+
+#define AMC_MCP_XDS_DELTA_PATH                                                 \
+  "/envoy.service.discovery.v3.AggregatedDiscoveryService/"                    \
+  "DeltaAggregatedResources"
 
 void amc_mcp_xds_on_start(amc_mcp_sink_t *s);
 void amc_mcp_xds_on_message(amc_mcp_sink_t *s, const uint8_t *data, size_t len);

@@ -4,9 +4,9 @@
  * protobuf -> Lua conversion of every resource, canonical JSON encoding, and
  * grpc-message percent-decoding.
  *
- * Input: byte 0 picks the chunk size for reassembly (1..256), byte 1 bit 0
- * the message type (legacy Resources / DiscoveryResponse); the rest is the
- * gRPC byte stream. */
+ * Input: byte 0 picks the chunk size for reassembly (1..256), byte 1 the
+ * message type (legacy Resources / DiscoveryResponse / DeltaDiscovery-
+ * Response); the rest is the gRPC byte stream. */
 #include <lauxlib.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,7 +33,19 @@ static void convert(const uint8_t *d, size_t n) {
 
 static int on_msg(void *ud, const uint8_t *d, size_t n) {
   (void)ud;
-  if (xds) {
+  if (xds == 2) {
+    Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *r =
+        envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, n,
+                                                                        d);
+    if (!r)
+      return 0;
+    for (size_t i = 0; i < r->n_resources; i++)
+      if (r->resources[i]->resource)
+        convert(r->resources[i]->resource->value.data,
+                r->resources[i]->resource->value.len);
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(
+        r, NULL);
+  } else if (xds) {
     Envoy__Service__Discovery__V3__DiscoveryResponse *r =
         envoy__service__discovery__v3__discovery_response__unpack(NULL, n, d);
     if (!r)
@@ -65,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2)
     return 0;
   size_t chunk = (size_t)data[0] + 1;
-  xds = data[1] & 1;
+  xds = data[1] & 3; /* 0 legacy, 1 SotW, 2 Delta, 3 SotW */
   data += 2;
   size -= 2;
   amc_buf_t acc = AMC_BUF_INIT;

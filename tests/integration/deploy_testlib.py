@@ -80,8 +80,13 @@ def one(objs, kind, name=None):
     return out[0]
 
 
+class Fatal(AssertionError):
+    """Raised by a wait_for condition to stop waiting at once."""
+
+
 def wait_for(fn, what, timeout=20.0, interval=0.05):
-    """Polls fn() until it returns a truthy value; raises after timeout."""
+    """Polls fn() until it returns a truthy value; raises after timeout.
+    Exceptions from fn() are retried, except Fatal."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -89,6 +94,8 @@ def wait_for(fn, what, timeout=20.0, interval=0.05):
             v = fn()
             if v:
                 return v
+        except Fatal:
+            raise
         except Exception as e:  # noqa: BLE001 - keep polling
             last = e
         time.sleep(interval)

@@ -256,10 +256,12 @@ class Sync(unittest.TestCase):
         out, err = self.sync_ok()
         reqs = self.requests()
         self.assertEqual(self.writes(), [])
-        # Only the login and the one cache read per owned type.
+        # Only the login, the one cache read per owned type and the logout.
         gets = [r for r in reqs if r["method"] == "GET"]
         self.assertEqual(len(gets), 9, gets)
-        self.assertEqual(len(reqs), 10, reqs)
+        self.assertEqual([r["path"] for r in reqs if r["method"] != "GET"],
+                         ["/login", "/logout"])
+        self.assertEqual(self.ctl("GET", "/_sim/state")["sessions"], 0)
         self.assertIn("POST 0, PUT 0, DELETE 0", err)
 
     def test_change_one_route_changes_only_affected_objects(self):
@@ -342,6 +344,24 @@ class Sync(unittest.TestCase):
         self.assertEqual(types[0], "virtualservice")
         self.assertEqual(types[-1], "vsvip")
 
+    def test_start_reads_every_page(self):
+        # 110 owned leftovers (page_size is 100): gc must see them all.
+        for i in range(110):
+            self.ctl("POST", "/_sim/objects", {
+                "type": "pool", "tenant": "admin",
+                "object": {"name": "%sold--%03d" % (PREFIX, i),
+                           "created_by": "amc-" + CLUSTER,
+                           "markers": [{"key": "gateway",
+                                        "values": ["ns/gone"]}]}})
+        self.sync_ok("--gc", "--rate", "200", "--burst", "50")
+        pool_gets = [r for r in self.requests()
+                     if r["method"] == "GET" and r["path"] == "/api/pool"]
+        self.assertEqual(len(pool_gets), 2)
+        self.assertIn("page=2", pool_gets[1]["query"])
+        deletes = [r for r in self.writes() if r["method"] == "DELETE"]
+        self.assertEqual(len(deletes), 110)
+        self.assert_converged(self.desired_examples)
+
     def test_name_clash_with_a_foreign_object(self):
         pool = sorted(k for k in self.desired_examples if k[0] == "pool")[0]
         made = self.ctl("POST", "/_sim/objects", {
@@ -351,6 +371,7 @@ class Sync(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("name clash", err)
         self.assertIn(pool[1], err)
+        self.assertIn("[permanent]", err)
         objs = self.objects(owned=False)
         self.assertEqual(objs[pool]["uuid"], made["uuid"])
         self.assertEqual(objs[pool]["_last_modified"], made["_last_modified"])
@@ -422,6 +443,23 @@ class Sync(unittest.TestCase):
         self.assert_converged(self.desired_examples)
         api = [r for r in self.requests() if r["path"].startswith("/api/")]
         self.assertTrue(all(r["avi_version"] == "21.1.1" for r in api))
+
+    def test_other_tenant(self):
+        self.ctl("POST", "/_sim/objects", {"type": "tenant",
+                                           "object": {"name": "t1"}})
+        self.sync_ok("--tenant", "t1")
+        objs = self.objects()
+        self.assertEqual(len(objs), len(self.desired_examples))
+        self.assertTrue(all(o["tenant_ref"].endswith("#t1")
+                            for o in objs.values()))
+        writes = self.writes()
+        self.assertTrue(all(r["tenant"] == "t1" for r in writes), writes)
+        # The start-up read covers every tenant: nothing to do next time.
+        self.clear_requests()
+        self.sync_ok("--tenant", "t1")
+        self.assertEqual(self.writes(), [])
+        gets = [r for r in self.requests() if r["method"] == "GET"]
+        self.assertTrue(all(r["tenant"] == "*" for r in gets), gets)
 
     def test_version_discovered_from_login(self):
         self.sync_ok()
@@ -570,6 +608,7 @@ class Sync(unittest.TestCase):
         rc, out, err = self.amc_sync()
         self.assertEqual(rc, 1)
         self.assertIn("409", err)
+        self.assertIn("[transient]", err)
         self.converge_under()
 
     def test_fault_412_race(self):
@@ -593,6 +632,108 @@ class Sync(unittest.TestCase):
                if r["path"].startswith("/api/poolgroup/")]
         self.assertEqual(seq[:3], [("PUT", 412), ("GET", 200), ("PUT", 200)])
 
+    def changed_examples(self, name, a, b):
+        d = os.path.join(self.tmp, name)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(EXAMPLES, d)
+        routing = os.path.join(d, "bookinfo", "30-routing.yaml")
+        with open(routing) as fh:
+            text = fh.read().replace("weight: 90", "weight: %d" % a).replace(
+                "weight: 10", "weight: %d" % b)
+        with open(routing, "w") as fh:
+            fh.write(text)
+        return d
+
+    def test_fault_404_on_put_creates(self):
+        self.sync_ok()
+        d = self.changed_examples("changed404", 50, 50)
+        # The controller says the pool group is gone: amc POSTs it; here it
+        # does exist, so the POST's 409 leads to an adoption and a PUT.
+        self.fault(method="PUT", path="^/api/poolgroup/", status=404,
+                   body='{"error":"PoolGroup object not found!"}', times=1)
+        self.clear_requests()
+        self.sync_ok(paths=[d])
+        self.assert_converged(self.translate([d]))
+        seq = [(r["method"], r["status"]) for r in self.requests()
+               if r["path"].startswith("/api/poolgroup") and
+               "created_by=" not in r["query"]]
+        self.assertEqual(seq[:4], [("PUT", 404), ("POST", 409), ("GET", 200),
+                                   ("PUT", 200)])
+
+    def test_fault_404_on_delete_is_done(self):
+        d = os.path.join(self.tmp, "two-c")
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(EXAMPLES, d)
+        with open(os.path.join(d, "bookinfo", "50-second.yaml"), "w") as fh:
+            fh.write(GW2)
+        self.sync_ok(paths=[d])
+        self.fault(method="DELETE", path="^/api/vsvip/", status=404,
+                   times=1)
+        self.sync_ok("--gc")
+        # amc took the 404 as "gone"; the next start-up read finds the
+        # object again and the next gc deletes it.
+        left = [k for k in self.objects() if k not in self.desired_examples]
+        self.assertEqual([k[0] for k in left], ["vsvip"])
+        self.sync_ok("--gc")
+        self.assert_converged(self.desired_examples)
+
+    def fixture(self, name, pools, members, vs_extra):
+        """A small desired tree of key Gateway/ns/fx as a --desired file."""
+        marks = [{"key": "clustername", "values": [CLUSTER]},
+                 {"key": "gateway", "values": ["ns/fx"]}]
+
+        def o(n, **kw):
+            d = {"name": PREFIX + "ns--fx--" + n, "markers": marks,
+                 "tenant_ref": "/api/tenant?name=admin"}
+            d.update(kw)
+            return d
+        own = {"created_by": "amc-" + CLUSTER}
+        doc = {
+            "pool": [o(p, servers=[{"ip": {"addr": "10.0.0.%d" % (i + 1),
+                                            "type": "V4"}}], **own)
+                     for i, p in enumerate(pools)],
+            "poolgroup": [o("pg", members=[
+                {"pool_ref": "/api/pool?name=" + PREFIX + "ns--fx--" + m,
+                 "ratio": 1} for m in members], **own)],
+            "virtualservice": [o("vs", pool_group_ref="/api/poolgroup?name="
+                                 + PREFIX + "ns--fx--pg",
+                                 services=[{"port": 80}], **dict(own,
+                                                                 **vs_extra))],
+            "diagnostics": [],
+        }
+        path = os.path.join(self.tmp, name + ".json")
+        with open(path, "w") as fh:
+            json.dump(doc, fh)
+        return path
+
+    def test_permanent_failure_still_deletes_leftovers(self):
+        first = self.fixture("fx1", ["a", "b"], ["a", "b"], {})
+        self.sync_ok("--desired", first, paths=[])
+        self.assertIn(("pool", PREFIX + "ns--fx--b"), self.objects())
+        # Pool b leaves the group, the VS changes, and the VS update fails
+        # for good: the group is updated, the leftover pool b is deleted
+        # anyway, and the error is transient (worth another try).
+        second = self.fixture("fx2", ["a"], ["a"], {"enabled": False})
+        self.fault(method="PUT", path="^/api/virtualservice/", status=400,
+                   body='{"error":"Something the controller dislikes"}',
+                   times=0)
+        rc, out, err = self.amc_sync("--desired", second, paths=[])
+        self.assertEqual(rc, 1)
+        self.assertIn("Something the controller dislikes", err)
+        self.assertIn("[transient]", err)
+        self.assertNotIn(("pool", PREFIX + "ns--fx--b"), self.objects())
+        self.ctl("DELETE", "/_sim/faults")
+        self.sync_ok("--desired", second, paths=[])
+        vs = self.objects()[("virtualservice", PREFIX + "ns--fx--vs")]
+        self.assertFalse(vs["enabled"])
+        # A permanent failure with no leftovers to delete stays permanent.
+        self.fault(method="PUT", path="^/api/virtualservice/", status=400,
+                   body='{"error":"Something the controller dislikes"}',
+                   times=0)
+        rc, out, err = self.amc_sync("--desired", first, paths=[])
+        self.assertEqual(rc, 1)
+        self.assertIn("[permanent]", err)
+
     def test_fault_delete_refused_while_referred(self):
         d = os.path.join(self.tmp, "two-b")
         shutil.rmtree(d, ignore_errors=True)
@@ -606,6 +747,7 @@ class Sync(unittest.TestCase):
         rc, out, err = self.amc_sync("--gc")
         self.assertEqual(rc, 1)
         self.assertIn("referred by", err)
+        self.assertIn("[transient]", err)
         self.sync_ok("--gc")
         self.assert_converged(self.desired_examples)
 

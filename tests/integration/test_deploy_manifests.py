@@ -454,19 +454,26 @@ def test_flags_and_config_keys_known_to_amc_run():
         assert name in flags, "arg %s is not an `amc run` option" % a
 
 
-def test_amc_run_starts_with_the_deployment_config():
-    """The Deployment's args, amc.yaml, settings.yaml and rules mount (paths
-    remapped) load in `amc run`: it serves /readyz 200 on the example files
-    (fs source and dry run instead of the cluster and AVI)."""
+def test_amc_run_with_the_deployment_config():
+    """The Deployment's args, amc.yaml, settings.yaml, rules mount and
+    password file (paths remapped, AVI = the simulator) work in `amc run`:
+    /readyz turns 200 and AVI gets the examples' tree, named with the
+    configured cluster, in the configured tenant. (fs source instead of
+    the cluster.)"""
     import http.client
+    sys.path.insert(0, os.path.join(SRC, "tests", "fakes", "avi"))
+    from avisim_testlib import SimProcess
     if "--admin-port" not in run_help():
         print("note: this amc has no `amc run` yet; not checked")
         return
     flags = set(re.findall(r"--([a-z][a-z0-9-]*)", run_help()))
     tmp = tempfile.mkdtemp(prefix="amc-pod-")
-    proc = None
+    proc = sim = None
     try:
-        args, amc_yaml = materialize_pod(objs(), tmp, "unused-in-dry-run")
+        sim = SimProcess("--password", "pod-test-pw")
+        args, amc_yaml = materialize_pod(objs(), tmp, "pod-test-pw", {
+            "avi-url": "https://127.0.0.1:%d" % sim.ports["https"],
+            "avi-ca-file": sim.ports["ca"]})
         args = [a.replace("$(POD_NAMESPACE)", NS) for a in args
                 if a[2:].split("=", 1)[0] in flags]
         portf = os.path.join(tmp, "port")
@@ -478,8 +485,8 @@ def test_amc_run_starts_with_the_deployment_config():
         proc = subprocess.Popen(
             [AMC, "run"] + args + [
                 "--source=fs://" + os.path.join(SRC, "examples"),
-                "--dry-run=true", "--admin-addr=127.0.0.1",
-                "--admin-port=0", "--admin-port-file=" + portf],
+                "--admin-addr=127.0.0.1", "--admin-port=0",
+                "--admin-port-file=" + portf],
             env=env, stdout=subprocess.DEVNULL, stderr=log)
 
         def ready():
@@ -493,17 +500,29 @@ def test_amc_run_starts_with_the_deployment_config():
             r = c.getresponse()
             body = r.read().decode()
             return r.status == 200 and body
-        body = wait_for(ready, "/readyz 200 with the Deployment's config",
-                        timeout=30)
-        assert json.loads(body), body
+        body = json.loads(wait_for(ready, "/readyz 200 with the "
+                                   "Deployment's config", timeout=30))
+        assert body["ready"] is True, body
+        st, state = sim.control("GET", "/_sim/state")
+        vs = [o for o in state["objects"].get("virtualservice", [])
+              if o.get("created_by") == "amc-" + amc_yaml["cluster"]]
+        assert vs, "no virtual service owned by amc-%s: %s" % (
+            amc_yaml["cluster"], [o["name"] for o in
+                                  state["objects"].get("virtualservice", [])])
+        for o in vs:
+            assert o["name"].startswith("amc--%s--" % amc_yaml["cluster"])
+            assert o["tenant_ref"].endswith("#" + amc_yaml["avi-tenant"]), o
+            assert o["cloud_ref"].endswith("#" + amc_yaml["cloud"]), o
     finally:
         if proc and proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(10)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if sim:
+            sim.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -586,5 +605,5 @@ if __name__ == "__main__":
                test_settings_and_secret_reference,
                test_rbac_shape,
                test_flags_and_config_keys_known_to_amc_run,
-               test_amc_run_starts_with_the_deployment_config,
+               test_amc_run_with_the_deployment_config,
                test_apply_to_api_server])

@@ -389,11 +389,9 @@ def test_runtime_user_entrypoint_rules():
             if fn.endswith((".h", ".c")):
                 t = open(os.path.join(root, fn), errors="replace").read()
                 defs += re.findall(r'#define AMC_RULES_DIR "([^"]+)"', t)
-    if defs:
-        assert set(defs) == {dest}, \
-            "AMC_RULES_DIR %s != baked rules path %s" % (defs, dest)
-    else:
-        print("note: no AMC_RULES_DIR in runtime/ yet; baked at %s" % dest)
+    assert defs, "no #define AMC_RULES_DIR in runtime/"
+    assert set(defs) == {dest}, \
+        "AMC_RULES_DIR %s != baked rules path %s" % (defs, dest)
     assert dest == "/usr/share/amc/rules", dest
     # amc prefers ./rules when it exists: the working directory must not
     # have one, or it would shadow the baked rules.

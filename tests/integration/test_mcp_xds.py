@@ -194,8 +194,33 @@ def test_tls_wrong_ca_fails_verification(tmp, cleanup):
     assert "certificate verify failed" in e["detail"], e
 
 
+def test_delta_removed_resources(tmp, cleanup):
+    """Delta: a deletion arrives as removed_resources; the client applies it
+    and ACKs with the nonce."""
+    srv, d = start(tmp, cleanup, dump_args=["--delta"])
+    d.wait_synced_all()
+    st = srv.state()
+    assert all(r.get("delta") for r in st["requests"]), st["requests"][:2]
+    m = d.mark()
+    srv.control("/delete", {"kind": "DestinationRule",
+                            "namespace": "bookinfo", "name": "reviews"})
+    d.wait_event(lambda e: e["event"] == "delete", m, what="delete")
+    ev = [e for e in d.since(m) if e["event"] in ("upsert", "delete")]
+    assert [(e["event"], e["name"]) for e in ev] == \
+        [("delete", "reviews")], ev
+    wait_until(lambda: any(a["type_url"].endswith("/DestinationRule") and
+                           a["nonce"] for a in srv.state()["acks"]), 10,
+               "ACK")
+
+
+DELTA_SUBSET = ("initial_sync", "push_update", "delta_delete", "nack_garbage",
+                "fault_reset", "fault_restart")
+
 if __name__ == "__main__":
-    run(scenarios("xds") + [
+    run(scenarios("xds") +
+        [t for t in scenarios("delta")
+         if any(k in t.__name__ for k in DELTA_SUBSET)] + [
+        test_delta_removed_resources,
         test_node_and_subscriptions, test_old_istiod_v1alpha3_only,
         test_nack_keeps_last_version,
         test_keepalive_outside_server_policy_gets_goaway,

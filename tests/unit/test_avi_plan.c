@@ -38,8 +38,7 @@ static int put(amc_avi_cache_t *c, lua_State *L, const char *type,
 
 static amc_avi_object_t obj(const char *type, const char *name,
                             const char *json) {
-  amc_avi_object_t o = {(char *)type, (char *)name, (char *)json,
-                        strlen(json)};
+  amc_avi_object_t o = {(char *)type, (char *)name, (char *)json, strlen(json)};
   return o;
 }
 
@@ -69,14 +68,13 @@ static void test_ownership(void **state) {
 static void test_ref_parse(void **state) {
   (void)state;
   char t[64], n[256];
-  assert_int_equal(amc_avi_ref_parse("/api/pool?name=a%20b", t, sizeof t, n,
-                                     sizeof n),
-                   0);
+  assert_int_equal(
+      amc_avi_ref_parse("/api/pool?name=a%20b", t, sizeof t, n, sizeof n), 0);
   assert_string_equal(t, "pool");
   assert_string_equal(n, "a b");
-  assert_int_equal(amc_avi_ref_parse("/api/pool/?name=x&fields=a", t, sizeof t,
-                                     n, sizeof n),
-                   0);
+  assert_int_equal(
+      amc_avi_ref_parse("/api/pool/?name=x&fields=a", t, sizeof t, n, sizeof n),
+      0);
   assert_string_equal(n, "x");
   assert_int_equal(amc_avi_ref_parse("https://h:9/api/vsvip/vsvip-1#v1", t,
                                      sizeof t, n, sizeof n),
@@ -118,7 +116,8 @@ static void test_subset(void **state) {
   /* Arrays: same length, element-wise subset, in order. */
   assert_true(subset("{\"s\":[{\"ip\":1},{\"ip\":2}]}",
                      "{\"s\":[{\"ip\":1,\"ratio\":1},{\"ip\":2,\"r\":1}]}"));
-  assert_false(subset("{\"s\":[{\"ip\":1}]}", "{\"s\":[{\"ip\":1},{\"ip\":2}]}"));
+  assert_false(
+      subset("{\"s\":[{\"ip\":1}]}", "{\"s\":[{\"ip\":1},{\"ip\":2}]}"));
   assert_false(subset("{\"s\":[{\"ip\":2},{\"ip\":1}]}",
                       "{\"s\":[{\"ip\":1},{\"ip\":2}]}"));
   /* A missing server list equals an empty desired one; null is "unset". */
@@ -175,8 +174,9 @@ static void test_desired_body_adds_cksum(void **state) {
 static void test_redacted(void **state) {
   (void)state;
   lua_State *L = newL();
-  const char *b = "{\"certificate\":{\"certificate\":\"PEM\"},\"key\":\"SECRET\","
-                  "\"key_passphrase\":\"PW\"," MARKS("ns/gw") ",\"name\":\"c\"}";
+  const char *b =
+      "{\"certificate\":{\"certificate\":\"PEM\"},\"key\":\"SECRET\","
+      "\"key_passphrase\":\"PW\"," MARKS("ns/gw") ",\"name\":\"c\"}";
   char *r = amc_avi_redacted(L, "sslkeyandcertificate", b, strlen(b));
   assert_null(strstr(r, "SECRET"));
   assert_null(strstr(r, "\"PW\""));
@@ -206,7 +206,8 @@ static void test_cache_put(void **state) {
   assert_string_equal(e->gateway, "ns/gw");
   assert_null(amc_avi_cache_get(&c, "pool", "admin", "p"));
   /* Not owned: not stored. */
-  assert_int_equal(put(&c, L, "pool", "{\"name\":\"x\",\"uuid\":\"pool-2\"}"), 0);
+  assert_int_equal(put(&c, L, "pool", "{\"name\":\"x\",\"uuid\":\"pool-2\"}"),
+                   0);
   assert_null(amc_avi_cache_get(&c, "pool", "admin", "x"));
   assert_int_equal(put(&c, L, "pool", "{\"uuid\":\"pool-3\"}"), -1);
   /* Child VS rank after parent. */
@@ -231,11 +232,13 @@ static void test_plan_order_and_leftovers(void **state) {
   amc_avi_cache_init(&c);
   amc_avi_object_t objs[] = {
       obj("virtualservice", "amc--c1--child",
-          "{\"created_by\":\"amc-c1\"," MARKS("ns/gw") ",\"name\":\"amc--c1--"
-          "child\",\"type\":\"VS_TYPE_VH_CHILD\"}"),
+          "{\"created_by\":\"amc-c1\"," MARKS(
+              "ns/gw") ",\"name\":\"amc--c1--"
+                       "child\",\"type\":\"VS_TYPE_VH_CHILD\"}"),
       obj("virtualservice", "amc--c1--parent",
-          "{\"created_by\":\"amc-c1\"," MARKS("ns/gw") ",\"name\":\"amc--c1--"
-          "parent\",\"type\":\"VS_TYPE_VH_PARENT\"}"),
+          "{\"created_by\":\"amc-c1\"," MARKS(
+              "ns/gw") ",\"name\":\"amc--c1--"
+                       "parent\",\"type\":\"VS_TYPE_VH_PARENT\"}"),
       obj("pool", "p1", POOL("p1", "")),
       obj("poolgroup", "pg1", POOL("pg1", "")),
       obj("vsvip", "amc--c1--vip",
@@ -248,8 +251,8 @@ static void test_plan_order_and_leftovers(void **state) {
                                     err, sizeof err),
                    0);
   assert_int_equal(p.n, 6);
-  const char *order[] = {"vsvip", "pool", "poolgroup", "httppolicyset",
-                         "virtualservice", "virtualservice"};
+  const char *order[] = {"vsvip",         "pool",           "poolgroup",
+                         "httppolicyset", "virtualservice", "virtualservice"};
   for (size_t i = 0; i < 6; i++) {
     assert_int_equal(p.steps[i].op, AMC_AVI_POST);
     assert_string_equal(p.steps[i].type, order[i]);
@@ -336,22 +339,24 @@ static void test_plan_subset_fallback(void **state) {
       "\"values\":[\"c1\"]},{\"key\":\"gateway\",\"values\":[\"ns/gw\"]}],"
       "\"name\":\"p1\",\"uuid\":\"pool-1\",\"lb_algorithm\":\"X\","
       "\"health_monitor_refs\":[\"https://h/api/healthmonitor/hm-1#hm\"]}");
-  amc_avi_object_t same =
-      obj("pool", "p1",
-          "{\"created_by\":\"amc-c1\"," MARKS("ns/gw") ",\"name\":\"p1\","
-          "\"health_monitor_refs\":[\"/api/healthmonitor?name=hm\"]}");
+  amc_avi_object_t same = obj(
+      "pool", "p1",
+      "{\"created_by\":\"amc-c1\"," MARKS(
+          "ns/gw") ",\"name\":\"p1\","
+                   "\"health_monitor_refs\":[\"/api/healthmonitor?name=hm\"]}");
   amc_avi_plan_t p;
   char err[300];
-  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &same, 1,
-                                    &p, err, sizeof err),
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &same, 1, &p,
+                                    err, sizeof err),
                    0);
   assert_int_equal(p.n, 0);
-  amc_avi_object_t diff =
-      obj("pool", "p1",
-          "{\"created_by\":\"amc-c1\"," MARKS("ns/gw") ",\"name\":\"p1\","
-          "\"health_monitor_refs\":[\"/api/healthmonitor?name=other\"]}");
-  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &diff, 1,
-                                    &p, err, sizeof err),
+  amc_avi_object_t diff = obj("pool", "p1",
+                              "{\"created_by\":\"amc-c1\"," MARKS(
+                                  "ns/gw") ",\"name\":\"p1\","
+                                           "\"health_monitor_refs\":[\"/api/"
+                                           "healthmonitor?name=other\"]}");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &diff, 1, &p,
+                                    err, sizeof err),
                    0);
   assert_int_equal(p.n, 1);
   assert_int_equal(p.steps[0].op, AMC_AVI_PUT);
@@ -377,7 +382,8 @@ static void test_plan_errors(void **state) {
   assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", dup, 2, &p,
                                     err, sizeof err),
                    -1);
-  assert_string_equal(err, "pool p: two objects with this name in tenant admin");
+  assert_string_equal(err,
+                      "pool p: two objects with this name in tenant admin");
   amc_avi_object_t typ[] = {obj("cloud", "c", "{\"name\":\"c\"}")};
   assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", typ, 1, &p,
                                     err, sizeof err),
@@ -403,7 +409,8 @@ static void test_classify(void **state) {
   assert_true(amc_avi_classify(
       403, "Cannot delete, object is referred by: ['Pool p']"));
   assert_true(amc_avi_classify(403, "Tenant 't' does not exist!"));
-  assert_false(amc_avi_classify(400, "{\"name\": \"This field is required.\"}"));
+  assert_false(
+      amc_avi_classify(400, "{\"name\": \"This field is required.\"}"));
   assert_false(amc_avi_classify(403, "Cannot modify system default object"));
 }
 

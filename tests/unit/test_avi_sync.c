@@ -1,15 +1,21 @@
-/* test_avi_sync.c - runtime/avi/sync without a controller: refusals before
- * the cache is synced, dry-run planning and output, freeing with work in
- * flight (ASan checks that nothing leaks). The calls against a controller
- * are tested in tests/integration/test_avi_sync.py. */
+/* test_avi_sync.c - runtime/avi/sync: refusals before the cache is synced,
+ * dry-run planning and output, freeing with work in flight (ASan checks
+ * that nothing leaks), and one long-lived context against the AVI
+ * simulator (a repeated sync makes no call at all; a re-read notices
+ * objects lost behind its back; gc). The many faults are tested through
+ * `amc sync` in tests/integration/test_avi_sync.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "avi/sync.h"
 
@@ -178,12 +184,205 @@ static void test_free_with_start_in_flight(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- against avisim ---------------------------------------------------- */
+
+static pid_t sim_pid;
+static int sim_port;
+static char sim_dir[] = "/tmp/amc-test-avi-sync-XXXXXX";
+static char sim_portfile[128];
+
+static int sim_start(void) {
+  const char *py = getenv("AMC_PYTHON");
+  const char *src = getenv("AMC_SOURCE_DIR");
+  if (!py)
+    py = "/usr/bin/python3";
+  char script[1024];
+  snprintf(script, sizeof script, "%s/tests/fakes/avi/avisim.py",
+           src ? src : AMC_SOURCE_DIR);
+  if (!mkdtemp(sim_dir))
+    return -1;
+  snprintf(sim_portfile, sizeof sim_portfile, "%s/ports.json", sim_dir);
+  sim_pid = fork();
+  if (sim_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execl(py, py, script, "--no-https", "--port-file", sim_portfile,
+          "--password", "sim-pw", "--exit-with-parent", (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 400; i++) { /* 20 s */
+    FILE *f = fopen(sim_portfile, "r");
+    if (f) {
+      char buf[512] = {0};
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      const char *p = n ? strstr(buf, "\"http\": ") : NULL;
+      if (p && sscanf(p + 8, "%d", &sim_port) == 1)
+        return 0;
+    }
+    usleep(50000);
+  }
+  return -1;
+}
+
+static void sim_stop(void) {
+  if (sim_pid > 0) {
+    kill(sim_pid, SIGTERM);
+    waitpid(sim_pid, NULL, 0);
+    sim_pid = 0;
+  }
+  unlink(sim_portfile);
+  rmdir(sim_dir);
+}
+
+/* Runs the loop until `r->calls` reaches `n`. */
+static void wait_for(uv_loop_t *loop, res_t *r, int n) {
+  while (r->calls < n)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
+static amc_translation_t *two_pools(void) {
+  amc_translation_t *t = calloc(1, sizeof *t);
+  t->key = strdup("Gateway/ns/gw");
+  t->n_objects = 2;
+  t->objects = calloc(2, sizeof *t->objects);
+  for (int i = 0; i < 2; i++) {
+    char name[64], json[512];
+    snprintf(name, sizeof name, "amc--c1--ns--gw--p%d", i);
+    snprintf(json, sizeof json,
+             "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":"
+             "\"clustername\",\"values\":[\"c1\"]},{\"key\":\"gateway\","
+             "\"values\":[\"ns/gw\"]}],\"name\":\"%s\",\"servers\":[{\"ip\":"
+             "{\"addr\":\"10.0.0.%d\",\"type\":\"V4\"}}]}",
+             name, i + 1);
+    t->objects[i].type = strdup("pool");
+    t->objects[i].name = strdup(name);
+    t->objects[i].json = strdup(json);
+    t->objects[i].json_len = strlen(json);
+  }
+  return t;
+}
+
+typedef struct {
+  int n;
+  char method[8];
+  char type[32];
+} seen_t;
+
+static void observe(const char *method, const char *type, long status,
+                    void *data) {
+  (void)status;
+  seen_t *s = data;
+  s->n++;
+  snprintf(s->method, sizeof s->method, "%s", method);
+  snprintf(s->type, sizeof s->type, "%s", type);
+}
+
+static void reset_done(amc_http_req_t *req, const amc_http_response_t *r,
+                       void *data) {
+  (void)req;
+  *(long *)data = r->status ? r->status : -1;
+}
+
+static void set_flag(void *data) {
+  *(int *)data = 1;
+}
+
+static void test_against_the_simulator(void **state) {
+  (void)state;
+  if (sim_start() != 0) {
+    sim_stop();
+    fail_msg("avisim did not start");
+  }
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", sim_port);
+  amc_avi_sync_opts_t o = {.controller = url,
+                           .username = "admin",
+                           .password = "sim-pw",
+                           .cluster = "c1",
+                           .rate = 200,
+                           .burst = 20};
+  amc_avi_sync_t *s = amc_avi_sync_new(&loop, h, &o);
+  seen_t seen = {0};
+  amc_avi_sync_set_observer(s, observe, &seen);
+  res_t st = {0}, r = {0};
+  amc_avi_sync_start(s, on_result, &st);
+  wait_for(&loop, &st, 1);
+  assert_true(st.ok);
+  assert_int_equal(st.n[0], 9); /* one read per owned type */
+  assert_true(amc_avi_sync_synced(s));
+  assert_true(amc_avi_sync_reachable(s));
+  amc_translation_t *t = two_pools();
+
+  amc_avi_sync_key(s, t->key, t, on_result, &r);
+  wait_for(&loop, &r, 1);
+  assert_true(r.ok);
+  assert_int_equal(r.n[1], 2);
+  assert_int_equal(amc_avi_sync_cached(s), 2);
+  assert_string_equal(seen.method, "POST");
+  assert_string_equal(seen.type, "pool");
+
+  /* Again: not a single call. */
+  int before = seen.n;
+  amc_avi_sync_key(s, t->key, t, on_result, &r);
+  wait_for(&loop, &r, 2);
+  assert_true(r.ok);
+  assert_int_equal(r.n[0] + r.n[1] + r.n[2] + r.n[3], 0);
+  assert_int_equal(seen.n, before);
+
+  /* Everything vanishes behind amc's back (and the session with it). The
+   * cache does not know until a re-read. */
+  char reset[96];
+  snprintf(reset, sizeof reset, "http://127.0.0.1:%d/_sim/reset", sim_port);
+  amc_http_opts_t ro = {.method = "POST", .url = reset, .timeout_ms = 5000};
+  long reset_status = 0;
+  assert_non_null(amc_http_start(h, &ro, reset_done, &reset_status));
+  while (reset_status == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(reset_status, 200);
+  amc_avi_sync_key(s, t->key, t, on_result, &r);
+  wait_for(&loop, &r, 3);
+  assert_int_equal(r.n[1], 0);
+  res_t st2 = {0};
+  amc_avi_sync_start(s, on_result, &st2);
+  assert_true(amc_avi_sync_synced(s)); /* still usable while re-reading */
+  wait_for(&loop, &st2, 1);
+  assert_true(st2.ok);
+  assert_int_equal(amc_avi_sync_cached(s), 0);
+  amc_avi_sync_key(s, t->key, t, on_result, &r);
+  wait_for(&loop, &r, 4);
+  assert_true(r.ok);
+  assert_int_equal(r.n[1], 2); /* recreated */
+
+  /* gc with no live key deletes both. */
+  res_t g = {0};
+  amc_avi_sync_gc(s, NULL, 0, on_result, &g);
+  wait_for(&loop, &g, 1);
+  assert_true(g.ok);
+  assert_int_equal(g.n[3], 2);
+  assert_int_equal(amc_avi_sync_cached(s), 0);
+
+  int logged_out = 0;
+  amc_avi_sync_logout(s, set_flag, &logged_out);
+  while (!logged_out)
+    uv_run(&loop, UV_RUN_ONCE);
+  amc_avi_sync_free(s);
+  amc_http_close(h, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  amc_translation_free(t);
+  sim_stop();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refuses_before_start),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_dry_run_plans_in_order_without_secrets),
       cmocka_unit_test(test_free_with_start_in_flight),
+      cmocka_unit_test(test_against_the_simulator),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

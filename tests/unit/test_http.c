@@ -56,20 +56,43 @@ static const char *server_py =
     "               extra=[('Set-Cookie', 'a=1; Path=/'),\n"
     "                      ('Set-Cookie', 'b=2; Path=/')])\n"
     "  do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any\n"
+    "import ssl, threading\n"
+    "ThreadingHTTPServer.handle_error = lambda *a: None  # client hang-ups\n"
     "s = ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
     "s.daemon_threads = True\n"
-    "print(s.server_address[1], flush=True)\n"
+    "t = ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+    "t.daemon_threads = True\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "t.socket = ctx.wrap_socket(t.socket, server_side=True)\n"
+    "threading.Thread(target=t.serve_forever, daemon=True).start()\n"
+    "print(s.server_address[1], t.server_address[1], flush=True)\n"
     "s.serve_forever()\n";
 
 static pid_t server_pid;
-static int server_port;
-static char base[64];
+static int server_port, tls_port;
+static char base[64], tls_base[64];
+static char tmpdir[] = "/tmp/amc-test-http-XXXXXX";
+static char cert_path[128], key_path[128];
 
 static int start_server(void **state) {
   (void)state;
   const char *py = getenv("AMC_PYTHON");
   if (!py)
     py = "/usr/bin/python3";
+  /* A self-signed certificate for 127.0.0.1 (openssl CLI). */
+  if (!mkdtemp(tmpdir))
+    return -1;
+  snprintf(cert_path, sizeof cert_path, "%s/cert.pem", tmpdir);
+  snprintf(key_path, sizeof key_path, "%s/key.pem", tmpdir);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+           "-nodes -days 1 -subj /CN=127.0.0.1 -addext "
+           "subjectAltName=IP:127.0.0.1 -keyout %s -out %s 2>/dev/null",
+           key_path, cert_path);
+  if (system(cmd) != 0)
+    return -1;
   int fds[2];
   if (pipe(fds) != 0)
     return -1;
@@ -79,15 +102,16 @@ static int start_server(void **state) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl(py, py, "-c", server_py, (char *)NULL);
+    execl(py, py, "-c", server_py, cert_path, key_path, (char *)NULL);
     _exit(127);
   }
   close(fds[1]);
   FILE *f = fdopen(fds[0], "r");
-  if (!f || fscanf(f, "%d", &server_port) != 1)
+  if (!f || fscanf(f, "%d %d", &server_port, &tls_port) != 2)
     return -1;
   fclose(f);
   snprintf(base, sizeof base, "http://127.0.0.1:%d", server_port);
+  snprintf(tls_base, sizeof tls_base, "https://127.0.0.1:%d", tls_port);
   return 0;
 }
 
@@ -97,6 +121,9 @@ static int stop_server(void **state) {
     kill(server_pid, SIGTERM);
     waitpid(server_pid, NULL, 0);
   }
+  unlink(cert_path);
+  unlink(key_path);
+  rmdir(tmpdir);
   return 0;
 }
 
@@ -124,8 +151,8 @@ static void on_done(amc_http_req_t *req, const amc_http_response_t *r,
   amc_buf_append(&res->body, r->body, r->body_len);
   size_t vlen;
   const char *v = NULL;
-  while ((v = amc_http_header_find(r->headers, r->headers_len, "set-cookie",
-                                   v, &vlen))) {
+  while ((v = amc_http_header_find(r->headers, r->headers_len, "set-cookie", v,
+                                   &vlen))) {
     amc_buf_append(&res->cookies, v, vlen);
     amc_buf_putc(&res->cookies, '|');
   }
@@ -165,8 +192,7 @@ static void test_get_post_headers(void **state) {
   result_t get = {0}, post = {0};
   amc_http_opts_t o = {.url = url, .timeout_ms = 5000};
   assert_non_null(amc_http_start(h, &o, on_done, &get));
-  const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json",
-                        NULL};
+  const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json", NULL};
   amc_http_opts_t p = {.method = "PUT",
                        .url = url,
                        .headers = hdrs,
@@ -394,6 +420,47 @@ static void test_header_find(void **state) {
   assert_null(amc_http_header_find(h, strlen(h), "Content", NULL, &n));
 }
 
+/* TLS: verification on by default (a self-signed server fails), a CA file
+ * or an in-memory CA makes it pass, `insecure` skips it explicitly. */
+static void test_tls_verification(void **state) {
+  (void)state;
+  amc_buf_t pem = AMC_BUF_INIT;
+  assert_int_equal(amc_buf_read_file(&pem, cert_path), 0);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128];
+  snprintf(url, sizeof url, "%s/tls", tls_base);
+  result_t dflt = {0}, file = {0}, mem = {0}, insec = {0}, wrong = {0};
+  amc_http_opts_t o1 = {.url = url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &o1, on_done, &dflt));
+  amc_http_opts_t o2 = {.url = url, .timeout_ms = 5000, .ca_file = cert_path};
+  assert_non_null(amc_http_start(h, &o2, on_done, &file));
+  amc_http_opts_t o3 = {.url = url, .timeout_ms = 5000, .ca_pem = pem.data};
+  assert_non_null(amc_http_start(h, &o3, on_done, &mem));
+  amc_http_opts_t o4 = {.url = url, .timeout_ms = 5000, .insecure = 1};
+  assert_non_null(amc_http_start(h, &o4, on_done, &insec));
+  /* The right CA but the wrong name ("localhost" is not in the SAN). */
+  char url2[128];
+  snprintf(url2, sizeof url2, "https://localhost:%d/tls", tls_port);
+  amc_http_opts_t o5 = {.url = url2, .timeout_ms = 5000, .ca_file = cert_path};
+  assert_non_null(amc_http_start(h, &o5, on_done, &wrong));
+  run_and_close(&loop, h);
+  assert_true(dflt.had_error);
+  assert_int_equal(dflt.status, 0);
+  assert_false(file.had_error);
+  assert_int_equal(file.status, 200);
+  assert_false(mem.had_error);
+  assert_int_equal(mem.status, 200);
+  assert_false(insec.had_error);
+  assert_int_equal(insec.status, 200);
+  assert_true(wrong.had_error);
+  result_t *all[] = {&dflt, &file, &mem, &insec, &wrong};
+  for (int i = 0; i < 5; i++)
+    result_free(all[i]);
+  amc_buf_free(&pem);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -416,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_idle_stream),
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_many_and_chained),
+      cmocka_unit_test(test_tls_verification),
   };
   return cmocka_run_group_tests(tests, start_server, stop_server);
 }

@@ -327,6 +327,36 @@ static void test_pretty(void **state) {
   amc_buf_free(&b);
 }
 
+/* Re-indenting canonical text gives exactly the pretty encoder's bytes. */
+static void test_pretty_canonical(void **state) {
+  (void)state;
+  static const char *const values[] = {
+      "return {b = {1, {c = 'x,y:{z}[]'}}, a = {}, e = "
+      "setmetatable({}, json.array_mt), n = json.null, q = 'say \"hi\" \\\\'}",
+      "return {}",
+      "return setmetatable({}, json.array_mt)",
+      "return 'plain'",
+      "return {{{{1}}}, {x = {y = {}}}}",
+      "return {['k:e,y'] = {['\"'] = '\\\\\"'}}",
+  };
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    assert_int_equal(luaL_dostring(L, values[i]), LUA_OK);
+    amc_buf_t c = AMC_BUF_INIT, p = AMC_BUF_INIT, r = AMC_BUF_INIT;
+    char err[256];
+    assert_int_equal(amc_json_encode(L, -1, &c, err, sizeof err), 0);
+    assert_int_equal(amc_json_encode_pretty(L, -1, &p, err, sizeof err), 0);
+    assert_int_equal(amc_json_pretty_canonical(c.data, c.len, &r), 0);
+    assert_string_equal(r.data, p.data);
+    lua_pop(L, 1);
+    amc_buf_free(&c);
+    amc_buf_free(&p);
+    amc_buf_free(&r);
+  }
+  amc_buf_t r = AMC_BUF_INIT;
+  assert_int_equal(amc_json_pretty_canonical("{\"a\":[1}", 9, &r), -1);
+  amc_buf_free(&r);
+}
+
 static void test_lua_module(void **state) {
   (void)state;
   const char *code =
@@ -425,6 +455,7 @@ int main(void) {
       cmocka_unit_test(test_depth_limit),
       cmocka_unit_test(test_encode_errors_name_path),
       cmocka_unit_test(test_pretty),
+      cmocka_unit_test(test_pretty_canonical),
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),

@@ -311,7 +311,8 @@ static void test_default_namespace(void **state) {
   amc_loader_opts_t opts = {.default_namespace = "default"};
   const char *y = OBJ("Gateway", "g") "---\n" OBJ(
       "Namespace", "n") "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, "
-                        "namespace: x}\n";
+                        "namespace: x}\n---\napiVersion: v1\nkind: Pod\n"
+                        "metadata: {name: q, namespace: ''}\n";
   char err[512];
   amc_buf_reset(&out);
   assert_int_equal(amc_loader_load_buffer(L, "d.yaml", y, strlen(y), 0, &opts,
@@ -324,7 +325,10 @@ static void test_default_namespace(void **state) {
                       "d.yaml:6 {\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
                       "\"metadata\":{\"name\":\"n\"}}\n"
                       "d.yaml:11 {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
-                      "\"metadata\":{\"name\":\"p\",\"namespace\":\"x\"}}\n");
+                      "\"metadata\":{\"name\":\"p\",\"namespace\":\"x\"}}\n"
+                      "d.yaml:15 {\"apiVersion\":\"v1\",\"kind\":\"Pod\","
+                      "\"metadata\":{\"name\":\"q\",\"namespace\":"
+                      "\"default\"}}\n");
 }
 
 static int stop_at_second(lua_State *S, const char *source, void *data,
@@ -375,6 +379,70 @@ static void test_parse_value(void **state) {
   assert_int_equal(lua_gettop(L), 0);
 }
 
+/* Mutated inputs (seeded, so reproducible) never crash the YAML or JSON
+ * paths and always leave the stack balanced; run under ASan by ctest. */
+static int count_only(lua_State *S, const char *source, void *data, char *err,
+                      size_t errlen) {
+  (void)S, (void)source, (void)err, (void)errlen;
+  (*(int *)data)++;
+  return 0;
+}
+
+static void test_mutations(void **state) {
+  (void)state;
+  static const char yaml[] =
+      "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: "
+      "Service\n  metadata: {name: a, namespace: n, labels: &l {x: '1'}}\n"
+      "  spec:\n    ports: [{port: 80, targetPort: \"8080\"}]\n    x: *l\n"
+      "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  "
+      "annotations:\n    a: |\n      multi\n      line\n    b: >-\n      "
+      "folded\n    c: \"\\u00e9\\t\"\nstatus: {podIP: 10.0.0.1, n: ~, f: "
+      "1.5e3, h: 0x1F}\n";
+  static const char json[] =
+      "[{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{"
+      "\"name\":\"a\",\"namespace\":\"n\"},\"spec\":{\"ports\":[{"
+      "\"port\":80,\"x\":[1.5,-2e3,true,false,null,\"\\ud83d\\ude00\"]}]}}]";
+  static const char alphabet[] = "{}[]:,-?&*!|>'\"\\#\n \t0123456789.eE+"
+                                 "abcnul\x80\xc3\xff\x00";
+  uint32_t seed = 12345;
+  char buf[sizeof yaml + 64];
+  for (int round = 0; round < 20000; round++) {
+    int is_json = round & 1;
+    const char *src = is_json ? json : yaml;
+    size_t len = strlen(src);
+    memcpy(buf, src, len);
+    int edits = 1 + round % 4;
+    for (int k = 0; k < edits; k++) {
+      seed = seed * 1103515245u + 12345u;
+      size_t pos = (seed >> 8) % len;
+      seed = seed * 1103515245u + 12345u;
+      char c = alphabet[(seed >> 8) % (sizeof alphabet - 1)];
+      seed = seed * 1103515245u + 12345u;
+      switch ((seed >> 8) % 3) {
+      case 0: /* replace */
+        buf[pos] = c;
+        break;
+      case 1: /* delete */
+        memmove(buf + pos, buf + pos + 1, len - pos - 1);
+        len--;
+        break;
+      default: /* insert */
+        memmove(buf + pos + 1, buf + pos, len - pos);
+        buf[pos] = c;
+        len++;
+      }
+    }
+    char err[512];
+    int n = 0, top = lua_gettop(L);
+    int rc = amc_loader_load_buffer(L, "m", buf, len, is_json, NULL, count_only,
+                                    &n, err, sizeof err);
+    assert_true(rc == 0 || rc == -1);
+    if (rc < 0)
+      assert_true(strncmp(err, "m", 1) == 0);
+    assert_int_equal(lua_gettop(L), top);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_multi_document_and_scalars),
@@ -389,6 +457,7 @@ int main(void) {
       cmocka_unit_test(test_default_namespace),
       cmocka_unit_test(test_callback_stops),
       cmocka_unit_test(test_parse_value),
+      cmocka_unit_test(test_mutations),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -108,6 +108,11 @@ static void test_yaml_json_and_protobuf_agree(void **state) {
   lua_close(L);
 }
 
+static int synced_calls;
+static void count_synced(void *data) {
+  (*(int *)data)++;
+}
+
 static void test_store_adapter_replace_and_delete(void **state) {
   amc_store_t *s = amc_store_new();
   /* an object of the same kind from another source is never touched */
@@ -143,11 +148,18 @@ static void test_store_adapter_replace_and_delete(void **state) {
   ops->on_delete(&ms, "Gateway", "ns", "a");
   assert_int_equal(amc_store_count(s, "Gateway"), 1);
   assert_false(amc_mcp_store_synced(&ms));
+  ms.on_synced_all = count_synced;
+  ms.data = &synced_calls;
   const char *kinds[] = {"Gateway", "VirtualService", "DestinationRule",
                          "ServiceEntry"};
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(synced_calls, 0);
     ops->on_synced(&ms, kinds[i]);
+  }
   assert_true(amc_mcp_store_synced(&ms));
+  assert_int_equal(synced_calls, 1);
+  ops->on_synced(&ms, kinds[0]); /* after a reconnect: not again */
+  assert_int_equal(synced_calls, 1);
   amc_store_free(s);
 }
 

@@ -352,6 +352,32 @@ static void test_output_checks(void **state) {
     fail_msg("%s", err);
 }
 
+/* rt.list(kind, ns, labels): only objects with all the labels; reads are
+ * still recorded per (kind, namespace). */
+static void test_list_labels(void **state) {
+  fx_t *f = *state;
+  setup_mesh(f);
+  put(f->store, "EndpointSlice", "ns", "web-2",
+      "{\"metadata\":{\"labels\":{\"app\":\"x\",\"kubernetes.io/"
+      "service-name\":\"web\"},\"name\":\"web-2\",\"namespace\":\"ns\"}}");
+  put(f->store, "EndpointSlice", "ns", "nolabels",
+      "{\"metadata\":{\"name\":\"nolabels\",\"namespace\":\"ns\"}}");
+  put_gateway(f->store, "ns", "bad", "{}");
+  load_ok(f, FIX "rules_labels");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  assert_string_equal(t->objects[0].name,
+                      "web=ns/web-1,ns/web-2;none=;all=ns/nolabels,ns/web-1,"
+                      "ns/web-2;n=0");
+  assert_int_equal(t->n_reads, 2);
+  assert_null(t->reads[0].namespace_);
+  assert_string_equal(t->reads[1].namespace_, "ns");
+  amc_translation_free(t);
+  expect_error(f, "ns", "bad", "rt.list: labels must map strings to strings");
+}
+
 /* With the real runtime library (runtime/lua): the engine's C fast path
  * for validation must accept exactly what validate.lua accepts; every
  * broken object is still refused with validate.lua's message. */
@@ -412,6 +438,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,12 +177,6 @@ def state_of(events):
     return st
 
 
-def strip_rv(obj):
-    o = json.loads(json.dumps(obj))
-    o.get("metadata", {}).pop("resourceVersion", None)
-    return o
-
-
 def run(tests):
     """Runs test functions, each with a fresh temp dir and a list to which it
     appends objects to close. Prints TAP-like lines; exits 1 on failure."""

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Fake Istio config server for amc's tests: legacy MCP (Galley) and
-MCP-over-xDS (istiod ADS) on one gRPC port, built on Debian's python3-grpcio
+MCP-over-xDS (istiod ADS, state of the world and Delta) on one gRPC port, built on Debian's python3-grpcio
 (gRPC C-core, whose stream-closing behaviour matches grpc-go/istiod).
 
 Messages are built with python3-protobuf from the project's own proto/ files
@@ -64,6 +64,8 @@ KINDS = {
 LEGACY_PATH = "/istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream"
 XDS_PATH = ("/envoy.service.discovery.v3.AggregatedDiscoveryService/"
             "StreamAggregatedResources")
+DELTA_PATH = ("/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+              "DeltaAggregatedResources")
 
 
 def compile_protos():
@@ -122,6 +124,7 @@ class Stream:
         self.peer = peer
         self.out = queue.Queue()
         self.subs = {}  # collection/type url -> True
+        self.sent = {}  # delta: type url -> names sent last
         self.nonce = 0
         self.context = None
 
@@ -188,9 +191,12 @@ class Server:
         return r
 
     def kind_resources(self, kind):
+        return [r for _, r in self.kind_items(kind)]
+
+    def kind_items(self, kind):
         with self.lock:
             items = sorted(self.store[kind].items())
-            return [self.resource(kind, k, e) for k, e in items]
+            return [(k, self.resource(kind, k, e)) for k, e in items]
 
     # ---- messages ----
     def legacy_response(self, st, collection, incremental=None):
@@ -227,16 +233,42 @@ class Server:
                 a.Pack(r)
         return m.SerializeToString()
 
+    def delta_response(self, st, type_url):
+        """All current resources (as istiod does) plus the names removed
+        since the last response on this stream."""
+        parts = type_url.split("/")
+        m = PB["discovery"].DeltaDiscoveryResponse()
+        m.type_url = type_url
+        m.system_version_info = str(self.version)
+        st.nonce += 1
+        m.nonce = str(st.nonce)
+        if self.args.identifier:
+            m.control_plane.identifier = self.args.identifier
+        current = set()
+        if (len(parts) == 3 and parts[0] == "networking.istio.io"
+                and parts[1] == self.args.xds_version and parts[2] in KINDS):
+            for key, r in self.kind_items(parts[2]):
+                res = m.resources.add()
+                res.name = key
+                res.resource.Pack(r)
+                current.add(key)
+        m.removed_resources.extend(sorted(st.sent.get(type_url, set()) -
+                                          current))
+        st.sent[type_url] = current
+        return m.SerializeToString()
+
     def push_kind(self, kind, incremental=None):
         with self.lock:
             for st in list(self.streams):
                 if st.proto == "legacy" and KINDS[kind][2] in st.subs:
                     st.out.put(self.legacy_response(st, KINDS[kind][2],
                                                     incremental))
-                elif st.proto == "xds" and not incremental:
+                elif st.proto in ("xds", "delta") and not incremental:
                     for url in st.subs:
                         if url.endswith("/" + kind):
-                            st.out.put(self.xds_response(st, url))
+                            st.out.put(self.xds_response(st, url)
+                                       if st.proto == "xds" else
+                                       self.delta_response(st, url))
 
     # ---- handlers ----
     def check_auth(self, context):
@@ -318,9 +350,15 @@ class Server:
             st.out.put(self.legacy_response(st, req.collection))
 
     def on_xds_request(self, st, raw):
-        req = PB["discovery"].DiscoveryRequest.FromString(raw)
-        rec = {"type_url": req.type_url, "nonce": req.response_nonce,
-               "version": req.version_info}
+        delta = st.proto == "delta"
+        if delta:
+            req = PB["discovery"].DeltaDiscoveryRequest.FromString(raw)
+            rec = {"type_url": req.type_url, "nonce": req.response_nonce,
+                   "version": "", "delta": True}
+        else:
+            req = PB["discovery"].DiscoveryRequest.FromString(raw)
+            rec = {"type_url": req.type_url, "nonce": req.response_nonce,
+                   "version": req.version_info}
         with self.lock:
             self.log["requests"].append(rec)
             if not st.subs and not req.HasField("node"):
@@ -340,7 +378,8 @@ class Server:
                 self.log["acks"].append(rec)
                 return
             st.subs[req.type_url] = True
-            st.out.put(self.xds_response(st, req.type_url))
+            st.out.put(self.delta_response(st, req.type_url) if delta
+                       else self.xds_response(st, req.type_url))
 
     # ---- server lifecycle ----
     def start(self):
@@ -350,9 +389,13 @@ class Server:
         def xds(request_iterator, context):
             yield from self.handle("xds", request_iterator, context)
 
+        def delta(request_iterator, context):
+            yield from self.handle("delta", request_iterator, context)
+
         handlers = {
             LEGACY_PATH: grpc.stream_stream_rpc_method_handler(legacy),
             XDS_PATH: grpc.stream_stream_rpc_method_handler(xds),
+            DELTA_PATH: grpc.stream_stream_rpc_method_handler(delta),
         }
 
         class Generic(grpc.GenericRpcHandler):

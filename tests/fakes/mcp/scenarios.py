@@ -9,12 +9,13 @@ from harness import (KINDS, Dump, McpServer, fixture_objects, state_of,
 
 
 def scenarios(proto):
-    xds = proto == "xds"
+    xds = proto in ("xds", "delta")
 
     def start(tmp, cleanup, *server_args, dump_args=()):
         srv = McpServer(tmp, *server_args)
         cleanup.append(srv)
-        args = (["--xds"] if xds else []) + list(dump_args)
+        args = (["--delta"] if proto == "delta" else
+                ["--xds"] if xds else []) + list(dump_args)
         d = Dump(tmp, "http://127.0.0.1:%d" % srv.port, *args)
         cleanup.append(d)
         d.wait_synced_all()
@@ -248,4 +249,7 @@ def scenarios(proto):
 
     tests += [test_trailers_only_status_seen, test_slow_server_no_disconnect,
               test_large_push, test_frozen_server]
+    if proto == "delta":
+        for t in tests:
+            t.__name__ = t.__name__.replace("test_", "test_delta_", 1)
     return tests
