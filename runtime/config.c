@@ -38,7 +38,8 @@ static const opt_t opts[] = {
     {"kube-context", NULL, T_STR, O(kube_context), NULL, "NAME",
      "kubeconfig context (default: the current one)", 0},
     {"leader-elect", NULL, T_BOOL, O(leader_elect), "false", NULL,
-     "with --source kube: only the replica holding the Lease reconciles", 0},
+     "with --source kube: only the replica holding the Lease reconciles "
+     "(other sources: ignored, with a warning)", 0},
     {"lease-name", NULL, T_STR, O(lease_name), "amc", "NAME",
      "the leader-election Lease", 0},
     {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",
@@ -354,10 +355,6 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
   } else if (strcmp(c->source, "kube") != 0) {
     snprintf(err, errlen, "source '%s': expected fs://DIR, kube or mcp",
              c->source);
-    return -1;
-  }
-  if (c->leader_elect && strcmp(c->source, "kube") != 0) {
-    snprintf(err, errlen, "leader-elect: needs --source kube");
     return -1;
   }
   if (c->avi_password_file && read_password_file(c, err, errlen) != 0)

@@ -743,6 +743,13 @@ int amc_cmd_run(int argc, char **argv) {
           AMC_B("istio_enabled", r->cfg.istio_enabled));
   if (r->cfg.avi_insecure)
     amc_log(AMC_WARN, "avi.tls_verification_disabled");
+  if (r->cfg.leader_elect && strcmp(r->cfg.source, "kube") != 0) {
+    /* A Lease lives in the cluster: without the Kubernetes source there is
+     * none to hold (a local fs:// run is a single replica). */
+    amc_log(AMC_WARN, "leader_election.off",
+            AMC_S("detail", "--leader-elect needs --source kube; ignored"));
+    r->cfg.leader_elect = 0;
+  }
   /* A peer closing a socket must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&r->loop);
