@@ -76,15 +76,25 @@ local function istio_order(a, b)
   return a.metadata.name < b.metadata.name
 end
 
--- VirtualServices bound to this gateway, in Istio's merge order.
+-- VirtualServices bound to this gateway, in Istio's merge order. Only
+-- those whose spec.gateways has "<gw ns>/<gw>" (any namespace) or "<gw>"
+-- (the gateway's namespace) can name it: the lookups fetch just those.
 function M.bound(ctx)
   local rt = ctx.rt
-  local list = {}
-  for _, vs in ipairs(rt.list("VirtualService", nil)) do
-    local spec = vs.spec or {}
-    if names_gateway(ctx, vs, spec.gateways) and
-       rt.exported_to(vs, ctx.gw_ns) then
-      list[#list + 1] = vs
+  local candidates = {
+    rt.list("VirtualService", nil,
+      { field = "spec.gateways", value = ctx.gw_ns .. "/" .. ctx.gw_name }),
+    rt.list("VirtualService", ctx.gw_ns,
+      { field = "spec.gateways", value = ctx.gw_name }),
+  }
+  local list, seen = {}, {}
+  for _, vss in ipairs(candidates) do
+    for _, vs in ipairs(vss) do
+      if not seen[vs] and names_gateway(ctx, vs, vs.spec.gateways) and
+         rt.exported_to(vs, ctx.gw_ns) then
+        seen[vs] = true
+        list[#list + 1] = vs
+      end
     end
   end
   table.sort(list, istio_order)

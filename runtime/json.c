@@ -1009,6 +1009,200 @@ int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Strings at a path (the store's field indexes)                             */
+
+typedef struct {
+  const char *p, *end;
+  int depth;
+  amc_buf_t buf; /* unescaped string */
+} scan_t;
+
+static void scan_ws(scan_t *sc) {
+  while (sc->p < sc->end &&
+         (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t'))
+    sc->p++;
+}
+
+/* The string at sc->p (on its quote), unescaped into sc->buf (when `keep`)
+ * or just skipped. */
+static int scan_string(scan_t *sc, int keep) {
+  const char *p = sc->p + 1, *run = p;
+  if (keep)
+    amc_buf_reset(&sc->buf);
+  for (;;) {
+    if (p >= sc->end)
+      return -1;
+    char c = *p;
+    if (c == '"')
+      break;
+    if (c != '\\') {
+      p++;
+      continue;
+    }
+    if (sc->end - p < 2)
+      return -1;
+    if (keep)
+      amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    char e = p[1];
+    p += 2;
+    if (e == 'u') {
+      unsigned cp, lo;
+      if (sc->end - p < 4 || hex4(p, &cp) < 0)
+        return -1;
+      p += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF && sc->end - p >= 6 && p[0] == '\\' &&
+          p[1] == 'u' && hex4(p + 2, &lo) == 0 && lo >= 0xDC00 &&
+          lo <= 0xDFFF) {
+        p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      if (keep)
+        put_utf8(&sc->buf, cp);
+    } else if (keep) {
+      const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+      const char *f = strchr(from, e);
+      if (!f || !e)
+        return -1;
+      amc_buf_putc(&sc->buf, to[f - from]);
+    }
+    run = p;
+  }
+  if (keep)
+    amc_buf_append(&sc->buf, run, (size_t)(p - run));
+  sc->p = p + 1;
+  return 0;
+}
+
+/* Skips one value of any type. */
+static int scan_skip(scan_t *sc) {
+  scan_ws(sc);
+  if (sc->p >= sc->end)
+    return -1;
+  char c = *sc->p;
+  if (c == '"')
+    return scan_string(sc, 0);
+  if (c != '{' && c != '[') {
+    while (sc->p < sc->end && !strchr(",}] \n\r\t", *sc->p))
+      sc->p++;
+    return 0;
+  }
+  if (++sc->depth > AMC_JSON_MAX_DEPTH)
+    return -1;
+  char close = c == '{' ? '}' : ']';
+  sc->p++;
+  scan_ws(sc);
+  if (sc->p < sc->end && *sc->p == close) {
+    sc->p++;
+    sc->depth--;
+    return 0;
+  }
+  for (;;) {
+    if (c == '{') {
+      scan_ws(sc);
+      if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc, 0) < 0)
+        return -1;
+      scan_ws(sc);
+      if (sc->p >= sc->end || *sc->p++ != ':')
+        return -1;
+    }
+    if (scan_skip(sc) < 0)
+      return -1;
+    scan_ws(sc);
+    if (sc->p >= sc->end)
+      return -1;
+    if (*sc->p == ',') {
+      sc->p++;
+      continue;
+    }
+    if (*sc->p++ != close)
+      return -1;
+    sc->depth--;
+    return 0;
+  }
+}
+
+/* The value at sc->p, `depth` more keys to follow. */
+static int scan_path(scan_t *sc, const char *const *path, size_t depth,
+                     amc_json_string_fn fn, void *ud) {
+  scan_ws(sc);
+  if (sc->p >= sc->end)
+    return -1;
+  char c = *sc->p;
+  if (depth == 0) {
+    if (c == '"') {
+      if (scan_string(sc, 1) < 0)
+        return -1;
+      fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      return 0;
+    }
+    if (c != '[')
+      return scan_skip(sc);
+    sc->p++;
+    scan_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+      sc->p++;
+      return 0;
+    }
+    for (;;) {
+      scan_ws(sc);
+      if (sc->p < sc->end && *sc->p == '"') {
+        if (scan_string(sc, 1) < 0)
+          return -1;
+        fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      } else if (scan_skip(sc) < 0) {
+        return -1;
+      }
+      scan_ws(sc);
+      if (sc->p >= sc->end)
+        return -1;
+      if (*sc->p == ',') {
+        sc->p++;
+        continue;
+      }
+      return *sc->p++ == ']' ? 0 : -1;
+    }
+  }
+  if (c != '{')
+    return scan_skip(sc);
+  sc->p++;
+  scan_ws(sc);
+  if (sc->p < sc->end && *sc->p == '}') {
+    sc->p++;
+    return 0;
+  }
+  size_t want = strlen(path[0]);
+  for (;;) {
+    scan_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc, 1) < 0)
+      return -1;
+    int hit = sc->buf.len == want && memcmp(sc->buf.data, path[0], want) == 0;
+    scan_ws(sc);
+    if (sc->p >= sc->end || *sc->p++ != ':')
+      return -1;
+    if (hit) /* keys are unique: the rest does not matter */
+      return scan_path(sc, path + 1, depth - 1, fn, ud);
+    if (scan_skip(sc) < 0)
+      return -1;
+    scan_ws(sc);
+    if (sc->p >= sc->end)
+      return -1;
+    if (*sc->p == ',') {
+      sc->p++;
+      continue;
+    }
+    return *sc->p++ == '}' ? 0 : -1;
+  }
+}
+
+int amc_json_strings_at(const char *s, size_t len, const char *const *path,
+                        size_t depth, amc_json_string_fn fn, void *ud) {
+  scan_t sc = {s, s + len, 0, AMC_BUF_INIT};
+  int rc = scan_path(&sc, path, depth, fn, ud);
+  amc_buf_free(&sc.buf);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Lua module                                                                */
 
 static int l_decode(lua_State *L) {
