@@ -267,6 +267,8 @@ local function block_applies(ctx, vs, mb, listener)
   return true
 end
 
+local HEADER_SETS = { { "headers", false }, { "withoutHeaders", true } }
+
 -- The MatchTarget for one block, or nil, field, reason.
 local function match_target(ctx, mb, listener, host, in_child)
   local rt = ctx.rt
@@ -307,8 +309,8 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
     hdrs[#hdrs + 1] = h
   end
-  for _, set in ipairs({ { "headers", false }, { "withoutHeaders", true } }) do
-    for name, m in rt.sorted_pairs(mb[set[1]] or {}) do
+  for _, set in ipairs(HEADER_SETS) do
+    for name, m in rt.sorted_pairs(mb[set[1]]) do
       if name:sub(1, 1) == ":" then
         return nil, set[1] .. "." .. name,
           "pseudo-header matches are not supported by AVI header rules"

@@ -375,6 +375,17 @@ function M.new(host)
   -- digits of the hash of the raw parts. Names longer than NAME_MAX keep
   -- their head and end in "--" plus the 16-digit hash of the full name.
   local prefix = "amc--" .. cluster .. "--"
+  -- part -> false when it must be altered (the same few namespaces, names
+  -- and ports come back for every object of a translation)
+  local plain = {}
+  local function is_plain(p)
+    local ok = plain[p]
+    if ok == nil then
+      ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
+      plain[p] = ok
+    end
+    return ok
+  end
   rt.name = function(...)
     local raw = table.pack(...)
     local n = raw.n
@@ -382,7 +393,7 @@ function M.new(host)
     for i = 1, n do
       local p = tostring(raw[i])
       raw[i] = p
-      if p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true) then
+      if not is_plain(p) then
         altered = true
       end
     end
