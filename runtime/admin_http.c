@@ -135,11 +135,10 @@ amc_admin_t *amc_admin_start(uv_loop_t *loop, const char *addr, int port,
   a->metrics = metrics;
   a->ready = ready;
   a->data = data;
-  a->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, a,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                            MHD_OPTION_END);
+  a->mhd = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
   if (!a->mhd) {
     snprintf(err, errlen, "admin server: cannot listen on %s:%d", addr, port);
     free(a);

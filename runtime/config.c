@@ -38,8 +38,8 @@ static const opt_t opts[] = {
     {"kube-context", NULL, T_STR, O(kube_context), NULL, "NAME",
      "kubeconfig context (default: the current one)", 0},
     {"leader-elect", NULL, T_BOOL, O(leader_elect), "false", NULL,
-     "with --source kube: only the replica holding the Lease reconciles",
-     0},
+     "with --source kube: only the replica holding the Lease reconciles "
+     "(other sources: ignored, with a warning)", 0},
     {"lease-name", NULL, T_STR, O(lease_name), "amc", "NAME",
      "the leader-election Lease", 0},
     {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",
@@ -353,12 +353,8 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
       return -1;
     }
   } else if (strcmp(c->source, "kube") != 0) {
-    snprintf(err, errlen,
-             "source '%s': expected fs://DIR, kube or mcp", c->source);
-    return -1;
-  }
-  if (c->leader_elect && strcmp(c->source, "kube") != 0) {
-    snprintf(err, errlen, "leader-elect: needs --source kube");
+    snprintf(err, errlen, "source '%s': expected fs://DIR, kube or mcp",
+             c->source);
     return -1;
   }
   if (c->avi_password_file && read_password_file(c, err, errlen) != 0)
@@ -367,18 +363,19 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
     return -1;
   if (!c->dry_run) {
     if (!c->avi_url) {
-      snprintf(err, errlen, "no AVI controller: set CTRL_IPADDRESS or "
-                            "--avi-url (or use --dry-run)");
+      snprintf(err, errlen,
+               "no AVI controller: set CTRL_IPADDRESS or "
+               "--avi-url (or use --dry-run)");
       return -1;
     }
     if (!c->avi_username || !*c->avi_username) {
-      snprintf(err, errlen,
-               "no AVI user: set CTRL_USERNAME or --avi-username");
+      snprintf(err, errlen, "no AVI user: set CTRL_USERNAME or --avi-username");
       return -1;
     }
     if (!c->avi_password || !*c->avi_password) {
-      snprintf(err, errlen, "no AVI password: set CTRL_PASSWORD or "
-                            "--avi-password-file");
+      snprintf(err, errlen,
+               "no AVI password: set CTRL_PASSWORD or "
+               "--avi-password-file");
       return -1;
     }
   }
@@ -410,8 +407,7 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
   for (size_t i = 0; i < 5; i++)
     ok |= strcmp(c->log_level, levels[i]) == 0;
   if (!ok) {
-    snprintf(err, errlen,
-             "log-level '%s': expected debug, info, warn or error",
+    snprintf(err, errlen, "log-level '%s': expected debug, info, warn or error",
              c->log_level);
     return -1;
   }
@@ -490,8 +486,7 @@ void amc_config_usage(FILE *out) {
     amc_buf_free(&text);
   }
   fprintf(out, "  --config FILE\n");
-  wrap(out, "YAML/JSON mapping of the options above (keys without --)", 6,
-       78);
+  wrap(out, "YAML/JSON mapping of the options above (keys without --)", 6, 78);
   fprintf(out, "  --help\n      this text\n\n");
   fprintf(out,
           "Precedence: flags, then environment, then the config file, then "
@@ -518,8 +513,8 @@ int amc_config_load(amc_config_t *c, int argc, char **argv, char **env,
                     FILE *out, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   for (size_t i = 0; i < N_OPTS; i++) {
-    if (opts[i].def && set_opt(c, &opts[i], opts[i].def, "default", err,
-                               errlen) != 0)
+    if (opts[i].def &&
+        set_opt(c, &opts[i], opts[i].def, "default", err, errlen) != 0)
       return -1;
   }
   /* First pass over argv: --help and --config. */

@@ -28,15 +28,15 @@
 
 typedef struct {
   /* sources */
-  char *source;        /* "fs://DIR", "kube" or "mcp" ("" = from MCP_URL) */
-  char *fs_dir;        /* DIR of an fs:// source (derived), or NULL */
-  char *mcp_url;       /* MCP_URL / --mcp-url */
-  char *kubeconfig;    /* --kubeconfig (kube source) */
+  char *source;     /* "fs://DIR", "kube" or "mcp" ("" = from MCP_URL) */
+  char *fs_dir;     /* DIR of an fs:// source (derived), or NULL */
+  char *mcp_url;    /* MCP_URL / --mcp-url */
+  char *kubeconfig; /* --kubeconfig (kube source) */
   char *kube_context;
-  int leader_elect;    /* Lease-based leader election (kube source) */
+  int leader_elect; /* Lease-based leader election (kube source) */
   char *lease_name;
   char *lease_namespace;
-  int events;          /* Warning Events on failing objects (accepted) */
+  int events; /* Warning Events on failing objects (accepted) */
   char *default_namespace;
   int fs_debounce_ms;
   int resync_seconds;
@@ -45,16 +45,16 @@ typedef struct {
   char *settings_file; /* optional settings for the rules */
   int rules_debounce_ms;
   /* AVI */
-  char *avi_url;       /* normalised "https://host[:port]" */
+  char *avi_url; /* normalised "https://host[:port]" */
   char *avi_username;
-  char *avi_password;  /* secret */
+  char *avi_password; /* secret */
   char *avi_password_file;
   char *avi_version;
   char *avi_tenant;
   char *avi_ca_file;
-  int avi_insecure;    /* skip TLS verification (explicit, logged) */
-  int avi_rate;        /* client rate limit, calls/s (0: the client's) */
-  int avi_burst;       /* client burst (0: the client's) */
+  int avi_insecure; /* skip TLS verification (explicit, logged) */
+  int avi_rate;     /* client rate limit, calls/s (0: the client's) */
+  int avi_burst;    /* client burst (0: the client's) */
   char *cloud_name;
   char *cluster_name;
   int istio_enabled;
@@ -63,7 +63,7 @@ typedef struct {
   int workers;
   /* admin HTTP */
   char *admin_addr;
-  int admin_port;      /* 0 = ephemeral; -1 = disabled */
+  int admin_port; /* 0 = ephemeral; -1 = disabled */
   char *admin_port_file;
   /* logs */
   char *log_level;

@@ -25,9 +25,9 @@ static void release_memory(void) {
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
-  unsigned synced : 1;       /* the sink has been told about this key */
-  unsigned failing : 1;      /* the last translation failed */
-  unsigned initial : 1;      /* part of the initial pass, not yet done */
+  unsigned synced : 1;         /* the sink has been told about this key */
+  unsigned failing : 1;        /* the last translation failed */
+  unsigned initial : 1;        /* part of the initial pass, not yet done */
   amc_translation_t *inflight; /* handed to the sink, until sync_done */
   uint64_t started_ns;
   uint64_t event_ns; /* first store change not yet handed to the sink */
@@ -48,7 +48,8 @@ struct amc_controller {
   struct {
     char name[16];
     int synced;
-    int gate; /* holds processing back, not readiness (amc_controller_add_gate) */
+    int gate; /* holds processing back, not readiness (amc_controller_add_gate)
+               */
   } sources[MAX_SOURCES];
   int n_sources;
   int processing; /* keys flow: sources synced and an engine set */
@@ -69,7 +70,7 @@ struct amc_controller {
   amc_metric_t *m_queue_depth, *m_in_flight, *m_reconcile, *m_reconciles,
       *m_requests, *m_generation, *m_reloads, *m_reload_failures,
       *m_watch_restarts, *m_objects, *m_translate_errors, *m_sources_synced,
-      *m_event_to_sync;
+      *m_event_to_sync, *m_rules_memory;
 };
 
 static uint64_t now_ns(void) {
@@ -110,6 +111,9 @@ static void collect(amc_metrics_t *reg, void *data) {
   amc_metric_set(c->m_queue_depth, NULL, (double)amc_queue_len(c->queue));
   amc_metric_set(c->m_in_flight, NULL, (double)amc_queue_in_flight(c->queue));
   amc_metric_set(c->m_generation, NULL, (double)c->generation);
+  if (c->engine && c->engine_ops.memory)
+    amc_metric_set(c->m_rules_memory, NULL,
+                   (double)c->engine_ops.memory(c->engine));
   amc_metric_reset(c->m_objects);
   const char *const *kinds;
   size_t n = amc_store_kinds(c->opt.store, &kinds);
@@ -128,9 +132,8 @@ static void register_metrics(amc_controller_t *c) {
   static const double dur[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                0.05,   0.1,   0.25,   0.5,   1,    2.5,
                                5,      10,    30,     60};
-  c->m_queue_depth =
-      amc_metrics_gauge(r, "amc_queue_depth", "Keys waiting to be reconciled.",
-                        NULL);
+  c->m_queue_depth = amc_metrics_gauge(r, "amc_queue_depth",
+                                       "Keys waiting to be reconciled.", NULL);
   c->m_in_flight = amc_metrics_gauge(r, "amc_queue_in_flight",
                                      "Keys being reconciled now.", NULL);
   c->m_reconcile = amc_metrics_histogram(
@@ -145,28 +148,29 @@ static void register_metrics(amc_controller_t *c) {
       (const char *[]){"method", "type", "code", NULL});
   c->m_generation = amc_metrics_gauge(
       r, "amc_rules_generation", "Active rules generation (0: none).", NULL);
+  c->m_rules_memory = amc_metrics_gauge(
+      r, "amc_rules_memory_bytes",
+      "Memory the active rules generation's Lua VM holds.", NULL);
   c->m_reloads = amc_metrics_counter(r, "amc_rules_reloads_total",
                                      "Rules reloads by result.",
                                      (const char *[]){"result", NULL});
   c->m_reload_failures = amc_metrics_counter(
       r, "amc_rules_reload_failures_total",
       "Rules reloads rejected (the previous generation kept serving).", NULL);
-  c->m_watch_restarts = amc_metrics_counter(
-      r, "amc_watch_restarts_total", "Source watches restarted.",
-      (const char *[]){"source", NULL});
+  c->m_watch_restarts = amc_metrics_counter(r, "amc_watch_restarts_total",
+                                            "Source watches restarted.",
+                                            (const char *[]){"source", NULL});
   c->m_objects = amc_metrics_gauge(r, "amc_objects", "Objects in the store.",
                                    (const char *[]){"kind", NULL});
-  c->m_translate_errors =
-      amc_metrics_counter(r, "amc_translation_errors_total",
-                          "Translations that failed (AVI left as it was).",
-                          NULL);
+  c->m_translate_errors = amc_metrics_counter(
+      r, "amc_translation_errors_total",
+      "Translations that failed (AVI left as it was).", NULL);
   c->m_sources_synced = amc_metrics_gauge(
       r, "amc_source_synced", "1 once the source has listed everything.",
       (const char *[]){"source", NULL});
-  static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002,
-                               0.005,  0.01,    0.025,  0.05,  0.1,
-                               0.25,   0.5,     1,      2.5,   5,
-                               10,     30};
+  static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005,
+                               0.01,   0.025,   0.05,   0.1,   0.25,  0.5,
+                               1,      2.5,     5,      10,    30};
   c->m_event_to_sync = amc_metrics_histogram(
       r, "amc_event_to_sync_seconds",
       "Time from a store change to the sink (AVI sync) starting on an "
@@ -374,9 +378,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     amc_log_set_key(NULL);
     return;
   }
-  amc_translation_t *t =
-      c->engine_ops.translate(c->engine, c->opt.root_kind, ns[0] ? ns : NULL,
-                              name);
+  amc_translation_t *t = c->engine_ops.translate(c->engine, c->opt.root_kind,
+                                                 ns[0] ? ns : NULL, name);
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);
@@ -401,12 +404,12 @@ static void process_key(amc_controller_t *c, const char *key) {
   k->failing = 0;
   for (size_t i = 0; i < t->n_diags; i++) {
     const amc_diag_t *d = &t->diags[i];
-    amc_log(AMC_DEBUG, "translate.diagnostic",
-            AMC_S("severity", d->severity == AMC_DIAG_ERROR ? "error"
-                                                             : "warning"),
-            AMC_S("object", d->name ? d->name : ""),
-            AMC_S("field", d->field ? d->field : ""),
-            AMC_S("message", d->message ? d->message : ""));
+    amc_log(
+        AMC_DEBUG, "translate.diagnostic",
+        AMC_S("severity", d->severity == AMC_DIAG_ERROR ? "error" : "warning"),
+        AMC_S("object", d->name ? d->name : ""),
+        AMC_S("field", d->field ? d->field : ""),
+        AMC_S("message", d->message ? d->message : ""));
   }
   amc_log(AMC_DEBUG, "translate.done", AMC_I("objects", t->n_objects),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
@@ -451,7 +454,8 @@ static void sync_done(amc_controller_t *c, const char *key, int status,
   } else {
     result = "sync_error";
     k->synced = 1; /* something may have been created */
-    int64_t delay = c->stopping ? -1 : amc_queue_add_rate_limited(c->queue, key);
+    int64_t delay =
+        c->stopping ? -1 : amc_queue_add_rate_limited(c->queue, key);
     amc_log(AMC_WARN, "sync.error", AMC_S("error", error ? error : "failed"),
             AMC_I("retry_ms", delay));
   }
@@ -587,7 +591,8 @@ void amc_controller_reload_failed(amc_controller_t *c, const char *error) {
   c->last_reload_error = strdup(error ? error : "reload failed");
   amc_metric_inc(c->m_reload_failures, NULL);
   amc_metric_inc(c->m_reloads, (const char *[]){"failed"});
-  amc_log(AMC_ERROR, "rules.reload_failed", AMC_S("error", c->last_reload_error),
+  amc_log(AMC_ERROR, "rules.reload_failed",
+          AMC_S("error", c->last_reload_error),
           AMC_I("serving_generation", c->generation));
 }
 
@@ -701,8 +706,8 @@ int amc_controller_ready(void *controller, amc_buf_t *b) {
                  reachable ? "true" : "false");
   amc_buf_printf(b, ",\"initial_sync_done\":%s",
                  c->initial_done ? "true" : "false");
-  int ready = sources_ok && c->engine && reachable &&
-              (c->initial_done || standby);
+  int ready =
+      sources_ok && c->engine && reachable && (c->initial_done || standby);
   amc_buf_printf(b, ",\"standby\":%s", standby ? "true" : "false");
   amc_buf_printf(b, ",\"ready\":%s}", ready ? "true" : "false");
   return ready;
@@ -851,8 +856,7 @@ static int dr_delete_visit(const char *tn, void *value, void *data) {
   if (x->next && amc_strmap_find(x->next, tn))
     return 0;
   const char *sep = strchr(tn, '\x1f');
-  fprintf(x->d->out, "dry-run: DELETE %.*s %s\n", (int)(sep - tn), tn,
-          sep + 1);
+  fprintf(x->d->out, "dry-run: DELETE %.*s %s\n", (int)(sep - tn), tn, sep + 1);
   x->calls++;
   return 0;
 }
@@ -861,8 +865,7 @@ static int dr_delete_visit(const char *tn, void *value, void *data) {
  * "key_passphrase", "password", ...) replaced: dry-run output is a log. */
 static void put_redacted(FILE *out, const char *json) {
   static const char *secret[] = {"\"key\":\"", "\"key_passphrase\":\"",
-                                 "\"password\":\"", "\"passphrase\":\"",
-                                 NULL};
+                                 "\"password\":\"", "\"passphrase\":\"", NULL};
   const char *p = json;
   while (*p) {
     const char *hit = NULL;

@@ -55,6 +55,8 @@ typedef struct {
   amc_translation_t *(*translate)(void *engine, const char *kind,
                                   const char *ns, const char *name);
   void (*free)(void *engine);
+  /* Bytes the engine holds (optional; the amc_rules_memory_bytes gauge). */
+  size_t (*memory)(void *engine);
 } amc_ctrl_engine_ops_t;
 
 /* Where translations go. */
@@ -75,12 +77,12 @@ typedef struct {
 
 typedef struct {
   uv_loop_t *loop;
-  amc_store_t *store;        /* borrowed */
-  amc_metrics_t *metrics;    /* borrowed; the controller registers its own */
-  const char *root_kind;     /* NULL: "Gateway" */
-  unsigned workers;          /* keys in flight; 0: 4 */
-  unsigned resync_seconds;   /* re-queue every gateway; 0: off */
-  unsigned progress_ms;      /* initial sync progress lines; 0: 1000 */
+  amc_store_t *store;           /* borrowed */
+  amc_metrics_t *metrics;       /* borrowed; the controller registers its own */
+  const char *root_kind;        /* NULL: "Gateway" */
+  unsigned workers;             /* keys in flight; 0: 4 */
+  unsigned resync_seconds;      /* re-queue every gateway; 0: off */
+  unsigned progress_ms;         /* initial sync progress lines; 0: 1000 */
   unsigned shutdown_timeout_ms; /* abandon in-flight syncs after; 0: 10 s */
   amc_ctrl_sink_ops_t sink_ops;
   void *sink;
@@ -121,8 +123,8 @@ uint64_t amc_controller_generation(const amc_controller_t *c);
 
 /* Called by the sink when a sync ends: status 0 = done; < 0 = failed
  * (retried with backoff; `error` is logged). */
-void amc_controller_sync_done(amc_controller_t *c, const char *key,
-                              int status, const char *error);
+void amc_controller_sync_done(amc_controller_t *c, const char *key, int status,
+                              const char *error);
 
 /* Counts one AVI request (the sink reports them). */
 void amc_controller_count_request(amc_controller_t *c, const char *method,

@@ -646,11 +646,10 @@ static int on_loaded(lua_State *L, const char *source, void *data, char *err,
     lua_pop(L, 1);
   }
   const char *kind = str_field(L, obj, "kind");
-  const char *name = lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "name")
-                                                   : NULL;
-  const char *ns = lua_type(L, md) == LUA_TTABLE
-                       ? str_field(L, md, "namespace")
-                       : NULL;
+  const char *name =
+      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "name") : NULL;
+  const char *ns =
+      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "namespace") : NULL;
   if (!kind || !name) {
     snprintf(err, errlen, "%s: object without kind or metadata.name", source);
     lua_settop(L, top);
@@ -663,8 +662,8 @@ static int on_loaded(lua_State *L, const char *source, void *data, char *err,
     lua_settop(L, top);
     return -1;
   }
-  int rc = lc->emit(lc->ctx, kind, ns ? ns : "", name, lc->json.data,
-                    lc->json.len);
+  int rc =
+      lc->emit(lc->ctx, kind, ns ? ns : "", name, lc->json.data, lc->json.len);
   lua_settop(L, top);
   if (rc != 0) {
     snprintf(err, errlen, "%s: stopped", source);

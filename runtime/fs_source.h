@@ -51,8 +51,8 @@ typedef int (*amc_fs_parse_fn)(void *parse_data, const char *path,
 
 typedef struct {
   /* An object is new or changed. `ns` is "" for cluster-scoped objects. */
-  void (*upsert)(void *data, const char *kind, const char *ns,
-                 const char *name, const char *json, size_t len);
+  void (*upsert)(void *data, const char *kind, const char *ns, const char *name,
+                 const char *json, size_t len);
   /* An object is gone. */
   void (*remove)(void *data, const char *kind, const char *ns,
                  const char *name);
@@ -67,9 +67,9 @@ typedef struct {
 } amc_fs_sink_t;
 
 typedef struct {
-  const char *root;       /* directory (copied) */
-  unsigned debounce_ms;   /* quiet time before a rescan; 0 -> next tick */
-  unsigned resync_ms;     /* full rescan period; 0 -> none */
+  const char *root;     /* directory (copied) */
+  unsigned debounce_ms; /* quiet time before a rescan; 0 -> next tick */
+  unsigned resync_ms;   /* full rescan period; 0 -> none */
   amc_fs_parse_fn parse;
   void *parse_data;
   amc_fs_sink_t sink;
@@ -93,10 +93,10 @@ void amc_fs_source_close(amc_fs_source_t *s);
 /* ------------------------------------------------------------------------ */
 /* The standard parser: YAML/JSON files through the loader (loader.h).
  * Objects are emitted as canonical JSON (json.h) without `status` (Pods
- * keep theirs), `metadata.managedFields` and the kubectl last-applied annotation, exactly
- * what store.h keeps, so they can go to amc_store_put_json(). Objects
- * without a namespace get `default_namespace` (cluster-scoped kinds
- * excepted, as the loader decides). */
+ * keep theirs), `metadata.managedFields` and the kubectl last-applied
+ * annotation, exactly what store.h keeps, so they can go to
+ * amc_store_put_json(). Objects without a namespace get `default_namespace`
+ * (cluster-scoped kinds excepted, as the loader decides). */
 #include <lua.h>
 
 typedef struct {
@@ -105,8 +105,7 @@ typedef struct {
 } amc_fs_loader_t;
 
 /* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. */
-int amc_fs_parse_loader(void *parse_data, const char *path,
-                        amc_fs_emit_fn emit, void *ctx, char *err,
-                        size_t errlen);
+int amc_fs_parse_loader(void *parse_data, const char *path, amc_fs_emit_fn emit,
+                        void *ctx, char *err, size_t errlen);
 
 #endif

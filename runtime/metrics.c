@@ -120,8 +120,7 @@ amc_metric_t *amc_metrics_gauge(amc_metrics_t *reg, const char *name,
 }
 
 amc_metric_t *amc_metrics_histogram(amc_metrics_t *reg, const char *name,
-                                    const char *help,
-                                    const char *const *labels,
+                                    const char *help, const char *const *labels,
                                     const double *bounds, size_t n_bounds) {
   amc_metric_t *m = family_new(reg, KIND_HISTOGRAM, name, help, labels);
   if (!m)

@@ -8,8 +8,8 @@
  * '\', '"' and newline.
  *
  *   amc_metric_t *req = amc_metrics_counter(reg, "amc_avi_requests_total",
- *       "AVI REST requests.", (const char *[]){"method", "type", "code", NULL});
- *   amc_metric_inc(req, (const char *[]){"PUT", "pool", "200"});
+ *       "AVI REST requests.", (const char *[]){"method", "type", "code",
+ * NULL}); amc_metric_inc(req, (const char *[]){"PUT", "pool", "200"});
  *
  * Label values are passed as an array with exactly as many strings as the
  * family has label names (NULL for a family without labels). Names are not
@@ -43,8 +43,7 @@ amc_metric_t *amc_metrics_gauge(amc_metrics_t *reg, const char *name,
 /* `bounds` are the buckets' upper bounds, strictly increasing (copied); the
  * +Inf bucket is implicit. */
 amc_metric_t *amc_metrics_histogram(amc_metrics_t *reg, const char *name,
-                                    const char *help,
-                                    const char *const *labels,
+                                    const char *help, const char *const *labels,
                                     const double *bounds, size_t n_bounds);
 
 /* Counter or gauge: add `v` (a counter ignores negative values). */

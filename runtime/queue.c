@@ -22,7 +22,7 @@ typedef struct {
 
 struct amc_queue {
   uv_loop_t *loop;
-  uv_idle_t idle; /* dispatches queued keys */
+  uv_idle_t idle;   /* dispatches queued keys */
   uv_timer_t timer; /* fires at the earliest delay deadline */
   int closing_handles;
   amc_queue_options_t opt;

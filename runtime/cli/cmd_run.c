@@ -99,6 +99,8 @@ static void fs_remove(void *data, const char *kind, const char *ns,
 
 static void fs_synced(void *data) {
   run_t *r = data;
+  /* The parse state holds the garbage of every file read: drop it. */
+  lua_gc(r->fs_L, LUA_GCCOLLECT, 0);
   amc_controller_source_synced(r->ctl, r->fs_id);
 }
 
@@ -121,8 +123,8 @@ static void kube_upsert(void *data, const char *kind, const char *ns,
                         const char *name, const char *json, size_t len) {
   run_t *r = data;
   char err[512];
-  if (amc_kube_store_put(r->store, r->fs_L, json, len, NULL, err,
-                         sizeof err) != 0) {
+  if (amc_kube_store_put(r->store, r->fs_L, json, len, NULL, err, sizeof err) !=
+      0) {
     amc_log(AMC_WARN, "kube.bad_object", AMC_S("kind", kind),
             AMC_S("namespace", ns), AMC_S("name", name), AMC_S("error", err));
     amc_metric_inc(r->m_fs_errors, (const char *[]){"kube"});
@@ -228,8 +230,7 @@ static void avi_key_done(const amc_avi_sync_result_t *res, void *data) {
             AMC_I("post", res->calls[1]), AMC_I("put", res->calls[2]),
             AMC_I("delete", res->calls[3]));
   if (r->ctl)
-    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1,
-                             res->error);
+    amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1, res->error);
   free(call);
 }
 
@@ -285,7 +286,8 @@ static void avi_started(const amc_avi_sync_result_t *res, void *data) {
   if (r->stopping)
     return;
   if (res->ok) {
-    amc_log(AMC_INFO, "avi.ready", AMC_I("cached", amc_avi_sync_cached(r->avi)));
+    amc_log(AMC_INFO, "avi.ready",
+            AMC_I("cached", amc_avi_sync_cached(r->avi)));
     r->avi_retry_ms = 0;
     amc_controller_source_synced(r->ctl, r->avi_id);
     return;
@@ -339,8 +341,12 @@ static void engine_free(void *engine) {
   amc_rules_engine_free(engine);
 }
 
-static const amc_ctrl_engine_ops_t engine_ops = {engine_translate,
-                                                 engine_free};
+static size_t engine_memory(void *engine) {
+  return amc_rules_engine_memory(engine);
+}
+
+static const amc_ctrl_engine_ops_t engine_ops = {engine_translate, engine_free,
+                                                 engine_memory};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
@@ -641,9 +647,9 @@ static int setup(run_t *r, char *err, size_t errlen) {
 
   /* Admin HTTP. */
   if (cfg->admin_port >= 0) {
-    r->admin = amc_admin_start(&r->loop, cfg->admin_addr, cfg->admin_port,
-                               r->metrics, amc_controller_ready, r->ctl, err,
-                               errlen);
+    r->admin =
+        amc_admin_start(&r->loop, cfg->admin_addr, cfg->admin_port, r->metrics,
+                        amc_controller_ready, r->ctl, err, errlen);
     if (!r->admin)
       return AMC_EXIT_USAGE;
     amc_log(AMC_INFO, "admin.listening", AMC_S("addr", cfg->admin_addr),
@@ -712,8 +718,8 @@ int amc_cmd_run(int argc, char **argv) {
   if (!r)
     return AMC_EXIT_FAIL;
   char err[2048];
-  int rc = amc_config_load(&r->cfg, argc, argv, environ, stdout, err,
-                           sizeof err);
+  int rc =
+      amc_config_load(&r->cfg, argc, argv, environ, stdout, err, sizeof err);
   if (rc == AMC_CONFIG_HELP) {
     amc_config_free(&r->cfg);
     free(r);
@@ -737,6 +743,13 @@ int amc_cmd_run(int argc, char **argv) {
           AMC_B("istio_enabled", r->cfg.istio_enabled));
   if (r->cfg.avi_insecure)
     amc_log(AMC_WARN, "avi.tls_verification_disabled");
+  if (r->cfg.leader_elect && strcmp(r->cfg.source, "kube") != 0) {
+    /* A Lease lives in the cluster: without the Kubernetes source there is
+     * none to hold (a local fs:// run is a single replica). */
+    amc_log(AMC_WARN, "leader_election.off",
+            AMC_S("detail", "--leader-elect needs --source kube; ignored"));
+    r->cfg.leader_elect = 0;
+  }
   /* A peer closing a socket must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&r->loop);

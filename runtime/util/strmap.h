@@ -27,7 +27,8 @@ typedef struct {
   size_t count;
 } amc_strmap_t;
 
-#define AMC_STRMAP_INIT {NULL, 0, 0}
+#define AMC_STRMAP_INIT                                                        \
+  { NULL, 0, 0 }
 
 /* Returns the value for `key`, or NULL. */
 void *amc_strmap_get(const amc_strmap_t *m, const char *key);

@@ -66,8 +66,8 @@ static int ready(void *data, amc_buf_t *detail) {
 /* One request: the loop serves until the client thread finishes. */
 static void get(req_t *r, const char *path, const char *method) {
   memset(r, 0, sizeof *r);
-  snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d%s",
-           amc_admin_port(srv), path);
+  snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d%s", amc_admin_port(srv),
+           path);
   r->method = method;
   uv_async_t done;
   uv_async_init(&loop, &done, on_async);
@@ -87,8 +87,8 @@ static int setup(void **state) {
   amc_metric_t *c = amc_metrics_counter(reg, "amc_test_total", "Test.", NULL);
   amc_metric_inc(c, NULL);
   char err[256];
-  srv = amc_admin_start(&loop, "127.0.0.1", 0, reg, ready, NULL, err,
-                        sizeof err);
+  srv =
+      amc_admin_start(&loop, "127.0.0.1", 0, reg, ready, NULL, err, sizeof err);
   assert_non_null(srv);
   assert_true(amc_admin_port(srv) > 0);
   return 0;
@@ -143,8 +143,8 @@ static void test_bad_address(void **state) {
   char err[256];
   uv_loop_t l;
   uv_loop_init(&l);
-  assert_null(amc_admin_start(&l, "not-an-ip", 0, reg, NULL, NULL, err,
-                              sizeof err));
+  assert_null(
+      amc_admin_start(&l, "not-an-ip", 0, reg, NULL, NULL, err, sizeof err));
   assert_string_equal(err,
                       "admin address 'not-an-ip': not an IPv4 or IPv6 address");
   assert_null(amc_admin_start(&l, "127.0.0.1", 70000, reg, NULL, NULL, err,

@@ -25,14 +25,13 @@ static int load(amc_config_t *c, char **argv, char **env) {
 }
 
 #define ARGV(...) ((char *[]){"run", __VA_ARGS__ __VA_OPT__(, ) NULL})
-#define ENV(...) ((char *[]){__VA_ARGS__ __VA_OPT__(, ) NULL})
+#define ENV(...)  ((char *[]){__VA_ARGS__ __VA_OPT__(, ) NULL})
 
 static void test_defaults_and_dry_run(void **state) {
   (void)state;
   amc_config_t c;
-  assert_int_equal(load(&c, ARGV("--source", "fs://examples", "--dry-run"),
-                        ENV()),
-                   0);
+  assert_int_equal(
+      load(&c, ARGV("--source", "fs://examples", "--dry-run"), ENV()), 0);
   assert_string_equal(c.fs_dir, "examples");
   assert_true(c.dry_run);
   assert_null(c.cloud_name); /* the settings' defaults apply */
@@ -47,13 +46,12 @@ static void test_defaults_and_dry_run(void **state) {
 static void test_original_env_variables(void **state) {
   (void)state;
   amc_config_t c;
-  assert_int_equal(
-      load(&c, ARGV("--source", "fs://x"),
-           ENV("CTRL_IPADDRESS=10.1.2.3", "CTRL_USERNAME=admin",
-               "CTRL_PASSWORD=s3cret", "CTRL_VERSION=22.1.3",
-               "CLOUD_NAME=vcenter", "ISTIO_ENABLED=false",
-               "MCP_URL=grpc://istiod:15010")),
-      0);
+  assert_int_equal(load(&c, ARGV("--source", "fs://x"),
+                        ENV("CTRL_IPADDRESS=10.1.2.3", "CTRL_USERNAME=admin",
+                            "CTRL_PASSWORD=s3cret", "CTRL_VERSION=22.1.3",
+                            "CLOUD_NAME=vcenter", "ISTIO_ENABLED=false",
+                            "MCP_URL=grpc://istiod:15010")),
+                   0);
   assert_string_equal(c.avi_url, "https://10.1.2.3");
   assert_string_equal(c.avi_username, "admin");
   assert_string_equal(c.avi_password, "s3cret");
@@ -85,7 +83,7 @@ static void test_precedence_flag_env_file(void **state) {
   assert_int_equal(load(&c, ARGV("--config", path, "--workers=9"),
                         ENV("CLOUD_NAME=env-cloud")),
                    0);
-  assert_string_equal(c.fs_dir, "from-file"); /* file */
+  assert_string_equal(c.fs_dir, "from-file");     /* file */
   assert_string_equal(c.cloud_name, "env-cloud"); /* env beats file */
   assert_int_equal(c.workers, 9);                 /* flag beats file */
   assert_string_equal(c.log_format, "json");
@@ -123,8 +121,8 @@ static void test_config_file_errors(void **state) {
   amc_config_free(&c);
   unlink(path);
   assert_int_equal(load(&c, ARGV("--config", "/nonexistent.yaml"), ENV()), -1);
-  assert_string_equal(err,
-                      "config file /nonexistent.yaml: No such file or directory");
+  assert_string_equal(
+      err, "config file /nonexistent.yaml: No such file or directory");
   amc_config_free(&c);
 }
 
@@ -167,7 +165,8 @@ static void test_validation_errors(void **state) {
       {ARGV("--source", "fs://x", "--bogus"), ENV(),
        "unknown option '--bogus' (see amc run --help)"},
       {ARGV("--source"), ENV(), "option '--source' needs a value (URL)"},
-      {ARGV("stray"), ENV(), "unexpected argument 'stray' (see amc run --help)"},
+      {ARGV("stray"), ENV(),
+       "unexpected argument 'stray' (see amc run --help)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     err[0] = '\0';
@@ -181,22 +180,24 @@ static void test_password_never_echoed(void **state) {
   (void)state;
   amc_config_t c;
   /* a bad value for a secret option names the option, not the value */
-  assert_int_equal(load(&c, ARGV("--source", "fs://x", "--avi-url", "h",
-                                 "--avi-username", "u", "--avi-password",
-                                 "hunter2", "--workers", "x"),
-                        ENV()),
-                   -1);
+  assert_int_equal(
+      load(&c,
+           ARGV("--source", "fs://x", "--avi-url", "h", "--avi-username", "u",
+                "--avi-password", "hunter2", "--workers", "x"),
+           ENV()),
+      -1);
   assert_null(strstr(err, "hunter2"));
   amc_config_free(&c);
   char path[] = "/tmp/amc-pw-XXXXXX";
   int fd = mkstemp(path);
   assert_int_equal(write(fd, "pw-from-file\n", 13), 13);
   close(fd);
-  assert_int_equal(load(&c, ARGV("--source", "fs://x", "--avi-url",
-                                 "http://127.0.0.1:8080/", "--avi-username",
-                                 "u", "--avi-password-file", path),
-                        ENV()),
-                   0);
+  assert_int_equal(
+      load(&c,
+           ARGV("--source", "fs://x", "--avi-url", "http://127.0.0.1:8080/",
+                "--avi-username", "u", "--avi-password-file", path),
+           ENV()),
+      0);
   assert_string_equal(c.avi_password, "pw-from-file");
   assert_string_equal(c.avi_url, "http://127.0.0.1:8080");
   amc_config_free(&c);
@@ -209,9 +210,9 @@ static void test_help(void **state) {
   char *buf = NULL;
   size_t len = 0;
   FILE *out = open_memstream(&buf, &len);
-  assert_int_equal(amc_config_load(&c, 2, ARGV("--help"), ENV(), out, err,
-                                   sizeof err),
-                   AMC_CONFIG_HELP);
+  assert_int_equal(
+      amc_config_load(&c, 2, ARGV("--help"), ENV(), out, err, sizeof err),
+      AMC_CONFIG_HELP);
   fclose(out);
   const char *must[] = {"CTRL_IPADDRESS", "CTRL_USERNAME", "CTRL_PASSWORD",
                         "CTRL_VERSION",   "CLOUD_NAME",    "ISTIO_ENABLED",

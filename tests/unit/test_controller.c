@@ -76,10 +76,10 @@ static void fake_free(void *engine) {
   ((fake_engine_t *)engine)->freed = 1;
 }
 
-static const amc_ctrl_engine_ops_t fake_ops = {fake_translate, fake_free};
+static const amc_ctrl_engine_ops_t fake_ops = {fake_translate, fake_free, NULL};
 
 /* ---- recording sink */
-static amc_buf_t synced;  /* "key:n_objects;" or "key:gone;" per sync */
+static amc_buf_t synced; /* "key:n_objects;" or "key:gone;" per sync */
 static int gc_calls;
 static char gc_live[512];
 static int fail_next_sync;
@@ -283,10 +283,12 @@ static void test_sync_error_retries_with_backoff(void **state) {
   fail_next_sync = 2;
   put("Service", "a", "s1", "{\"port\":9}");
   run_for(100); /* 5 ms then 10 ms backoff */
-  assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw1:1;Gateway/a/gw1:1;");
+  assert_string_equal(take(),
+                      "Gateway/a/gw1:1;Gateway/a/gw1:1;Gateway/a/gw1:1;");
   amc_buf_t m = AMC_BUF_INIT;
   amc_metrics_render(reg, &m);
-  assert_non_null(strstr(m.data, "amc_reconcile_total{result=\"sync_error\"} 2\n"));
+  assert_non_null(
+      strstr(m.data, "amc_reconcile_total{result=\"sync_error\"} 2\n"));
   amc_buf_free(&m);
 }
 
@@ -380,8 +382,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_deleted_gateway_removes_tree, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_translation_error_keeps_avi_and_waits,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_translation_error_keeps_avi_and_waits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sync_error_retries_with_backoff,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_swap_engine_validates, setup,

@@ -43,8 +43,7 @@ static void test_object_reads(void **state) {
   amc_read_t r1[] = {R("VirtualService", "shop", "cart"),
                      R("Service", "shop", "cart"),
                      R("EndpointSlice", "shop", "cart-abc")};
-  amc_read_t r2[] = {R("Service", "shop", "cart"),
-                     R("Service", "shop", "pay")};
+  amc_read_t r2[] = {R("Service", "shop", "cart"), R("Service", "shop", "pay")};
   amc_deps_update(d, "Gateway/shop/gw1", r1, 3);
   amc_deps_update(d, "Gateway/shop/gw2", r2, 2);
   assert_int_equal(amc_deps_count(d), 2);
@@ -69,9 +68,8 @@ static void test_root_objects_map_to_own_key(void **state) {
   /* a gateway that another gateway read: both */
   amc_read_t r[] = {R("Gateway", "istio-system", "gw")};
   amc_deps_update(d, "Gateway/istio-system/other", r, 1);
-  assert_string_equal(
-      affected(d, "Gateway", "istio-system", "gw"),
-      "Gateway/istio-system/gw Gateway/istio-system/other");
+  assert_string_equal(affected(d, "Gateway", "istio-system", "gw"),
+                      "Gateway/istio-system/gw Gateway/istio-system/other");
   char k[64];
   amc_deps_key(d, "ns", "n", k, sizeof k);
   assert_string_equal(k, "Gateway/ns/n");
@@ -140,8 +138,8 @@ static void test_many(void **state) {
     amc_deps_update(d, key, r, 2);
   }
   int n = 0;
-  assert_int_equal(amc_deps_affected(d, "Secret", "ns", "shared", count_key, &n),
-                   200);
+  assert_int_equal(
+      amc_deps_affected(d, "Secret", "ns", "shared", count_key, &n), 200);
   n = 0;
   assert_int_equal(amc_deps_affected(d, "Service", "ns", "svc3", count_key, &n),
                    20);

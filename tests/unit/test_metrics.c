@@ -13,9 +13,9 @@
 static void test_counter_gauge_exposition(void **state) {
   (void)state;
   amc_metrics_t *reg = amc_metrics_new();
-  amc_metric_t *req = amc_metrics_counter(
-      reg, "amc_avi_requests_total", "AVI REST requests.",
-      (const char *[]){"method", "type", "code", NULL});
+  amc_metric_t *req =
+      amc_metrics_counter(reg, "amc_avi_requests_total", "AVI REST requests.",
+                          (const char *[]){"method", "type", "code", NULL});
   amc_metric_t *gen =
       amc_metrics_gauge(reg, "amc_rules_generation", "Active rules.", NULL);
   assert_non_null(req);
@@ -31,13 +31,14 @@ static void test_counter_gauge_exposition(void **state) {
   amc_buf_t b = AMC_BUF_INIT;
   amc_metrics_render(reg, &b);
   assert_string_equal(
-      b.data, "# HELP amc_avi_requests_total AVI REST requests.\n"
-              "# TYPE amc_avi_requests_total counter\n"
-              "amc_avi_requests_total{method=\"GET\",type=\"pool\",code=\"200\"} 1\n"
-              "amc_avi_requests_total{method=\"PUT\",type=\"pool\",code=\"200\"} 2\n"
-              "# HELP amc_rules_generation Active rules.\n"
-              "# TYPE amc_rules_generation gauge\n"
-              "amc_rules_generation 4\n");
+      b.data,
+      "# HELP amc_avi_requests_total AVI REST requests.\n"
+      "# TYPE amc_avi_requests_total counter\n"
+      "amc_avi_requests_total{method=\"GET\",type=\"pool\",code=\"200\"} 1\n"
+      "amc_avi_requests_total{method=\"PUT\",type=\"pool\",code=\"200\"} 2\n"
+      "# HELP amc_rules_generation Active rules.\n"
+      "# TYPE amc_rules_generation gauge\n"
+      "amc_rules_generation 4\n");
   amc_buf_free(&b);
   amc_metrics_free(reg);
 }
@@ -53,13 +54,12 @@ static void test_escaping_and_numbers(void **state) {
   amc_metric_set(g, (const char *[]){"third"}, 1.0 / 3);
   amc_buf_t b = AMC_BUF_INIT;
   amc_metrics_render(reg, &b);
-  assert_string_equal(b.data,
-                      "# HELP g Help with \\\\ and\\nnewline.\n"
-                      "# TYPE g gauge\n"
-                      "g{v=\"a\\\"b\\\\c\\nd\"} 0.25\n"
-                      "g{v=\"inf\"} +Inf\n"
-                      "g{v=\"neg\"} -3\n"
-                      "g{v=\"third\"} 0.3333333333333333\n");
+  assert_string_equal(b.data, "# HELP g Help with \\\\ and\\nnewline.\n"
+                              "# TYPE g gauge\n"
+                              "g{v=\"a\\\"b\\\\c\\nd\"} 0.25\n"
+                              "g{v=\"inf\"} +Inf\n"
+                              "g{v=\"neg\"} -3\n"
+                              "g{v=\"third\"} 0.3333333333333333\n");
   amc_buf_free(&b);
   /* reset drops series */
   amc_metric_reset(g);

@@ -1635,6 +1635,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 stalls a client's 6th simultaneous
+    # connect for about a second; a real controller accepts many more.
+    request_queue_size = 128
 
     def __init__(self, addr, sim, scheme, tls=None):
         self.sim = sim
