@@ -168,16 +168,17 @@ end
 
 -- Sort key for host specificity, as Envoy picks virtual hosts: exact hosts
 -- first, then wildcards by decreasing suffix length, then "*".
-local function host_specificity_less(a, b)
-  local function rank(h)
-    if h == "*" then
-      return 2
-    elseif h:sub(1, 2) == "*." then
-      return 1
-    end
-    return 0
+local function host_rank(h)
+  if h == "*" then
+    return 2
+  elseif h:sub(1, 2) == "*." then
+    return 1
   end
-  local ra, rb = rank(a), rank(b)
+  return 0
+end
+
+local function host_specificity_less(a, b)
+  local ra, rb = host_rank(a), host_rank(b)
   if ra ~= rb then
     return ra < rb
   end
@@ -300,13 +301,19 @@ end
 
 function Output:result()
   -- by type, then name: "type\0name" compares the same way (Lua compares
-  -- strings piecewise across "\0")
-  local objs, key = {}, {}
+  -- strings piecewise across "\0"), and sorting the (unique) keys needs no
+  -- Lua comparison function
+  local keys, by_key = {}, {}
   for i, o in ipairs(self._objects) do
-    objs[i] = o
-    key[o] = o.type .. "\0" .. o.object.name
+    local k = o.type .. "\0" .. o.object.name
+    keys[i] = k
+    by_key[k] = o
   end
-  table.sort(objs, function(a, b) return key[a] < key[b] end)
+  table.sort(keys)
+  local objs = {}
+  for i, k in ipairs(keys) do
+    objs[i] = by_key[k]
+  end
   return {
     objects = self._array(objs),
     diagnostics = self._array(self._diags),
