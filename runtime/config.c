@@ -45,8 +45,8 @@ static const opt_t opts[] = {
     {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",
      "namespace of the Lease (default: the kubeconfig's or the pod's)", 0},
     {"events", NULL, T_BOOL, O(events), "false", NULL,
-     "Warning Events on failing objects (accepted; status write-back is not "
-     "wired into amc run yet)",
+     "with --source kube: also create a Warning Event on an object whose "
+     "status carries an error (statuses are always written)",
      0},
     {"default-namespace", NULL, T_STR, O(default_namespace), "default", "NS",
      "namespace of fs:// objects that name none", 0},
