@@ -234,6 +234,9 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
                           ? cfg->lease_namespace
                           : (kc.namespace_ ? kc.namespace_ : "default"),
         .name = cfg->lease_name,
+        .lease_duration_ms = (uint64_t)cfg->lease_duration_ms,
+        .renew_deadline_ms = (uint64_t)cfg->renew_deadline_ms,
+        .retry_period_ms = (uint64_t)cfg->retry_period_ms,
         .on_change = on_leading,
         .data = r,
     };
