@@ -240,7 +240,22 @@ class KubeAviTest(unittest.TestCase):
         self.assertEqual(len(event()), 1)
         # The good VS is untouched; the Gateway is still programmed.
         self.assertTrue(programmed("virtualservices", "web"))
-        self.assertTrue(programmed("gateways", "gw"))
+        gw = programmed("gateways", "gw")
+        self.assertTrue(gw)
+        st, obj, _ = self.kf.request(
+            "GET", "/apis/networking.istio.io/v1/namespaces/%s/gateways/gw"
+            % NS)
+        self.assertEqual(gw["Accepted"]["observedGeneration"],
+                         obj["metadata"]["generation"])
+        # Statuses are patched only when they change: the scale and the new
+        # VirtualService re-synced the gateway, yet web's status was written
+        # once, with a merge patch on the status subresource.
+        patches = [q for q in self.kf.control("GET", "requests")["requests"]
+                   if q["method"] == "PATCH" and
+                   q["path"].endswith("/virtualservices/web/status")]
+        self.assertEqual(len(patches), 1, patches)
+        self.assertEqual(patches[0]["contentType"],
+                         "application/merge-patch+json")
 
         # Delete: the tree goes.
         self.kubectl("-n", NS, "delete", "gateway", "gw")
@@ -276,14 +291,17 @@ class KubeAviTest(unittest.TestCase):
         self.apply(slice_yaml("10.0.0.5"))
         self.wait_ips(["10.0.0.5"], "change after a restart", timeout=20)
 
-        # A slow list: the next lists take 1.5 s; drop to force relists.
+        # A slow list: the next list takes 1.5 s (compact + drop force it);
+        # the change is made while it is slow.
         self.kf.control("POST", "faults", json.dumps(
             {"method": "GET", "path": "endpointslices", "query": "^(?!.*watch)",
-             "delay": 1.5, "count": 2}))
+             "delay": 1.5, "count": 1}))
         self.kf.control("POST", "compact", json.dumps({}))
         self.kf.control("POST", "drop")
         self.apply(slice_yaml("10.0.0.6"))
         self.wait_ips(["10.0.0.6"], "change during a slow list", timeout=20)
+        slow = self.kf.control("GET", "faults")["faults"]
+        self.assertEqual([f.get("hits") for f in slow], [1], slow)
 
         self.assertEqual(deletes(self.sim), [])
         self.assertEqual(len(amc_objects(self.sim, "virtualservice")), 1)
