@@ -190,13 +190,36 @@ int amc_kube_report(amc_kube_report_t *r, const char *key,
   report_one(r, "Gateway", gw, t, now.failed ? now.error : NULL,
              !now.failed && !now.avi_ok ? now.error : NULL);
   int n = 1;
-  const amc_store_obj_t *const *vs;
-  size_t nvs = amc_store_list(r->store, "VirtualService", NULL, &vs);
-  for (size_t i = 0; i < nvs; i++) {
+  /* The bound VirtualServices, through the store's index on spec.gateways
+   * (a scan of every VirtualService per key would make a full sync
+   * quadratic): "<ns>/<name>" from anywhere, "<name>" from <ns>. The
+   * first result is copied: the second lookup invalidates it. */
+  static const char *const path[] = {"spec", "gateways"};
+  const amc_store_obj_t *const *found;
+  amc_buf_t full = AMC_BUF_INIT;
+  amc_buf_printf(&full, "%s/%s", ns, name);
+  size_t n1 = amc_store_find(r->store, "VirtualService", NULL, path, 2,
+                             full.data, &found);
+  const amc_store_obj_t **vs = malloc((n1 + 1) * sizeof *vs);
+  if (!vs)
+    abort();
+  if (n1)
+    memcpy(vs, found, n1 * sizeof *vs);
+  size_t n2 = amc_store_find(r->store, "VirtualService", ns[0] ? ns : NULL,
+                             path, 2, name, &found);
+  for (size_t i = 0; i < n1 + n2; i++) {
+    const amc_store_obj_t *o = i < n1 ? vs[i] : found[i - n1];
+    if (i >= n1) { /* bound both ways: report once */
+      size_t j = 0;
+      while (j < n1 && vs[j] != o)
+        j++;
+      if (j < n1)
+        continue;
+    }
     vs_scan_t s = {r, key, &now, 0, AMC_BUF_INIT, AMC_BUF_INIT};
-    each_gateway(vs[i], scan_gateway, &s);
+    each_gateway(o, scan_gateway, &s);
     if (s.bound) {
-      report_one(r, "VirtualService", vs[i], t,
+      report_one(r, "VirtualService", o, t,
                  s.failed.len ? s.failed.data : NULL,
                  s.unprogrammed.len ? s.unprogrammed.data : NULL);
       n++;
@@ -204,6 +227,8 @@ int amc_kube_report(amc_kube_report_t *r, const char *key,
     amc_buf_free(&s.failed);
     amc_buf_free(&s.unprogrammed);
   }
+  free(vs);
+  amc_buf_free(&full);
   /* Remember this outcome for the other gateways' VirtualServices. */
   outcome_t *keep = malloc(sizeof *keep);
   if (!keep)
