@@ -57,6 +57,7 @@ typedef struct {
   amc_kube_source_t *ksrc;
   amc_lease_t *lease;
   amc_kube_status_writer_t *status; /* write-back; NULL without kube */
+  amc_kube_report_t *report;
   int kube_id, leader_id;
   int was_leader;
   lua_State *fs_L; /* plain Lua state for parsing source input */
@@ -160,6 +161,7 @@ static void status_setup(run_t *r) {
   r->status = amc_kube_status_writer_new(r->kube, NULL, NULL);
   if (!r->status)
     return;
+  r->report = amc_kube_report_new(r->status, r->store);
   amc_kube_status_writer_set_events(r->status, r->cfg.events);
   /* Without leader election every replica writes; with it, the leader. */
   amc_kube_status_writer_enable(r->status, !r->cfg.leader_elect);
@@ -175,13 +177,15 @@ static void status_enable(run_t *r, int on) {
 static void status_report(run_t *r, const char *key,
                           const amc_translation_t *t, int ok,
                           const char *error) {
-  if (r->status && !r->stopping)
-    amc_kube_report(r->status, r->store, key, t, ok, error);
+  if (r->report && !r->stopping)
+    amc_kube_report(r->report, key, t, ok, error);
 }
 
 static void status_free(run_t *r) {
   if (!r->status)
     return;
+  amc_kube_report_free(r->report);
+  r->report = NULL;
   amc_kube_status_writer_cancel(r->status);
   amc_kube_status_writer_free(r->status);
   r->status = NULL;

@@ -1,13 +1,53 @@
 /* report.c - see report.h. */
 #include "kube/report.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kube/kjson.h"
 #include "util/buf.h"
+#include "util/strmap.h"
 
 #define MAX_WARNINGS 32
+
+/* The last outcome of one gateway key. */
+typedef struct {
+  int failed; /* translation failed */
+  int avi_ok;
+  char *error; /* the translation or AVI error ("" when none) */
+} outcome_t;
+
+struct amc_kube_report {
+  amc_kube_status_writer_t *w;
+  amc_store_t *store;
+  amc_strmap_t outcomes; /* "Gateway/<ns>/<name>" -> outcome_t */
+};
+
+static void outcome_free(void *p) {
+  outcome_t *o = p;
+  if (o)
+    free(o->error);
+  free(o);
+}
+
+amc_kube_report_t *amc_kube_report_new(amc_kube_status_writer_t *w,
+                                       amc_store_t *store) {
+  amc_kube_report_t *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->w = w;
+  r->store = store;
+  r->outcomes = (amc_strmap_t)AMC_STRMAP_INIT;
+  return r;
+}
+
+void amc_kube_report_free(amc_kube_report_t *r) {
+  if (!r)
+    return;
+  amc_strmap_clear(&r->outcomes, outcome_free);
+  free(r);
+}
 
 /* metadata.generation of a stored object, 0 when absent. */
 static long long generation_of(const amc_store_obj_t *o) {
@@ -21,37 +61,66 @@ static long long generation_of(const amc_store_obj_t *o) {
 }
 
 static int same(const char *a, const char *b) {
-  return (a ? a : "")[0] == (b ? b : "")[0] && !strcmp(a ? a : "", b ? b : "");
+  return !strcmp(a ? a : "", b ? b : "");
 }
 
-/* 1 when VirtualService `vs` names gateway gw_ns/gw_name in spec.gateways. */
-static int bound(const amc_store_obj_t *vs, const char *gw_ns,
-                 const char *gw_name) {
+/* Calls fn for each gateway key ("Gateway/<ns>/<name>") that VirtualService
+ * `vs` names in spec.gateways ("mesh" is not a gateway). */
+static void each_gateway(const amc_store_obj_t *vs,
+                         void (*fn)(const char *key, void *data),
+                         void *data) {
   amc_kjson_t doc, gws, e;
   if (amc_kjson_parse(vs->json, strlen(vs->json), &doc) != 0 ||
       amc_kjson_path(doc, "spec.gateways", &gws) != 0)
-    return 0;
+    return;
   size_t pos = 0;
-  int found = 0;
-  while (!found && amc_kjson_array_next(gws, &pos, &e) == 1) {
+  while (amc_kjson_array_next(gws, &pos, &e) == 1) {
     char *s = amc_kjson_strdup(e);
-    if (!s)
+    if (!s || !strcmp(s, "mesh")) {
+      free(s);
       continue;
-    const char *slash = strchr(s, '/');
-    if (slash)
-      found = (size_t)(slash - s) == strlen(gw_ns) &&
-              !strncmp(s, gw_ns, slash - s) && !strcmp(slash + 1, gw_name);
+    }
+    amc_buf_t key = AMC_BUF_INIT;
+    if (strchr(s, '/'))
+      amc_buf_printf(&key, "Gateway/%s", s);
     else
-      found = same(vs->namespace_, gw_ns) && !strcmp(s, gw_name);
+      amc_buf_printf(&key, "Gateway/%s/%s",
+                     vs->namespace_ ? vs->namespace_ : "", s);
+    fn(key.data, data);
+    amc_buf_free(&key);
     free(s);
   }
-  return found;
 }
 
-/* Writes the status of one object from the diagnostics that concern it. */
-static int report_one(amc_kube_status_writer_t *w, const char *kind,
-                      const amc_store_obj_t *o, const amc_translation_t *t,
-                      const char *fail, int avi_ok, const char *avi_error) {
+typedef struct {
+  amc_kube_report_t *r;
+  const char *current; /* the key being reported */
+  const outcome_t *now;
+  int bound;
+  amc_buf_t failed, unprogrammed; /* first messages */
+} vs_scan_t;
+
+static void scan_gateway(const char *key, void *data) {
+  vs_scan_t *s = data;
+  const outcome_t *o = !strcmp(key, s->current)
+                           ? s->now
+                           : amc_strmap_get(&s->r->outcomes, key);
+  if (!strcmp(key, s->current))
+    s->bound = 1;
+  if (!o)
+    return;
+  const char *g = key + strlen("Gateway/");
+  if (o->failed && !s->failed.len)
+    amc_buf_printf(&s->failed, "Gateway %s: %s", g, o->error);
+  if (!o->failed && !o->avi_ok && !s->unprogrammed.len)
+    amc_buf_printf(&s->unprogrammed, "Gateway %s: %s", g, o->error);
+}
+
+/* Writes the status of one object: `fail` (not accepted, from outside its
+ * own diagnostics), `unprogrammed` (AVI failed; NULL = programmed). */
+static void report_one(amc_kube_report_t *r, const char *kind,
+                       const amc_store_obj_t *o, const amc_translation_t *t,
+                       const char *fail, const char *unprogrammed) {
   const char *warnings[MAX_WARNINGS + 1];
   amc_buf_t text[MAX_WARNINGS];
   size_t nw = 0;
@@ -76,27 +145,26 @@ static int report_one(amc_kube_status_writer_t *w, const char *kind,
   if (fail) {
     st.accepted = 0;
     st.accepted_message = fail;
-    st.programmed = 0;
+    st.programmed = 0; /* Pending */
   } else {
     st.accepted = first_error == NULL;
     st.accepted_message = first_error;
-    st.programmed = avi_ok;
-    st.programmed_reason = avi_ok ? "Programmed" : "ProgrammingFailed";
-    st.programmed_message = avi_ok ? NULL : avi_error;
+    st.programmed = unprogrammed == NULL;
+    st.programmed_reason = unprogrammed ? "ProgrammingFailed" : "Programmed";
+    st.programmed_message = unprogrammed;
   }
-  amc_kube_status_write(w, kind, o->namespace_, o->name, &st);
+  amc_kube_status_write(r->w, kind, o->namespace_, o->name, &st);
   for (size_t i = 0; i < nw; i++)
     amc_buf_free(&text[i]);
-  return 1;
 }
 
-int amc_kube_report(amc_kube_status_writer_t *w, amc_store_t *store,
-                    const char *key, const amc_translation_t *t, int avi_ok,
+int amc_kube_report(amc_kube_report_t *r, const char *key,
+                    const amc_translation_t *t, int avi_ok,
                     const char *avi_error) {
   /* key: Gateway/<ns>/<name> */
   const char *a = strchr(key, '/');
   const char *b = a ? strchr(a + 1, '/') : NULL;
-  if (!w || !a || !b)
+  if (!r || !a || !b)
     return 0;
   char ns[256], name[256];
   size_t nl = (size_t)(b - a - 1);
@@ -106,22 +174,68 @@ int amc_kube_report(amc_kube_status_writer_t *w, amc_store_t *store,
   ns[nl] = 0;
   strcpy(name, b + 1);
   const amc_store_obj_t *gw =
-      amc_store_get(store, "Gateway", ns[0] ? ns : NULL, name);
+      amc_store_get(r->store, "Gateway", ns[0] ? ns : NULL, name);
   if (!t || !gw) {
-    amc_kube_status_forget(w, "Gateway", ns, name);
+    amc_kube_status_forget(r->w, "Gateway", ns, name);
+    outcome_free(amc_strmap_del(&r->outcomes, key));
     return 0;
   }
-  amc_buf_t why = AMC_BUF_INIT;
-  const char *fail = t->error;
-  int n = report_one(w, "Gateway", gw, t, fail, avi_ok, avi_error);
-  if (fail)
-    amc_buf_printf(&why, "Gateway %s/%s: %s", ns, name, fail);
-  const amc_store_obj_t *const *vs;
-  size_t nvs = amc_store_list(store, "VirtualService", NULL, &vs);
-  for (size_t i = 0; i < nvs; i++)
-    if (bound(vs[i], ns, name))
-      n += report_one(w, "VirtualService", vs[i], t,
-                      fail ? why.data : NULL, avi_ok, avi_error);
-  amc_buf_free(&why);
+  /* A rule error's Lua traceback is for the log, not for a condition. */
+  const char *msg = t->error ? t->error : (avi_error ? avi_error : "");
+  const char *tb = strstr(msg, "\nstack traceback:");
+  char *err = strndup(msg, tb ? (size_t)(tb - msg) : strlen(msg));
+  if (!err)
+    abort();
+  outcome_t now = {t->error != NULL, t->error ? 0 : avi_ok, err};
+  report_one(r, "Gateway", gw, t, now.failed ? now.error : NULL,
+             !now.failed && !now.avi_ok ? now.error : NULL);
+  int n = 1;
+  /* The bound VirtualServices, through the store's index on spec.gateways
+   * (a scan of every VirtualService per key would make a full sync
+   * quadratic): "<ns>/<name>" from anywhere, "<name>" from <ns>. The
+   * first result is copied: the second lookup invalidates it. */
+  static const char *const path[] = {"spec", "gateways"};
+  const amc_store_obj_t *const *found;
+  amc_buf_t full = AMC_BUF_INIT;
+  amc_buf_printf(&full, "%s/%s", ns, name);
+  size_t n1 = amc_store_find(r->store, "VirtualService", NULL, path, 2,
+                             full.data, &found);
+  const amc_store_obj_t **vs = malloc((n1 + 1) * sizeof *vs);
+  if (!vs)
+    abort();
+  if (n1)
+    memcpy(vs, found, n1 * sizeof *vs);
+  size_t n2 = amc_store_find(r->store, "VirtualService", ns[0] ? ns : NULL,
+                             path, 2, name, &found);
+  for (size_t i = 0; i < n1 + n2; i++) {
+    const amc_store_obj_t *o = i < n1 ? vs[i] : found[i - n1];
+    if (i >= n1) { /* bound both ways: report once */
+      size_t j = 0;
+      while (j < n1 && vs[j] != o)
+        j++;
+      if (j < n1)
+        continue;
+    }
+    vs_scan_t s = {r, key, &now, 0, AMC_BUF_INIT, AMC_BUF_INIT};
+    each_gateway(o, scan_gateway, &s);
+    if (s.bound) {
+      report_one(r, "VirtualService", o, t,
+                 s.failed.len ? s.failed.data : NULL,
+                 s.unprogrammed.len ? s.unprogrammed.data : NULL);
+      n++;
+    }
+    amc_buf_free(&s.failed);
+    amc_buf_free(&s.unprogrammed);
+  }
+  free(vs);
+  amc_buf_free(&full);
+  /* Remember this outcome for the other gateways' VirtualServices. */
+  outcome_t *keep = malloc(sizeof *keep);
+  if (!keep)
+    abort();
+  *keep = now; /* takes err */
+  void *old = NULL;
+  amc_strmap_put(&r->outcomes, key, keep, &old);
+  outcome_free(old);
   return n;
 }

@@ -172,14 +172,14 @@ class KubeAviTest(unittest.TestCase):
     def apply(self, text):
         self.kubectl("apply", "-f", "-", stdin=text)
 
-    def start(self, name, *extra, env=None, kubeconfig=True):
+    def start(self, name, *extra, env=None, kubeconfig=True, rules=None):
         work = os.path.join(self.tmp, name)
         os.makedirs(work, exist_ok=True)
         args = ["--cluster", "t", "--log-format", "logfmt"]
         if kubeconfig:
             args += ["--kubeconfig", self.kf.info["kubeconfig"]]
         r = runlib.AmcRun("unused", *(args + list(extra)), sim=self.sim,
-                          workdir=work, source="kube", env=env)
+                          workdir=work, source="kube", env=env, rules=rules)
         self.runs.append(r)
         return r
 
@@ -262,6 +262,49 @@ class KubeAviTest(unittest.TestCase):
         runlib.wait_for(lambda: not amc_objects(self.sim, "pool") and
                         not amc_objects(self.sim, "virtualservice"), 15,
                         "the tree removed")
+        self.assertEqual(r.stop(), 0)
+
+    # ------------------------------------------------------------------
+    def test_rule_error_on_one_of_two_gateways(self):
+        """A rule error on Gateway `boom` (rules patched to fail on it):
+        Accepted=False on it and on the VirtualService bound to it and to
+        `gw`; `gw` stays programmed; fixing it clears the VirtualService."""
+        rules = os.path.join(self.tmp, "rules")
+        shutil.copytree(os.path.join(runlib.SOURCE_DIR, "rules"), rules)
+        path = os.path.join(rules, "gateway.lua")
+        with open(path) as fh:
+            lua = fh.read()
+        head = "local function translate(gateway, rt)\n"
+        self.assertIn(head, lua)
+        lua = lua.replace(head, head + "  if gateway.metadata.name == "
+                          "\"boom\" then error(\"boom rule failed\") end\n")
+        with open(path, "w") as fh:
+            fh.write(lua)
+        self.populate()
+        self.apply(BASE.split("---")[1].replace("name: gw,", "name: boom,"))
+        self.kubectl("-n", NS, "patch", "virtualservice", "web", "--type",
+                     "merge", "-p", '{"spec": {"gateways": ["gw", "boom"]}}')
+        r = self.start("one", "--events", rules=rules)
+        self.wait_ips(["10.0.0.1"], "gw's tree in AVI")
+
+        def cond(plural, name, t, status):
+            c = conditions(self.kf, plural, name).get(t, {})
+            return c.get("status") == status and c
+        c = runlib.wait_for(lambda: cond("gateways", "boom", "Accepted",
+                                         "False"), 10, "boom rejected")
+        self.assertIn("boom rule failed", c["message"])
+        self.assertNotIn("traceback", c["message"])
+        c = runlib.wait_for(lambda: cond("virtualservices", "web",
+                                         "Accepted", "False"), 10,
+                            "web rejected through boom")
+        self.assertIn("Gateway shop/boom: ", c["message"])
+        runlib.wait_for(lambda: cond("gateways", "gw", "Programmed", "True"),
+                        10, "gw programmed")
+        # Unbinding the failing gateway clears the VirtualService.
+        self.kubectl("-n", NS, "patch", "virtualservice", "web", "--type",
+                     "merge", "-p", '{"spec": {"gateways": ["gw"]}}')
+        runlib.wait_for(lambda: cond("virtualservices", "web", "Accepted",
+                                     "True"), 10, "web accepted again")
         self.assertEqual(r.stop(), 0)
 
     # ------------------------------------------------------------------
