@@ -28,11 +28,15 @@ typedef struct {
 
 static const opt_t opts[] = {
     {"source", NULL, T_STR, O(source), NULL, "URL",
-     "where objects come from: fs://DIR (a directory of YAML/JSON files), "
-     "kube (the cluster) or mcp (MCP_URL); default: mcp when MCP_URL is set",
+     "where Services, EndpointSlices, Pods and Secrets (and, without MCP, "
+     "the Istio kinds) come from: fs://DIR (YAML/JSON files) or kube (the "
+     "cluster); mcp = kube plus MCP_URL; default: mcp when MCP_URL is set",
      0},
     {"mcp-url", "MCP_URL", T_STR, O(mcp_url), NULL, "URL",
-     "MCP server (istiod/Galley) for --source mcp", 0},
+     "MCP server (xds://istiod:15010, mcp://galley:9901, ...): Gateways, "
+     "VirtualServices, DestinationRules and ServiceEntries come from it "
+     "only (with any --source; off when istio-enabled is false)",
+     0},
     {"kubeconfig", "KUBECONFIG", T_STR, O(kubeconfig), NULL, "FILE",
      "kubeconfig for --source kube (default: in-cluster)", 0},
     {"kube-context", NULL, T_STR, O(kube_context), NULL, "NAME",
@@ -348,15 +352,21 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
     }
     c->fs_dir = strdup(c->source + 5);
   } else if (strcmp(c->source, "mcp") == 0) {
+    /* The original controller's deployment: Istio config from MCP, the
+     * rest from the cluster. */
     if (!c->mcp_url || !*c->mcp_url) {
       snprintf(err, errlen, "source mcp: MCP_URL (or --mcp-url) is not set");
       return -1;
     }
+    free(c->source);
+    c->source = strdup("kube");
   } else if (strcmp(c->source, "kube") != 0) {
     snprintf(err, errlen, "source '%s': expected fs://DIR, kube or mcp",
              c->source);
     return -1;
   }
+  /* MCP owns the Istio kinds whenever it is configured and Istio is on. */
+  c->mcp = c->mcp_url && *c->mcp_url && c->istio_enabled;
   if (c->avi_password_file && read_password_file(c, err, errlen) != 0)
     return -1;
   if (validate_url(c, err, errlen) != 0)
