@@ -353,13 +353,11 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
     c->fs_dir = strdup(c->source + 5);
   } else if (strcmp(c->source, "mcp") == 0) {
     /* The original controller's deployment: Istio config from MCP, the
-     * rest from the cluster. */
+     * rest from the cluster (`amc run` treats it as kube + MCP). */
     if (!c->mcp_url || !*c->mcp_url) {
       snprintf(err, errlen, "source mcp: MCP_URL (or --mcp-url) is not set");
       return -1;
     }
-    free(c->source);
-    c->source = strdup("kube");
   } else if (strcmp(c->source, "kube") != 0) {
     snprintf(err, errlen, "source '%s': expected fs://DIR, kube or mcp",
              c->source);

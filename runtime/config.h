@@ -28,7 +28,8 @@
 
 typedef struct {
   /* sources */
-  char *source;     /* "fs://DIR" or "kube" ("mcp" becomes "kube") */
+  char *source;     /* "fs://DIR", "kube" or "mcp" (= kube + MCP_URL; ""
+                       = from MCP_URL) */
   char *fs_dir;     /* DIR of an fs:// source (derived), or NULL */
   char *mcp_url;    /* MCP_URL / --mcp-url */
   int mcp;          /* derived: MCP feeds (and owns) the Istio kinds */

@@ -658,13 +658,6 @@ static const char *default_rules_dir(void) {
 
 static int setup(run_t *r, char *err, size_t errlen) {
   amc_config_t *cfg = &r->cfg;
-  if (!cfg->fs_dir && strcmp(cfg->source, "kube") != 0) {
-    snprintf(err, errlen,
-             "source '%s': not available in `amc run` yet (use fs://DIR or "
-             "kube)",
-             cfg->source);
-    return AMC_EXIT_USAGE;
-  }
   /* One HTTP module (one CURLM) for AVI and the Kubernetes API. */
   r->http = amc_http_new(&r->loop);
   if (!r->http) {
@@ -857,7 +850,8 @@ int amc_cmd_run(int argc, char **argv) {
           AMC_B("istio_enabled", r->cfg.istio_enabled));
   if (r->cfg.avi_insecure)
     amc_log(AMC_WARN, "avi.tls_verification_disabled");
-  if (r->cfg.leader_elect && strcmp(r->cfg.source, "kube") != 0) {
+  /* Sources: fs://DIR, or the cluster ("kube", and "mcp" = kube + MCP). */
+  if (r->cfg.leader_elect && r->cfg.fs_dir) {
     /* A Lease lives in the cluster: without the Kubernetes source there is
      * none to hold (a local fs:// run is a single replica). */
     amc_log(AMC_WARN, "leader_election.off",
