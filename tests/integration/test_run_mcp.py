@@ -43,6 +43,12 @@ def write_names(writes):
     return out
 
 
+def atomic_write(path, text):
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text)
+    os.rename(path + ".tmp", path)
+
+
 def bookinfo_vs(name):
     with open(os.path.join(EXAMPLES, "30-routing.yaml")) as fh:
         for d in yaml.safe_load_all(fh):
@@ -161,6 +167,24 @@ class McpProtocols(Setup):
                           ("PUT", "httppolicyset")])
         self.assertFalse([n for n in runlib.sim_objects(self.sim, "pool")
                           if "payments" in n])
+        # 3b. fs:// does not own the Istio kinds: a file edit that moves an
+        #     endpoint and changes the payments VirtualService only moves
+        #     the endpoint (the VirtualService stays deleted).
+        self.clear_log()
+        ext = os.path.join(self.fs, "40-external.yaml")
+        with open(ext) as fh:
+            text = fh.read().replace("prefix: /pay}", "prefix: /pay2}")
+        self.assertIn("/pay2", text)
+        atomic_write(ext, text)
+        path = os.path.join(self.fs, "10-workloads.yaml")
+        with open(path) as fh:
+            atomic_write(path, fh.read().replace("10.1.0.31", "10.1.0.77"))
+        self.wait_writes(lambda w: len(w) >= 1, "EndpointSlice -> AVI")
+        time.sleep(0.3)
+        self.quiet(r)
+        w = self.writes()
+        self.assertTrue(all(m == "PUT" and t == "pool" and "ratings" in n
+                            for m, t, n in w), w)
         # 4. A malformed resource: NACKed, nothing serving is lost.
         self.clear_log()
         nacks = len(self.mcp.state()["nacks"])
