@@ -475,7 +475,15 @@ void amc_config_usage(FILE *out) {
           "Examples:\n"
           "  amc run --source fs://examples --avi-url http://127.0.0.1:8080 "
           "\\\n      --avi-username admin --avi-password-file pw.txt\n"
-          "  amc run --source fs://examples --dry-run\n\n"
+          "  amc run --source fs://examples --dry-run\n"
+          "  ISTIO_ENABLED=true MCP_URL=xdss://istiod.istio-system.svc:15012 "
+          "amc run\n\n"
+          "Sources: Services, EndpointSlices, Pods and Secrets come from "
+          "--source\n(fs://DIR or kube). With MCP_URL (--mcp-url) set, "
+          "Gateways, VirtualServices,\nDestinationRules and ServiceEntries "
+          "come from MCP only (each kind has one\nowner); --source mcp, the "
+          "default then, means kube plus MCP. Nothing is\nreconciled before "
+          "every source has synced.\n\n"
           "Options (flag / environment variable / default):\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];

@@ -5,7 +5,8 @@
  *   1. configuration (config.h) is loaded and validated; errors exit 2;
  *   2. the rules are loaded (a failure here exits 1: nothing to serve);
  *   3. the admin server starts (its port goes to the log and, if asked, to
- *      --admin-port-file), then the source does its initial listing;
+ *      --admin-port-file), then the sources do their initial listing
+ *      (fs:// or kube, plus MCP for the Istio kinds when MCP_URL is set);
  *   4. the controller syncs every gateway, then runs gc, then follows
  *      changes; SIGHUP and rules-directory events reload the rules;
  *   5. SIGTERM/SIGINT: stop taking keys, finish (or, after a timeout,
