@@ -243,10 +243,10 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
   }
   amc_kube_source_opts_t so = {0};
   if (cfg->mcp) /* MCP owns the Istio kinds: do not even watch them */
-    so.resources = AMC_KUBE_ALL &
-                   ~(unsigned)(AMC_KUBE_GATEWAYS | AMC_KUBE_VIRTUALSERVICES |
-                               AMC_KUBE_DESTINATIONRULES |
-                               AMC_KUBE_SERVICEENTRIES);
+    so.resources =
+        AMC_KUBE_ALL &
+        ~(unsigned)(AMC_KUBE_GATEWAYS | AMC_KUBE_VIRTUALSERVICES |
+                    AMC_KUBE_DESTINATIONRULES | AMC_KUBE_SERVICEENTRIES);
   amc_kube_source_sink_t sink = {kube_upsert, kube_remove, kube_synced, NULL,
                                  kube_watch_restarted};
   r->ksrc = amc_kube_source_new(&r->loop, r->kube, &so, &sink, r);
