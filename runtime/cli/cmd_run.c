@@ -299,20 +299,15 @@ static void mcp_synced_all(void *data) {
     amc_controller_source_synced(r->ctl, r->mcp_id);
 }
 
+/* The sink logs every event itself ("mcp.stream"); here they are counted. */
 static void mcp_event(void *data, const char *event, const char *detail) {
+  (void)detail;
   run_t *r = data;
-  if (!strcmp(event, "connected")) {
-    amc_log(AMC_INFO, "mcp.connected", AMC_S("url", r->mcp_buf.url));
-  } else if (!strcmp(event, "disconnected")) {
-    amc_log(AMC_WARN, "mcp.disconnected", AMC_S("detail", detail));
+  if (!strcmp(event, "disconnected")) {
     if (r->ctl)
       amc_controller_watch_restarted(r->ctl, r->mcp_id);
   } else if (!strcmp(event, "nack")) {
-    amc_log(AMC_WARN, "mcp.nack", AMC_S("detail", detail));
     amc_metric_inc(r->m_fs_errors, (const char *[]){"mcp"});
-  } else {
-    amc_log(AMC_WARN, "mcp.warning", AMC_S("event", event),
-            AMC_S("detail", detail));
   }
 }
 
