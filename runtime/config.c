@@ -28,11 +28,15 @@ typedef struct {
 
 static const opt_t opts[] = {
     {"source", NULL, T_STR, O(source), NULL, "URL",
-     "where objects come from: fs://DIR (a directory of YAML/JSON files), "
-     "kube (the cluster) or mcp (MCP_URL); default: mcp when MCP_URL is set",
+     "where Services, EndpointSlices, Pods and Secrets (and, without MCP, "
+     "the Istio kinds) come from: fs://DIR (YAML/JSON files) or kube (the "
+     "cluster); mcp = kube plus MCP_URL; default: mcp when MCP_URL is set",
      0},
     {"mcp-url", "MCP_URL", T_STR, O(mcp_url), NULL, "URL",
-     "MCP server (istiod/Galley) for --source mcp", 0},
+     "MCP server (xds://istiod:15010, mcp://galley:9901, ...): Gateways, "
+     "VirtualServices, DestinationRules and ServiceEntries come from it "
+     "only (with any --source; off when istio-enabled is false)",
+     0},
     {"kubeconfig", "KUBECONFIG", T_STR, O(kubeconfig), NULL, "FILE",
      "kubeconfig for --source kube (default: in-cluster)", 0},
     {"kube-context", NULL, T_STR, O(kube_context), NULL, "NAME",
@@ -354,6 +358,8 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
     }
     c->fs_dir = strdup(c->source + 5);
   } else if (strcmp(c->source, "mcp") == 0) {
+    /* The original controller's deployment: Istio config from MCP, the
+     * rest from the cluster (`amc run` treats it as kube + MCP). */
     if (!c->mcp_url || !*c->mcp_url) {
       snprintf(err, errlen, "source mcp: MCP_URL (or --mcp-url) is not set");
       return -1;
@@ -363,6 +369,8 @@ static int validate(amc_config_t *c, char *err, size_t errlen) {
              c->source);
     return -1;
   }
+  /* MCP owns the Istio kinds whenever it is configured and Istio is on. */
+  c->mcp = c->mcp_url && *c->mcp_url && c->istio_enabled;
   if (c->avi_password_file && read_password_file(c, err, errlen) != 0)
     return -1;
   if (validate_url(c, err, errlen) != 0)
@@ -473,7 +481,15 @@ void amc_config_usage(FILE *out) {
           "Examples:\n"
           "  amc run --source fs://examples --avi-url http://127.0.0.1:8080 "
           "\\\n      --avi-username admin --avi-password-file pw.txt\n"
-          "  amc run --source fs://examples --dry-run\n\n"
+          "  amc run --source fs://examples --dry-run\n"
+          "  ISTIO_ENABLED=true MCP_URL=xdss://istiod.istio-system.svc:15012 "
+          "amc run\n\n"
+          "Sources: Services, EndpointSlices, Pods and Secrets come from "
+          "--source\n(fs://DIR or kube). With MCP_URL (--mcp-url) set, "
+          "Gateways, VirtualServices,\nDestinationRules and ServiceEntries "
+          "come from MCP only (each kind has one\nowner); --source mcp, the "
+          "default then, means kube plus MCP. Nothing is\nreconciled before "
+          "every source has synced.\n\n"
           "Options (flag / environment variable / default):\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];

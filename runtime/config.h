@@ -28,9 +28,11 @@
 
 typedef struct {
   /* sources */
-  char *source;     /* "fs://DIR", "kube" or "mcp" ("" = from MCP_URL) */
+  char *source;     /* "fs://DIR", "kube" or "mcp" (= kube + MCP_URL; ""
+                       = from MCP_URL) */
   char *fs_dir;     /* DIR of an fs:// source (derived), or NULL */
   char *mcp_url;    /* MCP_URL / --mcp-url */
+  int mcp;          /* derived: MCP feeds (and owns) the Istio kinds */
   char *kubeconfig; /* --kubeconfig (kube source) */
   char *kube_context;
   int leader_elect; /* Lease-based leader election (kube source) */

@@ -5,7 +5,8 @@
  *   1. configuration (config.h) is loaded and validated; errors exit 2;
  *   2. the rules are loaded (a failure here exits 1: nothing to serve);
  *   3. the admin server starts (its port goes to the log and, if asked, to
- *      --admin-port-file), then the source does its initial listing;
+ *      --admin-port-file), then the sources do their initial listing
+ *      (fs:// or kube, plus MCP for the Istio kinds when MCP_URL is set);
  *   4. the controller syncs every gateway, then runs gc, then follows
  *      changes; SIGHUP and rules-directory events reload the rules;
  *   5. SIGTERM/SIGINT: stop taking keys, finish (or, after a timeout,
@@ -38,6 +39,8 @@
 #include "kube/lease.h"
 #include "kube/report.h"
 #include "kube/status.h"
+#include "mcp/mcp_sink.h"
+#include "mcp/mcp_store.h"
 #include "rules_engine.h"
 #include "settings.h"
 
@@ -83,7 +86,14 @@ typedef struct {
   int timers_init; /* signals, rules timers and watches exist */
   int exit_code;
   amc_metric_t *m_fs_errors;
+  /* MCP source (Istio kinds), see mcp_setup */
+  amc_mcp_sink_t *mcp;
+  amc_mcp_store_t mcp_store;
+  amc_mcp_env_buf_t mcp_buf;
+  int mcp_id;
 } run_t;
+
+static int mcp_owns(const run_t *r, const char *kind);
 
 /* ------------------------------------------------------------------------ */
 /* fs source -> store */
@@ -91,6 +101,8 @@ typedef struct {
 static void fs_upsert(void *data, const char *kind, const char *ns,
                       const char *name, const char *json, size_t len) {
   run_t *r = data;
+  if (mcp_owns(r, kind))
+    return;
   amc_store_put_json(r->store, kind, ns && *ns ? ns : NULL, name, json, len,
                      NULL, NULL, NULL);
 }
@@ -98,6 +110,8 @@ static void fs_upsert(void *data, const char *kind, const char *ns,
 static void fs_remove(void *data, const char *kind, const char *ns,
                       const char *name) {
   run_t *r = data;
+  if (mcp_owns(r, kind))
+    return;
   amc_store_delete(r->store, kind, ns && *ns ? ns : NULL, name);
 }
 
@@ -127,6 +141,8 @@ static void kube_upsert(void *data, const char *kind, const char *ns,
                         const char *name, const char *json, size_t len) {
   run_t *r = data;
   char err[512];
+  if (mcp_owns(r, kind))
+    return;
   if (amc_kube_store_put(r->store, r->fs_L, json, len, NULL, err, sizeof err) !=
       0) {
     amc_log(AMC_WARN, "kube.bad_object", AMC_S("kind", kind),
@@ -138,6 +154,8 @@ static void kube_upsert(void *data, const char *kind, const char *ns,
 static void kube_remove(void *data, const char *kind, const char *ns,
                         const char *name) {
   run_t *r = data;
+  if (mcp_owns(r, kind))
+    return;
   amc_store_delete(r->store, kind, ns && *ns ? ns : NULL, name);
 }
 
@@ -228,6 +246,11 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
     return -1;
   }
   amc_kube_source_opts_t so = {0};
+  if (cfg->mcp) /* MCP owns the Istio kinds: do not even watch them */
+    so.resources =
+        AMC_KUBE_ALL &
+        ~(unsigned)(AMC_KUBE_GATEWAYS | AMC_KUBE_VIRTUALSERVICES |
+                    AMC_KUBE_DESTINATIONRULES | AMC_KUBE_SERVICEENTRIES);
   amc_kube_source_sink_t sink = {kube_upsert, kube_remove, kube_synced, NULL,
                                  kube_watch_restarted};
   r->ksrc = amc_kube_source_new(&r->loop, r->kube, &so, &sink, r);
@@ -254,6 +277,87 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
   amc_kubeconfig_free(&kc);
   status_setup(r);
   return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* MCP source: the Istio kinds (Gateway, VirtualService, DestinationRule,
+ * ServiceEntry) from istiod / Galley.
+ *
+ * Ownership is per kind: when MCP is configured (cfg.mcp), it alone puts
+ * and deletes the Istio kinds (mcp_store.h marks them source "mcp"); the
+ * fs:// or kube source feeds everything else and its Istio objects are
+ * ignored (kube does not even watch them). The controller waits for MCP's
+ * first complete state of every kind before it syncs or collects garbage;
+ * a reconnect counts as a watch restart and changes nothing by itself
+ * (the server's full state after the resubscribe replaces MCP's set). */
+
+static int mcp_owns(const run_t *r, const char *kind) {
+  return r->cfg.mcp && kind && amc_pb_kind_by_name(kind) != NULL;
+}
+
+static void mcp_synced_all(void *data) {
+  run_t *r = data;
+  amc_log(AMC_INFO, "mcp.synced",
+          AMC_I("objects_changed", (long long)r->mcp_store.changes));
+  if (r->ctl)
+    amc_controller_source_synced(r->ctl, r->mcp_id);
+}
+
+/* The sink logs every event itself ("mcp.stream"); here they are counted. */
+static void mcp_event(void *data, const char *event, const char *detail) {
+  (void)detail;
+  run_t *r = data;
+  if (!strcmp(event, "disconnected")) {
+    if (r->ctl)
+      amc_controller_watch_restarted(r->ctl, r->mcp_id);
+  } else if (!strcmp(event, "nack")) {
+    amc_metric_inc(r->m_fs_errors, (const char *[]){"mcp"});
+  }
+}
+
+/* Parses the MCP options and registers the source (before the engine is
+ * set, so nothing is synced before MCP's first complete state). */
+static int mcp_setup(run_t *r, char *err, size_t errlen) {
+  amc_mcp_options_t o;
+  amc_mcp_mode_t mode;
+  char e[512];
+  if (amc_mcp_options_from_url(&o, &mode, &r->mcp_buf, r->cfg.mcp_url, e,
+                               sizeof e) != 0) {
+    snprintf(err, errlen, "mcp-url: %s", e);
+    return -1;
+  }
+  r->mcp_id = amc_controller_add_source(r->ctl, "mcp");
+  amc_metric_add(r->m_fs_errors, (const char *[]){"mcp"}, 0);
+  return 0;
+}
+
+static int mcp_start(run_t *r, char *err, size_t errlen) {
+  amc_mcp_options_t o;
+  amc_mcp_mode_t mode;
+  if (amc_mcp_options_from_url(&o, &mode, &r->mcp_buf, r->cfg.mcp_url, err,
+                               errlen) != 0)
+    return -1;
+  amc_mcp_store_init(&r->mcp_store, r->store);
+  r->mcp_store.on_synced_all = mcp_synced_all;
+  r->mcp_store.on_event = mcp_event;
+  r->mcp_store.data = r;
+  amc_log(AMC_INFO, "source.listing", AMC_S("source", "mcp"),
+          AMC_S("url", r->mcp_buf.url),
+          AMC_S("protocol", mode == AMC_MCP_XDS ? "xds" : "legacy"));
+  r->mcp = amc_mcp_sink_start(&r->loop, mode, &o, amc_mcp_store_ops(),
+                              &r->mcp_store, err, errlen);
+  return r->mcp ? 0 : -1;
+}
+
+static void mcp_closed(void *ud) {
+  (void)ud; /* the sink frees itself */
+}
+
+static void mcp_close(run_t *r) {
+  if (r->mcp) {
+    amc_mcp_sink_close(r->mcp, mcp_closed);
+    r->mcp = NULL;
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -531,6 +635,7 @@ static void on_stopped(amc_controller_t *c, void *data) {
   run_t *r = data;
   amc_fs_source_close(r->fs);
   r->fs = NULL;
+  mcp_close(r);
   amc_admin_close(r->admin);
   r->admin = NULL;
   uv_close((uv_handle_t *)&r->sighup, close_cb_noop);
@@ -600,13 +705,6 @@ static const char *default_rules_dir(void) {
 
 static int setup(run_t *r, char *err, size_t errlen) {
   amc_config_t *cfg = &r->cfg;
-  if (!cfg->fs_dir && strcmp(cfg->source, "kube") != 0) {
-    snprintf(err, errlen,
-             "source '%s': not available in `amc run` yet (use fs://DIR or "
-             "kube)",
-             cfg->source);
-    return AMC_EXIT_USAGE;
-  }
   /* One HTTP module (one CURLM) for AVI and the Kubernetes API. */
   r->http = amc_http_new(&r->loop);
   if (!r->http) {
@@ -672,6 +770,8 @@ static int setup(run_t *r, char *err, size_t errlen) {
   } else if (kube_setup(r, err, errlen) != 0) {
     return AMC_EXIT_USAGE;
   }
+  if (cfg->mcp && mcp_setup(r, err, errlen) != 0)
+    return AMC_EXIT_USAGE;
   if (r->avi)
     r->avi_id = amc_controller_add_source(r->ctl, "avi");
 
@@ -733,6 +833,8 @@ static int setup(run_t *r, char *err, size_t errlen) {
     avi_start(r); /* login and read what amc owns, in parallel */
   if (r->lease)
     amc_lease_start(r->lease);
+  if (cfg->mcp && mcp_start(r, err, errlen) != 0)
+    return AMC_EXIT_USAGE;
   if (r->ksrc) {
     amc_log(AMC_INFO, "source.listing", AMC_S("source", "kube"));
     amc_kube_source_start(r->ksrc);
@@ -788,13 +890,15 @@ int amc_cmd_run(int argc, char **argv) {
                stderr);
   amc_log(AMC_INFO, "run.start", AMC_S("version", AMC_VERSION),
           AMC_S("source", r->cfg.source),
+          AMC_S("mcp", r->cfg.mcp ? r->cfg.mcp_url : ""),
           AMC_S("avi", r->cfg.dry_run ? "dry-run" : r->cfg.avi_url),
           AMC_S("cluster", r->cfg.cluster_name ? r->cfg.cluster_name : ""),
           AMC_S("cloud", r->cfg.cloud_name ? r->cfg.cloud_name : ""),
           AMC_B("istio_enabled", r->cfg.istio_enabled));
   if (r->cfg.avi_insecure)
     amc_log(AMC_WARN, "avi.tls_verification_disabled");
-  if (r->cfg.leader_elect && strcmp(r->cfg.source, "kube") != 0) {
+  /* Sources: fs://DIR, or the cluster ("kube", and "mcp" = kube + MCP). */
+  if (r->cfg.leader_elect && r->cfg.fs_dir) {
     /* A Lease lives in the cluster: without the Kubernetes source there is
      * none to hold (a local fs:// run is a single replica). */
     amc_log(AMC_WARN, "leader_election.off",
@@ -828,6 +932,7 @@ int amc_cmd_run(int argc, char **argv) {
     }
     amc_fs_source_close(r->fs);
     r->fs = NULL;
+    mcp_close(r);
     amc_admin_close(r->admin);
     r->admin = NULL;
     if (r->lease) {

@@ -246,6 +246,14 @@ int amc_mcp_options_from_env(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
     snprintf(err, errlen, "ISTIO_ENABLED is set but MCP_URL is empty");
     return -1;
   }
+  return amc_mcp_options_from_url(o, mode, b, url, err, errlen) < 0 ? -1 : 1;
+}
+
+int amc_mcp_options_from_url(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
+                             amc_mcp_env_buf_t *b, const char *url, char *err,
+                             size_t errlen) {
+  memset(o, 0, sizeof *o);
+  memset(b, 0, sizeof *b);
   const char *proto = getenv("MCP_PROTOCOL");
   amc_mcp_mode_t fallback = AMC_MCP_LEGACY;
   if (proto && !strcmp(proto, "xds"))
@@ -276,5 +284,5 @@ int amc_mcp_options_from_env(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
   }
   o->server_name = getenv("MCP_SERVER_NAME");
   o->node_namespace = getenv("POD_NAMESPACE");
-  return 1;
+  return 0;
 }

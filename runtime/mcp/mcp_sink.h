@@ -62,6 +62,12 @@ typedef struct {
 int amc_mcp_options_from_env(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
                              amc_mcp_env_buf_t *env_buf, char *err,
                              size_t errlen);
+/* The same for a given URL (e.g. `amc run --mcp-url`), whatever
+ * ISTIO_ENABLED says; the other variables above still apply. Returns 0 or
+ * -1 with `err`. */
+int amc_mcp_options_from_url(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
+                             amc_mcp_env_buf_t *env_buf, const char *url,
+                             char *err, size_t errlen);
 
 /* ---- for mcp_legacy.c / mcp_xds.c ---- */
 struct amc_mcp_sink_s {
