@@ -217,6 +217,9 @@ static void fill_done(amc_avi_sync_t *s) {
   r.calls[AMC_AVI_GET] = s->fill_gets;
   int refresh = s->refreshing;
   s->refreshing = 0;
+  /* The pages decoded while reading are garbage now: give their memory
+   * back before the process settles (the caller trims malloc after). */
+  lua_gc(s->L, LUA_GCCOLLECT);
   if (s->fill_failed) {
     /* A failed start leaves nothing; a failed re-read keeps the old. */
     amc_avi_cache_clear(refresh ? &s->next : &s->cache);
