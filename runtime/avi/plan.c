@@ -259,6 +259,14 @@ static char *sdup(const char *s) {
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant) {
+  return amc_avi_cache_put_entry(c, L, own, type, tenant, NULL);
+}
+
+int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
+                            const amc_avi_owner_t *own, const char *type,
+                            const char *tenant, amc_avi_entry_t **out) {
+  if (out)
+    *out = NULL;
   int idx = lua_gettop(L);
   if (!lua_istable(L, idx))
     return -1;
@@ -307,6 +315,8 @@ int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
   entry_free(old);
   amc_buf_free(&k);
   lua_settop(L, idx);
+  if (out)
+    *out = e;
   return 1;
 }
 

@@ -86,6 +86,10 @@ amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant);
+/* As amc_avi_cache_put; when stored, *out (if non-NULL) is the entry. */
+int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
+                            const amc_avi_owner_t *own, const char *type,
+                            const char *tenant, amc_avi_entry_t **out);
 void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
                        const char *name);
 size_t amc_avi_cache_count(const amc_avi_cache_t *c);
