@@ -9,9 +9,11 @@ objects per second (CPU time of the whole command: parse, store, rules,
 output; best of --runs) and the phase timings --stats reports (wall clock,
 so they include any time the process waited for the CPU).
 
-Note: every Gateway's translation lists all VirtualServices (the rules bind
-them by spec.gateways), so many gateways x many VirtualServices grows
-quadratically; try --gateways 200 --routes 10 to see it.
+The rules find a Gateway's VirtualServices (and a Service's
+EndpointSlices) through the store's field indexes, so the cost grows with
+the mesh, not with gateways x VirtualServices; --gateways 200 --routes 10
+checks that. docs/benchmarks.md ("Translate throughput") has the figures
+and how to count instructions instead of wall time on a shared machine.
 
   bench/translate_bench.py [--amc build/amc] [--rules rules]
                            [--gateways 20] [--routes 25] [--endpoints 4]

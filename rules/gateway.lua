@@ -177,6 +177,22 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
     end
   end
   table.sort(hosts, rt.host_specificity_less)
+  -- Only "*" and "*.suffix" hosts can cover another one; the sort put
+  -- them last.
+  local first_wildcard = #hosts + 1
+  for k, h in ipairs(hosts) do
+    if h == "*" or h:sub(1, 2) == "*." then
+      first_wildcard = k
+      break
+    end
+  end
+  local order = {}
+  for i, vs in ipairs(vss) do
+    order[vs] = i
+  end
+  local function istio_order(a, b)
+    return order[a] < order[b]
+  end
   for k, h in ipairs(hosts) do
     local g = groups[h]
     local mt = { host_hdr = virtualservice.host_match(h, listener.port) }
@@ -193,15 +209,15 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
       }
     else
       -- VirtualServices in Istio order
-      for _, vs in ipairs(vss) do
-        if g.has[vs] then
-          virtualservice.http_rules(ctx, vs, listener, h, scope, req, rsp)
-        end
+      table.sort(g.vss, istio_order)
+      for _, vs in ipairs(g.vss) do
+        virtualservice.http_rules(ctx, vs, listener, h, scope, req, rsp)
       end
       local shadowed = false
-      for k2 = k + 1, #hosts do
+      for k2 = math.max(k + 1, first_wildcard), #hosts do
         if rt.host_matches(hosts[k2], h) then
           shadowed = true
+          break
         end
       end
       if shadowed then

@@ -48,12 +48,47 @@ local function ip_type(addr)
   return "V4"
 end
 
+-- Servers sort by address, IPv4 numbers compared as numbers (each run of
+-- digits zero-padded to 3), then port.
+local function pad3(d)
+  return string.format("%03d", tonumber(d))
+end
+
 local function sort_key(s)
   local a = s.ip.addr
   if s.ip.type == "V4" then
-    a = a:gsub("(%d+)", function(d) return string.format("%03d", tonumber(d)) end)
+    local o1, o2, o3, o4 = a:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    if o1 then -- the usual case, without a closure per digit run
+      return string.format("%03d.%03d.%03d.%03d|%05d", tonumber(o1),
+        tonumber(o2), tonumber(o3), tonumber(o4), s.port)
+    end
+    a = a:gsub("(%d+)", pad3)
   end
   return string.format("%s|%05d", a, s.port)
+end
+
+-- Sorts servers by sort_key, computing each key once; when the keys are
+-- distinct (always, but for odd spellings such as leading zeros) by
+-- sorting the keys themselves, without a Lua comparison per step.
+local function sort_servers(servers)
+  if #servers < 2 then
+    return
+  end
+  local key, keys, by_key, distinct = {}, {}, {}, true
+  for i, s in ipairs(servers) do
+    local k = sort_key(s)
+    key[s], keys[i] = k, k
+    distinct = distinct and by_key[k] == nil
+    by_key[k] = s
+  end
+  if not distinct then
+    table.sort(servers, function(a, b) return key[a] < key[b] end)
+    return
+  end
+  table.sort(keys)
+  for i, k in ipairs(keys) do
+    servers[i] = by_key[k]
+  end
 end
 
 local function add_server(list, seen, addr, port)
@@ -79,30 +114,27 @@ end
 
 local function from_slices(rt, svc, sport, labels, servers, seen)
   local ns, name = svc.metadata.namespace, svc.metadata.name
-  local found = false
-  for _, slice in ipairs(rt.list("EndpointSlice", ns)) do
-    local l = slice.metadata.labels or {}
-    if l["kubernetes.io/service-name"] == name then
-      found = true
-      local target
-      for _, p in ipairs(slice.ports or {}) do
-        if (p.name or "") == (sport.name or "") then
-          target = p.port
-        end
+  local slices = rt.list("EndpointSlice", ns,
+    { labels = { ["kubernetes.io/service-name"] = name } })
+  for _, slice in ipairs(slices) do
+    local target
+    for _, p in ipairs(slice.ports or {}) do
+      if (p.name or "") == (sport.name or "") then
+        target = p.port
       end
-      if target and slice.addressType ~= "FQDN" then
-        for _, ep in ipairs(slice.endpoints or {}) do
-          local ready = (ep.conditions or {}).ready ~= false
-          if ready and pod_has(rt, ns, ep.targetRef, labels) then
-            for _, addr in ipairs(ep.addresses or {}) do
-              add_server(servers, seen, addr, target)
-            end
+    end
+    if target and slice.addressType ~= "FQDN" then
+      for _, ep in ipairs(slice.endpoints or {}) do
+        local ready = (ep.conditions or {}).ready ~= false
+        if ready and pod_has(rt, ns, ep.targetRef, labels) then
+          for _, addr in ipairs(ep.addresses or {}) do
+            add_server(servers, seen, addr, target)
           end
         end
       end
     end
   end
-  return found
+  return #slices > 0
 end
 
 local function from_endpoints(rt, svc, sport, labels, servers, seen)
@@ -183,7 +215,7 @@ function M.servers(rt, svc, sport, labels)
      not from_endpoints(rt, svc, sport, labels, servers, seen) then
     from_pods(rt, svc, sport, labels, servers, seen)
   end
-  table.sort(servers, function(a, b) return sort_key(a) < sort_key(b) end)
+  sort_servers(servers)
   return servers
 end
 

@@ -76,15 +76,25 @@ local function istio_order(a, b)
   return a.metadata.name < b.metadata.name
 end
 
--- VirtualServices bound to this gateway, in Istio's merge order.
+-- VirtualServices bound to this gateway, in Istio's merge order. Only
+-- those whose spec.gateways has "<gw ns>/<gw>" (any namespace) or "<gw>"
+-- (the gateway's namespace) can name it: the lookups fetch just those.
 function M.bound(ctx)
   local rt = ctx.rt
-  local list = {}
-  for _, vs in ipairs(rt.list("VirtualService", nil)) do
-    local spec = vs.spec or {}
-    if names_gateway(ctx, vs, spec.gateways) and
-       rt.exported_to(vs, ctx.gw_ns) then
-      list[#list + 1] = vs
+  local candidates = {
+    rt.list("VirtualService", nil,
+      { field = "spec.gateways", value = ctx.gw_ns .. "/" .. ctx.gw_name }),
+    rt.list("VirtualService", ctx.gw_ns,
+      { field = "spec.gateways", value = ctx.gw_name }),
+  }
+  local list, seen = {}, {}
+  for _, vss in ipairs(candidates) do
+    for _, vs in ipairs(vss) do
+      if not seen[vs] and names_gateway(ctx, vs, vs.spec.gateways) and
+         rt.exported_to(vs, ctx.gw_ns) then
+        seen[vs] = true
+        list[#list + 1] = vs
+      end
     end
   end
   table.sort(list, istio_order)
@@ -257,6 +267,8 @@ local function block_applies(ctx, vs, mb, listener)
   return true
 end
 
+local HEADER_SETS = { { "headers", false }, { "withoutHeaders", true } }
+
 -- The MatchTarget for one block, or nil, field, reason.
 local function match_target(ctx, mb, listener, host, in_child)
   local rt = ctx.rt
@@ -297,8 +309,8 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
     hdrs[#hdrs + 1] = h
   end
-  for _, set in ipairs({ { "headers", false }, { "withoutHeaders", true } }) do
-    for name, m in rt.sorted_pairs(mb[set[1]] or {}) do
+  for _, set in ipairs(HEADER_SETS) do
+    for name, m in rt.sorted_pairs(mb[set[1]]) do
       if name:sub(1, 1) == ":" then
         return nil, set[1] .. "." .. name,
           "pseudo-header matches are not supported by AVI header rules"

@@ -44,9 +44,15 @@ static const opt_t opts[] = {
      "the leader-election Lease", 0},
     {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",
      "namespace of the Lease (default: the kubeconfig's or the pod's)", 0},
+    {"lease-duration-ms", NULL, T_INT, O(lease_duration_ms), "15000", "MS",
+     "how long a Lease holds without renewal (leader election)", 0},
+    {"renew-deadline-ms", NULL, T_INT, O(renew_deadline_ms), "10000", "MS",
+     "a leader that cannot renew for this long stops leading", 0},
+    {"retry-period-ms", NULL, T_INT, O(retry_period_ms), "2000", "MS",
+     "interval of Lease renewals and acquisition attempts", 0},
     {"events", NULL, T_BOOL, O(events), "false", NULL,
-     "Warning Events on failing objects (accepted; status write-back is not "
-     "wired into amc run yet)",
+     "with --source kube: also create a Warning Event on an object whose "
+     "status carries an error (statuses are always written)",
      0},
     {"default-namespace", NULL, T_STR, O(default_namespace), "default", "NS",
      "namespace of fs:// objects that name none", 0},

@@ -36,6 +36,7 @@ typedef struct {
   int leader_elect; /* Lease-based leader election (kube source) */
   char *lease_name;
   char *lease_namespace;
+  int lease_duration_ms, renew_deadline_ms, retry_period_ms;
   int events; /* Warning Events on failing objects (accepted) */
   char *default_namespace;
   int fs_debounce_ms;

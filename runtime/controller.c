@@ -395,6 +395,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     k->event_ns = 0;
     amc_metric_inc(c->m_translate_errors, NULL);
     amc_log(AMC_ERROR, "translate.error", AMC_S("error", t->error));
+    if (c->opt.sink_ops.rejected)
+      c->opt.sink_ops.rejected(c->opt.sink, key, t);
     amc_translation_free(t);
     amc_queue_forget(c->queue, key);
     finish_key(c, key, k, "translate_error", started);
@@ -939,4 +941,5 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
   amc_controller_sync_done(c, key, 0, NULL);
 }
 
-const amc_ctrl_sink_ops_t amc_dry_run_ops = {dr_sync, NULL, NULL, NULL};
+const amc_ctrl_sink_ops_t amc_dry_run_ops = {dr_sync, NULL, NULL, NULL,
+                                             NULL};

@@ -73,6 +73,10 @@ typedef struct {
   int (*reachable)(void *sink);
   /* Abandon work in flight (shutdown timeout). Optional. */
   void (*cancel)(void *sink);
+  /* The translation of `key` failed (t->error set; nothing is synced):
+   * lets the sink report it (status write-back). `t` is valid only during
+   * the call. Optional. */
+  void (*rejected)(void *sink, const char *key, const amc_translation_t *t);
 } amc_ctrl_sink_ops_t;
 
 typedef struct {

@@ -549,6 +549,7 @@ typedef struct {
 typedef struct {
   const char *s;
   size_t len;
+  int slot; /* stack index of the value (0: fetch it with rawget) */
 } key_t_;
 
 /* Encoder state. Everything malloc'd hangs off it, so that a Lua error
@@ -560,6 +561,7 @@ typedef struct {
   int depth;
   int failed;
   int levels; /* keys[] / keycap[] initialised below this depth */
+  const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
   key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
@@ -712,13 +714,29 @@ static int key_cmp(const void *a, const void *b) {
 
 static int enc_value(lua_State *L, int idx, enc_t *e);
 
-static int is_array_mt(lua_State *L, int idx) {
+static int is_array_mt(lua_State *L, int idx, enc_t *e) {
   if (!lua_getmetatable(L, idx))
     return 0;
-  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
-  int r = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  int r = e->array_mt && lua_topointer(L, -1) == e->array_mt;
+  lua_pop(L, 1);
   return r;
+}
+
+/* Keys in bytewise order; insertion sort for the usual handful. */
+static void sort_keys(key_t_ *keys, size_t n) {
+  if (n > 12) {
+    qsort(keys, n, sizeof *keys, key_cmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    key_t_ k = keys[i];
+    size_t j = i;
+    while (j > 0 && key_cmp(&keys[j - 1], &k) > 0) {
+      keys[j] = keys[j - 1];
+      j--;
+    }
+    keys[j] = k;
+  }
 }
 
 static int enc_table(lua_State *L, int idx, enc_t *e) {
@@ -745,6 +763,9 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
   int rc = -1;
+  /* String keys' values stay on the stack above `base` (each moved under
+   * the iteration key), so encoding them needs no lookup by name. */
+  int base = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
@@ -761,6 +782,13 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         e->keycap[lvl] = cap;
       }
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
+      if (lua_checkstack(L, 3)) {
+        keys[nkeys].slot = lua_gettop(L) - 1; /* where the value goes */
+        lua_insert(L, -2);
+        nkeys++;
+        continue;
+      }
+      keys[nkeys].slot = 0;
       nkeys++;
     } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
                lua_tointeger(L, -2) >= 1) {
@@ -773,7 +801,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     lua_pop(L, 1);
   }
 
-  int marked = is_array_mt(L, idx);
+  int marked = is_array_mt(L, idx, e);
   int array = marked || (nkeys == 0 && nother == 0 && nint > 0);
   if (array) {
     if (nkeys || nother || (lua_Integer)nint != maxint) {
@@ -817,7 +845,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     goto done;
   }
   if (nkeys > 1)
-    qsort(keys, nkeys, sizeof *keys, key_cmp);
+    sort_keys(keys, nkeys);
   amc_buf_putc(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
@@ -833,10 +861,15 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       amc_buf_append(e->out, ": ", 2);
     else
       amc_buf_putc(e->out, ':');
-    lua_pushlstring(L, keys[i].s, keys[i].len);
-    lua_rawget(L, idx);
-    int r = enc_value(L, lua_gettop(L), e);
-    lua_pop(L, 1);
+    int r;
+    if (keys[i].slot) {
+      r = enc_value(L, keys[i].slot, e);
+    } else {
+      lua_pushlstring(L, keys[i].s, keys[i].len);
+      lua_rawget(L, idx);
+      r = enc_value(L, lua_gettop(L), e);
+      lua_pop(L, 1);
+    }
     if (r < 0) {
       e->depth--;
       goto done;
@@ -847,6 +880,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   amc_buf_putc(e->out, '}');
   rc = 0;
 done:
+  lua_settop(L, base);
   return rc;
 }
 
@@ -887,6 +921,9 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
 /* lua_CFunction run under pcall: [value, enc_t*]. */
 static int enc_protected(lua_State *L) {
   enc_t *e = lua_touserdata(L, 2);
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  e->array_mt = lua_topointer(L, -1); /* NULL when there is none */
+  lua_pop(L, 1);
   enc_value(L, 1, e);
   return 0;
 }
@@ -1006,6 +1043,187 @@ int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
     return -1;
   amc_buf_putc(out, '\n');
   return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Strings at a path (the store's field indexes)                             */
+
+typedef struct {
+  const char *p, *end;
+  amc_buf_t buf; /* unescaped string */
+} scan_t;
+
+static void scan_ws(scan_t *sc) {
+  while (sc->p < sc->end &&
+         (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t'))
+    sc->p++;
+}
+
+/* The string at sc->p (on its quote), unescaped into sc->buf (when `keep`)
+ * or just skipped. */
+static int scan_string(scan_t *sc, int keep) {
+  const char *p = sc->p + 1, *run = p;
+  if (keep)
+    amc_buf_reset(&sc->buf);
+  for (;;) {
+    if (p >= sc->end)
+      return -1;
+    char c = *p;
+    if (c == '"')
+      break;
+    if (c != '\\') {
+      p++;
+      continue;
+    }
+    if (sc->end - p < 2)
+      return -1;
+    if (keep)
+      amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    char e = p[1];
+    p += 2;
+    if (e == 'u') {
+      unsigned cp, lo;
+      if (sc->end - p < 4 || hex4(p, &cp) < 0)
+        return -1;
+      p += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF && sc->end - p >= 6 && p[0] == '\\' &&
+          p[1] == 'u' && hex4(p + 2, &lo) == 0 && lo >= 0xDC00 &&
+          lo <= 0xDFFF) {
+        p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      if (keep)
+        put_utf8(&sc->buf, cp);
+    } else if (keep) {
+      const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+      const char *f = strchr(from, e);
+      if (!f || !e)
+        return -1;
+      amc_buf_putc(&sc->buf, to[f - from]);
+    }
+    run = p;
+  }
+  if (keep)
+    amc_buf_append(&sc->buf, run, (size_t)(p - run));
+  sc->p = p + 1;
+  return 0;
+}
+
+/* Skips one value of any type: a string, a scalar, or a bracketed value
+ * (found by counting brackets outside strings, without checking what is
+ * inside; the caller never needs what it skips). */
+static int scan_skip(scan_t *sc) {
+  scan_ws(sc);
+  if (sc->p >= sc->end)
+    return -1;
+  char c = *sc->p;
+  if (c == '"')
+    return scan_string(sc, 0);
+  if (c != '{' && c != '[') {
+    while (sc->p < sc->end && !strchr(",}] \n\r\t", *sc->p))
+      sc->p++;
+    return 0;
+  }
+  int depth = 0;
+  for (const char *p = sc->p; p < sc->end; p++) {
+    c = *p;
+    if (c == '"') {
+      for (p++; p < sc->end && *p != '"'; p++) {
+        if (*p == '\\')
+          p++;
+      }
+      if (p >= sc->end)
+        return -1;
+    } else if (c == '{' || c == '[') {
+      if (++depth > AMC_JSON_MAX_DEPTH)
+        return -1;
+    } else if ((c == '}' || c == ']') && --depth == 0) {
+      sc->p = p + 1;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The value at sc->p, `depth` more keys to follow. */
+static int scan_path(scan_t *sc, const char *const *path, size_t depth,
+                     amc_json_string_fn fn, void *ud) {
+  scan_ws(sc);
+  if (sc->p >= sc->end)
+    return -1;
+  char c = *sc->p;
+  if (depth == 0) {
+    if (c == '"') {
+      if (scan_string(sc, 1) < 0)
+        return -1;
+      fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      return 0;
+    }
+    if (c != '[')
+      return scan_skip(sc);
+    sc->p++;
+    scan_ws(sc);
+    if (sc->p < sc->end && *sc->p == ']') {
+      sc->p++;
+      return 0;
+    }
+    for (;;) {
+      scan_ws(sc);
+      if (sc->p < sc->end && *sc->p == '"') {
+        if (scan_string(sc, 1) < 0)
+          return -1;
+        fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      } else if (scan_skip(sc) < 0) {
+        return -1;
+      }
+      scan_ws(sc);
+      if (sc->p >= sc->end)
+        return -1;
+      if (*sc->p == ',') {
+        sc->p++;
+        continue;
+      }
+      return *sc->p++ == ']' ? 0 : -1;
+    }
+  }
+  if (c != '{')
+    return scan_skip(sc);
+  sc->p++;
+  scan_ws(sc);
+  if (sc->p < sc->end && *sc->p == '}') {
+    sc->p++;
+    return 0;
+  }
+  size_t want = strlen(path[0]);
+  for (;;) {
+    scan_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc, 1) < 0)
+      return -1;
+    int hit = sc->buf.len == want && memcmp(sc->buf.data, path[0], want) == 0;
+    scan_ws(sc);
+    if (sc->p >= sc->end || *sc->p++ != ':')
+      return -1;
+    if (hit) /* keys are unique: the rest does not matter */
+      return scan_path(sc, path + 1, depth - 1, fn, ud);
+    if (scan_skip(sc) < 0)
+      return -1;
+    scan_ws(sc);
+    if (sc->p >= sc->end)
+      return -1;
+    if (*sc->p == ',') {
+      sc->p++;
+      continue;
+    }
+    return *sc->p++ == '}' ? 0 : -1;
+  }
+}
+
+int amc_json_strings_at(const char *s, size_t len, const char *const *path,
+                        size_t depth, amc_json_string_fn fn, void *ud) {
+  scan_t sc = {s, s + len, AMC_BUF_INIT};
+  int rc = scan_path(&sc, path, depth, fn, ud);
+  amc_buf_free(&sc.buf);
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -72,6 +72,17 @@ int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
  * 0, or -1 if the text is not well-nested (output then unspecified). */
 int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out);
 
+/* The strings at `path` (`depth` object keys, outermost first) in JSON
+ * text `s` (meant for canonical text; any valid JSON works): fn is called
+ * with the value when it is a string, and with every string element when
+ * it is an array; other values (and a path that is not there) give no
+ * call. Strings are passed unescaped, not NUL-terminated, valid during the
+ * call only. Returns 0, or -1 when the text is not well-formed (fn may
+ * have been called for what came before). */
+typedef void (*amc_json_string_fn)(const char *s, size_t len, void *ud);
+int amc_json_strings_at(const char *s, size_t len, const char *const *path,
+                        size_t depth, amc_json_string_fn fn, void *ud);
+
 /* Registers `json.decode`, `json.encode`, `json.pretty`, `json.null` and
  * `json.array_mt` in a table left on the stack (for the runtime's Lua code,
  * not for rules). Lua-side decode/encode raise errors on failure. */

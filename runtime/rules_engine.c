@@ -658,11 +658,40 @@ static int labels_match(lua_State *L, int sel) {
   return ok;
 }
 
+#define FIELD_MAX_DEPTH 16
+
+/* Splits "spec.gateways" into segments in `buf` (NUL-separated) and
+ * `segs`. Returns the count, or 0 for an empty segment or too many. */
+static size_t split_field(const char *field, char *buf, size_t bufsz,
+                          const char *segs[FIELD_MAX_DEPTH]) {
+  size_t len = strlen(field), n = 0;
+  if (len == 0 || len >= bufsz)
+    return 0;
+  memcpy(buf, field, len + 1);
+  char *p = buf;
+  for (;;) {
+    char *dot = strchr(p, '.');
+    if (dot)
+      *dot = '\0';
+    if (!*p || n == FIELD_MAX_DEPTH)
+      return 0;
+    segs[n++] = p;
+    if (!dot)
+      return n;
+    p = dot + 1;
+  }
+}
+
+/* host.list(kind, ns, labels, field, value): see the header. The
+ * candidates come from a store field index when there is a field (or a
+ * label) to look up, else from the whole kind (or namespace); labels are
+ * then checked on the decoded objects. */
 static int host_list(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *kind = luaL_checkstring(L, 1);
   const char *ns = opt_string(L, 2, "rt.list: namespace");
   int sel = 0;
+  const char *lkey = NULL, *lval = NULL; /* one label of the selector */
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     sel = 3;
@@ -670,17 +699,44 @@ static int host_list(lua_State *L) {
     while (lua_next(L, sel)) {
       if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "rt.list: labels must map strings to strings");
+      if (!lkey) { /* both stay referenced by the selector table */
+        lkey = lua_tostring(L, -2);
+        lval = lua_tostring(L, -1);
+      }
       lua_pop(L, 1);
     }
+    if (!lkey)
+      sel = 0; /* {} matches everything */
+  }
+  const char *field = opt_string(L, 4, "rt.list: field");
+  const char *value = NULL;
+  char fbuf[256];
+  const char *segs[FIELD_MAX_DEPTH];
+  size_t depth = 0;
+  if (field) {
+    value = luaL_checkstring(L, 5);
+    depth = split_field(field, fbuf, sizeof fbuf, segs);
+    if (!depth)
+      return luaL_error(L,
+                        "rt.list: field \"%s\" must be dot-separated keys "
+                        "(at most %d, none empty)",
+                        field, FIELD_MAX_DEPTH);
+  } else if (lkey) {
+    segs[0] = "metadata";
+    segs[1] = "labels";
+    segs[2] = lkey;
+    depth = 3;
+    value = lval;
   }
   record_read(e, kind, ns, NULL);
   const amc_store_obj_t *const *l;
-  size_t n = amc_store_list(e->store, kind, ns, &l);
+  size_t n = depth ? amc_store_find(e->store, kind, ns, segs, depth, value, &l)
+                   : amc_store_list(e->store, kind, ns, &l);
   gen_t *g = GEN(L);
   luaL_checkstack(L, 8, "rt.list");
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
   int cache = lua_gettop(L);
-  lua_createtable(L, sel ? 0 : (n > 1000000 ? 1000000 : (int)n), 0);
+  lua_createtable(L, n > 1000000 ? 1000000 : (int)n, 0);
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
   lua_setmetatable(L, -2);
   lua_Integer k = 0;

@@ -6,7 +6,14 @@
  * appends and lists are what rules do many times between changes. An
  * object's identity (namespace, name) lives in the entry itself; its JSON,
  * resourceVersion and source live in one separate block that is replaced on
- * modification, so vectors and hash chains never move. */
+ * modification, so vectors and hash chains never move.
+ *
+ * Field indexes (amc_store_find): per kind, per path that was asked for,
+ * a hash of value -> vector of objects, built on the first lookup by
+ * scanning the kind's JSON and kept current by every put and delete of
+ * the kind (which re-scan only that object). Rules ask for a handful of
+ * paths; a kind keeps at most MAX_INDEXES, dropping the least recently
+ * used, so rules that change their paths cannot grow the store forever. */
 #include "store.h"
 
 #include <lauxlib.h>
@@ -28,11 +35,35 @@ typedef struct entry {
   char ids[];         /* namespace \0 name \0 */
 } entry_t;
 
+/* A field index: the objects of one kind by the strings at one path
+ * (see amc_store_find). Values hash into chained buckets; each bucket is a
+ * vector of objects, sorted lazily like a kind's vector. */
+typedef struct bucket {
+  struct bucket *next;
+  uint64_t hash;
+  amc_store_obj_t **objs;
+  size_t n, cap;
+  int sorted;
+  size_t len;
+  char value[]; /* NUL-terminated */
+} bucket_t;
+
+typedef struct findex {
+  struct findex *next;
+  char **path;
+  size_t depth;
+  uint64_t used; /* s->finds at the last lookup (for eviction) */
+  bucket_t **buckets;
+  size_t nbuckets, nvalues;
+} findex_t;
+
 struct kind {
   char *name;
   amc_store_obj_t **objs;
   size_t n, cap;
   int sorted;
+  findex_t *indexes;
+  size_t nindexes;
 };
 
 struct amc_store {
@@ -45,7 +76,12 @@ struct amc_store {
   amc_store_listener_fn listener;
   void *listener_data;
   amc_buf_t scratch;
+  uint64_t finds;   /* amc_store_find calls (index recency) */
+  amc_buf_t values; /* an object's index values: len-prefixed strings */
+  amc_buf_t values2;
 };
+
+static void index_free(struct findex *fi);
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -92,6 +128,11 @@ void amc_store_free(amc_store_t *s) {
   }
   free(s->buckets);
   for (size_t i = 0; i < s->nkinds; i++) {
+    while (s->kinds[i]->indexes) {
+      findex_t *next = s->kinds[i]->indexes->next;
+      index_free(s->kinds[i]->indexes);
+      s->kinds[i]->indexes = next;
+    }
     free(s->kinds[i]->name);
     free(s->kinds[i]->objs);
     free(s->kinds[i]);
@@ -99,6 +140,8 @@ void amc_store_free(amc_store_t *s) {
   free(s->kinds);
   free(s->kind_names);
   amc_buf_free(&s->scratch);
+  amc_buf_free(&s->values);
+  amc_buf_free(&s->values2);
   free(s);
 }
 
@@ -208,8 +251,10 @@ static void kind_sort(kind_t *k) {
   }
 }
 
-static void set_blob(entry_t *e, const char *json, size_t len, const char *rv,
-                     const char *source) {
+/* Gives `e` a new blob and returns the old one (the caller frees it: the
+ * field indexes may still need the old JSON). */
+static char *set_blob(entry_t *e, const char *json, size_t len, const char *rv,
+                      const char *source) {
   size_t rl = rv ? strlen(rv) + 1 : 0, sl = source ? strlen(source) + 1 : 0;
   char *b = xmalloc(len + 1 + rl + sl);
   memcpy(b, json, len);
@@ -226,16 +271,246 @@ static void set_blob(entry_t *e, const char *json, size_t len, const char *rv,
     memcpy(p, source, sl);
     e->pub.source = p;
   }
-  free(e->blob);
+  char *old = e->blob;
   e->blob = b;
   e->pub.json = b;
   e->pub.json_len = len;
+  return old;
 }
 
 static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev) {
   if (s->listener)
     s->listener(e->pub.kind, e->pub.namespace_, e->pub.name, ev,
                 s->listener_data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Field indexes                                                             */
+
+#define MAX_INDEXES 16 /* per kind; beyond, the least recently used goes */
+#define MAX_DEPTH   16 /* path segments */
+
+static uint64_t str_hash(const char *v, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+/* amc_json_string_fn: appends (length, bytes) to the buffer. */
+static void collect_value(const char *v, size_t n, void *ud) {
+  amc_buf_t *b = ud;
+  amc_buf_append(b, &n, sizeof n);
+  amc_buf_append(b, v, n);
+}
+
+/* The strings of `o` at the index's path, into `b`. Duplicates are not
+ * removed (index_add and index_remove tolerate them). */
+static void index_values(const findex_t *fi, const char *json, size_t len,
+                         amc_buf_t *b) {
+  amc_buf_reset(b);
+  (void)amc_json_strings_at(json, len, (const char *const *)fi->path,
+                            fi->depth, collect_value, b);
+}
+
+static bucket_t **bucket_slot(findex_t *fi, const char *v, size_t n,
+                              uint64_t h) {
+  bucket_t **pp = &fi->buckets[h & (fi->nbuckets - 1)];
+  for (; *pp; pp = &(*pp)->next) {
+    bucket_t *b = *pp;
+    if (b->hash == h && b->len == n && memcmp(b->value, v, n) == 0)
+      break;
+  }
+  return pp;
+}
+
+static void index_grow(findex_t *fi) {
+  size_t nb = fi->nbuckets * 2;
+  bucket_t **t = calloc(nb, sizeof *t);
+  if (!t)
+    return; /* keep the longer chains */
+  for (size_t i = 0; i < fi->nbuckets; i++) {
+    bucket_t *b = fi->buckets[i];
+    while (b) {
+      bucket_t *next = b->next;
+      b->next = t[b->hash & (nb - 1)];
+      t[b->hash & (nb - 1)] = b;
+      b = next;
+    }
+  }
+  free(fi->buckets);
+  fi->buckets = t;
+  fi->nbuckets = nb;
+}
+
+static void index_add(findex_t *fi, const char *v, size_t n,
+                      amc_store_obj_t *o) {
+  uint64_t h = str_hash(v, n);
+  bucket_t **slot = bucket_slot(fi, v, n, h);
+  bucket_t *b = *slot;
+  if (!b) {
+    b = xmalloc(sizeof *b + n + 1);
+    memset(b, 0, sizeof *b);
+    b->hash = h;
+    b->len = n;
+    memcpy(b->value, v, n);
+    b->value[n] = '\0';
+    b->sorted = 1;
+    *slot = b;
+    if (++fi->nvalues > fi->nbuckets)
+      index_grow(fi);
+  }
+  /* A value repeated in one object lands here right after its first add. */
+  if (b->n && b->objs[b->n - 1] == o)
+    return;
+  if (b->n == b->cap) {
+    b->cap = b->cap ? b->cap * 2 : 4;
+    b->objs = xrealloc(b->objs, b->cap * sizeof *b->objs);
+  }
+  if (b->sorted && b->n && obj_cmp(b->objs[b->n - 1], o) > 0)
+    b->sorted = 0;
+  b->objs[b->n++] = o;
+}
+
+static void index_remove(findex_t *fi, const char *v, size_t n,
+                         amc_store_obj_t *o) {
+  uint64_t h = str_hash(v, n);
+  bucket_t **slot = bucket_slot(fi, v, n, h);
+  bucket_t *b = *slot;
+  if (!b)
+    return;
+  size_t i = 0;
+  if (b->sorted) {
+    size_t hi = b->n;
+    while (i < hi) {
+      size_t mid = (i + hi) / 2;
+      if (obj_cmp(b->objs[mid], o) < 0)
+        i = mid + 1;
+      else
+        hi = mid;
+    }
+  } else {
+    while (i < b->n && b->objs[i] != o)
+      i++;
+  }
+  if (i >= b->n || b->objs[i] != o)
+    return; /* a repeated value: already gone */
+  memmove(b->objs + i, b->objs + i + 1, (b->n - i - 1) * sizeof *b->objs);
+  if (--b->n == 0) {
+    *slot = b->next;
+    fi->nvalues--;
+    free(b->objs);
+    free(b);
+  }
+}
+
+/* Adds (or removes) `o` under each value in `vals` (collect_value's
+ * format). */
+static void index_apply(findex_t *fi, const amc_buf_t *vals,
+                        amc_store_obj_t *o, int add) {
+  for (size_t off = 0; off < vals->len;) {
+    size_t l;
+    memcpy(&l, vals->data + off, sizeof l);
+    const char *v = vals->data + off + sizeof l;
+    if (add)
+      index_add(fi, v, l, o);
+    else
+      index_remove(fi, v, l, o);
+    off += sizeof l + l;
+  }
+}
+
+static void index_free(findex_t *fi) {
+  for (size_t i = 0; i < fi->nbuckets; i++) {
+    bucket_t *b = fi->buckets[i];
+    while (b) {
+      bucket_t *next = b->next;
+      free(b->objs);
+      free(b);
+      b = next;
+    }
+  }
+  free(fi->buckets);
+  for (size_t i = 0; i < fi->depth; i++)
+    free(fi->path[i]);
+  free(fi->path);
+  free(fi);
+}
+
+/* A new object of kind k: into every index of the kind. */
+static void index_insert(amc_store_t *s, kind_t *k, amc_store_obj_t *o) {
+  for (findex_t *fi = k->indexes; fi; fi = fi->next) {
+    index_values(fi, o->json, o->json_len, &s->values);
+    index_apply(fi, &s->values, o, 1);
+  }
+}
+
+/* An object about to be deleted: out of every index of the kind. */
+static void index_erase(amc_store_t *s, kind_t *k, amc_store_obj_t *o) {
+  for (findex_t *fi = k->indexes; fi; fi = fi->next) {
+    index_values(fi, o->json, o->json_len, &s->values);
+    index_apply(fi, &s->values, o, 0);
+  }
+}
+
+/* `o`'s JSON changed from old/old_len: moves it where its values changed. */
+static void index_update(amc_store_t *s, kind_t *k, amc_store_obj_t *o,
+                         const char *old, size_t old_len) {
+  for (findex_t *fi = k->indexes; fi; fi = fi->next) {
+    index_values(fi, old, old_len, &s->values);
+    index_values(fi, o->json, o->json_len, &s->values2);
+    if (s->values.len == s->values2.len &&
+        (s->values.len == 0 ||
+         memcmp(s->values.data, s->values2.data, s->values.len) == 0))
+      continue;
+    index_apply(fi, &s->values, o, 0);
+    index_apply(fi, &s->values2, o, 1);
+  }
+}
+
+static findex_t *index_get(amc_store_t *s, kind_t *k, const char *const *path,
+                           size_t depth) {
+  for (findex_t *fi = k->indexes; fi; fi = fi->next) {
+    if (fi->depth != depth)
+      continue;
+    size_t i = 0;
+    while (i < depth && strcmp(fi->path[i], path[i]) == 0)
+      i++;
+    if (i == depth)
+      return fi;
+  }
+  if (k->nindexes >= MAX_INDEXES) { /* drop the least recently used */
+    findex_t **lru = &k->indexes;
+    for (findex_t **pp = &k->indexes; *pp; pp = &(*pp)->next) {
+      if ((*pp)->used < (*lru)->used)
+        lru = pp;
+    }
+    findex_t *gone = *lru;
+    *lru = gone->next;
+    index_free(gone);
+    k->nindexes--;
+  }
+  findex_t *fi = xmalloc(sizeof *fi);
+  memset(fi, 0, sizeof *fi);
+  fi->path = xmalloc(depth * sizeof *fi->path);
+  for (size_t i = 0; i < depth; i++) {
+    fi->path[i] = strdup(path[i]);
+    if (!fi->path[i])
+      abort();
+  }
+  fi->depth = depth;
+  fi->nbuckets = 64;
+  fi->buckets = calloc(fi->nbuckets, sizeof *fi->buckets);
+  if (!fi->buckets)
+    abort();
+  for (size_t i = 0; i < k->n; i++) {
+    index_values(fi, k->objs[i]->json, k->objs[i]->json_len, &s->values);
+    index_apply(fi, &s->values, k->objs[i], 1);
+  }
+  fi->next = k->indexes;
+  k->indexes = fi;
+  k->nindexes++;
+  return fi;
 }
 
 int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
@@ -259,10 +534,14 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
       if ((orv == NULL) != (rv == NULL) || (rv && strcmp(orv, rv) != 0) ||
           (osrc == NULL) != (source == NULL) ||
           (source && strcmp(osrc, source) != 0))
-        set_blob(e, json, json_len, rv, source);
+        free(set_blob(e, json, json_len, rv, source));
       return 0;
     }
-    set_blob(e, json, json_len, rv, source);
+    size_t old_len = e->pub.json_len;
+    char *old = set_blob(e, json, json_len, rv, source);
+    if (k->indexes)
+      index_update(s, k, &e->pub, old, old_len);
+    free(old);
     e->pub.revision = ++s->revision;
     if (changed)
       *changed = 1;
@@ -279,7 +558,7 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
   e->pub.kind = k->name;
   e->pub.namespace_ = nl > 1 ? e->ids : NULL;
   e->pub.name = e->ids + nl;
-  set_blob(e, json, json_len, rv, source);
+  free(set_blob(e, json, json_len, rv, source));
   e->pub.revision = ++s->revision;
   e->next = NULL;
   *slot = e;
@@ -290,6 +569,8 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
   if (k->sorted && k->n && obj_cmp(k->objs[k->n - 1], &e->pub) > 0)
     k->sorted = 0;
   k->objs[k->n++] = &e->pub;
+  if (k->indexes)
+    index_insert(s, k, &e->pub);
   if (++s->count > s->nbuckets)
     grow(s);
   if (changed)
@@ -312,6 +593,8 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     return 0;
   *slot = e->next;
   s->count--;
+  if (k->indexes)
+    index_erase(s, k, &e->pub);
   size_t i;
   if (k->sorted) {
     size_t lo = 0, hi = k->n;
@@ -348,6 +631,32 @@ const amc_store_obj_t *amc_store_get(amc_store_t *s, const char *kind,
   return e ? &e->pub : NULL;
 }
 
+/* The run of objects in namespace `ns` of a sorted vector. */
+static size_t ns_range(amc_store_obj_t **objs, size_t n, const char *ns,
+                       const amc_store_obj_t *const **out) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) { /* first with namespace >= ns */
+    size_t mid = (lo + hi) / 2;
+    const char *m = objs[mid]->namespace_ ? objs[mid]->namespace_ : "";
+    if (strcmp(m, ns) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  size_t first = lo;
+  hi = n;
+  while (lo < hi) { /* first with namespace > ns */
+    size_t mid = (lo + hi) / 2;
+    const char *m = objs[mid]->namespace_ ? objs[mid]->namespace_ : "";
+    if (strcmp(m, ns) <= 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *out = (const amc_store_obj_t *const *)objs + first;
+  return lo - first;
+}
+
 size_t amc_store_list(amc_store_t *s, const char *kind, const char *ns,
                       const amc_store_obj_t *const **out) {
   *out = NULL;
@@ -359,27 +668,31 @@ size_t amc_store_list(amc_store_t *s, const char *kind, const char *ns,
     *out = (const amc_store_obj_t *const *)k->objs;
     return k->n;
   }
-  size_t lo = 0, hi = k->n;
-  while (lo < hi) { /* first with namespace >= ns */
-    size_t mid = (lo + hi) / 2;
-    const char *m = k->objs[mid]->namespace_ ? k->objs[mid]->namespace_ : "";
-    if (strcmp(m, ns) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
+  return ns_range(k->objs, k->n, ns, out);
+}
+
+size_t amc_store_find(amc_store_t *s, const char *kind, const char *ns,
+                      const char *const *path, size_t depth, const char *value,
+                      const amc_store_obj_t *const **out) {
+  *out = NULL;
+  kind_t *k = find_kind(s, kind, 0);
+  if (!k || depth == 0 || depth > MAX_DEPTH || !value)
+    return 0;
+  findex_t *fi = index_get(s, k, path, depth);
+  fi->used = ++s->finds;
+  size_t n = strlen(value);
+  bucket_t *b = *bucket_slot(fi, value, n, str_hash(value, n));
+  if (!b)
+    return 0;
+  if (!b->sorted) {
+    qsort(b->objs, b->n, sizeof *b->objs, obj_pcmp);
+    b->sorted = 1;
   }
-  size_t first = lo;
-  hi = k->n;
-  while (lo < hi) { /* first with namespace > ns */
-    size_t mid = (lo + hi) / 2;
-    const char *m = k->objs[mid]->namespace_ ? k->objs[mid]->namespace_ : "";
-    if (strcmp(m, ns) <= 0)
-      lo = mid + 1;
-    else
-      hi = mid;
+  if (!ns) {
+    *out = (const amc_store_obj_t *const *)b->objs;
+    return b->n;
   }
-  *out = (const amc_store_obj_t *const *)k->objs + first;
-  return lo - first;
+  return ns_range(b->objs, b->n, ns, out);
 }
 
 size_t amc_store_count(amc_store_t *s, const char *kind) {

@@ -93,6 +93,19 @@ const amc_store_obj_t *amc_store_get(amc_store_t *s, const char *kind,
 size_t amc_store_list(amc_store_t *s, const char *kind, const char *namespace_,
                       const amc_store_obj_t *const **out);
 
+/* Objects of `kind` in `namespace_` (all when NULL) whose value at `path`
+ * (`depth` object keys, outermost first, e.g. {"spec", "gateways"} or
+ * {"metadata", "labels", "app"}) is the string `value`, or is an array with
+ * an element equal to `value`; sorted by namespace then name. Other JSON
+ * types never match. The first lookup of a (kind, path) builds an index
+ * that later puts and deletes keep current, so a lookup costs about as
+ * much as its result, not as the kind. *out points into the store and
+ * stays valid until the next put or delete of that kind or the next
+ * amc_store_find. Returns the count (0 also when depth is 0 or above 16). */
+size_t amc_store_find(amc_store_t *s, const char *kind, const char *namespace_,
+                      const char *const *path, size_t depth, const char *value,
+                      const amc_store_obj_t *const **out);
+
 size_t amc_store_count(amc_store_t *s, const char *kind); /* NULL: all */
 uint64_t amc_store_revision(amc_store_t *s);
 

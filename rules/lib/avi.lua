@@ -34,6 +34,9 @@ function M.context(gateway, rt, out)
     cloud_ref = rt.ref("cloud", s.cloud),
     vrf_ref = rt.ref("vrfcontext", s.vrf),
     se_group_ref = rt.ref("serviceenginegroup", s.se_group),
+    -- the same for every object of the tree (shared: outputs are not
+    -- modified once emitted)
+    markers = rt.markers(gateway),
   }
   -- Names of this gateway's objects: amc--<cluster>--<gwns>--<gw>--...
   function ctx.name(...)
@@ -50,7 +53,7 @@ end
 -- it). Returns the object.
 function M.emit(ctx, avi_type, obj)
   obj.tenant_ref = ctx.tenant_ref
-  obj.markers = ctx.rt.markers(ctx.gateway)
+  obj.markers = ctx.markers
   if HAS_CREATED_BY[avi_type] then
     obj.created_by = ctx.rt.owner
   end

@@ -36,6 +36,8 @@
 #include "http.h"
 #include "kube/kube_source.h"
 #include "kube/lease.h"
+#include "kube/report.h"
+#include "kube/status.h"
 #include "rules_engine.h"
 #include "settings.h"
 
@@ -54,6 +56,7 @@ typedef struct {
   amc_kube_client_t *kube;
   amc_kube_source_t *ksrc;
   amc_lease_t *lease;
+  amc_kube_status_writer_t *status; /* write-back; NULL without kube */
   int kube_id, leader_id;
   int was_leader;
   lua_State *fs_L; /* plain Lua state for parsing source input */
@@ -150,12 +153,47 @@ static void kube_watch_restarted(void *data, const char *kind) {
 
 static void begin_stop(run_t *r, const char *why);
 
+/* ------------------------------------------------------------------------ */
+/* Status write-back (kube/report.h, kube/status.h) */
+
+static void status_setup(run_t *r) {
+  r->status = amc_kube_status_writer_new(r->kube, NULL, NULL);
+  if (!r->status)
+    return;
+  amc_kube_status_writer_set_events(r->status, r->cfg.events);
+  /* Without leader election every replica writes; with it, the leader. */
+  amc_kube_status_writer_enable(r->status, !r->cfg.leader_elect);
+}
+
+static void status_enable(run_t *r, int on) {
+  if (r->status)
+    amc_kube_status_writer_enable(r->status, on);
+}
+
+/* After a key's sync (t == NULL: the gateway was deleted) or a failed
+ * translation (t->error). */
+static void status_report(run_t *r, const char *key,
+                          const amc_translation_t *t, int ok,
+                          const char *error) {
+  if (r->status && !r->stopping)
+    amc_kube_report(r->status, r->store, key, t, ok, error);
+}
+
+static void status_free(run_t *r) {
+  if (!r->status)
+    return;
+  amc_kube_status_writer_cancel(r->status);
+  amc_kube_status_writer_free(r->status);
+  r->status = NULL;
+}
+
 static void on_leading(void *data, int leading) {
   run_t *r = data;
   if (leading) {
     amc_log(AMC_INFO, "leader.acquired",
             AMC_S("identity", amc_lease_identity(r->lease)));
     r->was_leader = 1;
+    status_enable(r, 1);
     amc_controller_source_synced(r->ctl, r->leader_id);
     return;
   }
@@ -196,6 +234,9 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
                           ? cfg->lease_namespace
                           : (kc.namespace_ ? kc.namespace_ : "default"),
         .name = cfg->lease_name,
+        .lease_duration_ms = (uint64_t)cfg->lease_duration_ms,
+        .renew_deadline_ms = (uint64_t)cfg->renew_deadline_ms,
+        .retry_period_ms = (uint64_t)cfg->retry_period_ms,
         .on_change = on_leading,
         .data = r,
     };
@@ -207,10 +248,7 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
     r->leader_id = amc_controller_add_gate(r->ctl, "leader");
   }
   amc_kubeconfig_free(&kc);
-  if (cfg->events)
-    amc_log(AMC_WARN, "events.not_wired",
-            AMC_S("detail", "status write-back and Events are not wired "
-                            "into amc run yet"));
+  status_setup(r);
   return 0;
 }
 
@@ -219,6 +257,7 @@ static int kube_setup(run_t *r, char *err, size_t errlen) {
 
 typedef struct {
   run_t *r;
+  const amc_translation_t *t; /* valid until amc_controller_sync_done */
   char key[];
 } avi_call_t;
 
@@ -229,6 +268,7 @@ static void avi_key_done(const amc_avi_sync_result_t *res, void *data) {
     amc_log(AMC_INFO, "avi.synced", AMC_S("gateway", call->key),
             AMC_I("post", res->calls[1]), AMC_I("put", res->calls[2]),
             AMC_I("delete", res->calls[3]));
+  status_report(r, call->key, call->t, res->ok, res->error);
   if (r->ctl)
     amc_controller_sync_done(r->ctl, call->key, res->ok ? 0 : -1, res->error);
   free(call);
@@ -243,6 +283,7 @@ static void avi_sync(void *sink, amc_controller_t *c, const char *key,
   if (!call)
     abort();
   call->r = r;
+  call->t = t;
   memcpy(call->key, key, n + 1);
   amc_avi_sync_key(r->avi, key, t, avi_key_done, call);
 }
@@ -265,8 +306,13 @@ static int avi_reachable(void *sink) {
   return amc_avi_sync_reachable(r->avi);
 }
 
+static void avi_rejected(void *sink, const char *key,
+                         const amc_translation_t *t) {
+  status_report(sink, key, t, 0, NULL);
+}
+
 static const amc_ctrl_sink_ops_t avi_ops = {avi_sync, avi_gc, avi_reachable,
-                                            NULL};
+                                            NULL, avi_rejected};
 
 static void avi_observe(const char *method, const char *type, long status,
                         void *data) {
@@ -453,6 +499,7 @@ static void close_cb_noop(uv_handle_t *h) {
 static void after_kube_source(void *data) {
   run_t *r = data;
   r->ksrc = NULL;
+  status_free(r);
   amc_kube_client_free(r->kube);
   r->kube = NULL;
   if (r->avi) {
@@ -787,6 +834,7 @@ int amc_cmd_run(int argc, char **argv) {
       amc_kube_source_stop(r->ksrc, NULL, NULL);
       r->ksrc = NULL;
     }
+    status_free(r);
     if (r->avi) { /* drops a login in flight */
       amc_avi_sync_free(r->avi);
       r->avi = NULL;

@@ -5,7 +5,11 @@
 -- rule. `host` provides what only the runtime can do:
 --
 --   host.get(kind, ns, name) -> object | nil   (recorded read)
---   host.list(kind, ns)      -> array sorted by namespace, name (recorded)
+--   host.list(kind, ns, labels, field, value)
+--                            -> array sorted by namespace, name (recorded);
+--                               labels (a selector) and field/value
+--                               (a dotted path whose string, or array
+--                               element, equals value) optional
 --   host.hash(str)           -> 16 lowercase hex digits (FNV-1a 64)
 --   host.settings            -> table (missing keys take the defaults below)
 --   host.null                -> the JSON null sentinel
@@ -122,10 +126,8 @@ local function selector_match(sel, labels)
   return true
 end
 
--- Istio host matching: `pattern` ("*", "*.example.com" or an exact host)
--- covers `host` (which may itself be a wildcard). Case-insensitive.
-local function host_matches(pattern, host)
-  pattern, host = pattern:lower(), host:lower()
+-- host_matches for lowercase arguments.
+local function lower_host_matches(pattern, host)
   if pattern == "*" then
     return true
   end
@@ -146,29 +148,37 @@ local function host_matches(pattern, host)
   return false
 end
 
+-- Istio host matching: `pattern` ("*", "*.example.com" or an exact host)
+-- covers `host` (which may itself be a wildcard). Case-insensitive.
+local function host_matches(pattern, host)
+  return lower_host_matches(pattern:lower(), host:lower())
+end
+
 -- The hosts two host patterns have in common: the more specific one, or
 -- nil when they are disjoint.
 local function host_intersection(a, b)
-  if host_matches(a, b) then
-    return b:lower()
-  elseif host_matches(b, a) then
-    return a:lower()
+  a, b = a:lower(), b:lower()
+  if lower_host_matches(a, b) then
+    return b
+  elseif lower_host_matches(b, a) then
+    return a
   end
   return nil
 end
 
 -- Sort key for host specificity, as Envoy picks virtual hosts: exact hosts
 -- first, then wildcards by decreasing suffix length, then "*".
-local function host_specificity_less(a, b)
-  local function rank(h)
-    if h == "*" then
-      return 2
-    elseif h:sub(1, 2) == "*." then
-      return 1
-    end
-    return 0
+local function host_rank(h)
+  if h == "*" then
+    return 2
+  elseif h:sub(1, 2) == "*." then
+    return 1
   end
-  local ra, rb = rank(a), rank(b)
+  return 0
+end
+
+local function host_specificity_less(a, b)
+  local ra, rb = host_rank(a), host_rank(b)
   if ra ~= rb then
     return ra < rb
   end
@@ -290,16 +300,20 @@ function Output:error(obj, field, message)
 end
 
 function Output:result()
-  local objs = {}
+  -- by type, then name: "type\0name" compares the same way (Lua compares
+  -- strings piecewise across "\0"), and sorting the (unique) keys needs no
+  -- Lua comparison function
+  local keys, by_key = {}, {}
   for i, o in ipairs(self._objects) do
-    objs[i] = o
+    local k = o.type .. "\0" .. o.object.name
+    keys[i] = k
+    by_key[k] = o
   end
-  table.sort(objs, function(a, b)
-    if a.type ~= b.type then
-      return a.type < b.type
-    end
-    return a.object.name < b.object.name
-  end)
+  table.sort(keys)
+  local objs = {}
+  for i, k in ipairs(keys) do
+    objs[i] = by_key[k]
+  end
   return {
     objects = self._array(objs),
     diagnostics = self._array(self._diags),
@@ -341,8 +355,19 @@ function M.new(host)
   rt.get = function(kind, ns, name)
     return host.get(kind, ns, name)
   end
-  rt.list = function(kind, ns)
-    return host.list(kind, ns) or {}
+  -- rt.list(kind, ns[, filter]): filter = { labels = {k = v, ...} } and/or
+  -- { field = "spec.gateways", value = "ns/gw" } (the objects whose string
+  -- at that path, or one of whose array elements, equals value). The host
+  -- answers filtered lists from indexes, far cheaper than a Lua loop over
+  -- the whole kind.
+  rt.list = function(kind, ns, filter)
+    if filter == nil then
+      return host.list(kind, ns) or {}
+    end
+    assert(type(filter) == "table", "rt.list: filter must be a table")
+    assert(filter.field == nil or type(filter.value) == "string",
+      "rt.list: filter.field needs a string filter.value")
+    return host.list(kind, ns, filter.labels, filter.field, filter.value) or {}
   end
   rt.hash = function(s)
     return host.hash(tostring(s))
@@ -356,21 +381,39 @@ function M.new(host)
   -- separator) makes the name ambiguous, so such names get "--h" plus 8 hex
   -- digits of the hash of the raw parts. Names longer than NAME_MAX keep
   -- their head and end in "--" plus the 16-digit hash of the full name.
+  local prefix = "amc--" .. cluster .. "--"
+  -- part -> false when it must be altered (the same few namespaces, names
+  -- and ports come back for every object of a translation)
+  local plain = {}
+  local function is_plain(p)
+    local ok = plain[p]
+    if ok == nil then
+      ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
+      plain[p] = ok
+    end
+    return ok
+  end
   rt.name = function(...)
-    local raw, clean = {}, {}
+    local raw = table.pack(...)
+    local n = raw.n
     local altered = false
-    for i = 1, select("#", ...) do
-      local p = tostring((select(i, ...)))
-      raw[#raw + 1] = p
-      local c = sanitize(p)
-      if c ~= p or c:find("--", 1, true) or c == "" then
+    for i = 1, n do
+      local p = tostring(raw[i])
+      raw[i] = p
+      if not is_plain(p) then
         altered = true
       end
-      clean[#clean + 1] = c
     end
-    local name = "amc--" .. cluster .. "--" .. table.concat(clean, "--")
+    local name
     if altered then
-      name = name .. "--h" .. rt.hash(table.concat(raw, "\0")):sub(1, 8)
+      local clean = {}
+      for i = 1, n do
+        clean[i] = sanitize(raw[i])
+      end
+      name = prefix .. table.concat(clean, "--") .. "--h" ..
+        rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
+    else
+      name = prefix .. table.concat(raw, "--", 1, n)
     end
     if #name > M.NAME_MAX then
       local h = rt.hash(name)

@@ -50,9 +50,10 @@ SIM_PASSWORD = "rbac-test-avi-pw"
 RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole",
               "ClusterRoleBinding", "Role", "RoleBinding"}
 
-# A Gateway whose VirtualService the rules reject (a route without a
-# destination host): amc writes Accepted=False on it and a Warning Event,
-# which exercises `create events`.
+# A Gateway whose VirtualService routes to a Service that does not exist:
+# the rules report an error diagnostic on the VirtualService (the route is
+# left out of AVI), so amc writes Accepted=False on it and, with the
+# Deployment's --events, a Warning Event, which exercises `create events`.
 BROKEN = """
 apiVersion: networking.istio.io/v1
 kind: Gateway

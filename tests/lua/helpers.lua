@@ -73,11 +73,34 @@ function M.host(objects, settings)
     end
     return nil
   end
-  function host.list(kind, ns)
+  -- The string(s) at a dotted path: a string, or an array's strings.
+  local function has_value(o, field, value)
+    local v = o
+    for key in field:gmatch("[^.]+") do
+      if type(v) ~= "table" or getmetatable(v) == M.array_mt then
+        return false
+      end
+      v = v[key]
+    end
+    if type(v) == "string" then
+      return v == value
+    end
+    if type(v) == "table" and getmetatable(v) == M.array_mt then
+      for _, x in ipairs(v) do
+        if x == value then
+          return true
+        end
+      end
+    end
+    return false
+  end
+  function host.list(kind, ns, labels, field, value)
     table.insert(host.reads, kind .. "/" .. tostring(ns))
     local out = M.array()
     for _, o in ipairs(by_kind[kind] or {}) do
-      if ns == nil or o.metadata.namespace == ns then
+      if (ns == nil or o.metadata.namespace == ns) and
+         (labels == nil or rt_mod.labels_match(labels, o.metadata.labels)) and
+         (field == nil or has_value(o, field, value)) then
         out[#out + 1] = deepcopy(o)
       end
     end

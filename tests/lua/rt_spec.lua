@@ -53,6 +53,68 @@ describe("rt", function()
     it("only uses AVI-safe characters", function()
       assert.truthy(rt.name("ns", "a b/c?d"):match("^[A-Za-z0-9._-]+$"))
     end)
+    it("hashes empty parts and parts with the separator; numbers as text",
+      function()
+      assert.equal("amc--c1--ns----h" .. rt.hash("ns\0"):sub(1, 8),
+        rt.name("ns", ""))
+      assert.equal("amc--c1--a--b--h" .. rt.hash("a--b"):sub(1, 8),
+        rt.name("a--b"))
+      assert.equal("amc--c1--x--8080--nil", rt.name("x", 8080, nil))
+      assert.equal("amc--c1--", rt.name())
+    end)
+  end)
+
+  describe("list", function()
+    local objs = {
+      { kind = "VirtualService", metadata = { namespace = "b", name = "v1",
+          labels = { team = "x" } },
+        spec = { gateways = h.array({ "gw", "istio-system/gw" }) } },
+      { kind = "VirtualService", metadata = { namespace = "a", name = "v2" },
+        spec = { gateways = h.array({ "istio-system/gw" }) } },
+      { kind = "VirtualService", metadata = { namespace = "a", name = "v3" },
+        spec = { gateways = "gw" } },
+      { kind = "VirtualService", metadata = { namespace = "a", name = "v4" },
+        spec = { gateways = h.array({ 1 }) } },
+    }
+    local function names(list)
+      local out = {}
+      for i, o in ipairs(list) do
+        out[i] = o.metadata.namespace .. "/" .. o.metadata.name
+      end
+      return table.concat(out, " ")
+    end
+    it("filters by field (a string or an array element), labels, namespace",
+      function()
+      local r = h.rt(objs)
+      assert.equal("a/v2 b/v1", names(r.list("VirtualService", nil,
+        { field = "spec.gateways", value = "istio-system/gw" })))
+      assert.equal("a/v3 b/v1", names(r.list("VirtualService", nil,
+        { field = "spec.gateways", value = "gw" })))
+      assert.equal("a/v3", names(r.list("VirtualService", "a",
+        { field = "spec.gateways", value = "gw" })))
+      assert.equal("", names(r.list("VirtualService", nil,
+        { field = "spec.gateways.x", value = "gw" })))
+      assert.equal("b/v1", names(r.list("VirtualService", nil,
+        { labels = { team = "x" }, field = "spec.gateways", value = "gw" })))
+      assert.equal("a/v2 a/v3 a/v4 b/v1", names(r.list("VirtualService", nil)))
+    end)
+    it("passes the filter to the host", function()
+      local got
+      local r = rt_mod.new({ list = function(...)
+        got = table.pack(...)
+        return {}
+      end })
+      r.list("EndpointSlice", "ns", { labels = { app = "a" } })
+      assert.same({ n = 5, "EndpointSlice", "ns", { app = "a" } }, got)
+      r.list("VirtualService", nil, { field = "spec.hosts", value = "h" })
+      assert.same({ n = 5, "VirtualService", nil, nil, "spec.hosts", "h" },
+        got)
+      r.list("Pod", "ns")
+      assert.same({ n = 2, "Pod", "ns" }, got)
+      assert.has_error(function()
+        r.list("Pod", "ns", { field = "spec.x" })
+      end)
+    end)
   end)
 
   describe("ref and owner", function()
@@ -176,10 +238,14 @@ describe("rt", function()
       out:warn(vs, "spec.http[0].fault", "no fault injection")
       out:warn(vs, "spec.http[0].fault", "no fault injection")
       out:error(vs, "spec.hosts", "bad")
+      out:add("poolgroup", { name = "a" })
+      out:add("pool", { name = "a-" })
       local r = out:result()
-      assert.same({ "httppolicyset", "pool", "pool" },
-        { r.objects[1].type, r.objects[2].type, r.objects[3].type })
-      assert.equal("a", r.objects[2].object.name)
+      assert.same({ "httppolicyset", "pool", "pool", "pool", "poolgroup" },
+        { r.objects[1].type, r.objects[2].type, r.objects[3].type,
+          r.objects[4].type, r.objects[5].type })
+      assert.same({ "a", "a-", "b" }, { r.objects[2].object.name,
+        r.objects[3].object.name, r.objects[4].object.name })
       assert.equal(2, #r.diagnostics)
       assert.same({ severity = "warning", field = "spec.http[0].fault",
         message = "no fault injection",

@@ -109,7 +109,7 @@ static void rec_gc(void *sink, const char *const *live, size_t n) {
   }
 }
 
-static const amc_ctrl_sink_ops_t rec_ops = {rec_sync, rec_gc, NULL, NULL};
+static const amc_ctrl_sink_ops_t rec_ops = {rec_sync, rec_gc, NULL, NULL, NULL};
 
 static void on_stop(uv_timer_t *t) {
   uv_stop(t->loop);

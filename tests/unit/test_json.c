@@ -443,6 +443,49 @@ static void test_decode_out_of_memory(void **state) {
   amc_buf_free(&b);
 }
 
+static void collect_str(const char *v, size_t n, void *ud) {
+  amc_buf_t *b = ud;
+  amc_buf_append(b, v, n);
+  amc_buf_putc(b, '|');
+}
+
+/* "a|b|" for the strings at `path` (a dotted path), or "ERR". */
+static const char *strings_at(const char *json, const char *dotted) {
+  static amc_buf_t b;
+  char tmp[128];
+  const char *segs[8];
+  size_t n = 0;
+  snprintf(tmp, sizeof tmp, "%s", dotted);
+  for (char *p = strtok(tmp, "."); p; p = strtok(NULL, "."))
+    segs[n++] = p;
+  amc_buf_reset(&b);
+  amc_buf_puts(&b, "");
+  if (amc_json_strings_at(json, strlen(json), segs, n, collect_str, &b) < 0)
+    return "ERR";
+  return b.data;
+}
+
+static void test_strings_at(void **state) {
+  (void)state;
+  const char *j = "{\"a\":{\"b\":[\"x\",1,{\"c\":\"no\"},[\"no\"],\"y\\\"z\"],"
+                  "\"s\":\"one\",\"n\":5,\"o\":{\"p\":\"q\"}},\"k\\u00e9\":"
+                  "\"esc\",\"z\":[1,2,\"w\"]}";
+  assert_string_equal(strings_at(j, "a.b"), "x|y\"z|");
+  assert_string_equal(strings_at(j, "a.s"), "one|");
+  assert_string_equal(strings_at(j, "a.n"), "");
+  assert_string_equal(strings_at(j, "a.o"), "");
+  assert_string_equal(strings_at(j, "a.o.p"), "q|");
+  assert_string_equal(strings_at(j, "a.b.c"), ""); /* no arrays mid-path */
+  assert_string_equal(strings_at(j, "a.missing"), "");
+  assert_string_equal(strings_at(j, "k\xc3\xa9"), "esc|");
+  assert_string_equal(strings_at(j, "z"), "w|");
+  assert_string_equal(strings_at(" { \"a\" : [ \"x\" , \"y\" ] } ", "a"),
+                      "x|y|");
+  assert_string_equal(strings_at("{\"a\":[\"x\",", "a"), "ERR");
+  assert_string_equal(strings_at("{\"b\":{\"a\":1", "a"), "ERR");
+  assert_string_equal(strings_at("[\"a\"]", "a"), "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_basic),
@@ -460,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),
       cmocka_unit_test(test_decode_out_of_memory),
+      cmocka_unit_test(test_strings_at),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

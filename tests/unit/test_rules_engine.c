@@ -378,6 +378,56 @@ static void test_list_labels(void **state) {
   expect_error(f, "ns", "bad", "rt.list: labels must map strings to strings");
 }
 
+/* host.list(kind, ns, labels, field, value): objects whose string (or
+ * array element) at the dotted path equals value, from the store's field
+ * index; with labels too; decoded once per translation; reads recorded
+ * per (kind, namespace). */
+static void test_list_field(void **state) {
+  fx_t *f = *state;
+  put_gateway(f->store, "ns", "gw", "{}");
+  put_gateway(f->store, "ns", "bad-empty", "{}");
+  put_gateway(f->store, "ns", "bad-value", "{}");
+  put(f->store, "VirtualService", "a", "v1",
+      "{\"metadata\":{\"labels\":{\"team\":\"x\"},\"name\":\"v1\","
+      "\"namespace\":\"a\"},\"spec\":{\"gateways\":[\"ns/gw\"],\"hosts\":["
+      "\"h.example.com\"]}}");
+  put(f->store, "VirtualService", "b", "v2",
+      "{\"metadata\":{\"name\":\"v2\",\"namespace\":\"b\"},\"spec\":{"
+      "\"gateways\":[\"other\",\"ns/gw\"]}}");
+  put(f->store, "VirtualService", "a", "v3",
+      "{\"metadata\":{\"name\":\"v3\",\"namespace\":\"a\"},\"spec\":{"
+      "\"gateways\":[\"ns/other\"]}}");
+  load_ok(f, FIX "rules_fields");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  assert_string_equal(t->objects[0].name,
+                      "all=a/v1,b/v2;a=a/v1;labelled=a/v1;hosts=a/v1;"
+                      "same=true");
+  assert_int_equal(t->n_reads, 2);
+  assert_string_equal(t->reads[0].kind, "VirtualService");
+  assert_null(t->reads[0].namespace_);
+  assert_null(t->reads[0].name);
+  assert_string_equal(t->reads[1].namespace_, "a");
+  amc_translation_free(t);
+  /* the index follows changes */
+  put(f->store, "VirtualService", "a", "v3",
+      "{\"metadata\":{\"name\":\"v3\",\"namespace\":\"a\"},\"spec\":{"
+      "\"gateways\":[\"ns/gw\"]}}");
+  assert_int_equal(amc_store_delete(f->store, "VirtualService", "b", "v2"), 1);
+  t = amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  assert_string_equal(t->objects[0].name,
+                      "all=a/v1,a/v3;a=a/v1,a/v3;labelled=a/v1;hosts=a/v1;"
+                      "same=true");
+  amc_translation_free(t);
+  expect_error(f, "ns", "bad-empty",
+               "rt.list: field \"spec..gateways\" must be dot-separated keys");
+  expect_error(f, "ns", "bad-value", "bad argument #5");
+}
+
 /* With the real runtime library (runtime/lua): the engine's C fast path
  * for validation must accept exactly what validate.lua accepts; every
  * broken object is still refused with validate.lua's message. */
@@ -439,6 +489,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_field, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,12 +235,153 @@ static void test_put_lua_strips_and_restores(void **state) {
   lua_close(L);
 }
 
+/* "ns/name ns/name ..." of a find's result. */
+static const char *found(amc_store_t *s, const char *kind, const char *ns,
+                         const char *const *path, size_t depth,
+                         const char *value) {
+  static amc_buf_t b;
+  amc_buf_reset(&b);
+  amc_buf_puts(&b, "");
+  const amc_store_obj_t *const *l;
+  size_t n = amc_store_find(s, kind, ns, path, depth, value, &l);
+  for (size_t i = 0; i < n; i++)
+    amc_buf_printf(&b, "%s%s/%s", i ? " " : "",
+                   l[i]->namespace_ ? l[i]->namespace_ : "-", l[i]->name);
+  return b.data;
+}
+
+static const char *const GWS[] = {"spec", "gateways"};
+
+static void test_find_by_field(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  put(s, "VirtualService", "b", "v1",
+      "{\"spec\":{\"gateways\":[\"gw\",\"istio-system/gw\",\"gw\"]}}", 1);
+  put(s, "VirtualService", "a", "v2",
+      "{\"spec\":{\"gateways\":[\"istio-system/gw\"],\"hosts\":[\"x\"]}}", 1);
+  put(s, "VirtualService", "a", "v1", "{\"spec\":{\"gateways\":\"gw\"}}", 1);
+  put(s, "VirtualService", "a", "v0", "{\"spec\":{\"gateways\":[1,{}]}}", 1);
+  put(s, "VirtualService", "a", "v3", "{\"spec\":{}}", 1);
+  put(s, "VirtualService", "a", "v4", "{\"spec\":[\"gw\"]}", 1);
+  put(s, "Gateway", "a", "gw", "{\"spec\":{\"gateways\":[\"gw\"]}}", 1);
+  /* strings and string elements of arrays match, sorted, once each */
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"),
+                      "a/v1 b/v1");
+  assert_string_equal(
+      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"),
+      "a/v2 b/v1");
+  assert_string_equal(found(s, "VirtualService", "b", GWS, 2, "gw"), "b/v1");
+  assert_string_equal(found(s, "VirtualService", "c", GWS, 2, "gw"), "");
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "1"), "");
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "g"), "");
+  assert_string_equal(found(s, "Pod", NULL, GWS, 2, "gw"), "");
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 0, "gw"), "");
+
+  /* kept current: add (out of order), modify, delete */
+  put(s, "VirtualService", "a", "v0", "{\"spec\":{\"gateways\":[\"gw\"]}}", 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"),
+                      "a/v0 a/v1 b/v1");
+  put(s, "VirtualService", "a", "v1", "{\"spec\":{\"gateways\":[\"o\"]}}", 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"),
+                      "a/v0 b/v1");
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "o"), "a/v1");
+  put(s, "VirtualService", "a", "v1",
+      "{\"other\":1,\"spec\":{\"gateways\":[\"o\"]}}", 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "o"), "a/v1");
+  put(s, "VirtualService", "0", "v9", "{\"spec\":{\"gateways\":[\"o\"]}}", 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "o"),
+                      "0/v9 a/v1");
+  assert_int_equal(amc_store_delete(s, "VirtualService", "b", "v1"), 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"), "a/v0");
+  assert_string_equal(
+      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"), "a/v2");
+  assert_int_equal(amc_store_delete(s, "VirtualService", "a", "v0"), 1);
+  assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"), "");
+  amc_store_free(s);
+}
+
+static void test_find_labels_and_escapes(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  static const char *const svc[] = {"metadata", "labels",
+                                    "kubernetes.io/service-name"};
+  put(s, "EndpointSlice", "ns", "a-1",
+      "{\"metadata\":{\"labels\":{\"kubernetes.io/service-name\":\"a\"},"
+      "\"name\":\"a-1\"}}",
+      1);
+  put(s, "EndpointSlice", "ns", "b-1",
+      "{\"metadata\":{\"labels\":{\"kubernetes.io/service-name\":\"b\\\"q\\\\"
+      "\\u00e9\\ud83d\\ude00\"},\"name\":\"b-1\"}}",
+      1);
+  put(s, "EndpointSlice", "ns", "c-1",
+      "{\"metadata\":{\"labels\":{\"kubernetes.io\":{\"service-name\":"
+      "\"a\"}}}}",
+      1);
+  assert_string_equal(found(s, "EndpointSlice", "ns", svc, 3, "a"), "ns/a-1");
+  assert_string_equal(
+      found(s, "EndpointSlice", "ns", svc, 3, "b\"q\\\xc3\xa9\xf0\x9f\x98\x80"),
+      "ns/b-1");
+  amc_store_free(s);
+}
+
+/* A field index agrees with a scan after random puts and deletes, and
+ * survives being dropped when rules ask for many paths. */
+static void test_find_random(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  static const char *const vals[] = {"p", "q", "r"};
+  srand(7);
+  char json[200], name[16], ns[4];
+  for (int round = 0; round < 2000; round++) {
+    snprintf(name, sizeof name, "o%d", rand() % 40);
+    snprintf(ns, sizeof ns, "n%d", rand() % 3);
+    if (rand() % 5 == 0) {
+      amc_store_delete(s, "K", ns, name);
+    } else {
+      int a = rand() % 3, b = rand() % 4;
+      snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}",
+               vals[a], b < 3 ? vals[b] : "z");
+      amc_store_put_json(s, "K", ns, name, json, strlen(json), NULL, NULL,
+                         NULL);
+    }
+    if (round % 50 == 0) { /* other paths: the index may be dropped */
+      for (int i = 0; i < 20; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", (round / 50 + i) % 30);
+        const char *path[] = {"spec", key};
+        const amc_store_obj_t *const *l;
+        amc_store_find(s, "K", NULL, path, 2, "p", &l);
+      }
+    }
+    static const char *const V[] = {"spec", "v"};
+    const char *want_ns = round % 2 ? "n1" : NULL;
+    const char *v = vals[round % 3];
+    amc_buf_t want = AMC_BUF_INIT;
+    amc_buf_puts(&want, "");
+    const amc_store_obj_t *const *all;
+    size_t n = amc_store_list(s, "K", want_ns, &all);
+    char needle[8];
+    snprintf(needle, sizeof needle, "\"%s\"", v);
+    for (size_t i = 0, k = 0; i < n; i++) {
+      if (strstr(all[i]->json, needle))
+        amc_buf_printf(&want, "%s%s/%s", k++ ? " " : "", all[i]->namespace_,
+                       all[i]->name);
+    }
+    assert_string_equal(found(s, "K", want_ns, V, 2, v), want.data);
+    amc_buf_free(&want);
+  }
+  amc_store_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_get_delete_revisions),
       cmocka_unit_test(test_list_sorted_and_by_namespace),
       cmocka_unit_test(test_many_objects),
       cmocka_unit_test(test_put_lua_strips_and_restores),
+      cmocka_unit_test(test_find_by_field),
+      cmocka_unit_test(test_find_labels_and_escapes),
+      cmocka_unit_test(test_find_random),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   amc_buf_free(&events);
