@@ -201,14 +201,17 @@ static void entry_free(void *p) {
   amc_avi_entry_t *e = p;
   if (!e)
     return;
-  free(e->type);
-  free(e->tenant);
-  free(e->name);
-  free(e->uuid);
-  free(e->cksum);
-  free(e->gateway);
   free(e->json);
   free(e);
+}
+
+static const char *intern(amc_avi_cache_t *c, const char *s) {
+  if (!s)
+    return NULL;
+  amc_strmap_entry_t *e = amc_strmap_find(&c->intern, s);
+  if (!e)
+    e = amc_strmap_put(&c->intern, s, NULL, NULL);
+  return e->key;
 }
 
 static void cache_key(amc_buf_t *b, const char *type, const char *tenant,
@@ -220,10 +223,12 @@ static void cache_key(amc_buf_t *b, const char *type, const char *tenant,
 void amc_avi_cache_init(amc_avi_cache_t *c) {
   amc_strmap_t m = AMC_STRMAP_INIT;
   c->map = m;
+  c->intern = m;
 }
 
 void amc_avi_cache_clear(amc_avi_cache_t *c) {
   amc_strmap_clear(&c->map, entry_free);
+  amc_strmap_clear(&c->intern, NULL);
 }
 
 amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
@@ -254,6 +259,14 @@ static char *sdup(const char *s) {
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant) {
+  return amc_avi_cache_put_entry(c, L, own, type, tenant, NULL);
+}
+
+int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
+                            const amc_avi_owner_t *own, const char *type,
+                            const char *tenant, amc_avi_entry_t **out) {
+  if (out)
+    *out = NULL;
   int idx = lua_gettop(L);
   if (!lua_istable(L, idx))
     return -1;
@@ -266,27 +279,44 @@ int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
     amc_avi_cache_del(c, type, ten, name);
     return 0;
   }
-  amc_avi_entry_t *e = calloc(1, sizeof *e);
-  e->type = strdup(type);
-  e->tenant = strdup(ten);
-  e->name = strdup(name);
-  e->uuid = sdup(field_str(L, idx, "uuid"));
-  e->cksum = sdup(marker(L, idx, AMC_AVI_CKSUM_MARKER));
-  e->gateway = sdup(marker(L, idx, "gateway"));
+  const char *uuid = field_str(L, idx, "uuid");
+  size_t ulen = uuid ? strlen(uuid) : 0;
+  amc_avi_entry_t *e = calloc(1, sizeof *e + ulen + 1);
+  if (!e)
+    abort();
+  e->type = intern(c, type);
+  e->tenant = intern(c, ten);
+  if (uuid) {
+    memcpy(e->uuid_buf, uuid, ulen + 1);
+    e->uuid = e->uuid_buf;
+  }
+  const char *cks = marker(L, idx, AMC_AVI_CKSUM_MARKER);
+  if (cks && strlen(cks) != 16)
+    cks = NULL; /* not ours: compare field by field */
+  if (cks) {
+    snprintf(e->cksum_buf, sizeof e->cksum_buf, "%s", cks);
+    e->cksum = e->cksum_buf;
+  }
+  e->gateway = intern(c, marker(L, idx, "gateway"));
   const char *vt = field_str(L, idx, "type");
   e->rank = amc_avi_rank(type, vt && strcmp(vt, "VS_TYPE_VH_CHILD") == 0);
-  amc_buf_t j = AMC_BUF_INIT;
-  char err[128];
-  if (amc_json_encode(L, idx, &j, err, sizeof err) == 0)
-    e->json = amc_buf_steal(&j);
-  amc_buf_free(&j);
+  if (!cks) {
+    amc_buf_t j = AMC_BUF_INIT;
+    char err[128];
+    if (amc_json_encode(L, idx, &j, err, sizeof err) == 0)
+      e->json = amc_buf_steal(&j);
+    amc_buf_free(&j);
+  }
   amc_buf_t k = AMC_BUF_INIT;
   cache_key(&k, type, ten, name);
   void *old = NULL;
-  amc_strmap_put(&c->map, k.data, e, &old);
+  amc_strmap_entry_t *me = amc_strmap_put(&c->map, k.data, e, &old);
+  e->name = me->key + strlen(type) + strlen(ten) + 2;
   entry_free(old);
   amc_buf_free(&k);
   lua_settop(L, idx);
+  if (out)
+    *out = e;
   return 1;
 }
 

@@ -32,7 +32,8 @@
  *   parent/normal virtualservice, child virtualservice), deletes in the
  *   reverse order (children first, vsvip last); within a rank by name.
  *
- * Memory: the cache owns its entries and their strings. A plan owns its
+ * Memory: the cache owns its entries and their strings (interned strings
+ * live until amc_avi_cache_clear). A plan owns its
  * steps and their strings (amc_avi_plan_free). */
 #ifndef AMC_AVI_PLAN_H
 #define AMC_AVI_PLAN_H
@@ -51,17 +52,27 @@ typedef struct {
   const char *tenant;  /* default tenant ("admin") */
 } amc_avi_owner_t;
 
-/* One object amc owns on the controller. */
+/* One object amc owns on the controller, compact: the cache keeps what
+ * planning needs, not the controller's copy. type, tenant and gateway are
+ * interned in the cache (shared by all entries); name points into the map's
+ * key; uuid and the checksum live in the entry's own allocation. `json` is
+ * kept only for an owned object without our checksum (the field-by-field
+ * compare needs it; amc rewrites such an object with a checksum only when
+ * it differs, so they stay rare). */
 typedef struct {
-  char *type, *tenant, *name, *uuid;
-  char *cksum;   /* amc-cksum marker, or NULL */
-  char *gateway; /* "gateway" marker ("ns/name"), or NULL */
-  int rank;      /* amc_avi_rank() */
-  char *json;    /* the controller's copy (canonical JSON) */
+  const char *type, *tenant, *name, *uuid;
+  const char *cksum;   /* amc-cksum marker (16 hex), or NULL */
+  const char *gateway; /* "gateway" marker ("ns/name"), or NULL */
+  int rank;            /* amc_avi_rank() */
+  char *json; /* without a checksum: the controller's copy (canonical
+                 JSON); NULL otherwise */
+  char cksum_buf[17];
+  char uuid_buf[]; /* uuid ("" when it had none: uuid is then NULL) */
 } amc_avi_entry_t;
 
 typedef struct {
-  amc_strmap_t map; /* "type\ttenant\tname" -> amc_avi_entry_t */
+  amc_strmap_t map;    /* "type\ttenant\tname" -> amc_avi_entry_t */
+  amc_strmap_t intern; /* types, tenants, gateway markers (keys only) */
 } amc_avi_cache_t;
 
 void amc_avi_cache_init(amc_avi_cache_t *c);
@@ -75,6 +86,10 @@ amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant);
+/* As amc_avi_cache_put; when stored, *out (if non-NULL) is the entry. */
+int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
+                            const amc_avi_owner_t *own, const char *type,
+                            const char *tenant, amc_avi_entry_t **out);
 void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
                        const char *name);
 size_t amc_avi_cache_count(const amc_avi_cache_t *c);

@@ -217,6 +217,9 @@ static void fill_done(amc_avi_sync_t *s) {
   r.calls[AMC_AVI_GET] = s->fill_gets;
   int refresh = s->refreshing;
   s->refreshing = 0;
+  /* The pages decoded while reading are garbage now: give their memory
+   * back before the process settles (the caller trims malloc after). */
+  lua_gc(s->L, LUA_GCCOLLECT);
   if (s->fill_failed) {
     /* A failed start leaves nothing; a failed re-read keeps the old. */
     amc_avi_cache_clear(refresh ? &s->next : &s->cache);
@@ -241,6 +244,53 @@ static void fill_done(amc_avi_sync_t *s) {
 }
 
 static void fill_page(const amc_avi_resp_t *r, void *data);
+static void fill_one(const amc_avi_resp_t *r, void *data);
+
+/* The list reads ask only for what the cache needs (fields=); an owned
+ * object without our checksum is then read whole, by uuid, for the
+ * field-by-field compare (plan.h). Such objects are rare: amc's own
+ * writes always carry the checksum. */
+#define FILL_FIELDS "name,uuid,type,tenant_ref,created_by,markers"
+
+static void fill_get_whole(fill_t *f, const char *uuid) {
+  amc_avi_sync_t *s = f->s;
+  amc_buf_t p = AMC_BUF_INIT;
+  amc_buf_printf(&p, "/api/%s/%s?include_name=true", f->type, uuid);
+  s->fill_gets++;
+  s->filling++;
+  if (amc_avi_client_call(s->client, "GET", p.data, "*", NULL, 0, fill_one,
+                          f) != 0) {
+    s->fill_failed = 1;
+    amc_buf_printf(&s->fill_err, "reading %s: bad request path", f->type);
+    fill_done(s);
+  }
+  amc_buf_free(&p);
+}
+
+static void fill_one(const amc_avi_resp_t *r, void *data) {
+  fill_t *f = data;
+  amc_avi_sync_t *s = f->s;
+  lua_State *L = s->L;
+  char err[200];
+  if (!r->ok && r->status != 404) {
+    if (!s->fill_failed) {
+      amc_buf_printf(&s->fill_err, "reading a %s: %s", f->type, r->error);
+      s->fill_transient = r->transient;
+    }
+    s->fill_failed = 1;
+    fill_done(s);
+    return;
+  }
+  /* 404: deleted since the list read; the next sync of its key plans
+   * from the partial entry (a write, which then finds out). */
+  int top = lua_gettop(L);
+  if (r->ok && amc_json_decode(L, r->body, r->body_len, err, sizeof err) == 0 &&
+      lua_istable(L, -1))
+    amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own,
+                      f->type, s->tenant);
+  lua_settop(L, top);
+  fill_done(s);
+}
 
 static void fill_get(fill_t *f, const char *path) {
   f->s->fill_gets++;
@@ -285,9 +335,12 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
-      if (lua_istable(L, -1))
-        amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own,
-                          f->type, s->tenant);
+      amc_avi_entry_t *e = NULL;
+      if (lua_istable(L, -1) &&
+          amc_avi_cache_put_entry(s->refreshing ? &s->next : &s->cache, L,
+                                  &s->own, f->type, s->tenant, &e) == 1 &&
+          !e->cksum && e->uuid && !s->fill_failed)
+        fill_get_whole(f, e->uuid);
       lua_pop(L, 1);
     }
   }
@@ -347,7 +400,10 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
   for (int i = 0; amc_avi_owned_types[i] && i < MAX_TYPES; i++) {
     const char *type = amc_avi_owned_types[i];
     amc_buf_t p = AMC_BUF_INIT;
-    amc_buf_printf(&p, "/api/%s?include_name=true&page_size=100&", type);
+    amc_buf_printf(&p,
+                   "/api/%s?include_name=true&page_size=100&fields=" FILL_FIELDS
+                   "&",
+                   type);
     if (amc_avi_has_created_by(type)) {
       amc_buf_puts(&p, "created_by=amc-");
       url_escape(&p, s->cluster);

@@ -197,13 +197,34 @@ static void test_cache_put(void **state) {
                        "\"amc-c1\",\"tenant_ref\":\"https://h/api/tenant/"
                        "tenant-9#t1\",\"markers\":[{\"key\":\"gateway\","
                        "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\","
-                       "\"values\":[\"00ff\"]}]}"),
+                       "\"values\":[\"00000000000000ff\"]}]}"),
                    1);
   amc_avi_entry_t *e = amc_avi_cache_get(&c, "pool", "t1", "p");
   assert_non_null(e);
+  assert_string_equal(e->type, "pool");
+  assert_string_equal(e->tenant, "t1");
+  assert_string_equal(e->name, "p");
   assert_string_equal(e->uuid, "pool-1");
-  assert_string_equal(e->cksum, "00ff");
+  assert_string_equal(e->cksum, "00000000000000ff");
   assert_string_equal(e->gateway, "ns/gw");
+  /* With our checksum the controller's copy is not kept. */
+  assert_null(e->json);
+  /* A checksum that is not ours (not 16 hex): compared field by field,
+   * so the copy is kept. */
+  assert_int_equal(put(&c, L, "pool",
+                       "{\"name\":\"q\",\"created_by\":\"amc-c1\","
+                       "\"markers\":[{\"key\":\"amc-cksum\","
+                       "\"values\":[\"00ff\"]}]}"),
+                   1);
+  e = amc_avi_cache_get(&c, "pool", "admin", "q");
+  assert_non_null(e);
+  assert_null(e->cksum);
+  assert_null(e->uuid);
+  assert_non_null(e->json);
+  assert_non_null(strstr(e->json, "\"created_by\":\"amc-c1\""));
+  /* Interned: one copy of the type for all entries. */
+  assert_ptr_equal(e->type, amc_avi_cache_get(&c, "pool", "t1", "p")->type);
+  amc_avi_cache_del(&c, "pool", "admin", "q");
   assert_null(amc_avi_cache_get(&c, "pool", "admin", "p"));
   /* Not owned: not stored. */
   assert_int_equal(put(&c, L, "pool", "{\"name\":\"x\",\"uuid\":\"pool-2\"}"),
