@@ -310,12 +310,13 @@ static void queue_key(const char *key, void *data) {
 }
 
 static void on_store_change(const char *kind, const char *ns, const char *name,
-                            amc_store_event_t ev, void *data) {
+                            amc_store_event_t ev, const char *old_json,
+                            const char *new_json, void *data) {
   (void)ev;
   amc_controller_t *c = data;
   if (!c->processing)
     return; /* the initial pass queues everything */
-  amc_deps_affected(c->deps, kind, ns, name, queue_key, c);
+  amc_deps_affected(c->deps, kind, ns, name, old_json, new_json, queue_key, c);
 }
 
 static void finish_key(amc_controller_t *c, const char *key, key_state_t *k,
@@ -524,7 +525,7 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
     register_metrics(c);
   else
     c->opt.metrics = NULL;
-  amc_store_set_listener(c->opt.store, on_store_change, c);
+  amc_store_set_change_listener(c->opt.store, on_store_change, c);
   if (c->opt.resync_seconds) {
     uint64_t ms = (uint64_t)c->opt.resync_seconds * 1000;
     uv_timer_start(&c->resync, on_resync, ms, ms);
@@ -769,7 +770,7 @@ void amc_controller_stop(amc_controller_t *c,
   c->stopped_data = data;
   uv_timer_stop(&c->progress);
   uv_timer_stop(&c->resync);
-  amc_store_set_listener(c->opt.store, NULL, NULL);
+  amc_store_set_change_listener(c->opt.store, NULL, NULL);
   amc_log(AMC_INFO, "controller.stopping",
           AMC_I("in_flight", amc_queue_in_flight(c->queue)));
   uv_timer_start(&c->stop_timer, on_stop_timeout, c->opt.shutdown_timeout_ms,
@@ -793,7 +794,7 @@ static void on_timer_closed(uv_handle_t *h) {
 void amc_controller_free(amc_controller_t *c) {
   if (!c)
     return;
-  amc_store_set_listener(c->opt.store, NULL, NULL);
+  amc_store_set_change_listener(c->opt.store, NULL, NULL);
   if (c->opt.metrics)
     amc_metrics_set_collect(c->opt.metrics, NULL, NULL);
   amc_queue_close(c->queue);

@@ -1,6 +1,7 @@
 /* deps.c - dependency index from recorded reads. */
 #include "deps.h"
 
+#include "json.h"
 #include "util/buf.h"
 #include "util/strmap.h"
 
@@ -12,6 +13,9 @@
  *   "o\x1fkind\x1fns\x1fname"  one object (rt.get)
  *   "n\x1fkind\x1fns"          a list of one namespace (rt.list(kind, {ns}))
  *   "a\x1fkind"                a list of all namespaces
+ *   "f\x1fkind\x1fns\x1fpath\x1fvalue"  a filtered list of one namespace
+ *   "F\x1fkind\x1fpath\x1fvalue"        a filtered list of all namespaces
+ * where path is "f:spec.gateways" (field) or "l:<label key>" (label).
  * Each maps to a set (strmap with NULL values) of keys. */
 #define SEP "\x1f"
 
@@ -24,12 +28,28 @@ struct amc_deps {
   char *root_kind;
   amc_strmap_t by_key;   /* key -> key_reads_t */
   amc_strmap_t by_entry; /* index entry -> amc_strmap_t* (set of keys) */
+  amc_strmap_t paths;    /* kind -> amc_strmap_t* (set of paths filtered
+                            on); never shrinks (a few per kind) */
 };
+
+static void read_path(amc_buf_t *b, const amc_read_t *r) {
+  if (r->field)
+    amc_buf_printf(b, "f:%s", r->field);
+  else
+    amc_buf_printf(b, "l:%s", r->label);
+}
 
 static void read_entry(amc_buf_t *b, const amc_read_t *r) {
   amc_buf_reset(b);
   const char *ns = r->namespace_ ? r->namespace_ : "";
-  if (r->name)
+  if (!r->name && r->value && (r->field || r->label)) {
+    if (r->namespace_)
+      amc_buf_printf(b, "f" SEP "%s" SEP "%s" SEP, r->kind, ns);
+    else
+      amc_buf_printf(b, "F" SEP "%s" SEP, r->kind);
+    read_path(b, r);
+    amc_buf_printf(b, SEP "%s", r->value);
+  } else if (r->name)
     amc_buf_printf(b, "o" SEP "%s" SEP "%s" SEP "%s", r->kind, ns, r->name);
   else if (r->namespace_)
     amc_buf_printf(b, "n" SEP "%s" SEP "%s", r->kind, ns);
@@ -68,6 +88,7 @@ void amc_deps_free(amc_deps_t *d) {
     return;
   amc_strmap_clear(&d->by_key, free_key_reads);
   amc_strmap_clear(&d->by_entry, free_set);
+  amc_strmap_clear(&d->paths, free_set);
   free(d->root_kind);
   free(d);
 }
@@ -75,6 +96,21 @@ void amc_deps_free(amc_deps_t *d) {
 int amc_deps_key(const amc_deps_t *d, const char *ns, const char *name,
                  char *out, size_t outlen) {
   return snprintf(out, outlen, "%s/%s/%s", d->root_kind, ns ? ns : "", name);
+}
+
+/* Remembers that `r` filters its kind on its path. */
+static void note_path(amc_deps_t *d, amc_buf_t *tmp, const amc_read_t *r) {
+  amc_strmap_t *set = amc_strmap_get(&d->paths, r->kind);
+  if (!set) {
+    set = calloc(1, sizeof *set);
+    if (!set)
+      abort();
+    amc_strmap_put(&d->paths, r->kind, set, NULL);
+  }
+  amc_buf_reset(tmp);
+  read_path(tmp, r);
+  if (!amc_strmap_find(set, tmp->data))
+    amc_strmap_put(set, tmp->data, NULL, NULL);
 }
 
 static void unlink_key(amc_deps_t *d, const char *key) {
@@ -103,10 +139,12 @@ void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
   kr->entries = calloc(n ? n : 1, sizeof *kr->entries);
   if (!kr->entries)
     abort();
-  amc_buf_t b = AMC_BUF_INIT;
+  amc_buf_t b = AMC_BUF_INIT, tmp = AMC_BUF_INIT;
   for (size_t i = 0; i < n; i++) {
     if (!reads[i].kind)
       continue;
+    if (!reads[i].name && reads[i].value && (reads[i].field || reads[i].label))
+      note_path(d, &tmp, &reads[i]);
     read_entry(&b, &reads[i]);
     amc_strmap_t *set = amc_strmap_get(&d->by_entry, b.data);
     if (!set) {
@@ -121,6 +159,7 @@ void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
     kr->entries[kr->n++] = amc_buf_steal(&b);
   }
   amc_buf_free(&b);
+  amc_buf_free(&tmp);
   amc_strmap_put(&d->by_key, key, kr, NULL);
 }
 
@@ -163,8 +202,79 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+#define PATH_MAX_DEPTH 16
+
+typedef struct {
+  amc_deps_t *d;
+  collect_t *c;
+  const char *kind, *ns, *path;
+  amc_buf_t b;
+} filter_t;
+
+/* amc_json_string_fn: collects the keys of filtered lists on `value`. */
+static void filter_value(const char *s, size_t len, void *ud) {
+  filter_t *f = ud;
+  amc_buf_reset(&f->b);
+  amc_buf_printf(&f->b, "f" SEP "%s" SEP "%s" SEP "%s" SEP "%.*s", f->kind,
+                 f->ns, f->path, (int)len, s);
+  collect_entry(f->d, f->c, f->b.data);
+  amc_buf_reset(&f->b);
+  amc_buf_printf(&f->b, "F" SEP "%s" SEP "%s" SEP "%.*s", f->kind, f->path,
+                 (int)len, s);
+  collect_entry(f->d, f->c, f->b.data);
+}
+
+typedef struct {
+  filter_t *f;
+  const char *old_json, *new_json;
+} paths_t;
+
+/* Visits one path filtered on: the lists on the object's values there
+ * before and after the change are affected. */
+static int path_visit(const char *path, void *value, void *data) {
+  (void)value;
+  paths_t *p = data;
+  const char *segs[PATH_MAX_DEPTH];
+  size_t depth = 0;
+  char *buf = NULL;
+  if (path[0] == 'l') {
+    segs[0] = "metadata";
+    segs[1] = "labels";
+    segs[2] = path + 2;
+    depth = 3;
+  } else {
+    buf = strdup(path + 2);
+    if (!buf)
+      abort();
+    for (char *s = buf;;) {
+      char *dot = strchr(s, '.');
+      if (dot)
+        *dot = '\0';
+      if (depth == PATH_MAX_DEPTH) {
+        /* amc_store_find finds nothing on such paths: nothing to miss */
+        free(buf);
+        return 0;
+      }
+      segs[depth++] = s;
+      if (!dot)
+        break;
+      s = dot + 1;
+    }
+  }
+  p->f->path = path;
+  if (p->old_json)
+    amc_json_strings_at(p->old_json, strlen(p->old_json), segs, depth,
+                        filter_value, p->f);
+  if (p->new_json)
+    amc_json_strings_at(p->new_json, strlen(p->new_json), segs, depth,
+                        filter_value, p->f);
+  free(buf);
+  return 0;
+}
+
 size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
-                         const char *name, amc_deps_key_fn fn, void *data) {
+                         const char *name, const char *old_json,
+                         const char *new_json, amc_deps_key_fn fn, void *data) {
   if (!ns)
     ns = "";
   collect_t c = {0};
@@ -183,6 +293,13 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
   amc_buf_printf(&b, "a" SEP "%s", kind);
   collect_entry(d, &c, b.data);
   amc_buf_free(&b);
+  amc_strmap_t *paths = amc_strmap_get(&d->paths, kind);
+  if (paths && (old_json || new_json)) {
+    filter_t f = {d, &c, kind, ns, NULL, AMC_BUF_INIT};
+    paths_t p = {&f, old_json, new_json};
+    amc_strmap_foreach(paths, path_visit, &p);
+    amc_buf_free(&f.b);
+  }
   if (c.n > 1)
     qsort(c.keys, c.n, sizeof *c.keys, cmp_str);
   for (size_t i = 0; i < c.n; i++)

@@ -2,7 +2,8 @@
  *
  * Each translation records the reads its rules made (translation.h:
  * rt.get -> one object, rt.list -> every object of a kind in one namespace or
- * in all namespaces). The index keeps, per key, its last translation's reads,
+ * in all namespaces, optionally filtered by a field value or a label). The
+ * index keeps, per key, its last translation's reads,
  * and the reverse: per object, per (kind, namespace) list and per (kind)
  * list, the keys that read it. A store change to (kind, ns, name) then maps to
  * exactly the keys whose last translation read that object or a list that
@@ -39,10 +40,18 @@ void amc_deps_remove(amc_deps_t *d, const char *key);
 
 /* Calls fn(key, data) once for every key affected by a change of the object
  * (kind, ns, name) (ns NULL or "" for cluster-scoped objects), in sorted
- * order. Returns the number of keys. */
+ * order. Returns the number of keys.
+ *
+ * `old_json` and `new_json` are the object's canonical JSON before and
+ * after the change (NULL when it did not exist before / does not after).
+ * Filtered list reads (amc_read_t.field/label) are affected when the
+ * object's value at the filtered path equals the read's value before OR
+ * after the change: an object moving from gateway A to gateway B affects
+ * the lists of both. With both NULL no filtered read is affected. */
 typedef void (*amc_deps_key_fn)(const char *key, void *data);
 size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
-                         const char *name, amc_deps_key_fn fn, void *data);
+                         const char *name, const char *old_json,
+                         const char *new_json, amc_deps_key_fn fn, void *data);
 
 /* Keys with recorded reads. */
 size_t amc_deps_count(const amc_deps_t *d);

@@ -561,8 +561,10 @@ static char *dup_opt(const char *s) {
   return s ? xstrdup(s) : NULL;
 }
 
+/* `field` or `label` (at most one) with `value`: a filtered list. */
 static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
-                        const char *name) {
+                        const char *name, const char *field, const char *label,
+                        const char *value) {
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
@@ -577,6 +579,9 @@ static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
   r->kind = xstrdup(kind);
   r->namespace_ = dup_opt(ns);
   r->name = dup_opt(name);
+  r->field = dup_opt(field);
+  r->label = dup_opt(label);
+  r->value = value && (field || label) ? xstrdup(value) : NULL;
 }
 
 static const char *opt_string(lua_State *L, int i, const char *what) {
@@ -617,7 +622,7 @@ static int host_get(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *ns = opt_string(L, 2, "rt.get: namespace");
   const char *name = luaL_checkstring(L, 3);
-  record_read(e, kind, ns, name);
+  record_read(e, kind, ns, name, NULL, NULL, NULL);
   const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
   if (!o) {
     lua_pushnil(L);
@@ -728,7 +733,10 @@ static int host_list(lua_State *L) {
     depth = 3;
     value = lval;
   }
-  record_read(e, kind, ns, NULL);
+  /* The result is a subset of the indexed lookup's, so recording that
+   * lookup is exact enough: only objects matching it (before or after a
+   * change) can change the result. */
+  record_read(e, kind, ns, NULL, field, field ? NULL : lkey, value);
   const amc_store_obj_t *const *l;
   size_t n = depth ? amc_store_find(e->store, kind, ns, segs, depth, value, &l)
                    : amc_store_list(e->store, kind, ns, &l);
@@ -1644,6 +1652,12 @@ static int read_cmp(const void *pa, const void *pb) {
     c = cmp_opt(a->namespace_, b->namespace_);
   if (!c)
     c = cmp_opt(a->name, b->name);
+  if (!c)
+    c = cmp_opt(a->field, b->field);
+  if (!c)
+    c = cmp_opt(a->label, b->label);
+  if (!c)
+    c = cmp_opt(a->value, b->value);
   return c;
 }
 
@@ -1657,6 +1671,9 @@ static void dedup_reads(amc_translation_t *t) {
       free(t->reads[i].kind);
       free(t->reads[i].namespace_);
       free(t->reads[i].name);
+      free(t->reads[i].field);
+      free(t->reads[i].label);
+      free(t->reads[i].value);
     } else {
       t->reads[w++] = t->reads[i];
     }

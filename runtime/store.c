@@ -75,6 +75,8 @@ struct amc_store {
   uint64_t revision;
   amc_store_listener_fn listener;
   void *listener_data;
+  amc_store_change_fn change_listener;
+  void *change_data;
   amc_buf_t scratch;
   uint64_t finds;   /* amc_store_find calls (index recency) */
   amc_buf_t values; /* an object's index values: len-prefixed strings */
@@ -149,6 +151,12 @@ void amc_store_set_listener(amc_store_t *s, amc_store_listener_fn fn,
                             void *data) {
   s->listener = fn;
   s->listener_data = data;
+}
+
+void amc_store_set_change_listener(amc_store_t *s, amc_store_change_fn fn,
+                                   void *data) {
+  s->change_listener = fn;
+  s->change_data = data;
 }
 
 static kind_t *find_kind(amc_store_t *s, const char *name, int create) {
@@ -278,10 +286,17 @@ static char *set_blob(entry_t *e, const char *json, size_t len, const char *rv,
   return old;
 }
 
-static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev) {
+/* `old` is the JSON before the change (NULL when added); after a delete
+ * e->blob is still the old JSON and there is no new one. */
+static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
+                   const char *old) {
   if (s->listener)
     s->listener(e->pub.kind, e->pub.namespace_, e->pub.name, ev,
                 s->listener_data);
+  if (s->change_listener)
+    s->change_listener(e->pub.kind, e->pub.namespace_, e->pub.name, ev, old,
+                       ev == AMC_STORE_DELETED ? NULL : e->pub.json,
+                       s->change_data);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -541,11 +556,11 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
     char *old = set_blob(e, json, json_len, rv, source);
     if (k->indexes)
       index_update(s, k, &e->pub, old, old_len);
-    free(old);
     e->pub.revision = ++s->revision;
     if (changed)
       *changed = 1;
-    notify(s, e, AMC_STORE_MODIFIED);
+    notify(s, e, AMC_STORE_MODIFIED, old);
+    free(old);
     return 0;
   }
   size_t nl = strlen(ns) + 1, ml = strlen(name) + 1;
@@ -575,7 +590,7 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
     grow(s);
   if (changed)
     *changed = 1;
-  notify(s, e, AMC_STORE_ADDED);
+  notify(s, e, AMC_STORE_ADDED, NULL);
   return 0;
 }
 
@@ -614,7 +629,7 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     k->objs[i] = k->objs[--k->n]; /* unsorted anyway */
   }
   s->revision++;
-  notify(s, e, AMC_STORE_DELETED);
+  notify(s, e, AMC_STORE_DELETED, e->blob);
   free(e->blob);
   free(e);
   return 1;

@@ -55,12 +55,25 @@ typedef void (*amc_store_listener_fn)(const char *kind, const char *namespace_,
                                       const char *name, amc_store_event_t event,
                                       void *data);
 
+/* Like amc_store_listener_fn, with the object's canonical JSON before and
+ * after the change (NUL-terminated; old_json NULL on ADDED, new_json NULL
+ * on DELETED; both valid for the duration of the call only), so a listener
+ * can tell which field values and labels the object left and entered. */
+typedef void (*amc_store_change_fn)(const char *kind, const char *namespace_,
+                                    const char *name, amc_store_event_t event,
+                                    const char *old_json, const char *new_json,
+                                    void *data);
+
 amc_store_t *amc_store_new(void);
 void amc_store_free(amc_store_t *s);
 
 /* One listener (NULL removes it). */
 void amc_store_set_listener(amc_store_t *s, amc_store_listener_fn fn,
                             void *data);
+
+/* One change listener (NULL removes it), called after the plain listener. */
+void amc_store_set_change_listener(amc_store_t *s, amc_store_change_fn fn,
+                                   void *data);
 
 /* Puts the Kubernetes-shaped object at `idx` (a Lua table with kind and
  * metadata.name; metadata.namespace optional). The table is left as it was

@@ -24,6 +24,9 @@ void amc_translation_free(amc_translation_t *t) {
     free(t->reads[i].kind);
     free(t->reads[i].namespace_);
     free(t->reads[i].name);
+    free(t->reads[i].field);
+    free(t->reads[i].label);
+    free(t->reads[i].value);
   }
   free(t->reads);
   free(t->key);

@@ -32,11 +32,19 @@ typedef struct {
 } amc_diag_t;
 
 /* One recorded read: rt.get (name != NULL) or rt.list (name == NULL,
- * namespace_ NULL for all namespaces). */
+ * namespace_ NULL for all namespaces). A filtered list has `value` set and
+ * either `field` (dot path, "spec.gateways": the objects whose string at
+ * that path, or an element of the array there, equals value) or `label` (a
+ * label key: the objects with metadata.labels[label] == value). A list with
+ * several labels records one of them: its result is a subset of that one
+ * label's objects, so changes outside it cannot affect it. */
 typedef struct {
   char *kind;
   char *namespace_;
   char *name;
+  char *field; /* NULL unless a field-filtered list */
+  char *label; /* NULL unless a label-filtered list */
+  char *value; /* NULL for unfiltered reads */
 } amc_read_t;
 
 typedef struct {

@@ -21,10 +21,12 @@ static void add_key(const char *key, void *data) {
 
 static char out[1024];
 
-static const char *affected(amc_deps_t *d, const char *kind, const char *ns,
-                            const char *name) {
+static const char *changed(amc_deps_t *d, const char *kind, const char *ns,
+                           const char *name, const char *old_json,
+                           const char *new_json) {
   amc_buf_t b = AMC_BUF_INIT;
-  size_t n = amc_deps_affected(d, kind, ns, name, add_key, &b);
+  size_t n =
+      amc_deps_affected(d, kind, ns, name, old_json, new_json, add_key, &b);
   snprintf(out, sizeof out, "%s", b.data ? b.data : "");
   amc_buf_free(&b);
   /* the count matches the keys reported */
@@ -35,7 +37,121 @@ static const char *affected(amc_deps_t *d, const char *kind, const char *ns,
   return out;
 }
 
-#define R(k, ns, n) ((amc_read_t){(char *)(k), (char *)(ns), (char *)(n)})
+static const char *affected(amc_deps_t *d, const char *kind, const char *ns,
+                            const char *name) {
+  return changed(d, kind, ns, name, NULL, NULL);
+}
+
+#define R(k, ns, n)                                                            \
+  ((amc_read_t){(char *)(k), (char *)(ns), (char *)(n), NULL, NULL, NULL})
+/* A field-filtered list (f) or a label-filtered list (l). */
+#define RF(k, ns, f, v)                                                        \
+  ((amc_read_t){(char *)(k), (char *)(ns), NULL, (char *)(f), NULL,            \
+                (char *)(v)})
+#define RL(k, ns, l, v)                                                        \
+  ((amc_read_t){(char *)(k), (char *)(ns), NULL, NULL, (char *)(l),            \
+                (char *)(v)})
+
+#define VS_GW(gw)                                                              \
+  "{\"kind\":\"VirtualService\",\"spec\":{\"gateways\":[" gw "]}}"
+
+/* Gateway A lists VirtualServices bound to it (all namespaces), B too,
+ * C lists every VirtualService of "shop". A change re-queues the keys
+ * whose filter value the object had before or has after. */
+static void test_field_filtered_reads(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t ra[] = {RF("VirtualService", NULL, "spec.gateways", "gw/a")};
+  amc_read_t rb[] = {RF("VirtualService", NULL, "spec.gateways", "gw/b")};
+  amc_read_t rc[] = {RF("VirtualService", "shop", "spec.gateways", "gw/c")};
+  amc_deps_update(d, "Gateway/gw/a", ra, 1);
+  amc_deps_update(d, "Gateway/gw/b", rb, 1);
+  amc_deps_update(d, "Gateway/shop/c", rc, 1);
+  const char *a = VS_GW("\"gw/a\""), *b = VS_GW("\"gw/b\""),
+             *ab = VS_GW("\"x\",\"gw/a\",\"gw/b\""), *none = VS_GW("\"gw/z\""),
+             *c = VS_GW("\"gw/c\"");
+  /* edit in place: only A */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", a, a),
+                      "Gateway/gw/a");
+  /* added / deleted */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", NULL, b),
+                      "Gateway/gw/b");
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", b, NULL),
+                      "Gateway/gw/b");
+  /* moved from A to B: both */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", a, b),
+                      "Gateway/gw/a Gateway/gw/b");
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", none, ab),
+                      "Gateway/gw/a Gateway/gw/b");
+  /* neither old nor new value */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", none, none),
+                      "");
+  /* a plain string (not an array) at the path matches too */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", NULL,
+                              "{\"spec\":{\"gateways\":\"gw/a\"}}"),
+                      "Gateway/gw/a");
+  /* namespaced filtered list: only its namespace */
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", none, c),
+                      "Gateway/shop/c");
+  assert_string_equal(changed(d, "VirtualService", "other", "v", none, c), "");
+  /* other kinds with the same field are not confused */
+  assert_string_equal(changed(d, "DestinationRule", "shop", "v", a, a), "");
+  /* after an update dropping the filter, A no longer depends on it */
+  amc_read_t r0[] = {R("Secret", "gw", "s")};
+  amc_deps_update(d, "Gateway/gw/a", r0, 1);
+  assert_string_equal(changed(d, "VirtualService", "shop", "v", a, ab),
+                      "Gateway/gw/b");
+  amc_deps_free(d);
+}
+
+#define EPS(labels)                                                            \
+  "{\"kind\":\"EndpointSlice\",\"metadata\":{\"labels\":{" labels "},"         \
+  "\"name\":\"e\"}}"
+
+static void test_label_filtered_reads(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t ra[] = {
+      RL("EndpointSlice", "shop", "kubernetes.io/service-name", "cart"),
+      R("Service", "shop", "cart")};
+  amc_read_t rb[] = {
+      RL("EndpointSlice", "shop", "kubernetes.io/service-name", "pay")};
+  amc_deps_update(d, "Gateway/gw/a", ra, 2);
+  amc_deps_update(d, "Gateway/gw/b", rb, 1);
+  const char *cart = EPS("\"kubernetes.io/service-name\":\"cart\""),
+             *pay = EPS("\"kubernetes.io/service-name\":\"pay\""),
+             *nolabel = EPS(""), *other = EPS("\"app\":\"cart\"");
+  /* endpoints of cart change: A only */
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", cart, cart),
+                      "Gateway/gw/a");
+  /* label added / removed */
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", nolabel, pay),
+                      "Gateway/gw/b");
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", cart, other),
+                      "Gateway/gw/a");
+  /* relabelled from cart to pay: both */
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", cart, pay),
+                      "Gateway/gw/a Gateway/gw/b");
+  /* neither; other namespace */
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", other, nolabel),
+                      "");
+  assert_string_equal(changed(d, "EndpointSlice", "prod", "e", cart, cart), "");
+  /* without the JSON (unknown values) no filtered read matches */
+  assert_string_equal(affected(d, "EndpointSlice", "shop", "e"), "");
+  /* an unfiltered list of the kind still sees everything */
+  amc_read_t rc[] = {R("EndpointSlice", "shop", NULL)};
+  amc_deps_update(d, "Gateway/gw/c", rc, 1);
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", other, other),
+                      "Gateway/gw/c");
+  /* the same key with a filtered and an unfiltered read: once */
+  amc_read_t rd[] = {
+      RL("EndpointSlice", "shop", "kubernetes.io/service-name", "cart"),
+      R("EndpointSlice", "shop", NULL)};
+  amc_deps_update(d, "Gateway/gw/c", rd, 2);
+  assert_string_equal(changed(d, "EndpointSlice", "shop", "e", cart, cart),
+                      "Gateway/gw/a Gateway/gw/c");
+  amc_deps_free(d);
+}
 
 static void test_object_reads(void **state) {
   (void)state;
@@ -139,10 +255,12 @@ static void test_many(void **state) {
   }
   int n = 0;
   assert_int_equal(
-      amc_deps_affected(d, "Secret", "ns", "shared", count_key, &n), 200);
+      amc_deps_affected(d, "Secret", "ns", "shared", NULL, NULL, count_key, &n),
+      200);
   n = 0;
-  assert_int_equal(amc_deps_affected(d, "Service", "ns", "svc3", count_key, &n),
-                   20);
+  assert_int_equal(
+      amc_deps_affected(d, "Service", "ns", "svc3", NULL, NULL, count_key, &n),
+      20);
   n = 0;
   amc_deps_foreach_key(d, count_key, &n);
   assert_int_equal(n, 200);
@@ -157,6 +275,8 @@ int main(void) {
       cmocka_unit_test(test_update_replaces_and_remove),
       cmocka_unit_test(test_cluster_scoped),
       cmocka_unit_test(test_many),
+      cmocka_unit_test(test_field_filtered_reads),
+      cmocka_unit_test(test_label_filtered_reads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

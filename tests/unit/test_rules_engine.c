@@ -352,8 +352,9 @@ static void test_output_checks(void **state) {
     fail_msg("%s", err);
 }
 
-/* rt.list(kind, ns, labels): only objects with all the labels; reads are
- * still recorded per (kind, namespace). */
+/* rt.list(kind, ns, labels): only objects with all the labels; a read
+ * with labels is recorded with one of its labels (deps.h), without as a
+ * plain (kind, namespace) list. */
 static void test_list_labels(void **state) {
   fx_t *f = *state;
   setup_mesh(f);
@@ -371,9 +372,17 @@ static void test_list_labels(void **state) {
   assert_string_equal(t->objects[0].name,
                       "web=ns/web-1,ns/web-2;none=;all=ns/nolabels,ns/web-1,"
                       "ns/web-2;n=0");
-  assert_int_equal(t->n_reads, 2);
+  assert_int_equal(t->n_reads, 3);
   assert_null(t->reads[0].namespace_);
+  assert_null(t->reads[0].field);
+  assert_string_equal(t->reads[0].label, "kubernetes.io/service-name");
+  assert_string_equal(t->reads[0].value, "web");
   assert_string_equal(t->reads[1].namespace_, "ns");
+  assert_null(t->reads[1].label); /* {}: every object */
+  assert_null(t->reads[1].value);
+  assert_string_equal(t->reads[2].namespace_, "ns");
+  assert_string_equal(t->reads[2].label, "app");
+  assert_string_equal(t->reads[2].value, "nope");
   amc_translation_free(t);
   expect_error(f, "ns", "bad", "rt.list: labels must map strings to strings");
 }
@@ -381,7 +390,7 @@ static void test_list_labels(void **state) {
 /* host.list(kind, ns, labels, field, value): objects whose string (or
  * array element) at the dotted path equals value, from the store's field
  * index; with labels too; decoded once per translation; reads recorded
- * per (kind, namespace). */
+ * per (kind, namespace, field, value), duplicates once. */
 static void test_list_field(void **state) {
   fx_t *f = *state;
   put_gateway(f->store, "ns", "gw", "{}");
@@ -405,11 +414,19 @@ static void test_list_field(void **state) {
   assert_string_equal(t->objects[0].name,
                       "all=a/v1,b/v2;a=a/v1;labelled=a/v1;hosts=a/v1;"
                       "same=true");
-  assert_int_equal(t->n_reads, 2);
+  assert_int_equal(t->n_reads, 3);
   assert_string_equal(t->reads[0].kind, "VirtualService");
   assert_null(t->reads[0].namespace_);
   assert_null(t->reads[0].name);
-  assert_string_equal(t->reads[1].namespace_, "a");
+  assert_string_equal(t->reads[0].field, "spec.gateways");
+  assert_null(t->reads[0].label); /* the field, not the labels */
+  assert_string_equal(t->reads[0].value, "ns/gw");
+  assert_null(t->reads[1].namespace_);
+  assert_string_equal(t->reads[1].field, "spec.hosts");
+  assert_string_equal(t->reads[1].value, "h.example.com");
+  assert_string_equal(t->reads[2].namespace_, "a");
+  assert_string_equal(t->reads[2].field, "spec.gateways");
+  assert_string_equal(t->reads[2].value, "ns/gw");
   amc_translation_free(t);
   /* the index follows changes */
   put(f->store, "VirtualService", "a", "v3",

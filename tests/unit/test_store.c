@@ -85,6 +85,42 @@ static void test_put_get_delete_revisions(void **state) {
   amc_store_free(s);
 }
 
+static amc_buf_t changes;
+
+static void change_listener(const char *kind, const char *ns, const char *name,
+                            amc_store_event_t ev, const char *old_json,
+                            const char *new_json, void *data) {
+  (void)data;
+  static const char *const names[] = {"ADDED", "MODIFIED", "DELETED"};
+  amc_buf_printf(&changes, "%s %s/%s/%s %s -> %s\n", names[ev], kind,
+                 ns ? ns : "-", name, old_json ? old_json : "(none)",
+                 new_json ? new_json : "(none)");
+}
+
+/* The change listener sees the JSON before and after (both listeners are
+ * called); unchanged puts call neither. */
+static void test_change_listener_old_and_new(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  int n = 0;
+  amc_buf_reset(&changes);
+  amc_store_set_listener(s, listener, &n);
+  amc_store_set_change_listener(s, change_listener, NULL);
+  put(s, "Service", "ns", "a", "{\"x\":1}", 1);
+  put(s, "Service", "ns", "a", "{\"x\":1}", 0);
+  put(s, "Service", "ns", "a", "{\"x\":2}", 1);
+  assert_int_equal(amc_store_delete(s, "Service", "ns", "a"), 1);
+  amc_store_set_change_listener(s, NULL, NULL);
+  put(s, "Service", "ns", "b", "{}", 1);
+  assert_string_equal(changes.data,
+                      "ADDED Service/ns/a (none) -> {\"x\":1}\n"
+                      "MODIFIED Service/ns/a {\"x\":1} -> {\"x\":2}\n"
+                      "DELETED Service/ns/a {\"x\":2} -> (none)\n");
+  assert_int_equal(n, 4);
+  amc_buf_free(&changes);
+  amc_store_free(s);
+}
+
 static void test_list_sorted_and_by_namespace(void **state) {
   (void)state;
   amc_store_t *s = amc_store_new();
@@ -376,6 +412,7 @@ static void test_find_random(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_get_delete_revisions),
+      cmocka_unit_test(test_change_listener_old_and_new),
       cmocka_unit_test(test_list_sorted_and_by_namespace),
       cmocka_unit_test(test_many_objects),
       cmocka_unit_test(test_put_lua_strips_and_restores),
