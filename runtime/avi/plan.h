@@ -64,8 +64,8 @@ typedef struct {
   const char *cksum;   /* amc-cksum marker (16 hex), or NULL */
   const char *gateway; /* "gateway" marker ("ns/name"), or NULL */
   int rank;            /* amc_avi_rank() */
-  char *json; /* without a checksum: the controller's copy (canonical
-                 JSON); NULL otherwise */
+  char *json;          /* without a checksum: the controller's copy (canonical
+                          JSON); NULL otherwise */
   char cksum_buf[17];
   char uuid_buf[]; /* uuid ("" when it had none: uuid is then NULL) */
 } amc_avi_entry_t;

@@ -286,8 +286,8 @@ static void fill_one(const amc_avi_resp_t *r, void *data) {
   int top = lua_gettop(L);
   if (r->ok && amc_json_decode(L, r->body, r->body_len, err, sizeof err) == 0 &&
       lua_istable(L, -1))
-    amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own,
-                      f->type, s->tenant);
+    amc_avi_cache_put(s->refreshing ? &s->next : &s->cache, L, &s->own, f->type,
+                      s->tenant);
   lua_settop(L, top);
   fill_done(s);
 }
@@ -400,10 +400,9 @@ void amc_avi_sync_start(amc_avi_sync_t *s, amc_avi_sync_cb cb, void *data) {
   for (int i = 0; amc_avi_owned_types[i] && i < MAX_TYPES; i++) {
     const char *type = amc_avi_owned_types[i];
     amc_buf_t p = AMC_BUF_INIT;
-    amc_buf_printf(&p,
-                   "/api/%s?include_name=true&page_size=100&fields=" FILL_FIELDS
-                   "&",
-                   type);
+    amc_buf_printf(
+        &p, "/api/%s?include_name=true&page_size=100&fields=" FILL_FIELDS "&",
+        type);
     if (amc_avi_has_created_by(type)) {
       amc_buf_puts(&p, "created_by=amc-");
       url_escape(&p, s->cluster);
