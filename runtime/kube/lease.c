@@ -26,6 +26,7 @@ struct amc_lease {
   int leader;
   uint64_t last_renew_ms; /* last successful acquire/renew */
   int stopping;
+  int release_retried; /* the release was re-read after a 409 */
   void (*closed)(void *);
   void *closed_data;
 };
@@ -349,9 +350,70 @@ static void finish_stop(amc_lease_t *l) {
   uv_close((uv_handle_t *)&l->timer, lease_free_cb);
 }
 
+static void release_done(void *data, const amc_kube_resp_t *resp);
+
+/* PUTs the Lease with no holder, on the resourceVersion of l->rec. */
+static void release_put(amc_lease_t *l) {
+  char now[40];
+  amc_lease_microtime(now, sizeof now);
+  amc_buf_t body = AMC_BUF_INIT, path = AMC_BUF_INIT;
+  amc_lease_body(&body, l->ns, l->name, l->rec.rv, "", 1, now, now,
+                 l->rec.transitions);
+  lease_path(l, &path, 1);
+  amc_kube_req_t req = {.method = "PUT",
+                        .path = path.data,
+                        .content_type = "application/json",
+                        .body = body.data,
+                        .body_len = body.len,
+                        .timeout_ms = 5000};
+  l->call = amc_kube_call(l->client, &req, release_done, l);
+  amc_buf_free(&body);
+  amc_buf_free(&path);
+  if (!l->call)
+    finish_stop(l);
+}
+
+/* The re-read after a conflicting release: release again only while the
+ * Lease still names us (someone else may have taken it meanwhile). */
+static void release_get_done(void *data, const amc_kube_resp_t *resp) {
+  amc_lease_t *l = data;
+  l->call = NULL;
+  amc_lease_record_t rec;
+  if (resp->error || resp->status != 200 ||
+      amc_lease_record_parse(resp->body, resp->body_len, &rec) != 0) {
+    char err[256];
+    amc_kube_resp_describe(resp, err, sizeof err);
+    amc_log(AMC_WARN, "lease.release_failed", AMC_S("lease", l->name),
+            AMC_S("error", err));
+    finish_stop(l);
+    return;
+  }
+  amc_lease_record_free(&l->rec);
+  l->rec = rec;
+  if (strcmp(l->rec.holder, l->identity) != 0) {
+    finish_stop(l); /* not ours any more: nothing to release */
+    return;
+  }
+  release_put(l);
+}
+
 static void release_done(void *data, const amc_kube_resp_t *resp) {
   amc_lease_t *l = data;
   l->call = NULL;
+  if (!resp->error && resp->status == 409 && !l->release_retried) {
+    /* The renewal that stop() cancelled may still have reached the server
+     * and moved the resourceVersion: re-read once and release again, or
+     * the followers wait out the whole lease duration. */
+    l->release_retried = 1;
+    amc_buf_t path = AMC_BUF_INIT;
+    lease_path(l, &path, 1);
+    amc_kube_req_t req = {.path = path.data, .timeout_ms = 5000};
+    l->call = amc_kube_call(l->client, &req, release_get_done, l);
+    amc_buf_free(&path);
+    if (!l->call)
+      finish_stop(l);
+    return;
+  }
   if (resp->error || resp->status != 200) {
     char err[256];
     amc_kube_resp_describe(resp, err, sizeof err);
@@ -379,23 +441,7 @@ void amc_lease_stop(amc_lease_t *l, void (*closed)(void *), void *data) {
   }
   /* Step down first: nothing may write once the release is on its way. */
   set_leader(l, 0);
-  char now[40];
-  amc_lease_microtime(now, sizeof now);
-  amc_buf_t body = AMC_BUF_INIT, path = AMC_BUF_INIT;
-  amc_lease_body(&body, l->ns, l->name, l->rec.rv, "", 1, now, now,
-                 l->rec.transitions);
-  lease_path(l, &path, 1);
-  amc_kube_req_t req = {.method = "PUT",
-                        .path = path.data,
-                        .content_type = "application/json",
-                        .body = body.data,
-                        .body_len = body.len,
-                        .timeout_ms = 5000};
-  l->call = amc_kube_call(l->client, &req, release_done, l);
-  amc_buf_free(&body);
-  amc_buf_free(&path);
-  if (!l->call)
-    finish_stop(l);
+  release_put(l);
 }
 
 int amc_lease_is_leader(const amc_lease_t *l) {

@@ -289,8 +289,13 @@ def test_watch_events_bookmarks_drop(tmp, fake):
         # A bookmark moves the resume point: after a drop, the watch resumes
         # from the bookmark's RV, without a relist.
         lists_before = len(list_requests(fake, "services"))
+        sent = fake.ok("GET", "/_fake/state")["bookmarks_sent"]
         bm_rv = fake.ok("POST", "/_fake/bookmark")["rv"]
-        time.sleep(0.3)
+        # Wait until the fake has written the bookmark to the stream (a fixed
+        # sleep was too short under load); the drop below closes the stream
+        # gracefully, so amc still reads the bookmark before the EOF.
+        wait_until(lambda: fake.ok("GET", "/_fake/state")["bookmarks_sent"]
+                   > sent, 10, "bookmark sent")
         fake.clear_requests()
         fake.ok("POST", "/_fake/drop")
         wait_until(lambda: watch_requests(fake, "services"), 10, "re-watch")

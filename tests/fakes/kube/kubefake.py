@@ -773,6 +773,7 @@ class Server:
         self.gone_mode = "event"   # how a too-old watch RV is answered
         self.bookmark_interval = args.bookmark_interval
         self.bookmark_seq = 0      # bumped by POST /_fake/bookmark
+        self.bookmarks_sent = 0    # bookmarks written to watch streams
         self.continue_ttl = args.continue_ttl
         self.continue_epoch = 0    # bumped by POST /_fake/expire-continue
         self.snapshots = {}        # continue id -> (rv, remaining items)
@@ -2356,6 +2357,8 @@ class Handler(BaseHTTPRequestHandler):
                 emit(ev)
             if bookmark:
                 emit(bookmark)
+                with srv.lock:
+                    srv.bookmarks_sent += 1
             if stop:
                 return finish()
 
@@ -2540,7 +2543,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_fake/state" and m == "GET":
                 return self.send_json(200, {
                     "rv": str(srv.rv), "compacted": str(srv.compacted),
-                    "history": len(srv.history)})
+                    "history": len(srv.history),
+                    "bookmarks_sent": srv.bookmarks_sent})
         return self.send_json(404, {"error": "unknown control endpoint"})
 
 
