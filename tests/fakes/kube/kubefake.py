@@ -1711,7 +1711,9 @@ class Handler(BaseHTTPRequestHandler):
                 "user": self.user, "auth": getattr(self, "auth", "none"),
                 "status": getattr(self, "status_sent", 0),
                 "contentType": self.headers.get("Content-Type", ""),
-                "accept": self.headers.get("Accept", ""), "body": body})
+                "accept": self.headers.get("Accept", ""),
+                "host": self.headers.get("Host", ""),
+                "sni": getattr(self.connection, "sni", None), "body": body})
             if len(srv.requests) > 200000:   # bound memory in long runs
                 del srv.requests[:100000]
 
@@ -2703,6 +2705,11 @@ def main(argv=None):
     ctx.load_verify_locations(os.path.join(srv.pki, "ca.crt"))
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.set_alpn_protocols(["http/1.1"])
+
+    def remember_sni(sock, name, _ctx):
+        sock.sni = name   # the TLS server name the client sent, or None
+
+    ctx.sni_callback = remember_sni
     httpd = None
     if args.port == 0 and srv.port:      # restart: keep the old port if free
         try:
