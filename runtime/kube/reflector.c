@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "kube/watchparse.h"
-#include "util/strmap.h"
 #include "util/log.h"
+#include "util/strmap.h"
 
 typedef struct {
   char *ns, *name, *rv, *json;

@@ -7,8 +7,8 @@
 #include <time.h>
 
 #include "kube/kjson.h"
-#include "util/strmap.h"
 #include "util/log.h"
+#include "util/strmap.h"
 
 /* --- body building (pure) --- */
 
