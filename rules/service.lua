@@ -67,42 +67,79 @@ local function sort_key(s)
   return string.format("%s|%05d", a, s.port)
 end
 
--- Sorts servers by sort_key, computing each key once; when the keys are
--- distinct (always, but for odd spellings such as leading zeros) by
--- sorting the keys themselves, without a Lua comparison per step.
-local function sort_servers(servers)
-  if #servers < 2 then
-    return
+-- The same order as sort_key as one integer, for the usual server (a
+-- dotted-quad IPv4 address, port 0-65535): (address << 16) | port. nil for
+-- anything else.
+local function ipv4_key(s)
+  local port = s.port
+  if s.ip.type ~= "V4" or math.type(port) ~= "integer" or port < 0 or
+     port > 65535 then
+    return nil
   end
-  local key, keys, by_key, distinct = {}, {}, {}, true
+  local o1, o2, o3, o4 = s.ip.addr:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not o1 then
+    return nil
+  end
+  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
+  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
+    return nil
+  end
+  return ((((o1 << 8 | o2) << 8 | o3) << 8 | o4) << 16) | port
+end
+
+-- Sorts `servers` by distinct precomputed keys (without a Lua comparison
+-- per step). Returns false, leaving `servers` alone, when `key_of` has no
+-- key for a server or two servers share one.
+local function sort_by_distinct_keys(servers, key_of)
+  local keys, by_key = {}, {}
   for i, s in ipairs(servers) do
-    local k = sort_key(s)
-    key[s], keys[i] = k, k
-    distinct = distinct and by_key[k] == nil
+    local k = key_of(s)
+    if k == nil or by_key[k] ~= nil then
+      return false
+    end
+    keys[i] = k
     by_key[k] = s
-  end
-  if not distinct then
-    table.sort(servers, function(a, b) return key[a] < key[b] end)
-    return
   end
   table.sort(keys)
   for i, k in ipairs(keys) do
     servers[i] = by_key[k]
   end
+  return true
 end
 
-local function add_server(list, seen, addr, port)
-  local key = addr .. "|" .. port
-  if seen[key] then
+-- Sorts servers by sort_key: by integer keys in the usual case, else by
+-- the key strings, else (keys that collide, from odd spellings such as
+-- leading zeros) with a comparison function.
+local function sort_servers(servers)
+  if #servers < 2 or sort_by_distinct_keys(servers, ipv4_key) or
+     sort_by_distinct_keys(servers, sort_key) then
     return
   end
-  seen[key] = true
+  local key = {}
+  for _, s in ipairs(servers) do
+    key[s] = sort_key(s)
+  end
+  table.sort(servers, function(a, b) return key[a] < key[b] end)
+end
+
+-- Adds a server once per (address, port); `seen` maps port -> address ->
+-- true.
+local function add_server(list, seen, addr, port)
+  local addrs = seen[port]
+  if not addrs then
+    addrs = {}
+    seen[port] = addrs
+  elseif addrs[addr] then
+    return
+  end
+  addrs[addr] = true
   list[#list + 1] = { ip = { addr = addr, type = ip_type(addr) }, port = port }
 end
 
--- Does the Pod behind `target_ref` carry all `labels`?
+-- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
+-- labels, any endpoint)?
 local function pod_has(rt, ns, target_ref, labels)
-  if labels == nil or next(labels) == nil then
+  if labels == nil then
     return true
   end
   if not target_ref or target_ref.kind ~= "Pod" then
@@ -125,7 +162,7 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
     end
     if target and slice.addressType ~= "FQDN" then
       for _, ep in ipairs(slice.endpoints or {}) do
-        local ready = (ep.conditions or {}).ready ~= false
+        local ready = ep.conditions == nil or ep.conditions.ready ~= false
         if ready and pod_has(rt, ns, ep.targetRef, labels) then
           for _, addr in ipairs(ep.addresses or {}) do
             add_server(servers, seen, addr, target)
@@ -211,6 +248,9 @@ end
 -- `labels`: an array of { ip = {addr, type}, port }, sorted.
 function M.servers(rt, svc, sport, labels)
   local servers, seen = {}, {}
+  if labels ~= nil and next(labels) == nil then
+    labels = nil
+  end
   if not from_slices(rt, svc, sport, labels, servers, seen) and
      not from_endpoints(rt, svc, sport, labels, servers, seen) then
     from_pods(rt, svc, sport, labels, servers, seen)

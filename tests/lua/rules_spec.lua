@@ -55,6 +55,43 @@ describe("rules/service.lua", function()
                   { ip = { addr = "10.0.0.10", type = "V4" }, port = 8080 } },
       servers)
   end)
+  it("sorts servers by numeric IPv4, then port, IPv6 as text", function()
+    local function slice(name, port, addrs)
+      local eps = {}
+      for i, a in ipairs(addrs) do
+        eps[i] = { addresses = { a } }
+      end
+      return { kind = "EndpointSlice",
+        metadata = { namespace = "ns", name = name,
+                     labels = { ["kubernetes.io/service-name"] = "s" } },
+        addressType = "IPv4", ports = { { name = "http", port = port } },
+        endpoints = eps }
+    end
+    local function order(objs)
+      local out = {}
+      for i, s in ipairs(service.servers(h.rt(objs), svc, svc.spec.ports[1])) do
+        out[i] = s.ip.addr .. "|" .. s.port
+      end
+      return out
+    end
+    -- integer keys: octets and ports compared as numbers
+    assert.same({ "9.0.0.1|80", "9.0.0.1|8080", "10.0.0.2|80", "10.0.0.10|80",
+                  "10.0.2.1|80", "255.0.0.0|80" },
+      order({ slice("a", 8080, { "9.0.0.1" }),
+              slice("b", 80, { "255.0.0.0", "10.0.0.10", "10.0.2.1",
+                               "10.0.0.2", "9.0.0.1" }) }))
+    -- an IPv6 address (text key) among IPv4 ones: digit runs padded
+    assert.same({ "10.0.0.2|80", "10.0.0.10|80", "fd00::1|80" },
+      order({ slice("a", 80, { "fd00::1", "10.0.0.10", "10.0.0.2" }) }))
+    -- the same address spelled twice (leading zero): both kept, after
+    -- the smaller addresses (their relative order is the sort's)
+    local odd = order({ slice("a", 80, { "10.0.0.9", "10.0.0.010",
+                                         "10.0.0.10", "10.0.0.8" }) })
+    assert.same({ "10.0.0.8|80", "10.0.0.9|80" }, { odd[1], odd[2] })
+    table.sort(odd, function(a, b) return a < b end)
+    assert.same({ "10.0.0.010|80", "10.0.0.10|80", "10.0.0.8|80",
+                  "10.0.0.9|80" }, odd)
+  end)
   it("falls back to Pods and named container ports", function()
     local pod = { kind = "Pod", metadata = { namespace = "ns", name = "p",
       labels = { app = "s", v = "1" } },
