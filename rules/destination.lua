@@ -20,15 +20,15 @@ local destinationrule = import("destinationrule")
 
 local M = {}
 
-local function name_parts(scope, ...)
-  local parts = {}
-  for _, p in ipairs(scope) do
-    parts[#parts + 1] = p
+-- The pool's name: the consuming virtual service's `scope`, the backend's
+-- parts, then the subset (if any).
+local function pool_name(ctx, scope, subset, ...)
+  if subset == nil then
+    return ctx.scoped_name(scope, ...)
   end
-  for _, p in ipairs({ ... }) do
-    parts[#parts + 1] = p
-  end
-  return table.unpack(parts)
+  local parts = { ... }
+  parts[#parts + 1] = subset
+  return ctx.scoped_name(scope, table.unpack(parts))
 end
 
 -- Returns the name of the pool for destination `dest` of VirtualService
@@ -57,14 +57,14 @@ function M.pool(ctx, vs, dest, path, scope)
     svc_ns = svc.metadata.namespace
     sport, why = service.port(svc, number)
     if sport then
-      name = ctx.name(name_parts(scope, svc_ns, svc.metadata.name,
-        tostring(sport.port), dest.subset))
+      name = pool_name(ctx, scope, dest.subset, svc_ns, svc.metadata.name,
+        tostring(sport.port))
     end
   else
     sport, why = serviceentry.port(target.entry, number)
     if sport then
-      name = ctx.name(name_parts(scope, target.fqdn, tostring(sport.number),
-        dest.subset))
+      name = pool_name(ctx, scope, dest.subset, target.fqdn,
+        tostring(sport.number))
     end
   end
   if not sport then

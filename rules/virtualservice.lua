@@ -468,14 +468,8 @@ local UNSUPPORTED = {
 -- The PoolGroup for route `route` (index i) of `vs`, emitted once per scope.
 local function pool_group(ctx, vs, route, i, scope)
   local rt = ctx.rt
-  local parts = {}
-  for _, p in ipairs(scope) do
-    parts[#parts + 1] = p
-  end
-  parts[#parts + 1] = vs.metadata.namespace
-  parts[#parts + 1] = vs.metadata.name
-  parts[#parts + 1] = "http" .. (i - 1)
-  local name = ctx.name(table.unpack(parts))
+  local name = ctx.scoped_name(scope, vs.metadata.namespace, vs.metadata.name,
+    "http" .. (i - 1))
   if avi.emitted(ctx, "poolgroup", name) then
     return name
   end

@@ -78,10 +78,19 @@ local function sanitize(part)
   return clean
 end
 
+-- Characters a URL query value may carry unescaped.
+local UNSAFE_URL_CHARS = "[^A-Za-z0-9._~-]"
+
+local function percent_escape(c)
+  return string.format("%%%02X", c:byte())
+end
+
 local function url_escape(s)
-  return (tostring(s):gsub("[^A-Za-z0-9._~-]", function(c)
-    return string.format("%%%02X", c:byte())
-  end))
+  s = tostring(s)
+  if not s:find(UNSAFE_URL_CHARS) then
+    return s -- names usually need no escaping
+  end
+  return (s:gsub(UNSAFE_URL_CHARS, percent_escape))
 end
 
 -- Kubernetes equality-based label selector: every key/value of `selector`
@@ -394,12 +403,15 @@ function M.new(host)
     return ok
   end
   rt.name = function(...)
-    local raw = table.pack(...)
-    local n = raw.n
+    local raw = { ... }
+    local n = select("#", ...)
     local altered = false
     for i = 1, n do
-      local p = tostring(raw[i])
-      raw[i] = p
+      local p = raw[i]
+      if type(p) ~= "string" then
+        p = tostring(p)
+        raw[i] = p
+      end
       if not is_plain(p) then
         altered = true
       end
@@ -484,19 +496,20 @@ function M.new(host)
   -- `name.ns.svc.<domain>`, and any host of a ServiceEntry visible from
   -- `ns` (exact). An exact ServiceEntry host wins over the `name.ns`
   -- shorthands, never over the full Service FQDN.
+  local svc_suffix = ".svc." .. domain
+  local function service(name, sns)
+    local svc = rt.get("Service", sns, name)
+    if svc then
+      return { kind = "Service", service = svc,
+               fqdn = name .. "." .. sns .. svc_suffix }
+    end
+  end
   rt.resolve_host = function(host, ns)
     host = host:lower()
-    local function service(name, sns)
-      local svc = rt.get("Service", sns, name)
-      if svc then
-        return { kind = "Service", service = svc,
-                 fqdn = name .. "." .. sns .. ".svc." .. domain }
-      end
-    end
     if not host:find(".", 1, true) then
       return service(host, ns)
     end
-    local suffix = ".svc." .. domain
+    local suffix = svc_suffix
     if host:sub(-#suffix) == suffix then
       local name, sns = host:sub(1, -#suffix - 1):match("^([^.]+)%.([^.]+)$")
       if name then
