@@ -64,16 +64,13 @@ local function names_gateway(ctx, vs, list)
   return false
 end
 
-local function istio_order(a, b)
-  local ta = a.metadata.creationTimestamp or ""
-  local tb = b.metadata.creationTimestamp or ""
-  if ta ~= tb then
-    return ta < tb
-  end
-  if a.metadata.namespace ~= b.metadata.namespace then
-    return a.metadata.namespace < b.metadata.namespace
-  end
-  return a.metadata.name < b.metadata.name
+-- Istio's merge order: oldest first (creationTimestamp), then namespace,
+-- then name. "\0" sorts before every character, so the joined key
+-- compares like the three fields one after the other.
+local function istio_order_key(vs)
+  local md = vs.metadata
+  return (md.creationTimestamp or "") .. "\0" .. md.namespace .. "\0" ..
+    md.name
 end
 
 -- VirtualServices bound to this gateway, in Istio's merge order. Only
@@ -97,8 +94,7 @@ function M.bound(ctx)
       end
     end
   end
-  table.sort(list, istio_order)
-  return list
+  return ctx.rt.sort_by(list, istio_order_key)
 end
 
 -- The hosts (intersections) a VirtualService serves on a server host entry

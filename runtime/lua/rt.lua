@@ -49,11 +49,16 @@ local function key_less(a, b)
 end
 
 local function sorted_keys(t)
-  local keys = {}
+  local keys, all_strings = {}, true
   for k in pairs(t or {}) do
     keys[#keys + 1] = k
+    all_strings = all_strings and type(k) == "string"
   end
-  table.sort(keys, key_less)
+  if all_strings then
+    table.sort(keys) -- the usual case, without a Lua comparison per step
+  else
+    table.sort(keys, key_less)
+  end
   return keys
 end
 
@@ -67,6 +72,33 @@ local function sorted_pairs(t)
       return k, t[k]
     end
   end
+end
+
+-- Sorts `list` in place by key_of(item) (all strings or all numbers),
+-- computing each key once. Distinct keys are sorted by themselves, without
+-- a Lua comparison per step; items that share a key are ordered as
+-- table.sort with the comparison key_of(a) < key_of(b) orders them.
+local function sort_by(list, key_of)
+  local n = #list
+  local keys, by_key = {}, {}
+  for i = 1, n do
+    local item = list[i]
+    local k = key_of(item)
+    if by_key[k] ~= nil then
+      local key = {}
+      for j = 1, n do
+        key[list[j]] = key_of(list[j])
+      end
+      table.sort(list, function(a, b) return key[a] < key[b] end)
+      return list
+    end
+    keys[i], by_key[k] = k, item
+  end
+  table.sort(keys)
+  for i = 1, n do
+    list[i] = by_key[keys[i]]
+  end
+  return list
 end
 
 -- Characters AVI names (and by-name refs) may carry unchanged.
@@ -186,6 +218,15 @@ local function host_rank(h)
   return 0
 end
 
+-- A string key that sorts (distinct) hosts as host_specificity_less.
+local function host_specificity_key(h)
+  local rank = host_rank(h)
+  if rank == 1 then -- longer suffixes first
+    return string.format("1%08d", 99999999 - #h) .. h
+  end
+  return rank .. h
+end
+
 local function host_specificity_less(a, b)
   local ra, rb = host_rank(a), host_rank(b)
   if ra ~= rb then
@@ -237,6 +278,8 @@ M.selector_match = selector_match
 M.host_matches = host_matches
 M.host_intersection = host_intersection
 M.host_specificity_less = host_specificity_less
+M.host_specificity_key = host_specificity_key
+M.sort_by = sort_by
 M.base64_decode = base64_decode
 
 ---------------------------------------------------------------------------

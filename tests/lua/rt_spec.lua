@@ -143,6 +143,22 @@ describe("rt", function()
       end
       assert.same({ "y2", "z1" }, seen)
     end)
+    it("sort_by sorts by computed keys, shared keys by comparison", function()
+      local calls = 0
+      local function len(x)
+        calls = calls + 1
+        return #x
+      end
+      assert.same({ "a", "bb", "ccc" }, rt.sort_by({ "ccc", "a", "bb" }, len))
+      assert.equal(3, calls) -- one key per item
+      local list = { "xx", "a", "yy", "b", "zzz" }
+      local expected = { "xx", "a", "yy", "b", "zzz" }
+      table.sort(expected, function(p, q) return #p < #q end)
+      assert.same(expected, rt.sort_by(list, function(x) return #x end))
+      assert.same({}, rt.sort_by({}, len))
+      local keys = rt.sorted_keys({ b = 1, a = 2, c = 3 })
+      assert.same({ "a", "b", "c" }, keys)
+    end)
     it("array marks empty tables as arrays", function()
       assert.equal(h.array_mt, getmetatable(rt.array()))
       assert.is_true(rt.is_array(rt.array({})))
@@ -194,6 +210,11 @@ describe("rt", function()
       table.sort(hosts, rt.host_specificity_less)
       assert.same({ "a.example.com", "b.example.com", "*.a.example.com",
                     "*.example.com", "*" }, hosts)
+      local by_key = { "*", "*.b.com", "*.example.com", "z.com",
+                       "*.a.example.com", "a.example.com", "*.a.com" }
+      rt.sort_by(by_key, rt.host_specificity_key)
+      assert.same({ "a.example.com", "z.com", "*.a.example.com",
+                    "*.example.com", "*.a.com", "*.b.com", "*" }, by_key)
     end)
   end)
 
