@@ -97,9 +97,7 @@ function M.bound(ctx)
   return ctx.rt.sort_by(list, istio_order_key)
 end
 
--- The hosts (intersections) a VirtualService serves on a server host entry
--- `entry` ("host" or "ns/host").
-function M.hosts_on(ctx, vs, entry)
+local function hosts_on(ctx, vs, entry)
   local ns, pattern = entry:match("^([^/]+)/(.+)$")
   if not ns then
     ns, pattern = "*", entry
@@ -116,6 +114,28 @@ function M.hosts_on(ctx, vs, entry)
     if i then
       hosts[#hosts + 1] = i
     end
+  end
+  return hosts
+end
+
+-- The hosts (intersections) a VirtualService serves on a server host entry
+-- `entry` ("host" or "ns/host"). Computed once per translation (the
+-- gateway asks per listener and again for its unused-VirtualService check).
+function M.hosts_on(ctx, vs, entry)
+  local memo = ctx.hosts_on_memo
+  if not memo then
+    memo = {}
+    ctx.hosts_on_memo = memo
+  end
+  local by_vs = memo[entry]
+  if not by_vs then
+    by_vs = {}
+    memo[entry] = by_vs
+  end
+  local hosts = by_vs[vs]
+  if not hosts then
+    hosts = hosts_on(ctx, vs, entry)
+    by_vs[vs] = hosts
   end
   return hosts
 end

@@ -445,6 +445,8 @@ function M.new(host)
     end
     return ok
   end
+  -- names built below: their characters need no URL escaping in refs
+  local made = {}
   rt.name = function(...)
     local raw = { ... }
     local n = select("#", ...)
@@ -474,10 +476,14 @@ function M.new(host)
       local h = rt.hash(name)
       name = name:sub(1, M.NAME_MAX - 18) .. "--" .. h
     end
+    made[name] = true
     return name
   end
 
   rt.ref = function(avi_type, name)
+    if made[name] then -- only URL-safe characters
+      return "/api/" .. avi_type .. "?name=" .. name
+    end
     return "/api/" .. avi_type .. "?name=" .. url_escape(name)
   end
 
