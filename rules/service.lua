@@ -68,23 +68,22 @@ local function sort_key(s)
 end
 
 -- The same order as sort_key as one integer, for the usual server (a
--- dotted-quad IPv4 address, port 0-65535): (address << 16) | port. nil for
+-- dotted-quad IPv4 address of up to 3 digits per number, an integer port
+-- 0-65535): the four numbers in 10 bits each, then the port in 16. nil for
 -- anything else.
+local IPV4 = "^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$"
+
 local function ipv4_key(s)
   local port = s.port
-  if s.ip.type ~= "V4" or math.type(port) ~= "integer" or port < 0 or
-     port > 65535 then
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
     return nil
   end
-  local o1, o2, o3, o4 = s.ip.addr:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  local o1, o2, o3, o4 = s.ip.addr:match(IPV4)
   if not o1 then
     return nil
   end
-  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
-  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
-    return nil
-  end
-  return ((((o1 << 8 | o2) << 8 | o3) << 8 | o4) << 16) | port
+  return (tonumber(o1) << 46) | (tonumber(o2) << 36) | (tonumber(o3) << 26) |
+    (tonumber(o4) << 16) | port
 end
 
 -- Sorts `servers` by distinct precomputed keys (without a Lua comparison
@@ -163,7 +162,8 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
     if target and slice.addressType ~= "FQDN" then
       for _, ep in ipairs(slice.endpoints or {}) do
         local ready = ep.conditions == nil or ep.conditions.ready ~= false
-        if ready and pod_has(rt, ns, ep.targetRef, labels) then
+        if ready and
+           (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
           for _, addr in ipairs(ep.addresses or {}) do
             add_server(servers, seen, addr, target)
           end

@@ -437,12 +437,9 @@ function M.new(host)
   -- part -> false when it must be altered (the same few namespaces, names
   -- and ports come back for every object of a translation)
   local plain = {}
-  local function is_plain(p)
-    local ok = plain[p]
-    if ok == nil then
-      ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
-      plain[p] = ok
-    end
+  local function check_plain(p)
+    local ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
+    plain[p] = ok
     return ok
   end
   -- names built below: their characters need no URL escaping in refs
@@ -457,7 +454,11 @@ function M.new(host)
         p = tostring(p)
         raw[i] = p
       end
-      if not is_plain(p) then
+      local ok = plain[p]
+      if ok == nil then
+        ok = check_plain(p)
+      end
+      if not ok then
         altered = true
       end
     end
