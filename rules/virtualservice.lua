@@ -544,10 +544,13 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
   local in_child = #scope > 0
   local vs_id = vs.metadata.namespace .. "/" .. vs.metadata.name
   for i, route in ipairs((vs.spec or {}).http or {}) do
-    local rpath = string.format("spec.http[%d]", i - 1)
+    -- "spec.http[i-1]", built only for diagnostics
+    local function rpath()
+      return "spec.http[" .. (i - 1) .. "]"
+    end
     for _, u in ipairs(UNSUPPORTED) do
       if route[u[1]] ~= nil then
-        out:warn(vs, rpath .. "." .. u[1], u[2])
+        out:warn(vs, rpath() .. "." .. u[1], u[2])
       end
     end
     local headers = route.headers or {}
@@ -558,21 +561,21 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
     -- the action shared by every match block of the route
     local action, redirect, ok = nil, nil, true
     if route.delegate then
-      out:warn(vs, rpath .. ".delegate", "delegate is not translated; " ..
+      out:warn(vs, rpath() .. ".delegate", "delegate is not translated; " ..
         "the route is left out")
       ok = false
     elseif route.redirect then
       redirect = true
     elseif route.directResponse then
       action = direct_response(ctx, vs, route.directResponse,
-        rpath .. ".directResponse")
+        rpath() .. ".directResponse")
       ok = action ~= nil
     elseif route.route and #route.route > 0 then
       action = { action = "HTTP_SWITCHING_SELECT_POOLGROUP",
                  pool_group_ref = ctx.ref("poolgroup",
                    pool_group(ctx, vs, route, i, scope)) }
     else
-      out:error(vs, rpath, "route has no destination, redirect or " ..
+      out:error(vs, rpath(), "route has no destination, redirect or " ..
         "directResponse; left out")
       ok = false
     end
@@ -582,36 +585,35 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
       blocks = { false }
     end
     for j, mb in ipairs(ok and blocks or {}) do
-      local mpath = string.format("%s.match[%d]", rpath, j - 1)
       local block = mb or nil
       if block == nil or block_applies(ctx, vs, block, listener) then
         local mt, field, why = match_target(ctx, block, listener, host,
           in_child)
         local rule
         if not mt then
-          out:warn(vs, mpath .. "." .. field, why ..
-            "; this match block is left out")
+          out:warn(vs, string.format("%s.match[%d].%s", rpath(), j - 1,
+            field), why .. "; this match block is left out")
         else
-          local label = block and string.format("%s http[%d] match[%d]",
-            vs_id, i - 1, j - 1) or string.format("%s http[%d]", vs_id, i - 1)
-          rule = { name = string.format("%s %s:%d", label, host,
-                     listener.port),
-                   enable = true, match = mt }
+          local name = block and string.format("%s http[%d] match[%d] %s:%d",
+            vs_id, i - 1, j - 1, host, listener.port) or
+            string.format("%s http[%d] %s:%d", vs_id, i - 1, host,
+              listener.port)
+          rule = { name = name, enable = true, match = mt }
           if redirect then
             rule.redirect_action = redirect_action(ctx, vs, route.redirect,
-              rpath .. ".redirect", listener)
+              rpath() .. ".redirect", listener)
           else
             rule.switching_action = action
           end
           if route.rewrite then
-            local rw, wpath = route.rewrite, rpath .. ".rewrite"
+            local rw = route.rewrite
             local ra = {}
             if rw.uri then
               local p, err = rewrite_path(block, rw.uri)
               if p then
                 ra.path = p
               else
-                out:warn(vs, wpath .. ".uri", err .. "; left out")
+                out:warn(vs, rpath() .. ".rewrite.uri", err .. "; left out")
                 rule = nil
               end
             end
@@ -619,8 +621,8 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
               ra.host_hdr = string_token(rw.authority)
             end
             if rw.uriRegexRewrite then
-              out:warn(vs, wpath .. ".uriRegexRewrite", "regex rewrites " ..
-                "are not translated; the route is left out")
+              out:warn(vs, rpath() .. ".rewrite.uriRegexRewrite",
+                "regex rewrites are not translated; the route is left out")
               rule = nil
             end
             if rule and next(ra) then
