@@ -33,19 +33,20 @@ end
 
 -- Returns the name of the pool for destination `dest` of VirtualService
 -- `vs` (emitting it once), or nil after a diagnostic. `path` is the
--- diagnostic path of the destination; `scope` the name parts of the
+-- diagnostic path of the destination (or a function building it, see
+-- avi.at); `scope` the name parts of the
 -- consuming virtual service ({} for the parent, {host} for a child).
 function M.pool(ctx, vs, dest, path, scope)
   local rt, out = ctx.rt, ctx.out
   local vs_ns = vs.metadata.namespace
   if type(dest) ~= "table" or type(dest.host) ~= "string" then
-    out:error(vs, path .. ".host", "destination host missing")
+    out:error(vs, avi.at(path, "host"), "destination host missing")
     return nil
   end
   local number = dest.port and dest.port.number
   local target = rt.resolve_host(dest.host, vs_ns)
   if not target then
-    out:error(vs, path .. ".host", string.format(
+    out:error(vs, avi.at(path, "host"), string.format(
       "host %s resolves to no Service or ServiceEntry (from namespace %s)",
       dest.host, vs_ns))
     return nil
@@ -68,7 +69,7 @@ function M.pool(ctx, vs, dest, path, scope)
     end
   end
   if not sport then
-    out:error(vs, path .. ".port", why)
+    out:error(vs, avi.at(path, "port"), why)
     return nil
   end
   if avi.emitted(ctx, "pool", name) then
@@ -80,7 +81,7 @@ function M.pool(ctx, vs, dest, path, scope)
   local policy, paths, labels, err =
     destinationrule.policy(dr, dest.subset, port_number)
   if not policy then
-    out:error(vs, path .. ".subset", err)
+    out:error(vs, avi.at(path, "subset"), err)
     return nil
   end
 
@@ -96,7 +97,7 @@ function M.pool(ctx, vs, dest, path, scope)
     end
   end
   if #servers == 0 then
-    out:warn(vs, path, string.format("%s port %d%s has no ready endpoints",
+    out:warn(vs, avi.at(path), string.format("%s port %d%s has no ready endpoints",
       target.fqdn, port_number,
       dest.subset and (" subset " .. dest.subset) or ""))
   end

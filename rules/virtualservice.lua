@@ -498,13 +498,15 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   local members, by_pool = {}, {}
   for j, d in ipairs(dests) do
-    local dpath = string.format("spec.http[%d].route[%d]", i - 1, j - 1)
+    local function dpath() -- built only for diagnostics
+      return string.format("spec.http[%d].route[%d]", i - 1, j - 1)
+    end
     if d.headers then
-      ctx.out:warn(vs, dpath .. ".headers", "per-destination header edits " ..
-        "are not translated (AVI applies header actions per rule)")
+      ctx.out:warn(vs, dpath() .. ".headers", "per-destination header " ..
+        "edits are not translated (AVI applies header actions per rule)")
     end
     local pool = destination.pool(ctx, vs, d.destination,
-      dpath .. ".destination", scope)
+      function() return dpath() .. ".destination" end, scope)
     if pool then
       local ratio = d.weight or (any_weight and 0 or 1)
       if by_pool[pool] then

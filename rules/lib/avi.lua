@@ -78,6 +78,19 @@ function M.emitted(ctx, avi_type, name)
   return ctx.out:get(avi_type, name)
 end
 
+-- The diagnostic path `path` (a string, or a function that builds it:
+-- hot loops build paths only when a diagnostic is reported), with
+-- ".<field>" appended when `field` is given.
+function M.at(path, field)
+  if type(path) == "function" then
+    path = path()
+  end
+  if field then
+    return path .. "." .. field
+  end
+  return path
+end
+
 -- "spec.http[0].match[1]" style paths (0-based, like the diagnostics).
 function M.path(base, field, index)
   local p = base

@@ -107,6 +107,24 @@ describe("rules/service.lua", function()
   end)
 end)
 
+describe("rules/lib/avi.lua", function()
+  local avi = import("lib/avi")
+  it("builds diagnostic paths from strings or, lazily, functions", function()
+    assert.equal("spec.http[0].host", avi.at("spec.http[0]", "host"))
+    assert.equal("spec.http[0]", avi.at("spec.http[0]"))
+    assert.equal("spec.tcp[1].port",
+      avi.at(function() return "spec.tcp[1]" end, "port"))
+  end)
+  it("names scoped objects with the scope parts first", function()
+    local ctx = ctx_for({})
+    assert.equal("amc--t--gwns--gw--a--b", ctx.scoped_name({}, "a", "b"))
+    assert.equal("amc--t--gwns--gw--h.example--a",
+      ctx.scoped_name({ "h.example" }, "a"))
+    assert.equal("amc--t--gwns--gw--x--y--a--b",
+      ctx.scoped_name({ "x", "y" }, "a", "b"))
+  end)
+end)
+
 describe("rules/secret.lua", function()
   local secret = import("secret")
   it("reports a Secret without keys, never its content", function()
