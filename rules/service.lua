@@ -68,32 +68,79 @@ local function sort_key(s)
 end
 
 -- The same order as sort_key as one integer, for the usual server (a
--- dotted-quad IPv4 address of up to 3 digits per number, an integer port
--- 0-65535): the four numbers in 10 bits each, then the port in 16. nil for
--- anything else.
-local IPV4 = "^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$"
+-- dotted-quad IPv4 address, an integer port 0-65535): the address's 32
+-- bits, then the port's 16. nil for anything else.
+local IPV4 = "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+-- (locals: called once per server, and a global or string-method lookup
+-- goes through the sandbox's proxies)
+local match, tonumber, math_type = string.match, tonumber, math.type
 
 local function ipv4_key(s)
   local port = s.port
-  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+  if math_type(port) ~= "integer" or port < 0 or port > 65535 then
     return nil
   end
-  local o1, o2, o3, o4 = s.ip.addr:match(IPV4)
+  local o1, o2, o3, o4 = match(s.ip.addr, IPV4)
   if not o1 then
     return nil
   end
-  return (tonumber(o1) << 46) | (tonumber(o2) << 36) | (tonumber(o3) << 26) |
-    (tonumber(o4) << 16) | port
+  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
+  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
+    return nil
+  end
+  return (o1 << 40) | (o2 << 32) | (o3 << 24) | (o4 << 16) | port
 end
 
--- Sorts `servers` by distinct precomputed keys (without a Lua comparison
--- per step). Returns false, leaving `servers` alone, when `key_of` has no
--- key for a server or two servers share one.
+-- Sorts the usual servers by their ipv4_key: nothing to do when they come
+-- in order; else the keys, each carrying its server's index in its low
+-- bits (48 + 15 bits), sorted as plain integers. Returns false, leaving
+-- `servers` alone, when a server has no such key or two share one.
+local INDEX_BITS = 15
+
+local function sort_by_ipv4_key(servers)
+  local n = #servers
+  if n >= 1 << INDEX_BITS then
+    return false
+  end
+  local keys, ascending = {}, true
+  for i = 1, n do
+    local k = ipv4_key(servers[i])
+    if k == nil then
+      return false
+    end
+    if i > 1 and k <= keys[i - 1] then
+      ascending = false
+    end
+    keys[i] = k
+  end
+  if ascending then
+    return true
+  end
+  for i = 1, n do
+    keys[i] = (keys[i] << INDEX_BITS) | i
+  end
+  table.sort(keys)
+  for i = 2, n do
+    if keys[i] >> INDEX_BITS == keys[i - 1] >> INDEX_BITS then
+      return false
+    end
+  end
+  local by_index = table.move(servers, 1, n, 1, {})
+  local mask = (1 << INDEX_BITS) - 1
+  for i = 1, n do
+    servers[i] = by_index[keys[i] & mask]
+  end
+  return true
+end
+
+-- Sorts `servers` by distinct precomputed string keys (without a Lua
+-- comparison per step). Returns false, leaving `servers` alone, when two
+-- servers share a key.
 local function sort_by_distinct_keys(servers, key_of)
   local keys, by_key = {}, {}
   for i, s in ipairs(servers) do
     local k = key_of(s)
-    if k == nil or by_key[k] ~= nil then
+    if by_key[k] ~= nil then
       return false
     end
     keys[i] = k
@@ -110,7 +157,7 @@ end
 -- the key strings, else (keys that collide, from odd spellings such as
 -- leading zeros) with a comparison function.
 local function sort_servers(servers)
-  if #servers < 2 or sort_by_distinct_keys(servers, ipv4_key) or
+  if #servers < 2 or sort_by_ipv4_key(servers) or
      sort_by_distinct_keys(servers, sort_key) then
     return
   end
