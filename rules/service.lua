@@ -207,12 +207,16 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
       end
     end
     if target and slice.addressType ~= "FQDN" then
-      for _, ep in ipairs(slice.endpoints or {}) do
+      -- (numeric loops: this runs once per endpoint of the mesh)
+      local endpoints = slice.endpoints or {}
+      for i = 1, #endpoints do
+        local ep = endpoints[i]
         local ready = ep.conditions == nil or ep.conditions.ready ~= false
         if ready and
            (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
-          for _, addr in ipairs(ep.addresses or {}) do
-            add_server(servers, seen, addr, target)
+          local addresses = ep.addresses or {}
+          for j = 1, #addresses do
+            add_server(servers, seen, addresses[j], target)
           end
         end
       end
