@@ -62,7 +62,14 @@ local function sorted_keys(t)
   return keys
 end
 
+local function no_more()
+  return nil
+end
+
 local function sorted_pairs(t)
+  if t == nil then
+    return no_more -- an absent optional map (the usual case)
+  end
   local keys = sorted_keys(t)
   local i = 0
   return function()

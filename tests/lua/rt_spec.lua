@@ -146,6 +146,12 @@ describe("rt", function()
         seen[#seen + 1] = k .. v
       end
       assert.same({ "y2", "z1" }, seen)
+      for _ in rt.sorted_pairs(nil) do
+        error("no pairs in nil")
+      end
+      for _ in rt.sorted_pairs({}) do
+        error("no pairs in {}")
+      end
     end)
     it("sort_by sorts by computed keys, shared keys by comparison", function()
       local calls = 0
