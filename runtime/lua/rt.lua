@@ -456,14 +456,17 @@ function M.new(host)
     local n = select("#", ...)
     local altered = false
     for i = 1, n do
-      local p = raw[i]
-      if type(p) ~= "string" then
-        p = tostring(p)
-        raw[i] = p
-      end
-      local ok = plain[p]
+      local ok = plain[raw[i]] -- nil for new parts and non-strings
       if ok == nil then
-        ok = check_plain(p)
+        local p = raw[i]
+        if type(p) ~= "string" then
+          p = tostring(p)
+          raw[i] = p
+        end
+        ok = plain[p]
+        if ok == nil then
+          ok = check_plain(p)
+        end
       end
       if not ok then
         altered = true
