@@ -125,6 +125,46 @@ describe("rules/lib/avi.lua", function()
   end)
 end)
 
+describe("rules/destinationrule.lua", function()
+  local dr_mod = import("destinationrule")
+  local function dr(ns, name, host, extra)
+    local o = { kind = "DestinationRule",
+      metadata = { namespace = ns, name = name }, spec = { host = host } }
+    for k, v in pairs(extra or {}) do
+      o.spec[k] = v
+    end
+    return o
+  end
+  local fqdn = "svc.app.svc.cluster.local"
+  local function pick(objs, host, svc_ns)
+    local ctx = ctx_for(objs)
+    local found = dr_mod.find(ctx, host or fqdn, svc_ns or "app")
+    return found and found.metadata.namespace .. "/" .. found.metadata.name
+  end
+  it("prefers exact hosts, then longer wildcards, then namespaces", function()
+    local wild = dr("app", "wild", "*.cluster.local")
+    local longer = dr("app", "longer", "*.app.svc.cluster.local")
+    assert.equal("app/longer", pick({ wild, longer }))
+    assert.equal("other/exact", pick({ wild, longer,
+      dr("other", "exact", "svc.app.svc.cluster.local") }))
+    -- short hosts resolve in the rule's namespace
+    assert.equal("app/short", pick({ wild, dr("app", "short", "svc") }))
+    assert.is_nil(pick({ dr("other", "short", "svc") }))
+    -- same host: the gateway's namespace, then the service's, then order
+    assert.equal("gwns/b", pick({ dr("app", "a", fqdn), dr("gwns", "b", fqdn) }))
+    assert.equal("app/c", pick({ dr("x", "a", fqdn), dr("app", "c", fqdn) }))
+    assert.equal("x/a", pick({ dr("x", "a", fqdn), dr("y", "b", fqdn) }))
+    -- not exported to the gateway's namespace, other workloads: ignored
+    assert.equal("app/wild", pick({ wild,
+      dr("app", "hidden", fqdn, { exportTo = { "." } }),
+      dr("gwns", "egress", fqdn,
+        { workloadSelector = { matchLabels = { istio = "egress" } } }) }))
+    -- a wildcard ServiceEntry host is matched exactly first
+    assert.equal("se/exact", pick({ dr("se", "wider", "*.example.com"),
+      dr("se", "exact", "*.a.example.com") }, "*.a.example.com", nil))
+  end)
+end)
+
 describe("rules/secret.lua", function()
   local secret = import("secret")
   it("reports a Secret without keys, never its content", function()
