@@ -73,32 +73,32 @@ local function candidates(ctx)
   return c
 end
 
--- The DestinationRule for destination `fqdn` (service namespace `svc_ns`,
--- nil for ServiceEntry hosts), or nil.
-function M.find(ctx, fqdn, svc_ns)
-  local rt = ctx.rt
-  local c = candidates(ctx)
+-- The best of candidate `entries` (those covering `fqdn` when it is
+-- given) for a destination of namespace `svc_ns`: the lowest key wins,
+-- exact host first, then longer wildcard, then namespace rank.
+local function best_of(ctx, entries, exact, svc_ns, fqdn)
   local best, best_key
-  local function consider(e, exact)
-    -- lower key wins: exact first, longer wildcard, namespace rank
-    local key = string.format("%d|%05d|%d", exact and 0 or 1,
-      99999 - #e.host, rank_ns(e.dr.metadata.namespace, ctx.gw_ns, svc_ns))
-    if best_key == nil or key < best_key then
-      best, best_key = e.dr, key
-    end
-  end
-  for _, e in ipairs(c.exact[fqdn] or {}) do
-    consider(e, true)
-  end
-  if best then
-    return best
-  end
-  for _, e in ipairs(c.wildcard) do
-    if rt.host_matches(e.host, fqdn) then
-      consider(e, false)
+  for _, e in ipairs(entries) do
+    if fqdn == nil or ctx.rt.host_matches(e.host, fqdn) then
+      local key = string.format("%d|%05d|%d", exact and 0 or 1,
+        99999 - #e.host, rank_ns(e.dr.metadata.namespace, ctx.gw_ns, svc_ns))
+      if best_key == nil or key < best_key then
+        best, best_key = e.dr, key
+      end
     end
   end
   return best
+end
+
+-- The DestinationRule for destination `fqdn` (service namespace `svc_ns`,
+-- nil for ServiceEntry hosts), or nil.
+function M.find(ctx, fqdn, svc_ns)
+  local c = candidates(ctx)
+  local exact = c.exact[fqdn]
+  if exact then
+    return best_of(ctx, exact, true, svc_ns)
+  end
+  return best_of(ctx, c.wildcard, false, svc_ns, fqdn)
 end
 
 local POLICY_FIELDS = { "loadBalancer", "connectionPool", "outlierDetection",
