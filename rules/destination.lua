@@ -31,6 +31,32 @@ local function pool_name(ctx, scope, subset, ...)
   return ctx.scoped_name(scope, table.unpack(parts))
 end
 
+-- The servers of Service port `sport` narrowed to subset `labels`,
+-- computed once per translation: the parent VS and each SNI child have
+-- their own pools for the same backends, and several routes may name the
+-- same one. (Pools share the list; outputs are not modified once emitted.)
+local NO_LABELS = {}
+
+local function service_servers(ctx, svc, sport, labels)
+  -- ctx.servers_memo[labels][sport] -> servers
+  local memo = ctx.servers_memo
+  if not memo then
+    memo = {}
+    ctx.servers_memo = memo
+  end
+  local by_port = memo[labels or NO_LABELS]
+  if not by_port then
+    by_port = {}
+    memo[labels or NO_LABELS] = by_port
+  end
+  local servers = by_port[sport]
+  if not servers then
+    servers = service.servers(ctx.rt, svc, sport, labels)
+    by_port[sport] = servers
+  end
+  return servers
+end
+
 -- Returns the name of the pool for destination `dest` of VirtualService
 -- `vs` (emitting it once), or nil after a diagnostic. `path` is the
 -- diagnostic path of the destination (or a function building it, see
@@ -87,7 +113,7 @@ function M.pool(ctx, vs, dest, path, scope)
 
   local servers
   if target.kind == "Service" then
-    servers = service.servers(rt, target.service, sport, labels)
+    servers = service_servers(ctx, target.service, sport, labels)
   else
     servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
       labels)
@@ -97,8 +123,8 @@ function M.pool(ctx, vs, dest, path, scope)
     end
   end
   if #servers == 0 then
-    out:warn(vs, avi.at(path), string.format("%s port %d%s has no ready endpoints",
-      target.fqdn, port_number,
+    out:warn(vs, avi.at(path), string.format(
+      "%s port %d%s has no ready endpoints", target.fqdn, port_number,
       dest.subset and (" subset " .. dest.subset) or ""))
   end
 
