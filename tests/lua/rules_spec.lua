@@ -151,7 +151,8 @@ describe("rules/destinationrule.lua", function()
     assert.equal("app/short", pick({ wild, dr("app", "short", "svc") }))
     assert.is_nil(pick({ dr("other", "short", "svc") }))
     -- same host: the gateway's namespace, then the service's, then order
-    assert.equal("gwns/b", pick({ dr("app", "a", fqdn), dr("gwns", "b", fqdn) }))
+    assert.equal("gwns/b",
+      pick({ dr("app", "a", fqdn), dr("gwns", "b", fqdn) }))
     assert.equal("app/c", pick({ dr("x", "a", fqdn), dr("app", "c", fqdn) }))
     assert.equal("x/a", pick({ dr("x", "a", fqdn), dr("y", "b", fqdn) }))
     -- not exported to the gateway's namespace, other workloads: ignored
