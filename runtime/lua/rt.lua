@@ -245,13 +245,18 @@ local function host_specificity_less(a, b)
   return a < b
 end
 
-local function base64_decode(s)
+-- base64 alphabet byte -> 6-bit value
+local BASE64 = {}
+do
   local alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local rev = {}
   for i = 1, #alphabet do
-    rev[alphabet:byte(i)] = i - 1
+    BASE64[alphabet:byte(i)] = i - 1
   end
+end
+
+local function base64_decode(s)
+  local rev, char = BASE64, string.char
   s = s:gsub("%s", "")
   if #s % 4 ~= 0 or s:find("[^%w+/=]") then
     return nil
@@ -266,12 +271,16 @@ local function base64_decode(s)
       return nil
     end
     local n = (va << 18) | (vb << 12) | (vc << 6) | vd
-    out[#out + 1] = string.char((n >> 16) & 0xff)
-    if c ~= 61 then
-      out[#out + 1] = string.char((n >> 8) & 0xff)
-    end
-    if d ~= 61 then
-      out[#out + 1] = string.char(n & 0xff)
+    if c ~= 61 and d ~= 61 then -- no padding: three bytes at once
+      out[#out + 1] = char(n >> 16, (n >> 8) & 0xff, n & 0xff)
+    else
+      out[#out + 1] = char((n >> 16) & 0xff)
+      if c ~= 61 then
+        out[#out + 1] = char((n >> 8) & 0xff)
+      end
+      if d ~= 61 then
+        out[#out + 1] = char(n & 0xff)
+      end
     end
   end
   return table.concat(out)
