@@ -18,21 +18,26 @@
 #include <lualib.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "util/buf.h"
 #include "util/embedded.h"
 
-#define HOOK_STEP      1000
+#define HOOK_STEP      1000 /* AMC_LUA_PROFILE sampling, in VM instructions */
 #define DEFAULT_CAP    ((size_t)256 << 20)
 #define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
-#define DEFAULT_BUDGET 50000000ULL
+#define DEFAULT_BUDGET 1000ULL /* CPU milliseconds */
+#define BUDGET_SIGNAL  (SIGRTMIN + 5)
 
 typedef struct {
   char *rel;  /* "lib/names.lua" */
@@ -64,12 +69,17 @@ struct amc_rules_engine {
   amc_store_t *store;
   const amc_settings_t *settings;
   size_t cap, tmem;
-  uint64_t budget;
+  uint64_t budget; /* CPU milliseconds */
   char *runtime_dir;
   gen_t *active;
   uint64_t generations;
+  /* The CPU-time budget (see "Budget" below). */
+  timer_t timer;
+  pid_t timer_tid; /* the thread the timer measures; 0: no timer yet */
+  volatile sig_atomic_t deadline; /* the timer fired in this operation */
+  uint64_t budget_end_ms;         /* without a timer: CPU clock deadline */
+  lua_State *running;             /* the state the operation runs in */
   /* The operation in progress (a load or a translation). */
-  uint64_t instr;
   int budget_hit;
   char budget_where[300];
   /* load */
@@ -263,20 +273,121 @@ static void prof_report(amc_rules_engine_t *e) {
             100.0 * (double)e->prof[i].n / (double)total, e->prof[i].key);
 }
 
-static void count_hook(lua_State *L, lua_Debug *ar) {
+/* Budget. Counting VM instructions needs a count hook, and any count hook
+ * makes Lua 5.4 trap on every instruction (about a tenth of a
+ * translation's time). So the budget is CPU time instead: a POSIX timer on
+ * the thread's CPU clock sends BUDGET_SIGNAL to this thread when the
+ * budget of the operation is used up, and the handler arms a count hook
+ * (lua_sethook is safe to call from a signal handler), which raises the
+ * error at the next VM instruction. Until then Lua runs without any hook.
+ * Without a timer (timer_create failed) the hook checks the thread's CPU
+ * clock every HOOK_STEP instructions instead. */
+static uint64_t thread_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   amc_rules_engine_t *e = GEN(L)->eng;
   if (e->prof)
     prof_tick(e, L);
-  e->instr += HOOK_STEP;
-  if (e->instr <= e->budget)
-    return;
+  if (!e->deadline) {
+    if (e->timer_tid || thread_cpu_ms() < e->budget_end_ms)
+      return;
+    e->deadline = 1;
+  }
   if (!e->budget_hit) {
     e->budget_hit = 1;
     if (rule_position(L, e->budget_where, sizeof e->budget_where) < 0)
       e->budget_where[0] = '\0';
   }
-  luaL_error(L, "instruction budget exceeded");
+  luaL_error(L, "CPU time budget exceeded");
+}
+
+/* The engine whose operation runs now (on this, the loop thread). */
+static amc_rules_engine_t *volatile budget_running;
+
+static void budget_signal(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)uc;
+  amc_rules_engine_t *e = budget_running;
+  if (!e || si->si_value.sival_ptr != e || !e->running)
+    return; /* a late signal of an operation that has ended */
+  e->deadline = 1;
+  lua_sethook(e->running, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/* A timer on this thread's CPU clock (made again if the engine is used
+ * from another thread than before). Returns 0, or -1: no timer. */
+static int budget_timer(amc_rules_engine_t *e) {
+  static int installed;
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  if (e->timer_tid == tid)
+    return 0;
+  if (e->timer_tid) {
+    timer_delete(e->timer);
+    e->timer_tid = 0;
+  }
+  if (!installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = budget_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(BUDGET_SIGNAL, &sa, NULL) != 0)
+      return -1;
+    installed = 1;
+  }
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = BUDGET_SIGNAL;
+  sev.sigev_value.sival_ptr = e;
+  sev._sigev_un._tid = tid;
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &e->timer) != 0)
+    return -1;
+  e->timer_tid = tid;
+  return 0;
+}
+
+/* Starts the budget of an operation running in L. */
+static void budget_start(amc_rules_engine_t *e, lua_State *L) {
+  e->budget_hit = 0;
+  e->budget_where[0] = '\0';
+  e->deadline = 0;
+  e->running = L;
+  budget_running = e;
+  if (budget_timer(e) == 0) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(e->budget / 1000);
+    its.it_value.tv_nsec = (long)(e->budget % 1000) * 1000000;
+    if (timer_settime(e->timer, 0, &its, NULL) == 0) {
+      if (e->prof)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+      return;
+    }
+    timer_delete(e->timer);
+    e->timer_tid = 0;
+  }
+  e->budget_end_ms = thread_cpu_ms() + e->budget;
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+/* Ends it: disarms the timer and the hook. Returns 1 when the budget ran
+ * out during the operation (also if no Lua ran after that). */
+static int budget_stop(amc_rules_engine_t *e, lua_State *L) {
+  if (e->timer_tid) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    timer_settime(e->timer, 0, &its, NULL);
+  }
+  budget_running = NULL;
+  e->running = NULL;
+  lua_sethook(L, NULL, 0, 0);
+  return e->deadline || e->budget_hit;
 }
 
 static int msg_handler(lua_State *L) {
@@ -1077,24 +1188,22 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   e->files = files;
   e->n_files = n;
   amc_buf_reset(&e->import_stack);
-  e->instr = 0;
-  e->budget_hit = 0;
   g->mem_refused = 0;
   lua_State *L = g->L;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  budget_start(e, L);
   int rc = -1;
   if (lua_checkstack(L, 4)) {
     lua_pushcfunction(L, msg_handler);
     lua_pushcfunction(L, load_protected);
     int status = lua_pcall(L, 0, 0, 1);
-    if (status == LUA_OK) {
-      rc = 0;
-    } else if (e->budget_hit) {
+    if (budget_stop(e, L)) {
       snprintf(err, errlen,
-               "%s: instruction budget exceeded (%llu instructions) while "
-               "loading rules from %s",
+               "%s: CPU time budget exceeded (%llu ms) while loading rules "
+               "from %s",
                e->budget_where[0] ? e->budget_where : "rules",
                (unsigned long long)e->budget, dir);
+    } else if (status == LUA_OK) {
+      rc = 0;
     } else if (status == LUA_ERRMEM) {
       snprintf(err, errlen,
                "memory limit exceeded (%zu bytes) while loading rules from %s",
@@ -1105,9 +1214,9 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
                m ? m : "unknown error");
     }
   } else {
+    budget_stop(e, L);
     snprintf(err, errlen, "cannot grow the Lua stack");
   }
-  lua_sethook(L, NULL, 0, 0);
   e->files = NULL;
   e->n_files = 0;
   free_files(files, n);
@@ -1711,27 +1820,24 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   e->cur_obj = o;
   e->cur_t = t;
   e->objs_cap = e->diags_cap = e->reads_cap = 0;
-  e->instr = 0;
-  e->budget_hit = 0;
   free(e->out_err);
   e->out_err = NULL;
   g->mem_refused = 0;
   g->limit = g->used + e->tmem < g->cap ? g->used + e->tmem : g->cap;
   lua_settop(L, 0);
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  budget_start(e, L);
   lua_pushcfunction(L, msg_handler);
   lua_pushcfunction(L, translate_protected);
   int status = lua_pcall(L, 0, 0, 1);
-  lua_sethook(L, NULL, 0, 0);
+  int over = budget_stop(e, L);
   g->limit = g->cap;
-  if (status != LUA_OK) {
-    if (e->budget_hit) {
-      t->error =
-          xasprintf("%s: instruction budget exceeded (%llu instructions) while "
-                    "translating %s",
-                    e->budget_where[0] ? e->budget_where : g->entry_file,
-                    (unsigned long long)e->budget, t->key);
-    } else if (status == LUA_ERRMEM || g->mem_refused) {
+  if (over) {
+    t->error = xasprintf("%s: CPU time budget exceeded (%llu ms) while "
+                         "translating %s",
+                         e->budget_where[0] ? e->budget_where : g->entry_file,
+                         (unsigned long long)e->budget, t->key);
+  } else if (status != LUA_OK) {
+    if (status == LUA_ERRMEM || g->mem_refused) {
       t->error = xasprintf("%s: memory limit exceeded (%zu bytes per "
                            "translation, %zu per generation) while "
                            "translating %s",
@@ -1781,8 +1887,8 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
   e->cap = opts && opts->memory_cap ? opts->memory_cap : DEFAULT_CAP;
   e->tmem = opts && opts->translation_memory ? opts->translation_memory
                                              : DEFAULT_TMEM;
-  e->budget = opts && opts->instruction_budget ? opts->instruction_budget
-                                               : DEFAULT_BUDGET;
+  e->budget =
+      opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_BUDGET;
   const char *rd = opts ? opts->runtime_lua_dir : NULL;
   if (!rd) {
     rd = getenv("AMC_RUNTIME_LUA_DIR");
@@ -1804,6 +1910,8 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
     free(e->prof);
   }
   gen_free(e->active);
+  if (e->timer_tid)
+    timer_delete(e->timer);
   free(e->runtime_dir);
   free(e->out_err);
   amc_buf_free(&e->import_stack);
