@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
 
@@ -106,7 +107,7 @@ struct gen {
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
-  int ref_schema_types, ref_schema_objects; /* avi_schema, or LUA_NOREF */
+  amc_schema_proof_t *proof; /* avi_schema compiled (schema_proof.h) */
   small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
   slab_t *slabs;
   char *slab_pos;
@@ -1072,18 +1073,12 @@ static int load_protected(lua_State *L) {
                          "object");
   g->ref_validate = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  /* The schema validate.lua uses, for the C fast path (schema_proves). */
+  /* The schema validate.lua uses, compiled for the C fast path. */
   lua_pushcfunction(L, l_runtime_require);
   lua_pushliteral(L, "avi_schema");
   if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
-    if (lua_getfield(L, -1, "types") == LUA_TTABLE)
-      g->ref_schema_types = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-      lua_pop(L, 1);
-    if (lua_getfield(L, -1, "objects") == LUA_TTABLE)
-      g->ref_schema_objects = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-      lua_pop(L, 1);
+    amc_schema_proof_free(g->proof);
+    g->proof = amc_schema_proof_compile(L, -1);
   }
   lua_pop(L, 1);
 
@@ -1151,6 +1146,7 @@ static void gen_free(gen_t *g) {
   }
   free(g->entry_file);
   free(g->valid);
+  amc_schema_proof_free(g->proof);
   free(g);
 }
 
@@ -1174,7 +1170,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->eng = e;
   g->cap = g->limit = e->cap;
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
-      g->ref_cache = g->ref_schema_types = g->ref_schema_objects = LUA_NOREF;
+      g->ref_cache = LUA_NOREF;
   digest_files(files, n, g->digest);
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
@@ -1320,225 +1316,6 @@ static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
   return 0;
 }
 
-/* A C fast path for validate.object: proves that an object satisfies the
- * schema (avi_schema.lua's format, the rules validate.lua applies). It is
- * conservative: anything it does not recognise or that fails returns 0 and
- * validate.object runs as usual, so the Lua module stays the authority
- * for what is rejected and for every error message. */
-#define PROVE_DEPTH 64
-
-/* validate.lua's is_array: keys are exactly 1..n (an empty table too). */
-static int lua_is_seq(lua_State *L, int idx) {
-  lua_Integer n = 0, max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    n++;
-    if (lua_tointeger(L, -1) > max)
-      max = lua_tointeger(L, -1);
-  }
-  return n == max;
-}
-
-/* An "object" value: a table that is not a non-empty sequence. */
-static int lua_is_obj(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return 0;
-  lua_pushnil(L);
-  if (!lua_next(L, idx))
-    return 1;
-  lua_pop(L, 2);
-  return !lua_is_seq(L, idx);
-}
-
-static int prove_object(lua_State *L, int types, int type_name, int obj,
-                        int depth);
-
-/* Scalar of schema type `t` with facts at `f`. */
-static int prove_scalar(lua_State *L, const char *t, int f, int v) {
-  int top = lua_gettop(L), ok = 0;
-  if (strcmp(t, "string") == 0) {
-    if (lua_type(L, v) != LUA_TSTRING)
-      goto out;
-    if (lua_getfield(L, f, "enum") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TTABLE)
-        goto out;
-      lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-      int found = 0;
-      for (lua_Integer i = 1; i <= n && !found; i++) {
-        lua_rawgeti(L, -1, i);
-        found = lua_rawequal(L, -1, v);
-        lua_pop(L, 1);
-      }
-      if (!found)
-        goto out;
-    }
-    ok = 1;
-  } else if (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0) {
-    if (lua_type(L, v) != LUA_TNUMBER)
-      goto out;
-    lua_Number x = lua_tonumber(L, v);
-    if (t[0] == 'i' && !lua_isinteger(L, v) && x != floor(x))
-      goto out;
-    int tmin = lua_getfield(L, f, "min");
-    int tmax = lua_getfield(L, f, "max");
-    if (tmin != LUA_TNIL) {
-      if (tmin != LUA_TNUMBER || tmax != LUA_TNUMBER)
-        goto out;
-      if (x < lua_tonumber(L, -2) || x > lua_tonumber(L, -1)) {
-        /* Out of range: a special value? */
-        if (lua_getfield(L, f, "special") != LUA_TTABLE)
-          goto out;
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        int found = 0;
-        for (lua_Integer i = 1; i <= n && !found; i++) {
-          lua_rawgeti(L, -1, i);
-          found = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == x;
-          lua_pop(L, 1);
-        }
-        if (!found)
-          goto out;
-      }
-    }
-    ok = 1;
-  } else if (strcmp(t, "boolean") == 0) {
-    ok = lua_type(L, v) == LUA_TBOOLEAN;
-  }
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-static int prove_field(lua_State *L, int types, int f, int v, int depth) {
-  int top = lua_gettop(L), ok = 0;
-  if (lua_getfield(L, f, "t") != LUA_TSTRING)
-    goto out;
-  const char *t = lua_tostring(L, -1);
-  if (strcmp(t, "object") == 0) {
-    if (!lua_is_obj(L, v))
-      goto out;
-    if (lua_getfield(L, f, "ref") == LUA_TNIL) {
-      ok = 1;
-      goto out;
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-      goto out;
-    ok = prove_object(L, types, lua_gettop(L), v, depth + 1);
-  } else if (strcmp(t, "array") == 0) {
-    if (lua_type(L, v) != LUA_TTABLE || !lua_is_seq(L, v))
-      goto out;
-    if (lua_getmetatable(L, v)) { /* only the JSON array metatable */
-      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
-      if (!lua_rawequal(L, -1, -2))
-        goto out;
-    }
-    lua_Integer n = (lua_Integer)lua_rawlen(L, v);
-    int tm = lua_getfield(L, f, "max_items");
-    if (tm != LUA_TNIL &&
-        (tm != LUA_TNUMBER || (lua_Number)n > lua_tonumber(L, -1)))
-      goto out;
-    int tr = lua_getfield(L, f, "ref");
-    int ref = lua_gettop(L);
-    const char *items = "string";
-    if (tr == LUA_TNIL) {
-      if (lua_getfield(L, f, "items") == LUA_TSTRING)
-        items = lua_tostring(L, -1);
-      else if (!lua_isnil(L, -1))
-        goto out;
-    } else if (tr != LUA_TSTRING) {
-      goto out;
-    }
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, v, i);
-      int it = lua_gettop(L);
-      int good =
-          tr == LUA_TNIL
-              ? prove_scalar(L, items, f, it)
-              : lua_is_obj(L, it) && prove_object(L, types, ref, it, depth + 1);
-      lua_pop(L, 1);
-      if (!good)
-        goto out;
-    }
-    ok = 1;
-  } else {
-    ok = prove_scalar(L, t, f, v);
-  }
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-/* obj (a table) against types[type_name]. */
-static int prove_object(lua_State *L, int types, int type_name, int obj,
-                        int depth) {
-  if (depth > PROVE_DEPTH || !lua_checkstack(L, 12))
-    return 0;
-  int top = lua_gettop(L), ok = 0;
-  /* A metatable could change what validate.lua's pairs() and indexing see:
-   * leave such objects to it. */
-  if (lua_getmetatable(L, obj))
-    goto out;
-  lua_pushvalue(L, type_name);
-  if (lua_rawget(L, types) != LUA_TTABLE)
-    goto out;
-  int def = lua_gettop(L);
-  if (lua_getfield(L, def, "fields") != LUA_TTABLE)
-    goto out;
-  int fields = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, obj)) {
-    int v = lua_gettop(L);
-    if (lua_type(L, v - 1) != LUA_TSTRING)
-      goto out;
-    lua_pushvalue(L, v - 1);
-    if (lua_rawget(L, fields) != LUA_TTABLE)
-      goto out;
-    int f = lua_gettop(L);
-    if (lua_getfield(L, f, "ro") != LUA_TNIL && lua_toboolean(L, -1))
-      goto out;
-    lua_pop(L, 1);
-    if (!prove_field(L, types, f, v, depth))
-      goto out;
-    lua_settop(L, v - 1); /* keep the key for lua_next */
-  }
-  if (lua_getfield(L, def, "required") == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
-      int present = lua_rawget(L, obj) != LUA_TNIL;
-      lua_pop(L, 1);
-      if (!present)
-        goto out;
-    }
-  } else if (!lua_isnil(L, -1)) {
-    goto out;
-  }
-  ok = 1;
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-/* 1 when the object at `obj` of REST type `type` certainly passes
- * validate.object. */
-static int schema_proves(lua_State *L, gen_t *g, const char *type, int obj) {
-  if (g->ref_schema_types == LUA_NOREF || g->ref_schema_objects == LUA_NOREF)
-    return 0;
-  int top = lua_gettop(L);
-  luaL_checkstack(L, 8, "validating");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_types);
-  int types = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_objects);
-  int ok = lua_getfield(L, -1, type) == LUA_TSTRING && lua_is_obj(L, obj) &&
-           prove_object(L, types, lua_gettop(L), obj, 0);
-  lua_settop(L, top);
-  return ok;
-}
-
 /* The set of (type, canonical JSON) hashes that passed validation in a
  * generation: open addressing over 64-bit FNV-1a hashes (0 = empty),
  * cleared when it gets large. */
@@ -1646,7 +1423,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
      * passed before in this generation (the usual case when a key is
      * translated again). */
     uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
-    if (!valid_seen(g, vh) && !schema_proves(L, g, type, obj)) {
+    if (!valid_seen(g, vh) &&
+        !amc_schema_proof_check(g->proof, type, e->scratch.data,
+                                e->scratch.len)) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
       lua_pushvalue(L, it);
       lua_getfield(L, -1, "type");

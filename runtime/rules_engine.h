@@ -62,10 +62,11 @@
  * translation an error (t->error set, no objects). An object whose exact
  * (type, canonical bytes) already passed validate.object in this generation
  * is not validated again (the schema cannot have changed), and a C check
- * that walks avi_schema.lua's tables proves most objects valid without
- * running validate.lua; it only ever says "certainly valid", so anything
- * else still goes through validate.object, the authority for what is
- * refused and for the messages.
+ * of the canonical bytes against avi_schema.lua compiled once per
+ * generation (schema_proof.h) proves most objects valid without running
+ * validate.lua; it only ever says "certainly valid", so anything else
+ * still goes through validate.object, the authority for what is refused
+ * and for the messages.
  *
  * Garbage collection: the collector is stopped while a generation serves;
  * the engine runs a full collection between translations once 32 MiB of

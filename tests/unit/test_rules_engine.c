@@ -238,8 +238,8 @@ static void test_generations_swap_and_bad_load_keeps_old(void **state) {
              "unexpected symbol near '='");
   load_fails(f, FIX "rules_nonexistent", "No such file or directory");
   load_fails_on(f->fast, FIX "rules_loadloop",
-             "rules/gateway.lua:3: CPU time budget exceeded (100 ms) while "
-             "loading rules from");
+                "rules/gateway.lua:3: CPU time budget exceeded (100 ms) while "
+                "loading rules from");
   /* Still generation 2, still translating with it. */
   assert_int_equal(amc_rules_engine_generation(f->eng), 2);
   assert_string_equal(amc_rules_engine_digest(f->eng), d2);
