@@ -21,6 +21,49 @@
 
 char amc_json_null_sentinel;
 
+/* Appends without a call when the buffer has room (the common case). */
+static inline void put1(amc_buf_t *o, char c) {
+  if (o->len + 2 <= o->cap) {
+    o->data[o->len++] = c;
+    o->data[o->len] = '\0';
+  } else {
+    amc_buf_putc(o, c);
+  }
+}
+
+static inline void putn(amc_buf_t *o, const char *s, size_t n) {
+  if (o->len + n + 1 <= o->cap) {
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+    o->data[o->len] = '\0';
+  } else {
+    amc_buf_append(o, s, n);
+  }
+}
+
+/* Length of the prefix of [p, end) made of bytes 0x20-0x7F other than '"'
+ * and '\\' (what a JSON string holds unescaped), eight bytes at a time. */
+static inline size_t plain_run(const unsigned char *p,
+                               const unsigned char *end) {
+  const unsigned char *s = p;
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
+    /* A high bit in t: a byte < 0x20, '"', '\\' or >= 0x80 may be in the
+     * word (the subtractions can also flag a byte after one of those,
+     * never miss one); the byte loop below finds which. */
+    if (t)
+      break;
+    p += 8;
+  }
+  while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+    p++;
+  return (size_t)(p - s);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Decoding                                                                  */
 
@@ -146,6 +189,9 @@ static int dec_string(lua_State *L, dec_t *d) {
   for (;;) {
     if (p >= end)
       return dec_fail(d, open, "unterminated string");
+    p += plain_run(p, end);
+    if (p >= end)
+      return dec_fail(d, open, "unterminated string");
     unsigned c = *p;
     if (c == '"')
       break;
@@ -153,10 +199,6 @@ static int dec_string(lua_State *L, dec_t *d) {
       return dec_fail(d, (const char *)p,
                       "control character U+%04X in string (must be escaped)",
                       c);
-    if (c < 0x80 && c != '\\') {
-      p++;
-      continue;
-    }
     if (c >= 0x80) {
       if (d->trusted) {
         p++;
@@ -607,13 +649,12 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   const unsigned char *run = p;
-  amc_buf_putc(o, '"');
+  put1(o, '"');
   while (p < end) {
+    p += plain_run(p, end);
+    if (p >= end)
+      break;
     unsigned c = *p;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      p++;
-      continue;
-    }
     if (c >= 0x80) {
       int n = utf8_len(p, end);
       if (!n)
@@ -621,7 +662,7 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
       p += n;
       continue;
     }
-    amc_buf_append(o, run, (size_t)(p - run));
+    putn(o, (const char *)run, (size_t)(p - run));
     char esc[7] = {'\\', 0};
     size_t n = 2;
     switch (c) {
@@ -654,12 +695,12 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
       esc[5] = hexd[c & 15];
       n = 6;
     }
-    amc_buf_append(o, esc, n);
+    putn(o, esc, n);
     p++;
     run = p;
   }
-  amc_buf_append(o, run, (size_t)(p - run));
-  amc_buf_putc(o, '"');
+  putn(o, (const char *)run, (size_t)(p - run));
+  put1(o, '"');
   return 0;
 }
 
@@ -673,7 +714,7 @@ static void enc_integer(amc_buf_t *o, lua_Integer v) {
   } while (u);
   if (v < 0)
     *--q = '-';
-  amc_buf_append(o, q, (size_t)(tmp + sizeof tmp - q));
+  putn(o, q, (size_t)(tmp + sizeof tmp - q));
 }
 
 static int enc_float(enc_t *e, double v) {
@@ -809,15 +850,15 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       goto done;
     }
     if (nint == 0) {
-      amc_buf_append(e->out, "[]", 2);
+      putn(e->out, "[]", 2);
       rc = 0;
       goto done;
     }
-    amc_buf_putc(e->out, '[');
+    put1(e->out, '[');
     e->depth++;
     for (lua_Integer i = 1; i <= maxint; i++) {
       if (i > 1)
-        amc_buf_putc(e->out, ',');
+        put1(e->out, ',');
       enc_newline(e);
       e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
       lua_rawgeti(L, idx, i);
@@ -830,7 +871,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     }
     e->depth--;
     enc_newline(e);
-    amc_buf_putc(e->out, ']');
+    put1(e->out, ']');
     rc = 0;
     goto done;
   }
@@ -840,17 +881,17 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     goto done;
   }
   if (nkeys == 0) {
-    amc_buf_append(e->out, "{}", 2);
+    putn(e->out, "{}", 2);
     rc = 0;
     goto done;
   }
   if (nkeys > 1)
     sort_keys(keys, nkeys);
-  amc_buf_putc(e->out, '{');
+  put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
     if (i)
-      amc_buf_putc(e->out, ',');
+      put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
     if (enc_string(e, keys[i].s, keys[i].len) < 0) {
@@ -858,9 +899,9 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       goto done;
     }
     if (e->pretty)
-      amc_buf_append(e->out, ": ", 2);
+      putn(e->out, ": ", 2);
     else
-      amc_buf_putc(e->out, ':');
+      put1(e->out, ':');
     int r;
     if (keys[i].slot) {
       r = enc_value(L, keys[i].slot, e);
@@ -877,7 +918,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   }
   e->depth--;
   enc_newline(e);
-  amc_buf_putc(e->out, '}');
+  put1(e->out, '}');
   rc = 0;
 done:
   lua_settop(L, base);
@@ -899,15 +940,15 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     return enc_float(e, lua_tonumber(L, idx));
   case LUA_TBOOLEAN:
     if (lua_toboolean(L, idx))
-      amc_buf_append(e->out, "true", 4);
+      putn(e->out, "true", 4);
     else
-      amc_buf_append(e->out, "false", 5);
+      putn(e->out, "false", 5);
     return 0;
   case LUA_TTABLE:
     return enc_table(L, idx, e);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
-      amc_buf_append(e->out, "null", 4);
+      putn(e->out, "null", 4);
       return 0;
     }
     return enc_fail(e, "cannot encode a userdata");

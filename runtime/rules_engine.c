@@ -1453,8 +1453,13 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     amc_avi_object_t *ao = &t->objects[t->n_objects++];
     ao->type = xstrdup(type);
     ao->name = xstrdup(name);
+    /* A copy of exactly the right size; the scratch buffer keeps its
+     * memory for the next object (no regrowing from empty each time). */
     ao->json_len = e->scratch.len;
-    ao->json = amc_buf_steal(&e->scratch);
+    ao->json = malloc(e->scratch.len + 1);
+    if (!ao->json)
+      abort();
+    memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
     lua_settop(L, ol);
   }
   lua_settop(L, res);
@@ -1668,6 +1673,14 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
                                              : DEFAULT_TMEM;
   e->budget =
       opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_BUDGET;
+  const char *bm =
+      opts && opts->cpu_budget_ms ? NULL : getenv("AMC_RULES_CPU_BUDGET_MS");
+  if (bm && *bm) {
+    char *endp;
+    unsigned long long v = strtoull(bm, &endp, 10);
+    if (*endp == '\0' && v > 0)
+      e->budget = v;
+  }
   const char *rd = opts ? opts->runtime_lua_dir : NULL;
   if (!rd) {
     rd = getenv("AMC_RUNTIME_LUA_DIR");
