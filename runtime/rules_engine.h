@@ -47,6 +47,10 @@
  * time, the budget is not deterministic to the instruction: keep it far
  * above what real translations take.
  *
+ * Host functions given to rt.new (runtime/lua/rt.lua): get, list, hash,
+ * base64_decode (rt.lua's base64_decode in C, same result for every input;
+ * rt.lua may use it instead of its Lua copy), null, array_mt, settings.
+ *
  * Reads. The host functions behind rt.get / rt.list decode objects from the
  * store into fresh tables on every call (rules cannot change stored
  * objects), and record each read (deduplicated, sorted) in the translation:

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +541,53 @@ static void test_real_schema(void **state) {
   }
 }
 
+/* host.base64_decode gives what runtime/lua/rt.lua's base64_decode gives,
+ * for each case of the fixture (results compared by FNV hash). */
+static void test_base64_matches_rt_lua(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_base64");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
+                       "/runtime/lua/?.lua;' .. package.path\n"
+                       "local rt = require('rt')\n"
+                       "local cases = dofile('" FIX
+                       "rules_base64/gateway.lua').cases\n"
+                       "local res = {}\n"
+                       "for i, c in ipairs(cases) do\n"
+                       "  res[i] = rt.base64_decode(c) or false\n"
+                       "end\n"
+                       "return res") != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  size_t n = (size_t)lua_rawlen(L, -1);
+  assert_true(n >= 20);
+  assert_int_equal(t->n_diags, n);
+  for (size_t i = 0; i < n; i++) {
+    char want[20] = "<nil>";
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const unsigned char *r =
+          (const unsigned char *)lua_tolstring(L, -1, &len);
+      uint64_t h = 0xcbf29ce484222325ULL;
+      for (size_t j = 0; j < len; j++)
+        h = (h ^ r[j]) * 0x100000001b3ULL;
+      snprintf(want, sizeof want, "%016llx", (unsigned long long)h);
+    }
+    lua_pop(L, 1);
+    if (strcmp(t->diags[i].message, want) != 0)
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
+  }
+  lua_close(L);
+  amc_translation_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
@@ -554,6 +603,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_field, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_base64_matches_rt_lua, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
