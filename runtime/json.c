@@ -369,20 +369,35 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
   return 0;
 }
 
+/* Containers are built with their final size: members (and elements) are
+ * first pushed on the Lua stack, up to a chunk, and moved into a table
+ * created for exactly that many; only longer containers grow after that.
+ * (Growing a table rehashes it at every power of two.) */
+#define DEC_CHUNK 32
+
+/* Moves the n key/value pairs above the table at `t` into it. */
+static void dec_flush_pairs(lua_State *L, int t, int n) {
+  for (; n > 0; n--)
+    lua_rawset(L, t);
+}
+
 static int dec_object(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 4))
+  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
-  lua_createtable(L, 0, 4);
   skip_ws(d);
   if (d->p < d->end && *d->p == '}') {
     d->p++;
     d->depth--;
+    lua_createtable(L, 0, 0);
     return 0;
   }
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  int made = 0, n = 0;
+  lua_pushnil(L); /* placeholder for the table */
   for (;;) {
     skip_ws(d);
     if (d->p >= d->end)
@@ -393,12 +408,19 @@ static int dec_object(lua_State *L, dec_t *d) {
     if (dec_string(L, d) < 0)
       return -1;
     if (!d->trusted) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, -3) != LUA_TNIL) {
-        return dec_fail(d, key_at, "duplicate key \"%.60s\"",
-                        lua_tostring(L, -2));
+      /* Among the pending pairs, then in the table. */
+      for (int i = 0; i < n; i++) {
+        if (lua_rawequal(L, t + 1 + 2 * i, -1))
+          return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                          lua_tostring(L, -1));
       }
-      lua_pop(L, 1);
+      if (made) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, t) != LUA_TNIL)
+          return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                          lua_tostring(L, -2));
+        lua_pop(L, 1);
+      }
     }
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':')
@@ -407,7 +429,15 @@ static int dec_object(lua_State *L, dec_t *d) {
     skip_ws(d);
     if (dec_value(L, d) < 0)
       return -1;
-    lua_rawset(L, -3);
+    if (++n == DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 0, 2 * DEC_CHUNK);
+        lua_replace(L, t);
+        made = 1;
+      }
+      dec_flush_pairs(L, t, n);
+      n = 0;
+    }
     skip_ws(d);
     if (d->p >= d->end)
       return dec_fail(d, d->p, "unexpected end of input in object");
@@ -421,6 +451,11 @@ static int dec_object(lua_State *L, dec_t *d) {
     }
     return dec_fail(d, d->p, "',' or '}' expected in object");
   }
+  if (!made) {
+    lua_createtable(L, 0, n);
+    lua_replace(L, t);
+  }
+  dec_flush_pairs(L, t, n);
   d->depth--;
   return 0;
 }
@@ -429,24 +464,37 @@ static int dec_array(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 4))
+  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
-  lua_createtable(L, 0, 0);
-  lua_pushvalue(L, d->array_mt);
-  lua_setmetatable(L, -2);
   skip_ws(d);
   if (d->p < d->end && *d->p == ']') {
     d->p++;
     d->depth--;
+    lua_createtable(L, 0, 0);
+    lua_pushvalue(L, d->array_mt);
+    lua_setmetatable(L, -2);
     return 0;
   }
-  lua_Integer i = 1;
+  int t = lua_gettop(L) + 1;
+  int made = 0, n = 0;
+  lua_Integer done = 0; /* elements already in the table */
+  lua_pushnil(L);
   for (;;) {
     skip_ws(d);
     if (dec_value(L, d) < 0)
       return -1;
-    lua_rawseti(L, -2, i++);
+    if (++n == 2 * DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 4 * DEC_CHUNK, 0);
+        lua_replace(L, t);
+        made = 1;
+      }
+      for (int i = n; i > 0; i--)
+        lua_rawseti(L, t, done + i);
+      done += n;
+      n = 0;
+    }
     skip_ws(d);
     if (d->p >= d->end)
       return dec_fail(d, d->p, "unexpected end of input in array");
@@ -460,6 +508,14 @@ static int dec_array(lua_State *L, dec_t *d) {
     }
     return dec_fail(d, d->p, "',' or ']' expected in array");
   }
+  if (!made) {
+    lua_createtable(L, n, 0);
+    lua_replace(L, t);
+  }
+  for (int i = n; i > 0; i--)
+    lua_rawseti(L, t, done + i);
+  lua_pushvalue(L, d->array_mt);
+  lua_setmetatable(L, t);
   d->depth--;
   return 0;
 }
@@ -602,7 +658,7 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
-  int levels; /* keys[] / keycap[] initialised below this depth */
+  int levels;           /* keys[] / keycap[] initialised below this depth */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
