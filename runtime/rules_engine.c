@@ -890,18 +890,16 @@ static int host_hash(lua_State *L) {
  * input: whitespace dropped; nil unless the length is a multiple of 4 and
  * every byte is [A-Za-z0-9+/=]; in each group of four, '=' is allowed in
  * the last two places only and each '=' drops the byte it would end. */
+static signed char b64_table[256]; /* value + 1; 0: not base64 */
+
 static int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
+  if (!b64_table['A']) {
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++)
+      b64_table[(unsigned char)abc[i]] = (signed char)(i + 1);
+  }
+  return b64_table[c] - 1;
 }
 
 static int host_base64_decode(lua_State *L) {
