@@ -620,9 +620,24 @@ static int check_number(const field_t *f, int kind, cur_t *c) {
   char *endp;
   errno = 0;
   if (is_int) {
-    long long v = strtoll(tmp, &endp, 10);
-    if (errno || *endp)
-      return -1;
+    long long v;
+    if (n <= 18) { /* fits: no overflow check needed */
+      const char *q = tmp + (tmp[0] == '-');
+      if (!*q)
+        return -1;
+      v = 0;
+      for (; *q; q++) {
+        if (*q < '0' || *q > '9')
+          return -1;
+        v = v * 10 + (*q - '0');
+      }
+      if (tmp[0] == '-')
+        v = -v;
+    } else {
+      v = strtoll(tmp, &endp, 10);
+      if (errno || *endp)
+        return -1;
+    }
     if (v >= f->min && v <= f->max)
       return 0;
     for (size_t i = 0; i < f->n_special; i++) {

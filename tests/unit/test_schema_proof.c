@@ -113,6 +113,9 @@ static void test_small_schema(void **state) {
       {"thing", "{\"name\":\"a\",\"port\":0}", 1},  /* special */
       {"thing", "{\"name\":\"a\",\"port\":-1}", 1}, /* special */
       {"thing", "{\"name\":\"a\",\"port\":-2}", 0},
+      {"thing", "{\"name\":\"a\",\"port\":8-0}", 0}, /* not canonical */
+      {"thing", "{\"name\":\"a\",\"port\":-}", 0},
+      {"thing", "{\"name\":\"a\",\"port\":-0}", 1},
       {"thing", "{\"name\":\"a\",\"port\":65536}", 0},
       {"thing", "{\"name\":\"a\",\"port\":1.5}", 0},
       {"thing", "{\"name\":\"a\",\"port\":\"80\"}", 0},
