@@ -72,11 +72,13 @@ typedef struct {
   const char *p;
   const char *end;
   int depth;
-  int trusted;        /* canonical input: no duplicate-key/UTF-8 checks */
-  int array_mt;       /* stack index of the array metatable */
-  amc_buf_t scratch;  /* unescaped string bytes */
-  const char *err_at; /* where the error is */
-  char msg[160];      /* the problem, without position */
+  int trusted;         /* canonical input: no duplicate-key/UTF-8 checks */
+  int array_mt;        /* stack index of the array metatable */
+  int keys;            /* trusted: stack index of the key cache's strings */
+  struct keycache *kc; /* trusted: the key cache (see dec_key) */
+  amc_buf_t scratch;   /* unescaped string bytes */
+  const char *err_at;  /* where the error is */
+  char msg[160];       /* the problem, without position */
 } dec_t;
 
 static int dec_fail(dec_t *d, const char *at, const char *fmt, ...)
@@ -369,6 +371,67 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
   return 0;
 }
 
+/* Object keys of canonical text (the store's objects) repeat endlessly
+ * ("metadata", "name", ...). Interning them through lua_pushlstring means
+ * hashing and looking up each one; a small direct-mapped cache of recent
+ * keys per Lua state (a userdata in the registry, its strings anchored in
+ * its user value) answers most of them with one compare and one rawgeti.
+ * The strings are the same interned ones lua_pushlstring would give. */
+#define KC_SLOTS  512
+#define KC_MAXLEN 31
+struct keycache {
+  struct {
+    unsigned char len;
+    char s[KC_MAXLEN];
+  } slot[KC_SLOTS];
+};
+#define KC_REGKEY "amc.json.keycache"
+
+/* Pushes the cache's strings table (d->kc set); creates both on first use. */
+static void push_keycache(lua_State *L, dec_t *d) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, KC_REGKEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    struct keycache *kc = lua_newuserdatauv(L, sizeof *kc, 1);
+    memset(kc, 0, sizeof *kc);
+    lua_createtable(L, KC_SLOTS, 0);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, KC_REGKEY);
+  }
+  d->kc = lua_touserdata(L, -1);
+  lua_getiuservalue(L, -1, 1);
+  lua_replace(L, -2);
+}
+
+/* Pushes the key at d->p (on its opening quote) when it is short and has
+ * no escapes, from the cache if there. Returns 1 when done, 0 when the
+ * caller should use dec_string. */
+static int dec_key(lua_State *L, dec_t *d) {
+  const unsigned char *s = (const unsigned char *)d->p + 1;
+  const unsigned char *end = (const unsigned char *)d->end;
+  const unsigned char *p = s;
+  while (p < end && p - s <= KC_MAXLEN && *p != '"' && *p != '\\' && *p >= 0x20)
+    p++;
+  size_t n = (size_t)(p - s);
+  if (p >= end || *p != '"' || n == 0 || n > KC_MAXLEN)
+    return 0;
+  unsigned h = (unsigned)n * 0x9e37u ^ (unsigned)s[0] * 0x45d9u ^
+               (unsigned)s[n - 1] * 0x3b1u ^ (unsigned)s[n / 2] * 0x11u;
+  h = (h ^ (h >> 9)) & (KC_SLOTS - 1);
+  struct keycache *kc = d->kc;
+  if (kc->slot[h].len == n && memcmp(kc->slot[h].s, s, n) == 0) {
+    lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
+  } else {
+    lua_pushlstring(L, (const char *)s, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->keys, (lua_Integer)h + 1);
+    memcpy(kc->slot[h].s, s, n);
+    kc->slot[h].len = (unsigned char)n;
+  }
+  d->p = (const char *)p + 1;
+  return 1;
+}
+
 /* Containers are built with their final size: members (and elements) are
  * first pushed on the Lua stack, up to a chunk, and moved into a table
  * created for exactly that many; only longer containers grow after that.
@@ -405,7 +468,7 @@ static int dec_object(lua_State *L, dec_t *d) {
     if (*d->p != '"')
       return dec_fail(d, d->p, "object key (a string) expected");
     const char *key_at = d->p;
-    if (dec_string(L, d) < 0)
+    if (!(d->kc && dec_key(L, d)) && dec_string(L, d) < 0)
       return -1;
     if (!d->trusted) {
       /* Among the pending pairs, then in the table. */
@@ -567,6 +630,10 @@ static int dec_protected(lua_State *L) {
   lua_settop(L, 0);
   push_array_mt(L);
   d->array_mt = 1;
+  if (d->trusted) {
+    push_keycache(L, d);
+    d->keys = 2;
+  }
   skip_ws(d);
   if (dec_value(L, d) < 0)
     return 0;
