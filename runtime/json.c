@@ -930,6 +930,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   /* String keys' values stay on the stack above `base` (each moved under
    * the iteration key), so encoding them needs no lookup by name. */
   int base = lua_gettop(L);
+  int room = 0; /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
@@ -946,7 +947,10 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         e->keycap[lvl] = cap;
       }
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
-      if (lua_checkstack(L, 3)) {
+      if (room == 0) /* stack room for the next 16 values at once */
+        room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+      if (room > 0) {
+        room--;
         keys[nkeys].slot = lua_gettop(L) - 1; /* where the value goes */
         lua_insert(L, -2);
         nkeys++;
@@ -1100,17 +1104,24 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     return -1;
   }
   /* Not calloc: the per-depth arrays are large and most values are
-   * shallow; enc_table initialises levels as it reaches them. */
-  enc_t *e = malloc(sizeof *e);
+   * shallow; enc_table initialises levels as it reaches them. One state
+   * (with its key arrays) is kept for the next call: encoding is
+   * frequent and never nested (it runs no Lua code). Per thread. */
+  static _Thread_local enc_t *spare;
+  enc_t *e = spare;
+  spare = NULL;
   if (!e) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    e = malloc(sizeof *e);
+    if (!e) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    e->levels = 0;
   }
   e->out = out;
   e->pretty = pretty;
   e->depth = 0;
   e->failed = 0;
-  e->levels = 0;
   e->err = err;
   e->errlen = errlen;
   int top = lua_gettop(L);
@@ -1129,9 +1140,13 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
-  for (int i = 0; i < e->levels; i++)
-    free(e->keys[i]);
-  free(e);
+  if (spare) { /* cannot happen (single-threaded, not nested); be safe */
+    for (int i = 0; i < e->levels; i++)
+      free(e->keys[i]);
+    free(e);
+  } else {
+    spare = e;
+  }
   if (rc == 0 && pretty)
     amc_buf_putc(out, '\n');
   return rc;

@@ -104,8 +104,8 @@ typedef struct {
   size_t memory_cap;           /* bytes per generation; 0: 256 MiB */
   size_t translation_memory;   /* bytes a translation may add; 0: 64 MiB */
   /* Per translation and per load. 0: the environment variable
-   * AMC_RULES_CPU_BUDGET_MS if set (e.g. to run under valgrind, which is
-   * ~50x slower), else 1000. */
+   * AMC_RULES_CPU_BUDGET_MS if set, else 1000 (100000 when running under
+   * valgrind, which is ~50x slower). */
   uint64_t cpu_budget_ms;
   /* Development only: read rt.lua, validate.lua and avi_schema.lua from
    * this directory instead of the copies embedded in the binary. NULL: the
