@@ -62,7 +62,10 @@ static char *dupn(const char *s, size_t n) {
   return p;
 }
 
-static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl) {
+static inline int bytes_cmp(const char *a, size_t al, const char *b,
+                            size_t bl) {
+  if (al && bl && a[0] != b[0])
+    return (unsigned char)a[0] < (unsigned char)b[0] ? -1 : 1;
   int c = memcmp(a, b, al < bl ? al : bl);
   return c ? c : (al > bl) - (al < bl);
 }
@@ -501,6 +504,16 @@ static int scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   *esc = 0;
   *s = p;
+  /* Most strings are short: a few bytes one by one first. */
+  for (const char *stop = c->end - p > 16 ? p + 16 : c->end; p < stop; p++) {
+    if (*p == '"') {
+      *n = (size_t)(p - *s);
+      c->p = p + 1;
+      return 0;
+    }
+    if (*p == '\\')
+      break;
+  }
   for (;;) {
     /* Eight bytes at a time while none is '"' or '\\' (certificates and
      * keys are kilobytes long). */
@@ -667,7 +680,8 @@ static int check_scalar(const field_t *f, int kind, cur_t *c) {
     if (!f->has_enum)
       return 0;
     for (size_t i = 0; i < f->n_enum; i++) {
-      if (f->enum_lens[i] == n && memcmp(f->enums[i], s, n) == 0)
+      if (f->enum_lens[i] == n && (n == 0 || f->enums[i][0] == s[0]) &&
+          memcmp(f->enums[i], s, n) == 0)
         return 0;
     }
     return -1;
