@@ -69,55 +69,54 @@ end
 
 -- The same order as sort_key as one integer, for the usual server (a
 -- dotted-quad IPv4 address, an integer port 0-65535): the address's 32
--- bits, then the port's 16. nil for anything else.
-local IPV4 = "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+-- bits (rt.ipv4), then the port's 16. nil for anything else.
 -- (locals: called once per server, and a global or string-method lookup
 -- goes through the sandbox's proxies)
-local match, tonumber, math_type = string.match, tonumber, math.type
+local math_type = math.type
 
-local function ipv4_key(s)
+local function ipv4_key(ipv4, s)
   local port = s.port
   if math_type(port) ~= "integer" or port < 0 or port > 65535 then
     return nil
   end
-  local o1, o2, o3, o4 = match(s.ip.addr, IPV4)
-  if not o1 then
-    return nil
-  end
-  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
-  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
-    return nil
-  end
-  return (o1 << 40) | (o2 << 32) | (o3 << 24) | (o4 << 16) | port
+  local a = ipv4(s.ip.addr)
+  return a and (a << 16) | port
 end
 
 -- Sorts the usual servers by their ipv4_key: nothing to do when they come
--- in order; else the keys, each carrying its server's index in its low
--- bits (48 + 15 bits), sorted as plain integers. Returns false, leaving
--- `servers` alone, when a server has no such key or two share one.
+-- in (strictly) ascending order; else the keys, each carrying its server's
+-- index in its low bits (48 + 15 bits), sorted as plain integers. Returns
+-- false, leaving `servers` alone, when a server has no such key or two
+-- share one.
 local INDEX_BITS = 15
 
-local function sort_by_ipv4_key(servers)
+local function sort_by_ipv4_key(ipv4, servers)
   local n = #servers
   if n >= 1 << INDEX_BITS then
     return false
   end
-  local keys, ascending = {}, true
+  local prev = -1
   for i = 1, n do
-    local k = ipv4_key(servers[i])
+    local k = ipv4_key(ipv4, servers[i])
     if k == nil then
       return false
     end
-    if i > 1 and k <= keys[i - 1] then
-      ascending = false
+    if k <= prev then
+      prev = nil
+      break
     end
-    keys[i] = k
+    prev = k
   end
-  if ascending then
-    return true
+  if prev then
+    return true -- ascending: in order, and no two share a key
   end
+  local keys = {}
   for i = 1, n do
-    keys[i] = (keys[i] << INDEX_BITS) | i
+    local k = ipv4_key(ipv4, servers[i])
+    if k == nil then
+      return false
+    end
+    keys[i] = (k << INDEX_BITS) | i
   end
   table.sort(keys)
   for i = 2, n do
@@ -153,11 +152,37 @@ local function sort_by_distinct_keys(servers, key_of)
   return true
 end
 
--- Sorts servers by sort_key: by integer keys in the usual case, else by
--- the key strings, else (keys that collide, from odd spellings such as
--- leading zeros) with a comparison function.
-local function sort_servers(servers)
-  if #servers < 2 or sort_by_ipv4_key(servers) or
+-- Drops the servers that repeat an earlier one's (address, port).
+local function dedupe(servers)
+  local seen, n = {}, 0 -- seen: port -> address -> true
+  for i = 1, #servers do
+    local s = servers[i]
+    local addrs = seen[s.port]
+    if not addrs then
+      addrs = {}
+      seen[s.port] = addrs
+    end
+    if not addrs[s.ip.addr] then
+      addrs[s.ip.addr] = true
+      n = n + 1
+      servers[n] = s
+    end
+  end
+  for i = #servers, n + 1, -1 do
+    servers[i] = nil
+  end
+end
+
+-- Sorts servers by sort_key, each (address, port) once: by integer keys
+-- in the usual case (all distinct: nothing to drop), else by the key
+-- strings, else (keys that collide, from odd spellings such as leading
+-- zeros) with a comparison function.
+local function sort_servers(ipv4, servers)
+  if #servers < 2 or sort_by_ipv4_key(ipv4, servers) then
+    return
+  end
+  dedupe(servers)
+  if sort_by_ipv4_key(ipv4, servers) or
      sort_by_distinct_keys(servers, sort_key) then
     return
   end
@@ -168,17 +193,8 @@ local function sort_servers(servers)
   table.sort(servers, function(a, b) return key[a] < key[b] end)
 end
 
--- Adds a server once per (address, port); `seen` maps port -> address ->
--- true.
-local function add_server(list, seen, addr, port)
-  local addrs = seen[port]
-  if not addrs then
-    addrs = {}
-    seen[port] = addrs
-  elseif addrs[addr] then
-    return
-  end
-  addrs[addr] = true
+-- Adds a server (sort_servers drops repeats).
+local function add_server(list, addr, port)
   list[#list + 1] = { ip = { addr = addr, type = ip_type(addr) }, port = port }
 end
 
@@ -195,7 +211,7 @@ local function pod_has(rt, ns, target_ref, labels)
   return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
 end
 
-local function from_slices(rt, svc, sport, labels, servers, seen)
+local function from_slices(rt, svc, sport, labels, servers)
   local ns, name = svc.metadata.namespace, svc.metadata.name
   local slices = rt.list("EndpointSlice", ns,
     { labels = { ["kubernetes.io/service-name"] = name } })
@@ -216,7 +232,7 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
            (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
           local addresses = ep.addresses or {}
           for j = 1, #addresses do
-            add_server(servers, seen, addresses[j], target)
+            add_server(servers, addresses[j], target)
           end
         end
       end
@@ -225,7 +241,7 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
   return #slices > 0
 end
 
-local function from_endpoints(rt, svc, sport, labels, servers, seen)
+local function from_endpoints(rt, svc, sport, labels, servers)
   local ns = svc.metadata.namespace
   local eps = rt.get("Endpoints", ns, svc.metadata.name)
   if not eps then
@@ -241,7 +257,7 @@ local function from_endpoints(rt, svc, sport, labels, servers, seen)
     if target then
       for _, a in ipairs(subset.addresses or {}) do
         if pod_has(rt, ns, a.targetRef, labels) then
-          add_server(servers, seen, a.ip, target)
+          add_server(servers, a.ip, target)
         end
       end
     end
@@ -269,7 +285,7 @@ local function container_port(pod, port_name)
   return nil
 end
 
-local function from_pods(rt, svc, sport, labels, servers, seen)
+local function from_pods(rt, svc, sport, labels, servers)
   local selector = (svc.spec or {}).selector
   if selector == nil or next(selector) == nil then
     return
@@ -289,7 +305,7 @@ local function from_pods(rt, svc, sport, labels, servers, seen)
         port = container_port(pod, tp)
       end
       if port then
-        add_server(servers, seen, ip, port)
+        add_server(servers, ip, port)
       end
     end
   end
@@ -298,15 +314,15 @@ end
 -- The ready endpoints of Service port `sport`, narrowed to Pods with all
 -- `labels`: an array of { ip = {addr, type}, port }, sorted.
 function M.servers(rt, svc, sport, labels)
-  local servers, seen = {}, {}
+  local servers = {}
   if labels ~= nil and next(labels) == nil then
     labels = nil
   end
-  if not from_slices(rt, svc, sport, labels, servers, seen) and
-     not from_endpoints(rt, svc, sport, labels, servers, seen) then
-    from_pods(rt, svc, sport, labels, servers, seen)
+  if not from_slices(rt, svc, sport, labels, servers) and
+     not from_endpoints(rt, svc, sport, labels, servers) then
+    from_pods(rt, svc, sport, labels, servers)
   end
-  sort_servers(servers)
+  sort_servers(rt.ipv4, servers)
   return servers
 end
 

@@ -892,6 +892,37 @@ static int host_hash(lua_State *L) {
   return 1;
 }
 
+/* host.ipv4(s): rt.lua's ipv4 in C (called once per pool server, where
+ * Lua's pattern matching dominated): the 32-bit number of "a.b.c.d" (runs
+ * of ASCII digits, each at most 255, leading zeros allowed), else nil. */
+static int host_ipv4(lua_State *L) {
+  size_t n;
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return 0;
+  const char *s = lua_tolstring(L, 1, &n), *end = s + n;
+  uint32_t v = 0;
+  for (int part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (s == end || *s != '.')
+        return 0;
+      s++;
+    }
+    if (s == end || *s < '0' || *s > '9')
+      return 0;
+    unsigned o = 0;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+      o = o * 10 + (unsigned)(*s - '0');
+      if (o > 255)
+        return 0;
+    }
+    v = v << 8 | o;
+  }
+  if (s != end)
+    return 0;
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
 /* host.base64_decode(s): rt.lua's base64_decode in C (TLS Secrets are
  * kilobytes of base64, slow to decode in Lua). Same result for every
  * input: whitespace dropped; nil unless the length is a multiple of 4 and
@@ -1568,7 +1599,7 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
@@ -1577,6 +1608,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "hash");
   lua_pushcfunction(L, host_base64_decode);
   lua_setfield(L, -2, "base64_decode");
+  lua_pushcfunction(L, host_ipv4);
+  lua_setfield(L, -2, "ipv4");
   lua_pushlightuserdata(L, AMC_JSON_NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);

@@ -48,8 +48,9 @@
  * above what real translations take.
  *
  * Host functions given to rt.new (runtime/lua/rt.lua): get, list, hash,
- * base64_decode (rt.lua's base64_decode in C, same result for every input;
- * rt.lua may use it instead of its Lua copy), null, array_mt, settings.
+ * base64_decode and ipv4 (rt.lua's functions of those names in C, same
+ * result for every input; rt.lua uses them instead of its Lua copies),
+ * null, array_mt, settings.
  *
  * Reads. The host functions behind rt.get / rt.list decode objects from the
  * store into fresh tables on every call (rules cannot change stored

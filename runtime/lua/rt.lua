@@ -15,6 +15,7 @@
 --   host.null                -> the JSON null sentinel
 --   host.array_mt            -> metatable marking a table as a JSON array
 --   host.base64_decode(s)    -> bytes | nil (optional; C copy of base64_decode)
+--   host.ipv4(s)             -> integer | nil (optional; C copy of ipv4)
 --
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
@@ -299,6 +300,25 @@ M.host_specificity_key = host_specificity_key
 M.sort_by = sort_by
 M.base64_decode = base64_decode
 
+-- The 32-bit number of a dotted-quad IPv4 address ("10.0.0.1": four runs
+-- of ASCII digits, each at most 255, leading zeros allowed), else nil.
+local IPV4 = "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+local function ipv4(s)
+  if type(s) ~= "string" then
+    return nil
+  end
+  local o1, o2, o3, o4 = s:match(IPV4)
+  if not o1 then
+    return nil
+  end
+  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
+  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
+    return nil
+  end
+  return (o1 << 24) | (o2 << 16) | (o3 << 8) | o4
+end
+M.ipv4 = ipv4
+
 ---------------------------------------------------------------------------
 -- Output accumulator
 ---------------------------------------------------------------------------
@@ -413,6 +433,8 @@ function M.new(host)
   -- TLS Secrets are decoded on every translation that serves HTTPS: the
   -- engine's C copy of base64_decode (same results) when it offers one.
   rt.base64_decode = host.base64_decode or base64_decode
+  -- once per pool server: the engine's C copy when it offers one
+  rt.ipv4 = host.ipv4 or ipv4
 
   rt.null = host.null
   local array_mt = host.array_mt or {}

@@ -588,6 +588,45 @@ static void test_base64_matches_rt_lua(void **state) {
   amc_translation_free(t);
 }
 
+/* host.ipv4 gives what runtime/lua/rt.lua's ipv4 gives, for each case of
+ * the fixture. */
+static void test_ipv4_matches_rt_lua(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_ipv4");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
+                       "/runtime/lua/?.lua;' .. package.path\n"
+                       "local rt = require('rt')\n"
+                       "local cases = dofile('" FIX
+                       "rules_ipv4/gateway.lua').cases\n"
+                       "local res = {}\n"
+                       "for i, c in ipairs(cases) do\n"
+                       "  local r = rt.ipv4(c)\n"
+                       "  res[i] = r == nil and '<nil>' or tostring(r)\n"
+                       "end\n"
+                       "return res") != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  size_t n = (size_t)lua_rawlen(L, -1);
+  assert_true(n >= 20);
+  assert_int_equal(t->n_diags, n);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    const char *want = lua_tostring(L, -1);
+    if (strcmp(t->diags[i].message, want) != 0)
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
+    lua_pop(L, 1);
+  }
+  lua_close(L);
+  amc_translation_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
@@ -603,6 +642,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_field, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ipv4_matches_rt_lua, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_base64_matches_rt_lua, setup,
                                       teardown),
   };
