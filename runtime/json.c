@@ -1232,6 +1232,28 @@ typedef struct {
   amc_buf_t buf; /* unescaped string */
 } scan_t;
 
+/* The first '"' or '\\' in [p, end), or end; eight bytes at a time (the
+ * field indexes skip whole objects, endpoint lists and all). */
+static const char *quote_or_backslash(const char *p, const char *end) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  while (end - p >= 8) {
+    uint64_t x, q, b;
+    memcpy(&x, p, 8);
+    q = x ^ (ones * '"');
+    b = x ^ (ones * '\\');
+    if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs))
+      break;
+    p += 8;
+  }
+  while (p < end && *p != '"' && *p != '\\')
+    p++;
+  return p;
+}
+
+/* The bytes scan_skip stops at inside a bracketed value. */
+static const unsigned char skip_stop[256] = {
+    ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1};
+
 static void scan_ws(scan_t *sc) {
   while (sc->p < sc->end &&
          (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t'))
@@ -1245,15 +1267,12 @@ static int scan_string(scan_t *sc, int keep) {
   if (keep)
     amc_buf_reset(&sc->buf);
   for (;;) {
+    p = quote_or_backslash(p, sc->end);
     if (p >= sc->end)
       return -1;
     char c = *p;
     if (c == '"')
       break;
-    if (c != '\\') {
-      p++;
-      continue;
-    }
     if (sc->end - p < 2)
       return -1;
     if (keep)
@@ -1305,11 +1324,16 @@ static int scan_skip(scan_t *sc) {
   }
   int depth = 0;
   for (const char *p = sc->p; p < sc->end; p++) {
+    while (p < sc->end && !skip_stop[(unsigned char)*p])
+      p++;
+    if (p >= sc->end)
+      break;
     c = *p;
     if (c == '"') {
-      for (p++; p < sc->end && *p != '"'; p++) {
-        if (*p == '\\')
-          p++;
+      for (p++;; p += 2) { /* past escapes to the closing quote */
+        p = quote_or_backslash(p, sc->end);
+        if (p >= sc->end || *p == '"')
+          break;
       }
       if (p >= sc->end)
         return -1;
