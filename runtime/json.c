@@ -733,7 +733,77 @@ typedef struct {
   size_t keycap[AMC_JSON_MAX_DEPTH + 2];
   char *err;
   size_t errlen;
+  amc_json_memo_t *memo; /* NULL: none */
 } enc_t;
+
+/* Pointer -> encoded bytes (in `bytes`): open addressing, power-of-two
+ * capacity, NULL key = empty slot. */
+struct amc_json_memo {
+  struct memo_slot {
+    const void *t;
+    size_t off, len;
+  } *slot;
+  size_t cap, n;
+  amc_buf_t bytes;
+};
+
+amc_json_memo_t *amc_json_memo_new(void) {
+  return calloc(1, sizeof(amc_json_memo_t)); /* bytes: AMC_BUF_INIT */
+}
+
+void amc_json_memo_free(amc_json_memo_t *m) {
+  if (!m)
+    return;
+  free(m->slot);
+  amc_buf_free(&m->bytes);
+  free(m);
+}
+
+static size_t memo_hash(const void *t, size_t cap) {
+  uint64_t h = (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ULL;
+  return (size_t)(h >> 32) & (cap - 1);
+}
+
+static const struct memo_slot *memo_find(const amc_json_memo_t *m,
+                                         const void *t) {
+  if (!m->cap)
+    return NULL;
+  for (size_t i = memo_hash(t, m->cap);; i = (i + 1) & (m->cap - 1)) {
+    if (m->slot[i].t == t)
+      return &m->slot[i];
+    if (!m->slot[i].t)
+      return NULL;
+  }
+}
+
+/* Remembers t's encoding; on allocation failure it is just not kept. */
+static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
+                     size_t len) {
+  if (2 * (m->n + 1) > m->cap) {
+    size_t cap = m->cap ? 2 * m->cap : 256;
+    struct memo_slot *ns = calloc(cap, sizeof *ns);
+    if (!ns)
+      return;
+    for (size_t i = 0; i < m->cap; i++) {
+      if (!m->slot[i].t)
+        continue;
+      size_t j = memo_hash(m->slot[i].t, cap);
+      while (ns[j].t)
+        j = (j + 1) & (cap - 1);
+      ns[j] = m->slot[i];
+    }
+    free(m->slot);
+    m->slot = ns;
+    m->cap = cap;
+  }
+  size_t off = m->bytes.len;
+  amc_buf_append(&m->bytes, s, len);
+  size_t i = memo_hash(t, m->cap);
+  while (m->slot[i].t)
+    i = (i + 1) & (m->cap - 1);
+  m->slot[i] = (struct memo_slot){t, off, len};
+  m->n++;
+}
 
 static int enc_fail(enc_t *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -1072,6 +1142,19 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
       putn(e->out, "false", 5);
     return 0;
   case LUA_TTABLE:
+    if (e->memo && e->depth == 1) {
+      const void *t = lua_topointer(L, idx);
+      const struct memo_slot *ms = memo_find(e->memo, t);
+      if (ms) {
+        putn(e->out, e->memo->bytes.data + ms->off, ms->len);
+        return 0;
+      }
+      size_t start = e->out->len;
+      if (enc_table(L, idx, e) < 0)
+        return -1;
+      memo_add(e->memo, t, e->out->data + start, e->out->len - start);
+      return 0;
+    }
     return enc_table(L, idx, e);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
@@ -1097,7 +1180,7 @@ static int enc_protected(lua_State *L) {
 }
 
 static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
-                  size_t errlen, int pretty) {
+                  size_t errlen, int pretty, amc_json_memo_t *memo) {
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 8)) {
     snprintf(err, errlen, "Lua stack exhausted");
@@ -1120,6 +1203,7 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
   }
   e->out = out;
   e->pretty = pretty;
+  e->memo = pretty ? NULL : memo;
   e->depth = 0;
   e->failed = 0;
   e->err = err;
@@ -1154,12 +1238,17 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
 
 int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
                     size_t errlen) {
-  return encode(L, idx, out, err, errlen, 0);
+  return encode(L, idx, out, err, errlen, 0, NULL);
+}
+
+int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
+                         amc_json_memo_t *m, char *err, size_t errlen) {
+  return encode(L, idx, out, err, errlen, 0, m);
 }
 
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,
                            size_t errlen) {
-  return encode(L, idx, out, err, errlen, 1);
+  return encode(L, idx, out, err, errlen, 1, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1459,7 +1548,7 @@ static int l_encode_common(lua_State *L, int pretty) {
   }
   lua_setmetatable(L, -2);
   char err[256];
-  if (encode(L, 1, b, err, sizeof err, pretty) < 0)
+  if (encode(L, 1, b, err, sizeof err, pretty, NULL) < 0)
     return luaL_error(L, "json.encode: %s", err);
   lua_pushlstring(L, b->data ? b->data : "", b->len);
   amc_buf_free(b);

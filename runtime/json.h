@@ -62,6 +62,23 @@ int amc_json_decode_canonical(lua_State *L, const char *s, size_t len,
 int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
                     size_t errlen);
 
+/* Encodings of tables remembered across amc_json_encode_memo calls. */
+typedef struct amc_json_memo amc_json_memo_t;
+
+/* A new, empty memo (NULL when out of memory); free with
+ * amc_json_memo_free (NULL is fine). */
+amc_json_memo_t *amc_json_memo_new(void);
+void amc_json_memo_free(amc_json_memo_t *m);
+
+/* amc_json_encode, but the tables directly under the value at `idx` (an
+ * object's fields, an array's elements) are encoded once per memo and
+ * copied from it when met again: output objects share subtables (the
+ * gateway's markers are in every object of its translation). Same bytes
+ * as amc_json_encode, provided no table encoded through the memo changes
+ * while the memo is in use (tables are remembered by address). */
+int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
+                         amc_json_memo_t *m, char *err, size_t errlen);
+
 /* Same, indented with two spaces and a trailing newline: for humans
  * (`amc translate`, golden files). Key order and values as canonical. */
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,

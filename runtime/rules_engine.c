@@ -101,6 +101,7 @@ struct amc_rules_engine {
   char *out_err;     /* invalid output (not a Lua error) */
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
+  amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
 };
 
 struct gen {
@@ -1505,6 +1506,11 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
            -1;
   int ol = lua_gettop(L);
   lua_Integer n = (lua_Integer)lua_rawlen(L, ol);
+  /* Objects share subtables (markers): each encoded once. Every table
+   * stays reachable from `res` (so at its address) and unchanged (no rule
+   * code runs; validate.object only reads) until the memo is freed. */
+  amc_json_memo_free(e->enc_memo);
+  e->enc_memo = amc_json_memo_new();
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, ol, i);
     int it = lua_gettop(L);
@@ -1529,7 +1535,8 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
              -1;
     amc_buf_reset(&e->scratch);
     char jerr[300];
-    if (amc_json_encode(L, obj, &e->scratch, jerr, sizeof jerr) < 0)
+    if (amc_json_encode_memo(L, obj, &e->scratch, e->enc_memo, jerr,
+                             sizeof jerr) < 0)
       return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
     /* validate.object(type, object), unless these exact bytes of this type
      * passed before in this generation (the usual case when a key is
@@ -1621,7 +1628,10 @@ static int translate_protected(lua_State *L) {
   if (lua_type(L, 1) != LUA_TTABLE)
     return out_fail(e, "translate must return a table (out:result()), got %s",
                     luaL_typename(L, 1));
-  if (collect_objects(L, g, 1) < 0)
+  int rc = collect_objects(L, g, 1);
+  amc_json_memo_free(e->enc_memo);
+  e->enc_memo = NULL;
+  if (rc < 0)
     return 0;
   collect_diags(L, e, 1);
   return 0;
@@ -1828,6 +1838,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   free(e->out_err);
   amc_buf_free(&e->import_stack);
   amc_buf_free(&e->scratch);
+  amc_json_memo_free(e->enc_memo);
   free(e);
 }
 

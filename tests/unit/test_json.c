@@ -539,6 +539,51 @@ static void test_strings_at(void **state) {
   assert_string_equal(strings_at("{\"a\":[\"x\",", "a"), "ERR");
   assert_string_equal(strings_at("{\"b\":{\"a\":1", "a"), "ERR");
   assert_string_equal(strings_at("[\"a\"]", "a"), "");
+  /* Skipped values with brackets and escapes inside strings, long runs. */
+  assert_string_equal(
+      strings_at("{\"a\":{\"x\":\"}\\\"]{[\",\"y\":[{\"q\":\"[\\\\\"},"
+                 "\"0123456789abcdef0123456789\"]},\"b\":\"ok\"}",
+                 "b"),
+      "ok|");
+  assert_string_equal(strings_at("{\"a\":[\"0123456789abcdef\\\"x", "b"),
+                      "ERR");
+}
+
+/* amc_json_encode_memo gives amc_json_encode's bytes, with subtables shared
+ * between the encoded values (and an error still reported each time). */
+static void test_encode_memo(void **state) {
+  (void)state;
+  if (luaL_dostring(L, "local m = {{key = 'c', values = {'x'}}}\n"
+                       "local e = setmetatable({}, json.array_mt)\n"
+                       "local bad = {f = function() end}\n"
+                       "return {{name = 'a', markers = m, e = e},\n"
+                       "  {name = 'b', markers = m, list = {m, m}, e = e},\n"
+                       "  {name = 'c', bad = bad}, {name = 'd', bad = bad},\n"
+                       "  {name = 'e', markers = m, n = {1, 2.5, 'z'}}}") !=
+      LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  int list = lua_gettop(L);
+  amc_json_memo_t *m = amc_json_memo_new();
+  assert_non_null(m);
+  for (int i = 1; i <= 5; i++) {
+    lua_rawgeti(L, list, i);
+    amc_buf_t want = AMC_BUF_INIT, got = AMC_BUF_INIT;
+    char err1[200] = "", err2[200] = "";
+    int r1 = amc_json_encode(L, -1, &want, err1, sizeof err1);
+    int r2 = amc_json_encode_memo(L, -1, &got, m, err2, sizeof err2);
+    assert_int_equal(r1, r2);
+    if (r1 == 0)
+      assert_string_equal(got.data, want.data);
+    else
+      assert_string_equal(err2, err1);
+    assert_int_equal(r1, i == 3 || i == 4 ? -1 : 0);
+    amc_buf_free(&want);
+    amc_buf_free(&got);
+    lua_pop(L, 1);
+  }
+  amc_json_memo_free(m);
+  amc_json_memo_free(NULL);
+  lua_settop(L, list - 1);
 }
 
 int main(void) {
@@ -560,6 +605,7 @@ int main(void) {
       cmocka_unit_test(test_large_containers),
       cmocka_unit_test(test_decode_out_of_memory),
       cmocka_unit_test(test_strings_at),
+      cmocka_unit_test(test_encode_memo),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
