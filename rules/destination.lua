@@ -18,6 +18,9 @@ local service = import("service")
 local serviceentry = import("serviceentry")
 local destinationrule = import("destinationrule")
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local type, tostring = type, tostring
+
 local M = {}
 
 -- The pool's name: the consuming virtual service's `scope`, the backend's

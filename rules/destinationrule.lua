@@ -30,6 +30,9 @@
 
 local avi = import("lib/avi")
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local ipairs, type = ipairs, type
+
 local M = {}
 
 local function rank_ns(ns, gw_ns, svc_ns)

@@ -34,6 +34,9 @@ local avi = import("lib/avi")
 local secret = import("secret")
 local virtualservice = import("virtualservice")
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local ipairs, pairs, type = ipairs, pairs, type
+
 local KIND_BY_PROTOCOL = {
   HTTP = "http", HTTP2 = "http", GRPC = "http", HTTPS = "https",
   TCP = "tcp", MONGO = "tcp", TLS = "tls",

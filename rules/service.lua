@@ -18,6 +18,10 @@
 -- subset labels (AND; the seed OR-ed them), found via each endpoint's
 -- targetRef.
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local ipairs, next, tonumber = ipairs, next, tonumber
+local find = string.find
+
 local M = {}
 
 -- The Service port for `number`, or the only port when `number` is nil.
@@ -42,7 +46,7 @@ function M.port(svc, number)
 end
 
 local function ip_type(addr)
-  if addr:find(":", 1, true) then
+  if find(addr, ":", 1, true) then
     return "V6"
   end
   return "V4"

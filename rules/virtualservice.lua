@@ -44,6 +44,9 @@
 local avi = import("lib/avi")
 local destination = import("destination")
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local ipairs, next, tostring = ipairs, next, tostring
+
 local M = {}
 
 ---------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 -- every module: it carries the gateway, `rt`, the output accumulator and
 -- the refs built from settings, so no module rebuilds them.
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local select, type = select, type
+
 local M = {}
 
 -- AVI types that have a `created_by` field (VsVip and HealthMonitor don't).

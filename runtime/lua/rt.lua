@@ -20,6 +20,10 @@
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
 
+-- (globals as locals: a global lookup goes through the sandbox's proxies)
+local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
+local tonumber, tostring = tonumber, tostring
+
 local M = {}
 
 M.NAME_MAX = 200
