@@ -1606,7 +1606,7 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
@@ -1617,6 +1617,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "base64_decode");
   lua_pushcfunction(L, host_ipv4);
   lua_setfield(L, -2, "ipv4");
+  lua_pushboolean(L, 1); /* collect_objects sorts by type, name */
+  lua_setfield(L, -2, "sorts_objects");
   lua_pushlightuserdata(L, AMC_JSON_NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);

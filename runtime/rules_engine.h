@@ -50,7 +50,8 @@
  * Host functions given to rt.new (runtime/lua/rt.lua): get, list, hash,
  * base64_decode and ipv4 (rt.lua's functions of those names in C, same
  * result for every input; rt.lua uses them instead of its Lua copies),
- * null, array_mt, settings.
+ * null, array_mt, settings, sorts_objects (true: the engine sorts the
+ * result's objects by type and name, so out:result() need not).
  *
  * Reads. The host functions behind rt.get / rt.list decode objects from the
  * store into fresh tables on every call (rules cannot change stored

@@ -16,6 +16,9 @@
 --   host.array_mt            -> metatable marking a table as a JSON array
 --   host.base64_decode(s)    -> bytes | nil (optional; C copy of base64_decode)
 --   host.ipv4(s)             -> integer | nil (optional; C copy of ipv4)
+--   host.sorts_objects       -> true when the host orders result().objects
+--                               by type then name itself (optional; then
+--                               result() leaves them in the order added)
 --
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
@@ -393,6 +396,12 @@ function Output:error(obj, field, message)
 end
 
 function Output:result()
+  if self._host_sorts then -- (the engine sorts them in C anyway)
+    return {
+      objects = self._array(self._objects),
+      diagnostics = self._array(self._diags),
+    }
+  end
   -- by type, then name: "type\0name" compares the same way (Lua compares
   -- strings piecewise across "\0"), and sorting the (unique) keys needs no
   -- Lua comparison function
@@ -555,6 +564,7 @@ function M.new(host)
       _diags = {},
       _seen = {},
       _array = array,
+      _host_sorts = host.sorts_objects == true,
     }, Output)
   end
 
