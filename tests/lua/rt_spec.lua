@@ -284,6 +284,19 @@ describe("rt", function()
         r.diagnostics[1])
       assert.equal("error", r.diagnostics[2].severity)
     end)
+
+    it("leaves the order to a host that sorts the objects itself", function()
+      local host = h.host({}, { cluster = "c1" })
+      host.sorts_objects = true
+      local out = rt_mod.new(host).output()
+      out:add("pool", { name = "b" })
+      out:add("pool", { name = "a" })
+      out:add("httppolicyset", { name = "z" })
+      local r = out:result()
+      assert.same({ "b", "a", "z" }, { r.objects[1].object.name,
+        r.objects[2].object.name, r.objects[3].object.name })
+      assert.equal("pool", r.objects[1].type)
+    end)
   end)
 
   it("decodes base64", function()
