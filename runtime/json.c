@@ -54,9 +54,14 @@ static inline size_t plain_run(const unsigned char *p,
     uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
     /* A high bit in t: a byte < 0x20, '"', '\\' or >= 0x80 may be in the
      * word (the subtractions can also flag a byte after one of those,
-     * never miss one); the byte loop below finds which. */
-    if (t)
+     * never miss one, so the lowest flag is exact). */
+    if (t) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      return (size_t)(p - s) + (size_t)(__builtin_ctzll(t) >> 3);
+#else
       break;
+#endif
+    }
     p += 8;
   }
   while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
@@ -1326,12 +1331,18 @@ typedef struct {
 static const char *quote_or_backslash(const char *p, const char *end) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   while (end - p >= 8) {
-    uint64_t x, q, b;
+    uint64_t x, q, b, t;
     memcpy(&x, p, 8);
     q = x ^ (ones * '"');
     b = x ^ (ones * '\\');
-    if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs))
+    t = ((q - ones) & ~q & highs) | ((b - ones) & ~b & highs);
+    if (t) { /* the lowest flag is exact */
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      return p + (__builtin_ctzll(t) >> 3);
+#else
       break;
+#endif
+    }
     p += 8;
   }
   while (p < end && *p != '"' && *p != '\\')

@@ -504,26 +504,21 @@ static int scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   *esc = 0;
   *s = p;
-  /* Most strings are short: a few bytes one by one first. */
-  for (const char *stop = c->end - p > 16 ? p + 16 : c->end; p < stop; p++) {
-    if (*p == '"') {
-      *n = (size_t)(p - *s);
-      c->p = p + 1;
-      return 0;
-    }
-    if (*p == '\\')
-      break;
-  }
   for (;;) {
     /* Eight bytes at a time while none is '"' or '\\' (certificates and
      * keys are kilobytes long). */
     while (c->end - p >= 8) {
-      uint64_t x, q, b;
+      uint64_t x, q, b, t;
       memcpy(&x, p, 8);
       q = x ^ (ones * '"');
       b = x ^ (ones * '\\');
-      if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs))
+      t = ((q - ones) & ~q & highs) | ((b - ones) & ~b & highs);
+      if (t) { /* the lowest flag is exact: the first '"' or '\\' */
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        p += __builtin_ctzll(t) >> 3;
+#endif
         break;
+      }
       p += 8;
     }
     while (p < c->end && *p != '"' && *p != '\\')
