@@ -847,17 +847,26 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   const unsigned char *run = p;
+  size_t plain = plain_run(p, end);
+  if (plain == len && o->len + len + 3 <= o->cap) { /* the usual string */
+    char *d = o->data + o->len;
+    d[0] = '"';
+    memcpy(d + 1, s, len);
+    d[len + 1] = '"';
+    d[len + 2] = '\0';
+    o->len += len + 2;
+    return 0;
+  }
   put1(o, '"');
-  while (p < end) {
-    p += plain_run(p, end);
-    if (p >= end)
-      break;
+  p += plain;
+  while (p < end) { /* p is on a byte plain_run stopped at */
     unsigned c = *p;
     if (c >= 0x80) {
       int n = utf8_len(p, end);
       if (!n)
         return enc_fail(e, "invalid UTF-8 in string");
       p += n;
+      p += plain_run(p, end);
       continue;
     }
     putn(o, (const char *)run, (size_t)(p - run));
@@ -896,6 +905,7 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
     putn(o, esc, n);
     p++;
     run = p;
+    p += plain_run(p, end);
   }
   putn(o, (const char *)run, (size_t)(p - run));
   put1(o, '"');
