@@ -45,8 +45,9 @@ function M.port(svc, number)
     svc.metadata.namespace, svc.metadata.name, number)
 end
 
-local function ip_type(addr)
-  if find(addr, ":", 1, true) then
+local function ip_type(ipv4, addr)
+  -- (a dotted quad, the usual case, is V4: one cheaper host call)
+  if ipv4(addr) == nil and find(addr, ":", 1, true) then
     return "V6"
   end
   return "V4"
@@ -198,8 +199,9 @@ local function sort_servers(ipv4, servers)
 end
 
 -- Adds a server (sort_servers drops repeats).
-local function add_server(list, addr, port)
-  list[#list + 1] = { ip = { addr = addr, type = ip_type(addr) }, port = port }
+local function add_server(list, addr, port, ipv4)
+  list[#list + 1] = { ip = { addr = addr, type = ip_type(ipv4, addr) },
+                      port = port }
 end
 
 -- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
@@ -236,7 +238,7 @@ local function from_slices(rt, svc, sport, labels, servers)
            (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
           local addresses = ep.addresses or {}
           for j = 1, #addresses do
-            add_server(servers, addresses[j], target)
+            add_server(servers, addresses[j], target, rt.ipv4)
           end
         end
       end
@@ -261,7 +263,7 @@ local function from_endpoints(rt, svc, sport, labels, servers)
     if target then
       for _, a in ipairs(subset.addresses or {}) do
         if pod_has(rt, ns, a.targetRef, labels) then
-          add_server(servers, a.ip, target)
+          add_server(servers, a.ip, target, rt.ipv4)
         end
       end
     end
@@ -309,7 +311,7 @@ local function from_pods(rt, svc, sport, labels, servers)
         port = container_port(pod, tp)
       end
       if port then
-        add_server(servers, ip, port)
+        add_server(servers, ip, port, rt.ipv4)
       end
     end
   end
