@@ -97,6 +97,7 @@ end
 local function sort_by(list, key_of)
   local n = #list
   local keys, by_key = {}, {}
+  local ascending = true -- lists often come in order already
   for i = 1, n do
     local item = list[i]
     local k = key_of(item)
@@ -108,7 +109,13 @@ local function sort_by(list, key_of)
       table.sort(list, function(a, b) return key[a] < key[b] end)
       return list
     end
+    if ascending and i > 1 and not (keys[i - 1] < k) then
+      ascending = false
+    end
     keys[i], by_key[k] = k, item
+  end
+  if ascending then -- distinct keys in order: nothing to move
+    return list
   end
   table.sort(keys)
   for i = 1, n do
