@@ -100,9 +100,11 @@ static int dec_fail(dec_t *d, const char *at, const char *fmt, ...) {
   return -1;
 }
 
-static void skip_ws(dec_t *d) {
+static inline void skip_ws(dec_t *d) {
   const char *p = d->p;
-  while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+  /* (every byte that starts or ends a token is above ' ') */
+  while (p < d->end && (unsigned char)*p <= ' ' &&
+         (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     p++;
   d->p = p;
 }
@@ -414,9 +416,8 @@ static void push_keycache(lua_State *L, dec_t *d) {
 static int dec_key(lua_State *L, dec_t *d) {
   const unsigned char *s = (const unsigned char *)d->p + 1;
   const unsigned char *end = (const unsigned char *)d->end;
-  const unsigned char *p = s;
-  while (p < end && p - s <= KC_MAXLEN && *p != '"' && *p != '\\' && *p >= 0x20)
-    p++;
+  /* (a key with bytes >= 0x80 stops short of its quote: dec_string) */
+  const unsigned char *p = s + plain_run(s, end);
   size_t n = (size_t)(p - s);
   if (p >= end || *p != '"' || n == 0 || n > KC_MAXLEN)
     return 0;
