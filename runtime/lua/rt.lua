@@ -26,6 +26,7 @@
 -- (globals as locals: a global lookup goes through the sandbox's proxies)
 local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
 local tonumber, tostring = tonumber, tostring
+local find, lower = string.find, string.lower
 
 local M = {}
 
@@ -597,8 +598,8 @@ function M.new(host)
   -- The FQDN Istio gives `host` written in namespace `ns`: a short name
   -- (no dot) is a Service in `ns`.
   rt.fqdn = function(host, ns)
-    host = host:lower()
-    if host ~= "*" and not host:find(".", 1, true) then
+    host = lower(host)
+    if host ~= "*" and not find(host, ".", 1, true) then
       return host .. "." .. ns .. ".svc." .. domain
     end
     return host
@@ -621,8 +622,8 @@ function M.new(host)
     end
   end
   rt.resolve_host = function(host, ns)
-    host = host:lower()
-    if not host:find(".", 1, true) then
+    host = lower(host)
+    if not find(host, ".", 1, true) then
       return service(host, ns)
     end
     local suffix = svc_suffix
