@@ -45,11 +45,13 @@ end
 -- nil for ServiceEntry hosts), or nil.
 function M.find(ctx, fqdn, svc_ns)
   local rt = ctx.rt
-  -- one list per translation (every pool asks)
-  ctx.destination_rules = ctx.destination_rules or
+  -- one list per translation (every pool asks); ctx.cache, so that a
+  -- memoized call reads (and records) it itself
+  local cache = ctx.cache
+  cache.destination_rules = cache.destination_rules or
     rt.list("DestinationRule", nil)
   local best, best_key
-  for _, dr in ipairs(ctx.destination_rules) do
+  for _, dr in ipairs(cache.destination_rules) do
     local spec = dr.spec or {}
     local ns = dr.metadata.namespace
     local ws = spec.workloadSelector

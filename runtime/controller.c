@@ -314,6 +314,8 @@ static void on_store_change(const char *kind, const char *ns, const char *name,
                             const char *new_json, void *data) {
   (void)ev;
   amc_controller_t *c = data;
+  if (c->engine && c->engine_ops.changed)
+    c->engine_ops.changed(c->engine, kind, ns, name, old_json, new_json);
   if (!c->processing)
     return; /* the initial pass queues everything */
   amc_deps_affected(c->deps, kind, ns, name, old_json, new_json, queue_key, c);
@@ -343,6 +345,25 @@ static void process(amc_queue_t *q, const char *qkey, void *data) {
     abort();
   process_key(data, key);
   free(key);
+}
+
+/* Translates the key's object. A translation with unchanged objects (a
+ * memoizing engine) goes to the sink only when the sink holds them all with
+ * their checksums; otherwise the engine translates without replays. */
+static amc_translation_t *translate_key(amc_controller_t *c, const char *key,
+                                        const char *ns, const char *name) {
+  amc_translation_t *t =
+      c->engine_ops.translate(c->engine, c->opt.root_kind, ns, name);
+  if (!t || t->error || !t->n_unchanged)
+    return t;
+  if (c->opt.sink_ops.has_unchanged &&
+      c->opt.sink_ops.has_unchanged(c->opt.sink, key, t))
+    return t;
+  amc_log(AMC_DEBUG, "translate.full", AMC_I("unchanged", t->n_unchanged));
+  amc_translation_free(t);
+  if (!c->engine_ops.translate_full)
+    return NULL; /* cannot happen: only memoizing engines make them */
+  return c->engine_ops.translate_full(c->engine, c->opt.root_kind, ns, name);
 }
 
 static void process_key(amc_controller_t *c, const char *key) {
@@ -379,8 +400,7 @@ static void process_key(amc_controller_t *c, const char *key) {
     amc_log_set_key(NULL);
     return;
   }
-  amc_translation_t *t = c->engine_ops.translate(c->engine, c->opt.root_kind,
-                                                 ns[0] ? ns : NULL, name);
+  amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);
@@ -893,6 +913,33 @@ static void put_redacted(FILE *out, const char *json) {
   }
 }
 
+/* The FNV-1a 64 of the object's JSON: its checksum when the engine set one
+ * (the same hash; unchanged objects have nothing else). */
+static uint64_t obj_digest(const amc_avi_object_t *o) {
+  if (o->cksum[0])
+    return strtoull(o->cksum, NULL, 16);
+  return fnv(o->json, o->json_len);
+}
+
+static int dr_has_unchanged(void *sink, const char *key,
+                            const amc_translation_t *t) {
+  amc_dry_run_t *d = sink;
+  amc_strmap_t *prev = amc_strmap_get(&d->keys, key);
+  amc_buf_t tn = AMC_BUF_INIT;
+  int ok = 1;
+  for (size_t i = 0; ok && i < t->n_objects; i++) {
+    const amc_avi_object_t *o = &t->objects[i];
+    if (o->json)
+      continue;
+    amc_buf_reset(&tn);
+    amc_buf_printf(&tn, "%s\x1f%s", o->type, o->name);
+    uint64_t *old = prev ? amc_strmap_get(prev, tn.data) : NULL;
+    ok = old && *old == obj_digest(o);
+  }
+  amc_buf_free(&tn);
+  return ok;
+}
+
 static void dr_sync(void *sink, amc_controller_t *c, const char *key,
                     const amc_translation_t *t) {
   amc_dry_run_t *d = sink;
@@ -909,17 +956,17 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
     uint64_t *dg = malloc(sizeof *dg);
     if (!dg)
       abort();
-    *dg = fnv(o->json, o->json_len);
+    *dg = obj_digest(o);
     amc_strmap_put(next, tn.data, dg, NULL);
     uint64_t *old = prev ? amc_strmap_get(prev, tn.data) : NULL;
     if (!old) {
       fprintf(d->out, "dry-run: POST %s %s ", o->type, o->name);
-      put_redacted(d->out, o->json);
+      put_redacted(d->out, o->json ? o->json : "(unchanged)");
       fputc('\n', d->out);
       calls++;
     } else if (*old != *dg) {
       fprintf(d->out, "dry-run: PUT %s %s ", o->type, o->name);
-      put_redacted(d->out, o->json);
+      put_redacted(d->out, o->json ? o->json : "(unchanged)");
       fputc('\n', d->out);
       calls++;
     }
@@ -942,5 +989,5 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
   amc_controller_sync_done(c, key, 0, NULL);
 }
 
-const amc_ctrl_sink_ops_t amc_dry_run_ops = {dr_sync, NULL, NULL, NULL,
-                                             NULL};
+const amc_ctrl_sink_ops_t amc_dry_run_ops = {
+    dr_sync, NULL, NULL, NULL, NULL, dr_has_unchanged};

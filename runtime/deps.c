@@ -330,3 +330,72 @@ void amc_deps_foreach_key(amc_deps_t *d, amc_deps_key_fn fn, void *data) {
   foreach_t f = {fn, data};
   amc_strmap_foreach(&d->by_key, foreach_visit, &f);
 }
+
+/* Rebuilds an amc_read_t from an index entry (see the top): `buf` is a
+ * writable copy of the entry, cut in place. Returns 0, or -1 if malformed. */
+static int entry_read(char *buf, amc_read_t *r) {
+  char *f[6];
+  size_t n = 0;
+  for (char *p = buf; n < 6;) {
+    f[n++] = p;
+    char *s = strchr(p, SEP[0]);
+    if (!s)
+      break;
+    *s = '\0';
+    p = s + 1;
+  }
+  memset(r, 0, sizeof *r);
+  if (n < 2)
+    return -1;
+  r->kind = f[1];
+  switch (f[0][0]) {
+  case 'o':
+    if (n != 4)
+      return -1;
+    r->namespace_ = f[2][0] ? f[2] : NULL;
+    r->name = f[3];
+    return 0;
+  case 'n':
+    if (n != 3)
+      return -1;
+    r->namespace_ = f[2];
+    return 0;
+  case 'a':
+    return n == 2 ? 0 : -1;
+  case 'f':
+  case 'F': {
+    size_t at = f[0][0] == 'f' ? 3 : 2;
+    if (n != at + 2 || strlen(f[at]) < 2)
+      return -1;
+    if (f[0][0] == 'f')
+      r->namespace_ = f[2];
+    if (f[at][0] == 'f')
+      r->field = f[at] + 2;
+    else
+      r->label = f[at] + 2;
+    r->value = f[at + 1];
+    return 0;
+  }
+  }
+  return -1;
+}
+
+size_t amc_deps_foreach_read(amc_deps_t *d, const char *key,
+                             amc_deps_read_fn fn, void *data) {
+  key_reads_t *kr = amc_strmap_get(&d->by_key, key);
+  if (!kr)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n = 0;
+  for (size_t i = 0; i < kr->n; i++) {
+    amc_buf_reset(&b);
+    amc_buf_puts(&b, kr->entries[i]);
+    amc_read_t r;
+    if (entry_read(b.data, &r) == 0) {
+      fn(&r, data);
+      n++;
+    }
+  }
+  amc_buf_free(&b);
+  return n;
+}

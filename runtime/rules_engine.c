@@ -24,9 +24,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "deps.h"
 #include "json.h"
 #include "util/buf.h"
 #include "util/embedded.h"
+#include "util/strmap.h"
 
 #define HOOK_STEP      1000
 #define DEFAULT_CAP    ((size_t)256 << 20)
@@ -83,6 +85,18 @@ struct amc_rules_engine {
   char *out_err;     /* invalid output (not a Lua error) */
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
+  /* memo (see "Memo" below and rules_engine.h) */
+  int memo_on;
+  amc_deps_t *memo_deps; /* "<key>\x1e<subkey>" -> the entry's reads */
+  amc_strmap_t memo;     /* key -> amc_strmap_t* (subkey -> memo_entry_t*) */
+  size_t memo_entries;
+  int memo_replay;        /* this translation may replay entries */
+  amc_strmap_t *memo_old; /* the key's entries before this translation */
+  amc_strmap_t memo_new;  /* entries this translation replayed or made */
+  int frame_open;         /* inside rt.memo's call: reads also go to: */
+  amc_read_t *frame_reads;
+  size_t frame_n, frame_cap;
+  uint64_t memo_hits, memo_misses;
 };
 
 struct gen {
@@ -562,12 +576,18 @@ static char *dup_opt(const char *s) {
 }
 
 /* `field` or `label` (at most one) with `value`: a filtered list. */
+static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name, const char *field, const char *label,
+                       const char *value);
+
 static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
                         const char *name, const char *field, const char *label,
                         const char *value) {
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
+  if (e->frame_open)
+    frame_read(e, kind, ns, name, field, label, value);
   if (t->n_reads == e->reads_cap) {
     e->reads_cap = e->reads_cap ? e->reads_cap * 2 : 16;
     amc_read_t *r = realloc(t->reads, e->reads_cap * sizeof *r);
@@ -1495,6 +1515,44 @@ static int obj_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->name, y->name);
 }
 
+/* The checksum sinks compare (the same FNV-1a 64 as avi/plan.h's
+ * amc_avi_cksum). */
+static void object_cksum(const char *s, size_t len, char out[17]) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ull;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* An unchanged object (rt.lua's memo replay: the output item has
+ * `unchanged` = its checksum): taken without body or validation (it passed
+ * both when the entry was made). Returns 1 if the item was one. */
+static int collect_unchanged(lua_State *L, amc_rules_engine_t *e, int it,
+                             const char *type, const char *name) {
+  amc_translation_t *t = e->cur_t;
+  const char *ck = field_str(L, it, "unchanged");
+  if (!ck)
+    return 0;
+  const char *tr = field_str(L, it, "tenant_ref");
+  if (t->n_objects == e->objs_cap) {
+    e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
+    amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
+    if (!no)
+      abort();
+    t->objects = no;
+  }
+  amc_avi_object_t *ao = &t->objects[t->n_objects++];
+  memset(ao, 0, sizeof *ao);
+  ao->type = xstrdup(type);
+  ao->name = xstrdup(name);
+  snprintf(ao->cksum, sizeof ao->cksum, "%s", ck);
+  ao->tenant_ref = tr ? xstrdup(tr) : NULL;
+  t->n_unchanged++;
+  return 1;
+}
+
 static int collect_objects(lua_State *L, gen_t *g, int res) {
   amc_rules_engine_t *e = g->eng;
   amc_translation_t *t = e->cur_t;
@@ -1529,6 +1587,10 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
                       type),
              -1;
+    if (e->memo_on && collect_unchanged(L, e, it, type, name)) {
+      lua_settop(L, ol);
+      continue;
+    }
     amc_buf_reset(&e->scratch);
     char jerr[300];
     if (amc_json_encode(L, obj, &e->scratch, jerr, sizeof jerr) < 0)
@@ -1567,6 +1629,8 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     ao->name = xstrdup(name);
     ao->json_len = e->scratch.len;
     ao->json = amc_buf_steal(&e->scratch);
+    ao->tenant_ref = NULL;
+    object_cksum(ao->json, ao->json_len, ao->cksum);
     lua_settop(L, ol);
   }
   lua_settop(L, res);
@@ -1581,6 +1645,451 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
              -1;
   }
   return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memo (rules_engine.h, "Memo"): what one rt.memo call of a key produced,
+ * kept between translations of that key while nothing it read changed.
+ *
+ * An entry keeps only what a replay needs: the call's result and the order
+ * of its out:get/out:add/diagnostic events as canonical JSON (the blob,
+ * built by rt.lua), the (type, name, tenant_ref, checksum) of the objects
+ * it added -- not their bodies: a replay adds them as unchanged objects
+ * (translation.h) -- and its reads, kept in memo_deps (one index for every
+ * entry, keyed "<key>\x1e<subkey>"), which both re-records them on a replay
+ * and maps a store change to the entries it invalidates. */
+
+typedef struct {
+  char *type, *name, *tenant_ref;
+  char cksum[17];
+} memo_obj_t;
+
+typedef struct {
+  char *blob; /* canonical JSON: {r = result, ev = events} */
+  size_t blob_len;
+  memo_obj_t *objs; /* the objects the call added, in order */
+  size_t n_objs;
+  amc_read_t *reads; /* made in this translation: its reads, until commit */
+  size_t n_reads;
+} memo_entry_t;
+
+#define MEMO_SEP "\x1e"
+
+static void read_free(amc_read_t *r) {
+  free(r->kind);
+  free(r->namespace_);
+  free(r->name);
+  free(r->field);
+  free(r->label);
+  free(r->value);
+}
+
+static void memo_entry_free(void *p) {
+  memo_entry_t *m = p;
+  if (!m)
+    return;
+  free(m->blob);
+  for (size_t i = 0; i < m->n_objs; i++) {
+    free(m->objs[i].type);
+    free(m->objs[i].name);
+    free(m->objs[i].tenant_ref);
+  }
+  free(m->objs);
+  for (size_t i = 0; i < m->n_reads; i++)
+    read_free(&m->reads[i]);
+  free(m->reads);
+  free(m);
+}
+
+static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name, const char *field, const char *label,
+                       const char *value) {
+  if (e->frame_n == e->frame_cap) {
+    e->frame_cap = e->frame_cap ? e->frame_cap * 2 : 8;
+    amc_read_t *r = realloc(e->frame_reads, e->frame_cap * sizeof *r);
+    if (!r)
+      abort();
+    e->frame_reads = r;
+  }
+  amc_read_t *r = &e->frame_reads[e->frame_n++];
+  r->kind = xstrdup(kind);
+  r->namespace_ = dup_opt(ns);
+  r->name = dup_opt(name);
+  r->field = dup_opt(field);
+  r->label = dup_opt(label);
+  r->value = value && (field || label) ? xstrdup(value) : NULL;
+}
+
+static void frame_reset(amc_rules_engine_t *e) {
+  for (size_t i = 0; i < e->frame_n; i++)
+    read_free(&e->frame_reads[i]);
+  e->frame_n = 0;
+  e->frame_open = 0;
+}
+
+static void memo_full_key(amc_buf_t *b, const char *key, const char *subkey) {
+  amc_buf_reset(b);
+  amc_buf_printf(b, "%s" MEMO_SEP "%s", key, subkey);
+}
+
+static void memo_forget(amc_rules_engine_t *e, const char *key,
+                        const char *subkey, memo_entry_t *m) {
+  amc_buf_t b = AMC_BUF_INIT;
+  memo_full_key(&b, key, subkey);
+  amc_deps_remove(e->memo_deps, b.data);
+  amc_buf_free(&b);
+  memo_entry_free(m);
+  e->memo_entries--;
+}
+
+/* host.memo_get(subkey): the entry's replay data, or nil. */
+static int host_memo_get(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  if (e->frame_open)
+    return luaL_error(L, "rt.memo: memoized calls cannot nest");
+  memo_entry_t *m =
+      e->memo_replay && e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
+  if (!m) {
+    e->memo_misses++;
+    lua_pushnil(L);
+    return 1;
+  }
+  char err[200];
+  if (amc_json_decode(L, m->blob, m->blob_len, err, sizeof err) != 0 ||
+      !lua_istable(L, -1))
+    return luaL_error(L, "rt.memo: corrupt entry %s: %s", sub, err);
+  lua_createtable(L, (int)m->n_objs, 0);
+  for (size_t i = 0; i < m->n_objs; i++) {
+    lua_createtable(L, 4, 0);
+    lua_pushstring(L, m->objs[i].type);
+    lua_rawseti(L, -2, 1);
+    lua_pushstring(L, m->objs[i].name);
+    lua_rawseti(L, -2, 2);
+    lua_pushstring(L, m->objs[i].cksum);
+    lua_rawseti(L, -2, 3);
+    if (m->objs[i].tenant_ref) {
+      lua_pushstring(L, m->objs[i].tenant_ref);
+      lua_rawseti(L, -2, 4);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "objs");
+  return 1;
+}
+
+static void replay_read(const amc_read_t *r, void *data) {
+  record_read(data, r->kind, r->namespace_, r->name, r->field, r->label,
+              r->value);
+}
+
+/* host.memo_replay(subkey): the entry (just returned by memo_get) is used:
+ * its reads become this translation's. */
+static int host_memo_replay(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  memo_entry_t *m = e->memo_old ? amc_strmap_del(e->memo_old, sub) : NULL;
+  if (!m)
+    return luaL_error(L, "rt.memo: no entry %s to replay", sub);
+  memo_entry_t *old = NULL;
+  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
+  if (old) { /* the same subkey twice in one translation */
+    memo_entry_free(old);
+    e->memo_entries--;
+  }
+  amc_buf_t b = AMC_BUF_INIT;
+  memo_full_key(&b, e->cur_t->key, sub);
+  amc_deps_foreach_read(e->memo_deps, b.data, replay_read, e);
+  amc_buf_free(&b);
+  e->memo_hits++;
+  return 0;
+}
+
+/* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
+ * objects named (besides the root object) are inputs it depends on. */
+static int host_memo_begin(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  luaL_checkstring(L, 1);
+  if (e->frame_open)
+    return luaL_error(L, "rt.memo: memoized calls cannot nest");
+  frame_reset(e);
+  e->frame_open = 1;
+  const amc_store_obj_t *o = e->cur_obj;
+  record_read(e, o->kind, o->namespace_, o->name, NULL, NULL, NULL);
+  int n = lua_gettop(L);
+  for (int i = 2; i + 2 <= n; i += 3) {
+    const char *kind = luaL_checkstring(L, i);
+    const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
+    const char *name = luaL_checkstring(L, i + 2);
+    record_read(e, kind, ns, name, NULL, NULL, NULL);
+  }
+  return 0;
+}
+
+/* host.memo_end(subkey, data, objs): stores the call's replay data (a
+ * table, encoded canonically) and the objects it added ({type, name,
+ * tenant_ref} each); the checksums are filled in by memo_commit. */
+static int host_memo_end(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!e->frame_open)
+    return luaL_error(L, "rt.memo: memo_end without memo_begin");
+  memo_entry_t *m = calloc(1, sizeof *m);
+  if (!m)
+    abort();
+  amc_buf_t b = AMC_BUF_INIT;
+  char err[300];
+  if (amc_json_encode(L, 2, &b, err, sizeof err) < 0) {
+    amc_buf_free(&b);
+    free(m);
+    return luaL_error(L, "rt.memo: result of %s is not JSON: %s", sub, err);
+  }
+  m->blob_len = b.len;
+  m->blob = amc_buf_steal(&b);
+  size_t n = lua_rawlen(L, 3);
+  m->objs = calloc(n ? n : 1, sizeof *m->objs);
+  if (!m->objs)
+    abort();
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    memo_obj_t *mo = &m->objs[m->n_objs++];
+    mo->type = xstrdup(luaL_checkstring(L, -3));
+    mo->name = xstrdup(luaL_checkstring(L, -2));
+    mo->tenant_ref =
+        lua_type(L, -1) == LUA_TSTRING ? xstrdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 4);
+  }
+  m->reads = e->frame_reads;
+  m->n_reads = e->frame_n;
+  e->frame_reads = NULL;
+  e->frame_n = e->frame_cap = 0;
+  e->frame_open = 0;
+  memo_entry_t *old = NULL;
+  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
+  e->memo_entries++;
+  if (old) {
+    memo_entry_free(old);
+    e->memo_entries--;
+  }
+  return 0;
+}
+
+static void memo_register(lua_State *L) {
+  lua_pushcfunction(L, host_memo_get);
+  lua_setfield(L, -2, "memo_get");
+  lua_pushcfunction(L, host_memo_replay);
+  lua_setfield(L, -2, "memo_replay");
+  lua_pushcfunction(L, host_memo_begin);
+  lua_setfield(L, -2, "memo_begin");
+  lua_pushcfunction(L, host_memo_end);
+  lua_setfield(L, -2, "memo_end");
+}
+
+/* Translation start: the key's entries become memo_old. */
+static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
+  frame_reset(e);
+  e->memo_replay = replay;
+  e->memo_old = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
+}
+
+typedef struct {
+  amc_rules_engine_t *e;
+  amc_translation_t *t;
+  amc_strmap_t *old;
+  amc_buf_t b;
+} commit_t;
+
+static const amc_avi_object_t *find_object(const amc_translation_t *t,
+                                           const char *type,
+                                           const char *name) {
+  size_t lo = 0, hi = t->n_objects;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const amc_avi_object_t *o = &t->objects[mid];
+    int c = strcmp(o->type, type);
+    if (!c)
+      c = strcmp(o->name, name);
+    if (!c)
+      return o;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* A new entry: checksums from the translation's objects, reads into the
+ * index. Returns 1 (drop it) when an object is missing. */
+static int commit_visit(const char *sub, void *value, void *data) {
+  commit_t *c = data;
+  memo_entry_t *m = value;
+  if (!m->reads)
+    return 0; /* replayed: unchanged */
+  for (size_t i = 0; i < m->n_objs; i++) {
+    const amc_avi_object_t *o =
+        find_object(c->t, m->objs[i].type, m->objs[i].name);
+    if (!o || !o->cksum[0]) {
+      memo_entry_free(m);
+      c->e->memo_entries--;
+      return 1;
+    }
+    memcpy(m->objs[i].cksum, o->cksum, sizeof m->objs[i].cksum);
+  }
+  memo_full_key(&c->b, c->t->key, sub);
+  amc_deps_update(c->e->memo_deps, c->b.data, m->reads, m->n_reads);
+  for (size_t i = 0; i < m->n_reads; i++)
+    read_free(&m->reads[i]);
+  free(m->reads);
+  m->reads = NULL;
+  m->n_reads = 0;
+  return 0;
+}
+
+static int drop_visit(const char *sub, void *value, void *data) {
+  commit_t *c = data;
+  memo_forget(c->e, c->t->key, sub, value);
+  return 1;
+}
+
+/* Fresh entries are dropped; replayed ones go back to memo_old. */
+static int rollback_visit(const char *sub, void *value, void *data) {
+  commit_t *c = data;
+  memo_entry_t *m = value;
+  if (m->reads || !c->old) {
+    memo_entry_free(m);
+    c->e->memo_entries--;
+  } else {
+    amc_strmap_put(c->old, sub, m, NULL);
+  }
+  return 1;
+}
+
+/* Translation end: on success the key's entries are exactly those this
+ * translation used or made; on failure the old ones stay. */
+static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
+  frame_reset(e);
+  free(e->frame_reads);
+  e->frame_reads = NULL;
+  e->frame_cap = 0;
+  commit_t c = {e, t, e->memo_old, AMC_BUF_INIT};
+  if (t->error) {
+    amc_strmap_foreach(&e->memo_new, rollback_visit, &c);
+  } else {
+    amc_strmap_foreach(&e->memo_new, commit_visit, &c);
+    amc_strmap_t *old = amc_strmap_del(&e->memo, t->key);
+    if (old) {
+      amc_strmap_foreach(old, drop_visit, &c);
+      free(old);
+    }
+    if (e->memo_new.count) {
+      amc_strmap_t *m = malloc(sizeof *m);
+      if (!m)
+        abort();
+      *m = e->memo_new;
+      amc_strmap_put(&e->memo, t->key, m, NULL);
+    } else {
+      amc_strmap_clear(&e->memo_new, NULL);
+    }
+  }
+  e->memo_new = (amc_strmap_t)AMC_STRMAP_INIT;
+  e->memo_old = NULL;
+  amc_buf_free(&c.b);
+}
+
+typedef struct {
+  amc_rules_engine_t *e;
+} inval_t;
+
+static void invalidate_key(const char *full, void *data) {
+  amc_rules_engine_t *e = data;
+  const char *sep = strstr(full, MEMO_SEP);
+  if (!sep)
+    return;
+  char *key = xasprintf("%.*s", (int)(sep - full), full);
+  amc_strmap_t *m = amc_strmap_get(&e->memo, key);
+  memo_entry_t *me = m ? amc_strmap_del(m, sep + 1) : NULL;
+  if (me) {
+    memo_entry_free(me);
+    e->memo_entries--;
+  }
+  amc_deps_remove(e->memo_deps, full);
+  if (m && m->count == 0) {
+    amc_strmap_del(&e->memo, key);
+    free(m);
+  }
+  free(key);
+}
+
+void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
+                              const char *ns, const char *name,
+                              const char *old_json, const char *new_json) {
+  if (!e || !e->memo_on)
+    return;
+  amc_deps_affected(e->memo_deps, kind, ns, name, old_json, new_json,
+                    invalidate_key, e);
+}
+
+static void free_gw_memo(void *p) {
+  amc_strmap_t *m = p;
+  amc_strmap_clear(m, memo_entry_free);
+  free(m);
+}
+
+int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
+  if (on && !e->memo_on) {
+    e->memo_deps = amc_deps_new(MEMO_SEP); /* no key is a root object */
+    if (!e->memo_deps)
+      return -1;
+    e->memo_on = 1;
+  } else if (!on && e->memo_on) {
+    amc_strmap_clear(&e->memo, free_gw_memo);
+    amc_deps_free(e->memo_deps);
+    e->memo_deps = NULL;
+    e->memo_entries = 0;
+    e->memo_on = 0;
+  }
+  return 0;
+}
+
+typedef struct {
+  size_t bytes;
+} msize_t;
+
+static int msize_entry(const char *sub, void *value, void *data) {
+  msize_t *s = data;
+  memo_entry_t *m = value;
+  s->bytes += sizeof *m + strlen(sub) + 1 + 32 + m->blob_len + 1 +
+              m->n_objs * sizeof *m->objs;
+  for (size_t i = 0; i < m->n_objs; i++)
+    s->bytes += strlen(m->objs[i].type) + strlen(m->objs[i].name) + 2 +
+                (m->objs[i].tenant_ref ? strlen(m->objs[i].tenant_ref) + 1 : 0);
+  return 0;
+}
+
+static int msize_key(const char *key, void *value, void *data) {
+  msize_t *s = data;
+  s->bytes += strlen(key) + 1 + 32 + sizeof(amc_strmap_t);
+  amc_strmap_foreach(value, msize_entry, data);
+  return 0;
+}
+
+void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
+                                 amc_rules_memo_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  if (!e->memo_on)
+    return;
+  msize_t s = {0};
+  amc_strmap_foreach((amc_strmap_t *)&e->memo, msize_key, &s);
+  st->entries = e->memo_entries;
+  st->bytes = s.bytes;
+  st->hits = e->memo_hits;
+  st->misses = e->memo_misses;
 }
 
 /* Runs under pcall: the whole translation of e->cur_obj. */
@@ -1607,6 +2116,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "array_mt");
   amc_settings_push(L, e->settings);
   lua_setfield(L, -2, "settings");
+  if (e->memo_on)
+    memo_register(L);
   lua_call(L, 1, 1); /* 3: rt */
   lua_call(L, 2, 1); /* 1: result */
   if (lua_type(L, 1) != LUA_TTABLE)
@@ -1623,10 +2134,12 @@ static void clear_output(amc_translation_t *t) {
     free(t->objects[i].type);
     free(t->objects[i].name);
     free(t->objects[i].json);
+    free(t->objects[i].tenant_ref);
   }
   free(t->objects);
   t->objects = NULL;
   t->n_objects = 0;
+  t->n_unchanged = 0;
   for (size_t i = 0; i < t->n_diags; i++) {
     free(t->diags[i].kind);
     free(t->diags[i].namespace_);
@@ -1690,9 +2203,26 @@ static char *with_key(const char *msg, const char *key) {
                    nl);
 }
 
+static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
+                                   const char *ns, const char *name,
+                                   int replay);
+
 amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *kind, const char *ns,
                                               const char *name) {
+  return translate(e, kind, ns, name, 1);
+}
+
+amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
+                                                   const char *kind,
+                                                   const char *ns,
+                                                   const char *name) {
+  return translate(e, kind, ns, name, 0);
+}
+
+static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
+                                   const char *ns, const char *name,
+                                   int replay) {
   amc_translation_t *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;
@@ -1710,6 +2240,7 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   lua_State *L = g->L;
   e->cur_obj = o;
   e->cur_t = t;
+  memo_start(e, t->key, replay);
   e->objs_cap = e->diags_cap = e->reads_cap = 0;
   e->instr = 0;
   e->budget_hit = 0;
@@ -1746,6 +2277,8 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   }
   if (t->error)
     clear_output(t);
+  if (e->memo_on)
+    memo_finish(e, t);
   free(e->out_err);
   e->out_err = NULL;
   e->cur_t = NULL;
@@ -1804,6 +2337,8 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
     free(e->prof);
   }
   gen_free(e->active);
+  amc_rules_engine_set_memo(e, 0);
+  free(e->frame_reads);
   free(e->runtime_dir);
   free(e->out_err);
   amc_buf_free(&e->import_stack);

@@ -195,6 +195,16 @@ static const char *object_tenant(lua_State *L, int idx, const char *dflt,
   return dflt;
 }
 
+/* The same for a tenant_ref string (NULL: `dflt`). */
+static const char *ref_tenant(const char *tr, const char *dflt, char *buf,
+                              size_t blen) {
+  char t[64];
+  if (tr && amc_avi_ref_parse(tr, t, sizeof t, buf, blen) == 0 &&
+      strcmp(t, "tenant") == 0 && strncmp(buf, "tenant-", 7) != 0)
+    return buf;
+  return dflt;
+}
+
 /* ---- cache ------------------------------------------------------------- */
 
 static void entry_free(void *p) {
@@ -574,6 +584,41 @@ static int leftover_visit(const char *k, void *v, void *data) {
   return 0;
 }
 
+int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
+                           const amc_avi_owner_t *own, const char *key,
+                           const amc_avi_object_t *o) {
+  char tbuf[256];
+  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+  amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
+  return e && e->uuid && e->cksum && strcmp(e->cksum, o->cksum) == 0 &&
+         e->gateway && strcmp(e->gateway, key_marker(key)) == 0;
+}
+
+/* An unchanged object in a plan: wanted, and nothing to do when the cache
+ * holds it; else the plan fails (the caller must translate in full). */
+static int plan_unchanged(const amc_avi_cache_t *cache,
+                          const amc_avi_owner_t *own, const char *key,
+                          const amc_avi_object_t *o, amc_strmap_t *wanted,
+                          amc_buf_t *k, char *err, size_t errlen) {
+  char tbuf[256];
+  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+  cache_key(k, o->type, ten, o->name);
+  if (amc_strmap_get(wanted, k->data)) {
+    snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
+             o->type, o->name, ten);
+    return -1;
+  }
+  amc_strmap_put(wanted, k->data, (void *)o, NULL);
+  if (!amc_avi_unchanged_held(cache, own, key, o)) {
+    snprintf(err, errlen,
+             "%s %s: unchanged object (checksum %s) is not on the "
+             "controller as amc left it; a full translation is needed",
+             o->type, o->name, o->cksum);
+    return -1;
+  }
+  return 0;
+}
+
 int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
                      const amc_avi_owner_t *own, const char *key,
                      const amc_avi_object_t *objs, size_t n,
@@ -586,6 +631,11 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   char perr[200];
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
+    if (!o->json) {
+      if (plan_unchanged(cache, own, key, o, &wanted, &k, err, errlen) != 0)
+        goto fail;
+      continue;
+    }
     if (amc_json_decode(L, o->json, o->json_len, perr, sizeof perr) != 0) {
       snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
       goto fail;
@@ -615,7 +665,10 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     amc_strmap_put(&wanted, k.data, (void *)o, NULL);
     amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
     char cks[17];
-    amc_avi_cksum(o->json, o->json_len, cks);
+    if (o->cksum[0])
+      memcpy(cks, o->cksum, sizeof cks);
+    else
+      amc_avi_cksum(o->json, o->json_len, cks);
     int same = 0;
     if (e && e->cksum)
       same = strcmp(e->cksum, cks) == 0;

@@ -789,3 +789,17 @@ void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
   amc_log(AMC_INFO, "avi.gc", AMC_I("deletes", j->plan.n));
   run_step(j);
 }
+
+/* ---- unchanged objects (memo replays) ----------------------------------- */
+
+int amc_avi_sync_has_unchanged(const amc_avi_sync_t *s, const char *key,
+                               const amc_translation_t *t) {
+  if (!s->synced)
+    return 0;
+  for (size_t i = 0; i < t->n_objects; i++) {
+    const amc_avi_object_t *o = &t->objects[i];
+    if (!o->json && !amc_avi_unchanged_held(&s->cache, &s->own, key, o))
+      return 0;
+  }
+  return 1;
+}
