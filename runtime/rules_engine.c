@@ -1980,11 +1980,13 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   commit_t c = {e, t, e->memo_old, AMC_BUF_INIT};
   if (t->error) {
     amc_strmap_foreach(&e->memo_new, rollback_visit, &c);
+    amc_strmap_clear(&e->memo_new, NULL);
   } else {
     amc_strmap_foreach(&e->memo_new, commit_visit, &c);
     amc_strmap_t *old = amc_strmap_del(&e->memo, t->key);
     if (old) {
       amc_strmap_foreach(old, drop_visit, &c);
+      amc_strmap_clear(old, NULL);
       free(old);
     }
     if (e->memo_new.count) {
@@ -2021,6 +2023,7 @@ static void invalidate_key(const char *full, void *data) {
   amc_deps_remove(e->memo_deps, full);
   if (m && m->count == 0) {
     amc_strmap_del(&e->memo, key);
+    amc_strmap_clear(m, NULL);
     free(m);
   }
   free(key);
