@@ -435,6 +435,7 @@ static void process_key(amc_controller_t *c, const char *key) {
         AMC_S("message", d->message ? d->message : ""));
   }
   amc_log(AMC_DEBUG, "translate.done", AMC_I("objects", t->n_objects),
+          AMC_I("unchanged", t->n_unchanged),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
   k->started_ns = started;
   k->inflight = t;

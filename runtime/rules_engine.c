@@ -1982,13 +1982,15 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
     amc_strmap_foreach(&e->memo_new, rollback_visit, &c);
     amc_strmap_clear(&e->memo_new, NULL);
   } else {
-    amc_strmap_foreach(&e->memo_new, commit_visit, &c);
+    /* Leftovers first: one may have the subkey of a new entry (replay
+     * refused, run again), whose reads must not go with it. */
     amc_strmap_t *old = amc_strmap_del(&e->memo, t->key);
     if (old) {
       amc_strmap_foreach(old, drop_visit, &c);
       amc_strmap_clear(old, NULL);
       free(old);
     }
+    amc_strmap_foreach(&e->memo_new, commit_visit, &c);
     if (e->memo_new.count) {
       amc_strmap_t *m = malloc(sizeof *m);
       if (!m)
