@@ -1751,7 +1751,6 @@ static int host_memo_get(lua_State *L) {
   memo_entry_t *m =
       e->memo_replay && e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
   if (!m) {
-    e->memo_misses++;
     lua_pushnil(L);
     return 1;
   }
@@ -1814,6 +1813,7 @@ static int host_memo_begin(lua_State *L) {
     return luaL_error(L, "rt.memo: memoized calls cannot nest");
   frame_reset(e);
   e->frame_open = 1;
+  e->memo_misses++;
   const amc_store_obj_t *o = e->cur_obj;
   record_read(e, o->kind, o->namespace_, o->name, NULL, NULL, NULL);
   int n = lua_gettop(L);
