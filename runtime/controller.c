@@ -401,6 +401,7 @@ static void process_key(amc_controller_t *c, const char *key) {
     return;
   }
   amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
+  uint64_t translated = now_ns();
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);
@@ -436,6 +437,7 @@ static void process_key(amc_controller_t *c, const char *key) {
   }
   amc_log(AMC_DEBUG, "translate.done", AMC_I("objects", t->n_objects),
           AMC_I("unchanged", t->n_unchanged),
+          AMC_F("ms", (double)(translated - started) / 1e6),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
   k->started_ns = started;
   k->inflight = t;

@@ -498,6 +498,12 @@ static amc_translation_t *engine_translate(void *engine, const char *kind,
 }
 
 static void engine_free(void *engine) {
+  amc_rules_memo_stats_t st;
+  amc_rules_engine_memo_stats(engine, &st);
+  if (st.entries || st.hits || st.misses)
+    amc_log(AMC_INFO, "rules.memo", AMC_I("entries", st.entries),
+            AMC_I("bytes", st.bytes), AMC_I("hits", st.hits),
+            AMC_I("misses", st.misses));
   amc_rules_engine_free(engine);
 }
 
