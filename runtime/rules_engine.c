@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <inttypes.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -1671,7 +1672,22 @@ typedef struct {
   size_t n_objs;
   amc_read_t *reads; /* made in this translation: its reads, until commit */
   size_t n_reads;
+  int invalid; /* something it read changed: never replayed, freed by the
+                  key's next translation (or the key's removal) */
 } memo_entry_t;
+
+/* The entry's key in memo_deps: its address (16 hex digits; short, as the
+ * index copies it per read). An entry's reads leave the index before it is
+ * freed, so a key always names a live entry. */
+typedef struct {
+  char s[24];
+} memo_dkey_t;
+
+static memo_dkey_t memo_dkey(const memo_entry_t *m) {
+  memo_dkey_t k;
+  snprintf(k.s, sizeof k.s, "%016" PRIxPTR, (uintptr_t)m);
+  return k;
+}
 
 #define MEMO_SEP "\x1e"
 
@@ -1727,17 +1743,8 @@ static void frame_reset(amc_rules_engine_t *e) {
   e->frame_open = 0;
 }
 
-static void memo_full_key(amc_buf_t *b, const char *key, const char *subkey) {
-  amc_buf_reset(b);
-  amc_buf_printf(b, "%s" MEMO_SEP "%s", key, subkey);
-}
-
-static void memo_forget(amc_rules_engine_t *e, const char *key,
-                        const char *subkey, memo_entry_t *m) {
-  amc_buf_t b = AMC_BUF_INIT;
-  memo_full_key(&b, key, subkey);
-  amc_deps_remove(e->memo_deps, b.data);
-  amc_buf_free(&b);
+static void memo_forget(amc_rules_engine_t *e, memo_entry_t *m) {
+  amc_deps_remove(e->memo_deps, memo_dkey(m).s);
   memo_entry_free(m);
   e->memo_entries--;
 }
@@ -1750,7 +1757,7 @@ static int host_memo_get(lua_State *L) {
     return luaL_error(L, "rt.memo: memoized calls cannot nest");
   memo_entry_t *m =
       e->memo_replay && e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
-  if (!m) {
+  if (!m || m->invalid) {
     lua_pushnil(L);
     return 1;
   }
@@ -1787,19 +1794,15 @@ static void replay_read(const amc_read_t *r, void *data) {
 static int host_memo_replay(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *sub = luaL_checkstring(L, 1);
-  memo_entry_t *m = e->memo_old ? amc_strmap_del(e->memo_old, sub) : NULL;
-  if (!m)
+  memo_entry_t *m = e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
+  if (!m || m->invalid)
     return luaL_error(L, "rt.memo: no entry %s to replay", sub);
+  amc_strmap_del(e->memo_old, sub);
   memo_entry_t *old = NULL;
   amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
-  if (old) { /* the same subkey twice in one translation */
-    memo_entry_free(old);
-    e->memo_entries--;
-  }
-  amc_buf_t b = AMC_BUF_INIT;
-  memo_full_key(&b, e->cur_t->key, sub);
-  amc_deps_foreach_read(e->memo_deps, b.data, replay_read, e);
-  amc_buf_free(&b);
+  if (old) /* the same subkey twice in one translation */
+    memo_forget(e, old);
+  amc_deps_foreach_read(e->memo_deps, memo_dkey(m).s, replay_read, e);
   e->memo_hits++;
   return 0;
 }
@@ -1872,10 +1875,8 @@ static int host_memo_end(lua_State *L) {
   memo_entry_t *old = NULL;
   amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
   e->memo_entries++;
-  if (old) {
-    memo_entry_free(old);
-    e->memo_entries--;
-  }
+  if (old)
+    memo_forget(e, old);
   return 0;
 }
 
@@ -1941,8 +1942,8 @@ static int commit_visit(const char *sub, void *value, void *data) {
     }
     memcpy(m->objs[i].cksum, o->cksum, sizeof m->objs[i].cksum);
   }
-  memo_full_key(&c->b, c->t->key, sub);
-  amc_deps_update(c->e->memo_deps, c->b.data, m->reads, m->n_reads);
+  (void)sub;
+  amc_deps_update(c->e->memo_deps, memo_dkey(m).s, m->reads, m->n_reads);
   for (size_t i = 0; i < m->n_reads; i++)
     read_free(&m->reads[i]);
   free(m->reads);
@@ -1952,8 +1953,9 @@ static int commit_visit(const char *sub, void *value, void *data) {
 }
 
 static int drop_visit(const char *sub, void *value, void *data) {
+  (void)sub;
   commit_t *c = data;
-  memo_forget(c->e, c->t->key, sub, value);
+  memo_forget(c->e, value);
   return 1;
 }
 
@@ -1962,8 +1964,7 @@ static int rollback_visit(const char *sub, void *value, void *data) {
   commit_t *c = data;
   memo_entry_t *m = value;
   if (m->reads || !c->old) {
-    memo_entry_free(m);
-    c->e->memo_entries--;
+    memo_forget(c->e, m); /* fresh: not in the index (no-op there) */
   } else {
     amc_strmap_put(c->old, sub, m, NULL);
   }
@@ -2006,29 +2007,19 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   amc_buf_free(&c.b);
 }
 
-typedef struct {
-  amc_rules_engine_t *e;
-} inval_t;
-
-static void invalidate_key(const char *full, void *data) {
+static void invalidate_key(const char *dkey, void *data) {
   amc_rules_engine_t *e = data;
-  const char *sep = strstr(full, MEMO_SEP);
-  if (!sep)
-    return;
-  char *key = xasprintf("%.*s", (int)(sep - full), full);
-  amc_strmap_t *m = amc_strmap_get(&e->memo, key);
-  memo_entry_t *me = m ? amc_strmap_del(m, sep + 1) : NULL;
-  if (me) {
-    memo_entry_free(me);
-    e->memo_entries--;
-  }
-  amc_deps_remove(e->memo_deps, full);
-  if (m && m->count == 0) {
-    amc_strmap_del(&e->memo, key);
-    amc_strmap_clear(m, NULL);
-    free(m);
-  }
-  free(key);
+  uintptr_t p = (uintptr_t)strtoull(dkey, NULL, 16);
+  memo_entry_t *m = (memo_entry_t *)p;
+  if (m)
+    m->invalid = 1;
+  amc_deps_remove(e->memo_deps, dkey);
+}
+
+static int forget_visit(const char *sub, void *value, void *data) {
+  (void)sub;
+  memo_forget(data, value);
+  return 1;
 }
 
 void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
@@ -2038,6 +2029,18 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
     return;
   amc_deps_affected(e->memo_deps, kind, ns, name, old_json, new_json,
                     invalidate_key, e);
+  if (!new_json) {
+    /* A translation key's own object is gone: so are its entries. */
+    amc_buf_t k = AMC_BUF_INIT;
+    amc_buf_printf(&k, "%s/%s/%s", kind, ns ? ns : "", name);
+    amc_strmap_t *m = amc_strmap_del(&e->memo, k.data);
+    if (m) {
+      amc_strmap_foreach(m, forget_visit, e);
+      amc_strmap_clear(m, NULL);
+      free(m);
+    }
+    amc_buf_free(&k);
+  }
 }
 
 static void free_gw_memo(void *p) {

@@ -511,6 +511,13 @@ function M.new(host)
     end
     function rec.add(_, avi_type, object)
       local r = out:add(avi_type, object)
+      -- "absent, then added" is what the add's own replay check tests:
+      -- the get need not be kept
+      local last = ev[#ev]
+      if last and last[1] == "g" and not last[4] and last[2] == avi_type and
+         last[3] == object.name then
+        ev[#ev] = nil
+      end
       ev[#ev + 1] = { "a" }
       objs[#objs + 1] = { avi_type, object.name, object.tenant_ref }
       return r
