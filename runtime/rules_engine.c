@@ -90,6 +90,7 @@ struct amc_rules_engine {
   int memo_on;
   amc_deps_t *memo_deps; /* "<key>\x1e<subkey>" -> the entry's reads */
   amc_strmap_t memo;     /* key -> amc_strmap_t* (subkey -> memo_entry_t*) */
+  amc_strmap_t memo_intern;
   size_t memo_entries;
   int memo_replay;        /* this translation may replay entries */
   amc_strmap_t *memo_old; /* the key's entries before this translation */
@@ -1661,8 +1662,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  * and maps a store change to the entries it invalidates. */
 
 typedef struct {
-  char *type, *name, *tenant_ref;
-  char cksum[17];
+  const char *type, *tenant_ref; /* interned (memo_intern) */
+  char *name;
+  uint64_t cksum;
 } memo_obj_t;
 
 typedef struct {
@@ -1705,16 +1707,21 @@ static void memo_entry_free(void *p) {
   if (!m)
     return;
   free(m->blob);
-  for (size_t i = 0; i < m->n_objs; i++) {
-    free(m->objs[i].type);
+  for (size_t i = 0; i < m->n_objs; i++)
     free(m->objs[i].name);
-    free(m->objs[i].tenant_ref);
-  }
   free(m->objs);
   for (size_t i = 0; i < m->n_reads; i++)
     read_free(&m->reads[i]);
   free(m->reads);
   free(m);
+}
+
+/* Types and tenant refs: a handful of strings shared by every entry. */
+static const char *memo_intern(amc_rules_engine_t *e, const char *s) {
+  amc_strmap_entry_t *x = amc_strmap_find(&e->memo_intern, s);
+  if (!x)
+    x = amc_strmap_put(&e->memo_intern, s, NULL, NULL);
+  return x->key;
 }
 
 static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
@@ -1772,7 +1779,9 @@ static int host_memo_get(lua_State *L) {
     lua_rawseti(L, -2, 1);
     lua_pushstring(L, m->objs[i].name);
     lua_rawseti(L, -2, 2);
-    lua_pushstring(L, m->objs[i].cksum);
+    char ck[17];
+    snprintf(ck, sizeof ck, "%016" PRIx64, m->objs[i].cksum);
+    lua_pushstring(L, ck);
     lua_rawseti(L, -2, 3);
     if (m->objs[i].tenant_ref) {
       lua_pushstring(L, m->objs[i].tenant_ref);
@@ -1861,10 +1870,11 @@ static int host_memo_end(lua_State *L) {
     lua_rawgeti(L, -2, 2);
     lua_rawgeti(L, -3, 3);
     memo_obj_t *mo = &m->objs[m->n_objs++];
-    mo->type = xstrdup(luaL_checkstring(L, -3));
+    mo->type = memo_intern(e, luaL_checkstring(L, -3));
     mo->name = xstrdup(luaL_checkstring(L, -2));
-    mo->tenant_ref =
-        lua_type(L, -1) == LUA_TSTRING ? xstrdup(lua_tostring(L, -1)) : NULL;
+    mo->tenant_ref = lua_type(L, -1) == LUA_TSTRING
+                         ? memo_intern(e, lua_tostring(L, -1))
+                         : NULL;
     lua_pop(L, 4);
   }
   m->reads = e->frame_reads;
@@ -1940,7 +1950,7 @@ static int commit_visit(const char *sub, void *value, void *data) {
       c->e->memo_entries--;
       return 1;
     }
-    memcpy(m->objs[i].cksum, o->cksum, sizeof m->objs[i].cksum);
+    m->objs[i].cksum = strtoull(o->cksum, NULL, 16);
   }
   (void)sub;
   amc_deps_update(c->e->memo_deps, memo_dkey(m).s, m->reads, m->n_reads);
@@ -2057,6 +2067,7 @@ int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
     e->memo_on = 1;
   } else if (!on && e->memo_on) {
     amc_strmap_clear(&e->memo, free_gw_memo);
+    amc_strmap_clear(&e->memo_intern, NULL);
     amc_deps_free(e->memo_deps);
     e->memo_deps = NULL;
     e->memo_entries = 0;
@@ -2075,8 +2086,7 @@ static int msize_entry(const char *sub, void *value, void *data) {
   s->bytes += sizeof *m + strlen(sub) + 1 + 32 + m->blob_len + 1 +
               m->n_objs * sizeof *m->objs;
   for (size_t i = 0; i < m->n_objs; i++)
-    s->bytes += strlen(m->objs[i].type) + strlen(m->objs[i].name) + 2 +
-                (m->objs[i].tenant_ref ? strlen(m->objs[i].tenant_ref) + 1 : 0);
+    s->bytes += strlen(m->objs[i].name) + 1;
   return 0;
 }
 
