@@ -38,7 +38,10 @@ static int put(amc_avi_cache_t *c, lua_State *L, const char *type,
 
 static amc_avi_object_t obj(const char *type, const char *name,
                             const char *json) {
-  amc_avi_object_t o = {(char *)type, (char *)name, (char *)json, strlen(json)};
+  amc_avi_object_t o = {.type = (char *)type,
+                        .name = (char *)name,
+                        .json = (char *)json,
+                        .json_len = strlen(json)};
   return o;
 }
 
@@ -386,6 +389,54 @@ static void test_plan_subset_fallback(void **state) {
   lua_close(L);
 }
 
+/* Unchanged objects (translation.h: json NULL, a memo replay): nothing to
+ * do when the cache holds them with their checksum for this key; a plan
+ * error otherwise (the controller then translates in full). Leftovers are
+ * still found. */
+static void test_plan_unchanged(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
+      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
+  amc_avi_object_t u = {.type = "pool",
+                        .name = "p1",
+                        .cksum = "00000000000000aa",
+                        .tenant_ref = "/api/tenant?name=admin"};
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &u), 1);
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/other", &u),
+                   0);
+  amc_avi_plan_t p;
+  char err[300];
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &u, 1, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1); /* only the leftover's delete */
+  assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
+  assert_string_equal(p.steps[0].uuid, "pool-9");
+  amc_avi_plan_free(&p);
+  amc_avi_object_t other = u;
+  snprintf(other.cksum, sizeof other.cksum, "00000000000000bb");
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &other),
+                   0);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &other, 1,
+                                    &p, err, sizeof err),
+                   -1);
+  assert_non_null(strstr(err, "full translation"));
+  amc_avi_object_t gone = u;
+  gone.name = "p2";
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &gone),
+                   0);
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
+
 static void test_plan_errors(void **state) {
   (void)state;
   lua_State *L = newL();
@@ -438,6 +489,7 @@ static void test_classify(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ownership),
+      cmocka_unit_test(test_plan_unchanged),
       cmocka_unit_test(test_ref_parse),
       cmocka_unit_test(test_subset),
       cmocka_unit_test(test_cksum_stable),
