@@ -130,8 +130,31 @@ static void unlink_key(amc_deps_t *d, const char *key) {
   free_key_reads(kr);
 }
 
+/* 1 when `reads` make exactly the entries `key` has (the usual case when a
+ * key is translated again after an unrelated change): nothing to update. */
+static int same_reads(amc_deps_t *d, const char *key, const amc_read_t *reads,
+                      size_t n) {
+  key_reads_t *kr = amc_strmap_get(&d->by_key, key);
+  if (!kr)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t j = 0;
+  int same = 1;
+  for (size_t i = 0; i < n && same; i++) {
+    if (!reads[i].kind)
+      continue;
+    read_entry(&b, &reads[i]);
+    same = j < kr->n && strcmp(b.data, kr->entries[j]) == 0;
+    j++;
+  }
+  amc_buf_free(&b);
+  return same && j == kr->n;
+}
+
 void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
                      size_t n) {
+  if (same_reads(d, key, reads, n))
+    return;
   unlink_key(d, key);
   key_reads_t *kr = calloc(1, sizeof *kr);
   if (!kr)
