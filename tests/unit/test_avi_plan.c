@@ -421,6 +421,26 @@ static void test_plan_unchanged(void **state) {
   assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
   assert_string_equal(p.steps[0].uuid, "pool-9");
   amc_avi_plan_free(&p);
+  /* A full object whose checksum the cache has: nothing to do either
+   * (without decoding it); another checksum: a PUT. */
+  amc_avi_object_t full = obj("pool", "p1",
+                              "{\"name\":\"p1\",\"tenant_ref\":"
+                              "\"/api/tenant?name=admin\"}");
+  snprintf(full.cksum, sizeof full.cksum, "00000000000000aa");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
+                                    &p, err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1);
+  assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
+  amc_avi_plan_free(&p);
+  snprintf(full.cksum, sizeof full.cksum, "00000000000000cc");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
+                                    &p, err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 2);
+  assert_int_equal(p.steps[0].op, AMC_AVI_PUT);
+  assert_string_equal(p.steps[0].name, "p1");
+  amc_avi_plan_free(&p);
   amc_avi_object_t other = u;
   snprintf(other.cksum, sizeof other.cksum, "00000000000000bb");
   assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &other),
