@@ -20,7 +20,9 @@
 #define SEP "\x1f"
 
 typedef struct {
-  char **entries; /* index entries this key's reads created */
+  const char **entries; /* index entries this key's reads created: the keys
+                           of by_entry (shared, not copied: an entry stays
+                           in by_entry while some key's reads name it) */
   size_t n;
 } key_reads_t;
 
@@ -77,8 +79,6 @@ static void free_set(void *p) {
 
 static void free_key_reads(void *p) {
   key_reads_t *kr = p;
-  for (size_t i = 0; i < kr->n; i++)
-    free(kr->entries[i]);
   free(kr->entries);
   free(kr);
 }
@@ -123,6 +123,7 @@ static void unlink_key(amc_deps_t *d, const char *key) {
       continue;
     amc_strmap_del(set, key);
     if (set->count == 0) {
+      /* frees the string kr->entries[i] points to: not used after */
       amc_strmap_del(&d->by_entry, kr->entries[i]);
       free_set(set);
     }
@@ -169,17 +170,18 @@ void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
     if (!reads[i].name && reads[i].value && (reads[i].field || reads[i].label))
       note_path(d, &tmp, &reads[i]);
     read_entry(&b, &reads[i]);
-    amc_strmap_t *set = amc_strmap_get(&d->by_entry, b.data);
-    if (!set) {
-      set = calloc(1, sizeof *set);
+    amc_strmap_entry_t *ent = amc_strmap_find(&d->by_entry, b.data);
+    if (!ent) {
+      amc_strmap_t *set = calloc(1, sizeof *set);
       if (!set)
         abort();
-      amc_strmap_put(&d->by_entry, b.data, set, NULL);
+      ent = amc_strmap_put(&d->by_entry, b.data, set, NULL);
     }
+    amc_strmap_t *set = ent->value;
     if (amc_strmap_find(set, key))
       continue; /* duplicate read */
     amc_strmap_put(set, key, NULL, NULL);
-    kr->entries[kr->n++] = amc_buf_steal(&b);
+    kr->entries[kr->n++] = ent->key;
   }
   amc_buf_free(&b);
   amc_buf_free(&tmp);
