@@ -30,9 +30,14 @@
 
 #define HOOK_STEP      1000
 #define DEFAULT_CAP    ((size_t)256 << 20)
-#define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
 #define DEFAULT_BUDGET 50000000ULL
+/* Garbage allowed between collections (see amc_rules_engine_translate).
+ * What lives across translations is small (rules, schema: ~0.5 MB), so a
+ * collection costs little more than the sweep it saves later; 8 MiB keeps
+ * the peak down (32 MiB measured: the same CPU time, 25 MB more peak RSS
+ * at 10k VirtualServices). */
+#define GC_SLACK ((size_t)8 << 20)
 
 typedef struct {
   char *rel;  /* "lib/names.lua" */
