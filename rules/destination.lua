@@ -20,32 +20,59 @@ local destinationrule = import("destinationrule")
 
 local M = {}
 
-local function name_parts(scope, ...)
-  local parts = {}
-  for _, p in ipairs(scope) do
-    parts[#parts + 1] = p
+-- The pool's name: the consuming virtual service's `scope`, the backend's
+-- parts, then the subset (if any).
+local function pool_name(ctx, scope, subset, ...)
+  if subset == nil then
+    return ctx.scoped_name(scope, ...)
   end
-  for _, p in ipairs({ ... }) do
-    parts[#parts + 1] = p
+  local parts = { ... }
+  parts[#parts + 1] = subset
+  return ctx.scoped_name(scope, table.unpack(parts))
+end
+
+-- The servers of Service port `sport` narrowed to subset `labels`,
+-- computed once per translation: the parent VS and each SNI child have
+-- their own pools for the same backends, and several routes may name the
+-- same one. (Pools share the list; outputs are not modified once emitted.)
+local NO_LABELS = {}
+
+local function service_servers(ctx, svc, sport, labels)
+  -- ctx.servers_memo[labels][sport] -> servers
+  local memo = ctx.servers_memo
+  if not memo then
+    memo = {}
+    ctx.servers_memo = memo
   end
-  return table.unpack(parts)
+  local by_port = memo[labels or NO_LABELS]
+  if not by_port then
+    by_port = {}
+    memo[labels or NO_LABELS] = by_port
+  end
+  local servers = by_port[sport]
+  if not servers then
+    servers = service.servers(ctx.rt, svc, sport, labels)
+    by_port[sport] = servers
+  end
+  return servers
 end
 
 -- Returns the name of the pool for destination `dest` of VirtualService
 -- `vs` (emitting it once), or nil after a diagnostic. `path` is the
--- diagnostic path of the destination; `scope` the name parts of the
+-- diagnostic path of the destination (or a function building it, see
+-- avi.at); `scope` the name parts of the
 -- consuming virtual service ({} for the parent, {host} for a child).
 function M.pool(ctx, vs, dest, path, scope)
   local rt, out = ctx.rt, ctx.out
   local vs_ns = vs.metadata.namespace
   if type(dest) ~= "table" or type(dest.host) ~= "string" then
-    out:error(vs, path .. ".host", "destination host missing")
+    out:error(vs, avi.at(path, "host"), "destination host missing")
     return nil
   end
   local number = dest.port and dest.port.number
   local target = rt.resolve_host(dest.host, vs_ns)
   if not target then
-    out:error(vs, path .. ".host", string.format(
+    out:error(vs, avi.at(path, "host"), string.format(
       "host %s resolves to no Service or ServiceEntry (from namespace %s)",
       dest.host, vs_ns))
     return nil
@@ -57,18 +84,18 @@ function M.pool(ctx, vs, dest, path, scope)
     svc_ns = svc.metadata.namespace
     sport, why = service.port(svc, number)
     if sport then
-      name = ctx.name(name_parts(scope, svc_ns, svc.metadata.name,
-        tostring(sport.port), dest.subset))
+      name = pool_name(ctx, scope, dest.subset, svc_ns, svc.metadata.name,
+        tostring(sport.port))
     end
   else
     sport, why = serviceentry.port(target.entry, number)
     if sport then
-      name = ctx.name(name_parts(scope, target.fqdn, tostring(sport.number),
-        dest.subset))
+      name = pool_name(ctx, scope, dest.subset, target.fqdn,
+        tostring(sport.number))
     end
   end
   if not sport then
-    out:error(vs, path .. ".port", why)
+    out:error(vs, avi.at(path, "port"), why)
     return nil
   end
   if avi.emitted(ctx, "pool", name) then
@@ -80,13 +107,13 @@ function M.pool(ctx, vs, dest, path, scope)
   local policy, paths, labels, err =
     destinationrule.policy(dr, dest.subset, port_number)
   if not policy then
-    out:error(vs, path .. ".subset", err)
+    out:error(vs, avi.at(path, "subset"), err)
     return nil
   end
 
   local servers
   if target.kind == "Service" then
-    servers = service.servers(rt, target.service, sport, labels)
+    servers = service_servers(ctx, target.service, sport, labels)
   else
     servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
       labels)
@@ -96,8 +123,8 @@ function M.pool(ctx, vs, dest, path, scope)
     end
   end
   if #servers == 0 then
-    out:warn(vs, path, string.format("%s port %d%s has no ready endpoints",
-      target.fqdn, port_number,
+    out:warn(vs, avi.at(path), string.format(
+      "%s port %d%s has no ready endpoints", target.fqdn, port_number,
       dest.subset and (" subset " .. dest.subset) or ""))
   end
 

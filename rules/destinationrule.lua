@@ -41,34 +41,64 @@ local function rank_ns(ns, gw_ns, svc_ns)
   return 2
 end
 
--- The DestinationRule for destination `fqdn` (service namespace `svc_ns`,
--- nil for ServiceEntry hosts), or nil.
-function M.find(ctx, fqdn, svc_ns)
+-- The DestinationRules that can apply to this gateway's destinations, read
+-- once per translation (every pool asks): exported to the gateway's
+-- namespace, workloadSelector (if any) matching the ingress labels. Each as
+-- { dr, host (FQDN) }, grouped by host (a destination may itself be a
+-- wildcard ServiceEntry host) and the wildcard ones also in one list; all
+-- in list order.
+local function candidates(ctx)
+  local c = ctx.destination_rules
+  if c then
+    return c
+  end
   local rt = ctx.rt
-  -- one list per translation (every pool asks)
-  ctx.destination_rules = ctx.destination_rules or
-    rt.list("DestinationRule", nil)
-  local best, best_key
-  for _, dr in ipairs(ctx.destination_rules) do
+  c = { exact = {}, wildcard = {} }
+  for _, dr in ipairs(rt.list("DestinationRule", nil)) do
     local spec = dr.spec or {}
-    local ns = dr.metadata.namespace
     local ws = spec.workloadSelector
     if type(spec.host) == "string" and rt.exported_to(dr, ctx.gw_ns) and
        (ws == nil or rt.labels_match(ws.matchLabels,
                                      ctx.settings.ingress_selector)) then
-      local host = rt.fqdn(spec.host, ns)
-      local exact = host == fqdn
-      if exact or (host:sub(1, 1) == "*" and rt.host_matches(host, fqdn)) then
-        -- lower key wins: exact first, longer wildcard, namespace rank
-        local key = string.format("%d|%05d|%d", exact and 0 or 1,
-          99999 - #host, rank_ns(ns, ctx.gw_ns, svc_ns))
-        if best_key == nil or key < best_key then
-          best, best_key = dr, key
-        end
+      local host = rt.fqdn(spec.host, dr.metadata.namespace)
+      local e = { dr = dr, host = host }
+      c.exact[host] = c.exact[host] or {}
+      table.insert(c.exact[host], e)
+      if host:sub(1, 1) == "*" then
+        c.wildcard[#c.wildcard + 1] = e
+      end
+    end
+  end
+  ctx.destination_rules = c
+  return c
+end
+
+-- The best of candidate `entries` (those covering `fqdn` when it is
+-- given) for a destination of namespace `svc_ns`: the lowest key wins,
+-- exact host first, then longer wildcard, then namespace rank.
+local function best_of(ctx, entries, exact, svc_ns, fqdn)
+  local best, best_key
+  for _, e in ipairs(entries) do
+    if fqdn == nil or ctx.rt.host_matches(e.host, fqdn) then
+      local key = string.format("%d|%05d|%d", exact and 0 or 1,
+        99999 - #e.host, rank_ns(e.dr.metadata.namespace, ctx.gw_ns, svc_ns))
+      if best_key == nil or key < best_key then
+        best, best_key = e.dr, key
       end
     end
   end
   return best
+end
+
+-- The DestinationRule for destination `fqdn` (service namespace `svc_ns`,
+-- nil for ServiceEntry hosts), or nil.
+function M.find(ctx, fqdn, svc_ns)
+  local c = candidates(ctx)
+  local exact = c.exact[fqdn]
+  if exact then
+    return best_of(ctx, exact, true, svc_ns)
+  end
+  return best_of(ctx, c.wildcard, false, svc_ns, fqdn)
 end
 
 local POLICY_FIELDS = { "loadBalancer", "connectionPool", "outlierDetection",

@@ -176,7 +176,7 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
       end
     end
   end
-  table.sort(hosts, rt.host_specificity_less)
+  rt.sort_by(hosts, rt.host_specificity_key)
   -- Only "*" and "*.suffix" hosts can cover another one; the sort put
   -- them last.
   local first_wildcard = #hosts + 1

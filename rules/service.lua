@@ -67,42 +67,125 @@ local function sort_key(s)
   return string.format("%s|%05d", a, s.port)
 end
 
--- Sorts servers by sort_key, computing each key once; when the keys are
--- distinct (always, but for odd spellings such as leading zeros) by
--- sorting the keys themselves, without a Lua comparison per step.
-local function sort_servers(servers)
-  if #servers < 2 then
-    return
+-- The same order as sort_key as one integer, for the usual server (a
+-- dotted-quad IPv4 address, an integer port 0-65535): the address's 32
+-- bits, then the port's 16. nil for anything else.
+local IPV4 = "^(%d+)%.(%d+)%.(%d+)%.(%d+)$"
+-- (locals: called once per server, and a global or string-method lookup
+-- goes through the sandbox's proxies)
+local match, tonumber, math_type = string.match, tonumber, math.type
+
+local function ipv4_key(s)
+  local port = s.port
+  if math_type(port) ~= "integer" or port < 0 or port > 65535 then
+    return nil
   end
-  local key, keys, by_key, distinct = {}, {}, {}, true
+  local o1, o2, o3, o4 = match(s.ip.addr, IPV4)
+  if not o1 then
+    return nil
+  end
+  o1, o2, o3, o4 = tonumber(o1), tonumber(o2), tonumber(o3), tonumber(o4)
+  if o1 > 255 or o2 > 255 or o3 > 255 or o4 > 255 then
+    return nil
+  end
+  return (o1 << 40) | (o2 << 32) | (o3 << 24) | (o4 << 16) | port
+end
+
+-- Sorts the usual servers by their ipv4_key: nothing to do when they come
+-- in order; else the keys, each carrying its server's index in its low
+-- bits (48 + 15 bits), sorted as plain integers. Returns false, leaving
+-- `servers` alone, when a server has no such key or two share one.
+local INDEX_BITS = 15
+
+local function sort_by_ipv4_key(servers)
+  local n = #servers
+  if n >= 1 << INDEX_BITS then
+    return false
+  end
+  local keys, ascending = {}, true
+  for i = 1, n do
+    local k = ipv4_key(servers[i])
+    if k == nil then
+      return false
+    end
+    if i > 1 and k <= keys[i - 1] then
+      ascending = false
+    end
+    keys[i] = k
+  end
+  if ascending then
+    return true
+  end
+  for i = 1, n do
+    keys[i] = (keys[i] << INDEX_BITS) | i
+  end
+  table.sort(keys)
+  for i = 2, n do
+    if keys[i] >> INDEX_BITS == keys[i - 1] >> INDEX_BITS then
+      return false
+    end
+  end
+  local by_index = table.move(servers, 1, n, 1, {})
+  local mask = (1 << INDEX_BITS) - 1
+  for i = 1, n do
+    servers[i] = by_index[keys[i] & mask]
+  end
+  return true
+end
+
+-- Sorts `servers` by distinct precomputed string keys (without a Lua
+-- comparison per step). Returns false, leaving `servers` alone, when two
+-- servers share a key.
+local function sort_by_distinct_keys(servers, key_of)
+  local keys, by_key = {}, {}
   for i, s in ipairs(servers) do
-    local k = sort_key(s)
-    key[s], keys[i] = k, k
-    distinct = distinct and by_key[k] == nil
+    local k = key_of(s)
+    if by_key[k] ~= nil then
+      return false
+    end
+    keys[i] = k
     by_key[k] = s
-  end
-  if not distinct then
-    table.sort(servers, function(a, b) return key[a] < key[b] end)
-    return
   end
   table.sort(keys)
   for i, k in ipairs(keys) do
     servers[i] = by_key[k]
   end
+  return true
 end
 
-local function add_server(list, seen, addr, port)
-  local key = addr .. "|" .. port
-  if seen[key] then
+-- Sorts servers by sort_key: by integer keys in the usual case, else by
+-- the key strings, else (keys that collide, from odd spellings such as
+-- leading zeros) with a comparison function.
+local function sort_servers(servers)
+  if #servers < 2 or sort_by_ipv4_key(servers) or
+     sort_by_distinct_keys(servers, sort_key) then
     return
   end
-  seen[key] = true
+  local key = {}
+  for _, s in ipairs(servers) do
+    key[s] = sort_key(s)
+  end
+  table.sort(servers, function(a, b) return key[a] < key[b] end)
+end
+
+-- Adds a server once per (address, port); `seen` maps port -> address ->
+-- true.
+local function add_server(list, seen, addr, port)
+  local addrs = seen[port]
+  if not addrs then
+    addrs = {}
+    seen[port] = addrs
+  elseif addrs[addr] then
+    return
+  end
+  addrs[addr] = true
   list[#list + 1] = { ip = { addr = addr, type = ip_type(addr) }, port = port }
 end
 
--- Does the Pod behind `target_ref` carry all `labels`?
+-- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
+-- labels, any endpoint)?
 local function pod_has(rt, ns, target_ref, labels)
-  if labels == nil or next(labels) == nil then
+  if labels == nil then
     return true
   end
   if not target_ref or target_ref.kind ~= "Pod" then
@@ -124,11 +207,16 @@ local function from_slices(rt, svc, sport, labels, servers, seen)
       end
     end
     if target and slice.addressType ~= "FQDN" then
-      for _, ep in ipairs(slice.endpoints or {}) do
-        local ready = (ep.conditions or {}).ready ~= false
-        if ready and pod_has(rt, ns, ep.targetRef, labels) then
-          for _, addr in ipairs(ep.addresses or {}) do
-            add_server(servers, seen, addr, target)
+      -- (numeric loops: this runs once per endpoint of the mesh)
+      local endpoints = slice.endpoints or {}
+      for i = 1, #endpoints do
+        local ep = endpoints[i]
+        local ready = ep.conditions == nil or ep.conditions.ready ~= false
+        if ready and
+           (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
+          local addresses = ep.addresses or {}
+          for j = 1, #addresses do
+            add_server(servers, seen, addresses[j], target)
           end
         end
       end
@@ -211,6 +299,9 @@ end
 -- `labels`: an array of { ip = {addr, type}, port }, sorted.
 function M.servers(rt, svc, sport, labels)
   local servers, seen = {}, {}
+  if labels ~= nil and next(labels) == nil then
+    labels = nil
+  end
   if not from_slices(rt, svc, sport, labels, servers, seen) and
      not from_endpoints(rt, svc, sport, labels, servers, seen) then
     from_pods(rt, svc, sport, labels, servers, seen)

@@ -64,16 +64,13 @@ local function names_gateway(ctx, vs, list)
   return false
 end
 
-local function istio_order(a, b)
-  local ta = a.metadata.creationTimestamp or ""
-  local tb = b.metadata.creationTimestamp or ""
-  if ta ~= tb then
-    return ta < tb
-  end
-  if a.metadata.namespace ~= b.metadata.namespace then
-    return a.metadata.namespace < b.metadata.namespace
-  end
-  return a.metadata.name < b.metadata.name
+-- Istio's merge order: oldest first (creationTimestamp), then namespace,
+-- then name. "\0" sorts before every character, so the joined key
+-- compares like the three fields one after the other.
+local function istio_order_key(vs)
+  local md = vs.metadata
+  return (md.creationTimestamp or "") .. "\0" .. md.namespace .. "\0" ..
+    md.name
 end
 
 -- VirtualServices bound to this gateway, in Istio's merge order. Only
@@ -97,13 +94,10 @@ function M.bound(ctx)
       end
     end
   end
-  table.sort(list, istio_order)
-  return list
+  return ctx.rt.sort_by(list, istio_order_key)
 end
 
--- The hosts (intersections) a VirtualService serves on a server host entry
--- `entry` ("host" or "ns/host").
-function M.hosts_on(ctx, vs, entry)
+local function hosts_on(ctx, vs, entry)
   local ns, pattern = entry:match("^([^/]+)/(.+)$")
   if not ns then
     ns, pattern = "*", entry
@@ -120,6 +114,28 @@ function M.hosts_on(ctx, vs, entry)
     if i then
       hosts[#hosts + 1] = i
     end
+  end
+  return hosts
+end
+
+-- The hosts (intersections) a VirtualService serves on a server host entry
+-- `entry` ("host" or "ns/host"). Computed once per translation (the
+-- gateway asks per listener and again for its unused-VirtualService check).
+function M.hosts_on(ctx, vs, entry)
+  local memo = ctx.hosts_on_memo
+  if not memo then
+    memo = {}
+    ctx.hosts_on_memo = memo
+  end
+  local by_vs = memo[entry]
+  if not by_vs then
+    by_vs = {}
+    memo[entry] = by_vs
+  end
+  local hosts = by_vs[vs]
+  if not hosts then
+    hosts = hosts_on(ctx, vs, entry)
+    by_vs[vs] = hosts
   end
   return hosts
 end
@@ -468,14 +484,8 @@ local UNSUPPORTED = {
 -- The PoolGroup for route `route` (index i) of `vs`, emitted once per scope.
 local function pool_group(ctx, vs, route, i, scope)
   local rt = ctx.rt
-  local parts = {}
-  for _, p in ipairs(scope) do
-    parts[#parts + 1] = p
-  end
-  parts[#parts + 1] = vs.metadata.namespace
-  parts[#parts + 1] = vs.metadata.name
-  parts[#parts + 1] = "http" .. (i - 1)
-  local name = ctx.name(table.unpack(parts))
+  local name = ctx.scoped_name(scope, vs.metadata.namespace, vs.metadata.name,
+    "http" .. (i - 1))
   if avi.emitted(ctx, "poolgroup", name) then
     return name
   end
@@ -488,13 +498,15 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   local members, by_pool = {}, {}
   for j, d in ipairs(dests) do
-    local dpath = string.format("spec.http[%d].route[%d]", i - 1, j - 1)
+    local function dpath() -- built only for diagnostics
+      return string.format("spec.http[%d].route[%d]", i - 1, j - 1)
+    end
     if d.headers then
-      ctx.out:warn(vs, dpath .. ".headers", "per-destination header edits " ..
-        "are not translated (AVI applies header actions per rule)")
+      ctx.out:warn(vs, dpath() .. ".headers", "per-destination header " ..
+        "edits are not translated (AVI applies header actions per rule)")
     end
     local pool = destination.pool(ctx, vs, d.destination,
-      dpath .. ".destination", scope)
+      function() return dpath() .. ".destination" end, scope)
     if pool then
       local ratio = d.weight or (any_weight and 0 or 1)
       if by_pool[pool] then
@@ -534,10 +546,13 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
   local in_child = #scope > 0
   local vs_id = vs.metadata.namespace .. "/" .. vs.metadata.name
   for i, route in ipairs((vs.spec or {}).http or {}) do
-    local rpath = string.format("spec.http[%d]", i - 1)
+    -- "spec.http[i-1]", built only for diagnostics
+    local function rpath()
+      return "spec.http[" .. (i - 1) .. "]"
+    end
     for _, u in ipairs(UNSUPPORTED) do
       if route[u[1]] ~= nil then
-        out:warn(vs, rpath .. "." .. u[1], u[2])
+        out:warn(vs, rpath() .. "." .. u[1], u[2])
       end
     end
     local headers = route.headers or {}
@@ -548,21 +563,21 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
     -- the action shared by every match block of the route
     local action, redirect, ok = nil, nil, true
     if route.delegate then
-      out:warn(vs, rpath .. ".delegate", "delegate is not translated; " ..
+      out:warn(vs, rpath() .. ".delegate", "delegate is not translated; " ..
         "the route is left out")
       ok = false
     elseif route.redirect then
       redirect = true
     elseif route.directResponse then
       action = direct_response(ctx, vs, route.directResponse,
-        rpath .. ".directResponse")
+        rpath() .. ".directResponse")
       ok = action ~= nil
     elseif route.route and #route.route > 0 then
       action = { action = "HTTP_SWITCHING_SELECT_POOLGROUP",
                  pool_group_ref = ctx.ref("poolgroup",
                    pool_group(ctx, vs, route, i, scope)) }
     else
-      out:error(vs, rpath, "route has no destination, redirect or " ..
+      out:error(vs, rpath(), "route has no destination, redirect or " ..
         "directResponse; left out")
       ok = false
     end
@@ -572,36 +587,35 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
       blocks = { false }
     end
     for j, mb in ipairs(ok and blocks or {}) do
-      local mpath = string.format("%s.match[%d]", rpath, j - 1)
       local block = mb or nil
       if block == nil or block_applies(ctx, vs, block, listener) then
         local mt, field, why = match_target(ctx, block, listener, host,
           in_child)
         local rule
         if not mt then
-          out:warn(vs, mpath .. "." .. field, why ..
-            "; this match block is left out")
+          out:warn(vs, string.format("%s.match[%d].%s", rpath(), j - 1,
+            field), why .. "; this match block is left out")
         else
-          local label = block and string.format("%s http[%d] match[%d]",
-            vs_id, i - 1, j - 1) or string.format("%s http[%d]", vs_id, i - 1)
-          rule = { name = string.format("%s %s:%d", label, host,
-                     listener.port),
-                   enable = true, match = mt }
+          local name = block and string.format("%s http[%d] match[%d] %s:%d",
+            vs_id, i - 1, j - 1, host, listener.port) or
+            string.format("%s http[%d] %s:%d", vs_id, i - 1, host,
+              listener.port)
+          rule = { name = name, enable = true, match = mt }
           if redirect then
             rule.redirect_action = redirect_action(ctx, vs, route.redirect,
-              rpath .. ".redirect", listener)
+              rpath() .. ".redirect", listener)
           else
             rule.switching_action = action
           end
           if route.rewrite then
-            local rw, wpath = route.rewrite, rpath .. ".rewrite"
+            local rw = route.rewrite
             local ra = {}
             if rw.uri then
               local p, err = rewrite_path(block, rw.uri)
               if p then
                 ra.path = p
               else
-                out:warn(vs, wpath .. ".uri", err .. "; left out")
+                out:warn(vs, rpath() .. ".rewrite.uri", err .. "; left out")
                 rule = nil
               end
             end
@@ -609,8 +623,8 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
               ra.host_hdr = string_token(rw.authority)
             end
             if rw.uriRegexRewrite then
-              out:warn(vs, wpath .. ".uriRegexRewrite", "regex rewrites " ..
-                "are not translated; the route is left out")
+              out:warn(vs, rpath() .. ".rewrite.uriRegexRewrite",
+                "regex rewrites are not translated; the route is left out")
               rule = nil
             end
             if rule and next(ra) then

@@ -46,6 +46,7 @@ struct amc_http_req {
   amc_http_t *http;
   CURL *easy;
   struct curl_slist *hdrs;
+  struct curl_slist *connect_to; /* tls_server_name only */
   char *method, *url, *body;
   amc_buf_t resp_headers, resp_body;
   amc_http_done_fn done;
@@ -247,6 +248,7 @@ static void req_free(amc_http_req_t *r) {
     curl_easy_cleanup(r->easy);
   }
   curl_slist_free_all(r->hdrs);
+  curl_slist_free_all(r->connect_to);
   free(r->method);
   free(r->url);
   free(r->body);
@@ -315,6 +317,79 @@ static void set_blob(CURL *e, CURLoption opt, const char *pem) {
   curl_easy_setopt(e, opt, &blob);
 }
 
+/* A host name usable as a URL host and in a "connect to" entry. */
+static int valid_server_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 253)
+    return 0;
+  for (; *s; s++) {
+    char c = *s;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
+      return 0;
+  }
+  return 1;
+}
+
+/* tls_server_name: libcurl verifies the certificate against (and sends as
+ * SNI) the URL's host, and has no option to name another one. So the URL's
+ * host becomes the server name, CURLOPT_CONNECT_TO sends the connection to
+ * the original host and port, and an explicit Host header keeps the original
+ * authority in the request (as client-go does). Plain http is left alone.
+ * On success *url is the URL to give libcurl (owned by the caller) and
+ * r->connect_to / r->hdrs are set; returns -1 on a malformed URL or name. */
+static int apply_server_name(amc_http_req_t *r, const char *name, char **url,
+                             int have_host) {
+  int rc = -1;
+  char *scheme = NULL, *host = NULL, *port = NULL, *given_port = NULL;
+  amc_buf_t b = AMC_BUF_INIT;
+  CURLU *u = curl_url();
+  *url = NULL;
+  if (!u || !valid_server_name(name) ||
+      curl_url_set(u, CURLUPART_URL, r->url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+    goto done;
+  if (strcmp(scheme, "https") != 0) {
+    rc = 0;
+    goto done;
+  }
+  if (curl_url_get(u, CURLUPART_PORT, &given_port, 0) != CURLUE_OK)
+    given_port = NULL;
+  /* An IPv6 literal must be bracketed in a connect-to entry. */
+  int v6 = strchr(host, ':') && host[0] != '[';
+  amc_buf_printf(&b, "%s:%s:%s%s%s:%s", name, port, v6 ? "[" : "", host,
+                 v6 ? "]" : "", port);
+  r->connect_to = curl_slist_append(NULL, b.data);
+  if (!r->connect_to)
+    goto done;
+  if (!have_host) {
+    amc_buf_reset(&b);
+    amc_buf_printf(&b, "Host: %s%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "",
+                   given_port ? ":" : "", given_port ? given_port : "");
+    struct curl_slist *n = curl_slist_append(r->hdrs, b.data);
+    if (!n)
+      goto done;
+    r->hdrs = n;
+  }
+  char *out = NULL;
+  if (curl_url_set(u, CURLUPART_HOST, name, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+    goto done;
+  *url = strdup(out);
+  curl_free(out);
+  rc = *url ? 0 : -1;
+done:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(given_port);
+  curl_url_cleanup(u);
+  amc_buf_free(&b);
+  return rc;
+}
+
 amc_http_req_t *amc_http_start(amc_http_t *h, const amc_http_opts_t *o,
                                amc_http_done_fn done, void *data) {
   if (!h || h->closing || !o || !o->url || !done)
@@ -376,6 +451,20 @@ amc_http_req_t *amc_http_start(amc_http_t *h, const amc_http_opts_t *o,
       goto fail;
     r->hdrs = n;
   }
+  if (o->tls_server_name) {
+    int have_host = 0;
+    for (const char *const *p = o->headers; p && *p; p++)
+      have_host |= strncasecmp(*p, "Host:", 5) == 0;
+    char *url = NULL;
+    if (apply_server_name(r, o->tls_server_name, &url, have_host) != 0)
+      goto fail;
+    if (url) {
+      /* libcurl copies the URL string. */
+      curl_easy_setopt(e, CURLOPT_URL, url);
+      curl_easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_to);
+      free(url);
+    }
+  }
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
 
   /* TLS: verified unless explicitly insecure. */
@@ -417,6 +506,7 @@ fail:
   if (r->easy)
     curl_easy_cleanup(r->easy);
   curl_slist_free_all(r->hdrs);
+  curl_slist_free_all(r->connect_to);
   free(r->method);
   free(r->url);
   free(r->body);

@@ -39,7 +39,13 @@
  *
  * TLS: peer and host verification are ON unless `insecure` is set. `ca_file`
  *   or `ca_pem` replace the system CA bundle; `cert_file`/`key_file` or
- *   `cert_pem`/`key_pem` present a client certificate.
+ *   `cert_pem`/`key_pem` present a client certificate. `tls_server_name`
+ *   (a host name: letters, digits, '.', '-', '_') is the name the server
+ *   certificate must be valid for, for servers reached by an address their
+ *   certificate does not name (kubeconfig's tls-server-name). The connection
+ *   still goes to the URL's host and port, and the Host header stays the
+ *   URL's authority unless `headers` set one. A malformed name makes
+ *   amc_http_start return NULL. Debug logs show the URL as given.
  *
  * Secrets: this module logs (at debug) method, URL, status and duration;
  *   never headers or bodies. Never put credentials in URLs. */
@@ -81,6 +87,9 @@ typedef struct {
   int insecure;                     /* skip peer/host verification (explicit) */
   const char *cert_file, *key_file; /* client certificate (PEM files) */
   const char *cert_pem, *key_pem;   /* or in memory */
+  const char *tls_server_name;      /* verify the certificate against (and
+                                       send as SNI) this name, not the URL's
+                                       host; https only; see TLS above */
   amc_http_chunk_fn on_chunk;       /* streaming mode when set */
 } amc_http_opts_t;
 

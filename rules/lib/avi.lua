@@ -42,6 +42,19 @@ function M.context(gateway, rt, out)
   function ctx.name(...)
     return rt.name(ctx.gw_ns, ctx.gw_name, ...)
   end
+  -- Names of objects that belong to one AVI virtual service of the
+  -- gateway: `scope` holds its parts ({} for the parent VS, {host} for an
+  -- SNI child, {"tcp<port>"} for a TCP listener), then come `...`.
+  function ctx.scoped_name(scope, ...)
+    if #scope == 0 then
+      return ctx.name(...)
+    elseif #scope == 1 then
+      return ctx.name(scope[1], ...)
+    end
+    local parts = table.move(scope, 1, #scope, 1, {})
+    table.move({ ... }, 1, select("#", ...), #scope + 1, parts)
+    return ctx.name(table.unpack(parts, 1, #scope + select("#", ...)))
+  end
   function ctx.ref(avi_type, name)
     return rt.ref(avi_type, name)
   end
@@ -63,6 +76,19 @@ end
 -- The object already emitted under that type and name, if any.
 function M.emitted(ctx, avi_type, name)
   return ctx.out:get(avi_type, name)
+end
+
+-- The diagnostic path `path` (a string, or a function that builds it:
+-- hot loops build paths only when a diagnostic is reported), with
+-- ".<field>" appended when `field` is given.
+function M.at(path, field)
+  if type(path) == "function" then
+    path = path()
+  end
+  if field then
+    return path .. "." .. field
+  end
+  return path
 end
 
 -- "spec.http[0].match[1]" style paths (0-based, like the diagnostics).

@@ -26,13 +26,13 @@
 #include "http.h"
 #include "kube/client.h"
 #include "kube/kjson.h"
-#include "kube/kmap.h"
 #include "kube/kube_source.h"
 #include "kube/lease.h"
 #include "kube/status.h"
 #include "store.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/strmap.h"
 
 typedef struct {
   uv_loop_t *loop;
@@ -50,7 +50,7 @@ typedef struct {
   int exit_code;
   int synced;
   int leading;
-  amc_kmap_t istio;   /* "Kind/ns/name" -> "" for Gateways and VSs */
+  amc_strmap_t istio; /* set of "Kind/ns/name" of Gateways and VSs */
   amc_store_t *store; /* fed as `amc run` feeds it */
   lua_State *L;
 } dump_t;
@@ -102,7 +102,7 @@ static void on_upsert(void *data, const char *kind, const char *ns,
   free(labels);
   if (!strcmp(kind, "Gateway") || !strcmp(kind, "VirtualService")) {
     amc_buf_printf(&b, "%s/%s/%s", kind, ns, name);
-    amc_kmap_set(&d->istio, b.data, "");
+    amc_strmap_put(&d->istio, b.data, NULL, NULL);
     amc_buf_free(&b);
   }
 }
@@ -119,7 +119,7 @@ static void on_remove(void *data, const char *kind, const char *ns,
   amc_buf_putc(&b, '}');
   emit_line(&b);
   amc_buf_printf(&b, "%s/%s/%s", kind, ns, name);
-  amc_kmap_del(&d->istio, b.data);
+  amc_strmap_del(&d->istio, b.data);
   amc_buf_free(&b);
 }
 
@@ -152,26 +152,29 @@ static void on_status_done(void *data, const char *kind, const char *ns,
   emit_line(&b);
 }
 
+static int write_status(const char *key, void *value, void *data) {
+  dump_t *d = data;
+  (void)value;
+  char *k = strdup(key);
+  char *ns = strchr(k, '/');
+  *ns++ = 0;
+  char *name = strchr(ns, '/');
+  *name++ = 0;
+  amc_kube_status_t st = {.accepted = 1,
+                          .programmed = d->status_error == NULL,
+                          .programmed_message = d->status_error};
+  amc_kube_status_write(d->status, k, ns, name, &st);
+  free(k);
+  return 0;
+}
+
 /* Writes Accepted/Programmed=True on every Gateway and VirtualService, as
  * `amc run` does after a successful sync. The writer itself refuses
  * ("skipped") unless this replica leads. */
 static void write_statuses(dump_t *d) {
   if (!d->write_status || !d->synced)
     return;
-  size_t slot = 0;
-  const amc_kmap_entry_t *e = NULL;
-  while ((e = amc_kmap_next(&d->istio, &slot, e))) {
-    char *k = strdup(e->key);
-    char *ns = strchr(k, '/');
-    *ns++ = 0;
-    char *name = strchr(ns, '/');
-    *name++ = 0;
-    amc_kube_status_t st = {.accepted = 1,
-                            .programmed = d->status_error == NULL,
-                            .programmed_message = d->status_error};
-    amc_kube_status_write(d->status, k, ns, name, &st);
-    free(k);
-  }
+  amc_strmap_foreach(&d->istio, write_status, d);
 }
 
 static void status_tick(uv_timer_t *t) {
@@ -534,7 +537,7 @@ int amc_cmd_kube_dump(int argc, char **argv) {
   }
   uv_run(d.loop, UV_RUN_DEFAULT);
   uv_loop_close(d.loop);
-  amc_kmap_clear(&d.istio);
+  amc_strmap_clear(&d.istio, NULL);
   amc_store_free(d.store);
   lua_close(d.L);
   free_split(ns_inc);

@@ -64,9 +64,6 @@ amc_kube_client_t *amc_kube_client_new(uv_loop_t *loop, amc_http_t *http,
   if (c->cfg.insecure)
     amc_log(AMC_WARN, "kube.tls_insecure", AMC_S("server", c->cfg.server),
             AMC_S("context", c->cfg.context ? c->cfg.context : ""));
-  if (c->cfg.tls_server_name)
-    amc_log(AMC_WARN, "kube.tls_server_name_ignored",
-            AMC_S("tls_server_name", c->cfg.tls_server_name));
   return c;
 }
 
@@ -176,6 +173,7 @@ static int start(amc_kube_call_t *k) {
       .key_file = c->cfg.key_file,
       .cert_pem = c->cfg.cert_pem,
       .key_pem = c->cfg.key_pem,
+      .tls_server_name = c->cfg.tls_server_name,
       .on_chunk = k->on_chunk ? on_chunk : NULL,
   };
   k->req = amc_http_start(c->http, &o, on_done, k);

@@ -52,7 +52,7 @@ typedef struct {
   char *key_pem;         /* or decoded client-key-data (secret) */
   char *token;           /* static bearer token (secret), or NULL */
   char *token_file;      /* absolute path of a token file, or NULL */
-  char *tls_server_name; /* or NULL */
+  char *tls_server_name; /* name the server cert is checked against, or NULL */
   int insecure;          /* insecure-skip-tls-verify: true */
   char *namespace_;      /* context / service-account namespace, or NULL */
   char *context;         /* context name, or "in-cluster" */

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kube/kmap.h"
 #include "kube/watchparse.h"
 #include "util/log.h"
+#include "util/strmap.h"
 
 typedef struct {
   char *ns, *name, *rv, *json;
@@ -37,8 +37,8 @@ struct amc_reflector {
   char *list_rv;
   unsigned gone_in_a_row; /* 410 on continue, consecutive */
   /* what was delivered: "ns/name" -> resourceVersion */
-  amc_kmap_t known;
-  char *rv; /* resume point */
+  amc_strmap_t known; /* "ns/name" -> resourceVersion (owned strings) */
+  char *rv;           /* resume point */
   /* watch in progress */
   amc_watch_lines_t lines;
   int want_relist, stream_bad, got_events;
@@ -163,7 +163,7 @@ static void reflector_free(amc_reflector_t *r) {
   free(r->cont);
   free(r->list_rv);
   free(r->rv);
-  amc_kmap_clear(&r->known);
+  amc_strmap_clear(&r->known, free);
   amc_watch_lines_free(&r->lines);
   free((char *)r->o.gvr.group);
   free((char *)r->o.gvr.version);
@@ -223,8 +223,29 @@ static void list_failed(amc_reflector_t *r, const char *why) {
   schedule(r, start_list, d);
 }
 
+/* apply_list's pass over the objects known before the relist: those missing
+ * from the fresh list are removed from the sink. */
+typedef struct {
+  amc_reflector_t *r;
+  const amc_strmap_t *fresh;
+  size_t deleted;
+} vanished_t;
+
+static int remove_vanished(const char *key, void *rv, void *data) {
+  vanished_t *v = data;
+  (void)rv;
+  if (amc_strmap_get(v->fresh, key))
+    return 0;
+  const char *slash = strchr(key, '/');
+  char *ns = strndup(key, (size_t)(slash - key));
+  v->r->sink.remove(v->r->sink_data, &v->r->o.gvr, *ns ? ns : NULL, slash + 1);
+  free(ns);
+  v->deleted++;
+  return 0;
+}
+
 static void apply_list(amc_reflector_t *r) {
-  amc_kmap_t fresh = AMC_KMAP_INIT;
+  amc_strmap_t fresh = AMC_STRMAP_INIT;
   amc_buf_t key = AMC_BUF_INIT;
   size_t delivered = 0, deleted = 0;
   for (size_t i = 0; i < r->nitems; i++) {
@@ -233,8 +254,8 @@ static void apply_list(amc_reflector_t *r) {
     if (!allowed(r, it->ns, it->name, obj))
       continue;
     key_of(&key, it->ns, it->name);
-    amc_kmap_set(&fresh, key.data, it->rv);
-    const char *old = amc_kmap_get(&r->known, key.data);
+    amc_strmap_set_str(&fresh, key.data, it->rv);
+    const char *old = amc_strmap_get(&r->known, key.data);
     /* Unchanged objects are not re-delivered after a relist. */
     if (!old || strcmp(old, it->rv) != 0)
       r->sink.upsert(r->sink_data, &r->o.gvr, it->ns, it->name, it->json,
@@ -242,18 +263,10 @@ static void apply_list(amc_reflector_t *r) {
     delivered++;
   }
   /* Deletes only now: the list is complete and successful. */
-  size_t slot = 0;
-  const amc_kmap_entry_t *e = NULL;
-  while ((e = amc_kmap_next(&r->known, &slot, e))) {
-    if (amc_kmap_get(&fresh, e->key))
-      continue;
-    const char *slash = strchr(e->key, '/');
-    char *ns = strndup(e->key, (size_t)(slash - e->key));
-    r->sink.remove(r->sink_data, &r->o.gvr, *ns ? ns : NULL, slash + 1);
-    free(ns);
-    deleted++;
-  }
-  amc_kmap_clear(&r->known);
+  vanished_t v = {r, &fresh, 0};
+  amc_strmap_foreach(&r->known, remove_vanished, &v);
+  deleted = v.deleted;
+  amc_strmap_clear(&r->known, free);
   r->known = fresh;
   amc_buf_free(&key);
   clear_items(r);
@@ -429,8 +442,10 @@ static void deliver_delete(amc_reflector_t *r, const char *ns,
                            const char *name) {
   amc_buf_t key = AMC_BUF_INIT;
   key_of(&key, ns, name);
-  if (amc_kmap_del(&r->known, key.data))
+  char *rv = amc_strmap_del(&r->known, key.data);
+  if (rv)
     r->sink.remove(r->sink_data, &r->o.gvr, ns, name);
+  free(rv);
   amc_buf_free(&key);
 }
 
@@ -478,7 +493,7 @@ static int on_line(const char *line, size_t n, void *data) {
   } else {
     amc_buf_t key = AMC_BUF_INIT;
     key_of(&key, ns, name);
-    amc_kmap_set(&r->known, key.data, rv);
+    amc_strmap_set_str(&r->known, key.data, rv);
     amc_buf_free(&key);
     r->sink.upsert(r->sink_data, &r->o.gvr, ns, name, ev.object.p, ev.object.n);
   }

@@ -7,8 +7,8 @@
 #include <time.h>
 
 #include "kube/kjson.h"
-#include "kube/kmap.h"
 #include "util/log.h"
+#include "util/strmap.h"
 
 /* --- body building (pure) --- */
 
@@ -108,10 +108,11 @@ struct amc_kube_status_writer {
   void *data;
   char *version;
   int enabled, events;
-  amc_kmap_t written;  /* key -> fingerprint */
-  amc_kmap_t conds;    /* key -> condition memory (for transition times) */
-  amc_kmap_t evsent;   /* key -> error text of the last Event */
-  pending_t *inflight; /* list */
+  /* key -> owned string */
+  amc_strmap_t written; /* fingerprint of the last status written */
+  amc_strmap_t conds;   /* condition memory (for transition times) */
+  amc_strmap_t evsent;  /* error text of the last Event */
+  pending_t *inflight;  /* list */
   unsigned writes, nevents;
 };
 
@@ -162,8 +163,8 @@ void amc_kube_status_writer_set_version(amc_kube_status_writer_t *w,
 
 void amc_kube_status_writer_enable(amc_kube_status_writer_t *w, int on) {
   if (on && !w->enabled) {
-    amc_kmap_clear(&w->written);
-    amc_kmap_clear(&w->evsent);
+    amc_strmap_clear(&w->written, free);
+    amc_strmap_clear(&w->evsent, free);
   }
   w->enabled = on;
 }
@@ -258,12 +259,12 @@ static void post_event(amc_kube_status_writer_t *w, const char *kind,
                        const char *message) {
   amc_buf_t key = AMC_BUF_INIT;
   key_of(&key, kind, ns, name);
-  const char *last = amc_kmap_get(&w->evsent, key.data);
+  const char *last = amc_strmap_get(&w->evsent, key.data);
   if (last && !strcmp(last, message)) {
     amc_buf_free(&key);
     return;
   }
-  amc_kmap_set(&w->evsent, key.data, message);
+  amc_strmap_set_str(&w->evsent, key.data, message);
   char now[40];
   now_rfc3339(now, sizeof now);
   amc_buf_t b = AMC_BUF_INIT, path = AMC_BUF_INIT;
@@ -324,8 +325,8 @@ static void patch_done(void *data, const amc_kube_resp_t *resp) {
   unlink_pending(w, p);
   int result;
   if (!resp->error && resp->status == 200) {
-    amc_kmap_set(&w->written, p->key, p->fp);
-    amc_kmap_set(&w->conds, p->key, p->conds);
+    amc_strmap_set_str(&w->written, p->key, p->fp);
+    amc_strmap_set_str(&w->conds, p->key, p->conds);
     w->writes++;
     result = AMC_STATUS_WRITTEN;
   } else {
@@ -369,9 +370,9 @@ static int start_patch(amc_kube_status_writer_t *w, const char *kind,
   key_of(&key, kind, ns, name);
   char now[40];
   now_rfc3339(now, sizeof now);
-  amc_kube_status_body(st, amc_kmap_get(&w->conds, key.data), now, &body, &next,
-                       &fp);
-  const char *last = amc_kmap_get(&w->written, key.data);
+  amc_kube_status_body(st, amc_strmap_get(&w->conds, key.data), now, &body,
+                       &next, &fp);
+  const char *last = amc_strmap_get(&w->written, key.data);
   pending_t *fl = find_inflight(w, key.data);
   int rc;
   if (fl) {
@@ -450,9 +451,9 @@ void amc_kube_status_forget(amc_kube_status_writer_t *w, const char *kind,
                             const char *ns, const char *name) {
   amc_buf_t key = AMC_BUF_INIT;
   key_of(&key, kind, ns, name);
-  amc_kmap_del(&w->written, key.data);
-  amc_kmap_del(&w->conds, key.data);
-  amc_kmap_del(&w->evsent, key.data);
+  free(amc_strmap_del(&w->written, key.data));
+  free(amc_strmap_del(&w->conds, key.data));
+  free(amc_strmap_del(&w->evsent, key.data));
   amc_buf_free(&key);
 }
 
@@ -471,9 +472,9 @@ void amc_kube_status_writer_free(amc_kube_status_writer_t *w) {
   if (!w)
     return;
   amc_kube_status_writer_cancel(w);
-  amc_kmap_clear(&w->written);
-  amc_kmap_clear(&w->conds);
-  amc_kmap_clear(&w->evsent);
+  amc_strmap_clear(&w->written, free);
+  amc_strmap_clear(&w->conds, free);
+  amc_strmap_clear(&w->evsent, free);
   free(w->version);
   free(w);
 }

@@ -49,15 +49,27 @@ local function key_less(a, b)
 end
 
 local function sorted_keys(t)
-  local keys = {}
+  local keys, all_strings = {}, true
   for k in pairs(t or {}) do
     keys[#keys + 1] = k
+    all_strings = all_strings and type(k) == "string"
   end
-  table.sort(keys, key_less)
+  if all_strings then
+    table.sort(keys) -- the usual case, without a Lua comparison per step
+  else
+    table.sort(keys, key_less)
+  end
   return keys
 end
 
+local function no_more()
+  return nil
+end
+
 local function sorted_pairs(t)
+  if t == nil then
+    return no_more -- an absent optional map (the usual case)
+  end
   local keys = sorted_keys(t)
   local i = 0
   return function()
@@ -69,6 +81,33 @@ local function sorted_pairs(t)
   end
 end
 
+-- Sorts `list` in place by key_of(item) (all strings or all numbers),
+-- computing each key once. Distinct keys are sorted by themselves, without
+-- a Lua comparison per step; items that share a key are ordered as
+-- table.sort with the comparison key_of(a) < key_of(b) orders them.
+local function sort_by(list, key_of)
+  local n = #list
+  local keys, by_key = {}, {}
+  for i = 1, n do
+    local item = list[i]
+    local k = key_of(item)
+    if by_key[k] ~= nil then
+      local key = {}
+      for j = 1, n do
+        key[list[j]] = key_of(list[j])
+      end
+      table.sort(list, function(a, b) return key[a] < key[b] end)
+      return list
+    end
+    keys[i], by_key[k] = k, item
+  end
+  table.sort(keys)
+  for i = 1, n do
+    list[i] = by_key[keys[i]]
+  end
+  return list
+end
+
 -- Characters AVI names (and by-name refs) may carry unchanged.
 local SAFE_NAME_CHARS = "[^A-Za-z0-9._-]"
 
@@ -78,10 +117,19 @@ local function sanitize(part)
   return clean
 end
 
+-- Characters a URL query value may carry unescaped.
+local UNSAFE_URL_CHARS = "[^A-Za-z0-9._~-]"
+
+local function percent_escape(c)
+  return string.format("%%%02X", c:byte())
+end
+
 local function url_escape(s)
-  return (tostring(s):gsub("[^A-Za-z0-9._~-]", function(c)
-    return string.format("%%%02X", c:byte())
-  end))
+  s = tostring(s)
+  if not s:find(UNSAFE_URL_CHARS) then
+    return s -- names usually need no escaping
+  end
+  return (s:gsub(UNSAFE_URL_CHARS, percent_escape))
 end
 
 -- Kubernetes equality-based label selector: every key/value of `selector`
@@ -177,6 +225,15 @@ local function host_rank(h)
   return 0
 end
 
+-- A string key that sorts (distinct) hosts as host_specificity_less.
+local function host_specificity_key(h)
+  local rank = host_rank(h)
+  if rank == 1 then -- longer suffixes first
+    return string.format("1%08d", 99999999 - #h) .. h
+  end
+  return rank .. h
+end
+
 local function host_specificity_less(a, b)
   local ra, rb = host_rank(a), host_rank(b)
   if ra ~= rb then
@@ -188,13 +245,18 @@ local function host_specificity_less(a, b)
   return a < b
 end
 
-local function base64_decode(s)
+-- base64 alphabet byte -> 6-bit value
+local BASE64 = {}
+do
   local alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local rev = {}
   for i = 1, #alphabet do
-    rev[alphabet:byte(i)] = i - 1
+    BASE64[alphabet:byte(i)] = i - 1
   end
+end
+
+local function base64_decode(s)
+  local rev, char = BASE64, string.char
   s = s:gsub("%s", "")
   if #s % 4 ~= 0 or s:find("[^%w+/=]") then
     return nil
@@ -209,12 +271,16 @@ local function base64_decode(s)
       return nil
     end
     local n = (va << 18) | (vb << 12) | (vc << 6) | vd
-    out[#out + 1] = string.char((n >> 16) & 0xff)
-    if c ~= 61 then
-      out[#out + 1] = string.char((n >> 8) & 0xff)
-    end
-    if d ~= 61 then
-      out[#out + 1] = string.char(n & 0xff)
+    if c ~= 61 and d ~= 61 then -- no padding: three bytes at once
+      out[#out + 1] = char(n >> 16, (n >> 8) & 0xff, n & 0xff)
+    else
+      out[#out + 1] = char((n >> 16) & 0xff)
+      if c ~= 61 then
+        out[#out + 1] = char((n >> 8) & 0xff)
+      end
+      if d ~= 61 then
+        out[#out + 1] = char(n & 0xff)
+      end
     end
   end
   return table.concat(out)
@@ -228,6 +294,8 @@ M.selector_match = selector_match
 M.host_matches = host_matches
 M.host_intersection = host_intersection
 M.host_specificity_less = host_specificity_less
+M.host_specificity_key = host_specificity_key
+M.sort_by = sort_by
 M.base64_decode = base64_decode
 
 ---------------------------------------------------------------------------
@@ -385,22 +453,31 @@ function M.new(host)
   -- part -> false when it must be altered (the same few namespaces, names
   -- and ports come back for every object of a translation)
   local plain = {}
-  local function is_plain(p)
-    local ok = plain[p]
-    if ok == nil then
-      ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
-      plain[p] = ok
-    end
+  local function check_plain(p)
+    local ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
+    plain[p] = ok
     return ok
   end
+  -- names built below: their characters need no URL escaping in refs
+  local made = {}
   rt.name = function(...)
-    local raw = table.pack(...)
-    local n = raw.n
+    local raw = { ... }
+    local n = select("#", ...)
     local altered = false
     for i = 1, n do
-      local p = tostring(raw[i])
-      raw[i] = p
-      if not is_plain(p) then
+      local ok = plain[raw[i]] -- nil for new parts and non-strings
+      if ok == nil then
+        local p = raw[i]
+        if type(p) ~= "string" then
+          p = tostring(p)
+          raw[i] = p
+        end
+        ok = plain[p]
+        if ok == nil then
+          ok = check_plain(p)
+        end
+      end
+      if not ok then
         altered = true
       end
     end
@@ -419,10 +496,14 @@ function M.new(host)
       local h = rt.hash(name)
       name = name:sub(1, M.NAME_MAX - 18) .. "--" .. h
     end
+    made[name] = true
     return name
   end
 
   rt.ref = function(avi_type, name)
+    if made[name] then -- only URL-safe characters
+      return "/api/" .. avi_type .. "?name=" .. name
+    end
     return "/api/" .. avi_type .. "?name=" .. url_escape(name)
   end
 
@@ -484,19 +565,20 @@ function M.new(host)
   -- `name.ns.svc.<domain>`, and any host of a ServiceEntry visible from
   -- `ns` (exact). An exact ServiceEntry host wins over the `name.ns`
   -- shorthands, never over the full Service FQDN.
+  local svc_suffix = ".svc." .. domain
+  local function service(name, sns)
+    local svc = rt.get("Service", sns, name)
+    if svc then
+      return { kind = "Service", service = svc,
+               fqdn = name .. "." .. sns .. svc_suffix }
+    end
+  end
   rt.resolve_host = function(host, ns)
     host = host:lower()
-    local function service(name, sns)
-      local svc = rt.get("Service", sns, name)
-      if svc then
-        return { kind = "Service", service = svc,
-                 fqdn = name .. "." .. sns .. ".svc." .. domain }
-      end
-    end
     if not host:find(".", 1, true) then
       return service(host, ns)
     end
-    local suffix = ".svc." .. domain
+    local suffix = svc_suffix
     if host:sub(-#suffix) == suffix then
       local name, sns = host:sub(1, -#suffix - 1):match("^([^.]+)%.([^.]+)$")
       if name then

@@ -84,6 +84,15 @@ amc_strmap_entry_t *amc_strmap_put(amc_strmap_t *m, const char *key,
   return e;
 }
 
+void amc_strmap_set_str(amc_strmap_t *m, const char *key, const char *val) {
+  size_t len = strlen(val);
+  char *copy = xcalloc(1, len + 1);
+  memcpy(copy, val, len);
+  void *old = NULL;
+  amc_strmap_put(m, key, copy, &old);
+  free(old);
+}
+
 void *amc_strmap_del(amc_strmap_t *m, const char *key) {
   if (m->n_buckets == 0)
     return NULL;

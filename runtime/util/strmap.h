@@ -47,6 +47,12 @@ void *amc_strmap_del(amc_strmap_t *m, const char *key);
 typedef int (*amc_strmap_visit_fn)(const char *key, void *value, void *data);
 void amc_strmap_foreach(amc_strmap_t *m, amc_strmap_visit_fn fn, void *data);
 
+/* For maps whose values are malloc'd strings: sets `key` to a copy of `val`
+ * (not NULL; "" is fine) and free()s the previous value. Release such a map
+ * with amc_strmap_clear(m, free) and a deleted value with
+ * free(amc_strmap_del(m, key)). */
+void amc_strmap_set_str(amc_strmap_t *m, const char *key, const char *val);
+
 /* Removes every entry, calling free_value(value) when non-NULL. The map is
  * reusable afterwards. */
 void amc_strmap_clear(amc_strmap_t *m, void (*free_value)(void *));

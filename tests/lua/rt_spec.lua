@@ -121,6 +121,10 @@ describe("rt", function()
     it("builds by-name refs, URL-escaped", function()
       assert.equal("/api/pool?name=amc--c1--x", rt.ref("pool", "amc--c1--x"))
       assert.equal("/api/tenant?name=a%20b%26c", rt.ref("tenant", "a b&c"))
+      -- names from rt.name (sanitized, or hashed) need no escaping
+      local n = rt.name("ns", "a b&c")
+      assert.equal("/api/pool?name=" .. n, rt.ref("pool", n))
+      assert.is_nil(n:find("[^A-Za-z0-9._-]"))
     end)
     it("owner is amc-<cluster>", function()
       assert.equal("amc-c1", rt.owner)
@@ -142,6 +146,28 @@ describe("rt", function()
         seen[#seen + 1] = k .. v
       end
       assert.same({ "y2", "z1" }, seen)
+      for _ in rt.sorted_pairs(nil) do
+        error("no pairs in nil")
+      end
+      for _ in rt.sorted_pairs({}) do
+        error("no pairs in {}")
+      end
+    end)
+    it("sort_by sorts by computed keys, shared keys by comparison", function()
+      local calls = 0
+      local function len(x)
+        calls = calls + 1
+        return #x
+      end
+      assert.same({ "a", "bb", "ccc" }, rt.sort_by({ "ccc", "a", "bb" }, len))
+      assert.equal(3, calls) -- one key per item
+      local list = { "xx", "a", "yy", "b", "zzz" }
+      local expected = { "xx", "a", "yy", "b", "zzz" }
+      table.sort(expected, function(p, q) return #p < #q end)
+      assert.same(expected, rt.sort_by(list, function(x) return #x end))
+      assert.same({}, rt.sort_by({}, len))
+      local keys = rt.sorted_keys({ b = 1, a = 2, c = 3 })
+      assert.same({ "a", "b", "c" }, keys)
     end)
     it("array marks empty tables as arrays", function()
       assert.equal(h.array_mt, getmetatable(rt.array()))
@@ -194,6 +220,11 @@ describe("rt", function()
       table.sort(hosts, rt.host_specificity_less)
       assert.same({ "a.example.com", "b.example.com", "*.a.example.com",
                     "*.example.com", "*" }, hosts)
+      local by_key = { "*", "*.b.com", "*.example.com", "z.com",
+                       "*.a.example.com", "a.example.com", "*.a.com" }
+      rt.sort_by(by_key, rt.host_specificity_key)
+      assert.same({ "a.example.com", "z.com", "*.a.example.com",
+                    "*.example.com", "*.a.com", "*.b.com", "*" }, by_key)
     end)
   end)
 
@@ -258,6 +289,9 @@ describe("rt", function()
   it("decodes base64", function()
     assert.equal("hello world", rt.base64_decode("aGVsbG8gd29ybGQ="))
     assert.equal("hi", rt.base64_decode("aGk="))
+    assert.equal("a", rt.base64_decode("YQ=="))
+    assert.equal("abc\255\239", rt.base64_decode("YWJj/+8="))
+    assert.equal("abcabc", rt.base64_decode("YWJj\nYWJj\n"))
     assert.is_nil(rt.base64_decode("***"))
   end)
 end)

@@ -55,6 +55,43 @@ describe("rules/service.lua", function()
                   { ip = { addr = "10.0.0.10", type = "V4" }, port = 8080 } },
       servers)
   end)
+  it("sorts servers by numeric IPv4, then port, IPv6 as text", function()
+    local function slice(name, port, addrs)
+      local eps = {}
+      for i, a in ipairs(addrs) do
+        eps[i] = { addresses = { a } }
+      end
+      return { kind = "EndpointSlice",
+        metadata = { namespace = "ns", name = name,
+                     labels = { ["kubernetes.io/service-name"] = "s" } },
+        addressType = "IPv4", ports = { { name = "http", port = port } },
+        endpoints = eps }
+    end
+    local function order(objs)
+      local out = {}
+      for i, s in ipairs(service.servers(h.rt(objs), svc, svc.spec.ports[1])) do
+        out[i] = s.ip.addr .. "|" .. s.port
+      end
+      return out
+    end
+    -- integer keys: octets and ports compared as numbers
+    assert.same({ "9.0.0.1|80", "9.0.0.1|8080", "10.0.0.2|80", "10.0.0.10|80",
+                  "10.0.2.1|80", "255.0.0.0|80" },
+      order({ slice("a", 8080, { "9.0.0.1" }),
+              slice("b", 80, { "255.0.0.0", "10.0.0.10", "10.0.2.1",
+                               "10.0.0.2", "9.0.0.1" }) }))
+    -- an IPv6 address (text key) among IPv4 ones: digit runs padded
+    assert.same({ "10.0.0.2|80", "10.0.0.10|80", "fd00::1|80" },
+      order({ slice("a", 80, { "fd00::1", "10.0.0.10", "10.0.0.2" }) }))
+    -- the same address spelled twice (leading zero): both kept, after
+    -- the smaller addresses (their relative order is the sort's)
+    local odd = order({ slice("a", 80, { "10.0.0.9", "10.0.0.010",
+                                         "10.0.0.10", "10.0.0.8" }) })
+    assert.same({ "10.0.0.8|80", "10.0.0.9|80" }, { odd[1], odd[2] })
+    table.sort(odd, function(a, b) return a < b end)
+    assert.same({ "10.0.0.010|80", "10.0.0.10|80", "10.0.0.8|80",
+                  "10.0.0.9|80" }, odd)
+  end)
   it("falls back to Pods and named container ports", function()
     local pod = { kind = "Pod", metadata = { namespace = "ns", name = "p",
       labels = { app = "s", v = "1" } },
@@ -67,6 +104,65 @@ describe("rules/service.lua", function()
       service.servers(rt, svc, svc.spec.ports[1], { v = "1" }))
     assert.same({}, service.servers(rt, svc, svc.spec.ports[1],
       { v = "1", w = "2" }))
+  end)
+end)
+
+describe("rules/lib/avi.lua", function()
+  local avi = import("lib/avi")
+  it("builds diagnostic paths from strings or, lazily, functions", function()
+    assert.equal("spec.http[0].host", avi.at("spec.http[0]", "host"))
+    assert.equal("spec.http[0]", avi.at("spec.http[0]"))
+    assert.equal("spec.tcp[1].port",
+      avi.at(function() return "spec.tcp[1]" end, "port"))
+  end)
+  it("names scoped objects with the scope parts first", function()
+    local ctx = ctx_for({})
+    assert.equal("amc--t--gwns--gw--a--b", ctx.scoped_name({}, "a", "b"))
+    assert.equal("amc--t--gwns--gw--h.example--a",
+      ctx.scoped_name({ "h.example" }, "a"))
+    assert.equal("amc--t--gwns--gw--x--y--a--b",
+      ctx.scoped_name({ "x", "y" }, "a", "b"))
+  end)
+end)
+
+describe("rules/destinationrule.lua", function()
+  local dr_mod = import("destinationrule")
+  local function dr(ns, name, host, extra)
+    local o = { kind = "DestinationRule",
+      metadata = { namespace = ns, name = name }, spec = { host = host } }
+    for k, v in pairs(extra or {}) do
+      o.spec[k] = v
+    end
+    return o
+  end
+  local fqdn = "svc.app.svc.cluster.local"
+  local function pick(objs, host, svc_ns)
+    local ctx = ctx_for(objs)
+    local found = dr_mod.find(ctx, host or fqdn, svc_ns or "app")
+    return found and found.metadata.namespace .. "/" .. found.metadata.name
+  end
+  it("prefers exact hosts, then longer wildcards, then namespaces", function()
+    local wild = dr("app", "wild", "*.cluster.local")
+    local longer = dr("app", "longer", "*.app.svc.cluster.local")
+    assert.equal("app/longer", pick({ wild, longer }))
+    assert.equal("other/exact", pick({ wild, longer,
+      dr("other", "exact", "svc.app.svc.cluster.local") }))
+    -- short hosts resolve in the rule's namespace
+    assert.equal("app/short", pick({ wild, dr("app", "short", "svc") }))
+    assert.is_nil(pick({ dr("other", "short", "svc") }))
+    -- same host: the gateway's namespace, then the service's, then order
+    assert.equal("gwns/b",
+      pick({ dr("app", "a", fqdn), dr("gwns", "b", fqdn) }))
+    assert.equal("app/c", pick({ dr("x", "a", fqdn), dr("app", "c", fqdn) }))
+    assert.equal("x/a", pick({ dr("x", "a", fqdn), dr("y", "b", fqdn) }))
+    -- not exported to the gateway's namespace, other workloads: ignored
+    assert.equal("app/wild", pick({ wild,
+      dr("app", "hidden", fqdn, { exportTo = { "." } }),
+      dr("gwns", "egress", fqdn,
+        { workloadSelector = { matchLabels = { istio = "egress" } } }) }))
+    -- a wildcard ServiceEntry host is matched exactly first
+    assert.equal("se/exact", pick({ dr("se", "wider", "*.example.com"),
+      dr("se", "exact", "*.a.example.com") }, "*.a.example.com", nil))
   end)
 end)
 

@@ -38,6 +38,9 @@ static const char *server_py =
     "    p = self.path\n"
     "    if p.startswith('/slow'):\n"
     "      time.sleep(2); return self.reply(200, 'late')\n"
+    "    if p.startswith('/host'):\n"
+    "      return self.reply(200, self.headers.get('Host') or '', "
+    "'text/plain')\n"
     "    if p.startswith('/status/'):\n"
     "      return self.reply(int(p[8:]), '{\"error\":\"nope\"}')\n"
     "    if p.startswith('/stream'):\n"
@@ -461,6 +464,66 @@ static void test_tls_verification(void **state) {
   amc_buf_free(&pem);
 }
 
+/* tls_server_name: the certificate (SAN IP:127.0.0.1) is verified against
+ * the given name instead of the URL's host, the connection still goes to the
+ * URL's host and port, and the Host header stays the URL's authority. */
+static void test_tls_server_name(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char by_name[128], by_ip[128], plain[128];
+  snprintf(by_name, sizeof by_name, "https://localhost:%d/host", tls_port);
+  snprintf(by_ip, sizeof by_ip, "%s/host", tls_base);
+  snprintf(plain, sizeof plain, "%s/host", base);
+  result_t named = {0}, other = {0}, http = {0}, own = {0};
+  /* "localhost" is not in the SAN, but the name checked is 127.0.0.1. */
+  amc_http_opts_t o1 = {.url = by_name,
+                        .timeout_ms = 5000,
+                        .ca_file = cert_path,
+                        .tls_server_name = "127.0.0.1"};
+  assert_non_null(amc_http_start(h, &o1, on_done, &named));
+  /* The URL's host is in the SAN, but the name checked is not. */
+  amc_http_opts_t o2 = {.url = by_ip,
+                        .timeout_ms = 5000,
+                        .ca_file = cert_path,
+                        .tls_server_name = "kubernetes.example"};
+  assert_non_null(amc_http_start(h, &o2, on_done, &other));
+  /* Plain http: no TLS, the option is ignored. */
+  amc_http_opts_t o3 = {
+      .url = plain, .timeout_ms = 5000, .tls_server_name = "x.example"};
+  assert_non_null(amc_http_start(h, &o3, on_done, &http));
+  /* A Host header given by the caller is kept. */
+  const char *hdrs[] = {"host: given.example", NULL};
+  amc_http_opts_t o4 = {.url = by_name,
+                        .headers = hdrs,
+                        .timeout_ms = 5000,
+                        .ca_file = cert_path,
+                        .tls_server_name = "127.0.0.1"};
+  assert_non_null(amc_http_start(h, &o4, on_done, &own));
+  /* Malformed names are refused up front. */
+  static const char *bad[] = {"", "a b", "x:1", "x/y", "a@b", "[::1]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    amc_http_opts_t ob = {.url = by_ip, .tls_server_name = bad[i]};
+    assert_null(amc_http_start(h, &ob, on_done, NULL));
+  }
+  run_and_close(&loop, h);
+  assert_false(named.had_error);
+  assert_int_equal(named.status, 200);
+  char want[64];
+  snprintf(want, sizeof want, "localhost:%d", tls_port);
+  assert_string_equal(named.body.data, want);
+  assert_true(other.had_error);
+  assert_int_equal(other.status, 0);
+  assert_false(http.had_error);
+  assert_int_equal(http.status, 200);
+  assert_false(own.had_error);
+  assert_string_equal(own.body.data, "given.example");
+  result_t *all[] = {&named, &other, &http, &own};
+  for (int i = 0; i < 4; i++)
+    result_free(all[i]);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -484,6 +547,7 @@ int main(void) {
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_many_and_chained),
       cmocka_unit_test(test_tls_verification),
+      cmocka_unit_test(test_tls_server_name),
   };
   return cmocka_run_group_tests(tests, start_server, stop_server);
 }

@@ -1,5 +1,5 @@
-/* test_kube_parse.c - span JSON scanner, watch line framing and events,
- * the string map and the backoff. */
+/* test_kube_parse.c - span JSON scanner, watch line framing and events, and
+ * the backoff. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,6 @@
 
 #include "kube/backoff.h"
 #include "kube/kjson.h"
-#include "kube/kmap.h"
 #include "kube/watchparse.h"
 
 static void test_kjson_paths_and_strings(void **state) {
@@ -148,29 +147,6 @@ static void test_events(void **state) {
         -1);
 }
 
-static void test_kmap(void **state) {
-  (void)state;
-  amc_kmap_t m = AMC_KMAP_INIT;
-  char k[32];
-  for (int i = 0; i < 1000; i++) {
-    snprintf(k, sizeof k, "ns/obj-%d", i);
-    amc_kmap_set(&m, k, "1");
-  }
-  amc_kmap_set(&m, "ns/obj-7", "2");
-  assert_int_equal(m.count, 1000);
-  assert_string_equal(amc_kmap_get(&m, "ns/obj-7"), "2");
-  assert_int_equal(amc_kmap_del(&m, "ns/obj-7"), 1);
-  assert_int_equal(amc_kmap_del(&m, "ns/obj-7"), 0);
-  assert_null(amc_kmap_get(&m, "ns/obj-7"));
-  size_t slot = 0, n = 0;
-  const amc_kmap_entry_t *e = NULL;
-  while ((e = amc_kmap_next(&m, &slot, e)))
-    n++;
-  assert_int_equal(n, 999);
-  amc_kmap_clear(&m);
-  assert_null(amc_kmap_get(&m, "ns/obj-1"));
-}
-
 static double fixed_rand(void *d) {
   return *(double *)d;
 }
@@ -205,7 +181,6 @@ int main(void) {
       cmocka_unit_test(test_kjson_paths_and_strings),
       cmocka_unit_test(test_lines_split_across_chunks),
       cmocka_unit_test(test_events),
-      cmocka_unit_test(test_kmap),
       cmocka_unit_test(test_backoff),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

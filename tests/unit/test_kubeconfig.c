@@ -118,6 +118,13 @@ static void test_errors_name_file_and_field(void **state) {
       amc_kubeconfig_load(fixture("bad.yaml"), NULL, &c, err, sizeof err), -1);
   assert_non_null(strstr(err, "bad.yaml: line"));
   amc_kubeconfig_free(&c);
+  assert_int_equal(amc_kubeconfig_load(fixture("server-name.yaml"), NULL, &c,
+                                       err, sizeof err),
+                   -1);
+  assert_non_null(strstr(err, "server-name.yaml: cluster \"k\": "
+                              "tls-server-name \"kube api:443\" is not a "
+                              "host name"));
+  amc_kubeconfig_free(&c);
   assert_int_equal(
       amc_kubeconfig_load("/nonexistent/kc", NULL, &c, err, sizeof err), -1);
   assert_non_null(strstr(err, "/nonexistent/kc"));

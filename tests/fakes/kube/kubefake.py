@@ -13,6 +13,7 @@ import copy
 import csv
 import datetime
 import io
+import ipaddress
 import json
 import os
 import random
@@ -965,6 +966,8 @@ class Server:
 
     def all_types(self):
         types = list(BUILTIN_TYPES)
+        if self.args.no_endpointslices:
+            types = [t for t in types if t.group != "discovery.k8s.io"]
         for crd in self.objects.get("apiextensions.k8s.io/"
                                     "customresourcedefinitions", {}).values():
             types += crd_types(crd)
@@ -1556,12 +1559,24 @@ class Server:
                          "keyUsage=critical,keyCertSign,cRLSign,"
                          "digitalSignature"])
             os.replace(ca_crt + ".tmp", ca_crt)
-        if not os.path.exists(os.path.join(self.pki, "server.crt")):
-            self.issue("server", "kubefake", [], server=True)
+        # The serving certificate is re-issued when --server-names changes
+        # between runs on the same state dir.
+        san = server_san(self.args.server_names)
+        san_file = os.path.join(self.pki, "server.san")
+        try:
+            with open(san_file) as f:
+                have = f.read()
+        except OSError:
+            have = None
+        if have != san or \
+                not os.path.exists(os.path.join(self.pki, "server.crt")):
+            self.issue("server", "kubefake", [], server=True, san=san)
+            with open(san_file, "w") as f:
+                f.write(san)
         if not os.path.exists(os.path.join(self.pki, "admin.crt")):
             self.issue("admin", "admin", [MASTERS])
 
-    def issue(self, stem, cn, orgs, server=False):
+    def issue(self, stem, cn, orgs, server=False, san=None):
         """Issue a certificate signed by the CA; returns (crt, key) paths."""
         crt = os.path.join(self.pki, stem + ".crt")
         key = os.path.join(self.pki, stem + ".key")
@@ -1576,8 +1591,8 @@ class Server:
             f.write("basicConstraints=CA:FALSE\n"
                     "keyUsage=critical,digitalSignature,keyEncipherment\n")
             if server:
-                f.write("extendedKeyUsage=serverAuth\nsubjectAltName="
-                        "IP:127.0.0.1,IP:::1,DNS:localhost\n")
+                f.write("extendedKeyUsage=serverAuth\nsubjectAltName=%s\n"
+                        % (san or server_san(None)))
             else:
                 f.write("extendedKeyUsage=clientAuth\n")
         run_openssl(["x509", "-req", "-in", csr, "-CA",
@@ -1590,6 +1605,24 @@ class Server:
         os.unlink(ext)
         os.chmod(key, 0o600)
         return crt, key
+
+
+def server_san(names):
+    """subjectAltName of the serving certificate: the default addresses, or
+    exactly the --server-names (IPs as IP:, others as DNS:)."""
+    if not names:
+        return "IP:127.0.0.1,IP:::1,DNS:localhost"
+    out = []
+    for n in names.split(","):
+        n = n.strip()
+        if not n:
+            continue
+        try:
+            ipaddress.ip_address(n)
+            out.append("IP:" + n)
+        except ValueError:
+            out.append("DNS:" + n)
+    return ",".join(out)
 
 
 def run_openssl(argv):
@@ -1678,7 +1711,9 @@ class Handler(BaseHTTPRequestHandler):
                 "user": self.user, "auth": getattr(self, "auth", "none"),
                 "status": getattr(self, "status_sent", 0),
                 "contentType": self.headers.get("Content-Type", ""),
-                "accept": self.headers.get("Accept", ""), "body": body})
+                "accept": self.headers.get("Accept", ""),
+                "host": self.headers.get("Host", ""),
+                "sni": getattr(self.connection, "sni", None), "body": body})
             if len(srv.requests) > 200000:   # bound memory in long runs
                 del srv.requests[:100000]
 
@@ -2643,6 +2678,12 @@ def main(argv=None):
     ap.add_argument("--kubeconfig-out")
     ap.add_argument("--istio-versions", default=",".join(ISTIO_VERSIONS))
     ap.add_argument("--no-istio-crds", action="store_true")
+    ap.add_argument("--server-names",
+                    help="comma-separated names (or IPs) that are the only "
+                    "subjectAltNames of the serving certificate")
+    ap.add_argument("--no-endpointslices", action="store_true",
+                    help="do not serve discovery.k8s.io/v1 (as a cluster "
+                    "without EndpointSlices)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if not args.state_dir:
@@ -2664,6 +2705,11 @@ def main(argv=None):
     ctx.load_verify_locations(os.path.join(srv.pki, "ca.crt"))
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.set_alpn_protocols(["http/1.1"])
+
+    def remember_sni(sock, name, _ctx):
+        sock.sni = name   # the TLS server name the client sent, or None
+
+    ctx.sni_callback = remember_sni
     httpd = None
     if args.port == 0 and srv.port:      # restart: keep the old port if free
         try:

@@ -5,6 +5,9 @@ RBAC and its log, faults, drop and restart."""
 
 import json
 import os
+import shutil
+import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -680,6 +683,47 @@ class Options(unittest.TestCase):
                 ev = w.next_event()
                 self.assertEqual((ev["type"], ev["object"]["code"]),
                                  ("ERROR", 410))
+
+
+    def test_server_names(self):
+        """--server-names: the serving certificate names only those; the
+        default comes back on a restart without the option."""
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
+        state = os.path.join(tmp, "state")
+
+        def handshake(kf, name):
+            ctx = ssl.create_default_context(cafile=kf.info["ca"])
+            with socket.create_connection(("127.0.0.1", kf.port), 5) as s:
+                with ctx.wrap_socket(s, server_hostname=name):
+                    return True
+
+        with KubeFake("--server-names", "kube.example,10.9.9.9",
+                      state_dir=state) as kf:
+            self.assertTrue(handshake(kf, "kube.example"))
+            self.assertTrue(handshake(kf, "10.9.9.9"))
+            for other in ("127.0.0.1", "localhost", "x.kube.example"):
+                with self.assertRaises(ssl.SSLCertVerificationError):
+                    handshake(kf, other)
+            self.assertEqual(kf.request("GET", "/version")[0], 200)
+        with KubeFake(state_dir=state) as kf:
+            self.assertTrue(handshake(kf, "127.0.0.1"))
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                handshake(kf, "kube.example")
+
+    def test_no_endpointslices(self):
+        with KubeFake("--no-endpointslices") as kf:
+            st, apis, _ = kf.request("GET", "/apis")
+            self.assertEqual(st, 200)
+            names = [g["name"] for g in apis["groups"]]
+            self.assertNotIn("discovery.k8s.io", names)
+            self.assertIn("networking.istio.io", names)
+            self.assertEqual(kf.request("GET", "/apis/discovery.k8s.io/v1")[0],
+                             404)
+            self.assertEqual(kf.request(
+                "GET", "/apis/discovery.k8s.io/v1/endpointslices")[0], 404)
+            self.assertEqual(kf.request(
+                "GET", "/api/v1/namespaces/default/endpoints")[0], 200)
 
 
 FIXTURES = """
