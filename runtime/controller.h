@@ -57,6 +57,10 @@ typedef struct {
   void (*free)(void *engine);
   /* Bytes the engine holds (optional; the amc_rules_memory_bytes gauge). */
   size_t (*memory)(void *engine);
+  /* Gives memory the engine no longer needs back (optional): called after
+   * the initial pass, after a reload and once translations have paused
+   * (compact_idle_ms). */
+  size_t (*compact)(void *engine);
 } amc_ctrl_engine_ops_t;
 
 /* Where translations go. */
@@ -88,6 +92,7 @@ typedef struct {
   unsigned resync_seconds;      /* re-queue every gateway; 0: off */
   unsigned progress_ms;         /* initial sync progress lines; 0: 1000 */
   unsigned shutdown_timeout_ms; /* abandon in-flight syncs after; 0: 10 s */
+  unsigned compact_idle_ms;     /* engine compact after a pause; 0: 1000 */
   amc_ctrl_sink_ops_t sink_ops;
   void *sink;
 } amc_controller_opts_t;

@@ -141,7 +141,24 @@ uint64_t amc_rules_engine_generation(const amc_rules_engine_t *e);
 const char *amc_rules_engine_digest(const amc_rules_engine_t *e);
 const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e);
 
-/* Bytes the active generation's VM holds now. */
+/* Bytes the active generation's VM holds now (its live objects plus the
+ * garbage not yet collected: the collector runs only every so many
+ * megabytes of garbage, see amc_rules_engine_compact). This is what the
+ * memory cap and the per-translation budget count. */
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
+
+/* Bytes the active generation takes from malloc: its small-block slabs
+ * (including free blocks) and its large blocks. At least
+ * amc_rules_engine_memory(), often much more after a burst of
+ * translations, until amc_rules_engine_compact(). */
+size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
+
+/* Runs a full collection of the active generation and gives the slabs
+ * that hold no live object back to malloc (the caller may then
+ * malloc_trim). Returns the bytes given back. For idle moments (after
+ * the initial pass or a burst of changes): it costs a walk of everything
+ * live. Translations work as before afterwards; the memory cap and the
+ * per-translation budget are unchanged. */
+size_t amc_rules_engine_compact(amc_rules_engine_t *e);
 
 #endif

@@ -499,8 +499,12 @@ static size_t engine_memory(void *engine) {
   return amc_rules_engine_memory(engine);
 }
 
+static size_t engine_compact(void *engine) {
+  return amc_rules_engine_compact(engine);
+}
+
 static const amc_ctrl_engine_ops_t engine_ops = {engine_translate, engine_free,
-                                                 engine_memory};
+                                                 engine_memory, engine_compact};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
