@@ -15,13 +15,10 @@
 
 #define MAX_SOURCES 8
 
-/* After a burst of work (the initial sync, a reload), hand the freed heap
- * (translation garbage) back to the system so RSS reflects what is live. */
-static void release_memory(void) {
-#ifdef __GLIBC__
-  malloc_trim(0);
-#endif
-}
+/* Translations leave garbage in the engine (its collector runs only every
+ * so many megabytes) and in the heap. After a burst of work (the initial
+ * pass, a reload, a resync, a run of changes) the engine compacts and the
+ * freed heap goes back to the system, so RSS reflects what is live. */
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
@@ -61,6 +58,7 @@ struct amc_controller {
   uv_timer_t progress;
   uv_timer_t resync;
   uv_timer_t stop_timer;
+  uv_timer_t compact; /* opt.compact_idle_ms after the last translation */
   int open_handles;
   int stopping;
   void (*stopped)(amc_controller_t *c, void *data);
@@ -229,12 +227,25 @@ static void live_keys(amc_controller_t *c, keylist_t *l, amc_buf_t *buf) {
   free(offs);
 }
 
+static void release_memory(amc_controller_t *c) {
+  uv_timer_stop(&c->compact);
+  if (c->engine && c->engine_ops.compact)
+    c->engine_ops.compact(c->engine);
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+static void on_compact(uv_timer_t *t) {
+  release_memory(t->data);
+}
+
 static void initial_finished(amc_controller_t *c) {
   c->initial_done = 1;
   amc_log_set_key(NULL); /* not about the key that happened to be last */
   uv_timer_stop(&c->progress);
   double secs = (double)(now_ns() - c->initial_started_ns) / 1e9;
-  release_memory();
+  release_memory(c);
   amc_log(AMC_INFO, "sync.initial_done", AMC_I("gateways", c->initial_total),
           AMC_F("seconds", secs));
   if (c->opt.sink_ops.gc) {
@@ -402,6 +413,8 @@ static void process_key(amc_controller_t *c, const char *key) {
   }
   amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
   uint64_t translated = now_ns();
+  if (c->initial_done)
+    uv_timer_start(&c->compact, on_compact, c->opt.compact_idle_ms, 0);
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);
@@ -531,6 +544,8 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
     c->opt.progress_ms = 1000;
   if (!c->opt.shutdown_timeout_ms)
     c->opt.shutdown_timeout_ms = 10000;
+  if (!c->opt.compact_idle_ms)
+    c->opt.compact_idle_ms = 1000;
   c->deps = amc_deps_new(c->opt.root_kind);
   amc_queue_options_t qo = {.max_in_flight = c->opt.workers};
   c->queue = amc_queue_new(c->opt.loop, &qo, process, c);
@@ -542,8 +557,9 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
   uv_timer_init(c->opt.loop, &c->progress);
   uv_timer_init(c->opt.loop, &c->resync);
   uv_timer_init(c->opt.loop, &c->stop_timer);
-  c->progress.data = c->resync.data = c->stop_timer.data = c;
-  c->open_handles = 3;
+  uv_timer_init(c->opt.loop, &c->compact);
+  c->progress.data = c->resync.data = c->stop_timer.data = c->compact.data = c;
+  c->open_handles = 4;
   if (c->opt.metrics)
     register_metrics(c);
   else
@@ -659,7 +675,7 @@ int amc_controller_swap_engine(amc_controller_t *c, void *engine,
     return -1;
   }
   set_engine(c, engine, ops, generation, digest);
-  release_memory(); /* the old generation's VM is gone */
+  release_memory(c); /* the old generation's VM is gone */
   free(c->last_reload_error);
   c->last_reload_error = NULL;
   amc_metric_inc(c->m_reloads, (const char *[]){"ok"});
@@ -793,6 +809,7 @@ void amc_controller_stop(amc_controller_t *c,
   c->stopped_data = data;
   uv_timer_stop(&c->progress);
   uv_timer_stop(&c->resync);
+  uv_timer_stop(&c->compact);
   amc_store_set_change_listener(c->opt.store, NULL, NULL);
   amc_log(AMC_INFO, "controller.stopping",
           AMC_I("in_flight", amc_queue_in_flight(c->queue)));
@@ -830,6 +847,7 @@ void amc_controller_free(amc_controller_t *c) {
   uv_close((uv_handle_t *)&c->progress, on_timer_closed);
   uv_close((uv_handle_t *)&c->resync, on_timer_closed);
   uv_close((uv_handle_t *)&c->stop_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&c->compact, on_timer_closed);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,6 +57,10 @@ typedef struct {
   void (*free)(void *engine);
   /* Bytes the engine holds (optional; the amc_rules_memory_bytes gauge). */
   size_t (*memory)(void *engine);
+  /* Gives memory the engine no longer needs back (optional): called after
+   * the initial pass, after a reload and once translations have paused
+   * (compact_idle_ms). */
+  size_t (*compact)(void *engine);
   /* Optional, for engines that memoize (rules_engine.h "Memo"): told of
    * every store change; and a translation without replays, taken when the
    * sink cannot take a translation's unchanged objects. */
@@ -101,6 +105,7 @@ typedef struct {
   unsigned resync_seconds;      /* re-queue every gateway; 0: off */
   unsigned progress_ms;         /* initial sync progress lines; 0: 1000 */
   unsigned shutdown_timeout_ms; /* abandon in-flight syncs after; 0: 10 s */
+  unsigned compact_idle_ms;     /* engine compact after a pause; 0: 1000 */
   amc_ctrl_sink_ops_t sink_ops;
   void *sink;
 } amc_controller_opts_t;

@@ -21,6 +21,49 @@
 
 char amc_json_null_sentinel;
 
+/* Appends without a call when the buffer has room (the common case). */
+static inline void put1(amc_buf_t *o, char c) {
+  if (o->len + 2 <= o->cap) {
+    o->data[o->len++] = c;
+    o->data[o->len] = '\0';
+  } else {
+    amc_buf_putc(o, c);
+  }
+}
+
+static inline void putn(amc_buf_t *o, const char *s, size_t n) {
+  if (o->len + n + 1 <= o->cap) {
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+    o->data[o->len] = '\0';
+  } else {
+    amc_buf_append(o, s, n);
+  }
+}
+
+/* Length of the prefix of [p, end) made of bytes 0x20-0x7F other than '"'
+ * and '\\' (what a JSON string holds unescaped), eight bytes at a time. */
+static inline size_t plain_run(const unsigned char *p,
+                               const unsigned char *end) {
+  const unsigned char *s = p;
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
+    /* A high bit in t: a byte < 0x20, '"', '\\' or >= 0x80 may be in the
+     * word (the subtractions can also flag a byte after one of those,
+     * never miss one); the byte loop below finds which. */
+    if (t)
+      break;
+    p += 8;
+  }
+  while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+    p++;
+  return (size_t)(p - s);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Decoding                                                                  */
 
@@ -29,11 +72,13 @@ typedef struct {
   const char *p;
   const char *end;
   int depth;
-  int trusted;        /* canonical input: no duplicate-key/UTF-8 checks */
-  int array_mt;       /* stack index of the array metatable */
-  amc_buf_t scratch;  /* unescaped string bytes */
-  const char *err_at; /* where the error is */
-  char msg[160];      /* the problem, without position */
+  int trusted;         /* canonical input: no duplicate-key/UTF-8 checks */
+  int array_mt;        /* stack index of the array metatable */
+  int keys;            /* trusted: stack index of the key cache's strings */
+  struct keycache *kc; /* trusted: the key cache (see dec_key) */
+  amc_buf_t scratch;   /* unescaped string bytes */
+  const char *err_at;  /* where the error is */
+  char msg[160];       /* the problem, without position */
 } dec_t;
 
 static int dec_fail(dec_t *d, const char *at, const char *fmt, ...)
@@ -146,6 +191,9 @@ static int dec_string(lua_State *L, dec_t *d) {
   for (;;) {
     if (p >= end)
       return dec_fail(d, open, "unterminated string");
+    p += plain_run(p, end);
+    if (p >= end)
+      return dec_fail(d, open, "unterminated string");
     unsigned c = *p;
     if (c == '"')
       break;
@@ -153,10 +201,6 @@ static int dec_string(lua_State *L, dec_t *d) {
       return dec_fail(d, (const char *)p,
                       "control character U+%04X in string (must be escaped)",
                       c);
-    if (c < 0x80 && c != '\\') {
-      p++;
-      continue;
-    }
     if (c >= 0x80) {
       if (d->trusted) {
         p++;
@@ -327,20 +371,96 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
   return 0;
 }
 
+/* Object keys of canonical text (the store's objects) repeat endlessly
+ * ("metadata", "name", ...). Interning them through lua_pushlstring means
+ * hashing and looking up each one; a small direct-mapped cache of recent
+ * keys per Lua state (a userdata in the registry, its strings anchored in
+ * its user value) answers most of them with one compare and one rawgeti.
+ * The strings are the same interned ones lua_pushlstring would give. */
+#define KC_SLOTS  512
+#define KC_MAXLEN 31
+struct keycache {
+  struct {
+    unsigned char len;
+    char s[KC_MAXLEN];
+  } slot[KC_SLOTS];
+};
+#define KC_REGKEY "amc.json.keycache"
+
+/* Pushes the cache's strings table (d->kc set); creates both on first use. */
+static void push_keycache(lua_State *L, dec_t *d) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, KC_REGKEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    struct keycache *kc = lua_newuserdatauv(L, sizeof *kc, 1);
+    memset(kc, 0, sizeof *kc);
+    lua_createtable(L, KC_SLOTS, 0);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, KC_REGKEY);
+  }
+  d->kc = lua_touserdata(L, -1);
+  lua_getiuservalue(L, -1, 1);
+  lua_replace(L, -2);
+}
+
+/* Pushes the key at d->p (on its opening quote) when it is short and has
+ * no escapes, from the cache if there. Returns 1 when done, 0 when the
+ * caller should use dec_string. */
+static int dec_key(lua_State *L, dec_t *d) {
+  const unsigned char *s = (const unsigned char *)d->p + 1;
+  const unsigned char *end = (const unsigned char *)d->end;
+  const unsigned char *p = s;
+  while (p < end && p - s <= KC_MAXLEN && *p != '"' && *p != '\\' && *p >= 0x20)
+    p++;
+  size_t n = (size_t)(p - s);
+  if (p >= end || *p != '"' || n == 0 || n > KC_MAXLEN)
+    return 0;
+  unsigned h = (unsigned)n * 0x9e37u ^ (unsigned)s[0] * 0x45d9u ^
+               (unsigned)s[n - 1] * 0x3b1u ^ (unsigned)s[n / 2] * 0x11u;
+  h = (h ^ (h >> 9)) & (KC_SLOTS - 1);
+  struct keycache *kc = d->kc;
+  if (kc->slot[h].len == n && memcmp(kc->slot[h].s, s, n) == 0) {
+    lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
+  } else {
+    lua_pushlstring(L, (const char *)s, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->keys, (lua_Integer)h + 1);
+    memcpy(kc->slot[h].s, s, n);
+    kc->slot[h].len = (unsigned char)n;
+  }
+  d->p = (const char *)p + 1;
+  return 1;
+}
+
+/* Containers are built with their final size: members (and elements) are
+ * first pushed on the Lua stack, up to a chunk, and moved into a table
+ * created for exactly that many; only longer containers grow after that.
+ * (Growing a table rehashes it at every power of two.) */
+#define DEC_CHUNK 32
+
+/* Moves the n key/value pairs above the table at `t` into it. */
+static void dec_flush_pairs(lua_State *L, int t, int n) {
+  for (; n > 0; n--)
+    lua_rawset(L, t);
+}
+
 static int dec_object(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 4))
+  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
-  lua_createtable(L, 0, 4);
   skip_ws(d);
   if (d->p < d->end && *d->p == '}') {
     d->p++;
     d->depth--;
+    lua_createtable(L, 0, 0);
     return 0;
   }
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  int made = 0, n = 0;
+  lua_pushnil(L); /* placeholder for the table */
   for (;;) {
     skip_ws(d);
     if (d->p >= d->end)
@@ -348,15 +468,22 @@ static int dec_object(lua_State *L, dec_t *d) {
     if (*d->p != '"')
       return dec_fail(d, d->p, "object key (a string) expected");
     const char *key_at = d->p;
-    if (dec_string(L, d) < 0)
+    if (!(d->kc && dec_key(L, d)) && dec_string(L, d) < 0)
       return -1;
     if (!d->trusted) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, -3) != LUA_TNIL) {
-        return dec_fail(d, key_at, "duplicate key \"%.60s\"",
-                        lua_tostring(L, -2));
+      /* Among the pending pairs, then in the table. */
+      for (int i = 0; i < n; i++) {
+        if (lua_rawequal(L, t + 1 + 2 * i, -1))
+          return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                          lua_tostring(L, -1));
       }
-      lua_pop(L, 1);
+      if (made) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, t) != LUA_TNIL)
+          return dec_fail(d, key_at, "duplicate key \"%.60s\"",
+                          lua_tostring(L, -2));
+        lua_pop(L, 1);
+      }
     }
     skip_ws(d);
     if (d->p >= d->end || *d->p != ':')
@@ -365,7 +492,15 @@ static int dec_object(lua_State *L, dec_t *d) {
     skip_ws(d);
     if (dec_value(L, d) < 0)
       return -1;
-    lua_rawset(L, -3);
+    if (++n == DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 0, 2 * DEC_CHUNK);
+        lua_replace(L, t);
+        made = 1;
+      }
+      dec_flush_pairs(L, t, n);
+      n = 0;
+    }
     skip_ws(d);
     if (d->p >= d->end)
       return dec_fail(d, d->p, "unexpected end of input in object");
@@ -379,6 +514,11 @@ static int dec_object(lua_State *L, dec_t *d) {
     }
     return dec_fail(d, d->p, "',' or '}' expected in object");
   }
+  if (!made) {
+    lua_createtable(L, 0, n);
+    lua_replace(L, t);
+  }
+  dec_flush_pairs(L, t, n);
   d->depth--;
   return 0;
 }
@@ -387,24 +527,37 @@ static int dec_array(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 4))
+  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
-  lua_createtable(L, 0, 0);
-  lua_pushvalue(L, d->array_mt);
-  lua_setmetatable(L, -2);
   skip_ws(d);
   if (d->p < d->end && *d->p == ']') {
     d->p++;
     d->depth--;
+    lua_createtable(L, 0, 0);
+    lua_pushvalue(L, d->array_mt);
+    lua_setmetatable(L, -2);
     return 0;
   }
-  lua_Integer i = 1;
+  int t = lua_gettop(L) + 1;
+  int made = 0, n = 0;
+  lua_Integer done = 0; /* elements already in the table */
+  lua_pushnil(L);
   for (;;) {
     skip_ws(d);
     if (dec_value(L, d) < 0)
       return -1;
-    lua_rawseti(L, -2, i++);
+    if (++n == 2 * DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 4 * DEC_CHUNK, 0);
+        lua_replace(L, t);
+        made = 1;
+      }
+      for (int i = n; i > 0; i--)
+        lua_rawseti(L, t, done + i);
+      done += n;
+      n = 0;
+    }
     skip_ws(d);
     if (d->p >= d->end)
       return dec_fail(d, d->p, "unexpected end of input in array");
@@ -418,6 +571,14 @@ static int dec_array(lua_State *L, dec_t *d) {
     }
     return dec_fail(d, d->p, "',' or ']' expected in array");
   }
+  if (!made) {
+    lua_createtable(L, n, 0);
+    lua_replace(L, t);
+  }
+  for (int i = n; i > 0; i--)
+    lua_rawseti(L, t, done + i);
+  lua_pushvalue(L, d->array_mt);
+  lua_setmetatable(L, t);
   d->depth--;
   return 0;
 }
@@ -469,6 +630,10 @@ static int dec_protected(lua_State *L) {
   lua_settop(L, 0);
   push_array_mt(L);
   d->array_mt = 1;
+  if (d->trusted) {
+    push_keycache(L, d);
+    d->keys = 2;
+  }
   skip_ws(d);
   if (dec_value(L, d) < 0)
     return 0;
@@ -560,7 +725,7 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
-  int levels; /* keys[] / keycap[] initialised below this depth */
+  int levels;           /* keys[] / keycap[] initialised below this depth */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
@@ -607,13 +772,12 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   const unsigned char *run = p;
-  amc_buf_putc(o, '"');
+  put1(o, '"');
   while (p < end) {
+    p += plain_run(p, end);
+    if (p >= end)
+      break;
     unsigned c = *p;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      p++;
-      continue;
-    }
     if (c >= 0x80) {
       int n = utf8_len(p, end);
       if (!n)
@@ -621,7 +785,7 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
       p += n;
       continue;
     }
-    amc_buf_append(o, run, (size_t)(p - run));
+    putn(o, (const char *)run, (size_t)(p - run));
     char esc[7] = {'\\', 0};
     size_t n = 2;
     switch (c) {
@@ -654,12 +818,12 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
       esc[5] = hexd[c & 15];
       n = 6;
     }
-    amc_buf_append(o, esc, n);
+    putn(o, esc, n);
     p++;
     run = p;
   }
-  amc_buf_append(o, run, (size_t)(p - run));
-  amc_buf_putc(o, '"');
+  putn(o, (const char *)run, (size_t)(p - run));
+  put1(o, '"');
   return 0;
 }
 
@@ -673,7 +837,7 @@ static void enc_integer(amc_buf_t *o, lua_Integer v) {
   } while (u);
   if (v < 0)
     *--q = '-';
-  amc_buf_append(o, q, (size_t)(tmp + sizeof tmp - q));
+  putn(o, q, (size_t)(tmp + sizeof tmp - q));
 }
 
 static int enc_float(enc_t *e, double v) {
@@ -766,6 +930,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   /* String keys' values stay on the stack above `base` (each moved under
    * the iteration key), so encoding them needs no lookup by name. */
   int base = lua_gettop(L);
+  int room = 0; /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
@@ -782,7 +947,10 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         e->keycap[lvl] = cap;
       }
       keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
-      if (lua_checkstack(L, 3)) {
+      if (room == 0) /* stack room for the next 16 values at once */
+        room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+      if (room > 0) {
+        room--;
         keys[nkeys].slot = lua_gettop(L) - 1; /* where the value goes */
         lua_insert(L, -2);
         nkeys++;
@@ -809,15 +977,15 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       goto done;
     }
     if (nint == 0) {
-      amc_buf_append(e->out, "[]", 2);
+      putn(e->out, "[]", 2);
       rc = 0;
       goto done;
     }
-    amc_buf_putc(e->out, '[');
+    put1(e->out, '[');
     e->depth++;
     for (lua_Integer i = 1; i <= maxint; i++) {
       if (i > 1)
-        amc_buf_putc(e->out, ',');
+        put1(e->out, ',');
       enc_newline(e);
       e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
       lua_rawgeti(L, idx, i);
@@ -830,7 +998,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     }
     e->depth--;
     enc_newline(e);
-    amc_buf_putc(e->out, ']');
+    put1(e->out, ']');
     rc = 0;
     goto done;
   }
@@ -840,17 +1008,17 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     goto done;
   }
   if (nkeys == 0) {
-    amc_buf_append(e->out, "{}", 2);
+    putn(e->out, "{}", 2);
     rc = 0;
     goto done;
   }
   if (nkeys > 1)
     sort_keys(keys, nkeys);
-  amc_buf_putc(e->out, '{');
+  put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
     if (i)
-      amc_buf_putc(e->out, ',');
+      put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
     if (enc_string(e, keys[i].s, keys[i].len) < 0) {
@@ -858,9 +1026,9 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       goto done;
     }
     if (e->pretty)
-      amc_buf_append(e->out, ": ", 2);
+      putn(e->out, ": ", 2);
     else
-      amc_buf_putc(e->out, ':');
+      put1(e->out, ':');
     int r;
     if (keys[i].slot) {
       r = enc_value(L, keys[i].slot, e);
@@ -877,7 +1045,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   }
   e->depth--;
   enc_newline(e);
-  amc_buf_putc(e->out, '}');
+  put1(e->out, '}');
   rc = 0;
 done:
   lua_settop(L, base);
@@ -899,15 +1067,15 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     return enc_float(e, lua_tonumber(L, idx));
   case LUA_TBOOLEAN:
     if (lua_toboolean(L, idx))
-      amc_buf_append(e->out, "true", 4);
+      putn(e->out, "true", 4);
     else
-      amc_buf_append(e->out, "false", 5);
+      putn(e->out, "false", 5);
     return 0;
   case LUA_TTABLE:
     return enc_table(L, idx, e);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
-      amc_buf_append(e->out, "null", 4);
+      putn(e->out, "null", 4);
       return 0;
     }
     return enc_fail(e, "cannot encode a userdata");
@@ -936,17 +1104,24 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     return -1;
   }
   /* Not calloc: the per-depth arrays are large and most values are
-   * shallow; enc_table initialises levels as it reaches them. */
-  enc_t *e = malloc(sizeof *e);
+   * shallow; enc_table initialises levels as it reaches them. One state
+   * (with its key arrays) is kept for the next call: encoding is
+   * frequent and never nested (it runs no Lua code). Per thread. */
+  static _Thread_local enc_t *spare;
+  enc_t *e = spare;
+  spare = NULL;
   if (!e) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    e = malloc(sizeof *e);
+    if (!e) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    e->levels = 0;
   }
   e->out = out;
   e->pretty = pretty;
   e->depth = 0;
   e->failed = 0;
-  e->levels = 0;
   e->err = err;
   e->errlen = errlen;
   int top = lua_gettop(L);
@@ -965,9 +1140,13 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
-  for (int i = 0; i < e->levels; i++)
-    free(e->keys[i]);
-  free(e);
+  if (spare) { /* cannot happen (single-threaded, not nested); be safe */
+    for (int i = 0; i < e->levels; i++)
+      free(e->keys[i]);
+    free(e);
+  } else {
+    spare = e;
+  }
   if (rc == 0 && pretty)
     amc_buf_putc(out, '\n');
   return rc;

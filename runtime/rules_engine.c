@@ -19,23 +19,41 @@
 #include <inttypes.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h> /* RUNNING_ON_VALGRIND: header-only */
+#define AMC_HAVE_VALGRIND_H 1
+#endif
+#endif
 
 #include "deps.h"
 #include "json.h"
+#include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
 #include "util/strmap.h"
 
-#define HOOK_STEP      1000
+#define HOOK_STEP      1000 /* AMC_LUA_PROFILE sampling, in VM instructions */
 #define DEFAULT_CAP    ((size_t)256 << 20)
-#define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
-#define DEFAULT_BUDGET 50000000ULL
+#define DEFAULT_BUDGET 1000ULL /* CPU milliseconds */
+#define BUDGET_SIGNAL  (SIGRTMIN + 5)
+/* Garbage allowed between collections (see amc_rules_engine_translate).
+ * What lives across translations is small (rules, schema: ~0.5 MB), so a
+ * collection costs little more than the sweep it saves later; 8 MiB keeps
+ * the peak down (32 MiB measured: the same CPU time, 25 MB more peak RSS
+ * at 10k VirtualServices). */
+#define GC_SLACK ((size_t)8 << 20)
 
 typedef struct {
   char *rel;  /* "lib/names.lua" */
@@ -54,6 +72,7 @@ typedef struct small_free {
 } small_free_t;
 typedef struct slab {
   struct slab *next;
+  size_t carved; /* bytes handed out; set when carving moves to a new slab */
   _Alignas(16) char mem[];
 } slab_t;
 
@@ -67,12 +86,17 @@ struct amc_rules_engine {
   amc_store_t *store;
   const amc_settings_t *settings;
   size_t cap, tmem;
-  uint64_t budget;
+  uint64_t budget; /* CPU milliseconds */
   char *runtime_dir;
   gen_t *active;
   uint64_t generations;
+  /* The CPU-time budget (see "Budget" below). */
+  timer_t timer;
+  pid_t timer_tid; /* the thread the timer measures; 0: no timer yet */
+  volatile sig_atomic_t deadline; /* the timer fired in this operation */
+  uint64_t budget_end_ms;         /* without a timer: CPU clock deadline */
+  lua_State *running;             /* the state the operation runs in */
   /* The operation in progress (a load or a translation). */
-  uint64_t instr;
   int budget_hit;
   char budget_where[300];
   /* load */
@@ -112,12 +136,14 @@ struct gen {
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
-  int ref_schema_types, ref_schema_objects; /* avi_schema, or LUA_NOREF */
+  amc_schema_proof_t *proof; /* avi_schema compiled (schema_proof.h) */
   small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
-  slab_t *slabs;
+  slab_t *slabs; /* newest first; the head is the one being carved */
   char *slab_pos;
   size_t slab_left;
-  uint64_t *valid; /* see valid_seen() */
+  size_t n_slabs;    /* slabs held (SLAB_BYTES each) */
+  size_t large_used; /* bytes in blocks > SMALL_MAX (plain malloc) */
+  uint64_t *valid;   /* see valid_seen() */
   size_t valid_n, valid_cap;
 };
 
@@ -150,8 +176,10 @@ static char *xasprintf(const char *fmt, ...) {
  * from per-generation free lists carved out of 64 KiB slabs, one list per
  * 16-byte size class; larger ones from malloc. Lua always frees and
  * reallocates with the size it was given (osize), so the size tells which
- * of the two a block came from. The slabs go when the generation goes.
- * (Sanitizer builds use malloc for everything.) */
+ * of the two a block came from. Freed small blocks stay on the free lists;
+ * slabs_reclaim() (from amc_rules_engine_compact) gives the slabs whose
+ * blocks are all free back to malloc, and the rest go with the
+ * generation. */
 static void *small_alloc(gen_t *g, size_t n) {
   size_t c = (n - 1) / SMALL_STEP;
   small_free_t *f = g->free_lists[c];
@@ -164,8 +192,11 @@ static void *small_alloc(gen_t *g, size_t n) {
     slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
     if (!sl)
       return NULL;
+    if (g->slab_pos) /* the tail of the old one (< sz) is never used */
+      g->slabs->carved = (size_t)(g->slab_pos - g->slabs->mem);
     sl->next = g->slabs;
     g->slabs = sl;
+    g->n_slabs++;
     g->slab_pos = sl->mem;
     g->slab_left = SLAB_BYTES;
   }
@@ -188,10 +219,12 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     osize = 0; /* osize is a type code then */
   if (nsize == 0) {
     if (ptr) {
-      if (osize <= SMALL_MAX)
+      if (osize <= SMALL_MAX) {
         small_release(g, ptr, osize);
-      else
+      } else {
         free(ptr);
+        g->large_used -= osize;
+      }
     }
     g->used -= osize;
     return NULL;
@@ -221,7 +254,100 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
   }
   g->used = g->used - osize + nsize;
+  g->large_used = g->large_used - (osize > SMALL_MAX ? osize : 0) +
+                  (nsize > SMALL_MAX ? nsize : 0);
   return p;
+}
+
+/* slabs_reclaim: one slab's share of the free lists. */
+typedef struct {
+  slab_t *slab;
+  size_t carved; /* bytes handed out from it so far */
+  size_t freed;  /* bytes of those now on a free list */
+} slab_use_t;
+
+static int slab_use_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const slab_use_t *)a)->slab;
+  uintptr_t y = (uintptr_t)((const slab_use_t *)b)->slab;
+  return (x > y) - (x < y);
+}
+
+/* The slab holding block p (v sorted by address), or NULL. */
+static slab_use_t *slab_of(slab_use_t *v, size_t n, const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    uintptr_t m = (uintptr_t)v[mid].slab->mem;
+    if (a < m)
+      hi = mid;
+    else if (a >= m + SLAB_BYTES)
+      lo = mid + 1;
+    else
+      return &v[mid];
+  }
+  return NULL;
+}
+
+/* Frees the slabs none of whose blocks is in use (every block carved from
+ * them is on a free list) and drops those blocks from the free lists.
+ * Returns the bytes given back to malloc. Blocks in use never move, so a
+ * slab with one live block stays; after a full collection most translation
+ * garbage sits in slabs that are empty. */
+static size_t slabs_reclaim(gen_t *g) {
+  size_t n = g->n_slabs, i = 0;
+  if (n == 0)
+    return 0;
+  slab_use_t *v = malloc(n * sizeof *v);
+  if (!v)
+    return 0; /* nothing lost: the slabs stay in use */
+  for (slab_t *sl = g->slabs; sl; sl = sl->next, i++) {
+    v[i].slab = sl;
+    v[i].carved = sl == g->slabs && g->slab_pos
+                      ? (size_t)(g->slab_pos - sl->mem)
+                      : sl->carved;
+    v[i].freed = 0;
+  }
+  qsort(v, n, sizeof *v, slab_use_cmp);
+  size_t nclasses = sizeof g->free_lists / sizeof g->free_lists[0];
+  for (size_t c = 0; c < nclasses; c++)
+    for (small_free_t *f = g->free_lists[c]; f; f = f->next)
+      slab_of(v, n, f)->freed += (c + 1) * SMALL_STEP;
+  /* Unlink the blocks of empty slabs (keeping the lists' order). */
+  for (size_t c = 0; c < nclasses; c++) {
+    small_free_t **pp = &g->free_lists[c];
+    while (*pp) {
+      slab_use_t *u = slab_of(v, n, *pp);
+      if (u->freed == u->carved)
+        *pp = (*pp)->next;
+      else
+        pp = &(*pp)->next;
+    }
+  }
+  /* Free the empty slabs; the list keeps its order (newest first). */
+  size_t released = 0;
+  slab_t **pp = &g->slabs;
+  int head_gone = 0;
+  while (*pp) {
+    slab_t *sl = *pp;
+    slab_use_t *u = slab_of(v, n, sl->mem);
+    if (u->freed == u->carved) {
+      head_gone |= sl == g->slabs;
+      *pp = sl->next;
+      free(sl);
+      g->n_slabs--;
+      released += SLAB_BYTES;
+    } else {
+      pp = &sl->next;
+    }
+  }
+  if (head_gone) {
+    /* Carving resumes in a fresh slab (the others are carved out). */
+    g->slab_pos = NULL;
+    g->slab_left = 0;
+  }
+  free(v);
+  return released;
 }
 
 /* The innermost rule file on the stack ("rules/x.lua:12"), else NULL. */
@@ -279,20 +405,121 @@ static void prof_report(amc_rules_engine_t *e) {
             100.0 * (double)e->prof[i].n / (double)total, e->prof[i].key);
 }
 
-static void count_hook(lua_State *L, lua_Debug *ar) {
+/* Budget. Counting VM instructions needs a count hook, and any count hook
+ * makes Lua 5.4 trap on every instruction (about a tenth of a
+ * translation's time). So the budget is CPU time instead: a POSIX timer on
+ * the thread's CPU clock sends BUDGET_SIGNAL to this thread when the
+ * budget of the operation is used up, and the handler arms a count hook
+ * (lua_sethook is safe to call from a signal handler), which raises the
+ * error at the next VM instruction. Until then Lua runs without any hook.
+ * Without a timer (timer_create failed) the hook checks the thread's CPU
+ * clock every HOOK_STEP instructions instead. */
+static uint64_t thread_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   amc_rules_engine_t *e = GEN(L)->eng;
   if (e->prof)
     prof_tick(e, L);
-  e->instr += HOOK_STEP;
-  if (e->instr <= e->budget)
-    return;
+  if (!e->deadline) {
+    if (e->timer_tid || thread_cpu_ms() < e->budget_end_ms)
+      return;
+    e->deadline = 1;
+  }
   if (!e->budget_hit) {
     e->budget_hit = 1;
     if (rule_position(L, e->budget_where, sizeof e->budget_where) < 0)
       e->budget_where[0] = '\0';
   }
-  luaL_error(L, "instruction budget exceeded");
+  luaL_error(L, "CPU time budget exceeded");
+}
+
+/* The engine whose operation runs now (on this, the loop thread). */
+static amc_rules_engine_t *volatile budget_running;
+
+static void budget_signal(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)uc;
+  amc_rules_engine_t *e = budget_running;
+  if (!e || si->si_value.sival_ptr != e || !e->running)
+    return; /* a late signal of an operation that has ended */
+  e->deadline = 1;
+  lua_sethook(e->running, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/* A timer on this thread's CPU clock (made again if the engine is used
+ * from another thread than before). Returns 0, or -1: no timer. */
+static int budget_timer(amc_rules_engine_t *e) {
+  static int installed;
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  if (e->timer_tid == tid)
+    return 0;
+  if (e->timer_tid) {
+    timer_delete(e->timer);
+    e->timer_tid = 0;
+  }
+  if (!installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = budget_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(BUDGET_SIGNAL, &sa, NULL) != 0)
+      return -1;
+    installed = 1;
+  }
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = BUDGET_SIGNAL;
+  sev.sigev_value.sival_ptr = e;
+  sev._sigev_un._tid = tid;
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &e->timer) != 0)
+    return -1;
+  e->timer_tid = tid;
+  return 0;
+}
+
+/* Starts the budget of an operation running in L. */
+static void budget_start(amc_rules_engine_t *e, lua_State *L) {
+  e->budget_hit = 0;
+  e->budget_where[0] = '\0';
+  e->deadline = 0;
+  e->running = L;
+  budget_running = e;
+  if (budget_timer(e) == 0) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(e->budget / 1000);
+    its.it_value.tv_nsec = (long)(e->budget % 1000) * 1000000;
+    if (timer_settime(e->timer, 0, &its, NULL) == 0) {
+      if (e->prof)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+      return;
+    }
+    timer_delete(e->timer);
+    e->timer_tid = 0;
+  }
+  e->budget_end_ms = thread_cpu_ms() + e->budget;
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+}
+
+/* Ends it: disarms the timer and the hook. Returns 1 when the budget ran
+ * out during the operation (also if no Lua ran after that). */
+static int budget_stop(amc_rules_engine_t *e, lua_State *L) {
+  if (e->timer_tid) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    timer_settime(e->timer, 0, &its, NULL);
+  }
+  budget_running = NULL;
+  e->running = NULL;
+  lua_sethook(L, NULL, 0, 0);
+  return e->deadline || e->budget_hit;
 }
 
 static int msg_handler(lua_State *L) {
@@ -795,6 +1022,67 @@ static int host_hash(lua_State *L) {
   return 1;
 }
 
+/* host.base64_decode(s): rt.lua's base64_decode in C (TLS Secrets are
+ * kilobytes of base64, slow to decode in Lua). Same result for every
+ * input: whitespace dropped; nil unless the length is a multiple of 4 and
+ * every byte is [A-Za-z0-9+/=]; in each group of four, '=' is allowed in
+ * the last two places only and each '=' drops the byte it would end. */
+static signed char b64_table[256]; /* value + 1; 0: not base64 */
+
+static int b64_value(unsigned char c) {
+  if (!b64_table['A']) {
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++)
+      b64_table[(unsigned char)abc[i]] = (signed char)(i + 1);
+  }
+  return b64_table[c] - 1;
+}
+
+static int host_base64_decode(lua_State *L) {
+  size_t n;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  /* Without whitespace (Lua's %s: space, \t, \n, \v, \f, \r); then
+   * decoded in place (the output is shorter than what it is read from). */
+  char *t = lua_newuserdatauv(L, n ? n : 1, 0);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    if (c == ' ' || (c >= '\t' && c <= '\r'))
+      continue;
+    if (c != '=' && b64_value(c) < 0) {
+      lua_pushnil(L);
+      return 1;
+    }
+    t[m++] = (char)c;
+  }
+  if (m % 4 != 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < m; i += 4) {
+    unsigned char g[4];
+    memcpy(g, t + i, 4);
+    int va = b64_value(g[0]), vb = b64_value(g[1]);
+    int vc = g[2] != '=' ? b64_value(g[2]) : 0;
+    int vd = g[3] != '=' ? b64_value(g[3]) : 0;
+    if (va < 0 || vb < 0 || vc < 0 || vd < 0) {
+      lua_pushnil(L);
+      return 1;
+    }
+    unsigned long v = ((unsigned long)va << 18) | ((unsigned long)vb << 12) |
+                      ((unsigned long)vc << 6) | (unsigned long)vd;
+    t[k++] = (char)((v >> 16) & 0xff);
+    if (g[2] != '=')
+      t[k++] = (char)((v >> 8) & 0xff);
+    if (g[3] != '=')
+      t[k++] = (char)(v & 0xff);
+  }
+  lua_pushlstring(L, t, k);
+  return 1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Loading a generation                                                      */
 
@@ -983,18 +1271,12 @@ static int load_protected(lua_State *L) {
                          "object");
   g->ref_validate = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  /* The schema validate.lua uses, for the C fast path (schema_proves). */
+  /* The schema validate.lua uses, compiled for the C fast path. */
   lua_pushcfunction(L, l_runtime_require);
   lua_pushliteral(L, "avi_schema");
   if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
-    if (lua_getfield(L, -1, "types") == LUA_TTABLE)
-      g->ref_schema_types = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-      lua_pop(L, 1);
-    if (lua_getfield(L, -1, "objects") == LUA_TTABLE)
-      g->ref_schema_objects = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-      lua_pop(L, 1);
+    amc_schema_proof_free(g->proof);
+    g->proof = amc_schema_proof_compile(L, -1);
   }
   lua_pop(L, 1);
 
@@ -1062,6 +1344,7 @@ static void gen_free(gen_t *g) {
   }
   free(g->entry_file);
   free(g->valid);
+  amc_schema_proof_free(g->proof);
   free(g);
 }
 
@@ -1085,7 +1368,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->eng = e;
   g->cap = g->limit = e->cap;
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
-      g->ref_cache = g->ref_schema_types = g->ref_schema_objects = LUA_NOREF;
+      g->ref_cache = LUA_NOREF;
   digest_files(files, n, g->digest);
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
@@ -1099,24 +1382,22 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   e->files = files;
   e->n_files = n;
   amc_buf_reset(&e->import_stack);
-  e->instr = 0;
-  e->budget_hit = 0;
   g->mem_refused = 0;
   lua_State *L = g->L;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  budget_start(e, L);
   int rc = -1;
   if (lua_checkstack(L, 4)) {
     lua_pushcfunction(L, msg_handler);
     lua_pushcfunction(L, load_protected);
     int status = lua_pcall(L, 0, 0, 1);
-    if (status == LUA_OK) {
-      rc = 0;
-    } else if (e->budget_hit) {
+    if (budget_stop(e, L)) {
       snprintf(err, errlen,
-               "%s: instruction budget exceeded (%llu instructions) while "
-               "loading rules from %s",
+               "%s: CPU time budget exceeded (%llu ms) while loading rules "
+               "from %s",
                e->budget_where[0] ? e->budget_where : "rules",
                (unsigned long long)e->budget, dir);
+    } else if (status == LUA_OK) {
+      rc = 0;
     } else if (status == LUA_ERRMEM) {
       snprintf(err, errlen,
                "memory limit exceeded (%zu bytes) while loading rules from %s",
@@ -1127,9 +1408,9 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
                m ? m : "unknown error");
     }
   } else {
+    budget_stop(e, L);
     snprintf(err, errlen, "cannot grow the Lua stack");
   }
-  lua_sethook(L, NULL, 0, 0);
   e->files = NULL;
   e->n_files = 0;
   free_files(files, n);
@@ -1141,6 +1422,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   lua_gc(L, LUA_GCCOLLECT);
   lua_gc(L, LUA_GCSTOP);
   g->gc_base = g->used;
+  slabs_reclaim(g); /* the loader's garbage (compiler, decoded schema) */
   gen_free(e->active);
   e->active = g;
   g->number = ++e->generations;
@@ -1233,237 +1515,31 @@ static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
   return 0;
 }
 
-/* A C fast path for validate.object: proves that an object satisfies the
- * schema (avi_schema.lua's format, the rules validate.lua applies). It is
- * conservative: anything it does not recognise or that fails returns 0 and
- * validate.object runs as usual, so the Lua module stays the authority
- * for what is rejected and for every error message. */
-#define PROVE_DEPTH 64
-
-/* validate.lua's is_array: keys are exactly 1..n (an empty table too). */
-static int lua_is_seq(lua_State *L, int idx) {
-  lua_Integer n = 0, max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    n++;
-    if (lua_tointeger(L, -1) > max)
-      max = lua_tointeger(L, -1);
-  }
-  return n == max;
-}
-
-/* An "object" value: a table that is not a non-empty sequence. */
-static int lua_is_obj(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return 0;
-  lua_pushnil(L);
-  if (!lua_next(L, idx))
-    return 1;
-  lua_pop(L, 2);
-  return !lua_is_seq(L, idx);
-}
-
-static int prove_object(lua_State *L, int types, int type_name, int obj,
-                        int depth);
-
-/* Scalar of schema type `t` with facts at `f`. */
-static int prove_scalar(lua_State *L, const char *t, int f, int v) {
-  int top = lua_gettop(L), ok = 0;
-  if (strcmp(t, "string") == 0) {
-    if (lua_type(L, v) != LUA_TSTRING)
-      goto out;
-    if (lua_getfield(L, f, "enum") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TTABLE)
-        goto out;
-      lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-      int found = 0;
-      for (lua_Integer i = 1; i <= n && !found; i++) {
-        lua_rawgeti(L, -1, i);
-        found = lua_rawequal(L, -1, v);
-        lua_pop(L, 1);
-      }
-      if (!found)
-        goto out;
-    }
-    ok = 1;
-  } else if (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0) {
-    if (lua_type(L, v) != LUA_TNUMBER)
-      goto out;
-    lua_Number x = lua_tonumber(L, v);
-    if (t[0] == 'i' && !lua_isinteger(L, v) && x != floor(x))
-      goto out;
-    int tmin = lua_getfield(L, f, "min");
-    int tmax = lua_getfield(L, f, "max");
-    if (tmin != LUA_TNIL) {
-      if (tmin != LUA_TNUMBER || tmax != LUA_TNUMBER)
-        goto out;
-      if (x < lua_tonumber(L, -2) || x > lua_tonumber(L, -1)) {
-        /* Out of range: a special value? */
-        if (lua_getfield(L, f, "special") != LUA_TTABLE)
-          goto out;
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        int found = 0;
-        for (lua_Integer i = 1; i <= n && !found; i++) {
-          lua_rawgeti(L, -1, i);
-          found = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == x;
-          lua_pop(L, 1);
-        }
-        if (!found)
-          goto out;
-      }
-    }
-    ok = 1;
-  } else if (strcmp(t, "boolean") == 0) {
-    ok = lua_type(L, v) == LUA_TBOOLEAN;
-  }
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-static int prove_field(lua_State *L, int types, int f, int v, int depth) {
-  int top = lua_gettop(L), ok = 0;
-  if (lua_getfield(L, f, "t") != LUA_TSTRING)
-    goto out;
-  const char *t = lua_tostring(L, -1);
-  if (strcmp(t, "object") == 0) {
-    if (!lua_is_obj(L, v))
-      goto out;
-    if (lua_getfield(L, f, "ref") == LUA_TNIL) {
-      ok = 1;
-      goto out;
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-      goto out;
-    ok = prove_object(L, types, lua_gettop(L), v, depth + 1);
-  } else if (strcmp(t, "array") == 0) {
-    if (lua_type(L, v) != LUA_TTABLE || !lua_is_seq(L, v))
-      goto out;
-    if (lua_getmetatable(L, v)) { /* only the JSON array metatable */
-      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
-      if (!lua_rawequal(L, -1, -2))
-        goto out;
-    }
-    lua_Integer n = (lua_Integer)lua_rawlen(L, v);
-    int tm = lua_getfield(L, f, "max_items");
-    if (tm != LUA_TNIL &&
-        (tm != LUA_TNUMBER || (lua_Number)n > lua_tonumber(L, -1)))
-      goto out;
-    int tr = lua_getfield(L, f, "ref");
-    int ref = lua_gettop(L);
-    const char *items = "string";
-    if (tr == LUA_TNIL) {
-      if (lua_getfield(L, f, "items") == LUA_TSTRING)
-        items = lua_tostring(L, -1);
-      else if (!lua_isnil(L, -1))
-        goto out;
-    } else if (tr != LUA_TSTRING) {
-      goto out;
-    }
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, v, i);
-      int it = lua_gettop(L);
-      int good =
-          tr == LUA_TNIL
-              ? prove_scalar(L, items, f, it)
-              : lua_is_obj(L, it) && prove_object(L, types, ref, it, depth + 1);
-      lua_pop(L, 1);
-      if (!good)
-        goto out;
-    }
-    ok = 1;
-  } else {
-    ok = prove_scalar(L, t, f, v);
-  }
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-/* obj (a table) against types[type_name]. */
-static int prove_object(lua_State *L, int types, int type_name, int obj,
-                        int depth) {
-  if (depth > PROVE_DEPTH || !lua_checkstack(L, 12))
-    return 0;
-  int top = lua_gettop(L), ok = 0;
-  /* A metatable could change what validate.lua's pairs() and indexing see:
-   * leave such objects to it. */
-  if (lua_getmetatable(L, obj))
-    goto out;
-  lua_pushvalue(L, type_name);
-  if (lua_rawget(L, types) != LUA_TTABLE)
-    goto out;
-  int def = lua_gettop(L);
-  if (lua_getfield(L, def, "fields") != LUA_TTABLE)
-    goto out;
-  int fields = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, obj)) {
-    int v = lua_gettop(L);
-    if (lua_type(L, v - 1) != LUA_TSTRING)
-      goto out;
-    lua_pushvalue(L, v - 1);
-    if (lua_rawget(L, fields) != LUA_TTABLE)
-      goto out;
-    int f = lua_gettop(L);
-    if (lua_getfield(L, f, "ro") != LUA_TNIL && lua_toboolean(L, -1))
-      goto out;
-    lua_pop(L, 1);
-    if (!prove_field(L, types, f, v, depth))
-      goto out;
-    lua_settop(L, v - 1); /* keep the key for lua_next */
-  }
-  if (lua_getfield(L, def, "required") == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
-      int present = lua_rawget(L, obj) != LUA_TNIL;
-      lua_pop(L, 1);
-      if (!present)
-        goto out;
-    }
-  } else if (!lua_isnil(L, -1)) {
-    goto out;
-  }
-  ok = 1;
-out:
-  lua_settop(L, top);
-  return ok;
-}
-
-/* 1 when the object at `obj` of REST type `type` certainly passes
- * validate.object. */
-static int schema_proves(lua_State *L, gen_t *g, const char *type, int obj) {
-  if (g->ref_schema_types == LUA_NOREF || g->ref_schema_objects == LUA_NOREF)
-    return 0;
-  int top = lua_gettop(L);
-  luaL_checkstack(L, 8, "validating");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_types);
-  int types = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_schema_objects);
-  int ok = lua_getfield(L, -1, type) == LUA_TSTRING && lua_is_obj(L, obj) &&
-           prove_object(L, types, lua_gettop(L), obj, 0);
-  lua_settop(L, top);
-  return ok;
-}
-
 /* The set of (type, canonical JSON) hashes that passed validation in a
  * generation: open addressing over 64-bit FNV-1a hashes (0 = empty),
  * cleared when it gets large. */
 #define VALID_MAX (1u << 20)
 
 static uint64_t valid_hash(const char *type, const char *json, size_t len) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  /* Eight bytes per step (the output is megabytes per pass): multiply
+   * and fold, then a final avalanche. */
+  const uint64_t k = 0x9e3779b97f4a7c15ULL;
+  uint64_t h = 0xcbf29ce484222325ULL ^ len;
   for (const unsigned char *p = (const unsigned char *)type; *p; p++)
     h = (h ^ *p) * 0x100000001b3ULL;
-  h = (h ^ 0xff) * 0x100000001b3ULL;
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ (unsigned char)json[i]) * 0x100000001b3ULL;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, json + i, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 29;
+  }
+  uint64_t w = 0;
+  memcpy(&w, json + i, len - i);
+  h = (h ^ w ^ (uint64_t)(len - i) << 56) * k;
+  h ^= h >> 32;
+  h *= 0xd6e8feb86659fd93ULL;
+  h ^= h >> 32;
   return h ? h : 1;
 }
 
@@ -1601,7 +1677,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
      * passed before in this generation (the usual case when a key is
      * translated again). */
     uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
-    if (!valid_seen(g, vh) && !schema_proves(L, g, type, obj)) {
+    if (!valid_seen(g, vh) &&
+        !amc_schema_proof_check(g->proof, type, e->scratch.data,
+                                e->scratch.len)) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
       lua_pushvalue(L, it);
       lua_getfield(L, -1, "type");
@@ -1629,8 +1707,13 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     amc_avi_object_t *ao = &t->objects[t->n_objects++];
     ao->type = xstrdup(type);
     ao->name = xstrdup(name);
+    /* A copy of exactly the right size; the scratch buffer keeps its
+     * memory for the next object (no regrowing from empty each time). */
     ao->json_len = e->scratch.len;
-    ao->json = amc_buf_steal(&e->scratch);
+    ao->json = malloc(e->scratch.len + 1);
+    if (!ao->json)
+      abort();
+    memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
     ao->tenant_ref = NULL;
     object_cksum(ao->json, ao->json_len, ao->cksum);
     lua_settop(L, ol);
@@ -2121,13 +2204,15 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
   lua_setfield(L, -2, "list");
   lua_pushcfunction(L, host_hash);
   lua_setfield(L, -2, "hash");
+  lua_pushcfunction(L, host_base64_decode);
+  lua_setfield(L, -2, "base64_decode");
   lua_pushlightuserdata(L, AMC_JSON_NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
@@ -2260,27 +2345,24 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
   e->cur_t = t;
   memo_start(e, t->key, replay);
   e->objs_cap = e->diags_cap = e->reads_cap = 0;
-  e->instr = 0;
-  e->budget_hit = 0;
   free(e->out_err);
   e->out_err = NULL;
   g->mem_refused = 0;
   g->limit = g->used + e->tmem < g->cap ? g->used + e->tmem : g->cap;
   lua_settop(L, 0);
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  budget_start(e, L);
   lua_pushcfunction(L, msg_handler);
   lua_pushcfunction(L, translate_protected);
   int status = lua_pcall(L, 0, 0, 1);
-  lua_sethook(L, NULL, 0, 0);
+  int over = budget_stop(e, L);
   g->limit = g->cap;
-  if (status != LUA_OK) {
-    if (e->budget_hit) {
-      t->error =
-          xasprintf("%s: instruction budget exceeded (%llu instructions) while "
-                    "translating %s",
-                    e->budget_where[0] ? e->budget_where : g->entry_file,
-                    (unsigned long long)e->budget, t->key);
-    } else if (status == LUA_ERRMEM || g->mem_refused) {
+  if (over) {
+    t->error = xasprintf("%s: CPU time budget exceeded (%llu ms) while "
+                         "translating %s",
+                         e->budget_where[0] ? e->budget_where : g->entry_file,
+                         (unsigned long long)e->budget, t->key);
+  } else if (status != LUA_OK) {
+    if (status == LUA_ERRMEM || g->mem_refused) {
       t->error = xasprintf("%s: memory limit exceeded (%zu bytes per "
                            "translation, %zu per generation) while "
                            "translating %s",
@@ -2332,8 +2414,20 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
   e->cap = opts && opts->memory_cap ? opts->memory_cap : DEFAULT_CAP;
   e->tmem = opts && opts->translation_memory ? opts->translation_memory
                                              : DEFAULT_TMEM;
-  e->budget = opts && opts->instruction_budget ? opts->instruction_budget
-                                               : DEFAULT_BUDGET;
+  e->budget =
+      opts && opts->cpu_budget_ms ? opts->cpu_budget_ms : DEFAULT_BUDGET;
+  const char *bm =
+      opts && opts->cpu_budget_ms ? NULL : getenv("AMC_RULES_CPU_BUDGET_MS");
+  char *endp = NULL;
+  unsigned long long v = bm && *bm ? strtoull(bm, &endp, 10) : 0;
+  if (v > 0 && *endp == '\0') {
+    e->budget = v;
+  } else if (!(opts && opts->cpu_budget_ms)) {
+#ifdef AMC_HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND) /* ~50x slower: keep profiles complete */
+      e->budget *= 100;
+#endif
+  }
   const char *rd = opts ? opts->runtime_lua_dir : NULL;
   if (!rd) {
     rd = getenv("AMC_RUNTIME_LUA_DIR");
@@ -2357,6 +2451,8 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   gen_free(e->active);
   amc_rules_engine_set_memo(e, 0);
   free(e->frame_reads);
+  if (e->timer_tid)
+    timer_delete(e->timer);
   free(e->runtime_dir);
   free(e->out_err);
   amc_buf_free(&e->import_stack);
@@ -2378,4 +2474,18 @@ const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e) {
 
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e) {
   return e->active ? e->active->used : 0;
+}
+
+size_t amc_rules_engine_retained(const amc_rules_engine_t *e) {
+  const gen_t *g = e->active;
+  return g ? g->n_slabs * (sizeof(slab_t) + SLAB_BYTES) + g->large_used : 0;
+}
+
+size_t amc_rules_engine_compact(amc_rules_engine_t *e) {
+  gen_t *g = e->active;
+  if (!g)
+    return 0;
+  lua_gc(g->L, LUA_GCCOLLECT);
+  g->gc_base = g->used;
+  return slabs_reclaim(g);
 }

@@ -29,13 +29,27 @@
  * string metatable cannot be reached); the JSON array metatable is
  * read-only.
  *
- * Limits. Every translation runs with an instruction budget (count hook)
- * and a memory budget (bytes the VM may grow by during the translation),
- * inside a per-generation memory cap (a counting allocator). Loading a
- * generation has the same instruction budget. A rule's pcall cannot
- * swallow a limit error. Errors name the rule file and the key:
- *   "rules/gateway.lua:12: instruction budget exceeded (50000000
- *    instructions) while translating Gateway/ns/gw".
+ * Limits. Every translation runs with a CPU-time budget (the thread's CPU
+ * clock, default 1000 ms) and a memory budget (bytes the VM may grow by
+ * during the translation), inside a per-generation memory cap (a counting
+ * allocator). Loading a generation has the same CPU-time budget. A rule's
+ * pcall cannot swallow a limit error. Errors name the rule file and the
+ * key: "rules/gateway.lua:12: CPU time budget exceeded (1000 ms) while
+ * translating Gateway/ns/gw" (the line is where Lua was when the budget ran
+ * out; an operation whose budget ran out while in C fails the same way,
+ * naming the entry rule). The budget is enforced without a per-instruction
+ * hook: a POSIX timer on the thread's CPU clock (timer_create with
+ * SIGEV_THREAD_ID) delivers signal SIGRTMIN+5 to the calling thread when it
+ * runs out, and the handler arms a count hook that raises the error. The
+ * engine installs that signal's handler (SA_RESTART) on first use; the host
+ * must not use SIGRTMIN+5 for anything else. If no timer can be made, a
+ * count hook reads the CPU clock every 1000 VM instructions instead. Being
+ * time, the budget is not deterministic to the instruction: keep it far
+ * above what real translations take.
+ *
+ * Host functions given to rt.new (runtime/lua/rt.lua): get, list, hash,
+ * base64_decode (rt.lua's base64_decode in C, same result for every input;
+ * rt.lua may use it instead of its Lua copy), null, array_mt, settings.
  *
  * Reads. The host functions behind rt.get / rt.list decode objects from the
  * store into fresh tables on every call (rules cannot change stored
@@ -52,10 +66,11 @@
  * translation an error (t->error set, no objects). An object whose exact
  * (type, canonical bytes) already passed validate.object in this generation
  * is not validated again (the schema cannot have changed), and a C check
- * that walks avi_schema.lua's tables proves most objects valid without
- * running validate.lua; it only ever says "certainly valid", so anything
- * else still goes through validate.object, the authority for what is
- * refused and for the messages.
+ * of the canonical bytes against avi_schema.lua compiled once per
+ * generation (schema_proof.h) proves most objects valid without running
+ * validate.lua; it only ever says "certainly valid", so anything else
+ * still goes through validate.object, the authority for what is refused
+ * and for the messages.
  *
  * Garbage collection: the collector is stopped while a generation serves;
  * the engine runs a full collection between translations once 32 MiB of
@@ -67,10 +82,10 @@
  * Reads within one translation: a second rt.get/rt.list of the same object
  * returns the same table as the first (decoded once per translation).
  *
- * Profiling: with the environment variable AMC_LUA_PROFILE set, the count
- * hook samples which Lua function runs, and amc_rules_engine_free prints
- * the top ones on stderr (time spent inside C library calls such as
- * table.sort is not seen).
+ * Profiling: with the environment variable AMC_LUA_PROFILE set, a count
+ * hook samples which Lua function runs every 1000 VM instructions, and
+ * amc_rules_engine_free prints the top ones on stderr (time spent inside C
+ * library calls such as table.sort is not seen).
  *
  * Single-threaded (the loop thread). */
 #ifndef AMC_RULES_ENGINE_H
@@ -88,7 +103,10 @@ typedef struct amc_rules_engine amc_rules_engine_t;
 typedef struct {
   size_t memory_cap;           /* bytes per generation; 0: 256 MiB */
   size_t translation_memory;   /* bytes a translation may add; 0: 64 MiB */
-  uint64_t instruction_budget; /* per translation and per load; 0: 50M */
+  /* Per translation and per load. 0: the environment variable
+   * AMC_RULES_CPU_BUDGET_MS if set, else 1000 (100000 when running under
+   * valgrind, which is ~50x slower). */
+  uint64_t cpu_budget_ms;
   /* Development only: read rt.lua, validate.lua and avi_schema.lua from
    * this directory instead of the copies embedded in the binary. NULL: the
    * environment variable AMC_RUNTIME_LUA_DIR, else the embedded copies. */
@@ -169,7 +187,24 @@ uint64_t amc_rules_engine_generation(const amc_rules_engine_t *e);
 const char *amc_rules_engine_digest(const amc_rules_engine_t *e);
 const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e);
 
-/* Bytes the active generation's VM holds now. */
+/* Bytes the active generation's VM holds now (its live objects plus the
+ * garbage not yet collected: the collector runs only every so many
+ * megabytes of garbage, see amc_rules_engine_compact). This is what the
+ * memory cap and the per-translation budget count. */
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
+
+/* Bytes the active generation takes from malloc: its small-block slabs
+ * (including free blocks) and its large blocks. At least
+ * amc_rules_engine_memory(), often much more after a burst of
+ * translations, until amc_rules_engine_compact(). */
+size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
+
+/* Runs a full collection of the active generation and gives the slabs
+ * that hold no live object back to malloc (the caller may then
+ * malloc_trim). Returns the bytes given back. For idle moments (after
+ * the initial pass or a burst of changes): it costs a walk of everything
+ * live. Translations work as before afterwards; the memory cap and the
+ * per-translation budget are unchanged. */
+size_t amc_rules_engine_compact(amc_rules_engine_t *e);
 
 #endif

@@ -511,6 +511,10 @@ static size_t engine_memory(void *engine) {
   return amc_rules_engine_memory(engine);
 }
 
+static size_t engine_compact(void *engine) {
+  return amc_rules_engine_compact(engine);
+}
+
 static void engine_changed(void *engine, const char *kind, const char *ns,
                            const char *name, const char *old_json,
                            const char *new_json) {
@@ -524,8 +528,12 @@ static amc_translation_t *engine_translate_full(void *engine, const char *kind,
 }
 
 static const amc_ctrl_engine_ops_t engine_ops = {
-    engine_translate, engine_free, engine_memory, engine_changed,
-    engine_translate_full};
+    .translate = engine_translate,
+    .free = engine_free,
+    .memory = engine_memory,
+    .compact = engine_compact,
+    .changed = engine_changed,
+    .translate_full = engine_translate_full};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {

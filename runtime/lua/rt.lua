@@ -14,6 +14,7 @@
 --   host.settings            -> table (missing keys take the defaults below)
 --   host.null                -> the JSON null sentinel
 --   host.array_mt            -> metatable marking a table as a JSON array
+--   host.base64_decode(s)    -> bytes | nil (optional; C copy of base64_decode)
 --
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
@@ -424,6 +425,9 @@ function M.new(host)
     settings[k] = v
   end
   rt.settings = settings
+  -- TLS Secrets are decoded on every translation that serves HTTPS: the
+  -- engine's C copy of base64_decode (same results) when it offers one.
+  rt.base64_decode = host.base64_decode or base64_decode
 
   rt.null = host.null
   local array_mt = host.array_mt or {}

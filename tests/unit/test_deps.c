@@ -303,12 +303,50 @@ static void test_many(void **state) {
   amc_deps_free(d);
 }
 
+/* Keys leave shared sets one by one (removed, or re-translated without the
+ * read) and the rest stay; emptied sets come back when read again. */
+static void test_shared_sets_shrink(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  char key[64];
+  amc_read_t r[] = {R("Secret", "ns", "shared"), R("Service", "ns", "s")};
+  amc_read_t only_svc[] = {R("Service", "ns", "s")};
+  for (int g = 0; g < 9; g++) {
+    snprintf(key, sizeof key, "Gateway/ns/gw%d", g);
+    amc_deps_update(d, key, r, 2);
+  }
+  for (int g = 0; g < 9; g += 2) {
+    snprintf(key, sizeof key, "Gateway/ns/gw%d", g);
+    amc_deps_remove(d, key);
+  }
+  assert_string_equal(affected(d, "Secret", "ns", "shared"),
+                      "Gateway/ns/gw1 Gateway/ns/gw3 Gateway/ns/gw5 "
+                      "Gateway/ns/gw7");
+  amc_deps_update(d, "Gateway/ns/gw3", only_svc, 1);
+  amc_deps_update(d, "Gateway/ns/gw5", r, 2); /* re-read: still in */
+  assert_string_equal(affected(d, "Secret", "ns", "shared"),
+                      "Gateway/ns/gw1 Gateway/ns/gw5 Gateway/ns/gw7");
+  assert_string_equal(affected(d, "Service", "ns", "s"),
+                      "Gateway/ns/gw1 Gateway/ns/gw3 Gateway/ns/gw5 "
+                      "Gateway/ns/gw7");
+  amc_deps_remove(d, "Gateway/ns/gw1");
+  amc_deps_remove(d, "Gateway/ns/gw7");
+  amc_deps_update(d, "Gateway/ns/gw5", NULL, 0);
+  assert_string_equal(affected(d, "Secret", "ns", "shared"), "");
+  assert_string_equal(affected(d, "Service", "ns", "s"), "Gateway/ns/gw3");
+  amc_deps_update(d, "Gateway/ns/gw8", r, 2);
+  assert_string_equal(affected(d, "Secret", "ns", "shared"), "Gateway/ns/gw8");
+  assert_int_equal(amc_deps_count(d), 3);
+  amc_deps_free(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_object_reads),
       cmocka_unit_test(test_root_objects_map_to_own_key),
       cmocka_unit_test(test_list_reads),
       cmocka_unit_test(test_update_replaces_and_remove),
+      cmocka_unit_test(test_shared_sets_shrink),
       cmocka_unit_test(test_cluster_scoped),
       cmocka_unit_test(test_same_reads_and_read_back),
       cmocka_unit_test(test_many),

@@ -405,6 +405,61 @@ static void test_decode_canonical(void **state) {
   assert_string_equal(err, "line 1, column 6: unexpected character '}'");
 }
 
+/* Containers longer than the decoder's chunk (built on the stack, then
+ * grown) and the encoder's stack batch; keys through the key cache (short,
+ * repeated, colliding), past it (long) and escaped. */
+static void test_large_containers(void **state) {
+  (void)state;
+  amc_buf_t in = AMC_BUF_INIT, want = AMC_BUF_INIT, arr = AMC_BUF_INIT;
+  amc_buf_putc(&arr, '[');
+  for (int i = 0; i < 150; i++)
+    amc_buf_printf(&arr, "%s%d", i ? "," : "", i * 7 - 300);
+  amc_buf_putc(&arr, ']');
+  /* Keys k000..k099 in reverse order in, sorted out. */
+  amc_buf_putc(&in, '{');
+  for (int i = 99; i >= 0; i--)
+    amc_buf_printf(&in, "%s\"k%03d\":%s", i < 99 ? "," : "", i,
+                   i % 10 ? "1" : arr.data);
+  amc_buf_puts(&in, ",\"a_key_longer_than_the_cache_holds_0123456789\":"
+                    "{\"k001\":2,\"k\\u0030\":3}}");
+  amc_buf_puts(&want, "{\"a_key_longer_than_the_cache_holds_0123456789\":"
+                      "{\"k0\":3,\"k001\":2}");
+  for (int i = 0; i < 100; i++)
+    amc_buf_printf(&want, ",\"k%03d\":%s", i, i % 10 ? "1" : arr.data);
+  amc_buf_putc(&want, '}');
+  char err[256];
+  for (int canonical = 0; canonical < 2; canonical++) {
+    for (int round = 0; round < 2; round++) { /* the second hits the cache */
+      int rc = canonical ? amc_json_decode_canonical(L, in.data, in.len, err,
+                                                     sizeof err)
+                         : amc_json_decode(L, in.data, in.len, err, sizeof err);
+      if (rc != 0)
+        fail_msg("decode: %s", err);
+      amc_buf_t b = AMC_BUF_INIT;
+      assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+      assert_string_equal(b.data, want.data);
+      lua_getfield(L, -1, "k050");
+      assert_int_equal(lua_rawlen(L, -1), 150);
+      lua_rawgeti(L, -1, 150);
+      assert_int_equal(lua_tointeger(L, -1), 149 * 7 - 300);
+      lua_pop(L, 3);
+      amc_buf_free(&b);
+    }
+  }
+  /* A duplicate key after the first chunk of members is still found. */
+  amc_buf_reset(&in);
+  amc_buf_putc(&in, '{');
+  for (int i = 0; i < 80; i++)
+    amc_buf_printf(&in, "%s\"k%d\":%d", i ? "," : "", i, i);
+  amc_buf_puts(&in, ",\"k3\":0}");
+  assert_int_equal(amc_json_decode(L, in.data, in.len, err, sizeof err), -1);
+  if (!strstr(err, "duplicate key \"k3\""))
+    fail_msg("got: %s", err);
+  amc_buf_free(&in);
+  amc_buf_free(&want);
+  amc_buf_free(&arr);
+}
+
 /* Memory exhaustion while decoding is an error return, not a crash. */
 static size_t mem_limit, mem_used;
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -502,6 +557,7 @@ int main(void) {
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),
+      cmocka_unit_test(test_large_containers),
       cmocka_unit_test(test_decode_out_of_memory),
       cmocka_unit_test(test_strings_at),
   };

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <lauxlib.h>
+#include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,10 @@ typedef struct {
   amc_store_t *store;
   amc_settings_t settings;
   amc_rules_engine_t *eng;
+  /* The same with a small CPU-time budget, for the runaway loops (the
+   * memory bombs need more: the VM's emergency collections at every
+   * refused allocation take a few hundred ms under ASan). */
+  amc_rules_engine_t *fast;
 } fx_t;
 
 static void put(amc_store_t *s, const char *kind, const char *ns,
@@ -48,10 +54,12 @@ static int setup(void **state) {
   amc_settings_set(&f->settings, "cluster", "c1");
   amc_rules_opts_t opts = {
       .translation_memory = 16 << 20,
-      .instruction_budget = 5000000,
+      .cpu_budget_ms = 5000,
       .runtime_lua_dir = FIX "runtime_lua",
   };
   f->eng = amc_rules_engine_new(f->store, &f->settings, &opts);
+  opts.cpu_budget_ms = 100;
+  f->fast = amc_rules_engine_new(f->store, &f->settings, &opts);
   *state = f;
   return 0;
 }
@@ -59,29 +67,39 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx_t *f = *state;
   amc_rules_engine_free(f->eng);
+  amc_rules_engine_free(f->fast);
   amc_settings_free(&f->settings);
   amc_store_free(f->store);
   free(f);
   return 0;
 }
 
-static void load_ok(fx_t *f, const char *dir) {
+static void load_ok_on(amc_rules_engine_t *eng, const char *dir) {
   char err[2048];
-  if (amc_rules_engine_load(f->eng, dir, err, sizeof err) != 0)
+  if (amc_rules_engine_load(eng, dir, err, sizeof err) != 0)
     fail_msg("load %s: %s", dir, err);
 }
 
-static void load_fails(fx_t *f, const char *dir, const char *want) {
+static void load_ok(fx_t *f, const char *dir) {
+  load_ok_on(f->eng, dir);
+}
+
+static void load_fails_on(amc_rules_engine_t *eng, const char *dir,
+                          const char *want) {
   char err[2048] = "";
-  assert_int_equal(amc_rules_engine_load(f->eng, dir, err, sizeof err), -1);
+  assert_int_equal(amc_rules_engine_load(eng, dir, err, sizeof err), -1);
   if (!strstr(err, want))
     fail_msg("load %s: error\n  %s\ndoes not contain\n  %s", dir, err, want);
 }
 
+static void load_fails(fx_t *f, const char *dir, const char *want) {
+  load_fails_on(f->eng, dir, want);
+}
+
 /* Translates Gateway/ns/name and returns the error (or NULL). */
-static char *translate_error(fx_t *f, const char *ns, const char *name) {
-  amc_translation_t *t =
-      amc_rules_engine_translate(f->eng, "Gateway", ns, name);
+static char *translate_error_on(amc_rules_engine_t *eng, const char *ns,
+                                const char *name) {
+  amc_translation_t *t = amc_rules_engine_translate(eng, "Gateway", ns, name);
   assert_non_null(t);
   char *err = t->error ? strdup(t->error) : NULL;
   if (t->error)
@@ -90,14 +108,29 @@ static char *translate_error(fx_t *f, const char *ns, const char *name) {
   return err;
 }
 
-static void expect_error(fx_t *f, const char *ns, const char *name,
-                         const char *want) {
-  char *err = translate_error(f, ns, name);
+static char *translate_error(fx_t *f, const char *ns, const char *name) {
+  return translate_error_on(f->eng, ns, name);
+}
+
+static void expect_error_on(amc_rules_engine_t *eng, const char *ns,
+                            const char *name, const char *want) {
+  char *err = translate_error_on(eng, ns, name);
   if (!err)
     fail_msg("%s/%s: translation succeeded, expected \"%s\"", ns, name, want);
   if (!strstr(err, want))
     fail_msg("%s/%s: error\n  %s\ndoes not contain\n  %s", ns, name, err, want);
   free(err);
+}
+
+static void expect_error(fx_t *f, const char *ns, const char *name,
+                         const char *want) {
+  expect_error_on(f->eng, ns, name, want);
+}
+
+/* Runaway loops run on the engine with the small budget. */
+static void expect_loop_error(fx_t *f, const char *ns, const char *name,
+                              const char *want) {
+  expect_error_on(f->fast, ns, name, want);
 }
 
 static void setup_mesh(fx_t *f) {
@@ -206,9 +239,9 @@ static void test_generations_swap_and_bad_load_keeps_old(void **state) {
              "loading rules from " FIX "rules_syntax: rules/gateway.lua:5: "
              "unexpected symbol near '='");
   load_fails(f, FIX "rules_nonexistent", "No such file or directory");
-  load_fails(f, FIX "rules_loadloop",
-             "rules/gateway.lua:3: instruction budget exceeded (5000000 "
-             "instructions) while loading rules from");
+  load_fails_on(f->fast, FIX "rules_loadloop",
+                "rules/gateway.lua:3: CPU time budget exceeded (100 ms) while "
+                "loading rules from");
   /* Still generation 2, still translating with it. */
   assert_int_equal(amc_rules_engine_generation(f->eng), 2);
   assert_string_equal(amc_rules_engine_digest(f->eng), d2);
@@ -288,10 +321,10 @@ static void test_sandbox(void **state) {
       {"arraymt", "attempt to modify read-only table (field '__index')"},
       {"arraymt_set", "cannot change a protected metatable"},
       {"gc", "setmetatable: __gc metamethods are not allowed"},
-      {"loop", "rules/gateway.lua:34: instruction budget exceeded (5000000 "
-               "instructions) while translating Gateway/ns/loop"},
-      {"pcall_loop", "instruction budget exceeded (5000000 instructions) "
-                     "while translating Gateway/ns/pcall_loop"},
+      {"loop", "rules/gateway.lua:34: CPU time budget exceeded (100 ms) "
+               "while translating Gateway/ns/loop"},
+      {"pcall_loop", "CPU time budget exceeded (100 ms) while translating "
+                     "Gateway/ns/pcall_loop"},
       {"bomb", "rules/gateway.lua: memory limit exceeded (16777216 bytes per "
                "translation, 268435456 per generation) while translating "
                "Gateway/ns/bomb"},
@@ -300,8 +333,13 @@ static void test_sandbox(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     put_gateway(f->store, "ns", cases[i][0], "{}");
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect_error(f, "ns", cases[i][0], cases[i][1]);
+  load_ok_on(f->fast, FIX "rules_sandbox");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (strstr(cases[i][1], "CPU time budget"))
+      expect_loop_error(f, "ns", cases[i][0], cases[i][1]);
+    else
+      expect_error(f, "ns", cases[i][0], cases[i][1]);
+  }
   /* After all that, the string library and the VM still work. */
   load_ok(f, FIX "rules_ok");
   setup_mesh(f);
@@ -315,16 +353,54 @@ static void test_sandbox(void **state) {
 static void test_limits_leave_generation_usable(void **state) {
   fx_t *f = *state;
   load_ok(f, FIX "rules_sandbox");
+  load_ok_on(f->fast, FIX "rules_sandbox");
   put_gateway(f->store, "ns", "bomb", "{}");
   put_gateway(f->store, "ns", "loop", "{}");
   put_gateway(f->store, "ns", "rawset", "{}");
+  put_gateway(f->store, "ns", "gc", "{}");
   for (int i = 0; i < 3; i++) {
     expect_error(f, "ns", "bomb", "memory limit exceeded");
-    expect_error(f, "ns", "loop", "instruction budget exceeded");
     expect_error(f, "ns", "rawset", "undefined global 'rawset'");
+    expect_loop_error(f, "ns", "loop", "CPU time budget exceeded");
+    expect_loop_error(f, "ns", "rawset", "undefined global 'rawset'");
+    /* A late budget signal does not leak into the next translation. */
+    expect_loop_error(f, "ns", "gc", "__gc metamethods are not allowed");
   }
   /* The memory held after the bombs is back near the start. */
   assert_true(amc_rules_engine_memory(f->eng) < (8u << 20));
+  assert_true(amc_rules_engine_memory(f->fast) < (8u << 20));
+}
+
+/* Compaction gives the garbage's slabs back; the generation works on, with
+ * its limits. */
+static void test_compact_returns_memory(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(amc_rules_engine_compact(f->eng), 0); /* no generation */
+  load_ok(f, FIX "rules_sandbox");
+  put_gateway(f->store, "ns", "litter", "{}");
+  put_gateway(f->store, "ns", "bomb", "{}");
+  put_gateway(f->store, "ns", "rawset", "{}");
+  size_t base = amc_rules_engine_retained(f->eng);
+  assert_true(base >= amc_rules_engine_memory(f->eng));
+  for (int i = 0; i < 3; i++)
+    assert_null(translate_error(f, "ns", "litter"));
+  size_t used = amc_rules_engine_memory(f->eng);
+  size_t held = amc_rules_engine_retained(f->eng);
+  assert_true(held > base + (4u << 20)); /* ~8 MB of tables per pass */
+  size_t freed = amc_rules_engine_compact(f->eng);
+  assert_true(freed > (4u << 20));
+  assert_true(amc_rules_engine_memory(f->eng) < used);
+  assert_true(amc_rules_engine_retained(f->eng) <= held - freed);
+  assert_true(amc_rules_engine_retained(f->eng) < base + (1u << 20));
+  /* Again: nothing left to give back. */
+  assert_true(amc_rules_engine_compact(f->eng) < (1u << 20));
+  for (int i = 0; i < 3; i++) {
+    assert_null(translate_error(f, "ns", "litter"));
+    expect_error(f, "ns", "rawset", "undefined global 'rawset'");
+    expect_error(f, "ns", "bomb", "memory limit exceeded");
+    amc_rules_engine_compact(f->eng);
+  }
+  assert_true(amc_rules_engine_retained(f->eng) < base + (1u << 20));
 }
 
 static void test_output_checks(void **state) {
@@ -345,8 +421,13 @@ static void test_output_checks(void **state) {
   put_gateway(f->store, "ns", "ok", "{}");
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     put_gateway(f->store, "ns", cases[i][0], "{}");
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect_error(f, "ns", cases[i][0], cases[i][1]);
+  load_ok_on(f->fast, FIX "rules_sandbox");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (strstr(cases[i][1], "CPU time budget"))
+      expect_loop_error(f, "ns", cases[i][0], cases[i][1]);
+    else
+      expect_error(f, "ns", cases[i][0], cases[i][1]);
+  }
   char *err = translate_error(f, "ns", "ok");
   if (err)
     fail_msg("%s", err);
@@ -492,6 +573,53 @@ static void test_real_schema(void **state) {
   }
 }
 
+/* host.base64_decode gives what runtime/lua/rt.lua's base64_decode gives,
+ * for each case of the fixture (results compared by FNV hash). */
+static void test_base64_matches_rt_lua(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_base64");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
+                       "/runtime/lua/?.lua;' .. package.path\n"
+                       "local rt = require('rt')\n"
+                       "local cases = dofile('" FIX
+                       "rules_base64/gateway.lua').cases\n"
+                       "local res = {}\n"
+                       "for i, c in ipairs(cases) do\n"
+                       "  res[i] = rt.base64_decode(c) or false\n"
+                       "end\n"
+                       "return res") != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  size_t n = (size_t)lua_rawlen(L, -1);
+  assert_true(n >= 20);
+  assert_int_equal(t->n_diags, n);
+  for (size_t i = 0; i < n; i++) {
+    char want[20] = "<nil>";
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const unsigned char *r =
+          (const unsigned char *)lua_tolstring(L, -1, &len);
+      uint64_t h = 0xcbf29ce484222325ULL;
+      for (size_t j = 0; j < len; j++)
+        h = (h ^ r[j]) * 0x100000001b3ULL;
+      snprintf(want, sizeof want, "%016llx", (unsigned long long)h);
+    }
+    lua_pop(L, 1);
+    if (strcmp(t->diags[i].message, want) != 0)
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
+  }
+  lua_close(L);
+  amc_translation_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
@@ -503,10 +631,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits_leave_generation_usable,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compact_returns_memory, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_field, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_base64_matches_rt_lua, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,818 @@
+/* schema_proof.c - avi_schema.lua compiled to C arrays, and a one-pass
+ * check of canonical JSON against it. See schema_proof.h; the rules
+ * mirrored here are validate.lua's, function by function. */
+#include "schema_proof.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+enum { K_BAD, K_STRING, K_INTEGER, K_NUMBER, K_BOOLEAN, K_OBJECT, K_ARRAY };
+
+#define REF_NONE (-1)
+#define REF_BAD  (-2) /* a ref validate.lua cannot resolve: never proven */
+
+typedef struct {
+  char *name;
+  size_t len;
+  unsigned char t, items; /* items: scalar kind of an array without ref */
+  unsigned char ro, has_enum, has_range, has_max_items;
+  int ref; /* type index, REF_NONE or REF_BAD */
+  char **enums;
+  size_t *enum_lens, n_enum;
+  long long min, max;
+  long long *special;
+  size_t n_special;
+  double max_items;
+} field_t;
+
+typedef struct {
+  char *name;
+  field_t *fields; /* sorted bytewise, as canonical JSON sorts keys */
+  size_t n_fields;
+  size_t *req; /* indices into fields, ascending */
+  size_t n_req;
+  int bad; /* validate.lua would reject every object of this type */
+} type_t;
+
+typedef struct {
+  char *rest;
+  int type; /* index, or -1 */
+} root_t;
+
+struct amc_schema_proof {
+  type_t *types; /* sorted by name */
+  size_t n_types;
+  root_t *roots;
+  size_t n_roots;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Compiling                                                                 */
+
+static char *dupn(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+static inline int bytes_cmp(const char *a, size_t al, const char *b,
+                            size_t bl) {
+  if (al && bl && a[0] != b[0])
+    return (unsigned char)a[0] < (unsigned char)b[0] ? -1 : 1;
+  int c = memcmp(a, b, al < bl ? al : bl);
+  return c ? c : (al > bl) - (al < bl);
+}
+
+static int field_cmp(const void *a, const void *b) {
+  const field_t *x = a, *y = b;
+  return bytes_cmp(x->name, x->len, y->name, y->len);
+}
+
+static int type_cmp(const void *a, const void *b) {
+  return strcmp(((const type_t *)a)->name, ((const type_t *)b)->name);
+}
+
+static int size_cmp(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int kind_of(const char *t) {
+  static const char *const names[] = {"string",  "integer", "number",
+                                      "boolean", "object",  "array"};
+  for (int i = 0; i < 6; i++) {
+    if (strcmp(t, names[i]) == 0)
+      return K_STRING + i;
+  }
+  return K_BAD;
+}
+
+/* A Lua number as an exact integer (|x| <= 2^53 for floats). */
+static int exact_int(lua_State *L, int idx, long long *out) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    return -1;
+  if (lua_isinteger(L, idx)) {
+    *out = (long long)lua_tointeger(L, idx);
+    return 0;
+  }
+  double d = lua_tonumber(L, idx);
+  if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) ||
+      d != (double)(long long)d)
+    return -1;
+  *out = (long long)d;
+  return 0;
+}
+
+/* Pushes t[k] (raw) for the table at `t`; returns its type. */
+static int raw_field(lua_State *L, int t, const char *k) {
+  lua_pushstring(L, k);
+  return lua_rawget(L, t);
+}
+
+/* Field facts from the table at `f`. Anything odd makes the field K_BAD
+ * (validate.lua would raise or reject on it). `ref_name` gets the ref (a
+ * string that stays referenced by the schema), or NULL. */
+static int compile_field(lua_State *L, int f, field_t *fd,
+                         const char **ref_name) {
+  int top = lua_gettop(L);
+  *ref_name = NULL;
+  fd->ref = REF_NONE;
+  fd->items = K_STRING;
+  if (raw_field(L, f, "t") != LUA_TSTRING)
+    goto bad;
+  fd->t = (unsigned char)kind_of(lua_tostring(L, -1));
+  if (fd->t == K_BAD)
+    goto bad;
+  fd->ro = raw_field(L, f, "ro") != LUA_TNIL && lua_toboolean(L, -1);
+  int tr = raw_field(L, f, "ref");
+  if (tr == LUA_TSTRING)
+    *ref_name = lua_tostring(L, -1);
+  else if (tr != LUA_TNIL && lua_toboolean(L, -1))
+    fd->ref = REF_BAD;
+  if (fd->t == K_ARRAY && !*ref_name && fd->ref == REF_NONE) {
+    int ti = raw_field(L, f, "items");
+    if (ti == LUA_TSTRING)
+      fd->items = (unsigned char)kind_of(lua_tostring(L, -1));
+    else if (ti != LUA_TNIL && lua_toboolean(L, -1))
+      goto bad;
+    if (fd->items == K_BAD || fd->items == K_OBJECT || fd->items == K_ARRAY)
+      goto bad; /* check_scalar: unsupported schema type */
+  }
+  int te = raw_field(L, f, "enum");
+  if (te == LUA_TTABLE) {
+    int e = lua_gettop(L);
+    size_t n = (size_t)lua_rawlen(L, e);
+    fd->has_enum = 1;
+    fd->enums = calloc(n ? n : 1, sizeof *fd->enums);
+    fd->enum_lens = calloc(n ? n : 1, sizeof *fd->enum_lens);
+    if (!fd->enums || !fd->enum_lens)
+      goto bad;
+    /* ipairs: up to the first nil; non-strings never equal a string. */
+    for (size_t i = 1; i <= n; i++) {
+      int ty = lua_rawgeti(L, e, (lua_Integer)i);
+      if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (ty == LUA_TSTRING) {
+        size_t l;
+        const char *s = lua_tolstring(L, -1, &l);
+        fd->enums[fd->n_enum] = dupn(s, l);
+        if (!fd->enums[fd->n_enum]) {
+          lua_pop(L, 1);
+          goto bad;
+        }
+        fd->enum_lens[fd->n_enum++] = l;
+      }
+      lua_pop(L, 1);
+    }
+  } else if (te != LUA_TNIL && lua_toboolean(L, -1)) {
+    goto bad;
+  }
+  int tmin = raw_field(L, f, "min");
+  if (tmin != LUA_TNIL && lua_toboolean(L, -1)) {
+    raw_field(L, f, "max");
+    if (exact_int(L, -2, &fd->min) < 0 || exact_int(L, -1, &fd->max) < 0)
+      goto bad;
+    fd->has_range = 1;
+    int ts = raw_field(L, f, "special");
+    if (ts == LUA_TTABLE) {
+      int sp = lua_gettop(L);
+      size_t n = (size_t)lua_rawlen(L, sp);
+      fd->special = calloc(n ? n : 1, sizeof *fd->special);
+      if (!fd->special)
+        goto bad;
+      for (size_t i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, sp, (lua_Integer)i) == LUA_TNIL) {
+          lua_pop(L, 1);
+          break;
+        }
+        long long v;
+        if (exact_int(L, -1, &v) == 0) /* others: declined, not wrong */
+          fd->special[fd->n_special++] = v;
+        lua_pop(L, 1);
+      }
+    } else if (ts != LUA_TNIL && lua_toboolean(L, -1)) {
+      goto bad;
+    }
+  }
+  int tm = raw_field(L, f, "max_items");
+  if (tm == LUA_TNUMBER) {
+    fd->has_max_items = 1;
+    fd->max_items = lua_tonumber(L, -1);
+  } else if (tm != LUA_TNIL && lua_toboolean(L, -1)) {
+    goto bad;
+  }
+  lua_settop(L, top);
+  return 0;
+bad:
+  fd->t = K_BAD;
+  lua_settop(L, top);
+  return 0;
+}
+
+static int find_type(const amc_schema_proof_t *s, const char *name) {
+  size_t lo = 0, hi = s->n_types;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(name, s->types[mid].name);
+    if (c == 0)
+      return (int)mid;
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return -1;
+}
+
+static int find_field(const type_t *t, const char *k, size_t kl) {
+  size_t lo = 0, hi = t->n_fields;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = bytes_cmp(k, kl, t->fields[mid].name, t->fields[mid].len);
+    if (c == 0)
+      return (int)mid;
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return -1;
+}
+
+/* The type's fields and required list from the definition at `def`;
+ * refs are resolved by the caller once all names are known, through
+ * `refs` (one ref name or NULL per field, in the final order). */
+static int compile_type(lua_State *L, int def, type_t *ty, const char ***refs) {
+  int top = lua_gettop(L);
+  *refs = NULL;
+  if (raw_field(L, def, "fields") != LUA_TTABLE) {
+    ty->bad = 1;
+    goto out;
+  }
+  int fl = lua_gettop(L);
+  size_t n = 0, cap = 0;
+  const char **rn = NULL;
+  lua_pushnil(L);
+  while (lua_next(L, fl)) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TTABLE) {
+      ty->bad = 1; /* def.fields[k] would not be a facts table */
+      lua_pop(L, 1);
+      continue;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      field_t *nf = realloc(ty->fields, cap * sizeof *nf);
+      const char **nr = realloc(rn, cap * sizeof *nr);
+      if (nr)
+        rn = nr;
+      if (nf)
+        ty->fields = nf;
+      if (!nf || !nr) {
+        lua_settop(L, top);
+        free(rn);
+        return -1;
+      }
+    }
+    field_t *fd = &ty->fields[n];
+    memset(fd, 0, sizeof *fd);
+    size_t kl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    fd->name = dupn(k, kl);
+    fd->len = kl;
+    if (!fd->name) {
+      lua_settop(L, top);
+      free(rn);
+      return -1;
+    }
+    compile_field(L, lua_gettop(L), fd, &rn[n]);
+    n++;
+    lua_pop(L, 1);
+  }
+  ty->n_fields = n;
+  /* Sort fields and their ref names together. */
+  if (n > 1) {
+    for (size_t i = 0; i < n; i++)
+      ty->fields[i].ref = ty->fields[i].ref == REF_BAD ? REF_BAD : -3 - (int)i;
+    qsort(ty->fields, n, sizeof *ty->fields, field_cmp);
+    const char **sorted = malloc(n * sizeof *sorted);
+    if (!sorted) {
+      free(rn);
+      lua_settop(L, top);
+      return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+      field_t *fd = &ty->fields[i];
+      if (fd->ref == REF_BAD) {
+        sorted[i] = NULL;
+      } else {
+        sorted[i] = rn[-3 - fd->ref];
+        fd->ref = REF_NONE;
+      }
+    }
+    free(rn);
+    rn = sorted;
+  }
+  *refs = rn;
+  lua_settop(L, fl);
+  int tr = raw_field(L, def, "required");
+  if (tr == LUA_TTABLE) {
+    int rq = lua_gettop(L);
+    size_t m = (size_t)lua_rawlen(L, rq);
+    ty->req = calloc(m ? m : 1, sizeof *ty->req);
+    if (!ty->req) {
+      lua_settop(L, top);
+      return -1;
+    }
+    for (size_t i = 1; i <= m; i++) {
+      int t = lua_rawgeti(L, rq, (lua_Integer)i);
+      if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        break;
+      }
+      size_t kl = 0;
+      const char *k = t == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+      int fi = k ? find_field(ty, k, kl) : -1;
+      lua_pop(L, 1);
+      if (fi < 0) {
+        ty->bad = 1; /* could never be present */
+        continue;
+      }
+      ty->req[ty->n_req++] = (size_t)fi;
+    }
+    qsort(ty->req, ty->n_req, sizeof *ty->req, size_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < ty->n_req; i++) {
+      if (!w || ty->req[w - 1] != ty->req[i])
+        ty->req[w++] = ty->req[i];
+    }
+    ty->n_req = w;
+  } else if (tr != LUA_TNIL && lua_toboolean(L, -1)) {
+    ty->bad = 1;
+  }
+out:
+  lua_settop(L, top);
+  return 0;
+}
+
+amc_schema_proof_t *amc_schema_proof_compile(lua_State *L, int idx) {
+  if (!lua_checkstack(L, 32) || lua_type(L, idx) != LUA_TTABLE)
+    return NULL;
+  idx = lua_absindex(L, idx);
+  int top = lua_gettop(L);
+  amc_schema_proof_t *s = calloc(1, sizeof *s);
+  const char ***refs = NULL;
+  if (!s)
+    return NULL;
+  if (raw_field(L, idx, "types") != LUA_TTABLE ||
+      raw_field(L, idx, "objects") != LUA_TTABLE)
+    goto fail;
+  int types = top + 1, objects = top + 2;
+  /* Type names first (sorted), so refs can be resolved by index. */
+  size_t cap = 0;
+  lua_pushnil(L);
+  while (lua_next(L, types)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      continue; /* validate.lua looks types up by string only */
+    if (s->n_types == cap) {
+      cap = cap ? cap * 2 : 64;
+      type_t *nt = realloc(s->types, cap * sizeof *nt);
+      if (!nt)
+        goto fail;
+      s->types = nt;
+    }
+    type_t *ty = &s->types[s->n_types];
+    memset(ty, 0, sizeof *ty);
+    ty->name = dupn(lua_tostring(L, -1), strlen(lua_tostring(L, -1)));
+    if (!ty->name)
+      goto fail;
+    s->n_types++;
+  }
+  if (s->n_types > 1)
+    qsort(s->types, s->n_types, sizeof *s->types, type_cmp);
+  refs = calloc(s->n_types ? s->n_types : 1, sizeof *refs);
+  if (!refs)
+    goto fail;
+  for (size_t i = 0; i < s->n_types; i++) {
+    type_t *ty = &s->types[i];
+    lua_pushstring(L, ty->name);
+    if (lua_rawget(L, types) != LUA_TTABLE)
+      ty->bad = 1;
+    else if (compile_type(L, lua_gettop(L), ty, &refs[i]) < 0)
+      goto fail;
+    lua_pop(L, 1);
+  }
+  for (size_t i = 0; i < s->n_types; i++) {
+    type_t *ty = &s->types[i];
+    for (size_t j = 0; refs[i] && j < ty->n_fields; j++) {
+      if (ty->fields[j].ref == REF_BAD || !refs[i][j])
+        continue;
+      int r = find_type(s, refs[i][j]);
+      ty->fields[j].ref = r >= 0 ? r : REF_BAD;
+    }
+  }
+  /* REST types -> root type. */
+  lua_pushnil(L);
+  cap = 0;
+  while (lua_next(L, objects)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (s->n_roots == cap) {
+        cap = cap ? cap * 2 : 16;
+        root_t *nr = realloc(s->roots, cap * sizeof *nr);
+        if (!nr) {
+          lua_pop(L, 2);
+          goto fail;
+        }
+        s->roots = nr;
+      }
+      root_t *rt = &s->roots[s->n_roots];
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      rt->rest = dupn(k, kl);
+      rt->type = lua_type(L, -1) == LUA_TSTRING
+                     ? find_type(s, lua_tostring(L, -1))
+                     : -1;
+      if (!rt->rest) {
+        lua_pop(L, 2);
+        goto fail;
+      }
+      s->n_roots++;
+    }
+    lua_pop(L, 1);
+  }
+  for (size_t i = 0; i < s->n_types; i++)
+    free(refs[i]);
+  free(refs);
+  lua_settop(L, top);
+  return s;
+fail:
+  if (refs) {
+    for (size_t i = 0; i < s->n_types; i++)
+      free(refs[i]);
+    free(refs);
+  }
+  amc_schema_proof_free(s);
+  lua_settop(L, top);
+  return NULL;
+}
+
+void amc_schema_proof_free(amc_schema_proof_t *s) {
+  if (!s)
+    return;
+  for (size_t i = 0; i < s->n_types; i++) {
+    type_t *ty = &s->types[i];
+    for (size_t j = 0; j < ty->n_fields; j++) {
+      field_t *fd = &ty->fields[j];
+      for (size_t k = 0; k < fd->n_enum; k++)
+        free(fd->enums[k]);
+      free(fd->enums);
+      free(fd->enum_lens);
+      free(fd->special);
+      free(fd->name);
+    }
+    free(ty->fields);
+    free(ty->req);
+    free(ty->name);
+  }
+  free(s->types);
+  for (size_t i = 0; i < s->n_roots; i++)
+    free(s->roots[i].rest);
+  free(s->roots);
+  free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking                                                                  */
+
+typedef struct {
+  const char *p, *end;
+} cur_t;
+
+/* Past the string at c->p (which is '"'); its raw (escaped) content in
+ * *s, *n; *esc set when it has escapes. */
+static int scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
+  const char *p = c->p + 1;
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  *esc = 0;
+  *s = p;
+  /* Most strings are short: a few bytes one by one first. */
+  for (const char *stop = c->end - p > 16 ? p + 16 : c->end; p < stop; p++) {
+    if (*p == '"') {
+      *n = (size_t)(p - *s);
+      c->p = p + 1;
+      return 0;
+    }
+    if (*p == '\\')
+      break;
+  }
+  for (;;) {
+    /* Eight bytes at a time while none is '"' or '\\' (certificates and
+     * keys are kilobytes long). */
+    while (c->end - p >= 8) {
+      uint64_t x, q, b;
+      memcpy(&x, p, 8);
+      q = x ^ (ones * '"');
+      b = x ^ (ones * '\\');
+      if (((q - ones) & ~q & highs) | ((b - ones) & ~b & highs))
+        break;
+      p += 8;
+    }
+    while (p < c->end && *p != '"' && *p != '\\')
+      p++;
+    if (p >= c->end)
+      return -1;
+    if (*p == '"')
+      break;
+    if (c->end - p < 2)
+      return -1;
+    *esc = 1; /* a backslash: skip it and the byte it escapes */
+    p += 2;
+  }
+  *n = (size_t)(p - *s);
+  c->p = p + 1;
+  return 0;
+}
+
+static int lit(cur_t *c, const char *w, size_t n) {
+  if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0)
+    return -1;
+  c->p += n;
+  return 0;
+}
+
+static int skip_value(cur_t *c, int depth) {
+  if (c->p >= c->end || depth > MAX_DEPTH)
+    return -1;
+  const char *s;
+  size_t n;
+  int esc;
+  switch (*c->p) {
+  case '"':
+    return scan_string(c, &s, &n, &esc);
+  case 't':
+    return lit(c, "true", 4);
+  case 'f':
+    return lit(c, "false", 5);
+  case 'n':
+    return lit(c, "null", 4);
+  case '{':
+  case '[': {
+    char close = *c->p == '{' ? '}' : ']';
+    int obj = close == '}';
+    c->p++;
+    if (c->p < c->end && *c->p == close) {
+      c->p++;
+      return 0;
+    }
+    for (;;) {
+      if (obj) {
+        if (c->p >= c->end || *c->p != '"' || scan_string(c, &s, &n, &esc) ||
+            lit(c, ":", 1))
+          return -1;
+      }
+      if (skip_value(c, depth + 1) < 0 || c->p >= c->end)
+        return -1;
+      if (*c->p == ',') {
+        c->p++;
+        continue;
+      }
+      if (*c->p != close)
+        return -1;
+      c->p++;
+      return 0;
+    }
+  }
+  default:
+    if (*c->p != '-' && (*c->p < '0' || *c->p > '9'))
+      return -1;
+    while (c->p < c->end && strchr("0123456789+-.eE", *c->p) && *c->p)
+      c->p++;
+    return 0;
+  }
+}
+
+static int special_has(const field_t *f, double x) {
+  for (size_t i = 0; i < f->n_special; i++) {
+    if ((double)f->special[i] == x)
+      return 1;
+  }
+  return 0;
+}
+
+/* A number token in the range (or a special value) of f. */
+static int check_number(const field_t *f, int kind, cur_t *c) {
+  const char *s = c->p;
+  int is_int = 1;
+  if (c->p >= c->end || (*c->p != '-' && (*c->p < '0' || *c->p > '9')))
+    return -1;
+  while (c->p < c->end && *c->p && strchr("0123456789+-.eE", *c->p)) {
+    if (*c->p == '.' || *c->p == 'e' || *c->p == 'E')
+      is_int = 0;
+    c->p++;
+  }
+  if (kind == K_INTEGER && !is_int)
+    return -1; /* validate.lua accepts integral floats; canonical text
+                  writes those as integers, except huge ones: declined */
+  if (!f->has_range)
+    return 0;
+  char tmp[64];
+  size_t n = (size_t)(c->p - s);
+  if (n >= sizeof tmp)
+    return -1;
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  char *endp;
+  errno = 0;
+  if (is_int) {
+    long long v;
+    if (n <= 18) { /* fits: no overflow check needed */
+      const char *q = tmp + (tmp[0] == '-');
+      if (!*q)
+        return -1;
+      v = 0;
+      for (; *q; q++) {
+        if (*q < '0' || *q > '9')
+          return -1;
+        v = v * 10 + (*q - '0');
+      }
+      if (tmp[0] == '-')
+        v = -v;
+    } else {
+      v = strtoll(tmp, &endp, 10);
+      if (errno || *endp)
+        return -1;
+    }
+    if (v >= f->min && v <= f->max)
+      return 0;
+    for (size_t i = 0; i < f->n_special; i++) {
+      if (f->special[i] == v)
+        return 0;
+    }
+    return -1;
+  }
+  double d = strtod(tmp, &endp);
+  if (errno || *endp || d != d)
+    return -1;
+  if (d >= (double)f->min && d <= (double)f->max)
+    return 0;
+  return special_has(f, d) ? 0 : -1;
+}
+
+static int check_scalar(const field_t *f, int kind, cur_t *c) {
+  if (c->p >= c->end)
+    return -1;
+  switch (kind) {
+  case K_STRING: {
+    const char *s;
+    size_t n;
+    int esc;
+    if (*c->p != '"' || scan_string(c, &s, &n, &esc) < 0)
+      return -1;
+    if (!f->has_enum)
+      return 0;
+    for (size_t i = 0; i < f->n_enum; i++) {
+      if (f->enum_lens[i] == n && (n == 0 || f->enums[i][0] == s[0]) &&
+          memcmp(f->enums[i], s, n) == 0)
+        return 0;
+    }
+    return -1;
+  }
+  case K_INTEGER:
+  case K_NUMBER:
+    return check_number(f, kind, c);
+  case K_BOOLEAN:
+    if (*c->p == 't')
+      return lit(c, "true", 4);
+    return lit(c, "false", 5);
+  default:
+    return -1;
+  }
+}
+
+static int check_object(const amc_schema_proof_t *s, int ti, cur_t *c,
+                        int depth);
+
+static int check_field(const amc_schema_proof_t *s, const field_t *f, cur_t *c,
+                       int depth) {
+  if (c->p >= c->end)
+    return -1;
+  switch (f->t) {
+  case K_OBJECT:
+    if (f->ref >= 0)
+      return check_object(s, f->ref, c, depth + 1);
+    if (f->ref != REF_NONE)
+      return -1;
+    if (*c->p == '[')
+      return lit(c, "[]", 2); /* the empty table */
+    return *c->p == '{' ? skip_value(c, depth + 1) : -1;
+  case K_ARRAY: {
+    size_t count = 0;
+    if (*c->p == '{') {
+      if (lit(c, "{}", 2) < 0) /* the empty table */
+        return -1;
+    } else if (*c->p != '[') {
+      return -1;
+    } else if (lit(c, "[]", 2) < 0) {
+      c->p++;
+      for (;;) {
+        int r = f->ref >= 0          ? check_object(s, f->ref, c, depth + 1)
+                : f->ref == REF_NONE ? check_scalar(f, f->items, c)
+                                     : -1;
+        if (r < 0 || c->p >= c->end)
+          return -1;
+        count++;
+        if (*c->p == ',') {
+          c->p++;
+          continue;
+        }
+        if (*c->p != ']')
+          return -1;
+        c->p++;
+        break;
+      }
+    }
+    if (f->has_max_items && (double)count > f->max_items)
+      return -1;
+    return 0;
+  }
+  default:
+    return check_scalar(f, f->t, c);
+  }
+}
+
+static int check_object(const amc_schema_proof_t *s, int ti, cur_t *c,
+                        int depth) {
+  const type_t *ty = &s->types[ti];
+  if (ty->bad || depth > MAX_DEPTH || c->p >= c->end)
+    return -1;
+  if (*c->p == '[') /* the empty table */
+    return lit(c, "[]", 2) == 0 && ty->n_req == 0 ? 0 : -1;
+  if (*c->p != '{')
+    return -1;
+  c->p++;
+  if (c->p < c->end && *c->p == '}') {
+    c->p++;
+    return ty->n_req == 0 ? 0 : -1;
+  }
+  size_t r = 0;
+  for (;;) {
+    const char *k;
+    size_t kl;
+    int esc;
+    if (c->p >= c->end || *c->p != '"' || scan_string(c, &k, &kl, &esc) < 0 ||
+        esc || lit(c, ":", 1) < 0)
+      return -1;
+    int fi = find_field(ty, k, kl);
+    if (fi < 0)
+      return -1;
+    const field_t *f = &ty->fields[fi];
+    if (f->ro || f->t == K_BAD)
+      return -1;
+    /* Keys come in the fields' order, so required ones are met in
+     * order too: one that is skipped is missing. */
+    if (r < ty->n_req && ty->req[r] < (size_t)fi)
+      return -1;
+    if (r < ty->n_req && ty->req[r] == (size_t)fi)
+      r++;
+    if (check_field(s, f, c, depth) < 0 || c->p >= c->end)
+      return -1;
+    if (*c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (*c->p != '}')
+      return -1;
+    c->p++;
+    break;
+  }
+  return r == ty->n_req ? 0 : -1;
+}
+
+int amc_schema_proof_check(const amc_schema_proof_t *s, const char *type,
+                           const char *json, size_t len) {
+  if (!s || !type)
+    return 0;
+  int ti = -1;
+  for (size_t i = 0; i < s->n_roots; i++) {
+    if (strcmp(s->roots[i].rest, type) == 0) {
+      ti = s->roots[i].type;
+      break;
+    }
+  }
+  if (ti < 0)
+    return 0;
+  cur_t c = {json, json + len};
+  /* The root must be an object with content: amc always names objects. */
+  if (len == 0 || json[0] != '{')
+    return 0;
+  return check_object(s, ti, &c, 0) == 0 && c.p == c.end;
+}
