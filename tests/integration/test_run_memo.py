@@ -2,8 +2,8 @@
 AVI simulator: a randomised sequence of input changes -- route weights,
 hosts, matches, Service ports, endpoints, DestinationRule subsets,
 VirtualService deletes and adds, one-off AVI write failures -- applied to
-`amc run` (memo on); after each batch the objects on the simulator must be
-exactly those of a fresh full translation (`amc translate` of the same
+`amc run --incremental` (memo on); after each batch the objects on the
+simulator must be exactly those of a fresh full translation (`amc translate` of the same
 files): same (type, name) set and, for each, the same amc-cksum marker
 (the hash of the object's canonical JSON). It also checks that replays
 happened (translate.done unchanged>0), so the test cannot pass by always
@@ -308,6 +308,7 @@ class MemoTest(unittest.TestCase):
         self.run_ = runlib.AmcRun(self.fs, "--cluster", CLUSTER,
                                   "--avi-rate", "100000", "--avi-burst",
                                   "1000", "--fs-debounce-ms", "0",
+                                  "--incremental",
                                   sim=self.sim, workdir=self.tmp)
         self.run_.wait_ready()
         self.assert_converges("the initial sync (seed %d)" % seed)
