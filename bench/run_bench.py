@@ -113,11 +113,15 @@ def hist_quantile(samples, name, q):
     return float("nan")
 
 
+# Options given to every `amc run` (--amc-arg, e.g. --incremental).
+AMC_ARGS = []
+
+
 def start_amc(mesh, sim, workdir, extra=()):
     t0 = time.monotonic()
     r = runlib.AmcRun(mesh, "--avi-rate", "100000", "--avi-burst", "1000",
                       "--fs-debounce-ms", "0", "--log-level", "info",
-                      *extra, sim=sim, workdir=workdir)
+                      *AMC_ARGS, *extra, sim=sim, workdir=workdir)
     r.wait_ready(timeout=900)
     return r, time.monotonic() - t0
 
@@ -296,7 +300,11 @@ def main():
     ap.add_argument("--sizes", default="1k,10k")
     ap.add_argument("--changes", type=int, default=50)
     ap.add_argument("--json")
+    ap.add_argument("--amc-arg", action="append", default=[],
+                    help="extra option for every `amc run` (repeatable), "
+                    "e.g. --amc-arg=--incremental")
     a = ap.parse_args()
+    AMC_ARGS.extend(a.amc_arg)
     os.environ["AMC_BIN"] = os.path.abspath(a.amc)
     os.environ["AMC_SOURCE_DIR"] = ROOT
     runlib.AMC_BIN = os.path.abspath(a.amc)

@@ -41,11 +41,11 @@ end
 local NO_LABELS = {}
 
 local function service_servers(ctx, svc, sport, labels)
-  -- ctx.servers_memo[labels][sport] -> servers
-  local memo = ctx.servers_memo
+  -- ctx.cache.servers_memo[labels][sport] -> servers
+  local memo = ctx.cache.servers_memo
   if not memo then
     memo = {}
-    ctx.servers_memo = memo
+    ctx.cache.servers_memo = memo
   end
   local by_port = memo[labels or NO_LABELS]
   if not by_port then

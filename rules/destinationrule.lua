@@ -51,7 +51,7 @@ end
 -- wildcard ServiceEntry host) and the wildcard ones also in one list; all
 -- in list order.
 local function candidates(ctx)
-  local c = ctx.destination_rules
+  local c = ctx.cache.destination_rules
   if c then
     return c
   end
@@ -72,7 +72,7 @@ local function candidates(ctx)
       end
     end
   end
-  ctx.destination_rules = c
+  ctx.cache.destination_rules = c
   return c
 end
 

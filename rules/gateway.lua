@@ -152,6 +152,30 @@ local function listeners_of(ctx)
   return listeners, sni, sni_order
 end
 
+local function http_rules_of(ctx, vs, listener, host, scope)
+  local req, rsp = {}, {}
+  virtualservice.http_rules(ctx, vs, listener, host, scope, req, rsp)
+  return { req = req, rsp = rsp }
+end
+
+-- virtualservice.http_rules for one VirtualService on one virtual host,
+-- memoized (rt.memo): after a change, only the VirtualServices whose
+-- inputs changed are translated again; the others are replayed. The key
+-- names every argument that is not an input object (the listener's port and
+-- TLS, the host, the SNI scope); everything else comes from the Gateway.
+local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
+  local key = string.format("http_rules %d %s %s %s", listener.port,
+    listener.ssl and "ssl" or "plain", host, scope[1] or "")
+  local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
+    host, scope)
+  for _, r in ipairs(got.req) do
+    req[#req + 1] = r
+  end
+  for _, r in ipairs(got.rsp) do
+    rsp[#rsp + 1] = r
+  end
+end
+
 -- The HTTP rules of one AVI virtual service (parent or child) for the
 -- host entries `entries` on `listener`.
 local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
@@ -214,7 +238,7 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
       -- VirtualServices in Istio order
       table.sort(g.vss, istio_order)
       for _, vs in ipairs(g.vss) do
-        virtualservice.http_rules(ctx, vs, listener, h, scope, req, rsp)
+        vs_http_rules(ctx, vs, listener, h, scope, req, rsp)
       end
       local shadowed = false
       for k2 = math.max(k + 1, first_wildcard), #hosts do

@@ -62,6 +62,7 @@ typedef struct {
   char *cluster_name;
   int istio_enabled;
   int dry_run;
+  int incremental; /* the rules engine's memo (rules_engine.h "Memo") */
   /* controller */
   int workers;
   /* admin HTTP */

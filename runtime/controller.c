@@ -15,13 +15,10 @@
 
 #define MAX_SOURCES 8
 
-/* After a burst of work (the initial sync, a reload), hand the freed heap
- * (translation garbage) back to the system so RSS reflects what is live. */
-static void release_memory(void) {
-#ifdef __GLIBC__
-  malloc_trim(0);
-#endif
-}
+/* Translations leave garbage in the engine (its collector runs only every
+ * so many megabytes) and in the heap. After a burst of work (the initial
+ * pass, a reload, a resync, a run of changes) the engine compacts and the
+ * freed heap goes back to the system, so RSS reflects what is live. */
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
@@ -61,6 +58,7 @@ struct amc_controller {
   uv_timer_t progress;
   uv_timer_t resync;
   uv_timer_t stop_timer;
+  uv_timer_t compact; /* opt.compact_idle_ms after the last translation */
   int open_handles;
   int stopping;
   void (*stopped)(amc_controller_t *c, void *data);
@@ -229,12 +227,25 @@ static void live_keys(amc_controller_t *c, keylist_t *l, amc_buf_t *buf) {
   free(offs);
 }
 
+static void release_memory(amc_controller_t *c) {
+  uv_timer_stop(&c->compact);
+  if (c->engine && c->engine_ops.compact)
+    c->engine_ops.compact(c->engine);
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+static void on_compact(uv_timer_t *t) {
+  release_memory(t->data);
+}
+
 static void initial_finished(amc_controller_t *c) {
   c->initial_done = 1;
   amc_log_set_key(NULL); /* not about the key that happened to be last */
   uv_timer_stop(&c->progress);
   double secs = (double)(now_ns() - c->initial_started_ns) / 1e9;
-  release_memory();
+  release_memory(c);
   amc_log(AMC_INFO, "sync.initial_done", AMC_I("gateways", c->initial_total),
           AMC_F("seconds", secs));
   if (c->opt.sink_ops.gc) {
@@ -314,6 +325,8 @@ static void on_store_change(const char *kind, const char *ns, const char *name,
                             const char *new_json, void *data) {
   (void)ev;
   amc_controller_t *c = data;
+  if (c->engine && c->engine_ops.changed)
+    c->engine_ops.changed(c->engine, kind, ns, name, old_json, new_json);
   if (!c->processing)
     return; /* the initial pass queues everything */
   amc_deps_affected(c->deps, kind, ns, name, old_json, new_json, queue_key, c);
@@ -343,6 +356,25 @@ static void process(amc_queue_t *q, const char *qkey, void *data) {
     abort();
   process_key(data, key);
   free(key);
+}
+
+/* Translates the key's object. A translation with unchanged objects (a
+ * memoizing engine) goes to the sink only when the sink holds them all with
+ * their checksums; otherwise the engine translates without replays. */
+static amc_translation_t *translate_key(amc_controller_t *c, const char *key,
+                                        const char *ns, const char *name) {
+  amc_translation_t *t =
+      c->engine_ops.translate(c->engine, c->opt.root_kind, ns, name);
+  if (!t || t->error || !t->n_unchanged)
+    return t;
+  if (c->opt.sink_ops.has_unchanged &&
+      c->opt.sink_ops.has_unchanged(c->opt.sink, key, t))
+    return t;
+  amc_log(AMC_DEBUG, "translate.full", AMC_I("unchanged", t->n_unchanged));
+  amc_translation_free(t);
+  if (!c->engine_ops.translate_full)
+    return NULL; /* cannot happen: only memoizing engines make them */
+  return c->engine_ops.translate_full(c->engine, c->opt.root_kind, ns, name);
 }
 
 static void process_key(amc_controller_t *c, const char *key) {
@@ -379,8 +411,10 @@ static void process_key(amc_controller_t *c, const char *key) {
     amc_log_set_key(NULL);
     return;
   }
-  amc_translation_t *t = c->engine_ops.translate(c->engine, c->opt.root_kind,
-                                                 ns[0] ? ns : NULL, name);
+  amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
+  uint64_t translated = now_ns();
+  if (c->initial_done)
+    uv_timer_start(&c->compact, on_compact, c->opt.compact_idle_ms, 0);
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);
@@ -415,6 +449,8 @@ static void process_key(amc_controller_t *c, const char *key) {
         AMC_S("message", d->message ? d->message : ""));
   }
   amc_log(AMC_DEBUG, "translate.done", AMC_I("objects", t->n_objects),
+          AMC_I("unchanged", t->n_unchanged),
+          AMC_F("ms", (double)(translated - started) / 1e6),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
   k->started_ns = started;
   k->inflight = t;
@@ -508,6 +544,8 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
     c->opt.progress_ms = 1000;
   if (!c->opt.shutdown_timeout_ms)
     c->opt.shutdown_timeout_ms = 10000;
+  if (!c->opt.compact_idle_ms)
+    c->opt.compact_idle_ms = 1000;
   c->deps = amc_deps_new(c->opt.root_kind);
   amc_queue_options_t qo = {.max_in_flight = c->opt.workers};
   c->queue = amc_queue_new(c->opt.loop, &qo, process, c);
@@ -519,8 +557,9 @@ amc_controller_t *amc_controller_new(const amc_controller_opts_t *opts) {
   uv_timer_init(c->opt.loop, &c->progress);
   uv_timer_init(c->opt.loop, &c->resync);
   uv_timer_init(c->opt.loop, &c->stop_timer);
-  c->progress.data = c->resync.data = c->stop_timer.data = c;
-  c->open_handles = 3;
+  uv_timer_init(c->opt.loop, &c->compact);
+  c->progress.data = c->resync.data = c->stop_timer.data = c->compact.data = c;
+  c->open_handles = 4;
   if (c->opt.metrics)
     register_metrics(c);
   else
@@ -636,7 +675,7 @@ int amc_controller_swap_engine(amc_controller_t *c, void *engine,
     return -1;
   }
   set_engine(c, engine, ops, generation, digest);
-  release_memory(); /* the old generation's VM is gone */
+  release_memory(c); /* the old generation's VM is gone */
   free(c->last_reload_error);
   c->last_reload_error = NULL;
   amc_metric_inc(c->m_reloads, (const char *[]){"ok"});
@@ -770,6 +809,7 @@ void amc_controller_stop(amc_controller_t *c,
   c->stopped_data = data;
   uv_timer_stop(&c->progress);
   uv_timer_stop(&c->resync);
+  uv_timer_stop(&c->compact);
   amc_store_set_change_listener(c->opt.store, NULL, NULL);
   amc_log(AMC_INFO, "controller.stopping",
           AMC_I("in_flight", amc_queue_in_flight(c->queue)));
@@ -807,6 +847,7 @@ void amc_controller_free(amc_controller_t *c) {
   uv_close((uv_handle_t *)&c->progress, on_timer_closed);
   uv_close((uv_handle_t *)&c->resync, on_timer_closed);
   uv_close((uv_handle_t *)&c->stop_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&c->compact, on_timer_closed);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -893,6 +934,33 @@ static void put_redacted(FILE *out, const char *json) {
   }
 }
 
+/* The FNV-1a 64 of the object's JSON: its checksum when the engine set one
+ * (the same hash; unchanged objects have nothing else). */
+static uint64_t obj_digest(const amc_avi_object_t *o) {
+  if (o->cksum[0])
+    return strtoull(o->cksum, NULL, 16);
+  return fnv(o->json, o->json_len);
+}
+
+static int dr_has_unchanged(void *sink, const char *key,
+                            const amc_translation_t *t) {
+  amc_dry_run_t *d = sink;
+  amc_strmap_t *prev = amc_strmap_get(&d->keys, key);
+  amc_buf_t tn = AMC_BUF_INIT;
+  int ok = 1;
+  for (size_t i = 0; ok && i < t->n_objects; i++) {
+    const amc_avi_object_t *o = &t->objects[i];
+    if (o->json)
+      continue;
+    amc_buf_reset(&tn);
+    amc_buf_printf(&tn, "%s\x1f%s", o->type, o->name);
+    uint64_t *old = prev ? amc_strmap_get(prev, tn.data) : NULL;
+    ok = old && *old == obj_digest(o);
+  }
+  amc_buf_free(&tn);
+  return ok;
+}
+
 static void dr_sync(void *sink, amc_controller_t *c, const char *key,
                     const amc_translation_t *t) {
   amc_dry_run_t *d = sink;
@@ -909,17 +977,17 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
     uint64_t *dg = malloc(sizeof *dg);
     if (!dg)
       abort();
-    *dg = fnv(o->json, o->json_len);
+    *dg = obj_digest(o);
     amc_strmap_put(next, tn.data, dg, NULL);
     uint64_t *old = prev ? amc_strmap_get(prev, tn.data) : NULL;
     if (!old) {
       fprintf(d->out, "dry-run: POST %s %s ", o->type, o->name);
-      put_redacted(d->out, o->json);
+      put_redacted(d->out, o->json ? o->json : "(unchanged)");
       fputc('\n', d->out);
       calls++;
     } else if (*old != *dg) {
       fprintf(d->out, "dry-run: PUT %s %s ", o->type, o->name);
-      put_redacted(d->out, o->json);
+      put_redacted(d->out, o->json ? o->json : "(unchanged)");
       fputc('\n', d->out);
       calls++;
     }
@@ -942,5 +1010,5 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
   amc_controller_sync_done(c, key, 0, NULL);
 }
 
-const amc_ctrl_sink_ops_t amc_dry_run_ops = {dr_sync, NULL, NULL, NULL,
-                                             NULL};
+const amc_ctrl_sink_ops_t amc_dry_run_ops = {
+    dr_sync, NULL, NULL, NULL, NULL, dr_has_unchanged};

@@ -57,6 +57,18 @@ typedef struct {
   void (*free)(void *engine);
   /* Bytes the engine holds (optional; the amc_rules_memory_bytes gauge). */
   size_t (*memory)(void *engine);
+  /* Gives memory the engine no longer needs back (optional): called after
+   * the initial pass, after a reload and once translations have paused
+   * (compact_idle_ms). */
+  size_t (*compact)(void *engine);
+  /* Optional, for engines that memoize (rules_engine.h "Memo"): told of
+   * every store change; and a translation without replays, taken when the
+   * sink cannot take a translation's unchanged objects. */
+  void (*changed)(void *engine, const char *kind, const char *ns,
+                  const char *name, const char *old_json,
+                  const char *new_json);
+  amc_translation_t *(*translate_full)(void *engine, const char *kind,
+                                       const char *ns, const char *name);
 } amc_ctrl_engine_ops_t;
 
 /* Where translations go. */
@@ -77,6 +89,11 @@ typedef struct {
    * lets the sink report it (status write-back). `t` is valid only during
    * the call. Optional. */
   void (*rejected)(void *sink, const char *key, const amc_translation_t *t);
+  /* 1 when the sink holds every unchanged object of `t` (translation.h:
+   * json NULL) for `key` with its checksum, so it can sync `t`. Without it
+   * (or when it says 0) the controller syncs a full translation instead. */
+  int (*has_unchanged)(void *sink, const char *key,
+                       const amc_translation_t *t);
 } amc_ctrl_sink_ops_t;
 
 typedef struct {
@@ -88,6 +105,7 @@ typedef struct {
   unsigned resync_seconds;      /* re-queue every gateway; 0: off */
   unsigned progress_ms;         /* initial sync progress lines; 0: 1000 */
   unsigned shutdown_timeout_ms; /* abandon in-flight syncs after; 0: 10 s */
+  unsigned compact_idle_ms;     /* engine compact after a pause; 0: 1000 */
   amc_ctrl_sink_ops_t sink_ops;
   void *sink;
 } amc_controller_opts_t;

@@ -5,6 +5,7 @@
 #include "util/buf.h"
 #include "util/strmap.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +17,86 @@
  *   "f\x1fkind\x1fns\x1fpath\x1fvalue"  a filtered list of one namespace
  *   "F\x1fkind\x1fpath\x1fvalue"        a filtered list of all namespaces
  * where path is "f:spec.gateways" (field) or "l:<label key>" (label).
- * Each maps to a set (strmap with NULL values) of keys. */
+ * Each maps to the set of keys whose last translation made that read.
+ *
+ * Memory: an index entry is read by one key in most meshes (a
+ * VirtualService by its gateway), so a set is a small array of key
+ * pointers with the first key inline, not a hash map. The keys are the
+ * interned copies held by `by_key` (they live until unlink_key, which
+ * takes the key out of its sets first), and a key's reads point at its
+ * sets, whose `entry` is by_entry's copy of the index string. */
 #define SEP "\x1f"
 
 typedef struct {
-  char **entries; /* index entries this key's reads created */
+  const char *entry; /* by_entry's copy of the index entry */
+  uint32_t n, cap;   /* keys, and room in `many` (0: only `one`) */
+  union {
+    const char *one;   /* n <= 1 and cap == 0 */
+    const char **many; /* cap > 0 */
+  } k;
+} keyset_t;
+
+typedef struct {
+  keyset_t **sets; /* the sets this key's reads put it in */
   size_t n;
 } key_reads_t;
 
 struct amc_deps {
   char *root_kind;
   amc_strmap_t by_key;   /* key -> key_reads_t */
-  amc_strmap_t by_entry; /* index entry -> amc_strmap_t* (set of keys) */
+  amc_strmap_t by_entry; /* index entry -> keyset_t */
   amc_strmap_t paths;    /* kind -> amc_strmap_t* (set of paths filtered
                             on); never shrinks (a few per kind) */
 };
+
+static const char *set_key(const keyset_t *s, size_t i) {
+  return s->cap ? s->k.many[i] : s->k.one;
+}
+
+static void set_add(keyset_t *s, const char *key) {
+  if (s->n == 0 && s->cap == 0) {
+    s->k.one = key;
+    s->n = 1;
+    return;
+  }
+  if (s->cap == 0) {
+    const char **v = malloc(4 * sizeof *v);
+    if (!v)
+      abort();
+    v[0] = s->k.one;
+    s->k.many = v;
+    s->cap = 4;
+  } else if (s->n == s->cap) {
+    const char **v = realloc(s->k.many, 2 * s->cap * sizeof *v);
+    if (!v)
+      abort();
+    s->k.many = v;
+    s->cap *= 2;
+  }
+  s->k.many[s->n++] = key;
+}
+
+/* Removes `key` (an interned pointer: compared by address). */
+static void set_del(keyset_t *s, const char *key) {
+  if (s->cap == 0) {
+    if (s->n == 1 && s->k.one == key)
+      s->n = 0;
+    return;
+  }
+  for (uint32_t i = 0; i < s->n; i++) {
+    if (s->k.many[i] == key) {
+      s->k.many[i] = s->k.many[--s->n];
+      return;
+    }
+  }
+}
+
+static void free_keyset(void *p) {
+  keyset_t *s = p;
+  if (s->cap)
+    free(s->k.many);
+  free(s);
+}
 
 static void read_path(amc_buf_t *b, const amc_read_t *r) {
   if (r->field)
@@ -77,9 +143,7 @@ static void free_set(void *p) {
 
 static void free_key_reads(void *p) {
   key_reads_t *kr = p;
-  for (size_t i = 0; i < kr->n; i++)
-    free(kr->entries[i]);
-  free(kr->entries);
+  free(kr->sets);
   free(kr);
 }
 
@@ -87,7 +151,7 @@ void amc_deps_free(amc_deps_t *d) {
   if (!d)
     return;
   amc_strmap_clear(&d->by_key, free_key_reads);
-  amc_strmap_clear(&d->by_entry, free_set);
+  amc_strmap_clear(&d->by_entry, free_keyset);
   amc_strmap_clear(&d->paths, free_set);
   free(d->root_kind);
   free(d);
@@ -114,31 +178,55 @@ static void note_path(amc_deps_t *d, amc_buf_t *tmp, const amc_read_t *r) {
 }
 
 static void unlink_key(amc_deps_t *d, const char *key) {
-  key_reads_t *kr = amc_strmap_del(&d->by_key, key);
-  if (!kr)
+  amc_strmap_entry_t *ke = amc_strmap_find(&d->by_key, key);
+  if (!ke)
     return;
+  key_reads_t *kr = ke->value;
   for (size_t i = 0; i < kr->n; i++) {
-    amc_strmap_t *set = amc_strmap_get(&d->by_entry, kr->entries[i]);
-    if (!set)
-      continue;
-    amc_strmap_del(set, key);
-    if (set->count == 0) {
-      amc_strmap_del(&d->by_entry, kr->entries[i]);
-      free_set(set);
+    keyset_t *set = kr->sets[i];
+    set_del(set, ke->key);
+    if (set->n == 0) {
+      amc_strmap_del(&d->by_entry, set->entry);
+      free_keyset(set);
     }
   }
+  amc_strmap_del(&d->by_key, key); /* ke->key goes only now */
   free_key_reads(kr);
+}
+
+/* 1 when `reads` make exactly the entries `key` has (the usual case when a
+ * key is translated again after an unrelated change): nothing to update. */
+static int same_reads(amc_deps_t *d, const char *key, const amc_read_t *reads,
+                      size_t n) {
+  key_reads_t *kr = amc_strmap_get(&d->by_key, key);
+  if (!kr)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t j = 0;
+  int same = 1;
+  for (size_t i = 0; i < n && same; i++) {
+    if (!reads[i].kind)
+      continue;
+    read_entry(&b, &reads[i]);
+    same = j < kr->n && strcmp(b.data, kr->sets[j]->entry) == 0;
+    j++;
+  }
+  amc_buf_free(&b);
+  return same && j == kr->n;
 }
 
 void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
                      size_t n) {
+  if (same_reads(d, key, reads, n))
+    return;
   unlink_key(d, key);
   key_reads_t *kr = calloc(1, sizeof *kr);
   if (!kr)
     abort();
-  kr->entries = calloc(n ? n : 1, sizeof *kr->entries);
-  if (!kr->entries)
+  kr->sets = calloc(n ? n : 1, sizeof *kr->sets);
+  if (!kr->sets)
     abort();
+  const char *k = amc_strmap_put(&d->by_key, key, kr, NULL)->key;
   amc_buf_t b = AMC_BUF_INIT, tmp = AMC_BUF_INIT;
   for (size_t i = 0; i < n; i++) {
     if (!reads[i].kind)
@@ -146,21 +234,24 @@ void amc_deps_update(amc_deps_t *d, const char *key, const amc_read_t *reads,
     if (!reads[i].name && reads[i].value && (reads[i].field || reads[i].label))
       note_path(d, &tmp, &reads[i]);
     read_entry(&b, &reads[i]);
-    amc_strmap_t *set = amc_strmap_get(&d->by_entry, b.data);
-    if (!set) {
-      set = calloc(1, sizeof *set);
+    amc_strmap_entry_t *se = amc_strmap_find(&d->by_entry, b.data);
+    if (!se) {
+      keyset_t *set = calloc(1, sizeof *set);
       if (!set)
         abort();
-      amc_strmap_put(&d->by_entry, b.data, set, NULL);
+      se = amc_strmap_put(&d->by_entry, b.data, set, NULL);
+      set->entry = se->key;
     }
-    if (amc_strmap_find(set, key))
+    keyset_t *set = se->value;
+    /* This key's earlier additions to a set are its last element (no
+     * other key adds in between). */
+    if (set->n && set_key(set, set->n - 1) == k)
       continue; /* duplicate read */
-    amc_strmap_put(set, key, NULL, NULL);
-    kr->entries[kr->n++] = amc_buf_steal(&b);
+    set_add(set, k);
+    kr->sets[kr->n++] = set;
   }
   amc_buf_free(&b);
   amc_buf_free(&tmp);
-  amc_strmap_put(&d->by_key, key, kr, NULL);
 }
 
 void amc_deps_remove(amc_deps_t *d, const char *key) {
@@ -186,16 +277,10 @@ static void collect_one(collect_t *c, const char *key) {
   c->keys[c->n++] = e->key; /* interned in `seen` */
 }
 
-static int collect_visit(const char *key, void *value, void *data) {
-  (void)value;
-  collect_one(data, key);
-  return 0;
-}
-
 static void collect_entry(amc_deps_t *d, collect_t *c, const char *entry) {
-  amc_strmap_t *set = amc_strmap_get(&d->by_entry, entry);
-  if (set)
-    amc_strmap_foreach(set, collect_visit, c);
+  const keyset_t *set = amc_strmap_get(&d->by_entry, entry);
+  for (size_t i = 0; set && i < set->n; i++)
+    collect_one(c, set_key(set, i));
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -329,4 +414,73 @@ static int foreach_visit(const char *key, void *value, void *data) {
 void amc_deps_foreach_key(amc_deps_t *d, amc_deps_key_fn fn, void *data) {
   foreach_t f = {fn, data};
   amc_strmap_foreach(&d->by_key, foreach_visit, &f);
+}
+
+/* Rebuilds an amc_read_t from an index entry (see the top): `buf` is a
+ * writable copy of the entry, cut in place. Returns 0, or -1 if malformed. */
+static int entry_read(char *buf, amc_read_t *r) {
+  char *f[6];
+  size_t n = 0;
+  for (char *p = buf; n < 6;) {
+    f[n++] = p;
+    char *s = strchr(p, SEP[0]);
+    if (!s)
+      break;
+    *s = '\0';
+    p = s + 1;
+  }
+  memset(r, 0, sizeof *r);
+  if (n < 2)
+    return -1;
+  r->kind = f[1];
+  switch (f[0][0]) {
+  case 'o':
+    if (n != 4)
+      return -1;
+    r->namespace_ = f[2][0] ? f[2] : NULL;
+    r->name = f[3];
+    return 0;
+  case 'n':
+    if (n != 3)
+      return -1;
+    r->namespace_ = f[2];
+    return 0;
+  case 'a':
+    return n == 2 ? 0 : -1;
+  case 'f':
+  case 'F': {
+    size_t at = f[0][0] == 'f' ? 3 : 2;
+    if (n != at + 2 || strlen(f[at]) < 2)
+      return -1;
+    if (f[0][0] == 'f')
+      r->namespace_ = f[2];
+    if (f[at][0] == 'f')
+      r->field = f[at] + 2;
+    else
+      r->label = f[at] + 2;
+    r->value = f[at + 1];
+    return 0;
+  }
+  }
+  return -1;
+}
+
+size_t amc_deps_foreach_read(amc_deps_t *d, const char *key,
+                             amc_deps_read_fn fn, void *data) {
+  key_reads_t *kr = amc_strmap_get(&d->by_key, key);
+  if (!kr)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n = 0;
+  for (size_t i = 0; i < kr->n; i++) {
+    amc_buf_reset(&b);
+    amc_buf_puts(&b, kr->sets[i]->entry);
+    amc_read_t r;
+    if (entry_read(b.data, &r) == 0) {
+      fn(&r, data);
+      n++;
+    }
+  }
+  amc_buf_free(&b);
+  return n;
 }

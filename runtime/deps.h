@@ -53,6 +53,14 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
                          const char *name, const char *old_json,
                          const char *new_json, amc_deps_key_fn fn, void *data);
 
+/* Calls fn(read, data) for each read recorded for `key` (duplicates
+ * dropped), rebuilt from the index: the strings are valid during the call
+ * only; a get with namespace "" comes back with namespace_ NULL. Returns
+ * the number of reads (0 for an unknown key). */
+typedef void (*amc_deps_read_fn)(const amc_read_t *r, void *data);
+size_t amc_deps_foreach_read(amc_deps_t *d, const char *key,
+                             amc_deps_read_fn fn, void *data);
+
 /* Keys with recorded reads. */
 size_t amc_deps_count(const amc_deps_t *d);
 /* Calls fn for every key with recorded reads (unspecified order). */

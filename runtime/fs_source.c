@@ -18,7 +18,10 @@ typedef struct dir dir_t;
 
 typedef struct {
   uint64_t ino, size, mtime_ns;
-  char **keys; /* objects this file defines ("kind\x1fns\x1fname") */
+  /* Objects this file defines ("kind\x1fns\x1fname"): the keys of their
+   * entries in amc_fs_source.objs (borrowed; an object belongs to one file,
+   * and its entry goes only in process_batch, with that file's change). */
+  const char **keys;
   size_t n_keys;
   int seen; /* scan mark */
 } file_t;
@@ -43,8 +46,8 @@ typedef struct {
 /* A file that changed in this batch. */
 typedef struct {
   char *path;
-  file_t *file; /* NULL when the file is gone */
-  char **old_keys;
+  file_t *file;          /* NULL when the file is gone */
+  const char **old_keys; /* the file's keys before (see file_t) */
   size_t n_old;
 } change_t;
 
@@ -70,7 +73,7 @@ struct amc_fs_source {
   size_t n_orphans, cap_orphans;
   file_t *parsing; /* the file emit() claims for */
   const char *parsing_path;
-  char **new_keys;
+  const char **new_keys;
   size_t n_new, cap_new;
 };
 
@@ -173,7 +176,7 @@ static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path) {
 }
 
 static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
-                       char **old_keys, size_t n_old) {
+                       const char **old_keys, size_t n_old) {
   if (s->n_changes == s->cap_changes) {
     s->cap_changes = s->cap_changes ? s->cap_changes * 2 : 16;
     s->changes = xrealloc(s->changes, s->cap_changes * sizeof *s->changes);
@@ -261,7 +264,7 @@ static int dir_scan(amc_fs_source_t *s, dir_t *d) {
       f->seen = 1;
       continue;
     }
-    char **old = NULL;
+    const char **old = NULL;
     size_t n_old = 0;
     if (!f) {
       f = xcalloc(1, sizeof *f);
@@ -350,7 +353,7 @@ static void split_key(char *key, const char **kind, const char **ns,
   *name = b + 1;
 }
 
-static void push_key(char ***arr, size_t *n, size_t *cap, char *k) {
+static void push_key(const char ***arr, size_t *n, size_t *cap, const char *k) {
   if (*n == *cap) {
     *cap = *cap ? *cap * 2 : 16;
     *arr = xrealloc(*arr, *cap * sizeof **arr);
@@ -365,7 +368,8 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
     ns = "";
   amc_buf_t k = AMC_BUF_INIT;
   amc_buf_printf(&k, "%s%c%s%c%s", kind, SEP, ns, SEP, name);
-  obj_t *o = amc_strmap_get(&s->objs, k.data);
+  amc_strmap_entry_t *e = amc_strmap_find(&s->objs, k.data);
+  obj_t *o = e ? e->value : NULL;
   if (o && o->owner && o->owner != s->parsing) {
     amc_buf_t m = AMC_BUF_INIT;
     amc_buf_printf(&m, "%s %s/%s is defined by another file too; ignored here",
@@ -386,21 +390,15 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
   int changed = !o || o->digest != dg;
   if (!o) {
     o = xcalloc(1, sizeof *o);
-    amc_strmap_put(&s->objs, k.data, o, NULL);
+    e = amc_strmap_put(&s->objs, k.data, o, NULL);
   }
   o->owner = s->parsing;
   o->digest = dg;
-  push_key(&s->new_keys, &s->n_new, &s->cap_new, amc_buf_steal(&k));
+  push_key(&s->new_keys, &s->n_new, &s->cap_new, e->key);
   if (changed)
     s->opt.sink.upsert(s->opt.sink_data, kind, ns, name, json, len);
   amc_buf_free(&k);
   return 0;
-}
-
-static void free_keys(char **keys, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    free(keys[i]);
-  free(keys);
 }
 
 static void process_batch(amc_fs_source_t *s) {
@@ -443,8 +441,7 @@ static void process_batch(amc_fs_source_t *s) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
       if (o && (!o->owner || o->owner == c->file)) {
         if (!o->owner)
-          push_key(&s->new_keys, &s->n_new, &s->cap_new,
-                   xstrdup(c->old_keys[j]));
+          push_key(&s->new_keys, &s->n_new, &s->cap_new, c->old_keys[j]);
         o->owner = c->file;
       }
     }
@@ -455,20 +452,24 @@ static void process_batch(amc_fs_source_t *s) {
   s->parsing_path = NULL;
   s->new_keys = NULL;
   /* 3. Delete what no file claims any more. */
+  amc_buf_t k = AMC_BUF_INIT;
   for (size_t i = 0; i < s->n_changes; i++) {
     change_t *c = &s->changes[i];
     for (size_t j = 0; j < c->n_old; j++) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
       if (!o || o->owner)
         continue;
-      free(amc_strmap_del(&s->objs, c->old_keys[j]));
+      amc_buf_reset(&k); /* the key goes with the entry */
+      amc_buf_puts(&k, c->old_keys[j]);
+      free(amc_strmap_del(&s->objs, k.data));
       const char *kind, *ns, *name;
-      split_key(c->old_keys[j], &kind, &ns, &name);
+      split_key(k.data, &kind, &ns, &name);
       s->opt.sink.remove(s->opt.sink_data, kind, ns, name);
     }
-    free_keys(c->old_keys, c->n_old);
+    free(c->old_keys);
     free(c->path);
   }
+  amc_buf_free(&k);
   size_t had = s->n_changes;
   s->n_changes = 0;
   if (had && s->opt.sink.batch_done)
@@ -564,7 +565,7 @@ static int free_file_visit(const char *name, void *value, void *data) {
   (void)name;
   (void)data;
   file_t *f = value;
-  free_keys(f->keys, f->n_keys);
+  free(f->keys);
   free(f);
   return 1;
 }

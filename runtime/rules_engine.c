@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <inttypes.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -35,17 +36,24 @@
 #endif
 #endif
 
+#include "deps.h"
 #include "json.h"
 #include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
+#include "util/strmap.h"
 
 #define HOOK_STEP      1000 /* AMC_LUA_PROFILE sampling, in VM instructions */
 #define DEFAULT_CAP    ((size_t)256 << 20)
-#define GC_SLACK       ((size_t)32 << 20) /* garbage allowed between collections */
 #define DEFAULT_TMEM   ((size_t)64 << 20)
 #define DEFAULT_BUDGET 1000ULL /* CPU milliseconds */
 #define BUDGET_SIGNAL  (SIGRTMIN + 5)
+/* Garbage allowed between collections (see amc_rules_engine_translate).
+ * What lives across translations is small (rules, schema: ~0.5 MB), so a
+ * collection costs little more than the sweep it saves later; 8 MiB keeps
+ * the peak down (32 MiB measured: the same CPU time, 25 MB more peak RSS
+ * at 10k VirtualServices). */
+#define GC_SLACK ((size_t)8 << 20)
 
 typedef struct {
   char *rel;  /* "lib/names.lua" */
@@ -64,6 +72,7 @@ typedef struct small_free {
 } small_free_t;
 typedef struct slab {
   struct slab *next;
+  size_t carved; /* bytes handed out; set when carving moves to a new slab */
   _Alignas(16) char mem[];
 } slab_t;
 
@@ -102,6 +111,19 @@ struct amc_rules_engine {
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
   amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
+  /* memo (see "Memo" below and rules_engine.h) */
+  int memo_on;
+  amc_deps_t *memo_deps; /* "<key>\x1e<subkey>" -> the entry's reads */
+  amc_strmap_t memo;     /* key -> amc_strmap_t* (subkey -> memo_entry_t*) */
+  amc_strmap_t memo_intern;
+  size_t memo_entries;
+  int memo_replay;        /* this translation may replay entries */
+  amc_strmap_t *memo_old; /* the key's entries before this translation */
+  amc_strmap_t memo_new;  /* entries this translation replayed or made */
+  int frame_open;         /* inside rt.memo's call: reads also go to: */
+  amc_read_t *frame_reads;
+  size_t frame_n, frame_cap;
+  uint64_t memo_hits, memo_misses;
 };
 
 struct gen {
@@ -117,10 +139,12 @@ struct gen {
   int ref_cache; /* objects decoded in this translation, by store entry */
   amc_schema_proof_t *proof; /* avi_schema compiled (schema_proof.h) */
   small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
-  slab_t *slabs;
+  slab_t *slabs; /* newest first; the head is the one being carved */
   char *slab_pos;
   size_t slab_left;
-  uint64_t *valid; /* see valid_seen() */
+  size_t n_slabs;    /* slabs held (SLAB_BYTES each) */
+  size_t large_used; /* bytes in blocks > SMALL_MAX (plain malloc) */
+  uint64_t *valid;   /* see valid_seen() */
   size_t valid_n, valid_cap;
 };
 
@@ -153,8 +177,10 @@ static char *xasprintf(const char *fmt, ...) {
  * from per-generation free lists carved out of 64 KiB slabs, one list per
  * 16-byte size class; larger ones from malloc. Lua always frees and
  * reallocates with the size it was given (osize), so the size tells which
- * of the two a block came from. The slabs go when the generation goes.
- * (Sanitizer builds use malloc for everything.) */
+ * of the two a block came from. Freed small blocks stay on the free lists;
+ * slabs_reclaim() (from amc_rules_engine_compact) gives the slabs whose
+ * blocks are all free back to malloc, and the rest go with the
+ * generation. */
 static void *small_alloc(gen_t *g, size_t n) {
   size_t c = (n - 1) / SMALL_STEP;
   small_free_t *f = g->free_lists[c];
@@ -167,8 +193,11 @@ static void *small_alloc(gen_t *g, size_t n) {
     slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
     if (!sl)
       return NULL;
+    if (g->slab_pos) /* the tail of the old one (< sz) is never used */
+      g->slabs->carved = (size_t)(g->slab_pos - g->slabs->mem);
     sl->next = g->slabs;
     g->slabs = sl;
+    g->n_slabs++;
     g->slab_pos = sl->mem;
     g->slab_left = SLAB_BYTES;
   }
@@ -191,10 +220,12 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     osize = 0; /* osize is a type code then */
   if (nsize == 0) {
     if (ptr) {
-      if (osize <= SMALL_MAX)
+      if (osize <= SMALL_MAX) {
         small_release(g, ptr, osize);
-      else
+      } else {
         free(ptr);
+        g->large_used -= osize;
+      }
     }
     g->used -= osize;
     return NULL;
@@ -224,7 +255,100 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
   }
   g->used = g->used - osize + nsize;
+  g->large_used = g->large_used - (osize > SMALL_MAX ? osize : 0) +
+                  (nsize > SMALL_MAX ? nsize : 0);
   return p;
+}
+
+/* slabs_reclaim: one slab's share of the free lists. */
+typedef struct {
+  slab_t *slab;
+  size_t carved; /* bytes handed out from it so far */
+  size_t freed;  /* bytes of those now on a free list */
+} slab_use_t;
+
+static int slab_use_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const slab_use_t *)a)->slab;
+  uintptr_t y = (uintptr_t)((const slab_use_t *)b)->slab;
+  return (x > y) - (x < y);
+}
+
+/* The slab holding block p (v sorted by address), or NULL. */
+static slab_use_t *slab_of(slab_use_t *v, size_t n, const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    uintptr_t m = (uintptr_t)v[mid].slab->mem;
+    if (a < m)
+      hi = mid;
+    else if (a >= m + SLAB_BYTES)
+      lo = mid + 1;
+    else
+      return &v[mid];
+  }
+  return NULL;
+}
+
+/* Frees the slabs none of whose blocks is in use (every block carved from
+ * them is on a free list) and drops those blocks from the free lists.
+ * Returns the bytes given back to malloc. Blocks in use never move, so a
+ * slab with one live block stays; after a full collection most translation
+ * garbage sits in slabs that are empty. */
+static size_t slabs_reclaim(gen_t *g) {
+  size_t n = g->n_slabs, i = 0;
+  if (n == 0)
+    return 0;
+  slab_use_t *v = malloc(n * sizeof *v);
+  if (!v)
+    return 0; /* nothing lost: the slabs stay in use */
+  for (slab_t *sl = g->slabs; sl; sl = sl->next, i++) {
+    v[i].slab = sl;
+    v[i].carved = sl == g->slabs && g->slab_pos
+                      ? (size_t)(g->slab_pos - sl->mem)
+                      : sl->carved;
+    v[i].freed = 0;
+  }
+  qsort(v, n, sizeof *v, slab_use_cmp);
+  size_t nclasses = sizeof g->free_lists / sizeof g->free_lists[0];
+  for (size_t c = 0; c < nclasses; c++)
+    for (small_free_t *f = g->free_lists[c]; f; f = f->next)
+      slab_of(v, n, f)->freed += (c + 1) * SMALL_STEP;
+  /* Unlink the blocks of empty slabs (keeping the lists' order). */
+  for (size_t c = 0; c < nclasses; c++) {
+    small_free_t **pp = &g->free_lists[c];
+    while (*pp) {
+      slab_use_t *u = slab_of(v, n, *pp);
+      if (u->freed == u->carved)
+        *pp = (*pp)->next;
+      else
+        pp = &(*pp)->next;
+    }
+  }
+  /* Free the empty slabs; the list keeps its order (newest first). */
+  size_t released = 0;
+  slab_t **pp = &g->slabs;
+  int head_gone = 0;
+  while (*pp) {
+    slab_t *sl = *pp;
+    slab_use_t *u = slab_of(v, n, sl->mem);
+    if (u->freed == u->carved) {
+      head_gone |= sl == g->slabs;
+      *pp = sl->next;
+      free(sl);
+      g->n_slabs--;
+      released += SLAB_BYTES;
+    } else {
+      pp = &sl->next;
+    }
+  }
+  if (head_gone) {
+    /* Carving resumes in a fresh slab (the others are carved out). */
+    g->slab_pos = NULL;
+    g->slab_left = 0;
+  }
+  free(v);
+  return released;
 }
 
 /* The innermost rule file on the stack ("rules/x.lua:12"), else NULL. */
@@ -682,12 +806,18 @@ static char *dup_opt(const char *s) {
 }
 
 /* `field` or `label` (at most one) with `value`: a filtered list. */
+static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name, const char *field, const char *label,
+                       const char *value);
+
 static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
                         const char *name, const char *field, const char *label,
                         const char *value) {
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
+  if (e->frame_open)
+    frame_read(e, kind, ns, name, field, label, value);
   if (t->n_reads == e->reads_cap) {
     e->reads_cap = e->reads_cap ? e->reads_cap * 2 : 16;
     amc_read_t *r = realloc(t->reads, e->reads_cap * sizeof *r);
@@ -1324,6 +1454,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   lua_gc(L, LUA_GCCOLLECT);
   lua_gc(L, LUA_GCSTOP);
   g->gc_base = g->used;
+  slabs_reclaim(g); /* the loader's garbage (compiler, decoded schema) */
   gen_free(e->active);
   e->active = g;
   g->number = ++e->generations;
@@ -1494,6 +1625,44 @@ static int obj_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->name, y->name);
 }
 
+/* The checksum sinks compare (the same FNV-1a 64 as avi/plan.h's
+ * amc_avi_cksum). */
+static void object_cksum(const char *s, size_t len, char out[17]) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ull;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* An unchanged object (rt.lua's memo replay: the output item has
+ * `unchanged` = its checksum): taken without body or validation (it passed
+ * both when the entry was made). Returns 1 if the item was one. */
+static int collect_unchanged(lua_State *L, amc_rules_engine_t *e, int it,
+                             const char *type, const char *name) {
+  amc_translation_t *t = e->cur_t;
+  const char *ck = field_str(L, it, "unchanged");
+  if (!ck)
+    return 0;
+  const char *tr = field_str(L, it, "tenant_ref");
+  if (t->n_objects == e->objs_cap) {
+    e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
+    amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
+    if (!no)
+      abort();
+    t->objects = no;
+  }
+  amc_avi_object_t *ao = &t->objects[t->n_objects++];
+  memset(ao, 0, sizeof *ao);
+  ao->type = xstrdup(type);
+  ao->name = xstrdup(name);
+  snprintf(ao->cksum, sizeof ao->cksum, "%s", ck);
+  ao->tenant_ref = tr ? xstrdup(tr) : NULL;
+  t->n_unchanged++;
+  return 1;
+}
+
 static int collect_objects(lua_State *L, gen_t *g, int res) {
   amc_rules_engine_t *e = g->eng;
   amc_translation_t *t = e->cur_t;
@@ -1533,6 +1702,10 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
                       type),
              -1;
+    if (e->memo_on && collect_unchanged(L, e, it, type, name)) {
+      lua_settop(L, ol);
+      continue;
+    }
     amc_buf_reset(&e->scratch);
     char jerr[300];
     if (amc_json_encode_memo(L, obj, &e->scratch, e->enc_memo, jerr,
@@ -1579,6 +1752,8 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     if (!ao->json)
       abort();
     memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
+    ao->tenant_ref = NULL;
+    object_cksum(ao->json, ao->json_len, ao->cksum);
     lua_settop(L, ol);
   }
   lua_settop(L, res);
@@ -1593,6 +1768,467 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
              -1;
   }
   return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memo (rules_engine.h, "Memo"): what one rt.memo call of a key produced,
+ * kept between translations of that key while nothing it read changed.
+ *
+ * An entry keeps only what a replay needs: the call's result and the order
+ * of its out:get/out:add/diagnostic events as canonical JSON (the blob,
+ * built by rt.lua), the (type, name, tenant_ref, checksum) of the objects
+ * it added -- not their bodies: a replay adds them as unchanged objects
+ * (translation.h) -- and its reads, kept in memo_deps (one index for every
+ * entry, keyed "<key>\x1e<subkey>"), which both re-records them on a replay
+ * and maps a store change to the entries it invalidates. */
+
+typedef struct {
+  const char *type, *tenant_ref; /* interned (memo_intern) */
+  char *name;
+  uint64_t cksum;
+} memo_obj_t;
+
+typedef struct {
+  char *blob; /* canonical JSON: {r = result, ev = events} */
+  size_t blob_len;
+  memo_obj_t *objs; /* the objects the call added, in order */
+  size_t n_objs;
+  amc_read_t *reads; /* made in this translation: its reads, until commit */
+  size_t n_reads;
+  int invalid; /* something it read changed: never replayed, freed by the
+                  key's next translation (or the key's removal) */
+} memo_entry_t;
+
+/* The entry's key in memo_deps: its address (16 hex digits; short, as the
+ * index copies it per read). An entry's reads leave the index before it is
+ * freed, so a key always names a live entry. */
+typedef struct {
+  char s[24];
+} memo_dkey_t;
+
+static memo_dkey_t memo_dkey(const memo_entry_t *m) {
+  memo_dkey_t k;
+  snprintf(k.s, sizeof k.s, "%016" PRIxPTR, (uintptr_t)m);
+  return k;
+}
+
+#define MEMO_SEP "\x1e"
+
+static void read_free(amc_read_t *r) {
+  free(r->kind);
+  free(r->namespace_);
+  free(r->name);
+  free(r->field);
+  free(r->label);
+  free(r->value);
+}
+
+static void memo_entry_free(void *p) {
+  memo_entry_t *m = p;
+  if (!m)
+    return;
+  free(m->blob);
+  for (size_t i = 0; i < m->n_objs; i++)
+    free(m->objs[i].name);
+  free(m->objs);
+  for (size_t i = 0; i < m->n_reads; i++)
+    read_free(&m->reads[i]);
+  free(m->reads);
+  free(m);
+}
+
+/* Types and tenant refs: a handful of strings shared by every entry. */
+static const char *memo_intern(amc_rules_engine_t *e, const char *s) {
+  amc_strmap_entry_t *x = amc_strmap_find(&e->memo_intern, s);
+  if (!x)
+    x = amc_strmap_put(&e->memo_intern, s, NULL, NULL);
+  return x->key;
+}
+
+static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name, const char *field, const char *label,
+                       const char *value) {
+  if (e->frame_n == e->frame_cap) {
+    e->frame_cap = e->frame_cap ? e->frame_cap * 2 : 8;
+    amc_read_t *r = realloc(e->frame_reads, e->frame_cap * sizeof *r);
+    if (!r)
+      abort();
+    e->frame_reads = r;
+  }
+  amc_read_t *r = &e->frame_reads[e->frame_n++];
+  r->kind = xstrdup(kind);
+  r->namespace_ = dup_opt(ns);
+  r->name = dup_opt(name);
+  r->field = dup_opt(field);
+  r->label = dup_opt(label);
+  r->value = value && (field || label) ? xstrdup(value) : NULL;
+}
+
+static void frame_reset(amc_rules_engine_t *e) {
+  for (size_t i = 0; i < e->frame_n; i++)
+    read_free(&e->frame_reads[i]);
+  e->frame_n = 0;
+  e->frame_open = 0;
+}
+
+static void memo_forget(amc_rules_engine_t *e, memo_entry_t *m) {
+  amc_deps_remove(e->memo_deps, memo_dkey(m).s);
+  memo_entry_free(m);
+  e->memo_entries--;
+}
+
+/* host.memo_get(subkey): the entry's replay data, or nil. */
+static int host_memo_get(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  if (e->frame_open)
+    return luaL_error(L, "rt.memo: memoized calls cannot nest");
+  memo_entry_t *m =
+      e->memo_replay && e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
+  if (!m || m->invalid) {
+    lua_pushnil(L);
+    return 1;
+  }
+  char err[200];
+  if (amc_json_decode(L, m->blob, m->blob_len, err, sizeof err) != 0 ||
+      !lua_istable(L, -1))
+    return luaL_error(L, "rt.memo: corrupt entry %s: %s", sub, err);
+  lua_createtable(L, (int)m->n_objs, 0);
+  for (size_t i = 0; i < m->n_objs; i++) {
+    lua_createtable(L, 4, 0);
+    lua_pushstring(L, m->objs[i].type);
+    lua_rawseti(L, -2, 1);
+    lua_pushstring(L, m->objs[i].name);
+    lua_rawseti(L, -2, 2);
+    char ck[17];
+    snprintf(ck, sizeof ck, "%016" PRIx64, m->objs[i].cksum);
+    lua_pushstring(L, ck);
+    lua_rawseti(L, -2, 3);
+    if (m->objs[i].tenant_ref) {
+      lua_pushstring(L, m->objs[i].tenant_ref);
+      lua_rawseti(L, -2, 4);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "objs");
+  return 1;
+}
+
+static void replay_read(const amc_read_t *r, void *data) {
+  record_read(data, r->kind, r->namespace_, r->name, r->field, r->label,
+              r->value);
+}
+
+/* host.memo_replay(subkey): the entry (just returned by memo_get) is used:
+ * its reads become this translation's. */
+static int host_memo_replay(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  memo_entry_t *m = e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
+  if (!m || m->invalid)
+    return luaL_error(L, "rt.memo: no entry %s to replay", sub);
+  amc_strmap_del(e->memo_old, sub);
+  memo_entry_t *old = NULL;
+  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
+  if (old) /* the same subkey twice in one translation */
+    memo_forget(e, old);
+  amc_deps_foreach_read(e->memo_deps, memo_dkey(m).s, replay_read, e);
+  e->memo_hits++;
+  return 0;
+}
+
+/* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
+ * objects named (besides the root object) are inputs it depends on. */
+static int host_memo_begin(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  luaL_checkstring(L, 1);
+  if (e->frame_open)
+    return luaL_error(L, "rt.memo: memoized calls cannot nest");
+  frame_reset(e);
+  e->frame_open = 1;
+  e->memo_misses++;
+  const amc_store_obj_t *o = e->cur_obj;
+  record_read(e, o->kind, o->namespace_, o->name, NULL, NULL, NULL);
+  int n = lua_gettop(L);
+  for (int i = 2; i + 2 <= n; i += 3) {
+    const char *kind = luaL_checkstring(L, i);
+    const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
+    const char *name = luaL_checkstring(L, i + 2);
+    record_read(e, kind, ns, name, NULL, NULL, NULL);
+  }
+  return 0;
+}
+
+/* host.memo_end(subkey, data, objs): stores the call's replay data (a
+ * table, encoded canonically) and the objects it added ({type, name,
+ * tenant_ref} each); the checksums are filled in by memo_commit. */
+static int host_memo_end(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *sub = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!e->frame_open)
+    return luaL_error(L, "rt.memo: memo_end without memo_begin");
+  memo_entry_t *m = calloc(1, sizeof *m);
+  if (!m)
+    abort();
+  amc_buf_t b = AMC_BUF_INIT;
+  char err[300];
+  if (amc_json_encode(L, 2, &b, err, sizeof err) < 0) {
+    amc_buf_free(&b);
+    free(m);
+    return luaL_error(L, "rt.memo: result of %s is not JSON: %s", sub, err);
+  }
+  m->blob_len = b.len;
+  m->blob = amc_buf_steal(&b);
+  size_t n = lua_rawlen(L, 3);
+  m->objs = calloc(n ? n : 1, sizeof *m->objs);
+  if (!m->objs)
+    abort();
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    memo_obj_t *mo = &m->objs[m->n_objs++];
+    mo->type = memo_intern(e, luaL_checkstring(L, -3));
+    mo->name = xstrdup(luaL_checkstring(L, -2));
+    mo->tenant_ref = lua_type(L, -1) == LUA_TSTRING
+                         ? memo_intern(e, lua_tostring(L, -1))
+                         : NULL;
+    lua_pop(L, 4);
+  }
+  m->reads = e->frame_reads;
+  m->n_reads = e->frame_n;
+  e->frame_reads = NULL;
+  e->frame_n = e->frame_cap = 0;
+  e->frame_open = 0;
+  memo_entry_t *old = NULL;
+  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
+  e->memo_entries++;
+  if (old)
+    memo_forget(e, old);
+  return 0;
+}
+
+static void memo_register(lua_State *L) {
+  lua_pushcfunction(L, host_memo_get);
+  lua_setfield(L, -2, "memo_get");
+  lua_pushcfunction(L, host_memo_replay);
+  lua_setfield(L, -2, "memo_replay");
+  lua_pushcfunction(L, host_memo_begin);
+  lua_setfield(L, -2, "memo_begin");
+  lua_pushcfunction(L, host_memo_end);
+  lua_setfield(L, -2, "memo_end");
+}
+
+/* Translation start: the key's entries become memo_old. */
+static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
+  frame_reset(e);
+  e->memo_replay = replay;
+  e->memo_old = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
+}
+
+typedef struct {
+  amc_rules_engine_t *e;
+  amc_translation_t *t;
+  amc_strmap_t *old;
+  amc_buf_t b;
+} commit_t;
+
+static const amc_avi_object_t *find_object(const amc_translation_t *t,
+                                           const char *type,
+                                           const char *name) {
+  size_t lo = 0, hi = t->n_objects;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const amc_avi_object_t *o = &t->objects[mid];
+    int c = strcmp(o->type, type);
+    if (!c)
+      c = strcmp(o->name, name);
+    if (!c)
+      return o;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* A new entry: checksums from the translation's objects, reads into the
+ * index. Returns 1 (drop it) when an object is missing. */
+static int commit_visit(const char *sub, void *value, void *data) {
+  commit_t *c = data;
+  memo_entry_t *m = value;
+  if (!m->reads)
+    return 0; /* replayed: unchanged */
+  for (size_t i = 0; i < m->n_objs; i++) {
+    const amc_avi_object_t *o =
+        find_object(c->t, m->objs[i].type, m->objs[i].name);
+    if (!o || !o->cksum[0]) {
+      memo_entry_free(m);
+      c->e->memo_entries--;
+      return 1;
+    }
+    m->objs[i].cksum = strtoull(o->cksum, NULL, 16);
+  }
+  (void)sub;
+  amc_deps_update(c->e->memo_deps, memo_dkey(m).s, m->reads, m->n_reads);
+  for (size_t i = 0; i < m->n_reads; i++)
+    read_free(&m->reads[i]);
+  free(m->reads);
+  m->reads = NULL;
+  m->n_reads = 0;
+  return 0;
+}
+
+static int drop_visit(const char *sub, void *value, void *data) {
+  (void)sub;
+  commit_t *c = data;
+  memo_forget(c->e, value);
+  return 1;
+}
+
+/* Fresh entries are dropped; replayed ones go back to memo_old. */
+static int rollback_visit(const char *sub, void *value, void *data) {
+  commit_t *c = data;
+  memo_entry_t *m = value;
+  if (m->reads || !c->old) {
+    memo_forget(c->e, m); /* fresh: not in the index (no-op there) */
+  } else {
+    amc_strmap_put(c->old, sub, m, NULL);
+  }
+  return 1;
+}
+
+/* Translation end: on success the key's entries are exactly those this
+ * translation used or made; on failure the old ones stay. */
+static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
+  frame_reset(e);
+  free(e->frame_reads);
+  e->frame_reads = NULL;
+  e->frame_cap = 0;
+  commit_t c = {e, t, e->memo_old, AMC_BUF_INIT};
+  if (t->error) {
+    amc_strmap_foreach(&e->memo_new, rollback_visit, &c);
+    amc_strmap_clear(&e->memo_new, NULL);
+  } else {
+    /* Leftovers first: one may have the subkey of a new entry (replay
+     * refused, run again), whose reads must not go with it. */
+    amc_strmap_t *old = amc_strmap_del(&e->memo, t->key);
+    if (old) {
+      amc_strmap_foreach(old, drop_visit, &c);
+      amc_strmap_clear(old, NULL);
+      free(old);
+    }
+    amc_strmap_foreach(&e->memo_new, commit_visit, &c);
+    if (e->memo_new.count) {
+      amc_strmap_t *m = malloc(sizeof *m);
+      if (!m)
+        abort();
+      *m = e->memo_new;
+      amc_strmap_put(&e->memo, t->key, m, NULL);
+    } else {
+      amc_strmap_clear(&e->memo_new, NULL);
+    }
+  }
+  e->memo_new = (amc_strmap_t)AMC_STRMAP_INIT;
+  e->memo_old = NULL;
+  amc_buf_free(&c.b);
+}
+
+static void invalidate_key(const char *dkey, void *data) {
+  amc_rules_engine_t *e = data;
+  uintptr_t p = (uintptr_t)strtoull(dkey, NULL, 16);
+  memo_entry_t *m = (memo_entry_t *)p;
+  if (m)
+    m->invalid = 1;
+  amc_deps_remove(e->memo_deps, dkey);
+}
+
+static int forget_visit(const char *sub, void *value, void *data) {
+  (void)sub;
+  memo_forget(data, value);
+  return 1;
+}
+
+void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
+                              const char *ns, const char *name,
+                              const char *old_json, const char *new_json) {
+  if (!e || !e->memo_on)
+    return;
+  amc_deps_affected(e->memo_deps, kind, ns, name, old_json, new_json,
+                    invalidate_key, e);
+  if (!new_json) {
+    /* A translation key's own object is gone: so are its entries. */
+    amc_buf_t k = AMC_BUF_INIT;
+    amc_buf_printf(&k, "%s/%s/%s", kind, ns ? ns : "", name);
+    amc_strmap_t *m = amc_strmap_del(&e->memo, k.data);
+    if (m) {
+      amc_strmap_foreach(m, forget_visit, e);
+      amc_strmap_clear(m, NULL);
+      free(m);
+    }
+    amc_buf_free(&k);
+  }
+}
+
+static void free_gw_memo(void *p) {
+  amc_strmap_t *m = p;
+  amc_strmap_clear(m, memo_entry_free);
+  free(m);
+}
+
+int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
+  if (on && !e->memo_on) {
+    e->memo_deps = amc_deps_new(MEMO_SEP); /* no key is a root object */
+    if (!e->memo_deps)
+      return -1;
+    e->memo_on = 1;
+  } else if (!on && e->memo_on) {
+    amc_strmap_clear(&e->memo, free_gw_memo);
+    amc_strmap_clear(&e->memo_intern, NULL);
+    amc_deps_free(e->memo_deps);
+    e->memo_deps = NULL;
+    e->memo_entries = 0;
+    e->memo_on = 0;
+  }
+  return 0;
+}
+
+typedef struct {
+  size_t bytes;
+} msize_t;
+
+static int msize_entry(const char *sub, void *value, void *data) {
+  msize_t *s = data;
+  memo_entry_t *m = value;
+  s->bytes += sizeof *m + strlen(sub) + 1 + 32 + m->blob_len + 1 +
+              m->n_objs * sizeof *m->objs;
+  for (size_t i = 0; i < m->n_objs; i++)
+    s->bytes += strlen(m->objs[i].name) + 1;
+  return 0;
+}
+
+static int msize_key(const char *key, void *value, void *data) {
+  msize_t *s = data;
+  s->bytes += strlen(key) + 1 + 32 + sizeof(amc_strmap_t);
+  amc_strmap_foreach(value, msize_entry, data);
+  return 0;
+}
+
+void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
+                                 amc_rules_memo_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  if (!e->memo_on)
+    return;
+  msize_t s = {0};
+  amc_strmap_foreach((amc_strmap_t *)&e->memo, msize_key, &s);
+  st->entries = e->memo_entries;
+  st->bytes = s.bytes;
+  st->hits = e->memo_hits;
+  st->misses = e->memo_misses;
 }
 
 /* Runs under pcall: the whole translation of e->cur_obj. */
@@ -1625,6 +2261,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "array_mt");
   amc_settings_push(L, e->settings);
   lua_setfield(L, -2, "settings");
+  if (e->memo_on)
+    memo_register(L);
   lua_call(L, 1, 1); /* 3: rt */
   lua_call(L, 2, 1); /* 1: result */
   if (lua_type(L, 1) != LUA_TTABLE)
@@ -1644,10 +2282,12 @@ static void clear_output(amc_translation_t *t) {
     free(t->objects[i].type);
     free(t->objects[i].name);
     free(t->objects[i].json);
+    free(t->objects[i].tenant_ref);
   }
   free(t->objects);
   t->objects = NULL;
   t->n_objects = 0;
+  t->n_unchanged = 0;
   for (size_t i = 0; i < t->n_diags; i++) {
     free(t->diags[i].kind);
     free(t->diags[i].namespace_);
@@ -1711,9 +2351,26 @@ static char *with_key(const char *msg, const char *key) {
                    nl);
 }
 
+static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
+                                   const char *ns, const char *name,
+                                   int replay);
+
 amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *kind, const char *ns,
                                               const char *name) {
+  return translate(e, kind, ns, name, 1);
+}
+
+amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
+                                                   const char *kind,
+                                                   const char *ns,
+                                                   const char *name) {
+  return translate(e, kind, ns, name, 0);
+}
+
+static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
+                                   const char *ns, const char *name,
+                                   int replay) {
   amc_translation_t *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;
@@ -1731,6 +2388,7 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   lua_State *L = g->L;
   e->cur_obj = o;
   e->cur_t = t;
+  memo_start(e, t->key, replay);
   e->objs_cap = e->diags_cap = e->reads_cap = 0;
   free(e->out_err);
   e->out_err = NULL;
@@ -1764,6 +2422,8 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
   }
   if (t->error)
     clear_output(t);
+  if (e->memo_on)
+    memo_finish(e, t);
   free(e->out_err);
   e->out_err = NULL;
   e->cur_t = NULL;
@@ -1834,6 +2494,8 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
     free(e->prof);
   }
   gen_free(e->active);
+  amc_rules_engine_set_memo(e, 0);
+  free(e->frame_reads);
   if (e->timer_tid)
     timer_delete(e->timer);
   free(e->runtime_dir);
@@ -1858,4 +2520,18 @@ const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e) {
 
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e) {
   return e->active ? e->active->used : 0;
+}
+
+size_t amc_rules_engine_retained(const amc_rules_engine_t *e) {
+  const gen_t *g = e->active;
+  return g ? g->n_slabs * (sizeof(slab_t) + SLAB_BYTES) + g->large_used : 0;
+}
+
+size_t amc_rules_engine_compact(amc_rules_engine_t *e) {
+  gen_t *g = e->active;
+  if (!g)
+    return 0;
+  lua_gc(g->L, LUA_GCCOLLECT);
+  g->gc_base = g->used;
+  return slabs_reclaim(g);
 }

@@ -137,13 +137,76 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *namespace_,
                                               const char *name);
 
+/* Memo (off by default; `amc run` turns it on). rt.memo(ctx, inputs, key,
+ * fn, ...) in the rules (runtime/lua/rt.lua; docs/rules-contract.md) runs
+ * fn once and keeps, per translation key and memo key, what the call
+ * produced: its result, the order of its out:get / out:add / diagnostic
+ * events, the (type, name, checksum) of the objects it added, and its reads
+ * (plus the root object and `inputs`). The next translation of the same
+ * translation key replays the entry instead of running fn when the entry
+ * is still valid: nothing it read has changed (amc_rules_engine_changed
+ * drops entries by the same dependency rules as deps.h) and its
+ * out:get answers are the same at this point of the translation. A replay
+ * re-records the entry's reads, adds the same diagnostics and adds the
+ * objects as unchanged objects (translation.h: no body, the checksum of
+ * the body last produced), so that a translation with replays differs from
+ * one without only in that. After a successful translation the key's
+ * entries are exactly those it used or made; a failed one keeps the old
+ * ones. Memory: per entry the result JSON, the event list, object names
+ * and the reads in a dependency index -- no object bodies.
+ *
+ * Whoever turns the memo on must report every store change with
+ * amc_rules_engine_changed (the controller does), and must hand a
+ * translation with unchanged objects only to a sink that holds those
+ * objects with those checksums; otherwise translate again with
+ * amc_rules_engine_translate_full, which runs every memoized call afresh
+ * (and refreshes the entries). Returns 0, or -1 when out of memory. Turning
+ * it off drops every entry. */
+int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on);
+/* A store change (as deps.h's amc_deps_affected takes it): drops the memo
+ * entries that read the object or a list containing it. No-op without the
+ * memo. */
+void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
+                              const char *ns, const char *name,
+                              const char *old_json, const char *new_json);
+/* As amc_rules_engine_translate, but never replays a memo entry. */
+amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
+                                                   const char *kind,
+                                                   const char *ns,
+                                                   const char *name);
+typedef struct {
+  size_t entries; /* memo entries kept */
+  size_t bytes;   /* their size (entries, names, result JSON; not the
+                     dependency index) */
+  uint64_t hits, misses; /* replays and calls run, since the start */
+} amc_rules_memo_stats_t;
+void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
+                                 amc_rules_memo_stats_t *st);
+
 /* The active generation's number (0: none yet), digest (64 hex digits, ""
  * when none) and entry rule file ("rules/gateway.lua"). */
 uint64_t amc_rules_engine_generation(const amc_rules_engine_t *e);
 const char *amc_rules_engine_digest(const amc_rules_engine_t *e);
 const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e);
 
-/* Bytes the active generation's VM holds now. */
+/* Bytes the active generation's VM holds now (its live objects plus the
+ * garbage not yet collected: the collector runs only every so many
+ * megabytes of garbage, see amc_rules_engine_compact). This is what the
+ * memory cap and the per-translation budget count. */
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
+
+/* Bytes the active generation takes from malloc: its small-block slabs
+ * (including free blocks) and its large blocks. At least
+ * amc_rules_engine_memory(), often much more after a burst of
+ * translations, until amc_rules_engine_compact(). */
+size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
+
+/* Runs a full collection of the active generation and gives the slabs
+ * that hold no live object back to malloc (the caller may then
+ * malloc_trim). Returns the bytes given back. For idle moments (after
+ * the initial pass or a burst of changes): it costs a walk of everything
+ * live. Translations work as before afterwards; the memory cap and the
+ * per-translation budget are unchanged. */
+size_t amc_rules_engine_compact(amc_rules_engine_t *e);
 
 #endif

@@ -26,14 +26,19 @@
 
 typedef struct kind kind_t;
 
+/* An object. Its kind is pub.kind (the kind_t's interned name); pub.json
+ * starts the block the entry owns: json \0 resourceVersion \0 source \0
+ * (see set_blob). */
 typedef struct entry {
   amc_store_obj_t pub; /* first: list vectors point here */
-  kind_t *k;
   uint64_t hash;
   struct entry *next; /* hash chain */
-  char *blob;         /* json \0 resourceVersion \0 source \0 */
   char ids[];         /* namespace \0 name \0 */
 } entry_t;
+
+static char *blob(const entry_t *e) {
+  return (char *)e->pub.json;
+}
 
 /* A field index: the objects of one kind by the strings at one path
  * (see amc_store_find). Values hash into chained buckets; each bucket is a
@@ -123,7 +128,7 @@ void amc_store_free(amc_store_t *s) {
     entry_t *e = s->buckets[i];
     while (e) {
       entry_t *next = e->next;
-      free(e->blob);
+      free(blob(e));
       free(e);
       e = next;
     }
@@ -213,8 +218,8 @@ static entry_t **find_slot(amc_store_t *s, kind_t *k, const char *ns,
   entry_t **pp = &s->buckets[h & (s->nbuckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     entry_t *e = *pp;
-    if (e->hash == h && e->k == k && strcmp(e->pub.name, name) == 0 &&
-        strcmp(e->ids, ns) == 0)
+    if (e->hash == h && e->pub.kind == k->name &&
+        strcmp(e->pub.name, name) == 0 && strcmp(e->ids, ns) == 0)
       return pp;
   }
   return pp;
@@ -279,15 +284,14 @@ static char *set_blob(entry_t *e, const char *json, size_t len, const char *rv,
     memcpy(p, source, sl);
     e->pub.source = p;
   }
-  char *old = e->blob;
-  e->blob = b;
+  char *old = blob(e);
   e->pub.json = b;
   e->pub.json_len = len;
   return old;
 }
 
 /* `old` is the JSON before the change (NULL when added); after a delete
- * e->blob is still the old JSON and there is no new one. */
+ * the entry's blob is still the old JSON and there is no new one. */
 static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
                    const char *old) {
   if (s->listener)
@@ -324,8 +328,8 @@ static void collect_value(const char *v, size_t n, void *ud) {
 static void index_values(const findex_t *fi, const char *json, size_t len,
                          amc_buf_t *b) {
   amc_buf_reset(b);
-  (void)amc_json_strings_at(json, len, (const char *const *)fi->path,
-                            fi->depth, collect_value, b);
+  (void)amc_json_strings_at(json, len, (const char *const *)fi->path, fi->depth,
+                            collect_value, b);
 }
 
 static bucket_t **bucket_slot(findex_t *fi, const char *v, size_t n,
@@ -421,8 +425,8 @@ static void index_remove(findex_t *fi, const char *v, size_t n,
 
 /* Adds (or removes) `o` under each value in `vals` (collect_value's
  * format). */
-static void index_apply(findex_t *fi, const amc_buf_t *vals,
-                        amc_store_obj_t *o, int add) {
+static void index_apply(findex_t *fi, const amc_buf_t *vals, amc_store_obj_t *o,
+                        int add) {
   for (size_t off = 0; off < vals->len;) {
     size_t l;
     memcpy(&l, vals->data + off, sizeof l);
@@ -568,7 +572,6 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
   memset(e, 0, sizeof *e);
   memcpy(e->ids, ns, nl);
   memcpy(e->ids + nl, name, ml);
-  e->k = k;
   e->hash = h;
   e->pub.kind = k->name;
   e->pub.namespace_ = nl > 1 ? e->ids : NULL;
@@ -629,8 +632,8 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     k->objs[i] = k->objs[--k->n]; /* unsorted anyway */
   }
   s->revision++;
-  notify(s, e, AMC_STORE_DELETED, e->blob);
-  free(e->blob);
+  notify(s, e, AMC_STORE_DELETED, blob(e));
+  free(blob(e));
   free(e);
   return 1;
 }

@@ -10,6 +10,7 @@ void amc_translation_free(amc_translation_t *t) {
     free(t->objects[i].type);
     free(t->objects[i].name);
     free(t->objects[i].json);
+    free(t->objects[i].tenant_ref);
   }
   free(t->objects);
   for (size_t i = 0; i < t->n_diags; i++) {

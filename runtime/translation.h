@@ -10,12 +10,27 @@
 
 #include <stddef.h>
 
-/* One desired AVI object. */
+/* One desired AVI object.
+ *
+ * Unchanged objects (json NULL): with the rules engine's memo
+ * (rules_engine.h, amc_rules_engine_set_memo), an object a replayed memo
+ * entry emits is handed over without its body: it is byte-identical to the
+ * one an earlier translation of the same key produced, whose checksum was
+ * `cksum`. Only a sink that still holds that object with that checksum can
+ * take such a translation; otherwise the caller translates again with
+ * amc_rules_engine_translate_full(). Translations without the memo never
+ * have unchanged objects. */
 typedef struct {
   char *type;      /* AVI REST type: "pool", "virtualservice", ... */
   char *name;      /* the object's `name` */
-  char *json;      /* canonical JSON (json.h) of the object as emitted */
+  char *json;      /* canonical JSON (json.h) of the object as emitted;
+                      NULL for an unchanged object */
   size_t json_len;
+  char cksum[17];   /* FNV-1a 64 of json (avi/plan.h amc_avi_cksum), 16 hex
+                       digits; set by the rules engine for every object ("" in
+                       hand-built translations) */
+  char *tenant_ref; /* unchanged objects only: the object's tenant_ref (NULL
+                       when it has none) */
 } amc_avi_object_t;
 
 typedef enum { AMC_DIAG_WARNING = 0, AMC_DIAG_ERROR = 1 } amc_diag_severity_t;
@@ -51,6 +66,7 @@ typedef struct {
   char *key;                  /* "Gateway/<ns>/<name>" */
   amc_avi_object_t *objects;  /* sorted by type, then name */
   size_t n_objects;
+  size_t n_unchanged;         /* objects with json NULL (see above) */
   amc_diag_t *diags;          /* in the order the rules reported them */
   size_t n_diags;
   amc_read_t *reads;          /* deduplicated, sorted */

@@ -40,6 +40,9 @@ function M.context(gateway, rt, out)
     -- the same for every object of the tree (shared: outputs are not
     -- modified once emitted)
     markers = rt.markers(gateway),
+    -- per-translation caches of what rules read (rt.memo gives a memoized
+    -- call an empty one, so that its reads are its own)
+    cache = {},
   }
   -- Names of this gateway's objects: amc--<cluster>--<gwns>--<gw>--...
   function ctx.name(...)

@@ -6,6 +6,7 @@
 #include "util/buf.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,16 @@ static const char *object_tenant(lua_State *L, int idx, const char *dflt,
   return dflt;
 }
 
+/* The same for a tenant_ref string (NULL: `dflt`). */
+static const char *ref_tenant(const char *tr, const char *dflt, char *buf,
+                              size_t blen) {
+  char t[64];
+  if (tr && amc_avi_ref_parse(tr, t, sizeof t, buf, blen) == 0 &&
+      strcmp(t, "tenant") == 0 && strncmp(buf, "tenant-", 7) != 0)
+    return buf;
+  return dflt;
+}
+
 /* ---- cache ------------------------------------------------------------- */
 
 static void entry_free(void *p) {
@@ -256,6 +267,55 @@ static char *sdup(const char *s) {
   return s ? strdup(s) : NULL;
 }
 
+/* Lowercase hex digits only: upper case would not come back the same. */
+static int lowerhex(char ch) {
+  return (ch >= 'A' && ch <= 'F') ? -1 : hexval(ch);
+}
+
+/* Packs "<type>-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (lowercase hex) into
+ * 16 bytes; 0 on success, -1 for any other form. */
+static int uuid_pack(const char *type, const char *uuid, unsigned char *out) {
+  size_t tl = strlen(type);
+  if (tl + 38 > AMC_AVI_UUID_BUF || strncmp(uuid, type, tl) != 0 ||
+      uuid[tl] != '-' || strlen(uuid + tl + 1) != 36)
+    return -1;
+  const char *p = uuid + tl + 1;
+  size_t n = 0;
+  for (size_t i = 0; i < 36;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (p[i++] != '-')
+        return -1;
+      continue;
+    }
+    int hi = lowerhex(p[i]), lo = lowerhex(p[i + 1]);
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[n++] = (unsigned char)(hi << 4 | lo);
+    i += 2;
+  }
+  return 0;
+}
+
+const char *amc_avi_entry_uuid(const amc_avi_entry_t *e,
+                               char buf[AMC_AVI_UUID_BUF]) {
+  if (e->uuid_form == 0)
+    return NULL;
+  if (e->uuid_form == 2)
+    return e->uuid_buf;
+  const unsigned char *b = (const unsigned char *)e->uuid_buf;
+  int n = snprintf(buf, AMC_AVI_UUID_BUF, "%s-", e->type);
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      buf[n++] = '-';
+    n += snprintf(buf + n, AMC_AVI_UUID_BUF - (size_t)n, "%02x", b[i]);
+  }
+  return buf;
+}
+
+const char *amc_avi_entry_cksum(const amc_avi_entry_t *e) {
+  return e->cksum[0] ? e->cksum : NULL;
+}
+
 int amc_avi_cache_put(amc_avi_cache_t *c, lua_State *L,
                       const amc_avi_owner_t *own, const char *type,
                       const char *tenant) {
@@ -280,26 +340,26 @@ int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
     return 0;
   }
   const char *uuid = field_str(L, idx, "uuid");
-  size_t ulen = uuid ? strlen(uuid) : 0;
-  amc_avi_entry_t *e = calloc(1, sizeof *e + ulen + 1);
+  unsigned char packed[16];
+  int form = !uuid ? 0 : uuid_pack(type, uuid, packed) == 0 ? 1 : 2;
+  size_t ulen = form == 1 ? 16 : form == 2 ? strlen(uuid) + 1 : 0;
+  amc_avi_entry_t *e = calloc(1, offsetof(amc_avi_entry_t, uuid_buf) + ulen);
   if (!e)
     abort();
   e->type = intern(c, type);
   e->tenant = intern(c, ten);
-  if (uuid) {
-    memcpy(e->uuid_buf, uuid, ulen + 1);
-    e->uuid = e->uuid_buf;
-  }
+  e->uuid_form = (unsigned char)form;
+  if (ulen)
+    memcpy(e->uuid_buf, form == 1 ? (const char *)packed : uuid, ulen);
   const char *cks = marker(L, idx, AMC_AVI_CKSUM_MARKER);
   if (cks && strlen(cks) != 16)
     cks = NULL; /* not ours: compare field by field */
-  if (cks) {
-    snprintf(e->cksum_buf, sizeof e->cksum_buf, "%s", cks);
-    e->cksum = e->cksum_buf;
-  }
+  if (cks)
+    memcpy(e->cksum, cks, 17);
   e->gateway = intern(c, marker(L, idx, "gateway"));
   const char *vt = field_str(L, idx, "type");
-  e->rank = amc_avi_rank(type, vt && strcmp(vt, "VS_TYPE_VH_CHILD") == 0);
+  e->rank = (signed char)amc_avi_rank(
+      type, vt && strcmp(vt, "VS_TYPE_VH_CHILD") == 0);
   if (!cks) {
     amc_buf_t j = AMC_BUF_INIT;
     char err[128];
@@ -561,7 +621,8 @@ static void add_delete(amc_avi_plan_t *p, const amc_avi_entry_t *e) {
   s->type = strdup(e->type);
   s->tenant = strdup(e->tenant);
   s->name = strdup(e->name);
-  s->uuid = sdup(e->uuid);
+  char ub[AMC_AVI_UUID_BUF];
+  s->uuid = sdup(amc_avi_entry_uuid(e, ub));
   s->rank = e->rank;
 }
 
@@ -569,9 +630,78 @@ static int leftover_visit(const char *k, void *v, void *data) {
   visit_t *vt = data;
   amc_avi_entry_t *e = v;
   if (e->gateway && strcmp(e->gateway, vt->marker) == 0 &&
-      !amc_strmap_get(vt->wanted, k) && e->uuid)
+      !amc_strmap_get(vt->wanted, k) && e->uuid_form)
     add_delete(vt->plan, e);
   return 0;
+}
+
+int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
+                           const amc_avi_owner_t *own, const char *key,
+                           const amc_avi_object_t *o) {
+  char tbuf[256];
+  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+  amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
+  const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
+  return e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 &&
+         e->gateway && strcmp(e->gateway, key_marker(key)) == 0;
+}
+
+/* An unchanged object in a plan: wanted, and nothing to do when the cache
+ * holds it; else the plan fails (the caller must translate in full). */
+static int plan_unchanged(const amc_avi_cache_t *cache,
+                          const amc_avi_owner_t *own, const char *key,
+                          const amc_avi_object_t *o, amc_strmap_t *wanted,
+                          amc_buf_t *k, char *err, size_t errlen) {
+  char tbuf[256];
+  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+  cache_key(k, o->type, ten, o->name);
+  if (amc_strmap_get(wanted, k->data)) {
+    snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
+             o->type, o->name, ten);
+    return -1;
+  }
+  amc_strmap_put(wanted, k->data, (void *)o, NULL);
+  if (!amc_avi_unchanged_held(cache, own, key, o)) {
+    snprintf(err, errlen,
+             "%s %s: unchanged object (checksum %s) is not on the "
+             "controller as amc left it; a full translation is needed",
+             o->type, o->name, o->cksum);
+    return -1;
+  }
+  return 0;
+}
+
+static void copy_str(const char *s, size_t len, void *ud) {
+  char *buf = ud;
+  if (!buf[0] && len < 256) {
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+  }
+}
+
+/* A desired object whose checksum (set by the rules engine) the cache
+ * already has: wanted, nothing to do, and no need to decode it (the
+ * checksum covers every byte; the object was checked when it was written).
+ * Returns 1 if so. */
+static int plan_same_fast(const amc_avi_cache_t *cache,
+                          const amc_avi_owner_t *own,
+                          const amc_avi_object_t *o, amc_strmap_t *wanted,
+                          amc_buf_t *k) {
+  char tr[256] = "", tbuf[256];
+  static const char *const path[] = {"tenant_ref"};
+  if (amc_json_strings_at(o->json, o->json_len, path, 1, copy_str, tr) != 0)
+    return 0;
+  const char *ten = ref_tenant(tr[0] ? tr : NULL, own->tenant, tbuf,
+                               sizeof tbuf);
+  amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
+  const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
+  if (!ck || strcmp(ck, o->cksum) != 0)
+    return 0;
+  cache_key(k, o->type, ten, o->name);
+  if (amc_strmap_get(wanted, k->data))
+    return 0; /* the full path reports the duplicate */
+  amc_strmap_put(wanted, k->data, (void *)o, NULL);
+  return 1;
 }
 
 int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
@@ -586,6 +716,13 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   char perr[200];
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
+    if (!o->json) {
+      if (plan_unchanged(cache, own, key, o, &wanted, &k, err, errlen) != 0)
+        goto fail;
+      continue;
+    }
+    if (o->cksum[0] && plan_same_fast(cache, own, o, &wanted, &k))
+      continue;
     if (amc_json_decode(L, o->json, o->json_len, perr, sizeof perr) != 0) {
       snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
       goto fail;
@@ -615,9 +752,12 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     amc_strmap_put(&wanted, k.data, (void *)o, NULL);
     amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
     char cks[17];
-    amc_avi_cksum(o->json, o->json_len, cks);
+    if (o->cksum[0])
+      memcpy(cks, o->cksum, sizeof cks);
+    else
+      amc_avi_cksum(o->json, o->json_len, cks);
     int same = 0;
-    if (e && e->cksum)
+    if (e && e->cksum[0])
       same = strcmp(e->cksum, cks) == 0;
     else if (e && e->json) {
       if (amc_json_decode(L, e->json, strlen(e->json), perr, sizeof perr) ==
@@ -628,11 +768,12 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     }
     if (!same) {
       amc_avi_step_t *s = plan_add(out);
-      s->op = e && e->uuid ? AMC_AVI_PUT : AMC_AVI_POST;
+      s->op = e && e->uuid_form ? AMC_AVI_PUT : AMC_AVI_POST;
       s->type = strdup(o->type);
       s->tenant = strdup(ten);
       s->name = strdup(o->name);
-      s->uuid = e ? sdup(e->uuid) : NULL;
+      char ub[AMC_AVI_UUID_BUF];
+      s->uuid = e ? sdup(amc_avi_entry_uuid(e, ub)) : NULL;
       s->rank = rank;
       if (amc_avi_desired_body(L, o->json, o->json_len, s, perr, sizeof perr) !=
           0) {
@@ -661,7 +802,7 @@ static int gc_visit(const char *k, void *v, void *data) {
   (void)k;
   visit_t *vt = data;
   amc_avi_entry_t *e = v;
-  if (!e->uuid)
+  if (!e->uuid_form)
     return 0;
   if (e->gateway) {
     for (size_t i = 0; i < vt->n_live; i++) {

@@ -55,20 +55,34 @@ typedef struct {
 /* One object amc owns on the controller, compact: the cache keeps what
  * planning needs, not the controller's copy. type, tenant and gateway are
  * interned in the cache (shared by all entries); name points into the map's
- * key; uuid and the checksum live in the entry's own allocation. `json` is
- * kept only for an owned object without our checksum (the field-by-field
+ * key; the uuid and the checksum live in the entry's own allocation (read
+ * them with amc_avi_entry_uuid and amc_avi_entry_cksum). `json` is kept
+ * only for an owned object without our checksum (the field-by-field
  * compare needs it; amc rewrites such an object with a checksum only when
  * it differs, so they stay rare). */
 typedef struct {
-  const char *type, *tenant, *name, *uuid;
-  const char *cksum;   /* amc-cksum marker (16 hex), or NULL */
+  const char *type, *tenant, *name;
   const char *gateway; /* "gateway" marker ("ns/name"), or NULL */
-  int rank;            /* amc_avi_rank() */
   char *json;          /* without a checksum: the controller's copy (canonical
                           JSON); NULL otherwise */
-  char cksum_buf[17];
-  char uuid_buf[]; /* uuid ("" when it had none: uuid is then NULL) */
+  signed char rank;    /* amc_avi_rank() */
+  /* How uuid_buf holds the uuid: AVI's own form "<type>-<lowercase uuid>"
+   * as the uuid's 16 bytes (most objects), else as a string. */
+  unsigned char uuid_form; /* 0: no uuid, 1: 16 bytes, 2: a string */
+  char cksum[17];          /* amc-cksum marker (16 hex), "" when none */
+  char uuid_buf[];
 } amc_avi_entry_t;
+
+/* Room for any uuid amc_avi_entry_uuid rebuilds from its 16 bytes. */
+#define AMC_AVI_UUID_BUF 96
+
+/* The entry's uuid, or NULL when the object had none. The string is the
+ * entry's or, for the 16-byte form, written to `buf`; valid while both
+ * are. */
+const char *amc_avi_entry_uuid(const amc_avi_entry_t *e,
+                               char buf[AMC_AVI_UUID_BUF]);
+/* The entry's amc-cksum marker (16 hex digits), or NULL. */
+const char *amc_avi_entry_cksum(const amc_avi_entry_t *e);
 
 typedef struct {
   amc_strmap_t map;    /* "type\ttenant\tname" -> amc_avi_entry_t */
@@ -144,6 +158,13 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
                      const amc_avi_owner_t *own, const char *key,
                      const amc_avi_object_t *objs, size_t n,
                      amc_avi_plan_t *out, char *err, size_t errlen);
+
+/* 1 when the cache holds the unchanged object `o` (translation.h: json
+ * NULL) owned by `key` with o->cksum. amc_avi_plan_key plans such an object
+ * by that alone (nothing to do), and fails when this is 0. */
+int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
+                           const amc_avi_owner_t *own, const char *key,
+                           const amc_avi_object_t *o);
 
 /* Plans deletes of every cached object whose key is not in `live` (keys as
  * above; objects without a gateway marker are not any key's). */

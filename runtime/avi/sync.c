@@ -339,8 +339,10 @@ static void fill_page(const amc_avi_resp_t *r, void *data) {
       if (lua_istable(L, -1) &&
           amc_avi_cache_put_entry(s->refreshing ? &s->next : &s->cache, L,
                                   &s->own, f->type, s->tenant, &e) == 1 &&
-          !e->cksum && e->uuid && !s->fill_failed)
-        fill_get_whole(f, e->uuid);
+          !e->cksum[0] && e->uuid_form && !s->fill_failed) {
+        char ub[AMC_AVI_UUID_BUF];
+        fill_get_whole(f, amc_avi_entry_uuid(e, ub));
+      }
       lua_pop(L, 1);
     }
   }
@@ -617,17 +619,18 @@ static void continue_after_read(job_t *j, int found, int owned) {
   }
   amc_avi_entry_t *e =
       amc_avi_cache_get(&s->cache, st->type, st->tenant, st->name);
-  if (e && e->cksum && st->cksum && strcmp(e->cksum, st->cksum) == 0) {
+  if (e && e->cksum[0] && st->cksum && strcmp(e->cksum, st->cksum) == 0) {
     next_step(j); /* already as desired */
     return;
   }
-  if (!e || !e->uuid) {
+  if (!e || !e->uuid_form) {
     job_fail(j, st, method_name(st->op), "the controller's answer has no uuid",
              1);
     return;
   }
   free(st->uuid);
-  st->uuid = strdup(e->uuid);
+  char ub[AMC_AVI_UUID_BUF];
+  st->uuid = strdup(amc_avi_entry_uuid(e, ub));
   st->op = AMC_AVI_PUT;
   run_step(j);
 }
@@ -788,4 +791,18 @@ void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
   amc_avi_plan_gc(&s->cache, live, n, &j->plan);
   amc_log(AMC_INFO, "avi.gc", AMC_I("deletes", j->plan.n));
   run_step(j);
+}
+
+/* ---- unchanged objects (memo replays) ----------------------------------- */
+
+int amc_avi_sync_has_unchanged(const amc_avi_sync_t *s, const char *key,
+                               const amc_translation_t *t) {
+  if (!s->synced)
+    return 0;
+  for (size_t i = 0; i < t->n_objects; i++) {
+    const amc_avi_object_t *o = &t->objects[i];
+    if (!o->json && !amc_avi_unchanged_held(&s->cache, &s->own, key, o))
+      return 0;
+  }
+  return 1;
 }

@@ -120,6 +120,10 @@ void amc_avi_sync_gc(amc_avi_sync_t *s, const char *const *live, size_t n,
  * once, also when there is nothing to do. Call when idle, before free. */
 void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
                          void *data);
+/* 1 when the cache holds every unchanged object of `t` (translation.h:
+ * json NULL) for `key` with its checksum: then sync_key can take `t`. */
+int amc_avi_sync_has_unchanged(const amc_avi_sync_t *s, const char *key,
+                               const amc_translation_t *t);
 int amc_avi_sync_synced(const amc_avi_sync_t *s);
 int amc_avi_sync_reachable(const amc_avi_sync_t *s);
 size_t amc_avi_sync_cached(const amc_avi_sync_t *s);

@@ -419,8 +419,14 @@ static void avi_rejected(void *sink, const char *key,
   status_report(sink, key, t, 0, NULL);
 }
 
-static const amc_ctrl_sink_ops_t avi_ops = {avi_sync, avi_gc, avi_reachable,
-                                            NULL, avi_rejected};
+static int avi_has_unchanged(void *sink, const char *key,
+                             const amc_translation_t *t) {
+  run_t *r = sink;
+  return amc_avi_sync_has_unchanged(r->avi, key, t);
+}
+
+static const amc_ctrl_sink_ops_t avi_ops = {
+    avi_sync, avi_gc, avi_reachable, NULL, avi_rejected, avi_has_unchanged};
 
 static void avi_observe(const char *method, const char *type, long status,
                         void *data) {
@@ -492,6 +498,12 @@ static amc_translation_t *engine_translate(void *engine, const char *kind,
 }
 
 static void engine_free(void *engine) {
+  amc_rules_memo_stats_t st;
+  amc_rules_engine_memo_stats(engine, &st);
+  if (st.entries || st.hits || st.misses)
+    amc_log(AMC_INFO, "rules.memo", AMC_I("entries", st.entries),
+            AMC_I("bytes", st.bytes), AMC_I("hits", st.hits),
+            AMC_I("misses", st.misses));
   amc_rules_engine_free(engine);
 }
 
@@ -499,8 +511,29 @@ static size_t engine_memory(void *engine) {
   return amc_rules_engine_memory(engine);
 }
 
-static const amc_ctrl_engine_ops_t engine_ops = {engine_translate, engine_free,
-                                                 engine_memory};
+static size_t engine_compact(void *engine) {
+  return amc_rules_engine_compact(engine);
+}
+
+static void engine_changed(void *engine, const char *kind, const char *ns,
+                           const char *name, const char *old_json,
+                           const char *new_json) {
+  amc_rules_engine_changed(engine, kind, ns, name, old_json, new_json);
+}
+
+static amc_translation_t *engine_translate_full(void *engine, const char *kind,
+                                                const char *ns,
+                                                const char *name) {
+  return amc_rules_engine_translate_full(engine, kind, ns, name);
+}
+
+static const amc_ctrl_engine_ops_t engine_ops = {
+    .translate = engine_translate,
+    .free = engine_free,
+    .memory = engine_memory,
+    .compact = engine_compact,
+    .changed = engine_changed,
+    .translate_full = engine_translate_full};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
@@ -511,6 +544,15 @@ static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
   }
   if (amc_rules_engine_load(e, r->rules_dir, err, errlen) != 0) {
     amc_rules_engine_free(e);
+    return NULL;
+  }
+  /* --incremental: re-translate only what changed after a store change
+   * (rules_engine.h "Memo"); the controller reports changes and falls back
+   * to full translations. Off by default: it trades memory (~2.4 KB per
+   * VirtualService virtual host) for latency on large Gateways. */
+  if (r->cfg.incremental && amc_rules_engine_set_memo(e, 1) != 0) {
+    amc_rules_engine_free(e);
+    snprintf(err, errlen, "out of memory");
     return NULL;
   }
   return e;

@@ -165,6 +165,7 @@ static int load_desired(const char *path, amc_buf_t *b, keyset_t *ks, char *err,
       }
       t->objects = realloc(t->objects, (t->n_objects + 1) * sizeof *t->objects);
       amc_avi_object_t *o = &t->objects[t->n_objects++];
+      memset(o, 0, sizeof *o);
       o->type = strdup(type);
       o->name = name;
       o->json_len = j.len;

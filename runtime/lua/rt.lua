@@ -403,6 +403,21 @@ function Output:error(obj, field, message)
   self:_diag("error", obj, field, message)
 end
 
+-- An object a memo replay adds (rt.memo): only its name, with the
+-- checksum of the body the call produced when it ran; the host hands it to
+-- the sink as an unchanged object (runtime/translation.h).
+function Output:_add_unchanged(avi_type, name, cksum, tenant_ref)
+  local bytype = self._by_name[avi_type]
+  if not bytype then
+    bytype = {}
+    self._by_name[avi_type] = bytype
+  end
+  local object = { name = name }
+  bytype[name] = object
+  self._objects[#self._objects + 1] = { type = avi_type, object = object,
+    unchanged = cksum, tenant_ref = tenant_ref }
+end
+
 function Output:result()
   if self._host_sorts then -- (the engine sorts them in C anyway)
     return {
@@ -563,6 +578,130 @@ function M.new(host)
       { key = "gateway",
         values = array({ (md.namespace or "") .. "/" .. (md.name or "") }) },
     })
+  end
+
+  -- rt.memo(ctx, inputs, key, fn, ...): fn(...) once, replayed while valid
+  -- (docs/rules-contract.md "Memoized calls"). Without the host's memo
+  -- (`amc translate`, tests) it is just fn(...).
+  local memo_get, memo_replay = host.memo_get, host.memo_replay
+  local memo_begin, memo_end = host.memo_begin, host.memo_end
+
+  -- Would the recorded events happen the same way now? Every out:get must
+  -- give the same answer and no add may hit a name already taken.
+  local function replayable(out, e)
+    local added, k = {}, 0
+    for _, v in ipairs(e.ev) do
+      local tag = v[1]
+      if tag == "g" then
+        local now = out:get(v[2], v[3]) ~= nil or
+          added[v[2] .. "\0" .. v[3]] == true
+        if now ~= v[4] then
+          return false
+        end
+      elseif tag == "a" then
+        k = k + 1
+        local o = e.objs[k]
+        if not o then
+          return false
+        end
+        local id = o[1] .. "\0" .. o[2]
+        if added[id] or out:get(o[1], o[2]) ~= nil then
+          return false
+        end
+        added[id] = true
+      end
+    end
+    return true
+  end
+
+  local function replay(out, e)
+    local k = 0
+    for _, v in ipairs(e.ev) do
+      local tag = v[1]
+      if tag == "a" then
+        k = k + 1
+        local o = e.objs[k]
+        out:_add_unchanged(o[1], o[2], o[3], o[4])
+      elseif tag == "d" then
+        out:_diag(v[2], { kind = v[3], metadata = {
+          namespace = v[4] ~= "" and v[4] or nil, name = v[5] } }, v[6], v[7])
+      end
+    end
+  end
+
+  -- An Output that forwards to `out` and records the events.
+  local function recorder(out, ev, objs)
+    local rec = setmetatable({}, { __index = out })
+    function rec.get(_, avi_type, name)
+      local v = out:get(avi_type, name)
+      ev[#ev + 1] = { "g", avi_type, name, v ~= nil }
+      return v
+    end
+    function rec.add(_, avi_type, object)
+      local r = out:add(avi_type, object)
+      -- "absent, then added" is what the add's own replay check tests:
+      -- the get need not be kept
+      local last = ev[#ev]
+      if last and last[1] == "g" and not last[4] and last[2] == avi_type and
+         last[3] == object.name then
+        ev[#ev] = nil
+      end
+      ev[#ev + 1] = { "a" }
+      objs[#objs + 1] = { avi_type, object.name, object.tenant_ref }
+      return r
+    end
+    function rec._diag(_, severity, obj, field, message)
+      local id = object_id(obj)
+      ev[#ev + 1] = { "d", severity, id.kind, id.namespace or "", id.name,
+                      field or "", message }
+      out:_diag(severity, obj, field, message)
+    end
+    function rec.warn(self, obj, field, message)
+      self:_diag("warning", obj, field, message)
+    end
+    function rec.error(self, obj, field, message)
+      self:_diag("error", obj, field, message)
+    end
+    return rec
+  end
+
+  rt.memo = function(ctx, inputs, key, fn, ...)
+    if not memo_get then
+      return fn(...)
+    end
+    local parts, ids = { key }, {}
+    for _, o in ipairs(inputs) do
+      local md = o.metadata or {}
+      local kind, ns, name = o.kind, md.namespace, md.name
+      assert(type(kind) == "string" and type(name) == "string",
+        "rt.memo: inputs must be objects read from the store")
+      parts[#parts + 1] = kind .. "/" .. (ns or "") .. "/" .. name
+      ids[#ids + 1] = kind
+      ids[#ids + 1] = ns or false
+      ids[#ids + 1] = name
+    end
+    local sub = table.concat(parts, "\31")
+    local out = ctx.out
+    local e = memo_get(sub)
+    if e and replayable(out, e) then
+      memo_replay(sub)
+      replay(out, e)
+      return e.r
+    end
+    local n = #ids
+    for i = 2, n, 3 do
+      if ids[i] == false then
+        ids[i] = nil
+      end
+    end
+    memo_begin(sub, table.unpack(ids, 1, n))
+    local ev, objs = {}, {}
+    local cache = ctx.cache
+    ctx.out, ctx.cache = recorder(out, ev, objs), {}
+    local r = fn(...)
+    ctx.out, ctx.cache = out, cache
+    memo_end(sub, { r = r, ev = ev }, objs)
+    return r
   end
 
   rt.output = function()

@@ -31,7 +31,7 @@ PY = os.environ.get("AMC_PYTHON", "/usr/bin/python3")
 KUBEFAKE = os.path.join(SRC, "tests", "fakes", "kube", "kubefake.py")
 
 
-def wait_until(pred, timeout=10.0, what="condition"):
+def wait_until(pred, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         v = pred()
@@ -160,7 +160,7 @@ class Dump:
         return [e for e in self.snapshot()
                 if all(e.get(k) == v for k, v in kw.items())]
 
-    def wait(self, timeout=10.0, **kw):
+    def wait(self, timeout=20.0, **kw):
         return wait_until(lambda: self.find(**kw), timeout,
                           "event %s" % kw)[-1]
 

@@ -38,7 +38,10 @@ static int put(amc_avi_cache_t *c, lua_State *L, const char *type,
 
 static amc_avi_object_t obj(const char *type, const char *name,
                             const char *json) {
-  amc_avi_object_t o = {(char *)type, (char *)name, (char *)json, strlen(json)};
+  amc_avi_object_t o = {.type = (char *)type,
+                        .name = (char *)name,
+                        .json = (char *)json,
+                        .json_len = strlen(json)};
   return o;
 }
 
@@ -204,8 +207,9 @@ static void test_cache_put(void **state) {
   assert_string_equal(e->type, "pool");
   assert_string_equal(e->tenant, "t1");
   assert_string_equal(e->name, "p");
-  assert_string_equal(e->uuid, "pool-1");
-  assert_string_equal(e->cksum, "00000000000000ff");
+  char ub[AMC_AVI_UUID_BUF];
+  assert_string_equal(amc_avi_entry_uuid(e, ub), "pool-1");
+  assert_string_equal(amc_avi_entry_cksum(e), "00000000000000ff");
   assert_string_equal(e->gateway, "ns/gw");
   /* With our checksum the controller's copy is not kept. */
   assert_null(e->json);
@@ -218,8 +222,8 @@ static void test_cache_put(void **state) {
                    1);
   e = amc_avi_cache_get(&c, "pool", "admin", "q");
   assert_non_null(e);
-  assert_null(e->cksum);
-  assert_null(e->uuid);
+  assert_null(amc_avi_entry_cksum(e));
+  assert_null(amc_avi_entry_uuid(e, ub));
   assert_non_null(e->json);
   assert_non_null(strstr(e->json, "\"created_by\":\"amc-c1\""));
   /* Interned: one copy of the type for all entries. */
@@ -245,6 +249,39 @@ static void test_cache_put(void **state) {
 
 #define POOL(n, extra)                                                         \
   "{\"created_by\":\"amc-c1\"," MARKS("ns/gw") ",\"name\":\"" n "\"" extra "}"
+
+/* AVI's own uuid form is kept as 16 bytes and comes back the same; any
+ * other form is kept as it is. */
+static void test_cache_uuid_forms(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  static const char *const uuids[] = {
+      "virtualservice-0a1b2c3d-4e5f-4a6b-8c9d-0e1f2a3b4c5d",  /* packed */
+      "virtualservice-0A1B2C3D-4E5F-4A6B-8C9D-0E1F2A3B4C5D",  /* upper */
+      "pool-0a1b2c3d-4e5f-4a6b-8c9d-0e1f2a3b4c5d",            /* other type */
+      "virtualservice-0a1b2c3d-4e5f-4a6b-8c9d-0e1f2a3b4c5",   /* short */
+      "virtualservice-0a1b2c3d-4e5f-4a6b-8c9d-0e1f2a3b4c5dd", /* long */
+      "virtualservice-0a1b2c3d-4e5f-4a6b-8c9d_0e1f2a3b4c5d",  /* not '-' */
+      "virtualservice-0a1b2c3g-4e5f-4a6b-8c9d-0e1f2a3b4c5d",  /* not hex */
+      "",
+  };
+  for (size_t i = 0; i < sizeof uuids / sizeof *uuids; i++) {
+    char json[256], name[16], ub[AMC_AVI_UUID_BUF];
+    snprintf(name, sizeof name, "vs%zu", i);
+    snprintf(json, sizeof json,
+             "{\"name\":\"%s\",\"uuid\":\"%s\",\"created_by\":\"amc-c1\"}",
+             name, uuids[i]);
+    assert_int_equal(put(&c, L, "virtualservice", json), 1);
+    amc_avi_entry_t *e = amc_avi_cache_get(&c, "virtualservice", "admin", name);
+    assert_non_null(e);
+    assert_int_equal(e->uuid_form, i == 0 ? 1 : 2);
+    assert_string_equal(amc_avi_entry_uuid(e, ub), uuids[i]);
+  }
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
 
 static void test_plan_order_and_leftovers(void **state) {
   (void)state;
@@ -386,6 +423,74 @@ static void test_plan_subset_fallback(void **state) {
   lua_close(L);
 }
 
+/* Unchanged objects (translation.h: json NULL, a memo replay): nothing to
+ * do when the cache holds them with their checksum for this key; a plan
+ * error otherwise (the controller then translates in full). Leftovers are
+ * still found. */
+static void test_plan_unchanged(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
+      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
+  amc_avi_object_t u = {.type = "pool",
+                        .name = "p1",
+                        .cksum = "00000000000000aa",
+                        .tenant_ref = "/api/tenant?name=admin"};
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &u), 1);
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/other", &u),
+                   0);
+  amc_avi_plan_t p;
+  char err[300];
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &u, 1, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1); /* only the leftover's delete */
+  assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
+  assert_string_equal(p.steps[0].uuid, "pool-9");
+  amc_avi_plan_free(&p);
+  /* A full object whose checksum the cache has: nothing to do either
+   * (without decoding it); another checksum: a PUT. */
+  amc_avi_object_t full = obj("pool", "p1",
+                              "{\"name\":\"p1\",\"tenant_ref\":"
+                              "\"/api/tenant?name=admin\"}");
+  snprintf(full.cksum, sizeof full.cksum, "00000000000000aa");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
+                                    &p, err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1);
+  assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
+  amc_avi_plan_free(&p);
+  snprintf(full.cksum, sizeof full.cksum, "00000000000000cc");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
+                                    &p, err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 2);
+  assert_int_equal(p.steps[0].op, AMC_AVI_PUT);
+  assert_string_equal(p.steps[0].name, "p1");
+  amc_avi_plan_free(&p);
+  amc_avi_object_t other = u;
+  snprintf(other.cksum, sizeof other.cksum, "00000000000000bb");
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &other),
+                   0);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &other, 1,
+                                    &p, err, sizeof err),
+                   -1);
+  assert_non_null(strstr(err, "full translation"));
+  amc_avi_object_t gone = u;
+  gone.name = "p2";
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &gone),
+                   0);
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
+
 static void test_plan_errors(void **state) {
   (void)state;
   lua_State *L = newL();
@@ -438,12 +543,14 @@ static void test_classify(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ownership),
+      cmocka_unit_test(test_plan_unchanged),
       cmocka_unit_test(test_ref_parse),
       cmocka_unit_test(test_subset),
       cmocka_unit_test(test_cksum_stable),
       cmocka_unit_test(test_desired_body_adds_cksum),
       cmocka_unit_test(test_redacted),
       cmocka_unit_test(test_cache_put),
+      cmocka_unit_test(test_cache_uuid_forms),
       cmocka_unit_test(test_plan_order_and_leftovers),
       cmocka_unit_test(test_plan_subset_fallback),
       cmocka_unit_test(test_plan_errors),

@@ -25,6 +25,7 @@ typedef struct {
   int fail_all;
   int suffix; /* changes the output */
   int freed;
+  int compacts;
 } fake_engine_t;
 
 static char *xstrdup(const char *s) {
@@ -76,7 +77,13 @@ static void fake_free(void *engine) {
   ((fake_engine_t *)engine)->freed = 1;
 }
 
-static const amc_ctrl_engine_ops_t fake_ops = {fake_translate, fake_free, NULL};
+static size_t fake_compact(void *engine) {
+  ((fake_engine_t *)engine)->compacts++;
+  return 0;
+}
+
+static const amc_ctrl_engine_ops_t fake_ops = {
+    .translate = fake_translate, .free = fake_free, .compact = fake_compact};
 
 /* ---- recording sink */
 static amc_buf_t synced; /* "key:n_objects;" or "key:gone;" per sync */
@@ -109,7 +116,7 @@ static void rec_gc(void *sink, const char *const *live, size_t n) {
   }
 }
 
-static const amc_ctrl_sink_ops_t rec_ops = {rec_sync, rec_gc, NULL, NULL, NULL};
+static const amc_ctrl_sink_ops_t rec_ops = {.sync = rec_sync, .gc = rec_gc};
 
 static void on_stop(uv_timer_t *t) {
   uv_stop(t->loop);
@@ -153,6 +160,7 @@ static int setup(void **state) {
                              .store = store,
                              .metrics = reg,
                              .progress_ms = 5,
+                             .compact_idle_ms = 100,
                              .sink_ops = rec_ops};
   ctl = amc_controller_new(&o);
   assert_non_null(ctl);
@@ -236,6 +244,30 @@ static void test_change_requeues_exactly_the_readers(void **state) {
   put("Gateway", "b", "new", "{}");
   run_for(10);
   assert_string_equal(take(), "Gateway/b/new:1;");
+}
+
+/* The engine compacts after the initial pass, then once translations pause
+ * (compact_idle_ms), not while they go on and not when nothing happened. */
+static void test_engine_compacts_when_idle(void **state) {
+  (void)state;
+  start_synced();
+  take();
+  assert_int_equal(engine1.compacts, 1);
+  run_for(250);
+  assert_int_equal(engine1.compacts, 1); /* nothing translated since */
+  for (int i = 0; i < 3; i++) {
+    char json[64];
+    snprintf(json, sizeof json, "{\"port\":%d}", 100 + i);
+    put("Service", "a", "s1", json);
+    run_for(5);
+  }
+  assert_string_equal(take(),
+                      "Gateway/a/gw1:1;Gateway/a/gw1:1;Gateway/a/gw1:1;");
+  assert_int_equal(engine1.compacts, 1);
+  run_for(250);
+  assert_int_equal(engine1.compacts, 2);
+  run_for(250);
+  assert_int_equal(engine1.compacts, 2);
 }
 
 static void test_deleted_gateway_removes_tree(void **state) {
@@ -380,6 +412,8 @@ int main(void) {
           test_waits_for_sources_then_initial_sync_and_gc, setup, teardown),
       cmocka_unit_test_setup_teardown(test_change_requeues_exactly_the_readers,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_engine_compacts_when_idle, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_deleted_gateway_removes_tree, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(

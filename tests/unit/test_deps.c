@@ -227,6 +227,42 @@ static void test_update_replaces_and_remove(void **state) {
   amc_deps_free(d);
 }
 
+/* Updating with the same reads again (kept as they are), with a prefix of
+ * them, with one more, and reading the reads back. */
+static void read_back(const amc_read_t *r, void *data) {
+  char *buf = data;
+  size_t n = strlen(buf);
+  snprintf(buf + n, 512 - n, "%s%s|%s|%s|%s|%s|%s", n ? ";" : "", r->kind,
+           r->namespace_ ? r->namespace_ : "-", r->name ? r->name : "-",
+           r->field ? r->field : "-", r->label ? r->label : "-",
+           r->value ? r->value : "-");
+}
+
+static void test_same_reads_and_read_back(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  amc_read_t r[] = {R("Service", "ns", "a"), R("Service", "ns", "b"),
+                    RF("VirtualService", NULL, "spec.gateways", "ns/gw"),
+                    RL("EndpointSlice", "ns", "app", "a"), R("Pod", NULL, NULL)};
+  amc_deps_update(d, "k", r, 5);
+  amc_deps_update(d, "k", r, 5);
+  assert_string_equal(affected(d, "Service", "ns", "b"), "k");
+  assert_string_equal(affected(d, "Pod", "x", "p"), "k");
+  amc_deps_update(d, "k", r, 1);
+  assert_string_equal(affected(d, "Service", "ns", "b"), "");
+  assert_string_equal(affected(d, "Service", "ns", "a"), "k");
+  amc_deps_update(d, "k", r, 2);
+  assert_string_equal(affected(d, "Service", "ns", "b"), "k");
+  amc_deps_update(d, "k", r, 5);
+  char got[512] = "";
+  assert_int_equal(amc_deps_foreach_read(d, "k", read_back, got), 5);
+  assert_string_equal(got, "Service|ns|a|-|-|-;Service|ns|b|-|-|-;"
+                           "VirtualService|-|-|spec.gateways|-|ns/gw;"
+                           "EndpointSlice|ns|-|-|app|a;Pod|-|-|-|-|-");
+  assert_int_equal(amc_deps_foreach_read(d, "none", read_back, got), 0);
+  amc_deps_free(d);
+}
+
 static void test_cluster_scoped(void **state) {
   (void)state;
   amc_deps_t *d = amc_deps_new("Gateway");
@@ -267,13 +303,52 @@ static void test_many(void **state) {
   amc_deps_free(d);
 }
 
+/* Keys leave shared sets one by one (removed, or re-translated without the
+ * read) and the rest stay; emptied sets come back when read again. */
+static void test_shared_sets_shrink(void **state) {
+  (void)state;
+  amc_deps_t *d = amc_deps_new("Gateway");
+  char key[64];
+  amc_read_t r[] = {R("Secret", "ns", "shared"), R("Service", "ns", "s")};
+  amc_read_t only_svc[] = {R("Service", "ns", "s")};
+  for (int g = 0; g < 9; g++) {
+    snprintf(key, sizeof key, "Gateway/ns/gw%d", g);
+    amc_deps_update(d, key, r, 2);
+  }
+  for (int g = 0; g < 9; g += 2) {
+    snprintf(key, sizeof key, "Gateway/ns/gw%d", g);
+    amc_deps_remove(d, key);
+  }
+  assert_string_equal(affected(d, "Secret", "ns", "shared"),
+                      "Gateway/ns/gw1 Gateway/ns/gw3 Gateway/ns/gw5 "
+                      "Gateway/ns/gw7");
+  amc_deps_update(d, "Gateway/ns/gw3", only_svc, 1);
+  amc_deps_update(d, "Gateway/ns/gw5", r, 2); /* re-read: still in */
+  assert_string_equal(affected(d, "Secret", "ns", "shared"),
+                      "Gateway/ns/gw1 Gateway/ns/gw5 Gateway/ns/gw7");
+  assert_string_equal(affected(d, "Service", "ns", "s"),
+                      "Gateway/ns/gw1 Gateway/ns/gw3 Gateway/ns/gw5 "
+                      "Gateway/ns/gw7");
+  amc_deps_remove(d, "Gateway/ns/gw1");
+  amc_deps_remove(d, "Gateway/ns/gw7");
+  amc_deps_update(d, "Gateway/ns/gw5", NULL, 0);
+  assert_string_equal(affected(d, "Secret", "ns", "shared"), "");
+  assert_string_equal(affected(d, "Service", "ns", "s"), "Gateway/ns/gw3");
+  amc_deps_update(d, "Gateway/ns/gw8", r, 2);
+  assert_string_equal(affected(d, "Secret", "ns", "shared"), "Gateway/ns/gw8");
+  assert_int_equal(amc_deps_count(d), 3);
+  amc_deps_free(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_object_reads),
       cmocka_unit_test(test_root_objects_map_to_own_key),
       cmocka_unit_test(test_list_reads),
       cmocka_unit_test(test_update_replaces_and_remove),
+      cmocka_unit_test(test_shared_sets_shrink),
       cmocka_unit_test(test_cluster_scoped),
+      cmocka_unit_test(test_same_reads_and_read_back),
       cmocka_unit_test(test_many),
       cmocka_unit_test(test_field_filtered_reads),
       cmocka_unit_test(test_label_filtered_reads),

@@ -371,6 +371,38 @@ static void test_limits_leave_generation_usable(void **state) {
   assert_true(amc_rules_engine_memory(f->fast) < (8u << 20));
 }
 
+/* Compaction gives the garbage's slabs back; the generation works on, with
+ * its limits. */
+static void test_compact_returns_memory(void **state) {
+  fx_t *f = *state;
+  assert_int_equal(amc_rules_engine_compact(f->eng), 0); /* no generation */
+  load_ok(f, FIX "rules_sandbox");
+  put_gateway(f->store, "ns", "litter", "{}");
+  put_gateway(f->store, "ns", "bomb", "{}");
+  put_gateway(f->store, "ns", "rawset", "{}");
+  size_t base = amc_rules_engine_retained(f->eng);
+  assert_true(base >= amc_rules_engine_memory(f->eng));
+  for (int i = 0; i < 3; i++)
+    assert_null(translate_error(f, "ns", "litter"));
+  size_t used = amc_rules_engine_memory(f->eng);
+  size_t held = amc_rules_engine_retained(f->eng);
+  assert_true(held > base + (4u << 20)); /* ~8 MB of tables per pass */
+  size_t freed = amc_rules_engine_compact(f->eng);
+  assert_true(freed > (4u << 20));
+  assert_true(amc_rules_engine_memory(f->eng) < used);
+  assert_true(amc_rules_engine_retained(f->eng) <= held - freed);
+  assert_true(amc_rules_engine_retained(f->eng) < base + (1u << 20));
+  /* Again: nothing left to give back. */
+  assert_true(amc_rules_engine_compact(f->eng) < (1u << 20));
+  for (int i = 0; i < 3; i++) {
+    assert_null(translate_error(f, "ns", "litter"));
+    expect_error(f, "ns", "rawset", "undefined global 'rawset'");
+    expect_error(f, "ns", "bomb", "memory limit exceeded");
+    amc_rules_engine_compact(f->eng);
+  }
+  assert_true(amc_rules_engine_retained(f->eng) < base + (1u << 20));
+}
+
 static void test_output_checks(void **state) {
   fx_t *f = *state;
   load_ok(f, FIX "rules_output");
@@ -638,6 +670,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits_leave_generation_usable,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_compact_returns_memory, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_output_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_real_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_labels, setup, teardown),
