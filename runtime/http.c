@@ -1,8 +1,12 @@
 /* http.c - libcurl multi driven by libuv. See http.h.
  *
  * Shape (after curl's multi-uv example, with its pitfalls avoided):
- *   - one uv_timer_t for CURLMOPT_TIMERFUNCTION; a 0 ms request becomes a
- *     1 ms timer so curl is never called from inside its own callback;
+ *   - one uv_timer_t for CURLMOPT_TIMERFUNCTION; a 0 ms request ("call
+ *     me as soon as possible", e.g. a request just added) runs from a
+ *     uv_idle_t on the next loop iteration instead: never from inside
+ *     curl's own callback, never spinning inside one timer phase (a 0 ms
+ *     uv_timer restarted from its callback would, on libuv < 1.45), and
+ *     without the 1 ms a rounded-up timer costs every change;
  *   - one heap context with a uv_poll_t per socket curl reports; it is
  *     detached from curl on CURL_POLL_REMOVE or when curl closes the socket
  *     (CURLOPT_CLOSESOCKETFUNCTION stops polling *before* close(), so a
@@ -32,6 +36,7 @@ struct amc_http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
+  uv_idle_t soon; /* a 0 ms curl timeout: drive on the next iteration */
   sock_ctx_t *socks; /* live (attached) socket contexts */
   amc_http_req_t *reqs;
   size_t n_reqs;
@@ -172,15 +177,27 @@ static void timer_cb(uv_timer_t *t) {
   drive(h, CURL_SOCKET_TIMEOUT, 0);
 }
 
+static void soon_cb(uv_idle_t *i) {
+  amc_http_t *h = i->data;
+  uv_idle_stop(&h->soon);
+  drive(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
 static int timer_fn(CURLM *m, long timeout_ms, void *userp) {
   (void)m;
   amc_http_t *h = userp;
   if (h->closing)
     return 0;
+  if (timeout_ms == 0) {
+    uv_timer_stop(&h->timer);
+    uv_idle_start(&h->soon, soon_cb);
+    return 0;
+  }
+  uv_idle_stop(&h->soon);
   if (timeout_ms < 0)
     uv_timer_stop(&h->timer);
   else
-    uv_timer_start(&h->timer, timer_cb, timeout_ms > 0 ? timeout_ms : 1, 0);
+    uv_timer_start(&h->timer, timer_cb, (uint64_t)timeout_ms, 0);
   return 0;
 }
 
@@ -202,6 +219,8 @@ amc_http_t *amc_http_new(uv_loop_t *loop) {
   }
   uv_timer_init(loop, &h->timer);
   h->timer.data = h;
+  uv_idle_init(loop, &h->soon);
+  h->soon.data = h;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
@@ -563,8 +582,10 @@ void amc_http_close(amc_http_t *h, void (*closed)(void *), void *data) {
   while (h->socks)
     sock_detach(h, h->socks);
   uv_timer_stop(&h->timer);
-  h->pending_closes++;
+  uv_idle_stop(&h->soon);
+  h->pending_closes += 2;
   uv_close((uv_handle_t *)&h->timer, timer_closed_cb);
+  uv_close((uv_handle_t *)&h->soon, timer_closed_cb);
 }
 
 const char *amc_http_header_find(const char *headers, size_t len,

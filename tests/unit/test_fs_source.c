@@ -350,6 +350,53 @@ static void test_new_and_removed_subdirectories(void **state) {
   amc_fs_source_close(s);
 }
 
+/* Changes only hidden names report: a mounted ConfigMap's update (the
+ * visible names are symlinks through "..data", which is swapped by a
+ * rename); a directory under a data file's name; a create and a delete. */
+static void test_named_events_and_configmap_swap(void **state) {
+  (void)state;
+  char cmd[2000];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && mkdir ..v1 && echo 'Service ns a 1' > ..v1/a.yaml && "
+           "ln -s ..v1 ..data && ln -s ..data/a.yaml a.yaml",
+           root);
+  assert_int_equal(system(cmd), 0);
+  amc_fs_source_t *s = start();
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"1\"};");
+  /* the kubelet's swap: new version dir, new link, renamed over ..data */
+  snprintf(cmd, sizeof cmd,
+           "cd %s && mkdir ..v2 && echo 'Service ns a 2' > ..v2/a.yaml && "
+           "ln -s ..v2 ..data_tmp && mv -T ..data_tmp ..data && rm -r ..v1",
+           root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* a directory named like a data file: watched and read */
+  char p[512];
+  path_of(p, sizeof p, "d.yaml");
+  assert_int_equal(mkdir(p, 0755), 0);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
+    run_for(10);
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  write_file("d.yaml/x.yaml", "Pod ns p 1\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
+  /* a visible file created, then deleted */
+  write_file("b.yaml", "Service ns b 1\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"1\"};");
+  path_of(p, sizeof p, "b.yaml");
+  unlink(p);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "-Service/ns/b;");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  amc_fs_source_close(s);
+}
+
 /* The real parser: YAML through the loader, stripped canonical JSON. */
 static void test_loader_parser(void **state) {
   (void)state;
@@ -419,6 +466,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_modify_delete_and_unchanged, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_named_events_and_configmap_swap,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_atomic_save_and_rename, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_object_moves_between_files, setup,

@@ -1190,6 +1190,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def version_string(self):
         return "avisim"
 
+    def parse_request(self):
+        # The request's arrival: its request line has just been read (the
+        # headers not yet parsed); the request log's "time". Python's
+        # header parsing would otherwise add ~0.2-0.5 ms to every time.
+        self.arrived = time.time()
+        return super().parse_request()
+
     def do_GET(self):
         self.dispatch()
 
@@ -1242,7 +1249,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self):
         sim = self.server.sim
-        t0 = time.time()
+        t0 = getattr(self, "arrived", None) or time.time()
         parsed = urllib.parse.urlsplit(self.path)
         path, query = parsed.path, parsed.query
         body = self.read_body()
