@@ -43,7 +43,8 @@ static const opt_t opts[] = {
      "kubeconfig context (default: the current one)", 0},
     {"leader-elect", NULL, T_BOOL, O(leader_elect), "false", NULL,
      "with --source kube: only the replica holding the Lease reconciles "
-     "(other sources: ignored, with a warning)", 0},
+     "(other sources: ignored, with a warning)",
+     0},
     {"lease-name", NULL, T_STR, O(lease_name), "amc", "NAME",
      "the leader-election Lease", 0},
     {"lease-namespace", "POD_NAMESPACE", T_STR, O(lease_namespace), NULL, "NS",

@@ -1010,5 +1010,5 @@ static void dr_sync(void *sink, amc_controller_t *c, const char *key,
   amc_controller_sync_done(c, key, 0, NULL);
 }
 
-const amc_ctrl_sink_ops_t amc_dry_run_ops = {
-    dr_sync, NULL, NULL, NULL, NULL, dr_has_unchanged};
+const amc_ctrl_sink_ops_t amc_dry_run_ops = {dr_sync, NULL, NULL,
+                                             NULL,    NULL, dr_has_unchanged};

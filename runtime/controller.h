@@ -65,8 +65,7 @@ typedef struct {
    * every store change; and a translation without replays, taken when the
    * sink cannot take a translation's unchanged objects. */
   void (*changed)(void *engine, const char *kind, const char *ns,
-                  const char *name, const char *old_json,
-                  const char *new_json);
+                  const char *name, const char *old_json, const char *new_json);
   amc_translation_t *(*translate_full)(void *engine, const char *kind,
                                        const char *ns, const char *name);
 } amc_ctrl_engine_ops_t;
@@ -92,8 +91,7 @@ typedef struct {
   /* 1 when the sink holds every unchanged object of `t` (translation.h:
    * json NULL) for `key` with its checksum, so it can sync `t`. Without it
    * (or when it says 0) the controller syncs a full translation instead. */
-  int (*has_unchanged)(void *sink, const char *key,
-                       const amc_translation_t *t);
+  int (*has_unchanged)(void *sink, const char *key, const amc_translation_t *t);
 } amc_ctrl_sink_ops_t;
 
 typedef struct {

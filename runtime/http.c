@@ -36,7 +36,7 @@ struct amc_http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
-  uv_idle_t soon; /* a 0 ms curl timeout: drive on the next iteration */
+  uv_idle_t soon;    /* a 0 ms curl timeout: drive on the next iteration */
   sock_ctx_t *socks; /* live (attached) socket contexts */
   amc_http_req_t *reqs;
   size_t n_reqs;

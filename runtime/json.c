@@ -748,7 +748,7 @@ struct amc_json_memo {
   struct memo_slot {
     const void *t;
     size_t off, len;
-  } *slot;
+  } * slot;
   size_t cap, n;
   amc_buf_t bytes;
 };

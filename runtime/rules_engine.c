@@ -805,10 +805,28 @@ static char *dup_opt(const char *s) {
   return s ? xstrdup(s) : NULL;
 }
 
-/* `field` or `label` (at most one) with `value`: a filtered list. */
-static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
-                       const char *name, const char *field, const char *label,
-                       const char *value);
+/* Appends a read to the growable array (*reads, *n, *cap), copying the
+ * strings. `field` or `label` (at most one) with `value`: a filtered list. */
+static void reads_append(amc_read_t **reads, size_t *n, size_t *cap,
+                         const char *kind, const char *ns, const char *name,
+                         const char *field, const char *label,
+                         const char *value) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 16;
+    amc_read_t *r = realloc(*reads, nc * sizeof *r);
+    if (!r)
+      abort();
+    *reads = r;
+    *cap = nc;
+  }
+  amc_read_t *r = &(*reads)[(*n)++];
+  r->kind = xstrdup(kind);
+  r->namespace_ = dup_opt(ns);
+  r->name = dup_opt(name);
+  r->field = dup_opt(field);
+  r->label = dup_opt(label);
+  r->value = value && (field || label) ? xstrdup(value) : NULL;
+}
 
 static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
                         const char *name, const char *field, const char *label,
@@ -816,22 +834,11 @@ static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
-  if (e->frame_open)
-    frame_read(e, kind, ns, name, field, label, value);
-  if (t->n_reads == e->reads_cap) {
-    e->reads_cap = e->reads_cap ? e->reads_cap * 2 : 16;
-    amc_read_t *r = realloc(t->reads, e->reads_cap * sizeof *r);
-    if (!r)
-      abort();
-    t->reads = r;
-  }
-  amc_read_t *r = &t->reads[t->n_reads++];
-  r->kind = xstrdup(kind);
-  r->namespace_ = dup_opt(ns);
-  r->name = dup_opt(name);
-  r->field = dup_opt(field);
-  r->label = dup_opt(label);
-  r->value = value && (field || label) ? xstrdup(value) : NULL;
+  if (e->frame_open) /* the open memo frame records its own reads too */
+    reads_append(&e->frame_reads, &e->frame_n, &e->frame_cap, kind, ns, name,
+                 field, label, value);
+  reads_append(&t->reads, &t->n_reads, &e->reads_cap, kind, ns, name, field,
+               label, value);
 }
 
 static const char *opt_string(lua_State *L, int i, const char *what) {
@@ -1845,25 +1852,6 @@ static const char *memo_intern(amc_rules_engine_t *e, const char *s) {
   return x->key;
 }
 
-static void frame_read(amc_rules_engine_t *e, const char *kind, const char *ns,
-                       const char *name, const char *field, const char *label,
-                       const char *value) {
-  if (e->frame_n == e->frame_cap) {
-    e->frame_cap = e->frame_cap ? e->frame_cap * 2 : 8;
-    amc_read_t *r = realloc(e->frame_reads, e->frame_cap * sizeof *r);
-    if (!r)
-      abort();
-    e->frame_reads = r;
-  }
-  amc_read_t *r = &e->frame_reads[e->frame_n++];
-  r->kind = xstrdup(kind);
-  r->namespace_ = dup_opt(ns);
-  r->name = dup_opt(name);
-  r->field = dup_opt(field);
-  r->label = dup_opt(label);
-  r->value = value && (field || label) ? xstrdup(value) : NULL;
-}
-
 static void frame_reset(amc_rules_engine_t *e) {
   for (size_t i = 0; i < e->frame_n; i++)
     read_free(&e->frame_reads[i]);
@@ -2037,8 +2025,7 @@ typedef struct {
 } commit_t;
 
 static const amc_avi_object_t *find_object(const amc_translation_t *t,
-                                           const char *type,
-                                           const char *name) {
+                                           const char *type, const char *name) {
   size_t lo = 0, hi = t->n_objects;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -2352,8 +2339,8 @@ static char *with_key(const char *msg, const char *key) {
 }
 
 static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
-                                   const char *ns, const char *name,
-                                   int replay);
+                                    const char *ns, const char *name,
+                                    int replay);
 
 amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *kind, const char *ns,
@@ -2369,8 +2356,8 @@ amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
 }
 
 static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
-                                   const char *ns, const char *name,
-                                   int replay) {
+                                    const char *ns, const char *name,
+                                    int replay) {
   amc_translation_t *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;

@@ -103,8 +103,8 @@
 typedef struct amc_rules_engine amc_rules_engine_t;
 
 typedef struct {
-  size_t memory_cap;           /* bytes per generation; 0: 256 MiB */
-  size_t translation_memory;   /* bytes a translation may add; 0: 64 MiB */
+  size_t memory_cap;         /* bytes per generation; 0: 256 MiB */
+  size_t translation_memory; /* bytes a translation may add; 0: 64 MiB */
   /* Per translation and per load. 0: the environment variable
    * AMC_RULES_CPU_BUDGET_MS if set, else 1000 (100000 when running under
    * valgrind, which is ~50x slower). */
@@ -175,9 +175,9 @@ amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
                                                    const char *ns,
                                                    const char *name);
 typedef struct {
-  size_t entries; /* memo entries kept */
-  size_t bytes;   /* their size (entries, names, result JSON; not the
-                     dependency index) */
+  size_t entries;        /* memo entries kept */
+  size_t bytes;          /* their size (entries, names, result JSON; not the
+                            dependency index) */
   uint64_t hits, misses; /* replays and calls run, since the start */
 } amc_rules_memo_stats_t;
 void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,

@@ -21,10 +21,10 @@
  * amc_rules_engine_translate_full(). Translations without the memo never
  * have unchanged objects. */
 typedef struct {
-  char *type;      /* AVI REST type: "pool", "virtualservice", ... */
-  char *name;      /* the object's `name` */
-  char *json;      /* canonical JSON (json.h) of the object as emitted;
-                      NULL for an unchanged object */
+  char *type; /* AVI REST type: "pool", "virtualservice", ... */
+  char *name; /* the object's `name` */
+  char *json; /* canonical JSON (json.h) of the object as emitted;
+                 NULL for an unchanged object */
   size_t json_len;
   char cksum[17];   /* FNV-1a 64 of json (avi/plan.h amc_avi_cksum), 16 hex
                        digits; set by the rules engine for every object ("" in
@@ -39,10 +39,10 @@ typedef enum { AMC_DIAG_WARNING = 0, AMC_DIAG_ERROR = 1 } amc_diag_severity_t;
  * reference that does not resolve. */
 typedef struct {
   amc_diag_severity_t severity;
-  char *kind;      /* of the Istio/Kubernetes object concerned */
+  char *kind;       /* of the Istio/Kubernetes object concerned */
   char *namespace_; /* may be NULL for cluster-scoped objects */
   char *name;
-  char *field;     /* path in the object, e.g. "spec.http[0].fault" */
+  char *field; /* path in the object, e.g. "spec.http[0].fault" */
   char *message;
 } amc_diag_t;
 
@@ -63,17 +63,17 @@ typedef struct {
 } amc_read_t;
 
 typedef struct {
-  char *key;                  /* "Gateway/<ns>/<name>" */
-  amc_avi_object_t *objects;  /* sorted by type, then name */
+  char *key;                 /* "Gateway/<ns>/<name>" */
+  amc_avi_object_t *objects; /* sorted by type, then name */
   size_t n_objects;
-  size_t n_unchanged;         /* objects with json NULL (see above) */
-  amc_diag_t *diags;          /* in the order the rules reported them */
+  size_t n_unchanged; /* objects with json NULL (see above) */
+  amc_diag_t *diags;  /* in the order the rules reported them */
   size_t n_diags;
-  amc_read_t *reads;          /* deduplicated, sorted */
+  amc_read_t *reads; /* deduplicated, sorted */
   size_t n_reads;
-  char *error;                /* non-NULL: the translation failed (rule
-                                 error, limit, invalid output); objects is
-                                 then empty and must not be synced */
+  char *error; /* non-NULL: the translation failed (rule
+                  error, limit, invalid output); objects is
+                  then empty and must not be synced */
 } amc_translation_t;
 
 /* Releases every string and array of `t` and `t` itself (translations are

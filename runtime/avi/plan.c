@@ -642,8 +642,8 @@ int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
   const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
-  return e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 &&
-         e->gateway && strcmp(e->gateway, key_marker(key)) == 0;
+  return e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 && e->gateway &&
+         strcmp(e->gateway, key_marker(key)) == 0;
 }
 
 /* An unchanged object in a plan: wanted, and nothing to do when the cache
@@ -684,15 +684,14 @@ static void copy_str(const char *s, size_t len, void *ud) {
  * checksum covers every byte; the object was checked when it was written).
  * Returns 1 if so. */
 static int plan_same_fast(const amc_avi_cache_t *cache,
-                          const amc_avi_owner_t *own,
-                          const amc_avi_object_t *o, amc_strmap_t *wanted,
-                          amc_buf_t *k) {
+                          const amc_avi_owner_t *own, const amc_avi_object_t *o,
+                          amc_strmap_t *wanted, amc_buf_t *k) {
   char tr[256] = "", tbuf[256];
   static const char *const path[] = {"tenant_ref"};
   if (amc_json_strings_at(o->json, o->json_len, path, 1, copy_str, tr) != 0)
     return 0;
-  const char *ten = ref_tenant(tr[0] ? tr : NULL, own->tenant, tbuf,
-                               sizeof tbuf);
+  const char *ten =
+      ref_tenant(tr[0] ? tr : NULL, own->tenant, tbuf, sizeof tbuf);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
   if (!ck || strcmp(ck, o->cksum) != 0)

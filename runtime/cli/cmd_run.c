@@ -192,9 +192,8 @@ static void status_enable(run_t *r, int on) {
 
 /* After a key's sync (t == NULL: the gateway was deleted) or a failed
  * translation (t->error). */
-static void status_report(run_t *r, const char *key,
-                          const amc_translation_t *t, int ok,
-                          const char *error) {
+static void status_report(run_t *r, const char *key, const amc_translation_t *t,
+                          int ok, const char *error) {
   if (r->report && !r->stopping)
     amc_kube_report(r->report, key, t, ok, error);
 }
@@ -527,13 +526,13 @@ static amc_translation_t *engine_translate_full(void *engine, const char *kind,
   return amc_rules_engine_translate_full(engine, kind, ns, name);
 }
 
-static const amc_ctrl_engine_ops_t engine_ops = {
-    .translate = engine_translate,
-    .free = engine_free,
-    .memory = engine_memory,
-    .compact = engine_compact,
-    .changed = engine_changed,
-    .translate_full = engine_translate_full};
+static const amc_ctrl_engine_ops_t engine_ops = {.translate = engine_translate,
+                                                 .free = engine_free,
+                                                 .memory = engine_memory,
+                                                 .compact = engine_compact,
+                                                 .changed = engine_changed,
+                                                 .translate_full =
+                                                     engine_translate_full};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {

@@ -444,8 +444,7 @@ static void test_plan_unchanged(void **state) {
                         .cksum = "00000000000000aa",
                         .tenant_ref = "/api/tenant?name=admin"};
   assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &u), 1);
-  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/other", &u),
-                   0);
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/other", &u), 0);
   amc_avi_plan_t p;
   char err[300];
   assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &u, 1, &p,
@@ -461,15 +460,15 @@ static void test_plan_unchanged(void **state) {
                               "{\"name\":\"p1\",\"tenant_ref\":"
                               "\"/api/tenant?name=admin\"}");
   snprintf(full.cksum, sizeof full.cksum, "00000000000000aa");
-  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
-                                    &p, err, sizeof err),
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1, &p,
+                                    err, sizeof err),
                    0);
   assert_int_equal(p.n, 1);
   assert_int_equal(p.steps[0].op, AMC_AVI_DELETE);
   amc_avi_plan_free(&p);
   snprintf(full.cksum, sizeof full.cksum, "00000000000000cc");
-  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1,
-                                    &p, err, sizeof err),
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &full, 1, &p,
+                                    err, sizeof err),
                    0);
   assert_int_equal(p.n, 2);
   assert_int_equal(p.steps[0].op, AMC_AVI_PUT);
@@ -479,14 +478,13 @@ static void test_plan_unchanged(void **state) {
   snprintf(other.cksum, sizeof other.cksum, "00000000000000bb");
   assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &other),
                    0);
-  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &other, 1,
-                                    &p, err, sizeof err),
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &other, 1, &p,
+                                    err, sizeof err),
                    -1);
   assert_non_null(strstr(err, "full translation"));
   amc_avi_object_t gone = u;
   gone.name = "p2";
-  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &gone),
-                   0);
+  assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &gone), 0);
   amc_avi_cache_clear(&c);
   lua_close(L);
 }

@@ -243,7 +243,8 @@ static void test_same_reads_and_read_back(void **state) {
   amc_deps_t *d = amc_deps_new("Gateway");
   amc_read_t r[] = {R("Service", "ns", "a"), R("Service", "ns", "b"),
                     RF("VirtualService", NULL, "spec.gateways", "ns/gw"),
-                    RL("EndpointSlice", "ns", "app", "a"), R("Pod", NULL, NULL)};
+                    RL("EndpointSlice", "ns", "app", "a"),
+                    R("Pod", NULL, NULL)};
   amc_deps_update(d, "k", r, 5);
   amc_deps_update(d, "k", r, 5);
   assert_string_equal(affected(d, "Service", "ns", "b"), "k");

@@ -60,8 +60,8 @@ static int teardown(void **state) {
 
 /* Puts (json != NULL) or deletes an object and tells the memo engine, as
  * the controller does. */
-static void change(fx_t *f, const char *kind, const char *ns,
-                   const char *name, const char *json) {
+static void change(fx_t *f, const char *kind, const char *ns, const char *name,
+                   const char *json) {
   const amc_store_obj_t *o = amc_store_get(f->store, kind, ns, name);
   char *old = o ? strndup(o->json, o->json_len) : NULL;
   if (json)
@@ -146,8 +146,7 @@ static void reads_cover(const amc_translation_t *t,
       const amc_read_t *r = &t->reads[j];
       found = str_eq(r->kind, w->kind) &&
               str_eq(r->namespace_ && *r->namespace_ ? r->namespace_ : NULL,
-                     w->namespace_ && *w->namespace_ ? w->namespace_
-                                                     : NULL) &&
+                     w->namespace_ && *w->namespace_ ? w->namespace_ : NULL) &&
               str_eq(r->name, w->name) && str_eq(r->field, w->field) &&
               str_eq(r->label, w->label) && str_eq(r->value, w->value);
     }
@@ -291,10 +290,8 @@ static void test_gateway_gone_drops_entries(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_replay_equals_full, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_changes_invalidate, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_replay_equals_full, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_changes_invalidate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_out_get_answers_checked, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_failed_translation_keeps_entries,
