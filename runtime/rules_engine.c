@@ -1632,15 +1632,22 @@ static int obj_cmp(const void *a, const void *b) {
   return c ? c : strcmp(x->name, y->name);
 }
 
-/* The checksum sinks compare (the same FNV-1a 64 as avi/plan.h's
- * amc_avi_cksum). */
-static void object_cksum(const char *s, size_t len, char out[17]) {
-  uint64_t h = 14695981039346656037ull;
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211ull;
+/* Appends a zeroed object named (type, name) to the current translation. */
+static amc_avi_object_t *push_object(amc_rules_engine_t *e, const char *type,
+                                     const char *name) {
+  amc_translation_t *t = e->cur_t;
+  if (t->n_objects == e->objs_cap) {
+    e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
+    amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
+    if (!no)
+      abort();
+    t->objects = no;
   }
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
+  amc_avi_object_t *ao = &t->objects[t->n_objects++];
+  memset(ao, 0, sizeof *ao);
+  ao->type = xstrdup(type);
+  ao->name = xstrdup(name);
+  return ao;
 }
 
 /* An unchanged object (rt.lua's memo replay: the output item has
@@ -1653,17 +1660,7 @@ static int collect_unchanged(lua_State *L, amc_rules_engine_t *e, int it,
   if (!ck)
     return 0;
   const char *tr = field_str(L, it, "tenant_ref");
-  if (t->n_objects == e->objs_cap) {
-    e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
-    amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
-    if (!no)
-      abort();
-    t->objects = no;
-  }
-  amc_avi_object_t *ao = &t->objects[t->n_objects++];
-  memset(ao, 0, sizeof *ao);
-  ao->type = xstrdup(type);
-  ao->name = xstrdup(name);
+  amc_avi_object_t *ao = push_object(e, type, name);
   snprintf(ao->cksum, sizeof ao->cksum, "%s", ck);
   ao->tenant_ref = tr ? xstrdup(tr) : NULL;
   t->n_unchanged++;
@@ -1742,16 +1739,7 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       lua_pop(L, 2);
       valid_add(g, vh);
     }
-    if (t->n_objects == e->objs_cap) {
-      e->objs_cap = e->objs_cap ? e->objs_cap * 2 : 16;
-      amc_avi_object_t *no = realloc(t->objects, e->objs_cap * sizeof *no);
-      if (!no)
-        abort();
-      t->objects = no;
-    }
-    amc_avi_object_t *ao = &t->objects[t->n_objects++];
-    ao->type = xstrdup(type);
-    ao->name = xstrdup(name);
+    amc_avi_object_t *ao = push_object(e, type, name);
     /* A copy of exactly the right size; the scratch buffer keeps its
      * memory for the next object (no regrowing from empty each time). */
     ao->json_len = e->scratch.len;
@@ -1759,8 +1747,7 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     if (!ao->json)
       abort();
     memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
-    ao->tenant_ref = NULL;
-    object_cksum(ao->json, ao->json_len, ao->cksum);
+    amc_object_cksum(ao->json, ao->json_len, ao->cksum);
     lua_settop(L, ol);
   }
   lua_settop(L, res);

@@ -1,6 +1,8 @@
 /* translation.c - releasing a translation's results. */
 #include "translation.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 void amc_translation_free(amc_translation_t *t) {
@@ -33,4 +35,13 @@ void amc_translation_free(amc_translation_t *t) {
   free(t->key);
   free(t->error);
   free(t);
+}
+
+void amc_object_cksum(const char *json, size_t len, char out[17]) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)json[i];
+    h *= 1099511628211ull;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

@@ -26,12 +26,18 @@ typedef struct {
   char *json; /* canonical JSON (json.h) of the object as emitted;
                  NULL for an unchanged object */
   size_t json_len;
-  char cksum[17];   /* FNV-1a 64 of json (avi/plan.h amc_avi_cksum), 16 hex
+  char cksum[17];   /* amc_object_cksum of json (below), 16 hex
                        digits; set by the rules engine for every object ("" in
                        hand-built translations) */
   char *tenant_ref; /* unchanged objects only: the object's tenant_ref (NULL
                        when it has none) */
 } amc_avi_object_t;
+
+/* The checksum of an object's canonical JSON that sinks compare and AVI
+ * stores as amc's marker: FNV-1a 64 as 16 lowercase hex digits. Its values
+ * are persisted on AVI objects: changing the function rewrites every
+ * object once. */
+void amc_object_cksum(const char *json, size_t len, char out[17]);
 
 typedef enum { AMC_DIAG_WARNING = 0, AMC_DIAG_ERROR = 1 } amc_diag_severity_t;
 

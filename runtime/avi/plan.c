@@ -43,12 +43,7 @@ int amc_avi_has_created_by(const char *type) {
 }
 
 void amc_avi_cksum(const char *s, size_t len, char out[17]) {
-  uint64_t h = 14695981039346656037ull;
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211ull;
-  }
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
+  amc_object_cksum(s, len, out);
 }
 
 /* ---- small Lua helpers ------------------------------------------------ */
