@@ -150,6 +150,12 @@ class AmcRun:
                     return s[2]
         return 0.0
 
+    def wait_idle(self, timeout=10):
+        """Waits until nothing is queued or being reconciled."""
+        wait_for(lambda: self.metric("amc_queue_depth") == 0
+                 and self.metric("amc_queue_in_flight") == 0, timeout,
+                 "an idle queue")
+
     def wait_ready(self, timeout=30):
         def ready():
             try:
@@ -179,6 +185,11 @@ def sim_control(sim, method, path, body=None):
     status, data = sim.control(method, path, body)
     assert 200 <= status < 300, (method, path, status, data)
     return data
+
+
+def sim_clear_requests(sim):
+    """Empties the simulator's request log."""
+    sim_control(sim, "DELETE", "/_sim/requests")
 
 
 def sim_writes(sim):

@@ -147,7 +147,7 @@ class EndpointsFallbackTest(unittest.TestCase):
                          paths)
 
         # web: one address goes, a new one comes, the not-ready one is ready.
-        runlib.sim_control(sim, "DELETE", "/_sim/requests")
+        runlib.sim_clear_requests(sim)
         new = make("web", ["10.0.0.1", "10.0.0.3", "10.0.0.9"], [])
         path = ("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/%s"
                 if slices else "/api/v1/namespaces/%s/endpoints/%s") % (
@@ -169,7 +169,7 @@ class EndpointsFallbackTest(unittest.TestCase):
         # Changes nothing depends on write nothing: endpoints of a Service
         # no route uses, a label-only change of web's. Then api gains an
         # address: that one PUT is all AVI sees.
-        runlib.sim_control(sim, "DELETE", "/_sim/requests")
+        runlib.sim_clear_requests(sim)
         other = make("api", ["10.0.2.1"], [])
         other["metadata"]["name"] = "other" if not slices else "other-x1"
         if slices:

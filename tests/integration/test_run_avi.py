@@ -100,14 +100,6 @@ class AviRunTest(unittest.TestCase):
         r.wait_ready()
         return r
 
-    def quiet(self, r):
-        """Waits until amc has nothing queued or in flight."""
-        runlib.wait_for(lambda: r.metric("amc_queue_depth") == 0
-                        and r.metric("amc_queue_in_flight") == 0, 10,
-                        "an idle queue")
-
-    def clear_log(self):
-        runlib.sim_control(self.sim, "DELETE", "/_sim/requests")
 
     def wait_writes(self, cond, what):
         t0 = time.monotonic()
@@ -125,13 +117,13 @@ class AviRunTest(unittest.TestCase):
         self.assertTrue(any("bookinfo-gateway" in n for n in vss))
         self.assertTrue(any("other-gateway" in n for n in vss))
         self.assertTrue(any("ratings" in n for n in pools))
-        self.quiet(r)
+        r.wait_idle()
         # Metrics of the AVI requests, parsed.
         self.assertGreater(r.metric("amc_avi_requests_total", method="POST",
                                     type="pool", code="201"), 0)
         # 1. Edit a VirtualService (weights 90/10 -> 70/30): one PUT of
         #    the pool group.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         path = os.path.join(self.fs, "30-routing.yaml")
         with open(path) as fh:
             text = fh.read()
@@ -139,7 +131,7 @@ class AviRunTest(unittest.TestCase):
             "weight: 10", "weight: 30")
         atomic_write(path, text)
         writes = self.wait_writes(lambda w: len(w) >= 1, "edit -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))
         self.assertEqual(len(writes), 1, writes)
         self.assertEqual(writes[0][:2], ("PUT", "poolgroup"))
@@ -148,11 +140,11 @@ class AviRunTest(unittest.TestCase):
         self.assertEqual(sorted(m["ratio"] for m in pg["members"]), [30, 70])
         # 2. Delete a file: its objects go (payments pool and pool group),
         #    the policy set loses its rule.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         os.unlink(os.path.join(self.fs, "40-external.yaml"))
         self.wait_writes(lambda w: any(x["method"] == "DELETE" for x in w),
                          "delete -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         self.assertFalse([n for n in runlib.sim_objects(self.sim, "pool")
                           if "payments" in n])
         self.assertFalse([n for n in runlib.sim_objects(self.sim,
@@ -166,14 +158,14 @@ class AviRunTest(unittest.TestCase):
 
     def test_new_vs_and_endpointslice_touch_only_their_users(self):
         r = self.start()
-        self.quiet(r)
+        r.wait_idle()
         # 3. A new VirtualService on bookinfo-gateway: only that gateway's
         #    objects are written.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         with open(os.path.join(self.fs, "70-extra.yaml"), "w") as fh:
             fh.write(NEW_VS)
         self.wait_writes(lambda w: len(w) >= 1, "new VS -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))
         self.assertTrue(writes)
         for m, t, name in writes:
@@ -181,13 +173,13 @@ class AviRunTest(unittest.TestCase):
             self.assertNotIn("other-gateway", name, writes)
         reconciled = {e.get("key") for e in r.log_events("translate.done")}
         # 4. An EndpointSlice change: only the pools with those endpoints.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         path = os.path.join(self.fs, "10-workloads.yaml")
         with open(path) as fh:
             text = fh.read()
         atomic_write(path, text.replace("10.1.0.31", "10.1.0.77"))
         self.wait_writes(lambda w: len(w) >= 1, "EndpointSlice -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))
         self.assertTrue(all(m == "PUT" and t == "pool" for m, t, _ in writes),
                         writes)
@@ -203,20 +195,20 @@ class AviRunTest(unittest.TestCase):
 
     def test_no_op_reload_and_restart_make_no_writes(self):
         r = self.start()
-        self.quiet(r)
+        r.wait_idle()
         before = runlib.sim_objects(self.sim, "pool")
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         # No-op reload: SIGHUP (same rules) and a full resync.
         r.signal(signal.SIGHUP)
         runlib.wait_for(lambda: "signal=SIGHUP" in r.logs(), 5, "SIGHUP")
         time.sleep(0.3)
-        self.quiet(r)
+        r.wait_idle()
         self.assertEqual(runlib.sim_writes(self.sim), [])
         self.assertEqual(r.stop(), 0)
         # Restart against the already-synced simulator: reads only.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         r2 = self.start()
-        self.quiet(r2)
+        r2.wait_idle()
         time.sleep(0.2)
         self.assertEqual(runlib.sim_writes(self.sim), [])
         self.assertEqual(runlib.sim_objects(self.sim, "pool").keys(),

@@ -70,10 +70,7 @@ class DepsTest(unittest.TestCase):
 
     def idle(self):
         """Waits until nothing is queued or being reconciled."""
-        r = self.run_
-        runlib.wait_for(lambda: r.metric("amc_queue_depth") == 0
-                        and r.metric("amc_queue_in_flight") == 0, 10,
-                        "an idle queue")
+        self.run_.wait_idle()
 
     def wait_syncs(self, key, n):
         runlib.wait_for(lambda: syncs(self.run_, key) >= n, 10,

@@ -211,7 +211,7 @@ class KubeAviTest(unittest.TestCase):
                         "VirtualService status")
 
         # Scale: exactly one AVI call changes the pool's servers.
-        runlib.sim_control(self.sim, "DELETE", "/_sim/requests")
+        runlib.sim_clear_requests(self.sim)
         self.apply(slice_yaml("10.0.0.1", "10.0.0.2"))
         self.wait_ips(["10.0.0.1", "10.0.0.2"], "scaled endpoints")
         time.sleep(0.5)  # would-be extra calls
@@ -313,7 +313,7 @@ class KubeAviTest(unittest.TestCase):
         r = self.start("one")
         r.wait_ready()
         self.wait_ips(["10.0.0.1"], "the tree in AVI")
-        runlib.sim_control(self.sim, "DELETE", "/_sim/requests")
+        runlib.sim_clear_requests(self.sim)
 
         # Connection drop, with a change made while the watches are down.
         self.kf.control("POST", "drop")
@@ -360,7 +360,7 @@ class KubeAviTest(unittest.TestCase):
         self.assertEqual(first.stop(), 0)
         before = {t: set(amc_objects(self.sim, t))
                   for t in ("pool", "virtualservice")}
-        runlib.sim_control(self.sim, "DELETE", "/_sim/requests")
+        runlib.sim_clear_requests(self.sim)
         self.kf.control("DELETE", "requests")
 
         # Every list of Gateways fails while amc starts.

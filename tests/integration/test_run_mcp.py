@@ -109,16 +109,9 @@ class Setup(unittest.TestCase):
                           workdir=self.tmp)
         self.closers.append(r.kill)
         r.wait_ready()
-        self.quiet(r)
+        r.wait_idle()
         return r
 
-    def quiet(self, r):
-        runlib.wait_for(lambda: r.metric("amc_queue_depth") == 0
-                        and r.metric("amc_queue_in_flight") == 0, 10,
-                        "an idle queue")
-
-    def clear_log(self):
-        runlib.sim_control(self.sim, "DELETE", "/_sim/requests")
 
     def writes(self):
         return write_names(runlib.sim_writes(self.sim))
@@ -146,23 +139,23 @@ class McpProtocols(Setup):
         self.assert_tree()
         self.assertEqual(r.metric("amc_source_synced", source="mcp"), 1)
         # 2. An update over MCP: weights 90/10 -> 70/30, one PUT.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         self.mcp.control("/apply", {"objects": [
             with_weights(bookinfo_vs("bookinfo"), 70, 30)]})
         self.wait_writes(lambda w: len(w) >= 1, "update -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         w = self.writes()
         self.assertEqual([x[:2] for x in w], [("PUT", "poolgroup")], w)
         self.assertEqual(self.ratios(), [30, 70])
         # 3. VirtualService payments removed over MCP (the fs:// file still
         #    has it: MCP owns the kind): its pool and pool group go.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         self.mcp.control("/delete", {"kind": "VirtualService",
                                      "namespace": "bookinfo",
                                      "name": "payments"})
         self.wait_writes(lambda w: any(x[0] == "DELETE" for x in w),
                          "delete -> AVI")
-        self.quiet(r)
+        r.wait_idle()
         self.assertEqual(sorted(x[:2] for x in self.writes()),
                          [("DELETE", "pool"), ("DELETE", "poolgroup"),
                           ("PUT", "httppolicyset")])
@@ -171,7 +164,7 @@ class McpProtocols(Setup):
         # 3b. fs:// does not own the Istio kinds: a file edit that moves an
         #     endpoint and changes the payments VirtualService only moves
         #     the endpoint (the VirtualService stays deleted).
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         ext = os.path.join(self.fs, "40-external.yaml")
         with open(ext) as fh:
             text = fh.read().replace("prefix: /pay}", "prefix: /pay2}")
@@ -182,12 +175,12 @@ class McpProtocols(Setup):
             atomic_write(path, fh.read().replace("10.1.0.31", "10.1.0.77"))
         self.wait_writes(lambda w: len(w) >= 1, "EndpointSlice -> AVI")
         time.sleep(0.3)
-        self.quiet(r)
+        r.wait_idle()
         w = self.writes()
         self.assertTrue(all(m == "PUT" and t == "pool" and "ratings" in n
                             for m, t, n in w), w)
         # 4. A malformed resource: NACKed, nothing serving is lost.
-        self.clear_log()
+        runlib.sim_clear_requests(self.sim)
         nacks = len(self.mcp.state()["nacks"])
         self.mcp.control("/bad", {"kind": "VirtualService",
                                   "namespace": "bookinfo", "name": "broken",
@@ -200,7 +193,7 @@ class McpProtocols(Setup):
                                          source="mcp") >= 1, 5,
                         "source error counted")
         time.sleep(0.3)
-        self.quiet(r)
+        r.wait_idle()
         self.assertEqual(self.writes(), [])
         self.assertEqual(self.ratios(), [30, 70])
         self.assertEqual(r.stop(), 0)
@@ -225,7 +218,7 @@ class McpFaults(Setup):
         vs = bookinfo_vs("bookinfo")
 
         def fault(what, before, after, a, b, reconnects=1):
-            self.clear_log()
+            runlib.sim_clear_requests(self.sim)
             started = self.mcp.state()["streams_started"]
             restarts = r.metric("amc_watch_restarts_total", source="mcp")
             before()
@@ -240,7 +233,7 @@ class McpFaults(Setup):
                     lambda: self.mcp.state()["streams_started"] > started
                     and r.metric("amc_watch_restarts_total", source="mcp")
                     >= restarts + reconnects, 10, "%s: resubscribed" % what)
-            self.quiet(r)
+            r.wait_idle()
             w = self.writes()
             self.assertFalse([x for x in w if x[0] == "DELETE"], (what, w))
             self.assertEqual([x[:2] for x in w], [("PUT", "poolgroup")],
