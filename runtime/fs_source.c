@@ -14,6 +14,10 @@
 
 #define SEP '\x1f'
 
+/* Names an event burst may queue for one directory before the whole
+ * directory is listed instead (a listing is then the cheaper way). */
+#define MAX_NAMED 64
+
 typedef struct dir dir_t;
 
 typedef struct {
@@ -31,9 +35,15 @@ struct dir {
   dir_t *parent;
   char *path;
   uv_fs_event_t ev;
+  uint64_t ino; /* of the directory watched (a rename over it changes it) */
   int watching;
-  int dirty;
+  int dirty; /* list the whole directory on the next walk */
   int seen;
+  /* Some entry is a symlink: a change to one name (even a hidden one, a
+   * ConfigMap's "..data") may change what another resolves to, so any
+   * event lists the directory. Set by a listing and by a named lstat. */
+  int has_links;
+  amc_strmap_t named;   /* entries events named since the last walk */
   amc_strmap_t files;   /* name -> file_t */
   amc_strmap_t subdirs; /* name -> dir_t */
 };
@@ -65,6 +75,7 @@ struct amc_fs_source {
   size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
   size_t n_dirs;
+  uint64_t listings;
 
   /* the batch being built by a rescan */
   change_t *changes;
@@ -127,9 +138,17 @@ static void report_error(amc_fs_source_t *s, const char *path,
 
 static void schedule(amc_fs_source_t *s);
 
+static const char *base_name(const char *path) {
+  const char *b = strrchr(path, '/');
+  return b ? b + 1 : path;
+}
+
+/* An event names an entry of the directory (libuv gives the directory's
+ * own base name for events on the directory itself, and inotify nothing
+ * else that tells them apart). A named entry is stat-ed on its own by the
+ * next walk; anything else lists the directory. */
 static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
                         int status) {
-  (void)name;
   (void)events;
   dir_t *d = h->data;
   if (status < 0) {
@@ -140,8 +159,22 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
     d->watching = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0) == 0;
     if (d->src->opt.sink.watch_restarted)
       d->src->opt.sink.watch_restarted(d->src->opt.sink_data);
+    d->dirty = 1;
+  } else if (!name || !*name || strcmp(name, base_name(d->path)) == 0) {
+    d->dirty = 1;
+  } else if (d->has_links) {
+    /* A change to one name may change what another one resolves to. */
+    d->dirty = 1;
+  } else if (name[0] == '.') {
+    return; /* never read: an editor's temporary file, a swap file */
+  } else if (!d->dirty) {
+    if (d->named.count >= MAX_NAMED)
+      d->dirty = 1;
+    else
+      amc_strmap_put(&d->named, name, d, NULL);
   }
-  d->dirty = 1;
+  if (d->dirty && d->named.count)
+    amc_strmap_clear(&d->named, NULL);
   schedule(d->src);
 }
 
@@ -154,11 +187,13 @@ static void on_dir_closed(uv_handle_t *h) {
     free(s); /* only at close: the timers hold two handles until then */
 }
 
-static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path) {
+static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path,
+                      uint64_t ino) {
   dir_t *d = xcalloc(1, sizeof *d);
   d->src = s;
   d->parent = parent;
   d->path = xstrdup(path);
+  d->ino = ino;
   d->dirty = 1;
   uv_fs_event_init(s->loop, &d->ev);
   d->ev.data = d;
@@ -221,8 +256,57 @@ static void dir_remove(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->subdirs, remove_subdir_visit, s);
   amc_strmap_clear(&d->files, NULL);
   amc_strmap_clear(&d->subdirs, NULL);
+  amc_strmap_clear(&d->named, NULL);
   s->n_dirs--;
   uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+}
+
+/* A regular file `name` of `d` (at `path`) with status `st`: new or
+ * changed -> into the batch. `mark` sets the listing's seen mark. */
+static void file_stat(amc_fs_source_t *s, dir_t *d, const char *name,
+                      const char *path, const struct stat *st, int mark) {
+  uint64_t mt = (uint64_t)st->st_mtim.tv_sec * 1000000000ULL +
+                (uint64_t)st->st_mtim.tv_nsec;
+  file_t *f = amc_strmap_get(&d->files, name);
+  if (f && f->ino == (uint64_t)st->st_ino && f->size == (uint64_t)st->st_size &&
+      f->mtime_ns == mt) {
+    f->seen |= mark;
+    return;
+  }
+  const char **old = NULL;
+  size_t n_old = 0;
+  if (!f) {
+    f = xcalloc(1, sizeof *f);
+    amc_strmap_put(&d->files, name, f, NULL);
+  } else {
+    old = f->keys;
+    n_old = f->n_keys;
+    f->keys = NULL;
+    f->n_keys = 0;
+  }
+  f->ino = (uint64_t)st->st_ino;
+  f->size = (uint64_t)st->st_size;
+  f->mtime_ns = mt;
+  f->seen |= mark;
+  change_add(s, path, f, old, n_old);
+}
+
+/* The subdirectory `name` of `d` exists with inode `ino`: returns its
+ * dir_t, new (dirty) when it was not known or is another directory now (a
+ * directory renamed over it: the old watch follows the old inode). */
+static dir_t *subdir_at(amc_fs_source_t *s, dir_t *d, const char *name,
+                        const char *path, uint64_t ino) {
+  dir_t *sub = amc_strmap_get(&d->subdirs, name);
+  if (sub && sub->ino != ino) {
+    amc_strmap_del(&d->subdirs, name);
+    dir_remove(s, sub);
+    sub = NULL;
+  }
+  if (!sub) {
+    sub = dir_new(s, d, path, ino);
+    amc_strmap_put(&d->subdirs, name, sub, NULL);
+  }
+  return sub;
 }
 
 /* Rescans one directory: new/changed/gone files into the batch, new
@@ -231,59 +315,73 @@ static void dir_remove(amc_fs_source_t *s, dir_t *d) {
 static int dir_scan(amc_fs_source_t *s, dir_t *d) {
   uv_fs_t req;
   int n = uv_fs_scandir(NULL, &req, d->path, 0, NULL);
+  s->listings++;
   if (n < 0) {
     uv_fs_req_cleanup(&req);
     return -1;
   }
   amc_buf_t p = AMC_BUF_INIT;
   uv_dirent_t ent;
+  d->has_links = 0;
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
     if (ent.name[0] == '.')
       continue;
     amc_buf_reset(&p);
     amc_buf_printf(&p, "%s/%s", d->path, ent.name);
     struct stat st;
+    if (ent.type == UV_DIRENT_LINK)
+      d->has_links = 1;
+    else if (ent.type == UV_DIRENT_UNKNOWN &&
+             (lstat(p.data, &st) != 0 || S_ISLNK(st.st_mode)))
+      d->has_links = 1;
     if (stat(p.data, &st) != 0)
       continue; /* vanished meanwhile, or a dangling symlink */
     if (S_ISDIR(st.st_mode)) {
-      dir_t *sub = amc_strmap_get(&d->subdirs, ent.name);
-      if (!sub) {
-        sub = dir_new(s, d, p.data);
-        amc_strmap_put(&d->subdirs, ent.name, sub, NULL);
-      }
-      sub->seen = 1;
+      subdir_at(s, d, ent.name, p.data, (uint64_t)st.st_ino)->seen = 1;
       continue;
     }
     if (!S_ISREG(st.st_mode) || !wanted_file(ent.name))
       continue;
-    uint64_t mt = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-                  (uint64_t)st.st_mtim.tv_nsec;
-    file_t *f = amc_strmap_get(&d->files, ent.name);
-    if (f && f->ino == (uint64_t)st.st_ino && f->size == (uint64_t)st.st_size &&
-        f->mtime_ns == mt) {
-      f->seen = 1;
-      continue;
-    }
-    const char **old = NULL;
-    size_t n_old = 0;
-    if (!f) {
-      f = xcalloc(1, sizeof *f);
-      amc_strmap_put(&d->files, ent.name, f, NULL);
-    } else {
-      old = f->keys;
-      n_old = f->n_keys;
-      f->keys = NULL;
-      f->n_keys = 0;
-    }
-    f->ino = (uint64_t)st.st_ino;
-    f->size = (uint64_t)st.st_size;
-    f->mtime_ns = mt;
-    f->seen = 1;
-    change_add(s, p.data, f, old, n_old);
+    file_stat(s, d, ent.name, p.data, &st, 1);
   }
   uv_fs_req_cleanup(&req);
   amc_buf_free(&p);
   return 0;
+}
+
+/* Looks at one entry an event named: whatever it is now (a wanted file, a
+ * directory, something else, nothing) replaces what it was. */
+static int named_visit(const char *name, void *value, void *data) {
+  (void)data;
+  dir_t *d = value;
+  amc_fs_source_t *s = d->src;
+  amc_buf_t p = AMC_BUF_INIT;
+  amc_buf_printf(&p, "%s/%s", d->path, name);
+  struct stat st;
+  int ok = lstat(p.data, &st) == 0;
+  if (ok && S_ISLNK(st.st_mode)) {
+    d->has_links = 1;
+    ok = stat(p.data, &st) == 0;
+  }
+  int is_dir = ok && S_ISDIR(st.st_mode);
+  int is_file = ok && S_ISREG(st.st_mode) && wanted_file(name);
+  if (!is_file) {
+    file_t *f = amc_strmap_del(&d->files, name);
+    if (f)
+      file_gone(s, p.data, f);
+  }
+  if (is_dir) {
+    /* Known and the same directory: list it anyway (cheap and rare). */
+    subdir_at(s, d, name, p.data, (uint64_t)st.st_ino)->dirty = 1;
+  } else {
+    dir_t *sub = amc_strmap_del(&d->subdirs, name);
+    if (sub)
+      dir_remove(s, sub);
+  }
+  if (is_file)
+    file_stat(s, d, name, p.data, &st, 0);
+  amc_buf_free(&p);
+  return 1;
 }
 
 static int sweep_files_visit(const char *name, void *value, void *data) {
@@ -312,6 +410,7 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
   int again = 0;
   if (d->dirty) {
     d->dirty = 0;
+    amc_strmap_clear(&d->named, NULL);
     if (dir_scan(s, d) == 0) {
       amc_strmap_foreach(&d->files, sweep_files_visit, d);
       amc_strmap_foreach(&d->subdirs, sweep_dirs_visit, s);
@@ -321,6 +420,8 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
     } else {
       report_error(s, d->path, "cannot list the directory");
     }
+  } else if (d->named.count) {
+    amc_strmap_foreach(&d->named, named_visit, NULL);
   }
   /* Children may be added/removed by the parent's scan only, never by
    * their own walk, so iterating while walking them is safe. */
@@ -529,7 +630,7 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
   s->debounce.data = s;
   s->resync.data = s;
   s->open_handles = 2;
-  s->root = dir_new(s, NULL, s->root_path);
+  s->root = dir_new(s, NULL, s->root_path, (uint64_t)st.st_ino);
   s->progress_ns = uv_hrtime();
   rescan(s);
   s->synced = 1;
@@ -548,6 +649,10 @@ size_t amc_fs_source_count(const amc_fs_source_t *s) {
 
 size_t amc_fs_source_watches(const amc_fs_source_t *s) {
   return s->n_dirs;
+}
+
+uint64_t amc_fs_source_listings(const amc_fs_source_t *s) {
+  return s->listings;
 }
 
 void amc_fs_source_rescan(amc_fs_source_t *s) {
@@ -583,6 +688,7 @@ static void dir_free_tree(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->subdirs, free_dir_visit, s);
   amc_strmap_clear(&d->files, NULL);
   amc_strmap_clear(&d->subdirs, NULL);
+  amc_strmap_clear(&d->named, NULL);
   uv_close((uv_handle_t *)&d->ev, on_dir_closed);
 }
 

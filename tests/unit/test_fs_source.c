@@ -397,6 +397,110 @@ static void test_named_events_and_configmap_swap(void **state) {
   amc_fs_source_close(s);
 }
 
+/* An event that names a file costs a stat of that file, not a listing of
+ * its directory; a hidden temporary file costs nothing at all. */
+static void test_named_events_stat_only_the_named_entry(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\n");
+  write_file("b.yaml", "Service ns b 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  uint64_t listed = amc_fs_source_listings(s);
+  assert_int_equal(listed, 1);
+  /* an editor's atomic save */
+  atomic_write("a.yaml", "Service ns a 2\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* a plain write, a new file, a delete */
+  write_file("b.yaml", "Service ns b 2\n");
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"2\"};");
+  write_file("c.yaml", "Service ns c 1\n");
+  run_until_batch(3, 2000);
+  assert_string_equal(take_events(), "+Service/ns/c={\"v\":\"1\"};");
+  char p[512], q[512];
+  path_of(p, sizeof p, "c.yaml");
+  unlink(p);
+  run_until_batch(4, 2000);
+  assert_string_equal(take_events(), "-Service/ns/c;");
+  /* renamed out of the tree and back in */
+  path_of(p, sizeof p, "b.yaml");
+  snprintf(q, sizeof q, "%s.outside.yaml", root);
+  assert_int_equal(rename(p, q), 0);
+  run_until_batch(5, 2000);
+  assert_string_equal(take_events(), "-Service/ns/b;");
+  assert_int_equal(rename(q, p), 0);
+  run_until_batch(6, 2000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"2\"};");
+  /* a hidden file alone: no batch, no listing */
+  write_file(".scratch.tmp", "Service ns h 1\n");
+  run_for(50);
+  assert_int_equal(batches, 6);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_listings(s), listed);
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* the periodic full rescan still lists everything */
+  amc_fs_source_rescan(s);
+  assert_int_equal(amc_fs_source_listings(s), listed + 1);
+  assert_string_equal(take_events(), "");
+  amc_fs_source_close(s);
+}
+
+/* An entry that changes type under the same name, and a directory renamed
+ * over another one: the new directory is watched (not the old inode). */
+static void test_named_entry_changes_type_and_dir_replaced(void **state) {
+  (void)state;
+  char p[512], cmd[2000];
+  path_of(p, sizeof p, "x.yaml");
+  write_file("x.yaml", "Service ns x 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  /* a file replaced by a directory of the same name */
+  unlink(p);
+  assert_int_equal(mkdir(p, 0755), 0);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
+    run_for(10);
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  assert_string_equal(take_events(), "-Service/ns/x;");
+  write_file("x.yaml/in.yaml", "Pod ns p 1\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
+  /* another directory renamed over it (replacing the empty one needs it
+   * empty: remove the file first) */
+  path_of(p, sizeof p, "x.yaml/in.yaml");
+  unlink(p);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "-Pod/ns/p;");
+  snprintf(cmd, sizeof cmd,
+           "mkdir %s/.new && echo 'Pod ns q 1' > %s/.new/q.yaml && "
+           "mv -T %s/.new %s/x.yaml",
+           root, root, root, root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"1\"};");
+  /* a write inside the new directory is seen through its own watch */
+  write_file("x.yaml/q.yaml", "Pod ns q 2\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"2\"};");
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  /* and the directory replaced by a file again */
+  snprintf(cmd, sizeof cmd,
+           "rm -r %s/x.yaml && echo 'Service ns x 3' > %s/x.yaml", root, root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && amc_fs_source_count(s) != 1; i++)
+    run_for(10);
+  run_for(30);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Pod/ns/q;"));
+  assert_non_null(strstr(ev, "+Service/ns/x={\"v\":\"3\"};"));
+  assert_int_equal(amc_fs_source_watches(s), 1);
+  amc_fs_source_close(s);
+}
+
 /* The real parser: YAML through the loader, stripped canonical JSON. */
 static void test_loader_parser(void **state) {
   (void)state;
@@ -478,6 +582,10 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_new_and_removed_subdirectories,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_named_events_stat_only_the_named_entry, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
