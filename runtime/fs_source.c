@@ -787,7 +787,11 @@ int amc_fs_parse_loader(void *parse_data, const char *path,
   loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
   int rc = amc_loader_load_path(fl->L, path, &lo, on_loaded, &lc, err, errlen);
   amc_buf_free(&lc.json);
-  /* Tables from this file are garbage now; keep the state small. */
-  lua_gc(fl->L, LUA_GCSTEP, 0);
+  /* Tables from this file are garbage now. Lua's own pacing collects
+   * them as the state grows; a step after every file would put a GC step
+   * between a route change's save and its AVI call, so one runs only once
+   * the garbage adds up (a large initial scan). */
+  if (lua_gc(fl->L, LUA_GCCOUNT) >= 4096) /* KB */
+    lua_gc(fl->L, LUA_GCSTEP, 0);
   return rc;
 }
