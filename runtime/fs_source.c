@@ -26,6 +26,9 @@ typedef struct {
    * entries in amc_fs_source.objs (borrowed; an object belongs to one file,
    * and its entry goes only in process_batch, with that file's change). */
   const char **keys;
+  /* Per key, the digest of the text it was loaded from (a span, loader.h),
+   * or 0: an unchanged span's objects are taken as they were. */
+  uint64_t *spans;
   size_t n_keys;
   int seen; /* scan mark */
 } file_t;
@@ -58,7 +61,9 @@ typedef struct {
   char *path;
   file_t *file;          /* NULL when the file is gone */
   const char **old_keys; /* the file's keys before (see file_t) */
+  uint64_t *old_spans;
   size_t n_old;
+  size_t *by_span; /* old key indexes sorted by span (built on first use) */
 } change_t;
 
 struct amc_fs_source {
@@ -85,7 +90,10 @@ struct amc_fs_source {
   file_t *parsing; /* the file emit() claims for */
   const char *parsing_path;
   const char **new_keys;
+  uint64_t *new_spans;
   size_t n_new, cap_new;
+  change_t *parsing_change;
+  uint64_t span; /* of the objects emitted now (amc_fs_span_begin) */
 };
 
 static void *xcalloc(size_t n, size_t size) {
@@ -211,7 +219,8 @@ static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path,
 }
 
 static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
-                       const char **old_keys, size_t n_old) {
+                       const char **old_keys, uint64_t *old_spans,
+                       size_t n_old) {
   if (s->n_changes == s->cap_changes) {
     s->cap_changes = s->cap_changes ? s->cap_changes * 2 : 16;
     s->changes = xrealloc(s->changes, s->cap_changes * sizeof *s->changes);
@@ -220,7 +229,9 @@ static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
   c->path = xstrdup(path);
   c->file = f;
   c->old_keys = old_keys;
+  c->old_spans = old_spans;
   c->n_old = n_old;
+  c->by_span = NULL;
 }
 
 static void file_gone(amc_fs_source_t *s, const char *path, file_t *f) {
@@ -229,7 +240,7 @@ static void file_gone(amc_fs_source_t *s, const char *path, file_t *f) {
     if (s->changes[i].file == f)
       s->changes[i].file = NULL;
   }
-  change_add(s, path, NULL, f->keys, f->n_keys);
+  change_add(s, path, NULL, f->keys, f->spans, f->n_keys);
   free(f);
 }
 
@@ -274,21 +285,24 @@ static void file_stat(amc_fs_source_t *s, dir_t *d, const char *name,
     return;
   }
   const char **old = NULL;
+  uint64_t *old_spans = NULL;
   size_t n_old = 0;
   if (!f) {
     f = xcalloc(1, sizeof *f);
     amc_strmap_put(&d->files, name, f, NULL);
   } else {
     old = f->keys;
+    old_spans = f->spans;
     n_old = f->n_keys;
     f->keys = NULL;
+    f->spans = NULL;
     f->n_keys = 0;
   }
   f->ino = (uint64_t)st->st_ino;
   f->size = (uint64_t)st->st_size;
   f->mtime_ns = mt;
   f->seen |= mark;
-  change_add(s, path, f, old, n_old);
+  change_add(s, path, f, old, old_spans, n_old);
 }
 
 /* The subdirectory `name` of `d` exists with inode `ino`: returns its
@@ -454,12 +468,15 @@ static void split_key(char *key, const char **kind, const char **ns,
   *name = b + 1;
 }
 
-static void push_key(const char ***arr, size_t *n, size_t *cap, const char *k) {
-  if (*n == *cap) {
-    *cap = *cap ? *cap * 2 : 16;
-    *arr = xrealloc(*arr, *cap * sizeof **arr);
+/* Adds a key (and the span it came from) to the file being parsed. */
+static void push_key(amc_fs_source_t *s, const char *k, uint64_t span) {
+  if (s->n_new == s->cap_new) {
+    s->cap_new = s->cap_new ? s->cap_new * 2 : 16;
+    s->new_keys = xrealloc(s->new_keys, s->cap_new * sizeof *s->new_keys);
+    s->new_spans = xrealloc(s->new_spans, s->cap_new * sizeof *s->new_spans);
   }
-  (*arr)[(*n)++] = k;
+  s->new_keys[s->n_new] = k;
+  s->new_spans[s->n_new++] = span;
 }
 
 static int emit(void *ctx, const char *kind, const char *ns, const char *name,
@@ -495,11 +512,61 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
   }
   o->owner = s->parsing;
   o->digest = dg;
-  push_key(&s->new_keys, &s->n_new, &s->cap_new, e->key);
+  push_key(s, e->key, s->span);
   if (changed)
     s->opt.sink.upsert(s->opt.sink_data, kind, ns, name, json, len);
   amc_buf_free(&k);
   return 0;
+}
+
+void amc_fs_span_begin(void *ctx, uint64_t digest) {
+  ((amc_fs_source_t *)ctx)->span = digest;
+}
+
+static const uint64_t *sort_spans;
+
+static int by_span_cmp(const void *a, const void *b) {
+  uint64_t x = sort_spans[*(const size_t *)a];
+  uint64_t y = sort_spans[*(const size_t *)b];
+  if (x != y)
+    return x < y ? -1 : 1;
+  return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim) {
+  amc_fs_source_t *s = ctx;
+  change_t *c = s->parsing_change;
+  if (!digest || !c || !c->old_spans || !c->n_old)
+    return 0;
+  if (!c->by_span) { /* old key indexes sorted by span: a binary search */
+    c->by_span = xcalloc(c->n_old, sizeof *c->by_span);
+    for (size_t j = 0; j < c->n_old; j++)
+      c->by_span[j] = j;
+    sort_spans = c->old_spans;
+    qsort(c->by_span, c->n_old, sizeof *c->by_span, by_span_cmp);
+  }
+  size_t lo = 0, hi = c->n_old;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (c->old_spans[c->by_span[mid]] < digest)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  /* Every object the span gave must still be unclaimed in this batch (not
+   * taken by another file, not given twice by this one). */
+  size_t end = lo;
+  for (; end < c->n_old && c->old_spans[c->by_span[end]] == digest; end++) {
+    obj_t *o = amc_strmap_get(&s->objs, c->old_keys[c->by_span[end]]);
+    if (!o || o->owner)
+      return 0;
+  }
+  for (size_t i = lo; claim && i < end; i++) {
+    const char *k = c->old_keys[c->by_span[i]];
+    ((obj_t *)amc_strmap_get(&s->objs, k))->owner = s->parsing;
+    push_key(s, k, digest);
+  }
+  return (int)(end - lo);
 }
 
 static void process_batch(amc_fs_source_t *s) {
@@ -527,11 +594,15 @@ static void process_batch(amc_fs_source_t *s) {
               AMC_I("of", s->n_changes), AMC_I("objects", s->objs.count));
     }
     s->new_keys = NULL;
+    s->new_spans = NULL;
     s->n_new = s->cap_new = 0;
+    s->parsing_change = c;
+    s->span = 0;
     err[0] = '\0';
     int rc = s->opt.parse(s->opt.parse_data, c->path, emit, s, err, sizeof err);
     if (rc == 0) {
       c->file->keys = s->new_keys;
+      c->file->spans = s->new_spans;
       c->file->n_keys = s->n_new;
       continue;
     }
@@ -542,16 +613,19 @@ static void process_batch(amc_fs_source_t *s) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
       if (o && (!o->owner || o->owner == c->file)) {
         if (!o->owner)
-          push_key(&s->new_keys, &s->n_new, &s->cap_new, c->old_keys[j]);
+          push_key(s, c->old_keys[j], c->old_spans ? c->old_spans[j] : 0);
         o->owner = c->file;
       }
     }
     c->file->keys = s->new_keys;
+    c->file->spans = s->new_spans;
     c->file->n_keys = s->n_new;
   }
   s->parsing = NULL;
   s->parsing_path = NULL;
   s->new_keys = NULL;
+  s->new_spans = NULL;
+  s->parsing_change = NULL;
   /* 3. Delete what no file claims any more. */
   amc_buf_t k = AMC_BUF_INIT;
   for (size_t i = 0; i < s->n_changes; i++) {
@@ -568,6 +642,8 @@ static void process_batch(amc_fs_source_t *s) {
       s->opt.sink.remove(s->opt.sink_data, kind, ns, name);
     }
     free(c->old_keys);
+    free(c->old_spans);
+    free(c->by_span);
     free(c->path);
   }
   amc_buf_free(&k);
@@ -671,6 +747,7 @@ static int free_file_visit(const char *name, void *value, void *data) {
   (void)data;
   file_t *f = value;
   free(f->keys);
+  free(f->spans);
   free(f);
   return 1;
 }
@@ -779,13 +856,87 @@ static int on_loaded(lua_State *L, const char *source, void *data, char *err,
   return 0;
 }
 
+static int no_emit(lua_State *L, const char *source, void *data, char *err,
+                   size_t errlen) {
+  (void)L, (void)source, (void)data, (void)err, (void)errlen;
+  return 0;
+}
+
+/* The whole file's load, for the exact error message (a span's positions
+ * are not the file's). */
+static int whole_file_error(lua_State *L, const char *path,
+                            const amc_loader_opts_t *lo, char *err,
+                            size_t errlen) {
+  char whole[1024];
+  if (amc_loader_load_path(L, path, lo, no_emit, NULL, whole, sizeof whole) < 0)
+    snprintf(err, errlen, "%s", whole);
+  return -1;
+}
+
+/* Loads a file span by span (loader.h): a span whose text is what it was
+ * at the file's last parse gives the same objects, taken as they are
+ * without decoding them (a route change re-reads one VirtualService of a
+ * file, not all). The result is the whole file's load: a JSON file with an
+ * error anywhere gives no object (its spans that changed are checked
+ * before any is used), a YAML file gives those before the error, and an
+ * error's message is the whole file's. */
+static int load_spans(lua_State *L, const char *path,
+                      const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
+                      size_t errlen) {
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_loader_span_t *sp = NULL;
+  int json = 0;
+  size_t pl = strlen(path);
+  json = pl >= 5 && strcmp(path + pl - 5, ".json") == 0;
+  int rd = amc_buf_read_file(&b, path);
+  long n =
+      rd < 0 ? -1 : amc_loader_split(b.data ? b.data : "", b.len, json, &sp);
+  if (n < 0) {
+    amc_buf_free(&b);
+    amc_fs_span_begin(lc->ctx, 0);
+    return amc_loader_load_path(L, path, lo, on_loaded, lc, err, errlen);
+  }
+  uint64_t *dg = xcalloc((size_t)n, sizeof *dg);
+  int rc = 0;
+  for (long i = 0; i < n; i++)
+    dg[i] = digest(sp[i].text, sp[i].len) | 1;
+  long unknown = 0;
+  for (long i = 0; json && i < n; i++)
+    unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
+  /* With one changed span, its error comes before any object changes. */
+  if (unknown > 1) {
+    for (long i = 0; i < n && rc == 0; i++) {
+      char jerr[256];
+      if (amc_fs_span_reuse(lc->ctx, dg[i], 0))
+        continue;
+      int top = lua_gettop(L);
+      if (amc_json_decode(L, sp[i].text, sp[i].len, jerr, sizeof jerr) != 0)
+        rc = whole_file_error(L, path, lo, err, errlen);
+      lua_settop(L, top);
+    }
+  }
+  for (long i = 0; i < n && rc == 0; i++) {
+    if (amc_fs_span_reuse(lc->ctx, dg[i], 1))
+      continue;
+    amc_fs_span_begin(lc->ctx, dg[i]);
+    if (amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc, err,
+                             errlen) != 0)
+      rc = whole_file_error(L, path, lo, err, errlen);
+  }
+  amc_fs_span_begin(lc->ctx, 0);
+  free(dg);
+  free(sp);
+  amc_buf_free(&b);
+  return rc;
+}
+
 int amc_fs_parse_loader(void *parse_data, const char *path,
                         amc_fs_emit_fn emit_fn, void *ctx, char *err,
                         size_t errlen) {
   amc_fs_loader_t *fl = parse_data;
   amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
   loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
-  int rc = amc_loader_load_path(fl->L, path, &lo, on_loaded, &lc, err, errlen);
+  int rc = load_spans(fl->L, path, &lo, &lc, err, errlen);
   amc_buf_free(&lc.json);
   /* Tables from this file are garbage now. Lua's own pacing collects
    * them as the state grows; a step after every file would put a GC step

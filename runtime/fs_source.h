@@ -114,8 +114,20 @@ typedef struct {
   const char *default_namespace; /* NULL: leave objects as they are */
 } amc_fs_loader_t;
 
-/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. */
+/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. A file is
+ * loaded span by span (loader.h: its JSON items or YAML documents); a span
+ * whose text has not changed since the file's last parse gives the same
+ * objects without being decoded (amc_fs_span_reuse). */
 int amc_fs_parse_loader(void *parse_data, const char *path, amc_fs_emit_fn emit,
                         void *ctx, char *err, size_t errlen);
+
+/* For parsers (`ctx` is the parse function's): the objects emitted from
+ * now on come from a text with this digest (0: none). */
+void amc_fs_span_begin(void *ctx, uint64_t digest);
+/* When the file being parsed gave objects from a text with this digest at
+ * its last parse, and none of them is taken yet in this batch, returns
+ * their number and (with `claim`) takes them as they are, unchanged;
+ * else 0 (the parser emits the text's objects). */
+int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim);
 
 #endif

@@ -491,9 +491,11 @@ static void test_named_entry_changes_type_and_dir_replaced(void **state) {
   snprintf(cmd, sizeof cmd,
            "rm -r %s/x.yaml && echo 'Service ns x 3' > %s/x.yaml", root, root);
   assert_int_equal(system(cmd), 0);
-  for (int i = 0; i < 200 && amc_fs_source_count(s) != 1; i++)
+  for (int i = 0; i < 200 && !(events.data && strstr(events.data, "+Service"));
+       i++)
     run_for(10);
-  run_for(30);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) != 1; i++)
+    run_for(10);
   const char *ev = take_events();
   assert_non_null(strstr(ev, "-Pod/ns/q;"));
   assert_non_null(strstr(ev, "+Service/ns/x={\"v\":\"3\"};"));
@@ -555,6 +557,87 @@ static void test_loader_parser(void **state) {
   lua_close(L);
 }
 
+/* The loader parser reads a changed file span by span: an item whose text
+ * did not change keeps the objects it gave (not decoded again: the changed
+ * default namespace shows which were); a JSON error anywhere changes
+ * nothing and names the whole file's position. */
+static void test_loader_spans(void **state) {
+  (void)state;
+#define SVC(n, v)                                                              \
+  "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"" n    \
+  "\"},\"spec\":{\"v\":" v "}}"
+  write_file("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                           "a", "1") ",\n" SVC("b", "1") "\n]}\n");
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_fs_loader_t fl = {L, "one"};
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .debounce_ms = 10,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &fl,
+      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch},
+  };
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  batches = 0;
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "+Service/one/a="));
+  assert_non_null(strstr(ev, "+Service/one/b="));
+  /* b changes; a does not: a is not decoded again (it would move to
+   * namespace "two") */
+  fl.default_namespace = "two";
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "1") ",\n" SVC("b", "2") "\n]}\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(),
+                      "+Service/two/b={\"apiVersion\":\"v1\",\"kind\":"
+                      "\"Service\",\"metadata\":{\"name\":\"b\",\"namespace\":"
+                      "\"two\"},\"spec\":{\"v\":2}};-Service/one/b;");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* a JSON error in the second item: nothing changes (not even the first
+   * item's new value), and the message is the whole file's */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "3") ",\n" SVC("b", "tru") "\n]}\n");
+  run_until_batch(2, 2000);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "l.json: line 3"));
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* fixed: both items are read again */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "3") ",\n" SVC("b", "2") "\n]}\n");
+  run_until_batch(3, 2000);
+  ev = take_events();
+  assert_non_null(strstr(ev, "+Service/two/a="));
+  assert_null(strstr(ev, "/b"));
+  /* YAML documents: the same; an error names the file's line */
+  write_file("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                       "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n");
+  run_until_batch(4, 2000);
+  take_events();
+  fl.default_namespace = "three";
+  atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                         "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n"
+                         "spec: {x: 1}\n");
+  run_until_batch(5, 2000);
+  ev = take_events();
+  assert_non_null(strstr(ev, "+Pod/three/q="));
+  assert_null(strstr(ev, "Pod/three/p"));
+  atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                         "---\nkind: Pod\napiVersion: v1\nmetadata: [\n");
+  run_until_batch(6, 2000);
+  assert_int_equal(errors, 2);
+  char want[512];
+  snprintf(want, sizeof want, "%s/y.yaml:8:", root);
+  assert_non_null(strstr(last_error, want));
+  amc_fs_source_close(s);
+  run_for(5);
+  lua_close(L);
+#undef SVC
+}
+
 static void test_bad_root(void **state) {
   (void)state;
   amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
@@ -587,6 +670,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_loader_spans, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
