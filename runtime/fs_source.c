@@ -14,6 +14,10 @@
 
 #define SEP '\x1f'
 
+/* Names an event burst may queue for one directory before the whole
+ * directory is listed instead (a listing is then the cheaper way). */
+#define MAX_NAMED 64
+
 typedef struct dir dir_t;
 
 typedef struct {
@@ -22,6 +26,9 @@ typedef struct {
    * entries in amc_fs_source.objs (borrowed; an object belongs to one file,
    * and its entry goes only in process_batch, with that file's change). */
   const char **keys;
+  /* Per key, the digest of the text it was loaded from (a span, loader.h),
+   * or 0: an unchanged span's objects are taken as they were. */
+  uint64_t *spans;
   size_t n_keys;
   int seen; /* scan mark */
 } file_t;
@@ -31,9 +38,15 @@ struct dir {
   dir_t *parent;
   char *path;
   uv_fs_event_t ev;
+  uint64_t ino; /* of the directory watched (a rename over it changes it) */
   int watching;
-  int dirty;
+  int dirty; /* list the whole directory on the next walk */
   int seen;
+  /* Some entry is a symlink: a change to one name (even a hidden one, a
+   * ConfigMap's "..data") may change what another resolves to, so any
+   * event lists the directory. Set by a listing and by a named lstat. */
+  int has_links;
+  amc_strmap_t named;   /* entries events named since the last walk */
   amc_strmap_t files;   /* name -> file_t */
   amc_strmap_t subdirs; /* name -> dir_t */
 };
@@ -48,7 +61,9 @@ typedef struct {
   char *path;
   file_t *file;          /* NULL when the file is gone */
   const char **old_keys; /* the file's keys before (see file_t) */
+  uint64_t *old_spans;
   size_t n_old;
+  size_t *by_span; /* old key indexes sorted by span (built on first use) */
 } change_t;
 
 struct amc_fs_source {
@@ -65,6 +80,7 @@ struct amc_fs_source {
   size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
   size_t n_dirs;
+  uint64_t listings;
 
   /* the batch being built by a rescan */
   change_t *changes;
@@ -74,7 +90,10 @@ struct amc_fs_source {
   file_t *parsing; /* the file emit() claims for */
   const char *parsing_path;
   const char **new_keys;
+  uint64_t *new_spans;
   size_t n_new, cap_new;
+  change_t *parsing_change;
+  uint64_t span; /* of the objects emitted now (amc_fs_span_begin) */
 };
 
 static void *xcalloc(size_t n, size_t size) {
@@ -127,9 +146,17 @@ static void report_error(amc_fs_source_t *s, const char *path,
 
 static void schedule(amc_fs_source_t *s);
 
+static const char *base_name(const char *path) {
+  const char *b = strrchr(path, '/');
+  return b ? b + 1 : path;
+}
+
+/* An event names an entry of the directory (libuv gives the directory's
+ * own base name for events on the directory itself, and inotify nothing
+ * else that tells them apart). A named entry is stat-ed on its own by the
+ * next walk; anything else lists the directory. */
 static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
                         int status) {
-  (void)name;
   (void)events;
   dir_t *d = h->data;
   if (status < 0) {
@@ -140,8 +167,22 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
     d->watching = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0) == 0;
     if (d->src->opt.sink.watch_restarted)
       d->src->opt.sink.watch_restarted(d->src->opt.sink_data);
+    d->dirty = 1;
+  } else if (!name || !*name || strcmp(name, base_name(d->path)) == 0) {
+    d->dirty = 1;
+  } else if (d->has_links) {
+    /* A change to one name may change what another one resolves to. */
+    d->dirty = 1;
+  } else if (name[0] == '.') {
+    return; /* never read: an editor's temporary file, a swap file */
+  } else if (!d->dirty) {
+    if (d->named.count >= MAX_NAMED)
+      d->dirty = 1;
+    else
+      amc_strmap_put(&d->named, name, d, NULL);
   }
-  d->dirty = 1;
+  if (d->dirty && d->named.count)
+    amc_strmap_clear(&d->named, NULL);
   schedule(d->src);
 }
 
@@ -154,11 +195,13 @@ static void on_dir_closed(uv_handle_t *h) {
     free(s); /* only at close: the timers hold two handles until then */
 }
 
-static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path) {
+static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path,
+                      uint64_t ino) {
   dir_t *d = xcalloc(1, sizeof *d);
   d->src = s;
   d->parent = parent;
   d->path = xstrdup(path);
+  d->ino = ino;
   d->dirty = 1;
   uv_fs_event_init(s->loop, &d->ev);
   d->ev.data = d;
@@ -176,7 +219,8 @@ static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path) {
 }
 
 static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
-                       const char **old_keys, size_t n_old) {
+                       const char **old_keys, uint64_t *old_spans,
+                       size_t n_old) {
   if (s->n_changes == s->cap_changes) {
     s->cap_changes = s->cap_changes ? s->cap_changes * 2 : 16;
     s->changes = xrealloc(s->changes, s->cap_changes * sizeof *s->changes);
@@ -185,7 +229,9 @@ static void change_add(amc_fs_source_t *s, const char *path, file_t *f,
   c->path = xstrdup(path);
   c->file = f;
   c->old_keys = old_keys;
+  c->old_spans = old_spans;
   c->n_old = n_old;
+  c->by_span = NULL;
 }
 
 static void file_gone(amc_fs_source_t *s, const char *path, file_t *f) {
@@ -194,7 +240,7 @@ static void file_gone(amc_fs_source_t *s, const char *path, file_t *f) {
     if (s->changes[i].file == f)
       s->changes[i].file = NULL;
   }
-  change_add(s, path, NULL, f->keys, f->n_keys);
+  change_add(s, path, NULL, f->keys, f->spans, f->n_keys);
   free(f);
 }
 
@@ -221,8 +267,60 @@ static void dir_remove(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->subdirs, remove_subdir_visit, s);
   amc_strmap_clear(&d->files, NULL);
   amc_strmap_clear(&d->subdirs, NULL);
+  amc_strmap_clear(&d->named, NULL);
   s->n_dirs--;
   uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+}
+
+/* A regular file `name` of `d` (at `path`) with status `st`: new or
+ * changed -> into the batch. `mark` sets the listing's seen mark. */
+static void file_stat(amc_fs_source_t *s, dir_t *d, const char *name,
+                      const char *path, const struct stat *st, int mark) {
+  uint64_t mt = (uint64_t)st->st_mtim.tv_sec * 1000000000ULL +
+                (uint64_t)st->st_mtim.tv_nsec;
+  file_t *f = amc_strmap_get(&d->files, name);
+  if (f && f->ino == (uint64_t)st->st_ino && f->size == (uint64_t)st->st_size &&
+      f->mtime_ns == mt) {
+    f->seen |= mark;
+    return;
+  }
+  const char **old = NULL;
+  uint64_t *old_spans = NULL;
+  size_t n_old = 0;
+  if (!f) {
+    f = xcalloc(1, sizeof *f);
+    amc_strmap_put(&d->files, name, f, NULL);
+  } else {
+    old = f->keys;
+    old_spans = f->spans;
+    n_old = f->n_keys;
+    f->keys = NULL;
+    f->spans = NULL;
+    f->n_keys = 0;
+  }
+  f->ino = (uint64_t)st->st_ino;
+  f->size = (uint64_t)st->st_size;
+  f->mtime_ns = mt;
+  f->seen |= mark;
+  change_add(s, path, f, old, old_spans, n_old);
+}
+
+/* The subdirectory `name` of `d` exists with inode `ino`: returns its
+ * dir_t, new (dirty) when it was not known or is another directory now (a
+ * directory renamed over it: the old watch follows the old inode). */
+static dir_t *subdir_at(amc_fs_source_t *s, dir_t *d, const char *name,
+                        const char *path, uint64_t ino) {
+  dir_t *sub = amc_strmap_get(&d->subdirs, name);
+  if (sub && sub->ino != ino) {
+    amc_strmap_del(&d->subdirs, name);
+    dir_remove(s, sub);
+    sub = NULL;
+  }
+  if (!sub) {
+    sub = dir_new(s, d, path, ino);
+    amc_strmap_put(&d->subdirs, name, sub, NULL);
+  }
+  return sub;
 }
 
 /* Rescans one directory: new/changed/gone files into the batch, new
@@ -231,59 +329,73 @@ static void dir_remove(amc_fs_source_t *s, dir_t *d) {
 static int dir_scan(amc_fs_source_t *s, dir_t *d) {
   uv_fs_t req;
   int n = uv_fs_scandir(NULL, &req, d->path, 0, NULL);
+  s->listings++;
   if (n < 0) {
     uv_fs_req_cleanup(&req);
     return -1;
   }
   amc_buf_t p = AMC_BUF_INIT;
   uv_dirent_t ent;
+  d->has_links = 0;
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
     if (ent.name[0] == '.')
       continue;
     amc_buf_reset(&p);
     amc_buf_printf(&p, "%s/%s", d->path, ent.name);
     struct stat st;
+    if (ent.type == UV_DIRENT_LINK)
+      d->has_links = 1;
+    else if (ent.type == UV_DIRENT_UNKNOWN &&
+             (lstat(p.data, &st) != 0 || S_ISLNK(st.st_mode)))
+      d->has_links = 1;
     if (stat(p.data, &st) != 0)
       continue; /* vanished meanwhile, or a dangling symlink */
     if (S_ISDIR(st.st_mode)) {
-      dir_t *sub = amc_strmap_get(&d->subdirs, ent.name);
-      if (!sub) {
-        sub = dir_new(s, d, p.data);
-        amc_strmap_put(&d->subdirs, ent.name, sub, NULL);
-      }
-      sub->seen = 1;
+      subdir_at(s, d, ent.name, p.data, (uint64_t)st.st_ino)->seen = 1;
       continue;
     }
     if (!S_ISREG(st.st_mode) || !wanted_file(ent.name))
       continue;
-    uint64_t mt = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-                  (uint64_t)st.st_mtim.tv_nsec;
-    file_t *f = amc_strmap_get(&d->files, ent.name);
-    if (f && f->ino == (uint64_t)st.st_ino && f->size == (uint64_t)st.st_size &&
-        f->mtime_ns == mt) {
-      f->seen = 1;
-      continue;
-    }
-    const char **old = NULL;
-    size_t n_old = 0;
-    if (!f) {
-      f = xcalloc(1, sizeof *f);
-      amc_strmap_put(&d->files, ent.name, f, NULL);
-    } else {
-      old = f->keys;
-      n_old = f->n_keys;
-      f->keys = NULL;
-      f->n_keys = 0;
-    }
-    f->ino = (uint64_t)st.st_ino;
-    f->size = (uint64_t)st.st_size;
-    f->mtime_ns = mt;
-    f->seen = 1;
-    change_add(s, p.data, f, old, n_old);
+    file_stat(s, d, ent.name, p.data, &st, 1);
   }
   uv_fs_req_cleanup(&req);
   amc_buf_free(&p);
   return 0;
+}
+
+/* Looks at one entry an event named: whatever it is now (a wanted file, a
+ * directory, something else, nothing) replaces what it was. */
+static int named_visit(const char *name, void *value, void *data) {
+  (void)data;
+  dir_t *d = value;
+  amc_fs_source_t *s = d->src;
+  amc_buf_t p = AMC_BUF_INIT;
+  amc_buf_printf(&p, "%s/%s", d->path, name);
+  struct stat st;
+  int ok = lstat(p.data, &st) == 0;
+  if (ok && S_ISLNK(st.st_mode)) {
+    d->has_links = 1;
+    ok = stat(p.data, &st) == 0;
+  }
+  int is_dir = ok && S_ISDIR(st.st_mode);
+  int is_file = ok && S_ISREG(st.st_mode) && wanted_file(name);
+  if (!is_file) {
+    file_t *f = amc_strmap_del(&d->files, name);
+    if (f)
+      file_gone(s, p.data, f);
+  }
+  if (is_dir) {
+    /* Known and the same directory: list it anyway (cheap and rare). */
+    subdir_at(s, d, name, p.data, (uint64_t)st.st_ino)->dirty = 1;
+  } else {
+    dir_t *sub = amc_strmap_del(&d->subdirs, name);
+    if (sub)
+      dir_remove(s, sub);
+  }
+  if (is_file)
+    file_stat(s, d, name, p.data, &st, 0);
+  amc_buf_free(&p);
+  return 1;
 }
 
 static int sweep_files_visit(const char *name, void *value, void *data) {
@@ -312,6 +424,7 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
   int again = 0;
   if (d->dirty) {
     d->dirty = 0;
+    amc_strmap_clear(&d->named, NULL);
     if (dir_scan(s, d) == 0) {
       amc_strmap_foreach(&d->files, sweep_files_visit, d);
       amc_strmap_foreach(&d->subdirs, sweep_dirs_visit, s);
@@ -321,6 +434,8 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
     } else {
       report_error(s, d->path, "cannot list the directory");
     }
+  } else if (d->named.count) {
+    amc_strmap_foreach(&d->named, named_visit, NULL);
   }
   /* Children may be added/removed by the parent's scan only, never by
    * their own walk, so iterating while walking them is safe. */
@@ -353,12 +468,15 @@ static void split_key(char *key, const char **kind, const char **ns,
   *name = b + 1;
 }
 
-static void push_key(const char ***arr, size_t *n, size_t *cap, const char *k) {
-  if (*n == *cap) {
-    *cap = *cap ? *cap * 2 : 16;
-    *arr = xrealloc(*arr, *cap * sizeof **arr);
+/* Adds a key (and the span it came from) to the file being parsed. */
+static void push_key(amc_fs_source_t *s, const char *k, uint64_t span) {
+  if (s->n_new == s->cap_new) {
+    s->cap_new = s->cap_new ? s->cap_new * 2 : 16;
+    s->new_keys = xrealloc(s->new_keys, s->cap_new * sizeof *s->new_keys);
+    s->new_spans = xrealloc(s->new_spans, s->cap_new * sizeof *s->new_spans);
   }
-  (*arr)[(*n)++] = k;
+  s->new_keys[s->n_new] = k;
+  s->new_spans[s->n_new++] = span;
 }
 
 static int emit(void *ctx, const char *kind, const char *ns, const char *name,
@@ -394,11 +512,61 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
   }
   o->owner = s->parsing;
   o->digest = dg;
-  push_key(&s->new_keys, &s->n_new, &s->cap_new, e->key);
+  push_key(s, e->key, s->span);
   if (changed)
     s->opt.sink.upsert(s->opt.sink_data, kind, ns, name, json, len);
   amc_buf_free(&k);
   return 0;
+}
+
+void amc_fs_span_begin(void *ctx, uint64_t digest) {
+  ((amc_fs_source_t *)ctx)->span = digest;
+}
+
+static const uint64_t *sort_spans;
+
+static int by_span_cmp(const void *a, const void *b) {
+  uint64_t x = sort_spans[*(const size_t *)a];
+  uint64_t y = sort_spans[*(const size_t *)b];
+  if (x != y)
+    return x < y ? -1 : 1;
+  return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim) {
+  amc_fs_source_t *s = ctx;
+  change_t *c = s->parsing_change;
+  if (!digest || !c || !c->old_spans || !c->n_old)
+    return 0;
+  if (!c->by_span) { /* old key indexes sorted by span: a binary search */
+    c->by_span = xcalloc(c->n_old, sizeof *c->by_span);
+    for (size_t j = 0; j < c->n_old; j++)
+      c->by_span[j] = j;
+    sort_spans = c->old_spans;
+    qsort(c->by_span, c->n_old, sizeof *c->by_span, by_span_cmp);
+  }
+  size_t lo = 0, hi = c->n_old;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (c->old_spans[c->by_span[mid]] < digest)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  /* Every object the span gave must still be unclaimed in this batch (not
+   * taken by another file, not given twice by this one). */
+  size_t end = lo;
+  for (; end < c->n_old && c->old_spans[c->by_span[end]] == digest; end++) {
+    obj_t *o = amc_strmap_get(&s->objs, c->old_keys[c->by_span[end]]);
+    if (!o || o->owner)
+      return 0;
+  }
+  for (size_t i = lo; claim && i < end; i++) {
+    const char *k = c->old_keys[c->by_span[i]];
+    ((obj_t *)amc_strmap_get(&s->objs, k))->owner = s->parsing;
+    push_key(s, k, digest);
+  }
+  return (int)(end - lo);
 }
 
 static void process_batch(amc_fs_source_t *s) {
@@ -426,11 +594,15 @@ static void process_batch(amc_fs_source_t *s) {
               AMC_I("of", s->n_changes), AMC_I("objects", s->objs.count));
     }
     s->new_keys = NULL;
+    s->new_spans = NULL;
     s->n_new = s->cap_new = 0;
+    s->parsing_change = c;
+    s->span = 0;
     err[0] = '\0';
     int rc = s->opt.parse(s->opt.parse_data, c->path, emit, s, err, sizeof err);
     if (rc == 0) {
       c->file->keys = s->new_keys;
+      c->file->spans = s->new_spans;
       c->file->n_keys = s->n_new;
       continue;
     }
@@ -441,16 +613,19 @@ static void process_batch(amc_fs_source_t *s) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
       if (o && (!o->owner || o->owner == c->file)) {
         if (!o->owner)
-          push_key(&s->new_keys, &s->n_new, &s->cap_new, c->old_keys[j]);
+          push_key(s, c->old_keys[j], c->old_spans ? c->old_spans[j] : 0);
         o->owner = c->file;
       }
     }
     c->file->keys = s->new_keys;
+    c->file->spans = s->new_spans;
     c->file->n_keys = s->n_new;
   }
   s->parsing = NULL;
   s->parsing_path = NULL;
   s->new_keys = NULL;
+  s->new_spans = NULL;
+  s->parsing_change = NULL;
   /* 3. Delete what no file claims any more. */
   amc_buf_t k = AMC_BUF_INIT;
   for (size_t i = 0; i < s->n_changes; i++) {
@@ -467,6 +642,8 @@ static void process_batch(amc_fs_source_t *s) {
       s->opt.sink.remove(s->opt.sink_data, kind, ns, name);
     }
     free(c->old_keys);
+    free(c->old_spans);
+    free(c->by_span);
     free(c->path);
   }
   amc_buf_free(&k);
@@ -529,7 +706,7 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
   s->debounce.data = s;
   s->resync.data = s;
   s->open_handles = 2;
-  s->root = dir_new(s, NULL, s->root_path);
+  s->root = dir_new(s, NULL, s->root_path, (uint64_t)st.st_ino);
   s->progress_ns = uv_hrtime();
   rescan(s);
   s->synced = 1;
@@ -550,6 +727,10 @@ size_t amc_fs_source_watches(const amc_fs_source_t *s) {
   return s->n_dirs;
 }
 
+uint64_t amc_fs_source_listings(const amc_fs_source_t *s) {
+  return s->listings;
+}
+
 void amc_fs_source_rescan(amc_fs_source_t *s) {
   mark_all_dirty(s->root);
   rescan(s);
@@ -566,6 +747,7 @@ static int free_file_visit(const char *name, void *value, void *data) {
   (void)data;
   file_t *f = value;
   free(f->keys);
+  free(f->spans);
   free(f);
   return 1;
 }
@@ -583,6 +765,7 @@ static void dir_free_tree(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->subdirs, free_dir_visit, s);
   amc_strmap_clear(&d->files, NULL);
   amc_strmap_clear(&d->subdirs, NULL);
+  amc_strmap_clear(&d->named, NULL);
   uv_close((uv_handle_t *)&d->ev, on_dir_closed);
 }
 
@@ -673,15 +856,93 @@ static int on_loaded(lua_State *L, const char *source, void *data, char *err,
   return 0;
 }
 
+static int no_emit(lua_State *L, const char *source, void *data, char *err,
+                   size_t errlen) {
+  (void)L, (void)source, (void)data, (void)err, (void)errlen;
+  return 0;
+}
+
+/* The whole file's load, for the exact error message (a span's positions
+ * are not the file's). */
+static int whole_file_error(lua_State *L, const char *path,
+                            const amc_loader_opts_t *lo, char *err,
+                            size_t errlen) {
+  char whole[1024];
+  if (amc_loader_load_path(L, path, lo, no_emit, NULL, whole, sizeof whole) < 0)
+    snprintf(err, errlen, "%s", whole);
+  return -1;
+}
+
+/* Loads a file span by span (loader.h): a span whose text is what it was
+ * at the file's last parse gives the same objects, taken as they are
+ * without decoding them (a route change re-reads one VirtualService of a
+ * file, not all). The result is the whole file's load: a JSON file with an
+ * error anywhere gives no object (its spans that changed are checked
+ * before any is used), a YAML file gives those before the error, and an
+ * error's message is the whole file's. */
+static int load_spans(lua_State *L, const char *path,
+                      const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
+                      size_t errlen) {
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_loader_span_t *sp = NULL;
+  int json = 0;
+  size_t pl = strlen(path);
+  json = pl >= 5 && strcmp(path + pl - 5, ".json") == 0;
+  int rd = amc_buf_read_file(&b, path);
+  long n =
+      rd < 0 ? -1 : amc_loader_split(b.data ? b.data : "", b.len, json, &sp);
+  if (n < 0) {
+    amc_buf_free(&b);
+    amc_fs_span_begin(lc->ctx, 0);
+    return amc_loader_load_path(L, path, lo, on_loaded, lc, err, errlen);
+  }
+  uint64_t *dg = xcalloc((size_t)n, sizeof *dg);
+  int rc = 0;
+  for (long i = 0; i < n; i++)
+    dg[i] = digest(sp[i].text, sp[i].len) | 1;
+  long unknown = 0;
+  for (long i = 0; json && i < n; i++)
+    unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
+  /* With one changed span, its error comes before any object changes. */
+  if (unknown > 1) {
+    for (long i = 0; i < n && rc == 0; i++) {
+      char jerr[256];
+      if (amc_fs_span_reuse(lc->ctx, dg[i], 0))
+        continue;
+      int top = lua_gettop(L);
+      if (amc_json_decode(L, sp[i].text, sp[i].len, jerr, sizeof jerr) != 0)
+        rc = whole_file_error(L, path, lo, err, errlen);
+      lua_settop(L, top);
+    }
+  }
+  for (long i = 0; i < n && rc == 0; i++) {
+    if (amc_fs_span_reuse(lc->ctx, dg[i], 1))
+      continue;
+    amc_fs_span_begin(lc->ctx, dg[i]);
+    if (amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc, err,
+                             errlen) != 0)
+      rc = whole_file_error(L, path, lo, err, errlen);
+  }
+  amc_fs_span_begin(lc->ctx, 0);
+  free(dg);
+  free(sp);
+  amc_buf_free(&b);
+  return rc;
+}
+
 int amc_fs_parse_loader(void *parse_data, const char *path,
                         amc_fs_emit_fn emit_fn, void *ctx, char *err,
                         size_t errlen) {
   amc_fs_loader_t *fl = parse_data;
   amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
   loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
-  int rc = amc_loader_load_path(fl->L, path, &lo, on_loaded, &lc, err, errlen);
+  int rc = load_spans(fl->L, path, &lo, &lc, err, errlen);
   amc_buf_free(&lc.json);
-  /* Tables from this file are garbage now; keep the state small. */
-  lua_gc(fl->L, LUA_GCSTEP, 0);
+  /* Tables from this file are garbage now. Lua's own pacing collects
+   * them as the state grows; a step after every file would put a GC step
+   * between a route change's save and its AVI call, so one runs only once
+   * the garbage adds up (a large initial scan). */
+  if (lua_gc(fl->L, LUA_GCCOUNT) >= 4096) /* KB */
+    lua_gc(fl->L, LUA_GCSTEP, 0);
   return rc;
 }

@@ -7,15 +7,22 @@
  * controller uses the loader, loader.h) into objects: kind, namespace, name,
  * canonical JSON.
  *
- * Watching: one uv_fs_event_t per directory (inotify is not recursive);
- * any event marks that directory dirty, and after `debounce_ms` of quiet the
- * dirty directories are rescanned: files whose (inode, size, mtime) changed
- * are re-parsed, missing files are dropped, new subdirectories are watched
- * and scanned. This covers plain writes, deletes, renames in and out, new
+ * Watching: one uv_fs_event_t per directory (inotify is not recursive).
+ * An event that names an entry queues that name; after `debounce_ms` of
+ * quiet each queued name is stat-ed on its own and whatever it is now
+ * replaces what it was: a file whose (inode, size, mtime) changed is
+ * re-parsed, a missing one is dropped, a new (or replaced) subdirectory is
+ * watched and listed, a gone one is dropped with its files. Events for
+ * hidden names (an editor's temporary file) are ignored. A directory is
+ * listed whole instead when an event does not name an entry (the directory
+ * itself changed, a watch failed), when a burst names more than 64 entries,
+ * and for every event in a directory that holds symlinks (a mounted
+ * ConfigMap's files resolve through "..data", which is swapped by a
+ * rename). This covers plain writes, deletes, renames in and out, new
  * directories and editors' atomic saves (write a temporary file, rename it
- * over the original): whatever the event sequence, the rescan sees the
- * final state. A full rescan every `resync_ms` catches missed events
- * (inotify queue overflow).
+ * over the original): whatever the event sequence, the final state of each
+ * named entry is what counts. A full rescan every `resync_ms` catches
+ * missed events (inotify queue overflow).
  *
  * Changes are emitted as a batch per rescan, computed over all changed
  * files together, so an object that moves from one file to another is one
@@ -85,6 +92,9 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
 size_t amc_fs_source_count(const amc_fs_source_t *s);
 /* Directories watched. */
 size_t amc_fs_source_watches(const amc_fs_source_t *s);
+/* Directory listings done so far (the initial scan's included): what an
+ * event costs, for tests. */
+uint64_t amc_fs_source_listings(const amc_fs_source_t *s);
 /* Rescans everything now (as the periodic resync does). */
 void amc_fs_source_rescan(amc_fs_source_t *s);
 /* Stops watching and frees the source once its handles are closed. */
@@ -104,8 +114,20 @@ typedef struct {
   const char *default_namespace; /* NULL: leave objects as they are */
 } amc_fs_loader_t;
 
-/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. */
+/* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. A file is
+ * loaded span by span (loader.h: its JSON items or YAML documents); a span
+ * whose text has not changed since the file's last parse gives the same
+ * objects without being decoded (amc_fs_span_reuse). */
 int amc_fs_parse_loader(void *parse_data, const char *path, amc_fs_emit_fn emit,
                         void *ctx, char *err, size_t errlen);
+
+/* For parsers (`ctx` is the parse function's): the objects emitted from
+ * now on come from a text with this digest (0: none). */
+void amc_fs_span_begin(void *ctx, uint64_t digest);
+/* When the file being parsed gave objects from a text with this digest at
+ * its last parse, and none of them is taken yet in this batch, returns
+ * their number and (with `claim`) takes them as they are, unchanged;
+ * else 0 (the parser emits the text's objects). */
+int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim);
 
 #endif

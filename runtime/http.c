@@ -7,6 +7,10 @@
  *     curl's own callback, never spinning inside one timer phase (a 0 ms
  *     uv_timer restarted from its callback would, on libuv < 1.45), and
  *     without the 1 ms a rounded-up timer costs every change;
+ *   - a request added outside curl (and while no stream is open) is
+ *     driven right away, so on a kept-alive connection it is written
+ *     before amc_http_start() returns; what finished meanwhile is
+ *     delivered on the next iteration (no callback runs inside start);
  *   - one heap context with a uv_poll_t per socket curl reports; it is
  *     detached from curl on CURL_POLL_REMOVE or when curl closes the socket
  *     (CURLOPT_CLOSESOCKETFUNCTION stops polling *before* close(), so a
@@ -42,7 +46,10 @@ struct amc_http {
   size_t n_reqs;
   int pending_closes; /* uv handles whose close callback has not run */
   int closing;
-  int in_curl; /* inside curl_multi_socket_action */
+  int in_curl;      /* inside curl_multi_socket_action */
+  int soon_drive;   /* curl asked to be run as soon as possible */
+  int soon_collect; /* driven from start: deliver what finished */
+  size_t n_streams; /* requests with on_chunk (user code inside curl) */
   void (*closed)(void *);
   void *closed_data;
 };
@@ -179,8 +186,13 @@ static void timer_cb(uv_timer_t *t) {
 
 static void soon_cb(uv_idle_t *i) {
   amc_http_t *h = i->data;
+  int run = h->soon_drive;
+  h->soon_drive = h->soon_collect = 0;
   uv_idle_stop(&h->soon);
-  drive(h, CURL_SOCKET_TIMEOUT, 0);
+  if (run)
+    drive(h, CURL_SOCKET_TIMEOUT, 0);
+  else
+    check_done(h);
 }
 
 static int timer_fn(CURLM *m, long timeout_ms, void *userp) {
@@ -190,10 +202,13 @@ static int timer_fn(CURLM *m, long timeout_ms, void *userp) {
     return 0;
   if (timeout_ms == 0) {
     uv_timer_stop(&h->timer);
+    h->soon_drive = 1;
     uv_idle_start(&h->soon, soon_cb);
     return 0;
   }
-  uv_idle_stop(&h->soon);
+  h->soon_drive = 0;
+  if (!h->soon_collect)
+    uv_idle_stop(&h->soon);
   if (timeout_ms < 0)
     uv_timer_stop(&h->timer);
   else
@@ -262,6 +277,8 @@ static void req_free(amc_http_req_t *r) {
   if (r->next)
     r->next->prev = r->prev;
   h->n_reqs--;
+  if (r->on_chunk)
+    h->n_streams--;
   if (r->easy) {
     curl_multi_remove_handle(h->multi, r->easy);
     curl_easy_cleanup(r->easy);
@@ -513,11 +530,26 @@ amc_http_req_t *amc_http_start(amc_http_t *h, const amc_http_opts_t *o,
     h->reqs->prev = r;
   h->reqs = r;
   h->n_reqs++;
+  if (r->on_chunk)
+    h->n_streams++;
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
     curl_easy_cleanup(r->easy);
     r->easy = NULL;
     req_free(r);
     return NULL;
+  }
+  /* Send now, not on the next iteration (a route change's call goes out
+   * before anything else the loop has to do). Not from inside curl, and
+   * not while a stream is open: its on_chunk would run inside our
+   * caller. Finished transfers wait for soon_cb. */
+  if (h->soon_drive && !h->in_curl && h->n_streams == 0) {
+    int running = 0;
+    h->soon_drive = 0;
+    h->in_curl++;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    h->in_curl--;
+    h->soon_collect = 1;
+    uv_idle_start(&h->soon, soon_cb);
   }
   return r;
 

@@ -39,6 +39,7 @@ typedef struct {
   int array_mt;     /* stack index */
   int doc;          /* 1-based document number */
   size_t doc_line;
+  size_t line_base; /* a span's first line in its file (0-based) */
   /* result */
   int failed;
   char *err;
@@ -588,8 +589,8 @@ static int yaml_protected(lua_State *L) {
     char where[600], source[600];
     snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name,
              dm.line + 1, dm.column + 1, c->doc);
-    c->doc_line = dm.line + 1;
-    snprintf(source, sizeof source, "%s:%zu", c->name, dm.line + 1);
+    c->doc_line = c->line_base + dm.line + 1;
+    snprintf(source, sizeof source, "%s:%zu", c->name, c->doc_line);
     if (emit_document(L, c, where, source, 0) < 0)
       return 0;
   }
@@ -794,6 +795,279 @@ int amc_loader_load_buffer(lua_State *L, const char *name, const char *buf,
   c.err = err;
   c.errlen = errlen;
   return json ? load_json(L, &c, buf, len) : load_yaml(L, &c, buf, len, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Spans                                                                     */
+
+typedef struct {
+  const char *p, *end;
+  const char *buf;
+} scan_t;
+
+static void scan_ws(scan_t *s) {
+  while (s->p < s->end &&
+         (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+    s->p++;
+}
+
+/* Skips a string (at its opening quote); -1 if unterminated. */
+static int scan_string(scan_t *s) {
+  for (s->p++; s->p < s->end; s->p++) {
+    if (*s->p == '\\') {
+      s->p++;
+      continue;
+    }
+    if (*s->p == '"') {
+      s->p++;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Skips one value (balanced brackets, strings); -1 on what is not one. */
+static int scan_value(scan_t *s) {
+  scan_ws(s);
+  if (s->p >= s->end)
+    return -1;
+  if (*s->p == '"')
+    return scan_string(s);
+  if (*s->p == '{' || *s->p == '[') {
+    int depth = 0;
+    while (s->p < s->end) {
+      char ch = *s->p;
+      if (ch == '"') {
+        if (scan_string(s) < 0)
+          return -1;
+        continue;
+      }
+      if (ch == '{' || ch == '[')
+        depth++;
+      else if (ch == '}' || ch == ']') {
+        if (--depth == 0) {
+          s->p++;
+          return 0;
+        }
+      }
+      s->p++;
+    }
+    return -1;
+  }
+  const char *start = s->p;
+  while (s->p < s->end && !strchr(",}] \t\r\n", *s->p))
+    s->p++;
+  return s->p > start ? 0 : -1;
+}
+
+static size_t count_lines(const char *from, const char *to) {
+  size_t n = 0;
+  for (; from < to; from++)
+    n += *from == '\n';
+  return n;
+}
+
+static void span_add(amc_loader_span_t **v, long *n, long *cap,
+                     const char *text, size_t len, size_t line, long index) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    *v = realloc(*v, (size_t)*cap * sizeof **v);
+    if (!*v)
+      abort();
+  }
+  (*v)[(*n)++] = (amc_loader_span_t){text, len, line, index};
+}
+
+/* The items of the array at s->p. */
+static long split_array(scan_t *s, amc_loader_span_t **out) {
+  long n = 0, cap = 0;
+  s->p++; /* [ */
+  scan_ws(s);
+  if (s->p < s->end && *s->p == ']') {
+    s->p++;
+    return 0;
+  }
+  const char *line_at = s->buf;
+  size_t line = 0;
+  for (;;) {
+    scan_ws(s);
+    const char *start = s->p;
+    if (scan_value(s) < 0)
+      goto fail;
+    line += count_lines(line_at, start);
+    line_at = start;
+    span_add(out, &n, &cap, start, (size_t)(s->p - start), line, n + 1);
+    scan_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+      s->p++;
+      continue;
+    }
+    if (s->p < s->end && *s->p == ']') {
+      s->p++;
+      return n;
+    }
+    goto fail;
+  }
+fail:
+  free(*out);
+  *out = NULL;
+  return -1;
+}
+
+static long split_json(const char *buf, size_t len, amc_loader_span_t **out) {
+  scan_t s = {buf, buf + len, buf};
+  long n = -1;
+  scan_ws(&s);
+  if (s.p < s.end && *s.p == '[') {
+    n = split_array(&s, out);
+  } else if (s.p < s.end && *s.p == '{') {
+    /* A `kind: List` object: its items; any other object: itself. */
+    const char *items = NULL;
+    int kinds = 0, list = 0, n_items = 0;
+    s.p++;
+    scan_ws(&s);
+    if (s.p < s.end && *s.p == '}')
+      s.p++;
+    else
+      for (;;) {
+        scan_ws(&s);
+        const char *k = s.p;
+        if (s.p >= s.end || *s.p != '"' || scan_string(&s) < 0)
+          return -1;
+        size_t klen = (size_t)(s.p - k);
+        scan_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+          return -1;
+        s.p++;
+        scan_ws(&s);
+        const char *v = s.p;
+        if (scan_value(&s) < 0)
+          return -1;
+        if (klen == 6 && memcmp(k, "\"kind\"", 6) == 0) {
+          kinds++;
+          list = s.p - v == 6 && memcmp(v, "\"List\"", 6) == 0;
+        } else if (klen == 7 && memcmp(k, "\"items\"", 7) == 0) {
+          n_items++;
+          items = *v == '[' ? v : NULL;
+        }
+        scan_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+          s.p++;
+          continue;
+        }
+        if (s.p < s.end && *s.p == '}') {
+          s.p++;
+          break;
+        }
+        return -1;
+      }
+    if (kinds > 1 || n_items > 1)
+      return -1;
+    if (list) {
+      if (!items)
+        return -1; /* an empty or a malformed List: the loader decides */
+      scan_t is = {items, buf + len, buf};
+      n = split_array(&is, out);
+    } else {
+      n = 0;
+      long cap = 0;
+      span_add(out, &n, &cap, buf, len, 0, 0);
+    }
+  }
+  if (n < 0)
+    return -1;
+  scan_ws(&s);
+  if (s.p != s.end) { /* trailing text: the decoder's error to give */
+    free(*out);
+    *out = NULL;
+    return -1;
+  }
+  return n;
+}
+
+/* A line starting a YAML document: "---" then a blank or the line's end. */
+static int doc_marker(const char *p, const char *end) {
+  return end - p >= 3 && memcmp(p, "---", 3) == 0 &&
+         (end - p == 3 || p[3] == ' ' || p[3] == '\t' || p[3] == '\n' ||
+          p[3] == '\r');
+}
+
+static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
+  long n = 0, cap = 0;
+  const char *end = buf + len, *start = buf, *p = buf;
+  size_t line = 0, start_line = 0;
+  while (p < end) {
+    if (*p == '%') { /* a directive: it belongs to the next document */
+      free(*out);
+      *out = NULL;
+      return -1;
+    }
+    if (p > buf && doc_marker(p, end)) {
+      span_add(out, &n, &cap, start, (size_t)(p - start), start_line, 0);
+      start = p;
+      start_line = line;
+    }
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl)
+      break;
+    p = nl + 1;
+    line++;
+  }
+  span_add(out, &n, &cap, start, (size_t)(end - start), start_line, 0);
+  return n;
+}
+
+long amc_loader_split(const char *buf, size_t len, int json,
+                      amc_loader_span_t **spans) {
+  *spans = NULL;
+  return json ? split_json(buf, len, spans) : split_yaml(buf, len, spans);
+}
+
+/* Runs under pcall: [ctx_t*, the decoded item, the span]. */
+static int json_item_protected(lua_State *L) {
+  ctx_t *c = lua_touserdata(L, 1);
+  const amc_loader_span_t *sp = lua_touserdata(L, 3);
+  lua_settop(L, 2);
+  char where[600], source[600];
+  snprintf(where, sizeof where, "%s: item %ld", c->name, sp->index);
+  snprintf(source, sizeof source, "%s:1[%ld]", c->name, sp->index);
+  emit(L, c, where, source);
+  return 0;
+}
+
+int amc_loader_load_span(lua_State *L, const char *name,
+                         const amc_loader_span_t *span, int json,
+                         const amc_loader_opts_t *opts, amc_loader_fn fn,
+                         void *data, char *err, size_t errlen) {
+  ctx_t c = {0};
+  c.name = name;
+  c.opts = opts;
+  c.fn = fn;
+  c.data = data;
+  c.err = err;
+  c.errlen = errlen;
+  c.line_base = span->line;
+  if (!json)
+    return load_yaml(L, &c, span->text, span->len, 0);
+  if (span->index == 0)
+    return load_json(L, &c, span->text, span->len);
+  int top = lua_gettop(L);
+  char jerr[256];
+  if (!lua_checkstack(L, 8))
+    return fail(&c, "%s: Lua stack exhausted", name);
+  lua_pushcfunction(L, json_item_protected);
+  lua_pushlightuserdata(L, &c);
+  if (amc_json_decode(L, span->text, span->len, jerr, sizeof jerr) < 0) {
+    lua_settop(L, top);
+    return fail(&c, "%s: item %ld: %s", name, span->index, jerr);
+  }
+  lua_pushlightuserdata(L, (void *)span);
+  int status = lua_pcall(L, 3, 0, 0);
+  if (status != LUA_OK && !c.failed)
+    fail(&c, "%s: %s", name,
+         status == LUA_ERRMEM ? "out of memory" : "internal error");
+  lua_settop(L, top);
+  return c.failed ? -1 : 0;
 }
 
 int amc_loader_parse_yaml_value(lua_State *L, const char *name, const char *buf,

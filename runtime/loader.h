@@ -32,9 +32,9 @@
  * mapping with string `apiVersion`, string `kind` and a non-empty string
  * `metadata.name`. Objects of any kind are accepted (what rules ignore is
  * their business). When `default_namespace` is set, a namespaced object
- * without `metadata.namespace` (or with "") gets it (as `kubectl apply -f` does); a short
- * list of well-known cluster-scoped kinds (Namespace, Node, ...) is left
- * alone.
+ * without `metadata.namespace` (or with "") gets it (as `kubectl apply -f`
+ * does); a short list of well-known cluster-scoped kinds (Namespace, Node, ...)
+ * is left alone.
  *
  * Errors are returned as one line naming the file and position:
  *   "examples/x.yaml:12:3: mapping values are not allowed in this context"
@@ -73,6 +73,37 @@ int amc_loader_load_buffer(lua_State *L, const char *name, const char *buf,
                            size_t len, int json, const amc_loader_opts_t *opts,
                            amc_loader_fn fn, void *data, char *err,
                            size_t errlen);
+
+/* A file's text cut into the texts of its objects, so that a caller who
+ * remembers them (the fs source) loads only those that changed:
+ *   - JSON: the items of a top-level array or of a `kind: List` object's
+ *     `items`; any other value is one span (index 0);
+ *   - YAML: the documents, cut at lines starting with `---` (a document
+ *     marker wherever it appears); text before the first marker is a span.
+ * Cutting only scans the text; a span's syntax is checked when it is
+ * loaded. */
+typedef struct {
+  const char *text; /* into the file's text */
+  size_t len;
+  size_t line; /* 0-based line of the span's start in the file */
+  long index;  /* JSON: 1-based item number, 0 for a whole value */
+} amc_loader_span_t;
+
+/* Cuts `buf`. Returns the number of spans (0: no objects, an empty List)
+ * with *spans malloc'd (the caller frees it), or -1 when the text is not
+ * cut (YAML directives, a JSON shape other than the above, or anything the
+ * scan does not recognise): load the file whole. */
+long amc_loader_split(const char *buf, size_t len, int json,
+                      amc_loader_span_t **spans);
+
+/* Loads one span of the file `name` as the whole file's load would load
+ * that part of it (same checks and callback, same `source` strings).
+ * Returns 0, or -1 with `err` filled; positions in a span's error message
+ * may not be the file's: load the file whole for the exact message. */
+int amc_loader_load_span(lua_State *L, const char *name,
+                         const amc_loader_span_t *span, int json,
+                         const amc_loader_opts_t *opts, amc_loader_fn fn,
+                         void *data, char *err, size_t errlen);
 
 /* Parses a single YAML document into a plain value (no object checks):
  * pushes it and returns 0, or returns -1 with `err` filled. Used for

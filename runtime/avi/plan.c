@@ -230,11 +230,43 @@ void amc_avi_cache_init(amc_avi_cache_t *c) {
   amc_strmap_t m = AMC_STRMAP_INIT;
   c->map = m;
   c->intern = m;
+  c->by_gateway = m;
+}
+
+static void gateway_set_free(void *set) {
+  amc_strmap_clear(set, NULL);
+  free(set);
 }
 
 void amc_avi_cache_clear(amc_avi_cache_t *c) {
+  amc_strmap_clear(&c->by_gateway, gateway_set_free);
   amc_strmap_clear(&c->map, entry_free);
   amc_strmap_clear(&c->intern, NULL);
+}
+
+static void index_add(amc_avi_cache_t *c, const char *key, amc_avi_entry_t *e) {
+  if (!e->gateway)
+    return;
+  amc_strmap_t *set = amc_strmap_get(&c->by_gateway, e->gateway);
+  if (!set) {
+    set = calloc(1, sizeof *set);
+    if (!set)
+      abort();
+    amc_strmap_put(&c->by_gateway, e->gateway, set, NULL);
+  }
+  amc_strmap_put(set, key, e, NULL);
+}
+
+static void index_del(amc_avi_cache_t *c, const char *key,
+                      const amc_avi_entry_t *e) {
+  if (!e || !e->gateway)
+    return;
+  amc_strmap_t *set = amc_strmap_get(&c->by_gateway, e->gateway);
+  if (!set)
+    return;
+  amc_strmap_del(set, key);
+  if (set->count == 0)
+    gateway_set_free(amc_strmap_del(&c->by_gateway, e->gateway));
 }
 
 amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
@@ -250,7 +282,9 @@ void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
                        const char *name) {
   amc_buf_t k = AMC_BUF_INIT;
   cache_key(&k, type, tenant, name);
-  entry_free(amc_strmap_del(&c->map, k.data));
+  amc_avi_entry_t *e = amc_strmap_del(&c->map, k.data);
+  index_del(c, k.data, e);
+  entry_free(e);
   amc_buf_free(&k);
 }
 
@@ -367,6 +401,8 @@ int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
   void *old = NULL;
   amc_strmap_entry_t *me = amc_strmap_put(&c->map, k.data, e, &old);
   e->name = me->key + strlen(type) + strlen(ten) + 2;
+  index_del(c, k.data, old);
+  index_add(c, k.data, e);
   entry_free(old);
   amc_buf_free(&k);
   lua_settop(L, idx);
@@ -778,7 +814,9 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     lua_settop(L, top);
   }
   visit_t v = {.marker = key_marker(key), .wanted = &wanted, .plan = out};
-  amc_strmap_foreach((amc_strmap_t *)&cache->map, leftover_visit, &v);
+  amc_strmap_t *mine = amc_strmap_get(&cache->by_gateway, v.marker);
+  if (mine)
+    amc_strmap_foreach(mine, leftover_visit, &v);
   if (out->n > 1)
     qsort(out->steps, out->n, sizeof *out->steps, step_cmp);
   amc_strmap_clear(&wanted, NULL);

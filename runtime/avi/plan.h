@@ -87,6 +87,10 @@ const char *amc_avi_entry_cksum(const amc_avi_entry_t *e);
 typedef struct {
   amc_strmap_t map;    /* "type\ttenant\tname" -> amc_avi_entry_t */
   amc_strmap_t intern; /* types, tenants, gateway markers (keys only) */
+  /* gateway marker -> amc_strmap_t * of that gateway's entries (same keys
+   * as `map`): a key's leftovers are found without walking every object
+   * amc owns (a route change at 10k VirtualServices). */
+  amc_strmap_t by_gateway;
 } amc_avi_cache_t;
 
 void amc_avi_cache_init(amc_avi_cache_t *c);

@@ -386,6 +386,68 @@ static void test_plan_order_and_leftovers(void **state) {
   lua_close(L);
 }
 
+/* A key's leftovers come from the cache's per-gateway index: it follows
+ * an object that moves to another gateway, a delete and a re-put. */
+static void test_leftovers_follow_the_gateway_index(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  amc_avi_plan_t p;
+  char err[300];
+#define OWNED(gw, name, uuid)                                                  \
+  "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","              \
+  "\"values\":[\"" gw "\"]}],\"name\":\"" name "\",\"uuid\":\"" uuid "\"}"
+  put(&c, L, "pool", OWNED("ns/a", "p1", "pool-1"));
+  put(&c, L, "pool", OWNED("ns/a", "p2", "pool-2"));
+  put(&c, L, "pool", OWNED("ns/b", "p3", "pool-3"));
+  /* p2 now belongs to b (the controller's copy says so) */
+  put(&c, L, "pool", OWNED("ns/b", "p2", "pool-2"));
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/a", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1);
+  assert_string_equal(p.steps[0].uuid, "pool-1");
+  amc_avi_plan_free(&p);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/b", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 2);
+  amc_avi_plan_free(&p);
+  /* deleted, and no longer owned (a put without our mark drops it) */
+  amc_avi_cache_del(&c, "pool", "admin", "p1");
+  put(&c, L, "pool", "{\"name\":\"p3\",\"uuid\":\"pool-3\"}");
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/a", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 0);
+  amc_avi_plan_free(&p);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/b", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1);
+  assert_string_equal(p.steps[0].uuid, "pool-2");
+  amc_avi_plan_free(&p);
+  /* cleared: nothing left for anyone; the cache is reusable */
+  amc_avi_cache_clear(&c);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/b", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 0);
+  amc_avi_plan_free(&p);
+  put(&c, L, "pool", OWNED("ns/b", "p4", "pool-4"));
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/b", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 1);
+  assert_string_equal(p.steps[0].uuid, "pool-4");
+  amc_avi_plan_free(&p);
+#undef OWNED
+  assert_int_equal(lua_gettop(L), 0);
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
+
 static void test_plan_subset_fallback(void **state) {
   (void)state;
   lua_State *L = newL();
@@ -550,6 +612,7 @@ int main(void) {
       cmocka_unit_test(test_cache_put),
       cmocka_unit_test(test_cache_uuid_forms),
       cmocka_unit_test(test_plan_order_and_leftovers),
+      cmocka_unit_test(test_leftovers_follow_the_gateway_index),
       cmocka_unit_test(test_plan_subset_fallback),
       cmocka_unit_test(test_plan_errors),
       cmocka_unit_test(test_classify),

@@ -397,6 +397,112 @@ static void test_named_events_and_configmap_swap(void **state) {
   amc_fs_source_close(s);
 }
 
+/* An event that names a file costs a stat of that file, not a listing of
+ * its directory; a hidden temporary file costs nothing at all. */
+static void test_named_events_stat_only_the_named_entry(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\n");
+  write_file("b.yaml", "Service ns b 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  uint64_t listed = amc_fs_source_listings(s);
+  assert_int_equal(listed, 1);
+  /* an editor's atomic save */
+  atomic_write("a.yaml", "Service ns a 2\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* a plain write, a new file, a delete */
+  write_file("b.yaml", "Service ns b 2\n");
+  run_until_batch(2, 2000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"2\"};");
+  write_file("c.yaml", "Service ns c 1\n");
+  run_until_batch(3, 2000);
+  assert_string_equal(take_events(), "+Service/ns/c={\"v\":\"1\"};");
+  char p[512], q[512];
+  path_of(p, sizeof p, "c.yaml");
+  unlink(p);
+  run_until_batch(4, 2000);
+  assert_string_equal(take_events(), "-Service/ns/c;");
+  /* renamed out of the tree and back in */
+  path_of(p, sizeof p, "b.yaml");
+  snprintf(q, sizeof q, "%s.outside.yaml", root);
+  assert_int_equal(rename(p, q), 0);
+  run_until_batch(5, 2000);
+  assert_string_equal(take_events(), "-Service/ns/b;");
+  assert_int_equal(rename(q, p), 0);
+  run_until_batch(6, 2000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"2\"};");
+  /* a hidden file alone: no batch, no listing */
+  write_file(".scratch.tmp", "Service ns h 1\n");
+  run_for(50);
+  assert_int_equal(batches, 6);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_listings(s), listed);
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* the periodic full rescan still lists everything */
+  amc_fs_source_rescan(s);
+  assert_int_equal(amc_fs_source_listings(s), listed + 1);
+  assert_string_equal(take_events(), "");
+  amc_fs_source_close(s);
+}
+
+/* An entry that changes type under the same name, and a directory renamed
+ * over another one: the new directory is watched (not the old inode). */
+static void test_named_entry_changes_type_and_dir_replaced(void **state) {
+  (void)state;
+  char p[512], cmd[2000];
+  path_of(p, sizeof p, "x.yaml");
+  write_file("x.yaml", "Service ns x 1\n");
+  amc_fs_source_t *s = start();
+  take_events();
+  /* a file replaced by a directory of the same name */
+  unlink(p);
+  assert_int_equal(mkdir(p, 0755), 0);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
+    run_for(10);
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  assert_string_equal(take_events(), "-Service/ns/x;");
+  write_file("x.yaml/in.yaml", "Pod ns p 1\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
+  /* another directory renamed over it (replacing the empty one needs it
+   * empty: remove the file first) */
+  path_of(p, sizeof p, "x.yaml/in.yaml");
+  unlink(p);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "-Pod/ns/p;");
+  snprintf(cmd, sizeof cmd,
+           "mkdir %s/.new && echo 'Pod ns q 1' > %s/.new/q.yaml && "
+           "mv -T %s/.new %s/x.yaml",
+           root, root, root, root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"1\"};");
+  /* a write inside the new directory is seen through its own watch */
+  write_file("x.yaml/q.yaml", "Pod ns q 2\n");
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+  assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"2\"};");
+  assert_int_equal(amc_fs_source_watches(s), 2);
+  /* and the directory replaced by a file again */
+  snprintf(cmd, sizeof cmd,
+           "rm -r %s/x.yaml && echo 'Service ns x 3' > %s/x.yaml", root, root);
+  assert_int_equal(system(cmd), 0);
+  for (int i = 0; i < 200 && !(events.data && strstr(events.data, "+Service"));
+       i++)
+    run_for(10);
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) != 1; i++)
+    run_for(10);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Pod/ns/q;"));
+  assert_non_null(strstr(ev, "+Service/ns/x={\"v\":\"3\"};"));
+  assert_int_equal(amc_fs_source_watches(s), 1);
+  amc_fs_source_close(s);
+}
+
 /* The real parser: YAML through the loader, stripped canonical JSON. */
 static void test_loader_parser(void **state) {
   (void)state;
@@ -451,6 +557,87 @@ static void test_loader_parser(void **state) {
   lua_close(L);
 }
 
+/* The loader parser reads a changed file span by span: an item whose text
+ * did not change keeps the objects it gave (not decoded again: the changed
+ * default namespace shows which were); a JSON error anywhere changes
+ * nothing and names the whole file's position. */
+static void test_loader_spans(void **state) {
+  (void)state;
+#define SVC(n, v)                                                              \
+  "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"" n    \
+  "\"},\"spec\":{\"v\":" v "}}"
+  write_file("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                           "a", "1") ",\n" SVC("b", "1") "\n]}\n");
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_fs_loader_t fl = {L, "one"};
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .debounce_ms = 10,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &fl,
+      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch},
+  };
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  batches = 0;
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "+Service/one/a="));
+  assert_non_null(strstr(ev, "+Service/one/b="));
+  /* b changes; a does not: a is not decoded again (it would move to
+   * namespace "two") */
+  fl.default_namespace = "two";
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "1") ",\n" SVC("b", "2") "\n]}\n");
+  run_until_batch(1, 2000);
+  assert_string_equal(take_events(),
+                      "+Service/two/b={\"apiVersion\":\"v1\",\"kind\":"
+                      "\"Service\",\"metadata\":{\"name\":\"b\",\"namespace\":"
+                      "\"two\"},\"spec\":{\"v\":2}};-Service/one/b;");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* a JSON error in the second item: nothing changes (not even the first
+   * item's new value), and the message is the whole file's */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "3") ",\n" SVC("b", "tru") "\n]}\n");
+  run_until_batch(2, 2000);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "l.json: line 3"));
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  /* fixed: both items are read again */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "3") ",\n" SVC("b", "2") "\n]}\n");
+  run_until_batch(3, 2000);
+  ev = take_events();
+  assert_non_null(strstr(ev, "+Service/two/a="));
+  assert_null(strstr(ev, "/b"));
+  /* YAML documents: the same; an error names the file's line */
+  write_file("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                       "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n");
+  run_until_batch(4, 2000);
+  take_events();
+  fl.default_namespace = "three";
+  atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                         "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n"
+                         "spec: {x: 1}\n");
+  run_until_batch(5, 2000);
+  ev = take_events();
+  assert_non_null(strstr(ev, "+Pod/three/q="));
+  assert_null(strstr(ev, "Pod/three/p"));
+  atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
+                         "---\nkind: Pod\napiVersion: v1\nmetadata: [\n");
+  run_until_batch(6, 2000);
+  assert_int_equal(errors, 2);
+  char want[512];
+  snprintf(want, sizeof want, "%s/y.yaml:8:", root);
+  assert_non_null(strstr(last_error, want));
+  amc_fs_source_close(s);
+  run_for(5);
+  lua_close(L);
+#undef SVC
+}
+
 static void test_bad_root(void **state) {
   (void)state;
   amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
@@ -478,7 +665,12 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_new_and_removed_subdirectories,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_named_events_stat_only_the_named_entry, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_loader_spans, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -407,6 +411,104 @@ static void test_many_and_chained(void **state) {
   }
 }
 
+/* A server socket of the test's own, answered by hand between loop runs:
+ * shows when the client has written a request. */
+static int own_listen(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 4), 0);
+  socklen_t n = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+/* Reads one request's head (no body expected) from a non-blocking socket,
+ * running the loop until it is there; returns its length. */
+static size_t read_request(uv_loop_t *loop, int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  for (int i = 0; i < 2000; i++) {
+    ssize_t n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
+    if (n > 0) {
+      len += (size_t)n;
+      buf[len] = '\0';
+      if (strstr(buf, "\r\n\r\n"))
+        return len;
+    } else {
+      assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+      uv_run(loop, UV_RUN_NOWAIT);
+      usleep(1000);
+    }
+  }
+  fail_msg("no request within 2 s");
+  return 0;
+}
+
+static void answer(int fd) {
+  const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  assert_int_equal(send(fd, r, strlen(r), 0), (ssize_t)strlen(r));
+}
+
+/* On a kept-alive connection a request is written before amc_http_start()
+ * returns (not on the next loop iteration), and its answer is delivered
+ * from the loop, never inside start. */
+static void test_written_before_start_returns(void **state) {
+  (void)state;
+  int port = 0;
+  int lfd = own_listen(&port);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  amc_http_t *h = amc_http_new(&loop);
+  char url[128], buf[4096];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/first", port);
+  result_t first = {0}, second = {0};
+  amc_http_opts_t o = {.url = url, .timeout_ms = 5000};
+  assert_non_null(amc_http_start(h, &o, on_done, &first));
+  int cfd = -1;
+  for (int i = 0; i < 2000 && cfd < 0; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cfd = accept(lfd, NULL, NULL);
+    if (cfd < 0)
+      usleep(1000);
+  }
+  assert_true(cfd >= 0);
+  read_request(&loop, cfd, buf, sizeof buf);
+  assert_non_null(strstr(buf, "GET /first HTTP/1.1"));
+  answer(cfd);
+  for (int i = 0; i < 2000 && first.calls == 0; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_int_equal(first.calls, 1);
+  assert_int_equal(first.status, 200);
+  /* the second request: on the socket as soon as start returns */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/second", port);
+  assert_non_null(amc_http_start(h, &o, on_done, &second));
+  ssize_t n = recv(cfd, buf, sizeof buf - 1, MSG_DONTWAIT);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  assert_non_null(strstr(buf, "GET /second HTTP/1.1"));
+  answer(cfd);
+  usleep(20000); /* the answer is there; only the loop delivers it */
+  assert_int_equal(second.calls, 0);
+  for (int i = 0; i < 2000 && second.calls == 0; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_int_equal(second.calls, 1);
+  assert_string_equal(second.body.data, "ok");
+  amc_http_close(h, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  close(cfd);
+  close(lfd);
+  result_free(&first);
+  result_free(&second);
+}
+
 static void test_header_find(void **state) {
   (void)state;
   const char *h = "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n"
@@ -546,6 +648,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_idle_stream),
       cmocka_unit_test(test_close_with_requests_in_flight),
       cmocka_unit_test(test_many_and_chained),
+      cmocka_unit_test(test_written_before_start_returns),
       cmocka_unit_test(test_tls_verification),
       cmocka_unit_test(test_tls_server_name),
   };

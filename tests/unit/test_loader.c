@@ -443,6 +443,94 @@ static void test_mutations(void **state) {
   }
 }
 
+/* Spans: a file cut into its objects' texts; each loads as that part of
+ * the whole file's load would (same sources). */
+static void load_all_spans(const char *name, const char *text, int json,
+                           long want) {
+  amc_loader_span_t *sp = NULL;
+  long n = amc_loader_split(text, strlen(text), json, &sp);
+  assert_int_equal(n, want);
+  amc_loader_opts_t o = {0};
+  char err[256];
+  for (long i = 0; i < n; i++)
+    assert_int_equal(amc_loader_load_span(L, name, &sp[i], json, &o, collect,
+                                          NULL, err, sizeof err),
+                     0);
+  free(sp);
+}
+
+static void test_spans(void **state) {
+  (void)state;
+  const char *list =
+      "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n"
+      "  {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+      "\"a\",\"labels\":{\"x\":\"[}\\\"\"}}},\n"
+      "  {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+      "\"b\"}}\n]}\n";
+  amc_loader_span_t *sp = NULL;
+  assert_int_equal(amc_loader_split(list, strlen(list), 1, &sp), 2);
+  assert_int_equal(sp[0].index, 1);
+  assert_int_equal(sp[1].index, 2);
+  assert_int_equal(sp[1].line, 2);
+  assert_memory_equal(sp[1].text, "{\"apiVersion\"", 13);
+  assert_int_equal(sp[1].text[sp[1].len - 1], '}');
+  free(sp);
+  /* the same objects and sources as the whole file's load */
+  amc_buf_reset(&out);
+  char err[256];
+  amc_loader_opts_t o = {0};
+  assert_int_equal(amc_loader_load_buffer(L, "f.json", list, strlen(list), 1,
+                                          &o, collect, NULL, err, sizeof err),
+                   0);
+  char whole[1024];
+  snprintf(whole, sizeof whole, "%s", out.data);
+  amc_buf_reset(&out);
+  load_all_spans("f.json", list, 1, 2);
+  assert_string_equal(out.data, whole);
+  /* a bare array, one object, an empty List */
+  amc_buf_reset(&out);
+  load_all_spans("g.json",
+                 "[{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":"
+                 "{\"name\":\"p\"}}]",
+                 1, 1);
+  assert_string_equal(out.data, "g.json:1[1] {\"apiVersion\":\"v1\",\"kind\":"
+                                "\"Pod\",\"metadata\":{\"name\":\"p\"}}\n");
+  load_all_spans("h.json",
+                 " {\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":"
+                 "{\"name\":\"q\"}} ",
+                 1, 1);
+  load_all_spans("e.json", "{\"kind\":\"List\",\"items\":[]}", 1, 0);
+  /* not cut: trailing text, an unterminated string, a List without items,
+   * two kinds */
+  const char *bad[] = {"[{}] x", "[\"abc", "{\"kind\":\"List\"}",
+                       "{\"kind\":\"List\",\"kind\":\"List\",\"items\":[]}",
+                       "[{} {}]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    sp = NULL;
+    assert_int_equal(amc_loader_split(bad[i], strlen(bad[i]), 1, &sp), -1);
+    assert_null(sp);
+  }
+  /* YAML: documents, with the file's line numbers in sources */
+  const char *yaml = "# head\n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+                     "---\n"
+                     "apiVersion: v1\nkind: Service\nmetadata:\n"
+                     "  name: b\n  note: |\n    ---not a marker\n"
+                     "--- \n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: c}\n";
+  amc_buf_reset(&out);
+  assert_int_equal(amc_loader_load_buffer(L, "y.yaml", yaml, strlen(yaml), 0,
+                                          &o, collect, NULL, err, sizeof err),
+                   0);
+  snprintf(whole, sizeof whole, "%s", out.data);
+  amc_buf_reset(&out);
+  load_all_spans("y.yaml", yaml, 0, 3);
+  assert_string_equal(out.data, whole);
+  assert_non_null(strstr(out.data, "y.yaml:13 "));
+  sp = NULL;
+  assert_int_equal(amc_loader_split("%YAML 1.2\n---\na: 1\n", 19, 0, &sp), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_multi_document_and_scalars),
@@ -458,6 +546,7 @@ int main(void) {
       cmocka_unit_test(test_callback_stops),
       cmocka_unit_test(test_parse_value),
       cmocka_unit_test(test_mutations),
+      cmocka_unit_test(test_spans),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

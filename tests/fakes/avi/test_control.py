@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -39,6 +40,34 @@ class ControlTest(SimTestCase):
         self.assertEqual(self.c.post("/api/pool", {"name": "p"}).status, 201)
         st, fl = self.sim.control("GET", "/_sim/faults")
         self.assertEqual(fl["faults"], [])
+
+    def test_request_time_is_arrival_not_read(self):
+        # Two pipelined requests in one write; the first is held 300 ms, so
+        # the handler reads the second one 300 ms after it arrived. Its
+        # "time" is when it arrived (the kernel's receive time on Linux).
+        self.sim.control("POST", "/_sim/faults", {
+            "method": "GET", "path": "^/api/first$", "delay_ms": 300})
+        self.sim.control("DELETE", "/_sim/requests")
+        s = socket.create_connection(("127.0.0.1", self.sim.ports["http"]))
+        try:
+            t0 = time.time()
+            s.sendall(b"GET /api/first HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /api/second HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while True:
+                reqs = self.sim.control("GET", "/_sim/requests")[1][
+                    "requests"]
+                if len(reqs) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        finally:
+            s.close()
+        self.assertEqual([e["path"] for e in reqs],
+                         ["/api/first", "/api/second"])
+        self.assertGreaterEqual(reqs[0]["duration_ms"], 300)
+        for e in reqs:
+            self.assertGreaterEqual(e["time"], t0 - 0.001)
+            self.assertLess(e["time"] - t0, 0.15)
 
     def test_fault_sticky_and_clear(self):
         self.sim.control("POST", "/_sim/faults", {
