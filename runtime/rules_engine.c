@@ -1061,6 +1061,49 @@ static int host_ipv4(lua_State *L) {
   return 1;
 }
 
+/* host.plain_name(prefix, part...): rt.lua's plain_name in C, rt.name's
+ * usual case (once per pool and pool group, where Lua's pattern checks
+ * and table.concat dominated): prefix .. the parts joined by "--" when
+ * every part is a non-empty string of AVI-safe characters [A-Za-z0-9._-]
+ * without "--" in it; else nil (rt.name then sanitizes and hashes). */
+static int name_char_ok(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+static int host_plain_name(lua_State *L) {
+  int n = lua_gettop(L);
+  size_t plen;
+  const char *prefix = luaL_checklstring(L, 1, &plen);
+  for (int i = 2; i <= n; i++) {
+    size_t len;
+    if (lua_type(L, i) != LUA_TSTRING)
+      goto not_plain;
+    const unsigned char *p = (const unsigned char *)lua_tolstring(L, i, &len);
+    if (len == 0)
+      goto not_plain;
+    for (size_t k = 0; k < len; k++) {
+      if (!name_char_ok(p[k]) || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
+        goto not_plain;
+    }
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, prefix, plen);
+  for (int i = 2; i <= n; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i, &len);
+    if (i > 2)
+      luaL_addlstring(&b, "--", 2);
+    luaL_addlstring(&b, p, len);
+  }
+  luaL_pushresult(&b);
+  return 1;
+not_plain:
+  lua_pushnil(L);
+  return 1;
+}
+
 /* host.base64_decode(s): rt.lua's base64_decode in C (TLS Secrets are
  * kilobytes of base64, slow to decode in Lua). Same result for every
  * input: whitespace dropped; nil unless the length is a multiple of 4 and
@@ -2216,7 +2259,7 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 10);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
@@ -2227,6 +2270,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "base64_decode");
   lua_pushcfunction(L, host_ipv4);
   lua_setfield(L, -2, "ipv4");
+  lua_pushcfunction(L, host_plain_name);
+  lua_setfield(L, -2, "plain_name");
   lua_pushboolean(L, 1); /* collect_objects sorts by type, name */
   lua_setfield(L, -2, "sorts_objects");
   lua_pushlightuserdata(L, AMC_JSON_NULL);

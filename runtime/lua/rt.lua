@@ -16,6 +16,8 @@
 --   host.array_mt            -> metatable marking a table as a JSON array
 --   host.base64_decode(s)    -> bytes | nil (optional; C copy of base64_decode)
 --   host.ipv4(s)             -> integer | nil (optional; C copy of ipv4)
+--   host.plain_name(prefix, ...) -> string | nil (optional; C copy of
+--                               plain_name)
 --   host.sorts_objects       -> true when the host orders result().objects
 --                               by type then name itself (optional; then
 --                               result() leaves them in the order added)
@@ -30,7 +32,8 @@ local find, lower = string.find, string.lower
 
 local M = {}
 
-M.NAME_MAX = 200
+local NAME_MAX = 200
+M.NAME_MAX = NAME_MAX
 
 M.DEFAULT_SETTINGS = {
   cluster = "cluster",
@@ -132,6 +135,26 @@ local function sanitize(part)
   part = tostring(part)
   local clean = part:gsub(SAFE_NAME_CHARS, "_")
   return clean
+end
+
+-- Can `part` (a string) go into a name unchanged? Not empty, only
+-- AVI-safe characters, and no "--" (the separator).
+local function is_plain(part)
+  return part ~= "" and not find(part, SAFE_NAME_CHARS) and
+    not find(part, "--", 1, true)
+end
+
+-- prefix .. the parts joined by "--" when every part is a plain string,
+-- else nil. (rt.name's usual case; the engine offers a C copy.)
+local function plain_name(prefix, ...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do
+    local p = parts[i]
+    if type(p) ~= "string" or not is_plain(p) then
+      return nil
+    end
+  end
+  return prefix .. table.concat(parts, "--")
 end
 
 -- Characters a URL query value may carry unescaped.
@@ -314,6 +337,7 @@ M.host_specificity_less = host_specificity_less
 M.host_specificity_key = host_specificity_key
 M.sort_by = sort_by
 M.base64_decode = base64_decode
+M.plain_name = plain_name
 
 -- The 32-bit number of a dotted-quad IPv4 address ("10.0.0.1": four runs
 -- of ASCII digits, each at most 255, leading zeros allowed), else nil.
@@ -512,51 +536,40 @@ function M.new(host)
   -- digits of the hash of the raw parts. Names longer than NAME_MAX keep
   -- their head and end in "--" plus the 16-digit hash of the full name.
   local prefix = "amc--" .. cluster .. "--"
-  -- part -> false when it must be altered (the same few namespaces, names
-  -- and ports come back for every object of a translation)
-  local plain = {}
-  local function check_plain(p)
-    local ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
-    plain[p] = ok
-    return ok
-  end
-  -- names built below: their characters need no URL escaping in refs
-  local made = {}
-  rt.name = function(...)
+  -- the usual case (every part a plain string): the engine's C copy of
+  -- plain_name when it offers one
+  local join_plain = host.plain_name or plain_name
+  local function altered_name(...)
     local raw = { ... }
     local n = select("#", ...)
     local altered = false
     for i = 1, n do
-      local ok = plain[raw[i]] -- nil for new parts and non-strings
-      if ok == nil then
-        local p = raw[i]
-        if type(p) ~= "string" then
-          p = tostring(p)
-          raw[i] = p
-        end
-        ok = plain[p]
-        if ok == nil then
-          ok = check_plain(p)
-        end
+      local p = raw[i]
+      if type(p) ~= "string" then
+        p = tostring(p)
+        raw[i] = p
       end
-      if not ok then
+      if not is_plain(p) then
         altered = true
       end
     end
-    local name
-    if altered then
-      local clean = {}
-      for i = 1, n do
-        clean[i] = sanitize(raw[i])
-      end
-      name = prefix .. table.concat(clean, "--") .. "--h" ..
-        rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
-    else
-      name = prefix .. table.concat(raw, "--", 1, n)
+    if not altered then -- plain after tostring (numbers, nil)
+      return prefix .. table.concat(raw, "--", 1, n)
     end
-    if #name > M.NAME_MAX then
+    local clean = {}
+    for i = 1, n do
+      clean[i] = sanitize(raw[i])
+    end
+    return prefix .. table.concat(clean, "--") .. "--h" ..
+      rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
+  end
+  -- names built below: their characters need no URL escaping in refs
+  local made = {}
+  rt.name = function(...)
+    local name = join_plain(prefix, ...) or altered_name(...)
+    if #name > NAME_MAX then
       local h = rt.hash(name)
-      name = name:sub(1, M.NAME_MAX - 18) .. "--" .. h
+      name = name:sub(1, NAME_MAX - 18) .. "--" .. h
     end
     made[name] = true
     return name

@@ -62,6 +62,23 @@ describe("rt", function()
       assert.equal("amc--c1--x--8080--nil", rt.name("x", 8080, nil))
       assert.equal("amc--c1--", rt.name())
     end)
+    it("joins plain string parts directly (plain_name, the usual case)",
+      function()
+      assert.equal("p--a--b.c", rt_mod.plain_name("p--", "a", "b.c"))
+      assert.equal("p--", rt_mod.plain_name("p--"))
+      assert.equal("p--a----b", rt_mod.plain_name("p--", "a-", "-b"))
+      assert.is_nil(rt_mod.plain_name("p--", "a", 80))
+      assert.is_nil(rt_mod.plain_name("p--", "a", nil, "b"))
+      assert.is_nil(rt_mod.plain_name("p--", ""))
+      assert.is_nil(rt_mod.plain_name("p--", "a--b"))
+      assert.is_nil(rt_mod.plain_name("p--", "a b"))
+      -- the host's copy, when given, decides the usual case
+      local r = rt_mod.new({ settings = { cluster = "c1" }, hash = h.fnv1a64,
+        plain_name = function(prefix, ...)
+          return prefix .. "host"
+        end })
+      assert.equal("amc--c1--host", r.name("ns", "gw"))
+    end)
   end)
 
   describe("list", function()
