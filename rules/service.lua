@@ -45,14 +45,6 @@ function M.port(svc, number)
     svc.metadata.namespace, svc.metadata.name, number)
 end
 
-local function ip_type(ipv4, addr)
-  -- (a dotted quad, the usual case, is V4: one cheaper host call)
-  if ipv4(addr) == nil and find(addr, ":", 1, true) then
-    return "V6"
-  end
-  return "V4"
-end
-
 -- Servers sort by address, IPv4 numbers compared as numbers (each run of
 -- digits zero-padded to 3), then port.
 local function pad3(d)
@@ -79,13 +71,16 @@ end
 -- goes through the sandbox's proxies)
 local math_type = math.type
 
-local function ipv4_key(ipv4, s)
-  local port = s.port
+local function port_key(a, port)
   if math_type(port) ~= "integer" or port < 0 or port > 65535 then
     return nil
   end
+  return (a << 16) | port
+end
+
+local function ipv4_key(ipv4, s)
   local a = ipv4(s.ip.addr)
-  return a and (a << 16) | port
+  return a and port_key(a, s.port)
 end
 
 -- Sorts the usual servers by their ipv4_key: nothing to do when they come
@@ -178,12 +173,28 @@ local function dedupe(servers)
   end
 end
 
--- Sorts servers by sort_key, each (address, port) once: by integer keys
--- in the usual case (all distinct: nothing to drop), else by the key
+-- Are the keys add_server recorded all there and strictly ascending (the
+-- usual case: endpoints come in address order)?
+local function in_key_order(keys)
+  local prev = -1
+  for i = 1, #keys do
+    local k = keys[i]
+    if not k or k <= prev then
+      return false
+    end
+    prev = k
+  end
+  return true
+end
+
+-- Sorts servers by sort_key, each (address, port) once: nothing to do when
+-- their keys (as add_server recorded them) are in order, else by integer
+-- keys in the usual case (all distinct: nothing to drop), else by the key
 -- strings, else (keys that collide, from odd spellings such as leading
 -- zeros) with a comparison function.
-local function sort_servers(ipv4, servers)
-  if #servers < 2 or sort_by_ipv4_key(ipv4, servers) then
+local function sort_servers(ipv4, servers, keys)
+  if #servers < 2 or in_key_order(keys) or
+     sort_by_ipv4_key(ipv4, servers) then
     return
   end
   dedupe(servers)
@@ -198,10 +209,18 @@ local function sort_servers(ipv4, servers)
   table.sort(servers, function(a, b) return key[a] < key[b] end)
 end
 
--- Adds a server (sort_servers drops repeats).
-local function add_server(list, addr, port, ipv4)
-  list[#list + 1] = { ip = { addr = addr, type = ip_type(ipv4, addr) },
-                      port = port }
+-- Adds a server (sort_servers drops repeats) and its ipv4_key to `keys`
+-- (false when it has none). A dotted quad is V4, other addresses with a
+-- ":" V6.
+local function add_server(servers, keys, addr, port, ipv4)
+  local a = ipv4(addr)
+  local ip_type = "V4"
+  if a == nil and find(addr, ":", 1, true) then
+    ip_type = "V6"
+  end
+  local n = #servers + 1
+  servers[n] = { ip = { addr = addr, type = ip_type }, port = port }
+  keys[n] = a ~= nil and port_key(a, port) or false
 end
 
 -- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
@@ -217,7 +236,7 @@ local function pod_has(rt, ns, target_ref, labels)
   return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
 end
 
-local function from_slices(rt, svc, sport, labels, servers)
+local function from_slices(rt, svc, sport, labels, servers, keys)
   local ns, name = svc.metadata.namespace, svc.metadata.name
   local slices = rt.list("EndpointSlice", ns,
     { labels = { ["kubernetes.io/service-name"] = name } })
@@ -230,6 +249,7 @@ local function from_slices(rt, svc, sport, labels, servers)
     end
     if target and slice.addressType ~= "FQDN" then
       -- (numeric loops: this runs once per endpoint of the mesh)
+      local ipv4 = rt.ipv4
       local endpoints = slice.endpoints or {}
       for i = 1, #endpoints do
         local ep = endpoints[i]
@@ -238,7 +258,7 @@ local function from_slices(rt, svc, sport, labels, servers)
            (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
           local addresses = ep.addresses or {}
           for j = 1, #addresses do
-            add_server(servers, addresses[j], target, rt.ipv4)
+            add_server(servers, keys, addresses[j], target, ipv4)
           end
         end
       end
@@ -247,7 +267,7 @@ local function from_slices(rt, svc, sport, labels, servers)
   return #slices > 0
 end
 
-local function from_endpoints(rt, svc, sport, labels, servers)
+local function from_endpoints(rt, svc, sport, labels, servers, keys)
   local ns = svc.metadata.namespace
   local eps = rt.get("Endpoints", ns, svc.metadata.name)
   if not eps then
@@ -263,7 +283,7 @@ local function from_endpoints(rt, svc, sport, labels, servers)
     if target then
       for _, a in ipairs(subset.addresses or {}) do
         if pod_has(rt, ns, a.targetRef, labels) then
-          add_server(servers, a.ip, target, rt.ipv4)
+          add_server(servers, keys, a.ip, target, rt.ipv4)
         end
       end
     end
@@ -291,7 +311,7 @@ local function container_port(pod, port_name)
   return nil
 end
 
-local function from_pods(rt, svc, sport, labels, servers)
+local function from_pods(rt, svc, sport, labels, servers, keys)
   local selector = (svc.spec or {}).selector
   if selector == nil or next(selector) == nil then
     return
@@ -311,7 +331,7 @@ local function from_pods(rt, svc, sport, labels, servers)
         port = container_port(pod, tp)
       end
       if port then
-        add_server(servers, ip, port, rt.ipv4)
+        add_server(servers, keys, ip, port, rt.ipv4)
       end
     end
   end
@@ -320,15 +340,15 @@ end
 -- The ready endpoints of Service port `sport`, narrowed to Pods with all
 -- `labels`: an array of { ip = {addr, type}, port }, sorted.
 function M.servers(rt, svc, sport, labels)
-  local servers = {}
+  local servers, keys = {}, {}
   if labels ~= nil and next(labels) == nil then
     labels = nil
   end
-  if not from_slices(rt, svc, sport, labels, servers) and
-     not from_endpoints(rt, svc, sport, labels, servers) then
-    from_pods(rt, svc, sport, labels, servers)
+  if not from_slices(rt, svc, sport, labels, servers, keys) and
+     not from_endpoints(rt, svc, sport, labels, servers, keys) then
+    from_pods(rt, svc, sport, labels, servers, keys)
   end
-  sort_servers(rt.ipv4, servers)
+  sort_servers(rt.ipv4, servers, keys)
   return servers
 end
 

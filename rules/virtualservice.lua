@@ -53,14 +53,18 @@ local M = {}
 -- Binding
 ---------------------------------------------------------------------------
 
+-- Does `list` (spec.gateways, or a match block's gateways) name this
+-- gateway: "<gw ns>/<gw>", or "<gw>" in the VirtualService's namespace?
+-- (Kubernetes names have no "/": any other entry with one names another
+-- gateway, or none.)
 local function names_gateway(ctx, vs, list)
-  local vs_ns = vs.metadata.namespace
-  for _, g in ipairs(list or {}) do
-    local ns, name = g:match("^([^/]+)/([^/]+)$")
-    if not ns then
-      ns, name = vs_ns, g
-    end
-    if ns == ctx.gw_ns and name == ctx.gw_name then
+  if list == nil then
+    return false
+  end
+  local own_ns = vs.metadata.namespace == ctx.gw_ns
+  for i = 1, #list do
+    local g = list[i]
+    if g == ctx.gw_id or (own_ns and g == ctx.gw_name) then
       return true
     end
   end
@@ -83,7 +87,7 @@ function M.bound(ctx)
   local rt = ctx.rt
   local candidates = {
     rt.list("VirtualService", nil,
-      { field = "spec.gateways", value = ctx.gw_ns .. "/" .. ctx.gw_name }),
+      { field = "spec.gateways", value = ctx.gw_id }),
     rt.list("VirtualService", ctx.gw_ns,
       { field = "spec.gateways", value = ctx.gw_name }),
   }
@@ -100,7 +104,9 @@ function M.bound(ctx)
   return ctx.rt.sort_by(list, istio_order_key)
 end
 
-local function hosts_on(ctx, vs, entry)
+-- A server host entry "ns/host" (or "host": any namespace) as the
+-- namespace its VirtualServices must be in ("*": any) and the host.
+local function parse_entry(ctx, entry)
   local ns, pattern = entry:match("^([^/]+)/(.+)$")
   if not ns then
     ns, pattern = "*", entry
@@ -108,14 +114,19 @@ local function hosts_on(ctx, vs, entry)
   if ns == "." then
     ns = ctx.gw_ns
   end
+  return ns, pattern
+end
+
+local function hosts_on(ctx, vs, ns, pattern)
   if ns ~= "*" and ns ~= vs.metadata.namespace then
     return {}
   end
   local hosts = {}
-  for _, h in ipairs((vs.spec or {}).hosts or {}) do
-    local i = ctx.rt.host_intersection(pattern, h)
-    if i then
-      hosts[#hosts + 1] = i
+  local vs_hosts = (vs.spec or {}).hosts or {}
+  for i = 1, #vs_hosts do
+    local h = ctx.rt.host_intersection(pattern, vs_hosts[i])
+    if h then
+      hosts[#hosts + 1] = h
     end
   end
   return hosts
@@ -130,15 +141,16 @@ function M.hosts_on(ctx, vs, entry)
     memo = {}
     ctx.hosts_on_memo = memo
   end
-  local by_vs = memo[entry]
-  if not by_vs then
-    by_vs = {}
-    memo[entry] = by_vs
+  local e = memo[entry]
+  if not e then
+    local ns, pattern = parse_entry(ctx, entry)
+    e = { ns = ns, pattern = pattern, by_vs = {} }
+    memo[entry] = e
   end
-  local hosts = by_vs[vs]
+  local hosts = e.by_vs[vs]
   if not hosts then
-    hosts = hosts_on(ctx, vs, entry)
-    by_vs[vs] = hosts
+    hosts = hosts_on(ctx, vs, e.ns, e.pattern)
+    e.by_vs[vs] = hosts
   end
   return hosts
 end
@@ -473,6 +485,10 @@ local function header_actions(rt, ops)
   return acts
 end
 
+-- (shared stand-ins for absent route fields)
+local NO_HEADERS = {}
+local NO_MATCH = { false } -- one block that matches everything
+
 local UNSUPPORTED = {
   { "timeout", "AVI policies have no per-route timeout" },
   { "retries", "AVI policies have no per-route retries" },
@@ -494,22 +510,21 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   local dests = route.route
   local any_weight = false
-  for _, d in ipairs(dests) do
-    if d.weight ~= nil then
+  for j = 1, #dests do
+    if dests[j].weight ~= nil then
       any_weight = true
     end
   end
   local members, by_pool = {}, {}
-  for j, d in ipairs(dests) do
-    local function dpath() -- built only for diagnostics
-      return string.format("spec.http[%d].route[%d]", i - 1, j - 1)
-    end
+  for j = 1, #dests do
+    local d = dests[j]
     if d.headers then
-      ctx.out:warn(vs, dpath() .. ".headers", "per-destination header " ..
-        "edits are not translated (AVI applies header actions per rule)")
+      ctx.out:warn(vs, string.format("spec.http[%d].route[%d].headers", i - 1,
+        j - 1), "per-destination header edits are not translated (AVI " ..
+        "applies header actions per rule)")
     end
-    local pool = destination.pool(ctx, vs, d.destination,
-      function() return dpath() .. ".destination" end, scope)
+    local pool = destination.pool(ctx, vs, d.destination, avi.lazy_path(
+      "spec.http[%d].route[%d].destination", i - 1, j - 1), scope)
     if pool then
       local ratio = d.weight or (any_weight and 0 or 1)
       if by_pool[pool] then
@@ -521,7 +536,8 @@ local function pool_group(ctx, vs, route, i, scope)
       end
     end
   end
-  for _, m in ipairs(members) do
+  for k = 1, #members do
+    local m = members[k]
     if m.ratio > 1000 then
       ctx.out:warn(vs, string.format("spec.http[%d].route", i - 1),
         "weights above 1000 are capped (AVI ratio range 0-1000)")
@@ -548,20 +564,22 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
   local out = ctx.out
   local in_child = #scope > 0
   local vs_id = vs.metadata.namespace .. "/" .. vs.metadata.name
-  for i, route in ipairs((vs.spec or {}).http or {}) do
+  -- rule names end in "<host>:<port>"
+  local where = " " .. host .. ":" .. listener.port
+  local http = (vs.spec or {}).http or {}
+  for i = 1, #http do
+    local route = http[i]
     -- "spec.http[i-1]", built only for diagnostics
     local function rpath()
       return "spec.http[" .. (i - 1) .. "]"
     end
-    for _, u in ipairs(UNSUPPORTED) do
+    for k = 1, #UNSUPPORTED do
+      local u = UNSUPPORTED[k]
       if route[u[1]] ~= nil then
         out:warn(vs, rpath() .. "." .. u[1], u[2])
       end
     end
-    local headers = route.headers or {}
-    if headers.response then
-      -- handled below as response rules
-    end
+    local headers = route.headers or NO_HEADERS
 
     -- the action shared by every match block of the route
     local action, redirect, ok = nil, nil, true
@@ -587,10 +605,10 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
 
     local blocks = route.match
     if blocks == nil or #blocks == 0 then
-      blocks = { false }
+      blocks = NO_MATCH
     end
-    for j, mb in ipairs(ok and blocks or {}) do
-      local block = mb or nil
+    for j = 1, ok and #blocks or 0 do
+      local block = blocks[j] or nil
       if block == nil or block_applies(ctx, vs, block, listener) then
         local mt, field, why = match_target(ctx, block, listener, host,
           in_child)
@@ -599,10 +617,11 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
           out:warn(vs, string.format("%s.match[%d].%s", rpath(), j - 1,
             field), why .. "; this match block is left out")
         else
-          local name = block and string.format("%s http[%d] match[%d] %s:%d",
-            vs_id, i - 1, j - 1, host, listener.port) or
-            string.format("%s http[%d] %s:%d", vs_id, i - 1, host,
-              listener.port)
+          -- "<ns>/<vs> http[i] match[j] <host>:<port>" (no "match[j]" for a
+          -- route without match blocks)
+          local name = block and (vs_id .. " http[" .. (i - 1) .. "] match[" ..
+            (j - 1) .. "]" .. where) or
+            (vs_id .. " http[" .. (i - 1) .. "]" .. where)
           rule = { name = name, enable = true, match = mt }
           if redirect then
             rule.redirect_action = redirect_action(ctx, vs, route.redirect,

@@ -30,6 +30,8 @@ function M.context(gateway, rt, out)
     gateway = gateway,
     gw_ns = gateway.metadata.namespace,
     gw_name = gateway.metadata.name,
+    -- "<ns>/<name>", as VirtualServices' spec.gateways names it
+    gw_id = gateway.metadata.namespace .. "/" .. gateway.metadata.name,
     rt = rt,
     out = out,
     settings = s,
@@ -84,12 +86,18 @@ function M.emitted(ctx, avi_type, name)
   return ctx.out:get(avi_type, name)
 end
 
--- The diagnostic path `path` (a string, or a function that builds it:
--- hot loops build paths only when a diagnostic is reported), with
--- ".<field>" appended when `field` is given.
+-- A diagnostic path built only when a diagnostic is reported (hot loops
+-- pass these instead of formatting a path per item): the arguments of
+-- string.format.
+function M.lazy_path(format, ...)
+  return { format, ... }
+end
+
+-- The diagnostic path `path` (a string or a lazy_path), with ".<field>"
+-- appended when `field` is given.
 function M.at(path, field)
-  if type(path) == "function" then
-    path = path()
+  if type(path) == "table" then
+    path = string.format(table.unpack(path))
   end
   if field then
     return path .. "." .. field
