@@ -1104,6 +1104,19 @@ not_plain:
   return 1;
 }
 
+/* host.new_array(n): an empty JSON array with room for n elements (pool
+ * servers, pool group members): filled in order it needs none of the
+ * rehashes a growing table goes through. Same result as rt.array({}). */
+#define NEW_ARRAY_MAX 65536 /* a hint: larger arrays grow as usual */
+
+static int host_new_array(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, n < 0 ? 0 : n > NEW_ARRAY_MAX ? NEW_ARRAY_MAX : (int)n, 0);
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
 /* host.base64_decode(s): rt.lua's base64_decode in C (TLS Secrets are
  * kilobytes of base64, slow to decode in Lua). Same result for every
  * input: whitespace dropped; nil unless the length is a multiple of 4 and
@@ -2259,7 +2272,7 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 10);
+  lua_createtable(L, 0, 11);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
@@ -2272,6 +2285,8 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "ipv4");
   lua_pushcfunction(L, host_plain_name);
   lua_setfield(L, -2, "plain_name");
+  lua_pushcfunction(L, host_new_array);
+  lua_setfield(L, -2, "new_array");
   lua_pushboolean(L, 1); /* collect_objects sorts by type, name */
   lua_setfield(L, -2, "sorts_objects");
   lua_pushlightuserdata(L, AMC_JSON_NULL);

@@ -18,6 +18,8 @@
 --   host.ipv4(s)             -> integer | nil (optional; C copy of ipv4)
 --   host.plain_name(prefix, ...) -> string | nil (optional; C copy of
 --                               plain_name)
+--   host.new_array(n)        -> an empty JSON array with room for n
+--                               elements (optional; else rt.array({}))
 --   host.sorts_objects       -> true when the host orders result().objects
 --                               by type then name itself (optional; then
 --                               result() leaves them in the order added)
@@ -502,6 +504,10 @@ function M.new(host)
     return setmetatable(t or {}, array_mt)
   end
   rt.array = array
+  -- an empty array to be filled with about n elements (sized once)
+  rt.new_array = host.new_array or function(n)
+    return array({})
+  end
   rt.is_array = function(t)
     return type(t) == "table" and getmetatable(t) == array_mt
   end

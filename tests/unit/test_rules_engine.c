@@ -692,12 +692,41 @@ static void test_plain_name_matches_rt_lua(void **state) {
     const char *want = lua_tostring(L, -1);
     joined += strcmp(want, "<nil>") != 0;
     if (strcmp(t->diags[i].message, want) != 0)
-      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1,
-               t->diags[i].message, want);
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
     lua_pop(L, 1);
   }
   assert_true(joined >= 5); /* both outcomes are exercised */
   lua_close(L);
+  amc_translation_free(t);
+}
+
+/* host.new_array(n): an empty JSON array whatever n is; filled with any
+ * number of elements, it encodes as the array of those. */
+static void test_new_array(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_new_array");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  static const char *const want[][2] = {
+      {"a", "{\"name\":\"a\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"}]}"},
+      {"b", "{\"name\":\"b\",\"servers\":[]}"},
+      {"c", "{\"name\":\"c\",\"servers\":[{\"ip\":\"10.0.0.1\"}]}"},
+      {"d", "{\"name\":\"d\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"},{\"ip\":\"10.0.0.3\"}]}"},
+      {"e", "{\"name\":\"e\",\"servers\":[{\"ip\":\"10.0.0.1\"}]}"},
+      {"f", "{\"name\":\"f\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"}]}"},
+  };
+  assert_int_equal(t->n_objects, sizeof want / sizeof want[0]);
+  for (size_t i = 0; i < t->n_objects; i++) {
+    assert_string_equal(t->objects[i].name, want[i][0]);
+    assert_string_equal(t->objects[i].json, want[i][1]);
+  }
   amc_translation_free(t);
 }
 
@@ -724,6 +753,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_plain_name_matches_rt_lua, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_new_array, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
