@@ -300,38 +300,10 @@ end
 
 local HEADER_SETS = { { "headers", false }, { "withoutHeaders", true } }
 
--- The MatchTarget for one block, or nil, field, reason.
-local function match_target(ctx, mb, listener, host, in_child)
-  local rt = ctx.rt
-  local mt = {}
-  if not in_child then
-    mt.vs_port = { match_criteria = "IS_IN", ports = { listener.port } }
-  end
-  mt.host_hdr = host_match(host, listener.port)
-  if mb == nil then
-    return mt
-  end
-  local why
-  if mb.uri then
-    mt.path, why = path_match(mb.uri, mb.ignoreUriCase)
-    if not mt.path then
-      return nil, "uri", why
-    end
-  end
-  if mb.method then
-    mt.method, why = method_match(mb.method)
-    if not mt.method then
-      return nil, "method", why
-    end
-  end
-  if mb.scheme then
-    local s = (mb.scheme.exact or ""):upper()
-    if s ~= "HTTP" and s ~= "HTTPS" then
-      return nil, "scheme", "only exact http/https schemes can be matched"
-    end
-    mt.protocol = { match_criteria = "IS_IN", protocols = s }
-  end
-  local hdrs = {}
+-- The header conditions of a block (authority, headers, withoutHeaders),
+-- or nil when it has none; or nil, field, reason.
+local function header_conditions(rt, mb)
+  local hdrs, why = {}, nil
   if mb.authority then
     local h
     h, why = header_match("Host", mb.authority, false, "INSENSITIVE")
@@ -340,7 +312,8 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
     hdrs[#hdrs + 1] = h
   end
-  for _, set in ipairs(HEADER_SETS) do
+  for k = 1, #HEADER_SETS do
+    local set = HEADER_SETS[k]
     for name, m in rt.sorted_pairs(mb[set[1]]) do
       if name:sub(1, 1) == ":" then
         return nil, set[1] .. "." .. name,
@@ -355,12 +328,52 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
   end
   if #hdrs > 0 then
-    mt.hdrs = hdrs
+    return hdrs
+  end
+  return nil
+end
+
+-- The MatchTarget for one block, or nil, field, reason.
+local function match_target(ctx, mb, listener, host, in_child)
+  local vs_port
+  if not in_child then
+    vs_port = { match_criteria = "IS_IN", ports = { listener.port } }
+  end
+  local host_hdr = host_match(host, listener.port)
+  if mb == nil then
+    return { vs_port = vs_port, host_hdr = host_hdr }
+  end
+  local path, method, protocol, hdrs, query, field, why
+  if mb.uri then
+    path, why = path_match(mb.uri, mb.ignoreUriCase)
+    if not path then
+      return nil, "uri", why
+    end
+  end
+  if mb.method then
+    method, why = method_match(mb.method)
+    if not method then
+      return nil, "method", why
+    end
+  end
+  if mb.scheme then
+    local s = (mb.scheme.exact or ""):upper()
+    if s ~= "HTTP" and s ~= "HTTPS" then
+      return nil, "scheme", "only exact http/https schemes can be matched"
+    end
+    protocol = { match_criteria = "IS_IN", protocols = s }
+  end
+  if mb.authority or mb.headers or mb.withoutHeaders then
+    hdrs, field, why = header_conditions(ctx.rt, mb)
+    if field then
+      return nil, field, why
+    end
   end
   if mb.queryParams and next(mb.queryParams) then
-    mt.query = query_match(rt, mb.queryParams)
+    query = query_match(ctx.rt, mb.queryParams)
   end
-  return mt
+  return { vs_port = vs_port, host_hdr = host_hdr, path = path,
+           method = method, protocol = protocol, hdrs = hdrs, query = query }
 end
 
 ---------------------------------------------------------------------------
@@ -622,13 +635,10 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
           local name = block and (vs_id .. " http[" .. (i - 1) .. "] match[" ..
             (j - 1) .. "]" .. where) or
             (vs_id .. " http[" .. (i - 1) .. "]" .. where)
-          rule = { name = name, enable = true, match = mt }
-          if redirect then
-            rule.redirect_action = redirect_action(ctx, vs, route.redirect,
-              rpath() .. ".redirect", listener)
-          else
-            rule.switching_action = action
-          end
+          local redirect_to = redirect and redirect_action(ctx, vs,
+            route.redirect, rpath() .. ".redirect", listener)
+          rule = { name = name, enable = true, match = mt,
+                   switching_action = action, redirect_action = redirect_to }
           if route.rewrite then
             local rw = route.rewrite
             local ra = {}
