@@ -513,6 +513,16 @@ local UNSUPPORTED = {
   { "corsPolicy", "CORS is not translated (AVI has no CORS policy)" },
 }
 
+-- The member of `members` for the pool `pool_ref`, or nil.
+local function member_of(members, pool_ref)
+  for k = 1, #members do
+    if members[k].pool_ref == pool_ref then
+      return members[k]
+    end
+  end
+  return nil
+end
+
 -- The PoolGroup for route `route` (index i) of `vs`, emitted once per scope.
 local function pool_group(ctx, vs, route, i, scope)
   local rt = ctx.rt
@@ -528,7 +538,7 @@ local function pool_group(ctx, vs, route, i, scope)
       any_weight = true
     end
   end
-  local members, by_pool = {}, {}
+  local members = rt.new_array(#dests)
   for j = 1, #dests do
     local d = dests[j]
     if d.headers then
@@ -539,13 +549,14 @@ local function pool_group(ctx, vs, route, i, scope)
     local pool = destination.pool(ctx, vs, d.destination, avi.lazy_path(
       "spec.http[%d].route[%d].destination", i - 1, j - 1), scope)
     if pool then
+      -- one member per pool: a pool named twice gets the weights' sum
       local ratio = d.weight or (any_weight and 0 or 1)
-      if by_pool[pool] then
-        by_pool[pool].ratio = by_pool[pool].ratio + ratio
+      local ref = ctx.ref("pool", pool)
+      local m = member_of(members, ref)
+      if m then
+        m.ratio = m.ratio + ratio
       else
-        local m = { pool_ref = ctx.ref("pool", pool), ratio = ratio }
-        by_pool[pool] = m
-        members[#members + 1] = m
+        members[#members + 1] = { pool_ref = ref, ratio = ratio }
       end
     end
   end
@@ -559,7 +570,7 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   avi.emit(ctx, "poolgroup", {
     name = name,
-    members = rt.array(members),
+    members = members,
     cloud_ref = ctx.cloud_ref,
   })
   return name

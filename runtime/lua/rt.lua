@@ -268,12 +268,14 @@ local function host_rank(h)
 end
 
 -- A string key that sorts (distinct) hosts as host_specificity_less.
+local RANK_DIGIT = { [0] = "0", [2] = "2" }
+
 local function host_specificity_key(h)
   local rank = host_rank(h)
   if rank == 1 then -- longer suffixes first
     return string.format("1%08d", 99999999 - #h) .. h
   end
-  return rank .. h
+  return RANK_DIGIT[rank] .. h
 end
 
 local function host_specificity_less(a, b)
@@ -379,20 +381,23 @@ end
 -- Adds one AVI object. Names are unique per type: adding a second object
 -- with the same type and name is a rule error.
 function Output:add(avi_type, object)
-  assert(type(avi_type) == "string", "out:add: type must be a string")
-  assert(type(object) == "table" and type(object.name) == "string",
-    "out:add: object must be a table with a string name")
+  local name = type(object) == "table" and object.name
+  if type(avi_type) ~= "string" then
+    error("out:add: type must be a string", 2)
+  elseif type(name) ~= "string" then
+    error("out:add: object must be a table with a string name", 2)
+  end
   local bytype = self._by_name[avi_type]
   if not bytype then
     bytype = {}
     self._by_name[avi_type] = bytype
   end
-  if bytype[object.name] then
-    error(string.format("out:add: duplicate %s named %q", avi_type,
-      object.name), 2)
+  if bytype[name] then
+    error(string.format("out:add: duplicate %s named %q", avi_type, name), 2)
   end
-  bytype[object.name] = object
-  self._objects[#self._objects + 1] = { type = avi_type, object = object }
+  bytype[name] = object
+  local objects = self._objects
+  objects[#objects + 1] = { type = avi_type, object = object }
   return object
 end
 

@@ -281,6 +281,15 @@ describe("rt", function()
       out:add("pool", { name = "a" })
       out:add("httppolicyset", { name = "z" })
       assert.has_error(function() out:add("pool", { name = "a" }) end)
+      -- a type that is not a string, an object without a string name
+      assert.has_error(function() out:add(7, { name = "c" }) end,
+        "out:add: type must be a string")
+      for _, bad in ipairs({ "x", {}, { name = 3 } }) do
+        local ok, err = pcall(out.add, out, "pool", bad)
+        assert.is_false(ok)
+        assert.truthy(err:find("out:add: object must be a table with a " ..
+          "string name", 1, true))
+      end
       local vs = { kind = "VirtualService",
                    metadata = { namespace = "n", name = "v" } }
       out:warn(vs, "spec.http[0].fault", "no fault injection")
