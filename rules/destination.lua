@@ -88,13 +88,12 @@ function M.pool(ctx, vs, dest, path, scope)
     sport, why = service.port(svc, number)
     if sport then
       name = pool_name(ctx, scope, dest.subset, svc_ns, svc.metadata.name,
-        tostring(sport.port))
+        sport.port)
     end
   else
     sport, why = serviceentry.port(target.entry, number)
     if sport then
-      name = pool_name(ctx, scope, dest.subset, target.fqdn,
-        tostring(sport.number))
+      name = pool_name(ctx, scope, dest.subset, target.fqdn, sport.number)
     end
   end
   if not sport then

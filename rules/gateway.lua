@@ -347,6 +347,24 @@ local function vsvip(ctx, name, listeners, sni_order)
   avi.emit(ctx, "vsvip", obj)
 end
 
+-- Does VirtualService `v` serve a host of one of the gateway's servers?
+local function serves_a_host(ctx, v, listeners, sni, sni_order)
+  for i = 1, #listeners do
+    local entries = listeners[i].entries
+    for j = 1, #entries do
+      if #virtualservice.hosts_on(ctx, v, entries[j].entry) > 0 then
+        return true
+      end
+    end
+  end
+  for i = 1, #sni_order do
+    if #virtualservice.hosts_on(ctx, v, sni[sni_order[i]].entry) > 0 then
+      return true
+    end
+  end
+  return false
+end
+
 local function translate(gateway, rt)
   local out = rt.output()
   local spec = gateway.spec or {}
@@ -444,21 +462,9 @@ local function translate(gateway, rt)
   end
 
   -- VirtualServices that bind to this gateway but match none of its hosts
-  for _, v in ipairs(vss) do
-    local used = false
-    for _, l in ipairs(listeners) do
-      for _, e in ipairs(l.entries) do
-        if #virtualservice.hosts_on(ctx, v, e.entry) > 0 then
-          used = true
-        end
-      end
-    end
-    for _, h in ipairs(sni_order) do
-      if #virtualservice.hosts_on(ctx, v, sni[h].entry) > 0 then
-        used = true
-      end
-    end
-    if not used then
+  for i = 1, #vss do
+    local v = vss[i]
+    if not serves_a_host(ctx, v, listeners, sni, sni_order) then
       out:warn(v, "spec.hosts", string.format("no host matches a server " ..
         "of Gateway %s/%s", ctx.gw_ns, ctx.gw_name))
     end

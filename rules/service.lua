@@ -240,6 +240,19 @@ local function pod_has(rt, ns, target_ref, labels)
   return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
 end
 
+-- The port of endpoint ports `ports` (an EndpointSlice's, an Endpoints
+-- subset's) that carries Service port `sport`: the one with its name (the
+-- last such), or nil.
+local function target_port(ports, sport)
+  local name, target = sport.name or "", nil
+  for i = 1, #(ports or NONE) do
+    if (ports[i].name or "") == name then
+      target = ports[i].port
+    end
+  end
+  return target
+end
+
 -- Each from_* returns the server list from its source, or nil when the
 -- source does not exist (no EndpointSlice, no Endpoints object).
 
@@ -257,12 +270,7 @@ local function from_slices(rt, svc, sport, labels)
   local list = new_server_list(rt, size)
   for i = 1, #slices do
     local slice = slices[i]
-    local target
-    for _, p in ipairs(slice.ports or {}) do
-      if (p.name or "") == (sport.name or "") then
-        target = p.port
-      end
-    end
+    local target = target_port(slice.ports, sport)
     if target and slice.addressType ~= "FQDN" then
       -- (numeric loops: this runs once per endpoint of the mesh)
       local endpoints = slice.endpoints or NONE
@@ -290,12 +298,7 @@ local function from_endpoints(rt, svc, sport, labels)
   end
   local list = new_server_list(rt, 0)
   for _, subset in ipairs(eps.subsets or {}) do
-    local target
-    for _, p in ipairs(subset.ports or {}) do
-      if (p.name or "") == (sport.name or "") then
-        target = p.port
-      end
-    end
+    local target = target_port(subset.ports, sport)
     if target then
       for _, a in ipairs(subset.addresses or {}) do
         if pod_has(rt, ns, a.targetRef, labels) then

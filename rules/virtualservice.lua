@@ -93,7 +93,8 @@ function M.bound(ctx)
   }
   local list, seen = {}, {}
   for _, vss in ipairs(candidates) do
-    for _, vs in ipairs(vss) do
+    for i = 1, #vss do
+      local vs = vss[i]
       if not seen[vs] and names_gateway(ctx, vs, vs.spec.gateways) and
          rt.exported_to(vs, ctx.gw_ns) then
         seen[vs] = true

@@ -1062,23 +1062,51 @@ static int host_ipv4(lua_State *L) {
 }
 
 /* host.plain_name(prefix, part...): rt.lua's plain_name in C, rt.name's
- * usual case (once per pool and pool group, where Lua's pattern checks
- * and table.concat dominated): prefix .. the parts joined by "--" when
- * every part is a non-empty string of AVI-safe characters [A-Za-z0-9._-]
- * without "--" in it; else nil (rt.name then sanitizes and hashes). */
+ * usual case (once per pool and pool group, where Lua's pattern checks,
+ * tostring and table.concat dominated): prefix .. the parts joined by "--"
+ * when every part is an integer (in decimal) or a non-empty string of
+ * AVI-safe characters [A-Za-z0-9._-] without "--" in it; else nil (rt.name
+ * then sanitizes and hashes). */
 static int name_char_ok(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* v in decimal, as tostring(v) writes it; returns the length (at most 20,
+ * no terminator). */
+static size_t integer_text(char out[24], lua_Integer v) {
+  char rev[24];
+  size_t n = 0, len = 0;
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+  do {
+    rev[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    out[len++] = '-';
+  while (n)
+    out[len++] = rev[--n];
+  return len;
 }
 
 static int host_plain_name(lua_State *L) {
   int n = lua_gettop(L);
   size_t plen;
   const char *prefix = luaL_checklstring(L, 1, &plen);
+  luaL_Buffer b;
+  luaL_buffinitsize(L, &b, plen + 64);
+  luaL_addlstring(&b, prefix, plen);
   for (int i = 2; i <= n; i++) {
-    size_t len;
+    if (i > 2)
+      luaL_addlstring(&b, "--", 2);
+    if (lua_isinteger(L, i)) {
+      char num[24];
+      luaL_addlstring(&b, num, integer_text(num, lua_tointeger(L, i)));
+      continue;
+    }
     if (lua_type(L, i) != LUA_TSTRING)
       goto not_plain;
+    size_t len;
     const unsigned char *p = (const unsigned char *)lua_tolstring(L, i, &len);
     if (len == 0)
       goto not_plain;
@@ -1086,16 +1114,7 @@ static int host_plain_name(lua_State *L) {
       if (!name_char_ok(p[k]) || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
         goto not_plain;
     }
-  }
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, prefix, plen);
-  for (int i = 2; i <= n; i++) {
-    size_t len;
-    const char *p = lua_tolstring(L, i, &len);
-    if (i > 2)
-      luaL_addlstring(&b, "--", 2);
-    luaL_addlstring(&b, p, len);
+    luaL_addlstring(&b, (const char *)p, len);
   }
   luaL_pushresult(&b);
   return 1;

@@ -31,6 +31,7 @@
 local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
 local tonumber, tostring = tonumber, tostring
 local find, lower = string.find, string.lower
+local math_type = math.type
 
 local M = {}
 
@@ -146,13 +147,16 @@ local function is_plain(part)
     not find(part, "--", 1, true)
 end
 
--- prefix .. the parts joined by "--" when every part is a plain string,
--- else nil. (rt.name's usual case; the engine offers a C copy.)
+-- prefix .. the parts joined by "--" when every part is an integer or a
+-- plain string, else nil. (rt.name's usual case; the engine offers a C
+-- copy.)
 local function plain_name(prefix, ...)
   local parts = { ... }
   for i = 1, select("#", ...) do
     local p = parts[i]
-    if type(p) ~= "string" or not is_plain(p) then
+    if math_type(p) == "integer" then
+      parts[i] = tostring(p)
+    elseif type(p) ~= "string" or not is_plain(p) then
       return nil
     end
   end
