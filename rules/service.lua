@@ -38,9 +38,9 @@ function M.port(svc, number)
       "destination must name one (destination.port.number)",
       svc.metadata.namespace, svc.metadata.name, #ports)
   end
-  for _, p in ipairs(ports) do
-    if p.port == number then
-      return p
+  for i = 1, #ports do
+    if ports[i].port == number then
+      return ports[i]
     end
   end
   return nil, string.format("Service %s/%s has no port %d",

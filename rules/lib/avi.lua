@@ -47,25 +47,24 @@ function M.context(gateway, rt, out)
     cache = {},
   }
   -- Names of this gateway's objects: amc--<cluster>--<gwns>--<gw>--...
+  local gw_ns, gw_name, name = ctx.gw_ns, ctx.gw_name, rt.name
   function ctx.name(...)
-    return rt.name(ctx.gw_ns, ctx.gw_name, ...)
+    return name(gw_ns, gw_name, ...)
   end
   -- Names of objects that belong to one AVI virtual service of the
   -- gateway: `scope` holds its parts ({} for the parent VS, {host} for an
   -- SNI child, {"tcp<port>"} for a TCP listener), then come `...`.
   function ctx.scoped_name(scope, ...)
     if #scope == 0 then
-      return ctx.name(...)
+      return name(gw_ns, gw_name, ...)
     elseif #scope == 1 then
-      return ctx.name(scope[1], ...)
+      return name(gw_ns, gw_name, scope[1], ...)
     end
     local parts = table.move(scope, 1, #scope, 1, {})
     table.move({ ... }, 1, select("#", ...), #scope + 1, parts)
     return ctx.name(table.unpack(parts, 1, #scope + select("#", ...)))
   end
-  function ctx.ref(avi_type, name)
-    return rt.ref(avi_type, name)
-  end
+  ctx.ref = rt.ref
   return ctx
 end
 
