@@ -220,6 +220,16 @@ local function selector_match(sel, labels)
   return true
 end
 
+-- Is host pattern `h` a wildcard suffix ("*.example.com")?
+local function is_wildcard(h)
+  return find(h, "*.", 1, true) == 1
+end
+
+-- Does `s` end with `suffix` (not empty)?
+local function ends_with(s, suffix)
+  return #s >= #suffix and find(s, suffix, -#suffix, true) ~= nil
+end
+
 -- host_matches for lowercase arguments.
 local function lower_host_matches(pattern, host)
   if pattern == "*" then
@@ -228,16 +238,16 @@ local function lower_host_matches(pattern, host)
   if pattern == host then
     return true
   end
-  if pattern:sub(1, 2) == "*." then
+  if is_wildcard(pattern) then
     local suffix = pattern:sub(2) -- ".example.com"
     if host == "*" then
       return false
     end
-    if host:sub(1, 2) == "*." then
+    if is_wildcard(host) then
       -- a wildcard is covered only by a shorter (or equal) wildcard
-      return #host > #suffix + 1 and host:sub(-#suffix) == suffix
+      return #host > #suffix + 1 and ends_with(host, suffix)
     end
-    return #host > #suffix and host:sub(-#suffix) == suffix
+    return #host > #suffix and ends_with(host, suffix)
   end
   return false
 end
@@ -265,7 +275,7 @@ end
 local function host_rank(h)
   if h == "*" then
     return 2
-  elseif h:sub(1, 2) == "*." then
+  elseif is_wildcard(h) then
     return 1
   end
   return 0
