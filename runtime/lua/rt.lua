@@ -543,10 +543,14 @@ function M.new(host)
     if filter == nil then
       return host.list(kind, ns) or {}
     end
-    assert(type(filter) == "table", "rt.list: filter must be a table")
-    assert(filter.field == nil or type(filter.value) == "string",
-      "rt.list: filter.field needs a string filter.value")
-    return host.list(kind, ns, filter.labels, filter.field, filter.value) or {}
+    if type(filter) ~= "table" then
+      error("rt.list: filter must be a table", 2)
+    end
+    local field, value = filter.field, filter.value
+    if field ~= nil and type(value) ~= "string" then
+      error("rt.list: filter.field needs a string filter.value", 2)
+    end
+    return host.list(kind, ns, filter.labels, field, value) or {}
   end
   rt.hash = function(s)
     return host.hash(tostring(s))
