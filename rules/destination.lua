@@ -62,8 +62,8 @@ end
 
 -- Returns the name of the pool for destination `dest` of VirtualService
 -- `vs` (emitting it once), or nil after a diagnostic. `path` is the
--- diagnostic path of the destination (or a function building it, see
--- avi.at); `scope` the name parts of the
+-- diagnostic path of the destination (a string or an avi.lazy_path);
+-- `scope` the name parts of the
 -- consuming virtual service ({} for the parent, {host} for a child).
 function M.pool(ctx, vs, dest, path, scope)
   local rt, out = ctx.rt, ctx.out
@@ -88,13 +88,12 @@ function M.pool(ctx, vs, dest, path, scope)
     sport, why = service.port(svc, number)
     if sport then
       name = pool_name(ctx, scope, dest.subset, svc_ns, svc.metadata.name,
-        tostring(sport.port))
+        sport.port)
     end
   else
     sport, why = serviceentry.port(target.entry, number)
     if sport then
-      name = pool_name(ctx, scope, dest.subset, target.fqdn,
-        tostring(sport.number))
+      name = pool_name(ctx, scope, dest.subset, target.fqdn, sport.number)
     end
   end
   if not sport then

@@ -81,10 +81,12 @@ end
 -- exact host first, then longer wildcard, then namespace rank.
 local function best_of(ctx, entries, exact, svc_ns, fqdn)
   local best, best_key
-  for _, e in ipairs(entries) do
+  for i = 1, #entries do
+    local e = entries[i]
     if fqdn == nil or ctx.rt.host_matches(e.host, fqdn) then
-      local key = string.format("%d|%05d|%d", exact and 0 or 1,
-        99999 - #e.host, rank_ns(e.dr.metadata.namespace, ctx.gw_ns, svc_ns))
+      -- (exact, longer host first, namespace rank) as one number
+      local key = (exact and 0 or 1) * 1000000 + (99999 - #e.host) * 10 +
+        rank_ns(e.dr.metadata.namespace, ctx.gw_ns, svc_ns)
       if best_key == nil or key < best_key then
         best, best_key = e.dr, key
       end
@@ -130,18 +132,20 @@ local function merge(policy, paths, tp, base, port)
   end
 end
 
+local NO_POLICY = {} -- (without a DestinationRule; never modified)
+
 -- The effective traffic policy of `dr` for `subset` (name or nil) and
 -- destination `port`. Returns policy, paths (field -> diagnostic path),
 -- subset labels; or nil, nil, nil, reason when the subset is unknown.
 function M.policy(dr, subset, port)
-  local policy, paths, labels = {}, {}, nil
   if dr == nil then
     if subset then
       return nil, nil, nil, "subset " .. subset ..
         " is used but no DestinationRule defines it"
     end
-    return policy, paths, nil
+    return NO_POLICY, NO_POLICY, nil
   end
+  local policy, paths, labels = {}, {}, nil
   local spec = dr.spec or {}
   merge(policy, paths, spec.trafficPolicy, "spec.trafficPolicy", port)
   if subset then

@@ -168,37 +168,41 @@ local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
     listener.ssl and "ssl" or "plain", host, scope[1] or "")
   local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
     host, scope)
-  for _, r in ipairs(got.req) do
-    req[#req + 1] = r
-  end
-  for _, r in ipairs(got.rsp) do
-    rsp[#rsp + 1] = r
-  end
+  table.move(got.req, 1, #got.req, #req + 1, req)
+  table.move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
 end
 
 -- The HTTP rules of one AVI virtual service (parent or child) for the
 -- host entries `entries` on `listener`.
 local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   local rt = ctx.rt
+  -- per virtual host: its VirtualServices (each once) or its redirect
   local groups, hosts = {}, {}
-  local function group(h)
-    if not groups[h] then
-      groups[h] = { vss = {}, has = {} }
-      hosts[#hosts + 1] = h
-    end
-    return groups[h]
+  local function new_group(h, vss_of_h, has)
+    local g = { vss = vss_of_h, has = has }
+    groups[h] = g
+    hosts[#hosts + 1] = h
+    return g
   end
-  for _, e in ipairs(entries) do
+  local function add_vs(h, vs)
+    local g = groups[h]
+    if not g then
+      new_group(h, { vs }, { [vs] = true })
+    elseif not g.has[vs] then
+      g.has[vs] = true
+      g.vss[#g.vss + 1] = vs
+    end
+  end
+  for i = 1, #entries do
+    local e = entries[i]
     if e.redirect then
-      group(e.host).redirect = e
+      (groups[e.host] or new_group(e.host, {}, {})).redirect = e
     else
-      for _, vs in ipairs(vss) do
-        for _, h in ipairs(virtualservice.hosts_on(ctx, vs, e.entry)) do
-          local g = group(h)
-          if not g.has[vs] then
-            g.has[vs] = true
-            g.vss[#g.vss + 1] = vs
-          end
+      for j = 1, #vss do
+        local vs = vss[j]
+        local vs_hosts = virtualservice.hosts_on(ctx, vs, e.entry)
+        for k = 1, #vs_hosts do
+          add_vs(vs_hosts[k], vs)
         end
       end
     end
@@ -214,31 +218,39 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
     end
   end
   local order = {}
-  for i, vs in ipairs(vss) do
-    order[vs] = i
+  for i = 1, #vss do
+    order[vss[i]] = i
   end
   local function istio_order(a, b)
     return order[a] < order[b]
   end
-  for k, h in ipairs(hosts) do
-    local g = groups[h]
+  -- the match of a rule for the whole virtual host
+  local function host_rule_match(h)
     local mt = { host_hdr = virtualservice.host_match(h, listener.port) }
     if #scope == 0 then
       mt.vs_port = { match_criteria = "IS_IN", ports = { listener.port } }
     end
+    return mt
+  end
+  for k = 1, #hosts do
+    local h = hosts[k]
+    local g = groups[h]
     if g.redirect then
       req[#req + 1] = {
         name = string.format("https-redirect servers[%d] %s:%d",
           g.redirect.server - 1, h, listener.port),
-        enable = true, match = mt,
+        enable = true, match = host_rule_match(h),
         redirect_action = { protocol = "HTTPS", port = 443, keep_query = true,
                             status_code = "HTTP_REDIRECT_STATUS_CODE_301" },
       }
     else
       -- VirtualServices in Istio order
-      table.sort(g.vss, istio_order)
-      for _, vs in ipairs(g.vss) do
-        vs_http_rules(ctx, vs, listener, h, scope, req, rsp)
+      local vss_of_h = g.vss
+      if #vss_of_h > 1 then
+        table.sort(vss_of_h, istio_order)
+      end
+      for i = 1, #vss_of_h do
+        vs_http_rules(ctx, vss_of_h[i], listener, h, scope, req, rsp)
       end
       local shadowed = false
       for k2 = math.max(k + 1, first_wildcard), #hosts do
@@ -250,7 +262,7 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
       if shadowed then
         req[#req + 1] = {
           name = string.format("no route %s:%d", h, listener.port),
-          enable = true, match = mt,
+          enable = true, match = host_rule_match(h),
           switching_action = { action = "HTTP_SWITCHING_SELECT_LOCAL",
             status_code = "HTTP_LOCAL_RESPONSE_STATUS_CODE_404" },
         }
@@ -259,24 +271,30 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   end
 end
 
+-- Gives the rules of one policy their index (1, 2, ...) and unique names
+-- (a repeated name gets " #2", " #3", ...).
+local function number_rules(rules)
+  local seen = {}
+  for i = 1, #rules do
+    local r = rules[i]
+    r.index = i
+    local n, k = r.name, 1
+    while seen[n] do
+      k = k + 1
+      n = r.name .. " #" .. k
+    end
+    seen[n] = true
+    r.name = n
+  end
+end
+
 -- Emits the HTTPPolicySet `name` for the rules, or returns nil if none.
 local function policy_set(ctx, name, req, rsp)
   if #req == 0 and #rsp == 0 then
     return nil
   end
-  local seen = {}
-  for _, rules in ipairs({ req, rsp }) do
-    for i, r in ipairs(rules) do
-      r.index = i
-      local n, k = r.name, 1
-      while seen[rules == req and "q" .. n or "s" .. n] do
-        k = k + 1
-        n = r.name .. " #" .. k
-      end
-      seen[rules == req and "q" .. n or "s" .. n] = true
-      r.name = n
-    end
-  end
+  number_rules(req)
+  number_rules(rsp)
   local ps = { name = name }
   if #req > 0 then
     ps.http_request_policy = { rules = req }
@@ -327,6 +345,24 @@ local function vsvip(ctx, name, listeners, sni_order)
     obj.dns_info = dns
   end
   avi.emit(ctx, "vsvip", obj)
+end
+
+-- Does VirtualService `v` serve a host of one of the gateway's servers?
+local function serves_a_host(ctx, v, listeners, sni, sni_order)
+  for i = 1, #listeners do
+    local entries = listeners[i].entries
+    for j = 1, #entries do
+      if #virtualservice.hosts_on(ctx, v, entries[j].entry) > 0 then
+        return true
+      end
+    end
+  end
+  for i = 1, #sni_order do
+    if #virtualservice.hosts_on(ctx, v, sni[sni_order[i]].entry) > 0 then
+      return true
+    end
+  end
+  return false
 end
 
 local function translate(gateway, rt)
@@ -426,21 +462,9 @@ local function translate(gateway, rt)
   end
 
   -- VirtualServices that bind to this gateway but match none of its hosts
-  for _, v in ipairs(vss) do
-    local used = false
-    for _, l in ipairs(listeners) do
-      for _, e in ipairs(l.entries) do
-        if #virtualservice.hosts_on(ctx, v, e.entry) > 0 then
-          used = true
-        end
-      end
-    end
-    for _, h in ipairs(sni_order) do
-      if #virtualservice.hosts_on(ctx, v, sni[h].entry) > 0 then
-        used = true
-      end
-    end
-    if not used then
+  for i = 1, #vss do
+    local v = vss[i]
+    if not serves_a_host(ctx, v, listeners, sni, sni_order) then
       out:warn(v, "spec.hosts", string.format("no host matches a server " ..
         "of Gateway %s/%s", ctx.gw_ns, ctx.gw_name))
     end

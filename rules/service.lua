@@ -24,6 +24,8 @@ local find = string.find
 
 local M = {}
 
+local NONE = {} -- (an absent list)
+
 -- The Service port for `number`, or the only port when `number` is nil.
 -- Returns port or nil, reason.
 function M.port(svc, number)
@@ -36,21 +38,13 @@ function M.port(svc, number)
       "destination must name one (destination.port.number)",
       svc.metadata.namespace, svc.metadata.name, #ports)
   end
-  for _, p in ipairs(ports) do
-    if p.port == number then
-      return p
+  for i = 1, #ports do
+    if ports[i].port == number then
+      return ports[i]
     end
   end
   return nil, string.format("Service %s/%s has no port %d",
     svc.metadata.namespace, svc.metadata.name, number)
-end
-
-local function ip_type(ipv4, addr)
-  -- (a dotted quad, the usual case, is V4: one cheaper host call)
-  if ipv4(addr) == nil and find(addr, ":", 1, true) then
-    return "V6"
-  end
-  return "V4"
 end
 
 -- Servers sort by address, IPv4 numbers compared as numbers (each run of
@@ -79,13 +73,16 @@ end
 -- goes through the sandbox's proxies)
 local math_type = math.type
 
-local function ipv4_key(ipv4, s)
-  local port = s.port
+local function port_key(a, port)
   if math_type(port) ~= "integer" or port < 0 or port > 65535 then
     return nil
   end
+  return (a << 16) | port
+end
+
+local function ipv4_key(ipv4, s)
   local a = ipv4(s.ip.addr)
-  return a and (a << 16) | port
+  return a and port_key(a, s.port)
 end
 
 -- Sorts the usual servers by their ipv4_key: nothing to do when they come
@@ -178,12 +175,14 @@ local function dedupe(servers)
   end
 end
 
--- Sorts servers by sort_key, each (address, port) once: by integer keys
+-- Sorts a server list's servers by sort_key, each (address, port) once:
+-- nothing to do when they came in order (add_server), else by integer keys
 -- in the usual case (all distinct: nothing to drop), else by the key
 -- strings, else (keys that collide, from odd spellings such as leading
 -- zeros) with a comparison function.
-local function sort_servers(ipv4, servers)
-  if #servers < 2 or sort_by_ipv4_key(ipv4, servers) then
+local function sort_servers(list)
+  local servers, ipv4 = list.servers, list.ipv4
+  if list.in_order or #servers < 2 or sort_by_ipv4_key(ipv4, servers) then
     return
   end
   dedupe(servers)
@@ -198,10 +197,34 @@ local function sort_servers(ipv4, servers)
   table.sort(servers, function(a, b) return key[a] < key[b] end)
 end
 
--- Adds a server (sort_servers drops repeats).
-local function add_server(list, addr, port, ipv4)
-  list[#list + 1] = { ip = { addr = addr, type = ip_type(ipv4, addr) },
-                      port = port }
+-- The servers of one pool as they are collected: `servers`, an array with
+-- room for about `size` of them, and whether they came in strictly
+-- ascending ipv4_key order so far (the usual case: endpoints listed by
+-- address; sort_servers then has nothing to do).
+local function new_server_list(rt, size)
+  return { servers = rt.new_array(size), n = 0, ipv4 = rt.ipv4,
+           in_order = true, last_key = -1 }
+end
+
+-- Adds a server (sort_servers drops repeats). A dotted quad is V4, other
+-- addresses with a ":" V6.
+local function add_server(list, addr, port)
+  local a = list.ipv4(addr)
+  local ip_type = "V4"
+  if a == nil and find(addr, ":", 1, true) then
+    ip_type = "V6"
+  end
+  local n = list.n + 1
+  list.n = n
+  list.servers[n] = { ip = { addr = addr, type = ip_type }, port = port }
+  if list.in_order then
+    local k = a and port_key(a, port)
+    if k and k > list.last_key then
+      list.last_key = k
+    else
+      list.in_order = false
+    end
+  end
 end
 
 -- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
@@ -217,58 +240,74 @@ local function pod_has(rt, ns, target_ref, labels)
   return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
 end
 
-local function from_slices(rt, svc, sport, labels, servers)
+-- The port of endpoint ports `ports` (an EndpointSlice's, an Endpoints
+-- subset's) that carries Service port `sport`: the one with its name (the
+-- last such), or nil.
+local function target_port(ports, sport)
+  local name, target = sport.name or "", nil
+  for i = 1, #(ports or NONE) do
+    if (ports[i].name or "") == name then
+      target = ports[i].port
+    end
+  end
+  return target
+end
+
+-- Each from_* returns the server list from its source, or nil when the
+-- source does not exist (no EndpointSlice, no Endpoints object).
+
+local function from_slices(rt, svc, sport, labels)
   local ns, name = svc.metadata.namespace, svc.metadata.name
   local slices = rt.list("EndpointSlice", ns,
     { labels = { ["kubernetes.io/service-name"] = name } })
-  for _, slice in ipairs(slices) do
-    local target
-    for _, p in ipairs(slice.ports or {}) do
-      if (p.name or "") == (sport.name or "") then
-        target = p.port
-      end
-    end
+  if #slices == 0 then
+    return nil
+  end
+  local size = 0 -- (an endpoint usually has one address)
+  for i = 1, #slices do
+    size = size + #(slices[i].endpoints or NONE)
+  end
+  local list = new_server_list(rt, size)
+  for i = 1, #slices do
+    local slice = slices[i]
+    local target = target_port(slice.ports, sport)
     if target and slice.addressType ~= "FQDN" then
       -- (numeric loops: this runs once per endpoint of the mesh)
-      local endpoints = slice.endpoints or {}
-      for i = 1, #endpoints do
-        local ep = endpoints[i]
+      local endpoints = slice.endpoints or NONE
+      for j = 1, #endpoints do
+        local ep = endpoints[j]
         local ready = ep.conditions == nil or ep.conditions.ready ~= false
         if ready and
            (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
-          local addresses = ep.addresses or {}
-          for j = 1, #addresses do
-            add_server(servers, addresses[j], target, rt.ipv4)
+          local addresses = ep.addresses or NONE
+          for k = 1, #addresses do
+            add_server(list, addresses[k], target)
           end
         end
       end
     end
   end
-  return #slices > 0
+  return list
 end
 
-local function from_endpoints(rt, svc, sport, labels, servers)
+local function from_endpoints(rt, svc, sport, labels)
   local ns = svc.metadata.namespace
   local eps = rt.get("Endpoints", ns, svc.metadata.name)
   if not eps then
-    return false
+    return nil
   end
+  local list = new_server_list(rt, 0)
   for _, subset in ipairs(eps.subsets or {}) do
-    local target
-    for _, p in ipairs(subset.ports or {}) do
-      if (p.name or "") == (sport.name or "") then
-        target = p.port
-      end
-    end
+    local target = target_port(subset.ports, sport)
     if target then
       for _, a in ipairs(subset.addresses or {}) do
         if pod_has(rt, ns, a.targetRef, labels) then
-          add_server(servers, a.ip, target, rt.ipv4)
+          add_server(list, a.ip, target)
         end
       end
     end
   end
-  return true
+  return list
 end
 
 local function pod_ready(pod)
@@ -291,10 +330,11 @@ local function container_port(pod, port_name)
   return nil
 end
 
-local function from_pods(rt, svc, sport, labels, servers)
+local function from_pods(rt, svc, sport, labels)
+  local list = new_server_list(rt, 0)
   local selector = (svc.spec or {}).selector
   if selector == nil or next(selector) == nil then
-    return
+    return list
   end
   for _, pod in ipairs(rt.list("Pod", svc.metadata.namespace)) do
     local pl = pod.metadata.labels
@@ -311,25 +351,24 @@ local function from_pods(rt, svc, sport, labels, servers)
         port = container_port(pod, tp)
       end
       if port then
-        add_server(servers, ip, port, rt.ipv4)
+        add_server(list, ip, port)
       end
     end
   end
+  return list
 end
 
 -- The ready endpoints of Service port `sport`, narrowed to Pods with all
 -- `labels`: an array of { ip = {addr, type}, port }, sorted.
 function M.servers(rt, svc, sport, labels)
-  local servers = {}
   if labels ~= nil and next(labels) == nil then
     labels = nil
   end
-  if not from_slices(rt, svc, sport, labels, servers) and
-     not from_endpoints(rt, svc, sport, labels, servers) then
-    from_pods(rt, svc, sport, labels, servers)
-  end
-  sort_servers(rt.ipv4, servers)
-  return servers
+  local list = from_slices(rt, svc, sport, labels) or
+    from_endpoints(rt, svc, sport, labels) or
+    from_pods(rt, svc, sport, labels)
+  sort_servers(list)
+  return list.servers
 end
 
 return M

@@ -53,14 +53,18 @@ local M = {}
 -- Binding
 ---------------------------------------------------------------------------
 
+-- Does `list` (spec.gateways, or a match block's gateways) name this
+-- gateway: "<gw ns>/<gw>", or "<gw>" in the VirtualService's namespace?
+-- (Kubernetes names have no "/": any other entry with one names another
+-- gateway, or none.)
 local function names_gateway(ctx, vs, list)
-  local vs_ns = vs.metadata.namespace
-  for _, g in ipairs(list or {}) do
-    local ns, name = g:match("^([^/]+)/([^/]+)$")
-    if not ns then
-      ns, name = vs_ns, g
-    end
-    if ns == ctx.gw_ns and name == ctx.gw_name then
+  if list == nil then
+    return false
+  end
+  local own_ns = vs.metadata.namespace == ctx.gw_ns
+  for i = 1, #list do
+    local g = list[i]
+    if g == ctx.gw_id or (own_ns and g == ctx.gw_name) then
       return true
     end
   end
@@ -83,13 +87,14 @@ function M.bound(ctx)
   local rt = ctx.rt
   local candidates = {
     rt.list("VirtualService", nil,
-      { field = "spec.gateways", value = ctx.gw_ns .. "/" .. ctx.gw_name }),
+      { field = "spec.gateways", value = ctx.gw_id }),
     rt.list("VirtualService", ctx.gw_ns,
       { field = "spec.gateways", value = ctx.gw_name }),
   }
   local list, seen = {}, {}
   for _, vss in ipairs(candidates) do
-    for _, vs in ipairs(vss) do
+    for i = 1, #vss do
+      local vs = vss[i]
       if not seen[vs] and names_gateway(ctx, vs, vs.spec.gateways) and
          rt.exported_to(vs, ctx.gw_ns) then
         seen[vs] = true
@@ -100,7 +105,9 @@ function M.bound(ctx)
   return ctx.rt.sort_by(list, istio_order_key)
 end
 
-local function hosts_on(ctx, vs, entry)
+-- A server host entry "ns/host" (or "host": any namespace) as the
+-- namespace its VirtualServices must be in ("*": any) and the host.
+local function parse_entry(ctx, entry)
   local ns, pattern = entry:match("^([^/]+)/(.+)$")
   if not ns then
     ns, pattern = "*", entry
@@ -108,14 +115,19 @@ local function hosts_on(ctx, vs, entry)
   if ns == "." then
     ns = ctx.gw_ns
   end
+  return ns, pattern
+end
+
+local function hosts_on(ctx, vs, ns, pattern)
   if ns ~= "*" and ns ~= vs.metadata.namespace then
     return {}
   end
   local hosts = {}
-  for _, h in ipairs((vs.spec or {}).hosts or {}) do
-    local i = ctx.rt.host_intersection(pattern, h)
-    if i then
-      hosts[#hosts + 1] = i
+  local vs_hosts = (vs.spec or {}).hosts or {}
+  for i = 1, #vs_hosts do
+    local h = ctx.rt.host_intersection(pattern, vs_hosts[i])
+    if h then
+      hosts[#hosts + 1] = h
     end
   end
   return hosts
@@ -130,15 +142,16 @@ function M.hosts_on(ctx, vs, entry)
     memo = {}
     ctx.hosts_on_memo = memo
   end
-  local by_vs = memo[entry]
-  if not by_vs then
-    by_vs = {}
-    memo[entry] = by_vs
+  local e = memo[entry]
+  if not e then
+    local ns, pattern = parse_entry(ctx, entry)
+    e = { ns = ns, pattern = pattern, by_vs = {} }
+    memo[entry] = e
   end
-  local hosts = by_vs[vs]
+  local hosts = e.by_vs[vs]
   if not hosts then
-    hosts = hosts_on(ctx, vs, entry)
-    by_vs[vs] = hosts
+    hosts = hosts_on(ctx, vs, e.ns, e.pattern)
+    e.by_vs[vs] = hosts
   end
   return hosts
 end
@@ -288,38 +301,10 @@ end
 
 local HEADER_SETS = { { "headers", false }, { "withoutHeaders", true } }
 
--- The MatchTarget for one block, or nil, field, reason.
-local function match_target(ctx, mb, listener, host, in_child)
-  local rt = ctx.rt
-  local mt = {}
-  if not in_child then
-    mt.vs_port = { match_criteria = "IS_IN", ports = { listener.port } }
-  end
-  mt.host_hdr = host_match(host, listener.port)
-  if mb == nil then
-    return mt
-  end
-  local why
-  if mb.uri then
-    mt.path, why = path_match(mb.uri, mb.ignoreUriCase)
-    if not mt.path then
-      return nil, "uri", why
-    end
-  end
-  if mb.method then
-    mt.method, why = method_match(mb.method)
-    if not mt.method then
-      return nil, "method", why
-    end
-  end
-  if mb.scheme then
-    local s = (mb.scheme.exact or ""):upper()
-    if s ~= "HTTP" and s ~= "HTTPS" then
-      return nil, "scheme", "only exact http/https schemes can be matched"
-    end
-    mt.protocol = { match_criteria = "IS_IN", protocols = s }
-  end
-  local hdrs = {}
+-- The header conditions of a block (authority, headers, withoutHeaders),
+-- or nil when it has none; or nil, field, reason.
+local function header_conditions(rt, mb)
+  local hdrs, why = {}, nil
   if mb.authority then
     local h
     h, why = header_match("Host", mb.authority, false, "INSENSITIVE")
@@ -328,7 +313,8 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
     hdrs[#hdrs + 1] = h
   end
-  for _, set in ipairs(HEADER_SETS) do
+  for k = 1, #HEADER_SETS do
+    local set = HEADER_SETS[k]
     for name, m in rt.sorted_pairs(mb[set[1]]) do
       if name:sub(1, 1) == ":" then
         return nil, set[1] .. "." .. name,
@@ -343,12 +329,52 @@ local function match_target(ctx, mb, listener, host, in_child)
     end
   end
   if #hdrs > 0 then
-    mt.hdrs = hdrs
+    return hdrs
+  end
+  return nil
+end
+
+-- The MatchTarget for one block, or nil, field, reason.
+local function match_target(ctx, mb, listener, host, in_child)
+  local vs_port
+  if not in_child then
+    vs_port = { match_criteria = "IS_IN", ports = { listener.port } }
+  end
+  local host_hdr = host_match(host, listener.port)
+  if mb == nil then
+    return { vs_port = vs_port, host_hdr = host_hdr }
+  end
+  local path, method, protocol, hdrs, query, field, why
+  if mb.uri then
+    path, why = path_match(mb.uri, mb.ignoreUriCase)
+    if not path then
+      return nil, "uri", why
+    end
+  end
+  if mb.method then
+    method, why = method_match(mb.method)
+    if not method then
+      return nil, "method", why
+    end
+  end
+  if mb.scheme then
+    local s = (mb.scheme.exact or ""):upper()
+    if s ~= "HTTP" and s ~= "HTTPS" then
+      return nil, "scheme", "only exact http/https schemes can be matched"
+    end
+    protocol = { match_criteria = "IS_IN", protocols = s }
+  end
+  if mb.authority or mb.headers or mb.withoutHeaders then
+    hdrs, field, why = header_conditions(ctx.rt, mb)
+    if field then
+      return nil, field, why
+    end
   end
   if mb.queryParams and next(mb.queryParams) then
-    mt.query = query_match(rt, mb.queryParams)
+    query = query_match(ctx.rt, mb.queryParams)
   end
-  return mt
+  return { vs_port = vs_port, host_hdr = host_hdr, path = path,
+           method = method, protocol = protocol, hdrs = hdrs, query = query }
 end
 
 ---------------------------------------------------------------------------
@@ -473,6 +499,10 @@ local function header_actions(rt, ops)
   return acts
 end
 
+-- (shared stand-ins for absent route fields)
+local NO_HEADERS = {}
+local NO_MATCH = { false } -- one block that matches everything
+
 local UNSUPPORTED = {
   { "timeout", "AVI policies have no per-route timeout" },
   { "retries", "AVI policies have no per-route retries" },
@@ -484,6 +514,16 @@ local UNSUPPORTED = {
   { "corsPolicy", "CORS is not translated (AVI has no CORS policy)" },
 }
 
+-- The member of `members` for the pool `pool_ref`, or nil.
+local function member_of(members, pool_ref)
+  for k = 1, #members do
+    if members[k].pool_ref == pool_ref then
+      return members[k]
+    end
+  end
+  return nil
+end
+
 -- The PoolGroup for route `route` (index i) of `vs`, emitted once per scope.
 local function pool_group(ctx, vs, route, i, scope)
   local rt = ctx.rt
@@ -494,34 +534,35 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   local dests = route.route
   local any_weight = false
-  for _, d in ipairs(dests) do
-    if d.weight ~= nil then
+  for j = 1, #dests do
+    if dests[j].weight ~= nil then
       any_weight = true
     end
   end
-  local members, by_pool = {}, {}
-  for j, d in ipairs(dests) do
-    local function dpath() -- built only for diagnostics
-      return string.format("spec.http[%d].route[%d]", i - 1, j - 1)
-    end
+  local members = rt.new_array(#dests)
+  for j = 1, #dests do
+    local d = dests[j]
     if d.headers then
-      ctx.out:warn(vs, dpath() .. ".headers", "per-destination header " ..
-        "edits are not translated (AVI applies header actions per rule)")
+      ctx.out:warn(vs, string.format("spec.http[%d].route[%d].headers", i - 1,
+        j - 1), "per-destination header edits are not translated (AVI " ..
+        "applies header actions per rule)")
     end
-    local pool = destination.pool(ctx, vs, d.destination,
-      function() return dpath() .. ".destination" end, scope)
+    local pool = destination.pool(ctx, vs, d.destination, avi.lazy_path(
+      "spec.http[%d].route[%d].destination", i - 1, j - 1), scope)
     if pool then
+      -- one member per pool: a pool named twice gets the weights' sum
       local ratio = d.weight or (any_weight and 0 or 1)
-      if by_pool[pool] then
-        by_pool[pool].ratio = by_pool[pool].ratio + ratio
+      local ref = ctx.ref("pool", pool)
+      local m = member_of(members, ref)
+      if m then
+        m.ratio = m.ratio + ratio
       else
-        local m = { pool_ref = ctx.ref("pool", pool), ratio = ratio }
-        by_pool[pool] = m
-        members[#members + 1] = m
+        members[#members + 1] = { pool_ref = ref, ratio = ratio }
       end
     end
   end
-  for _, m in ipairs(members) do
+  for k = 1, #members do
+    local m = members[k]
     if m.ratio > 1000 then
       ctx.out:warn(vs, string.format("spec.http[%d].route", i - 1),
         "weights above 1000 are capped (AVI ratio range 0-1000)")
@@ -530,7 +571,7 @@ local function pool_group(ctx, vs, route, i, scope)
   end
   avi.emit(ctx, "poolgroup", {
     name = name,
-    members = rt.array(members),
+    members = members,
     cloud_ref = ctx.cloud_ref,
   })
   return name
@@ -548,20 +589,22 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
   local out = ctx.out
   local in_child = #scope > 0
   local vs_id = vs.metadata.namespace .. "/" .. vs.metadata.name
-  for i, route in ipairs((vs.spec or {}).http or {}) do
+  -- rule names end in "<host>:<port>"
+  local where = " " .. host .. ":" .. listener.port
+  local http = (vs.spec or {}).http or {}
+  for i = 1, #http do
+    local route = http[i]
     -- "spec.http[i-1]", built only for diagnostics
     local function rpath()
       return "spec.http[" .. (i - 1) .. "]"
     end
-    for _, u in ipairs(UNSUPPORTED) do
+    for k = 1, #UNSUPPORTED do
+      local u = UNSUPPORTED[k]
       if route[u[1]] ~= nil then
         out:warn(vs, rpath() .. "." .. u[1], u[2])
       end
     end
-    local headers = route.headers or {}
-    if headers.response then
-      -- handled below as response rules
-    end
+    local headers = route.headers or NO_HEADERS
 
     -- the action shared by every match block of the route
     local action, redirect, ok = nil, nil, true
@@ -587,10 +630,10 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
 
     local blocks = route.match
     if blocks == nil or #blocks == 0 then
-      blocks = { false }
+      blocks = NO_MATCH
     end
-    for j, mb in ipairs(ok and blocks or {}) do
-      local block = mb or nil
+    for j = 1, ok and #blocks or 0 do
+      local block = blocks[j] or nil
       if block == nil or block_applies(ctx, vs, block, listener) then
         local mt, field, why = match_target(ctx, block, listener, host,
           in_child)
@@ -599,17 +642,15 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
           out:warn(vs, string.format("%s.match[%d].%s", rpath(), j - 1,
             field), why .. "; this match block is left out")
         else
-          local name = block and string.format("%s http[%d] match[%d] %s:%d",
-            vs_id, i - 1, j - 1, host, listener.port) or
-            string.format("%s http[%d] %s:%d", vs_id, i - 1, host,
-              listener.port)
-          rule = { name = name, enable = true, match = mt }
-          if redirect then
-            rule.redirect_action = redirect_action(ctx, vs, route.redirect,
-              rpath() .. ".redirect", listener)
-          else
-            rule.switching_action = action
-          end
+          -- "<ns>/<vs> http[i] match[j] <host>:<port>" (no "match[j]" for a
+          -- route without match blocks)
+          local name = block and (vs_id .. " http[" .. (i - 1) .. "] match[" ..
+            (j - 1) .. "]" .. where) or
+            (vs_id .. " http[" .. (i - 1) .. "]" .. where)
+          local redirect_to = redirect and redirect_action(ctx, vs,
+            route.redirect, rpath() .. ".redirect", listener)
+          rule = { name = name, enable = true, match = mt,
+                   switching_action = action, redirect_action = redirect_to }
           if route.rewrite then
             local rw = route.rewrite
             local ra = {}

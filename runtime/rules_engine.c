@@ -1061,6 +1061,81 @@ static int host_ipv4(lua_State *L) {
   return 1;
 }
 
+/* host.plain_name(prefix, part...): rt.lua's plain_name in C, rt.name's
+ * usual case (once per pool and pool group, where Lua's pattern checks,
+ * tostring and table.concat dominated): prefix .. the parts joined by "--"
+ * when every part is an integer (in decimal) or a non-empty string of
+ * AVI-safe characters [A-Za-z0-9._-] without "--" in it; else nil (rt.name
+ * then sanitizes and hashes). */
+static int name_char_ok(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* v in decimal, as tostring(v) writes it; returns the length (at most 20,
+ * no terminator). */
+static size_t integer_text(char out[24], lua_Integer v) {
+  char rev[24];
+  size_t n = 0, len = 0;
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+  do {
+    rev[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    out[len++] = '-';
+  while (n)
+    out[len++] = rev[--n];
+  return len;
+}
+
+static int host_plain_name(lua_State *L) {
+  int n = lua_gettop(L);
+  size_t plen;
+  const char *prefix = luaL_checklstring(L, 1, &plen);
+  luaL_Buffer b;
+  luaL_buffinitsize(L, &b, plen + 64);
+  luaL_addlstring(&b, prefix, plen);
+  for (int i = 2; i <= n; i++) {
+    if (i > 2)
+      luaL_addlstring(&b, "--", 2);
+    if (lua_isinteger(L, i)) {
+      char num[24];
+      luaL_addlstring(&b, num, integer_text(num, lua_tointeger(L, i)));
+      continue;
+    }
+    if (lua_type(L, i) != LUA_TSTRING)
+      goto not_plain;
+    size_t len;
+    const unsigned char *p = (const unsigned char *)lua_tolstring(L, i, &len);
+    if (len == 0)
+      goto not_plain;
+    for (size_t k = 0; k < len; k++) {
+      if (!name_char_ok(p[k]) || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
+        goto not_plain;
+    }
+    luaL_addlstring(&b, (const char *)p, len);
+  }
+  luaL_pushresult(&b);
+  return 1;
+not_plain:
+  lua_pushnil(L);
+  return 1;
+}
+
+/* host.new_array(n): an empty JSON array with room for n elements (pool
+ * servers, pool group members): filled in order it needs none of the
+ * rehashes a growing table goes through. Same result as rt.array({}). */
+#define NEW_ARRAY_MAX 65536 /* a hint: larger arrays grow as usual */
+
+static int host_new_array(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, n < 0 ? 0 : n > NEW_ARRAY_MAX ? NEW_ARRAY_MAX : (int)n, 0);
+  luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
 /* host.base64_decode(s): rt.lua's base64_decode in C (TLS Secrets are
  * kilobytes of base64, slow to decode in Lua). Same result for every
  * input: whitespace dropped; nil unless the length is a multiple of 4 and
@@ -2216,7 +2291,7 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 11);
   lua_pushcfunction(L, host_get);
   lua_setfield(L, -2, "get");
   lua_pushcfunction(L, host_list);
@@ -2227,6 +2302,10 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "base64_decode");
   lua_pushcfunction(L, host_ipv4);
   lua_setfield(L, -2, "ipv4");
+  lua_pushcfunction(L, host_plain_name);
+  lua_setfield(L, -2, "plain_name");
+  lua_pushcfunction(L, host_new_array);
+  lua_setfield(L, -2, "new_array");
   lua_pushboolean(L, 1); /* collect_objects sorts by type, name */
   lua_setfield(L, -2, "sorts_objects");
   lua_pushlightuserdata(L, AMC_JSON_NULL);

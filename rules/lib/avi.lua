@@ -30,6 +30,8 @@ function M.context(gateway, rt, out)
     gateway = gateway,
     gw_ns = gateway.metadata.namespace,
     gw_name = gateway.metadata.name,
+    -- "<ns>/<name>", as VirtualServices' spec.gateways names it
+    gw_id = gateway.metadata.namespace .. "/" .. gateway.metadata.name,
     rt = rt,
     out = out,
     settings = s,
@@ -45,25 +47,24 @@ function M.context(gateway, rt, out)
     cache = {},
   }
   -- Names of this gateway's objects: amc--<cluster>--<gwns>--<gw>--...
+  local gw_ns, gw_name, name = ctx.gw_ns, ctx.gw_name, rt.name
   function ctx.name(...)
-    return rt.name(ctx.gw_ns, ctx.gw_name, ...)
+    return name(gw_ns, gw_name, ...)
   end
   -- Names of objects that belong to one AVI virtual service of the
   -- gateway: `scope` holds its parts ({} for the parent VS, {host} for an
   -- SNI child, {"tcp<port>"} for a TCP listener), then come `...`.
   function ctx.scoped_name(scope, ...)
     if #scope == 0 then
-      return ctx.name(...)
+      return name(gw_ns, gw_name, ...)
     elseif #scope == 1 then
-      return ctx.name(scope[1], ...)
+      return name(gw_ns, gw_name, scope[1], ...)
     end
     local parts = table.move(scope, 1, #scope, 1, {})
     table.move({ ... }, 1, select("#", ...), #scope + 1, parts)
     return ctx.name(table.unpack(parts, 1, #scope + select("#", ...)))
   end
-  function ctx.ref(avi_type, name)
-    return rt.ref(avi_type, name)
-  end
+  ctx.ref = rt.ref
   return ctx
 end
 
@@ -84,12 +85,18 @@ function M.emitted(ctx, avi_type, name)
   return ctx.out:get(avi_type, name)
 end
 
--- The diagnostic path `path` (a string, or a function that builds it:
--- hot loops build paths only when a diagnostic is reported), with
--- ".<field>" appended when `field` is given.
+-- A diagnostic path built only when a diagnostic is reported (hot loops
+-- pass these instead of formatting a path per item): the arguments of
+-- string.format.
+function M.lazy_path(format, ...)
+  return { format, ... }
+end
+
+-- The diagnostic path `path` (a string or a lazy_path), with ".<field>"
+-- appended when `field` is given.
 function M.at(path, field)
-  if type(path) == "function" then
-    path = path()
+  if type(path) == "table" then
+    path = string.format(table.unpack(path))
   end
   if field then
     return path .. "." .. field

@@ -16,6 +16,10 @@
 --   host.array_mt            -> metatable marking a table as a JSON array
 --   host.base64_decode(s)    -> bytes | nil (optional; C copy of base64_decode)
 --   host.ipv4(s)             -> integer | nil (optional; C copy of ipv4)
+--   host.plain_name(prefix, ...) -> string | nil (optional; C copy of
+--                               plain_name)
+--   host.new_array(n)        -> an empty JSON array with room for n
+--                               elements (optional; else rt.array({}))
 --   host.sorts_objects       -> true when the host orders result().objects
 --                               by type then name itself (optional; then
 --                               result() leaves them in the order added)
@@ -27,10 +31,12 @@
 local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
 local tonumber, tostring = tonumber, tostring
 local find, lower = string.find, string.lower
+local math_type = math.type
 
 local M = {}
 
-M.NAME_MAX = 200
+local NAME_MAX = 200
+M.NAME_MAX = NAME_MAX
 
 M.DEFAULT_SETTINGS = {
   cluster = "cluster",
@@ -134,6 +140,29 @@ local function sanitize(part)
   return clean
 end
 
+-- Can `part` (a string) go into a name unchanged? Not empty, only
+-- AVI-safe characters, and no "--" (the separator).
+local function is_plain(part)
+  return part ~= "" and not find(part, SAFE_NAME_CHARS) and
+    not find(part, "--", 1, true)
+end
+
+-- prefix .. the parts joined by "--" when every part is an integer or a
+-- plain string, else nil. (rt.name's usual case; the engine offers a C
+-- copy.)
+local function plain_name(prefix, ...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do
+    local p = parts[i]
+    if math_type(p) == "integer" then
+      parts[i] = tostring(p)
+    elseif type(p) ~= "string" or not is_plain(p) then
+      return nil
+    end
+  end
+  return prefix .. table.concat(parts, "--")
+end
+
 -- Characters a URL query value may carry unescaped.
 local UNSAFE_URL_CHARS = "[^A-Za-z0-9._~-]"
 
@@ -191,6 +220,16 @@ local function selector_match(sel, labels)
   return true
 end
 
+-- Is host pattern `h` a wildcard suffix ("*.example.com")?
+local function is_wildcard(h)
+  return find(h, "*.", 1, true) == 1
+end
+
+-- Does `s` end with `suffix` (not empty)?
+local function ends_with(s, suffix)
+  return #s >= #suffix and find(s, suffix, -#suffix, true) ~= nil
+end
+
 -- host_matches for lowercase arguments.
 local function lower_host_matches(pattern, host)
   if pattern == "*" then
@@ -199,16 +238,16 @@ local function lower_host_matches(pattern, host)
   if pattern == host then
     return true
   end
-  if pattern:sub(1, 2) == "*." then
+  if is_wildcard(pattern) then
     local suffix = pattern:sub(2) -- ".example.com"
     if host == "*" then
       return false
     end
-    if host:sub(1, 2) == "*." then
+    if is_wildcard(host) then
       -- a wildcard is covered only by a shorter (or equal) wildcard
-      return #host > #suffix + 1 and host:sub(-#suffix) == suffix
+      return #host > #suffix + 1 and ends_with(host, suffix)
     end
-    return #host > #suffix and host:sub(-#suffix) == suffix
+    return #host > #suffix and ends_with(host, suffix)
   end
   return false
 end
@@ -236,19 +275,21 @@ end
 local function host_rank(h)
   if h == "*" then
     return 2
-  elseif h:sub(1, 2) == "*." then
+  elseif is_wildcard(h) then
     return 1
   end
   return 0
 end
 
 -- A string key that sorts (distinct) hosts as host_specificity_less.
+local RANK_DIGIT = { [0] = "0", [2] = "2" }
+
 local function host_specificity_key(h)
   local rank = host_rank(h)
   if rank == 1 then -- longer suffixes first
     return string.format("1%08d", 99999999 - #h) .. h
   end
-  return rank .. h
+  return RANK_DIGIT[rank] .. h
 end
 
 local function host_specificity_less(a, b)
@@ -314,6 +355,7 @@ M.host_specificity_less = host_specificity_less
 M.host_specificity_key = host_specificity_key
 M.sort_by = sort_by
 M.base64_decode = base64_decode
+M.plain_name = plain_name
 
 -- The 32-bit number of a dotted-quad IPv4 address ("10.0.0.1": four runs
 -- of ASCII digits, each at most 255, leading zeros allowed), else nil.
@@ -353,20 +395,23 @@ end
 -- Adds one AVI object. Names are unique per type: adding a second object
 -- with the same type and name is a rule error.
 function Output:add(avi_type, object)
-  assert(type(avi_type) == "string", "out:add: type must be a string")
-  assert(type(object) == "table" and type(object.name) == "string",
-    "out:add: object must be a table with a string name")
+  local name = type(object) == "table" and object.name
+  if type(avi_type) ~= "string" then
+    error("out:add: type must be a string", 2)
+  elseif type(name) ~= "string" then
+    error("out:add: object must be a table with a string name", 2)
+  end
   local bytype = self._by_name[avi_type]
   if not bytype then
     bytype = {}
     self._by_name[avi_type] = bytype
   end
-  if bytype[object.name] then
-    error(string.format("out:add: duplicate %s named %q", avi_type,
-      object.name), 2)
+  if bytype[name] then
+    error(string.format("out:add: duplicate %s named %q", avi_type, name), 2)
   end
-  bytype[object.name] = object
-  self._objects[#self._objects + 1] = { type = avi_type, object = object }
+  bytype[name] = object
+  local objects = self._objects
+  objects[#objects + 1] = { type = avi_type, object = object }
   return object
 end
 
@@ -478,6 +523,10 @@ function M.new(host)
     return setmetatable(t or {}, array_mt)
   end
   rt.array = array
+  -- an empty array to be filled with about n elements (sized once)
+  rt.new_array = host.new_array or function(n)
+    return array({})
+  end
   rt.is_array = function(t)
     return type(t) == "table" and getmetatable(t) == array_mt
   end
@@ -494,10 +543,14 @@ function M.new(host)
     if filter == nil then
       return host.list(kind, ns) or {}
     end
-    assert(type(filter) == "table", "rt.list: filter must be a table")
-    assert(filter.field == nil or type(filter.value) == "string",
-      "rt.list: filter.field needs a string filter.value")
-    return host.list(kind, ns, filter.labels, filter.field, filter.value) or {}
+    if type(filter) ~= "table" then
+      error("rt.list: filter must be a table", 2)
+    end
+    local field, value = filter.field, filter.value
+    if field ~= nil and type(value) ~= "string" then
+      error("rt.list: filter.field needs a string filter.value", 2)
+    end
+    return host.list(kind, ns, filter.labels, field, value) or {}
   end
   rt.hash = function(s)
     return host.hash(tostring(s))
@@ -512,51 +565,40 @@ function M.new(host)
   -- digits of the hash of the raw parts. Names longer than NAME_MAX keep
   -- their head and end in "--" plus the 16-digit hash of the full name.
   local prefix = "amc--" .. cluster .. "--"
-  -- part -> false when it must be altered (the same few namespaces, names
-  -- and ports come back for every object of a translation)
-  local plain = {}
-  local function check_plain(p)
-    local ok = not (p == "" or p:find(SAFE_NAME_CHARS) or p:find("--", 1, true))
-    plain[p] = ok
-    return ok
-  end
-  -- names built below: their characters need no URL escaping in refs
-  local made = {}
-  rt.name = function(...)
+  -- the usual case (every part a plain string): the engine's C copy of
+  -- plain_name when it offers one
+  local join_plain = host.plain_name or plain_name
+  local function altered_name(...)
     local raw = { ... }
     local n = select("#", ...)
     local altered = false
     for i = 1, n do
-      local ok = plain[raw[i]] -- nil for new parts and non-strings
-      if ok == nil then
-        local p = raw[i]
-        if type(p) ~= "string" then
-          p = tostring(p)
-          raw[i] = p
-        end
-        ok = plain[p]
-        if ok == nil then
-          ok = check_plain(p)
-        end
+      local p = raw[i]
+      if type(p) ~= "string" then
+        p = tostring(p)
+        raw[i] = p
       end
-      if not ok then
+      if not is_plain(p) then
         altered = true
       end
     end
-    local name
-    if altered then
-      local clean = {}
-      for i = 1, n do
-        clean[i] = sanitize(raw[i])
-      end
-      name = prefix .. table.concat(clean, "--") .. "--h" ..
-        rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
-    else
-      name = prefix .. table.concat(raw, "--", 1, n)
+    if not altered then -- plain after tostring (numbers, nil)
+      return prefix .. table.concat(raw, "--", 1, n)
     end
-    if #name > M.NAME_MAX then
+    local clean = {}
+    for i = 1, n do
+      clean[i] = sanitize(raw[i])
+    end
+    return prefix .. table.concat(clean, "--") .. "--h" ..
+      rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
+  end
+  -- names built below: their characters need no URL escaping in refs
+  local made = {}
+  rt.name = function(...)
+    local name = join_plain(prefix, ...) or altered_name(...)
+    if #name > NAME_MAX then
       local h = rt.hash(name)
-      name = name:sub(1, M.NAME_MAX - 18) .. "--" .. h
+      name = name:sub(1, NAME_MAX - 18) .. "--" .. h
     end
     made[name] = true
     return name

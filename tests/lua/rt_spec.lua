@@ -62,6 +62,25 @@ describe("rt", function()
       assert.equal("amc--c1--x--8080--nil", rt.name("x", 8080, nil))
       assert.equal("amc--c1--", rt.name())
     end)
+    it("joins plain string parts directly (plain_name, the usual case)",
+      function()
+      assert.equal("p--a--b.c", rt_mod.plain_name("p--", "a", "b.c"))
+      assert.equal("p--", rt_mod.plain_name("p--"))
+      assert.equal("p--a----b", rt_mod.plain_name("p--", "a-", "-b"))
+      assert.equal("p--a--80--0---1", rt_mod.plain_name("p--", "a", 80, 0, -1))
+      assert.is_nil(rt_mod.plain_name("p--", "a", 80.5))
+      assert.is_nil(rt_mod.plain_name("p--", "a", 80.0))
+      assert.is_nil(rt_mod.plain_name("p--", "a", nil, "b"))
+      assert.is_nil(rt_mod.plain_name("p--", ""))
+      assert.is_nil(rt_mod.plain_name("p--", "a--b"))
+      assert.is_nil(rt_mod.plain_name("p--", "a b"))
+      -- the host's copy, when given, decides the usual case
+      local r = rt_mod.new({ settings = { cluster = "c1" }, hash = h.fnv1a64,
+        plain_name = function(prefix, ...)
+          return prefix .. "host"
+        end })
+      assert.equal("amc--c1--host", r.name("ns", "gw"))
+    end)
   end)
 
   describe("list", function()
@@ -113,7 +132,10 @@ describe("rt", function()
       assert.same({ n = 2, "Pod", "ns" }, got)
       assert.has_error(function()
         r.list("Pod", "ns", { field = "spec.x" })
-      end)
+      end, "rt.list: filter.field needs a string filter.value")
+      assert.has_error(function()
+        r.list("Pod", "ns", "app=a")
+      end, "rt.list: filter must be a table")
     end)
   end)
 
@@ -264,6 +286,15 @@ describe("rt", function()
       out:add("pool", { name = "a" })
       out:add("httppolicyset", { name = "z" })
       assert.has_error(function() out:add("pool", { name = "a" }) end)
+      -- a type that is not a string, an object without a string name
+      assert.has_error(function() out:add(7, { name = "c" }) end,
+        "out:add: type must be a string")
+      for _, bad in ipairs({ "x", {}, { name = 3 } }) do
+        local ok, err = pcall(out.add, out, "pool", bad)
+        assert.is_false(ok)
+        assert.truthy(err:find("out:add: object must be a table with a " ..
+          "string name", 1, true))
+      end
       local vs = { kind = "VirtualService",
                    metadata = { namespace = "n", name = "v" } }
       out:warn(vs, "spec.http[0].fault", "no fault injection")

@@ -659,6 +659,77 @@ static void test_ipv4_matches_rt_lua(void **state) {
   amc_translation_free(t);
 }
 
+/* host.plain_name gives what runtime/lua/rt.lua's plain_name (rt.name's
+ * usual case) gives, for each case of the fixture. */
+static void test_plain_name_matches_rt_lua(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_plain_name");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
+                       "/runtime/lua/?.lua;' .. package.path\n"
+                       "local rt = require('rt')\n"
+                       "local cases = dofile('" FIX
+                       "rules_plain_name/gateway.lua').cases\n"
+                       "local res = {}\n"
+                       "for i, c in ipairs(cases) do\n"
+                       "  res[i] = rt.plain_name('amc--c1--',\n"
+                       "    table.unpack(c, 1, c.n)) or '<nil>'\n"
+                       "end\n"
+                       "return res") != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  size_t n = (size_t)lua_rawlen(L, -1);
+  assert_true(n >= 20);
+  assert_int_equal(t->n_diags, n);
+  int joined = 0;
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    const char *want = lua_tostring(L, -1);
+    joined += strcmp(want, "<nil>") != 0;
+    if (strcmp(t->diags[i].message, want) != 0)
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
+    lua_pop(L, 1);
+  }
+  assert_true(joined >= 5); /* both outcomes are exercised */
+  lua_close(L);
+  amc_translation_free(t);
+}
+
+/* host.new_array(n): an empty JSON array whatever n is; filled with any
+ * number of elements, it encodes as the array of those. */
+static void test_new_array(void **state) {
+  fx_t *f = *state;
+  load_ok(f, FIX "rules_new_array");
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  static const char *const want[][2] = {
+      {"a", "{\"name\":\"a\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"}]}"},
+      {"b", "{\"name\":\"b\",\"servers\":[]}"},
+      {"c", "{\"name\":\"c\",\"servers\":[{\"ip\":\"10.0.0.1\"}]}"},
+      {"d", "{\"name\":\"d\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"},{\"ip\":\"10.0.0.3\"}]}"},
+      {"e", "{\"name\":\"e\",\"servers\":[{\"ip\":\"10.0.0.1\"}]}"},
+      {"f", "{\"name\":\"f\",\"servers\":[{\"ip\":\"10.0.0.1\"},"
+            "{\"ip\":\"10.0.0.2\"}]}"},
+  };
+  assert_int_equal(t->n_objects, sizeof want / sizeof want[0]);
+  for (size_t i = 0; i < t->n_objects; i++) {
+    assert_string_equal(t->objects[i].name, want[i][0]);
+    assert_string_equal(t->objects[i].json, want[i][1]);
+  }
+  amc_translation_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_translate, setup, teardown),
@@ -680,6 +751,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_base64_matches_rt_lua, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_plain_name_matches_rt_lua, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_new_array, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
