@@ -3,7 +3,8 @@
 
 For each mesh size (bench/gen_mesh.py) it measures:
   translate    input objects per second through the rules (`amc translate
-               --stats`: objects loaded / time translating all gateways)
+               --stats`: objects loaded / time translating all gateways, best
+               of 5; also by the thread's CPU time)
   cold sync    time from process start to /readyz 200 against an empty AVI,
                and the number of AVI write calls
   RSS          VmRSS and VmHWM of amc once synced
@@ -65,19 +66,26 @@ def gen(size, out):
                    stdout=subprocess.DEVNULL)
 
 
-def translate_rate(amc, mesh, runs=2):
+def translate_rate(amc, mesh, runs=5):
+    """Best of `runs` of `amc translate --stats`: (objects/s by wall clock,
+    objects/s by the translating thread's CPU time, objects, AVI objects,
+    wall ms). CPU time leaves out what other processes took from the core
+    (the machine may be shared); both are reported."""
     best = None
+    best_cpu = 0.0
     for _ in range(runs):
         p = subprocess.run([amc, "translate", "--stats", mesh],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True, cwd=ROOT, check=True)
         m = re.search(r"(\d+) objects loaded in ([\d.]+) ms.*translated into "
-                      r"(\d+) AVI objects in ([\d.]+) ms", p.stderr)
+                      r"(\d+) AVI objects in ([\d.]+) ms.*translating took "
+                      r"([\d.]+) ms CPU", p.stderr)
         objs, ms, avi = int(m.group(1)), float(m.group(4)), int(m.group(3))
         rate = objs / (ms / 1000.0)
+        best_cpu = max(best_cpu, objs / (float(m.group(5)) / 1000.0))
         if best is None or rate > best[0]:
             best = (rate, objs, avi, ms)
-    return best
+    return (best[0], best_cpu) + best[1:]
 
 
 def rss(pid):
@@ -183,9 +191,10 @@ def bench_size(amc, size, changes, tmp):
                                           SIZES[size]))}
     mesh = os.path.join(tmp, "mesh-" + size)
     gen(size, mesh)
-    rate, objs, avi_objs, ms = translate_rate(amc, mesh)
+    rate, cpu_rate, objs, avi_objs, ms = translate_rate(amc, mesh)
     res["translate"] = {"objects": objs, "avi_objects": avi_objs,
-                        "ms": ms, "objects_per_s": rate}
+                        "ms": ms, "objects_per_s": rate,
+                        "objects_per_cpu_s": cpu_rate}
     sim = runlib.start_sim()
     try:
         work = os.path.join(tmp, "run-" + size)
@@ -297,6 +306,8 @@ def table(results):
                                                   "services", "endpoints"))),
         ("translate throughput (input objects/s, rules only)",
          lambda r: "%.0f" % r["translate"]["objects_per_s"]),
+        ("same, by the translating thread's CPU time",
+         lambda r: "%.0f" % r["translate"]["objects_per_cpu_s"]),
         ("AVI objects", lambda r: "%d" % r["translate"]["avi_objects"]),
         ("cold sync: time to ready (s)",
          lambda r: "%.2f" % r["cold_sync"]["seconds"]),
