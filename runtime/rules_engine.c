@@ -130,6 +130,8 @@ struct amc_rules_engine {
   int frame_open; /* inside rt.memo's call: reads also go to: */
   amc_read_t *frame_reads;
   size_t frame_n, frame_cap;
+  uint16_t *frame_slots; /* and the slots of its root and inputs */
+  size_t frame_ns, frame_slots_cap;
   uint64_t memo_hits, memo_misses;
 };
 
@@ -1834,8 +1836,10 @@ typedef struct memo_fresh {
   size_t blob_len;
   memo_fobj_t *objs;
   size_t n_objs;
-  amc_read_t *reads;
+  amc_read_t *reads; /* the call's own */
   size_t n_reads;
+  uint16_t *slots; /* of its root and inputs (not reads of the call) */
+  size_t n_slots;
 } memo_fresh_t;
 
 /* What the translation in progress replayed (fresh NULL: e.ent, a copy of
@@ -1906,6 +1910,7 @@ static void fresh_free(memo_fresh_t *f) {
   for (size_t i = 0; i < f->n_reads; i++)
     read_free(&f->reads[i]);
   free(f->reads);
+  free(f->slots);
   free(f);
 }
 
@@ -1932,6 +1937,7 @@ static void frame_reset(amc_rules_engine_t *e) {
   for (size_t i = 0; i < e->frame_n; i++)
     read_free(&e->frame_reads[i]);
   e->frame_n = 0;
+  e->frame_ns = 0;
   e->frame_open = 0;
 }
 
@@ -2195,6 +2201,22 @@ static int host_memo_replay(lua_State *L) {
   return 0;
 }
 
+/* Adds the slot of the object (kind, ns, name) to the open frame. */
+static void frame_slot(amc_rules_engine_t *e, const char *kind,
+                       const char *ns, const char *name) {
+  if (e->frame_ns == e->frame_slots_cap) {
+    size_t nc = e->frame_slots_cap ? e->frame_slots_cap * 2 : 8;
+    uint16_t *v = realloc(e->frame_slots, nc * sizeof *v);
+    if (!v)
+      abort();
+    e->frame_slots = v;
+    e->frame_slots_cap = nc;
+  }
+  amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
+  read_dep(&e->memo_scratch, &r);
+  e->frame_slots[e->frame_ns++] = slot_of(&e->memo_scratch);
+}
+
 /* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
  * objects named (besides the root object) are inputs it depends on. */
 static int host_memo_begin(lua_State *L) {
@@ -2205,14 +2227,17 @@ static int host_memo_begin(lua_State *L) {
   frame_reset(e);
   e->frame_open = 1;
   e->memo_misses++;
+  /* The root and the inputs: the entry depends on them, but they are no
+   * read of the call (the translation read them itself: the root, and the
+   * inputs through a list), so they go to its slots only. */
   const amc_store_obj_t *o = e->cur_obj;
-  record_read(e, o->kind, o->namespace_, o->name, NULL, NULL, NULL);
+  frame_slot(e, o->kind, o->namespace_, o->name);
   int n = lua_gettop(L);
   for (int i = 2; i + 2 <= n; i += 3) {
     const char *kind = luaL_checkstring(L, i);
     const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
     const char *name = luaL_checkstring(L, i + 2);
-    record_read(e, kind, ns, name, NULL, NULL, NULL);
+    frame_slot(e, kind, ns, name);
   }
   return 0;
 }
@@ -2271,6 +2296,11 @@ static int host_memo_end(lua_State *L) {
   }
   f->reads = e->frame_reads;
   f->n_reads = e->frame_n;
+  f->slots = malloc((e->frame_ns ? e->frame_ns : 1) * sizeof *f->slots);
+  if (!f->slots)
+    abort();
+  memcpy(f->slots, e->frame_slots, e->frame_ns * sizeof *f->slots);
+  f->n_slots = e->frame_ns;
   e->frame_reads = NULL;
   e->frame_n = e->frame_cap = 0;
   e->frame_open = 0;
@@ -2357,7 +2387,7 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
   memo_fresh_t *f = it->fresh;
   amc_buf_t *b = &e->memo_plain, *d = &e->memo_scratch;
   uint64_t *cks = calloc(f->n_objs ? f->n_objs : 1, sizeof *cks);
-  uint16_t *slots = calloc(f->n_reads ? f->n_reads : 1, sizeof *slots);
+  uint16_t *slots = calloc(f->n_reads + f->n_slots + 1, sizeof *slots);
   if (!cks || !slots)
     abort();
   int rc = -1;
@@ -2377,7 +2407,8 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
     put_ostr(b, f->objs[i].tenant_ref);
   }
   put_uv(b, f->n_reads);
-  size_t n_slots = 0;
+  size_t n_slots = f->n_slots;
+  memcpy(slots, f->slots, f->n_slots * sizeof *slots);
   for (size_t i = 0; i < f->n_reads; i++) {
     const amc_read_t *r = &f->reads[i];
     put_ostr(b, r->kind);
@@ -2413,17 +2444,19 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
   for (size_t i = 0; i < f->n_objs; i++)
     put_u64(d, cks[i]);
   amc_lz_compress(k->dict, k->dict_len, b->data, b->len, d);
-  it->ent.len = (uint32_t)d->len;
-  it->ent.pack = malloc(d->len);
-  if (!it->ent.pack)
-    abort();
-  memcpy(it->ent.pack, d->data, d->len);
   rc = 0;
 done:
   free(cks);
   free(slots);
-  fresh_free(f);
+  fresh_free(f); /* first: the pack may reuse its memory */
   it->fresh = NULL;
+  if (rc == 0) {
+    it->ent.len = (uint32_t)d->len;
+    it->ent.pack = malloc(d->len);
+    if (!it->ent.pack)
+      abort();
+    memcpy(it->ent.pack, d->data, d->len);
+  }
   return rc;
 }
 
@@ -2443,6 +2476,9 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   free(e->frame_reads);
   e->frame_reads = NULL;
   e->frame_cap = 0;
+  free(e->frame_slots);
+  e->frame_slots = NULL;
+  e->frame_slots_cap = 0;
   memo_key_t *k = e->memo_cur;
   e->memo_cur = NULL;
   if (t->error) {
@@ -2914,6 +2950,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   gen_free(e->active);
   amc_rules_engine_set_memo(e, 0);
   free(e->frame_reads);
+  free(e->frame_slots);
   if (e->timer_tid)
     timer_delete(e->timer);
   free(e->runtime_dir);

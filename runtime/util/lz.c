@@ -9,11 +9,18 @@
 #define MAX_MATCH (0x7f + MIN_MATCH)
 #define MAX_RUN 0x80
 #define HASH_BITS 12
+#define MAX_CHAIN 16
 
 static uint32_t hash4(const uint8_t *p) {
   uint32_t v;
   memcpy(&v, p, 4);
   return (v * 2654435761u) >> (32 - HASH_BITS);
+}
+
+static void insert(int32_t *head, int32_t *prev, const uint8_t *v, size_t i) {
+  uint32_t h = hash4(v + i);
+  prev[i] = head[h];
+  head[h] = (int32_t)i;
 }
 
 static void put_varint(amc_buf_t *out, size_t v) {
@@ -49,29 +56,37 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
     memcpy(v, dict, dlen);
   if (n)
     memcpy(v + dlen, in, n);
+  /* Hash chains: head[h] the latest position with hash h, prev[i] the one
+   * before i; the longest of the first MAX_CHAIN candidates wins. */
   int32_t head[1 << HASH_BITS];
   memset(head, 0xff, sizeof head); /* -1: empty */
+  int32_t *prev = malloc((total ? total : 1) * sizeof *prev);
+  if (!prev)
+    abort();
   for (size_t i = 0; i + MIN_MATCH <= dlen; i++)
-    head[hash4(v + i)] = (int32_t)i;
+    insert(head, prev, v, i);
   size_t i = dlen, lit = dlen;
   while (i < total) {
     size_t best = 0, from = 0;
     if (i + MIN_MATCH <= total) {
-      uint32_t h = hash4(v + i);
-      int32_t c = head[h];
-      head[h] = (int32_t)i;
-      if (c >= 0) {
-        size_t max = total - i < MAX_MATCH ? total - i : MAX_MATCH;
+      size_t max = total - i < MAX_MATCH ? total - i : MAX_MATCH;
+      int32_t c = head[hash4(v + i)];
+      for (int depth = 0; c >= 0 && depth < MAX_CHAIN && best < max;
+           depth++, c = prev[c]) {
         size_t k = 0;
         while (k < max && v[(size_t)c + k] == v[i + k])
           k++;
-        if (k >= MIN_MATCH) {
+        if (k > best) {
           best = k;
           from = (size_t)c;
         }
       }
+      if (best < MIN_MATCH)
+        best = 0;
     }
     if (!best) {
+      if (i + MIN_MATCH <= total)
+        insert(head, prev, v, i);
       i++;
       continue;
     }
@@ -79,12 +94,12 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
     uint8_t t = (uint8_t)(0x80 | (best - MIN_MATCH));
     amc_buf_append(out, &t, 1);
     put_varint(out, i - from);
-    /* index the matched bytes too (cheap, better later matches) */
-    for (size_t j = i + 1; j < i + best && j + MIN_MATCH <= total; j++)
-      head[hash4(v + j)] = (int32_t)j;
+    for (size_t j = i; j < i + best && j + MIN_MATCH <= total; j++)
+      insert(head, prev, v, j);
     i += best;
     lit = i;
   }
+  free(prev);
   flush_literals(out, v + lit, total - lit);
   free(v);
 }
