@@ -2141,9 +2141,11 @@ static int host_memo_get(lua_State *L) {
     lua_rawseti(L, -2, 1);
     lua_pushlstring(L, (const char *)nm, nl);
     lua_rawseti(L, -2, 2);
-    char ck[17];
-    snprintf(ck, sizeof ck, "%016" PRIx64, get_u64(v.cks, j));
-    lua_pushstring(L, ck);
+    char ck[16]; /* as amc_object_cksum: 16 lowercase hex digits */
+    uint64_t x = get_u64(v.cks, j);
+    for (int q = 15; q >= 0; q--, x >>= 4)
+      ck[q] = "0123456789abcdef"[x & 15];
+    lua_pushlstring(L, ck, sizeof ck);
     lua_rawseti(L, -2, 3);
     if (tr) {
       lua_pushlstring(L, (const char *)tr, rl - 1);

@@ -136,8 +136,12 @@ int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
       return -1;
     char *dst = amc_buf_reserve(out, len);
     const char *src = dst - dist; /* reserve may move data: take it after */
-    for (size_t k = 0; k < len; k++) /* may overlap: byte by byte */
-      dst[k] = src[k];
+    if (dist >= len) {
+      memcpy(dst, src, len);
+    } else {
+      for (size_t k = 0; k < len; k++) /* overlaps: byte by byte */
+        dst[k] = src[k];
+    }
     amc_buf_commit(out, len);
   }
   /* drop the dictionary copy */
