@@ -1797,7 +1797,7 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  * rules' limits count).
  *
  * Invalidation needs no reverse index: every read maps to a slot, a hash
- * of the dependency entry deps.c would index for it (see slot_of) modulo
+ * of the dependency entry deps.c would index for it (see read_slot) modulo
  * MEMO_SLOTS. A store change stamps the slots of everything it affects
  * (the object, its namespace's and kind's lists, the filtered lists on
  * its values before and after) with a new tick of the memo clock; an entry
@@ -1861,30 +1861,70 @@ static uint64_t fnv64(const void *p, size_t n) {
   return h;
 }
 
-static uint16_t slot_of(const amc_buf_t *b) {
-  uint64_t h = fnv64(b->data, b->len);
-  return (uint16_t)((h ^ (h >> 32)) & (MEMO_SLOTS - 1));
+/* The slot of a dependency entry given as its parts, as deps.c spells
+ * the entry: the parts joined by '\x1f' ("o", kind, ns, name for an
+ * object; "n", kind, ns; "a", kind; "f", kind, ns, path, value and "F",
+ * kind, path, value for filtered lists, path "f:<field>" or "l:<label>").
+ * Hashed piecewise (FNV-1a 64): no string is built. */
+typedef struct {
+  uint64_t h;
+} slot_hash_t;
+
+static void sh_bytes(slot_hash_t *s, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    s->h = (s->h ^ (uint8_t)p[i]) * 1099511628211ull;
 }
 
-/* The dependency entry of a read, as deps.c spells it. */
-static void read_dep(amc_buf_t *b, const amc_read_t *r) {
-  amc_buf_reset(b);
+static void sh_part(slot_hash_t *s, const char *p, size_t n) {
+  sh_bytes(s, MEMO_SEP, 1);
+  sh_bytes(s, p, n);
+}
+
+static void sh_str(slot_hash_t *s, const char *p) {
+  sh_part(s, p, strlen(p));
+}
+
+static slot_hash_t sh_start(char tag) {
+  slot_hash_t s = {1469598103934665603ull};
+  sh_bytes(&s, &tag, 1);
+  return s;
+}
+
+static uint16_t sh_slot(const slot_hash_t *s) {
+  return (uint16_t)((s->h ^ (s->h >> 32)) & (MEMO_SLOTS - 1));
+}
+
+/* A filtered list's path part: "f:<field>" or "l:<label>". */
+static void sh_path(slot_hash_t *s, const amc_read_t *r) {
+  sh_str(s, r->field ? "f:" : "l:");
+  const char *p = r->field ? r->field : r->label;
+  sh_bytes(s, p, strlen(p));
+}
+
+static uint16_t read_slot(const amc_read_t *r) {
+  slot_hash_t s;
   const char *ns = r->namespace_ ? r->namespace_ : "";
   if (!r->name && r->value && (r->field || r->label)) {
+    s = sh_start(r->namespace_ ? 'f' : 'F');
+    sh_str(&s, r->kind);
     if (r->namespace_)
-      amc_buf_printf(b, "f" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP, r->kind, ns);
-    else
-      amc_buf_printf(b, "F" MEMO_SEP "%s" MEMO_SEP, r->kind);
-    amc_buf_printf(b, "%s:%s" MEMO_SEP "%s", r->field ? "f" : "l",
-                   r->field ? r->field : r->label, r->value);
+      sh_str(&s, ns);
+    sh_path(&s, r);
+    sh_str(&s, r->value);
   } else if (r->name) {
-    amc_buf_printf(b, "o" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP "%s", r->kind,
-                   ns, r->name);
+    s = sh_start('o');
+    sh_str(&s, r->kind);
+    sh_str(&s, ns);
+    sh_str(&s, r->name);
   } else if (r->namespace_) {
-    amc_buf_printf(b, "n" MEMO_SEP "%s" MEMO_SEP "%s", r->kind, ns);
+    s = sh_start('n');
+    sh_str(&s, r->kind);
+    sh_str(&s, ns);
   } else {
-    amc_buf_printf(b, "a" MEMO_SEP "%s", r->kind);
+    s = sh_start('a');
+    sh_str(&s, r->kind);
   }
+  return sh_slot(&s);
 }
 
 static void read_free(amc_read_t *r) {
@@ -2215,8 +2255,7 @@ static void frame_slot(amc_rules_engine_t *e, const char *kind,
     e->frame_slots_cap = nc;
   }
   amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
-  read_dep(&e->memo_scratch, &r);
-  e->frame_slots[e->frame_ns++] = slot_of(&e->memo_scratch);
+  e->frame_slots[e->frame_ns++] = read_slot(&r);
 }
 
 /* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
@@ -2421,8 +2460,7 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
     put_ostr(b, r->value);
     if (!r->name && r->value && (r->field || r->label))
       note_path(e, r);
-    read_dep(d, r);
-    slots[n_slots++] = slot_of(d);
+    slots[n_slots++] = read_slot(r);
   }
   qsort(slots, n_slots, sizeof *slots, u16_cmp);
   size_t u = 0;
@@ -2547,26 +2585,28 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
 
 typedef struct {
   amc_rules_engine_t *e;
-  const char *kind, *ns, *path;
-  amc_buf_t b;
+  const char *kind, *ns;
+  const amc_read_t *path; /* its field or label */
 } stamp_t;
 
-static void stamp(amc_rules_engine_t *e, const amc_buf_t *b) {
-  e->memo_ticks[slot_of(b)] = e->memo_now;
+static void stamp(amc_rules_engine_t *e, uint16_t slot) {
+  e->memo_ticks[slot] = e->memo_now;
 }
 
 /* amc_json_string_fn: stamps the filtered lists on `value`. */
 static void stamp_value(const char *s, size_t len, void *ud) {
   stamp_t *st = ud;
-  amc_buf_reset(&st->b);
-  amc_buf_printf(&st->b, "f" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP
-                 "%.*s",
-                 st->kind, st->ns, st->path, (int)len, s);
-  stamp(st->e, &st->b);
-  amc_buf_reset(&st->b);
-  amc_buf_printf(&st->b, "F" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP "%.*s",
-                 st->kind, st->path, (int)len, s);
-  stamp(st->e, &st->b);
+  slot_hash_t h = sh_start('f');
+  sh_str(&h, st->kind);
+  sh_str(&h, st->ns);
+  sh_path(&h, st->path);
+  sh_part(&h, s, len);
+  stamp(st->e, sh_slot(&h));
+  h = sh_start('F');
+  sh_str(&h, st->kind);
+  sh_path(&h, st->path);
+  sh_part(&h, s, len);
+  stamp(st->e, sh_slot(&h));
 }
 
 static void stamp_path(stamp_t *st, const char *path, const char *old_json,
@@ -2584,13 +2624,19 @@ static void stamp_path(stamp_t *st, const char *path, const char *old_json,
     if (!depth)
       return; /* rt.list refuses such paths: nothing read them */
   }
-  st->path = path;
+  amc_read_t r = {0};
+  if (path[0] == 'l')
+    r.label = (char *)path + 2;
+  else
+    r.field = (char *)path + 2;
+  st->path = &r;
   if (old_json)
     amc_json_strings_at(old_json, strlen(old_json), segs, depth, stamp_value,
                         st);
   if (new_json)
     amc_json_strings_at(new_json, strlen(new_json), segs, depth, stamp_value,
                         st);
+  st->path = NULL; /* r goes */
 }
 
 static void memo_drop_all(amc_rules_engine_t *e) {
@@ -2611,30 +2657,27 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
   e->memo_now++;
   if (!ns)
     ns = "";
-  stamp_t st = {e, kind, ns, NULL, AMC_BUF_INIT};
-  amc_buf_printf(&st.b, "o" MEMO_SEP "%s" MEMO_SEP "%s" MEMO_SEP "%s", kind,
-                 ns, name);
-  stamp(e, &st.b);
-  amc_buf_reset(&st.b);
-  amc_buf_printf(&st.b, "n" MEMO_SEP "%s" MEMO_SEP "%s", kind, ns);
-  stamp(e, &st.b);
-  amc_buf_reset(&st.b);
-  amc_buf_printf(&st.b, "a" MEMO_SEP "%s", kind);
-  stamp(e, &st.b);
+  stamp_t st = {e, kind, ns, NULL};
+  amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
+  stamp(e, read_slot(&r)); /* the object */
+  r.name = NULL;
+  stamp(e, read_slot(&r)); /* its namespace's list */
+  r.namespace_ = NULL;
+  stamp(e, read_slot(&r)); /* every namespace's list */
   for (size_t i = 0; i < e->memo_n_paths && (old_json || new_json); i++)
     if (strcmp(e->memo_paths[i].kind, kind) == 0)
       stamp_path(&st, e->memo_paths[i].path, old_json, new_json);
   if (!new_json) {
     /* A translation key's own object is gone: so are its entries. */
-    amc_buf_reset(&st.b);
-    amc_buf_printf(&st.b, "%s/%s/%s", kind, ns, name);
-    memo_key_t *k = amc_strmap_del(&e->memo, st.b.data);
+    amc_buf_t b = AMC_BUF_INIT;
+    amc_buf_printf(&b, "%s/%s/%s", kind, ns, name);
+    memo_key_t *k = amc_strmap_del(&e->memo, b.data);
     if (k) {
       e->memo_entries -= k->n;
       memo_key_free(k);
     }
+    amc_buf_free(&b);
   }
-  amc_buf_free(&st.b);
 }
 
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {

@@ -8,8 +8,8 @@
 #define MIN_MATCH 4
 #define MAX_MATCH (0x7f + MIN_MATCH)
 #define MAX_RUN 0x80
-#define HASH_BITS 12
-#define MAX_CHAIN 16
+#define HASH_BITS 11
+#define MAX_CHAIN 8
 
 static uint32_t hash4(const uint8_t *p) {
   uint32_t v;
