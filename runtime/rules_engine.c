@@ -2160,7 +2160,8 @@ static int host_memo_get(lua_State *L) {
     return 1;
   }
   char err[200];
-  if (amc_json_decode(L, (const char *)blob, blob_len, err, sizeof err) != 0 ||
+  if (amc_json_decode_canonical(L, (const char *)blob, blob_len, err,
+                                sizeof err) != 0 ||
       !lua_istable(L, -1))
     return luaL_error(L, "rt.memo: corrupt entry %s", sub);
   size_t n_objs = get_uv(&c);
