@@ -115,13 +115,13 @@ struct amc_rules_engine {
   int memo_on;
   amc_strmap_t memo; /* key -> struct memo_key* */
   size_t memo_entries;
-  uint32_t *memo_ticks; /* MEMO_SLOTS stamps of the memo clock */
-  uint32_t memo_now;    /* the memo clock: one tick per store change */
+  uint32_t *memo_ticks;         /* MEMO_SLOTS stamps of the memo clock */
+  uint32_t memo_now;            /* the memo clock: one tick per store change */
   struct memo_path *memo_paths; /* (kind, path) of filtered reads seen */
   size_t memo_n_paths;
   /* the translation in progress */
-  int memo_replay;           /* it may replay entries */
-  struct memo_key *memo_cur; /* its key's entries (NULL: none) */
+  int memo_replay;              /* it may replay entries */
+  struct memo_key *memo_cur;    /* its key's entries (NULL: none) */
   struct memo_item *memo_items; /* what it replayed or made */
   size_t memo_items_n, memo_items_cap;
   size_t memo_got;       /* the entry memo_get returned (SIZE_MAX: none) */
@@ -1792,9 +1792,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  *
  * The plain text (~1.3 KB for a VirtualService route) is compressed against
  * a dictionary per translation key, the plain text of the key's first
- * entry: a Gateway's entries differ mostly in a few names, so a pack is
- * ~100-250 bytes. Replay data stays off the Lua heap (whose memory the
- * rules' limits count).
+ * entry (at most MEMO_DICT_MAX bytes of it): a Gateway's entries differ
+ * mostly in a few names, so a pack is ~100-250 bytes. Replay data stays
+ * off the Lua heap (whose memory the rules' limits count).
  *
  * Invalidation needs no reverse index: every read maps to a slot, a hash
  * of the dependency entry deps.c would index for it (see read_slot) modulo
@@ -1805,8 +1805,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  * reads sharing a slot can only make an entry run again needlessly (rare
  * with 65536 slots), never keep one that should go. */
 
-#define MEMO_SLOTS 65536u
-#define MEMO_SEP "\x1f"
+#define MEMO_SLOTS    65536u
+#define MEMO_DICT_MAX 4096 /* bytes of a key's first plain text kept */
+#define MEMO_SEP      "\x1f"
 
 typedef struct {
   uint64_t hash; /* of the subkey */
@@ -2140,8 +2141,8 @@ static int host_memo_get(lua_State *L) {
   if (e->frame_open)
     return luaL_error(L, "rt.memo: memoized calls cannot nest");
   e->memo_got = SIZE_MAX;
-  size_t i = e->memo_replay ? ent_find(e->memo_cur, fnv64(sub, sub_len))
-                            : SIZE_MAX;
+  size_t i =
+      e->memo_replay ? ent_find(e->memo_cur, fnv64(sub, sub_len)) : SIZE_MAX;
   if (i == SIZE_MAX || e->memo_cur->taken[i]) {
     lua_pushnil(L);
     return 1;
@@ -2245,8 +2246,8 @@ static int host_memo_replay(lua_State *L) {
 }
 
 /* Adds the slot of the object (kind, ns, name) to the open frame. */
-static void frame_slot(amc_rules_engine_t *e, const char *kind,
-                       const char *ns, const char *name) {
+static void frame_slot(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name) {
   if (e->frame_ns == e->frame_slots_cap) {
     size_t nc = e->frame_slots_cap ? e->frame_slots_cap * 2 : 8;
     uint16_t *v = realloc(e->frame_slots, nc * sizeof *v);
@@ -2346,8 +2347,8 @@ static int host_memo_end(lua_State *L) {
   e->frame_reads = NULL;
   e->frame_n = e->frame_cap = 0;
   e->frame_open = 0;
-  items_push(e, (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, NULL},
-                              f});
+  items_push(e,
+             (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, NULL}, f});
   return 0;
 }
 
@@ -2434,7 +2435,8 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
     abort();
   int rc = -1;
   for (size_t i = 0; i < f->n_objs; i++) {
-    const amc_avi_object_t *o = find_object(t, f->objs[i].type, f->objs[i].name);
+    const amc_avi_object_t *o =
+        find_object(t, f->objs[i].type, f->objs[i].name);
     if (!o || !o->cksum[0])
       goto done;
     cks[i] = strtoull(o->cksum, NULL, 16);
@@ -2469,11 +2471,12 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
     if (!u || slots[u - 1] != slots[i])
       slots[u++] = slots[i];
   if (!k->dict) {
-    k->dict = malloc(b->len ? b->len : 1);
+    /* capped: compressing costs a pass over the dictionary */
+    k->dict_len = b->len < MEMO_DICT_MAX ? b->len : MEMO_DICT_MAX;
+    k->dict = malloc(k->dict_len ? k->dict_len : 1);
     if (!k->dict)
       abort();
-    memcpy(k->dict, b->data, b->len);
-    k->dict_len = b->len;
+    memcpy(k->dict, b->data, k->dict_len);
   }
   amc_buf_reset(d);
   put_uv(d, u);
@@ -2506,8 +2509,7 @@ static int item_cmp(const void *a, const void *b) {
   if (x->ent.hash != y->ent.hash)
     return x->ent.hash < y->ent.hash ? -1 : 1;
   /* same subkey twice: the later one (made later, or fresh) first */
-  return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1)
-                                    : 0;
+  return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1) : 0;
 }
 
 /* Translation end: on success the key's entries are exactly those this

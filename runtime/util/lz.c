@@ -7,7 +7,7 @@
 
 #define MIN_MATCH 4
 #define MAX_MATCH (0x7f + MIN_MATCH)
-#define MAX_RUN 0x80
+#define MAX_RUN   0x80
 #define HASH_BITS 11
 #define MAX_CHAIN 8
 

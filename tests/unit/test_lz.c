@@ -69,7 +69,11 @@ static void test_malformed(void **state) {
   (void)state;
   amc_buf_t d = AMC_BUF_INIT;
   /* a literal run of 5 bytes with only 2 */
-  assert_int_equal(amc_lz_decompress(NULL, 0, "\x04" "ab", 3, &d), -1);
+  assert_int_equal(amc_lz_decompress(NULL, 0,
+                                     "\x04"
+                                     "ab",
+                                     3, &d),
+                   -1);
   amc_buf_reset(&d);
   /* a match before the start (nothing written yet) */
   assert_int_equal(amc_lz_decompress(NULL, 0, "\x80\x01", 2, &d), -1);
