@@ -126,7 +126,7 @@ struct amc_rules_engine {
   size_t memo_items_n, memo_items_cap;
   size_t memo_got;       /* the entry memo_get returned (SIZE_MAX: none) */
   size_t memo_got_reads; /* where its reads start in memo_plain */
-  amc_buf_t memo_plain, memo_scratch;
+  amc_buf_t memo_plain, memo_scratch, memo_packs;
   int frame_open; /* inside rt.memo's call: reads also go to: */
   amc_read_t *frame_reads;
   size_t frame_n, frame_cap;
@@ -1778,8 +1778,9 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  * kept between translations of that key while nothing it read changed.
  *
  * Memory decides whether the memo can be on at 10k VirtualServices, so a
- * kept entry is one malloc'd byte string, its pack, plus 24 bytes in its
- * key's array (sorted by subkey hash):
+ * kept entry is one byte string, its pack, in its key's block (one
+ * allocation for all of a key's packs, rebuilt when the key is translated),
+ * plus 24 bytes in its key's array (sorted by subkey hash):
  *
  *   pack  = varint n_slots, n_slots x u16 (its reads' slots, below),
  *           varint n_objs, n_objs x u64 (checksums of the objects added),
@@ -1812,13 +1813,14 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
 typedef struct {
   uint64_t hash; /* of the subkey */
   uint32_t tick; /* the memo clock when the call ran */
-  uint32_t len;  /* bytes in pack */
-  uint8_t *pack;
+  uint32_t len;  /* bytes of its pack */
+  uint32_t off;  /* where the pack starts in its key's block */
 } memo_ent_t;
 
 /* One translation key's entries. */
 typedef struct memo_key {
-  uint8_t *dict; /* LZ dictionary of every pack here */
+  uint8_t *dict;  /* LZ dictionary of every pack here */
+  uint8_t *block; /* the packs, one after the other */
   size_t dict_len;
   memo_ent_t *ents; /* sorted by hash */
   size_t n;
@@ -1848,6 +1850,7 @@ typedef struct memo_fresh {
 typedef struct memo_item {
   memo_ent_t ent;
   memo_fresh_t *fresh;
+  int packed; /* made now: its pack is in e->memo_packs */
 } memo_item_t;
 
 typedef struct memo_path {
@@ -1955,19 +1958,11 @@ static void fresh_free(memo_fresh_t *f) {
   free(f);
 }
 
-static void item_free(memo_item_t *it) {
-  if (it->fresh)
-    fresh_free(it->fresh);
-  else
-    free(it->ent.pack);
-}
-
 static void memo_key_free(void *p) {
   memo_key_t *k = p;
   if (!k)
     return;
-  for (size_t i = 0; i < k->n; i++)
-    free(k->ents[i].pack);
+  free(k->block);
   free(k->ents);
   free(k->taken);
   free(k->dict);
@@ -2050,8 +2045,9 @@ typedef struct {
   size_t lz_len;
 } pack_view_t;
 
-static int pack_view(const memo_ent_t *m, pack_view_t *v) {
-  cur_t c = {m->pack, m->pack + m->len, 0};
+static int pack_view(const memo_key_t *k, const memo_ent_t *m, pack_view_t *v) {
+  const uint8_t *p = k->block + m->off;
+  cur_t c = {p, p + m->len, 0};
   v->n_slots = get_uv(&c);
   v->slots = get_bytes(&c, v->n_slots * 2);
   v->n_cks = get_uv(&c);
@@ -2118,7 +2114,7 @@ static cur_t plain_of(amc_rules_engine_t *e, size_t i, const char *sub,
                       size_t sub_len, pack_view_t *v) {
   cur_t c = {NULL, NULL, 1};
   memo_key_t *k = e->memo_cur;
-  if (pack_view(&k->ents[i], v) != 0)
+  if (pack_view(k, &k->ents[i], v) != 0)
     return c;
   amc_buf_reset(&e->memo_plain);
   if (amc_lz_decompress(k->dict, k->dict_len, v->lz, v->lz_len,
@@ -2149,7 +2145,7 @@ static int host_memo_get(lua_State *L) {
   }
   memo_ent_t *m = &e->memo_cur->ents[i];
   pack_view_t v;
-  if (pack_view(m, &v) != 0 || !ent_valid(e, m, &v)) {
+  if (pack_view(e->memo_cur, m, &v) != 0 || !ent_valid(e, m, &v)) {
     lua_pushnil(L);
     return 1;
   }
@@ -2214,7 +2210,7 @@ static int host_memo_replay(lua_State *L) {
     return luaL_error(L, "rt.memo: no entry %s to replay", sub);
   e->memo_got = SIZE_MAX;
   k->taken[i] = 1;
-  items_push(e, (memo_item_t){k->ents[i], NULL});
+  items_push(e, (memo_item_t){k->ents[i], NULL, 0});
   const uint8_t *base = (const uint8_t *)e->memo_plain.data;
   cur_t c = {base + e->memo_got_reads, base + e->memo_plain.len, 0};
   size_t n = get_uv(&c);
@@ -2348,7 +2344,7 @@ static int host_memo_end(lua_State *L) {
   e->frame_n = e->frame_cap = 0;
   e->frame_open = 0;
   items_push(e,
-             (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, NULL}, f});
+             (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, 0}, f, 0});
   return 0;
 }
 
@@ -2492,14 +2488,13 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
 done:
   free(cks);
   free(slots);
-  fresh_free(f); /* first: the pack may reuse its memory */
+  fresh_free(f);
   it->fresh = NULL;
-  if (rc == 0) {
+  if (rc == 0) { /* into memo_packs until the key's new block is made */
     it->ent.len = (uint32_t)d->len;
-    it->ent.pack = malloc(d->len);
-    if (!it->ent.pack)
-      abort();
-    memcpy(it->ent.pack, d->data, d->len);
+    it->ent.off = (uint32_t)e->memo_packs.len;
+    it->packed = 1;
+    amc_buf_append(&e->memo_packs, d->data, d->len);
   }
   return rc;
 }
@@ -2526,8 +2521,7 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   e->memo_cur = NULL;
   if (t->error) {
     for (size_t i = 0; i < e->memo_items_n; i++)
-      if (e->memo_items[i].fresh) /* replayed ones are k's: they stay */
-        item_free(&e->memo_items[i]);
+      fresh_free(e->memo_items[i].fresh); /* replayed ones stay k's */
     e->memo_items_n = 0;
     if (k) {
       free(k->taken);
@@ -2543,16 +2537,16 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   }
   if (!k)
     return;
-  /* Entries not used this time go. */
-  for (size_t i = 0; i < k->n; i++)
-    if (!k->taken[i])
-      free(k->ents[i].pack);
+  /* The key's entries become those replayed (their packs still in the
+   * old block) and those made now (packed into memo_packs), in one new
+   * block; the others go with the old block. */
   e->memo_entries -= k->n;
   free(k->ents);
   free(k->taken);
   k->ents = NULL;
   k->taken = NULL;
   k->n = 0;
+  amc_buf_reset(&e->memo_packs);
   size_t n = 0;
   for (size_t i = 0; i < e->memo_items_n; i++) {
     memo_item_t *it = &e->memo_items[i];
@@ -2563,19 +2557,35 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   e->memo_items_n = 0;
   if (n > 1)
     qsort(e->memo_items, n, sizeof *e->memo_items, item_cmp);
-  if (n) {
-    k->ents = malloc(n * sizeof *k->ents);
-    if (!k->ents)
-      abort();
-  }
+  size_t total = 0, kept = 0;
   for (size_t i = 0; i < n; i++) {
     memo_item_t *it = &e->memo_items[i];
-    if (k->n && k->ents[k->n - 1].hash == it->ent.hash) {
-      free(it->ent.pack); /* an older one of the same subkey */
-      continue;
-    }
+    if (kept && e->memo_items[kept - 1].ent.hash == it->ent.hash)
+      continue; /* an older one of the same subkey */
+    e->memo_items[kept++] = *it;
+    total += it->ent.len;
+  }
+  uint8_t *block = total ? malloc(total) : NULL;
+  if (kept) {
+    k->ents = malloc(kept * sizeof *k->ents);
+    if (!k->ents || !block)
+      abort();
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < kept; i++) {
+    memo_item_t *it = &e->memo_items[i];
+    const uint8_t *src = it->packed
+                             ? (const uint8_t *)e->memo_packs.data + it->ent.off
+                             : k->block + it->ent.off;
+    memcpy(block + off, src, it->ent.len);
+    it->ent.off = (uint32_t)off;
+    off += it->ent.len;
     k->ents[k->n++] = it->ent;
   }
+  free(k->block);
+  k->block = block;
+  if (e->memo_packs.cap > 65536) /* a burst: give the memory back */
+    amc_buf_free(&e->memo_packs);
   e->memo_entries += k->n;
   if (!k->n)
     memo_key_free(amc_strmap_del(&e->memo, t->key));
@@ -2706,6 +2716,7 @@ int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
     e->memo_items_n = e->memo_items_cap = 0;
     amc_buf_free(&e->memo_plain);
     amc_buf_free(&e->memo_scratch);
+    amc_buf_free(&e->memo_packs);
     e->memo_on = 0;
   }
   return 0;
