@@ -36,11 +36,11 @@
 #endif
 #endif
 
-#include "deps.h"
 #include "json.h"
 #include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
+#include "util/lz.h"
 #include "util/strmap.h"
 
 #define HOOK_STEP      1000 /* AMC_LUA_PROFILE sampling, in VM instructions */
@@ -113,16 +113,25 @@ struct amc_rules_engine {
   amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
   /* memo (see "Memo" below and rules_engine.h) */
   int memo_on;
-  amc_deps_t *memo_deps; /* "<key>\x1e<subkey>" -> the entry's reads */
-  amc_strmap_t memo;     /* key -> amc_strmap_t* (subkey -> memo_entry_t*) */
-  amc_strmap_t memo_intern;
+  amc_strmap_t memo; /* key -> struct memo_key* */
   size_t memo_entries;
-  int memo_replay;        /* this translation may replay entries */
-  amc_strmap_t *memo_old; /* the key's entries before this translation */
-  amc_strmap_t memo_new;  /* entries this translation replayed or made */
-  int frame_open;         /* inside rt.memo's call: reads also go to: */
+  uint32_t *memo_ticks;         /* MEMO_SLOTS stamps of the memo clock */
+  uint32_t memo_now;            /* the memo clock: one tick per store change */
+  struct memo_path *memo_paths; /* (kind, path) of filtered reads seen */
+  size_t memo_n_paths;
+  /* the translation in progress */
+  int memo_replay;              /* it may replay entries */
+  struct memo_key *memo_cur;    /* its key's entries (NULL: none) */
+  struct memo_item *memo_items; /* what it replayed or made */
+  size_t memo_items_n, memo_items_cap;
+  size_t memo_got;       /* the entry memo_get returned (SIZE_MAX: none) */
+  size_t memo_got_reads; /* where its reads start in memo_plain */
+  amc_buf_t memo_plain, memo_scratch, memo_packs;
+  int frame_open; /* inside rt.memo's call: reads also go to: */
   amc_read_t *frame_reads;
   size_t frame_n, frame_cap;
+  uint16_t *frame_slots; /* and the slots of its root and inputs */
+  size_t frame_ns, frame_slots_cap;
   uint64_t memo_hits, memo_misses;
 };
 
@@ -1843,45 +1852,159 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
 /* Memo (rules_engine.h, "Memo"): what one rt.memo call of a key produced,
  * kept between translations of that key while nothing it read changed.
  *
- * An entry keeps only what a replay needs: the call's result and the order
- * of its out:get/out:add/diagnostic events as canonical JSON (the blob,
- * built by rt.lua), the (type, name, tenant_ref, checksum) of the objects
- * it added -- not their bodies: a replay adds them as unchanged objects
- * (translation.h) -- and its reads, kept in memo_deps (one index for every
- * entry, keyed "<key>\x1e<subkey>"), which both re-records them on a replay
- * and maps a store change to the entries it invalidates. */
+ * Memory decides whether the memo can be on at 10k VirtualServices, so a
+ * kept entry is one byte string, its pack, in its key's block (one
+ * allocation for all of a key's packs, rebuilt when the key is translated),
+ * plus 24 bytes in its key's array (sorted by subkey hash):
+ *
+ *   pack  = varint n_slots, n_slots x u16 (its reads' slots, below),
+ *           varint n_objs, n_objs x u64 (checksums of the objects added),
+ *           LZ (util/lz.h) of the plain text
+ *   plain = str subkey, str blob (canonical JSON {r = result, ev = events},
+ *           built by rt.lua), varint n_objs, n_objs x (str type, str name,
+ *           ostr tenant_ref), varint n_reads, n_reads x (ostr kind, ns,
+ *           name, field, label, value)
+ *   (str: varint length, bytes; ostr: varint length + 1, bytes; 0: NULL)
+ *
+ * The plain text (~1.3 KB for a VirtualService route) is compressed against
+ * a dictionary per translation key, the plain text of the key's first
+ * entry (at most MEMO_DICT_MAX bytes of it): a Gateway's entries differ
+ * mostly in a few names, so a pack is ~100-250 bytes. Replay data stays
+ * off the Lua heap (whose memory the rules' limits count).
+ *
+ * Invalidation needs no reverse index: every read maps to a slot, a hash
+ * of the dependency entry deps.c would index for it (see read_slot) modulo
+ * MEMO_SLOTS. A store change stamps the slots of everything it affects
+ * (the object, its namespace's and kind's lists, the filtered lists on
+ * its values before and after) with a new tick of the memo clock; an entry
+ * made at tick T is valid while none of its slots is stamped above T. Two
+ * reads sharing a slot can only make an entry run again needlessly (rare
+ * with 65536 slots), never keep one that should go. */
+
+#define MEMO_SLOTS    65536u
+#define MEMO_DICT_MAX 4096 /* bytes of a key's first plain text kept */
+#define MEMO_SEP      "\x1f"
 
 typedef struct {
-  const char *type, *tenant_ref; /* interned (memo_intern) */
-  char *name;
-  uint64_t cksum;
-} memo_obj_t;
+  uint64_t hash; /* of the subkey */
+  uint32_t tick; /* the memo clock when the call ran */
+  uint32_t len;  /* bytes of its pack */
+  uint32_t off;  /* where the pack starts in its key's block */
+} memo_ent_t;
+
+/* One translation key's entries. */
+typedef struct memo_key {
+  uint8_t *dict;  /* LZ dictionary of every pack here */
+  uint8_t *block; /* the packs, one after the other */
+  size_t dict_len;
+  memo_ent_t *ents; /* sorted by hash */
+  size_t n;
+  uint8_t *taken; /* during a translation of the key: ents[i] was replayed */
+} memo_key_t;
 
 typedef struct {
-  char *blob; /* canonical JSON: {r = result, ev = events} */
+  char *type, *name, *tenant_ref;
+} memo_fobj_t;
+
+/* An entry made by the translation in progress, packed at its end (when
+ * the checksums of its objects are known). */
+typedef struct memo_fresh {
+  char *sub;
+  char *blob;
   size_t blob_len;
-  memo_obj_t *objs; /* the objects the call added, in order */
+  memo_fobj_t *objs;
   size_t n_objs;
-  amc_read_t *reads; /* made in this translation: its reads, until commit */
+  amc_read_t *reads; /* the call's own */
   size_t n_reads;
-  int invalid; /* something it read changed: never replayed, freed by the
-                  key's next translation (or the key's removal) */
-} memo_entry_t;
+  uint16_t *slots; /* of its root and inputs (not reads of the call) */
+  size_t n_slots;
+} memo_fresh_t;
 
-/* The entry's key in memo_deps: its address (16 hex digits; short, as the
- * index copies it per read). An entry's reads leave the index before it is
- * freed, so a key always names a live entry. */
-typedef struct {
-  char s[24];
-} memo_dkey_t;
+/* What the translation in progress replayed (fresh NULL: e.ent, a copy of
+ * the key's entry) or made. */
+typedef struct memo_item {
+  memo_ent_t ent;
+  memo_fresh_t *fresh;
+  int packed; /* made now: its pack is in e->memo_packs */
+} memo_item_t;
 
-static memo_dkey_t memo_dkey(const memo_entry_t *m) {
-  memo_dkey_t k;
-  snprintf(k.s, sizeof k.s, "%016" PRIxPTR, (uintptr_t)m);
-  return k;
+typedef struct memo_path {
+  char *kind, *path; /* "f:<dot path>" or "l:<label key>" */
+} memo_path_t;
+
+static uint64_t fnv64(const void *p, size_t n) {
+  const uint8_t *s = p;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ s[i]) * 1099511628211ull;
+  return h;
 }
 
-#define MEMO_SEP "\x1e"
+/* The slot of a dependency entry given as its parts, as deps.c spells
+ * the entry: the parts joined by '\x1f' ("o", kind, ns, name for an
+ * object; "n", kind, ns; "a", kind; "f", kind, ns, path, value and "F",
+ * kind, path, value for filtered lists, path "f:<field>" or "l:<label>").
+ * Hashed piecewise (FNV-1a 64): no string is built. */
+typedef struct {
+  uint64_t h;
+} slot_hash_t;
+
+static void sh_bytes(slot_hash_t *s, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    s->h = (s->h ^ (uint8_t)p[i]) * 1099511628211ull;
+}
+
+static void sh_part(slot_hash_t *s, const char *p, size_t n) {
+  sh_bytes(s, MEMO_SEP, 1);
+  sh_bytes(s, p, n);
+}
+
+static void sh_str(slot_hash_t *s, const char *p) {
+  sh_part(s, p, strlen(p));
+}
+
+static slot_hash_t sh_start(char tag) {
+  slot_hash_t s = {1469598103934665603ull};
+  sh_bytes(&s, &tag, 1);
+  return s;
+}
+
+static uint16_t sh_slot(const slot_hash_t *s) {
+  return (uint16_t)((s->h ^ (s->h >> 32)) & (MEMO_SLOTS - 1));
+}
+
+/* A filtered list's path part: "f:<field>" or "l:<label>". */
+static void sh_path(slot_hash_t *s, const amc_read_t *r) {
+  sh_str(s, r->field ? "f:" : "l:");
+  const char *p = r->field ? r->field : r->label;
+  sh_bytes(s, p, strlen(p));
+}
+
+static uint16_t read_slot(const amc_read_t *r) {
+  slot_hash_t s;
+  const char *ns = r->namespace_ ? r->namespace_ : "";
+  if (!r->name && r->value && (r->field || r->label)) {
+    s = sh_start(r->namespace_ ? 'f' : 'F');
+    sh_str(&s, r->kind);
+    if (r->namespace_)
+      sh_str(&s, ns);
+    sh_path(&s, r);
+    sh_str(&s, r->value);
+  } else if (r->name) {
+    s = sh_start('o');
+    sh_str(&s, r->kind);
+    sh_str(&s, ns);
+    sh_str(&s, r->name);
+  } else if (r->namespace_) {
+    s = sh_start('n');
+    sh_str(&s, r->kind);
+    sh_str(&s, ns);
+  } else {
+    s = sh_start('a');
+    sh_str(&s, r->kind);
+  }
+  return sh_slot(&s);
+}
 
 static void read_free(amc_read_t *r) {
   free(r->kind);
@@ -1892,99 +2015,320 @@ static void read_free(amc_read_t *r) {
   free(r->value);
 }
 
-static void memo_entry_free(void *p) {
-  memo_entry_t *m = p;
-  if (!m)
+static void fresh_free(memo_fresh_t *f) {
+  if (!f)
     return;
-  free(m->blob);
-  for (size_t i = 0; i < m->n_objs; i++)
-    free(m->objs[i].name);
-  free(m->objs);
-  for (size_t i = 0; i < m->n_reads; i++)
-    read_free(&m->reads[i]);
-  free(m->reads);
-  free(m);
+  free(f->sub);
+  free(f->blob);
+  for (size_t i = 0; i < f->n_objs; i++) {
+    free(f->objs[i].type);
+    free(f->objs[i].name);
+    free(f->objs[i].tenant_ref);
+  }
+  free(f->objs);
+  for (size_t i = 0; i < f->n_reads; i++)
+    read_free(&f->reads[i]);
+  free(f->reads);
+  free(f->slots);
+  free(f);
 }
 
-/* Types and tenant refs: a handful of strings shared by every entry. */
-static const char *memo_intern(amc_rules_engine_t *e, const char *s) {
-  amc_strmap_entry_t *x = amc_strmap_find(&e->memo_intern, s);
-  if (!x)
-    x = amc_strmap_put(&e->memo_intern, s, NULL, NULL);
-  return x->key;
+static void memo_key_free(void *p) {
+  memo_key_t *k = p;
+  if (!k)
+    return;
+  free(k->block);
+  free(k->ents);
+  free(k->taken);
+  free(k->dict);
+  free(k);
 }
 
 static void frame_reset(amc_rules_engine_t *e) {
   for (size_t i = 0; i < e->frame_n; i++)
     read_free(&e->frame_reads[i]);
   e->frame_n = 0;
+  e->frame_ns = 0;
   e->frame_open = 0;
 }
 
-static void memo_forget(amc_rules_engine_t *e, memo_entry_t *m) {
-  amc_deps_remove(e->memo_deps, memo_dkey(m).s);
-  memo_entry_free(m);
-  e->memo_entries--;
+/* -- byte strings ---------------------------------------------------------*/
+
+static void put_uv(amc_buf_t *b, uint64_t v) {
+  uint8_t t[10];
+  size_t n = 0;
+  do {
+    t[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  amc_buf_append(b, t, n);
+}
+
+static void put_str(amc_buf_t *b, const char *s, size_t n) {
+  put_uv(b, n);
+  amc_buf_append(b, s, n);
+}
+
+static void put_ostr(amc_buf_t *b, const char *s) {
+  if (!s) {
+    put_uv(b, 0);
+    return;
+  }
+  size_t n = strlen(s);
+  put_uv(b, n + 1);
+  amc_buf_append(b, s, n);
+}
+
+typedef struct {
+  const uint8_t *p, *end;
+  int bad;
+} cur_t;
+
+static uint64_t get_uv(cur_t *c) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 64; shift += 7) {
+    if (c->p >= c->end)
+      break;
+    uint8_t b = *c->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return v;
+  }
+  c->bad = 1;
+  return 0;
+}
+
+/* n bytes of the plain text (not NUL-terminated), or NULL and .bad. */
+static const uint8_t *get_bytes(cur_t *c, size_t n) {
+  if ((size_t)(c->end - c->p) < n) {
+    c->bad = 1;
+    return NULL;
+  }
+  const uint8_t *s = c->p;
+  c->p += n;
+  return s;
+}
+
+/* Views of one entry: slots and checksums from the pack, the plain text
+ * decompressed into `plain`. */
+typedef struct {
+  size_t n_slots;
+  const uint8_t *slots; /* n_slots x u16 little-endian */
+  size_t n_cks;
+  const uint8_t *cks; /* n_cks x u64 little-endian */
+  const uint8_t *lz;
+  size_t lz_len;
+} pack_view_t;
+
+static int pack_view(const memo_key_t *k, const memo_ent_t *m, pack_view_t *v) {
+  const uint8_t *p = k->block + m->off;
+  cur_t c = {p, p + m->len, 0};
+  v->n_slots = get_uv(&c);
+  v->slots = get_bytes(&c, v->n_slots * 2);
+  v->n_cks = get_uv(&c);
+  v->cks = get_bytes(&c, v->n_cks * 8);
+  v->lz = c.p;
+  v->lz_len = (size_t)(c.end - c.p);
+  return c.bad ? -1 : 0;
+}
+
+static uint16_t get_u16(const uint8_t *p, size_t i) {
+  return (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+}
+
+static uint64_t get_u64(const uint8_t *p, size_t i) {
+  uint64_t v = 0;
+  for (int k = 7; k >= 0; k--)
+    v = (v << 8) | p[8 * i + (size_t)k];
+  return v;
+}
+
+static void put_u64(amc_buf_t *b, uint64_t v) {
+  uint8_t t[8];
+  for (int k = 0; k < 8; k++)
+    t[k] = (uint8_t)(v >> (8 * k));
+  amc_buf_append(b, t, 8);
+}
+
+/* Is every slot the entry read still unstamped since it was made? */
+static int ent_valid(const amc_rules_engine_t *e, const memo_ent_t *m,
+                     const pack_view_t *v) {
+  for (size_t i = 0; i < v->n_slots; i++)
+    if (e->memo_ticks[get_u16(v->slots, i)] > m->tick)
+      return 0;
+  return 1;
+}
+
+static size_t ent_find(const memo_key_t *k, uint64_t h) {
+  size_t lo = 0, hi = k ? k->n : 0;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (k->ents[mid].hash < h)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return k && lo < k->n && k->ents[lo].hash == h ? lo : SIZE_MAX;
+}
+
+static void items_push(amc_rules_engine_t *e, memo_item_t it) {
+  if (e->memo_items_n == e->memo_items_cap) {
+    size_t nc = e->memo_items_cap ? e->memo_items_cap * 2 : 16;
+    memo_item_t *v = realloc(e->memo_items, nc * sizeof *v);
+    if (!v)
+      abort();
+    e->memo_items = v;
+    e->memo_items_cap = nc;
+  }
+  e->memo_items[e->memo_items_n++] = it;
+}
+
+/* Decompresses entry i of the translation's key into e->memo_plain and
+ * checks it is `sub`'s. Returns a cursor after the subkey, or .bad. */
+static cur_t plain_of(amc_rules_engine_t *e, size_t i, const char *sub,
+                      size_t sub_len, pack_view_t *v) {
+  cur_t c = {NULL, NULL, 1};
+  memo_key_t *k = e->memo_cur;
+  if (pack_view(k, &k->ents[i], v) != 0)
+    return c;
+  amc_buf_reset(&e->memo_plain);
+  if (amc_lz_decompress(k->dict, k->dict_len, v->lz, v->lz_len,
+                        &e->memo_plain) != 0)
+    return c;
+  c = (cur_t){(const uint8_t *)e->memo_plain.data,
+              (const uint8_t *)e->memo_plain.data + e->memo_plain.len, 0};
+  size_t n = get_uv(&c);
+  const uint8_t *s = get_bytes(&c, n);
+  if (c.bad || n != sub_len || memcmp(s, sub, n) != 0)
+    c.bad = 1; /* another subkey with the same hash: not this one */
+  return c;
 }
 
 /* host.memo_get(subkey): the entry's replay data, or nil. */
 static int host_memo_get(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
-  const char *sub = luaL_checkstring(L, 1);
+  size_t sub_len;
+  const char *sub = luaL_checklstring(L, 1, &sub_len);
   if (e->frame_open)
     return luaL_error(L, "rt.memo: memoized calls cannot nest");
-  memo_entry_t *m =
-      e->memo_replay && e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
-  if (!m || m->invalid) {
+  e->memo_got = SIZE_MAX;
+  size_t i =
+      e->memo_replay ? ent_find(e->memo_cur, fnv64(sub, sub_len)) : SIZE_MAX;
+  if (i == SIZE_MAX || e->memo_cur->taken[i]) {
+    lua_pushnil(L);
+    return 1;
+  }
+  memo_ent_t *m = &e->memo_cur->ents[i];
+  pack_view_t v;
+  if (pack_view(e->memo_cur, m, &v) != 0 || !ent_valid(e, m, &v)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  cur_t c = plain_of(e, i, sub, sub_len, &v);
+  size_t blob_len = get_uv(&c);
+  const uint8_t *blob = get_bytes(&c, blob_len);
+  if (c.bad) {
     lua_pushnil(L);
     return 1;
   }
   char err[200];
-  if (amc_json_decode(L, m->blob, m->blob_len, err, sizeof err) != 0 ||
+  if (amc_json_decode_canonical(L, (const char *)blob, blob_len, err,
+                                sizeof err) != 0 ||
       !lua_istable(L, -1))
-    return luaL_error(L, "rt.memo: corrupt entry %s: %s", sub, err);
-  lua_createtable(L, (int)m->n_objs, 0);
-  for (size_t i = 0; i < m->n_objs; i++) {
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  size_t n_objs = get_uv(&c);
+  if (n_objs != v.n_cks)
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  lua_createtable(L, (int)n_objs, 0);
+  for (size_t j = 0; j < n_objs; j++) {
     lua_createtable(L, 4, 0);
-    lua_pushstring(L, m->objs[i].type);
+    size_t tl = get_uv(&c);
+    const uint8_t *ty = get_bytes(&c, tl);
+    size_t nl = get_uv(&c);
+    const uint8_t *nm = get_bytes(&c, nl);
+    size_t rl = get_uv(&c);
+    const uint8_t *tr = rl ? get_bytes(&c, rl - 1) : NULL;
+    if (c.bad)
+      return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+    lua_pushlstring(L, (const char *)ty, tl);
     lua_rawseti(L, -2, 1);
-    lua_pushstring(L, m->objs[i].name);
+    lua_pushlstring(L, (const char *)nm, nl);
     lua_rawseti(L, -2, 2);
-    char ck[17];
-    snprintf(ck, sizeof ck, "%016" PRIx64, m->objs[i].cksum);
-    lua_pushstring(L, ck);
+    char ck[16]; /* as amc_object_cksum: 16 lowercase hex digits */
+    uint64_t x = get_u64(v.cks, j);
+    for (int q = 15; q >= 0; q--, x >>= 4)
+      ck[q] = "0123456789abcdef"[x & 15];
+    lua_pushlstring(L, ck, sizeof ck);
     lua_rawseti(L, -2, 3);
-    if (m->objs[i].tenant_ref) {
-      lua_pushstring(L, m->objs[i].tenant_ref);
+    if (tr) {
+      lua_pushlstring(L, (const char *)tr, rl - 1);
       lua_rawseti(L, -2, 4);
     }
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
   }
   lua_setfield(L, -2, "objs");
+  e->memo_got = i;
+  e->memo_got_reads = (size_t)(c.p - (const uint8_t *)e->memo_plain.data);
   return 1;
 }
 
-static void replay_read(const amc_read_t *r, void *data) {
-  record_read(data, r->kind, r->namespace_, r->name, r->field, r->label,
-              r->value);
-}
-
-/* host.memo_replay(subkey): the entry (just returned by memo_get) is used:
+/* host.memo_replay(subkey): the entry just returned by memo_get is used:
  * its reads become this translation's. */
 static int host_memo_replay(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
-  const char *sub = luaL_checkstring(L, 1);
-  memo_entry_t *m = e->memo_old ? amc_strmap_get(e->memo_old, sub) : NULL;
-  if (!m || m->invalid)
+  size_t sub_len;
+  const char *sub = luaL_checklstring(L, 1, &sub_len);
+  size_t i = e->memo_got;
+  memo_key_t *k = e->memo_cur;
+  if (i == SIZE_MAX || !k || k->ents[i].hash != fnv64(sub, sub_len) ||
+      k->taken[i])
     return luaL_error(L, "rt.memo: no entry %s to replay", sub);
-  amc_strmap_del(e->memo_old, sub);
-  memo_entry_t *old = NULL;
-  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
-  if (old) /* the same subkey twice in one translation */
-    memo_forget(e, old);
-  amc_deps_foreach_read(e->memo_deps, memo_dkey(m).s, replay_read, e);
+  e->memo_got = SIZE_MAX;
+  k->taken[i] = 1;
+  items_push(e, (memo_item_t){k->ents[i], NULL, 0});
+  const uint8_t *base = (const uint8_t *)e->memo_plain.data;
+  cur_t c = {base + e->memo_got_reads, base + e->memo_plain.len, 0};
+  size_t n = get_uv(&c);
+  for (size_t j = 0; j < n && !c.bad; j++) {
+    /* six optional strings, copied NUL-terminated into a scratch buffer */
+    const char *f[6];
+    amc_buf_reset(&e->memo_scratch);
+    size_t off[6];
+    for (int q = 0; q < 6; q++) {
+      size_t l = get_uv(&c);
+      const uint8_t *s = l ? get_bytes(&c, l - 1) : NULL;
+      off[q] = SIZE_MAX;
+      if (s) {
+        off[q] = e->memo_scratch.len;
+        amc_buf_append(&e->memo_scratch, s, l - 1);
+        amc_buf_putc(&e->memo_scratch, '\0');
+      }
+    }
+    if (c.bad)
+      break;
+    for (int q = 0; q < 6; q++)
+      f[q] = off[q] == SIZE_MAX ? NULL : e->memo_scratch.data + off[q];
+    record_read(e, f[0], f[1], f[2], f[3], f[4], f[5]);
+  }
+  if (c.bad)
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
   e->memo_hits++;
   return 0;
+}
+
+/* Adds the slot of the object (kind, ns, name) to the open frame. */
+static void frame_slot(amc_rules_engine_t *e, const char *kind, const char *ns,
+                       const char *name) {
+  if (e->frame_ns == e->frame_slots_cap) {
+    size_t nc = e->frame_slots_cap ? e->frame_slots_cap * 2 : 8;
+    uint16_t *v = realloc(e->frame_slots, nc * sizeof *v);
+    if (!v)
+      abort();
+    e->frame_slots = v;
+    e->frame_slots_cap = nc;
+  }
+  amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
+  e->frame_slots[e->frame_ns++] = read_slot(&r);
 }
 
 /* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
@@ -1997,21 +2341,28 @@ static int host_memo_begin(lua_State *L) {
   frame_reset(e);
   e->frame_open = 1;
   e->memo_misses++;
+  /* The root and the inputs: the entry depends on them, but they are no
+   * read of the call (the translation read them itself: the root, and the
+   * inputs through a list), so they go to its slots only. */
   const amc_store_obj_t *o = e->cur_obj;
-  record_read(e, o->kind, o->namespace_, o->name, NULL, NULL, NULL);
+  frame_slot(e, o->kind, o->namespace_, o->name);
   int n = lua_gettop(L);
   for (int i = 2; i + 2 <= n; i += 3) {
     const char *kind = luaL_checkstring(L, i);
     const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
     const char *name = luaL_checkstring(L, i + 2);
-    record_read(e, kind, ns, name, NULL, NULL, NULL);
+    frame_slot(e, kind, ns, name);
   }
   return 0;
 }
 
-/* host.memo_end(subkey, data, objs): stores the call's replay data (a
- * table, encoded canonically) and the objects it added ({type, name,
- * tenant_ref} each); the checksums are filled in by memo_commit. */
+static char *opt_dup(lua_State *L, int i) {
+  return lua_type(L, i) == LUA_TSTRING ? xstrdup(lua_tostring(L, i)) : NULL;
+}
+
+/* host.memo_end(subkey, data, objs): keeps the call's replay data (a
+ * table, encoded canonically), the objects it added ({type, name,
+ * tenant_ref} each) and its reads; packed by memo_finish. */
 static int host_memo_end(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *sub = luaL_checkstring(L, 1);
@@ -2019,45 +2370,56 @@ static int host_memo_end(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   if (!e->frame_open)
     return luaL_error(L, "rt.memo: memo_end without memo_begin");
-  memo_entry_t *m = calloc(1, sizeof *m);
-  if (!m)
-    abort();
   amc_buf_t b = AMC_BUF_INIT;
   char err[300];
   if (amc_json_encode(L, 2, &b, err, sizeof err) < 0) {
     amc_buf_free(&b);
-    free(m);
     return luaL_error(L, "rt.memo: result of %s is not JSON: %s", sub, err);
   }
-  m->blob_len = b.len;
-  m->blob = amc_buf_steal(&b);
   size_t n = lua_rawlen(L, 3);
-  m->objs = calloc(n ? n : 1, sizeof *m->objs);
-  if (!m->objs)
+  for (size_t i = 0; i < n; i++) { /* check before allocating */
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (lua_type(L, -1) != LUA_TSTRING || lua_type(L, -2) != LUA_TSTRING) {
+      amc_buf_free(&b);
+      return luaL_error(L, "rt.memo: objects of %s need a type and a name",
+                        sub);
+    }
+    lua_pop(L, 3);
+  }
+  memo_fresh_t *f = calloc(1, sizeof *f);
+  if (!f)
+    abort();
+  f->sub = xstrdup(sub);
+  f->blob_len = b.len;
+  f->blob = amc_buf_steal(&b);
+  f->objs = calloc(n ? n : 1, sizeof *f->objs);
+  if (!f->objs)
     abort();
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 3, (lua_Integer)i + 1);
     lua_rawgeti(L, -1, 1);
     lua_rawgeti(L, -2, 2);
     lua_rawgeti(L, -3, 3);
-    memo_obj_t *mo = &m->objs[m->n_objs++];
-    mo->type = memo_intern(e, luaL_checkstring(L, -3));
-    mo->name = xstrdup(luaL_checkstring(L, -2));
-    mo->tenant_ref = lua_type(L, -1) == LUA_TSTRING
-                         ? memo_intern(e, lua_tostring(L, -1))
-                         : NULL;
+    memo_fobj_t *mo = &f->objs[f->n_objs++];
+    mo->type = xstrdup(lua_tostring(L, -3));
+    mo->name = xstrdup(lua_tostring(L, -2));
+    mo->tenant_ref = opt_dup(L, -1);
     lua_pop(L, 4);
   }
-  m->reads = e->frame_reads;
-  m->n_reads = e->frame_n;
+  f->reads = e->frame_reads;
+  f->n_reads = e->frame_n;
+  f->slots = malloc((e->frame_ns ? e->frame_ns : 1) * sizeof *f->slots);
+  if (!f->slots)
+    abort();
+  memcpy(f->slots, e->frame_slots, e->frame_ns * sizeof *f->slots);
+  f->n_slots = e->frame_ns;
   e->frame_reads = NULL;
   e->frame_n = e->frame_cap = 0;
   e->frame_open = 0;
-  memo_entry_t *old = NULL;
-  amc_strmap_put(&e->memo_new, sub, m, (void **)&old);
-  e->memo_entries++;
-  if (old)
-    memo_forget(e, old);
+  items_push(e,
+             (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, 0}, f, 0});
   return 0;
 }
 
@@ -2072,19 +2434,20 @@ static void memo_register(lua_State *L) {
   lua_setfield(L, -2, "memo_end");
 }
 
-/* Translation start: the key's entries become memo_old. */
+/* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   frame_reset(e);
   e->memo_replay = replay;
-  e->memo_old = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
+  e->memo_got = SIZE_MAX;
+  e->memo_items_n = 0;
+  e->memo_cur = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
+  if (e->memo_cur) {
+    free(e->memo_cur->taken);
+    e->memo_cur->taken = calloc(e->memo_cur->n ? e->memo_cur->n : 1, 1);
+    if (!e->memo_cur->taken)
+      abort();
+  }
 }
-
-typedef struct {
-  amc_rules_engine_t *e;
-  amc_translation_t *t;
-  amc_strmap_t *old;
-  amc_buf_t b;
-} commit_t;
 
 static const amc_avi_object_t *find_object(const amc_translation_t *t,
                                            const char *type, const char *name) {
@@ -2105,50 +2468,118 @@ static const amc_avi_object_t *find_object(const amc_translation_t *t,
   return NULL;
 }
 
-/* A new entry: checksums from the translation's objects, reads into the
- * index. Returns 1 (drop it) when an object is missing. */
-static int commit_visit(const char *sub, void *value, void *data) {
-  commit_t *c = data;
-  memo_entry_t *m = value;
-  if (!m->reads)
-    return 0; /* replayed: unchanged */
-  for (size_t i = 0; i < m->n_objs; i++) {
-    const amc_avi_object_t *o =
-        find_object(c->t, m->objs[i].type, m->objs[i].name);
-    if (!o || !o->cksum[0]) {
-      memo_entry_free(m);
-      c->e->memo_entries--;
-      return 1;
+/* Remembers that `r` (a filtered list) filters its kind on its path, so
+ * that changes to that kind stamp the lists on their values there. */
+static void note_path(amc_rules_engine_t *e, const amc_read_t *r) {
+  amc_buf_t p = AMC_BUF_INIT;
+  amc_buf_printf(&p, "%s:%s", r->field ? "f" : "l",
+                 r->field ? r->field : r->label);
+  for (size_t i = 0; i < e->memo_n_paths; i++) {
+    if (strcmp(e->memo_paths[i].kind, r->kind) == 0 &&
+        strcmp(e->memo_paths[i].path, p.data) == 0) {
+      amc_buf_free(&p);
+      return;
     }
-    m->objs[i].cksum = strtoull(o->cksum, NULL, 16);
   }
-  (void)sub;
-  amc_deps_update(c->e->memo_deps, memo_dkey(m).s, m->reads, m->n_reads);
-  for (size_t i = 0; i < m->n_reads; i++)
-    read_free(&m->reads[i]);
-  free(m->reads);
-  m->reads = NULL;
-  m->n_reads = 0;
-  return 0;
+  memo_path_t *v =
+      realloc(e->memo_paths, (e->memo_n_paths + 1) * sizeof *e->memo_paths);
+  if (!v)
+    abort();
+  e->memo_paths = v;
+  v[e->memo_n_paths++] = (memo_path_t){xstrdup(r->kind), amc_buf_steal(&p)};
 }
 
-static int drop_visit(const char *sub, void *value, void *data) {
-  (void)sub;
-  commit_t *c = data;
-  memo_forget(c->e, value);
-  return 1;
+static int u16_cmp(const void *a, const void *b) {
+  return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
-/* Fresh entries are dropped; replayed ones go back to memo_old. */
-static int rollback_visit(const char *sub, void *value, void *data) {
-  commit_t *c = data;
-  memo_entry_t *m = value;
-  if (m->reads || !c->old) {
-    memo_forget(c->e, m); /* fresh: not in the index (no-op there) */
-  } else {
-    amc_strmap_put(c->old, sub, m, NULL);
+/* Packs a fresh entry (see the top of this section) for key `k`, taking
+ * the checksums from `t`. Returns 0, or -1 when one of its objects is not
+ * in t (dropped). The key's first pack makes its dictionary. */
+static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
+                      const amc_translation_t *t, memo_item_t *it) {
+  memo_fresh_t *f = it->fresh;
+  amc_buf_t *b = &e->memo_plain, *d = &e->memo_scratch;
+  uint64_t *cks = calloc(f->n_objs ? f->n_objs : 1, sizeof *cks);
+  uint16_t *slots = calloc(f->n_reads + f->n_slots + 1, sizeof *slots);
+  if (!cks || !slots)
+    abort();
+  int rc = -1;
+  for (size_t i = 0; i < f->n_objs; i++) {
+    const amc_avi_object_t *o =
+        find_object(t, f->objs[i].type, f->objs[i].name);
+    if (!o || !o->cksum[0])
+      goto done;
+    cks[i] = strtoull(o->cksum, NULL, 16);
   }
-  return 1;
+  amc_buf_reset(b);
+  put_str(b, f->sub, strlen(f->sub));
+  put_str(b, f->blob, f->blob_len);
+  put_uv(b, f->n_objs);
+  for (size_t i = 0; i < f->n_objs; i++) {
+    put_str(b, f->objs[i].type, strlen(f->objs[i].type));
+    put_str(b, f->objs[i].name, strlen(f->objs[i].name));
+    put_ostr(b, f->objs[i].tenant_ref);
+  }
+  put_uv(b, f->n_reads);
+  size_t n_slots = f->n_slots;
+  memcpy(slots, f->slots, f->n_slots * sizeof *slots);
+  for (size_t i = 0; i < f->n_reads; i++) {
+    const amc_read_t *r = &f->reads[i];
+    put_ostr(b, r->kind);
+    put_ostr(b, r->namespace_);
+    put_ostr(b, r->name);
+    put_ostr(b, r->field);
+    put_ostr(b, r->label);
+    put_ostr(b, r->value);
+    if (!r->name && r->value && (r->field || r->label))
+      note_path(e, r);
+    slots[n_slots++] = read_slot(r);
+  }
+  qsort(slots, n_slots, sizeof *slots, u16_cmp);
+  size_t u = 0;
+  for (size_t i = 0; i < n_slots; i++)
+    if (!u || slots[u - 1] != slots[i])
+      slots[u++] = slots[i];
+  if (!k->dict) {
+    /* capped: compressing costs a pass over the dictionary */
+    k->dict_len = b->len < MEMO_DICT_MAX ? b->len : MEMO_DICT_MAX;
+    k->dict = malloc(k->dict_len ? k->dict_len : 1);
+    if (!k->dict)
+      abort();
+    memcpy(k->dict, b->data, k->dict_len);
+  }
+  amc_buf_reset(d);
+  put_uv(d, u);
+  for (size_t i = 0; i < u; i++) {
+    uint8_t s[2] = {(uint8_t)slots[i], (uint8_t)(slots[i] >> 8)};
+    amc_buf_append(d, s, 2);
+  }
+  put_uv(d, f->n_objs);
+  for (size_t i = 0; i < f->n_objs; i++)
+    put_u64(d, cks[i]);
+  amc_lz_compress(k->dict, k->dict_len, b->data, b->len, d);
+  rc = 0;
+done:
+  free(cks);
+  free(slots);
+  fresh_free(f);
+  it->fresh = NULL;
+  if (rc == 0) { /* into memo_packs until the key's new block is made */
+    it->ent.len = (uint32_t)d->len;
+    it->ent.off = (uint32_t)e->memo_packs.len;
+    it->packed = 1;
+    amc_buf_append(&e->memo_packs, d->data, d->len);
+  }
+  return rc;
+}
+
+static int item_cmp(const void *a, const void *b) {
+  const memo_item_t *x = a, *y = b;
+  if (x->ent.hash != y->ent.hash)
+    return x->ent.hash < y->ent.hash ? -1 : 1;
+  /* same subkey twice: the later one (made later, or fresh) first */
+  return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1) : 0;
 }
 
 /* Translation end: on success the key's entries are exactly those this
@@ -2158,48 +2589,147 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   free(e->frame_reads);
   e->frame_reads = NULL;
   e->frame_cap = 0;
-  commit_t c = {e, t, e->memo_old, AMC_BUF_INIT};
+  free(e->frame_slots);
+  e->frame_slots = NULL;
+  e->frame_slots_cap = 0;
+  memo_key_t *k = e->memo_cur;
+  e->memo_cur = NULL;
   if (t->error) {
-    amc_strmap_foreach(&e->memo_new, rollback_visit, &c);
-    amc_strmap_clear(&e->memo_new, NULL);
-  } else {
-    /* Leftovers first: one may have the subkey of a new entry (replay
-     * refused, run again), whose reads must not go with it. */
-    amc_strmap_t *old = amc_strmap_del(&e->memo, t->key);
-    if (old) {
-      amc_strmap_foreach(old, drop_visit, &c);
-      amc_strmap_clear(old, NULL);
-      free(old);
+    for (size_t i = 0; i < e->memo_items_n; i++)
+      fresh_free(e->memo_items[i].fresh); /* replayed ones stay k's */
+    e->memo_items_n = 0;
+    if (k) {
+      free(k->taken);
+      k->taken = NULL;
     }
-    amc_strmap_foreach(&e->memo_new, commit_visit, &c);
-    if (e->memo_new.count) {
-      amc_strmap_t *m = malloc(sizeof *m);
-      if (!m)
-        abort();
-      *m = e->memo_new;
-      amc_strmap_put(&e->memo, t->key, m, NULL);
-    } else {
-      amc_strmap_clear(&e->memo_new, NULL);
-    }
+    return;
   }
-  e->memo_new = (amc_strmap_t)AMC_STRMAP_INIT;
-  e->memo_old = NULL;
-  amc_buf_free(&c.b);
+  if (!k && e->memo_items_n) {
+    k = calloc(1, sizeof *k);
+    if (!k)
+      abort();
+    amc_strmap_put(&e->memo, t->key, k, NULL);
+  }
+  if (!k)
+    return;
+  /* The key's entries become those replayed (their packs still in the
+   * old block) and those made now (packed into memo_packs), in one new
+   * block; the others go with the old block. */
+  e->memo_entries -= k->n;
+  free(k->ents);
+  free(k->taken);
+  k->ents = NULL;
+  k->taken = NULL;
+  k->n = 0;
+  amc_buf_reset(&e->memo_packs);
+  size_t n = 0;
+  for (size_t i = 0; i < e->memo_items_n; i++) {
+    memo_item_t *it = &e->memo_items[i];
+    if (it->fresh && fresh_pack(e, k, t, it) != 0)
+      continue;
+    e->memo_items[n++] = *it;
+  }
+  e->memo_items_n = 0;
+  if (n > 1)
+    qsort(e->memo_items, n, sizeof *e->memo_items, item_cmp);
+  size_t total = 0, kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    memo_item_t *it = &e->memo_items[i];
+    if (kept && e->memo_items[kept - 1].ent.hash == it->ent.hash)
+      continue; /* an older one of the same subkey */
+    e->memo_items[kept++] = *it;
+    total += it->ent.len;
+  }
+  uint8_t *block = total ? malloc(total) : NULL;
+  if (kept) {
+    k->ents = malloc(kept * sizeof *k->ents);
+    if (!k->ents || !block)
+      abort();
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < kept; i++) {
+    memo_item_t *it = &e->memo_items[i];
+    const uint8_t *src = it->packed
+                             ? (const uint8_t *)e->memo_packs.data + it->ent.off
+                             : k->block + it->ent.off;
+    memcpy(block + off, src, it->ent.len);
+    it->ent.off = (uint32_t)off;
+    off += it->ent.len;
+    k->ents[k->n++] = it->ent;
+  }
+  free(k->block);
+  k->block = block;
+  if (e->memo_packs.cap > 65536) /* a burst: give the memory back */
+    amc_buf_free(&e->memo_packs);
+  e->memo_entries += k->n;
+  if (!k->n)
+    memo_key_free(amc_strmap_del(&e->memo, t->key));
+  if (e->memo_items_cap > 256) { /* a burst: give the memory back */
+    free(e->memo_items);
+    e->memo_items = NULL;
+    e->memo_items_cap = 0;
+  }
 }
 
-static void invalidate_key(const char *dkey, void *data) {
-  amc_rules_engine_t *e = data;
-  uintptr_t p = (uintptr_t)strtoull(dkey, NULL, 16);
-  memo_entry_t *m = (memo_entry_t *)p;
-  if (m)
-    m->invalid = 1;
-  amc_deps_remove(e->memo_deps, dkey);
+typedef struct {
+  amc_rules_engine_t *e;
+  const char *kind, *ns;
+  const amc_read_t *path; /* its field or label */
+} stamp_t;
+
+static void stamp(amc_rules_engine_t *e, uint16_t slot) {
+  e->memo_ticks[slot] = e->memo_now;
 }
 
-static int forget_visit(const char *sub, void *value, void *data) {
-  (void)sub;
-  memo_forget(data, value);
-  return 1;
+/* amc_json_string_fn: stamps the filtered lists on `value`. */
+static void stamp_value(const char *s, size_t len, void *ud) {
+  stamp_t *st = ud;
+  slot_hash_t h = sh_start('f');
+  sh_str(&h, st->kind);
+  sh_str(&h, st->ns);
+  sh_path(&h, st->path);
+  sh_part(&h, s, len);
+  stamp(st->e, sh_slot(&h));
+  h = sh_start('F');
+  sh_str(&h, st->kind);
+  sh_path(&h, st->path);
+  sh_part(&h, s, len);
+  stamp(st->e, sh_slot(&h));
+}
+
+static void stamp_path(stamp_t *st, const char *path, const char *old_json,
+                       const char *new_json) {
+  const char *segs[FIELD_MAX_DEPTH];
+  size_t depth = 0;
+  char buf[256];
+  if (path[0] == 'l') {
+    segs[0] = "metadata";
+    segs[1] = "labels";
+    segs[2] = path + 2;
+    depth = 3;
+  } else {
+    depth = split_field(path + 2, buf, sizeof buf, segs);
+    if (!depth)
+      return; /* rt.list refuses such paths: nothing read them */
+  }
+  amc_read_t r = {0};
+  if (path[0] == 'l')
+    r.label = (char *)path + 2;
+  else
+    r.field = (char *)path + 2;
+  st->path = &r;
+  if (old_json)
+    amc_json_strings_at(old_json, strlen(old_json), segs, depth, stamp_value,
+                        st);
+  if (new_json)
+    amc_json_strings_at(new_json, strlen(new_json), segs, depth, stamp_value,
+                        st);
+  st->path = NULL; /* r goes */
+}
+
+static void memo_drop_all(amc_rules_engine_t *e) {
+  amc_strmap_clear(&e->memo, memo_key_free);
+  e->memo_entries = 0;
 }
 
 void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
@@ -2207,63 +2737,72 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
                               const char *old_json, const char *new_json) {
   if (!e || !e->memo_on)
     return;
-  amc_deps_affected(e->memo_deps, kind, ns, name, old_json, new_json,
-                    invalidate_key, e);
+  if (e->memo_now == UINT32_MAX) { /* the clock wraps: start afresh */
+    memo_drop_all(e);
+    memset(e->memo_ticks, 0, MEMO_SLOTS * sizeof *e->memo_ticks);
+    e->memo_now = 1;
+  }
+  e->memo_now++;
+  if (!ns)
+    ns = "";
+  stamp_t st = {e, kind, ns, NULL};
+  amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
+  stamp(e, read_slot(&r)); /* the object */
+  r.name = NULL;
+  stamp(e, read_slot(&r)); /* its namespace's list */
+  r.namespace_ = NULL;
+  stamp(e, read_slot(&r)); /* every namespace's list */
+  for (size_t i = 0; i < e->memo_n_paths && (old_json || new_json); i++)
+    if (strcmp(e->memo_paths[i].kind, kind) == 0)
+      stamp_path(&st, e->memo_paths[i].path, old_json, new_json);
   if (!new_json) {
     /* A translation key's own object is gone: so are its entries. */
-    amc_buf_t k = AMC_BUF_INIT;
-    amc_buf_printf(&k, "%s/%s/%s", kind, ns ? ns : "", name);
-    amc_strmap_t *m = amc_strmap_del(&e->memo, k.data);
-    if (m) {
-      amc_strmap_foreach(m, forget_visit, e);
-      amc_strmap_clear(m, NULL);
-      free(m);
+    amc_buf_t b = AMC_BUF_INIT;
+    amc_buf_printf(&b, "%s/%s/%s", kind, ns, name);
+    memo_key_t *k = amc_strmap_del(&e->memo, b.data);
+    if (k) {
+      e->memo_entries -= k->n;
+      memo_key_free(k);
     }
-    amc_buf_free(&k);
+    amc_buf_free(&b);
   }
-}
-
-static void free_gw_memo(void *p) {
-  amc_strmap_t *m = p;
-  amc_strmap_clear(m, memo_entry_free);
-  free(m);
 }
 
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
   if (on && !e->memo_on) {
-    e->memo_deps = amc_deps_new(MEMO_SEP); /* no key is a root object */
-    if (!e->memo_deps)
+    e->memo_ticks = calloc(MEMO_SLOTS, sizeof *e->memo_ticks);
+    if (!e->memo_ticks)
       return -1;
+    e->memo_now = 1;
     e->memo_on = 1;
   } else if (!on && e->memo_on) {
-    amc_strmap_clear(&e->memo, free_gw_memo);
-    amc_strmap_clear(&e->memo_intern, NULL);
-    amc_deps_free(e->memo_deps);
-    e->memo_deps = NULL;
-    e->memo_entries = 0;
+    memo_drop_all(e);
+    free(e->memo_ticks);
+    e->memo_ticks = NULL;
+    for (size_t i = 0; i < e->memo_n_paths; i++) {
+      free(e->memo_paths[i].kind);
+      free(e->memo_paths[i].path);
+    }
+    free(e->memo_paths);
+    e->memo_paths = NULL;
+    e->memo_n_paths = 0;
+    free(e->memo_items);
+    e->memo_items = NULL;
+    e->memo_items_n = e->memo_items_cap = 0;
+    amc_buf_free(&e->memo_plain);
+    amc_buf_free(&e->memo_scratch);
+    amc_buf_free(&e->memo_packs);
     e->memo_on = 0;
   }
   return 0;
 }
 
-typedef struct {
-  size_t bytes;
-} msize_t;
-
-static int msize_entry(const char *sub, void *value, void *data) {
-  msize_t *s = data;
-  memo_entry_t *m = value;
-  s->bytes += sizeof *m + strlen(sub) + 1 + 32 + m->blob_len + 1 +
-              m->n_objs * sizeof *m->objs;
-  for (size_t i = 0; i < m->n_objs; i++)
-    s->bytes += strlen(m->objs[i].name) + 1;
-  return 0;
-}
-
 static int msize_key(const char *key, void *value, void *data) {
-  msize_t *s = data;
-  s->bytes += strlen(key) + 1 + 32 + sizeof(amc_strmap_t);
-  amc_strmap_foreach(value, msize_entry, data);
+  size_t *bytes = data;
+  const memo_key_t *k = value;
+  *bytes += strlen(key) + 1 + sizeof *k + k->dict_len + k->n * sizeof *k->ents;
+  for (size_t i = 0; i < k->n; i++)
+    *bytes += k->ents[i].len;
   return 0;
 }
 
@@ -2272,10 +2811,10 @@ void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
   memset(st, 0, sizeof *st);
   if (!e->memo_on)
     return;
-  msize_t s = {0};
-  amc_strmap_foreach((amc_strmap_t *)&e->memo, msize_key, &s);
+  size_t bytes = 0; /* plus the fixed stamp table, MEMO_SLOTS x 4 */
+  amc_strmap_foreach((amc_strmap_t *)&e->memo, msize_key, &bytes);
   st->entries = e->memo_entries;
-  st->bytes = s.bytes;
+  st->bytes = bytes;
   st->hits = e->memo_hits;
   st->misses = e->memo_misses;
 }
@@ -2549,6 +3088,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   gen_free(e->active);
   amc_rules_engine_set_memo(e, 0);
   free(e->frame_reads);
+  free(e->frame_slots);
   if (e->timer_tid)
     timer_delete(e->timer);
   free(e->runtime_dir);

@@ -137,23 +137,31 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *namespace_,
                                               const char *name);
 
-/* Memo (off by default; `amc run` turns it on). rt.memo(ctx, inputs, key,
- * fn, ...) in the rules (runtime/lua/rt.lua; docs/rules-contract.md) runs
- * fn once and keeps, per translation key and memo key, what the call
- * produced: its result, the order of its out:get / out:add / diagnostic
- * events, the (type, name, checksum) of the objects it added, and its reads
- * (plus the root object and `inputs`). The next translation of the same
- * translation key replays the entry instead of running fn when the entry
- * is still valid: nothing it read has changed (amc_rules_engine_changed
- * drops entries by the same dependency rules as deps.h) and its
- * out:get answers are the same at this point of the translation. A replay
- * re-records the entry's reads, adds the same diagnostics and adds the
- * objects as unchanged objects (translation.h: no body, the checksum of
- * the body last produced), so that a translation with replays differs from
- * one without only in that. After a successful translation the key's
- * entries are exactly those it used or made; a failed one keeps the old
- * ones. Memory: per entry the result JSON, the event list, object names
- * and the reads in a dependency index -- no object bodies.
+/* Memo (off in a new engine; `amc run` turns it on unless
+ * --incremental=false). rt.memo(ctx, inputs, key, fn, ...) in the rules
+ * (runtime/lua/rt.lua; docs/rules-contract.md) runs fn once and keeps, per
+ * translation key and memo key, what the call produced: its result, the
+ * order of its out:get / out:add / diagnostic events, the (type, name,
+ * checksum) of the objects it added, and its reads. The next translation
+ * of the same translation key replays the entry instead of running fn
+ * when the entry is still valid: nothing it read, none of `inputs` and not
+ * the root object has changed since it was made (amc_rules_engine_changed
+ * stamps what a change affects, by the same dependency rules as deps.h),
+ * and its out:get answers are the same at this point of the translation.
+ * A replay records the entry's reads (exactly fn's: the root and the
+ * inputs are not re-recorded, the translation read them itself), adds the
+ * same diagnostics and adds the objects as unchanged objects
+ * (translation.h: no body, the checksum of the body last produced), so
+ * that a translation with replays differs from one without only in that.
+ * After a successful translation the key's entries are exactly those it
+ * used or made; a failed one keeps the old ones.
+ *
+ * Memory: an entry is one byte string (result, events, object names and
+ * checksums, reads) compressed against a dictionary per translation key
+ * (~0.2 KB for a VirtualService route) plus 24 bytes; validity is checked
+ * against a fixed table of 65536 stamps (256 KB), not a reverse index:
+ * reads hash to slots, so a change may make an unrelated entry run again
+ * (rarely), never replay a stale one.
  *
  * Whoever turns the memo on must report every store change with
  * amc_rules_engine_changed (the controller does), and must hand a
@@ -163,9 +171,11 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
  * (and refreshes the entries). Returns 0, or -1 when out of memory. Turning
  * it off drops every entry. */
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on);
-/* A store change (as deps.h's amc_deps_affected takes it): drops the memo
- * entries that read the object or a list containing it. No-op without the
- * memo. */
+/* A store change (as deps.h's amc_deps_affected takes it: the canonical
+ * JSON before and after, NULL when absent): invalidates the memo entries
+ * that read the object, a list containing it, or a filtered list on its
+ * values before or after; when the object is a translation key's root and
+ * is gone, that key's entries are freed. No-op without the memo. */
 void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
                               const char *ns, const char *name,
                               const char *old_json, const char *new_json);
@@ -176,8 +186,8 @@ amc_translation_t *amc_rules_engine_translate_full(amc_rules_engine_t *e,
                                                    const char *name);
 typedef struct {
   size_t entries;        /* memo entries kept */
-  size_t bytes;          /* their size (entries, names, result JSON; not the
-                            dependency index) */
+  size_t bytes;          /* their size (packed entries, their arrays and the
+                            keys' dictionaries; not the fixed 256 KB table) */
   uint64_t hits, misses; /* replays and calls run, since the start */
 } amc_rules_memo_stats_t;
 void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,

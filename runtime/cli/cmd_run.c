@@ -545,10 +545,11 @@ static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
     amc_rules_engine_free(e);
     return NULL;
   }
-  /* --incremental: re-translate only what changed after a store change
-   * (rules_engine.h "Memo"); the controller reports changes and falls back
-   * to full translations. Off by default: it trades memory (~2.4 KB per
-   * VirtualService virtual host) for latency on large Gateways. */
+  /* --incremental (default on): re-translate only what changed after a
+   * store change (rules_engine.h "Memo"); the controller reports changes
+   * and falls back to full translations. It costs ~0.2 KB per
+   * VirtualService virtual host (compressed entries) and a fixed 256 KB;
+   * --incremental=false turns it off. */
   if (r->cfg.incremental && amc_rules_engine_set_memo(e, 1) != 0) {
     amc_rules_engine_free(e);
     snprintf(err, errlen, "out of memory");

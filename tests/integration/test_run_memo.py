@@ -2,12 +2,12 @@
 AVI simulator: a randomised sequence of input changes -- route weights,
 hosts, matches, Service ports, endpoints, DestinationRule subsets,
 VirtualService deletes and adds, one-off AVI write failures -- applied to
-`amc run --incremental` (memo on); after each batch the objects on the
+`amc run` (the memo is on by default); after each batch the objects on the
 simulator must be exactly those of a fresh full translation (`amc translate` of the same
 files): same (type, name) set and, for each, the same amc-cksum marker
 (the hash of the object's canonical JSON). It also checks that replays
 happened (translate.done unchanged>0), so the test cannot pass by always
-translating in full.
+translating in full. With --incremental=false nothing is ever replayed.
 
 AMC_MEMO_SEED picks the sequence (default: a fixed seed); AMC_MEMO_STEPS
 its length."""
@@ -300,17 +300,34 @@ class MemoTest(unittest.TestCase):
                       "(sim vs expected): %s\n%s" % (
                           what, diff[:20], self.run_.logs()[-4000:]))
 
+    def start(self, *extra):
+        self.run_ = runlib.AmcRun(self.fs, "--cluster", CLUSTER,
+                                  "--avi-rate", "100000", "--avi-burst",
+                                  "1000", "--fs-debounce-ms", "0", *extra,
+                                  sim=self.sim, workdir=self.tmp)
+        self.run_.wait_ready()
+
+    def test_incremental_false_never_replays(self):
+        rnd = random.Random(7)
+        mesh = Mesh(self.fs, rnd)
+        self.start("--incremental=false")
+        self.assert_converges("the initial sync (memo off)")
+        for step in range(5):
+            what = mesh.change()
+            self.assert_converges("step %d (memo off): %s" % (step, what))
+        done = self.run_.log_events("translate.done")
+        self.assertTrue(done)
+        self.assertEqual([e for e in done
+                          if int(e.get("unchanged", "0")) > 0], [])
+        self.assertEqual(self.run_.stop(), 0)
+
     def test_random_changes_match_full_translation(self):
         seed = int(os.environ.get("AMC_MEMO_SEED", "4242"))
         steps = int(os.environ.get("AMC_MEMO_STEPS", "40"))
         rnd = random.Random(seed)
         mesh = Mesh(self.fs, rnd)
-        self.run_ = runlib.AmcRun(self.fs, "--cluster", CLUSTER,
-                                  "--avi-rate", "100000", "--avi-burst",
-                                  "1000", "--fs-debounce-ms", "0",
-                                  "--incremental",
-                                  sim=self.sim, workdir=self.tmp)
-        self.run_.wait_ready()
+        # the memo is on by default (no --incremental needed)
+        self.start()
         self.assert_converges("the initial sync (seed %d)" % seed)
         done = []
         for step in range(steps):

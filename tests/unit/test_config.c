@@ -40,6 +40,14 @@ static void test_defaults_and_dry_run(void **state) {
   assert_int_equal(c.admin_port, 8081);
   assert_true(c.istio_enabled);
   assert_string_equal(c.log_format, "logfmt");
+  assert_true(c.incremental); /* the memo is on by default */
+  amc_config_free(&c);
+  assert_int_equal(load(&c,
+                        ARGV("--source", "fs://examples", "--dry-run",
+                             "--incremental=false"),
+                        ENV()),
+                   0);
+  assert_false(c.incremental);
   amc_config_free(&c);
 }
 

@@ -3,7 +3,10 @@
  * checksum, diagnostics, reads) but with unchanged objects; a change to
  * anything a memoized call read, or to its input object, makes it run
  * again; a replay whose out:get answers would differ runs again;
- * translate_full never replays; a failed translation keeps the entries.
+ * translate_full never replays; a failed translation keeps the entries;
+ * filtered lists (by field, by label) invalidate the entries that read
+ * them, on the object's values before and after a change; turning the
+ * memo off drops everything.
  * Uses the real runtime library (rt.memo) and the fixture rule set
  * tests/unit/fixtures/rules_memo. */
 #include <setjmp.h>
@@ -83,6 +86,19 @@ static void put_vs(fx_t *f, const char *name, const char *svc, int weight) {
   change(f, "VirtualService", "ns", name, json);
 }
 
+/* An Endpoints object: spec.service `svc` (field list), label svc=`label`
+ * (label list); NULL: delete it. */
+static void put_ep(fx_t *f, const char *name, const char *svc,
+                   const char *label) {
+  char json[512];
+  snprintf(json, sizeof json,
+           "{\"kind\":\"Endpoints\",\"metadata\":{\"name\":\"%s\","
+           "\"namespace\":\"ns\",\"labels\":{\"svc\":\"%s\"}},"
+           "\"spec\":{\"service\":\"%s\"}}",
+           name, label ? label : "", svc ? svc : "");
+  change(f, "Endpoints", "ns", name, svc || label ? json : NULL);
+}
+
 static void put_svc(fx_t *f, const char *name, const char *ip) {
   char json[512];
   snprintf(json, sizeof json,
@@ -135,24 +151,28 @@ static size_t same(const amc_translation_t *t, const amc_translation_t *want) {
   return t->n_unchanged;
 }
 
-/* Reads of `t` must include every read of `want` (the memo adds its
- * inputs: the root and the memoized calls' input objects). */
-static void reads_cover(const amc_translation_t *t,
+static const char *ns_or_null(const char *ns) {
+  return ns && *ns ? ns : NULL;
+}
+
+/* The reads of `t` must be exactly those of `want` (both deduplicated and
+ * sorted): a replay records the reads its call made, no more (not the
+ * root or the inputs, which only its entry depends on), no fewer. */
+static void reads_equal(const amc_translation_t *t,
                         const amc_translation_t *want) {
-  for (size_t i = 0; i < want->n_reads; i++) {
-    const amc_read_t *w = &want->reads[i];
-    int found = 0;
-    for (size_t j = 0; j < t->n_reads && !found; j++) {
-      const amc_read_t *r = &t->reads[j];
-      found = str_eq(r->kind, w->kind) &&
-              str_eq(r->namespace_ && *r->namespace_ ? r->namespace_ : NULL,
-                     w->namespace_ && *w->namespace_ ? w->namespace_ : NULL) &&
-              str_eq(r->name, w->name) && str_eq(r->field, w->field) &&
-              str_eq(r->label, w->label) && str_eq(r->value, w->value);
-    }
-    if (!found)
-      fail_msg("read %s %s %s missing", w->kind,
-               w->namespace_ ? w->namespace_ : "", w->name ? w->name : "");
+  for (size_t i = 0; i < want->n_reads || i < t->n_reads; i++) {
+    if (i >= want->n_reads || i >= t->n_reads)
+      fail_msg("reads differ in number: %zu, want %zu", t->n_reads,
+               want->n_reads);
+    const amc_read_t *w = &want->reads[i], *r = &t->reads[i];
+    if (!(str_eq(r->kind, w->kind) &&
+          str_eq(ns_or_null(r->namespace_), ns_or_null(w->namespace_)) &&
+          str_eq(r->name, w->name) && str_eq(r->field, w->field) &&
+          str_eq(r->label, w->label) && str_eq(r->value, w->value)))
+      fail_msg("read %zu: %s %s %s, want %s %s %s", i, r->kind,
+               r->namespace_ ? r->namespace_ : "", r->name ? r->name : "",
+               w->kind, w->namespace_ ? w->namespace_ : "",
+               w->name ? w->name : "");
   }
 }
 
@@ -165,7 +185,7 @@ static size_t check(fx_t *f, uint64_t *hits, uint64_t *misses) {
   amc_translation_t *w =
       amc_rules_engine_translate(f->ref, "Gateway", "ns", "gw");
   size_t n = same(t, w);
-  reads_cover(t, w);
+  reads_equal(t, w);
   amc_translation_free(t);
   amc_translation_free(w);
   amc_rules_memo_stats_t st;
@@ -288,6 +308,54 @@ static void test_gateway_gone_drops_entries(void **state) {
   assert_int_equal(st.bytes, 0);
 }
 
+static void test_filtered_lists_invalidate(void **state) {
+  fx_t *f = *state;
+  uint64_t h, m;
+  mesh(f);
+  check(f, &h, &m);
+  /* An Endpoints of Service a (both lists of r1 and r2 see it). */
+  put_ep(f, "e1", "a", "a");
+  check(f, &h, &m); /* the diagnostic shows ep=1/1: a stale replay fails */
+  assert_int_equal(m, 2);
+  assert_int_equal(h, 2);
+  /* It moves to b: the lists on a (before) and on b (after). */
+  put_ep(f, "e1", "b", "b");
+  check(f, &h, &m);
+  assert_int_equal(m, 3);
+  assert_int_equal(h, 1);
+  /* Only the label moves (a's label list, b's label list). */
+  put_ep(f, "e1", "b", "a");
+  check(f, &h, &m);
+  assert_int_equal(m, 3);
+  /* Endpoints of a Service no route reads: nothing runs. */
+  put_ep(f, "e2", "zzz", "zzz");
+  check(f, &h, &m);
+  assert_int_equal(m, 0);
+  assert_int_equal(h, 4);
+  /* Deleted: the lists it was on (field b, label a). */
+  put_ep(f, "e1", NULL, NULL);
+  check(f, &h, &m);
+  assert_int_equal(m, 3);
+}
+
+static void test_memo_off_drops_entries(void **state) {
+  fx_t *f = *state;
+  uint64_t h, m;
+  mesh(f);
+  check(f, &h, &m);
+  assert_int_equal(check(f, &h, &m), 2);
+  assert_int_equal(amc_rules_engine_set_memo(f->memo, 0), 0);
+  amc_rules_memo_stats_t st;
+  amc_rules_engine_memo_stats(f->memo, &st);
+  assert_int_equal(st.entries, 0);
+  /* off: every call runs, nothing comes unchanged */
+  assert_int_equal(check(f, &h, &m), 0);
+  /* on again: starts empty */
+  assert_int_equal(amc_rules_engine_set_memo(f->memo, 1), 0);
+  assert_int_equal(check(f, &h, &m), 0);
+  assert_int_equal(check(f, &h, &m), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_replay_equals_full, setup, teardown),
@@ -296,6 +364,10 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_failed_translation_keeps_entries,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_filtered_lists_invalidate, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_memo_off_drops_entries, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_gateway_gone_drops_entries, setup,
                                       teardown),
   };

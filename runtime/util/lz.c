@@ -1,0 +1,154 @@
+/* lz.c - LZ77 against a preset dictionary (see lz.h). */
+#include "util/lz.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_MATCH 4
+#define MAX_MATCH (0x7f + MIN_MATCH)
+#define MAX_RUN   0x80
+#define HASH_BITS 11
+#define MAX_CHAIN 8
+
+static uint32_t hash4(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return (v * 2654435761u) >> (32 - HASH_BITS);
+}
+
+static void insert(int32_t *head, int32_t *prev, const uint8_t *v, size_t i) {
+  uint32_t h = hash4(v + i);
+  prev[i] = head[h];
+  head[h] = (int32_t)i;
+}
+
+static void put_varint(amc_buf_t *out, size_t v) {
+  uint8_t b[10];
+  size_t n = 0;
+  do {
+    b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  amc_buf_append(out, b, n);
+}
+
+static void flush_literals(amc_buf_t *out, const uint8_t *p, size_t n) {
+  while (n) {
+    size_t k = n > MAX_RUN ? MAX_RUN : n;
+    uint8_t t = (uint8_t)(k - 1);
+    amc_buf_append(out, &t, 1);
+    amc_buf_append(out, p, k);
+    p += k;
+    n -= k;
+  }
+}
+
+void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
+                     amc_buf_t *out) {
+  /* The virtual text: dictionary then input, so that one search covers
+   * both. */
+  size_t total = dlen + n;
+  uint8_t *v = malloc(total ? total : 1);
+  if (!v)
+    abort();
+  if (dlen)
+    memcpy(v, dict, dlen);
+  if (n)
+    memcpy(v + dlen, in, n);
+  /* Hash chains: head[h] the latest position with hash h, prev[i] the one
+   * before i; the longest of the first MAX_CHAIN candidates wins. */
+  int32_t head[1 << HASH_BITS];
+  memset(head, 0xff, sizeof head); /* -1: empty */
+  int32_t *prev = malloc((total ? total : 1) * sizeof *prev);
+  if (!prev)
+    abort();
+  for (size_t i = 0; i + MIN_MATCH <= dlen; i++)
+    insert(head, prev, v, i);
+  size_t i = dlen, lit = dlen;
+  while (i < total) {
+    size_t best = 0, from = 0;
+    if (i + MIN_MATCH <= total) {
+      size_t max = total - i < MAX_MATCH ? total - i : MAX_MATCH;
+      int32_t c = head[hash4(v + i)];
+      for (int depth = 0; c >= 0 && depth < MAX_CHAIN && best < max;
+           depth++, c = prev[c]) {
+        size_t k = 0;
+        while (k < max && v[(size_t)c + k] == v[i + k])
+          k++;
+        if (k > best) {
+          best = k;
+          from = (size_t)c;
+        }
+      }
+      if (best < MIN_MATCH)
+        best = 0;
+    }
+    if (!best) {
+      if (i + MIN_MATCH <= total)
+        insert(head, prev, v, i);
+      i++;
+      continue;
+    }
+    flush_literals(out, v + lit, i - lit);
+    uint8_t t = (uint8_t)(0x80 | (best - MIN_MATCH));
+    amc_buf_append(out, &t, 1);
+    put_varint(out, i - from);
+    for (size_t j = i; j < i + best && j + MIN_MATCH <= total; j++)
+      insert(head, prev, v, j);
+    i += best;
+    lit = i;
+  }
+  free(prev);
+  flush_literals(out, v + lit, total - lit);
+  free(v);
+}
+
+int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
+                      amc_buf_t *out) {
+  /* Decompress after a copy of the dictionary: matches are then plain
+   * back-references; the copy is removed at the end. */
+  size_t base = out->len;
+  if (dlen)
+    amc_buf_append(out, dict, dlen);
+  const uint8_t *p = in, *end = p + n;
+  while (p < end) {
+    uint8_t t = *p++;
+    if (t < 0x80) {
+      size_t k = (size_t)t + 1;
+      if ((size_t)(end - p) < k)
+        return -1;
+      amc_buf_append(out, p, k);
+      p += k;
+      continue;
+    }
+    size_t len = (size_t)(t & 0x7f) + MIN_MATCH, dist = 0;
+    for (unsigned shift = 0;; shift += 7) {
+      if (p == end || shift > 56)
+        return -1;
+      uint8_t b = *p++;
+      dist |= (size_t)(b & 0x7f) << shift;
+      if (!(b & 0x80))
+        break;
+    }
+    size_t have = out->len - base;
+    if (dist == 0 || dist > have)
+      return -1;
+    char *dst = amc_buf_reserve(out, len);
+    const char *src = dst - dist; /* reserve may move data: take it after */
+    if (dist >= len) {
+      memcpy(dst, src, len);
+    } else {
+      for (size_t k = 0; k < len; k++) /* overlaps: byte by byte */
+        dst[k] = src[k];
+    }
+    amc_buf_commit(out, len);
+  }
+  /* drop the dictionary copy */
+  if (dlen) {
+    memmove(out->data + base, out->data + base + dlen, out->len - base - dlen);
+    out->len -= dlen;
+    out->data[out->len] = '\0';
+  }
+  return 0;
+}

@@ -1,0 +1,100 @@
+/* test_lz.c - util/lz.h: round trips with and without a dictionary,
+ * matches into the dictionary and overlapping ones, long runs, and
+ * malformed input refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/lz.h"
+
+static void roundtrip(const char *dict, size_t dlen, const char *in, size_t n,
+                      size_t *packed) {
+  amc_buf_t c = AMC_BUF_INIT, d = AMC_BUF_INIT;
+  amc_lz_compress(dict, dlen, in, n, &c);
+  assert_int_equal(amc_lz_decompress(dict, dlen, c.data, c.len, &d), 0);
+  assert_int_equal(d.len, n);
+  if (n)
+    assert_memory_equal(d.data, in, n);
+  if (packed)
+    *packed = c.len;
+  amc_buf_free(&c);
+  amc_buf_free(&d);
+}
+
+static void test_roundtrips(void **state) {
+  (void)state;
+  roundtrip(NULL, 0, "", 0, NULL);
+  roundtrip(NULL, 0, "a", 1, NULL);
+  roundtrip(NULL, 0, "abcabcabcabcabcabcabc", 21, NULL);
+  /* a run: one overlapping match copies what it is writing */
+  char run[1000];
+  memset(run, 'x', sizeof run);
+  size_t packed;
+  roundtrip(NULL, 0, run, sizeof run, &packed);
+  assert_true(packed < 30);
+  /* random bytes: literal runs longer than one token (128) */
+  char rnd[5000];
+  srand(7);
+  for (size_t i = 0; i < sizeof rnd; i++)
+    rnd[i] = (char)(rand() & 0xff);
+  roundtrip(NULL, 0, rnd, sizeof rnd, &packed);
+  assert_true(packed <= sizeof rnd + sizeof rnd / 128 + 1);
+  roundtrip(rnd, 2000, rnd + 1000, 4000, NULL);
+}
+
+static void test_dictionary(void **state) {
+  (void)state;
+  const char *dict = "{\"name\":\"app-0/vs-0 http[0] vs0.g0.example.com\","
+                     "\"pool_group_ref\":\"/api/poolgroup?name=amc--default"
+                     "--istio-system--gw-0--app-0--vs-0--http0\"}";
+  const char *in = "{\"name\":\"app-3/vs-37 http[0] vs37.g0.example.com\","
+                   "\"pool_group_ref\":\"/api/poolgroup?name=amc--default"
+                   "--istio-system--gw-0--app-3--vs-37--http0\"}";
+  size_t with, without;
+  roundtrip(dict, strlen(dict), in, strlen(in), &with);
+  roundtrip(NULL, 0, in, strlen(in), &without);
+  /* what the text shares with the dictionary costs a few bytes */
+  assert_true(with < strlen(in) / 3);
+  assert_true(with < without);
+  /* the text equal to the dictionary: a handful of tokens */
+  roundtrip(dict, strlen(dict), dict, strlen(dict), &with);
+  assert_true(with < 8);
+}
+
+static void test_malformed(void **state) {
+  (void)state;
+  amc_buf_t d = AMC_BUF_INIT;
+  /* a literal run of 5 bytes with only 2 */
+  assert_int_equal(amc_lz_decompress(NULL, 0,
+                                     "\x04"
+                                     "ab",
+                                     3, &d),
+                   -1);
+  amc_buf_reset(&d);
+  /* a match before the start (nothing written yet) */
+  assert_int_equal(amc_lz_decompress(NULL, 0, "\x80\x01", 2, &d), -1);
+  amc_buf_reset(&d);
+  /* ... but within a dictionary it is fine */
+  assert_int_equal(amc_lz_decompress("abcd", 4, "\x80\x04", 2, &d), 0);
+  assert_int_equal(d.len, 4);
+  assert_memory_equal(d.data, "abcd", 4);
+  amc_buf_reset(&d);
+  /* distance 0, and a cut distance varint */
+  assert_int_equal(amc_lz_decompress("abcd", 4, "\x80\x00", 2, &d), -1);
+  amc_buf_reset(&d);
+  assert_int_equal(amc_lz_decompress("abcd", 4, "\x80\x84", 2, &d), -1);
+  amc_buf_free(&d);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_roundtrips),
+      cmocka_unit_test(test_dictionary),
+      cmocka_unit_test(test_malformed),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
