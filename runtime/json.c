@@ -842,22 +842,60 @@ static int enc_fail(enc_t *e, const char *fmt, ...) {
 
 static const char hexd[] = "0123456789abcdef";
 
+/* 1 for the bytes a JSON string holds unescaped (0x20-0x7F but '"' and
+ * '\\'), as plain_run counts them. */
+static const unsigned char plain_byte[256] = {
+#define R4(c)  [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+#define R16(c) R4(c), R4(c + 4), R4(c + 8), R4(c + 12)
+    [0x20] = 1, [0x21] = 1, [0x23] = 1, R4(0x24), R4(0x28), R4(0x2C),
+    R16(0x30),  R16(0x40),  R4(0x50),   R4(0x54), R4(0x58), [0x5D] = 1,
+    [0x5E] = 1, [0x5F] = 1, R16(0x60),  R16(0x70)};
+#undef R16
+#undef R4
+
 /* Appends the quoted, escaped string. Returns -1 on invalid UTF-8. */
 static int enc_string(enc_t *e, const char *s, size_t len) {
   amc_buf_t *o = e->out;
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   const unsigned char *run = p;
-  size_t plain = plain_run(p, end);
-  if (plain == len && o->len + len + 3 <= o->cap) { /* the usual string */
-    char *d = o->data + o->len;
+  if (o->len + len + 3 <= o->cap) {
+    /* The usual string (nothing to escape): scanned and copied in one
+     * pass, eight bytes at a time. On anything to escape, start over
+     * below: o->len has not moved. */
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    char *d = o->data + o->len, *w = d + 1;
+    if (len >= 8) {
+      /* Whole words, the last one overlapping the one before. */
+      for (size_t i = 0;; i += 8) {
+        if (i > len - 8)
+          i = len - 8;
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t a = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        if (((x - ones * 0x20) | (a - ones) | (b - ones) | x) & highs)
+          goto slow;
+        memcpy(w + i, &x, 8);
+        if (i == len - 8)
+          break;
+      }
+    } else {
+      for (size_t i = 0; i < len; i++) {
+        if (!plain_byte[p[i]])
+          goto slow;
+        w[i] = (char)p[i];
+      }
+    }
+    w += len;
     d[0] = '"';
-    memcpy(d + 1, s, len);
-    d[len + 1] = '"';
-    d[len + 2] = '\0';
-    o->len += len + 2;
+    w[0] = '"';
+    w[1] = '\0';
+    o->len = (size_t)(w + 1 - o->data);
     return 0;
   }
+slow:;
+  size_t plain = plain_run(p, end);
   put1(o, '"');
   p += plain;
   while (p < end) { /* p is on a byte plain_run stopped at */

@@ -180,6 +180,115 @@ static void test_strings_and_unicode(void **state) {
   encode_lua("return 'a\\0b'", "\"a\\u0000b\"");
 }
 
+/* The expected canonical encoding of s (valid UTF-8) as a JSON string. */
+static void escape_ref(const char *s, size_t n, amc_buf_t *o) {
+  amc_buf_putc(o, '"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    switch (c) {
+    case '"':
+      amc_buf_puts(o, "\\\"");
+      break;
+    case '\\':
+      amc_buf_puts(o, "\\\\");
+      break;
+    case '\n':
+      amc_buf_puts(o, "\\n");
+      break;
+    case '\r':
+      amc_buf_puts(o, "\\r");
+      break;
+    case '\t':
+      amc_buf_puts(o, "\\t");
+      break;
+    case '\b':
+      amc_buf_puts(o, "\\b");
+      break;
+    case '\f':
+      amc_buf_puts(o, "\\f");
+      break;
+    default:
+      if (c < 0x20)
+        amc_buf_printf(o, "\\u%04x", c);
+      else
+        amc_buf_putc(o, (char)c);
+    }
+  }
+  amc_buf_putc(o, '"');
+}
+
+/* Strings of every length up to 40 with a byte to escape (or a UTF-8
+ * sequence, or an invalid byte) at every position, as values and as keys,
+ * encoded into a buffer with room (the one-pass copy) and into an empty
+ * one; each must match escape_ref, and decode back to the same bytes. */
+static void test_string_escapes_every_position(void **state) {
+  (void)state;
+  static const char *const specials[] = {
+      "", "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xff", "\0"};
+  char s[64];
+  for (size_t len = 0; len <= 40; len++) {
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+      size_t sl = specials[k][0] ? strlen(specials[k]) : (k == 9 ? 1 : 0);
+      for (size_t at = 0; at + sl <= len || (sl == 0 && at == 0); at++) {
+        for (size_t i = 0; i < len; i++)
+          s[i] = (char)('a' + (i * 7 + len) % 26);
+        memcpy(s + at, specials[k], sl);
+        int bad = k == 8;
+        for (int as_key = 0; as_key < 2; as_key++) {
+          for (int room = 0; room < 2; room++) {
+            amc_buf_t want = AMC_BUF_INIT, got = AMC_BUF_INIT;
+            if (as_key)
+              amc_buf_putc(&want, '{');
+            escape_ref(s, len, &want);
+            if (as_key)
+              amc_buf_puts(&want, ":1}");
+            if (as_key)
+              lua_createtable(L, 0, 1);
+            lua_pushlstring(L, s, len);
+            if (as_key) {
+              lua_pushinteger(L, 1);
+              lua_rawset(L, -3);
+            }
+            if (room) {
+              amc_buf_reserve(&got, 256);
+              memset(got.data, '#', got.cap);
+            }
+            char err[256] = "";
+            int rc = amc_json_encode(L, -1, &got, err, sizeof err);
+            lua_pop(L, 1);
+            if (bad) {
+              assert_int_equal(rc, -1);
+              assert_non_null(strstr(err, "invalid UTF-8 in string"));
+            } else {
+              if (rc != 0)
+                fail_msg("len %zu special %zu at %zu: %s", len, k, at, err);
+              assert_int_equal(got.len, want.len);
+              assert_memory_equal(got.data, want.data, want.len + 1);
+              /* and back */
+              assert_int_equal(
+                  amc_json_decode(L, got.data, got.len, err, sizeof err), 0);
+              if (as_key) {
+                lua_pushnil(L);
+                assert_true(lua_next(L, -2));
+                lua_pop(L, 1);
+              }
+              size_t n;
+              const char *back = lua_tolstring(L, -1, &n);
+              assert_int_equal(n, len);
+              assert_memory_equal(back, s, len);
+              lua_settop(L, 0);
+            }
+            amc_buf_free(&want);
+            amc_buf_free(&got);
+          }
+        }
+        if (sl == 0)
+          break;
+      }
+    }
+  }
+}
+
 static void test_invalid_utf8(void **state) {
   (void)state;
   decode_error("\"\xff\"", 3, "line 1, column 2: invalid UTF-8 in string");
@@ -593,6 +702,7 @@ int main(void) {
       cmocka_unit_test(test_empty_array_vs_object),
       cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_strings_and_unicode),
+      cmocka_unit_test(test_string_escapes_every_position),
       cmocka_unit_test(test_invalid_utf8),
       cmocka_unit_test(test_syntax_errors),
       cmocka_unit_test(test_depth_limit),
