@@ -194,7 +194,6 @@ static int dec_string(lua_State *L, dec_t *d) {
   const unsigned char *end = (const unsigned char *)d->end;
   const unsigned char *run = p;
   int escaped = 0;
-  amc_buf_reset(&d->scratch);
   for (;;) {
     if (p >= end)
       return dec_fail(d, open, "unterminated string");
@@ -220,8 +219,9 @@ static int dec_string(lua_State *L, dec_t *d) {
       continue;
     }
     /* backslash */
-    if (!escaped) {
+    if (!escaped) { /* (most strings have no escapes: no scratch) */
       escaped = 1;
+      amc_buf_reset(&d->scratch);
     }
     amc_buf_append(&d->scratch, run, (size_t)(p - run));
     if (end - p < 2)
@@ -1051,45 +1051,58 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
   int rc = -1;
-  /* String keys' values stay on the stack above `base` (each moved under
-   * the iteration key), so encoding them needs no lookup by name. */
+  /* The values of string keys and of positive integer keys stay on the
+   * stack above `base` (a copy of the key goes on top for lua_next), so
+   * encoding them needs no lookup. keys[] holds both kinds (an integer
+   * key's index in .len, .s NULL): a table with both is an error anyway. */
   int base = lua_gettop(L);
-  int room = 0; /* values that still fit on the stack; -1: no more */
+  int top = base + 1; /* the iteration key */
+  int room = 0;       /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
+    const char *ks = NULL;
+    size_t kl = 0;
     if (kt == LUA_TSTRING) {
-      if (nkeys == cap) {
-        cap = cap ? cap * 2 : 16;
-        key_t_ *nk = realloc(keys, cap * sizeof *nk);
-        if (!nk) {
-          lua_pop(L, 2);
-          enc_fail(e, "out of memory");
-          goto done;
-        }
-        e->keys[lvl] = keys = nk;
-        e->keycap[lvl] = cap;
-      }
-      keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
-      if (room == 0) /* stack room for the next 16 values at once */
-        room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
-      if (room > 0) {
-        room--;
-        keys[nkeys].slot = lua_gettop(L) - 1; /* where the value goes */
-        lua_insert(L, -2);
-        nkeys++;
+      ks = lua_tolstring(L, -2, &kl);
+      nkeys++;
+    } else {
+      int isint = 0;
+      lua_Integer k = kt == LUA_TNUMBER ? lua_tointegerx(L, -2, &isint) : 0;
+      if (!isint || k < 1) {
+        nother++;
+        lua_pop(L, 1);
         continue;
       }
-      keys[nkeys].slot = 0;
-      nkeys++;
-    } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
-               lua_tointeger(L, -2) >= 1) {
       nint++;
-      if (lua_tointeger(L, -2) > maxint)
-        maxint = lua_tointeger(L, -2);
-    } else {
-      nother++;
+      if (k > maxint)
+        maxint = k;
+      kl = (size_t)k;
     }
+    size_t n = nkeys + nint - 1; /* this key's entry */
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      key_t_ *nk = realloc(keys, cap * sizeof *nk);
+      if (!nk) {
+        lua_pop(L, 2);
+        enc_fail(e, "out of memory");
+        goto done;
+      }
+      e->keys[lvl] = keys = nk;
+      e->keycap[lvl] = cap;
+    }
+    keys[n].s = ks;
+    keys[n].len = kl;
+    if (room == 0) /* stack room for the next 16 values at once */
+      room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+    if (room > 0) {
+      room--;
+      keys[n].slot = top + 1; /* the value's */
+      lua_pushvalue(L, -2);
+      top += 2;
+      continue;
+    }
+    keys[n].slot = 0;
     lua_pop(L, 1);
   }
 
@@ -1112,9 +1125,15 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         put1(e->out, ',');
       enc_newline(e);
       e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
-      lua_rawgeti(L, idx, i);
-      int r = enc_value(L, lua_gettop(L), e);
-      lua_pop(L, 1);
+      int r;
+      const key_t_ *k = &keys[i - 1];
+      if (k->slot && k->len == (size_t)i) { /* met in order (the usual) */
+        r = enc_value(L, k->slot, e);
+      } else {
+        lua_rawgeti(L, idx, i);
+        r = enc_value(L, lua_gettop(L), e);
+        lua_pop(L, 1);
+      }
       if (r < 0) {
         e->depth--;
         goto done;

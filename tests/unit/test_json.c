@@ -128,6 +128,26 @@ static void test_empty_array_vs_object(void **state) {
   encode_lua("return {1, 2, 3}", "[1,2,3]");
   encode_lua("return {a = setmetatable({}, json.array_mt), b = {}}",
              "{\"a\":[],\"b\":{}}");
+  /* Elements in the hash part, met out of order by lua_next. */
+  encode_lua("return {[3] = 'c', [1] = 'a', [2] = 'b'}", "[\"a\",\"b\",\"c\"]");
+  encode_lua("return {x = setmetatable({[7] = 7, [5] = 5, [3] = 3, [1] = 1, "
+             "[6] = 6, [4] = 4, [2] = 2}, json.array_mt)}",
+             "{\"x\":[1,2,3,4,5,6,7]}");
+  encode_lua("local t = setmetatable({}, json.array_mt) "
+             "for i = 40, 1, -1 do t[i] = i % 7 end return {x = t}",
+             "{\"x\":[1,2,3,4,5,6,0,1,2,3,4,5,6,0,1,2,3,4,5,6,0,1,2,3,4,5,6,"
+             "0,1,2,3,4,5,6,0,1,2,3,4,5]}");
+  encode_lua("local t = {} for i = 1, 40 do t[i] = {i} end t[41] = 'z' "
+             "return t",
+             "[[1],[2],[3],[4],[5],[6],[7],[8],[9],[10],[11],[12],[13],[14],"
+             "[15],[16],[17],[18],[19],[20],[21],[22],[23],[24],[25],[26],"
+             "[27],[28],[29],[30],[31],[32],[33],[34],[35],[36],[37],[38],"
+             "[39],[40],\"z\"]");
+  encode_lua("local t = {1, 2} t[4] = 4 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("local t = {} t[2] = 2 t[0] = 0 t[1] = 1 return t",
+             "!cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
 }
 
 static void test_numbers(void **state) {
