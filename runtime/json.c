@@ -1391,12 +1391,15 @@ int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
 
 typedef struct {
   const char *p, *end;
-  amc_buf_t buf; /* unescaped string */
+  const char *s; /* the last string scan_string kept: in the text, or */
+  size_t n;
+  amc_buf_t buf; /* unescaped here when it had escapes */
 } scan_t;
 
 /* The first '"' or '\\' in [p, end), or end; eight bytes at a time (the
  * field indexes skip whole objects, endpoint lists and all). */
-static const char *quote_or_backslash(const char *p, const char *end) {
+static inline __attribute__((always_inline)) const char *
+quote_or_backslash(const char *p, const char *end) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   while (end - p >= 8) {
     uint64_t x, q, b, t;
@@ -1428,12 +1431,12 @@ static void scan_ws(scan_t *sc) {
     sc->p++;
 }
 
-/* The string at sc->p (on its quote), unescaped into sc->buf (when `keep`)
- * or just skipped. */
+/* The string at sc->p (on its quote), kept in sc->s, sc->n (when `keep`:
+ * unescaped, pointing into the text when it has no escapes) or just
+ * skipped. */
 static int scan_string(scan_t *sc, int keep) {
   const char *p = sc->p + 1, *run = p;
-  if (keep)
-    amc_buf_reset(&sc->buf);
+  int escaped = 0;
   for (;;) {
     p = quote_or_backslash(p, sc->end);
     if (p >= sc->end)
@@ -1443,8 +1446,12 @@ static int scan_string(scan_t *sc, int keep) {
       break;
     if (sc->end - p < 2)
       return -1;
-    if (keep)
+    if (keep) {
+      if (!escaped)
+        amc_buf_reset(&sc->buf);
       amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    }
+    escaped = 1;
     char e = p[1];
     p += 2;
     if (e == 'u') {
@@ -1469,8 +1476,14 @@ static int scan_string(scan_t *sc, int keep) {
     }
     run = p;
   }
-  if (keep)
+  if (keep && escaped) {
     amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    sc->s = sc->buf.data;
+    sc->n = sc->buf.len;
+  } else if (keep) {
+    sc->s = run;
+    sc->n = (size_t)(p - run);
+  }
   sc->p = p + 1;
   return 0;
 }
@@ -1527,7 +1540,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
     if (c == '"') {
       if (scan_string(sc, 1) < 0)
         return -1;
-      fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      fn(sc->s, sc->n, ud);
       return 0;
     }
     if (c != '[')
@@ -1543,7 +1556,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
       if (sc->p < sc->end && *sc->p == '"') {
         if (scan_string(sc, 1) < 0)
           return -1;
-        fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+        fn(sc->s, sc->n, ud);
       } else if (scan_skip(sc) < 0) {
         return -1;
       }
@@ -1570,7 +1583,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
     scan_ws(sc);
     if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc, 1) < 0)
       return -1;
-    int hit = sc->buf.len == want && memcmp(sc->buf.data, path[0], want) == 0;
+    int hit = sc->n == want && memcmp(sc->s, path[0], want) == 0;
     scan_ws(sc);
     if (sc->p >= sc->end || *sc->p++ != ':')
       return -1;
@@ -1591,7 +1604,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
 
 int amc_json_strings_at(const char *s, size_t len, const char *const *path,
                         size_t depth, amc_json_string_fn fn, void *ud) {
-  scan_t sc = {s, s + len, AMC_BUF_INIT};
+  scan_t sc = {s, s + len, "", 0, AMC_BUF_INIT};
   int rc = scan_path(&sc, path, depth, fn, ud);
   amc_buf_free(&sc.buf);
   return rc;

@@ -676,6 +676,12 @@ static void test_strings_at(void **state) {
       "ok|");
   assert_string_equal(strings_at("{\"a\":[\"0123456789abcdef\\\"x", "b"),
                       "ERR");
+  /* Unescaped strings come from the text, escaped ones from a copy. */
+  assert_string_equal(
+      strings_at(
+          "{\"a\":[\"p\\\"q\",\"plain and long enough\",\"\\u0041\",\"\"]}",
+          "a"),
+      "p\"q|plain and long enough|A||");
 }
 
 /* amc_json_encode_memo gives amc_json_encode's bytes, with subtables shared
