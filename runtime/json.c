@@ -993,6 +993,8 @@ static void enc_newline(enc_t *e) {
 
 static int key_cmp(const void *a, const void *b) {
   const key_t_ *x = a, *y = b;
+  if (x->len && y->len && x->s[0] != y->s[0]) /* (most keys differ there) */
+    return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
   size_t n = x->len < y->len ? x->len : y->len;
   int c = memcmp(x->s, y->s, n);
   if (c)
