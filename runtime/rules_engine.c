@@ -278,16 +278,22 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         g->mem_refused = 1;
         return NULL;
       }
-      size_t c = (nsize - 1) / SMALL_STEP;
+      size_t c = (nsize - 1) / SMALL_STEP, sz = (c + 1) * SMALL_STEP;
       small_free_t *f = g->free_lists[c];
       if (f) {
         g->free_lists[c] = f->next;
+      } else if (g->slab_left >= sz) { /* carve from the current slab */
+        f = (small_free_t *)g->slab_pos;
+        g->slab_pos += sz;
+        g->slab_left -= sz;
       } else if (!(f = small_carve(g, c))) {
         return NULL;
       }
       g->used += nsize;
       return f;
     }
+    if (nsize == 0) /* freeing NULL (an empty array part, ...) */
+      return NULL;
   } else if (nsize == 0 && osize <= SMALL_MAX) {
     small_release(g, ptr, osize);
     g->used -= osize;
