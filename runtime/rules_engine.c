@@ -223,7 +223,7 @@ static inline void small_release(gen_t *g, void *p, size_t n) {
 /* The general case of gen_alloc: growing, shrinking or moving a block, and
  * every block larger than SMALL_MAX. */
 __attribute__((noinline)) static void *gen_realloc(gen_t *g, void *ptr,
-                                                  size_t osize, size_t nsize) {
+                                                   size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (ptr) {
       if (osize <= SMALL_MAX) {
@@ -272,7 +272,7 @@ __attribute__((noinline)) static void *gen_realloc(gen_t *g, void *ptr,
 static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   gen_t *g = ud;
   if (!ptr) {
-    osize = 0; /* osize is a type code then */
+    osize = 0;                   /* osize is a type code then */
     if (nsize - 1 < SMALL_MAX) { /* 1..SMALL_MAX */
       if (g->used + nsize > g->limit) {
         g->mem_refused = 1;
