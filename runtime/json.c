@@ -21,11 +21,12 @@
 
 char amc_json_null_sentinel;
 
-/* Appends without a call when the buffer has room (the common case). */
+/* Appends without a call when the buffer has room (the common case).
+ * These leave the text unterminated (the room for the NUL stays):
+ * encode() terminates it once at the end. */
 static inline void put1(amc_buf_t *o, char c) {
   if (o->len + 2 <= o->cap) {
     o->data[o->len++] = c;
-    o->data[o->len] = '\0';
   } else {
     amc_buf_putc(o, c);
   }
@@ -35,7 +36,6 @@ static inline void putn(amc_buf_t *o, const char *s, size_t n) {
   if (o->len + n + 1 <= o->cap) {
     memcpy(o->data + o->len, s, n);
     o->len += n;
-    o->data[o->len] = '\0';
   } else {
     amc_buf_append(o, s, n);
   }
@@ -890,7 +890,6 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
     w += len;
     d[0] = '"';
     w[0] = '"';
-    w[1] = '\0';
     o->len = (size_t)(w + 1 - o->data);
     return 0;
   }
@@ -1299,6 +1298,8 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
+  if (out->data) /* (put1 and putn left room for it) */
+    out->data[out->len] = '\0';
   if (spare) { /* cannot happen (single-threaded, not nested); be safe */
     for (int i = 0; i < e->levels; i++)
       free(e->keys[i]);
