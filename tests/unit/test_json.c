@@ -518,6 +518,37 @@ static void test_decode_fresh_tables(void **state) {
 
 /* The canonical-input decoder gives the same values and still reports
  * syntax errors. */
+/* The canonical decoder's key cache: keys of every length that differ
+ * from a cached one in a single byte (same cache slot unless the byte is
+ * one the hash reads) must come out as themselves. */
+static void test_decode_canonical_key_cache(void **state) {
+  (void)state;
+  char key[48], json[64], err[256];
+  for (size_t n = 1; n <= 40; n++) {
+    for (size_t i = 0; i < n; i++)
+      key[i] = (char)('a' + (i * 5 + n) % 26);
+    for (size_t at = 0; at < n; at++) {
+      for (int round = 0; round < 2; round++) {
+        char was = key[at];
+        if (round)
+          key[at] = (char)(was == 'z' ? 'a' : was + 1);
+        int len = snprintf(json, sizeof json, "{\"%.*s\":1}", (int)n, key);
+        assert_int_equal(
+            amc_json_decode_canonical(L, json, (size_t)len, err, sizeof err),
+            0);
+        lua_pushnil(L);
+        assert_true(lua_next(L, -2));
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        assert_int_equal(kl, n);
+        assert_memory_equal(k, key, n);
+        lua_settop(L, 0);
+        key[at] = was;
+      }
+    }
+  }
+}
+
 static void test_decode_canonical(void **state) {
   (void)state;
   const char *in = "{\"a\":[1,2.5,\"\xc3\xa9\",null,{}],\"b\":[]}";
@@ -738,6 +769,7 @@ int main(void) {
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),
+      cmocka_unit_test(test_decode_canonical_key_cache),
       cmocka_unit_test(test_large_containers),
       cmocka_unit_test(test_decode_out_of_memory),
       cmocka_unit_test(test_strings_at),
