@@ -177,6 +177,7 @@ static void test_field_lookup(void **state) {
       "end\n"
       "f.a = {t = 'boolean'}\n"
       "f.ab = {t = 'boolean'}\n"
+      "f.abcdefghijkl = {t = 'boolean'}\n"
       "f['a_long_field_name_of_a_kind_avi_uses_ref'] = {t = 'boolean'}\n"
       "return { objects = { many = 'Many', one = 'One' }, types = {\n"
       "  Many = { fields = f },\n"
@@ -198,6 +199,7 @@ static void test_field_lookup(void **state) {
       "{\"ab\":false}",
       "{\"a\":true,\"ab\":true,\"f000_ref\":1,\"f_0\":\"x\"}",
       "{\"a_long_field_name_of_a_kind_avi_uses_ref\":true}",
+      "{\"abcdefghijkl\":true}",
   };
   static const char *const no[] = {
       "{\"\":true}",
@@ -213,6 +215,20 @@ static void test_field_lookup(void **state) {
       "{\"f_1 \":\"x\"}",
       "{\"g_1\":\"x\"}",
       "{\"a_long_field_name_of_a_kind_avi_uses_reg\":true}",
+      /* same length as a field, one byte off (start, middle, end) */
+      "{\"f000_rxf\":1}",
+      "{\"f00x_ref\":1}",
+      "{\"f000_reg\":1}",
+      "{\"f_1x0\":\"x\"}",
+      "{\"f_10x\":\"x\"}",
+      "{\"x_100\":\"x\"}",
+      "{\"f_x\":\"x\"}",
+      "{\"fx1\":\"x\"}",
+      "{\"x_1\":\"x\"}",
+      "{\"ax\":true}",
+      "{\"xb\":true}",
+      "{\"abcdefghixkl\":true}", /* (a byte the hash skips) */
+      "{\"abcdefgxijkl\":true}",
       "{\"a\":true,\"zz\":true}",
   };
   for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
