@@ -81,6 +81,7 @@ typedef struct {
   int array_mt;        /* stack index of the array metatable */
   int keys;            /* trusted: stack index of the key cache's strings */
   struct keycache *kc; /* trusted: the key cache (see dec_key) */
+  int room_top;        /* lua_checkstack has made room up to this index */
   amc_buf_t scratch;   /* unescaped string bytes */
   const char *err_at;  /* where the error is */
   char msg[160];       /* the problem, without position */
@@ -469,6 +470,20 @@ static int dec_key(lua_State *L, dec_t *d) {
  * (Growing a table rehashes it at every power of two.) */
 #define DEC_CHUNK 32
 
+/* Makes sure a container opened at the top (`top`) can push its pending
+ * members and the slots they need: lua_checkstack is asked for several
+ * levels' worth at once, not once per container (the room stays for the
+ * whole protected call). */
+static int dec_room(lua_State *L, dec_t *d, int top) {
+  if (top + 2 * DEC_CHUNK + 4 <= d->room_top)
+    return 1;
+  if (lua_checkstack(L, 8 * DEC_CHUNK + 16)) {
+    d->room_top = top + 8 * DEC_CHUNK + 16;
+    return 1;
+  }
+  return lua_checkstack(L, 2 * DEC_CHUNK + 4);
+}
+
 /* Moves the n key/value pairs above the table at `t` into it. */
 static void dec_flush_pairs(lua_State *L, int t, int n) {
   for (; n > 0; n--)
@@ -479,7 +494,8 @@ static int dec_object(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
   skip_ws(d);
@@ -489,7 +505,6 @@ static int dec_object(lua_State *L, dec_t *d) {
     lua_createtable(L, 0, 0);
     return 0;
   }
-  int t = lua_gettop(L) + 1; /* where the table goes */
   int made = 0, n = 0;
   lua_pushnil(L); /* placeholder for the table */
   for (;;) {
@@ -558,7 +573,8 @@ static int dec_array(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
   skip_ws(d);
@@ -570,7 +586,6 @@ static int dec_array(lua_State *L, dec_t *d) {
     lua_setmetatable(L, -2);
     return 0;
   }
-  int t = lua_gettop(L) + 1;
   int made = 0, n = 0;
   lua_Integer done = 0; /* elements already in the table */
   lua_pushnil(L);
