@@ -549,6 +549,44 @@ static void test_decode_canonical_key_cache(void **state) {
   }
 }
 
+/* Deep and wide at once: every level keeps 31 members pending on the Lua
+ * stack (and arrays 63 elements) when the next level opens, so the stack
+ * room the decoder reserves must keep up (ASan sees an overrun). */
+static void test_decode_deep_and_wide(void **state) {
+  (void)state;
+  amc_buf_t in = AMC_BUF_INIT, want = AMC_BUF_INIT;
+  int depth = 120;
+  for (int lvl = 0; lvl < depth; lvl++) {
+    if (lvl % 2) {
+      amc_buf_putc(&in, '[');
+      for (int i = 0; i < 63; i++)
+        amc_buf_printf(&in, "%d,", i);
+    } else {
+      amc_buf_putc(&in, '{');
+      for (int i = 0; i < 31; i++)
+        amc_buf_printf(&in, "\"k%02d\":%d,", i, i);
+      amc_buf_puts(&in, "\"z\":");
+    }
+  }
+  amc_buf_puts(&in, "true");
+  for (int lvl = depth - 1; lvl >= 0; lvl--)
+    amc_buf_putc(&in, lvl % 2 ? ']' : '}');
+  for (int canonical = 0; canonical < 2; canonical++) {
+    char err[256];
+    int rc = canonical ? amc_json_decode_canonical(L, in.data, in.len, err,
+                                                   sizeof err)
+                       : amc_json_decode(L, in.data, in.len, err, sizeof err);
+    if (rc != 0)
+      fail_msg("decode: %s", err);
+    amc_buf_reset(&want);
+    assert_int_equal(amc_json_encode(L, -1, &want, err, sizeof err), 0);
+    assert_string_equal(want.data, in.data);
+    lua_settop(L, 0);
+  }
+  amc_buf_free(&in);
+  amc_buf_free(&want);
+}
+
 static void test_decode_canonical(void **state) {
   (void)state;
   const char *in = "{\"a\":[1,2.5,\"\xc3\xa9\",null,{}],\"b\":[]}";
@@ -769,6 +807,7 @@ int main(void) {
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),
+      cmocka_unit_test(test_decode_deep_and_wide),
       cmocka_unit_test(test_decode_canonical_key_cache),
       cmocka_unit_test(test_large_containers),
       cmocka_unit_test(test_decode_out_of_memory),
