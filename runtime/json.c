@@ -21,11 +21,12 @@
 
 char amc_json_null_sentinel;
 
-/* Appends without a call when the buffer has room (the common case). */
+/* Appends without a call when the buffer has room (the common case).
+ * These leave the text unterminated (the room for the NUL stays):
+ * encode() terminates it once at the end. */
 static inline void put1(amc_buf_t *o, char c) {
   if (o->len + 2 <= o->cap) {
     o->data[o->len++] = c;
-    o->data[o->len] = '\0';
   } else {
     amc_buf_putc(o, c);
   }
@@ -35,7 +36,6 @@ static inline void putn(amc_buf_t *o, const char *s, size_t n) {
   if (o->len + n + 1 <= o->cap) {
     memcpy(o->data + o->len, s, n);
     o->len += n;
-    o->data[o->len] = '\0';
   } else {
     amc_buf_append(o, s, n);
   }
@@ -81,6 +81,7 @@ typedef struct {
   int array_mt;        /* stack index of the array metatable */
   int keys;            /* trusted: stack index of the key cache's strings */
   struct keycache *kc; /* trusted: the key cache (see dec_key) */
+  int room_top;        /* lua_checkstack has made room up to this index */
   amc_buf_t scratch;   /* unescaped string bytes */
   const char *err_at;  /* where the error is */
   char msg[160];       /* the problem, without position */
@@ -194,7 +195,6 @@ static int dec_string(lua_State *L, dec_t *d) {
   const unsigned char *end = (const unsigned char *)d->end;
   const unsigned char *run = p;
   int escaped = 0;
-  amc_buf_reset(&d->scratch);
   for (;;) {
     if (p >= end)
       return dec_fail(d, open, "unterminated string");
@@ -220,8 +220,9 @@ static int dec_string(lua_State *L, dec_t *d) {
       continue;
     }
     /* backslash */
-    if (!escaped) {
+    if (!escaped) { /* (most strings have no escapes: no scratch) */
       escaped = 1;
+      amc_buf_reset(&d->scratch);
     }
     amc_buf_append(&d->scratch, run, (size_t)(p - run));
     if (end - p < 2)
@@ -410,6 +411,31 @@ static void push_keycache(lua_State *L, dec_t *d) {
   lua_replace(L, -2);
 }
 
+/* a[0..n) == b[0..n) for 1 <= n <= KC_MAXLEN, without a call up to 16
+ * bytes: two (overlapping) words or halves, or the three bytes there are. */
+static inline int key_eq(const void *a, const void *b, size_t n) {
+  const unsigned char *x = a, *y = b;
+  if (n >= 8) {
+    if (n > 16)
+      return memcmp(x, y, n) == 0;
+    uint64_t p, q, r, s;
+    memcpy(&p, x, 8);
+    memcpy(&q, y, 8);
+    memcpy(&r, x + n - 8, 8);
+    memcpy(&s, y + n - 8, 8);
+    return ((p ^ q) | (r ^ s)) == 0;
+  }
+  if (n >= 4) {
+    uint32_t p, q, r, s;
+    memcpy(&p, x, 4);
+    memcpy(&q, y, 4);
+    memcpy(&r, x + n - 4, 4);
+    memcpy(&s, y + n - 4, 4);
+    return ((p ^ q) | (r ^ s)) == 0;
+  }
+  return x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1];
+}
+
 /* Pushes the key at d->p (on its opening quote) when it is short and has
  * no escapes, from the cache if there. Returns 1 when done, 0 when the
  * caller should use dec_string. */
@@ -425,7 +451,7 @@ static int dec_key(lua_State *L, dec_t *d) {
                (unsigned)s[n - 1] * 0x3b1u ^ (unsigned)s[n / 2] * 0x11u;
   h = (h ^ (h >> 9)) & (KC_SLOTS - 1);
   struct keycache *kc = d->kc;
-  if (kc->slot[h].len == n && memcmp(kc->slot[h].s, s, n) == 0) {
+  if (kc->slot[h].len == n && key_eq(kc->slot[h].s, s, n)) {
     lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
   } else {
     lua_pushlstring(L, (const char *)s, n);
@@ -444,6 +470,20 @@ static int dec_key(lua_State *L, dec_t *d) {
  * (Growing a table rehashes it at every power of two.) */
 #define DEC_CHUNK 32
 
+/* Makes sure a container opened at the top (`top`) can push its pending
+ * members and the slots they need: lua_checkstack is asked for several
+ * levels' worth at once, not once per container (the room stays for the
+ * whole protected call). */
+static int dec_room(lua_State *L, dec_t *d, int top) {
+  if (top + 2 * DEC_CHUNK + 4 <= d->room_top)
+    return 1;
+  if (lua_checkstack(L, 8 * DEC_CHUNK + 16)) {
+    d->room_top = top + 8 * DEC_CHUNK + 16;
+    return 1;
+  }
+  return lua_checkstack(L, 2 * DEC_CHUNK + 4);
+}
+
 /* Moves the n key/value pairs above the table at `t` into it. */
 static void dec_flush_pairs(lua_State *L, int t, int n) {
   for (; n > 0; n--)
@@ -454,7 +494,8 @@ static int dec_object(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
   skip_ws(d);
@@ -464,7 +505,6 @@ static int dec_object(lua_State *L, dec_t *d) {
     lua_createtable(L, 0, 0);
     return 0;
   }
-  int t = lua_gettop(L) + 1; /* where the table goes */
   int made = 0, n = 0;
   lua_pushnil(L); /* placeholder for the table */
   for (;;) {
@@ -533,7 +573,8 @@ static int dec_array(lua_State *L, dec_t *d) {
   const char *open = d->p;
   if (++d->depth > AMC_JSON_MAX_DEPTH)
     return dec_fail(d, open, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 2 * DEC_CHUNK + 4))
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
     return dec_fail(d, open, "Lua stack exhausted");
   d->p++;
   skip_ws(d);
@@ -545,7 +586,6 @@ static int dec_array(lua_State *L, dec_t *d) {
     lua_setmetatable(L, -2);
     return 0;
   }
-  int t = lua_gettop(L) + 1;
   int made = 0, n = 0;
   lua_Integer done = 0; /* elements already in the table */
   lua_pushnil(L);
@@ -842,22 +882,59 @@ static int enc_fail(enc_t *e, const char *fmt, ...) {
 
 static const char hexd[] = "0123456789abcdef";
 
+/* 1 for the bytes a JSON string holds unescaped (0x20-0x7F but '"' and
+ * '\\'), as plain_run counts them. */
+static const unsigned char plain_byte[256] = {
+#define R4(c)  [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+#define R16(c) R4(c), R4(c + 4), R4(c + 8), R4(c + 12)
+    [0x20] = 1, [0x21] = 1, [0x23] = 1, R4(0x24), R4(0x28), R4(0x2C),
+    R16(0x30),  R16(0x40),  R4(0x50),   R4(0x54), R4(0x58), [0x5D] = 1,
+    [0x5E] = 1, [0x5F] = 1, R16(0x60),  R16(0x70)};
+#undef R16
+#undef R4
+
 /* Appends the quoted, escaped string. Returns -1 on invalid UTF-8. */
 static int enc_string(enc_t *e, const char *s, size_t len) {
   amc_buf_t *o = e->out;
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   const unsigned char *run = p;
-  size_t plain = plain_run(p, end);
-  if (plain == len && o->len + len + 3 <= o->cap) { /* the usual string */
-    char *d = o->data + o->len;
+  if (o->len + len + 3 <= o->cap) {
+    /* The usual string (nothing to escape): scanned and copied in one
+     * pass, eight bytes at a time. On anything to escape, start over
+     * below: o->len has not moved. */
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    char *d = o->data + o->len, *w = d + 1;
+    if (len >= 8) {
+      /* Whole words, the last one overlapping the one before. */
+      for (size_t i = 0;; i += 8) {
+        if (i > len - 8)
+          i = len - 8;
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t a = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        if (((x - ones * 0x20) | (a - ones) | (b - ones) | x) & highs)
+          goto slow;
+        memcpy(w + i, &x, 8);
+        if (i == len - 8)
+          break;
+      }
+    } else {
+      for (size_t i = 0; i < len; i++) {
+        if (!plain_byte[p[i]])
+          goto slow;
+        w[i] = (char)p[i];
+      }
+    }
+    w += len;
     d[0] = '"';
-    memcpy(d + 1, s, len);
-    d[len + 1] = '"';
-    d[len + 2] = '\0';
-    o->len += len + 2;
+    w[0] = '"';
+    o->len = (size_t)(w + 1 - o->data);
     return 0;
   }
+slow:;
+  size_t plain = plain_run(p, end);
   put1(o, '"');
   p += plain;
   while (p < end) { /* p is on a byte plain_run stopped at */
@@ -955,6 +1032,8 @@ static void enc_newline(enc_t *e) {
 
 static int key_cmp(const void *a, const void *b) {
   const key_t_ *x = a, *y = b;
+  if (x->len && y->len && x->s[0] != y->s[0]) /* (most keys differ there) */
+    return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
   size_t n = x->len < y->len ? x->len : y->len;
   int c = memcmp(x->s, y->s, n);
   if (c)
@@ -1013,45 +1092,58 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
   int rc = -1;
-  /* String keys' values stay on the stack above `base` (each moved under
-   * the iteration key), so encoding them needs no lookup by name. */
+  /* The values of string keys and of positive integer keys stay on the
+   * stack above `base` (a copy of the key goes on top for lua_next), so
+   * encoding them needs no lookup. keys[] holds both kinds (an integer
+   * key's index in .len, .s NULL): a table with both is an error anyway. */
   int base = lua_gettop(L);
-  int room = 0; /* values that still fit on the stack; -1: no more */
+  int top = base + 1; /* the iteration key */
+  int room = 0;       /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
+    const char *ks = NULL;
+    size_t kl = 0;
     if (kt == LUA_TSTRING) {
-      if (nkeys == cap) {
-        cap = cap ? cap * 2 : 16;
-        key_t_ *nk = realloc(keys, cap * sizeof *nk);
-        if (!nk) {
-          lua_pop(L, 2);
-          enc_fail(e, "out of memory");
-          goto done;
-        }
-        e->keys[lvl] = keys = nk;
-        e->keycap[lvl] = cap;
-      }
-      keys[nkeys].s = lua_tolstring(L, -2, &keys[nkeys].len);
-      if (room == 0) /* stack room for the next 16 values at once */
-        room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
-      if (room > 0) {
-        room--;
-        keys[nkeys].slot = lua_gettop(L) - 1; /* where the value goes */
-        lua_insert(L, -2);
-        nkeys++;
+      ks = lua_tolstring(L, -2, &kl);
+      nkeys++;
+    } else {
+      int isint = 0;
+      lua_Integer k = kt == LUA_TNUMBER ? lua_tointegerx(L, -2, &isint) : 0;
+      if (!isint || k < 1) {
+        nother++;
+        lua_pop(L, 1);
         continue;
       }
-      keys[nkeys].slot = 0;
-      nkeys++;
-    } else if (kt == LUA_TNUMBER && lua_isinteger(L, -2) &&
-               lua_tointeger(L, -2) >= 1) {
       nint++;
-      if (lua_tointeger(L, -2) > maxint)
-        maxint = lua_tointeger(L, -2);
-    } else {
-      nother++;
+      if (k > maxint)
+        maxint = k;
+      kl = (size_t)k;
     }
+    size_t n = nkeys + nint - 1; /* this key's entry */
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      key_t_ *nk = realloc(keys, cap * sizeof *nk);
+      if (!nk) {
+        lua_pop(L, 2);
+        enc_fail(e, "out of memory");
+        goto done;
+      }
+      e->keys[lvl] = keys = nk;
+      e->keycap[lvl] = cap;
+    }
+    keys[n].s = ks;
+    keys[n].len = kl;
+    if (room == 0) /* stack room for the next 16 values at once */
+      room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+    if (room > 0) {
+      room--;
+      keys[n].slot = top + 1; /* the value's */
+      lua_pushvalue(L, -2);
+      top += 2;
+      continue;
+    }
+    keys[n].slot = 0;
     lua_pop(L, 1);
   }
 
@@ -1074,9 +1166,15 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         put1(e->out, ',');
       enc_newline(e);
       e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
-      lua_rawgeti(L, idx, i);
-      int r = enc_value(L, lua_gettop(L), e);
-      lua_pop(L, 1);
+      int r;
+      const key_t_ *k = &keys[i - 1];
+      if (k->slot && k->len == (size_t)i) { /* met in order (the usual) */
+        r = enc_value(L, k->slot, e);
+      } else {
+        lua_rawgeti(L, idx, i);
+        r = enc_value(L, lua_gettop(L), e);
+        lua_pop(L, 1);
+      }
       if (r < 0) {
         e->depth--;
         goto done;
@@ -1240,6 +1338,8 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
+  if (out->data) /* (put1 and putn left room for it) */
+    out->data[out->len] = '\0';
   if (spare) { /* cannot happen (single-threaded, not nested); be safe */
     for (int i = 0; i < e->levels; i++)
       free(e->keys[i]);
@@ -1334,12 +1434,15 @@ int amc_json_pretty_canonical(const char *s, size_t len, amc_buf_t *out) {
 
 typedef struct {
   const char *p, *end;
-  amc_buf_t buf; /* unescaped string */
+  const char *s; /* the last string scan_string kept: in the text, or */
+  size_t n;
+  amc_buf_t buf; /* unescaped here when it had escapes */
 } scan_t;
 
 /* The first '"' or '\\' in [p, end), or end; eight bytes at a time (the
  * field indexes skip whole objects, endpoint lists and all). */
-static const char *quote_or_backslash(const char *p, const char *end) {
+static inline __attribute__((always_inline)) const char *
+quote_or_backslash(const char *p, const char *end) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   while (end - p >= 8) {
     uint64_t x, q, b, t;
@@ -1371,12 +1474,12 @@ static void scan_ws(scan_t *sc) {
     sc->p++;
 }
 
-/* The string at sc->p (on its quote), unescaped into sc->buf (when `keep`)
- * or just skipped. */
+/* The string at sc->p (on its quote), kept in sc->s, sc->n (when `keep`:
+ * unescaped, pointing into the text when it has no escapes) or just
+ * skipped. */
 static int scan_string(scan_t *sc, int keep) {
   const char *p = sc->p + 1, *run = p;
-  if (keep)
-    amc_buf_reset(&sc->buf);
+  int escaped = 0;
   for (;;) {
     p = quote_or_backslash(p, sc->end);
     if (p >= sc->end)
@@ -1386,8 +1489,12 @@ static int scan_string(scan_t *sc, int keep) {
       break;
     if (sc->end - p < 2)
       return -1;
-    if (keep)
+    if (keep) {
+      if (!escaped)
+        amc_buf_reset(&sc->buf);
       amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    }
+    escaped = 1;
     char e = p[1];
     p += 2;
     if (e == 'u') {
@@ -1412,8 +1519,14 @@ static int scan_string(scan_t *sc, int keep) {
     }
     run = p;
   }
-  if (keep)
+  if (keep && escaped) {
     amc_buf_append(&sc->buf, run, (size_t)(p - run));
+    sc->s = sc->buf.data;
+    sc->n = sc->buf.len;
+  } else if (keep) {
+    sc->s = run;
+    sc->n = (size_t)(p - run);
+  }
   sc->p = p + 1;
   return 0;
 }
@@ -1470,7 +1583,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
     if (c == '"') {
       if (scan_string(sc, 1) < 0)
         return -1;
-      fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+      fn(sc->s, sc->n, ud);
       return 0;
     }
     if (c != '[')
@@ -1486,7 +1599,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
       if (sc->p < sc->end && *sc->p == '"') {
         if (scan_string(sc, 1) < 0)
           return -1;
-        fn(sc->buf.data ? sc->buf.data : "", sc->buf.len, ud);
+        fn(sc->s, sc->n, ud);
       } else if (scan_skip(sc) < 0) {
         return -1;
       }
@@ -1513,7 +1626,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
     scan_ws(sc);
     if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc, 1) < 0)
       return -1;
-    int hit = sc->buf.len == want && memcmp(sc->buf.data, path[0], want) == 0;
+    int hit = sc->n == want && memcmp(sc->s, path[0], want) == 0;
     scan_ws(sc);
     if (sc->p >= sc->end || *sc->p++ != ':')
       return -1;
@@ -1534,7 +1647,7 @@ static int scan_path(scan_t *sc, const char *const *path, size_t depth,
 
 int amc_json_strings_at(const char *s, size_t len, const char *const *path,
                         size_t depth, amc_json_string_fn fn, void *ud) {
-  scan_t sc = {s, s + len, AMC_BUF_INIT};
+  scan_t sc = {s, s + len, "", 0, AMC_BUF_INIT};
   int rc = scan_path(&sc, path, depth, fn, ud);
   amc_buf_free(&sc.buf);
   return rc;

@@ -190,13 +190,9 @@ static char *xasprintf(const char *fmt, ...) {
  * slabs_reclaim() (from amc_rules_engine_compact) gives the slabs whose
  * blocks are all free back to malloc, and the rest go with the
  * generation. */
-static void *small_alloc(gen_t *g, size_t n) {
-  size_t c = (n - 1) / SMALL_STEP;
-  small_free_t *f = g->free_lists[c];
-  if (f) {
-    g->free_lists[c] = f->next;
-    return f;
-  }
+/* A fresh block of size class c, carved from the current slab (a new one
+ * when it has no room left); the free lists are empty for c. */
+__attribute__((noinline)) static void *small_carve(gen_t *g, size_t c) {
   size_t sz = (c + 1) * SMALL_STEP;
   if (g->slab_left < sz) {
     slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
@@ -216,17 +212,27 @@ static void *small_alloc(gen_t *g, size_t n) {
   return p;
 }
 
-static void small_release(gen_t *g, void *p, size_t n) {
+static inline void *small_alloc(gen_t *g, size_t n) {
+  size_t c = (n - 1) / SMALL_STEP;
+  small_free_t *f = g->free_lists[c];
+  if (f) {
+    g->free_lists[c] = f->next;
+    return f;
+  }
+  return small_carve(g, c);
+}
+
+static inline void small_release(gen_t *g, void *p, size_t n) {
   small_free_t *f = p;
   size_t c = (n - 1) / SMALL_STEP;
   f->next = g->free_lists[c];
   g->free_lists[c] = f;
 }
 
-static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  gen_t *g = ud;
-  if (!ptr)
-    osize = 0; /* osize is a type code then */
+/* The general case of gen_alloc: growing, shrinking or moving a block, and
+ * every block larger than SMALL_MAX. */
+__attribute__((noinline)) static void *gen_realloc(gen_t *g, void *ptr,
+                                                   size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (ptr) {
       if (osize <= SMALL_MAX) {
@@ -267,6 +273,42 @@ static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   g->large_used = g->large_used - (osize > SMALL_MAX ? osize : 0) +
                   (nsize > SMALL_MAX ? nsize : 0);
   return p;
+}
+
+/* Lua's allocator. Nearly every call allocates or frees a small block;
+ * those two take the short paths here (no large_used bookkeeping, no
+ * realloc cases), everything else gen_realloc. */
+static void *gen_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  gen_t *g = ud;
+  if (!ptr) {
+    osize = 0;                   /* osize is a type code then */
+    if (nsize - 1 < SMALL_MAX) { /* 1..SMALL_MAX */
+      if (g->used + nsize > g->limit) {
+        g->mem_refused = 1;
+        return NULL;
+      }
+      size_t c = (nsize - 1) / SMALL_STEP, sz = (c + 1) * SMALL_STEP;
+      small_free_t *f = g->free_lists[c];
+      if (f) {
+        g->free_lists[c] = f->next;
+      } else if (g->slab_left >= sz) { /* carve from the current slab */
+        f = (small_free_t *)g->slab_pos;
+        g->slab_pos += sz;
+        g->slab_left -= sz;
+      } else if (!(f = small_carve(g, c))) {
+        return NULL;
+      }
+      g->used += nsize;
+      return f;
+    }
+    if (nsize == 0) /* freeing NULL (an empty array part, ...) */
+      return NULL;
+  } else if (nsize == 0 && osize <= SMALL_MAX) {
+    small_release(g, ptr, osize);
+    g->used -= osize;
+    return NULL;
+  }
+  return gen_realloc(g, ptr, osize, nsize);
 }
 
 /* slabs_reclaim: one slab's share of the free lists. */

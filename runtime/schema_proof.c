@@ -36,6 +36,11 @@ typedef struct {
   size_t *req; /* indices into fields, ascending */
   size_t n_req;
   int bad; /* validate.lua would reject every object of this type */
+  /* Field lookup by name: open addressing (linear probing) over
+   * field_hash, each slot a field index + 1 (0: empty); at most a quarter
+   * full, so a key that is no field ends at an empty slot soon. */
+  uint16_t *slots;
+  size_t mask; /* slots - 1 (a power of two minus one) */
 } type_t;
 
 typedef struct {
@@ -233,19 +238,78 @@ static int find_type(const amc_schema_proof_t *s, const char *name) {
   return -1;
 }
 
-static int find_field(const type_t *t, const char *k, size_t kl) {
-  size_t lo = 0, hi = t->n_fields;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = bytes_cmp(k, kl, t->fields[mid].name, t->fields[mid].len);
-    if (c == 0)
-      return (int)mid;
-    if (c < 0)
-      hi = mid;
-    else
-      lo = mid + 1;
+/* A few bytes of the name and its length: AVI field names differ in
+ * length or at the start, middle or end. Collisions only cost a probe. */
+static inline uint32_t field_hash(const char *k, size_t kl) {
+  if (kl == 0)
+    return 0;
+  uint32_t h = (uint32_t)kl * 0x9E3779B1u;
+  h ^= (uint32_t)(unsigned char)k[0] * 0x85EBCA6Bu;
+  h ^= (uint32_t)(unsigned char)k[kl - 1] * 0xC2B2AE35u;
+  h ^= (uint32_t)(unsigned char)k[kl / 2] * 0x27D4EB2Fu;
+  h ^= (uint32_t)(unsigned char)k[kl / 4] * 0x165667B1u;
+  return h ^ (h >> 15);
+}
+
+/* a[0..n) == b[0..n), without a call up to 16 bytes (two overlapping
+ * words or halves, or the bytes there are). */
+static inline int name_eq(const char *a, const char *b, size_t n) {
+  if (n >= 8) {
+    if (n > 16)
+      return memcmp(a, b, n) == 0;
+    uint64_t p, q, r, t;
+    memcpy(&p, a, 8);
+    memcpy(&q, b, 8);
+    memcpy(&r, a + n - 8, 8);
+    memcpy(&t, b + n - 8, 8);
+    return ((p ^ q) | (r ^ t)) == 0;
   }
-  return -1;
+  if (n >= 4) {
+    uint32_t p, q, r, t;
+    memcpy(&p, a, 4);
+    memcpy(&q, b, 4);
+    memcpy(&r, a + n - 4, 4);
+    memcpy(&t, b + n - 4, 4);
+    return ((p ^ q) | (r ^ t)) == 0;
+  }
+  return n == 0 ||
+         (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+}
+
+/* Index of the field named k, or -1. */
+static int find_field(const type_t *t, const char *k, size_t kl) {
+  if (!t->slots)
+    return -1;
+  for (size_t i = field_hash(k, kl) & t->mask;; i = (i + 1) & t->mask) {
+    unsigned v = t->slots[i];
+    if (!v)
+      return -1;
+    const field_t *f = &t->fields[v - 1];
+    if (f->len == kl && name_eq(f->name, k, kl))
+      return (int)v - 1;
+  }
+}
+
+/* Builds t->slots for its (final, sorted) fields. */
+static int index_fields(type_t *t) {
+  if (t->n_fields == 0)
+    return 0;
+  if (t->n_fields >= 0xFFFF)
+    return -1;
+  size_t cap = 8;
+  while (cap < 4 * t->n_fields)
+    cap *= 2;
+  t->slots = calloc(cap, sizeof *t->slots);
+  if (!t->slots)
+    return -1;
+  t->mask = cap - 1;
+  for (size_t j = 0; j < t->n_fields; j++) {
+    size_t i = field_hash(t->fields[j].name, t->fields[j].len) & t->mask;
+    while (t->slots[i])
+      i = (i + 1) & t->mask;
+    t->slots[i] = (uint16_t)(j + 1);
+  }
+  return 0;
 }
 
 /* The type's fields and required list from the definition at `def`;
@@ -322,6 +386,10 @@ static int compile_type(lua_State *L, int def, type_t *ty, const char ***refs) {
     rn = sorted;
   }
   *refs = rn;
+  if (index_fields(ty) < 0) {
+    lua_settop(L, top);
+    return -1;
+  }
   lua_settop(L, fl);
   int tr = raw_field(L, def, "required");
   if (tr == LUA_TTABLE) {
@@ -480,6 +548,7 @@ void amc_schema_proof_free(amc_schema_proof_t *s) {
       free(fd->name);
     }
     free(ty->fields);
+    free(ty->slots);
     free(ty->req);
     free(ty->name);
   }
@@ -499,7 +568,8 @@ typedef struct {
 
 /* Past the string at c->p (which is '"'); its raw (escaped) content in
  * *s, *n; *esc set when it has escapes. */
-static int scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
+static inline __attribute__((always_inline)) int
+scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
   const char *p = c->p + 1;
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   *esc = 0;
@@ -536,6 +606,12 @@ static int scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
   c->p = p + 1;
   return 0;
 }
+
+/* The bytes a number token is made of ("0123456789+-.eE"). */
+static const unsigned char num_byte[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1};
 
 static int lit(cur_t *c, const char *w, size_t n) {
   if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0)
@@ -589,7 +665,7 @@ static int skip_value(cur_t *c, int depth) {
   default:
     if (*c->p != '-' && (*c->p < '0' || *c->p > '9'))
       return -1;
-    while (c->p < c->end && strchr("0123456789+-.eE", *c->p) && *c->p)
+    while (c->p < c->end && num_byte[(unsigned char)*c->p])
       c->p++;
     return 0;
   }
@@ -609,7 +685,7 @@ static int check_number(const field_t *f, int kind, cur_t *c) {
   int is_int = 1;
   if (c->p >= c->end || (*c->p != '-' && (*c->p < '0' || *c->p > '9')))
     return -1;
-  while (c->p < c->end && *c->p && strchr("0123456789+-.eE", *c->p)) {
+  while (c->p < c->end && num_byte[(unsigned char)*c->p]) {
     if (*c->p == '.' || *c->p == 'e' || *c->p == 'E')
       is_int = 0;
     c->p++;

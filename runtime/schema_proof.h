@@ -5,8 +5,8 @@
  * and the source of every error message, but walking its schema
  * (runtime/lua/avi_schema.lua) table by table costs more than encoding the
  * object. This module compiles that same schema once per rules generation
- * into C arrays (types and fields sorted bytewise, so a field is found by
- * binary search) and checks the bytes amc_json_encode produced in one
+ * into C arrays (types and fields sorted bytewise, fields also hashed by
+ * name for lookup) and checks the bytes amc_json_encode produced in one
  * forward pass.
  *
  * The check only ever answers "certainly valid" (1) or "not proven" (0):

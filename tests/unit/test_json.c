@@ -128,6 +128,26 @@ static void test_empty_array_vs_object(void **state) {
   encode_lua("return {1, 2, 3}", "[1,2,3]");
   encode_lua("return {a = setmetatable({}, json.array_mt), b = {}}",
              "{\"a\":[],\"b\":{}}");
+  /* Elements in the hash part, met out of order by lua_next. */
+  encode_lua("return {[3] = 'c', [1] = 'a', [2] = 'b'}", "[\"a\",\"b\",\"c\"]");
+  encode_lua("return {x = setmetatable({[7] = 7, [5] = 5, [3] = 3, [1] = 1, "
+             "[6] = 6, [4] = 4, [2] = 2}, json.array_mt)}",
+             "{\"x\":[1,2,3,4,5,6,7]}");
+  encode_lua("local t = setmetatable({}, json.array_mt) "
+             "for i = 40, 1, -1 do t[i] = i % 7 end return {x = t}",
+             "{\"x\":[1,2,3,4,5,6,0,1,2,3,4,5,6,0,1,2,3,4,5,6,0,1,2,3,4,5,6,"
+             "0,1,2,3,4,5,6,0,1,2,3,4,5]}");
+  encode_lua("local t = {} for i = 1, 40 do t[i] = {i} end t[41] = 'z' "
+             "return t",
+             "[[1],[2],[3],[4],[5],[6],[7],[8],[9],[10],[11],[12],[13],[14],"
+             "[15],[16],[17],[18],[19],[20],[21],[22],[23],[24],[25],[26],"
+             "[27],[28],[29],[30],[31],[32],[33],[34],[35],[36],[37],[38],"
+             "[39],[40],\"z\"]");
+  encode_lua("local t = {1, 2} t[4] = 4 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("local t = {} t[2] = 2 t[0] = 0 t[1] = 1 return t",
+             "!cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
 }
 
 static void test_numbers(void **state) {
@@ -178,6 +198,115 @@ static void test_strings_and_unicode(void **state) {
   /* Embedded NUL survives. */
   roundtrip("\"a\\u0000b\"", "\"a\\u0000b\"");
   encode_lua("return 'a\\0b'", "\"a\\u0000b\"");
+}
+
+/* The expected canonical encoding of s (valid UTF-8) as a JSON string. */
+static void escape_ref(const char *s, size_t n, amc_buf_t *o) {
+  amc_buf_putc(o, '"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    switch (c) {
+    case '"':
+      amc_buf_puts(o, "\\\"");
+      break;
+    case '\\':
+      amc_buf_puts(o, "\\\\");
+      break;
+    case '\n':
+      amc_buf_puts(o, "\\n");
+      break;
+    case '\r':
+      amc_buf_puts(o, "\\r");
+      break;
+    case '\t':
+      amc_buf_puts(o, "\\t");
+      break;
+    case '\b':
+      amc_buf_puts(o, "\\b");
+      break;
+    case '\f':
+      amc_buf_puts(o, "\\f");
+      break;
+    default:
+      if (c < 0x20)
+        amc_buf_printf(o, "\\u%04x", c);
+      else
+        amc_buf_putc(o, (char)c);
+    }
+  }
+  amc_buf_putc(o, '"');
+}
+
+/* Strings of every length up to 40 with a byte to escape (or a UTF-8
+ * sequence, or an invalid byte) at every position, as values and as keys,
+ * encoded into a buffer with room (the one-pass copy) and into an empty
+ * one; each must match escape_ref, and decode back to the same bytes. */
+static void test_string_escapes_every_position(void **state) {
+  (void)state;
+  static const char *const specials[] = {
+      "", "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xff", "\0"};
+  char s[64];
+  for (size_t len = 0; len <= 40; len++) {
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+      size_t sl = specials[k][0] ? strlen(specials[k]) : (k == 9 ? 1 : 0);
+      for (size_t at = 0; at + sl <= len || (sl == 0 && at == 0); at++) {
+        for (size_t i = 0; i < len; i++)
+          s[i] = (char)('a' + (i * 7 + len) % 26);
+        memcpy(s + at, specials[k], sl);
+        int bad = k == 8;
+        for (int as_key = 0; as_key < 2; as_key++) {
+          for (int room = 0; room < 2; room++) {
+            amc_buf_t want = AMC_BUF_INIT, got = AMC_BUF_INIT;
+            if (as_key)
+              amc_buf_putc(&want, '{');
+            escape_ref(s, len, &want);
+            if (as_key)
+              amc_buf_puts(&want, ":1}");
+            if (as_key)
+              lua_createtable(L, 0, 1);
+            lua_pushlstring(L, s, len);
+            if (as_key) {
+              lua_pushinteger(L, 1);
+              lua_rawset(L, -3);
+            }
+            if (room) {
+              amc_buf_reserve(&got, 256);
+              memset(got.data, '#', got.cap);
+            }
+            char err[256] = "";
+            int rc = amc_json_encode(L, -1, &got, err, sizeof err);
+            lua_pop(L, 1);
+            if (bad) {
+              assert_int_equal(rc, -1);
+              assert_non_null(strstr(err, "invalid UTF-8 in string"));
+            } else {
+              if (rc != 0)
+                fail_msg("len %zu special %zu at %zu: %s", len, k, at, err);
+              assert_int_equal(got.len, want.len);
+              assert_memory_equal(got.data, want.data, want.len + 1);
+              /* and back */
+              assert_int_equal(
+                  amc_json_decode(L, got.data, got.len, err, sizeof err), 0);
+              if (as_key) {
+                lua_pushnil(L);
+                assert_true(lua_next(L, -2));
+                lua_pop(L, 1);
+              }
+              size_t n;
+              const char *back = lua_tolstring(L, -1, &n);
+              assert_int_equal(n, len);
+              assert_memory_equal(back, s, len);
+              lua_settop(L, 0);
+            }
+            amc_buf_free(&want);
+            amc_buf_free(&got);
+          }
+        }
+        if (sl == 0)
+          break;
+      }
+    }
+  }
 }
 
 static void test_invalid_utf8(void **state) {
@@ -389,6 +518,75 @@ static void test_decode_fresh_tables(void **state) {
 
 /* The canonical-input decoder gives the same values and still reports
  * syntax errors. */
+/* The canonical decoder's key cache: keys of every length that differ
+ * from a cached one in a single byte (same cache slot unless the byte is
+ * one the hash reads) must come out as themselves. */
+static void test_decode_canonical_key_cache(void **state) {
+  (void)state;
+  char key[48], json[64], err[256];
+  for (size_t n = 1; n <= 40; n++) {
+    for (size_t i = 0; i < n; i++)
+      key[i] = (char)('a' + (i * 5 + n) % 26);
+    for (size_t at = 0; at < n; at++) {
+      for (int round = 0; round < 2; round++) {
+        char was = key[at];
+        if (round)
+          key[at] = (char)(was == 'z' ? 'a' : was + 1);
+        int len = snprintf(json, sizeof json, "{\"%.*s\":1}", (int)n, key);
+        assert_int_equal(
+            amc_json_decode_canonical(L, json, (size_t)len, err, sizeof err),
+            0);
+        lua_pushnil(L);
+        assert_true(lua_next(L, -2));
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        assert_int_equal(kl, n);
+        assert_memory_equal(k, key, n);
+        lua_settop(L, 0);
+        key[at] = was;
+      }
+    }
+  }
+}
+
+/* Deep and wide at once: every level keeps 31 members pending on the Lua
+ * stack (and arrays 63 elements) when the next level opens, so the stack
+ * room the decoder reserves must keep up (ASan sees an overrun). */
+static void test_decode_deep_and_wide(void **state) {
+  (void)state;
+  amc_buf_t in = AMC_BUF_INIT, want = AMC_BUF_INIT;
+  int depth = 120;
+  for (int lvl = 0; lvl < depth; lvl++) {
+    if (lvl % 2) {
+      amc_buf_putc(&in, '[');
+      for (int i = 0; i < 63; i++)
+        amc_buf_printf(&in, "%d,", i);
+    } else {
+      amc_buf_putc(&in, '{');
+      for (int i = 0; i < 31; i++)
+        amc_buf_printf(&in, "\"k%02d\":%d,", i, i);
+      amc_buf_puts(&in, "\"z\":");
+    }
+  }
+  amc_buf_puts(&in, "true");
+  for (int lvl = depth - 1; lvl >= 0; lvl--)
+    amc_buf_putc(&in, lvl % 2 ? ']' : '}');
+  for (int canonical = 0; canonical < 2; canonical++) {
+    char err[256];
+    int rc = canonical ? amc_json_decode_canonical(L, in.data, in.len, err,
+                                                   sizeof err)
+                       : amc_json_decode(L, in.data, in.len, err, sizeof err);
+    if (rc != 0)
+      fail_msg("decode: %s", err);
+    amc_buf_reset(&want);
+    assert_int_equal(amc_json_encode(L, -1, &want, err, sizeof err), 0);
+    assert_string_equal(want.data, in.data);
+    lua_settop(L, 0);
+  }
+  amc_buf_free(&in);
+  amc_buf_free(&want);
+}
+
 static void test_decode_canonical(void **state) {
   (void)state;
   const char *in = "{\"a\":[1,2.5,\"\xc3\xa9\",null,{}],\"b\":[]}";
@@ -547,6 +745,12 @@ static void test_strings_at(void **state) {
       "ok|");
   assert_string_equal(strings_at("{\"a\":[\"0123456789abcdef\\\"x", "b"),
                       "ERR");
+  /* Unescaped strings come from the text, escaped ones from a copy. */
+  assert_string_equal(
+      strings_at(
+          "{\"a\":[\"p\\\"q\",\"plain and long enough\",\"\\u0041\",\"\"]}",
+          "a"),
+      "p\"q|plain and long enough|A||");
 }
 
 /* amc_json_encode_memo gives amc_json_encode's bytes, with subtables shared
@@ -593,6 +797,7 @@ int main(void) {
       cmocka_unit_test(test_empty_array_vs_object),
       cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_strings_and_unicode),
+      cmocka_unit_test(test_string_escapes_every_position),
       cmocka_unit_test(test_invalid_utf8),
       cmocka_unit_test(test_syntax_errors),
       cmocka_unit_test(test_depth_limit),
@@ -602,6 +807,8 @@ int main(void) {
       cmocka_unit_test(test_lua_module),
       cmocka_unit_test(test_decode_fresh_tables),
       cmocka_unit_test(test_decode_canonical),
+      cmocka_unit_test(test_decode_deep_and_wide),
+      cmocka_unit_test(test_decode_canonical_key_cache),
       cmocka_unit_test(test_large_containers),
       cmocka_unit_test(test_decode_out_of_memory),
       cmocka_unit_test(test_strings_at),

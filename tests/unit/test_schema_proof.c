@@ -164,6 +164,85 @@ static void test_small_schema(void **state) {
   amc_schema_proof_free(s);
 }
 
+/* Field lookup (a hash of a few bytes and the length) on a type with many
+ * fields alike but for a byte or the length: each is found, and no near
+ * miss is taken for a field. */
+static void test_field_lookup(void **state) {
+  (void)state;
+  amc_schema_proof_t *s = compile_text(
+      "local f = {}\n"
+      "for i = 0, 299 do\n"
+      "  f[string.format('f%03d_ref', i)] = {t = 'integer'}\n"
+      "  f[string.format('f_%d', i)] = {t = 'string'}\n"
+      "end\n"
+      "f.a = {t = 'boolean'}\n"
+      "f.ab = {t = 'boolean'}\n"
+      "f.abcdefghijkl = {t = 'boolean'}\n"
+      "f['a_long_field_name_of_a_kind_avi_uses_ref'] = {t = 'boolean'}\n"
+      "return { objects = { many = 'Many', one = 'One' }, types = {\n"
+      "  Many = { fields = f },\n"
+      "  One = { fields = { x = {t = 'string'} } } } }\n");
+  char json[128];
+  for (int i = 0; i < 300; i++) {
+    snprintf(json, sizeof json, "{\"f%03d_ref\":%d}", i, i);
+    if (!proves(s, "many", json))
+      fail_msg("not proved: %s", json);
+    snprintf(json, sizeof json, "{\"f_%d\":\"v\"}", i);
+    if (!proves(s, "many", json))
+      fail_msg("not proved: %s", json);
+    snprintf(json, sizeof json, "{\"f_%d\":%d}", i, i); /* wrong type */
+    if (proves(s, "many", json))
+      fail_msg("proved: %s", json);
+  }
+  static const char *const yes[] = {
+      "{\"a\":true}",
+      "{\"ab\":false}",
+      "{\"a\":true,\"ab\":true,\"f000_ref\":1,\"f_0\":\"x\"}",
+      "{\"a_long_field_name_of_a_kind_avi_uses_ref\":true}",
+      "{\"abcdefghijkl\":true}",
+  };
+  static const char *const no[] = {
+      "{\"\":true}",
+      "{\"b\":true}",
+      "{\"abc\":true}",
+      "{\"f300_ref\":1}",
+      "{\"f000_re\":1}",
+      "{\"f000_refs\":1}",
+      "{\"f0000_ref\":1}",
+      "{\"f_300\":\"x\"}",
+      "{\"f_\":\"x\"}",
+      "{\"F_1\":\"x\"}",
+      "{\"f_1 \":\"x\"}",
+      "{\"g_1\":\"x\"}",
+      "{\"a_long_field_name_of_a_kind_avi_uses_reg\":true}",
+      /* same length as a field, one byte off (start, middle, end) */
+      "{\"f000_rxf\":1}",
+      "{\"f00x_ref\":1}",
+      "{\"f000_reg\":1}",
+      "{\"f_1x0\":\"x\"}",
+      "{\"f_10x\":\"x\"}",
+      "{\"x_100\":\"x\"}",
+      "{\"f_x\":\"x\"}",
+      "{\"fx1\":\"x\"}",
+      "{\"x_1\":\"x\"}",
+      "{\"ax\":true}",
+      "{\"xb\":true}",
+      "{\"abcdefghixkl\":true}", /* (a byte the hash skips) */
+      "{\"abcdefgxijkl\":true}",
+      "{\"a\":true,\"zz\":true}",
+  };
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+    if (!proves(s, "many", yes[i]))
+      fail_msg("not proved: %s", yes[i]);
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+    if (proves(s, "many", no[i]))
+      fail_msg("proved: %s", no[i]);
+  assert_int_equal(proves(s, "one", "{\"x\":\"v\"}"), 1);
+  assert_int_equal(proves(s, "one", "{\"y\":\"v\"}"), 0);
+  assert_int_equal(proves(s, "one", "{\"\":\"v\"}"), 0);
+  amc_schema_proof_free(s);
+}
+
 static void test_not_a_schema(void **state) {
   (void)state;
   lua_newtable(L);
@@ -368,6 +447,7 @@ static void test_mutations_never_wrongly_proved(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_schema),
+      cmocka_unit_test(test_field_lookup),
       cmocka_unit_test(test_not_a_schema),
       cmocka_unit_test(test_golden_objects_proved),
       cmocka_unit_test(test_mutations_never_wrongly_proved),
