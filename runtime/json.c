@@ -10,6 +10,7 @@
  * lua_rawget*, lua_tolstring on strings) so it cannot raise; it needs no
  * pcall. Object keys are collected into a C array and sorted with memcmp. */
 #include "json.h"
+#include "util/bytes_eq.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -411,31 +412,6 @@ static void push_keycache(lua_State *L, dec_t *d) {
   lua_replace(L, -2);
 }
 
-/* a[0..n) == b[0..n) for 1 <= n <= KC_MAXLEN, without a call up to 16
- * bytes: two (overlapping) words or halves, or the three bytes there are. */
-static inline int key_eq(const void *a, const void *b, size_t n) {
-  const unsigned char *x = a, *y = b;
-  if (n >= 8) {
-    if (n > 16)
-      return memcmp(x, y, n) == 0;
-    uint64_t p, q, r, s;
-    memcpy(&p, x, 8);
-    memcpy(&q, y, 8);
-    memcpy(&r, x + n - 8, 8);
-    memcpy(&s, y + n - 8, 8);
-    return ((p ^ q) | (r ^ s)) == 0;
-  }
-  if (n >= 4) {
-    uint32_t p, q, r, s;
-    memcpy(&p, x, 4);
-    memcpy(&q, y, 4);
-    memcpy(&r, x + n - 4, 4);
-    memcpy(&s, y + n - 4, 4);
-    return ((p ^ q) | (r ^ s)) == 0;
-  }
-  return x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1];
-}
-
 /* Pushes the key at d->p (on its opening quote) when it is short and has
  * no escapes, from the cache if there. Returns 1 when done, 0 when the
  * caller should use dec_string. */
@@ -451,7 +427,7 @@ static int dec_key(lua_State *L, dec_t *d) {
                (unsigned)s[n - 1] * 0x3b1u ^ (unsigned)s[n / 2] * 0x11u;
   h = (h ^ (h >> 9)) & (KC_SLOTS - 1);
   struct keycache *kc = d->kc;
-  if (kc->slot[h].len == n && key_eq(kc->slot[h].s, s, n)) {
+  if (kc->slot[h].len == n && amc_bytes_eq(kc->slot[h].s, s, n)) {
     lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
   } else {
     lua_pushlstring(L, (const char *)s, n);

@@ -2,6 +2,7 @@
  * check of canonical JSON against it. See schema_proof.h; the rules
  * mirrored here are validate.lua's, function by function. */
 #include "schema_proof.h"
+#include "util/bytes_eq.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -251,31 +252,6 @@ static inline uint32_t field_hash(const char *k, size_t kl) {
   return h ^ (h >> 15);
 }
 
-/* a[0..n) == b[0..n), without a call up to 16 bytes (two overlapping
- * words or halves, or the bytes there are). */
-static inline int name_eq(const char *a, const char *b, size_t n) {
-  if (n >= 8) {
-    if (n > 16)
-      return memcmp(a, b, n) == 0;
-    uint64_t p, q, r, t;
-    memcpy(&p, a, 8);
-    memcpy(&q, b, 8);
-    memcpy(&r, a + n - 8, 8);
-    memcpy(&t, b + n - 8, 8);
-    return ((p ^ q) | (r ^ t)) == 0;
-  }
-  if (n >= 4) {
-    uint32_t p, q, r, t;
-    memcpy(&p, a, 4);
-    memcpy(&q, b, 4);
-    memcpy(&r, a + n - 4, 4);
-    memcpy(&t, b + n - 4, 4);
-    return ((p ^ q) | (r ^ t)) == 0;
-  }
-  return n == 0 ||
-         (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
-}
-
 /* Index of the field named k, or -1. */
 static int find_field(const type_t *t, const char *k, size_t kl) {
   if (!t->slots)
@@ -285,7 +261,7 @@ static int find_field(const type_t *t, const char *k, size_t kl) {
     if (!v)
       return -1;
     const field_t *f = &t->fields[v - 1];
-    if (f->len == kl && name_eq(f->name, k, kl))
+    if (f->len == kl && amc_bytes_eq(f->name, k, kl))
       return (int)v - 1;
   }
 }
