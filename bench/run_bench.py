@@ -185,6 +185,9 @@ def route_change(size, mesh):
     return save_json
 
 
+CHANGE_GAP_S = 0.0  # --change-gap
+
+
 def bench_size(amc, size, changes, tmp):
     res = {"size": size, "mesh": dict(zip(("gateways", "virtualservices",
                                            "services", "endpoints"),
@@ -215,6 +218,8 @@ def bench_size(amc, size, changes, tmp):
         lat, calls = [], []
         save = route_change(size, mesh)
         for n in range(changes):
+            if CHANGE_GAP_S:
+                time.sleep(CHANGE_GAP_S)
             clear(sim)
             w1 = 50 + (n % 40)
             tmpf, target = save(w1, 100 - w1)
@@ -354,11 +359,17 @@ def main():
     ap.add_argument("--sizes", default="1k,10k")
     ap.add_argument("--changes", type=int, default=50)
     ap.add_argument("--json")
+    ap.add_argument("--change-gap", type=float, default=0.0,
+                    help="seconds of quiet before each route change (e.g. "
+                    "1.5: isolated changes, after amc has compacted its "
+                    "rules VM)")
     ap.add_argument("--amc-arg", action="append", default=[],
                     help="extra option for every `amc run` (repeatable), "
                     "e.g. --amc-arg=--incremental")
     a = ap.parse_args()
     AMC_ARGS.extend(a.amc_arg)
+    global CHANGE_GAP_S
+    CHANGE_GAP_S = a.change_gap
     os.environ["AMC_BIN"] = os.path.abspath(a.amc)
     os.environ["AMC_SOURCE_DIR"] = ROOT
     runlib.AMC_BIN = os.path.abspath(a.amc)
