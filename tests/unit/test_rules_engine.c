@@ -573,132 +573,93 @@ static void test_real_schema(void **state) {
   }
 }
 
-/* host.base64_decode gives what runtime/lua/rt.lua's base64_decode gives,
- * for each case of the fixture (results compared by FNV hash). */
+/* The fixture's translation: its rules report one diagnostic per case,
+ * carrying what the host function gave. */
+static amc_translation_t *translate_fixture(fx_t *f, const char *dir) {
+  load_ok(f, dir);
+  put_gateway(f->store, "ns", "gw", "{}");
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
+  if (t->error)
+    fail_msg("%s", t->error);
+  return t;
+}
+
+/* fnv_hex(s): 64-bit FNV-1a of s in hex, as the fixtures' host.hash. */
+static int l_fnv_hex(lua_State *L) {
+  size_t len;
+  const unsigned char *r = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t j = 0; j < len; j++)
+    h = (h ^ r[j]) * 0x100000001b3ULL;
+  char hex[20];
+  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+/* Checks that the host function gave, for every case of the fixture in
+ * `dir` (its gateway.lua's `cases`), what runtime/lua/rt.lua's copy gives:
+ * `expr` is the Lua expression of one case's result (a string; "<nil>"
+ * for none) with `rt` and the case `c` in scope. Returns how many cases
+ * had a result other than "<nil>". */
+static int host_matches_rt_lua(fx_t *f, const char *dir, const char *expr) {
+  amc_translation_t *t = translate_fixture(f, dir);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  lua_register(L, "fnv_hex", l_fnv_hex);
+  char script[1024];
+  snprintf(script, sizeof script,
+           "package.path = '%s/runtime/lua/?.lua;' .. package.path\n"
+           "local rt = require('rt')\n"
+           "local cases = dofile('%s/gateway.lua').cases\n"
+           "local res = {}\n"
+           "for i, c in ipairs(cases) do res[i] = %s end\n"
+           "return res",
+           AMC_SOURCE_DIR, dir, expr);
+  if (luaL_dostring(L, script) != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  size_t n = (size_t)lua_rawlen(L, -1);
+  assert_true(n >= 20);
+  assert_int_equal(t->n_diags, n);
+  int results = 0;
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    const char *want = lua_tostring(L, -1);
+    assert_non_null(want);
+    results += strcmp(want, "<nil>") != 0;
+    if (strcmp(t->diags[i].message, want) != 0)
+      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
+               want);
+    lua_pop(L, 1);
+  }
+  lua_close(L);
+  amc_translation_free(t);
+  return results;
+}
+
+/* host.base64_decode gives what rt.lua's base64_decode gives (results
+ * compared by FNV hash). */
 static void test_base64_matches_rt_lua(void **state) {
-  fx_t *f = *state;
-  load_ok(f, FIX "rules_base64");
-  put_gateway(f->store, "ns", "gw", "{}");
-  amc_translation_t *t =
-      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
-  if (t->error)
-    fail_msg("%s", t->error);
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
-                       "/runtime/lua/?.lua;' .. package.path\n"
-                       "local rt = require('rt')\n"
-                       "local cases = dofile('" FIX
-                       "rules_base64/gateway.lua').cases\n"
-                       "local res = {}\n"
-                       "for i, c in ipairs(cases) do\n"
-                       "  res[i] = rt.base64_decode(c) or false\n"
-                       "end\n"
-                       "return res") != LUA_OK)
-    fail_msg("%s", lua_tostring(L, -1));
-  size_t n = (size_t)lua_rawlen(L, -1);
-  assert_true(n >= 20);
-  assert_int_equal(t->n_diags, n);
-  for (size_t i = 0; i < n; i++) {
-    char want[20] = "<nil>";
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      size_t len;
-      const unsigned char *r =
-          (const unsigned char *)lua_tolstring(L, -1, &len);
-      uint64_t h = 0xcbf29ce484222325ULL;
-      for (size_t j = 0; j < len; j++)
-        h = (h ^ r[j]) * 0x100000001b3ULL;
-      snprintf(want, sizeof want, "%016llx", (unsigned long long)h);
-    }
-    lua_pop(L, 1);
-    if (strcmp(t->diags[i].message, want) != 0)
-      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
-               want);
-  }
-  lua_close(L);
-  amc_translation_free(t);
+  host_matches_rt_lua(*state, FIX "rules_base64",
+                      "(function(r) return r and fnv_hex(r) or '<nil>' end)"
+                      "(rt.base64_decode(c))");
 }
 
-/* host.ipv4 gives what runtime/lua/rt.lua's ipv4 gives, for each case of
- * the fixture. */
+/* host.ipv4 gives what rt.lua's ipv4 gives. */
 static void test_ipv4_matches_rt_lua(void **state) {
-  fx_t *f = *state;
-  load_ok(f, FIX "rules_ipv4");
-  put_gateway(f->store, "ns", "gw", "{}");
-  amc_translation_t *t =
-      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
-  if (t->error)
-    fail_msg("%s", t->error);
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
-                       "/runtime/lua/?.lua;' .. package.path\n"
-                       "local rt = require('rt')\n"
-                       "local cases = dofile('" FIX
-                       "rules_ipv4/gateway.lua').cases\n"
-                       "local res = {}\n"
-                       "for i, c in ipairs(cases) do\n"
-                       "  local r = rt.ipv4(c)\n"
-                       "  res[i] = r == nil and '<nil>' or tostring(r)\n"
-                       "end\n"
-                       "return res") != LUA_OK)
-    fail_msg("%s", lua_tostring(L, -1));
-  size_t n = (size_t)lua_rawlen(L, -1);
-  assert_true(n >= 20);
-  assert_int_equal(t->n_diags, n);
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    const char *want = lua_tostring(L, -1);
-    if (strcmp(t->diags[i].message, want) != 0)
-      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
-               want);
-    lua_pop(L, 1);
-  }
-  lua_close(L);
-  amc_translation_free(t);
+  host_matches_rt_lua(*state, FIX "rules_ipv4",
+                      "(function(r) return r == nil and '<nil>' or "
+                      "tostring(r) end)(rt.ipv4(c))");
 }
 
-/* host.plain_name gives what runtime/lua/rt.lua's plain_name (rt.name's
- * usual case) gives, for each case of the fixture. */
+/* host.plain_name gives what rt.lua's plain_name (rt.name's usual case)
+ * gives; both outcomes (joined, refused) are exercised. */
 static void test_plain_name_matches_rt_lua(void **state) {
-  fx_t *f = *state;
-  load_ok(f, FIX "rules_plain_name");
-  put_gateway(f->store, "ns", "gw", "{}");
-  amc_translation_t *t =
-      amc_rules_engine_translate(f->eng, "Gateway", "ns", "gw");
-  if (t->error)
-    fail_msg("%s", t->error);
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  if (luaL_dostring(L, "package.path = '" AMC_SOURCE_DIR
-                       "/runtime/lua/?.lua;' .. package.path\n"
-                       "local rt = require('rt')\n"
-                       "local cases = dofile('" FIX
-                       "rules_plain_name/gateway.lua').cases\n"
-                       "local res = {}\n"
-                       "for i, c in ipairs(cases) do\n"
-                       "  res[i] = rt.plain_name('amc--c1--',\n"
-                       "    table.unpack(c, 1, c.n)) or '<nil>'\n"
-                       "end\n"
-                       "return res") != LUA_OK)
-    fail_msg("%s", lua_tostring(L, -1));
-  size_t n = (size_t)lua_rawlen(L, -1);
-  assert_true(n >= 20);
-  assert_int_equal(t->n_diags, n);
-  int joined = 0;
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    const char *want = lua_tostring(L, -1);
-    joined += strcmp(want, "<nil>") != 0;
-    if (strcmp(t->diags[i].message, want) != 0)
-      fail_msg("case %zu: host gives %s, rt.lua %s", i + 1, t->diags[i].message,
-               want);
-    lua_pop(L, 1);
-  }
-  assert_true(joined >= 5); /* both outcomes are exercised */
-  lua_close(L);
-  amc_translation_free(t);
+  int joined = host_matches_rt_lua(
+      *state, FIX "rules_plain_name",
+      "rt.plain_name('amc--c1--', table.unpack(c, 1, c.n)) or '<nil>'");
+  assert_true(joined >= 5);
 }
 
 /* host.new_array(n): an empty JSON array whatever n is; filled with any
