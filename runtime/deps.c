@@ -314,46 +314,48 @@ typedef struct {
   const char *old_json, *new_json;
 } paths_t;
 
-/* Visits one path filtered on: the lists on the object's values there
- * before and after the change are affected. */
-static int path_visit(const char *path, void *value, void *data) {
-  (void)value;
-  paths_t *p = data;
+void amc_deps_path_values(const char *path, const char *old_json,
+                          const char *new_json,
+                          void (*fn)(const char *s, size_t len, void *data),
+                          void *data) {
   const char *segs[PATH_MAX_DEPTH];
   size_t depth = 0;
-  char *buf = NULL;
+  char buf[256];
   if (path[0] == 'l') {
     segs[0] = "metadata";
     segs[1] = "labels";
     segs[2] = path + 2;
     depth = 3;
   } else {
-    buf = strdup(path + 2);
-    if (!buf)
-      abort();
+    size_t len = strlen(path + 2);
+    if (len == 0 || len >= sizeof buf)
+      return;
+    memcpy(buf, path + 2, len + 1);
     for (char *s = buf;;) {
       char *dot = strchr(s, '.');
       if (dot)
         *dot = '\0';
-      if (depth == PATH_MAX_DEPTH) {
-        /* amc_store_find finds nothing on such paths: nothing to miss */
-        free(buf);
-        return 0;
-      }
+      if (!*s || depth == PATH_MAX_DEPTH)
+        return; /* amc_store_find finds nothing on such paths */
       segs[depth++] = s;
       if (!dot)
         break;
       s = dot + 1;
     }
   }
+  if (old_json)
+    amc_json_strings_at(old_json, strlen(old_json), segs, depth, fn, data);
+  if (new_json)
+    amc_json_strings_at(new_json, strlen(new_json), segs, depth, fn, data);
+}
+
+/* Visits one path filtered on: the lists on the object's values there
+ * before and after the change are affected. */
+static int path_visit(const char *path, void *value, void *data) {
+  (void)value;
+  paths_t *p = data;
   p->f->path = path;
-  if (p->old_json)
-    amc_json_strings_at(p->old_json, strlen(p->old_json), segs, depth,
-                        filter_value, p->f);
-  if (p->new_json)
-    amc_json_strings_at(p->new_json, strlen(p->new_json), segs, depth,
-                        filter_value, p->f);
-  free(buf);
+  amc_deps_path_values(path, p->old_json, p->new_json, filter_value, p->f);
   return 0;
 }
 

@@ -53,6 +53,17 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
                          const char *name, const char *old_json,
                          const char *new_json, amc_deps_key_fn fn, void *data);
 
+/* A filtered list's path as the index spells it: "l:<label>" (the
+ * label's value) or "f:<dotted.field>". Calls fn(s, len, data) for each
+ * string at that path in old_json and then in new_json (either may be
+ * NULL), as amc_json_strings_at does; this is what a change to the object
+ * can do to the lists filtered on that path. A path with an empty segment
+ * or more than 16 matches nothing (rt.list refuses those): no call. */
+void amc_deps_path_values(const char *path, const char *old_json,
+                          const char *new_json,
+                          void (*fn)(const char *s, size_t len, void *data),
+                          void *data);
+
 /* Calls fn(read, data) for each read recorded for `key` (duplicates
  * dropped), rebuilt from the index: the strings are valid during the call
  * only; a get with namespace "" comes back with namespace_ NULL. Returns

@@ -12,6 +12,8 @@
  *     functions use. */
 #include "rules_engine.h"
 
+#include "deps.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
@@ -2741,31 +2743,13 @@ static void stamp_value(const char *s, size_t len, void *ud) {
 
 static void stamp_path(stamp_t *st, const char *path, const char *old_json,
                        const char *new_json) {
-  const char *segs[FIELD_MAX_DEPTH];
-  size_t depth = 0;
-  char buf[256];
-  if (path[0] == 'l') {
-    segs[0] = "metadata";
-    segs[1] = "labels";
-    segs[2] = path + 2;
-    depth = 3;
-  } else {
-    depth = split_field(path + 2, buf, sizeof buf, segs);
-    if (!depth)
-      return; /* rt.list refuses such paths: nothing read them */
-  }
   amc_read_t r = {0};
   if (path[0] == 'l')
     r.label = (char *)path + 2;
   else
     r.field = (char *)path + 2;
   st->path = &r;
-  if (old_json)
-    amc_json_strings_at(old_json, strlen(old_json), segs, depth, stamp_value,
-                        st);
-  if (new_json)
-    amc_json_strings_at(new_json, strlen(new_json), segs, depth, stamp_value,
-                        st);
+  amc_deps_path_values(path, old_json, new_json, stamp_value, st);
   st->path = NULL; /* r goes */
 }
 

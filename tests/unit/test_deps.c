@@ -341,6 +341,38 @@ static void test_shared_sets_shrink(void **state) {
   amc_deps_free(d);
 }
 
+/* amc_json_string_fn for test_path_values: "value;" per call. */
+static void join_value(const char *v, size_t len, void *data) {
+  amc_buf_t *b = data;
+  amc_buf_printf(b, "%.*s;", (int)len, v);
+}
+
+static void test_path_values(void **state) {
+  (void)state;
+  const char *old_json = "{\"metadata\":{\"labels\":{\"app\":\"a\"}},"
+                         "\"spec\":{\"gateways\":[\"ns/g1\",\"ns/g2\"]}}";
+  const char *new_json = "{\"metadata\":{\"labels\":{\"app\":\"b\"}},"
+                         "\"spec\":{\"gateways\":\"ns/g3\"}}";
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_deps_path_values("l:app", old_json, new_json, join_value, &b);
+  assert_string_equal(b.data, "a;b;");
+  amc_buf_reset(&b);
+  amc_deps_path_values("f:spec.gateways", old_json, new_json, join_value, &b);
+  assert_string_equal(b.data, "ns/g1;ns/g2;ns/g3;");
+  amc_buf_reset(&b);
+  amc_deps_path_values("f:spec.gateways", NULL, new_json, join_value, &b);
+  assert_string_equal(b.data, "ns/g3;");
+  /* paths rt.list refuses find nothing */
+  static const char *const bad[] = {"f:", "f:spec..gateways", "f:.spec",
+                                    "f:a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    amc_buf_reset(&b);
+    amc_deps_path_values(bad[i], old_json, new_json, join_value, &b);
+    assert_true(b.len == 0);
+  }
+  amc_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_object_reads),
@@ -353,6 +385,7 @@ int main(void) {
       cmocka_unit_test(test_many),
       cmocka_unit_test(test_field_filtered_reads),
       cmocka_unit_test(test_label_filtered_reads),
+      cmocka_unit_test(test_path_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
