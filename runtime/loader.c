@@ -764,15 +764,23 @@ static int load_dir(lua_State *L, ctx_t *c, const char *path, int depth) {
   return rc;
 }
 
-int amc_loader_load_path(lua_State *L, const char *path,
-                         const amc_loader_opts_t *opts, amc_loader_fn fn,
-                         void *data, char *err, size_t errlen) {
+/* A context for one public call: who gets the objects, where errors go. */
+static ctx_t ctx_for(const char *name, const amc_loader_opts_t *opts,
+                     amc_loader_fn fn, void *data, char *err, size_t errlen) {
   ctx_t c = {0};
+  c.name = name;
   c.opts = opts;
   c.fn = fn;
   c.data = data;
   c.err = err;
   c.errlen = errlen;
+  return c;
+}
+
+int amc_loader_load_path(lua_State *L, const char *path,
+                         const amc_loader_opts_t *opts, amc_loader_fn fn,
+                         void *data, char *err, size_t errlen) {
+  ctx_t c = ctx_for(NULL, opts, fn, data, err, errlen);
   if (strcmp(path, "-") == 0)
     return load_file(L, &c, path);
   struct stat st;
@@ -787,13 +795,7 @@ int amc_loader_load_buffer(lua_State *L, const char *name, const char *buf,
                            size_t len, int json, const amc_loader_opts_t *opts,
                            amc_loader_fn fn, void *data, char *err,
                            size_t errlen) {
-  ctx_t c = {0};
-  c.name = name;
-  c.opts = opts;
-  c.fn = fn;
-  c.data = data;
-  c.err = err;
-  c.errlen = errlen;
+  ctx_t c = ctx_for(name, opts, fn, data, err, errlen);
   return json ? load_json(L, &c, buf, len) : load_yaml(L, &c, buf, len, 0);
 }
 
@@ -1039,13 +1041,7 @@ int amc_loader_load_span(lua_State *L, const char *name,
                          const amc_loader_span_t *span, int json,
                          const amc_loader_opts_t *opts, amc_loader_fn fn,
                          void *data, char *err, size_t errlen) {
-  ctx_t c = {0};
-  c.name = name;
-  c.opts = opts;
-  c.fn = fn;
-  c.data = data;
-  c.err = err;
-  c.errlen = errlen;
+  ctx_t c = ctx_for(name, opts, fn, data, err, errlen);
   c.line_base = span->line;
   if (!json)
     return load_yaml(L, &c, span->text, span->len, 0);

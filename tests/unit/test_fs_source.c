@@ -136,6 +136,18 @@ static void run_for(uint64_t ms) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/* Runs the loop until an event arrived (at most 2 s). */
+static void wait_events(void) {
+  for (int i = 0; i < 200 && events.len == 0; i++)
+    run_for(10);
+}
+
+/* Runs the loop until the source watches `n` directories (at most 2 s). */
+static void wait_watches(amc_fs_source_t *s, size_t n) {
+  for (int i = 0; i < 200 && amc_fs_source_watches(s) < n; i++)
+    run_for(10);
+}
+
 static const char *take_events(void) {
   static char copy[4096];
   snprintf(copy, sizeof copy, "%s", events.data ? events.data : "");
@@ -316,8 +328,7 @@ static void test_new_and_removed_subdirectories(void **state) {
   char p[512];
   path_of(p, sizeof p, "d1");
   assert_int_equal(mkdir(p, 0755), 0);
-  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
-    run_for(10);
+  wait_watches(s, 2);
   assert_int_equal(amc_fs_source_watches(s), 2);
   write_file("d1/x.yaml", "Pod ns p 1\n");
   for (int i = 0; i < 200 && amc_fs_source_count(s) < 1; i++)
@@ -369,29 +380,24 @@ static void test_named_events_and_configmap_swap(void **state) {
            "ln -s ..v2 ..data_tmp && mv -T ..data_tmp ..data && rm -r ..v1",
            root);
   assert_int_equal(system(cmd), 0);
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
   /* a directory named like a data file: watched and read */
   char p[512];
   path_of(p, sizeof p, "d.yaml");
   assert_int_equal(mkdir(p, 0755), 0);
-  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
-    run_for(10);
+  wait_watches(s, 2);
   assert_int_equal(amc_fs_source_watches(s), 2);
   write_file("d.yaml/x.yaml", "Pod ns p 1\n");
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
   /* a visible file created, then deleted */
   write_file("b.yaml", "Service ns b 1\n");
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"1\"};");
   path_of(p, sizeof p, "b.yaml");
   unlink(p);
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "-Service/ns/b;");
   assert_int_equal(amc_fs_source_count(s), 2);
   amc_fs_source_close(s);
@@ -458,33 +464,28 @@ static void test_named_entry_changes_type_and_dir_replaced(void **state) {
   /* a file replaced by a directory of the same name */
   unlink(p);
   assert_int_equal(mkdir(p, 0755), 0);
-  for (int i = 0; i < 200 && amc_fs_source_watches(s) < 2; i++)
-    run_for(10);
+  wait_watches(s, 2);
   assert_int_equal(amc_fs_source_watches(s), 2);
   assert_string_equal(take_events(), "-Service/ns/x;");
   write_file("x.yaml/in.yaml", "Pod ns p 1\n");
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
   /* another directory renamed over it (replacing the empty one needs it
    * empty: remove the file first) */
   path_of(p, sizeof p, "x.yaml/in.yaml");
   unlink(p);
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "-Pod/ns/p;");
   snprintf(cmd, sizeof cmd,
            "mkdir %s/.new && echo 'Pod ns q 1' > %s/.new/q.yaml && "
            "mv -T %s/.new %s/x.yaml",
            root, root, root, root);
   assert_int_equal(system(cmd), 0);
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"1\"};");
   /* a write inside the new directory is seen through its own watch */
   write_file("x.yaml/q.yaml", "Pod ns q 2\n");
-  for (int i = 0; i < 200 && events.len == 0; i++)
-    run_for(10);
+  wait_events();
   assert_string_equal(take_events(), "+Pod/ns/q={\"v\":\"2\"};");
   assert_int_equal(amc_fs_source_watches(s), 2);
   /* and the directory replaced by a file again */
