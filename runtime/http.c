@@ -353,8 +353,7 @@ static void set_blob(CURL *e, CURLoption opt, const char *pem) {
   curl_easy_setopt(e, opt, &blob);
 }
 
-/* A host name usable as a URL host and in a "connect to" entry. */
-static int valid_server_name(const char *s) {
+int amc_http_server_name_ok(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 253)
     return 0;
@@ -381,7 +380,7 @@ static int apply_server_name(amc_http_req_t *r, const char *name, char **url,
   amc_buf_t b = AMC_BUF_INIT;
   CURLU *u = curl_url();
   *url = NULL;
-  if (!u || !valid_server_name(name) ||
+  if (!u || !amc_http_server_name_ok(name) ||
       curl_url_set(u, CURLUPART_URL, r->url, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||

@@ -94,6 +94,11 @@ typedef struct {
 } amc_http_opts_t;
 
 /* Creates the client on `loop`. Returns NULL on failure. */
+/* Is `name` usable as `tls_server_name` (a host name: 1-253 letters,
+ * digits, '.', '-', '_')? Also for callers that check configuration
+ * before making requests (kubeconfig). */
+int amc_http_server_name_ok(const char *name);
+
 amc_http_t *amc_http_new(uv_loop_t *loop);
 
 /* Starts a request. Returns NULL when the options are invalid (no URL) or

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "http.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -69,20 +70,6 @@ static yaml_node_t *map_get(yaml_document_t *d, yaml_node_t *m,
 }
 
 /* The scalar's text, or NULL (not a scalar / missing / empty). */
-/* What the HTTP module accepts as a TLS server name (see http.h). */
-static int host_name(const char *s) {
-  size_t n = strlen(s);
-  if (n > 253)
-    return 0;
-  for (; *s; s++) {
-    char c = *s;
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
-      return 0;
-  }
-  return 1;
-}
-
 static const char *scalar(yaml_node_t *n) {
   if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0)
     return NULL;
@@ -281,7 +268,7 @@ int amc_kubeconfig_load(const char *paths, const char *context,
       is_true(scalar(map_get(&cf->doc, cl, "insecure-skip-tls-verify")));
   out->tls_server_name =
       xstrdup(scalar(map_get(&cf->doc, cl, "tls-server-name")));
-  if (out->tls_server_name && !host_name(out->tls_server_name)) {
+  if (out->tls_server_name && !amc_http_server_name_ok(out->tls_server_name)) {
     seterr(err, errlen,
            "kubeconfig %s: cluster \"%s\": tls-server-name \"%s\" is not a "
            "host name",
