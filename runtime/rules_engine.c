@@ -2467,16 +2467,11 @@ static int host_memo_end(lua_State *L) {
   return 0;
 }
 
-static void memo_register(lua_State *L) {
-  lua_pushcfunction(L, host_memo_get);
-  lua_setfield(L, -2, "memo_get");
-  lua_pushcfunction(L, host_memo_replay);
-  lua_setfield(L, -2, "memo_replay");
-  lua_pushcfunction(L, host_memo_begin);
-  lua_setfield(L, -2, "memo_begin");
-  lua_pushcfunction(L, host_memo_end);
-  lua_setfield(L, -2, "memo_end");
-}
+static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
+                                         {"memo_replay", host_memo_replay},
+                                         {"memo_begin", host_memo_begin},
+                                         {"memo_end", host_memo_end},
+                                         {NULL, NULL}};
 
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
@@ -2845,6 +2840,16 @@ void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
   st->misses = e->memo_misses;
 }
 
+/* The host functions every translation's rt gets (rt.lua's M.new). */
+static const luaL_Reg host_fns[] = {{"get", host_get},
+                                    {"list", host_list},
+                                    {"hash", host_hash},
+                                    {"base64_decode", host_base64_decode},
+                                    {"ipv4", host_ipv4},
+                                    {"plain_name", host_plain_name},
+                                    {"new_array", host_new_array},
+                                    {NULL, NULL}};
+
 /* Runs under pcall: the whole translation of e->cur_obj. */
 static int translate_protected(lua_State *L) {
   gen_t *g = GEN(L);
@@ -2856,21 +2861,8 @@ static int translate_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
-  lua_createtable(L, 0, 11);
-  lua_pushcfunction(L, host_get);
-  lua_setfield(L, -2, "get");
-  lua_pushcfunction(L, host_list);
-  lua_setfield(L, -2, "list");
-  lua_pushcfunction(L, host_hash);
-  lua_setfield(L, -2, "hash");
-  lua_pushcfunction(L, host_base64_decode);
-  lua_setfield(L, -2, "base64_decode");
-  lua_pushcfunction(L, host_ipv4);
-  lua_setfield(L, -2, "ipv4");
-  lua_pushcfunction(L, host_plain_name);
-  lua_setfield(L, -2, "plain_name");
-  lua_pushcfunction(L, host_new_array);
-  lua_setfield(L, -2, "new_array");
+  lua_createtable(L, 0, 16);
+  luaL_setfuncs(L, host_fns, 0);
   lua_pushboolean(L, 1); /* collect_objects sorts by type, name */
   lua_setfield(L, -2, "sorts_objects");
   lua_pushlightuserdata(L, AMC_JSON_NULL);
@@ -2880,7 +2872,7 @@ static int translate_protected(lua_State *L) {
   amc_settings_push(L, e->settings);
   lua_setfield(L, -2, "settings");
   if (e->memo_on)
-    memo_register(L);
+    luaL_setfuncs(L, memo_host_fns, 0);
   lua_call(L, 1, 1); /* 3: rt */
   lua_call(L, 2, 1); /* 1: result */
   if (lua_type(L, 1) != LUA_TTABLE)
