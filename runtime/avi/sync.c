@@ -158,6 +158,10 @@ int amc_avi_sync_synced(const amc_avi_sync_t *s) {
   return s->synced;
 }
 
+int amc_avi_sync_reading(const amc_avi_sync_t *s) {
+  return s->filling > 0;
+}
+
 int amc_avi_sync_reachable(const amc_avi_sync_t *s) {
   return s->client ? amc_avi_client_reachable(s->client) : 1;
 }

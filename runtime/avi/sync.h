@@ -125,6 +125,8 @@ void amc_avi_sync_logout(amc_avi_sync_t *s, void (*done)(void *data),
 int amc_avi_sync_has_unchanged(const amc_avi_sync_t *s, const char *key,
                                const amc_translation_t *t);
 int amc_avi_sync_synced(const amc_avi_sync_t *s);
+/* 1 while a start (the first read or a re-read) is running. */
+int amc_avi_sync_reading(const amc_avi_sync_t *s);
 int amc_avi_sync_reachable(const amc_avi_sync_t *s);
 size_t amc_avi_sync_cached(const amc_avi_sync_t *s);
 void amc_avi_sync_free(amc_avi_sync_t *s);

@@ -63,6 +63,9 @@ typedef struct {
   amc_kube_report_t *report;
   int kube_id, leader_id;
   int was_leader;
+  /* Leadership was won; the leader gate opens once AVI has been re-read
+   * (take_over_read: the read in progress began after the win). */
+  int take_over, take_over_read;
   lua_State *fs_L; /* plain Lua state for parsing source input */
   amc_fs_loader_t fs_loader;
   int fs_id;
@@ -208,6 +211,26 @@ static void status_free(run_t *r) {
   r->status = NULL;
 }
 
+static void avi_start(run_t *r);
+
+/* A standby read AVI when it started; the old leader has written since.
+ * Planning from that read would re-send what the old leader already sent
+ * (or miss what it created), so the new leader re-reads AVI first and
+ * opens the leader gate when the read is complete. A read already running
+ * began before the win and may miss the old leader's last writes: it is
+ * followed by another. */
+static void take_over(run_t *r) {
+  if (!r->avi) {
+    amc_controller_source_synced(r->ctl, r->leader_id);
+    return;
+  }
+  r->take_over = 1;
+  if (!amc_avi_sync_reading(r->avi)) {
+    r->take_over_read = 1;
+    avi_start(r);
+  }
+}
+
 static void on_leading(void *data, int leading) {
   run_t *r = data;
   if (leading) {
@@ -215,7 +238,7 @@ static void on_leading(void *data, int leading) {
             AMC_S("identity", amc_lease_identity(r->lease)));
     r->was_leader = 1;
     status_enable(r, 1);
-    amc_controller_source_synced(r->ctl, r->leader_id);
+    take_over(r);
     return;
   }
   if (r->was_leader && !r->stopping) {
@@ -434,8 +457,6 @@ static void avi_observe(const char *method, const char *type, long status,
     amc_controller_count_request(r->ctl, method, type ? type : "", (int)status);
 }
 
-static void avi_start(run_t *r);
-
 static void on_avi_retry(uv_timer_t *t) {
   avi_start(t->data);
 }
@@ -449,6 +470,13 @@ static void avi_started(const amc_avi_sync_result_t *res, void *data) {
             AMC_I("cached", amc_avi_sync_cached(r->avi)));
     r->avi_retry_ms = 0;
     amc_controller_source_synced(r->ctl, r->avi_id);
+    if (r->take_over && r->take_over_read) {
+      r->take_over = r->take_over_read = 0;
+      amc_controller_source_synced(r->ctl, r->leader_id);
+    } else if (r->take_over) {
+      r->take_over_read = 1;
+      avi_start(r);
+    }
     return;
   }
   r->avi_retry_ms = r->avi_retry_ms ? r->avi_retry_ms * 2 : 500;
