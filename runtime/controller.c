@@ -460,6 +460,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     k->event_ns = 0;
   }
   c->opt.sink_ops.sync(c->opt.sink, c, key, t);
+  if (c->engine_ops.settle) /* the first request is out: now the rest */
+    c->engine_ops.settle(c->engine);
   amc_log_set_key(NULL);
 }
 

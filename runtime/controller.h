@@ -68,6 +68,10 @@ typedef struct {
                   const char *name, const char *old_json, const char *new_json);
   amc_translation_t *(*translate_full)(void *engine, const char *kind,
                                        const char *ns, const char *name);
+  /* Optional: work a translation left for later (rules_engine.h,
+   * amc_rules_engine_settle), called once the sink has started the key's
+   * sync, so that it is not between a change and its first AVI call. */
+  void (*settle)(void *engine);
 } amc_ctrl_engine_ops_t;
 
 /* Where translations go. */

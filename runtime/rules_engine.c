@@ -129,6 +129,11 @@ struct amc_rules_engine {
   size_t memo_got;       /* the entry memo_get returned (SIZE_MAX: none) */
   size_t memo_got_reads; /* where its reads start in memo_plain */
   amc_buf_t memo_plain, memo_scratch, memo_packs;
+  /* the last translation's entries, not packed yet (amc_rules_engine_settle) */
+  struct memo_key *memo_pend; /* its key (NULL: nothing pending) */
+  char *memo_pend_key;
+  size_t memo_pend_n; /* its items: memo_items[0 .. memo_pend_n) */
+  int gc_due;         /* a full collection is due (GC_SLACK of garbage) */
   int frame_open; /* inside rt.memo's call: reads also go to: */
   amc_read_t *frame_reads;
   size_t frame_n, frame_cap;
@@ -1962,6 +1967,7 @@ typedef struct memo_fresh {
   size_t n_reads;
   uint16_t *slots; /* of its root and inputs (not reads of the call) */
   size_t n_slots;
+  uint64_t *cks; /* its objects' checksums (memo_finish takes them) */
 } memo_fresh_t;
 
 /* What the translation in progress replayed (fresh NULL: e.ent, a copy of
@@ -2074,6 +2080,7 @@ static void fresh_free(memo_fresh_t *f) {
     read_free(&f->reads[i]);
   free(f->reads);
   free(f->slots);
+  free(f->cks);
   free(f);
 }
 
@@ -2532,25 +2539,30 @@ static int u16_cmp(const void *a, const void *b) {
   return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
-/* Packs a fresh entry (see the top of this section) for key `k`, taking
- * the checksums from `t`. Returns 0, or -1 when one of its objects is not
- * in t (dropped). The key's first pack makes its dictionary. */
-static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
-                      const amc_translation_t *t, memo_item_t *it) {
-  memo_fresh_t *f = it->fresh;
-  amc_buf_t *b = &e->memo_plain, *d = &e->memo_scratch;
-  uint64_t *cks = calloc(f->n_objs ? f->n_objs : 1, sizeof *cks);
-  uint16_t *slots = calloc(f->n_reads + f->n_slots + 1, sizeof *slots);
-  if (!cks || !slots)
+/* Takes the checksums of a fresh entry's objects from `t`. Returns 0, or
+ * -1 when one of its objects is not in t (the entry is dropped). */
+static int fresh_cksums(memo_fresh_t *f, const amc_translation_t *t) {
+  f->cks = calloc(f->n_objs ? f->n_objs : 1, sizeof *f->cks);
+  if (!f->cks)
     abort();
-  int rc = -1;
   for (size_t i = 0; i < f->n_objs; i++) {
     const amc_avi_object_t *o =
         find_object(t, f->objs[i].type, f->objs[i].name);
     if (!o || !o->cksum[0])
-      goto done;
-    cks[i] = strtoull(o->cksum, NULL, 16);
+      return -1;
+    f->cks[i] = strtoull(o->cksum, NULL, 16);
   }
+  return 0;
+}
+
+/* Packs a fresh entry (see the top of this section) for key `k` into
+ * e->memo_packs. The key's first pack makes its dictionary. */
+static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
+  memo_fresh_t *f = it->fresh;
+  amc_buf_t *b = &e->memo_plain, *d = &e->memo_scratch;
+  uint16_t *slots = calloc(f->n_reads + f->n_slots + 1, sizeof *slots);
+  if (!slots)
+    abort();
   amc_buf_reset(b);
   put_str(b, f->sub, strlen(f->sub));
   put_str(b, f->blob, f->blob_len);
@@ -2596,21 +2608,16 @@ static int fresh_pack(amc_rules_engine_t *e, memo_key_t *k,
   }
   put_uv(d, f->n_objs);
   for (size_t i = 0; i < f->n_objs; i++)
-    put_u64(d, cks[i]);
+    put_u64(d, f->cks[i]);
   amc_lz_compress(k->dict, k->dict_len, b->data, b->len, d);
-  rc = 0;
-done:
-  free(cks);
   free(slots);
   fresh_free(f);
   it->fresh = NULL;
-  if (rc == 0) { /* into memo_packs until the key's new block is made */
-    it->ent.len = (uint32_t)d->len;
-    it->ent.off = (uint32_t)e->memo_packs.len;
-    it->packed = 1;
-    amc_buf_append(&e->memo_packs, d->data, d->len);
-  }
-  return rc;
+  /* into memo_packs until the key's new block is made */
+  it->ent.len = (uint32_t)d->len;
+  it->ent.off = (uint32_t)e->memo_packs.len;
+  it->packed = 1;
+  amc_buf_append(&e->memo_packs, d->data, d->len);
 }
 
 static int item_cmp(const void *a, const void *b) {
@@ -2621,8 +2628,10 @@ static int item_cmp(const void *a, const void *b) {
   return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1) : 0;
 }
 
-/* Translation end: on success the key's entries are exactly those this
- * translation used or made; on failure the old ones stay. */
+/* Translation end: on success the key's entries become exactly those this
+ * translation used or made (packed later, by memo_settle: packing is not
+ * needed for the translation's result, so it waits until the result has
+ * gone out); on failure the old ones stay. */
 static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   frame_reset(e);
   free(e->frame_reads);
@@ -2633,14 +2642,14 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   e->frame_slots_cap = 0;
   memo_key_t *k = e->memo_cur;
   e->memo_cur = NULL;
+  if (k) {
+    free(k->taken);
+    k->taken = NULL;
+  }
   if (t->error) {
     for (size_t i = 0; i < e->memo_items_n; i++)
       fresh_free(e->memo_items[i].fresh); /* replayed ones stay k's */
     e->memo_items_n = 0;
-    if (k) {
-      free(k->taken);
-      k->taken = NULL;
-    }
     return;
   }
   if (!k && e->memo_items_n) {
@@ -2651,24 +2660,40 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   }
   if (!k)
     return;
-  /* The key's entries become those replayed (their packs still in the
-   * old block) and those made now (packed into memo_packs), in one new
-   * block; the others go with the old block. */
-  e->memo_entries -= k->n;
-  free(k->ents);
-  free(k->taken);
-  k->ents = NULL;
-  k->taken = NULL;
-  k->n = 0;
-  amc_buf_reset(&e->memo_packs);
   size_t n = 0;
   for (size_t i = 0; i < e->memo_items_n; i++) {
     memo_item_t *it = &e->memo_items[i];
-    if (it->fresh && fresh_pack(e, k, t, it) != 0)
+    if (it->fresh && fresh_cksums(it->fresh, t) != 0) {
+      fresh_free(it->fresh);
       continue;
+    }
     e->memo_items[n++] = *it;
   }
   e->memo_items_n = 0;
+  e->memo_pend = k;
+  e->memo_pend_key = xstrdup(t->key);
+  e->memo_pend_n = n;
+}
+
+/* Packs what the last translation kept: the key's entries become those
+ * replayed (their packs still in the old block) and those made (packed
+ * into memo_packs now), in one new block; the others go with the old
+ * block. */
+static void memo_settle(amc_rules_engine_t *e) {
+  memo_key_t *k = e->memo_pend;
+  if (!k)
+    return;
+  size_t n = e->memo_pend_n;
+  e->memo_pend = NULL;
+  e->memo_pend_n = 0;
+  e->memo_entries -= k->n;
+  free(k->ents);
+  k->ents = NULL;
+  k->n = 0;
+  amc_buf_reset(&e->memo_packs);
+  for (size_t i = 0; i < n; i++)
+    if (e->memo_items[i].fresh)
+      fresh_pack(e, k, &e->memo_items[i]);
   if (n > 1)
     qsort(e->memo_items, n, sizeof *e->memo_items, item_cmp);
   size_t total = 0, kept = 0;
@@ -2702,12 +2727,24 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
     amc_buf_free(&e->memo_packs);
   e->memo_entries += k->n;
   if (!k->n)
-    memo_key_free(amc_strmap_del(&e->memo, t->key));
+    memo_key_free(amc_strmap_del(&e->memo, e->memo_pend_key));
+  free(e->memo_pend_key);
+  e->memo_pend_key = NULL;
   if (e->memo_items_cap > 256) { /* a burst: give the memory back */
     free(e->memo_items);
     e->memo_items = NULL;
     e->memo_items_cap = 0;
   }
+}
+
+/* Drops what the last translation kept without packing it (the memo goes). */
+static void memo_unsettle(amc_rules_engine_t *e) {
+  for (size_t i = 0; i < e->memo_pend_n; i++)
+    fresh_free(e->memo_items[i].fresh);
+  e->memo_pend = NULL;
+  e->memo_pend_n = 0;
+  free(e->memo_pend_key);
+  e->memo_pend_key = NULL;
 }
 
 typedef struct {
@@ -2749,6 +2786,7 @@ static void stamp_path(stamp_t *st, const char *path, const char *old_json,
 }
 
 static void memo_drop_all(amc_rules_engine_t *e) {
+  memo_unsettle(e);
   amc_strmap_clear(&e->memo, memo_key_free);
   e->memo_entries = 0;
 }
@@ -2758,6 +2796,7 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
                               const char *old_json, const char *new_json) {
   if (!e || !e->memo_on)
     return;
+  memo_settle(e); /* the key's entries may go below */
   if (e->memo_now == UINT32_MAX) { /* the clock wraps: start afresh */
     memo_drop_all(e);
     memset(e->memo_ticks, 0, MEMO_SLOTS * sizeof *e->memo_ticks);
@@ -2832,6 +2871,7 @@ void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
   memset(st, 0, sizeof *st);
   if (!e->memo_on)
     return;
+  memo_settle((amc_rules_engine_t *)e); /* count what is pending too */
   size_t bytes = 0; /* plus the fixed stamp table, MEMO_SLOTS x 4 */
   amc_strmap_foreach((amc_strmap_t *)&e->memo, msize_key, &bytes);
   st->entries = e->memo_entries;
@@ -2995,6 +3035,7 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
     t->error = xasprintf("%s: not found in the store", t->key);
     return t;
   }
+  amc_rules_engine_settle(e); /* the last translation's deferred work */
   lua_State *L = g->L;
   e->cur_obj = o;
   e->cur_t = t;
@@ -3047,10 +3088,11 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
    * tables all die with it, so one full collection now and then is much
    * cheaper than incremental work during every translation. Allocation
    * failures still trigger Lua's emergency collection. */
-  if (status == LUA_ERRMEM || g->mem_refused ||
-      g->used > g->gc_base + GC_SLACK) {
+  if (status == LUA_ERRMEM || g->mem_refused) {
     lua_gc(L, LUA_GCCOLLECT);
     g->gc_base = g->used;
+  } else if (g->used > g->gc_base + GC_SLACK) {
+    e->gc_due = 1; /* after the result has gone out: amc_rules_engine_settle */
   }
   dedup_reads(t);
   return t;
@@ -3138,7 +3180,21 @@ size_t amc_rules_engine_retained(const amc_rules_engine_t *e) {
   return g ? g->n_slabs * (sizeof(slab_t) + SLAB_BYTES) + g->large_used : 0;
 }
 
+void amc_rules_engine_settle(amc_rules_engine_t *e) {
+  if (!e)
+    return;
+  memo_settle(e);
+  gen_t *g = e->active;
+  if (e->gc_due && g) {
+    lua_gc(g->L, LUA_GCCOLLECT);
+    g->gc_base = g->used;
+  }
+  e->gc_due = 0;
+}
+
 size_t amc_rules_engine_compact(amc_rules_engine_t *e) {
+  memo_settle(e);
+  e->gc_due = 0; /* collected below */
   gen_t *g = e->active;
   if (!g)
     return 0;

@@ -211,6 +211,15 @@ size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
  * translations, until amc_rules_engine_compact(). */
 size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
 
+/* Does the work a translation leaves for later because its result does
+ * not need it: packing the memo entries it made and, every so many
+ * megabytes of garbage, a full collection. For the moment after the
+ * result has gone out (the controller calls it once the sink has started
+ * the sync), so that it is not in the time from a change to its first AVI
+ * call. The next translation (and amc_rules_engine_compact, _changed,
+ * _memo_stats) does it first when nobody did. */
+void amc_rules_engine_settle(amc_rules_engine_t *e);
+
 /* Runs a full collection of the active generation and gives the slabs
  * that hold no live object back to malloc (the caller may then
  * malloc_trim). Returns the bytes given back. For idle moments (after

@@ -26,6 +26,8 @@ typedef struct {
   int suffix; /* changes the output */
   int freed;
   int compacts;
+  int settles;
+  size_t synced_at_settle; /* the sink's record when it last settled */
 } fake_engine_t;
 
 static char *xstrdup(const char *s) {
@@ -82,11 +84,20 @@ static size_t fake_compact(void *engine) {
   return 0;
 }
 
-static const amc_ctrl_engine_ops_t fake_ops = {
-    .translate = fake_translate, .free = fake_free, .compact = fake_compact};
+static amc_buf_t synced; /* "key:n_objects;" or "key:gone;" per sync */
+
+static void fake_settle(void *engine) {
+  fake_engine_t *e = engine;
+  e->settles++;
+  e->synced_at_settle = synced.len;
+}
+
+static const amc_ctrl_engine_ops_t fake_ops = {.translate = fake_translate,
+                                               .free = fake_free,
+                                               .compact = fake_compact,
+                                               .settle = fake_settle};
 
 /* ---- recording sink */
-static amc_buf_t synced; /* "key:n_objects;" or "key:gone;" per sync */
 static int gc_calls;
 static char gc_live[512];
 static int fail_next_sync;
@@ -244,6 +255,28 @@ static void test_change_requeues_exactly_the_readers(void **state) {
   put("Gateway", "b", "new", "{}");
   run_for(10);
   assert_string_equal(take(), "Gateway/b/new:1;");
+}
+
+/* The engine's deferred work (settle) runs once per synced translation,
+ * after the sink has started the sync, not before. */
+static void test_engine_settles_after_sync(void **state) {
+  (void)state;
+  start_synced();
+  take();
+  int s0 = engine1.settles;
+  put("Service", "a", "s2", "{\"port\":22}");
+  run_for(10);
+  assert_int_equal(engine1.settles, s0 + 1);
+  assert_int_equal(engine1.synced_at_settle, synced.len); /* sync first */
+  assert_string_equal(take(), "Gateway/a/gw2:1;");
+  put("Service", "a", "s2", "{\"port\":23}");
+  put("Gateway", "a", "gw1", "{\"spec\":{\"svc\":\"s2\"}}");
+  run_for(10);
+  assert_int_equal(engine1.settles, s0 + 3);
+  assert_int_equal(engine1.synced_at_settle, synced.len);
+  const char *got = take(); /* in the queue's order */
+  assert_true(strcmp(got, "Gateway/a/gw1:1;Gateway/a/gw2:1;") == 0 ||
+              strcmp(got, "Gateway/a/gw2:1;Gateway/a/gw1:1;") == 0);
 }
 
 /* The engine compacts after the initial pass, then once translations pause
@@ -412,6 +445,8 @@ int main(void) {
           test_waits_for_sources_then_initial_sync_and_gc, setup, teardown),
       cmocka_unit_test_setup_teardown(test_change_requeues_exactly_the_readers,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_engine_settles_after_sync, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_engine_compacts_when_idle, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_deleted_gateway_removes_tree, setup,

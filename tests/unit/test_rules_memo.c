@@ -338,6 +338,43 @@ static void test_filtered_lists_invalidate(void **state) {
   assert_int_equal(m, 3);
 }
 
+/* A translation's entries are packed after it, by amc_rules_engine_settle
+ * or by whatever comes next: the same replays either way, and nothing left
+ * behind when the gateway goes or the memo is turned off meanwhile. */
+static void test_entries_settle_later(void **state) {
+  fx_t *f = *state;
+  mesh(f);
+  amc_translation_t *t =
+      amc_rules_engine_translate(f->memo, "Gateway", "ns", "gw");
+  assert_int_equal(t->n_unchanged, 0);
+  amc_translation_free(t);
+  amc_rules_engine_settle(f->memo);
+  amc_rules_engine_settle(f->memo); /* nothing left: a no-op */
+  t = amc_rules_engine_translate(f->memo, "Gateway", "ns", "gw");
+  assert_int_equal(t->n_unchanged, 2);
+  amc_translation_free(t);
+  /* not settled: the next translation does it first */
+  t = amc_rules_engine_translate(f->memo, "Gateway", "ns", "gw");
+  assert_int_equal(t->n_unchanged, 2);
+  amc_translation_free(t);
+  /* not settled, then the gateway goes: its entries with it */
+  change(f, "Gateway", "ns", "gw", NULL);
+  amc_rules_memo_stats_t st;
+  amc_rules_engine_memo_stats(f->memo, &st);
+  assert_int_equal(st.entries, 0);
+  mesh(f);
+  t = amc_rules_engine_translate(f->memo, "Gateway", "ns", "gw");
+  amc_translation_free(t);
+  amc_rules_engine_memo_stats(f->memo, &st); /* counts the pending ones */
+  assert_int_equal(st.entries, 4);
+  t = amc_rules_engine_translate(f->memo, "Gateway", "ns", "gw");
+  amc_translation_free(t);
+  assert_int_equal(amc_rules_engine_set_memo(f->memo, 0), 0); /* pending */
+  amc_rules_engine_settle(f->memo);
+  amc_rules_engine_memo_stats(f->memo, &st);
+  assert_int_equal(st.entries, 0);
+}
+
 static void test_memo_off_drops_entries(void **state) {
   fx_t *f = *state;
   uint64_t h, m;
@@ -365,6 +402,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_failed_translation_keeps_entries,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_filtered_lists_invalidate, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_entries_settle_later, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_memo_off_drops_entries, setup,
                                       teardown),
