@@ -220,10 +220,31 @@ static const char *intern(amc_avi_cache_t *c, const char *s) {
   return e->key;
 }
 
+/* "type\ttenant\tname" (built for every object of every plan: no printf) */
 static void cache_key(amc_buf_t *b, const char *type, const char *tenant,
                       const char *name) {
   amc_buf_reset(b);
-  amc_buf_printf(b, "%s\t%s\t%s", type, tenant, name);
+  amc_buf_append(b, type, strlen(type));
+  amc_buf_putc(b, '\t');
+  amc_buf_append(b, tenant, strlen(tenant));
+  amc_buf_putc(b, '\t');
+  amc_buf_append(b, name, strlen(name));
+}
+
+/* The same into `buf` when it fits (a lookup needs no allocation); else
+ * NULL. */
+static const char *cache_key_in(char *buf, size_t len, const char *type,
+                                const char *tenant, const char *name) {
+  size_t a = strlen(type), b = strlen(tenant), c = strlen(name);
+  if (a + b + c + 3 > len)
+    return NULL;
+  memcpy(buf, type, a);
+  buf[a] = '\t';
+  memcpy(buf + a + 1, tenant, b);
+  buf[a + 1 + b] = '\t';
+  memcpy(buf + a + 2 + b, name, c);
+  buf[a + b + c + 2] = '\0';
+  return buf;
 }
 
 void amc_avi_cache_init(amc_avi_cache_t *c) {
@@ -271,6 +292,10 @@ static void index_del(amc_avi_cache_t *c, const char *key,
 
 amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
                                    const char *tenant, const char *name) {
+  char kb[512];
+  const char *key = cache_key_in(kb, sizeof kb, type, tenant, name);
+  if (key)
+    return amc_strmap_get(&c->map, key);
   amc_buf_t k = AMC_BUF_INIT;
   cache_key(&k, type, tenant, name);
   amc_avi_entry_t *e = amc_strmap_get(&c->map, k.data);
