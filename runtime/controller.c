@@ -422,8 +422,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     amc_log_set_key(NULL);
     return;
   }
-  amc_deps_update(c->deps, key, t->reads, t->n_reads);
   if (t->error) {
+    amc_deps_update(c->deps, key, t->reads, t->n_reads);
     /* Deterministic: retrying cannot help; a change to anything the key
      * read re-queues it. AVI keeps what it has. */
     k->failing = 1;
@@ -452,6 +452,16 @@ static void process_key(amc_controller_t *c, const char *key) {
           AMC_I("unchanged", t->n_unchanged),
           AMC_F("ms", (double)(translated - started) / 1e6),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
+  /* The reads matter for the next changes, not this sync: recorded once
+   * the sync has started (its first AVI call is out). The sink does not
+   * read them (and may free `t` before sync() returns). */
+  amc_translation_t *reads = calloc(1, sizeof *reads);
+  if (!reads)
+    abort();
+  reads->reads = t->reads;
+  reads->n_reads = t->n_reads;
+  t->reads = NULL;
+  t->n_reads = 0;
   k->started_ns = started;
   k->inflight = t;
   if (k->event_ns) {
@@ -460,6 +470,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     k->event_ns = 0;
   }
   c->opt.sink_ops.sync(c->opt.sink, c, key, t);
+  amc_deps_update(c->deps, key, reads->reads, reads->n_reads);
+  amc_translation_free(reads);
   if (c->engine_ops.settle) /* the first request is out: now the rest */
     c->engine_ops.settle(c->engine);
   amc_log_set_key(NULL);
