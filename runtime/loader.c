@@ -813,18 +813,28 @@ static void scan_ws(scan_t *s) {
     s->p++;
 }
 
+/* What the scanners stop at (a large file is split on every route change:
+ * one table look-up per byte, not a chain of compares). */
+enum { SC_QUOTE = 1, SC_ESCAPE = 2, SC_OPEN = 4, SC_CLOSE = 8 };
+static const unsigned char scan_cls[256] = {
+    ['"'] = SC_QUOTE, ['\\'] = SC_ESCAPE, ['{'] = SC_OPEN,
+    ['['] = SC_OPEN,  ['}'] = SC_CLOSE,    [']'] = SC_CLOSE};
+
 /* Skips a string (at its opening quote); -1 if unterminated. */
 static int scan_string(scan_t *s) {
-  for (s->p++; s->p < s->end; s->p++) {
-    if (*s->p == '\\') {
-      s->p++;
-      continue;
-    }
-    if (*s->p == '"') {
-      s->p++;
+  const char *p = s->p + 1, *end = s->end;
+  for (;;) {
+    while (p < end && !(scan_cls[(unsigned char)*p] & (SC_QUOTE | SC_ESCAPE)))
+      p++;
+    if (p >= end)
+      break;
+    if (*p == '"') {
+      s->p = p + 1;
       return 0;
     }
+    p += 2; /* the escape and what it escapes */
   }
+  s->p = end;
   return -1;
 }
 
@@ -838,21 +848,27 @@ static int scan_value(scan_t *s) {
   if (*s->p == '{' || *s->p == '[') {
     int depth = 0;
     while (s->p < s->end) {
-      char ch = *s->p;
-      if (ch == '"') {
+      const char *p = s->p, *end = s->end;
+      while (p < end && !scan_cls[(unsigned char)*p])
+        p++;
+      s->p = p;
+      if (p >= end)
+        break;
+      unsigned char c = scan_cls[(unsigned char)*p];
+      if (c & SC_QUOTE) {
         if (scan_string(s) < 0)
           return -1;
         continue;
       }
-      if (ch == '{' || ch == '[')
+      if (c & SC_OPEN)
         depth++;
-      else if (ch == '}' || ch == ']') {
+      else if (c & SC_CLOSE) {
         if (--depth == 0) {
           s->p++;
           return 0;
         }
       }
-      s->p++;
+      s->p++; /* a stray backslash outside strings: the decoder's error */
     }
     return -1;
   }
@@ -864,8 +880,10 @@ static int scan_value(scan_t *s) {
 
 static size_t count_lines(const char *from, const char *to) {
   size_t n = 0;
-  for (; from < to; from++)
-    n += *from == '\n';
+  while (from < to && (from = memchr(from, '\n', (size_t)(to - from)))) {
+    n++;
+    from++;
+  }
   return n;
 }
 

@@ -500,9 +500,16 @@ static void test_spans(void **state) {
                  "{\"name\":\"q\"}} ",
                  1, 1);
   load_all_spans("e.json", "{\"kind\":\"List\",\"items\":[]}", 1, 0);
-  /* not cut: trailing text, an unterminated string, a List without items,
-   * two kinds */
-  const char *bad[] = {"[{}] x", "[\"abc", "{\"kind\":\"List\"}",
+  /* escaped backslashes before closing quotes, brackets in strings */
+  sp = NULL;
+  const char *esc = "[{\"a\\\\\":\"]\\\\\"} ,{\"b\":\"{\\\"[\"}]";
+  assert_int_equal(amc_loader_split(esc, strlen(esc), 1, &sp), 2);
+  assert_int_equal(sp[0].len, strlen("{\"a\\\\\":\"]\\\\\"}"));
+  assert_memory_equal(sp[1].text, "{\"b\":\"{\\\"[\"}", sp[1].len);
+  free(sp);
+  /* not cut: trailing text, an unterminated string (also one ending in an
+   * escape), a List without items, two kinds */
+  const char *bad[] = {"[{}] x", "[\"abc", "[\"ab\\", "{\"kind\":\"List\"}",
                        "{\"kind\":\"List\",\"kind\":\"List\",\"items\":[]}",
                        "[{} {}]"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
