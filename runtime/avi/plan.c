@@ -682,13 +682,27 @@ static void add_delete(amc_avi_plan_t *p, const amc_avi_entry_t *e) {
   s->rank = e->rank;
 }
 
+/* The plan's leftovers: the gateway's entries it did not want. Clears
+ * the marks of those it wanted. */
 static int leftover_visit(const char *k, void *v, void *data) {
+  (void)k;
   visit_t *vt = data;
   amc_avi_entry_t *e = v;
-  if (e->gateway && strcmp(e->gateway, vt->marker) == 0 &&
-      !amc_strmap_get(vt->wanted, k) && e->uuid_form)
+  if (e->planned)
+    e->planned = 0;
+  else if (e->uuid_form)
     add_delete(vt->plan, e);
   return 0;
+}
+
+static int unmark_visit(const char *k, void *v, void *data) {
+  (void)k, (void)data;
+  ((amc_avi_entry_t *)v)->planned = 0;
+  return 0;
+}
+
+static int is_mine(const amc_avi_entry_t *e, const char *marker) {
+  return e && e->gateway && strcmp(e->gateway, marker) == 0;
 }
 
 int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
@@ -698,26 +712,46 @@ int amc_avi_unchanged_held(const amc_avi_cache_t *cache,
   const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
-  return e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 && e->gateway &&
-         strcmp(e->gateway, key_marker(key)) == 0;
+  return e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 &&
+         is_mine(e, key_marker(key));
+}
+
+/* Marks (type, ten, name), entry `e` (NULL: none), as wanted by the plan:
+ * the gateway's own entries by their mark (most objects: no map of every
+ * object per plan), others in `wanted`. Returns -1 when it already was. */
+static int want(amc_strmap_t *wanted, amc_buf_t *k, const char *marker,
+                amc_avi_entry_t *e, const char *type, const char *ten,
+                const char *name) {
+  if (is_mine(e, marker)) {
+    if (e->planned)
+      return -1;
+    e->planned = 1;
+    return 0;
+  }
+  cache_key(k, type, ten, name);
+  if (amc_strmap_get(wanted, k->data))
+    return -1;
+  amc_strmap_put(wanted, k->data, (void *)1, NULL);
+  return 0;
 }
 
 /* An unchanged object in a plan: wanted, and nothing to do when the cache
  * holds it; else the plan fails (the caller must translate in full). */
 static int plan_unchanged(const amc_avi_cache_t *cache,
-                          const amc_avi_owner_t *own, const char *key,
+                          const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
                           amc_buf_t *k, char *err, size_t errlen) {
   char tbuf[256];
   const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
-  cache_key(k, o->type, ten, o->name);
-  if (amc_strmap_get(wanted, k->data)) {
+  amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
+  if (want(wanted, k, marker, e, o->type, ten, o->name) != 0) {
     snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
              o->type, o->name, ten);
     return -1;
   }
-  amc_strmap_put(wanted, k->data, (void *)o, NULL);
-  if (!amc_avi_unchanged_held(cache, own, key, o)) {
+  const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
+  if (!(e && e->uuid_form && ck && strcmp(ck, o->cksum) == 0 &&
+        is_mine(e, marker))) {
     snprintf(err, errlen,
              "%s %s: unchanged object (checksum %s) is not on the "
              "controller as amc left it; a full translation is needed",
@@ -740,8 +774,9 @@ static void copy_str(const char *s, size_t len, void *ud) {
  * checksum covers every byte; the object was checked when it was written).
  * Returns 1 if so. */
 static int plan_same_fast(const amc_avi_cache_t *cache,
-                          const amc_avi_owner_t *own, const amc_avi_object_t *o,
-                          amc_strmap_t *wanted, amc_buf_t *k) {
+                          const amc_avi_owner_t *own, const char *marker,
+                          const amc_avi_object_t *o, amc_strmap_t *wanted,
+                          amc_buf_t *k) {
   char tr[256] = "", tbuf[256];
   static const char *const path[] = {"tenant_ref"};
   if (amc_json_strings_at(o->json, o->json_len, path, 1, copy_str, tr) != 0)
@@ -752,11 +787,8 @@ static int plan_same_fast(const amc_avi_cache_t *cache,
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
   if (!ck || strcmp(ck, o->cksum) != 0)
     return 0;
-  cache_key(k, o->type, ten, o->name);
-  if (amc_strmap_get(wanted, k->data))
-    return 0; /* the full path reports the duplicate */
-  amc_strmap_put(wanted, k->data, (void *)o, NULL);
-  return 1;
+  /* a second one of the name: the full path reports it */
+  return want(wanted, k, marker, e, o->type, ten, o->name) == 0;
 }
 
 int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
@@ -769,14 +801,16 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   amc_buf_t k = AMC_BUF_INIT;
   int top = lua_gettop(L);
   char perr[200];
+  const char *marker = key_marker(key);
+  amc_strmap_t *mine = amc_strmap_get(&cache->by_gateway, marker);
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
     if (!o->json) {
-      if (plan_unchanged(cache, own, key, o, &wanted, &k, err, errlen) != 0)
+      if (plan_unchanged(cache, own, marker, o, &wanted, &k, err, errlen) != 0)
         goto fail;
       continue;
     }
-    if (o->cksum[0] && plan_same_fast(cache, own, o, &wanted, &k))
+    if (o->cksum[0] && plan_same_fast(cache, own, marker, o, &wanted, &k))
       continue;
     if (amc_json_decode(L, o->json, o->json_len, perr, sizeof perr) != 0) {
       snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
@@ -798,14 +832,12 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     }
     char tbuf[256];
     const char *ten = object_tenant(L, idx, own->tenant, tbuf, sizeof tbuf);
-    cache_key(&k, o->type, ten, o->name);
-    if (amc_strmap_get(&wanted, k.data)) {
+    amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
+    if (want(&wanted, &k, marker, e, o->type, ten, o->name) != 0) {
       snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
                o->type, o->name, ten);
       goto fail;
     }
-    amc_strmap_put(&wanted, k.data, (void *)o, NULL);
-    amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
     char cks[17];
     if (o->cksum[0])
       memcpy(cks, o->cksum, sizeof cks);
@@ -838,8 +870,7 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     }
     lua_settop(L, top);
   }
-  visit_t v = {.marker = key_marker(key), .wanted = &wanted, .plan = out};
-  amc_strmap_t *mine = amc_strmap_get(&cache->by_gateway, v.marker);
+  visit_t v = {.marker = marker, .wanted = &wanted, .plan = out};
   if (mine)
     amc_strmap_foreach(mine, leftover_visit, &v);
   if (out->n > 1)
@@ -848,6 +879,8 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   amc_buf_free(&k);
   return 0;
 fail:
+  if (mine) /* the marks of the objects wanted so far */
+    amc_strmap_foreach(mine, unmark_visit, NULL);
   lua_settop(L, top);
   amc_strmap_clear(&wanted, NULL);
   amc_buf_free(&k);

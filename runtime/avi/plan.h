@@ -68,7 +68,10 @@ typedef struct {
   signed char rank;    /* amc_avi_rank() */
   /* How uuid_buf holds the uuid: AVI's own form "<type>-<lowercase uuid>"
    * as the uuid's 16 bytes (most objects), else as a string. */
-  unsigned char uuid_form; /* 0: no uuid, 1: 16 bytes, 2: a string */
+  unsigned char uuid_form : 2; /* 0: no uuid, 1: 16 bytes, 2: a string */
+  /* amc_avi_plan_key's: wanted by the plan in progress of its gateway
+   * (cleared again before the plan returns) */
+  unsigned char planned : 1;
   char cksum[17];          /* amc-cksum marker (16 hex), "" when none */
   char uuid_buf[];
 } amc_avi_entry_t;

@@ -551,6 +551,53 @@ static void test_plan_unchanged(void **state) {
   lua_close(L);
 }
 
+/* A plan marks the gateway's entries it wants (no map of every object);
+ * the marks are gone when it returns, after a success or a failure, so the
+ * next plan finds every leftover. A second object of the same name is an
+ * error for the gateway's own entries too. */
+static void test_plan_marks_cleared(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
+      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
+  put(&c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
+  amc_avi_object_t u = {.type = "pool",
+                        .name = "p1",
+                        .cksum = "00000000000000aa",
+                        .tenant_ref = "/api/tenant?name=admin"};
+  amc_avi_object_t two[] = {u, u};
+  amc_avi_plan_t p;
+  char err[300];
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", two, 2, &p,
+                                    err, sizeof err),
+                   -1);
+  assert_string_equal(err,
+                      "pool p1: two objects with this name in tenant admin");
+  for (int round = 0; round < 2; round++) {
+    /* nothing wanted: both are leftovers */
+    assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", NULL, 0,
+                                      &p, err, sizeof err),
+                     0);
+    assert_int_equal(p.n, 2);
+    amc_avi_plan_free(&p);
+    /* p1 wanted: only the old one */
+    assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", &u, 1, &p,
+                                      err, sizeof err),
+                     0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.steps[0].uuid, "pool-9");
+    amc_avi_plan_free(&p);
+  }
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
+
 static void test_plan_errors(void **state) {
   (void)state;
   lua_State *L = newL();
@@ -613,6 +660,7 @@ int main(void) {
       cmocka_unit_test(test_cache_uuid_forms),
       cmocka_unit_test(test_plan_order_and_leftovers),
       cmocka_unit_test(test_leftovers_follow_the_gateway_index),
+      cmocka_unit_test(test_plan_marks_cleared),
       cmocka_unit_test(test_plan_subset_fallback),
       cmocka_unit_test(test_plan_errors),
       cmocka_unit_test(test_classify),
