@@ -83,7 +83,7 @@ typedef struct {
   int keys;            /* trusted: stack index of the key cache's strings */
   struct keycache *kc; /* trusted: the key cache (see dec_key) */
   int room_top;        /* lua_checkstack has made room up to this index */
-  amc_buf_t scratch;   /* unescaped string bytes */
+  amc_buf_t *scratch;  /* unescaped string bytes */
   const char *err_at;  /* where the error is */
   char msg[160];       /* the problem, without position */
 } dec_t;
@@ -103,6 +103,8 @@ static int dec_fail(dec_t *d, const char *at, const char *fmt, ...) {
 }
 
 static inline void skip_ws(dec_t *d) {
+  if (d->p < d->end && (unsigned char)*d->p > ' ')
+    return; /* (canonical text has no whitespace at all) */
   const char *p = d->p;
   /* (every byte that starts or ends a token is above ' ') */
   while (p < d->end && (unsigned char)*p <= ' ' &&
@@ -223,9 +225,9 @@ static int dec_string(lua_State *L, dec_t *d) {
     /* backslash */
     if (!escaped) { /* (most strings have no escapes: no scratch) */
       escaped = 1;
-      amc_buf_reset(&d->scratch);
+      amc_buf_reset(d->scratch);
     }
-    amc_buf_append(&d->scratch, run, (size_t)(p - run));
+    amc_buf_append(d->scratch, run, (size_t)(p - run));
     if (end - p < 2)
       return dec_fail(d, open, "unterminated string");
     char e = (char)p[1];
@@ -233,28 +235,28 @@ static int dec_string(lua_State *L, dec_t *d) {
     p += 2;
     switch (e) {
     case '"':
-      amc_buf_putc(&d->scratch, '"');
+      amc_buf_putc(d->scratch, '"');
       break;
     case '\\':
-      amc_buf_putc(&d->scratch, '\\');
+      amc_buf_putc(d->scratch, '\\');
       break;
     case '/':
-      amc_buf_putc(&d->scratch, '/');
+      amc_buf_putc(d->scratch, '/');
       break;
     case 'b':
-      amc_buf_putc(&d->scratch, '\b');
+      amc_buf_putc(d->scratch, '\b');
       break;
     case 'f':
-      amc_buf_putc(&d->scratch, '\f');
+      amc_buf_putc(d->scratch, '\f');
       break;
     case 'n':
-      amc_buf_putc(&d->scratch, '\n');
+      amc_buf_putc(d->scratch, '\n');
       break;
     case 'r':
-      amc_buf_putc(&d->scratch, '\r');
+      amc_buf_putc(d->scratch, '\r');
       break;
     case 't':
-      amc_buf_putc(&d->scratch, '\t');
+      amc_buf_putc(d->scratch, '\t');
       break;
     case 'u': {
       unsigned cp;
@@ -273,7 +275,7 @@ static int dec_string(lua_State *L, dec_t *d) {
         return dec_fail(d, (const char *)esc,
                         "unpaired UTF-16 surrogate in \\u escape");
       }
-      put_utf8(&d->scratch, cp);
+      put_utf8(d->scratch, cp);
       break;
     }
     default:
@@ -285,8 +287,8 @@ static int dec_string(lua_State *L, dec_t *d) {
   if (!escaped) {
     lua_pushlstring(L, (const char *)run, (size_t)(p - run));
   } else {
-    amc_buf_append(&d->scratch, run, (size_t)(p - run));
-    lua_pushlstring(L, d->scratch.data, d->scratch.len);
+    amc_buf_append(d->scratch, run, (size_t)(p - run));
+    lua_pushlstring(L, d->scratch->data, d->scratch->len);
   }
   d->p = (const char *)p + 1;
   return 0;
@@ -645,26 +647,31 @@ static void push_array_mt(lua_State *L) {
   luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
 }
 
+/* Decodes the value at d->p above the stack's top: [array_mt, (keys),
+ * value] on success; on failure (d->err_at set) the stack above `top` is
+ * unspecified. Lua errors only when out of memory. */
+static int dec_run(lua_State *L, dec_t *d, int top) {
+  push_array_mt(L);
+  d->array_mt = top + 1;
+  if (d->trusted) {
+    push_keycache(L, d);
+    d->keys = top + 2;
+  }
+  skip_ws(d);
+  if (dec_value(L, d) < 0)
+    return -1;
+  skip_ws(d);
+  if (d->p != d->end)
+    return dec_fail(d, d->p, "unexpected content after the JSON value");
+  return 0;
+}
+
 /* lua_CFunction run under pcall: [dec_t*] -> value on success, or nothing
  * meaningful on failure (d->err_at set). */
 static int dec_protected(lua_State *L) {
   dec_t *d = lua_touserdata(L, 1);
   lua_settop(L, 0);
-  push_array_mt(L);
-  d->array_mt = 1;
-  if (d->trusted) {
-    push_keycache(L, d);
-    d->keys = 2;
-  }
-  skip_ws(d);
-  if (dec_value(L, d) < 0)
-    return 0;
-  skip_ws(d);
-  if (d->p != d->end) {
-    dec_fail(d, d->p, "unexpected content after the JSON value");
-    return 0;
-  }
-  return 1;
+  return dec_run(L, d, 0) == 0 ? 1 : 0;
 }
 
 static void position(const char *start, const char *at, int *line, int *col) {
@@ -680,9 +687,18 @@ static void position(const char *start, const char *at, int *line, int *col) {
   *col = (int)(at - ls) + 1;
 }
 
+static void dec_error(const dec_t *d, const char *s, char *err,
+                      size_t errlen) {
+  int line, col;
+  position(s, d->err_at, &line, &col);
+  snprintf(err, errlen, "line %d, column %d: %s", line, col, d->msg);
+}
+
 static int decode(lua_State *L, const char *s, size_t len, char *err,
                   size_t errlen, int trusted) {
   dec_t d = {0};
+  amc_buf_t scratch = AMC_BUF_INIT;
+  d.scratch = &scratch;
   d.trusted = trusted;
   d.start = d.p = s;
   d.end = s + len;
@@ -694,7 +710,7 @@ static int decode(lua_State *L, const char *s, size_t len, char *err,
   lua_pushcfunction(L, dec_protected);
   lua_pushlightuserdata(L, &d);
   int rc = lua_pcall(L, 1, 1, 0);
-  amc_buf_free(&d.scratch);
+  amc_buf_free(&scratch);
   if (rc != LUA_OK) {
     const char *at = d.err_at ? d.err_at : d.p;
     int line, col;
@@ -705,12 +721,32 @@ static int decode(lua_State *L, const char *s, size_t len, char *err,
     return -1;
   }
   if (d.err_at) {
-    int line, col;
-    position(s, d.err_at, &line, &col);
-    snprintf(err, errlen, "line %d, column %d: %s", line, col, d.msg);
+    dec_error(&d, s, err, errlen);
     lua_settop(L, top);
     return -1;
   }
+  return 0;
+}
+
+int amc_json_push_canonical(lua_State *L, const char *s, size_t len,
+                            char *err, size_t errlen) {
+  /* Kept between calls: a Lua error (out of memory) may leave at any
+   * point, so nothing here may need freeing. */
+  static _Thread_local amc_buf_t scratch;
+  dec_t d = {0};
+  d.scratch = &scratch;
+  d.trusted = 1;
+  d.start = d.p = s;
+  d.end = s + len;
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 8, "decoding JSON");
+  if (dec_run(L, &d, top) < 0) {
+    lua_settop(L, top);
+    dec_error(&d, s, err, errlen);
+    return -1;
+  }
+  lua_replace(L, top + 1); /* the value over the array metatable */
+  lua_settop(L, top + 1);
   return 0;
 }
 
@@ -739,6 +775,9 @@ typedef struct {
   int slot; /* stack index of the value (0: fetch it with rawget) */
 } key_t_;
 
+#define EK_SLOTS  256
+#define EK_MAXLEN 30
+
 /* Encoder state. Everything malloc'd hangs off it, so that a Lua error
  * (only possible on memory exhaustion) cannot leak: encode() frees it after
  * the protected call. */
@@ -756,6 +795,12 @@ typedef struct {
   char *err;
   size_t errlen;
   amc_json_memo_t *memo; /* NULL: none */
+  /* Quoted object keys met before (see enc_key); kept with the state. */
+  struct enc_key_slot {
+    const char *s; /* the key's bytes in its Lua string (NULL: empty) */
+    unsigned char len;
+    char quoted[EK_MAXLEN + 2];
+  } key_cache[EK_SLOTS];
 } enc_t;
 
 /* Pointer -> encoded bytes (in `bytes`): open addressing, power-of-two
@@ -963,6 +1008,31 @@ slow:;
   }
   putn(o, (const char *)run, (size_t)(p - run));
   put1(o, '"');
+  return 0;
+}
+
+/* An object key, quoted. Output objects repeat a few dozen keys thousands
+ * of times: the quoted form of a short key is remembered by the address
+ * of its bytes (a Lua string's bytes do not move), and the bytes are
+ * compared as well (after a collection another string may live there). */
+static int enc_key(enc_t *e, const char *s, size_t len) {
+  if (len > EK_MAXLEN)
+    return enc_string(e, s, len);
+  uintptr_t a = (uintptr_t)s;
+  struct enc_key_slot *k =
+      &e->key_cache[((a >> 4) ^ (a >> 12)) & (EK_SLOTS - 1)];
+  if (k->s == s && k->len == len && amc_bytes_eq(k->quoted + 1, s, len)) {
+    putn(e->out, k->quoted, len + 2);
+    return 0;
+  }
+  size_t at = e->out->len;
+  if (enc_string(e, s, len) < 0)
+    return -1;
+  if (e->out->len - at == len + 2) { /* nothing escaped */
+    memcpy(k->quoted, e->out->data + at, len + 2);
+    k->s = s;
+    k->len = (unsigned char)len;
+  }
   return 0;
 }
 
@@ -1181,7 +1251,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
-    if (enc_string(e, keys[i].s, keys[i].len) < 0) {
+    if (enc_key(e, keys[i].s, keys[i].len) < 0) {
       e->depth--;
       goto done;
     }
@@ -1290,6 +1360,7 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
       return -1;
     }
     e->levels = 0;
+    memset(e->key_cache, 0, sizeof e->key_cache);
   }
   e->out = out;
   e->pretty = pretty;

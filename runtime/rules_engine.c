@@ -153,6 +153,8 @@ struct gen {
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
   int ref_cache; /* objects decoded in this translation, by store entry */
+  int cache_n;   /* objects decoded so far in this translation (sizes the
+                    next translation's cache: no rehash as it fills) */
   amc_schema_proof_t *proof; /* avi_schema compiled (schema_proof.h) */
   small_free_t *free_lists[SMALL_MAX / SMALL_STEP + 1]; /* see gen_alloc */
   slab_t *slabs; /* newest first; the head is the one being carved */
@@ -910,9 +912,11 @@ static const char *opt_string(lua_State *L, int i, const char *what) {
   return lua_tostring(L, i);
 }
 
+/* (Host functions run inside the translation's protected call: the
+ * decoder needs no protected call of its own.) */
 static int push_obj(lua_State *L, const amc_store_obj_t *o) {
   char err[200];
-  if (amc_store_push(L, o, err, sizeof err) < 0)
+  if (amc_json_push_canonical(L, o->json, o->json_len, err, sizeof err) < 0)
     return luaL_error(L, "decoding %s %s: %s", o->kind, o->name, err);
   return 0;
 }
@@ -929,7 +933,7 @@ static void push_cached(lua_State *L, gen_t *g, int cache,
   push_obj(L, o);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, cache, o);
-  (void)g;
+  g->cache_n++;
 }
 
 static int host_get(lua_State *L) {
@@ -2896,7 +2900,11 @@ static int translate_protected(lua_State *L) {
   amc_rules_engine_t *e = g->eng;
   lua_settop(L, 0);
   luaL_checkstack(L, 16, "translate");
-  lua_newtable(L);
+  /* Sized for as many objects as the last translation decoded (keys are
+   * usually translated alike), capped: growing rehashes at each power of
+   * two. */
+  lua_createtable(L, 0, g->cache_n < 4096 ? g->cache_n : 4096);
+  g->cache_n = 0;
   lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
   push_obj(L, e->cur_obj);                             /* 2 */

@@ -603,6 +603,79 @@ static void test_decode_canonical(void **state) {
   assert_string_equal(err, "line 1, column 6: unexpected character '}'");
 }
 
+/* amc_json_push_canonical (no protected call of its own) decodes as
+ * amc_json_decode_canonical, escapes and all; a syntax error leaves the
+ * stack as it was and names the position. */
+static int push_canonical_in_lua(lua_State *S) {
+  size_t n;
+  const char *s = lua_tolstring(S, 1, &n);
+  char err[256];
+  if (amc_json_push_canonical(S, s, n, err, sizeof err) < 0) {
+    if (lua_gettop(S) != 1)
+      return luaL_error(S, "stack changed on error");
+    lua_pushnil(S);
+    lua_pushstring(S, err);
+    return 2;
+  }
+  return 1;
+}
+
+static void test_push_canonical(void **state) {
+  (void)state;
+  const char *in = "{\"a\":[1,2.5,\"q\\\"\\\\\\u00e9x\",null,{}],"
+                   "\"b\":[],\"c\":{\"d\":true}}";
+  const char *want = "{\"a\":[1,2.5,\"q\\\"\\\\\xc3\xa9x\",null,{}],"
+                     "\"b\":[],\"c\":{\"d\":true}}";
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, push_canonical_in_lua);
+  lua_pushstring(L, in);
+  assert_int_equal(lua_pcall(L, 1, 2, 0), LUA_OK);
+  assert_true(lua_istable(L, -2));
+  amc_buf_t b = AMC_BUF_INIT;
+  char err[256];
+  assert_int_equal(amc_json_encode(L, -2, &b, err, sizeof err), 0);
+  assert_string_equal(b.data, want);
+  amc_buf_free(&b);
+  lua_settop(L, top);
+  lua_pushcfunction(L, push_canonical_in_lua);
+  lua_pushstring(L, "{\"a\":[1,}");
+  assert_int_equal(lua_pcall(L, 1, 2, 0), LUA_OK);
+  assert_true(lua_isnil(L, -2));
+  assert_string_equal(lua_tostring(L, -1),
+                      "line 1, column 9: unexpected character '}'");
+  lua_settop(L, top);
+}
+
+/* The encoder remembers quoted keys by their string's address: keys that
+ * need escapes, long keys, and a key whose string died (its address may be
+ * reused by another string after a collection) still come out right. */
+static void test_encode_key_cache(void **state) {
+  (void)state;
+  for (int round = 0; round < 200; round++) {
+    char code[400];
+    snprintf(code, sizeof code,
+             "local k = 'k' .. %d\n"
+             "return { [k] = 1, ['q\\\"k'] = 2, ['a\\nb'] = 3,\n"
+             "  [string.rep('L', 40)] = 4, name = 'n', x%d = 5 }",
+             round, round % 7);
+    if (luaL_dostring(L, code) != LUA_OK)
+      fail_msg("%s", lua_tostring(L, -1));
+    amc_buf_t b = AMC_BUF_INIT, want = AMC_BUF_INIT;
+    char err[256];
+    assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+    amc_buf_printf(&want,
+                   "{\"%s\":4,\"%s\":3,\"k%d\":1,\"name\":\"n\","
+                   "\"q\\\"k\":2,\"x%d\":5}",
+                   "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL", "a\\nb", round,
+                   round % 7);
+    assert_string_equal(b.data, want.data);
+    amc_buf_free(&b);
+    amc_buf_free(&want);
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT); /* the keys' strings die */
+  }
+}
+
 /* Containers longer than the decoder's chunk (built on the stack, then
  * grown) and the encoder's stack batch; keys through the key cache (short,
  * repeated, colliding), past it (long) and escaped. */
@@ -813,6 +886,8 @@ int main(void) {
       cmocka_unit_test(test_decode_out_of_memory),
       cmocka_unit_test(test_strings_at),
       cmocka_unit_test(test_encode_memo),
+      cmocka_unit_test(test_push_canonical),
+      cmocka_unit_test(test_encode_key_cache),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
