@@ -426,6 +426,22 @@ CASE["tcp-server"] = [
 ]
 
 
+# Two Services whose ports read exactly like their EndpointSlices' (the
+# decoder may then give all four the same `ports` table): each pool must
+# still get its own Service's endpoints.
+CASE["identical-ports"] = [
+    service("blue", {"app": "blue"}, [{"name": "http", "port": 8080}]),
+    slice_("blue", [{"name": "http", "port": 8080}],
+           [("10.0.3.1", "blue-1", True)]),
+    service("green", {"app": "green"}, [{"name": "http", "port": 8080}]),
+    slice_("green", [{"name": "http", "port": 8080}],
+           [("10.0.4.1", "green-1", True)]),
+    gateway([http(80, ["shop.example.com"])]),
+    vs("shop", ["shop.example.com"], [
+        {"route": [dest("blue", 8080, weight=50),
+                   dest("green", 8080, weight=50)]}]),
+]
+
 def main():
     for name, docs in sorted(CASE.items()):
         d = os.path.join(CASES, name)
