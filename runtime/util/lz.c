@@ -152,3 +152,50 @@ int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
   }
   return 0;
 }
+
+int amc_lz_decompress_to(const void *dict, size_t dlen, const void *in,
+                         size_t n, void *out, size_t out_len) {
+  const uint8_t *p = in, *end = p + n, *d = dict;
+  uint8_t *o = out;
+  size_t have = 0;
+  while (p < end) {
+    uint8_t t = *p++;
+    if (t < 0x80) {
+      size_t k = (size_t)t + 1;
+      if ((size_t)(end - p) < k || out_len - have < k)
+        return -1;
+      memcpy(o + have, p, k);
+      p += k;
+      have += k;
+      continue;
+    }
+    size_t len = (size_t)(t & 0x7f) + MIN_MATCH, dist = 0;
+    for (unsigned shift = 0;; shift += 7) {
+      if (p == end || shift > 56)
+        return -1;
+      uint8_t b = *p++;
+      dist |= (size_t)(b & 0x7f) << shift;
+      if (!(b & 0x80))
+        break;
+    }
+    if (dist == 0 || dist > have + dlen || out_len - have < len)
+      return -1;
+    uint8_t *dst = o + have;
+    if (dist > have) {
+      /* starts in the dictionary, may run on into the output's start
+       * (what follows the dictionary in the virtual text) */
+      size_t back = dist - have, k = back < len ? back : len;
+      memcpy(dst, d + dlen - back, k);
+      for (; k < len; k++)
+        dst[k] = o[k - back];
+    } else if (dist >= len) {
+      memcpy(dst, dst - dist, len);
+    } else {
+      const uint8_t *src = dst - dist;
+      for (size_t k = 0; k < len; k++) /* overlaps: byte by byte */
+        dst[k] = src[k];
+    }
+    have += len;
+  }
+  return have == out_len ? 0 : -1;
+}

@@ -29,4 +29,11 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
 int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
                       amc_buf_t *out);
 
+/* Like amc_lz_decompress, into out[0..out_len) when the text's length is
+ * known (no dictionary copy, no buffer growth: for hot reads). Returns 0,
+ * or -1 when the input is malformed or stands for a text of another
+ * length; out[0..out_len) then holds garbage. Writes no terminator. */
+int amc_lz_decompress_to(const void *dict, size_t dlen, const void *in,
+                         size_t n, void *out, size_t out_len);
+
 #endif
