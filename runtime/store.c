@@ -117,9 +117,9 @@ struct amc_store {
   amc_store_change_fn change_listener;
   void *change_data;
   amc_buf_t scratch;
-  amc_buf_t old;  /* an object's JSON before its change */
-  amc_buf_t lz;   /* a JSON being compressed */
-  amc_buf_t json; /* an object's JSON for an index */
+  amc_buf_t old;    /* an object's JSON before its change */
+  amc_buf_t lz;     /* a JSON being compressed */
+  amc_buf_t json;   /* an object's JSON for an index */
   uint64_t finds;   /* amc_store_find calls (index recency) */
   amc_buf_t values; /* an object's index values: len-prefixed strings */
   amc_buf_t values2;

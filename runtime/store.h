@@ -44,7 +44,7 @@ typedef struct {
   const char *namespace_; /* NULL for cluster-scoped objects */
   const char *name;
   const void *stored; /* private to the store: read with amc_store_json */
-  size_t json_len;     /* length of the canonical JSON */
+  size_t json_len;    /* length of the canonical JSON */
   const char *resource_version; /* may be NULL */
   const char *source;           /* where it came from (file:line), or NULL */
   uint64_t revision;            /* store revision of its last change */

@@ -136,6 +136,103 @@ static void test_change_listener_old_and_new(void **state) {
   amc_store_free(s);
 }
 
+/* A Service-shaped object of some size (compressed against the kind's
+ * first one), with `pad` extra label bytes. */
+static void svc_json(char *out, size_t cap, int i, int pad, const char *app) {
+  char extra[600];
+  memset(extra, 'a' + i % 26, (size_t)pad);
+  extra[pad] = '\0';
+  snprintf(
+      out, cap,
+      "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{"
+      "\"labels\":{\"app\":\"%s\",\"pad\":\"%s\"},\"name\":\"svc-%d\","
+      "\"namespace\":\"ns\"},\"spec\":{\"ports\":[{\"name\":\"http\","
+      "\"port\":80,\"targetPort\":%d}],\"selector\":{\"app\":\"svc-%d\"}}}",
+      app, extra, i, 8000 + i, i);
+}
+
+static void test_compressed_objects(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  amc_buf_reset(&changes);
+  amc_store_set_change_listener(s, change_listener, NULL);
+  enum { N = 200 };
+  static char want[N][1024];
+  char name[32], rv[32];
+  for (int i = 0; i < N; i++) {
+    svc_json(want[i], sizeof want[i], i, i % 7, i % 2 ? "odd" : "even");
+    snprintf(name, sizeof name, "svc-%d", i);
+    snprintf(rv, sizeof rv, "rv-%d", i);
+    assert_int_equal(amc_store_put_json(s, "Service", "ns", name, want[i],
+                                        strlen(want[i]), rv, "f.yaml:1", NULL),
+                     0);
+  }
+  /* the index is built over compressed objects */
+  const char *const APP[] = {"metadata", "labels", "app"};
+  const amc_store_obj_t *const *l;
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l),
+                   N / 2);
+  /* later objects are stored compressed: decompressed into the buffer */
+  amc_buf_t b = AMC_BUF_INIT;
+  const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "svc-150");
+  size_t len = 0;
+  const char *j = amc_store_json(o, &b, &len);
+  assert_ptr_equal(j, b.data);
+  assert_int_equal(len, strlen(want[150]));
+  assert_string_equal(b.data, want[150]);
+  /* a small object is stored as it is: a pointer into the store */
+  put(s, "Service", "ns", "tiny", "{\"x\":1}", 1);
+  o = amc_store_get(s, "Service", "ns", "tiny");
+  j = amc_store_json(o, &b, &len);
+  assert_ptr_not_equal(j, b.data);
+  assert_string_equal(amc_store_json(o, &b, NULL), "{\"x\":1}");
+  /* modifications: larger (a block of its own), smaller (back in the
+   * entry), relabelled (moved in the index); rv and source kept apart */
+  for (int i = 0; i < N; i++) {
+    svc_json(want[i], sizeof want[i], i, i % 3 ? 500 : 1,
+             i % 3 == 0 ? "odd" : "even");
+    snprintf(name, sizeof name, "svc-%d", i);
+    assert_int_equal(amc_store_put_json(s, "Service", "ns", name, want[i],
+                                        strlen(want[i]), "rv-x", NULL, NULL),
+                     0);
+  }
+  for (int i = 0; i < N; i += 2) {
+    svc_json(want[i], sizeof want[i], i, 2, "odd");
+    snprintf(name, sizeof name, "svc-%d", i);
+    put(s, "Service", "ns", name, want[i], 1);
+    put(s, "Service", "ns", name, want[i], 0);
+  }
+  size_t odd = 0;
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "svc-%d", i);
+    o = amc_store_get(s, "Service", "ns", name);
+    assert_non_null(o);
+    assert_string_equal(obj_json(o), want[i]);
+    assert_int_equal(o->json_len, strlen(want[i]));
+    if (i % 2)
+      assert_string_equal(o->resource_version, "rv-x");
+    else
+      assert_null(o->resource_version);
+    assert_null(o->source);
+    odd += i % 2 == 0 || i % 3 == 0;
+  }
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l), odd);
+  /* the change listener sees whole JSON before and after */
+  amc_buf_reset(&changes);
+  char old[1024];
+  snprintf(old, sizeof old, "%s", want[9]); /* labelled odd */
+  assert_int_equal(amc_store_delete(s, "Service", "ns", "svc-9"), 1);
+  amc_buf_t w = AMC_BUF_INIT;
+  amc_buf_printf(&w, "DELETED Service/ns/svc-9 %s -> (none)\n", old);
+  assert_string_equal(changes.data, w.data);
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l),
+                   odd - 1);
+  amc_buf_free(&w);
+  amc_buf_free(&b);
+  amc_buf_free(&changes);
+  amc_store_free(s);
+}
+
 static void test_list_sorted_and_by_namespace(void **state) {
   (void)state;
   amc_store_t *s = amc_store_new();
@@ -229,9 +326,9 @@ static void test_put_lua_strips_and_restores(void **state) {
   assert_non_null(o);
   assert_string_equal(
       obj_json(o), "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
-               "{\"annotations\":{\"keep\":\"yes\"},\"name\":\"a\","
-               "\"namespace\":\"ns\",\"resourceVersion\":\"42\"},"
-               "\"spec\":{\"ports\":[{\"port\":80}]}}");
+                   "{\"annotations\":{\"keep\":\"yes\"},\"name\":\"a\","
+                   "\"namespace\":\"ns\",\"resourceVersion\":\"42\"},"
+                   "\"spec\":{\"ports\":[{\"port\":80}]}}");
   assert_string_equal(o->resource_version, "42");
   assert_string_equal(o->source, "f.yaml:3");
   /* The caller's table is as it was. */
@@ -319,8 +416,7 @@ static void test_find_by_field(void **state) {
   assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"),
                       "a/v1 b/v1");
   assert_string_equal(
-      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"),
-      "a/v2 b/v1");
+      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"), "a/v2 b/v1");
   assert_string_equal(found(s, "VirtualService", "b", GWS, 2, "gw"), "b/v1");
   assert_string_equal(found(s, "VirtualService", "c", GWS, 2, "gw"), "");
   assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "1"), "");
@@ -390,8 +486,8 @@ static void test_find_random(void **state) {
       amc_store_delete(s, "K", ns, name);
     } else {
       int a = rand() % 3, b = rand() % 4;
-      snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}",
-               vals[a], b < 3 ? vals[b] : "z");
+      snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}", vals[a],
+               b < 3 ? vals[b] : "z");
       amc_store_put_json(s, "K", ns, name, json, strlen(json), NULL, NULL,
                          NULL);
     }
@@ -428,6 +524,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_get_delete_revisions),
       cmocka_unit_test(test_change_listener_old_and_new),
+      cmocka_unit_test(test_compressed_objects),
       cmocka_unit_test(test_list_sorted_and_by_namespace),
       cmocka_unit_test(test_many_objects),
       cmocka_unit_test(test_put_lua_strips_and_restores),
