@@ -95,7 +95,8 @@ struct kind {
   int sorted;
   findex_t *indexes;
   size_t nindexes;
-  uint8_t *dict; /* LZ dictionary (NULL until an object makes it) */
+  amc_lz_dict_t *lz; /* NULL until an object makes the dictionary */
+  const void *dict;  /* its bytes */
   size_t dict_len;
   char name[]; /* interned: objects' pub.kind points here */
 };
@@ -177,7 +178,7 @@ void amc_store_free(amc_store_t *s) {
       index_free(s->kinds[i]->indexes);
       s->kinds[i]->indexes = next;
     }
-    free(s->kinds[i]->dict);
+    amc_lz_dict_free(s->kinds[i]->lz);
     free(s->kinds[i]->objs);
     free(s->kinds[i]);
   }
@@ -307,15 +308,14 @@ static void kind_sort(kind_t *k) {
  * smaller (returns the length, > 0), else nothing (returns 0: store it as
  * is). The kind's first object of DICT_MIN bytes makes the dictionary. */
 static uint32_t pack(amc_store_t *s, kind_t *k, const char *json, size_t len) {
-  if (!k->dict && len >= DICT_MIN) {
-    k->dict_len = len < DICT_MAX ? len : DICT_MAX;
-    k->dict = xmalloc(k->dict_len);
-    memcpy(k->dict, json, k->dict_len);
+  if (!k->lz && len >= DICT_MIN) {
+    k->lz = amc_lz_dict_new(json, len < DICT_MAX ? len : DICT_MAX);
+    k->dict = amc_lz_dict_bytes(k->lz, &k->dict_len);
   }
-  if (!k->dict || len < LZ_MIN || len > UINT32_MAX / 2)
+  if (!k->lz || len < LZ_MIN || len > UINT32_MAX / 2)
     return 0;
   amc_buf_reset(&s->lz);
-  amc_lz_compress(k->dict, k->dict_len, json, len, &s->lz);
+  amc_lz_compress_dict(k->lz, json, len, &s->lz);
   return s->lz.len < len ? (uint32_t)s->lz.len : 0;
 }
 

@@ -15,6 +15,20 @@ static void roundtrip(const char *dict, size_t dlen, const char *in, size_t n,
                       size_t *packed) {
   amc_buf_t c = AMC_BUF_INIT, d = AMC_BUF_INIT;
   amc_lz_compress(dict, dlen, in, n, &c);
+  /* a prepared dictionary gives the same bytes */
+  amc_lz_dict_t *pd = amc_lz_dict_new(dict, dlen);
+  size_t pl;
+  const void *pb = amc_lz_dict_bytes(pd, &pl);
+  assert_int_equal(pl, dlen);
+  if (dlen)
+    assert_memory_equal(pb, dict, dlen);
+  amc_buf_t c2 = AMC_BUF_INIT;
+  amc_lz_compress_dict(pd, in, n, &c2);
+  assert_int_equal(c2.len, c.len);
+  if (c.len)
+    assert_memory_equal(c2.data, c.data, c.len);
+  amc_buf_free(&c2);
+  amc_lz_dict_free(pd);
   assert_int_equal(amc_lz_decompress(dict, dlen, c.data, c.len, &d), 0);
   assert_int_equal(d.len, n);
   if (n)
