@@ -118,6 +118,7 @@ struct amc_store {
   amc_store_change_fn change_listener;
   void *change_data;
   amc_buf_t scratch;
+  amc_buf_t args;   /* put's arguments, copied */
   amc_buf_t old;    /* an object's JSON before its change */
   amc_buf_t lz;     /* a JSON being compressed */
   amc_buf_t json;   /* an object's JSON for an index */
@@ -185,6 +186,7 @@ void amc_store_free(amc_store_t *s) {
   free(s->kinds);
   free(s->kind_names);
   amc_buf_free(&s->scratch);
+  amc_buf_free(&s->args);
   amc_buf_free(&s->old);
   amc_buf_free(&s->lz);
   amc_buf_free(&s->json);
@@ -634,6 +636,25 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
     return -1;
   if (!ns)
     ns = "";
+  /* Work from copies: the JSON gets a terminator for the change listener,
+   * and a caller may pass back what it read from this object (its stored
+   * JSON, resourceVersion or source), which set_blob overwrites. */
+  amc_buf_reset(&s->args);
+  amc_buf_append(&s->args, json, json_len);
+  size_t rv_at = 0, source_at = 0;
+  if (rv) {
+    rv_at = s->args.len + 1;
+    amc_buf_append(&s->args, "", 1);
+    amc_buf_puts(&s->args, rv);
+  }
+  if (source) {
+    source_at = s->args.len + 1;
+    amc_buf_append(&s->args, "", 1);
+    amc_buf_puts(&s->args, source);
+  }
+  json = s->args.data;
+  rv = rv ? s->args.data + rv_at : NULL;
+  source = source ? s->args.data + source_at : NULL;
   kind_t *k = find_kind(s, kind, 1);
   uint64_t h = key_hash(k->name, ns, name);
   entry_t **slot = find_slot(s, k, ns, name, h);

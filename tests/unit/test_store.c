@@ -233,6 +233,42 @@ static void test_compressed_objects(void **state) {
   amc_store_free(s);
 }
 
+/* A caller may put back what it read from the object itself: the stored
+ * JSON (an object stored as is), its resourceVersion and source. */
+static void test_put_back_own_fields(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  const char *json = "{\"x\":1}";
+  assert_int_equal(amc_store_put_json(s, "Pod", "n", "p", json, strlen(json),
+                                      "rv-1", "a.yaml:1", NULL),
+                   0);
+  const amc_store_obj_t *o = amc_store_get(s, "Pod", "n", "p");
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n;
+  const char *j = amc_store_json(o, &b, &n);
+  assert_ptr_not_equal(j, b.data); /* the store's own bytes */
+  int changed = -1;
+  /* same JSON, rv from the blob, a new source: the blob is rewritten */
+  assert_int_equal(amc_store_put_json(s, "Pod", o->namespace_, o->name, j, n,
+                                      o->resource_version, "b.yaml:2",
+                                      &changed),
+                   0);
+  assert_int_equal(changed, 0);
+  o = amc_store_get(s, "Pod", "n", "p");
+  assert_string_equal(obj_json(o), "{\"x\":1}");
+  assert_string_equal(o->resource_version, "rv-1");
+  assert_string_equal(o->source, "b.yaml:2");
+  assert_int_equal(amc_store_put_json(s, "Pod", o->namespace_, o->name, j, n,
+                                      "rv-2", o->source, &changed),
+                   0);
+  o = amc_store_get(s, "Pod", "n", "p");
+  assert_string_equal(o->resource_version, "rv-2");
+  assert_string_equal(o->source, "b.yaml:2");
+  assert_string_equal(obj_json(o), "{\"x\":1}");
+  amc_buf_free(&b);
+  amc_store_free(s);
+}
+
 static void test_list_sorted_and_by_namespace(void **state) {
   (void)state;
   amc_store_t *s = amc_store_new();
@@ -525,6 +561,7 @@ int main(void) {
       cmocka_unit_test(test_put_get_delete_revisions),
       cmocka_unit_test(test_change_listener_old_and_new),
       cmocka_unit_test(test_compressed_objects),
+      cmocka_unit_test(test_put_back_own_fields),
       cmocka_unit_test(test_list_sorted_and_by_namespace),
       cmocka_unit_test(test_many_objects),
       cmocka_unit_test(test_put_lua_strips_and_restores),
