@@ -48,11 +48,11 @@ typedef struct kind kind_t;
  * after ids (`room` bytes there), or a block of its own. */
 typedef struct entry {
   amc_store_obj_t pub; /* first: list vectors point here */
-  uint64_t hash;
-  struct entry *next; /* hash chain */
-  uint32_t body_len;  /* compressed length; 0: stored as is */
-  uint32_t room;      /* bytes for a blob after ids */
-  char ids[];         /* namespace \0 name \0 [blob] */
+  struct entry *next;  /* hash chain */
+  uint32_t hash;       /* key_hash */
+  uint32_t body_len;   /* compressed length; 0: stored as is */
+  uint32_t room;       /* bytes for a blob after ids */
+  char ids[];          /* namespace \0 name \0 [blob] */
 } entry_t;
 
 /* Where an in-entry blob goes. */
@@ -240,8 +240,9 @@ static kind_t *find_kind(amc_store_t *s, const char *name, int create) {
   return k;
 }
 
-/* FNV-1a 64 over kind, namespace and name (with separators). */
-static uint64_t key_hash(const char *kind, const char *ns, const char *name) {
+/* FNV-1a 64 over kind, namespace and name (with separators), folded to
+ * the 32 bits an entry keeps. */
+static uint32_t key_hash(const char *kind, const char *ns, const char *name) {
   uint64_t h = 0xcbf29ce484222325ULL;
   const char *parts[3] = {kind, ns, name};
   for (int i = 0; i < 3; i++) {
@@ -252,11 +253,11 @@ static uint64_t key_hash(const char *kind, const char *ns, const char *name) {
     h ^= 0xff;
     h *= 0x100000001b3ULL;
   }
-  return h;
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 static entry_t **find_slot(amc_store_t *s, kind_t *k, const char *ns,
-                           const char *name, uint64_t h) {
+                           const char *name, uint32_t h) {
   entry_t **pp = &s->buckets[h & (s->nbuckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     entry_t *e = *pp;
@@ -656,7 +657,7 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
   rv = rv ? s->args.data + rv_at : NULL;
   source = source ? s->args.data + source_at : NULL;
   kind_t *k = find_kind(s, kind, 1);
-  uint64_t h = key_hash(k->name, ns, name);
+  uint32_t h = key_hash(k->name, ns, name);
   entry_t **slot = find_slot(s, k, ns, name, h);
   entry_t *e = *slot;
   if (e) {
@@ -720,7 +721,7 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     return 0;
   if (!ns)
     ns = "";
-  uint64_t h = key_hash(k->name, ns, name);
+  uint32_t h = key_hash(k->name, ns, name);
   entry_t **slot = find_slot(s, k, ns, name, h);
   entry_t *e = *slot;
   if (!e)
