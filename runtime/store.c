@@ -69,16 +69,25 @@ static void blob_free(entry_t *e) {
 
 /* A field index: the objects of one kind by the strings at one path
  * (see amc_store_find). Values hash into chained buckets; each bucket is a
- * vector of objects, sorted lazily like a kind's vector. */
+ * vector of objects, sorted lazily like a kind's vector. Most values are
+ * one object's (a Service's name label), so a bucket of one object keeps
+ * it inline and has no vector. */
 typedef struct bucket {
   struct bucket *next;
-  uint64_t hash;
-  amc_store_obj_t **objs;
-  size_t n, cap;
-  int sorted;
-  size_t len;
+  union {
+    amc_store_obj_t *one;   /* cap == 0 (n <= 1) */
+    amc_store_obj_t **many; /* cap > 0 */
+  } o;
+  uint32_t hash;
+  uint32_t n, cap;
+  uint32_t len;
+  uint8_t sorted;
   char value[]; /* NUL-terminated */
 } bucket_t;
+
+static amc_store_obj_t **bucket_objs(bucket_t *b) {
+  return b->cap ? b->o.many : &b->o.one;
+}
 
 typedef struct findex {
   struct findex *next;
@@ -397,11 +406,12 @@ static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
 #define MAX_INDEXES 16 /* per kind; beyond, the least recently used goes */
 #define MAX_DEPTH   16 /* path segments */
 
-static uint64_t str_hash(const char *v, size_t n) {
+/* FNV-1a 64 folded to 32 bits (a bucket keeps it). */
+static uint32_t str_hash(const char *v, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; i++)
     h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
-  return h;
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 /* amc_json_string_fn: appends (length, bytes) to the buffer. */
@@ -421,7 +431,7 @@ static void index_values(const findex_t *fi, const char *json, size_t len,
 }
 
 static bucket_t **bucket_slot(findex_t *fi, const char *v, size_t n,
-                              uint64_t h) {
+                              uint32_t h) {
   bucket_t **pp = &fi->buckets[h & (fi->nbuckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     bucket_t *b = *pp;
@@ -452,14 +462,14 @@ static void index_grow(findex_t *fi) {
 
 static void index_add(findex_t *fi, const char *v, size_t n,
                       amc_store_obj_t *o) {
-  uint64_t h = str_hash(v, n);
+  uint32_t h = str_hash(v, n);
   bucket_t **slot = bucket_slot(fi, v, n, h);
   bucket_t *b = *slot;
   if (!b) {
-    b = xmalloc(sizeof *b + n + 1);
-    memset(b, 0, sizeof *b);
+    b = xmalloc(offsetof(bucket_t, value) + n + 1);
+    memset(b, 0, offsetof(bucket_t, value));
     b->hash = h;
-    b->len = n;
+    b->len = (uint32_t)n;
     memcpy(b->value, v, n);
     b->value[n] = '\0';
     b->sorted = 1;
@@ -467,46 +477,59 @@ static void index_add(findex_t *fi, const char *v, size_t n,
     if (++fi->nvalues > fi->nbuckets)
       index_grow(fi);
   }
+  amc_store_obj_t **objs = bucket_objs(b);
   /* A value repeated in one object lands here right after its first add. */
-  if (b->n && b->objs[b->n - 1] == o)
+  if (b->n && objs[b->n - 1] == o)
     return;
-  if (b->n == b->cap) {
-    b->cap = b->cap ? b->cap * 2 : 4;
-    b->objs = xrealloc(b->objs, b->cap * sizeof *b->objs);
+  if (b->n == 0) { /* a new bucket (an emptied one is freed) */
+    b->o.one = o;
+    b->n = 1;
+    return;
   }
-  if (b->sorted && b->n && obj_cmp(b->objs[b->n - 1], o) > 0)
+  if (b->cap == 0) { /* a second object: to a vector */
+    objs = xmalloc(4 * sizeof *objs);
+    objs[0] = b->o.one;
+    b->o.many = objs;
+    b->cap = 4;
+  } else if (b->n == b->cap) {
+    b->cap *= 2;
+    b->o.many = objs = xrealloc(objs, b->cap * sizeof *objs);
+  }
+  if (b->sorted && obj_cmp(objs[b->n - 1], o) > 0)
     b->sorted = 0;
-  b->objs[b->n++] = o;
+  objs[b->n++] = o;
 }
 
 static void index_remove(findex_t *fi, const char *v, size_t n,
                          amc_store_obj_t *o) {
-  uint64_t h = str_hash(v, n);
+  uint32_t h = str_hash(v, n);
   bucket_t **slot = bucket_slot(fi, v, n, h);
   bucket_t *b = *slot;
   if (!b)
     return;
+  amc_store_obj_t **objs = bucket_objs(b);
   size_t i = 0;
   if (b->sorted) {
     size_t hi = b->n;
     while (i < hi) {
       size_t mid = (i + hi) / 2;
-      if (obj_cmp(b->objs[mid], o) < 0)
+      if (obj_cmp(objs[mid], o) < 0)
         i = mid + 1;
       else
         hi = mid;
     }
   } else {
-    while (i < b->n && b->objs[i] != o)
+    while (i < b->n && objs[i] != o)
       i++;
   }
-  if (i >= b->n || b->objs[i] != o)
+  if (i >= b->n || objs[i] != o)
     return; /* a repeated value: already gone */
-  memmove(b->objs + i, b->objs + i + 1, (b->n - i - 1) * sizeof *b->objs);
+  memmove(objs + i, objs + i + 1, (b->n - i - 1) * sizeof *objs);
   if (--b->n == 0) {
     *slot = b->next;
     fi->nvalues--;
-    free(b->objs);
+    if (b->cap)
+      free(b->o.many);
     free(b);
   }
 }
@@ -532,7 +555,8 @@ static void index_free(findex_t *fi) {
     bucket_t *b = fi->buckets[i];
     while (b) {
       bucket_t *next = b->next;
-      free(b->objs);
+      if (b->cap)
+        free(b->o.many);
       free(b);
       b = next;
     }
@@ -820,15 +844,16 @@ size_t amc_store_find(amc_store_t *s, const char *kind, const char *ns,
   bucket_t *b = *bucket_slot(fi, value, n, str_hash(value, n));
   if (!b)
     return 0;
+  amc_store_obj_t **objs = bucket_objs(b);
   if (!b->sorted) {
-    qsort(b->objs, b->n, sizeof *b->objs, obj_pcmp);
+    qsort(objs, b->n, sizeof *objs, obj_pcmp);
     b->sorted = 1;
   }
   if (!ns) {
-    *out = (const amc_store_obj_t *const *)b->objs;
+    *out = (const amc_store_obj_t *const *)objs;
     return b->n;
   }
-  return ns_range(b->objs, b->n, ns, out);
+  return ns_range(objs, b->n, ns, out);
 }
 
 size_t amc_store_count(amc_store_t *s, const char *kind) {

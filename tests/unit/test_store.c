@@ -509,10 +509,14 @@ static void test_find_labels_and_escapes(void **state) {
 
 /* A field index agrees with a scan after random puts and deletes, and
  * survives being dropped when rules ask for many paths. */
-static void test_find_random(void **state) {
-  (void)state;
+/* Random puts and deletes of objects with values from nvals ("v0"...),
+ * checked against a scan after each: few values make large buckets, many
+ * make buckets of one object (kept inline) that grow and shrink. */
+static void find_random(int nvals) {
   amc_store_t *s = amc_store_new();
-  static const char *const vals[] = {"p", "q", "r"};
+  char vals[64][16];
+  for (int i = 0; i < nvals; i++)
+    snprintf(vals[i], sizeof vals[i], "v%d", i);
   srand(7);
   char json[200], name[16], ns[4];
   for (int round = 0; round < 2000; round++) {
@@ -521,9 +525,9 @@ static void test_find_random(void **state) {
     if (rand() % 5 == 0) {
       amc_store_delete(s, "K", ns, name);
     } else {
-      int a = rand() % 3, b = rand() % 4;
+      int a = rand() % nvals, b = rand() % (nvals + 1);
       snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}", vals[a],
-               b < 3 ? vals[b] : "z");
+               b < nvals ? vals[b] : "z");
       amc_store_put_json(s, "K", ns, name, json, strlen(json), NULL, NULL,
                          NULL);
     }
@@ -533,17 +537,17 @@ static void test_find_random(void **state) {
         snprintf(key, sizeof key, "k%d", (round / 50 + i) % 30);
         const char *path[] = {"spec", key};
         const amc_store_obj_t *const *l;
-        amc_store_find(s, "K", NULL, path, 2, "p", &l);
+        amc_store_find(s, "K", NULL, path, 2, "v0", &l);
       }
     }
     static const char *const V[] = {"spec", "v"};
     const char *want_ns = round % 2 ? "n1" : NULL;
-    const char *v = vals[round % 3];
+    const char *v = vals[round % nvals];
     amc_buf_t want = AMC_BUF_INIT;
     amc_buf_puts(&want, "");
     const amc_store_obj_t *const *all;
     size_t n = amc_store_list(s, "K", want_ns, &all);
-    char needle[8];
+    char needle[16];
     snprintf(needle, sizeof needle, "\"%s\"", v);
     for (size_t i = 0, k = 0; i < n; i++) {
       if (strstr(obj_json(all[i]), needle))
@@ -554,6 +558,12 @@ static void test_find_random(void **state) {
     amc_buf_free(&want);
   }
   amc_store_free(s);
+}
+
+static void test_find_random(void **state) {
+  (void)state;
+  find_random(3);
+  find_random(60);
 }
 
 int main(void) {
