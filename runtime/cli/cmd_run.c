@@ -227,6 +227,7 @@ static void take_over(run_t *r) {
   r->take_over = 1;
   if (!amc_avi_sync_reading(r->avi)) {
     r->take_over_read = 1;
+    uv_timer_stop(&r->avi_retry); /* this read is the retry */
     avi_start(r);
   }
 }
