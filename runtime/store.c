@@ -4,9 +4,19 @@
  * kind a vector of the kind's objects that is sorted lazily (on the first
  * list after an unordered insert), since loads and watch relists are bulk
  * appends and lists are what rules do many times between changes. An
- * object's identity (namespace, name) lives in the entry itself; its JSON,
- * resourceVersion and source live in one separate block that is replaced on
- * modification, so vectors and hash chains never move.
+ * object's identity (namespace, name) lives in the entry itself, and so
+ * does, when the object is created, its blob: the stored JSON,
+ * resourceVersion and source. A modification writes the new blob over the
+ * old one when it fits, else into a block of its own, so entries (which
+ * vectors and hash chains point to) never move.
+ *
+ * Compression: a kind's first object of at least DICT_MIN bytes becomes
+ * the kind's LZ dictionary (util/lz.h); every object of at least
+ * LZ_MIN bytes after that is stored compressed against it when that saves
+ * space. Objects of a kind share most of their text (keys, apiVersion,
+ * label and annotation names, the usual values), so an object costs about
+ * what makes it different. Decompression is a byte copy loop, cheap next
+ * to the JSON decode every read does anyway.
  *
  * Field indexes (amc_store_find): per kind, per path that was asked for,
  * a hash of value -> vector of objects, built on the first lookup by
@@ -23,35 +33,61 @@
 
 #include "json.h"
 #include "util/buf.h"
+#include "util/lz.h"
+
+#define DICT_MIN 64   /* bytes: smaller objects do not make a dictionary */
+#define DICT_MAX 2048 /* bytes of the dictionary (compressing scans it) */
+#define LZ_MIN   32   /* bytes: smaller objects are stored as they are */
 
 typedef struct kind kind_t;
 
-/* An object. Its kind is pub.kind (the kind_t's interned name); pub.json
- * starts the block the entry owns: json \0 resourceVersion \0 source \0
- * (see set_blob). */
+/* An object. Its kind is pub.kind (the kind_t's interned name); pub.stored
+ * starts its blob: the stored JSON (body_len bytes of LZ, or when body_len
+ * is 0 the JSON itself and a \0), then resourceVersion \0 and source \0
+ * when present (see set_blob). The blob is either in the entry's block,
+ * after ids (`room` bytes there), or a block of its own. */
 typedef struct entry {
   amc_store_obj_t pub; /* first: list vectors point here */
-  uint64_t hash;
-  struct entry *next; /* hash chain */
-  char ids[];         /* namespace \0 name \0 */
+  struct entry *next;  /* hash chain */
+  uint32_t hash;       /* key_hash */
+  uint32_t body_len;   /* compressed length; 0: stored as is */
+  uint32_t room;       /* bytes for a blob after ids */
+  char ids[];          /* namespace \0 name \0 [blob] */
 } entry_t;
 
-static char *blob(const entry_t *e) {
-  return (char *)e->pub.json;
+/* Where an in-entry blob goes. */
+static char *inline_blob(entry_t *e) {
+  return (char *)e->pub.name + strlen(e->pub.name) + 1;
+}
+
+/* Frees the entry's blob when it has a block of its own. */
+static void blob_free(entry_t *e) {
+  if (e->pub.stored && (char *)e->pub.stored != inline_blob(e))
+    free((void *)e->pub.stored);
+  e->pub.stored = NULL;
 }
 
 /* A field index: the objects of one kind by the strings at one path
  * (see amc_store_find). Values hash into chained buckets; each bucket is a
- * vector of objects, sorted lazily like a kind's vector. */
+ * vector of objects, sorted lazily like a kind's vector. Most values are
+ * one object's (a Service's name label), so a bucket of one object keeps
+ * it inline and has no vector. */
 typedef struct bucket {
   struct bucket *next;
-  uint64_t hash;
-  amc_store_obj_t **objs;
-  size_t n, cap;
-  int sorted;
-  size_t len;
+  union {
+    amc_store_obj_t *one;   /* cap == 0 (n <= 1) */
+    amc_store_obj_t **many; /* cap > 0 */
+  } o;
+  uint32_t hash;
+  uint32_t n, cap;
+  uint32_t len;
+  uint8_t sorted;
   char value[]; /* NUL-terminated */
 } bucket_t;
+
+static amc_store_obj_t **bucket_objs(bucket_t *b) {
+  return b->cap ? b->o.many : &b->o.one;
+}
 
 typedef struct findex {
   struct findex *next;
@@ -63,13 +99,21 @@ typedef struct findex {
 } findex_t;
 
 struct kind {
-  char *name;
   amc_store_obj_t **objs;
   size_t n, cap;
   int sorted;
   findex_t *indexes;
   size_t nindexes;
+  amc_lz_dict_t *lz; /* NULL until an object makes the dictionary */
+  const void *dict;  /* its bytes */
+  size_t dict_len;
+  char name[]; /* interned: objects' pub.kind points here */
 };
+
+/* The kind of an object, from its interned kind name. */
+static const kind_t *kind_of(const amc_store_obj_t *o) {
+  return (const kind_t *)(o->kind - offsetof(kind_t, name));
+}
 
 struct amc_store {
   entry_t **buckets;
@@ -83,6 +127,10 @@ struct amc_store {
   amc_store_change_fn change_listener;
   void *change_data;
   amc_buf_t scratch;
+  amc_buf_t args;   /* put's arguments, copied */
+  amc_buf_t old;    /* an object's JSON before its change */
+  amc_buf_t lz;     /* a JSON being compressed */
+  amc_buf_t json;   /* an object's JSON for an index */
   uint64_t finds;   /* amc_store_find calls (index recency) */
   amc_buf_t values; /* an object's index values: len-prefixed strings */
   amc_buf_t values2;
@@ -128,7 +176,7 @@ void amc_store_free(amc_store_t *s) {
     entry_t *e = s->buckets[i];
     while (e) {
       entry_t *next = e->next;
-      free(blob(e));
+      blob_free(e);
       free(e);
       e = next;
     }
@@ -140,13 +188,17 @@ void amc_store_free(amc_store_t *s) {
       index_free(s->kinds[i]->indexes);
       s->kinds[i]->indexes = next;
     }
-    free(s->kinds[i]->name);
+    amc_lz_dict_free(s->kinds[i]->lz);
     free(s->kinds[i]->objs);
     free(s->kinds[i]);
   }
   free(s->kinds);
   free(s->kind_names);
   amc_buf_free(&s->scratch);
+  amc_buf_free(&s->args);
+  amc_buf_free(&s->old);
+  amc_buf_free(&s->lz);
+  amc_buf_free(&s->json);
   amc_buf_free(&s->values);
   amc_buf_free(&s->values2);
   free(s);
@@ -178,12 +230,11 @@ static kind_t *find_kind(amc_store_t *s, const char *name, int create) {
   }
   if (!create)
     return NULL;
-  kind_t *k = calloc(1, sizeof *k);
+  size_t nl = strlen(name) + 1;
+  kind_t *k = calloc(1, sizeof *k + nl);
   if (!k)
     abort();
-  k->name = strdup(name);
-  if (!k->name)
-    abort();
+  memcpy(k->name, name, nl);
   k->sorted = 1;
   s->kinds = xrealloc(s->kinds, (s->nkinds + 1) * sizeof *s->kinds);
   s->kind_names =
@@ -198,8 +249,9 @@ static kind_t *find_kind(amc_store_t *s, const char *name, int create) {
   return k;
 }
 
-/* FNV-1a 64 over kind, namespace and name (with separators). */
-static uint64_t key_hash(const char *kind, const char *ns, const char *name) {
+/* FNV-1a 64 over kind, namespace and name (with separators), folded to
+ * the 32 bits an entry keeps. */
+static uint32_t key_hash(const char *kind, const char *ns, const char *name) {
   uint64_t h = 0xcbf29ce484222325ULL;
   const char *parts[3] = {kind, ns, name};
   for (int i = 0; i < 3; i++) {
@@ -210,11 +262,11 @@ static uint64_t key_hash(const char *kind, const char *ns, const char *name) {
     h ^= 0xff;
     h *= 0x100000001b3ULL;
   }
-  return h;
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 static entry_t **find_slot(amc_store_t *s, kind_t *k, const char *ns,
-                           const char *name, uint64_t h) {
+                           const char *name, uint32_t h) {
   entry_t **pp = &s->buckets[h & (s->nbuckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     entry_t *e = *pp;
@@ -264,43 +316,88 @@ static void kind_sort(kind_t *k) {
   }
 }
 
-/* Gives `e` a new blob and returns the old one (the caller frees it: the
- * field indexes may still need the old JSON). */
-static char *set_blob(entry_t *e, const char *json, size_t len, const char *rv,
+/* The stored form of `json` for kind k into s->lz: its LZ when that is
+ * smaller (returns the length, > 0), else nothing (returns 0: store it as
+ * is). The kind's first object of DICT_MIN bytes makes the dictionary. */
+static uint32_t pack(amc_store_t *s, kind_t *k, const char *json, size_t len) {
+  if (!k->lz && len >= DICT_MIN) {
+    k->lz = amc_lz_dict_new(json, len < DICT_MAX ? len : DICT_MAX);
+    k->dict = amc_lz_dict_bytes(k->lz, &k->dict_len);
+  }
+  if (!k->lz || len < LZ_MIN || len > UINT32_MAX / 2)
+    return 0;
+  amc_buf_reset(&s->lz);
+  amc_lz_compress_dict(k->lz, json, len, &s->lz);
+  return s->lz.len < len ? (uint32_t)s->lz.len : 0;
+}
+
+/* The size of a blob: the stored JSON, resourceVersion and source. */
+static size_t blob_size(uint32_t body_len, size_t json_len, const char *rv,
+                        const char *source) {
+  return (body_len ? body_len : json_len + 1) + (rv ? strlen(rv) + 1 : 0) +
+         (source ? strlen(source) + 1 : 0);
+}
+
+/* Writes the blob at b and points e's fields into it. */
+static void blob_fill(entry_t *e, char *b, uint32_t body_len, const char *lz,
+                      const char *json, size_t len, const char *rv,
                       const char *source) {
-  size_t rl = rv ? strlen(rv) + 1 : 0, sl = source ? strlen(source) + 1 : 0;
-  char *b = xmalloc(len + 1 + rl + sl);
-  memcpy(b, json, len);
-  b[len] = '\0';
-  char *p = b + len + 1;
+  char *p = b;
+  if (body_len) {
+    memcpy(p, lz, body_len);
+    p += body_len;
+  } else {
+    memcpy(p, json, len);
+    p[len] = '\0';
+    p += len + 1;
+  }
+  e->pub.stored = b;
+  e->pub.json_len = len;
+  e->body_len = body_len;
   e->pub.resource_version = NULL;
   e->pub.source = NULL;
   if (rv) {
+    size_t rl = strlen(rv) + 1;
     memcpy(p, rv, rl);
     e->pub.resource_version = p;
     p += rl;
   }
-  if (source) {
-    memcpy(p, source, sl);
-    e->pub.source = p;
-  }
-  char *old = blob(e);
-  e->pub.json = b;
-  e->pub.json_len = len;
-  return old;
+  if (source)
+    memcpy(p, source, strlen(source) + 1), e->pub.source = p;
 }
 
-/* `old` is the JSON before the change (NULL when added); after a delete
- * the entry's blob is still the old JSON and there is no new one. */
+/* Gives `e` a new blob for json/rv/source, over the old one when it fits
+ * in the entry. The old JSON is gone afterwards (copy it first); rv and
+ * source must not point into the old blob. */
+static void set_blob(amc_store_t *s, kind_t *k, entry_t *e, const char *json,
+                     size_t len, const char *rv, const char *source) {
+  uint32_t body_len = pack(s, k, json, len);
+  size_t size = blob_size(body_len, len, rv, source);
+  blob_free(e);
+  char *b = size <= e->room ? inline_blob(e) : xmalloc(size);
+  blob_fill(e, b, body_len, s->lz.data, json, len, rv, source);
+}
+
+/* The object's JSON copied into `b` (replacing its contents). */
+static void json_copy(const amc_store_obj_t *o, amc_buf_t *b) {
+  size_t n;
+  const char *j = amc_store_json(o, b, &n);
+  if (j != b->data) {
+    amc_buf_reset(b);
+    amc_buf_append(b, j, n);
+  }
+}
+
+/* `old` is the JSON before the change (NULL when added), new_json the JSON
+ * after it (NULL when deleted). */
 static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
-                   const char *old) {
+                   const char *old, const char *new_json) {
   if (s->listener)
     s->listener(e->pub.kind, e->pub.namespace_, e->pub.name, ev,
                 s->listener_data);
   if (s->change_listener)
     s->change_listener(e->pub.kind, e->pub.namespace_, e->pub.name, ev, old,
-                       ev == AMC_STORE_DELETED ? NULL : e->pub.json,
-                       s->change_data);
+                       new_json, s->change_data);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -309,11 +406,12 @@ static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
 #define MAX_INDEXES 16 /* per kind; beyond, the least recently used goes */
 #define MAX_DEPTH   16 /* path segments */
 
-static uint64_t str_hash(const char *v, size_t n) {
+/* FNV-1a 64 folded to 32 bits (a bucket keeps it). */
+static uint32_t str_hash(const char *v, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; i++)
     h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
-  return h;
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 /* amc_json_string_fn: appends (length, bytes) to the buffer. */
@@ -333,7 +431,7 @@ static void index_values(const findex_t *fi, const char *json, size_t len,
 }
 
 static bucket_t **bucket_slot(findex_t *fi, const char *v, size_t n,
-                              uint64_t h) {
+                              uint32_t h) {
   bucket_t **pp = &fi->buckets[h & (fi->nbuckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     bucket_t *b = *pp;
@@ -364,14 +462,14 @@ static void index_grow(findex_t *fi) {
 
 static void index_add(findex_t *fi, const char *v, size_t n,
                       amc_store_obj_t *o) {
-  uint64_t h = str_hash(v, n);
+  uint32_t h = str_hash(v, n);
   bucket_t **slot = bucket_slot(fi, v, n, h);
   bucket_t *b = *slot;
   if (!b) {
-    b = xmalloc(sizeof *b + n + 1);
-    memset(b, 0, sizeof *b);
+    b = xmalloc(offsetof(bucket_t, value) + n + 1);
+    memset(b, 0, offsetof(bucket_t, value));
     b->hash = h;
-    b->len = n;
+    b->len = (uint32_t)n;
     memcpy(b->value, v, n);
     b->value[n] = '\0';
     b->sorted = 1;
@@ -379,46 +477,59 @@ static void index_add(findex_t *fi, const char *v, size_t n,
     if (++fi->nvalues > fi->nbuckets)
       index_grow(fi);
   }
+  amc_store_obj_t **objs = bucket_objs(b);
   /* A value repeated in one object lands here right after its first add. */
-  if (b->n && b->objs[b->n - 1] == o)
+  if (b->n && objs[b->n - 1] == o)
     return;
-  if (b->n == b->cap) {
-    b->cap = b->cap ? b->cap * 2 : 4;
-    b->objs = xrealloc(b->objs, b->cap * sizeof *b->objs);
+  if (b->n == 0) { /* a new bucket (an emptied one is freed) */
+    b->o.one = o;
+    b->n = 1;
+    return;
   }
-  if (b->sorted && b->n && obj_cmp(b->objs[b->n - 1], o) > 0)
+  if (b->cap == 0) { /* a second object: to a vector */
+    objs = xmalloc(4 * sizeof *objs);
+    objs[0] = b->o.one;
+    b->o.many = objs;
+    b->cap = 4;
+  } else if (b->n == b->cap) {
+    b->cap *= 2;
+    b->o.many = objs = xrealloc(objs, b->cap * sizeof *objs);
+  }
+  if (b->sorted && obj_cmp(objs[b->n - 1], o) > 0)
     b->sorted = 0;
-  b->objs[b->n++] = o;
+  objs[b->n++] = o;
 }
 
 static void index_remove(findex_t *fi, const char *v, size_t n,
                          amc_store_obj_t *o) {
-  uint64_t h = str_hash(v, n);
+  uint32_t h = str_hash(v, n);
   bucket_t **slot = bucket_slot(fi, v, n, h);
   bucket_t *b = *slot;
   if (!b)
     return;
+  amc_store_obj_t **objs = bucket_objs(b);
   size_t i = 0;
   if (b->sorted) {
     size_t hi = b->n;
     while (i < hi) {
       size_t mid = (i + hi) / 2;
-      if (obj_cmp(b->objs[mid], o) < 0)
+      if (obj_cmp(objs[mid], o) < 0)
         i = mid + 1;
       else
         hi = mid;
     }
   } else {
-    while (i < b->n && b->objs[i] != o)
+    while (i < b->n && objs[i] != o)
       i++;
   }
-  if (i >= b->n || b->objs[i] != o)
+  if (i >= b->n || objs[i] != o)
     return; /* a repeated value: already gone */
-  memmove(b->objs + i, b->objs + i + 1, (b->n - i - 1) * sizeof *b->objs);
+  memmove(objs + i, objs + i + 1, (b->n - i - 1) * sizeof *objs);
   if (--b->n == 0) {
     *slot = b->next;
     fi->nvalues--;
-    free(b->objs);
+    if (b->cap)
+      free(b->o.many);
     free(b);
   }
 }
@@ -444,7 +555,8 @@ static void index_free(findex_t *fi) {
     bucket_t *b = fi->buckets[i];
     while (b) {
       bucket_t *next = b->next;
-      free(b->objs);
+      if (b->cap)
+        free(b->o.many);
       free(b);
       b = next;
     }
@@ -456,28 +568,34 @@ static void index_free(findex_t *fi) {
   free(fi);
 }
 
-/* A new object of kind k: into every index of the kind. */
-static void index_insert(amc_store_t *s, kind_t *k, amc_store_obj_t *o) {
+/* A new object of kind k (its JSON json/len): into every index of the
+ * kind. */
+static void index_insert(amc_store_t *s, kind_t *k, amc_store_obj_t *o,
+                         const char *json, size_t len) {
   for (findex_t *fi = k->indexes; fi; fi = fi->next) {
-    index_values(fi, o->json, o->json_len, &s->values);
+    index_values(fi, json, len, &s->values);
     index_apply(fi, &s->values, o, 1);
   }
 }
 
-/* An object about to be deleted: out of every index of the kind. */
-static void index_erase(amc_store_t *s, kind_t *k, amc_store_obj_t *o) {
+/* An object about to be deleted (its JSON json/len): out of every index
+ * of the kind. */
+static void index_erase(amc_store_t *s, kind_t *k, amc_store_obj_t *o,
+                        const char *json, size_t len) {
   for (findex_t *fi = k->indexes; fi; fi = fi->next) {
-    index_values(fi, o->json, o->json_len, &s->values);
+    index_values(fi, json, len, &s->values);
     index_apply(fi, &s->values, o, 0);
   }
 }
 
-/* `o`'s JSON changed from old/old_len: moves it where its values changed. */
+/* `o`'s JSON changed from old/old_len to json/len: moves it where its
+ * values changed. */
 static void index_update(amc_store_t *s, kind_t *k, amc_store_obj_t *o,
-                         const char *old, size_t old_len) {
+                         const char *old, size_t old_len, const char *json,
+                         size_t len) {
   for (findex_t *fi = k->indexes; fi; fi = fi->next) {
     index_values(fi, old, old_len, &s->values);
-    index_values(fi, o->json, o->json_len, &s->values2);
+    index_values(fi, json, len, &s->values2);
     if (s->values.len == s->values2.len &&
         (s->values.len == 0 ||
          memcmp(s->values.data, s->values2.data, s->values.len) == 0))
@@ -523,7 +641,9 @@ static findex_t *index_get(amc_store_t *s, kind_t *k, const char *const *path,
   if (!fi->buckets)
     abort();
   for (size_t i = 0; i < k->n; i++) {
-    index_values(fi, k->objs[i]->json, k->objs[i]->json_len, &s->values);
+    size_t len;
+    const char *json = amc_store_json(k->objs[i], &s->json, &len);
+    index_values(fi, json, len, &s->values);
     index_apply(fi, &s->values, k->objs[i], 1);
   }
   fi->next = k->indexes;
@@ -541,42 +661,63 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
     return -1;
   if (!ns)
     ns = "";
+  /* Work from copies: the JSON gets a terminator for the change listener,
+   * and a caller may pass back what it read from this object (its stored
+   * JSON, resourceVersion or source), which set_blob overwrites. */
+  amc_buf_reset(&s->args);
+  amc_buf_append(&s->args, json, json_len);
+  size_t rv_at = 0, source_at = 0;
+  if (rv) {
+    rv_at = s->args.len + 1;
+    amc_buf_append(&s->args, "", 1);
+    amc_buf_puts(&s->args, rv);
+  }
+  if (source) {
+    source_at = s->args.len + 1;
+    amc_buf_append(&s->args, "", 1);
+    amc_buf_puts(&s->args, source);
+  }
+  json = s->args.data;
+  rv = rv ? s->args.data + rv_at : NULL;
+  source = source ? s->args.data + source_at : NULL;
   kind_t *k = find_kind(s, kind, 1);
-  uint64_t h = key_hash(k->name, ns, name);
+  uint32_t h = key_hash(k->name, ns, name);
   entry_t **slot = find_slot(s, k, ns, name, h);
   entry_t *e = *slot;
   if (e) {
-    if (e->pub.json_len == json_len &&
-        memcmp(e->pub.json, json, json_len) == 0) {
+    json_copy(&e->pub, &s->old);
+    if (s->old.len == json_len && memcmp(s->old.data, json, json_len) == 0) {
       /* Same content: keep the revision, refresh resourceVersion/source. */
       const char *orv = e->pub.resource_version, *osrc = e->pub.source;
       if ((orv == NULL) != (rv == NULL) || (rv && strcmp(orv, rv) != 0) ||
           (osrc == NULL) != (source == NULL) ||
           (source && strcmp(osrc, source) != 0))
-        free(set_blob(e, json, json_len, rv, source));
+        set_blob(s, k, e, json, json_len, rv, source);
       return 0;
     }
-    size_t old_len = e->pub.json_len;
-    char *old = set_blob(e, json, json_len, rv, source);
+    set_blob(s, k, e, json, json_len, rv, source);
     if (k->indexes)
-      index_update(s, k, &e->pub, old, old_len);
+      index_update(s, k, &e->pub, s->old.data, s->old.len, json, json_len);
     e->pub.revision = ++s->revision;
     if (changed)
       *changed = 1;
-    notify(s, e, AMC_STORE_MODIFIED, old);
-    free(old);
+    notify(s, e, AMC_STORE_MODIFIED, s->old.data, json);
     return 0;
   }
   size_t nl = strlen(ns) + 1, ml = strlen(name) + 1;
-  e = xmalloc(sizeof *e + nl + ml);
+  uint32_t body_len = pack(s, k, json, json_len);
+  size_t size = blob_size(body_len, json_len, rv, source);
+  e = xmalloc(sizeof *e + nl + ml + size);
   memset(e, 0, sizeof *e);
   memcpy(e->ids, ns, nl);
   memcpy(e->ids + nl, name, ml);
   e->hash = h;
+  e->room = (uint32_t)size;
   e->pub.kind = k->name;
   e->pub.namespace_ = nl > 1 ? e->ids : NULL;
   e->pub.name = e->ids + nl;
-  free(set_blob(e, json, json_len, rv, source));
+  blob_fill(e, e->ids + nl + ml, body_len, s->lz.data, json, json_len, rv,
+            source);
   e->pub.revision = ++s->revision;
   e->next = NULL;
   *slot = e;
@@ -588,12 +729,12 @@ int amc_store_put_json(amc_store_t *s, const char *kind, const char *ns,
     k->sorted = 0;
   k->objs[k->n++] = &e->pub;
   if (k->indexes)
-    index_insert(s, k, &e->pub);
+    index_insert(s, k, &e->pub, json, json_len);
   if (++s->count > s->nbuckets)
     grow(s);
   if (changed)
     *changed = 1;
-  notify(s, e, AMC_STORE_ADDED, NULL);
+  notify(s, e, AMC_STORE_ADDED, NULL, json);
   return 0;
 }
 
@@ -604,15 +745,16 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     return 0;
   if (!ns)
     ns = "";
-  uint64_t h = key_hash(k->name, ns, name);
+  uint32_t h = key_hash(k->name, ns, name);
   entry_t **slot = find_slot(s, k, ns, name, h);
   entry_t *e = *slot;
   if (!e)
     return 0;
   *slot = e->next;
   s->count--;
+  json_copy(&e->pub, &s->old);
   if (k->indexes)
-    index_erase(s, k, &e->pub);
+    index_erase(s, k, &e->pub, s->old.data, s->old.len);
   size_t i;
   if (k->sorted) {
     size_t lo = 0, hi = k->n;
@@ -632,8 +774,8 @@ int amc_store_delete(amc_store_t *s, const char *kind, const char *ns,
     k->objs[i] = k->objs[--k->n]; /* unsorted anyway */
   }
   s->revision++;
-  notify(s, e, AMC_STORE_DELETED, blob(e));
-  free(blob(e));
+  notify(s, e, AMC_STORE_DELETED, s->old.data, NULL);
+  blob_free(e);
   free(e);
   return 1;
 }
@@ -702,15 +844,16 @@ size_t amc_store_find(amc_store_t *s, const char *kind, const char *ns,
   bucket_t *b = *bucket_slot(fi, value, n, str_hash(value, n));
   if (!b)
     return 0;
+  amc_store_obj_t **objs = bucket_objs(b);
   if (!b->sorted) {
-    qsort(b->objs, b->n, sizeof *b->objs, obj_pcmp);
+    qsort(objs, b->n, sizeof *objs, obj_pcmp);
     b->sorted = 1;
   }
   if (!ns) {
-    *out = (const amc_store_obj_t *const *)b->objs;
+    *out = (const amc_store_obj_t *const *)objs;
     return b->n;
   }
-  return ns_range(b->objs, b->n, ns, out);
+  return ns_range(objs, b->n, ns, out);
 }
 
 size_t amc_store_count(amc_store_t *s, const char *kind) {
@@ -822,7 +965,32 @@ int amc_store_put_lua(amc_store_t *s, lua_State *L, int idx, const char *source,
   return rc;
 }
 
+const char *amc_store_json(const amc_store_obj_t *o, amc_buf_t *buf,
+                           size_t *len) {
+  const entry_t *e = (const entry_t *)o;
+  if (len)
+    *len = o->json_len;
+  if (!e->body_len)
+    return o->stored;
+  const kind_t *k = kind_of(o);
+  amc_buf_reset(buf);
+  char *dst = amc_buf_reserve(buf, o->json_len);
+  if (amc_lz_decompress_to(k->dict, k->dict_len, o->stored, e->body_len, dst,
+                           o->json_len) != 0) {
+    fprintf(stderr, "amc: store: %s %s: corrupt stored object\n", o->kind,
+            o->name);
+    abort();
+  }
+  amc_buf_commit(buf, o->json_len);
+  return buf->data;
+}
+
 int amc_store_push(lua_State *L, const amc_store_obj_t *o, char *err,
                    size_t errlen) {
-  return amc_json_decode_canonical(L, o->json, o->json_len, err, errlen);
+  /* The decode copies everything into Lua: the buffer is free again after
+   * it (and only ever used here, single-threaded). */
+  static amc_buf_t buf = AMC_BUF_INIT;
+  size_t len;
+  const char *json = amc_store_json(o, &buf, &len);
+  return amc_json_decode_canonical(L, json, len, err, errlen);
 }

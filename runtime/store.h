@@ -20,6 +20,11 @@
  * each object records the revision of its last change. resourceVersion is
  * whatever the source gave (metadata.resourceVersion), or NULL.
  *
+ * Compression: objects are kept LZ-compressed (util/lz.h) against a
+ * dictionary per kind (the kind's first object of some size), since the
+ * objects of a kind mostly repeat one another. Read an object's JSON with
+ * amc_store_json, which decompresses it into a buffer of the caller's.
+ *
  * Pointers returned by get/list stay valid until the next put or delete of
  * that object (list arrays: of any object of that kind). Single-threaded. */
 #ifndef AMC_STORE_H
@@ -29,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 typedef struct amc_store amc_store_t;
 
 /* A stored object (read-only view). */
@@ -36,8 +43,8 @@ typedef struct {
   const char *kind;       /* interned: compare by pointer or strcmp */
   const char *namespace_; /* NULL for cluster-scoped objects */
   const char *name;
-  const char *json; /* canonical JSON, NUL-terminated */
-  size_t json_len;
+  const void *stored; /* private to the store: read with amc_store_json */
+  size_t json_len;    /* length of the canonical JSON */
   const char *resource_version; /* may be NULL */
   const char *source;           /* where it came from (file:line), or NULL */
   uint64_t revision;            /* store revision of its last change */
@@ -125,6 +132,15 @@ uint64_t amc_store_revision(amc_store_t *s);
 /* Kinds present (interned names), in sorted order; returns the count.
  * The array is the store's, valid until the next put of a new kind. */
 size_t amc_store_kinds(amc_store_t *s, const char *const **out);
+
+/* The object's canonical JSON, NUL-terminated; *len (when not NULL) gets
+ * its length. A compressed object is decompressed into `buf` (whose
+ * contents are replaced) and the result points into `buf`; an object stored
+ * as is gives a pointer into the store. Either way the JSON stays valid
+ * until the object's next put or delete, or the next change of `buf`,
+ * whichever comes first. Never NULL. */
+const char *amc_store_json(const amc_store_obj_t *o, amc_buf_t *buf,
+                           size_t *len);
 
 /* Pushes a fresh Lua table decoded from the object's JSON. Returns 0, or -1
  * with `err` set (only on memory exhaustion in a capped VM). */

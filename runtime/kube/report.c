@@ -53,10 +53,16 @@ void amc_kube_report_free(amc_kube_report_t *r) {
 static long long generation_of(const amc_store_obj_t *o) {
   amc_kjson_t doc, g;
   long long v = 0;
-  if (!o || amc_kjson_parse(o->json, strlen(o->json), &doc) != 0 ||
+  if (!o)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n;
+  const char *json = amc_store_json(o, &b, &n);
+  if (amc_kjson_parse(json, n, &doc) != 0 ||
       amc_kjson_path(doc, "metadata.generation", &g) != 0 ||
       amc_kjson_int(g, &v) != 0)
-    return 0;
+    v = 0;
+  amc_buf_free(&b);
   return v;
 }
 
@@ -70,9 +76,14 @@ static void each_gateway(const amc_store_obj_t *vs,
                          void (*fn)(const char *key, void *data),
                          void *data) {
   amc_kjson_t doc, gws, e;
-  if (amc_kjson_parse(vs->json, strlen(vs->json), &doc) != 0 ||
-      amc_kjson_path(doc, "spec.gateways", &gws) != 0)
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n;
+  const char *json = amc_store_json(vs, &b, &n);
+  if (amc_kjson_parse(json, n, &doc) != 0 ||
+      amc_kjson_path(doc, "spec.gateways", &gws) != 0) {
+    amc_buf_free(&b);
     return;
+  }
   size_t pos = 0;
   while (amc_kjson_array_next(gws, &pos, &e) == 1) {
     char *s = amc_kjson_strdup(e);
@@ -90,6 +101,7 @@ static void each_gateway(const amc_store_obj_t *vs,
     amc_buf_free(&key);
     free(s);
   }
+  amc_buf_free(&b);
 }
 
 typedef struct {

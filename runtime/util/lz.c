@@ -23,6 +23,23 @@ static void insert(int32_t *head, int32_t *prev, const uint8_t *v, size_t i) {
   head[h] = (int32_t)i;
 }
 
+/* How many of the first `max` bytes of a and b agree (8 at a time). */
+static size_t match_len(const uint8_t *a, const uint8_t *b, size_t max) {
+  size_t k = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; k + 8 <= max; k += 8) {
+    uint64_t x, y;
+    memcpy(&x, a + k, 8);
+    memcpy(&y, b + k, 8);
+    if (x != y)
+      return k + (size_t)(__builtin_ctzll(x ^ y) >> 3);
+  }
+#endif
+  while (k < max && a[k] == b[k])
+    k++;
+  return k;
+}
+
 static void put_varint(amc_buf_t *out, size_t v) {
   uint8_t b[10];
   size_t n = 0;
@@ -44,8 +61,47 @@ static void flush_literals(amc_buf_t *out, const uint8_t *p, size_t n) {
   }
 }
 
-void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
-                     amc_buf_t *out) {
+struct amc_lz_dict {
+  uint8_t *bytes;
+  size_t len;
+  int32_t *prev; /* the dictionary's hash chains, as compress builds them */
+  int32_t head[1 << HASH_BITS];
+};
+
+amc_lz_dict_t *amc_lz_dict_new(const void *dict, size_t dlen) {
+  amc_lz_dict_t *d = malloc(sizeof *d);
+  if (!d)
+    abort();
+  d->len = dlen;
+  d->bytes = malloc(dlen ? dlen : 1);
+  d->prev = calloc(dlen ? dlen : 1, sizeof *d->prev);
+  if (!d->bytes || !d->prev)
+    abort();
+  if (dlen)
+    memcpy(d->bytes, dict, dlen);
+  memset(d->head, 0xff, sizeof d->head); /* -1: empty */
+  for (size_t i = 0; i + MIN_MATCH <= dlen; i++)
+    insert(d->head, d->prev, d->bytes, i);
+  return d;
+}
+
+void amc_lz_dict_free(amc_lz_dict_t *d) {
+  if (!d)
+    return;
+  free(d->bytes);
+  free(d->prev);
+  free(d);
+}
+
+const void *amc_lz_dict_bytes(const amc_lz_dict_t *d, size_t *len) {
+  *len = d->len;
+  return d->bytes;
+}
+
+/* Compresses against dict[0..dlen), whose hash chains are `pd`'s when it
+ * is not NULL. */
+static void compress(const void *dict, size_t dlen, const amc_lz_dict_t *pd,
+                     const void *in, size_t n, amc_buf_t *out) {
   /* The virtual text: dictionary then input, so that one search covers
    * both. */
   size_t total = dlen + n;
@@ -59,12 +115,18 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
   /* Hash chains: head[h] the latest position with hash h, prev[i] the one
    * before i; the longest of the first MAX_CHAIN candidates wins. */
   int32_t head[1 << HASH_BITS];
-  memset(head, 0xff, sizeof head); /* -1: empty */
   int32_t *prev = malloc((total ? total : 1) * sizeof *prev);
   if (!prev)
     abort();
-  for (size_t i = 0; i + MIN_MATCH <= dlen; i++)
-    insert(head, prev, v, i);
+  if (pd) {
+    memcpy(head, pd->head, sizeof head);
+    if (dlen)
+      memcpy(prev, pd->prev, dlen * sizeof *prev);
+  } else {
+    memset(head, 0xff, sizeof head); /* -1: empty */
+    for (size_t i = 0; i + MIN_MATCH <= dlen; i++)
+      insert(head, prev, v, i);
+  }
   size_t i = dlen, lit = dlen;
   while (i < total) {
     size_t best = 0, from = 0;
@@ -73,9 +135,7 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
       int32_t c = head[hash4(v + i)];
       for (int depth = 0; c >= 0 && depth < MAX_CHAIN && best < max;
            depth++, c = prev[c]) {
-        size_t k = 0;
-        while (k < max && v[(size_t)c + k] == v[i + k])
-          k++;
+        size_t k = match_len(v + c, v + i, max);
         if (k > best) {
           best = k;
           from = (size_t)c;
@@ -102,6 +162,16 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
   free(prev);
   flush_literals(out, v + lit, total - lit);
   free(v);
+}
+
+void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
+                     amc_buf_t *out) {
+  compress(dict, dlen, NULL, in, n, out);
+}
+
+void amc_lz_compress_dict(const amc_lz_dict_t *d, const void *in, size_t n,
+                          amc_buf_t *out) {
+  compress(d->bytes, d->len, d, in, n, out);
 }
 
 int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
@@ -151,4 +221,51 @@ int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
     out->data[out->len] = '\0';
   }
   return 0;
+}
+
+int amc_lz_decompress_to(const void *dict, size_t dlen, const void *in,
+                         size_t n, void *out, size_t out_len) {
+  const uint8_t *p = in, *end = p + n, *d = dict;
+  uint8_t *o = out;
+  size_t have = 0;
+  while (p < end) {
+    uint8_t t = *p++;
+    if (t < 0x80) {
+      size_t k = (size_t)t + 1;
+      if ((size_t)(end - p) < k || out_len - have < k)
+        return -1;
+      memcpy(o + have, p, k);
+      p += k;
+      have += k;
+      continue;
+    }
+    size_t len = (size_t)(t & 0x7f) + MIN_MATCH, dist = 0;
+    for (unsigned shift = 0;; shift += 7) {
+      if (p == end || shift > 56)
+        return -1;
+      uint8_t b = *p++;
+      dist |= (size_t)(b & 0x7f) << shift;
+      if (!(b & 0x80))
+        break;
+    }
+    if (dist == 0 || dist > have + dlen || out_len - have < len)
+      return -1;
+    uint8_t *dst = o + have;
+    if (dist > have) {
+      /* starts in the dictionary, may run on into the output's start
+       * (what follows the dictionary in the virtual text) */
+      size_t back = dist - have, k = back < len ? back : len;
+      memcpy(dst, d + dlen - back, k);
+      for (; k < len; k++)
+        dst[k] = o[k - back];
+    } else if (dist >= len) {
+      memcpy(dst, dst - dist, len);
+    } else {
+      const uint8_t *src = dst - dist;
+      for (size_t k = 0; k < len; k++) /* overlaps: byte by byte */
+        dst[k] = src[k];
+    }
+    have += len;
+  }
+  return have == out_len ? 0 : -1;
 }

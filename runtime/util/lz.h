@@ -29,4 +29,23 @@ void amc_lz_compress(const void *dict, size_t dlen, const void *in, size_t n,
 int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
                       amc_buf_t *out);
 
+/* Like amc_lz_decompress, into out[0..out_len) when the text's length is
+ * known (no dictionary copy, no buffer growth: for hot reads). Returns 0,
+ * or -1 when the input is malformed or stands for a text of another
+ * length; out[0..out_len) then holds garbage. Writes no terminator. */
+int amc_lz_decompress_to(const void *dict, size_t dlen, const void *in,
+                         size_t n, void *out, size_t out_len);
+
+/* A dictionary prepared for compressing many texts: amc_lz_compress_dict
+ * gives the same bytes as amc_lz_compress with the same dictionary, without
+ * indexing the dictionary on every call. The object owns a copy of the
+ * dictionary (amc_lz_dict_bytes: what to decompress with). Aborts when out
+ * of memory. */
+typedef struct amc_lz_dict amc_lz_dict_t;
+amc_lz_dict_t *amc_lz_dict_new(const void *dict, size_t dlen);
+void amc_lz_dict_free(amc_lz_dict_t *d);
+const void *amc_lz_dict_bytes(const amc_lz_dict_t *d, size_t *len);
+void amc_lz_compress_dict(const amc_lz_dict_t *d, const void *in, size_t n,
+                          amc_buf_t *out);
+
 #endif

@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t hash_str(const char *s) {
+/* FNV-1a 64, folded to the entry's 32 bits. */
+static uint32_t hash_str(const char *s) {
   uint64_t h = 1469598103934665603ULL;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     h ^= *p;
     h *= 1099511628211ULL;
   }
-  return (size_t)h;
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 static void *xcalloc(size_t n, size_t size) {
@@ -27,7 +28,7 @@ static void *xcalloc(size_t n, size_t size) {
 amc_strmap_entry_t *amc_strmap_find(const amc_strmap_t *m, const char *key) {
   if (m->n_buckets == 0)
     return NULL;
-  size_t h = hash_str(key);
+  uint32_t h = hash_str(key);
   for (amc_strmap_entry_t *e = m->buckets[h & (m->n_buckets - 1)]; e;
        e = e->next) {
     if (e->hash == h && strcmp(e->key, key) == 0)
@@ -73,7 +74,7 @@ amc_strmap_entry_t *amc_strmap_put(amc_strmap_t *m, const char *key,
   if (m->count + 1 > m->n_buckets)
     grow(m);
   size_t len = strlen(key);
-  e = xcalloc(1, sizeof *e + len + 1);
+  e = xcalloc(1, offsetof(amc_strmap_entry_t, key) + len + 1);
   memcpy(e->key, key, len + 1);
   e->hash = hash_str(key);
   e->value = value;
@@ -96,7 +97,7 @@ void amc_strmap_set_str(amc_strmap_t *m, const char *key, const char *val) {
 void *amc_strmap_del(amc_strmap_t *m, const char *key) {
   if (m->n_buckets == 0)
     return NULL;
-  size_t h = hash_str(key);
+  uint32_t h = hash_str(key);
   amc_strmap_entry_t **pp = &m->buckets[h & (m->n_buckets - 1)];
   for (; *pp; pp = &(*pp)->next) {
     amc_strmap_entry_t *e = *pp;

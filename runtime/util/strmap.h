@@ -12,13 +12,14 @@
 #define AMC_UTIL_STRMAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct amc_strmap_entry amc_strmap_entry_t;
 struct amc_strmap_entry {
   amc_strmap_entry_t *next;
-  size_t hash;
   void *value;
-  char key[]; /* owned by the entry */
+  uint32_t hash; /* 32 bits: an entry is a block of its own, keep it small */
+  char key[];    /* owned by the entry */
 };
 
 typedef struct {

@@ -13,6 +13,21 @@
 
 #include "controller.h"
 
+/* An object's JSON (store.h: amc_store_json), in one of a few rotating
+ * buffers so that two can be compared. */
+static const char *obj_json(const amc_store_obj_t *o) {
+  static amc_buf_t bufs[4];
+  static unsigned next;
+  amc_buf_t *b = &bufs[next++ % 4];
+  size_t n;
+  const char *j = amc_store_json(o, b, &n);
+  if (j != b->data) {
+    amc_buf_reset(b);
+    amc_buf_append(b, j, n);
+  }
+  return b->data;
+}
+
 static uv_loop_t loop;
 static amc_store_t *store;
 static amc_metrics_t *reg;
@@ -47,12 +62,12 @@ static amc_translation_t *fake_translate(void *engine, const char *kind,
   t->reads[0].namespace_ = xstrdup(ns);
   t->reads[0].name = xstrdup(name);
   t->n_reads = 1;
-  if (e->fail_all || (gw && strstr(gw->json, "boom"))) {
+  if (e->fail_all || (gw && strstr(obj_json(gw), "boom"))) {
     t->error = xstrdup("rules/gateway.lua:1: boom");
     return t;
   }
   char svc[64] = "";
-  const char *p = gw ? strstr(gw->json, "\"svc\":\"") : NULL;
+  const char *p = gw ? strstr(obj_json(gw), "\"svc\":\"") : NULL;
   if (p)
     sscanf(p + 7, "%63[^\"]", svc);
   const amc_store_obj_t *so = NULL;
@@ -68,7 +83,7 @@ static amc_translation_t *fake_translate(void *engine, const char *kind,
   t->objects[0].name = xstrdup(name);
   char json[1024];
   snprintf(json, sizeof json, "{\"gw\":%s,\"svc\":%s,\"v\":%d}",
-           gw ? gw->json : "null", so ? so->json : "null", e->suffix);
+           gw ? obj_json(gw) : "null", so ? obj_json(so) : "null", e->suffix);
   t->objects[0].json = xstrdup(json);
   t->objects[0].json_len = strlen(json);
   t->n_objects = 1;

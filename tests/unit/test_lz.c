@@ -15,10 +15,36 @@ static void roundtrip(const char *dict, size_t dlen, const char *in, size_t n,
                       size_t *packed) {
   amc_buf_t c = AMC_BUF_INIT, d = AMC_BUF_INIT;
   amc_lz_compress(dict, dlen, in, n, &c);
+  /* a prepared dictionary gives the same bytes */
+  amc_lz_dict_t *pd = amc_lz_dict_new(dict, dlen);
+  size_t pl;
+  const void *pb = amc_lz_dict_bytes(pd, &pl);
+  assert_int_equal(pl, dlen);
+  if (dlen)
+    assert_memory_equal(pb, dict, dlen);
+  amc_buf_t c2 = AMC_BUF_INIT;
+  amc_lz_compress_dict(pd, in, n, &c2);
+  assert_int_equal(c2.len, c.len);
+  if (c.len)
+    assert_memory_equal(c2.data, c.data, c.len);
+  amc_buf_free(&c2);
+  amc_lz_dict_free(pd);
   assert_int_equal(amc_lz_decompress(dict, dlen, c.data, c.len, &d), 0);
   assert_int_equal(d.len, n);
   if (n)
     assert_memory_equal(d.data, in, n);
+  /* the same into a buffer of the known length */
+  char *to = malloc(n + 1);
+  assert_int_equal(amc_lz_decompress_to(dict, dlen, c.data, c.len, to, n), 0);
+  if (n)
+    assert_memory_equal(to, in, n);
+  /* ... and refused for any other length */
+  if (n)
+    assert_int_equal(amc_lz_decompress_to(dict, dlen, c.data, c.len, to, n - 1),
+                     -1);
+  assert_int_equal(amc_lz_decompress_to(dict, dlen, c.data, c.len, to, n + 1),
+                   -1);
+  free(to);
   if (packed)
     *packed = c.len;
   amc_buf_free(&c);
@@ -88,6 +114,22 @@ static void test_malformed(void **state) {
   amc_buf_reset(&d);
   assert_int_equal(amc_lz_decompress("abcd", 4, "\x80\x84", 2, &d), -1);
   amc_buf_free(&d);
+  /* amc_lz_decompress_to: the same refusals */
+  char out[16];
+  assert_int_equal(amc_lz_decompress_to(NULL, 0,
+                                        "\x04"
+                                        "ab",
+                                        3, out, 5),
+                   -1);
+  assert_int_equal(amc_lz_decompress_to(NULL, 0, "\x80\x01", 2, out, 4), -1);
+  assert_int_equal(amc_lz_decompress_to("abcd", 4, "\x80\x00", 2, out, 4), -1);
+  assert_int_equal(amc_lz_decompress_to("abcd", 4, "\x80\x84", 2, out, 4), -1);
+  /* a match that starts in the dictionary and runs on into the output:
+   * "cd" then "cdcd" again from 2 back in dictionary || output */
+  assert_int_equal(amc_lz_decompress_to("abcd", 4, "\x80\x02", 2, out, 4), 0);
+  assert_memory_equal(out, "cdcd", 4);
+  /* a match that runs past the known length */
+  assert_int_equal(amc_lz_decompress_to("abcd", 4, "\x80\x04", 2, out, 3), -1);
 }
 
 int main(void) {

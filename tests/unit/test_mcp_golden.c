@@ -21,6 +21,21 @@
 #include "store.h"
 #include "util/buf.h"
 
+/* An object's JSON (store.h: amc_store_json), in one of a few rotating
+ * buffers so that two can be compared. */
+static const char *obj_json(const amc_store_obj_t *o) {
+  static amc_buf_t bufs[4];
+  static unsigned next;
+  amc_buf_t *b = &bufs[next++ % 4];
+  size_t n;
+  const char *j = amc_store_json(o, b, &n);
+  if (j != b->data) {
+    amc_buf_reset(b);
+    amc_buf_append(b, j, n);
+  }
+  return b->data;
+}
+
 #define FIXDIR AMC_SOURCE_DIR "/tests/fakes/mcp/"
 
 static int put_cb(lua_State *L, const char *source, void *data, char *err,
@@ -85,9 +100,9 @@ static void same(amc_store_t *a, amc_store_t *b, const char *what) {
     for (size_t i = 0; i < na; i++) {
       if (strcmp(la[i]->name, lb[i]->name) ||
           la[i]->json_len != lb[i]->json_len ||
-          memcmp(la[i]->json, lb[i]->json, la[i]->json_len))
+          strcmp(obj_json(la[i]), obj_json(lb[i])))
         fail_msg("%s: %s %s differs:\n%s\n%s", what, kinds[k], la[i]->name,
-                 la[i]->json, lb[i]->json);
+                 obj_json(la[i]), obj_json(lb[i]));
       assert_string_equal(la[i]->resource_version, lb[i]->resource_version);
     }
     total += na;

@@ -22,6 +22,21 @@
 #include "settings.h"
 #include "store.h"
 
+/* An object's JSON (store.h: amc_store_json), in one of a few rotating
+ * buffers so that two can be compared. */
+static const char *obj_json(const amc_store_obj_t *o) {
+  static amc_buf_t bufs[4];
+  static unsigned next;
+  amc_buf_t *b = &bufs[next++ % 4];
+  size_t n;
+  const char *j = amc_store_json(o, b, &n);
+  if (j != b->data) {
+    amc_buf_reset(b);
+    amc_buf_append(b, j, n);
+  }
+  return b->data;
+}
+
 #define FIX AMC_SOURCE_DIR "/tests/unit/fixtures/"
 
 typedef struct {
@@ -66,7 +81,7 @@ static int teardown(void **state) {
 static void change(fx_t *f, const char *kind, const char *ns, const char *name,
                    const char *json) {
   const amc_store_obj_t *o = amc_store_get(f->store, kind, ns, name);
-  char *old = o ? strndup(o->json, o->json_len) : NULL;
+  char *old = o ? strdup(obj_json(o)) : NULL;
   if (json)
     assert_int_equal(amc_store_put_json(f->store, kind, ns, name, json,
                                         strlen(json), NULL, NULL, NULL),

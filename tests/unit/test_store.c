@@ -14,6 +14,21 @@
 #include "store.h"
 #include "util/buf.h"
 
+/* An object's JSON (store.h: amc_store_json), in one of a few rotating
+ * buffers so that two can be compared. */
+static const char *obj_json(const amc_store_obj_t *o) {
+  static amc_buf_t bufs[4];
+  static unsigned next;
+  amc_buf_t *b = &bufs[next++ % 4];
+  size_t n;
+  const char *j = amc_store_json(o, b, &n);
+  if (j != b->data) {
+    amc_buf_reset(b);
+    amc_buf_append(b, j, n);
+  }
+  return b->data;
+}
+
 static amc_buf_t events;
 
 static void listener(const char *kind, const char *ns, const char *name,
@@ -49,7 +64,7 @@ static void test_put_get_delete_revisions(void **state) {
   put(s, "Namespace", NULL, "ns", "{}", 1);
   const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "a");
   assert_non_null(o);
-  assert_string_equal(o->json, "{\"x\":2}");
+  assert_string_equal(obj_json(o), "{\"x\":2}");
   assert_int_equal(o->revision, 2);
   assert_string_equal(o->kind, "Service");
   assert_string_equal(o->namespace_, "ns");
@@ -118,6 +133,139 @@ static void test_change_listener_old_and_new(void **state) {
                       "DELETED Service/ns/a {\"x\":2} -> (none)\n");
   assert_int_equal(n, 4);
   amc_buf_free(&changes);
+  amc_store_free(s);
+}
+
+/* A Service-shaped object of some size (compressed against the kind's
+ * first one), with `pad` extra label bytes. */
+static void svc_json(char *out, size_t cap, int i, int pad, const char *app) {
+  char extra[600];
+  memset(extra, 'a' + i % 26, (size_t)pad);
+  extra[pad] = '\0';
+  snprintf(
+      out, cap,
+      "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{"
+      "\"labels\":{\"app\":\"%s\",\"pad\":\"%s\"},\"name\":\"svc-%d\","
+      "\"namespace\":\"ns\"},\"spec\":{\"ports\":[{\"name\":\"http\","
+      "\"port\":80,\"targetPort\":%d}],\"selector\":{\"app\":\"svc-%d\"}}}",
+      app, extra, i, 8000 + i, i);
+}
+
+static void test_compressed_objects(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  amc_buf_reset(&changes);
+  amc_store_set_change_listener(s, change_listener, NULL);
+  enum { N = 200 };
+  static char want[N][1024];
+  char name[32], rv[32];
+  for (int i = 0; i < N; i++) {
+    svc_json(want[i], sizeof want[i], i, i % 7, i % 2 ? "odd" : "even");
+    snprintf(name, sizeof name, "svc-%d", i);
+    snprintf(rv, sizeof rv, "rv-%d", i);
+    assert_int_equal(amc_store_put_json(s, "Service", "ns", name, want[i],
+                                        strlen(want[i]), rv, "f.yaml:1", NULL),
+                     0);
+  }
+  /* the index is built over compressed objects */
+  const char *const APP[] = {"metadata", "labels", "app"};
+  const amc_store_obj_t *const *l;
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l),
+                   N / 2);
+  /* later objects are stored compressed: decompressed into the buffer */
+  amc_buf_t b = AMC_BUF_INIT;
+  const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "svc-150");
+  size_t len = 0;
+  const char *j = amc_store_json(o, &b, &len);
+  assert_ptr_equal(j, b.data);
+  assert_int_equal(len, strlen(want[150]));
+  assert_string_equal(b.data, want[150]);
+  /* a small object is stored as it is: a pointer into the store */
+  put(s, "Service", "ns", "tiny", "{\"x\":1}", 1);
+  o = amc_store_get(s, "Service", "ns", "tiny");
+  j = amc_store_json(o, &b, &len);
+  assert_ptr_not_equal(j, b.data);
+  assert_string_equal(amc_store_json(o, &b, NULL), "{\"x\":1}");
+  /* modifications: larger (a block of its own), smaller (back in the
+   * entry), relabelled (moved in the index); rv and source kept apart */
+  for (int i = 0; i < N; i++) {
+    svc_json(want[i], sizeof want[i], i, i % 3 ? 500 : 1,
+             i % 3 == 0 ? "odd" : "even");
+    snprintf(name, sizeof name, "svc-%d", i);
+    assert_int_equal(amc_store_put_json(s, "Service", "ns", name, want[i],
+                                        strlen(want[i]), "rv-x", NULL, NULL),
+                     0);
+  }
+  for (int i = 0; i < N; i += 2) {
+    svc_json(want[i], sizeof want[i], i, 2, "odd");
+    snprintf(name, sizeof name, "svc-%d", i);
+    put(s, "Service", "ns", name, want[i], 1);
+    put(s, "Service", "ns", name, want[i], 0);
+  }
+  size_t odd = 0;
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "svc-%d", i);
+    o = amc_store_get(s, "Service", "ns", name);
+    assert_non_null(o);
+    assert_string_equal(obj_json(o), want[i]);
+    assert_int_equal(o->json_len, strlen(want[i]));
+    if (i % 2)
+      assert_string_equal(o->resource_version, "rv-x");
+    else
+      assert_null(o->resource_version);
+    assert_null(o->source);
+    odd += i % 2 == 0 || i % 3 == 0;
+  }
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l), odd);
+  /* the change listener sees whole JSON before and after */
+  amc_buf_reset(&changes);
+  char old[1024];
+  snprintf(old, sizeof old, "%s", want[9]); /* labelled odd */
+  assert_int_equal(amc_store_delete(s, "Service", "ns", "svc-9"), 1);
+  amc_buf_t w = AMC_BUF_INIT;
+  amc_buf_printf(&w, "DELETED Service/ns/svc-9 %s -> (none)\n", old);
+  assert_string_equal(changes.data, w.data);
+  assert_int_equal(amc_store_find(s, "Service", NULL, APP, 3, "odd", &l),
+                   odd - 1);
+  amc_buf_free(&w);
+  amc_buf_free(&b);
+  amc_buf_free(&changes);
+  amc_store_free(s);
+}
+
+/* A caller may put back what it read from the object itself: the stored
+ * JSON (an object stored as is), its resourceVersion and source. */
+static void test_put_back_own_fields(void **state) {
+  (void)state;
+  amc_store_t *s = amc_store_new();
+  const char *json = "{\"x\":1}";
+  assert_int_equal(amc_store_put_json(s, "Pod", "n", "p", json, strlen(json),
+                                      "rv-1", "a.yaml:1", NULL),
+                   0);
+  const amc_store_obj_t *o = amc_store_get(s, "Pod", "n", "p");
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t n;
+  const char *j = amc_store_json(o, &b, &n);
+  assert_ptr_not_equal(j, b.data); /* the store's own bytes */
+  int changed = -1;
+  /* same JSON, rv from the blob, a new source: the blob is rewritten */
+  assert_int_equal(amc_store_put_json(s, "Pod", o->namespace_, o->name, j, n,
+                                      o->resource_version, "b.yaml:2",
+                                      &changed),
+                   0);
+  assert_int_equal(changed, 0);
+  o = amc_store_get(s, "Pod", "n", "p");
+  assert_string_equal(obj_json(o), "{\"x\":1}");
+  assert_string_equal(o->resource_version, "rv-1");
+  assert_string_equal(o->source, "b.yaml:2");
+  assert_int_equal(amc_store_put_json(s, "Pod", o->namespace_, o->name, j, n,
+                                      "rv-2", o->source, &changed),
+                   0);
+  o = amc_store_get(s, "Pod", "n", "p");
+  assert_string_equal(o->resource_version, "rv-2");
+  assert_string_equal(o->source, "b.yaml:2");
+  assert_string_equal(obj_json(o), "{\"x\":1}");
+  amc_buf_free(&b);
   amc_store_free(s);
 }
 
@@ -213,10 +361,10 @@ static void test_put_lua_strips_and_restores(void **state) {
   const amc_store_obj_t *o = amc_store_get(s, "Service", "ns", "a");
   assert_non_null(o);
   assert_string_equal(
-      o->json, "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
-               "{\"annotations\":{\"keep\":\"yes\"},\"name\":\"a\","
-               "\"namespace\":\"ns\",\"resourceVersion\":\"42\"},"
-               "\"spec\":{\"ports\":[{\"port\":80}]}}");
+      obj_json(o), "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":"
+                   "{\"annotations\":{\"keep\":\"yes\"},\"name\":\"a\","
+                   "\"namespace\":\"ns\",\"resourceVersion\":\"42\"},"
+                   "\"spec\":{\"ports\":[{\"port\":80}]}}");
   assert_string_equal(o->resource_version, "42");
   assert_string_equal(o->source, "f.yaml:3");
   /* The caller's table is as it was. */
@@ -256,7 +404,7 @@ static void test_put_lua_strips_and_restores(void **state) {
       LUA_OK);
   assert_int_equal(amc_store_put_lua(s, L, -1, NULL, &changed, err, sizeof err),
                    0);
-  assert_string_equal(amc_store_get(s, "Pod", "n", "p")->json,
+  assert_string_equal(obj_json(amc_store_get(s, "Pod", "n", "p")),
                       "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\","
                       "\"namespace\":\"n\"},\"status\":{\"podIP\":"
                       "\"10.0.0.1\"}}");
@@ -304,8 +452,7 @@ static void test_find_by_field(void **state) {
   assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "gw"),
                       "a/v1 b/v1");
   assert_string_equal(
-      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"),
-      "a/v2 b/v1");
+      found(s, "VirtualService", NULL, GWS, 2, "istio-system/gw"), "a/v2 b/v1");
   assert_string_equal(found(s, "VirtualService", "b", GWS, 2, "gw"), "b/v1");
   assert_string_equal(found(s, "VirtualService", "c", GWS, 2, "gw"), "");
   assert_string_equal(found(s, "VirtualService", NULL, GWS, 2, "1"), "");
@@ -362,10 +509,14 @@ static void test_find_labels_and_escapes(void **state) {
 
 /* A field index agrees with a scan after random puts and deletes, and
  * survives being dropped when rules ask for many paths. */
-static void test_find_random(void **state) {
-  (void)state;
+/* Random puts and deletes of objects with values from nvals ("v0"...),
+ * checked against a scan after each: few values make large buckets, many
+ * make buckets of one object (kept inline) that grow and shrink. */
+static void find_random(int nvals) {
   amc_store_t *s = amc_store_new();
-  static const char *const vals[] = {"p", "q", "r"};
+  char vals[64][16];
+  for (int i = 0; i < nvals; i++)
+    snprintf(vals[i], sizeof vals[i], "v%d", i);
   srand(7);
   char json[200], name[16], ns[4];
   for (int round = 0; round < 2000; round++) {
@@ -374,9 +525,9 @@ static void test_find_random(void **state) {
     if (rand() % 5 == 0) {
       amc_store_delete(s, "K", ns, name);
     } else {
-      int a = rand() % 3, b = rand() % 4;
-      snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}",
-               vals[a], b < 3 ? vals[b] : "z");
+      int a = rand() % nvals, b = rand() % (nvals + 1);
+      snprintf(json, sizeof json, "{\"spec\":{\"v\":[\"%s\",\"%s\"]}}", vals[a],
+               b < nvals ? vals[b] : "z");
       amc_store_put_json(s, "K", ns, name, json, strlen(json), NULL, NULL,
                          NULL);
     }
@@ -386,20 +537,20 @@ static void test_find_random(void **state) {
         snprintf(key, sizeof key, "k%d", (round / 50 + i) % 30);
         const char *path[] = {"spec", key};
         const amc_store_obj_t *const *l;
-        amc_store_find(s, "K", NULL, path, 2, "p", &l);
+        amc_store_find(s, "K", NULL, path, 2, "v0", &l);
       }
     }
     static const char *const V[] = {"spec", "v"};
     const char *want_ns = round % 2 ? "n1" : NULL;
-    const char *v = vals[round % 3];
+    const char *v = vals[round % nvals];
     amc_buf_t want = AMC_BUF_INIT;
     amc_buf_puts(&want, "");
     const amc_store_obj_t *const *all;
     size_t n = amc_store_list(s, "K", want_ns, &all);
-    char needle[8];
+    char needle[16];
     snprintf(needle, sizeof needle, "\"%s\"", v);
     for (size_t i = 0, k = 0; i < n; i++) {
-      if (strstr(all[i]->json, needle))
+      if (strstr(obj_json(all[i]), needle))
         amc_buf_printf(&want, "%s%s/%s", k++ ? " " : "", all[i]->namespace_,
                        all[i]->name);
     }
@@ -409,10 +560,18 @@ static void test_find_random(void **state) {
   amc_store_free(s);
 }
 
+static void test_find_random(void **state) {
+  (void)state;
+  find_random(3);
+  find_random(60);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_get_delete_revisions),
       cmocka_unit_test(test_change_listener_old_and_new),
+      cmocka_unit_test(test_compressed_objects),
+      cmocka_unit_test(test_put_back_own_fields),
       cmocka_unit_test(test_list_sorted_and_by_namespace),
       cmocka_unit_test(test_many_objects),
       cmocka_unit_test(test_put_lua_strips_and_restores),
