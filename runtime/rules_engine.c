@@ -915,8 +915,13 @@ static const char *opt_string(lua_State *L, int i, const char *what) {
 /* (Host functions run inside the translation's protected call: the
  * decoder needs no protected call of its own.) */
 static int push_obj(lua_State *L, const amc_store_obj_t *o) {
+  /* The decode copies everything into Lua, so one buffer serves every
+   * read (single-threaded; an error leaves it for the next read). */
+  static amc_buf_t buf = AMC_BUF_INIT;
   char err[200];
-  if (amc_json_push_canonical(L, o->json, o->json_len, err, sizeof err) < 0)
+  size_t len;
+  const char *json = amc_store_json(o, &buf, &len);
+  if (amc_json_push_canonical(L, json, len, err, sizeof err) < 0)
     return luaL_error(L, "decoding %s %s: %s", o->kind, o->name, err);
   return 0;
 }
