@@ -687,8 +687,7 @@ static void position(const char *start, const char *at, int *line, int *col) {
   *col = (int)(at - ls) + 1;
 }
 
-static void dec_error(const dec_t *d, const char *s, char *err,
-                      size_t errlen) {
+static void dec_error(const dec_t *d, const char *s, char *err, size_t errlen) {
   int line, col;
   position(s, d->err_at, &line, &col);
   snprintf(err, errlen, "line %d, column %d: %s", line, col, d->msg);
@@ -728,8 +727,8 @@ static int decode(lua_State *L, const char *s, size_t len, char *err,
   return 0;
 }
 
-int amc_json_push_canonical(lua_State *L, const char *s, size_t len,
-                            char *err, size_t errlen) {
+int amc_json_push_canonical(lua_State *L, const char *s, size_t len, char *err,
+                            size_t errlen) {
   /* Kept between calls: a Lua error (out of memory) may leave at any
    * point, so nothing here may need freeing. */
   static _Thread_local amc_buf_t scratch;

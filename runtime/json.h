@@ -62,8 +62,8 @@ int amc_json_decode_canonical(lua_State *L, const char *s, size_t len,
  * own, so running out of memory raises a Lua error instead of returning
  * -1 (nothing leaks then). Syntax errors still return -1 with `err`
  * filled and the stack as it was. */
-int amc_json_push_canonical(lua_State *L, const char *s, size_t len,
-                            char *err, size_t errlen);
+int amc_json_push_canonical(lua_State *L, const char *s, size_t len, char *err,
+                            size_t errlen);
 
 /* Appends the canonical JSON of the value at `idx` to `out`. Returns 0, or
  * -1 with `err` filled (what was appended on error is unspecified). */

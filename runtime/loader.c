@@ -818,7 +818,7 @@ static void scan_ws(scan_t *s) {
 enum { SC_QUOTE = 1, SC_ESCAPE = 2, SC_OPEN = 4, SC_CLOSE = 8 };
 static const unsigned char scan_cls[256] = {
     ['"'] = SC_QUOTE, ['\\'] = SC_ESCAPE, ['{'] = SC_OPEN,
-    ['['] = SC_OPEN,  ['}'] = SC_CLOSE,    [']'] = SC_CLOSE};
+    ['['] = SC_OPEN,  ['}'] = SC_CLOSE,   [']'] = SC_CLOSE};
 
 /* Skips a string (at its opening quote); -1 if unterminated. */
 static int scan_string(scan_t *s) {

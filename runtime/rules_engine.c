@@ -134,7 +134,7 @@ struct amc_rules_engine {
   char *memo_pend_key;
   size_t memo_pend_n; /* its items: memo_items[0 .. memo_pend_n) */
   int gc_due;         /* a full collection is due (GC_SLACK of garbage) */
-  int frame_open; /* inside rt.memo's call: reads also go to: */
+  int frame_open;     /* inside rt.memo's call: reads also go to: */
   amc_read_t *frame_reads;
   size_t frame_n, frame_cap;
   uint16_t *frame_slots; /* and the slots of its root and inputs */
@@ -2805,7 +2805,7 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
                               const char *old_json, const char *new_json) {
   if (!e || !e->memo_on)
     return;
-  memo_settle(e); /* the key's entries may go below */
+  memo_settle(e);                  /* the key's entries may go below */
   if (e->memo_now == UINT32_MAX) { /* the clock wraps: start afresh */
     memo_drop_all(e);
     memset(e->memo_ticks, 0, MEMO_SLOTS * sizeof *e->memo_ticks);

@@ -72,7 +72,7 @@ typedef struct {
   /* amc_avi_plan_key's: wanted by the plan in progress of its gateway
    * (cleared again before the plan returns) */
   unsigned char planned : 1;
-  char cksum[17];          /* amc-cksum marker (16 hex), "" when none */
+  char cksum[17]; /* amc-cksum marker (16 hex), "" when none */
   char uuid_buf[];
 } amc_avi_entry_t;
 

@@ -559,14 +559,14 @@ static void engine_settle(void *engine) {
   amc_rules_engine_settle(engine);
 }
 
-static const amc_ctrl_engine_ops_t engine_ops = {
-    .translate = engine_translate,
-    .free = engine_free,
-    .memory = engine_memory,
-    .compact = engine_compact,
-    .changed = engine_changed,
-    .translate_full = engine_translate_full,
-    .settle = engine_settle};
+static const amc_ctrl_engine_ops_t engine_ops = {.translate = engine_translate,
+                                                 .free = engine_free,
+                                                 .memory = engine_memory,
+                                                 .compact = engine_compact,
+                                                 .changed = engine_changed,
+                                                 .translate_full =
+                                                     engine_translate_full,
+                                                 .settle = engine_settle};
 
 /* Loads the rules directory into a new engine. NULL with `err` on failure. */
 static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
