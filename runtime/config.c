@@ -495,7 +495,9 @@ void amc_config_usage(FILE *out) {
           "Gateways, VirtualServices,\nDestinationRules and ServiceEntries "
           "come from MCP only (each kind has one\nowner); --source mcp, the "
           "default then, means kube plus MCP. Nothing is\nreconciled before "
-          "every source has synced.\n\n"
+          "every source has synced. The MCP connection's other\nsettings "
+          "come from the environment: MCP_PROTOCOL, MCP_CA_FILE,\n"
+          "MCP_TOKEN_FILE, MCP_SERVER_NAME, MCP_DELTA (docs/mcp.md).\n\n"
           "Options (flag / environment variable / default):\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];

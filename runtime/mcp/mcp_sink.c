@@ -284,5 +284,21 @@ int amc_mcp_options_from_url(amc_mcp_options_t *o, amc_mcp_mode_t *mode,
   }
   o->server_name = getenv("MCP_SERVER_NAME");
   o->node_namespace = getenv("POD_NAMESPACE");
+  const char *delta = getenv("MCP_DELTA");
+  if (delta && *delta) {
+    if (!strcmp(delta, "true") || !strcmp(delta, "1"))
+      o->delta = 1;
+    else if (strcmp(delta, "false") && strcmp(delta, "0")) {
+      snprintf(err, errlen, "MCP_DELTA '%s': expected true or false", delta);
+      return -1;
+    }
+    if (o->delta && *mode != AMC_MCP_XDS) {
+      snprintf(err, errlen,
+               "MCP_DELTA=true needs MCP over xDS (xds://, xdss://, or "
+               "http(s):// with MCP_PROTOCOL=xds); %s is legacy MCP",
+               url);
+      return -1;
+    }
+  }
   return 0;
 }

@@ -51,6 +51,8 @@ int amc_mcp_parse_url(const char *url, amc_mcp_mode_t fallback,
  *                   /var/run/secrets/tokens/istio-token when it exists)
  *   MCP_SERVER_NAME TLS name to verify (default: the URL's host)
  *   POD_NAMESPACE   node NAMESPACE for xDS (default istio-system)
+ *   MCP_DELTA       true: xDS over DeltaAggregatedResources instead of
+ *                   state of the world (an error with legacy MCP)
  * Returns 1 and fills `o`/`mode` (strings point into `env_buf`, which must
  * outlive `o`) when enabled, 0 when ISTIO_ENABLED is off, -1 with `err`
  * on a bad setting. */

@@ -101,12 +101,12 @@ class Setup(unittest.TestCase):
             c()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def start(self, scheme):
+    def start(self, scheme, env=None):
         self.mcp = harness.McpServer(self.tmp, fixtures=EXAMPLES)
         self.closers.append(self.mcp.close)
         url = "%s://127.0.0.1:%d" % (scheme, self.mcp.port)
         r = runlib.AmcRun(self.fs, "--mcp-url", url, sim=self.sim,
-                          workdir=self.tmp)
+                          workdir=self.tmp, env=env)
         self.closers.append(r.kill)
         r.wait_ready()
         r.wait_idle()
@@ -133,8 +133,8 @@ class Setup(unittest.TestCase):
 
 
 class McpProtocols(Setup):
-    def check_protocol(self, scheme):
-        r = self.start(scheme)
+    def check_protocol(self, scheme, env=None):
+        r = self.start(scheme, env)
         # 1. The full tree, Istio config from MCP, the rest from fs://.
         self.assert_tree()
         self.assertEqual(r.metric("amc_source_synced", source="mcp"), 1)
@@ -203,6 +203,16 @@ class McpProtocols(Setup):
 
     def test_xds(self):
         self.check_protocol("xds")
+        self.assertFalse([q for q in self.mcp.state()["requests"]
+                          if q.get("delta")])
+
+    def test_xds_delta(self):
+        """MCP_DELTA=true: the same over DeltaAggregatedResources (the
+        removal in step 3 arrives as removed_resources)."""
+        self.check_protocol("xds", env={"MCP_DELTA": "true"})
+        reqs = self.mcp.state()["requests"]
+        self.assertTrue(reqs)
+        self.assertEqual([q for q in reqs if not q.get("delta")], [])
 
 
 class McpFaults(Setup):

@@ -138,6 +138,23 @@ static void test_options_from_env(void **state) {
   setenv("MCP_PROTOCOL", "legacy", 1);
   assert_int_equal(amc_mcp_options_from_env(&o, &m, &b, err, sizeof err), 1);
   assert_int_equal(m, AMC_MCP_LEGACY);
+  assert_int_equal(o.delta, 0);
+  /* MCP_DELTA: xDS only, a clear error otherwise. */
+  setenv("MCP_DELTA", "true", 1);
+  assert_int_equal(amc_mcp_options_from_env(&o, &m, &b, err, sizeof err), -1);
+  assert_non_null(strstr(err, "MCP_DELTA=true needs MCP over xDS"));
+  setenv("MCP_URL", "xds://istiod:15010", 1);
+  assert_int_equal(amc_mcp_options_from_env(&o, &m, &b, err, sizeof err), 1);
+  assert_int_equal(m, AMC_MCP_XDS);
+  assert_int_equal(o.delta, 1);
+  setenv("MCP_DELTA", "false", 1);
+  assert_int_equal(amc_mcp_options_from_env(&o, &m, &b, err, sizeof err), 1);
+  assert_int_equal(o.delta, 0);
+  setenv("MCP_DELTA", "yes please", 1);
+  assert_int_equal(amc_mcp_options_from_env(&o, &m, &b, err, sizeof err), -1);
+  assert_string_equal(err, "MCP_DELTA 'yes please': expected true or false");
+  unsetenv("MCP_DELTA");
+  unsetenv("MCP_PROTOCOL");
   unsetenv("ISTIO_ENABLED");
 }
 
