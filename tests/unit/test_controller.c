@@ -157,6 +157,26 @@ static void run_for(uint64_t ms) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/* Runs the loop until `cond` holds, at most 10 s. A fixed run_for() is no
+ * bound on what gets done: the queue dispatches one key per loop iteration
+ * and retries on real-time timers, so a loaded machine that stalls the test
+ * past the stop timer ends the run after fewer iterations. run_for() is
+ * only for checking that nothing (more) happens. */
+#define RUN_UNTIL(cond)                                                        \
+  do {                                                                         \
+    uint64_t t0_ = uv_hrtime();                                                \
+    while (!(cond) && uv_hrtime() - t0_ < 10000000000ull)                      \
+      run_for(5);                                                              \
+  } while (0)
+
+/* The number of syncs the sink recorded since the last take(). */
+static int n_synced(void) {
+  int n = 0;
+  for (size_t i = 0; i < synced.len; i++)
+    n += synced.data[i] == ';';
+  return n;
+}
+
 static const char *take(void) {
   static char copy[4096];
   snprintf(copy, sizeof copy, "%s", synced.data ? synced.data : "");
@@ -217,7 +237,7 @@ static void start_synced(void) {
   seed();
   amc_controller_set_engine(ctl, &engine1, &fake_ops, 1, "d1");
   amc_controller_source_synced(ctl, source_id);
-  run_for(20);
+  RUN_UNTIL(amc_controller_synced(ctl));
   assert_true(amc_controller_synced(ctl));
 }
 
@@ -232,7 +252,7 @@ static void test_waits_for_sources_then_initial_sync_and_gc(void **state) {
   assert_non_null(strstr(d.data, "\"sources\":{\"fs\":false}"));
   amc_buf_free(&d);
   amc_controller_source_synced(ctl, source_id);
-  run_for(20);
+  RUN_UNTIL(amc_controller_synced(ctl));
   assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw2:1;");
   assert_true(amc_controller_synced(ctl));
   assert_int_equal(gc_calls, 1);
@@ -248,7 +268,7 @@ static void test_change_requeues_exactly_the_readers(void **state) {
   start_synced();
   take();
   put("Service", "a", "s2", "{\"port\":22}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/a/gw2:1;");
   /* an unrelated object: nothing */
   put("Service", "a", "unrelated", "{}");
@@ -257,18 +277,18 @@ static void test_change_requeues_exactly_the_readers(void **state) {
   assert_string_equal(take(), "");
   /* the gateway itself */
   put("Gateway", "a", "gw1", "{\"spec\":{\"svc\":\"s2\"}}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/a/gw1:1;");
   /* gw1 now reads s2, not s1 */
   put("Service", "a", "s1", "{\"port\":11}");
   run_for(10);
   assert_string_equal(take(), "");
   put("Service", "a", "s2", "{\"port\":222}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 2);
   assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw2:1;");
   /* a new gateway is its own key */
   put("Gateway", "b", "new", "{}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/b/new:1;");
 }
 
@@ -280,13 +300,13 @@ static void test_engine_settles_after_sync(void **state) {
   take();
   int s0 = engine1.settles;
   put("Service", "a", "s2", "{\"port\":22}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_int_equal(engine1.settles, s0 + 1);
   assert_int_equal(engine1.synced_at_settle, synced.len); /* sync first */
   assert_string_equal(take(), "Gateway/a/gw2:1;");
   put("Service", "a", "s2", "{\"port\":23}");
   put("Gateway", "a", "gw1", "{\"spec\":{\"svc\":\"s2\"}}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 2);
   assert_int_equal(engine1.settles, s0 + 3);
   assert_int_equal(engine1.synced_at_settle, synced.len);
   const char *got = take(); /* in the queue's order */
@@ -307,7 +327,7 @@ static void test_engine_compacts_when_idle(void **state) {
     char json[64];
     snprintf(json, sizeof json, "{\"port\":%d}", 100 + i);
     put("Service", "a", "s1", json);
-    run_for(5);
+    RUN_UNTIL(n_synced() >= i + 1);
   }
   assert_string_equal(take(),
                       "Gateway/a/gw1:1;Gateway/a/gw1:1;Gateway/a/gw1:1;");
@@ -323,7 +343,7 @@ static void test_deleted_gateway_removes_tree(void **state) {
   start_synced();
   take();
   amc_store_delete(store, "Gateway", "a", "gw1");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/a/gw1:gone;");
   /* its reads are forgotten */
   put("Service", "a", "s1", "{\"port\":5}");
@@ -341,7 +361,7 @@ static void test_translation_error_keeps_avi_and_waits(void **state) {
   start_synced();
   take();
   put("Gateway", "a", "gw1", "{\"spec\":{\"svc\":\"s1\",\"x\":\"boom\"}}");
-  run_for(10);
+  RUN_UNTIL(amc_controller_queue_len(ctl) == 0);
   assert_string_equal(take(), ""); /* the sink is not called */
   amc_buf_t m = AMC_BUF_INIT;
   amc_metrics_render(reg, &m);
@@ -352,7 +372,7 @@ static void test_translation_error_keeps_avi_and_waits(void **state) {
   assert_string_equal(take(), "");
   /* fixing the input resumes */
   put("Gateway", "a", "gw1", "{\"spec\":{\"svc\":\"s1\"}}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/a/gw1:1;");
 }
 
@@ -362,7 +382,7 @@ static void test_sync_error_retries_with_backoff(void **state) {
   take();
   fail_next_sync = 2;
   put("Service", "a", "s1", "{\"port\":9}");
-  run_for(100); /* 5 ms then 10 ms backoff */
+  RUN_UNTIL(n_synced() >= 3); /* 5 ms then 10 ms backoff */
   assert_string_equal(take(),
                       "Gateway/a/gw1:1;Gateway/a/gw1:1;Gateway/a/gw1:1;");
   amc_buf_t m = AMC_BUF_INIT;
@@ -394,7 +414,7 @@ static void test_swap_engine_validates(void **state) {
   amc_buf_free(&d);
   /* the old engine still serves changes */
   put("Service", "a", "s1", "{\"port\":3}");
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 1);
   assert_string_equal(take(), "Gateway/a/gw1:1;");
   /* a good engine replaces it and every gateway is re-synced */
   fake_engine_t good = {.suffix = 7};
@@ -402,7 +422,7 @@ static void test_swap_engine_validates(void **state) {
                                               err, sizeof err),
                    0);
   assert_true(engine1.freed);
-  run_for(10);
+  RUN_UNTIL(n_synced() >= 2);
   assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw2:1;");
   amc_controller_ready(ctl, &d);
   assert_non_null(strstr(d.data, "\"last_reload_error\":null"));
@@ -410,7 +430,7 @@ static void test_swap_engine_validates(void **state) {
   amc_buf_free(&d);
   /* a gateway that already failed does not block a reload */
   put("Gateway", "a", "gw2", "{\"x\":\"boom\"}");
-  run_for(10);
+  RUN_UNTIL(amc_controller_queue_len(ctl) == 0);
   fake_engine_t good2 = {0};
   assert_int_equal(amc_controller_swap_engine(ctl, &good2, &fake_ops, 4, "d4",
                                               err, sizeof err),
@@ -431,7 +451,7 @@ static void test_gate_holds_processing_not_readiness(void **state) {
   assert_non_null(strstr(d.data, "\"standby\":true"));
   amc_buf_free(&d);
   amc_controller_source_synced(ctl, gate);
-  run_for(20);
+  RUN_UNTIL(n_synced() >= 2);
   assert_string_equal(take(), "Gateway/a/gw1:1;Gateway/a/gw2:1;");
   assert_int_equal(amc_controller_ready(ctl, &d), 1);
   assert_non_null(strstr(d.data, "\"standby\":false"));
@@ -450,7 +470,7 @@ static void test_stop(void **state) {
   start_synced();
   amc_controller_stop(ctl, on_stopped, NULL);
   put("Service", "a", "s1", "{\"port\":4}");
-  run_for(10);
+  RUN_UNTIL(stopped == 1);
   assert_int_equal(stopped, 1);
 }
 
