@@ -1671,8 +1671,19 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def answered(self, code):
+        """Logs the request with its status before the answer goes out: a
+        client that has the answer (and a test that then reads
+        /_fake/requests) finds the request logged. Control requests are not
+        logged."""
+        self.status_sent = code
+        url = getattr(self, "url", None)
+        if url is not None and not url.path.startswith("/_fake/"):
+            self.log_request_entry()
+
     def send_json(self, code, obj, headers=None):
         data = json.dumps(obj, separators=(",", ":")).encode()
+        self.answered(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -1682,16 +1693,15 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.status_sent = code
 
     def send_text(self, code, text):
         data = text.encode()
+        self.answered(code)
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.status_sent = code
 
     def log_request_entry(self):
         srv = self.server.srv
@@ -2314,13 +2324,12 @@ class Handler(BaseHTTPRequestHandler):
             err_seq = len(srv.watch_errors)
         if gone is not None and gone_mode == "http":
             raise gone
+        self.answered(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.status_sent = 200
-        self.log_request_entry()
 
         def emit(ev):
             line = json.dumps(ev, separators=(",", ":")).encode() + b"\n"
