@@ -576,6 +576,11 @@ def test_in_cluster_token_rotation(tmp, fake_unused):
         try:
             d.wait(event="synced")
             assert list(objects(d, "Service")) == ["tr/one"]
+            # The watch is up with the old token before the rotation ("synced"
+            # comes before the watch request: a watch sent after the rotation
+            # got its 401 before the log below was cleared).
+            wait_until(lambda: [r for r in watch_requests(fake, "services")
+                                if r["status"] == 200], 10, "the watch")
             # Rotate: the server only accepts the new token from now on.
             with open(tokens, "w") as f:
                 f.write("token-two\n")
