@@ -421,8 +421,9 @@ class KubeAviTest(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 10, b.logs()[-2000:])
             time.sleep(0.05)
         took = time.monotonic() - t0
-        # lease duration + retry period (+ scheduling slack)
-        self.assertLess(took, 2.0 + 0.25 + 1.0, took)
+        # lease duration + retry period (+ slack for a loaded machine and
+        # the ASan build; test_kube_lease.py checks the timing closely)
+        self.assertLess(took, 2.0 + 0.25 + 3.0, took)
         # Nothing changed while B stood by, but A wrote after B read AVI
         # at its start: B re-reads AVI when it takes over, so its first
         # pass finds every object current and writes nothing.
