@@ -455,11 +455,8 @@ static void process_key(amc_controller_t *c, const char *key) {
   /* The reads matter for the next changes, not this sync: recorded once
    * the sync has started (its first AVI call is out). The sink does not
    * read them (and may free `t` before sync() returns). */
-  amc_translation_t *reads = calloc(1, sizeof *reads);
-  if (!reads)
-    abort();
-  reads->reads = t->reads;
-  reads->n_reads = t->n_reads;
+  amc_read_t *reads = t->reads;
+  size_t n_reads = t->n_reads;
   t->reads = NULL;
   t->n_reads = 0;
   k->started_ns = started;
@@ -470,8 +467,8 @@ static void process_key(amc_controller_t *c, const char *key) {
     k->event_ns = 0;
   }
   c->opt.sink_ops.sync(c->opt.sink, c, key, t);
-  amc_deps_update(c->deps, key, reads->reads, reads->n_reads);
-  amc_translation_free(reads);
+  amc_deps_update(c->deps, key, reads, n_reads);
+  amc_reads_free(reads, n_reads);
   if (c->engine_ops.settle) /* the first request is out: now the rest */
     c->engine_ops.settle(c->engine);
   amc_log_set_key(NULL);

@@ -4,6 +4,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+void amc_reads_free(amc_read_t *reads, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(reads[i].kind);
+    free(reads[i].namespace_);
+    free(reads[i].name);
+    free(reads[i].field);
+    free(reads[i].label);
+    free(reads[i].value);
+  }
+  free(reads);
+}
+
 void amc_translation_free(amc_translation_t *t) {
   if (!t)
     return;
@@ -22,15 +34,7 @@ void amc_translation_free(amc_translation_t *t) {
     free(t->diags[i].message);
   }
   free(t->diags);
-  for (size_t i = 0; i < t->n_reads; i++) {
-    free(t->reads[i].kind);
-    free(t->reads[i].namespace_);
-    free(t->reads[i].name);
-    free(t->reads[i].field);
-    free(t->reads[i].label);
-    free(t->reads[i].value);
-  }
-  free(t->reads);
+  amc_reads_free(t->reads, t->n_reads);
   free(t->key);
   free(t->error);
   free(t);
