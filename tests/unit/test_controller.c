@@ -13,20 +13,7 @@
 
 #include "controller.h"
 
-/* An object's JSON (store.h: amc_store_json), in one of a few rotating
- * buffers so that two can be compared. */
-static const char *obj_json(const amc_store_obj_t *o) {
-  static amc_buf_t bufs[4];
-  static unsigned next;
-  amc_buf_t *b = &bufs[next++ % 4];
-  size_t n;
-  const char *j = amc_store_json(o, b, &n);
-  if (j != b->data) {
-    amc_buf_reset(b);
-    amc_buf_append(b, j, n);
-  }
-  return b->data;
-}
+#include "obj_json.h"
 
 static uv_loop_t loop;
 static amc_store_t *store;

@@ -17,20 +17,7 @@
 #include "settings.h"
 #include "store.h"
 
-/* An object's JSON (store.h: amc_store_json), in one of a few rotating
- * buffers so that two can be compared. */
-static const char *obj_json(const amc_store_obj_t *o) {
-  static amc_buf_t bufs[4];
-  static unsigned next;
-  amc_buf_t *b = &bufs[next++ % 4];
-  size_t n;
-  const char *j = amc_store_json(o, b, &n);
-  if (j != b->data) {
-    amc_buf_reset(b);
-    amc_buf_append(b, j, n);
-  }
-  return b->data;
-}
+#include "obj_json.h"
 
 #define FIX AMC_SOURCE_DIR "/tests/unit/fixtures/"
 
