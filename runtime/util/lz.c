@@ -174,6 +174,28 @@ void amc_lz_compress_dict(const amc_lz_dict_t *d, const void *in, size_t n,
   compress(d->bytes, d->len, d, in, n, out);
 }
 
+/* Reads the token at *p: a literal run (returns 0, *len bytes follow at
+ * *p, checked to be there) or a match (returns 1: *len bytes from *dist
+ * back). Returns -1 on a truncated or malformed token. */
+static int next_token(const uint8_t **p, const uint8_t *end, size_t *len,
+                      size_t *dist) {
+  uint8_t t = *(*p)++;
+  if (t < 0x80) {
+    *len = (size_t)t + 1;
+    return (size_t)(end - *p) < *len ? -1 : 0;
+  }
+  *len = (size_t)(t & 0x7f) + MIN_MATCH;
+  *dist = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    if (*p == end || shift > 56)
+      return -1;
+    uint8_t b = *(*p)++;
+    *dist |= (size_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return 1;
+  }
+}
+
 int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
                       amc_buf_t *out) {
   /* Decompress after a copy of the dictionary: matches are then plain
@@ -183,23 +205,14 @@ int amc_lz_decompress(const void *dict, size_t dlen, const void *in, size_t n,
     amc_buf_append(out, dict, dlen);
   const uint8_t *p = in, *end = p + n;
   while (p < end) {
-    uint8_t t = *p++;
-    if (t < 0x80) {
-      size_t k = (size_t)t + 1;
-      if ((size_t)(end - p) < k)
-        return -1;
-      amc_buf_append(out, p, k);
-      p += k;
+    size_t len, dist;
+    int kind = next_token(&p, end, &len, &dist);
+    if (kind < 0)
+      return -1;
+    if (kind == 0) {
+      amc_buf_append(out, p, len);
+      p += len;
       continue;
-    }
-    size_t len = (size_t)(t & 0x7f) + MIN_MATCH, dist = 0;
-    for (unsigned shift = 0;; shift += 7) {
-      if (p == end || shift > 56)
-        return -1;
-      uint8_t b = *p++;
-      dist |= (size_t)(b & 0x7f) << shift;
-      if (!(b & 0x80))
-        break;
     }
     size_t have = out->len - base;
     if (dist == 0 || dist > have)
@@ -229,24 +242,17 @@ int amc_lz_decompress_to(const void *dict, size_t dlen, const void *in,
   uint8_t *o = out;
   size_t have = 0;
   while (p < end) {
-    uint8_t t = *p++;
-    if (t < 0x80) {
-      size_t k = (size_t)t + 1;
-      if ((size_t)(end - p) < k || out_len - have < k)
+    size_t len, dist;
+    int kind = next_token(&p, end, &len, &dist);
+    if (kind < 0)
+      return -1;
+    if (kind == 0) {
+      if (out_len - have < len)
         return -1;
-      memcpy(o + have, p, k);
-      p += k;
-      have += k;
+      memcpy(o + have, p, len);
+      p += len;
+      have += len;
       continue;
-    }
-    size_t len = (size_t)(t & 0x7f) + MIN_MATCH, dist = 0;
-    for (unsigned shift = 0;; shift += 7) {
-      if (p == end || shift > 56)
-        return -1;
-      uint8_t b = *p++;
-      dist |= (size_t)(b & 0x7f) << shift;
-      if (!(b & 0x80))
-        break;
     }
     if (dist == 0 || dist > have + dlen || out_len - have < len)
       return -1;
