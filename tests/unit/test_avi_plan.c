@@ -485,6 +485,25 @@ static void test_plan_subset_fallback(void **state) {
   lua_close(L);
 }
 
+/* Gateway ns/gw's cache: pool p1 with checksum aa (pool-1) and a
+ * leftover pool "old" (pool-9); returns p1 as an unchanged object (a memo
+ * replay: json NULL). */
+static amc_avi_object_t cache_p1_and_leftover(amc_avi_cache_t *c,
+                                              lua_State *L) {
+  put(c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
+      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
+  put(c, L, "pool",
+      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
+      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
+  amc_avi_object_t u = {.type = "pool",
+                        .name = "p1",
+                        .cksum = "00000000000000aa",
+                        .tenant_ref = "/api/tenant?name=admin"};
+  return u;
+}
+
 /* Unchanged objects (translation.h: json NULL, a memo replay): nothing to
  * do when the cache holds them with their checksum for this key; a plan
  * error otherwise (the controller then translates in full). Leftovers are
@@ -494,17 +513,7 @@ static void test_plan_unchanged(void **state) {
   lua_State *L = newL();
   amc_avi_cache_t c;
   amc_avi_cache_init(&c);
-  put(&c, L, "pool",
-      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
-      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
-      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
-  put(&c, L, "pool",
-      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
-      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
-  amc_avi_object_t u = {.type = "pool",
-                        .name = "p1",
-                        .cksum = "00000000000000aa",
-                        .tenant_ref = "/api/tenant?name=admin"};
+  amc_avi_object_t u = cache_p1_and_leftover(&c, L);
   assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/gw", &u), 1);
   assert_int_equal(amc_avi_unchanged_held(&c, &own, "Gateway/ns/other", &u), 0);
   amc_avi_plan_t p;
@@ -560,17 +569,7 @@ static void test_plan_marks_cleared(void **state) {
   lua_State *L = newL();
   amc_avi_cache_t c;
   amc_avi_cache_init(&c);
-  put(&c, L, "pool",
-      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
-      "\"values\":[\"ns/gw\"]},{\"key\":\"amc-cksum\",\"values\":"
-      "[\"00000000000000aa\"]}],\"name\":\"p1\",\"uuid\":\"pool-1\"}");
-  put(&c, L, "pool",
-      "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","
-      "\"values\":[\"ns/gw\"]}],\"name\":\"old\",\"uuid\":\"pool-9\"}");
-  amc_avi_object_t u = {.type = "pool",
-                        .name = "p1",
-                        .cksum = "00000000000000aa",
-                        .tenant_ref = "/api/tenant?name=admin"};
+  amc_avi_object_t u = cache_p1_and_leftover(&c, L);
   amc_avi_object_t two[] = {u, u};
   amc_avi_plan_t p;
   char err[300];
@@ -581,8 +580,8 @@ static void test_plan_marks_cleared(void **state) {
                       "pool p1: two objects with this name in tenant admin");
   for (int round = 0; round < 2; round++) {
     /* nothing wanted: both are leftovers */
-    assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", NULL, 0,
-                                      &p, err, sizeof err),
+    assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/gw", NULL, 0, &p,
+                                      err, sizeof err),
                      0);
     assert_int_equal(p.n, 2);
     amc_avi_plan_free(&p);
