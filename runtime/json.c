@@ -42,20 +42,24 @@ static inline void putn(amc_buf_t *o, const char *s, size_t n) {
   }
 }
 
+/* A high bit in the result for each byte of x that may be below 0x20,
+ * '"', '\\' or >= 0x80 (the subtractions can also flag a byte after one
+ * of those, never miss one, so the lowest flag is exact). */
+static inline uint64_t plain_flags(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+  return ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
+}
+
 /* Length of the prefix of [p, end) made of bytes 0x20-0x7F other than '"'
  * and '\\' (what a JSON string holds unescaped), eight bytes at a time. */
 static inline size_t plain_run(const unsigned char *p,
                                const unsigned char *end) {
   const unsigned char *s = p;
-  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   while (end - p >= 8) {
     uint64_t x;
     memcpy(&x, p, 8);
-    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
-    uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
-    /* A high bit in t: a byte < 0x20, '"', '\\' or >= 0x80 may be in the
-     * word (the subtractions can also flag a byte after one of those,
-     * never miss one, so the lowest flag is exact). */
+    uint64_t t = plain_flags(x);
     if (t) {
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
       return (size_t)(p - s) + (size_t)(__builtin_ctzll(t) >> 3);
@@ -386,13 +390,16 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
  * ("metadata", "name", ...). Interning them through lua_pushlstring means
  * hashing and looking up each one; a small direct-mapped cache of recent
  * keys per Lua state (a userdata in the registry, its strings anchored in
- * its user value) answers most of them with one compare and one rawgeti.
- * The strings are the same interned ones lua_pushlstring would give. */
+ * its user value) answers most of them with one rawgeti. A slot holds the
+ * key's first 16 bytes as two zero-padded words, so most keys (up to 16
+ * bytes) are found, hashed and compared from two loads. The strings are
+ * the same interned ones lua_pushlstring would give. */
 #define KC_SLOTS  512
-#define KC_MAXLEN 31
+#define KC_MAXLEN 40 /* Lua's short (interned) strings */
 struct keycache {
-  struct {
-    unsigned char len;
+  struct kc_slot {
+    uint64_t w[2]; /* the key's first 16 bytes, zero-padded */
+    size_t len;    /* 0: empty */
     char s[KC_MAXLEN];
   } slot[KC_SLOTS];
 };
@@ -414,31 +421,64 @@ static void push_keycache(lua_State *L, dec_t *d) {
   lua_replace(L, -2);
 }
 
+/* The bytes of the word x (little-endian) below byte n (0..8). */
+static inline uint64_t low_bytes(uint64_t x, size_t n) {
+  return n ? x & (~0ULL >> (64 - 8 * n)) : 0;
+}
+
 /* Pushes the key at d->p (on its opening quote) when it is short and has
  * no escapes, from the cache if there. Returns 1 when done, 0 when the
  * caller should use dec_string. */
-static int dec_key(lua_State *L, dec_t *d) {
+static inline __attribute__((always_inline)) int dec_key(lua_State *L,
+                                                         dec_t *d) {
   const unsigned char *s = (const unsigned char *)d->p + 1;
   const unsigned char *end = (const unsigned char *)d->end;
+  uint64_t w[2] = {0, 0};
+  size_t n;
   /* (a key with bytes >= 0x80 stops short of its quote: dec_string) */
-  const unsigned char *p = s + plain_run(s, end);
-  size_t n = (size_t)(p - s);
-  if (p >= end || *p != '"' || n == 0 || n > KC_MAXLEN)
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (end - s >= 16) {
+    uint64_t x0, x1, t;
+    memcpy(&x0, s, 8);
+    memcpy(&x1, s + 8, 8);
+    if ((t = plain_flags(x0)) != 0) {
+      n = (size_t)(__builtin_ctzll(t) >> 3);
+      w[0] = low_bytes(x0, n);
+    } else if ((t = plain_flags(x1)) != 0) {
+      n = 8 + (size_t)(__builtin_ctzll(t) >> 3);
+      w[0] = x0;
+      w[1] = low_bytes(x1, n - 8);
+    } else {
+      n = 16 + plain_run(s + 16, end);
+      w[0] = x0;
+      w[1] = x1;
+    }
+  } else
+#endif
+  {
+    n = plain_run(s, end);
+    memcpy(w, s, n < 16 ? n : 16);
+  }
+  if (n == 0 || n > KC_MAXLEN || s + n >= end || s[n] != '"')
     return 0;
-  unsigned h = (unsigned)n * 0x9e37u ^ (unsigned)s[0] * 0x45d9u ^
-               (unsigned)s[n - 1] * 0x3b1u ^ (unsigned)s[n / 2] * 0x11u;
-  h = (h ^ (h >> 9)) & (KC_SLOTS - 1);
-  struct keycache *kc = d->kc;
-  if (kc->slot[h].len == n && amc_bytes_eq(kc->slot[h].s, s, n)) {
+  uint64_t hh =
+      (w[0] ^ (w[1] * 0xC2B2AE3D27D4EB4FULL) ^ ((uint64_t)s[n - 1] << 40) ^ n) *
+      0x9E3779B97F4A7C15ULL;
+  unsigned h = (unsigned)(hh >> 55); /* 9 bits: KC_SLOTS */
+  struct kc_slot *sl = &d->kc->slot[h];
+  if (sl->len == n && sl->w[0] == w[0] && sl->w[1] == w[1] &&
+      (n <= 16 || amc_bytes_eq(sl->s + 16, s + 16, n - 16))) {
     lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
   } else {
     lua_pushlstring(L, (const char *)s, n);
     lua_pushvalue(L, -1);
     lua_rawseti(L, d->keys, (lua_Integer)h + 1);
-    memcpy(kc->slot[h].s, s, n);
-    kc->slot[h].len = (unsigned char)n;
+    sl->w[0] = w[0];
+    sl->w[1] = w[1];
+    sl->len = n;
+    memcpy(sl->s, s, n);
   }
-  d->p = (const char *)p + 1;
+  d->p = (const char *)s + n + 1;
   return 1;
 }
 
@@ -641,6 +681,196 @@ static int dec_value(lua_State *L, dec_t *d) {
   }
 }
 
+/* The canonical fast path. Store objects are the encoder's output: no
+ * whitespace, unique keys, numbers mostly short integers. cdec_* decode
+ * that subset with scalars inline (no call per value) and no whitespace
+ * or duplicate checks; at anything else (whitespace, a syntax error) they
+ * just fail, and dec_run decodes the text again with dec_value, so every
+ * input gets dec_value's values and errors. Tables get the sizes and the
+ * insertion order dec_value gives them (pairs() visits keys alike). */
+static int cdec_object(lua_State *L, dec_t *d);
+static int cdec_array(lua_State *L, dec_t *d);
+
+/* One value at d->p (< d->end). */
+static inline __attribute__((always_inline)) int cdec_value(lua_State *L,
+                                                            dec_t *d) {
+  const char *p = d->p, *end = d->end;
+  switch (*p) {
+  case '"': {
+    const unsigned char *s = (const unsigned char *)p + 1;
+    const unsigned char *q = s + plain_run(s, (const unsigned char *)end);
+    if ((const char *)q < end && *q == '"') {
+      lua_pushlstring(L, (const char *)s, (size_t)(q - s));
+      d->p = (const char *)q + 1;
+      return 0;
+    }
+    return dec_string(L, d); /* escapes, bytes >= 0x80 */
+  }
+  case '{':
+    return cdec_object(L, d);
+  case '[':
+    return cdec_array(L, d);
+  case 't':
+    if (end - p < 4 || memcmp(p, "true", 4) != 0)
+      return -1;
+    d->p = p + 4;
+    lua_pushboolean(L, 1);
+    return 0;
+  case 'f':
+    if (end - p < 5 || memcmp(p, "false", 5) != 0)
+      return -1;
+    d->p = p + 5;
+    lua_pushboolean(L, 0);
+    return 0;
+  case 'n':
+    if (end - p < 4 || memcmp(p, "null", 4) != 0)
+      return -1;
+    d->p = p + 4;
+    lua_pushlightuserdata(L, AMC_JSON_NULL);
+    return 0;
+  default: {
+    /* Integers of up to 18 digits here; anything else in dec_number. */
+    const char *q = p + (*p == '-'), *ds = q;
+    uint64_t v = 0;
+    while (q < end && (unsigned)(*q - '0') < 10) {
+      v = v * 10 + (uint64_t)(*q - '0');
+      q++;
+    }
+    size_t nd = (size_t)(q - ds);
+    if (nd == 0 || nd > 18 || (nd > 1 && *ds == '0') ||
+        (q < end && (*q == '.' || *q == 'e' || *q == 'E')))
+      return (nd || *p == '-') ? dec_number(L, d) : -1;
+    lua_pushinteger(L, *p == '-' ? (lua_Integer)(0 - v) : (lua_Integer)v);
+    d->p = q;
+    return 0;
+  }
+  }
+}
+
+static int cdec_object(lua_State *L, dec_t *d) {
+  const char *p = d->p + 1, *end = d->end;
+  if (++d->depth > AMC_JSON_MAX_DEPTH)
+    return -1;
+  if (p < end && *p == '}') {
+    d->p = p + 1;
+    d->depth--;
+    lua_createtable(L, 0, 0);
+    return 0;
+  }
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
+    return -1;
+  int made = 0, n = 0;
+  lua_pushnil(L); /* placeholder for the table */
+  for (;;) {
+    if (p >= end || *p != '"')
+      return -1;
+    d->p = p;
+    if (!dec_key(L, d) && dec_string(L, d) < 0)
+      return -1;
+    p = d->p;
+    if (end - p < 2 || *p != ':')
+      return -1;
+    d->p = p + 1;
+    if (cdec_value(L, d) < 0)
+      return -1;
+    if (++n == DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 0, 2 * DEC_CHUNK);
+        lua_replace(L, t);
+        made = 1;
+      }
+      dec_flush_pairs(L, t, n);
+      n = 0;
+    }
+    p = d->p;
+    if (p >= end)
+      return -1;
+    if (*p == ',') {
+      p++;
+      continue;
+    }
+    if (*p != '}')
+      return -1;
+    break;
+  }
+  d->p = p + 1;
+  if (!made) {
+    lua_createtable(L, 0, n);
+    lua_replace(L, t);
+  }
+  dec_flush_pairs(L, t, n);
+  d->depth--;
+  return 0;
+}
+
+static int cdec_array(lua_State *L, dec_t *d) {
+  const char *p = d->p + 1, *end = d->end;
+  if (++d->depth > AMC_JSON_MAX_DEPTH)
+    return -1;
+  if (p < end && *p == ']') {
+    d->p = p + 1;
+    d->depth--;
+    lua_createtable(L, 0, 0);
+    lua_pushvalue(L, d->array_mt);
+    lua_setmetatable(L, -2);
+    return 0;
+  }
+  int t = lua_gettop(L) + 1; /* where the table goes */
+  if (!dec_room(L, d, t - 1))
+    return -1;
+  int made = 0, n = 0;
+  lua_Integer done = 0; /* elements already in the table */
+  lua_pushnil(L);
+  for (;;) {
+    if (p >= end)
+      return -1;
+    d->p = p;
+    if (cdec_value(L, d) < 0)
+      return -1;
+    if (++n == 2 * DEC_CHUNK) {
+      if (!made) {
+        lua_createtable(L, 4 * DEC_CHUNK, 0);
+        lua_replace(L, t);
+        made = 1;
+      }
+      for (int i = n; i > 0; i--)
+        lua_rawseti(L, t, done + i);
+      done += n;
+      n = 0;
+    }
+    p = d->p;
+    if (p >= end)
+      return -1;
+    if (*p == ',') {
+      p++;
+      continue;
+    }
+    if (*p != ']')
+      return -1;
+    break;
+  }
+  d->p = p + 1;
+  if (!made) {
+    lua_createtable(L, n, 0);
+    lua_replace(L, t);
+  }
+  for (int i = n; i > 0; i--)
+    lua_rawseti(L, t, done + i);
+  lua_pushvalue(L, d->array_mt);
+  lua_setmetatable(L, t);
+  d->depth--;
+  return 0;
+}
+
+/* The whole text through the fast path: 0, or -1 when it is not the
+ * canonical subset (or not valid JSON). */
+static int cdec_run(lua_State *L, dec_t *d) {
+  if (d->p >= d->end || cdec_value(L, d) < 0)
+    return -1;
+  return d->p == d->end ? 0 : -1;
+}
+
 /* Pushes the shared array metatable, creating it on first use (it holds
  * only luaL_newmetatable's __name, so other modules may create it too). */
 static void push_array_mt(lua_State *L) {
@@ -656,6 +886,14 @@ static int dec_run(lua_State *L, dec_t *d, int top) {
   if (d->trusted) {
     push_keycache(L, d);
     d->keys = top + 2;
+    if (cdec_run(L, d) == 0)
+      return 0;
+    /* Not canonical after all: again, the general way (which also finds
+     * the error to report, if any). */
+    lua_settop(L, top + 2);
+    d->p = d->start;
+    d->depth = 0;
+    d->err_at = NULL;
   }
   skip_ws(d);
   if (dec_value(L, d) < 0)

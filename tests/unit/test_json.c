@@ -646,6 +646,139 @@ static void test_push_canonical(void **state) {
   lua_settop(L, top);
 }
 
+/* Same values, Lua types (integer or float), metatables and pairs()
+ * order, recursively: a Lua function left as global `json_same`. */
+static void define_json_same(void) {
+  const char *code =
+      "local function keys(t)\n"
+      "  local r = {}\n"
+      "  for k in pairs(t) do r[#r + 1] = k end\n"
+      "  return r\n"
+      "end\n"
+      "local function same(a, b)\n"
+      "  if type(a) ~= type(b) or math.type(a) ~= math.type(b) then\n"
+      "    return false\n"
+      "  end\n"
+      "  if type(a) ~= 'table' then return a == b end\n"
+      "  if getmetatable(a) ~= getmetatable(b) then return false end\n"
+      "  local ka, kb = keys(a), keys(b)\n"
+      "  if #ka ~= #kb then return false end\n"
+      "  for i = 1, #ka do\n"
+      "    if ka[i] ~= kb[i] or not same(a[ka[i]], b[ka[i]]) then\n"
+      "      return false\n"
+      "    end\n"
+      "  end\n"
+      "  return true\n"
+      "end\n"
+      "json_same = same\n";
+  if (luaL_dostring(L, code) != LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+}
+
+/* The canonical decoders (a fast path for the encoder's output, the
+ * general decoder for anything else) give exactly the general decoder's
+ * values, and its errors. */
+static void test_decode_canonical_same_as_general(void **state) {
+  (void)state;
+  define_json_same();
+  amc_buf_t deep = AMC_BUF_INIT, too_deep = AMC_BUF_INIT;
+  for (int i = 0; i < AMC_JSON_MAX_DEPTH; i++)
+    amc_buf_puts(&deep, i % 2 ? "{\"k\":" : "[");
+  amc_buf_puts(&deep, "-12");
+  for (int i = AMC_JSON_MAX_DEPTH - 1; i >= 0; i--)
+    amc_buf_putc(&deep, i % 2 ? '}' : ']');
+  amc_buf_printf(&too_deep, "[%s]", deep.data);
+  const char *valid[] = {
+      "{\"a\":\"x\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\",\"b\":-0,\"c\":-0.0,"
+      "\"d\":1.0,\"e\":1e3,\"f\":12345678901234567890,"
+      "\"g\":-9223372036854775808,\"h\":9223372036854775807,"
+      "\"i\":123456789012345678,\"j\":-1234567890123456789,\"k\":0.5,"
+      "\"l\":[],\"m\":{},\"n\":null,\"o\":true,\"p\":false,"
+      "\"q\":[[],[{}],[null,1,\"s\",-7,1E-2,2e+2]],\"r\":\"\xc3\xa9\","
+      "\"\\u0053\":\"key with an escape\",\"\xc3\xa9\":\"key >= 0x80\","
+      "\"\":\"empty key\",\"s\":\"\",\"t\":9223372036854775808,"
+      "\"u\":-9223372036854775809,\"v\":0,\"w\":-1,\"x\":100000000000000000}",
+      "[1,2,3]",
+      "\"top\"",
+      "-5",
+      "3.25",
+      "null",
+      "true",
+      "{\"z\":1,\"y\":2,\"x\":3,\"w\":4,\"v\":5,\"u\":6,\"t\":7,\"s\":8,"
+      "\"r\":9,\"q\":10,\"p\":11,\"o\":12,\"n\":13}",
+      " { \"a\" : [ 1 , 2 ] , \"b\":{\"c\" :null} } ", /* not canonical */
+      "{\"a\":1}\n",
+      deep.data,
+  };
+  char err[256], err2[256];
+  for (size_t i = 0; i < sizeof valid / sizeof *valid; i++) {
+    const char *in = valid[i];
+    lua_getglobal(L, "json_same");
+    if (amc_json_decode(L, in, strlen(in), err, sizeof err) != 0)
+      fail_msg("decode(%s): %s", in, err);
+    for (int way = 0; way < 2; way++) {
+      int top = lua_gettop(L);
+      if (way == 0) {
+        if (amc_json_decode_canonical(L, in, strlen(in), err, sizeof err))
+          fail_msg("decode_canonical(%s): %s", in, err);
+      } else {
+        lua_pushcfunction(L, push_canonical_in_lua);
+        lua_pushstring(L, in);
+        assert_int_equal(lua_pcall(L, 1, 2, 0), LUA_OK);
+        lua_pop(L, 1);
+      }
+      assert_int_equal(lua_gettop(L), top + 1);
+      lua_pushvalue(L, -3);
+      lua_pushvalue(L, -3);
+      lua_pushvalue(L, -3);
+      assert_int_equal(lua_pcall(L, 2, 1, 0), LUA_OK);
+      if (!lua_toboolean(L, -1))
+        fail_msg("canonical decode %d differs: %s", way, in);
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+  }
+  const char *invalid[] = {
+      "{\"a\":01}",
+      "{\"a\":1.}",
+      "{\"a\":tru}",
+      "{\"a\":\"x",
+      "{\"a\":1}x",
+      "[1,]",
+      "{\"a\":1,}",
+      "{\"a\"1}",
+      "{\"a\":\"\x01\"}",
+      "{\"a\":-}",
+      "{\"a\":1e}",
+      "{\"a\":\"\\x\"}",
+      "{\"a\":\"\\ud800\"}",
+      "[",
+      "",
+      "{\"a\":[1 2]}",
+      "{\"a\":1e999}",
+      "{1:2}",
+      "nul",
+      too_deep.data,
+  };
+  for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+    const char *in = invalid[i];
+    int top = lua_gettop(L);
+    assert_int_equal(amc_json_decode(L, in, strlen(in), err, sizeof err), -1);
+    assert_int_equal(
+        amc_json_decode_canonical(L, in, strlen(in), err2, sizeof err2), -1);
+    assert_string_equal(err2, err);
+    assert_int_equal(lua_gettop(L), top);
+    lua_pushcfunction(L, push_canonical_in_lua);
+    lua_pushstring(L, in);
+    assert_int_equal(lua_pcall(L, 1, 2, 0), LUA_OK);
+    assert_true(lua_isnil(L, -2));
+    assert_string_equal(lua_tostring(L, -1), err);
+    lua_settop(L, top);
+  }
+  amc_buf_free(&deep);
+  amc_buf_free(&too_deep);
+}
+
 /* The encoder remembers quoted keys by their string's address: keys that
  * need escapes, long keys, and a key whose string died (its address may be
  * reused by another string after a collection) still come out right. */
@@ -887,6 +1020,7 @@ int main(void) {
       cmocka_unit_test(test_strings_at),
       cmocka_unit_test(test_encode_memo),
       cmocka_unit_test(test_push_canonical),
+      cmocka_unit_test(test_decode_canonical_same_as_general),
       cmocka_unit_test(test_encode_key_cache),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
