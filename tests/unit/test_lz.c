@@ -91,6 +91,48 @@ static void test_dictionary(void **state) {
   assert_true(with < 8);
 }
 
+/* Hand-made tokens for every short literal and match (the decompressor
+ * copies those as whole words when there is room): amc_lz_decompress_to
+ * gives amc_lz_decompress's bytes, into a buffer of exactly the text's
+ * length (ASan sees a write past it), with and without text after. */
+static void test_short_tokens(void **state) {
+  (void)state;
+  const char *dict = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  size_t dlen = strlen(dict);
+  for (size_t dist = 1; dist <= 80; dist++) {
+    for (size_t len = 4; len <= 20; len++) {
+      for (size_t lit = 1; lit <= 20; lit += 19) {
+        for (int tail = 0; tail < 2; tail++) {
+          uint8_t in[64];
+          size_t n = 0;
+          in[n++] = (uint8_t)(lit + 10 - 1); /* lit + 10 literal bytes */
+          for (size_t i = 0; i < lit + 10; i++)
+            in[n++] = (uint8_t)('0' + i % 10);
+          in[n++] = (uint8_t)(0x80 | (len - 4));
+          in[n++] = (uint8_t)dist;
+          if (tail) {
+            in[n++] = (uint8_t)(lit - 1);
+            for (size_t i = 0; i < lit; i++)
+              in[n++] = (uint8_t)('!' + i);
+          }
+          amc_buf_t want = AMC_BUF_INIT;
+          if (amc_lz_decompress(dict, dlen, in, n, &want) != 0) {
+            assert_true(dist > lit + 10 + dlen);
+            amc_buf_free(&want);
+            continue;
+          }
+          char *to = malloc(want.len);
+          assert_int_equal(
+              amc_lz_decompress_to(dict, dlen, in, n, to, want.len), 0);
+          assert_memory_equal(to, want.data, want.len);
+          free(to);
+          amc_buf_free(&want);
+        }
+      }
+    }
+  }
+}
+
 static void test_malformed(void **state) {
   (void)state;
   amc_buf_t d = AMC_BUF_INIT;
@@ -136,6 +178,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrips),
       cmocka_unit_test(test_dictionary),
+      cmocka_unit_test(test_short_tokens),
       cmocka_unit_test(test_malformed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
