@@ -403,22 +403,32 @@ struct keycache {
     char s[KC_MAXLEN];
   } slot[KC_SLOTS];
 };
-#define KC_REGKEY "amc.json.keycache"
 
-/* Pushes the cache's strings table (d->kc set); creates both on first use. */
+/* The key cache's registry key (a light userdata: no string to intern). */
+static const char kc_regkey;
+
+/* Pushes the key cache, the array metatable and the cache's strings table
+ * (d->kc, d->array_mt, d->keys set), creating the cache on first use. The
+ * userdata holds the metatable too (user value 2), so one registry lookup
+ * serves a decode (it is the registry's AMC_JSON_ARRAY_MT table, which is
+ * created once and never replaced). */
 static void push_keycache(lua_State *L, dec_t *d) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, KC_REGKEY) != LUA_TUSERDATA) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kc_regkey) != LUA_TUSERDATA) {
     lua_pop(L, 1);
-    struct keycache *kc = lua_newuserdatauv(L, sizeof *kc, 1);
+    struct keycache *kc = lua_newuserdatauv(L, sizeof *kc, 2);
     memset(kc, 0, sizeof *kc);
     lua_createtable(L, KC_SLOTS, 0);
     lua_setiuservalue(L, -2, 1);
+    luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
+    lua_setiuservalue(L, -2, 2);
     lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, KC_REGKEY);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kc_regkey);
   }
   d->kc = lua_touserdata(L, -1);
-  lua_getiuservalue(L, -1, 1);
-  lua_replace(L, -2);
+  lua_getiuservalue(L, -1, 2);
+  d->array_mt = lua_gettop(L);
+  lua_getiuservalue(L, -2, 1);
+  d->keys = d->array_mt + 1;
 }
 
 /* The bytes of the word x (little-endian) below byte n (0..8). */
@@ -877,23 +887,23 @@ static void push_array_mt(lua_State *L) {
   luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
 }
 
-/* Decodes the value at d->p above the stack's top: [array_mt, (keys),
- * value] on success; on failure (d->err_at set) the stack above `top` is
- * unspecified. Lua errors only when out of memory. */
-static int dec_run(lua_State *L, dec_t *d, int top) {
-  push_array_mt(L);
-  d->array_mt = top + 1;
+/* Decodes the value at d->p above the stack's top: [array_mt or the key
+ * cache's three slots, value] on success; on failure (d->err_at set) the
+ * stack is unspecified. Lua errors only when out of memory. */
+static int dec_run(lua_State *L, dec_t *d) {
   if (d->trusted) {
     push_keycache(L, d);
-    d->keys = top + 2;
     if (cdec_run(L, d) == 0)
       return 0;
     /* Not canonical after all: again, the general way (which also finds
      * the error to report, if any). */
-    lua_settop(L, top + 2);
+    lua_settop(L, d->keys);
     d->p = d->start;
     d->depth = 0;
     d->err_at = NULL;
+  } else {
+    push_array_mt(L);
+    d->array_mt = lua_gettop(L);
   }
   skip_ws(d);
   if (dec_value(L, d) < 0)
@@ -909,7 +919,7 @@ static int dec_run(lua_State *L, dec_t *d, int top) {
 static int dec_protected(lua_State *L) {
   dec_t *d = lua_touserdata(L, 1);
   lua_settop(L, 0);
-  return dec_run(L, d, 0) == 0 ? 1 : 0;
+  return dec_run(L, d) == 0 ? 1 : 0;
 }
 
 static void position(const char *start, const char *at, int *line, int *col) {
@@ -977,12 +987,12 @@ int amc_json_push_canonical(lua_State *L, const char *s, size_t len, char *err,
   d.end = s + len;
   int top = lua_gettop(L);
   luaL_checkstack(L, 8, "decoding JSON");
-  if (dec_run(L, &d, top) < 0) {
+  if (dec_run(L, &d) < 0) {
     lua_settop(L, top);
     dec_error(&d, s, err, errlen);
     return -1;
   }
-  lua_replace(L, top + 1); /* the value over the array metatable */
+  lua_replace(L, top + 1); /* the value over the decoder's slots */
   lua_settop(L, top + 1);
   return 0;
 }
