@@ -395,12 +395,12 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
  * bytes) are found, hashed and compared from two loads. The strings are
  * the same interned ones lua_pushlstring would give. */
 #define KC_SLOTS  512
-#define KC_MAXLEN 40 /* Lua's short (interned) strings */
+#define KC_MAXLEN 32
 struct keycache {
   struct kc_slot {
-    uint64_t w[2]; /* the key's first 16 bytes, zero-padded */
-    size_t len;    /* 0: empty */
-    char s[KC_MAXLEN];
+    uint64_t w[2];             /* the key's first 16 bytes, zero-padded */
+    char tail[KC_MAXLEN - 16]; /* the rest */
+    unsigned char len;         /* 0: empty */
   } slot[KC_SLOTS];
 };
 
@@ -477,7 +477,7 @@ static inline __attribute__((always_inline)) int dec_key(lua_State *L,
   unsigned h = (unsigned)(hh >> 55); /* 9 bits: KC_SLOTS */
   struct kc_slot *sl = &d->kc->slot[h];
   if (sl->len == n && sl->w[0] == w[0] && sl->w[1] == w[1] &&
-      (n <= 16 || amc_bytes_eq(sl->s + 16, s + 16, n - 16))) {
+      (n <= 16 || amc_bytes_eq(sl->tail, s + 16, n - 16))) {
     lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
   } else {
     lua_pushlstring(L, (const char *)s, n);
@@ -485,8 +485,9 @@ static inline __attribute__((always_inline)) int dec_key(lua_State *L,
     lua_rawseti(L, d->keys, (lua_Integer)h + 1);
     sl->w[0] = w[0];
     sl->w[1] = w[1];
-    sl->len = n;
-    memcpy(sl->s, s, n);
+    sl->len = (unsigned char)n;
+    if (n > 16)
+      memcpy(sl->tail, s + 16, n - 16);
   }
   d->p = (const char *)s + n + 1;
   return 1;
