@@ -392,8 +392,11 @@ static int dec_literal(dec_t *d, const char *lit, size_t n) {
  * keys per Lua state (a userdata in the registry, its strings anchored in
  * its user value) answers most of them with one rawgeti. A slot holds the
  * key's first 16 bytes as two zero-padded words, so most keys (up to 16
- * bytes) are found, hashed and compared from two loads. The strings are
- * the same interned ones lua_pushlstring would give. */
+ * bytes) are found, hashed and compared from two loads. Short string
+ * values repeat too (apiVersion, kind, namespaces, port names, and the
+ * same objects' values on every translation): they have a second half of
+ * the cache. The strings are the same interned ones lua_pushlstring would
+ * give (KC_MAXLEN is below Lua's short-string limit). */
 #define KC_SLOTS  512
 #define KC_MAXLEN 32
 struct keycache {
@@ -401,7 +404,7 @@ struct keycache {
     uint64_t w[2];             /* the key's first 16 bytes, zero-padded */
     char tail[KC_MAXLEN - 16]; /* the rest */
     unsigned char len;         /* 0: empty */
-  } slot[KC_SLOTS];
+  } slot[2 * KC_SLOTS];        /* keys, then string values */
 };
 
 /* The key cache's registry key (a light userdata: no string to intern). */
@@ -417,7 +420,7 @@ static void push_keycache(lua_State *L, dec_t *d) {
     lua_pop(L, 1);
     struct keycache *kc = lua_newuserdatauv(L, sizeof *kc, 2);
     memset(kc, 0, sizeof *kc);
-    lua_createtable(L, KC_SLOTS, 0);
+    lua_createtable(L, 2 * KC_SLOTS, 0);
     lua_setiuservalue(L, -2, 1);
     luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
     lua_setiuservalue(L, -2, 2);
@@ -436,11 +439,11 @@ static inline uint64_t low_bytes(uint64_t x, size_t n) {
   return n ? x & (~0ULL >> (64 - 8 * n)) : 0;
 }
 
-/* Pushes the key at d->p (on its opening quote) when it is short and has
- * no escapes, from the cache if there. Returns 1 when done, 0 when the
- * caller should use dec_string. */
-static inline __attribute__((always_inline)) int dec_key(lua_State *L,
-                                                         dec_t *d) {
+/* Pushes the string at d->p (on its opening quote) when it is short and
+ * has no escapes, from the cache half at `base` if there. Returns 1 when
+ * done, 0 when the caller should decode it otherwise. */
+static inline __attribute__((always_inline)) int kc_push(lua_State *L, dec_t *d,
+                                                         unsigned base) {
   const unsigned char *s = (const unsigned char *)d->p + 1;
   const unsigned char *end = (const unsigned char *)d->end;
   uint64_t w[2] = {0, 0};
@@ -474,7 +477,7 @@ static inline __attribute__((always_inline)) int dec_key(lua_State *L,
   uint64_t hh =
       (w[0] ^ (w[1] * 0xC2B2AE3D27D4EB4FULL) ^ ((uint64_t)s[n - 1] << 40) ^ n) *
       0x9E3779B97F4A7C15ULL;
-  unsigned h = (unsigned)(hh >> 55); /* 9 bits: KC_SLOTS */
+  unsigned h = base + (unsigned)(hh >> 55); /* 9 bits: KC_SLOTS */
   struct kc_slot *sl = &d->kc->slot[h];
   if (sl->len == n && sl->w[0] == w[0] && sl->w[1] == w[1] &&
       (n <= 16 || amc_bytes_eq(sl->tail, s + 16, n - 16))) {
@@ -491,6 +494,11 @@ static inline __attribute__((always_inline)) int dec_key(lua_State *L,
   }
   d->p = (const char *)s + n + 1;
   return 1;
+}
+
+static inline __attribute__((always_inline)) int dec_key(lua_State *L,
+                                                         dec_t *d) {
+  return kc_push(L, d, 0);
 }
 
 /* Containers are built with their final size: members (and elements) are
@@ -708,6 +716,8 @@ static inline __attribute__((always_inline)) int cdec_value(lua_State *L,
   const char *p = d->p, *end = d->end;
   switch (*p) {
   case '"': {
+    if (kc_push(L, d, KC_SLOTS))
+      return 0;
     const unsigned char *s = (const unsigned char *)p + 1;
     const unsigned char *q = s + plain_run(s, (const unsigned char *)end);
     if ((const char *)q < end && *q == '"') {

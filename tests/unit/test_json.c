@@ -518,12 +518,12 @@ static void test_decode_fresh_tables(void **state) {
 
 /* The canonical-input decoder gives the same values and still reports
  * syntax errors. */
-/* The canonical decoder's key cache: keys of every length that differ
- * from a cached one in a single byte (same cache slot unless the byte is
- * one the hash reads) must come out as themselves. */
+/* The canonical decoder's key (and string value) cache: keys and values
+ * of every length that differ from a cached one in a single byte must
+ * come out as themselves. */
 static void test_decode_canonical_key_cache(void **state) {
   (void)state;
-  char key[48], json[64], err[256];
+  char key[48], json[128], err[256];
   for (size_t n = 1; n <= 40; n++) {
     for (size_t i = 0; i < n; i++)
       key[i] = (char)('a' + (i * 5 + n) % 26);
@@ -532,16 +532,20 @@ static void test_decode_canonical_key_cache(void **state) {
         char was = key[at];
         if (round)
           key[at] = (char)(was == 'z' ? 'a' : was + 1);
-        int len = snprintf(json, sizeof json, "{\"%.*s\":1}", (int)n, key);
+        int len = snprintf(json, sizeof json, "{\"%.*s\":\"%.*s\"}", (int)n,
+                           key, (int)n, key);
         assert_int_equal(
             amc_json_decode_canonical(L, json, (size_t)len, err, sizeof err),
             0);
         lua_pushnil(L);
         assert_true(lua_next(L, -2));
-        size_t kl;
+        size_t kl, vl;
         const char *k = lua_tolstring(L, -2, &kl);
         assert_int_equal(kl, n);
         assert_memory_equal(k, key, n);
+        const char *v = lua_tolstring(L, -1, &vl); /* the value cache's */
+        assert_int_equal(vl, n);
+        assert_memory_equal(v, key, n);
         lua_settop(L, 0);
         key[at] = was;
       }
