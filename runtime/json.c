@@ -404,6 +404,7 @@ struct keycache {
     uint64_t w[2];             /* the key's first 16 bytes, zero-padded */
     char tail[KC_MAXLEN - 16]; /* the rest */
     unsigned char len;         /* 0: empty */
+    uint32_t missed;           /* the hash of the last string that missed */
   } slot[2 * KC_SLOTS];        /* keys, then string values */
 };
 
@@ -482,6 +483,12 @@ static inline __attribute__((always_inline)) int kc_push(lua_State *L, dec_t *d,
   if (sl->len == n && sl->w[0] == w[0] && sl->w[1] == w[1] &&
       (n <= 16 || amc_bytes_eq(sl->tail, s + 16, n - 16))) {
     lua_rawgeti(L, d->keys, (lua_Integer)h + 1);
+  } else if (sl->len && sl->missed != (uint32_t)hh) {
+    /* A string takes a used slot on its second miss in a row there: one
+     * met once (a name, an address) neither evicts a repeating one nor
+     * costs the caching. */
+    sl->missed = (uint32_t)hh;
+    lua_pushlstring(L, (const char *)s, n);
   } else {
     lua_pushlstring(L, (const char *)s, n);
     lua_pushvalue(L, -1);
