@@ -42,24 +42,20 @@ static inline void putn(amc_buf_t *o, const char *s, size_t n) {
   }
 }
 
-/* A high bit in the result for each byte of x that may be below 0x20,
- * '"', '\\' or >= 0x80 (the subtractions can also flag a byte after one
- * of those, never miss one, so the lowest flag is exact). */
-static inline uint64_t plain_flags(uint64_t x) {
-  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
-  return ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
-}
-
 /* Length of the prefix of [p, end) made of bytes 0x20-0x7F other than '"'
  * and '\\' (what a JSON string holds unescaped), eight bytes at a time. */
 static inline size_t plain_run(const unsigned char *p,
                                const unsigned char *end) {
   const unsigned char *s = p;
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   while (end - p >= 8) {
     uint64_t x;
     memcpy(&x, p, 8);
-    uint64_t t = plain_flags(x);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
+    /* A high bit in t: a byte < 0x20, '"', '\\' or >= 0x80 may be in the
+     * word (the subtractions can also flag a byte after one of those,
+     * never miss one, so the lowest flag is exact). */
     if (t) {
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
       return (size_t)(p - s) + (size_t)(__builtin_ctzll(t) >> 3);
@@ -433,6 +429,15 @@ static void push_keycache(lua_State *L, dec_t *d) {
   d->array_mt = lua_gettop(L);
   lua_getiuservalue(L, -2, 1);
   d->keys = d->array_mt + 1;
+}
+
+/* A high bit in the result for each byte of x that may be below 0x20,
+ * '"', '\\' or >= 0x80 (the subtractions can also flag a byte after one
+ * of those, never miss one, so the lowest flag is exact). */
+static inline uint64_t plain_flags(uint64_t x) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+  return ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
 }
 
 /* The bytes of the word x (little-endian) below byte n (0..8). */
