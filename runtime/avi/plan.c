@@ -356,13 +356,20 @@ const char *amc_avi_entry_uuid(const amc_avi_entry_t *e,
     return NULL;
   if (e->uuid_form == 2)
     return e->uuid_buf;
+  /* "<type>-" and the 16 bytes as 8-4-4-4-12 lower-case hex (by hand:
+   * this runs for every object a plan touches) */
+  static const char hex[] = "0123456789abcdef";
   const unsigned char *b = (const unsigned char *)e->uuid_buf;
   int n = snprintf(buf, AMC_AVI_UUID_BUF, "%s-", e->type);
+  if (n < 0 || (size_t)n + 37 > AMC_AVI_UUID_BUF)
+    return NULL;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10)
       buf[n++] = '-';
-    n += snprintf(buf + n, AMC_AVI_UUID_BUF - (size_t)n, "%02x", b[i]);
+    buf[n++] = hex[b[i] >> 4];
+    buf[n++] = hex[b[i] & 15];
   }
+  buf[n] = '\0';
   return buf;
 }
 
