@@ -13,6 +13,9 @@
 #include "util/bytes_eq.h"
 
 #include <errno.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <lauxlib.h>
 #include <math.h>
 #include <stdint.h>
@@ -926,6 +929,27 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
     const uint64_t ones = 0x0101010101010101ULL;
     const uint64_t highs = 0x8080808080808080ULL;
     char *d = o->data + o->len, *w = d + 1;
+#ifdef __SSE2__
+    if (len >= 16) {
+      /* Sixteen bytes at a time, the last block overlapping the one
+       * before; a signed compare flags bytes < 0x20 and >= 0x80. */
+      const __m128i sp = _mm_set1_epi8(0x20), dq = _mm_set1_epi8('"'),
+                    bs = _mm_set1_epi8('\\');
+      for (size_t i = 0;; i += 16) {
+        if (i > len - 16)
+          i = len - 16;
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i bad = _mm_or_si128(
+            _mm_cmplt_epi8(x, sp),
+            _mm_or_si128(_mm_cmpeq_epi8(x, dq), _mm_cmpeq_epi8(x, bs)));
+        if (_mm_movemask_epi8(bad))
+          goto slow;
+        _mm_storeu_si128((__m128i *)(void *)(w + i), x);
+        if (i == len - 16)
+          break;
+      }
+    } else
+#endif
     if (len >= 8) {
       /* Whole words, the last one overlapping the one before. */
       for (size_t i = 0;; i += 8) {
