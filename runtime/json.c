@@ -797,6 +797,7 @@ typedef struct {
   char *err;
   size_t errlen;
   amc_json_memo_t *memo; /* NULL: none */
+  amc_json_tape_t *tape; /* NULL: none (or it ran out of memory) */
   /* Quoted object keys met before (see enc_key); kept with the state. */
   struct enc_key_slot {
     const char *s; /* the key's bytes in its Lua string (NULL: empty) */
@@ -872,6 +873,36 @@ static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
     i = (i + 1) & (m->cap - 1);
   m->slot[i] = (struct memo_slot){t, off, len};
   m->n++;
+}
+
+void amc_json_tape_free(amc_json_tape_t *t) {
+  free(t->tok);
+  *t = (amc_json_tape_t)AMC_JSON_TAPE_INIT;
+}
+
+/* Room for one more token; on allocation failure the tape is marked
+ * failed and recording stops (NULL). */
+static __attribute__((noinline)) amc_json_tok_t *tape_grow(enc_t *e) {
+  amc_json_tape_t *t = e->tape;
+  size_t cap = t->cap ? 2 * t->cap : 1024;
+  amc_json_tok_t *nt = realloc(t->tok, cap * sizeof *nt);
+  if (!nt) {
+    t->failed = 1;
+    e->tape = NULL;
+    return NULL;
+  }
+  t->tok = nt;
+  t->cap = cap;
+  return &t->tok[t->n++];
+}
+
+static inline amc_json_tok_t *tape_push(enc_t *e, int kind) {
+  amc_json_tape_t *t = e->tape;
+  amc_json_tok_t *k =
+      t->n < t->cap ? &t->tok[t->n++] : tape_grow(e);
+  if (k)
+    k->kind = kind;
+  return k;
 }
 
 static int enc_fail(enc_t *e, const char *fmt, ...)
@@ -1223,8 +1254,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       enc_fail(e, "cannot encode an array with holes or non-index keys");
       goto done;
     }
+    if (e->tape)
+      tape_push(e, AMC_JT_ARR);
     if (nint == 0) {
       putn(e->out, "[]", 2);
+      if (e->tape)
+        tape_push(e, AMC_JT_END);
       rc = 0;
       goto done;
     }
@@ -1252,6 +1287,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     e->depth--;
     enc_newline(e);
     put1(e->out, ']');
+    if (e->tape)
+      tape_push(e, AMC_JT_END);
     rc = 0;
     goto done;
   }
@@ -1260,8 +1297,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
                 "(object keys must be strings)");
     goto done;
   }
+  if (e->tape)
+    tape_push(e, AMC_JT_OBJ);
   if (nkeys == 0) {
     putn(e->out, "{}", 2);
+    if (e->tape)
+      tape_push(e, AMC_JT_END);
     rc = 0;
     goto done;
   }
@@ -1274,6 +1315,13 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
+    if (e->tape) {
+      amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
+      if (k) {
+        k->u.s = keys[i].s;
+        k->len = keys[i].len;
+      }
+    }
     if (enc_key(e, keys[i].s, keys[i].len) < 0) {
       e->depth--;
       goto done;
@@ -1299,6 +1347,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   e->depth--;
   enc_newline(e);
   put1(e->out, '}');
+  if (e->tape)
+    tape_push(e, AMC_JT_END);
   rc = 0;
 done:
   lua_settop(L, base);
@@ -1306,29 +1356,49 @@ done:
 }
 
 static int enc_value(lua_State *L, int idx, enc_t *e) {
+  amc_json_tok_t *k;
   switch (lua_type(L, idx)) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    if (e->tape && (k = tape_push(e, AMC_JT_STR))) {
+      k->u.s = s;
+      k->len = n;
+    }
     return enc_string(e, s, n);
   }
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
-      enc_integer(e->out, lua_tointeger(L, idx));
+      lua_Integer v = lua_tointeger(L, idx);
+      if (e->tape && (k = tape_push(e, AMC_JT_INT)))
+        k->u.i = v;
+      enc_integer(e->out, v);
       return 0;
+    } else {
+      double d = lua_tonumber(L, idx);
+      if (e->tape && (k = tape_push(e, AMC_JT_FLT)))
+        k->u.d = d;
+      return enc_float(e, d);
     }
-    return enc_float(e, lua_tonumber(L, idx));
-  case LUA_TBOOLEAN:
-    if (lua_toboolean(L, idx))
+  case LUA_TBOOLEAN: {
+    int b = lua_toboolean(L, idx);
+    if (e->tape)
+      tape_push(e, b ? AMC_JT_TRUE : AMC_JT_FALSE);
+    if (b)
       putn(e->out, "true", 4);
     else
       putn(e->out, "false", 5);
     return 0;
+  }
   case LUA_TTABLE:
     if (e->memo && e->depth == 1) {
       const void *t = lua_topointer(L, idx);
       const struct memo_slot *ms = memo_find(e->memo, t);
       if (ms) {
+        if (e->tape && (k = tape_push(e, AMC_JT_RAW))) {
+          k->u.off = e->out->len;
+          k->len = ms->len;
+        }
         putn(e->out, e->memo->bytes.data + ms->off, ms->len);
         return 0;
       }
@@ -1341,6 +1411,8 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     return enc_table(L, idx, e);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
+      if (e->tape)
+        tape_push(e, AMC_JT_NULL);
       putn(e->out, "null", 4);
       return 0;
     }
@@ -1362,8 +1434,9 @@ static int enc_protected(lua_State *L) {
   return 0;
 }
 
-static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
-                  size_t errlen, int pretty, amc_json_memo_t *memo) {
+static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
+                       size_t errlen, int pretty, amc_json_memo_t *memo,
+                       amc_json_tape_t *tape) {
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 8)) {
     snprintf(err, errlen, "Lua stack exhausted");
@@ -1388,6 +1461,11 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
   e->out = out;
   e->pretty = pretty;
   e->memo = pretty ? NULL : memo;
+  e->tape = pretty ? NULL : tape;
+  if (tape) {
+    tape->n = 0;
+    tape->failed = 0;
+  }
   e->depth = 0;
   e->failed = 0;
   e->err = err;
@@ -1422,6 +1500,11 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
   return rc;
 }
 
+static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
+                  size_t errlen, int pretty, amc_json_memo_t *memo) {
+  return encode_tape(L, idx, out, err, errlen, pretty, memo, NULL);
+}
+
 int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
                     size_t errlen) {
   return encode(L, idx, out, err, errlen, 0, NULL);
@@ -1430,6 +1513,12 @@ int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
 int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
                          amc_json_memo_t *m, char *err, size_t errlen) {
   return encode(L, idx, out, err, errlen, 0, m);
+}
+
+int amc_json_encode_tape(lua_State *L, int idx, amc_buf_t *out,
+                         amc_json_memo_t *m, amc_json_tape_t *tape, char *err,
+                         size_t errlen) {
+  return encode_tape(L, idx, out, err, errlen, 0, m, tape);
 }
 
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,

@@ -113,6 +113,7 @@ struct amc_rules_engine {
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
   amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
+  amc_json_tape_t enc_tape;   /* collect_objects': the object's tokens */
   /* memo (see "Memo" below and rules_engine.h) */
   int memo_on;
   amc_strmap_t memo; /* key -> struct memo_key* */
@@ -1854,16 +1855,16 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     }
     amc_buf_reset(&e->scratch);
     char jerr[300];
-    if (amc_json_encode_memo(L, obj, &e->scratch, e->enc_memo, jerr,
-                             sizeof jerr) < 0)
+    if (amc_json_encode_tape(L, obj, &e->scratch, e->enc_memo, &e->enc_tape,
+                             jerr, sizeof jerr) < 0)
       return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
     /* validate.object(type, object), unless these exact bytes of this type
      * passed before in this generation (the usual case when a key is
      * translated again). */
     uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
     if (!valid_seen(g, vh) &&
-        !amc_schema_proof_check(g->proof, type, e->scratch.data,
-                                e->scratch.len)) {
+        !amc_schema_proof_check_tape(g->proof, type, &e->enc_tape,
+                                     e->scratch.data, e->scratch.len)) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
       lua_pushvalue(L, it);
       lua_getfield(L, -1, "type");
@@ -3168,6 +3169,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   free(e->out_err);
   amc_buf_free(&e->import_stack);
   amc_buf_free(&e->scratch);
+  amc_json_tape_free(&e->enc_tape);
   amc_json_memo_free(e->enc_memo);
   free(e);
 }
