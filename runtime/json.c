@@ -798,6 +798,7 @@ typedef struct {
   size_t errlen;
   amc_json_memo_t *memo; /* NULL: none */
   amc_json_tape_t *tape; /* NULL: none (or it ran out of memory) */
+  amc_json_tok_t *tp, *tend; /* the tape's next free token, its end */
   /* Quoted object keys met before (see enc_key); kept with the state. */
   struct enc_key_slot {
     const char *s; /* the key's bytes in its Lua string (NULL: empty) */
@@ -807,7 +808,10 @@ typedef struct {
 } enc_t;
 
 /* Pointer -> encoded bytes (in `bytes`): open addressing, power-of-two
- * capacity, NULL key = empty slot. */
+ * capacity, NULL key = empty slot. A table met once has no bytes yet
+ * (off MEMO_SEEN): most are never met again, and copying every one cost
+ * more than encoding the shared ones a second time. */
+#define MEMO_SEEN SIZE_MAX
 struct amc_json_memo {
   struct memo_slot {
     const void *t;
@@ -834,8 +838,8 @@ static size_t memo_hash(const void *t, size_t cap) {
   return (size_t)(h >> 32) & (cap - 1);
 }
 
-static const struct memo_slot *memo_find(const amc_json_memo_t *m,
-                                         const void *t) {
+static struct memo_slot *memo_find(const amc_json_memo_t *m,
+                                   const void *t) {
   if (!m->cap)
     return NULL;
   for (size_t i = memo_hash(t, m->cap);; i = (i + 1) & (m->cap - 1)) {
@@ -846,9 +850,17 @@ static const struct memo_slot *memo_find(const amc_json_memo_t *m,
   }
 }
 
-/* Remembers t's encoding; on allocation failure it is just not kept. */
-static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
-                     size_t len) {
+/* Remembers that t was met (s NULL) or its encoding (in the slot `at`
+ * when it was met before, else a new one); on allocation failure it is
+ * just not kept. */
+static void memo_add(amc_json_memo_t *m, struct memo_slot *at, const void *t,
+                     const char *s, size_t len) {
+  if (at) {
+    at->off = m->bytes.len;
+    at->len = len;
+    amc_buf_append(&m->bytes, s, len);
+    return;
+  }
   if (2 * (m->n + 1) > m->cap) {
     size_t cap = m->cap ? 2 * m->cap : 256;
     struct memo_slot *ns = calloc(cap, sizeof *ns);
@@ -866,12 +878,15 @@ static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
     m->slot = ns;
     m->cap = cap;
   }
-  size_t off = m->bytes.len;
-  amc_buf_append(&m->bytes, s, len);
+  size_t off = MEMO_SEEN;
+  if (s) {
+    off = m->bytes.len;
+    amc_buf_append(&m->bytes, s, len);
+  }
   size_t i = memo_hash(t, m->cap);
   while (m->slot[i].t)
     i = (i + 1) & (m->cap - 1);
-  m->slot[i] = (struct memo_slot){t, off, len};
+  m->slot[i] = (struct memo_slot){t, off, off == MEMO_SEEN ? 0 : len};
   m->n++;
 }
 
@@ -881,27 +896,29 @@ void amc_json_tape_free(amc_json_tape_t *t) {
 }
 
 /* Room for one more token; on allocation failure the tape is marked
- * failed and recording stops (NULL). */
+ * failed, recording stops and the token goes to a sink. */
 static __attribute__((noinline)) amc_json_tok_t *tape_grow(enc_t *e) {
+  static _Thread_local amc_json_tok_t sink;
   amc_json_tape_t *t = e->tape;
+  size_t n = (size_t)(e->tp - t->tok);
   size_t cap = t->cap ? 2 * t->cap : 1024;
   amc_json_tok_t *nt = realloc(t->tok, cap * sizeof *nt);
   if (!nt) {
     t->failed = 1;
     e->tape = NULL;
-    return NULL;
+    return &sink;
   }
   t->tok = nt;
   t->cap = cap;
-  return &t->tok[t->n++];
+  e->tp = nt + n + 1;
+  e->tend = nt + cap;
+  return nt + n;
 }
 
+/* Only while e->tape is set. */
 static inline amc_json_tok_t *tape_push(enc_t *e, int kind) {
-  amc_json_tape_t *t = e->tape;
-  amc_json_tok_t *k =
-      t->n < t->cap ? &t->tok[t->n++] : tape_grow(e);
-  if (k)
-    k->kind = kind;
+  amc_json_tok_t *k = e->tp < e->tend ? e->tp++ : tape_grow(e);
+  k->kind = kind;
   return k;
 }
 
@@ -1317,10 +1334,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
     if (e->tape) {
       amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
-      if (k) {
-        k->u.s = keys[i].s;
-        k->len = keys[i].len;
-      }
+      k->u.s = keys[i].s;
+      k->len = keys[i].len;
     }
     if (enc_key(e, keys[i].s, keys[i].len) < 0) {
       e->depth--;
@@ -1361,7 +1376,8 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    if (e->tape && (k = tape_push(e, AMC_JT_STR))) {
+    if (e->tape) {
+      k = tape_push(e, AMC_JT_STR);
       k->u.s = s;
       k->len = n;
     }
@@ -1370,14 +1386,14 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
       lua_Integer v = lua_tointeger(L, idx);
-      if (e->tape && (k = tape_push(e, AMC_JT_INT)))
-        k->u.i = v;
+      if (e->tape)
+        tape_push(e, AMC_JT_INT)->u.i = v;
       enc_integer(e->out, v);
       return 0;
     } else {
       double d = lua_tonumber(L, idx);
-      if (e->tape && (k = tape_push(e, AMC_JT_FLT)))
-        k->u.d = d;
+      if (e->tape)
+        tape_push(e, AMC_JT_FLT)->u.d = d;
       return enc_float(e, d);
     }
   case LUA_TBOOLEAN: {
@@ -1393,9 +1409,10 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
   case LUA_TTABLE:
     if (e->memo && e->depth == 1) {
       const void *t = lua_topointer(L, idx);
-      const struct memo_slot *ms = memo_find(e->memo, t);
-      if (ms) {
-        if (e->tape && (k = tape_push(e, AMC_JT_RAW))) {
+      struct memo_slot *ms = memo_find(e->memo, t);
+      if (ms && ms->off != MEMO_SEEN) {
+        if (e->tape) {
+          k = tape_push(e, AMC_JT_RAW);
           k->u.off = e->out->len;
           k->len = ms->len;
         }
@@ -1405,7 +1422,10 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
       size_t start = e->out->len;
       if (enc_table(L, idx, e) < 0)
         return -1;
-      memo_add(e->memo, t, e->out->data + start, e->out->len - start);
+      if (ms) /* the second time: kept */
+        memo_add(e->memo, ms, t, e->out->data + start, e->out->len - start);
+      else
+        memo_add(e->memo, NULL, t, NULL, 0);
       return 0;
     }
     return enc_table(L, idx, e);
@@ -1462,9 +1482,11 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
   e->pretty = pretty;
   e->memo = pretty ? NULL : memo;
   e->tape = pretty ? NULL : tape;
-  if (tape) {
+  if (e->tape) {
     tape->n = 0;
     tape->failed = 0;
+    e->tp = tape->tok;
+    e->tend = tape->tok + tape->cap;
   }
   e->depth = 0;
   e->failed = 0;
@@ -1486,6 +1508,10 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
+  if (e->tape)
+    tape->n = (size_t)(e->tp - tape->tok);
+  else if (tape && !pretty)
+    tape->n = 0; /* failed */
   if (out->data) /* (put1 and putn left room for it) */
     out->data[out->len] = '\0';
   if (spare) { /* cannot happen (single-threaded, not nested); be safe */

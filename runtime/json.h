@@ -79,9 +79,10 @@ amc_json_memo_t *amc_json_memo_new(void);
 void amc_json_memo_free(amc_json_memo_t *m);
 
 /* amc_json_encode, but the tables directly under the value at `idx` (an
- * object's fields, an array's elements) are encoded once per memo and
- * copied from it when met again: output objects share subtables (the
- * gateway's markers are in every object of its translation). Same bytes
+ * object's fields, an array's elements) are encoded at most twice per
+ * memo (the second time their bytes are kept) and copied from it when met
+ * again: output objects share subtables (the gateway's markers are in
+ * every object of its translation). Same bytes
  * as amc_json_encode, provided no table encoded through the memo changes
  * while the memo is in use (tables are remembered by address). */
 int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,

@@ -53,8 +53,11 @@ int amc_schema_proof_check(const amc_schema_proof_t *s, const char *type,
 
 /* The same check on the tokens amc_json_encode_tape recorded while it
  * wrote `json` (RAW tokens are checked on those bytes): the same answers
- * without parsing the text. 0 when the tape is incomplete (failed). */
-int amc_schema_proof_check_tape(const amc_schema_proof_t *s, const char *type,
+ * without parsing the text. 0 when the tape is incomplete (failed). Not
+ * const: `s` remembers, per field, the last RAW bytes it proved (memo
+ * copies repeat in every object), so one `s` must not be used by two
+ * threads at once. */
+int amc_schema_proof_check_tape(amc_schema_proof_t *s, const char *type,
                                 const amc_json_tape_t *tape, const char *json,
                                 size_t len);
 

@@ -84,10 +84,10 @@ static amc_schema_proof_t *compile_text(const char *text) {
 }
 
 /* The tape proof of the value at idx, whose canonical text is json[len]:
- * encoded once with a tape, then twice through one memo (the second time
- * its tables directly under the root are RAW tokens). Fails unless the
+ * encoded once with a tape, then three times through one memo (the third
+ * time its tables directly under the root are RAW tokens). Fails unless the
  * two answers agree and the bytes are the same; returns the answer. */
-static int tape_proves(const amc_schema_proof_t *s, const char *type,
+static int tape_proves(amc_schema_proof_t *s, const char *type,
                        int idx, const char *json, size_t len) {
   amc_buf_t b = AMC_BUF_INIT;
   amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
@@ -98,8 +98,10 @@ static int tape_proves(const amc_schema_proof_t *s, const char *type,
                    0);
   assert_true(b.len == len && memcmp(b.data, json, len) == 0);
   int plain = amc_schema_proof_check_tape(s, type, &tape, b.data, b.len);
-  amc_buf_reset(&b);
-  assert_int_equal(amc_json_encode_memo(L, idx, &b, m, err, sizeof err), 0);
+  for (int i = 0; i < 2; i++) { /* met twice: kept */
+    amc_buf_reset(&b);
+    assert_int_equal(amc_json_encode_memo(L, idx, &b, m, err, sizeof err), 0);
+  }
   amc_buf_reset(&b);
   assert_int_equal(amc_json_encode_tape(L, idx, &b, m, &tape, err,
                                         sizeof err),
@@ -117,7 +119,7 @@ static int tape_proves(const amc_schema_proof_t *s, const char *type,
 
 /* The text proof of json; when json is canonical (decoding and encoding
  * it gives it back), the tape proof must say the same. */
-static int proves(const amc_schema_proof_t *s, const char *type,
+static int proves(amc_schema_proof_t *s, const char *type,
                   const char *json) {
   size_t len = strlen(json);
   int p = amc_schema_proof_check(s, type, json, len);
