@@ -791,7 +791,7 @@ typedef struct {
   int levels;           /* keys[] / keycap[] initialised below this depth */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
-  const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
+  int slots[AMC_JSON_MAX_DEPTH + 2]; /* stack index of each level's table */
   key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
   size_t keycap[AMC_JSON_MAX_DEPTH + 2];
   char *err;
@@ -1185,17 +1185,41 @@ static void sort_keys(key_t_ *keys, size_t n) {
   }
 }
 
-static int enc_table(lua_State *L, int idx, enc_t *e) {
-  const void *me = lua_topointer(L, idx);
-  for (int i = 0; i < e->depth; i++) {
-    if (e->tables[i] == me)
-      return enc_fail(e, "cannot encode a cycle (table contains itself)");
+/* A cycle is only looked for when the nesting gets too deep (a cycle
+ * always does): the first level whose table is one of the levels above
+ * it, where a check on entering every table would have stopped, is
+ * reported as that check would have. Returns -1 (the error) when there is
+ * a cycle, else 0. */
+static int enc_cycle(lua_State *L, enc_t *e) {
+  for (int d = 1; d <= e->depth; d++) {
+    const void *t = lua_topointer(L, e->slots[d]);
+    for (int i = 0; i < d; i++) {
+      if (lua_topointer(L, e->slots[i]) == t) {
+        e->depth = d;
+        return enc_fail(e, "cannot encode a cycle (table contains itself)");
+      }
+    }
   }
-  if (e->depth >= AMC_JSON_MAX_DEPTH)
+  return 0;
+}
+
+static int enc_table(lua_State *L, int idx, enc_t *e) {
+  e->slots[e->depth] = idx;
+  if (e->depth >= AMC_JSON_MAX_DEPTH) {
+    if (enc_cycle(L, e) < 0)
+      return -1;
     return enc_fail(e, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 6))
-    return enc_fail(e, "Lua stack exhausted");
-  e->tables[e->depth] = me;
+  }
+  /* Room for the iteration and the first 16 values (see `room`). */
+  int room = 16; /* values that still fit on the stack; -1: no more */
+  if (!lua_checkstack(L, 2 * 16 + 6)) {
+    room = -1;
+    if (!lua_checkstack(L, 6)) {
+      if (enc_cycle(L, e) < 0)
+        return -1;
+      return enc_fail(e, "Lua stack exhausted");
+    }
+  }
 
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
@@ -1215,7 +1239,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
    * key's index in .len, .s NULL): a table with both is an error anyway. */
   int base = lua_gettop(L);
   int top = base + 1; /* the iteration key */
-  int room = 0;       /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);

@@ -410,6 +410,21 @@ static void test_encode_errors_name_path(void **state) {
              "!spec.servers[2].port: cannot encode a function");
   encode_lua("local t = {a = {}} t.a.b = t return t",
              "!a.b: cannot encode a cycle (table contains itself)");
+  /* Named where the table first repeats, even through arrays and with
+   * an error after it; the same with a deep value before the cycle. */
+  encode_lua("local t = {} t[1] = {t} return {a = t}",
+             "!a[0][0]: cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {} t.a = t t.b = function() end return t",
+             "!a: cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {} t.x = t return {t}",
+             "![0].x: cannot encode a cycle (table contains itself)");
+  char want[300] = "!z";
+  for (int i = 0; i < 101; i++)
+    strcat(want, ".y");
+  strcat(want, ": cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {z = {}} local c = t.z for i = 1, 100 do "
+             "c.y = {} c = c.y end c.y = t.z return t",
+             want);
   encode_lua("return {a = {1, 2, x = 3}}",
              "!a: cannot encode a table mixing string keys with other keys "
              "(object keys must be strings)");
