@@ -803,7 +803,7 @@ typedef struct {
   struct enc_key_slot {
     const char *s; /* the key's bytes in its Lua string (NULL: empty) */
     unsigned char len;
-    char quoted[EK_MAXLEN + 2];
+    char quoted[EK_MAXLEN + 4]; /* ,"key": */
   } key_cache[EK_SLOTS];
 } enc_t;
 
@@ -1086,24 +1086,46 @@ slow:;
  * of times: the quoted form of a short key is remembered by the address
  * of its bytes (a Lua string's bytes do not move), and the bytes are
  * compared as well (after a collection another string may live there). */
-static int enc_key(enc_t *e, const char *s, size_t len) {
-  if (len > EK_MAXLEN)
-    return enc_string(e, s, len);
+static int enc_key(enc_t *e, const char *s, size_t len, int first) {
+  /* Canonical text: the separator, the key and the colon in one copy. */
+  if (len > EK_MAXLEN || e->pretty) {
+    if (!first && !e->pretty)
+      put1(e->out, ',');
+    if (enc_string(e, s, len) < 0)
+      return -1;
+    if (!e->pretty)
+      put1(e->out, ':');
+    return 0;
+  }
   uintptr_t a = (uintptr_t)s;
   struct enc_key_slot *k =
       &e->key_cache[((a >> 4) ^ (a >> 12)) & (EK_SLOTS - 1)];
-  if (k->s == s && k->len == len && amc_bytes_eq(k->quoted + 1, s, len)) {
-    putn(e->out, k->quoted, len + 2);
+  if (k->s == s && k->len == len && amc_bytes_eq(k->quoted + 2, s, len)) {
+    amc_buf_t *o = e->out;
+    size_t n = len + 4 - (size_t)first;
+    if (o->len + sizeof k->quoted + 1 <= o->cap) {
+      /* A fixed-size copy (no call); the bytes past n are overwritten
+       * later or ignored. */
+      memcpy(o->data + o->len, k->quoted + first, sizeof k->quoted - 1);
+      o->len += n;
+    } else {
+      putn(o, k->quoted + first, n);
+    }
     return 0;
   }
+  if (!first)
+    put1(e->out, ',');
   size_t at = e->out->len;
   if (enc_string(e, s, len) < 0)
     return -1;
   if (e->out->len - at == len + 2) { /* nothing escaped */
-    memcpy(k->quoted, e->out->data + at, len + 2);
+    k->quoted[0] = ',';
+    memcpy(k->quoted + 1, e->out->data + at, len + 2);
+    k->quoted[len + 3] = ':';
     k->s = s;
     k->len = (unsigned char)len;
   }
+  put1(e->out, ':');
   return 0;
 }
 
@@ -1351,7 +1373,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
-    if (i)
+    if (i && e->pretty)
       put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
@@ -1360,14 +1382,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       k->u.s = keys[i].s;
       k->len = keys[i].len;
     }
-    if (enc_key(e, keys[i].s, keys[i].len) < 0) {
+    if (enc_key(e, keys[i].s, keys[i].len, i == 0) < 0) {
       e->depth--;
       goto done;
     }
     if (e->pretty)
       putn(e->out, ": ", 2);
-    else
-      put1(e->out, ':');
     int r;
     if (keys[i].slot) {
       r = enc_value(L, keys[i].slot, e);
