@@ -1191,7 +1191,7 @@ static int is_array_mt(lua_State *L, int idx, enc_t *e) {
 }
 
 /* Keys in bytewise order; insertion sort for the usual handful. */
-static void sort_keys(key_t_ *keys, size_t n) {
+static __attribute__((noinline)) void sort_keys(key_t_ *keys, size_t n) {
   if (n > 12) {
     qsort(keys, n, sizeof *keys, key_cmp);
     return;
@@ -1426,9 +1426,12 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     }
     return enc_string(e, s, n);
   }
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) {
-      lua_Integer v = lua_tointeger(L, idx);
+  case LUA_TNUMBER: {
+    /* An integral float converts too: it is written as an integer all the
+     * same (enc_float), and is such an integer to the proof. */
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (isint) {
       if (e->tape)
         tape_push(e, AMC_JT_INT)->u.i = v;
       enc_integer(e->out, v);
@@ -1439,6 +1442,7 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
         tape_push(e, AMC_JT_FLT)->u.d = d;
       return enc_float(e, d);
     }
+  }
   case LUA_TBOOLEAN: {
     int b = lua_toboolean(L, idx);
     if (e->tape)

@@ -93,8 +93,9 @@ int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
  * schema proof). Tokens come in output order:
  *   OBJ, then KEY and the value's tokens per key, then END;
  *   ARR, then each element's tokens, then END;
- *   STR (s, len: the Lua string's own bytes, unescaped), INT (i), FLT (d:
- *   a float, even one written as an integer), TRUE, FALSE, NULL;
+ *   STR (s, len: the Lua string's own bytes, unescaped), INT (i: an
+ *   integer, or an integral float in int64 range, which is written as an
+ *   integer too), FLT (d: any other float), TRUE, FALSE, NULL;
  *   RAW (off, len: bytes of `out` copied from the memo, not walked).
  * KEY and STR point into Lua strings that stay valid while the encoded
  * value is alive and unchanged. The caller owns the tape; start it as
