@@ -135,6 +135,9 @@ function M.pool(ctx, vs, dest, path, scope)
     servers = rt.array(servers),
     cloud_ref = ctx.cloud_ref,
     vrf_ref = ctx.vrf_ref,
+    -- the default (destinationrule.apply sets it anyway); here, the table
+    -- gets room for avi.emit's fields at once
+    lb_algorithm = "LB_ALGORITHM_LEAST_CONNECTIONS",
   }
   destinationrule.apply(ctx, dr, policy, paths, pool)
   avi.emit(ctx, "pool", pool)

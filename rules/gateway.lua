@@ -34,8 +34,11 @@ local avi = import("lib/avi")
 local secret = import("secret")
 local virtualservice = import("virtualservice")
 
--- (globals as locals: a global lookup goes through the sandbox's proxies)
+-- (globals as locals: a global lookup goes through the sandbox's proxies,
+-- and so does a string method call such as s:sub())
 local ipairs, pairs, type = ipairs, pairs, type
+local sub, move = string.sub, table.move
+local int_str = avi.int_str
 
 local KIND_BY_PROTOCOL = {
   HTTP = "http", HTTP2 = "http", GRPC = "http", HTTPS = "https",
@@ -164,12 +167,13 @@ end
 -- names every argument that is not an input object (the listener's port and
 -- TLS, the host, the SNI scope); everything else comes from the Gateway.
 local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
-  local key = string.format("http_rules %d %s %s %s", listener.port,
-    listener.ssl and "ssl" or "plain", host, scope[1] or "")
+  -- "http_rules <port> ssl|plain <host> <SNI host or empty>"
+  local key = "http_rules " .. int_str[listener.port] ..
+    (listener.ssl and " ssl " or " plain ") .. host .. " " .. (scope[1] or "")
   local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
     host, scope)
-  table.move(got.req, 1, #got.req, #req + 1, req)
-  table.move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+  move(got.req, 1, #got.req, #req + 1, req)
+  move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
 end
 
 -- The HTTP rules of one AVI virtual service (parent or child) for the
@@ -212,7 +216,7 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   -- them last.
   local first_wildcard = #hosts + 1
   for k, h in ipairs(hosts) do
-    if h == "*" or h:sub(1, 2) == "*." then
+    if h == "*" or sub(h, 1, 2) == "*." then
       first_wildcard = k
       break
     end

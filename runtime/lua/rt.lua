@@ -27,10 +27,12 @@
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
 
--- (globals as locals: a global lookup goes through the sandbox's proxies)
+-- (globals as locals: a global lookup goes through the sandbox's proxies,
+-- and so does a string method call such as s:sub(): the string metatable
+-- is the rules' read-only proxy)
 local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
 local tonumber, tostring = tonumber, tostring
-local find, lower = string.find, string.lower
+local find, lower, sub = string.find, string.lower, string.sub
 local math_type = math.type
 
 local M = {}
@@ -239,7 +241,7 @@ local function lower_host_matches(pattern, host)
     return true
   end
   if is_wildcard(pattern) then
-    local suffix = pattern:sub(2) -- ".example.com"
+    local suffix = sub(pattern, 2) -- ".example.com"
     if host == "*" then
       return false
     end
@@ -255,13 +257,13 @@ end
 -- Istio host matching: `pattern` ("*", "*.example.com" or an exact host)
 -- covers `host` (which may itself be a wildcard). Case-insensitive.
 local function host_matches(pattern, host)
-  return lower_host_matches(pattern:lower(), host:lower())
+  return lower_host_matches(lower(pattern), lower(host))
 end
 
 -- The hosts two host patterns have in common: the more specific one, or
 -- nil when they are disjoint.
 local function host_intersection(a, b)
-  a, b = a:lower(), b:lower()
+  a, b = lower(a), lower(b)
   if lower_host_matches(a, b) then
     return b
   elseif lower_host_matches(b, a) then
@@ -396,13 +398,14 @@ end
 -- with the same type and name is a rule error.
 function Output:add(avi_type, object)
   local name = type(object) == "table" and object.name
-  if type(avi_type) ~= "string" then
-    error("out:add: type must be a string", 2)
-  elseif type(name) ~= "string" then
+  if type(name) ~= "string" then
     error("out:add: object must be a table with a string name", 2)
   end
   local bytype = self._by_name[avi_type]
-  if not bytype then
+  if not bytype then -- (the type is checked once, with its first object)
+    if type(avi_type) ~= "string" then
+      error("out:add: type must be a string", 2)
+    end
     bytype = {}
     self._by_name[avi_type] = bytype
   end
