@@ -294,10 +294,15 @@ end
 -- Each from_* returns the server list from its source, or nil when the
 -- source does not exist (no EndpointSlice, no Endpoints object).
 
+-- from_slices' filter, one table for every Service (rt.list reads it
+-- during the call and keeps nothing): two tables fewer per pool.
+local SLICE_LABELS = {}
+local SLICE_FILTER = { labels = SLICE_LABELS }
+
 local function from_slices(rt, svc, sport, labels)
   local ns, name = svc.metadata.namespace, svc.metadata.name
-  local slices = rt.list("EndpointSlice", ns,
-    { labels = { ["kubernetes.io/service-name"] = name } })
+  SLICE_LABELS["kubernetes.io/service-name"] = name
+  local slices = rt.list("EndpointSlice", ns, SLICE_FILTER)
   if #slices == 0 then
     return nil
   end

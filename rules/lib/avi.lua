@@ -98,9 +98,10 @@ end
 
 -- A diagnostic path built only when a diagnostic is reported (hot loops
 -- pass these instead of formatting a path per item): the arguments of
--- string.format.
-function M.lazy_path(format, ...)
-  return { format, ... }
+-- string.format (a format and at most two values; fixed, so that the
+-- table is built without a vararg list).
+function M.lazy_path(format, a, b)
+  return { format, a, b }
 end
 
 -- The diagnostic path `path` (a string or a lazy_path), with ".<field>"
