@@ -173,7 +173,9 @@ local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
   local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
     host, scope)
   move(got.req, 1, #got.req, #req + 1, req)
-  move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+  if #got.rsp > 0 then -- (response rules are rare)
+    move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+  end
 end
 
 -- The HTTP rules of one AVI virtual service (parent or child) for the
@@ -182,8 +184,8 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   local rt = ctx.rt
   -- per virtual host: its VirtualServices (each once) or its redirect
   local groups, hosts = {}, {}
-  local function new_group(h, vss_of_h, has)
-    local g = { vss = vss_of_h, has = has }
+  local function new_group(h, vss_of_h)
+    local g = { vss = vss_of_h, has = nil, redirect = nil }
     groups[h] = g
     hosts[#hosts + 1] = h
     return g
@@ -191,16 +193,26 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   local function add_vs(h, vs)
     local g = groups[h]
     if not g then
-      new_group(h, { vs }, { [vs] = true })
-    elseif not g.has[vs] then
-      g.has[vs] = true
-      g.vss[#g.vss + 1] = vs
+      new_group(h, { vs })
+      return
+    end
+    local has, vss_of_h = g.has, g.vss
+    if not has then -- (the set of g.vss, made once a second one comes)
+      has = {}
+      for i = 1, #vss_of_h do
+        has[vss_of_h[i]] = true
+      end
+      g.has = has
+    end
+    if not has[vs] then
+      has[vs] = true
+      vss_of_h[#vss_of_h + 1] = vs
     end
   end
   for i = 1, #entries do
     local e = entries[i]
     if e.redirect then
-      (groups[e.host] or new_group(e.host, {}, {})).redirect = e
+      (groups[e.host] or new_group(e.host, {})).redirect = e
     else
       for j = 1, #vss do
         local vs = vss[j]

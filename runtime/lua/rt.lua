@@ -227,29 +227,23 @@ local function is_wildcard(h)
   return find(h, "*.", 1, true) == 1
 end
 
--- Does `s` end with `suffix` (not empty)?
-local function ends_with(s, suffix)
-  return #s >= #suffix and find(s, suffix, -#suffix, true) ~= nil
-end
-
--- host_matches for lowercase arguments.
+-- host_matches for lowercase arguments. (is_wildcard written out: this
+-- runs for every VirtualService host against every server host.)
 local function lower_host_matches(pattern, host)
-  if pattern == "*" then
+  if pattern == "*" or pattern == host then
     return true
   end
-  if pattern == host then
-    return true
-  end
-  if is_wildcard(pattern) then
-    local suffix = sub(pattern, 2) -- ".example.com"
+  if find(pattern, "*.", 1, true) == 1 then -- is_wildcard(pattern)
     if host == "*" then
       return false
     end
-    if is_wildcard(host) then
+    local suffix = sub(pattern, 2) -- ".example.com"
+    local min = #suffix -- host is longer than suffix and ends with it
+    if find(host, "*.", 1, true) == 1 then -- is_wildcard(host)
       -- a wildcard is covered only by a shorter (or equal) wildcard
-      return #host > #suffix + 1 and ends_with(host, suffix)
+      min = min + 1
     end
-    return #host > #suffix and ends_with(host, suffix)
+    return #host > min and find(host, suffix, -#suffix, true) ~= nil
   end
   return false
 end
