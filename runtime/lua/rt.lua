@@ -528,9 +528,7 @@ function M.new(host)
     return type(t) == "table" and getmetatable(t) == array_mt
   end
 
-  rt.get = function(kind, ns, name)
-    return host.get(kind, ns, name)
-  end
+  rt.get = host.get -- (called once per Service a route names)
   -- rt.list(kind, ns[, filter]): filter = { labels = {k = v, ...} } and/or
   -- { field = "spec.gateways", value = "ns/gw" } (the objects whose string
   -- at that path, or one of whose array elements, equals value). The host
