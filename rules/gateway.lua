@@ -337,7 +337,7 @@ local function vsvip(ctx, name, listeners, sni_order)
   end
   local fqdns, seen = {}, {}
   local function add(h)
-    if h ~= "*" and h:sub(1, 2) ~= "*." and not seen[h] then
+    if h ~= "*" and sub(h, 1, 2) ~= "*." and not seen[h] then
       seen[h] = true
       fqdns[#fqdns + 1] = h
     end
