@@ -1140,6 +1140,14 @@ static int name_char_ok(unsigned char c) {
          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
+/* name_char_ok as a table (checked for every character of every name). */
+static unsigned char name_chars[256]; /* 1: ok; all 0 until filled */
+
+static void name_chars_fill(void) {
+  for (int c = 0; c < 256; c++)
+    name_chars[c] = (unsigned char)name_char_ok((unsigned char)c);
+}
+
 /* v in decimal, as tostring(v) writes it; returns the length (at most 20,
  * no terminator). */
 static size_t integer_text(char out[24], lua_Integer v) {
@@ -1157,19 +1165,47 @@ static size_t integer_text(char out[24], lua_Integer v) {
   return len;
 }
 
+/* Appends `len` bytes to the name being built: in `buf` (PLAIN_NAME_BUF
+ * bytes) while it fits, then in the luaL_Buffer (started on first need;
+ * names are usually far shorter than the buffer, and one lua_pushlstring
+ * costs much less than a luaL_Buffer per name). */
+#define PLAIN_NAME_BUF 512
+
+typedef struct {
+  char buf[PLAIN_NAME_BUF];
+  size_t len;
+  int spilled;
+  luaL_Buffer b;
+} name_buf_t;
+
+static void name_add(lua_State *L, name_buf_t *nb, const char *s, size_t len) {
+  if (!nb->spilled && nb->len + len <= sizeof nb->buf) {
+    memcpy(nb->buf + nb->len, s, len);
+    nb->len += len;
+    return;
+  }
+  if (!nb->spilled) {
+    luaL_buffinitsize(L, &nb->b, nb->len + len + 64);
+    luaL_addlstring(&nb->b, nb->buf, nb->len);
+    nb->spilled = 1;
+  }
+  luaL_addlstring(&nb->b, s, len);
+}
+
 static int host_plain_name(lua_State *L) {
   int n = lua_gettop(L);
   size_t plen;
   const char *prefix = luaL_checklstring(L, 1, &plen);
-  luaL_Buffer b;
-  luaL_buffinitsize(L, &b, plen + 64);
-  luaL_addlstring(&b, prefix, plen);
+  name_buf_t nb;
+  nb.len = 0;
+  nb.spilled = 0;
+  name_add(L, &nb, prefix, plen);
   for (int i = 2; i <= n; i++) {
     if (i > 2)
-      luaL_addlstring(&b, "--", 2);
+      name_add(L, &nb, "--", 2);
     if (lua_isinteger(L, i)) {
       char num[24];
-      luaL_addlstring(&b, num, integer_text(num, lua_tointeger(L, i)));
+      name_add(L, &nb, num, integer_text(num, lua_tointeger(L, i)));
       continue;
     }
     if (lua_type(L, i) != LUA_TSTRING)
@@ -1178,13 +1214,18 @@ static int host_plain_name(lua_State *L) {
     const unsigned char *p = (const unsigned char *)lua_tolstring(L, i, &len);
     if (len == 0)
       goto not_plain;
+    if (!name_chars['a'])
+      name_chars_fill();
     for (size_t k = 0; k < len; k++) {
-      if (!name_char_ok(p[k]) || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
+      if (!name_chars[p[k]] || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
         goto not_plain;
     }
-    luaL_addlstring(&b, (const char *)p, len);
+    name_add(L, &nb, (const char *)p, len);
   }
-  luaL_pushresult(&b);
+  if (nb.spilled)
+    luaL_pushresult(&nb.b);
+  else
+    lua_pushlstring(L, nb.buf, nb.len);
   return 1;
 not_plain:
   lua_pushnil(L);
