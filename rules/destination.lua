@@ -115,6 +115,7 @@ function M.pool(ctx, vs, dest, path, scope)
 
   local servers
   if target.kind == "Service" then
+    -- (already a JSON array: service.lua makes it with rt.new_array)
     servers = service_servers(ctx, target.service, sport, labels)
   else
     servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
@@ -123,6 +124,7 @@ function M.pool(ctx, vs, dest, path, scope)
       out:error(target.entry, "spec.resolution", why)
       return nil
     end
+    servers = rt.array(servers)
   end
   if #servers == 0 then
     out:warn(vs, avi.at(path), string.format(
@@ -132,9 +134,12 @@ function M.pool(ctx, vs, dest, path, scope)
 
   local pool = {
     name = name,
-    servers = rt.array(servers),
+    servers = servers,
     cloud_ref = ctx.cloud_ref,
     vrf_ref = ctx.vrf_ref,
+    -- the default (destinationrule.apply sets it anyway); here, the table
+    -- gets room for avi.emit's fields at once
+    lb_algorithm = "LB_ALGORITHM_LEAST_CONNECTIONS",
   }
   destinationrule.apply(ctx, dr, policy, paths, pool)
   avi.emit(ctx, "pool", pool)

@@ -102,6 +102,8 @@ function M.find(ctx, fqdn, svc_ns)
   local exact = c.exact[fqdn]
   if exact then
     return best_of(ctx, exact, true, svc_ns)
+  elseif #c.wildcard == 0 then
+    return nil
   end
   return best_of(ctx, c.wildcard, false, svc_ns, fqdn)
 end

@@ -34,8 +34,11 @@ local avi = import("lib/avi")
 local secret = import("secret")
 local virtualservice = import("virtualservice")
 
--- (globals as locals: a global lookup goes through the sandbox's proxies)
+-- (globals as locals: a global lookup goes through the sandbox's proxies,
+-- and so does a string method call such as s:sub())
 local ipairs, pairs, type = ipairs, pairs, type
+local sub, move = string.sub, table.move
+local int_str = avi.int_str
 
 local KIND_BY_PROTOCOL = {
   HTTP = "http", HTTP2 = "http", GRPC = "http", HTTPS = "https",
@@ -164,12 +167,15 @@ end
 -- names every argument that is not an input object (the listener's port and
 -- TLS, the host, the SNI scope); everything else comes from the Gateway.
 local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
-  local key = string.format("http_rules %d %s %s %s", listener.port,
-    listener.ssl and "ssl" or "plain", host, scope[1] or "")
+  -- "http_rules <port> ssl|plain <host> <SNI host or empty>"
+  local key = "http_rules " .. int_str[listener.port] ..
+    (listener.ssl and " ssl " or " plain ") .. host .. " " .. (scope[1] or "")
   local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
     host, scope)
-  table.move(got.req, 1, #got.req, #req + 1, req)
-  table.move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+  move(got.req, 1, #got.req, #req + 1, req)
+  if #got.rsp > 0 then -- (response rules are rare)
+    move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+  end
 end
 
 -- The HTTP rules of one AVI virtual service (parent or child) for the
@@ -178,8 +184,8 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   local rt = ctx.rt
   -- per virtual host: its VirtualServices (each once) or its redirect
   local groups, hosts = {}, {}
-  local function new_group(h, vss_of_h, has)
-    local g = { vss = vss_of_h, has = has }
+  local function new_group(h, vss_of_h)
+    local g = { vss = vss_of_h, has = nil, redirect = nil }
     groups[h] = g
     hosts[#hosts + 1] = h
     return g
@@ -187,16 +193,26 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   local function add_vs(h, vs)
     local g = groups[h]
     if not g then
-      new_group(h, { vs }, { [vs] = true })
-    elseif not g.has[vs] then
-      g.has[vs] = true
-      g.vss[#g.vss + 1] = vs
+      new_group(h, { vs })
+      return
+    end
+    local has, vss_of_h = g.has, g.vss
+    if not has then -- (the set of g.vss, made once a second one comes)
+      has = {}
+      for i = 1, #vss_of_h do
+        has[vss_of_h[i]] = true
+      end
+      g.has = has
+    end
+    if not has[vs] then
+      has[vs] = true
+      vss_of_h[#vss_of_h + 1] = vs
     end
   end
   for i = 1, #entries do
     local e = entries[i]
     if e.redirect then
-      (groups[e.host] or new_group(e.host, {}, {})).redirect = e
+      (groups[e.host] or new_group(e.host, {})).redirect = e
     else
       for j = 1, #vss do
         local vs = vss[j]
@@ -212,7 +228,7 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   -- them last.
   local first_wildcard = #hosts + 1
   for k, h in ipairs(hosts) do
-    if h == "*" or h:sub(1, 2) == "*." then
+    if h == "*" or sub(h, 1, 2) == "*." then
       first_wildcard = k
       break
     end
@@ -321,7 +337,7 @@ local function vsvip(ctx, name, listeners, sni_order)
   end
   local fqdns, seen = {}, {}
   local function add(h)
-    if h ~= "*" and h:sub(1, 2) ~= "*." and not seen[h] then
+    if h ~= "*" and sub(h, 1, 2) ~= "*." and not seen[h] then
       seen[h] = true
       fqdns[#fqdns + 1] = h
     end

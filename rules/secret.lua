@@ -25,23 +25,11 @@ local function pem_pair(secret, rt)
   return nil
 end
 
--- Returns the name of the SSLKeyAndCertificate for the Secret
--- `credential` (emitting it once), or nil after reporting why.
--- `field` is the diagnostic path of the credentialName.
-function M.certificate(ctx, credential, field)
-  local rt, gw = ctx.rt, ctx.gateway
-  local name = ctx.name("cert", credential)
-  if avi.emitted(ctx, "sslkeyandcertificate", name) then
-    return name
-  end
-  local secret = rt.get("Secret", ctx.gw_ns, credential)
-  if not secret then
-    ctx.out:error(gw, field, string.format(
-      "Secret %s/%s not found; the server is not served", ctx.gw_ns,
-      credential))
-    return nil
-  end
-  local cert, key, keys = pem_pair(secret, rt)
+-- The SSLKeyAndCertificate `name` from `secret`: its name, or nil after
+-- reporting why (on the Gateway, at `field`).
+local function certificate_of(ctx, secret, credential, field, name)
+  local gw = ctx.gateway
+  local cert, key, keys = pem_pair(secret, ctx.rt)
   if not keys then
     ctx.out:error(gw, field, string.format(
       "Secret %s/%s has neither tls.crt/tls.key nor cert/key; the server " ..
@@ -63,6 +51,31 @@ function M.certificate(ctx, credential, field)
     key = key,
   })
   return name
+end
+
+-- Returns the name of the SSLKeyAndCertificate for the Secret
+-- `credential` (emitting it once), or nil after reporting why.
+-- `field` is the diagnostic path of the credentialName.
+-- Memoized (rt.memo) on the Secret: a Gateway translated again after a
+-- route change replays the certificate instead of decoding and encoding
+-- the key material again.
+function M.certificate(ctx, credential, field)
+  local rt, gw = ctx.rt, ctx.gateway
+  local name = ctx.name("cert", credential)
+  if avi.emitted(ctx, "sslkeyandcertificate", name) then
+    return name
+  end
+  local secret = rt.get("Secret", ctx.gw_ns, credential)
+  if not secret then
+    ctx.out:error(gw, field, string.format(
+      "Secret %s/%s not found; the server is not served", ctx.gw_ns,
+      credential))
+    return nil
+  end
+  -- (the key names the arguments that are not inputs; `name` follows
+  -- from the Gateway and `credential`)
+  return rt.memo(ctx, { secret }, "certificate " .. credential .. " " .. field,
+    certificate_of, ctx, secret, credential, field, name)
 end
 
 return M

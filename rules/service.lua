@@ -206,6 +206,19 @@ local function new_server_list(rt, size)
            in_order = true, last_key = -1 }
 end
 
+-- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
+-- labels, any endpoint)?
+local function pod_has(rt, ns, target_ref, labels)
+  if labels == nil then
+    return true
+  end
+  if not target_ref or target_ref.kind ~= "Pod" then
+    return false
+  end
+  local pod = rt.get("Pod", target_ref.namespace or ns, target_ref.name)
+  return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
+end
+
 -- Adds a server (sort_servers drops repeats). A dotted quad is V4, other
 -- addresses with a ":" V6.
 local function add_server(list, addr, port)
@@ -227,17 +240,42 @@ local function add_server(list, addr, port)
   end
 end
 
--- Does the Pod behind `target_ref` carry all `labels` (nil: no subset
--- labels, any endpoint)?
-local function pod_has(rt, ns, target_ref, labels)
-  if labels == nil then
-    return true
+-- add_server for every address of `endpoints` (an EndpointSlice's) with
+-- `port`, each endpoint that is ready and (with subset `labels`) whose Pod
+-- carries them. The same as add_server per address, written out: this
+-- runs once per endpoint of the mesh, so the list's state stays in locals
+-- and the port is checked once.
+local function add_slice_servers(rt, ns, list, endpoints, port, labels)
+  local ipv4, servers = list.ipv4, list.servers
+  local n, in_order, last_key = list.n, list.in_order, list.last_key
+  local port_ok = port_key(0, port) ~= nil
+  for j = 1, #endpoints do
+    local ep = endpoints[j]
+    local cond = ep.conditions
+    if (cond == nil or cond.ready ~= false) and
+       (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
+      local addresses = ep.addresses or NONE
+      for k = 1, #addresses do
+        local addr = addresses[k]
+        local a = ipv4(addr)
+        local ip_type = "V4"
+        if a == nil and find(addr, ":", 1, true) then
+          ip_type = "V6"
+        end
+        n = n + 1
+        servers[n] = { ip = { addr = addr, type = ip_type }, port = port }
+        if in_order then
+          local key = a and port_ok and (a << 16) | port
+          if key and key > last_key then
+            last_key = key
+          else
+            in_order = false
+          end
+        end
+      end
+    end
   end
-  if not target_ref or target_ref.kind ~= "Pod" then
-    return false
-  end
-  local pod = rt.get("Pod", target_ref.namespace or ns, target_ref.name)
-  return pod ~= nil and rt.labels_match(labels, pod.metadata.labels)
+  list.n, list.in_order, list.last_key = n, in_order, last_key
 end
 
 -- The port of endpoint ports `ports` (an EndpointSlice's, an Endpoints
@@ -256,10 +294,15 @@ end
 -- Each from_* returns the server list from its source, or nil when the
 -- source does not exist (no EndpointSlice, no Endpoints object).
 
+-- from_slices' filter, one table for every Service (rt.list reads it
+-- during the call and keeps nothing): two tables fewer per pool.
+local SLICE_LABELS = {}
+local SLICE_FILTER = { labels = SLICE_LABELS }
+
 local function from_slices(rt, svc, sport, labels)
   local ns, name = svc.metadata.namespace, svc.metadata.name
-  local slices = rt.list("EndpointSlice", ns,
-    { labels = { ["kubernetes.io/service-name"] = name } })
+  SLICE_LABELS["kubernetes.io/service-name"] = name
+  local slices = rt.list("EndpointSlice", ns, SLICE_FILTER)
   if #slices == 0 then
     return nil
   end
@@ -272,19 +315,7 @@ local function from_slices(rt, svc, sport, labels)
     local slice = slices[i]
     local target = target_port(slice.ports, sport)
     if target and slice.addressType ~= "FQDN" then
-      -- (numeric loops: this runs once per endpoint of the mesh)
-      local endpoints = slice.endpoints or NONE
-      for j = 1, #endpoints do
-        local ep = endpoints[j]
-        local ready = ep.conditions == nil or ep.conditions.ready ~= false
-        if ready and
-           (labels == nil or pod_has(rt, ns, ep.targetRef, labels)) then
-          local addresses = ep.addresses or NONE
-          for k = 1, #addresses do
-            add_server(list, addresses[k], target)
-          end
-        end
-      end
+      add_slice_servers(rt, ns, list, slice.endpoints or NONE, target, labels)
     end
   end
   return list

@@ -44,8 +44,11 @@
 local avi = import("lib/avi")
 local destination = import("destination")
 
--- (globals as locals: a global lookup goes through the sandbox's proxies)
+-- (globals as locals: a global lookup goes through the sandbox's proxies,
+-- and so does a string method call such as s:sub())
 local ipairs, next, tostring = ipairs, next, tostring
+local sub = string.sub
+local int_str = avi.int_str
 
 local M = {}
 
@@ -270,13 +273,13 @@ local function host_match(host, port)
   if host == "*" then
     return nil
   end
-  if host:sub(1, 2) == "*." then
-    local suffix = host:sub(2)
+  if sub(host, 1, 2) == "*." then
+    local suffix = sub(host, 2)
     return { match_criteria = "HDR_ENDS_WITH", match_case = "INSENSITIVE",
-             value = { suffix, suffix .. ":" .. port } }
+             value = { suffix, suffix .. ":" .. int_str[port] } }
   end
   return { match_criteria = "HDR_EQUALS", match_case = "INSENSITIVE",
-           value = { host, host .. ":" .. port } }
+           value = { host, host .. ":" .. int_str[port] } }
 end
 M.host_match = host_match
 
@@ -513,6 +516,21 @@ local UNSUPPORTED = {
   { "mirrorPercentage", "AVI policies cannot mirror a route's traffic" },
   { "corsPolicy", "CORS is not translated (AVI has no CORS policy)" },
 }
+local IS_UNSUPPORTED = {}
+for k = 1, #UNSUPPORTED do
+  IS_UNSUPPORTED[UNSUPPORTED[k][1]] = true
+end
+
+-- Does `route` have a field of UNSUPPORTED? (A route has a few fields:
+-- looking at each is cheaper than looking up every UNSUPPORTED one.)
+local function has_unsupported(route)
+  for k in next, route do
+    if IS_UNSUPPORTED[k] then
+      return true
+    end
+  end
+  return false
+end
 
 -- The member of `members` for the pool `pool_ref`, or nil.
 local function member_of(members, pool_ref)
@@ -528,7 +546,7 @@ end
 local function pool_group(ctx, vs, route, i, scope)
   local rt = ctx.rt
   local name = ctx.scoped_name(scope, vs.metadata.namespace, vs.metadata.name,
-    "http" .. (i - 1))
+    "http" .. int_str[i - 1])
   if avi.emitted(ctx, "poolgroup", name) then
     return name
   end
@@ -590,7 +608,7 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
   local in_child = #scope > 0
   local vs_id = vs.metadata.namespace .. "/" .. vs.metadata.name
   -- rule names end in "<host>:<port>"
-  local where = " " .. host .. ":" .. listener.port
+  local where = " " .. host .. ":" .. int_str[listener.port]
   local http = (vs.spec or {}).http or {}
   for i = 1, #http do
     local route = http[i]
@@ -598,10 +616,12 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
     local function rpath()
       return "spec.http[" .. (i - 1) .. "]"
     end
-    for k = 1, #UNSUPPORTED do
-      local u = UNSUPPORTED[k]
-      if route[u[1]] ~= nil then
-        out:warn(vs, rpath() .. "." .. u[1], u[2])
+    if has_unsupported(route) then -- (warned in UNSUPPORTED's order)
+      for k = 1, #UNSUPPORTED do
+        local u = UNSUPPORTED[k]
+        if route[u[1]] ~= nil then
+          out:warn(vs, rpath() .. "." .. u[1], u[2])
+        end
       end
     end
     local headers = route.headers or NO_HEADERS
@@ -644,9 +664,9 @@ function M.http_rules(ctx, vs, listener, host, scope, req, rsp)
         else
           -- "<ns>/<vs> http[i] match[j] <host>:<port>" (no "match[j]" for a
           -- route without match blocks)
-          local name = block and (vs_id .. " http[" .. (i - 1) .. "] match[" ..
-            (j - 1) .. "]" .. where) or
-            (vs_id .. " http[" .. (i - 1) .. "]" .. where)
+          local name = block and (vs_id .. " http[" .. int_str[i - 1] ..
+            "] match[" .. int_str[j - 1] .. "]" .. where) or
+            (vs_id .. " http[" .. int_str[i - 1] .. "]" .. where)
           local redirect_to = redirect and redirect_action(ctx, vs,
             route.redirect, rpath() .. ".redirect", listener)
           rule = { name = name, enable = true, match = mt,

@@ -13,6 +13,9 @@
 #include "util/bytes_eq.h"
 
 #include <errno.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <lauxlib.h>
 #include <math.h>
 #include <stdint.h>
@@ -1059,22 +1062,27 @@ typedef struct {
   int levels;           /* keys[] / keycap[] initialised below this depth */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
-  const void *tables[AMC_JSON_MAX_DEPTH + 2]; /* for cycle detection */
+  int slots[AMC_JSON_MAX_DEPTH + 2]; /* stack index of each level's table */
   key_t_ *keys[AMC_JSON_MAX_DEPTH + 2];       /* sorted keys, per depth */
   size_t keycap[AMC_JSON_MAX_DEPTH + 2];
   char *err;
   size_t errlen;
   amc_json_memo_t *memo; /* NULL: none */
+  amc_json_tape_t *tape; /* NULL: none (or it ran out of memory) */
+  amc_json_tok_t *tp, *tend; /* the tape's next free token, its end */
   /* Quoted object keys met before (see enc_key); kept with the state. */
   struct enc_key_slot {
     const char *s; /* the key's bytes in its Lua string (NULL: empty) */
     unsigned char len;
-    char quoted[EK_MAXLEN + 2];
+    char quoted[EK_MAXLEN + 4]; /* ,"key": */
   } key_cache[EK_SLOTS];
 } enc_t;
 
 /* Pointer -> encoded bytes (in `bytes`): open addressing, power-of-two
- * capacity, NULL key = empty slot. */
+ * capacity, NULL key = empty slot. A table met once has no bytes yet
+ * (off MEMO_SEEN): most are never met again, and copying every one cost
+ * more than encoding the shared ones a second time. */
+#define MEMO_SEEN SIZE_MAX
 struct amc_json_memo {
   struct memo_slot {
     const void *t;
@@ -1101,8 +1109,8 @@ static size_t memo_hash(const void *t, size_t cap) {
   return (size_t)(h >> 32) & (cap - 1);
 }
 
-static const struct memo_slot *memo_find(const amc_json_memo_t *m,
-                                         const void *t) {
+static struct memo_slot *memo_find(const amc_json_memo_t *m,
+                                   const void *t) {
   if (!m->cap)
     return NULL;
   for (size_t i = memo_hash(t, m->cap);; i = (i + 1) & (m->cap - 1)) {
@@ -1113,9 +1121,17 @@ static const struct memo_slot *memo_find(const amc_json_memo_t *m,
   }
 }
 
-/* Remembers t's encoding; on allocation failure it is just not kept. */
-static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
-                     size_t len) {
+/* Remembers that t was met (s NULL) or its encoding (in the slot `at`
+ * when it was met before, else a new one); on allocation failure it is
+ * just not kept. */
+static void memo_add(amc_json_memo_t *m, struct memo_slot *at, const void *t,
+                     const char *s, size_t len) {
+  if (at) {
+    at->off = m->bytes.len;
+    at->len = len;
+    amc_buf_append(&m->bytes, s, len);
+    return;
+  }
   if (2 * (m->n + 1) > m->cap) {
     size_t cap = m->cap ? 2 * m->cap : 256;
     struct memo_slot *ns = calloc(cap, sizeof *ns);
@@ -1133,13 +1149,48 @@ static void memo_add(amc_json_memo_t *m, const void *t, const char *s,
     m->slot = ns;
     m->cap = cap;
   }
-  size_t off = m->bytes.len;
-  amc_buf_append(&m->bytes, s, len);
+  size_t off = MEMO_SEEN;
+  if (s) {
+    off = m->bytes.len;
+    amc_buf_append(&m->bytes, s, len);
+  }
   size_t i = memo_hash(t, m->cap);
   while (m->slot[i].t)
     i = (i + 1) & (m->cap - 1);
-  m->slot[i] = (struct memo_slot){t, off, len};
+  m->slot[i] = (struct memo_slot){t, off, off == MEMO_SEEN ? 0 : len};
   m->n++;
+}
+
+void amc_json_tape_free(amc_json_tape_t *t) {
+  free(t->tok);
+  *t = (amc_json_tape_t)AMC_JSON_TAPE_INIT;
+}
+
+/* Room for one more token; on allocation failure the tape is marked
+ * failed, recording stops and the token goes to a sink. */
+static __attribute__((noinline)) amc_json_tok_t *tape_grow(enc_t *e) {
+  static _Thread_local amc_json_tok_t sink;
+  amc_json_tape_t *t = e->tape;
+  size_t n = (size_t)(e->tp - t->tok);
+  size_t cap = t->cap ? 2 * t->cap : 1024;
+  amc_json_tok_t *nt = realloc(t->tok, cap * sizeof *nt);
+  if (!nt) {
+    t->failed = 1;
+    e->tape = NULL;
+    return &sink;
+  }
+  t->tok = nt;
+  t->cap = cap;
+  e->tp = nt + n + 1;
+  e->tend = nt + cap;
+  return nt + n;
+}
+
+/* Only while e->tape is set. */
+static inline amc_json_tok_t *tape_push(enc_t *e, int kind) {
+  amc_json_tok_t *k = e->tp < e->tend ? e->tp++ : tape_grow(e);
+  k->kind = kind;
+  return k;
 }
 
 static int enc_fail(enc_t *e, const char *fmt, ...)
@@ -1197,6 +1248,27 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
     const uint64_t ones = 0x0101010101010101ULL;
     const uint64_t highs = 0x8080808080808080ULL;
     char *d = o->data + o->len, *w = d + 1;
+#ifdef __SSE2__
+    if (len >= 16) {
+      /* Sixteen bytes at a time, the last block overlapping the one
+       * before; a signed compare flags bytes < 0x20 and >= 0x80. */
+      const __m128i sp = _mm_set1_epi8(0x20), dq = _mm_set1_epi8('"'),
+                    bs = _mm_set1_epi8('\\');
+      for (size_t i = 0;; i += 16) {
+        if (i > len - 16)
+          i = len - 16;
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i bad = _mm_or_si128(
+            _mm_cmplt_epi8(x, sp),
+            _mm_or_si128(_mm_cmpeq_epi8(x, dq), _mm_cmpeq_epi8(x, bs)));
+        if (_mm_movemask_epi8(bad))
+          goto slow;
+        _mm_storeu_si128((__m128i *)(void *)(w + i), x);
+        if (i == len - 16)
+          break;
+      }
+    } else
+#endif
     if (len >= 8) {
       /* Whole words, the last one overlapping the one before. */
       for (size_t i = 0;; i += 8) {
@@ -1285,24 +1357,46 @@ slow:;
  * of times: the quoted form of a short key is remembered by the address
  * of its bytes (a Lua string's bytes do not move), and the bytes are
  * compared as well (after a collection another string may live there). */
-static int enc_key(enc_t *e, const char *s, size_t len) {
-  if (len > EK_MAXLEN)
-    return enc_string(e, s, len);
+static int enc_key(enc_t *e, const char *s, size_t len, int first) {
+  /* Canonical text: the separator, the key and the colon in one copy. */
+  if (len > EK_MAXLEN || e->pretty) {
+    if (!first && !e->pretty)
+      put1(e->out, ',');
+    if (enc_string(e, s, len) < 0)
+      return -1;
+    if (!e->pretty)
+      put1(e->out, ':');
+    return 0;
+  }
   uintptr_t a = (uintptr_t)s;
   struct enc_key_slot *k =
       &e->key_cache[((a >> 4) ^ (a >> 12)) & (EK_SLOTS - 1)];
-  if (k->s == s && k->len == len && amc_bytes_eq(k->quoted + 1, s, len)) {
-    putn(e->out, k->quoted, len + 2);
+  if (k->s == s && k->len == len && amc_bytes_eq(k->quoted + 2, s, len)) {
+    amc_buf_t *o = e->out;
+    size_t n = len + 4 - (size_t)first;
+    if (o->len + sizeof k->quoted + 1 <= o->cap) {
+      /* A fixed-size copy (no call); the bytes past n are overwritten
+       * later or ignored. */
+      memcpy(o->data + o->len, k->quoted + first, sizeof k->quoted - 1);
+      o->len += n;
+    } else {
+      putn(o, k->quoted + first, n);
+    }
     return 0;
   }
+  if (!first)
+    put1(e->out, ',');
   size_t at = e->out->len;
   if (enc_string(e, s, len) < 0)
     return -1;
   if (e->out->len - at == len + 2) { /* nothing escaped */
-    memcpy(k->quoted, e->out->data + at, len + 2);
+    k->quoted[0] = ',';
+    memcpy(k->quoted + 1, e->out->data + at, len + 2);
+    k->quoted[len + 3] = ':';
     k->s = s;
     k->len = (unsigned char)len;
   }
+  put1(e->out, ':');
   return 0;
 }
 
@@ -1368,7 +1462,7 @@ static int is_array_mt(lua_State *L, int idx, enc_t *e) {
 }
 
 /* Keys in bytewise order; insertion sort for the usual handful. */
-static void sort_keys(key_t_ *keys, size_t n) {
+static __attribute__((noinline)) void sort_keys(key_t_ *keys, size_t n) {
   if (n > 12) {
     qsort(keys, n, sizeof *keys, key_cmp);
     return;
@@ -1384,17 +1478,41 @@ static void sort_keys(key_t_ *keys, size_t n) {
   }
 }
 
-static int enc_table(lua_State *L, int idx, enc_t *e) {
-  const void *me = lua_topointer(L, idx);
-  for (int i = 0; i < e->depth; i++) {
-    if (e->tables[i] == me)
-      return enc_fail(e, "cannot encode a cycle (table contains itself)");
+/* A cycle is only looked for when the nesting gets too deep (a cycle
+ * always does): the first level whose table is one of the levels above
+ * it, where a check on entering every table would have stopped, is
+ * reported as that check would have. Returns -1 (the error) when there is
+ * a cycle, else 0. */
+static int enc_cycle(lua_State *L, enc_t *e) {
+  for (int d = 1; d <= e->depth; d++) {
+    const void *t = lua_topointer(L, e->slots[d]);
+    for (int i = 0; i < d; i++) {
+      if (lua_topointer(L, e->slots[i]) == t) {
+        e->depth = d;
+        return enc_fail(e, "cannot encode a cycle (table contains itself)");
+      }
+    }
   }
-  if (e->depth >= AMC_JSON_MAX_DEPTH)
+  return 0;
+}
+
+static int enc_table(lua_State *L, int idx, enc_t *e) {
+  e->slots[e->depth] = idx;
+  if (e->depth >= AMC_JSON_MAX_DEPTH) {
+    if (enc_cycle(L, e) < 0)
+      return -1;
     return enc_fail(e, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
-  if (!lua_checkstack(L, 6))
-    return enc_fail(e, "Lua stack exhausted");
-  e->tables[e->depth] = me;
+  }
+  /* Room for the iteration and the first 16 values (see `room`). */
+  int room = 16; /* values that still fit on the stack; -1: no more */
+  if (!lua_checkstack(L, 2 * 16 + 6)) {
+    room = -1;
+    if (!lua_checkstack(L, 6)) {
+      if (enc_cycle(L, e) < 0)
+        return -1;
+      return enc_fail(e, "Lua stack exhausted");
+    }
+  }
 
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
@@ -1414,7 +1532,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
    * key's index in .len, .s NULL): a table with both is an error anyway. */
   int base = lua_gettop(L);
   int top = base + 1; /* the iteration key */
-  int room = 0;       /* values that still fit on the stack; -1: no more */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int kt = lua_type(L, -2);
@@ -1470,8 +1587,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       enc_fail(e, "cannot encode an array with holes or non-index keys");
       goto done;
     }
+    if (e->tape)
+      tape_push(e, AMC_JT_ARR);
     if (nint == 0) {
       putn(e->out, "[]", 2);
+      if (e->tape)
+        tape_push(e, AMC_JT_END);
       rc = 0;
       goto done;
     }
@@ -1499,6 +1620,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     e->depth--;
     enc_newline(e);
     put1(e->out, ']');
+    if (e->tape)
+      tape_push(e, AMC_JT_END);
     rc = 0;
     goto done;
   }
@@ -1507,8 +1630,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
                 "(object keys must be strings)");
     goto done;
   }
+  if (e->tape)
+    tape_push(e, AMC_JT_OBJ);
   if (nkeys == 0) {
     putn(e->out, "{}", 2);
+    if (e->tape)
+      tape_push(e, AMC_JT_END);
     rc = 0;
     goto done;
   }
@@ -1517,18 +1644,21 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
-    if (i)
+    if (i && e->pretty)
       put1(e->out, ',');
     enc_newline(e);
     e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
-    if (enc_key(e, keys[i].s, keys[i].len) < 0) {
+    if (e->tape) {
+      amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
+      k->u.s = keys[i].s;
+      k->len = keys[i].len;
+    }
+    if (enc_key(e, keys[i].s, keys[i].len, i == 0) < 0) {
       e->depth--;
       goto done;
     }
     if (e->pretty)
       putn(e->out, ": ", 2);
-    else
-      put1(e->out, ':');
     int r;
     if (keys[i].slot) {
       r = enc_value(L, keys[i].slot, e);
@@ -1546,6 +1676,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   e->depth--;
   enc_newline(e);
   put1(e->out, '}');
+  if (e->tape)
+    tape_push(e, AMC_JT_END);
   rc = 0;
 done:
   lua_settop(L, base);
@@ -1553,41 +1685,72 @@ done:
 }
 
 static int enc_value(lua_State *L, int idx, enc_t *e) {
+  amc_json_tok_t *k;
   switch (lua_type(L, idx)) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    if (e->tape) {
+      k = tape_push(e, AMC_JT_STR);
+      k->u.s = s;
+      k->len = n;
+    }
     return enc_string(e, s, n);
   }
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) {
-      enc_integer(e->out, lua_tointeger(L, idx));
+  case LUA_TNUMBER: {
+    /* An integral float converts too: it is written as an integer all the
+     * same (enc_float), and is such an integer to the proof. */
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (isint) {
+      if (e->tape)
+        tape_push(e, AMC_JT_INT)->u.i = v;
+      enc_integer(e->out, v);
       return 0;
+    } else {
+      double d = lua_tonumber(L, idx);
+      if (e->tape)
+        tape_push(e, AMC_JT_FLT)->u.d = d;
+      return enc_float(e, d);
     }
-    return enc_float(e, lua_tonumber(L, idx));
-  case LUA_TBOOLEAN:
-    if (lua_toboolean(L, idx))
+  }
+  case LUA_TBOOLEAN: {
+    int b = lua_toboolean(L, idx);
+    if (e->tape)
+      tape_push(e, b ? AMC_JT_TRUE : AMC_JT_FALSE);
+    if (b)
       putn(e->out, "true", 4);
     else
       putn(e->out, "false", 5);
     return 0;
+  }
   case LUA_TTABLE:
     if (e->memo && e->depth == 1) {
       const void *t = lua_topointer(L, idx);
-      const struct memo_slot *ms = memo_find(e->memo, t);
-      if (ms) {
+      struct memo_slot *ms = memo_find(e->memo, t);
+      if (ms && ms->off != MEMO_SEEN) {
+        if (e->tape) {
+          k = tape_push(e, AMC_JT_RAW);
+          k->u.off = e->out->len;
+          k->len = ms->len;
+        }
         putn(e->out, e->memo->bytes.data + ms->off, ms->len);
         return 0;
       }
       size_t start = e->out->len;
       if (enc_table(L, idx, e) < 0)
         return -1;
-      memo_add(e->memo, t, e->out->data + start, e->out->len - start);
+      if (ms) /* the second time: kept */
+        memo_add(e->memo, ms, t, e->out->data + start, e->out->len - start);
+      else
+        memo_add(e->memo, NULL, t, NULL, 0);
       return 0;
     }
     return enc_table(L, idx, e);
   case LUA_TLIGHTUSERDATA:
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
+      if (e->tape)
+        tape_push(e, AMC_JT_NULL);
       putn(e->out, "null", 4);
       return 0;
     }
@@ -1609,8 +1772,9 @@ static int enc_protected(lua_State *L) {
   return 0;
 }
 
-static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
-                  size_t errlen, int pretty, amc_json_memo_t *memo) {
+static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
+                       size_t errlen, int pretty, amc_json_memo_t *memo,
+                       amc_json_tape_t *tape) {
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 8)) {
     snprintf(err, errlen, "Lua stack exhausted");
@@ -1635,6 +1799,13 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
   e->out = out;
   e->pretty = pretty;
   e->memo = pretty ? NULL : memo;
+  e->tape = pretty ? NULL : tape;
+  if (e->tape) {
+    tape->n = 0;
+    tape->failed = 0;
+    e->tp = tape->tok;
+    e->tend = tape->tok + tape->cap;
+  }
   e->depth = 0;
   e->failed = 0;
   e->err = err;
@@ -1655,6 +1826,10 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
     rc = -1;
   }
   lua_settop(L, top);
+  if (e->tape)
+    tape->n = (size_t)(e->tp - tape->tok);
+  else if (tape && !pretty)
+    tape->n = 0; /* failed */
   if (out->data) /* (put1 and putn left room for it) */
     out->data[out->len] = '\0';
   if (spare) { /* cannot happen (single-threaded, not nested); be safe */
@@ -1669,6 +1844,11 @@ static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
   return rc;
 }
 
+static int encode(lua_State *L, int idx, amc_buf_t *out, char *err,
+                  size_t errlen, int pretty, amc_json_memo_t *memo) {
+  return encode_tape(L, idx, out, err, errlen, pretty, memo, NULL);
+}
+
 int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
                     size_t errlen) {
   return encode(L, idx, out, err, errlen, 0, NULL);
@@ -1677,6 +1857,12 @@ int amc_json_encode(lua_State *L, int idx, amc_buf_t *out, char *err,
 int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
                          amc_json_memo_t *m, char *err, size_t errlen) {
   return encode(L, idx, out, err, errlen, 0, m);
+}
+
+int amc_json_encode_tape(lua_State *L, int idx, amc_buf_t *out,
+                         amc_json_memo_t *m, amc_json_tape_t *tape, char *err,
+                         size_t errlen) {
+  return encode_tape(L, idx, out, err, errlen, 0, m, tape);
 }
 
 int amc_json_encode_pretty(lua_State *L, int idx, amc_buf_t *out, char *err,

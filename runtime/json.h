@@ -79,13 +79,69 @@ amc_json_memo_t *amc_json_memo_new(void);
 void amc_json_memo_free(amc_json_memo_t *m);
 
 /* amc_json_encode, but the tables directly under the value at `idx` (an
- * object's fields, an array's elements) are encoded once per memo and
- * copied from it when met again: output objects share subtables (the
- * gateway's markers are in every object of its translation). Same bytes
+ * object's fields, an array's elements) are encoded at most twice per
+ * memo (the second time their bytes are kept) and copied from it when met
+ * again: output objects share subtables (the gateway's markers are in
+ * every object of its translation). Same bytes
  * as amc_json_encode, provided no table encoded through the memo changes
  * while the memo is in use (tables are remembered by address). */
 int amc_json_encode_memo(lua_State *L, int idx, amc_buf_t *out,
                          amc_json_memo_t *m, char *err, size_t errlen);
+
+/* A token list of what one encoding wrote (amc_json_encode_tape), for a
+ * checker that wants the value's structure without parsing the text (the
+ * schema proof). Tokens come in output order:
+ *   OBJ, then KEY and the value's tokens per key, then END;
+ *   ARR, then each element's tokens, then END;
+ *   STR (s, len: the Lua string's own bytes, unescaped), INT (i: an
+ *   integer, or an integral float in int64 range, which is written as an
+ *   integer too), FLT (d: any other float), TRUE, FALSE, NULL;
+ *   RAW (off, len: bytes of `out` copied from the memo, not walked).
+ * KEY and STR point into Lua strings that stay valid while the encoded
+ * value is alive and unchanged. The caller owns the tape; start it as
+ * AMC_JSON_TAPE_INIT, reuse it (each encoding starts it afresh), free it
+ * with amc_json_tape_free. */
+enum {
+  AMC_JT_OBJ,
+  AMC_JT_ARR,
+  AMC_JT_END,
+  AMC_JT_KEY,
+  AMC_JT_STR,
+  AMC_JT_INT,
+  AMC_JT_FLT,
+  AMC_JT_TRUE,
+  AMC_JT_FALSE,
+  AMC_JT_NULL,
+  AMC_JT_RAW
+};
+
+typedef struct {
+  int kind; /* AMC_JT_* */
+  size_t len;
+  union {
+    const char *s; /* KEY, STR */
+    size_t off;    /* RAW: offset in `out` */
+    lua_Integer i;
+    double d;
+  } u;
+} amc_json_tok_t;
+
+typedef struct {
+  amc_json_tok_t *tok;
+  size_t n, cap;
+  int failed; /* out of memory while recording: the tape is incomplete */
+} amc_json_tape_t;
+
+#define AMC_JSON_TAPE_INIT {NULL, 0, 0, 0}
+
+void amc_json_tape_free(amc_json_tape_t *t);
+
+/* amc_json_encode_memo (m may be NULL), also recording its tokens in
+ * `tape` (which it empties first). The bytes are the same. When tape->failed
+ * is set on return the tape is incomplete (the encoding is still fine). */
+int amc_json_encode_tape(lua_State *L, int idx, amc_buf_t *out,
+                         amc_json_memo_t *m, amc_json_tape_t *tape, char *err,
+                         size_t errlen);
 
 /* Same, indented with two spaces and a trailing newline: for humans
  * (`amc translate`, golden files). Key order and values as canonical. */

@@ -113,6 +113,7 @@ struct amc_rules_engine {
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
   amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
+  amc_json_tape_t enc_tape;   /* collect_objects': the object's tokens */
   /* memo (see "Memo" below and rules_engine.h) */
   int memo_on;
   amc_strmap_t memo; /* key -> struct memo_key* */
@@ -1139,6 +1140,14 @@ static int name_char_ok(unsigned char c) {
          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
+/* name_char_ok as a table (checked for every character of every name). */
+static unsigned char name_chars[256]; /* 1: ok; all 0 until filled */
+
+static void name_chars_fill(void) {
+  for (int c = 0; c < 256; c++)
+    name_chars[c] = (unsigned char)name_char_ok((unsigned char)c);
+}
+
 /* v in decimal, as tostring(v) writes it; returns the length (at most 20,
  * no terminator). */
 static size_t integer_text(char out[24], lua_Integer v) {
@@ -1156,19 +1165,47 @@ static size_t integer_text(char out[24], lua_Integer v) {
   return len;
 }
 
+/* Appends `len` bytes to the name being built: in `buf` (PLAIN_NAME_BUF
+ * bytes) while it fits, then in the luaL_Buffer (started on first need;
+ * names are usually far shorter than the buffer, and one lua_pushlstring
+ * costs much less than a luaL_Buffer per name). */
+#define PLAIN_NAME_BUF 512
+
+typedef struct {
+  char buf[PLAIN_NAME_BUF];
+  size_t len;
+  int spilled;
+  luaL_Buffer b;
+} name_buf_t;
+
+static void name_add(lua_State *L, name_buf_t *nb, const char *s, size_t len) {
+  if (!nb->spilled && nb->len + len <= sizeof nb->buf) {
+    memcpy(nb->buf + nb->len, s, len);
+    nb->len += len;
+    return;
+  }
+  if (!nb->spilled) {
+    luaL_buffinitsize(L, &nb->b, nb->len + len + 64);
+    luaL_addlstring(&nb->b, nb->buf, nb->len);
+    nb->spilled = 1;
+  }
+  luaL_addlstring(&nb->b, s, len);
+}
+
 static int host_plain_name(lua_State *L) {
   int n = lua_gettop(L);
   size_t plen;
   const char *prefix = luaL_checklstring(L, 1, &plen);
-  luaL_Buffer b;
-  luaL_buffinitsize(L, &b, plen + 64);
-  luaL_addlstring(&b, prefix, plen);
+  name_buf_t nb;
+  nb.len = 0;
+  nb.spilled = 0;
+  name_add(L, &nb, prefix, plen);
   for (int i = 2; i <= n; i++) {
     if (i > 2)
-      luaL_addlstring(&b, "--", 2);
+      name_add(L, &nb, "--", 2);
     if (lua_isinteger(L, i)) {
       char num[24];
-      luaL_addlstring(&b, num, integer_text(num, lua_tointeger(L, i)));
+      name_add(L, &nb, num, integer_text(num, lua_tointeger(L, i)));
       continue;
     }
     if (lua_type(L, i) != LUA_TSTRING)
@@ -1177,13 +1214,18 @@ static int host_plain_name(lua_State *L) {
     const unsigned char *p = (const unsigned char *)lua_tolstring(L, i, &len);
     if (len == 0)
       goto not_plain;
+    if (!name_chars['a'])
+      name_chars_fill();
     for (size_t k = 0; k < len; k++) {
-      if (!name_char_ok(p[k]) || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
+      if (!name_chars[p[k]] || (p[k] == '-' && k > 0 && p[k - 1] == '-'))
         goto not_plain;
     }
-    luaL_addlstring(&b, (const char *)p, len);
+    name_add(L, &nb, (const char *)p, len);
   }
-  luaL_pushresult(&b);
+  if (nb.spilled)
+    luaL_pushresult(&nb.b);
+  else
+    lua_pushlstring(L, nb.buf, nb.len);
   return 1;
 not_plain:
   lua_pushnil(L);
@@ -1697,27 +1739,17 @@ static int collect_diags(lua_State *L, amc_rules_engine_t *e, int res) {
 }
 
 /* The set of (type, canonical JSON) hashes that passed validation in a
- * generation: open addressing over 64-bit FNV-1a hashes (0 = empty),
- * cleared when it gets large. */
+ * generation: open addressing over 64-bit hashes (0 = empty), cleared
+ * when it gets large. */
 #define VALID_MAX (1u << 20)
 
-static uint64_t valid_hash(const char *type, const char *json, size_t len) {
-  /* Eight bytes per step (the output is megabytes per pass): multiply
-   * and fold, then a final avalanche. */
-  const uint64_t k = 0x9e3779b97f4a7c15ULL;
+/* The object's checksum (FNV-1a 64 of the bytes, computed anyway) mixed
+ * with its type and length: no second pass over the bytes. */
+static uint64_t valid_hash(const char *type, uint64_t cksum, size_t len) {
   uint64_t h = 0xcbf29ce484222325ULL ^ len;
   for (const unsigned char *p = (const unsigned char *)type; *p; p++)
     h = (h ^ *p) * 0x100000001b3ULL;
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t w;
-    memcpy(&w, json + i, 8);
-    h = (h ^ w) * k;
-    h ^= h >> 29;
-  }
-  uint64_t w = 0;
-  memcpy(&w, json + i, len - i);
-  h = (h ^ w ^ (uint64_t)(len - i) << 56) * k;
+  h = (h ^ cksum) * 0x9e3779b97f4a7c15ULL;
   h ^= h >> 32;
   h *= 0xd6e8feb86659fd93ULL;
   h ^= h >> 32;
@@ -1854,16 +1886,17 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     }
     amc_buf_reset(&e->scratch);
     char jerr[300];
-    if (amc_json_encode_memo(L, obj, &e->scratch, e->enc_memo, jerr,
-                             sizeof jerr) < 0)
+    if (amc_json_encode_tape(L, obj, &e->scratch, e->enc_memo, &e->enc_tape,
+                             jerr, sizeof jerr) < 0)
       return out_fail(e, "%s \"%s\": %s", type, name, jerr), -1;
     /* validate.object(type, object), unless these exact bytes of this type
      * passed before in this generation (the usual case when a key is
      * translated again). */
-    uint64_t vh = valid_hash(type, e->scratch.data, e->scratch.len);
+    uint64_t ck = amc_object_cksum64(e->scratch.data, e->scratch.len);
+    uint64_t vh = valid_hash(type, ck, e->scratch.len);
     if (!valid_seen(g, vh) &&
-        !amc_schema_proof_check(g->proof, type, e->scratch.data,
-                                e->scratch.len)) {
+        !amc_schema_proof_check_tape(g->proof, type, &e->enc_tape,
+                                     e->scratch.data, e->scratch.len)) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_validate);
       lua_pushvalue(L, it);
       lua_getfield(L, -1, "type");
@@ -1889,7 +1922,7 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
     if (!ao->json)
       abort();
     memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
-    amc_object_cksum(ao->json, ao->json_len, ao->cksum);
+    amc_object_cksum_hex(ck, ao->cksum);
     lua_settop(L, ol);
   }
   lua_settop(L, res);
@@ -3168,6 +3201,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   free(e->out_err);
   amc_buf_free(&e->import_stack);
   amc_buf_free(&e->scratch);
+  amc_json_tape_free(&e->enc_tape);
   amc_json_memo_free(e->enc_memo);
   free(e);
 }

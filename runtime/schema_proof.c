@@ -5,6 +5,9 @@
 #include "util/bytes_eq.h"
 
 #include <errno.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,10 @@ typedef struct {
   long long *special;
   size_t n_special;
   double max_items;
+  /* The bytes of the last RAW value (a memo copy) proved for this field
+   * (amc_schema_proof_check_tape): the same bytes again need no proof. */
+  char *raw;
+  size_t raw_len;
 } field_t;
 
 typedef struct {
@@ -239,21 +246,35 @@ static int find_type(const amc_schema_proof_t *s, const char *name) {
   return -1;
 }
 
-/* A few bytes of the name and its length: AVI field names differ in
- * length or at the start, middle or end. Collisions only cost a probe. */
+/* The name's first and last (up to) eight bytes and its length, mixed
+ * by one multiply: two loads for most names, and AVI field names that
+ * share a start differ at the end or in length. Collisions only cost a
+ * probe. */
 static inline uint32_t field_hash(const char *k, size_t kl) {
-  if (kl == 0)
-    return 0;
-  uint32_t h = (uint32_t)kl * 0x9E3779B1u;
-  h ^= (uint32_t)(unsigned char)k[0] * 0x85EBCA6Bu;
-  h ^= (uint32_t)(unsigned char)k[kl - 1] * 0xC2B2AE35u;
-  h ^= (uint32_t)(unsigned char)k[kl / 2] * 0x27D4EB2Fu;
-  h ^= (uint32_t)(unsigned char)k[kl / 4] * 0x165667B1u;
-  return h ^ (h >> 15);
+  uint64_t w;
+  if (kl >= 8) {
+    uint64_t a, b;
+    memcpy(&a, k, 8);
+    memcpy(&b, k + kl - 8, 8);
+    w = a ^ (b << 1);
+  } else if (kl >= 4) {
+    uint32_t a, b;
+    memcpy(&a, k, 4);
+    memcpy(&b, k + kl - 4, 4);
+    w = (uint64_t)a << 32 | b;
+  } else {
+    w = kl ? (uint64_t)(unsigned char)k[0] << 16 |
+                 (uint64_t)(unsigned char)k[kl / 2] << 8 |
+                 (unsigned char)k[kl - 1]
+           : 0;
+  }
+  w = (w ^ kl) * 0x9E3779B97F4A7C15ULL;
+  return (uint32_t)(w >> 32);
 }
 
 /* Index of the field named k, or -1. */
-static int find_field(const type_t *t, const char *k, size_t kl) {
+static inline __attribute__((always_inline)) int
+find_field(const type_t *t, const char *k, size_t kl) {
   if (!t->slots)
     return -1;
   for (size_t i = field_hash(k, kl) & t->mask;; i = (i + 1) & t->mask) {
@@ -521,6 +542,7 @@ void amc_schema_proof_free(amc_schema_proof_t *s) {
       free(fd->enums);
       free(fd->enum_lens);
       free(fd->special);
+      free(fd->raw);
       free(fd->name);
     }
     free(ty->fields);
@@ -551,8 +573,22 @@ scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
   *esc = 0;
   *s = p;
   for (;;) {
-    /* Eight bytes at a time while none is '"' or '\\' (certificates and
-     * keys are kilobytes long). */
+#ifdef __SSE2__
+    /* Sixteen bytes at a time while none is '"' or '\\' (names and refs
+     * are tens of bytes, certificates and keys kilobytes). */
+    const __m128i dq = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+    while (c->end - p >= 16) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+      unsigned m = (unsigned)_mm_movemask_epi8(
+          _mm_or_si128(_mm_cmpeq_epi8(x, dq), _mm_cmpeq_epi8(x, bs)));
+      if (m) {
+        p += __builtin_ctz(m);
+        goto found;
+      }
+      p += 16;
+    }
+#endif
+    /* Eight bytes at a time while none is '"' or '\\'. */
     while (c->end - p >= 8) {
       uint64_t x, q, b, t;
       memcpy(&x, p, 8);
@@ -569,6 +605,9 @@ scan_string(cur_t *c, const char **s, size_t *n, int *esc) {
     }
     while (p < c->end && *p != '"' && *p != '\\')
       p++;
+#ifdef __SSE2__
+  found:
+#endif
     if (p >= c->end)
       return -1;
     if (*p == '"')
@@ -844,17 +883,20 @@ static int check_object(const amc_schema_proof_t *s, int ti, cur_t *c,
   return r == ty->n_req ? 0 : -1;
 }
 
+/* The root type of REST type `type`, or -1. */
+static int root_type(const amc_schema_proof_t *s, const char *type) {
+  for (size_t i = 0; i < s->n_roots; i++) {
+    if (strcmp(s->roots[i].rest, type) == 0)
+      return s->roots[i].type;
+  }
+  return -1;
+}
+
 int amc_schema_proof_check(const amc_schema_proof_t *s, const char *type,
                            const char *json, size_t len) {
   if (!s || !type)
     return 0;
-  int ti = -1;
-  for (size_t i = 0; i < s->n_roots; i++) {
-    if (strcmp(s->roots[i].rest, type) == 0) {
-      ti = s->roots[i].type;
-      break;
-    }
-  }
+  int ti = root_type(s, type);
   if (ti < 0)
     return 0;
   cur_t c = {json, json + len};
@@ -862,4 +904,232 @@ int amc_schema_proof_check(const amc_schema_proof_t *s, const char *type,
   if (len == 0 || json[0] != '{')
     return 0;
   return check_object(s, ti, &c, 0) == 0 && c.p == c.end;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking a tape                                                           */
+
+/* The same rules as on text (check_object, check_field, check_scalar
+ * above), on the tokens of what the encoder wrote: a value is accepted
+ * here exactly when its canonical text would be accepted there, with two
+ * exceptions on the safe side of validate.lua: an enum value that needs
+ * escaping is compared unescaped (as validate.lua compares it), and floats
+ * of magnitude above 2^53 are declined. */
+
+typedef struct {
+  const amc_json_tok_t *t, *end;
+  const char *json; /* what RAW tokens point into */
+  size_t len;
+} tcur_t;
+
+static int tcheck_object(const amc_schema_proof_t *s, int ti, tcur_t *c,
+                         int depth);
+
+/* Past the value at c->t (any tokens up to its END). */
+static int tskip_value(tcur_t *c) {
+  size_t open = 0;
+  do {
+    if (c->t >= c->end)
+      return -1;
+    int k = c->t->kind;
+    if (k == AMC_JT_OBJ || k == AMC_JT_ARR)
+      open++;
+    else if (k == AMC_JT_END && open-- == 0)
+      return -1;
+    c->t++;
+  } while (open);
+  return 0;
+}
+
+/* A RAW token where field f's value (f NULL: an object of type ti) is
+ * expected: checked on its bytes. */
+static int tcheck_raw(const amc_schema_proof_t *s, const field_t *f, int ti,
+                      tcur_t *c, int depth) {
+  const amc_json_tok_t *k = c->t;
+  if (k->u.off > c->len || k->len > c->len - k->u.off)
+    return -1;
+  const char *bytes = c->json + k->u.off;
+  c->t++;
+  /* The gateway's markers, in every object: proved once. */
+  if (f && f->raw && f->raw_len == k->len && memcmp(f->raw, bytes, k->len) == 0)
+    return 0;
+  cur_t b = {bytes, bytes + k->len};
+  int r = f ? check_field(s, f, &b, depth) : check_object(s, ti, &b, depth);
+  if (r < 0 || b.p != b.end)
+    return -1;
+  if (f) { /* (the schema is the caller's, not const: see schema_proof.h) */
+    field_t *mf = (field_t *)f;
+    char *n = realloc(mf->raw, k->len ? k->len : 1);
+    if (n) {
+      memcpy(n, bytes, k->len);
+      mf->raw = n;
+      mf->raw_len = k->len;
+    }
+  }
+  return 0;
+}
+
+/* An integer value against f's range and specials (check_number). */
+static inline int tcheck_int(const field_t *f, long long v) {
+  if (!f->has_range || (v >= f->min && v <= f->max))
+    return 0;
+  for (size_t i = 0; i < f->n_special; i++) {
+    if (f->special[i] == v)
+      return 0;
+  }
+  return -1;
+}
+
+static int tcheck_scalar(const field_t *f, int kind, tcur_t *c) {
+  if (c->t >= c->end)
+    return -1;
+  const amc_json_tok_t *k = c->t++;
+  switch (kind) {
+  case K_STRING:
+    if (k->kind != AMC_JT_STR)
+      return -1;
+    if (!f->has_enum)
+      return 0;
+    for (size_t i = 0; i < f->n_enum; i++) {
+      if (f->enum_lens[i] == k->len &&
+          (k->len == 0 || f->enums[i][0] == k->u.s[0]) &&
+          memcmp(f->enums[i], k->u.s, k->len) == 0)
+        return 0;
+    }
+    return -1;
+  case K_INTEGER:
+  case K_NUMBER:
+    if (k->kind == AMC_JT_INT)
+      return tcheck_int(f, (long long)k->u.i);
+    if (k->kind != AMC_JT_FLT)
+      return -1;
+    {
+      double d = k->u.d;
+      if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
+        return -1;
+      if (d == (double)(long long)d) /* written as an integer */
+        return tcheck_int(f, (long long)d);
+      if (kind == K_INTEGER)
+        return -1;
+      if (!f->has_range || (d >= (double)f->min && d <= (double)f->max))
+        return 0;
+      return special_has(f, d) ? 0 : -1;
+    }
+  case K_BOOLEAN:
+    return k->kind == AMC_JT_TRUE || k->kind == AMC_JT_FALSE ? 0 : -1;
+  default:
+    return -1;
+  }
+}
+
+/* An empty OBJ or ARR at c->t (the empty table): stepped over. */
+static inline int tempty(tcur_t *c) {
+  if (c->end - c->t >= 2 && c->t[1].kind == AMC_JT_END &&
+      (c->t->kind == AMC_JT_OBJ || c->t->kind == AMC_JT_ARR)) {
+    c->t += 2;
+    return 1;
+  }
+  return 0;
+}
+
+static int tcheck_field(const amc_schema_proof_t *s, const field_t *f,
+                        tcur_t *c, int depth) {
+  if (c->t >= c->end)
+    return -1;
+  if (c->t->kind == AMC_JT_RAW)
+    return tcheck_raw(s, f, -1, c, depth);
+  switch (f->t) {
+  case K_OBJECT:
+    if (f->ref >= 0)
+      return tcheck_object(s, f->ref, c, depth + 1);
+    if (f->ref != REF_NONE)
+      return -1;
+    if (c->t->kind == AMC_JT_ARR)
+      return tempty(c) ? 0 : -1;
+    return c->t->kind == AMC_JT_OBJ && depth + 1 <= MAX_DEPTH
+               ? tskip_value(c)
+               : -1;
+  case K_ARRAY: {
+    size_t count = 0;
+    if (tempty(c))
+      return 0;
+    if (c->t->kind != AMC_JT_ARR)
+      return -1;
+    c->t++;
+    while (c->t < c->end && c->t->kind != AMC_JT_END) {
+      int r = f->ref >= 0          ? tcheck_object(s, f->ref, c, depth + 1)
+              : f->ref == REF_NONE ? (c->t->kind == AMC_JT_RAW
+                                          ? -1
+                                          : tcheck_scalar(f, f->items, c))
+                                   : -1;
+      if (r < 0)
+        return -1;
+      count++;
+    }
+    if (c->t >= c->end)
+      return -1;
+    c->t++;
+    if (f->has_max_items && (double)count > f->max_items)
+      return -1;
+    return 0;
+  }
+  default:
+    return tcheck_scalar(f, f->t, c);
+  }
+}
+
+static int tcheck_object(const amc_schema_proof_t *s, int ti, tcur_t *c,
+                         int depth) {
+  const type_t *ty = &s->types[ti];
+  if (ty->bad || depth > MAX_DEPTH || c->t >= c->end)
+    return -1;
+  if (c->t->kind == AMC_JT_RAW)
+    return tcheck_raw(s, NULL, ti, c, depth);
+  if (tempty(c)) /* the empty table */
+    return ty->n_req == 0 ? 0 : -1;
+  if (c->t->kind != AMC_JT_OBJ)
+    return -1;
+  c->t++;
+  size_t r = 0;
+  while (c->t < c->end && c->t->kind == AMC_JT_KEY) {
+    int fi = find_field(ty, c->t->u.s, c->t->len);
+    if (fi < 0)
+      return -1;
+    const field_t *f = &ty->fields[fi];
+    if (f->ro || f->t == K_BAD)
+      return -1;
+    /* Keys come in the fields' order (see check_object). */
+    if (r < ty->n_req && ty->req[r] < (size_t)fi)
+      return -1;
+    if (r < ty->n_req && ty->req[r] == (size_t)fi)
+      r++;
+    c->t++;
+    /* The usual value, a string without an enum, needs no call. */
+    if (f->t == K_STRING && !f->has_enum && c->t < c->end &&
+        c->t->kind == AMC_JT_STR) {
+      c->t++;
+      continue;
+    }
+    if (tcheck_field(s, f, c, depth) < 0)
+      return -1;
+  }
+  if (c->t >= c->end || c->t->kind != AMC_JT_END)
+    return -1;
+  c->t++;
+  return r == ty->n_req ? 0 : -1;
+}
+
+int amc_schema_proof_check_tape(amc_schema_proof_t *s, const char *type,
+                                const amc_json_tape_t *tape, const char *json,
+                                size_t len) {
+  if (!s || !type || !tape || tape->failed || tape->n == 0)
+    return 0;
+  int ti = root_type(s, type);
+  if (ti < 0)
+    return 0;
+  tcur_t c = {tape->tok, tape->tok + tape->n, json, len};
+  /* The root must be an object (as on text: '{'). */
+  if (c.t->kind != AMC_JT_OBJ)
+    return 0;
+  return tcheck_object(s, ti, &c, 0) == 0 && c.t == c.end;
 }

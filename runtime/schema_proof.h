@@ -34,6 +34,8 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "json.h"
+
 typedef struct amc_schema_proof amc_schema_proof_t;
 
 /* Compiles the schema table at `idx` (avi_schema.lua's value: `objects`
@@ -48,5 +50,15 @@ void amc_schema_proof_free(amc_schema_proof_t *s);
  * certainly passes validate.object(type, ...), else 0. */
 int amc_schema_proof_check(const amc_schema_proof_t *s, const char *type,
                            const char *json, size_t len);
+
+/* The same check on the tokens amc_json_encode_tape recorded while it
+ * wrote `json` (RAW tokens are checked on those bytes): the same answers
+ * without parsing the text. 0 when the tape is incomplete (failed). Not
+ * const: `s` remembers, per field, the last RAW bytes it proved (memo
+ * copies repeat in every object), so one `s` must not be used by two
+ * threads at once. */
+int amc_schema_proof_check_tape(amc_schema_proof_t *s, const char *type,
+                                const amc_json_tape_t *tape, const char *json,
+                                size_t len);
 
 #endif

@@ -43,7 +43,7 @@ void amc_translation_free(amc_translation_t *t) {
 /* 64-bit FNV-1a, byte by byte (its values are stored on AVI objects:
  * they must never change). Eight bytes per iteration: the multiplies are
  * a chain either way; unrolling drops the loop's own instructions. */
-void amc_object_cksum(const char *json, size_t len, char out[17]) {
+uint64_t amc_object_cksum64(const char *json, size_t len) {
   const uint64_t prime = 1099511628211ull;
   const unsigned char *p = (const unsigned char *)json;
   const unsigned char *end = p + len;
@@ -60,8 +60,16 @@ void amc_object_cksum(const char *json, size_t len, char out[17]) {
   }
   for (; p < end; p++)
     h = (h ^ *p) * prime;
+  return h;
+}
+
+void amc_object_cksum_hex(uint64_t h, char out[17]) {
   static const char hex[] = "0123456789abcdef";
   for (int i = 15; i >= 0; i--, h >>= 4)
     out[i] = hex[h & 15];
   out[16] = '\0';
+}
+
+void amc_object_cksum(const char *json, size_t len, char out[17]) {
+  amc_object_cksum_hex(amc_object_cksum64(json, len), out);
 }

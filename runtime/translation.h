@@ -9,6 +9,7 @@
 #define AMC_TRANSLATION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* One desired AVI object.
  *
@@ -38,6 +39,12 @@ typedef struct {
  * are persisted on AVI objects: changing the function rewrites every
  * object once. */
 void amc_object_cksum(const char *json, size_t len, char out[17]);
+
+/* The same checksum as a number (amc_object_cksum prints it in hex). */
+uint64_t amc_object_cksum64(const char *json, size_t len);
+
+/* Prints a checksum as amc_object_cksum does. */
+void amc_object_cksum_hex(uint64_t h, char out[17]);
 
 typedef enum { AMC_DIAG_WARNING = 0, AMC_DIAG_ERROR = 1 } amc_diag_severity_t;
 

@@ -5,7 +5,7 @@
 -- the refs built from settings, so no module rebuilds them.
 
 -- (globals as locals: a global lookup goes through the sandbox's proxies)
-local select, type = select, type
+local select, setmetatable, tostring, type = select, setmetatable, tostring, type
 
 local M = {}
 
@@ -17,6 +17,17 @@ local HAS_CREATED_BY = {
   httppolicyset = true,
   sslkeyandcertificate = true,
 }
+
+-- The decimal string of an integer (a port, a 0-based index), as `..`
+-- writes it: names and paths are built per route and destination, and a
+-- table lookup is much cheaper than converting the number each time.
+-- (Object numbers are integers when integral, so a float key, which Lua
+-- would fold into the integer one, never comes here.)
+M.int_str = setmetatable({}, { __index = function(t, n)
+  local s = tostring(n)
+  t[n] = s
+  return s
+end })
 
 -- AVI system objects amc refers to by name.
 M.APP_PROFILE_HTTP = "System-HTTP"
@@ -87,9 +98,10 @@ end
 
 -- A diagnostic path built only when a diagnostic is reported (hot loops
 -- pass these instead of formatting a path per item): the arguments of
--- string.format.
-function M.lazy_path(format, ...)
-  return { format, ... }
+-- string.format (a format and at most two values; fixed, so that the
+-- table is built without a vararg list).
+function M.lazy_path(format, a, b)
+  return { format, a, b }
 end
 
 -- The diagnostic path `path` (a string or a lazy_path), with ".<field>"

@@ -254,40 +254,41 @@ void amc_avi_cache_init(amc_avi_cache_t *c) {
   c->by_gateway = m;
 }
 
-static void gateway_set_free(void *set) {
-  amc_strmap_clear(set, NULL);
-  free(set);
-}
-
 void amc_avi_cache_clear(amc_avi_cache_t *c) {
-  amc_strmap_clear(&c->by_gateway, gateway_set_free);
+  amc_strmap_clear(&c->by_gateway, NULL); /* (the values are entries) */
   amc_strmap_clear(&c->map, entry_free);
   amc_strmap_clear(&c->intern, NULL);
 }
 
-static void index_add(amc_avi_cache_t *c, const char *key, amc_avi_entry_t *e) {
+/* Links `e` first into its gateway's list. */
+static void index_add(amc_avi_cache_t *c, amc_avi_entry_t *e) {
+  e->gw_prev = e->gw_next = NULL;
   if (!e->gateway)
     return;
-  amc_strmap_t *set = amc_strmap_get(&c->by_gateway, e->gateway);
-  if (!set) {
-    set = calloc(1, sizeof *set);
-    if (!set)
-      abort();
-    amc_strmap_put(&c->by_gateway, e->gateway, set, NULL);
+  amc_strmap_entry_t *head = amc_strmap_find(&c->by_gateway, e->gateway);
+  if (!head) {
+    amc_strmap_put(&c->by_gateway, e->gateway, e, NULL);
+    return;
   }
-  amc_strmap_put(set, key, e, NULL);
+  e->gw_next = head->value;
+  e->gw_next->gw_prev = e;
+  head->value = e;
 }
 
-static void index_del(amc_avi_cache_t *c, const char *key,
-                      const amc_avi_entry_t *e) {
+/* Unlinks `e` (NULL: nothing) from its gateway's list. */
+static void index_del(amc_avi_cache_t *c, amc_avi_entry_t *e) {
   if (!e || !e->gateway)
     return;
-  amc_strmap_t *set = amc_strmap_get(&c->by_gateway, e->gateway);
-  if (!set)
-    return;
-  amc_strmap_del(set, key);
-  if (set->count == 0)
-    gateway_set_free(amc_strmap_del(&c->by_gateway, e->gateway));
+  if (e->gw_next)
+    e->gw_next->gw_prev = e->gw_prev;
+  if (e->gw_prev) {
+    e->gw_prev->gw_next = e->gw_next;
+  } else if (e->gw_next) {
+    amc_strmap_find(&c->by_gateway, e->gateway)->value = e->gw_next;
+  } else {
+    amc_strmap_del(&c->by_gateway, e->gateway);
+  }
+  e->gw_prev = e->gw_next = NULL;
 }
 
 amc_avi_entry_t *amc_avi_cache_get(const amc_avi_cache_t *c, const char *type,
@@ -308,7 +309,7 @@ void amc_avi_cache_del(amc_avi_cache_t *c, const char *type, const char *tenant,
   amc_buf_t k = AMC_BUF_INIT;
   cache_key(&k, type, tenant, name);
   amc_avi_entry_t *e = amc_strmap_del(&c->map, k.data);
-  index_del(c, k.data, e);
+  index_del(c, e);
   entry_free(e);
   amc_buf_free(&k);
 }
@@ -356,13 +357,20 @@ const char *amc_avi_entry_uuid(const amc_avi_entry_t *e,
     return NULL;
   if (e->uuid_form == 2)
     return e->uuid_buf;
+  /* "<type>-" and the 16 bytes as 8-4-4-4-12 lower-case hex (by hand:
+   * this runs for every object a plan touches) */
+  static const char hex[] = "0123456789abcdef";
   const unsigned char *b = (const unsigned char *)e->uuid_buf;
   int n = snprintf(buf, AMC_AVI_UUID_BUF, "%s-", e->type);
+  if (n < 0 || (size_t)n + 37 > AMC_AVI_UUID_BUF)
+    return NULL;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10)
       buf[n++] = '-';
-    n += snprintf(buf + n, AMC_AVI_UUID_BUF - (size_t)n, "%02x", b[i]);
+    buf[n++] = hex[b[i] >> 4];
+    buf[n++] = hex[b[i] & 15];
   }
+  buf[n] = '\0';
   return buf;
 }
 
@@ -426,8 +434,8 @@ int amc_avi_cache_put_entry(amc_avi_cache_t *c, lua_State *L,
   void *old = NULL;
   amc_strmap_entry_t *me = amc_strmap_put(&c->map, k.data, e, &old);
   e->name = me->key + strlen(type) + strlen(ten) + 2;
-  index_del(c, k.data, old);
-  index_add(c, k.data, e);
+  index_del(c, old);
+  index_add(c, e);
   entry_free(old);
   amc_buf_free(&k);
   lua_settop(L, idx);
@@ -664,8 +672,6 @@ static const char *key_marker(const char *key) {
 }
 
 typedef struct {
-  const char *marker;
-  amc_strmap_t *wanted;
   amc_avi_plan_t *plan;
   const char *const *live;
   size_t n_live;
@@ -684,21 +690,18 @@ static void add_delete(amc_avi_plan_t *p, const amc_avi_entry_t *e) {
 
 /* The plan's leftovers: the gateway's entries it did not want. Clears
  * the marks of those it wanted. */
-static int leftover_visit(const char *k, void *v, void *data) {
-  (void)k;
-  visit_t *vt = data;
-  amc_avi_entry_t *e = v;
-  if (e->planned)
-    e->planned = 0;
-  else if (e->uuid_form)
-    add_delete(vt->plan, e);
-  return 0;
+static void add_leftovers(amc_avi_entry_t *first, amc_avi_plan_t *plan) {
+  for (amc_avi_entry_t *e = first; e; e = e->gw_next) {
+    if (e->planned)
+      e->planned = 0;
+    else if (e->uuid_form)
+      add_delete(plan, e);
+  }
 }
 
-static int unmark_visit(const char *k, void *v, void *data) {
-  (void)k, (void)data;
-  ((amc_avi_entry_t *)v)->planned = 0;
-  return 0;
+static void unmark(amc_avi_entry_t *first) {
+  for (amc_avi_entry_t *e = first; e; e = e->gw_next)
+    e->planned = 0;
 }
 
 static int is_mine(const amc_avi_entry_t *e, const char *marker) {
@@ -802,7 +805,6 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   int top = lua_gettop(L);
   char perr[200];
   const char *marker = key_marker(key);
-  amc_strmap_t *mine = amc_strmap_get(&cache->by_gateway, marker);
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
     if (!o->json) {
@@ -870,17 +872,15 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     }
     lua_settop(L, top);
   }
-  visit_t v = {.marker = marker, .wanted = &wanted, .plan = out};
-  if (mine)
-    amc_strmap_foreach(mine, leftover_visit, &v);
+  add_leftovers(amc_strmap_get(&cache->by_gateway, marker), out);
   if (out->n > 1)
     qsort(out->steps, out->n, sizeof *out->steps, step_cmp);
   amc_strmap_clear(&wanted, NULL);
   amc_buf_free(&k);
   return 0;
 fail:
-  if (mine) /* the marks of the objects wanted so far */
-    amc_strmap_foreach(mine, unmark_visit, NULL);
+  /* the marks of the objects wanted so far */
+  unmark(amc_strmap_get(&cache->by_gateway, marker));
   lua_settop(L, top);
   amc_strmap_clear(&wanted, NULL);
   amc_buf_free(&k);

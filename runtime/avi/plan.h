@@ -60,12 +60,15 @@ typedef struct {
  * only for an owned object without our checksum (the field-by-field
  * compare needs it; amc rewrites such an object with a checksum only when
  * it differs, so they stay rare). */
-typedef struct {
+typedef struct amc_avi_entry amc_avi_entry_t;
+struct amc_avi_entry {
   const char *type, *tenant, *name;
   const char *gateway; /* "gateway" marker ("ns/name"), or NULL */
-  char *json;          /* without a checksum: the controller's copy (canonical
-                          JSON); NULL otherwise */
-  signed char rank;    /* amc_avi_rank() */
+  /* the other entries of the same gateway (the cache's by_gateway list) */
+  amc_avi_entry_t *gw_prev, *gw_next;
+  char *json;       /* without a checksum: the controller's copy (canonical
+                       JSON); NULL otherwise */
+  signed char rank; /* amc_avi_rank() */
   /* How uuid_buf holds the uuid: AVI's own form "<type>-<lowercase uuid>"
    * as the uuid's 16 bytes (most objects), else as a string. */
   unsigned char uuid_form : 2; /* 0: no uuid, 1: 16 bytes, 2: a string */
@@ -74,7 +77,7 @@ typedef struct {
   unsigned char planned : 1;
   char cksum[17]; /* amc-cksum marker (16 hex), "" when none */
   char uuid_buf[];
-} amc_avi_entry_t;
+};
 
 /* Room for any uuid amc_avi_entry_uuid rebuilds from its 16 bytes. */
 #define AMC_AVI_UUID_BUF 96
@@ -90,9 +93,11 @@ const char *amc_avi_entry_cksum(const amc_avi_entry_t *e);
 typedef struct {
   amc_strmap_t map;    /* "type\ttenant\tname" -> amc_avi_entry_t */
   amc_strmap_t intern; /* types, tenants, gateway markers (keys only) */
-  /* gateway marker -> amc_strmap_t * of that gateway's entries (same keys
-   * as `map`): a key's leftovers are found without walking every object
-   * amc owns (a route change at 10k VirtualServices). */
+  /* gateway marker -> the first of that gateway's entries, which are
+   * linked by gw_next/gw_prev: a key's leftovers are found without walking
+   * every object amc owns (a route change at 10k VirtualServices), for
+   * two pointers per entry (a map per gateway cost a second copy of every
+   * key). */
   amc_strmap_t by_gateway;
 } amc_avi_cache_t;
 

@@ -27,10 +27,12 @@
 -- Everything here is deterministic and pure apart from the host calls.
 -- See docs/rules-contract.md (the contract) and docs/rules.md (reference).
 
--- (globals as locals: a global lookup goes through the sandbox's proxies)
+-- (globals as locals: a global lookup goes through the sandbox's proxies,
+-- and so does a string method call such as s:sub(): the string metatable
+-- is the rules' read-only proxy)
 local assert, ipairs, pairs, select, type = assert, ipairs, pairs, select, type
 local tonumber, tostring = tonumber, tostring
-local find, lower = string.find, string.lower
+local find, lower, sub = string.find, string.lower, string.sub
 local math_type = math.type
 
 local M = {}
@@ -225,29 +227,23 @@ local function is_wildcard(h)
   return find(h, "*.", 1, true) == 1
 end
 
--- Does `s` end with `suffix` (not empty)?
-local function ends_with(s, suffix)
-  return #s >= #suffix and find(s, suffix, -#suffix, true) ~= nil
-end
-
--- host_matches for lowercase arguments.
+-- host_matches for lowercase arguments. (is_wildcard written out: this
+-- runs for every VirtualService host against every server host.)
 local function lower_host_matches(pattern, host)
-  if pattern == "*" then
+  if pattern == "*" or pattern == host then
     return true
   end
-  if pattern == host then
-    return true
-  end
-  if is_wildcard(pattern) then
-    local suffix = pattern:sub(2) -- ".example.com"
+  if find(pattern, "*.", 1, true) == 1 then -- is_wildcard(pattern)
     if host == "*" then
       return false
     end
-    if is_wildcard(host) then
+    local suffix = sub(pattern, 2) -- ".example.com"
+    local min = #suffix -- host is longer than suffix and ends with it
+    if find(host, "*.", 1, true) == 1 then -- is_wildcard(host)
       -- a wildcard is covered only by a shorter (or equal) wildcard
-      return #host > #suffix + 1 and ends_with(host, suffix)
+      min = min + 1
     end
-    return #host > #suffix and ends_with(host, suffix)
+    return #host > min and find(host, suffix, -#suffix, true) ~= nil
   end
   return false
 end
@@ -255,13 +251,13 @@ end
 -- Istio host matching: `pattern` ("*", "*.example.com" or an exact host)
 -- covers `host` (which may itself be a wildcard). Case-insensitive.
 local function host_matches(pattern, host)
-  return lower_host_matches(pattern:lower(), host:lower())
+  return lower_host_matches(lower(pattern), lower(host))
 end
 
 -- The hosts two host patterns have in common: the more specific one, or
 -- nil when they are disjoint.
 local function host_intersection(a, b)
-  a, b = a:lower(), b:lower()
+  a, b = lower(a), lower(b)
   if lower_host_matches(a, b) then
     return b
   elseif lower_host_matches(b, a) then
@@ -396,13 +392,14 @@ end
 -- with the same type and name is a rule error.
 function Output:add(avi_type, object)
   local name = type(object) == "table" and object.name
-  if type(avi_type) ~= "string" then
-    error("out:add: type must be a string", 2)
-  elseif type(name) ~= "string" then
+  if type(name) ~= "string" then
     error("out:add: object must be a table with a string name", 2)
   end
   local bytype = self._by_name[avi_type]
-  if not bytype then
+  if not bytype then -- (the type is checked once, with its first object)
+    if type(avi_type) ~= "string" then
+      error("out:add: type must be a string", 2)
+    end
     bytype = {}
     self._by_name[avi_type] = bytype
   end
@@ -531,9 +528,7 @@ function M.new(host)
     return type(t) == "table" and getmetatable(t) == array_mt
   end
 
-  rt.get = function(kind, ns, name)
-    return host.get(kind, ns, name)
-  end
+  rt.get = host.get -- (called once per Service a route names)
   -- rt.list(kind, ns[, filter]): filter = { labels = {k = v, ...} } and/or
   -- { field = "spec.gateways", value = "ns/gw" } (the objects whose string
   -- at that path, or one of whose array elements, equals value). The host

@@ -442,6 +442,39 @@ CASE["identical-ports"] = [
                    dest("green", 8080, weight=50)]}]),
 ]
 
+# Servers of several EndpointSlices per Service, in and out of address
+# order (the rules keep the usual in-order case cheap, and sort otherwise):
+# numeric IPv4 order across slices, the same address under two target
+# ports, an endpoint with two addresses, IPv6 among IPv4 and an address
+# listed twice.
+def endpoints_(svc, port, addrs, suffix, port_name="http"):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": svc + "-" + suffix, "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "ports": [{"name": port_name, "port": port}],
+            "endpoints": [{"addresses": a, "conditions": {"ready": True}}
+                          for a in addrs]}
+
+
+CASE["endpoint-order"] = [
+    service("in-order", {"app": "in-order"}, [{"name": "http", "port": 80}]),
+    endpoints_("in-order", 8080, [["10.0.5.1"], ["10.0.5.2", "10.0.5.9"]],
+               "a"),
+    endpoints_("in-order", 8080, [["10.0.5.10"], ["10.0.6.1"]], "b"),
+    service("shuffled", {"app": "shuffled"}, [{"name": "http", "port": 80}]),
+    endpoints_("shuffled", 8080, [["10.0.7.10"], ["10.0.7.9"]], "a"),
+    endpoints_("shuffled", 80, [["10.0.7.9"], ["10.0.7.2"]], "b"),
+    service("mixed", {"app": "mixed"}, [{"name": "http", "port": 80}]),
+    endpoints_("mixed", 8080, [["fd00::2"], ["10.0.8.10"], ["10.0.8.2"]], "a"),
+    endpoints_("mixed", 8080, [["10.0.8.3", "10.0.8.2"], ["fd00::1"]], "b"),
+    gateway([http(80, ["shop.example.com"])]),
+    vs("shop", ["shop.example.com"], [
+        {"match": [{"uri": {"prefix": "/a"}}], "route": [dest("in-order", 80)]},
+        {"match": [{"uri": {"prefix": "/b"}}], "route": [dest("shuffled", 80)]},
+        {"route": [dest("mixed", 80)]}]),
+]
+
 def main():
     for name, docs in sorted(CASE.items()):
         d = os.path.join(CASES, name)

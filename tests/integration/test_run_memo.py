@@ -1,7 +1,8 @@
 """Incremental translation (the rules engine's memo, rt.memo) against the
 AVI simulator: a randomised sequence of input changes -- route weights,
 hosts, matches, Service ports, endpoints, DestinationRule subsets,
-VirtualService deletes and adds, one-off AVI write failures -- applied to
+VirtualService deletes and adds, TLS Secret rotations, breakage and
+removal, one-off AVI write failures -- applied to
 `amc run` (the memo is on by default); after each batch the objects on the
 simulator must be exactly those of a fresh full translation (`amc translate` of the same
 files): same (type, name) set and, for each, the same amc-cksum marker
@@ -11,6 +12,7 @@ translating in full. With --incremental=false nothing is ever replayed.
 
 AMC_MEMO_SEED picks the sequence (default: a fixed seed); AMC_MEMO_STEPS
 its length."""
+import base64
 import json
 import os
 import random
@@ -62,6 +64,15 @@ class Mesh:
                                                "number": p,
                                                "protocol": "HTTP"}}
                                      for p in ports]}})
+        # gw-b also serves HTTPS with the Secret cert-b (its certificate is
+        # memoized on the Secret: rotations, breakage and removal below)
+        gwb = self.objs[("Gateway", "istio-system", "gw-b")]
+        gwb["spec"]["servers"].append({
+            "hosts": ["*.gw-b.example.com"],
+            "port": {"name": "https", "number": 443, "protocol": "HTTPS"},
+            "tls": {"mode": "SIMPLE", "credentialName": "cert-b"}})
+        self.put(gwb)
+        self.put_secret("rotate")
         for ns in NAMESPACES:
             for i in range(3):
                 self.add_service(ns, "svc-%d" % i)
@@ -111,6 +122,29 @@ class Mesh:
                                    "labels": {"app": name, "version": v}},
                       "status": {"podIP": self.ip()}})
         self.put(self.slice(ns, name))
+
+    def put_secret(self, how):
+        """The TLS Secret cert-b: a new key pair ("rotate"), data that is not
+        PEM ("break") or gone ("delete")."""
+        key = ("Secret", "istio-system", "cert-b")
+        if how == "delete":
+            if key in self.objs:
+                self.delete(key)
+            return
+
+        def pem(label):
+            body = base64.b64encode(bytes(self.rnd.randrange(256)
+                                          for _ in range(48))).decode()
+            return "-----BEGIN %s-----\n%s\n-----END %s-----\n" % (
+                label, body, label)
+        crt, k = pem("CERTIFICATE"), pem("PRIVATE KEY")
+        if how == "break":
+            crt = "not a certificate"
+        self.put({"apiVersion": "v1", "kind": "Secret",
+                  "type": "kubernetes.io/tls",
+                  "metadata": {"name": "cert-b", "namespace": "istio-system"},
+                  "data": {"tls.crt": base64.b64encode(crt.encode()).decode(),
+                           "tls.key": base64.b64encode(k.encode()).decode()}})
 
     def ip(self):
         return "10.%d.%d.%d" % (self.rnd.randrange(256),
@@ -175,7 +209,11 @@ class Mesh:
         vss = self.keys("VirtualService")
         op = rnd.choice(["weights", "weights", "hosts", "match", "gateway",
                          "svc_port", "endpoints", "subsets", "delete",
-                         "add", "dest"])
+                         "add", "dest", "secret"])
+        if op == "secret":
+            how = rnd.choice(["rotate", "rotate", "break", "delete"])
+            self.put_secret(how)
+            return "secret cert-b: " + how
         if op == "add" or not vss:
             self.add_vs()
             return "add vs"

@@ -448,6 +448,72 @@ static void test_leftovers_follow_the_gateway_index(void **state) {
   lua_close(L);
 }
 
+/* The uuids of a plan's steps, sorted, comma-separated, into buf. */
+static const char *plan_uuids(const amc_avi_plan_t *p, char *buf, size_t len) {
+  const char *u[16];
+  size_t n = p->n < 16 ? p->n : 16;
+  for (size_t i = 0; i < n; i++)
+    u[i] = p->steps[i].uuid;
+  for (size_t i = 1; i < n; i++) /* (insertion sort: a handful) */
+    for (size_t j = i; j > 0 && strcmp(u[j - 1], u[j]) > 0; j--) {
+      const char *t = u[j];
+      u[j] = u[j - 1];
+      u[j - 1] = t;
+    }
+  buf[0] = '\0';
+  for (size_t i = 0; i < n; i++)
+    snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", u[i]);
+  return buf;
+}
+
+/* The per-gateway index is a list through the entries: removing its
+ * first, a middle and its last entry, and replacing one, keep exactly
+ * the others (leftovers of a plan that wants nothing). */
+static void test_gateway_index_unlinks(void **state) {
+  (void)state;
+  lua_State *L = newL();
+  amc_avi_cache_t c;
+  amc_avi_cache_init(&c);
+  amc_avi_plan_t p;
+  char err[300], got[256];
+#define OWNED(gw, name, uuid)                                                  \
+  "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","              \
+  "\"values\":[\"" gw "\"]}],\"name\":\"" name "\",\"uuid\":\"" uuid "\"}"
+  put(&c, L, "pool", OWNED("ns/a", "p1", "pool-1")); /* last in the list */
+  put(&c, L, "pool", OWNED("ns/a", "p2", "pool-2"));
+  put(&c, L, "pool", OWNED("ns/a", "p3", "pool-3"));
+  put(&c, L, "pool", OWNED("ns/a", "p4", "pool-4"));
+  put(&c, L, "pool", OWNED("ns/a", "p5", "pool-5")); /* first */
+  put(&c, L, "pool", OWNED("ns/b", "q1", "pool-6"));
+  amc_avi_cache_del(&c, "pool", "admin", "p3");
+  amc_avi_cache_del(&c, "pool", "admin", "p5");
+  amc_avi_cache_del(&c, "pool", "admin", "p1");
+  put(&c, L, "pool", OWNED("ns/a", "p4", "pool-7")); /* replaced */
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/a", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_string_equal(plan_uuids(&p, got, sizeof got), "pool-2,pool-7");
+  amc_avi_plan_free(&p);
+  /* the last ones go: the gateway has no list any more; b is untouched */
+  amc_avi_cache_del(&c, "pool", "admin", "p2");
+  amc_avi_cache_del(&c, "pool", "admin", "p4");
+  assert_int_equal(c.by_gateway.count, 1);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/a", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(p.n, 0);
+  amc_avi_plan_free(&p);
+  assert_int_equal(amc_avi_plan_key(L, &c, &own, "Gateway/ns/b", NULL, 0, &p,
+                                    err, sizeof err),
+                   0);
+  assert_string_equal(plan_uuids(&p, got, sizeof got), "pool-6");
+  amc_avi_plan_free(&p);
+#undef OWNED
+  assert_int_equal(lua_gettop(L), 0);
+  amc_avi_cache_clear(&c);
+  lua_close(L);
+}
+
 static void test_plan_subset_fallback(void **state) {
   (void)state;
   lua_State *L = newL();
@@ -659,6 +725,7 @@ int main(void) {
       cmocka_unit_test(test_cache_uuid_forms),
       cmocka_unit_test(test_plan_order_and_leftovers),
       cmocka_unit_test(test_leftovers_follow_the_gateway_index),
+      cmocka_unit_test(test_gateway_index_unlinks),
       cmocka_unit_test(test_plan_marks_cleared),
       cmocka_unit_test(test_plan_subset_fallback),
       cmocka_unit_test(test_plan_errors),

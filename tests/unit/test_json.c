@@ -410,6 +410,21 @@ static void test_encode_errors_name_path(void **state) {
              "!spec.servers[2].port: cannot encode a function");
   encode_lua("local t = {a = {}} t.a.b = t return t",
              "!a.b: cannot encode a cycle (table contains itself)");
+  /* Named where the table first repeats, even through arrays and with
+   * an error after it; the same with a deep value before the cycle. */
+  encode_lua("local t = {} t[1] = {t} return {a = t}",
+             "!a[0][0]: cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {} t.a = t t.b = function() end return t",
+             "!a: cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {} t.x = t return {t}",
+             "![0].x: cannot encode a cycle (table contains itself)");
+  char want[300] = "!z";
+  for (int i = 0; i < 101; i++)
+    strcat(want, ".y");
+  strcat(want, ": cannot encode a cycle (table contains itself)");
+  encode_lua("local t = {z = {}} local c = t.z for i = 1, 100 do "
+             "c.y = {} c = c.y end c.y = t.z return t",
+             want);
   encode_lua("return {a = {1, 2, x = 3}}",
              "!a: cannot encode a table mixing string keys with other keys "
              "(object keys must be strings)");
@@ -1000,8 +1015,84 @@ static void test_encode_memo(void **state) {
   lua_settop(L, list - 1);
 }
 
+/* The tokens amc_json_encode_tape records: output order, unescaped
+ * strings, integral floats as the integers they are written as, a memo
+ * copy (a table met a third time) as one RAW token over its bytes. */
+static void test_encode_tape(void **state) {
+  (void)state;
+  if (luaL_dostring(L, "local m = {key = 'k', values = {'v'}}\n"
+                       "return {b = 1, a = {'x\\\"y', true, false},\n"
+                       "  c = 2.0, d = 0.5, e = json.null, f = m,\n"
+                       "  g = setmetatable({}, json.array_mt), h = {}}, m") !=
+      LUA_OK)
+    fail_msg("%s", lua_tostring(L, -1));
+  int v = lua_gettop(L) - 1;
+  amc_buf_t b = AMC_BUF_INIT;
+  amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
+  char err[200];
+  assert_int_equal(
+      amc_json_encode_tape(L, v, &b, NULL, &tape, err, sizeof err), 0);
+  assert_string_equal(b.data, "{\"a\":[\"x\\\"y\",true,false],\"b\":1,"
+                              "\"c\":2,\"d\":0.5,\"e\":null,"
+                              "\"f\":{\"key\":\"k\",\"values\":[\"v\"]},"
+                              "\"g\":[],\"h\":{}}");
+  static const int want[] = {
+      AMC_JT_OBJ, AMC_JT_KEY,   AMC_JT_ARR,  AMC_JT_STR, AMC_JT_TRUE,
+      AMC_JT_FALSE, AMC_JT_END, AMC_JT_KEY,  AMC_JT_INT, AMC_JT_KEY,
+      AMC_JT_INT, AMC_JT_KEY,   AMC_JT_FLT,  AMC_JT_KEY, AMC_JT_NULL,
+      AMC_JT_KEY, AMC_JT_OBJ,   AMC_JT_KEY,  AMC_JT_STR, AMC_JT_KEY,
+      AMC_JT_ARR, AMC_JT_STR,   AMC_JT_END,  AMC_JT_END, AMC_JT_KEY,
+      AMC_JT_ARR, AMC_JT_END,   AMC_JT_KEY,  AMC_JT_OBJ, AMC_JT_END,
+      AMC_JT_END};
+  assert_int_equal(tape.n, sizeof want / sizeof want[0]);
+  assert_int_equal(tape.failed, 0);
+  for (size_t i = 0; i < tape.n; i++)
+    if (tape.tok[i].kind != want[i])
+      fail_msg("token %zu: kind %d, want %d", i, tape.tok[i].kind, want[i]);
+  assert_int_equal(tape.tok[1].len, 1);
+  assert_memory_equal(tape.tok[1].u.s, "a", 1);
+  assert_int_equal(tape.tok[3].len, 3); /* x"y, unescaped */
+  assert_memory_equal(tape.tok[3].u.s, "x\"y", 3);
+  assert_int_equal(tape.tok[8].u.i, 1);
+  assert_int_equal(tape.tok[10].u.i, 2); /* 2.0, written as 2 */
+  assert_true(tape.tok[12].u.d == 0.5);
+
+  /* Through a memo: the tables under the root (a, f, g, h) are kept the
+   * second time, RAW tokens over their bytes the third. */
+  static const char *const raws[] = {"[\"x\\\"y\",true,false]",
+                                     "{\"key\":\"k\",\"values\":[\"v\"]}",
+                                     "[]", "{}"};
+  amc_json_memo_t *m = amc_json_memo_new();
+  for (int i = 0; i < 3; i++) {
+    amc_buf_t got = AMC_BUF_INIT;
+    amc_buf_putc(&got, '#'); /* offsets are into `out`, not from 0 */
+    assert_int_equal(
+        amc_json_encode_tape(L, v, &got, m, &tape, err, sizeof err), 0);
+    assert_string_equal(got.data + 1, b.data);
+    size_t raw = 0;
+    for (size_t j = 0; j < tape.n; j++) {
+      if (tape.tok[j].kind != AMC_JT_RAW)
+        continue;
+      assert_true(raw < 4);
+      size_t n = strlen(raws[raw]);
+      assert_int_equal(tape.tok[j].len, n);
+      assert_memory_equal(got.data + tape.tok[j].u.off, raws[raw], n);
+      raw++;
+    }
+    assert_int_equal(raw, i == 2 ? 4 : 0);
+    assert_int_equal(tape.n, sizeof want / sizeof want[0] - (i == 2 ? 13 : 0));
+    amc_buf_free(&got);
+  }
+  amc_json_memo_free(m);
+  amc_json_tape_free(&tape);
+  assert_null(tape.tok);
+  amc_buf_free(&b);
+  lua_settop(L, v - 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_encode_tape),
       cmocka_unit_test(test_roundtrip_basic),
       cmocka_unit_test(test_canonical_key_order),
       cmocka_unit_test(test_empty_array_vs_object),

@@ -1,5 +1,6 @@
-/* test_translation.c - amc_object_cksum (its values are stored on AVI
- * objects, so they are pinned here). */
+/* test_translation.c - amc_object_cksum, amc_object_cksum64 and
+ * amc_object_cksum_hex (the values are stored on AVI objects, so they are
+ * pinned here). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,9 @@ static void test_cksum_known_values(void **state) {
   assert_string_equal(out, "af63dc4c8601ec8c");
   amc_object_cksum("foobar", 6, out);
   assert_string_equal(out, "85944171f73967e8");
+  assert_true(amc_object_cksum64("foobar", 6) == 0x85944171f73967e8ull);
+  amc_object_cksum_hex(0xaf63dc4c8601ec8cull, out);
+  assert_string_equal(out, "af63dc4c8601ec8c");
   const char *obj = "{\"name\":\"vs-1\",\"tenant_ref\":\"/api/tenant/admin\"}";
   amc_object_cksum(obj, strlen(obj), out);
   assert_int_equal(strlen(out), 16);
@@ -41,6 +45,10 @@ static void test_cksum_matches_bytewise(void **state) {
     char want[17], got[17];
     snprintf(want, sizeof want, "%016llx", (unsigned long long)h);
     amc_object_cksum((const char *)buf, len, got);
+    assert_string_equal(got, want);
+    /* The number and its printing give the same. */
+    assert_true(amc_object_cksum64((const char *)buf, len) == h);
+    amc_object_cksum_hex(h, got);
     assert_string_equal(got, want);
   }
 }
