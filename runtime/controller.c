@@ -3,6 +3,7 @@
 
 #include "deps.h"
 #include "queue.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/strmap.h"
 
@@ -870,14 +871,6 @@ struct amc_dry_run {
   amc_strmap_t keys; /* key -> amc_strmap_t* */
 };
 
-static uint64_t fnv(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 amc_dry_run_t *amc_dry_run_new(FILE *out) {
   amc_dry_run_t *d = calloc(1, sizeof *d);
@@ -950,7 +943,7 @@ static void put_redacted(FILE *out, const char *json) {
 static uint64_t obj_digest(const amc_avi_object_t *o) {
   if (o->cksum[0])
     return strtoull(o->cksum, NULL, 16);
-  return fnv(o->json, o->json_len);
+  return amc_fnv64(o->json, o->json_len);
 }
 
 static int dr_has_unchanged(void *sink, const char *key,

@@ -1,5 +1,6 @@
 /* translation.c - releasing a translation's results. */
 #include "translation.h"
+#include "util/hash.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,27 +41,10 @@ void amc_translation_free(amc_translation_t *t) {
   free(t);
 }
 
-/* 64-bit FNV-1a, byte by byte (its values are stored on AVI objects:
- * they must never change). Eight bytes per iteration: the multiplies are
- * a chain either way; unrolling drops the loop's own instructions. */
+/* 64-bit FNV-1a (util/hash.h; its values are stored on AVI objects:
+ * they must never change). */
 uint64_t amc_object_cksum64(const char *json, size_t len) {
-  const uint64_t prime = 1099511628211ull;
-  const unsigned char *p = (const unsigned char *)json;
-  const unsigned char *end = p + len;
-  uint64_t h = 14695981039346656037ull;
-  for (; end - p >= 8; p += 8) {
-    h = (h ^ p[0]) * prime;
-    h = (h ^ p[1]) * prime;
-    h = (h ^ p[2]) * prime;
-    h = (h ^ p[3]) * prime;
-    h = (h ^ p[4]) * prime;
-    h = (h ^ p[5]) * prime;
-    h = (h ^ p[6]) * prime;
-    h = (h ^ p[7]) * prime;
-  }
-  for (; p < end; p++)
-    h = (h ^ *p) * prime;
-  return h;
+  return amc_fnv64(json, len);
 }
 
 void amc_object_cksum_hex(uint64_t h, char out[17]) {

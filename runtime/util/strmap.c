@@ -1,5 +1,6 @@
 /* strmap.c - chained string hash map. */
 #include "util/strmap.h"
+#include "util/hash.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -8,11 +9,7 @@
 
 /* FNV-1a 64, folded to the entry's 32 bits. */
 static uint32_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    h ^= *p;
-    h *= 1099511628211ULL;
-  }
+  uint64_t h = amc_fnv64_str(s);
   return (uint32_t)(h ^ (h >> 32));
 }
 
