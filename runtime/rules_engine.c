@@ -42,6 +42,7 @@
 #include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
+#include "util/hash.h"
 #include "util/lz.h"
 #include "util/strmap.h"
 
@@ -113,7 +114,7 @@ struct amc_rules_engine {
   prof_slot_t *prof; /* AMC_LUA_PROFILE */
   amc_buf_t scratch;
   amc_json_memo_t *enc_memo; /* collect_objects' (freed after it) */
-  amc_json_tape_t enc_tape;   /* collect_objects': the object's tokens */
+  amc_json_tape_t enc_tape;  /* collect_objects': the object's tokens */
   /* memo (see "Memo" below and rules_engine.h) */
   int memo_on;
   amc_strmap_t memo; /* key -> struct memo_key* */
@@ -436,9 +437,7 @@ static void prof_tick(amc_rules_engine_t *e, lua_State *L) {
     return;
   char key[120];
   snprintf(key, sizeof key, "%s:%d", ar.short_src, ar.linedefined);
-  uint64_t h = 1469598103934665603ULL;
-  for (const char *p = key; *p; p++)
-    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  uint64_t h = amc_fnv64_str(key);
   for (size_t i = 0; i < PROF_SLOTS; i++) {
     prof_slot_t *sl = &e->prof[(h + i) % PROF_SLOTS];
     if (!sl->key[0])
@@ -1087,11 +1086,7 @@ static int host_list(lua_State *L) {
 static int host_hash(lua_State *L) {
   size_t n;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= s[i];
-    h *= 0x100000001b3ULL;
-  }
+  uint64_t h = amc_fnv64(s, n);
   char hex[17];
   snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
   lua_pushlstring(L, hex, 16);
@@ -2024,14 +2019,6 @@ typedef struct memo_path {
   char *kind, *path; /* "f:<dot path>" or "l:<label key>" */
 } memo_path_t;
 
-static uint64_t fnv64(const void *p, size_t n) {
-  const uint8_t *s = p;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ s[i]) * 1099511628211ull;
-  return h;
-}
-
 /* The slot of a dependency entry given as its parts, as deps.c spells
  * the entry: the parts joined by '\x1f' ("o", kind, ns, name for an
  * object; "n", kind, ns; "a", kind; "f", kind, ns, path, value and "F",
@@ -2042,8 +2029,7 @@ typedef struct {
 } slot_hash_t;
 
 static void sh_bytes(slot_hash_t *s, const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    s->h = (s->h ^ (uint8_t)p[i]) * 1099511628211ull;
+  s->h = amc_fnv64_update(s->h, p, n);
 }
 
 static void sh_part(slot_hash_t *s, const char *p, size_t n) {
@@ -2056,7 +2042,7 @@ static void sh_str(slot_hash_t *s, const char *p) {
 }
 
 static slot_hash_t sh_start(char tag) {
-  slot_hash_t s = {1469598103934665603ull};
+  slot_hash_t s = {AMC_FNV64_INIT};
   sh_bytes(&s, &tag, 1);
   return s;
 }
@@ -2305,8 +2291,8 @@ static int host_memo_get(lua_State *L) {
   if (e->frame_open)
     return luaL_error(L, "rt.memo: memoized calls cannot nest");
   e->memo_got = SIZE_MAX;
-  size_t i =
-      e->memo_replay ? ent_find(e->memo_cur, fnv64(sub, sub_len)) : SIZE_MAX;
+  size_t i = e->memo_replay ? ent_find(e->memo_cur, amc_fnv64(sub, sub_len))
+                            : SIZE_MAX;
   if (i == SIZE_MAX || e->memo_cur->taken[i]) {
     lua_pushnil(L);
     return 1;
@@ -2373,7 +2359,7 @@ static int host_memo_replay(lua_State *L) {
   const char *sub = luaL_checklstring(L, 1, &sub_len);
   size_t i = e->memo_got;
   memo_key_t *k = e->memo_cur;
-  if (i == SIZE_MAX || !k || k->ents[i].hash != fnv64(sub, sub_len) ||
+  if (i == SIZE_MAX || !k || k->ents[i].hash != amc_fnv64(sub, sub_len) ||
       k->taken[i])
     return luaL_error(L, "rt.memo: no entry %s to replay", sub);
   e->memo_got = SIZE_MAX;
@@ -2511,8 +2497,8 @@ static int host_memo_end(lua_State *L) {
   e->frame_reads = NULL;
   e->frame_n = e->frame_cap = 0;
   e->frame_open = 0;
-  items_push(e,
-             (memo_item_t){{fnv64(sub, strlen(sub)), e->memo_now, 0, 0}, f, 0});
+  items_push(
+      e, (memo_item_t){{amc_fnv64(sub, strlen(sub)), e->memo_now, 0, 0}, f, 0});
   return 0;
 }
 

@@ -33,6 +33,7 @@
 
 #include "json.h"
 #include "util/buf.h"
+#include "util/hash.h"
 #include "util/lz.h"
 
 #define DICT_MIN 64   /* bytes: smaller objects do not make a dictionary */
@@ -252,15 +253,12 @@ static kind_t *find_kind(amc_store_t *s, const char *name, int create) {
 /* FNV-1a 64 over kind, namespace and name (with separators), folded to
  * the 32 bits an entry keeps. */
 static uint32_t key_hash(const char *kind, const char *ns, const char *name) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  static const unsigned char sep = 0xff;
+  uint64_t h = AMC_FNV64_INIT;
   const char *parts[3] = {kind, ns, name};
   for (int i = 0; i < 3; i++) {
-    for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
-      h ^= *p;
-      h *= 0x100000001b3ULL;
-    }
-    h ^= 0xff;
-    h *= 0x100000001b3ULL;
+    h = amc_fnv64_update(h, parts[i], strlen(parts[i]));
+    h = amc_fnv64_update(h, &sep, 1);
   }
   return (uint32_t)(h ^ (h >> 32));
 }
@@ -408,9 +406,7 @@ static void notify(amc_store_t *s, entry_t *e, amc_store_event_t ev,
 
 /* FNV-1a 64 folded to 32 bits (a bucket keeps it). */
 static uint32_t str_hash(const char *v, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
+  uint64_t h = amc_fnv64(v, n);
   return (uint32_t)(h ^ (h >> 32));
 }
 
