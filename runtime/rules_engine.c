@@ -2308,14 +2308,19 @@ typedef struct {
 } memo_obj_t;
 
 /* Is out:get(type, name) non-nil? `by_name` is the Output's _by_name
- * (type -> name -> object, plain tables: what Output:get reads). */
-static int out_has(lua_State *L, int by_name, span_t type, span_t name) {
+ * (type -> name -> object, plain tables: what Output:get reads). The name
+ * is at stack index `name_at`, or (0) pushed from `name`. */
+static int out_has(lua_State *L, int by_name, span_t type, span_t name,
+                   int name_at) {
   lua_pushlstring(L, type.p, type.n);
   if (lua_rawget(L, by_name) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
   }
-  lua_pushlstring(L, name.p, name.n);
+  if (name_at)
+    lua_pushvalue(L, name_at);
+  else
+    lua_pushlstring(L, name.p, name.n);
   int has = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 2);
   return has;
@@ -2334,23 +2339,24 @@ static int added_before(const memo_obj_t *objs, size_t k, span_t type,
  * (only its name) goes to _by_name and, with the checksum of the body the
  * call produced, to _objects (the host hands it over unchanged). */
 static void out_add_unchanged(lua_State *L, int by_name, int objects,
-                              const memo_obj_t *o, uint64_t ck) {
+                              const memo_obj_t *o, int name_at, uint64_t ck) {
   lua_pushlstring(L, o->type.p, o->type.n);
+  lua_pushvalue(L, -1);
   if (lua_rawget(L, by_name) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 4);
-    lua_pushlstring(L, o->type.p, o->type.n);
+    lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
     lua_rawset(L, by_name);
   }
   lua_createtable(L, 0, 1); /* the object */
-  lua_pushlstring(L, o->name.p, o->name.n);
+  lua_pushvalue(L, name_at);
   lua_setfield(L, -2, "name");
-  lua_pushlstring(L, o->name.p, o->name.n);
+  lua_pushvalue(L, name_at);
   lua_pushvalue(L, -2);
   lua_rawset(L, -4);
   lua_createtable(L, 0, 4);
-  lua_pushlstring(L, o->type.p, o->type.n);
+  lua_pushvalue(L, -4);
   lua_setfield(L, -2, "type");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "object");
@@ -2364,7 +2370,7 @@ static void out_add_unchanged(lua_State *L, int by_name, int objects,
     lua_setfield(L, -2, "tenant_ref");
   }
   lua_rawseti(L, objects, (lua_Integer)lua_rawlen(L, objects) + 1);
-  lua_pop(L, 2);
+  lua_pop(L, 3);
 }
 
 /* Records the reads of an entry (at `c`) as this translation's. */
@@ -2396,9 +2402,10 @@ static int replay_reads(amc_rules_engine_t *e, cur_t c) {
 
 /* Would the entry's events (at `c`) happen the same way now? Every out:get
  * must give the same answer and no add may hit a name already taken.
- * Returns 1 or 0, -1 if the events are corrupt; `c` ends after them. */
+ * The objects' names are on the stack from index `names` on. Returns 1
+ * or 0, -1 if the events are corrupt; `c` ends after them. */
 static int replayable(lua_State *L, int by_name, cur_t *c,
-                      const memo_obj_t *objs, size_t n_objs) {
+                      const memo_obj_t *objs, size_t n_objs, int names) {
   size_t n = get_uv(c), k = 0;
   int ok = 1;
   for (size_t j = 0; j < n && !c->bad; j++) {
@@ -2411,14 +2418,15 @@ static int replayable(lua_State *L, int by_name, cur_t *c,
       if (c->bad)
         break;
       int now = added_before(objs, k, type, name) ||
-                out_has(L, by_name, type, name);
+                out_has(L, by_name, type, name, 0);
       if (ok && now != (*was != 0))
         ok = 0;
     } else if (*tag == 'a') {
       if (k >= n_objs)
         ok = 0;
       else if (ok && (added_before(objs, k, objs[k].type, objs[k].name) ||
-                      out_has(L, by_name, objs[k].type, objs[k].name)))
+                      out_has(L, by_name, objs[k].type, objs[k].name,
+                              names + (int)k)))
         ok = 0;
       k++;
     } else if (*tag == 'd') {
@@ -2481,8 +2489,13 @@ static int host_memo_get(lua_State *L) {
   }
   if (c.bad)
     return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  /* the names once: a long string's hash is computed once per string */
+  luaL_checkstack(L, (int)n_objs + 20, "rt.memo: entry");
+  int names = lua_gettop(L) + 1;
+  for (size_t j = 0; j < n_objs; j++)
+    lua_pushlstring(L, objs[j].name.p, objs[j].name.n);
   cur_t events = c;
-  int ok = replayable(L, 2, &c, objs, n_objs);
+  int ok = replayable(L, 2, &c, objs, n_objs, names);
   if (ok < 0)
     return luaL_error(L, "rt.memo: corrupt entry %s", sub);
   if (!ok) {
@@ -2512,7 +2525,8 @@ static int host_memo_get(lua_State *L) {
       get_span(&events);
       get_bytes(&events, 1);
     } else if (*tag == 'a') {
-      out_add_unchanged(L, 2, 3, &objs[kk], get_u64(v.cks, kk));
+      out_add_unchanged(L, 2, 3, &objs[kk], names + (int)kk,
+                        get_u64(v.cks, kk));
       kk++;
     } else { /* 'd' */
       if (!nd) {

@@ -667,22 +667,52 @@ function M.new(host)
     return rec
   end
 
+  -- The input objects' (kind, namespace, name) for memo_begin.
+  local function input_ids(inputs)
+    local ids = {}
+    for _, o in ipairs(inputs) do
+      local md = o.metadata or {}
+      ids[#ids + 1] = o.kind
+      ids[#ids + 1] = md.namespace or false
+      ids[#ids + 1] = md.name
+    end
+    local n = #ids
+    for i = 2, n, 3 do
+      if ids[i] == false then
+        ids[i] = nil
+      end
+    end
+    return ids, n
+  end
+
+  -- "kind/ns/name" of an input object, checked.
+  local function input_part(o)
+    local md = o.metadata or {}
+    local kind, ns, name = o.kind, md.namespace, md.name
+    assert(type(kind) == "string" and type(name) == "string",
+      "rt.memo: inputs must be objects read from the store")
+    return kind .. "/" .. (ns or "") .. "/" .. name
+  end
+
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
       return fn(...)
     end
-    local parts, ids = { key }, {}
-    for _, o in ipairs(inputs) do
+    local sub
+    if #inputs == 1 then -- (the usual case: one string built)
+      local o = inputs[1]
       local md = o.metadata or {}
       local kind, ns, name = o.kind, md.namespace, md.name
       assert(type(kind) == "string" and type(name) == "string",
         "rt.memo: inputs must be objects read from the store")
-      parts[#parts + 1] = kind .. "/" .. (ns or "") .. "/" .. name
-      ids[#ids + 1] = kind
-      ids[#ids + 1] = ns or false
-      ids[#ids + 1] = name
+      sub = key .. "\31" .. kind .. "/" .. (ns or "") .. "/" .. name
+    else
+      local parts = { key }
+      for i, o in ipairs(inputs) do
+        parts[i + 1] = input_part(o)
+      end
+      sub = table.concat(parts, "\31")
     end
-    local sub = table.concat(parts, "\31")
     local out = ctx.out
     -- The host checks the entry's events against the Output and replays
     -- them (Output:get and Output:_add_unchanged in C: a plain Output
@@ -696,12 +726,7 @@ function M.new(host)
         return r
       end
     end
-    local n = #ids
-    for i = 2, n, 3 do
-      if ids[i] == false then
-        ids[i] = nil
-      end
-    end
+    local ids, n = input_ids(inputs)
     memo_begin(sub, table.unpack(ids, 1, n))
     local ev, objs = {}, {}
     local cache = ctx.cache
