@@ -128,8 +128,6 @@ struct amc_rules_engine {
   struct memo_key *memo_cur;    /* its key's entries (NULL: none) */
   struct memo_item *memo_items; /* what it replayed or made */
   size_t memo_items_n, memo_items_cap;
-  size_t memo_got;       /* the entry memo_get returned (SIZE_MAX: none) */
-  size_t memo_got_reads; /* where its reads start in memo_plain */
   amc_buf_t memo_plain, memo_scratch, memo_packs;
   /* the last translation's entries, not packed yet (amc_rules_engine_settle) */
   struct memo_key *memo_pend; /* its key (NULL: nothing pending) */
@@ -1946,9 +1944,10 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  *   pack  = varint n_slots, n_slots x u16 (its reads' slots, below),
  *           varint n_objs, n_objs x u64 (checksums of the objects added),
  *           LZ (util/lz.h) of the plain text
- *   plain = str subkey, str blob (canonical JSON {r = result, ev = events},
- *           built by rt.lua), varint n_objs, n_objs x (str type, str name,
- *           ostr tenant_ref), varint n_reads, n_reads x (ostr kind, ns,
+ *   plain = str subkey, str blob (canonical JSON {r = result}, built by
+ *           rt.lua), varint n_objs, n_objs x (str type, str name, ostr
+ *           tenant_ref), events (ev_encode: what the call did to the
+ *           Output, in order), varint n_reads, n_reads x (ostr kind, ns,
  *           name, field, label, value)
  *   (str: varint length, bytes; ostr: varint length + 1, bytes; 0: NULL)
  *
@@ -1998,6 +1997,8 @@ typedef struct memo_fresh {
   char *sub;
   char *blob;
   size_t blob_len;
+  char *ev; /* its events, as in the plain text */
+  size_t ev_len;
   memo_fobj_t *objs;
   size_t n_objs;
   amc_read_t *reads; /* the call's own */
@@ -2098,6 +2099,7 @@ static void fresh_free(memo_fresh_t *f) {
     return;
   free(f->sub);
   free(f->blob);
+  free(f->ev);
   for (size_t i = 0; i < f->n_objs; i++) {
     free(f->objs[i].type);
     free(f->objs[i].name);
@@ -2283,90 +2285,96 @@ static cur_t plain_of(amc_rules_engine_t *e, size_t i, const char *sub,
   return c;
 }
 
-/* host.memo_get(subkey): the entry's replay data, or nil. */
-static int host_memo_get(lua_State *L) {
-  amc_rules_engine_t *e = GEN(L)->eng;
-  size_t sub_len;
-  const char *sub = luaL_checklstring(L, 1, &sub_len);
-  if (e->frame_open)
-    return luaL_error(L, "rt.memo: memoized calls cannot nest");
-  e->memo_got = SIZE_MAX;
-  size_t i = e->memo_replay ? ent_find(e->memo_cur, amc_fnv64(sub, sub_len))
-                            : SIZE_MAX;
-  if (i == SIZE_MAX || e->memo_cur->taken[i]) {
-    lua_pushnil(L);
-    return 1;
-  }
-  memo_ent_t *m = &e->memo_cur->ents[i];
-  pack_view_t v;
-  if (pack_view(e->memo_cur, m, &v) != 0 || !ent_valid(e, m, &v)) {
-    lua_pushnil(L);
-    return 1;
-  }
-  cur_t c = plain_of(e, i, sub, sub_len, &v);
-  size_t blob_len = get_uv(&c);
-  const uint8_t *blob = get_bytes(&c, blob_len);
-  if (c.bad) {
-    lua_pushnil(L);
-    return 1;
-  }
-  char err[200];
-  if (amc_json_decode_canonical(L, (const char *)blob, blob_len, err,
-                                sizeof err) != 0 ||
-      !lua_istable(L, -1))
-    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
-  size_t n_objs = get_uv(&c);
-  if (n_objs != v.n_cks)
-    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
-  lua_createtable(L, (int)n_objs, 0);
-  for (size_t j = 0; j < n_objs; j++) {
-    lua_createtable(L, 4, 0);
-    size_t tl = get_uv(&c);
-    const uint8_t *ty = get_bytes(&c, tl);
-    size_t nl = get_uv(&c);
-    const uint8_t *nm = get_bytes(&c, nl);
-    size_t rl = get_uv(&c);
-    const uint8_t *tr = rl ? get_bytes(&c, rl - 1) : NULL;
-    if (c.bad)
-      return luaL_error(L, "rt.memo: corrupt entry %s", sub);
-    lua_pushlstring(L, (const char *)ty, tl);
-    lua_rawseti(L, -2, 1);
-    lua_pushlstring(L, (const char *)nm, nl);
-    lua_rawseti(L, -2, 2);
-    char ck[16]; /* as amc_object_cksum: 16 lowercase hex digits */
-    uint64_t x = get_u64(v.cks, j);
-    for (int q = 15; q >= 0; q--, x >>= 4)
-      ck[q] = "0123456789abcdef"[x & 15];
-    lua_pushlstring(L, ck, sizeof ck);
-    lua_rawseti(L, -2, 3);
-    if (tr) {
-      lua_pushlstring(L, (const char *)tr, rl - 1);
-      lua_rawseti(L, -2, 4);
-    }
-    lua_rawseti(L, -2, (lua_Integer)j + 1);
-  }
-  lua_setfield(L, -2, "objs");
-  e->memo_got = i;
-  e->memo_got_reads = (size_t)(c.p - (const uint8_t *)e->memo_plain.data);
-  return 1;
+/* A byte string of the plain text (not NUL-terminated). */
+typedef struct {
+  const char *p;
+  size_t n;
+} span_t;
+
+static span_t get_span(cur_t *c) {
+  size_t n = get_uv(c);
+  const uint8_t *s = get_bytes(c, n);
+  return (span_t){(const char *)s, c->bad ? 0 : n};
 }
 
-/* host.memo_replay(subkey): the entry just returned by memo_get is used:
- * its reads become this translation's. */
-static int host_memo_replay(lua_State *L) {
-  amc_rules_engine_t *e = GEN(L)->eng;
-  size_t sub_len;
-  const char *sub = luaL_checklstring(L, 1, &sub_len);
-  size_t i = e->memo_got;
-  memo_key_t *k = e->memo_cur;
-  if (i == SIZE_MAX || !k || k->ents[i].hash != amc_fnv64(sub, sub_len) ||
-      k->taken[i])
-    return luaL_error(L, "rt.memo: no entry %s to replay", sub);
-  e->memo_got = SIZE_MAX;
-  k->taken[i] = 1;
-  items_push(e, (memo_item_t){k->ents[i], NULL, 0});
-  const uint8_t *base = (const uint8_t *)e->memo_plain.data;
-  cur_t c = {base + e->memo_got_reads, base + e->memo_plain.len, 0};
+static int span_eq(span_t a, span_t b) {
+  return a.n == b.n && memcmp(a.p, b.p, a.n) == 0;
+}
+
+/* One object an entry added (plain text: str type, str name, ostr
+ * tenant_ref). */
+typedef struct {
+  span_t type, name, tenant_ref; /* tenant_ref.p NULL: none */
+} memo_obj_t;
+
+/* Is out:get(type, name) non-nil? `by_name` is the Output's _by_name
+ * (type -> name -> object, plain tables: what Output:get reads). The name
+ * is at stack index `name_at`, or (0) pushed from `name`. */
+static int out_has(lua_State *L, int by_name, span_t type, span_t name,
+                   int name_at) {
+  lua_pushlstring(L, type.p, type.n);
+  if (lua_rawget(L, by_name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (name_at)
+    lua_pushvalue(L, name_at);
+  else
+    lua_pushlstring(L, name.p, name.n);
+  int has = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return has;
+}
+
+/* Did the entry's objects before the k-th add (type, name)? */
+static int added_before(const memo_obj_t *objs, size_t k, span_t type,
+                        span_t name) {
+  for (size_t j = 0; j < k; j++)
+    if (span_eq(objs[j].name, name) && span_eq(objs[j].type, type))
+      return 1;
+  return 0;
+}
+
+/* Output:_add_unchanged(type, name, cksum, tenant_ref) in C: the object
+ * (only its name) goes to _by_name and, with the checksum of the body the
+ * call produced, to _objects (the host hands it over unchanged). */
+static void out_add_unchanged(lua_State *L, int by_name, int objects,
+                              const memo_obj_t *o, int name_at, uint64_t ck) {
+  lua_pushlstring(L, o->type.p, o->type.n);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, by_name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, by_name);
+  }
+  lua_createtable(L, 0, 1); /* the object */
+  lua_pushvalue(L, name_at);
+  lua_setfield(L, -2, "name");
+  lua_pushvalue(L, name_at);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, -4);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, -4);
+  lua_setfield(L, -2, "type");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "object");
+  char h[16]; /* as amc_object_cksum: 16 lowercase hex digits */
+  for (int q = 15; q >= 0; q--, ck >>= 4)
+    h[q] = "0123456789abcdef"[ck & 15];
+  lua_pushlstring(L, h, sizeof h);
+  lua_setfield(L, -2, "unchanged");
+  if (o->tenant_ref.p) {
+    lua_pushlstring(L, o->tenant_ref.p, o->tenant_ref.n);
+    lua_setfield(L, -2, "tenant_ref");
+  }
+  lua_rawseti(L, objects, (lua_Integer)lua_rawlen(L, objects) + 1);
+  lua_pop(L, 3);
+}
+
+/* Records the reads of an entry (at `c`) as this translation's. */
+static int replay_reads(amc_rules_engine_t *e, cur_t c) {
   size_t n = get_uv(&c);
   for (size_t j = 0; j < n && !c.bad; j++) {
     /* six optional strings, copied NUL-terminated into a scratch buffer */
@@ -2389,10 +2397,155 @@ static int host_memo_replay(lua_State *L) {
       f[q] = off[q] == SIZE_MAX ? NULL : e->memo_scratch.data + off[q];
     record_read(e, f[0], f[1], f[2], f[3], f[4], f[5]);
   }
+  return c.bad ? -1 : 0;
+}
+
+/* Would the entry's events (at `c`) happen the same way now? Every out:get
+ * must give the same answer and no add may hit a name already taken.
+ * The objects' names are on the stack from index `names` on. Returns 1
+ * or 0, -1 if the events are corrupt; `c` ends after them. */
+static int replayable(lua_State *L, int by_name, cur_t *c,
+                      const memo_obj_t *objs, size_t n_objs, int names) {
+  size_t n = get_uv(c), k = 0;
+  int ok = 1;
+  for (size_t j = 0; j < n && !c->bad; j++) {
+    const uint8_t *tag = get_bytes(c, 1);
+    if (!tag)
+      break;
+    if (*tag == 'g') {
+      span_t type = get_span(c), name = get_span(c);
+      const uint8_t *was = get_bytes(c, 1);
+      if (c->bad)
+        break;
+      int now = added_before(objs, k, type, name) ||
+                out_has(L, by_name, type, name, 0);
+      if (ok && now != (*was != 0))
+        ok = 0;
+    } else if (*tag == 'a') {
+      if (k >= n_objs)
+        ok = 0;
+      else if (ok && (added_before(objs, k, objs[k].type, objs[k].name) ||
+                      out_has(L, by_name, objs[k].type, objs[k].name,
+                              names + (int)k)))
+        ok = 0;
+      k++;
+    } else if (*tag == 'd') {
+      for (int q = 0; q < 6; q++) { /* six ostr: replayed after the check */
+        size_t l = get_uv(c);
+        if (l)
+          get_bytes(c, l - 1);
+      }
+    } else {
+      c->bad = 1;
+    }
+  }
+  return c->bad ? -1 : ok;
+}
+
+/* host.memo_get(subkey, by_name, objects): replays the key's entry for
+ * subkey if it is valid and replayable into the Output whose _by_name and
+ * _objects these are: its objects are added (unchanged), its reads become
+ * this translation's. Returns true, the call's result and its diagnostics
+ * ({severity, kind, ns, name, field, message} each, nil if none) for
+ * Output:_diag; or false (the call must run). */
+static int host_memo_get(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  size_t sub_len;
+  const char *sub = luaL_checklstring(L, 1, &sub_len);
+  if (e->frame_open)
+    return luaL_error(L, "rt.memo: memoized calls cannot nest");
+  lua_settop(L, 3);
+  size_t i = e->memo_replay && lua_istable(L, 2) && lua_istable(L, 3)
+                 ? ent_find(e->memo_cur, amc_fnv64(sub, sub_len))
+                 : SIZE_MAX;
+  if (i == SIZE_MAX || e->memo_cur->taken[i]) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  memo_key_t *k = e->memo_cur;
+  memo_ent_t *m = &k->ents[i];
+  pack_view_t v;
+  if (pack_view(k, m, &v) != 0 || !ent_valid(e, m, &v)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  cur_t c = plain_of(e, i, sub, sub_len, &v);
+  span_t blob = get_span(&c);
+  if (c.bad) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  size_t n_objs = get_uv(&c);
+  if (c.bad || n_objs != v.n_cks)
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  memo_obj_t *objs = n_objs ? lua_newuserdatauv(L, n_objs * sizeof *objs, 0)
+                            : NULL; /* (freed by the GC) */
+  for (size_t j = 0; j < n_objs; j++) {
+    objs[j].type = get_span(&c);
+    objs[j].name = get_span(&c);
+    size_t rl = get_uv(&c);
+    const uint8_t *tr = rl ? get_bytes(&c, rl - 1) : NULL;
+    objs[j].tenant_ref = (span_t){(const char *)tr, tr ? rl - 1 : 0};
+  }
   if (c.bad)
     return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  /* the names once: a long string's hash is computed once per string */
+  luaL_checkstack(L, (int)n_objs + 20, "rt.memo: entry");
+  int names = lua_gettop(L) + 1;
+  for (size_t j = 0; j < n_objs; j++)
+    lua_pushlstring(L, objs[j].name.p, objs[j].name.n);
+  cur_t events = c;
+  int ok = replayable(L, 2, &c, objs, n_objs, names);
+  if (ok < 0)
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  if (!ok) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  char err[200];
+  if (amc_json_decode_canonical(L, blob.p, blob.n, err, sizeof err) != 0 ||
+      !lua_istable(L, -1))
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  lua_getfield(L, -1, "r");
+  lua_remove(L, -2);
+  int diags = lua_gettop(L) + 1;
+  lua_pushnil(L);
+  if (replay_reads(e, c) != 0)
+    return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  k->taken[i] = 1;
+  items_push(e, (memo_item_t){*m, NULL, 0});
   e->memo_hits++;
-  return 0;
+  /* the events again, now doing them */
+  size_t n = get_uv(&events), kk = 0, nd = 0;
+  for (size_t j = 0; j < n; j++) {
+    const uint8_t *tag = get_bytes(&events, 1);
+    if (*tag == 'g') {
+      get_span(&events);
+      get_span(&events);
+      get_bytes(&events, 1);
+    } else if (*tag == 'a') {
+      out_add_unchanged(L, 2, 3, &objs[kk], names + (int)kk,
+                        get_u64(v.cks, kk));
+      kk++;
+    } else { /* 'd' */
+      if (!nd) {
+        lua_createtable(L, 1, 0);
+        lua_replace(L, diags);
+      }
+      lua_createtable(L, 6, 0);
+      for (int q = 0; q < 6; q++) {
+        size_t l = get_uv(&events);
+        const uint8_t *s = l ? get_bytes(&events, l - 1) : NULL;
+        if (!s)
+          continue;
+        lua_pushlstring(L, (const char *)s, l - 1);
+        lua_rawseti(L, -2, q + 1);
+      }
+      lua_rawseti(L, diags, (lua_Integer)++nd);
+    }
+  }
+  return 3;
 }
 
 /* Adds the slot of the object (kind, ns, name) to the open frame. */
@@ -2439,29 +2592,90 @@ static char *opt_dup(lua_State *L, int i) {
   return lua_type(L, i) == LUA_TSTRING ? xstrdup(lua_tostring(L, i)) : NULL;
 }
 
-/* host.memo_end(subkey, data, objs): keeps the call's replay data (a
- * table, encoded canonically), the objects it added ({type, name,
- * tenant_ref} each) and its reads; packed by memo_finish. */
+/* The events of a call (rt.lua's recorder: {"g", type, name, found},
+ * {"a"} or {"d", severity, kind, ns, name, field, message} each) in the
+ * plain text's form: varint n, then per event its tag byte and 'g': str
+ * type, str name, byte found; 'a': nothing; 'd': six ostr. Returns 0, or
+ * -1 if a part is not a string (such a call is not kept). */
+static int ev_encode(lua_State *L, int idx, amc_buf_t *b) {
+  size_t n = lua_rawlen(L, idx);
+  put_uv(b, n);
+  for (size_t i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, idx, (lua_Integer)i) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      return -1;
+    }
+    if (lua_rawgeti(L, -1, 1) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return -1;
+    }
+    char tag = lua_tostring(L, -1)[0];
+    lua_pop(L, 1);
+    int ok = 1;
+    amc_buf_putc(b, tag);
+    if (tag == 'g') {
+      for (int q = 2; q <= 3 && ok; q++) {
+        size_t l;
+        ok = lua_rawgeti(L, -1, q) == LUA_TSTRING;
+        const char *s = ok ? lua_tolstring(L, -1, &l) : NULL;
+        if (ok)
+          put_str(b, s, l);
+        lua_pop(L, 1);
+      }
+      lua_rawgeti(L, -1, 4);
+      amc_buf_putc(b, lua_toboolean(L, -1) ? 1 : 0);
+      lua_pop(L, 1);
+    } else if (tag == 'd') {
+      for (int q = 2; q <= 7 && ok; q++) {
+        int t = lua_rawgeti(L, -1, q);
+        ok = t == LUA_TSTRING || (t == LUA_TNIL && q == 7);
+        if (ok)
+          put_ostr(b, t == LUA_TNIL ? NULL : lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+    } else if (tag != 'a') {
+      ok = 0;
+    }
+    lua_pop(L, 1);
+    if (!ok)
+      return -1;
+  }
+  return 0;
+}
+
+/* host.memo_end(subkey, data, events, objs): keeps the call's replay data
+ * (a table, encoded canonically), its events (ev_encode), the objects it
+ * added ({type, name, tenant_ref} each) and its reads; packed by
+ * memo_finish. */
 static int host_memo_end(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *sub = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
   if (!e->frame_open)
     return luaL_error(L, "rt.memo: memo_end without memo_begin");
-  amc_buf_t b = AMC_BUF_INIT;
+  amc_buf_t b = AMC_BUF_INIT, ev = AMC_BUF_INIT;
   char err[300];
   if (amc_json_encode(L, 2, &b, err, sizeof err) < 0) {
     amc_buf_free(&b);
     return luaL_error(L, "rt.memo: result of %s is not JSON: %s", sub, err);
   }
-  size_t n = lua_rawlen(L, 3);
+  if (ev_encode(L, 3, &ev) != 0) { /* not kept: the call runs next time */
+    amc_buf_free(&b);
+    amc_buf_free(&ev);
+    frame_reset(e);
+    return 0;
+  }
+  size_t n = lua_rawlen(L, 4);
   for (size_t i = 0; i < n; i++) { /* check before allocating */
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, 4, (lua_Integer)i + 1);
     lua_rawgeti(L, -1, 1);
     lua_rawgeti(L, -2, 2);
     if (lua_type(L, -1) != LUA_TSTRING || lua_type(L, -2) != LUA_TSTRING) {
       amc_buf_free(&b);
+      amc_buf_free(&ev);
       return luaL_error(L, "rt.memo: objects of %s need a type and a name",
                         sub);
     }
@@ -2473,11 +2687,13 @@ static int host_memo_end(lua_State *L) {
   f->sub = xstrdup(sub);
   f->blob_len = b.len;
   f->blob = amc_buf_steal(&b);
+  f->ev_len = ev.len;
+  f->ev = amc_buf_steal(&ev);
   f->objs = calloc(n ? n : 1, sizeof *f->objs);
   if (!f->objs)
     abort();
   for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, 4, (lua_Integer)i + 1);
     lua_rawgeti(L, -1, 1);
     lua_rawgeti(L, -2, 2);
     lua_rawgeti(L, -3, 3);
@@ -2503,7 +2719,6 @@ static int host_memo_end(lua_State *L) {
 }
 
 static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
-                                         {"memo_replay", host_memo_replay},
                                          {"memo_begin", host_memo_begin},
                                          {"memo_end", host_memo_end},
                                          {NULL, NULL}};
@@ -2512,7 +2727,6 @@ static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   frame_reset(e);
   e->memo_replay = replay;
-  e->memo_got = SIZE_MAX;
   e->memo_items_n = 0;
   e->memo_cur = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
   if (e->memo_cur) {
@@ -2600,6 +2814,7 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
     put_str(b, f->objs[i].name, strlen(f->objs[i].name));
     put_ostr(b, f->objs[i].tenant_ref);
   }
+  amc_buf_append(b, f->ev, f->ev_len);
   put_uv(b, f->n_reads);
   size_t n_slots = f->n_slots;
   memcpy(slots, f->slots, f->n_slots * sizeof *slots);

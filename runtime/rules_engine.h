@@ -147,7 +147,9 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
  * when the entry is still valid: nothing it read, none of `inputs` and not
  * the root object has changed since it was made (amc_rules_engine_changed
  * stamps what a change affects, by the same dependency rules as deps.h),
- * and its out:get answers are the same at this point of the translation.
+ * and its out:get answers are the same at this point of the translation
+ * (checked in C against the Output's tables; the events are kept as
+ * compact tagged bytes, the result as canonical JSON).
  * A replay records the entry's reads (exactly fn's: the root and the
  * inputs are not re-recorded, the translation read them itself), adds the
  * same diagnostics and adds the objects as unchanged objects

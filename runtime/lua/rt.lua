@@ -620,49 +620,14 @@ function M.new(host)
   -- rt.memo(ctx, inputs, key, fn, ...): fn(...) once, replayed while valid
   -- (docs/rules-contract.md "Memoized calls"). Without the host's memo
   -- (`amc translate`, tests) it is just fn(...).
-  local memo_get, memo_replay = host.memo_get, host.memo_replay
+  local memo_get = host.memo_get
   local memo_begin, memo_end = host.memo_begin, host.memo_end
 
-  -- Would the recorded events happen the same way now? Every out:get must
-  -- give the same answer and no add may hit a name already taken.
-  local function replayable(out, e)
-    local added, k = {}, 0
-    for _, v in ipairs(e.ev) do
-      local tag = v[1]
-      if tag == "g" then
-        local now = out:get(v[2], v[3]) ~= nil or
-          added[v[2] .. "\0" .. v[3]] == true
-        if now ~= v[4] then
-          return false
-        end
-      elseif tag == "a" then
-        k = k + 1
-        local o = e.objs[k]
-        if not o then
-          return false
-        end
-        local id = o[1] .. "\0" .. o[2]
-        if added[id] or out:get(o[1], o[2]) ~= nil then
-          return false
-        end
-        added[id] = true
-      end
-    end
-    return true
-  end
-
-  local function replay(out, e)
-    local k = 0
-    for _, v in ipairs(e.ev) do
-      local tag = v[1]
-      if tag == "a" then
-        k = k + 1
-        local o = e.objs[k]
-        out:_add_unchanged(o[1], o[2], o[3], o[4])
-      elseif tag == "d" then
-        out:_diag(v[2], { kind = v[3], metadata = {
-          namespace = v[4] ~= "" and v[4] or nil, name = v[5] } }, v[6], v[7])
-      end
+  -- The diagnostics of a replayed entry, as the call reported them.
+  local function replay_diags(out, diags)
+    for _, d in ipairs(diags) do
+      out:_diag(d[1], { kind = d[2], metadata = {
+        namespace = d[3] ~= "" and d[3] or nil, name = d[4] } }, d[5], d[6])
     end
   end
 
@@ -702,28 +667,14 @@ function M.new(host)
     return rec
   end
 
-  rt.memo = function(ctx, inputs, key, fn, ...)
-    if not memo_get then
-      return fn(...)
-    end
-    local parts, ids = { key }, {}
+  -- The input objects' (kind, namespace, name) for memo_begin.
+  local function input_ids(inputs)
+    local ids = {}
     for _, o in ipairs(inputs) do
       local md = o.metadata or {}
-      local kind, ns, name = o.kind, md.namespace, md.name
-      assert(type(kind) == "string" and type(name) == "string",
-        "rt.memo: inputs must be objects read from the store")
-      parts[#parts + 1] = kind .. "/" .. (ns or "") .. "/" .. name
-      ids[#ids + 1] = kind
-      ids[#ids + 1] = ns or false
-      ids[#ids + 1] = name
-    end
-    local sub = table.concat(parts, "\31")
-    local out = ctx.out
-    local e = memo_get(sub)
-    if e and replayable(out, e) then
-      memo_replay(sub)
-      replay(out, e)
-      return e.r
+      ids[#ids + 1] = o.kind
+      ids[#ids + 1] = md.namespace or false
+      ids[#ids + 1] = md.name
     end
     local n = #ids
     for i = 2, n, 3 do
@@ -731,13 +682,58 @@ function M.new(host)
         ids[i] = nil
       end
     end
+    return ids, n
+  end
+
+  -- "kind/ns/name" of an input object, checked.
+  local function input_part(o)
+    local md = o.metadata or {}
+    local kind, ns, name = o.kind, md.namespace, md.name
+    assert(type(kind) == "string" and type(name) == "string",
+      "rt.memo: inputs must be objects read from the store")
+    return kind .. "/" .. (ns or "") .. "/" .. name
+  end
+
+  rt.memo = function(ctx, inputs, key, fn, ...)
+    if not memo_get then
+      return fn(...)
+    end
+    local sub
+    if #inputs == 1 then -- (the usual case: one string built)
+      local o = inputs[1]
+      local md = o.metadata or {}
+      local kind, ns, name = o.kind, md.namespace, md.name
+      assert(type(kind) == "string" and type(name) == "string",
+        "rt.memo: inputs must be objects read from the store")
+      sub = key .. "\31" .. kind .. "/" .. (ns or "") .. "/" .. name
+    else
+      local parts = { key }
+      for i, o in ipairs(inputs) do
+        parts[i + 1] = input_part(o)
+      end
+      sub = table.concat(parts, "\31")
+    end
+    local out = ctx.out
+    -- The host checks the entry's events against the Output and replays
+    -- them (Output:get and Output:_add_unchanged in C: a plain Output
+    -- only).
+    if getmetatable(out) == Output then
+      local hit, r, diags = memo_get(sub, out._by_name, out._objects)
+      if hit then
+        if diags then
+          replay_diags(out, diags)
+        end
+        return r
+      end
+    end
+    local ids, n = input_ids(inputs)
     memo_begin(sub, table.unpack(ids, 1, n))
     local ev, objs = {}, {}
     local cache = ctx.cache
     ctx.out, ctx.cache = recorder(out, ev, objs), {}
     local r = fn(...)
     ctx.out, ctx.cache = out, cache
-    memo_end(sub, { r = r, ev = ev }, objs)
+    memo_end(sub, { r = r }, ev, objs)
     return r
   end
 

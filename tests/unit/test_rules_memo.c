@@ -274,6 +274,27 @@ static void test_out_get_answers_checked(void **state) {
   assert_int_equal(m, 2);
 }
 
+/* A call whose events cannot be kept (out:get given a number) is not kept:
+ * it runs on every translation, the others still replay. */
+static void test_unkept_call_runs_again(void **state) {
+  fx_t *f = *state;
+  uint64_t h, m;
+  mesh(f);
+  check(f, &h, &m);
+  change(f, "VirtualService", "ns", "r5",
+         "{\"kind\":\"VirtualService\",\"metadata\":{\"name\":\"r5\","
+         "\"namespace\":\"ns\"},\"spec\":{\"service\":\"b\",\"probe\":7}}");
+  check(f, &h, &m);
+  assert_int_equal(m, 1);
+  assert_int_equal(h, 4);
+  check(f, &h, &m);
+  assert_int_equal(m, 1);
+  assert_int_equal(h, 4);
+  amc_rules_memo_stats_t st;
+  amc_rules_engine_memo_stats(f->memo, &st);
+  assert_int_equal(st.entries, 4);
+}
+
 static void test_failed_translation_keeps_entries(void **state) {
   fx_t *f = *state;
   uint64_t h, m;
@@ -399,6 +420,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_replay_equals_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_changes_invalidate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unkept_call_runs_again, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_out_get_answers_checked, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_failed_translation_keeps_entries,
