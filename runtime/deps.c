@@ -99,28 +99,41 @@ static void free_keyset(void *p) {
 }
 
 static void read_path(amc_buf_t *b, const amc_read_t *r) {
-  if (r->field)
-    amc_buf_printf(b, "f:%s", r->field);
-  else
-    amc_buf_printf(b, "l:%s", r->label);
+  amc_buf_puts(b, r->field ? "f:" : "l:");
+  amc_buf_puts(b, r->field ? r->field : r->label);
+}
+
+/* Appends SEP then s (puts, not printf: this runs for every read of every
+ * translated key). */
+static void put_sep(amc_buf_t *b, const char *s) {
+  amc_buf_puts(b, SEP);
+  amc_buf_puts(b, s);
 }
 
 static void read_entry(amc_buf_t *b, const amc_read_t *r) {
   amc_buf_reset(b);
   const char *ns = r->namespace_ ? r->namespace_ : "";
   if (!r->name && r->value && (r->field || r->label)) {
+    amc_buf_puts(b, r->namespace_ ? "f" : "F");
+    put_sep(b, r->kind);
     if (r->namespace_)
-      amc_buf_printf(b, "f" SEP "%s" SEP "%s" SEP, r->kind, ns);
-    else
-      amc_buf_printf(b, "F" SEP "%s" SEP, r->kind);
+      put_sep(b, ns);
+    amc_buf_puts(b, SEP);
     read_path(b, r);
-    amc_buf_printf(b, SEP "%s", r->value);
-  } else if (r->name)
-    amc_buf_printf(b, "o" SEP "%s" SEP "%s" SEP "%s", r->kind, ns, r->name);
-  else if (r->namespace_)
-    amc_buf_printf(b, "n" SEP "%s" SEP "%s", r->kind, ns);
-  else
-    amc_buf_printf(b, "a" SEP "%s", r->kind);
+    put_sep(b, r->value);
+  } else if (r->name) {
+    amc_buf_putc(b, 'o');
+    put_sep(b, r->kind);
+    put_sep(b, ns);
+    put_sep(b, r->name);
+  } else if (r->namespace_) {
+    amc_buf_putc(b, 'n');
+    put_sep(b, r->kind);
+    put_sep(b, ns);
+  } else {
+    amc_buf_putc(b, 'a');
+    put_sep(b, r->kind);
+  }
 }
 
 amc_deps_t *amc_deps_new(const char *root_kind) {

@@ -764,28 +764,17 @@ static int plan_unchanged(const amc_avi_cache_t *cache,
   return 0;
 }
 
-static void copy_str(const char *s, size_t len, void *ud) {
-  char *buf = ud;
-  if (!buf[0] && len < 256) {
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-  }
-}
-
 /* A desired object whose checksum (set by the rules engine) the cache
  * already has: wanted, nothing to do, and no need to decode it (the
  * checksum covers every byte; the object was checked when it was written).
- * Returns 1 if so. */
+ * The engine sets tenant_ref (the object's string tenant_ref field) with
+ * the checksum, so the JSON is not scanned for it. Returns 1 if so. */
 static int plan_same_fast(const amc_avi_cache_t *cache,
                           const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
                           amc_buf_t *k) {
-  char tr[256] = "", tbuf[256];
-  static const char *const path[] = {"tenant_ref"};
-  if (amc_json_strings_at(o->json, o->json_len, path, 1, copy_str, tr) != 0)
-    return 0;
-  const char *ten =
-      ref_tenant(tr[0] ? tr : NULL, own->tenant, tbuf, sizeof tbuf);
+  char tbuf[256];
+  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
   if (!ck || strcmp(ck, o->cksum) != 0)
