@@ -313,12 +313,19 @@ typedef struct {
 static void filter_value(const char *s, size_t len, void *ud) {
   filter_t *f = ud;
   amc_buf_reset(&f->b);
-  amc_buf_printf(&f->b, "f" SEP "%s" SEP "%s" SEP "%s" SEP "%.*s", f->kind,
-                 f->ns, f->path, (int)len, s);
+  amc_buf_putc(&f->b, 'f');
+  put_sep(&f->b, f->kind);
+  put_sep(&f->b, f->ns);
+  put_sep(&f->b, f->path);
+  amc_buf_puts(&f->b, SEP);
+  amc_buf_append(&f->b, s, len);
   collect_entry(f->d, f->c, f->b.data);
   amc_buf_reset(&f->b);
-  amc_buf_printf(&f->b, "F" SEP "%s" SEP "%s" SEP "%.*s", f->kind, f->path,
-                 (int)len, s);
+  amc_buf_putc(&f->b, 'F');
+  put_sep(&f->b, f->kind);
+  put_sep(&f->b, f->path);
+  amc_buf_puts(&f->b, SEP);
+  amc_buf_append(&f->b, s, len);
   collect_entry(f->d, f->c, f->b.data);
 }
 
@@ -380,17 +387,23 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
   collect_t c = {0};
   amc_buf_t b = AMC_BUF_INIT;
   if (strcmp(kind, d->root_kind) == 0) {
-    amc_buf_printf(&b, "%s/%s/%s", d->root_kind, ns, name);
+    amc_buf_puts(&b, d->root_kind);
+    amc_buf_putc(&b, '/');
+    amc_buf_puts(&b, ns);
+    amc_buf_putc(&b, '/');
+    amc_buf_puts(&b, name);
     collect_one(&c, b.data);
   }
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "o" SEP "%s" SEP "%s" SEP "%s", kind, ns, name);
+  /* The entries read_entry makes for reads of this object. */
+  amc_read_t r = {.kind = (char *)kind, .namespace_ = (char *)ns,
+                  .name = (char *)name};
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "n" SEP "%s" SEP "%s", kind, ns);
+  r.name = NULL;
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "a" SEP "%s", kind);
+  r.namespace_ = NULL;
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
   amc_buf_free(&b);
   amc_strmap_t *paths = amc_strmap_get(&d->paths, kind);
