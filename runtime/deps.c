@@ -395,8 +395,8 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
     collect_one(&c, b.data);
   }
   /* The entries read_entry makes for reads of this object. */
-  amc_read_t r = {.kind = (char *)kind, .namespace_ = (char *)ns,
-                  .name = (char *)name};
+  amc_read_t r = {
+      .kind = (char *)kind, .namespace_ = (char *)ns, .name = (char *)name};
   read_entry(&b, &r);
   collect_entry(d, &c, b.data);
   r.name = NULL;
