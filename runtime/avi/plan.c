@@ -532,19 +532,10 @@ int amc_avi_subset(lua_State *L, int d, int s) {
 
 /* ---- bodies ------------------------------------------------------------- */
 
-int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
-                         amc_avi_step_t *st, char *err, size_t errlen) {
-  int top = lua_gettop(L);
-  char cks[17];
-  amc_avi_cksum(json, len, cks);
-  if (amc_json_decode(L, json, len, err, errlen) != 0)
-    return -1;
-  if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "not a JSON object");
-    lua_settop(L, top);
-    return -1;
-  }
-  int obj = lua_gettop(L);
+/* amc_avi_desired_body on the object already decoded at `obj` (a table,
+ * which gets the marker) whose JSON's checksum is `cks`; pops to `top`. */
+static int desired_body_at(lua_State *L, int top, int obj, const char *cks,
+                           amc_avi_step_t *st, char *err, size_t errlen) {
   luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
   int mt = lua_gettop(L);
   lua_getfield(L, obj, "markers");
@@ -578,6 +569,21 @@ int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
   st->body = amc_buf_steal(&b);
   st->cksum = strdup(cks);
   return 0;
+}
+
+int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
+                         amc_avi_step_t *st, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  char cks[17];
+  amc_avi_cksum(json, len, cks);
+  if (amc_json_decode(L, json, len, err, errlen) != 0)
+    return -1;
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "not a JSON object");
+    lua_settop(L, top);
+    return -1;
+  }
+  return desired_body_at(L, top, lua_gettop(L), cks, st, err, errlen);
 }
 
 static void redact(lua_State *L, int idx, int top_level_key) {
@@ -853,8 +859,8 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
       char ub[AMC_AVI_UUID_BUF];
       s->uuid = e ? sdup(amc_avi_entry_uuid(e, ub)) : NULL;
       s->rank = rank;
-      if (amc_avi_desired_body(L, o->json, o->json_len, s, perr, sizeof perr) !=
-          0) {
+      /* the object decoded above (its last use: it gets the marker) */
+      if (desired_body_at(L, top, idx, cks, s, perr, sizeof perr) != 0) {
         snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
         goto fail;
       }
