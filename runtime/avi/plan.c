@@ -201,6 +201,27 @@ static const char *ref_tenant(const char *tr, const char *dflt, char *buf,
   return dflt;
 }
 
+/* ref_tenant for a run of objects that mostly share one tenant_ref (a
+ * plan's objects): the last answer is kept. */
+typedef struct {
+  int valid, null; /* `tr` holds the last tenant_ref; null: it was NULL */
+  char tr[256], buf[256];
+  const char *ten; /* the last answer: buf or the default */
+} ten_memo_t;
+
+static const char *memo_tenant(ten_memo_t *m, const char *tr,
+                               const char *dflt) {
+  if (m->valid && (tr ? !m->null && strcmp(tr, m->tr) == 0 : m->null))
+    return m->ten;
+  m->ten = ref_tenant(tr, dflt, m->buf, sizeof m->buf);
+  size_t n = tr ? strlen(tr) : 0;
+  m->valid = n < sizeof m->tr;
+  m->null = !tr;
+  if (m->valid)
+    memcpy(m->tr, tr ? tr : "", n + 1);
+  return m->ten;
+}
+
 /* ---- cache ------------------------------------------------------------- */
 
 static void entry_free(void *p) {
@@ -749,9 +770,9 @@ static int want(amc_strmap_t *wanted, amc_buf_t *k, const char *marker,
 static int plan_unchanged(const amc_avi_cache_t *cache,
                           const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
-                          amc_buf_t *k, char *err, size_t errlen) {
-  char tbuf[256];
-  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+                          amc_buf_t *k, ten_memo_t *tm, char *err,
+                          size_t errlen) {
+  const char *ten = memo_tenant(tm, o->tenant_ref, own->tenant);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   if (want(wanted, k, marker, e, o->type, ten, o->name) != 0) {
     snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
@@ -778,9 +799,8 @@ static int plan_unchanged(const amc_avi_cache_t *cache,
 static int plan_same_fast(const amc_avi_cache_t *cache,
                           const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
-                          amc_buf_t *k) {
-  char tbuf[256];
-  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+                          amc_buf_t *k, ten_memo_t *tm) {
+  const char *ten = memo_tenant(tm, o->tenant_ref, own->tenant);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
   if (!ck || strcmp(ck, o->cksum) != 0)
@@ -800,14 +820,16 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   int top = lua_gettop(L);
   char perr[200];
   const char *marker = key_marker(key);
+  ten_memo_t tm = {0};
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
     if (!o->json) {
-      if (plan_unchanged(cache, own, marker, o, &wanted, &k, err, errlen) != 0)
+      if (plan_unchanged(cache, own, marker, o, &wanted, &k, &tm, err,
+                         errlen) != 0)
         goto fail;
       continue;
     }
-    if (o->cksum[0] && plan_same_fast(cache, own, marker, o, &wanted, &k))
+    if (o->cksum[0] && plan_same_fast(cache, own, marker, o, &wanted, &k, &tm))
       continue;
     if (amc_json_decode(L, o->json, o->json_len, perr, sizeof perr) != 0) {
       snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
