@@ -99,28 +99,41 @@ static void free_keyset(void *p) {
 }
 
 static void read_path(amc_buf_t *b, const amc_read_t *r) {
-  if (r->field)
-    amc_buf_printf(b, "f:%s", r->field);
-  else
-    amc_buf_printf(b, "l:%s", r->label);
+  amc_buf_puts(b, r->field ? "f:" : "l:");
+  amc_buf_puts(b, r->field ? r->field : r->label);
+}
+
+/* Appends SEP then s (puts, not printf: this runs for every read of every
+ * translated key). */
+static void put_sep(amc_buf_t *b, const char *s) {
+  amc_buf_puts(b, SEP);
+  amc_buf_puts(b, s);
 }
 
 static void read_entry(amc_buf_t *b, const amc_read_t *r) {
   amc_buf_reset(b);
   const char *ns = r->namespace_ ? r->namespace_ : "";
   if (!r->name && r->value && (r->field || r->label)) {
+    amc_buf_puts(b, r->namespace_ ? "f" : "F");
+    put_sep(b, r->kind);
     if (r->namespace_)
-      amc_buf_printf(b, "f" SEP "%s" SEP "%s" SEP, r->kind, ns);
-    else
-      amc_buf_printf(b, "F" SEP "%s" SEP, r->kind);
+      put_sep(b, ns);
+    amc_buf_puts(b, SEP);
     read_path(b, r);
-    amc_buf_printf(b, SEP "%s", r->value);
-  } else if (r->name)
-    amc_buf_printf(b, "o" SEP "%s" SEP "%s" SEP "%s", r->kind, ns, r->name);
-  else if (r->namespace_)
-    amc_buf_printf(b, "n" SEP "%s" SEP "%s", r->kind, ns);
-  else
-    amc_buf_printf(b, "a" SEP "%s", r->kind);
+    put_sep(b, r->value);
+  } else if (r->name) {
+    amc_buf_putc(b, 'o');
+    put_sep(b, r->kind);
+    put_sep(b, ns);
+    put_sep(b, r->name);
+  } else if (r->namespace_) {
+    amc_buf_putc(b, 'n');
+    put_sep(b, r->kind);
+    put_sep(b, ns);
+  } else {
+    amc_buf_putc(b, 'a');
+    put_sep(b, r->kind);
+  }
 }
 
 amc_deps_t *amc_deps_new(const char *root_kind) {
@@ -300,12 +313,19 @@ typedef struct {
 static void filter_value(const char *s, size_t len, void *ud) {
   filter_t *f = ud;
   amc_buf_reset(&f->b);
-  amc_buf_printf(&f->b, "f" SEP "%s" SEP "%s" SEP "%s" SEP "%.*s", f->kind,
-                 f->ns, f->path, (int)len, s);
+  amc_buf_putc(&f->b, 'f');
+  put_sep(&f->b, f->kind);
+  put_sep(&f->b, f->ns);
+  put_sep(&f->b, f->path);
+  amc_buf_puts(&f->b, SEP);
+  amc_buf_append(&f->b, s, len);
   collect_entry(f->d, f->c, f->b.data);
   amc_buf_reset(&f->b);
-  amc_buf_printf(&f->b, "F" SEP "%s" SEP "%s" SEP "%.*s", f->kind, f->path,
-                 (int)len, s);
+  amc_buf_putc(&f->b, 'F');
+  put_sep(&f->b, f->kind);
+  put_sep(&f->b, f->path);
+  amc_buf_puts(&f->b, SEP);
+  amc_buf_append(&f->b, s, len);
   collect_entry(f->d, f->c, f->b.data);
 }
 
@@ -367,17 +387,23 @@ size_t amc_deps_affected(amc_deps_t *d, const char *kind, const char *ns,
   collect_t c = {0};
   amc_buf_t b = AMC_BUF_INIT;
   if (strcmp(kind, d->root_kind) == 0) {
-    amc_buf_printf(&b, "%s/%s/%s", d->root_kind, ns, name);
+    amc_buf_puts(&b, d->root_kind);
+    amc_buf_putc(&b, '/');
+    amc_buf_puts(&b, ns);
+    amc_buf_putc(&b, '/');
+    amc_buf_puts(&b, name);
     collect_one(&c, b.data);
   }
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "o" SEP "%s" SEP "%s" SEP "%s", kind, ns, name);
+  /* The entries read_entry makes for reads of this object. */
+  amc_read_t r = {
+      .kind = (char *)kind, .namespace_ = (char *)ns, .name = (char *)name};
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "n" SEP "%s" SEP "%s", kind, ns);
+  r.name = NULL;
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
-  amc_buf_reset(&b);
-  amc_buf_printf(&b, "a" SEP "%s", kind);
+  r.namespace_ = NULL;
+  read_entry(&b, &r);
   collect_entry(d, &c, b.data);
   amc_buf_free(&b);
   amc_strmap_t *paths = amc_strmap_get(&d->paths, kind);

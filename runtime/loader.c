@@ -937,6 +937,10 @@ fail:
 static long split_json(const char *buf, size_t len, amc_loader_span_t **out) {
   scan_t s = {buf, buf + len, buf};
   long n = -1;
+  /* A List's items, split while the object is scanned (once, not scanned
+   * and then split); used only if the object is a List. */
+  amc_loader_span_t *isp = NULL;
+  long n_isp = -1;
   scan_ws(&s);
   if (s.p < s.end && *s.p == '[') {
     n = split_array(&s, out);
@@ -953,20 +957,28 @@ static long split_json(const char *buf, size_t len, amc_loader_span_t **out) {
         scan_ws(&s);
         const char *k = s.p;
         if (s.p >= s.end || *s.p != '"' || scan_string(&s) < 0)
-          return -1;
+          goto fail;
         size_t klen = (size_t)(s.p - k);
         scan_ws(&s);
         if (s.p >= s.end || *s.p != ':')
-          return -1;
+          goto fail;
         s.p++;
         scan_ws(&s);
         const char *v = s.p;
-        if (scan_value(&s) < 0)
-          return -1;
+        int is_items = klen == 7 && memcmp(k, "\"items\"", 7) == 0;
+        if (is_items && n_items == 0 && v < s.end && *v == '[') {
+          scan_t is = {v, s.end, buf};
+          n_isp = split_array(&is, &isp);
+          if (n_isp >= 0)
+            s.p = is.p;
+          else if (scan_value(&s) < 0) /* the List's error, if it is one */
+            goto fail;
+        } else if (scan_value(&s) < 0)
+          goto fail;
         if (klen == 6 && memcmp(k, "\"kind\"", 6) == 0) {
           kinds++;
           list = s.p - v == 6 && memcmp(v, "\"List\"", 6) == 0;
-        } else if (klen == 7 && memcmp(k, "\"items\"", 7) == 0) {
+        } else if (is_items) {
           n_items++;
           items = *v == '[' ? v : NULL;
         }
@@ -979,21 +991,23 @@ static long split_json(const char *buf, size_t len, amc_loader_span_t **out) {
           s.p++;
           break;
         }
-        return -1;
+        goto fail;
       }
     if (kinds > 1 || n_items > 1)
-      return -1;
+      goto fail;
     if (list) {
-      if (!items)
-        return -1; /* an empty or a malformed List: the loader decides */
-      scan_t is = {items, buf + len, buf};
-      n = split_array(&is, out);
+      if (!items || n_isp < 0)
+        goto fail; /* an empty or a malformed List: the loader decides */
+      *out = isp;
+      isp = NULL;
+      n = n_isp;
     } else {
       n = 0;
       long cap = 0;
       span_add(out, &n, &cap, buf, len, 0, 0);
     }
   }
+  free(isp);
   if (n < 0)
     return -1;
   scan_ws(&s);
@@ -1003,6 +1017,9 @@ static long split_json(const char *buf, size_t len, amc_loader_span_t **out) {
     return -1;
   }
   return n;
+fail:
+  free(isp);
+  return -1;
 }
 
 /* A line starting a YAML document: "---" then a blank or the line's end. */

@@ -1916,6 +1916,7 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       abort();
     memcpy(ao->json, e->scratch.data, e->scratch.len + 1);
     amc_object_cksum_hex(ck, ao->cksum);
+    ao->tenant_ref = dup_opt(field_str(L, obj, "tenant_ref"));
     lua_settop(L, ol);
   }
   lua_settop(L, res);

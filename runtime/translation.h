@@ -30,8 +30,9 @@ typedef struct {
   char cksum[17];   /* amc_object_cksum of json (below), 16 hex
                        digits; set by the rules engine for every object ("" in
                        hand-built translations) */
-  char *tenant_ref; /* unchanged objects only: the object's tenant_ref (NULL
-                       when it has none) */
+  char *tenant_ref; /* the object's tenant_ref string (NULL when it has
+                       none); set by the rules engine with cksum (NULL in
+                       hand-built translations) */
 } amc_avi_object_t;
 
 /* The checksum of an object's canonical JSON that sinks compare and AVI

@@ -392,34 +392,46 @@ static void start_login(amc_avi_client_t *c) {
 static void call_done(amc_http_req_t *req, const amc_http_response_t *resp,
                       void *data);
 
+/* Appends the NULL-terminated `parts` and a NUL to b; returns where the
+ * string starts (an offset: b may move while more are added). */
+static size_t put_str(amc_buf_t *b, const char *const *parts) {
+  size_t at = b->len;
+  for (; *parts; parts++)
+    amc_buf_puts(b, *parts);
+  amc_buf_putc(b, '\0');
+  return at;
+}
+
 static void send_call(amc_avi_client_t *c, call_t *k) {
-  amc_buf_t url = AMC_BUF_INIT, cookie = AMC_BUF_INIT, csrf = AMC_BUF_INIT,
-            ref = AMC_BUF_INIT, ver = AMC_BUF_INIT, ten = AMC_BUF_INIT;
-  amc_buf_printf(&url, "%s%s", c->base, k->path);
-  amc_buf_printf(&cookie,
-                 "Cookie: csrftoken=%s; sessionid=%s; avi-sessionid=%s",
-                 c->csrf, c->sessionid, c->sessionid);
-  amc_buf_printf(&csrf, "X-CSRFToken: %s", c->csrf);
-  amc_buf_printf(&ref, "Referer: %s", c->base);
-  const char *v = amc_avi_client_version(c);
-  const char *hdrs[9];
+  /* One buffer, NUL-separated strings, no printf: this is on the path of
+   * every change. */
+  amc_buf_t b = AMC_BUF_INIT;
+  size_t at[7];
   int n = 0;
-  hdrs[n++] = "Content-Type: application/json";
-  hdrs[n++] = "Accept: application/json";
-  hdrs[n++] = cookie.data;
-  hdrs[n++] = csrf.data;
-  hdrs[n++] = ref.data;
-  if (*v) {
-    amc_buf_printf(&ver, "X-Avi-Version: %s", v);
-    hdrs[n++] = ver.data;
-  }
-  if (k->tenant) {
-    amc_buf_printf(&ten, "X-Avi-Tenant: %s", k->tenant);
-    hdrs[n++] = ten.data;
-  }
+  const char *v = amc_avi_client_version(c);
+  const char *csrf = c->csrf ? c->csrf : "",
+             *sid = c->sessionid ? c->sessionid : "";
+  size_t url = put_str(&b, (const char *const[]){c->base, k->path, NULL});
+  at[n++] = put_str(
+      &b, (const char *const[]){"Content-Type: application/json", NULL});
+  at[n++] =
+      put_str(&b, (const char *const[]){"Accept: application/json", NULL});
+  at[n++] = put_str(&b, (const char *const[]){"Cookie: csrftoken=", csrf,
+                                              "; sessionid=", sid,
+                                              "; avi-sessionid=", sid, NULL});
+  at[n++] = put_str(&b, (const char *const[]){"X-CSRFToken: ", csrf, NULL});
+  at[n++] = put_str(&b, (const char *const[]){"Referer: ", c->base, NULL});
+  if (*v)
+    at[n++] = put_str(&b, (const char *const[]){"X-Avi-Version: ", v, NULL});
+  if (k->tenant)
+    at[n++] =
+        put_str(&b, (const char *const[]){"X-Avi-Tenant: ", k->tenant, NULL});
+  const char *hdrs[8];
+  for (int i = 0; i < n; i++)
+    hdrs[i] = b.data + at[i];
   hdrs[n] = NULL;
   amc_http_opts_t o = {.method = k->method,
-                       .url = url.data,
+                       .url = b.data + url,
                        .headers = hdrs,
                        .body = k->body,
                        .body_len = k->body_len,
@@ -428,14 +440,9 @@ static void send_call(amc_avi_client_t *c, call_t *k) {
                        .insecure = c->insecure};
   k->gen = c->gen;
   k->req = amc_http_start(c->http, &o, call_done, k);
-  memset(cookie.data, 0, cookie.len);
-  memset(csrf.data, 0, csrf.len);
-  amc_buf_free(&url);
-  amc_buf_free(&cookie);
-  amc_buf_free(&csrf);
-  amc_buf_free(&ref);
-  amc_buf_free(&ver);
-  amc_buf_free(&ten);
+  /* the cookie and the CSRF token */
+  memset(b.data, 0, b.len);
+  amc_buf_free(&b);
   if (!k->req) {
     finish(c, k, 0, "cannot start the HTTP request", NULL, 0);
     return;

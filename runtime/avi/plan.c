@@ -201,6 +201,27 @@ static const char *ref_tenant(const char *tr, const char *dflt, char *buf,
   return dflt;
 }
 
+/* ref_tenant for a run of objects that mostly share one tenant_ref (a
+ * plan's objects): the last answer is kept. */
+typedef struct {
+  int valid, null; /* `tr` holds the last tenant_ref; null: it was NULL */
+  char tr[256], buf[256];
+  const char *ten; /* the last answer: buf or the default */
+} ten_memo_t;
+
+static const char *memo_tenant(ten_memo_t *m, const char *tr,
+                               const char *dflt) {
+  if (m->valid && (tr ? !m->null && strcmp(tr, m->tr) == 0 : m->null))
+    return m->ten;
+  m->ten = ref_tenant(tr, dflt, m->buf, sizeof m->buf);
+  size_t n = tr ? strlen(tr) : 0;
+  m->valid = n < sizeof m->tr;
+  m->null = !tr;
+  if (m->valid)
+    memcpy(m->tr, tr ? tr : "", n + 1);
+  return m->ten;
+}
+
 /* ---- cache ------------------------------------------------------------- */
 
 static void entry_free(void *p) {
@@ -532,19 +553,10 @@ int amc_avi_subset(lua_State *L, int d, int s) {
 
 /* ---- bodies ------------------------------------------------------------- */
 
-int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
-                         amc_avi_step_t *st, char *err, size_t errlen) {
-  int top = lua_gettop(L);
-  char cks[17];
-  amc_avi_cksum(json, len, cks);
-  if (amc_json_decode(L, json, len, err, errlen) != 0)
-    return -1;
-  if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "not a JSON object");
-    lua_settop(L, top);
-    return -1;
-  }
-  int obj = lua_gettop(L);
+/* amc_avi_desired_body on the object already decoded at `obj` (a table,
+ * which gets the marker) whose JSON's checksum is `cks`; pops to `top`. */
+static int desired_body_at(lua_State *L, int top, int obj, const char *cks,
+                           amc_avi_step_t *st, char *err, size_t errlen) {
   luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
   int mt = lua_gettop(L);
   lua_getfield(L, obj, "markers");
@@ -578,6 +590,21 @@ int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
   st->body = amc_buf_steal(&b);
   st->cksum = strdup(cks);
   return 0;
+}
+
+int amc_avi_desired_body(lua_State *L, const char *json, size_t len,
+                         amc_avi_step_t *st, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  char cks[17];
+  amc_avi_cksum(json, len, cks);
+  if (amc_json_decode(L, json, len, err, errlen) != 0)
+    return -1;
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "not a JSON object");
+    lua_settop(L, top);
+    return -1;
+  }
+  return desired_body_at(L, top, lua_gettop(L), cks, st, err, errlen);
 }
 
 static void redact(lua_State *L, int idx, int top_level_key) {
@@ -743,9 +770,9 @@ static int want(amc_strmap_t *wanted, amc_buf_t *k, const char *marker,
 static int plan_unchanged(const amc_avi_cache_t *cache,
                           const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
-                          amc_buf_t *k, char *err, size_t errlen) {
-  char tbuf[256];
-  const char *ten = ref_tenant(o->tenant_ref, own->tenant, tbuf, sizeof tbuf);
+                          amc_buf_t *k, ten_memo_t *tm, char *err,
+                          size_t errlen) {
+  const char *ten = memo_tenant(tm, o->tenant_ref, own->tenant);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   if (want(wanted, k, marker, e, o->type, ten, o->name) != 0) {
     snprintf(err, errlen, "%s %s: two objects with this name in tenant %s",
@@ -764,28 +791,16 @@ static int plan_unchanged(const amc_avi_cache_t *cache,
   return 0;
 }
 
-static void copy_str(const char *s, size_t len, void *ud) {
-  char *buf = ud;
-  if (!buf[0] && len < 256) {
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-  }
-}
-
 /* A desired object whose checksum (set by the rules engine) the cache
  * already has: wanted, nothing to do, and no need to decode it (the
  * checksum covers every byte; the object was checked when it was written).
- * Returns 1 if so. */
+ * The engine sets tenant_ref (the object's string tenant_ref field) with
+ * the checksum, so the JSON is not scanned for it. Returns 1 if so. */
 static int plan_same_fast(const amc_avi_cache_t *cache,
                           const amc_avi_owner_t *own, const char *marker,
                           const amc_avi_object_t *o, amc_strmap_t *wanted,
-                          amc_buf_t *k) {
-  char tr[256] = "", tbuf[256];
-  static const char *const path[] = {"tenant_ref"};
-  if (amc_json_strings_at(o->json, o->json_len, path, 1, copy_str, tr) != 0)
-    return 0;
-  const char *ten =
-      ref_tenant(tr[0] ? tr : NULL, own->tenant, tbuf, sizeof tbuf);
+                          amc_buf_t *k, ten_memo_t *tm) {
+  const char *ten = memo_tenant(tm, o->tenant_ref, own->tenant);
   amc_avi_entry_t *e = amc_avi_cache_get(cache, o->type, ten, o->name);
   const char *ck = e ? amc_avi_entry_cksum(e) : NULL;
   if (!ck || strcmp(ck, o->cksum) != 0)
@@ -805,14 +820,16 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
   int top = lua_gettop(L);
   char perr[200];
   const char *marker = key_marker(key);
+  ten_memo_t tm = {0};
   for (size_t i = 0; i < n; i++) {
     const amc_avi_object_t *o = &objs[i];
     if (!o->json) {
-      if (plan_unchanged(cache, own, marker, o, &wanted, &k, err, errlen) != 0)
+      if (plan_unchanged(cache, own, marker, o, &wanted, &k, &tm, err,
+                         errlen) != 0)
         goto fail;
       continue;
     }
-    if (o->cksum[0] && plan_same_fast(cache, own, marker, o, &wanted, &k))
+    if (o->cksum[0] && plan_same_fast(cache, own, marker, o, &wanted, &k, &tm))
       continue;
     if (amc_json_decode(L, o->json, o->json_len, perr, sizeof perr) != 0) {
       snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
@@ -864,8 +881,8 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
       char ub[AMC_AVI_UUID_BUF];
       s->uuid = e ? sdup(amc_avi_entry_uuid(e, ub)) : NULL;
       s->rank = rank;
-      if (amc_avi_desired_body(L, o->json, o->json_len, s, perr, sizeof perr) !=
-          0) {
+      /* the object decoded above (its last use: it gets the marker) */
+      if (desired_body_at(L, top, idx, cks, s, perr, sizeof perr) != 0) {
         snprintf(err, errlen, "%s %s: %s", o->type, o->name, perr);
         goto fail;
       }

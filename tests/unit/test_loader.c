@@ -507,11 +507,34 @@ static void test_spans(void **state) {
   assert_int_equal(sp[0].len, strlen("{\"a\\\\\":\"]\\\\\"}"));
   assert_memory_equal(sp[1].text, "{\"b\":\"{\\\"[\"}", sp[1].len);
   free(sp);
+  /* items before kind (split while scanning); an object with items that
+   * is no List is one span, even when its items would not split */
+  sp = NULL;
+  const char *late = "{\"items\":[{\"a\":1},\n{\"b\":2}],\"kind\":\"List\"}";
+  assert_int_equal(amc_loader_split(late, strlen(late), 1, &sp), 2);
+  assert_int_equal(sp[1].line, 1);
+  assert_memory_equal(sp[1].text, "{\"b\":2}", sp[1].len);
+  free(sp);
+  const char *notlist[] = {"{\"items\":[{\"a\":1}],\"kind\":\"Foo\"}",
+                           "{\"items\":[{} {}],\"kind\":\"Foo\"}"};
+  for (size_t i = 0; i < 2; i++) {
+    sp = NULL;
+    assert_int_equal(amc_loader_split(notlist[i], strlen(notlist[i]), 1, &sp),
+                     1);
+    assert_int_equal(sp[0].len, strlen(notlist[i]));
+    free(sp);
+  }
   /* not cut: trailing text, an unterminated string (also one ending in an
-   * escape), a List without items, two kinds */
-  const char *bad[] = {"[{}] x", "[\"abc", "[\"ab\\", "{\"kind\":\"List\"}",
+   * escape), a List without items, two kinds, a List whose items do not
+   * split, two items */
+  const char *bad[] = {"[{}] x",
+                       "[\"abc",
+                       "[\"ab\\",
+                       "{\"kind\":\"List\"}",
                        "{\"kind\":\"List\",\"kind\":\"List\",\"items\":[]}",
-                       "[{} {}]"};
+                       "[{} {}]",
+                       "{\"kind\":\"List\",\"items\":[{} {}]}",
+                       "{\"items\":[],\"kind\":\"List\",\"items\":[]}"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     sp = NULL;
     assert_int_equal(amc_loader_split(bad[i], strlen(bad[i]), 1, &sp), -1);
