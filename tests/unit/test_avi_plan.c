@@ -15,6 +15,11 @@
 
 static const amc_avi_owner_t own = {"c1", "admin"};
 
+/* An object as the controller returns it, owned by amc for gateway `gw`. */
+#define OWNED(gw, name, uuid)                                                  \
+  "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","              \
+  "\"values\":[\"" gw "\"]}],\"name\":\"" name "\",\"uuid\":\"" uuid "\"}"
+
 static lua_State *newL(void) {
   lua_State *L = luaL_newstate();
   luaL_checkstack(L, AMC_JSON_MAX_DEPTH + 32, NULL);
@@ -395,9 +400,6 @@ static void test_leftovers_follow_the_gateway_index(void **state) {
   amc_avi_cache_init(&c);
   amc_avi_plan_t p;
   char err[300];
-#define OWNED(gw, name, uuid)                                                  \
-  "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","              \
-  "\"values\":[\"" gw "\"]}],\"name\":\"" name "\",\"uuid\":\"" uuid "\"}"
   put(&c, L, "pool", OWNED("ns/a", "p1", "pool-1"));
   put(&c, L, "pool", OWNED("ns/a", "p2", "pool-2"));
   put(&c, L, "pool", OWNED("ns/b", "p3", "pool-3"));
@@ -442,7 +444,6 @@ static void test_leftovers_follow_the_gateway_index(void **state) {
   assert_int_equal(p.n, 1);
   assert_string_equal(p.steps[0].uuid, "pool-4");
   amc_avi_plan_free(&p);
-#undef OWNED
   assert_int_equal(lua_gettop(L), 0);
   amc_avi_cache_clear(&c);
   lua_close(L);
@@ -476,9 +477,6 @@ static void test_gateway_index_unlinks(void **state) {
   amc_avi_cache_init(&c);
   amc_avi_plan_t p;
   char err[300], got[256];
-#define OWNED(gw, name, uuid)                                                  \
-  "{\"created_by\":\"amc-c1\",\"markers\":[{\"key\":\"gateway\","              \
-  "\"values\":[\"" gw "\"]}],\"name\":\"" name "\",\"uuid\":\"" uuid "\"}"
   put(&c, L, "pool", OWNED("ns/a", "p1", "pool-1")); /* last in the list */
   put(&c, L, "pool", OWNED("ns/a", "p2", "pool-2"));
   put(&c, L, "pool", OWNED("ns/a", "p3", "pool-3"));
@@ -508,7 +506,6 @@ static void test_gateway_index_unlinks(void **state) {
                    0);
   assert_string_equal(plan_uuids(&p, got, sizeof got), "pool-6");
   amc_avi_plan_free(&p);
-#undef OWNED
   assert_int_equal(lua_gettop(L), 0);
   amc_avi_cache_clear(&c);
   lua_close(L);
