@@ -18,7 +18,9 @@ For each mesh size (bench/gen_mesh.py) it measures:
                request (the simulator's arrival time: when it has read the
                request line), p50/p90/p99/max over --changes
                changes, the in-process store-change-to-sync p50/p99 from
-               amc_event_to_sync_seconds, and AVI calls per change
+               amc_event_to_sync_seconds, AVI calls per change, and amc's
+               time on a CPU and waiting for one in the 20 ms after each
+               save (/proc/PID/schedstat), p50/p99
 
   bench/run_bench.py --amc build/amc [--sizes 1k,10k] [--changes 50]
                      [--latency-only]
@@ -87,6 +89,14 @@ def translate_rate(amc, mesh, runs=5):
         if best is None or rate > best[0]:
             best = (rate, objs, avi, ms)
     return (best[0], best_cpu) + best[1:]
+
+
+def schedstat(pid):
+    """(ms on a CPU, ms runnable but waiting for one) of the process's
+    main thread so far (/proc/PID/schedstat)."""
+    with open("/proc/%d/schedstat" % pid) as fh:
+        run, wait = fh.read().split()[:2]
+    return int(run) / 1e6, int(wait) / 1e6
 
 
 def rss(pid):
@@ -220,7 +230,7 @@ def bench_size(amc, size, changes, tmp):
             idle(r)
             res["noop_sighup_writes"] = len(writes(sim))
         # Single route changes.
-        lat, calls = [], []
+        lat, calls, cpu, waited = [], [], [], []
         save = route_change(size, mesh)
         for n in range(changes):
             if CHANGE_GAP_S:
@@ -228,12 +238,19 @@ def bench_size(amc, size, changes, tmp):
             clear(sim)
             w1 = 50 + (n % 40)
             tmpf, target = save(w1, 100 - w1)
+            run0, wait0 = schedstat(r.proc.pid)
             t0 = time.time()
             os.rename(tmpf, target)
             # The time is the simulator's (its arrival time of the call), so
             # polling late costs nothing; polling early would take CPU from
             # amc and the simulator (2 cores) while they work.
             time.sleep(0.02)
+            # amc's CPU time in these 20 ms (the change and the work after
+            # its call) and its wait for a core: which one a slow change
+            # had more of
+            run1, wait1 = schedstat(r.proc.pid)
+            cpu.append(run1 - run0)
+            waited.append(wait1 - wait0)
             w = runlib.wait_for(lambda: writes(sim), 30, "the change's call",
                                 interval=0.01)
             lat.append((w[0]["time"] - t0) * 1000.0)
@@ -252,6 +269,10 @@ def bench_size(amc, size, changes, tmp):
             "store_to_sync_ms_p99": 1000 * hist_quantile(
                 samples, "amc_event_to_sync_seconds", 0.99),
             "calls_per_change": statistics.mean(calls) if calls else 0,
+            "amc_cpu_ms_p50": pct(cpu, 50),
+            "amc_cpu_ms_p99": pct(cpu, 99),
+            "amc_wait_ms_p50": pct(waited, 50),
+            "amc_wait_ms_p99": pct(waited, 99),
         }
         if LATENCY_ONLY:
             r.stop()
@@ -336,6 +357,11 @@ def table(results):
         ("same, p90 / max (ms)",
          lambda r: "%.1f / %.1f" % (r["change"]["event_to_call_ms_p90"],
                                     r["change"]["event_to_call_ms_max"])),
+        ("route change: amc on a CPU / waiting for one in the 20 ms after "
+         "the save, p50 / p99 (ms)",
+         lambda r: "%.1f / %.1f, %.1f / %.1f" % (
+             r["change"]["amc_cpu_ms_p50"], r["change"]["amc_cpu_ms_p99"],
+             r["change"]["amc_wait_ms_p50"], r["change"]["amc_wait_ms_p99"])),
         ("route change: store change -> sync start, p50 / p99 (ms, "
          "bucket bound)",
          lambda r: "%.2f / %.2f" % (r["change"]["store_to_sync_ms_p50"],
