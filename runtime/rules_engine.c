@@ -44,6 +44,7 @@
 #include "util/embedded.h"
 #include "util/hash.h"
 #include "util/lz.h"
+#include "util/slab_region.h"
 #include "util/strmap.h"
 
 #define HOOK_STEP      1000 /* AMC_LUA_PROFILE sampling, in VM instructions */
@@ -69,7 +70,8 @@ typedef struct gen gen_t;
 
 #define SMALL_STEP 16
 #define SMALL_MAX  256
-#define SLAB_BYTES (64 * 1024)
+#define SLAB_BYTES (64 * 1024) /* with its header (slab_t) */
+#define SLAB_MEM   (SLAB_BYTES - sizeof(slab_t))
 typedef struct small_free {
   struct small_free *next;
 } small_free_t;
@@ -161,6 +163,7 @@ struct gen {
   char *slab_pos;
   size_t slab_left;
   size_t n_slabs;    /* slabs held (SLAB_BYTES each) */
+  amc_slab_region_t *region; /* where slabs come from (NULL: malloc) */
   size_t large_used; /* bytes in blocks > SMALL_MAX (plain malloc) */
   uint64_t *valid;   /* see valid_seen() */
   size_t valid_n, valid_cap;
@@ -197,14 +200,29 @@ static char *xasprintf(const char *fmt, ...) {
  * reallocates with the size it was given (osize), so the size tells which
  * of the two a block came from. Freed small blocks stay on the free lists;
  * slabs_reclaim() (from amc_rules_engine_compact) gives the slabs whose
- * blocks are all free back to malloc, and the rest go with the
- * generation. */
+ * blocks are all free back (their memory returns to the system), and the
+ * rest go with the generation. */
+/* A new slab: from the generation's region (util/slab_region.h: one
+ * reserved range, advised to be backed by huge pages), else, once that is
+ * used up or when it could not be reserved, from malloc. */
+static slab_t *slab_new(gen_t *g) {
+  slab_t *sl = g->region ? amc_slab_region_get(g->region) : NULL;
+  return sl ? sl : malloc(SLAB_BYTES);
+}
+
+static void slab_release(gen_t *g, slab_t *sl) {
+  if (amc_slab_region_owns(g->region, sl))
+    amc_slab_region_put(g->region, sl);
+  else
+    free(sl);
+}
+
 /* A fresh block of size class c, carved from the current slab (a new one
  * when it has no room left); the free lists are empty for c. */
 __attribute__((noinline)) static void *small_carve(gen_t *g, size_t c) {
   size_t sz = (c + 1) * SMALL_STEP;
   if (g->slab_left < sz) {
-    slab_t *sl = malloc(sizeof *sl + SLAB_BYTES);
+    slab_t *sl = slab_new(g);
     if (!sl)
       return NULL;
     if (g->slab_pos) /* the tail of the old one (< sz) is never used */
@@ -213,7 +231,7 @@ __attribute__((noinline)) static void *small_carve(gen_t *g, size_t c) {
     g->slabs = sl;
     g->n_slabs++;
     g->slab_pos = sl->mem;
-    g->slab_left = SLAB_BYTES;
+    g->slab_left = SLAB_MEM;
   }
   void *p = g->slab_pos;
   g->slab_pos += sz;
@@ -342,7 +360,7 @@ static slab_use_t *slab_of(slab_use_t *v, size_t n, const void *p) {
     uintptr_t m = (uintptr_t)v[mid].slab->mem;
     if (a < m)
       hi = mid;
-    else if (a >= m + SLAB_BYTES)
+    else if (a >= m + SLAB_MEM)
       lo = mid + 1;
     else
       return &v[mid];
@@ -395,7 +413,7 @@ static size_t slabs_reclaim(gen_t *g) {
     if (u->freed == u->carved) {
       head_gone |= sl == g->slabs;
       *pp = sl->next;
-      free(sl);
+      slab_release(g, sl);
       g->n_slabs--;
       released += SLAB_BYTES;
     } else {
@@ -1555,9 +1573,11 @@ static void gen_free(gen_t *g) {
     lua_close(g->L);
   while (g->slabs) {
     slab_t *next = g->slabs->next;
-    free(g->slabs);
+    if (!amc_slab_region_owns(g->region, g->slabs))
+      free(g->slabs); /* the region's go with it */
     g->slabs = next;
   }
+  amc_slab_region_free(g->region);
   free(g->entry_file);
   free(g->valid);
   amc_schema_proof_free(g->proof);
@@ -1586,10 +1606,13 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
       g->ref_cache = LUA_NOREF;
   digest_files(files, n, g->digest);
+  /* Room for the whole memory cap in small blocks (address space only). */
+  g->region = amc_slab_region_new(SLAB_BYTES, g->cap);
   g->L = lua_newstate(gen_alloc, g);
   if (!g->L) {
     snprintf(err, errlen, "cannot create a Lua state (memory cap too low?)");
     free_files(files, n);
+    amc_slab_region_free(g->region);
     free(g);
     return -1;
   }
@@ -3426,7 +3449,7 @@ size_t amc_rules_engine_memory(const amc_rules_engine_t *e) {
 
 size_t amc_rules_engine_retained(const amc_rules_engine_t *e) {
   const gen_t *g = e->active;
-  return g ? g->n_slabs * (sizeof(slab_t) + SLAB_BYTES) + g->large_used : 0;
+  return g ? g->n_slabs * SLAB_BYTES + g->large_used : 0;
 }
 
 void amc_rules_engine_settle(amc_rules_engine_t *e) {
