@@ -119,6 +119,10 @@ struct amc_fs_source {
   uint64_t progress_ns; /* last progress line during the initial scan */
   size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
+  /* Objects another file defined too (ignored there): key -> that file's
+   * path. When the owner drops one, that file is read again in the same
+   * batch and takes it over (saves of the two files may come apart). */
+  amc_strmap_t shadows;
   size_t n_dirs;
   uint64_t listings;
 
@@ -834,6 +838,7 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
     amc_buf_printf(&m, "%s %s/%s is defined by another file too; ignored here",
                    kind, ns, name);
     report_error(s, s->parsing_path, m.data);
+    amc_strmap_set_str(&s->shadows, k.data, s->parsing_path);
     amc_buf_free(&m);
     amc_buf_free(&k);
     return 0;
@@ -910,9 +915,56 @@ int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim) {
   return (int)(end - lo);
 }
 
-static void process_batch(amc_fs_source_t *s) {
+/* The file at `path` if the tree knows it and nobody is writing it. */
+static file_t *file_at(amc_fs_source_t *s, const char *path) {
+  size_t n = strlen(s->root_path);
+  if (strncmp(path, s->root_path, n) != 0 || path[n] != '/')
+    return NULL;
+  char *rel = xstrdup(path + n + 1);
+  dir_t *d = s->root;
+  file_t *f = NULL;
+  for (char *p = rel, *slash; d; p = slash + 1) {
+    slash = strchr(p, '/');
+    if (!slash) {
+      if (!amc_strmap_get(&d->writing, p))
+        f = amc_strmap_get(&d->files, p);
+      break;
+    }
+    *slash = '\0';
+    d = amc_strmap_get(&d->subdirs, p);
+  }
+  free(rel);
+  return f;
+}
+
+/* Objects unclaimed after the changes up to `done` were parsed, that
+ * another file defined too: that file goes into the batch, read again. */
+static void reread_shadows(amc_fs_source_t *s, size_t done) {
+  for (size_t i = 0; i < done && s->shadows.count; i++) {
+    for (size_t j = 0; j < s->changes[i].n_old; j++) {
+      const char *key = s->changes[i].old_keys[j];
+      obj_t *o = amc_strmap_get(&s->objs, key);
+      char *path = o && !o->owner ? amc_strmap_del(&s->shadows, key) : NULL;
+      file_t *f = path ? file_at(s, path) : NULL;
+      for (size_t k = 0; f && k < s->n_changes; k++) {
+        if (s->changes[k].file == f)
+          f = NULL; /* read in this batch already: it does not define it */
+      }
+      if (f) {
+        change_add(s, path, f, f->keys, f->spans, f->n_keys);
+        f->keys = NULL;
+        f->spans = NULL;
+        f->n_keys = 0;
+      }
+      free(path);
+    }
+  }
+}
+
+/* Steps 1 and 2 of a batch for the changes from..to. */
+static void parse_changes(amc_fs_source_t *s, size_t from, size_t to) {
   /* 1. Unclaim every object of every changed file. */
-  for (size_t i = 0; i < s->n_changes; i++) {
+  for (size_t i = from; i < to; i++) {
     change_t *c = &s->changes[i];
     for (size_t j = 0; j < c->n_old; j++) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
@@ -922,7 +974,7 @@ static void process_batch(amc_fs_source_t *s) {
   }
   /* 2. Parse the files that exist; claim and upsert what they define. */
   char err[1024];
-  for (size_t i = 0; i < s->n_changes; i++) {
+  for (size_t i = from; i < to; i++) {
     change_t *c = &s->changes[i];
     if (!c->file)
       continue;
@@ -967,6 +1019,17 @@ static void process_batch(amc_fs_source_t *s) {
   s->new_keys = NULL;
   s->new_spans = NULL;
   s->parsing_change = NULL;
+}
+
+static void process_batch(amc_fs_source_t *s) {
+  /* Ends: a round adds changes only for shadows it consumes. */
+  size_t done = 0;
+  while (done < s->n_changes) {
+    size_t to = s->n_changes;
+    parse_changes(s, done, to);
+    done = to;
+    reread_shadows(s, done);
+  }
   /* 3. Delete what no file claims any more. */
   amc_buf_t k = AMC_BUF_INIT;
   for (size_t i = 0; i < s->n_changes; i++) {
@@ -1164,6 +1227,7 @@ void amc_fs_source_close(amc_fs_source_t *s) {
     return;
   s->closing = 1;
   amc_strmap_clear(&s->objs, free);
+  amc_strmap_clear(&s->shadows, free);
   free(s->changes);
   /* The kernel drops the watches with the instance. */
   amc_strmap_foreach(&s->watches, drop_watch_visit, NULL);

@@ -66,7 +66,10 @@
  *     kept per object, not its JSON);
  *   - delete when no file defines it any more.
  * An object defined by two files: the first file keeps it; the second
- * definition is reported as an error and ignored.
+ * definition is reported as an error and ignored until the first file
+ * drops the object: then the second file is read again in the same batch
+ * and takes it over (an object moved by two saves read apart, the file it
+ * moves to first, is an upsert, not a delete).
  * A file that fails to parse keeps its previous objects; the error (with
  * file:line:col from the parser) goes to the `error` callback and the log.
  *

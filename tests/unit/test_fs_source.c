@@ -829,6 +829,38 @@ static void test_root_replaced_is_watched_again(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* An object moved by two saves read apart (the file it moves to first):
+ * the second definition is ignored at first, and takes over when the old
+ * file drops the object, in the same batch (not a delete). */
+static void test_object_moves_in_two_saves(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns x 1\n");
+  write_file("b.yaml", "Service ns y 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  write_file("b.yaml", "Service ns y 1\nService ns x 2\n");
+  run_until_batch(1, 5000);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "defined by another file"));
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns z 1\n");
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/z={\"v\":\"1\"};"
+                                     "+Service/ns/x={\"v\":\"2\"};");
+  assert_int_equal(amc_fs_source_count(s), 3);
+  assert_int_equal(errors, 1);
+  /* b owns x now */
+  char p[512];
+  path_of(p, sizeof p, "b.yaml");
+  unlink(p);
+  run_until_batch(3, 5000);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Service/ns/x;"));
+  assert_non_null(strstr(ev, "-Service/ns/y;"));
+  assert_int_equal(amc_fs_source_count(s), 1);
+  amc_fs_source_close(s);
+}
+
 static void test_bad_root(void **state) {
   (void)state;
   amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
@@ -872,6 +904,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_root_replaced_is_watched_again,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_object_moves_in_two_saves, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
