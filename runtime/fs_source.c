@@ -115,6 +115,11 @@ struct amc_fs_source {
   int closing;
   int synced;
   int pending; /* events queued settled work: schedule a rescan */
+  /* The last IN_MOVED_FROM of a file in this read (its name is held until
+   * a matching IN_MOVED_TO shows a rename within the tree). */
+  dir_t *from_dir;
+  char *from_name;
+  uint32_t from_cookie;
   size_t n_writing;
   uint64_t progress_ns; /* last progress line during the initial scan */
   size_t parsed_files;
@@ -336,11 +341,51 @@ static void writing(dir_t *d, const char *name) {
     uv_timer_start(&s->quiet, on_quiet, s->opt.debounce_ms, 0);
 }
 
+static void forget_move(amc_fs_source_t *s) {
+  free(s->from_name);
+  s->from_name = NULL;
+  s->from_dir = NULL;
+  s->from_cookie = 0;
+}
+
+/* A file went from the name (deleted, renamed away). Many writers replace
+ * a file that way: git checkout unlinks each changed file and creates it
+ * again, vim renames the original to its backup name and writes a new
+ * file. Reading the name in between would delete the file's objects until
+ * the new file is read, so the name is held like a file being written: it
+ * settles when a new file there is complete, or after the quiet time (it
+ * is gone then). A rename to another data file of the tree is the rename
+ * it looks like: both names settle at once (the objects move). */
+static void vanished(dir_t *d, const char *name, uint32_t mask,
+                     uint32_t cookie) {
+  amc_fs_source_t *s = d->src;
+  if ((mask & IN_ISDIR) || !wanted_file(name)) {
+    settle(d, name);
+    return;
+  }
+  writing(d, name);
+  if (mask & IN_MOVED_FROM) {
+    forget_move(s);
+    s->from_dir = d;
+    s->from_name = xstrdup(name);
+    s->from_cookie = cookie;
+  }
+}
+
 /* One event on an entry of `d`. A regular file is being written from its
- * creation or a write until its IN_CLOSE_WRITE; everything else settles
- * the name at once. */
-static void dir_event(dir_t *d, const char *name, uint32_t mask) {
-  if (mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)) {
+ * creation or a write until its IN_CLOSE_WRITE; a file that went is held
+ * (vanished()); everything else settles the name at once. */
+static void dir_event(dir_t *d, const char *name, uint32_t mask,
+                      uint32_t cookie) {
+  amc_fs_source_t *s = d->src;
+  if (mask & (IN_DELETE | IN_MOVED_FROM)) {
+    vanished(d, name, mask, cookie);
+  } else if (mask & IN_MOVED_TO) {
+    settle(d, name);
+    if (s->from_name && cookie == s->from_cookie && !(mask & IN_ISDIR) &&
+        wanted_file(name))
+      settle(s->from_dir, s->from_name);
+  } else if (mask & IN_CLOSE_WRITE) {
     settle(d, name);
   } else if (mask & IN_MODIFY) {
     writing(d, name);
@@ -358,11 +403,19 @@ static void dir_event(dir_t *d, const char *name, uint32_t mask) {
     amc_buf_free(&p);
   } else if (mask & IN_ATTRIB) {
     /* chmod, touch: settled, unless a writer has the file open (cp -p sets
-     * the times before it closes). */
-    if (amc_strmap_get(&d->writing, name))
+     * the times before it closes) or the file is going: an unlink reports
+     * the link count's drop just before the IN_DELETE, maybe in an
+     * earlier read. */
+    struct stat st;
+    amc_buf_t p = AMC_BUF_INIT;
+    amc_buf_printf(&p, "%s/%s", d->path, name);
+    if (amc_strmap_get(&d->writing, name) ||
+        (!(mask & IN_ISDIR) && wanted_file(name) &&
+         (lstat(p.data, &st) != 0 || st.st_nlink == 0)))
       writing(d, name);
     else
       settle(d, name);
+    amc_buf_free(&p);
   }
 }
 
@@ -401,7 +454,7 @@ static void on_event(amc_fs_source_t *s, const struct inotify_event *ev) {
         amc_strmap_clear(&d->named, NULL);
       s->pending = 1;
     } else {
-      dir_event(d, ev->name, ev->mask);
+      dir_event(d, ev->name, ev->mask, ev->cookie);
     }
   }
 }
@@ -439,6 +492,7 @@ static void on_inotify(uv_poll_t *h, int status, int events) {
       p += sizeof *ev + ev->len;
     }
   }
+  forget_move(s); /* a rename's two events come in one read */
   if (s->pending)
     schedule(s);
 }
@@ -507,6 +561,7 @@ static int drop_watch_visit(const char *key, void *value, void *data) {
 /* The inotify instance failed: a new one, every directory watched again by
  * a full rescan (which catches what was missed). */
 static void inotify_restart(amc_fs_source_t *s) {
+  forget_move(s);
   inotify_close(s);
   amc_strmap_foreach(&s->watches, drop_watch_visit, NULL);
   s->ino = inotify_open(s);
@@ -733,7 +788,9 @@ static int named_visit(const char *name, void *value, void *data) {
 
 static int sweep_files_visit(const char *name, void *value, void *data) {
   file_t *f = value;
-  if (f->seen) {
+  dir_t *d = data;
+  if (f->seen || amc_strmap_get(&d->writing, name)) {
+    /* seen, or held: being written, or gone while it may come back */
     f->seen = 0;
     return 0;
   }
@@ -1226,6 +1283,7 @@ void amc_fs_source_close(amc_fs_source_t *s) {
   if (!s)
     return;
   s->closing = 1;
+  forget_move(s);
   amc_strmap_clear(&s->objs, free);
   amc_strmap_clear(&s->shadows, free);
   free(s->changes);

@@ -16,23 +16,33 @@
  * written.
  *
  * An event names an entry, which is then either
- *   - settled: IN_CLOSE_WRITE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE,
- *     IN_ATTRIB (of a file nobody is writing: chmod, touch), and IN_CREATE
- *     of a directory, a symlink or a hard link (they appear whole; a mounted
- *     ConfigMap's "..data" swap is a rename); or
+ *   - settled: IN_CLOSE_WRITE, IN_MOVED_TO, IN_ATTRIB (of a file nobody is
+ *     writing: chmod, touch), IN_CREATE of a directory, a symlink or a hard
+ *     link (they appear whole; a mounted ConfigMap's "..data" swap is a
+ *     rename), and IN_DELETE / IN_MOVED_FROM of anything but a data file;
  *   - being written: from the IN_CREATE of a regular file or an IN_MODIFY
  *     until its IN_CLOSE_WRITE (an IN_ATTRIB meanwhile, e.g. `cp -p`
- *     setting the times, does not end it).
+ *     setting the times, does not end it); or
+ *   - held: a data file (*.yaml, *.yml, *.json) deleted or renamed away.
+ *     Many writers replace a file that way (git checkout unlinks each
+ *     changed file and creates it again; vim renames the original to its
+ *     backup name and writes a new file), and reading the name in between
+ *     would delete its objects until the new file is read. The name
+ *     settles when a new file there is complete, or after the quiet time
+ *     (then it is gone). A rename to another data file of the tree (the
+ *     IN_MOVED_TO with the same cookie, in the same read) settles both
+ *     names at once: the objects move, nothing is deleted.
  * Settled names are looked at on the next loop iteration, all those of one
  * read together: an editor's atomic save (write a hidden temporary file,
  * rename it over) or a plain write and close is read at once, with no
- * quiet time. A name being written is never stat-ed nor parsed, by an
- * event's rescan, a directory listing or the periodic resync alike (the
- * other names of its directory are): a file cut at a document boundary
- * parses fine, and the objects of its missing part would be deleted. It
- * is read at its close, or, for a writer that keeps the file open (or a
- * close lost to a queue overflow), once it has had no event for
- * `debounce_ms` (the fallback; 0: on the next iteration, as if settled).
+ * quiet time. A name being written or held is never stat-ed nor parsed,
+ * by an event's rescan, a directory listing or the periodic resync alike
+ * (the other names of its directory are): a file cut at a document
+ * boundary parses fine, and the objects of its missing part would be
+ * deleted. It is read at its close, or, for a writer that keeps the file
+ * open (or a close lost to a queue overflow), once it has had no event
+ * for `debounce_ms` (the fallback; 0: on the next iteration, as if
+ * settled). A directory that goes (with its files) is read at once.
  * Hidden names (starting with '.') are never read: their events are
  * ignored, except in a directory holding symlinks. The initial scan reads
  * every file (it cannot know which are being written: one that is gets
@@ -114,8 +124,9 @@ typedef struct {
 
 typedef struct {
   const char *root; /* directory (copied) */
-  /* A file being written (no close seen) is read anyway after this long
-   * without events on it; 0 -> on the next iteration. */
+  /* A file being written (no close seen) is read anyway, and a deleted
+   * one dropped, after this long without events on it; 0 -> on the next
+   * iteration. */
   unsigned debounce_ms;
   unsigned resync_ms; /* full rescan period; 0 -> none */
   amc_fs_parse_fn parse;

@@ -2,7 +2,8 @@
 minute (--fs-debounce-ms 60000): complete saves (an atomic save, a write
 and close) reach AVI at once, without waiting for it; a file left open half
 written is not read (its missing objects would be deleted from AVI) until
-its writer closes it."""
+its writer closes it; a file deleted and written again (git checkout) is
+an update, its objects are not deleted in between."""
 import os
 import shutil
 import sys
@@ -75,6 +76,12 @@ class FsWatchTest(unittest.TestCase):
         return runlib.wait_for(lambda: runlib.sim_writes(self.sim),
                                PROMPT_S, what)
 
+    def assert_no_writes(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.assertEqual(runlib.sim_writes(self.sim), [])
+            time.sleep(0.1)
+
     def pool_group_ratios(self):
         pg = [o for n, o in runlib.sim_objects(self.sim, "poolgroup").items()
               if n.endswith("bookinfo--bookinfo--http1")][0]
@@ -111,10 +118,7 @@ class FsWatchTest(unittest.TestCase):
         try:
             fh.write(routing[:cut])
             fh.flush()
-            deadline = time.monotonic() + 1.5
-            while time.monotonic() < deadline:
-                self.assertEqual(runlib.sim_writes(self.sim), [])
-                time.sleep(0.1)
+            self.assert_no_writes(1.5)
             fh.write(routing[cut:])
         finally:
             fh.close()
@@ -125,6 +129,24 @@ class FsWatchTest(unittest.TestCase):
                           for w in writes], [("PUT", "poolgroup")], writes)
         self.assertEqual(self.pool_group_ratios(), [40, 60])
         self.assertEqual(r.log_events("fs.error"), [])
+        self.assertEqual(r.stop(), 0)
+
+    def test_file_deleted_and_written_again_is_an_update(self):
+        # git checkout: unlink the file, create it again, write, close.
+        r = self.run_
+        path = os.path.join(self.fs, "30-routing.yaml")
+        with open(path) as fh:
+            routing = weights(fh.read(), 80, 20)
+        os.unlink(path)
+        self.assert_no_writes(1.0)
+        with open(path, "w") as fh:
+            fh.write(routing)
+        self.wait_writes("re-created file -> AVI")
+        r.wait_idle()
+        writes = runlib.sim_writes(self.sim)
+        self.assertEqual([(w["method"], w["path"].split("/")[2])
+                          for w in writes], [("PUT", "poolgroup")], writes)
+        self.assertEqual(self.pool_group_ratios(), [20, 80])
         self.assertEqual(r.stop(), 0)
 
 

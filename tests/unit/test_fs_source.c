@@ -750,6 +750,49 @@ static void test_file_kept_open_is_read_after_quiet_time(void **state) {
   run_for(100);
   assert_int_equal(batches, 2);
   assert_string_equal(take_events(), "");
+  /* a file deleted for good is gone after the quiet time */
+  unlink(p);
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "-Service/ns/a;-Service/ns/b;");
+  amc_fs_source_close(s);
+}
+
+/* A file replaced by deleting it and writing a new one (git checkout
+ * unlinks and creates each changed file; vim renames the original to its
+ * backup name and writes a new file): its objects are not deleted in
+ * between. A rename to another data file is read at once. */
+static void test_file_deleted_and_written_again(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  char p[512], q[512];
+  path_of(p, sizeof p, "a.yaml");
+  assert_int_equal(unlink(p), 0);
+  run_for(200);
+  amc_fs_source_rescan(s); /* not even a full rescan reads it */
+  assert_int_equal(batches, 0);
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns a 2\nService ns b 1\n");
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* vim */
+  path_of(q, sizeof q, "a.yaml~");
+  assert_int_equal(rename(p, q), 0);
+  run_for(200);
+  assert_int_equal(batches, 1);
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns a 3\nService ns b 1\n");
+  assert_int_equal(unlink(q), 0);
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"3\"};");
+  /* renamed to another data file: at once, nothing to tell */
+  path_of(q, sizeof q, "b.yaml");
+  assert_int_equal(rename(p, q), 0);
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  assert_int_equal(errors, 0);
   amc_fs_source_close(s);
 }
 
@@ -850,9 +893,7 @@ static void test_object_moves_in_two_saves(void **state) {
   assert_int_equal(amc_fs_source_count(s), 3);
   assert_int_equal(errors, 1);
   /* b owns x now */
-  char p[512];
-  path_of(p, sizeof p, "b.yaml");
-  unlink(p);
+  write_file("b.yaml", "");
   run_until_batch(3, 5000);
   const char *ev = take_events();
   assert_non_null(strstr(ev, "-Service/ns/x;"));
@@ -906,6 +947,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_object_moves_in_two_saves, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_file_deleted_and_written_again,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
