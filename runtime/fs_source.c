@@ -403,19 +403,11 @@ static void dir_event(dir_t *d, const char *name, uint32_t mask,
     amc_buf_free(&p);
   } else if (mask & IN_ATTRIB) {
     /* chmod, touch: settled, unless a writer has the file open (cp -p sets
-     * the times before it closes) or the file is going: an unlink reports
-     * the link count's drop just before the IN_DELETE, maybe in an
-     * earlier read. */
-    struct stat st;
-    amc_buf_t p = AMC_BUF_INIT;
-    amc_buf_printf(&p, "%s/%s", d->path, name);
-    if (amc_strmap_get(&d->writing, name) ||
-        (!(mask & IN_ISDIR) && wanted_file(name) &&
-         (lstat(p.data, &st) != 0 || st.st_nlink == 0)))
+     * the times before it closes). */
+    if (amc_strmap_get(&d->writing, name))
       writing(d, name);
     else
       settle(d, name);
-    amc_buf_free(&p);
   }
 }
 
