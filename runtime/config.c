@@ -61,8 +61,10 @@ static const opt_t opts[] = {
      0},
     {"default-namespace", NULL, T_STR, O(default_namespace), "default", "NS",
      "namespace of fs:// objects that name none", 0},
-    {"fs-debounce-ms", NULL, T_INT, O(fs_debounce_ms), "20", "MS",
-     "quiet time after a file event before the directory is rescanned", 0},
+    {"fs-debounce-ms", NULL, T_INT, O(fs_debounce_ms), "1000", "MS",
+     "a file still open for writing is read, and a deleted file dropped, "
+     "after this long without events on it (complete saves are read at once)",
+     0},
     {"resync", NULL, T_INT, O(resync_seconds), "300", "SECONDS",
      "full resync period (fs rescan, re-translation of every gateway); 0 off",
      0},

@@ -10,13 +10,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define SEP '\x1f'
 
 /* Names an event burst may queue for one directory before the whole
  * directory is listed instead (a listing is then the cheaper way). */
 #define MAX_NAMED 64
+
+/* What a directory watch reports. IN_EXCL_UNLINK: a file unlinked (or
+ * renamed over) while a writer still has it open reports nothing more under
+ * its old name, which may be a new file's by then. */
+#define WATCH_MASK                                                             \
+  (IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO |      \
+   IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |        \
+   IN_EXCL_UNLINK)
 
 typedef struct dir dir_t;
 
@@ -33,23 +43,48 @@ typedef struct {
   int seen; /* scan mark */
 } file_t;
 
+/* An entry being written: its last write (loop time, ms). */
+typedef struct {
+  uint64_t last_ms;
+} writing_t;
+
 struct dir {
   amc_fs_source_t *src;
   dir_t *parent;
   char *path;
-  uv_fs_event_t ev;
+  int wd;               /* inotify watch descriptor, or -1 */
+  dir_t *next_in_watch; /* directories sharing the watch (see watch_t) */
   uint64_t ino; /* of the directory watched (a rename over it changes it) */
   int watching;
-  int dirty; /* list the whole directory on the next walk */
+  int rewatch; /* its watch was lost or failed: try again when listed */
+  int dirty;   /* list the whole directory on the next walk */
   int seen;
   /* Some entry is a symlink: a change to one name (even a hidden one, a
    * ConfigMap's "..data") may change what another resolves to, so any
    * event lists the directory. Set by a listing and by a named lstat. */
   int has_links;
-  amc_strmap_t named;   /* entries events named since the last walk */
+  amc_strmap_t named;   /* settled entries events named since the last walk */
+  amc_strmap_t writing; /* name -> writing_t: never read until settled */
   amc_strmap_t files;   /* name -> file_t */
   amc_strmap_t subdirs; /* name -> dir_t */
 };
+
+/* One inotify watch. inotify gives one descriptor per inode, so two paths
+ * of the tree that resolve to the same directory (a symlink to it, or a
+ * directory moved to a new name seen before its old name is dropped) share
+ * it: the watch goes when its last directory does. */
+typedef struct {
+  int wd;
+  dir_t *dirs; /* linked by next_in_watch */
+} watch_t;
+
+/* The inotify instance: its own block, as a new instance replaces it while
+ * the old one's poll handle is still closing. */
+typedef struct {
+  uv_poll_t poll;
+  int fd;
+  amc_fs_source_t *src;
+} inotify_t;
 
 typedef struct {
   file_t *owner; /* NULL while unclaimed during a batch */
@@ -71,14 +106,28 @@ struct amc_fs_source {
   amc_fs_source_opts_t opt;
   char *root_path;
   dir_t *root;
-  uv_timer_t debounce;
+  inotify_t *ino;       /* NULL when inotify could not be set up */
+  amc_strmap_t watches; /* "wd" -> watch_t */
+  uv_timer_t tick;      /* a rescan on the next loop iteration */
+  uv_timer_t quiet;     /* the quiet-time fallback for entries being written */
   uv_timer_t resync;
   int open_handles;
   int closing;
   int synced;
+  int pending; /* events queued settled work: schedule a rescan */
+  /* The last IN_MOVED_FROM of a file in this read (its name is held until
+   * a matching IN_MOVED_TO shows a rename within the tree). */
+  dir_t *from_dir;
+  char *from_name;
+  uint32_t from_cookie;
+  size_t n_writing;
   uint64_t progress_ns; /* last progress line during the initial scan */
   size_t parsed_files;
   amc_strmap_t objs; /* "kind\x1fns\x1fname" -> obj_t */
+  /* Objects another file defined too (ignored there): key -> that file's
+   * path. When the owner drops one, that file is read again in the same
+   * batch and takes it over (saves of the two files may come apart). */
+  amc_strmap_t shadows;
   size_t n_dirs;
   uint64_t listings;
 
@@ -154,36 +203,110 @@ static void report_error(amc_fs_source_t *s, const char *path,
     s->opt.sink.error(s->opt.sink_data, path, msg);
 }
 
-/* ------------------------------------------------------------------------ */
-/* Directories and watches */
-
-static void schedule(amc_fs_source_t *s);
-
-static const char *base_name(const char *path) {
-  const char *b = strrchr(path, '/');
-  return b ? b + 1 : path;
+static void watch_restarted(amc_fs_source_t *s) {
+  if (s->opt.sink.watch_restarted)
+    s->opt.sink.watch_restarted(s->opt.sink_data);
 }
 
-/* An event names an entry of the directory (libuv gives the directory's
- * own base name for events on the directory itself, and inotify nothing
- * else that tells them apart). A named entry is stat-ed on its own by the
- * next walk; anything else lists the directory. */
-static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
-                        int status) {
-  (void)events;
-  dir_t *d = h->data;
-  if (status < 0) {
-    /* Restart the watch; the rescan below catches what was missed. */
-    amc_log(AMC_WARN, "fs.watch_restart", AMC_S("path", d->path),
-            AMC_S("error", uv_strerror(status)));
-    uv_fs_event_stop(&d->ev);
-    d->watching = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0) == 0;
-    if (d->src->opt.sink.watch_restarted)
-      d->src->opt.sink.watch_restarted(d->src->opt.sink_data);
+/* ------------------------------------------------------------------------ */
+/* Watches */
+
+static watch_t *watch_get(amc_fs_source_t *s, int wd) {
+  char k[16];
+  snprintf(k, sizeof k, "%d", wd);
+  return amc_strmap_get(&s->watches, k);
+}
+
+/* Adds the inotify watch of `d` (by its path). Returns 0, or -1 (logged;
+ * the directory is then scanned by rescans only, and watched again when a
+ * later walk lists it). */
+static int dir_watch(amc_fs_source_t *s, dir_t *d) {
+  if (!s->ino)
+    return -1;
+  int wd = inotify_add_watch(s->ino->fd, d->path, WATCH_MASK);
+  if (wd < 0) {
+    amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", d->path),
+            AMC_S("error", strerror(errno)));
+    return -1;
+  }
+  watch_t *w = watch_get(s, wd);
+  if (!w) {
+    char k[16];
+    snprintf(k, sizeof k, "%d", wd);
+    w = xcalloc(1, sizeof *w);
+    w->wd = wd;
+    amc_strmap_put(&s->watches, k, w, NULL);
+  }
+  d->wd = wd;
+  d->watching = 1;
+  d->next_in_watch = w->dirs;
+  w->dirs = d;
+  return 0;
+}
+
+/* Drops the watch `w` for all its directories (they are listed on the next
+ * walk, which watches them again); `rm`: remove it from the kernel too (not
+ * when the kernel already did: IN_IGNORED). */
+static void watch_drop(amc_fs_source_t *s, watch_t *w, int rm) {
+  char k[16];
+  snprintf(k, sizeof k, "%d", w->wd);
+  amc_strmap_del(&s->watches, k);
+  if (rm && s->ino)
+    inotify_rm_watch(s->ino->fd, w->wd);
+  for (dir_t *d = w->dirs, *next; d; d = next) {
+    next = d->next_in_watch;
+    d->next_in_watch = NULL;
+    d->wd = -1;
+    d->watching = 0;
+    d->rewatch = 1;
     d->dirty = 1;
-  } else if (!name || !*name || strcmp(name, base_name(d->path)) == 0) {
-    d->dirty = 1;
-  } else if (d->has_links) {
+    if (d->parent)
+      d->parent->dirty = 1; /* it may be gone or another directory now */
+  }
+  free(w);
+}
+
+/* `d` goes: out of its watch, which goes with its last directory. */
+static void dir_unwatch(amc_fs_source_t *s, dir_t *d) {
+  if (!d->watching)
+    return;
+  watch_t *w = watch_get(s, d->wd);
+  d->watching = 0;
+  if (!w)
+    return;
+  for (dir_t **p = &w->dirs; *p; p = &(*p)->next_in_watch) {
+    if (*p == d) {
+      *p = d->next_in_watch;
+      break;
+    }
+  }
+  d->next_in_watch = NULL;
+  if (!w->dirs) {
+    w->dirs = NULL;
+    watch_drop(s, w, 1);
+  }
+  d->wd = -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events: which names are settled, which are being written */
+
+static void schedule(amc_fs_source_t *s);
+static void mark_all_dirty(dir_t *d);
+
+static void free_writing(void *p) {
+  free(p);
+}
+
+/* `name` is settled: the next walk looks at it (or lists its directory). */
+static void settle(dir_t *d, const char *name) {
+  amc_fs_source_t *s = d->src;
+  writing_t *w = amc_strmap_del(&d->writing, name);
+  if (w) {
+    free(w);
+    s->n_writing--;
+  }
+  if (d->has_links) {
     /* A change to one name may change what another one resolves to. */
     d->dirty = 1;
   } else if (name[0] == '.') {
@@ -196,17 +319,251 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events,
   }
   if (d->dirty && d->named.count)
     amc_strmap_clear(&d->named, NULL);
-  schedule(d->src);
+  s->pending = 1;
 }
 
-static void on_dir_closed(uv_handle_t *h) {
-  dir_t *d = h->data;
+static void on_quiet(uv_timer_t *t);
+
+/* `name` is being written: not read until its close (or the quiet time). */
+static void writing(dir_t *d, const char *name) {
   amc_fs_source_t *s = d->src;
-  free(d->path);
-  free(d);
-  if (--s->open_handles == 0)
-    free(s); /* only at close: the timers hold two handles until then */
+  if (name[0] == '.')
+    return; /* never read */
+  writing_t *w = amc_strmap_get(&d->writing, name);
+  if (!w) {
+    w = xcalloc(1, sizeof *w);
+    amc_strmap_put(&d->writing, name, w, NULL);
+    s->n_writing++;
+  }
+  w->last_ms = uv_now(s->loop);
+  amc_strmap_del(&d->named, name); /* settled before, written again now */
+  if (!uv_is_active((uv_handle_t *)&s->quiet))
+    uv_timer_start(&s->quiet, on_quiet, s->opt.debounce_ms, 0);
 }
+
+static void forget_move(amc_fs_source_t *s) {
+  free(s->from_name);
+  s->from_name = NULL;
+  s->from_dir = NULL;
+  s->from_cookie = 0;
+}
+
+/* A file went from the name (deleted, renamed away). Many writers replace
+ * a file that way: git checkout unlinks each changed file and creates it
+ * again, vim renames the original to its backup name and writes a new
+ * file. Reading the name in between would delete the file's objects until
+ * the new file is read, so the name is held like a file being written: it
+ * settles when a new file there is complete, or after the quiet time (it
+ * is gone then). A rename to another data file of the tree is the rename
+ * it looks like: both names settle at once (the objects move). */
+static void vanished(dir_t *d, const char *name, uint32_t mask,
+                     uint32_t cookie) {
+  amc_fs_source_t *s = d->src;
+  if ((mask & IN_ISDIR) || !wanted_file(name)) {
+    settle(d, name);
+    return;
+  }
+  writing(d, name);
+  if (mask & IN_MOVED_FROM) {
+    forget_move(s);
+    s->from_dir = d;
+    s->from_name = xstrdup(name);
+    s->from_cookie = cookie;
+  }
+}
+
+/* One event on an entry of `d`. A regular file is being written from its
+ * creation or a write until its IN_CLOSE_WRITE; a file that went is held
+ * (vanished()); everything else settles the name at once. */
+static void dir_event(dir_t *d, const char *name, uint32_t mask,
+                      uint32_t cookie) {
+  amc_fs_source_t *s = d->src;
+  if (mask & (IN_DELETE | IN_MOVED_FROM)) {
+    vanished(d, name, mask, cookie);
+  } else if (mask & IN_MOVED_TO) {
+    settle(d, name);
+    if (s->from_name && cookie == s->from_cookie && !(mask & IN_ISDIR) &&
+        wanted_file(name))
+      settle(s->from_dir, s->from_name);
+  } else if (mask & IN_CLOSE_WRITE) {
+    settle(d, name);
+  } else if (mask & IN_MODIFY) {
+    writing(d, name);
+  } else if (mask & IN_CREATE) {
+    /* A directory, a symlink or a hard link appears whole; a new regular
+     * file (one link) is written next. What the name is by now tells. */
+    struct stat st;
+    amc_buf_t p = AMC_BUF_INIT;
+    amc_buf_printf(&p, "%s/%s", d->path, name);
+    if (!(mask & IN_ISDIR) && name[0] != '.' && lstat(p.data, &st) == 0 &&
+        S_ISREG(st.st_mode) && st.st_nlink == 1)
+      writing(d, name);
+    else
+      settle(d, name);
+    amc_buf_free(&p);
+  } else if (mask & IN_ATTRIB) {
+    /* chmod, touch: settled, unless a writer has the file open (cp -p sets
+     * the times before it closes). */
+    if (amc_strmap_get(&d->writing, name))
+      writing(d, name);
+    else
+      settle(d, name);
+  }
+}
+
+static void on_event(amc_fs_source_t *s, const struct inotify_event *ev) {
+  if (ev->mask & IN_Q_OVERFLOW) {
+    /* Events were lost: list everything (names being written stay so:
+     * their close, or the quiet time, settles them). */
+    amc_log(AMC_WARN, "fs.queue_overflow", AMC_S("root", s->root_path));
+    mark_all_dirty(s->root);
+    s->pending = 1;
+    watch_restarted(s);
+    return;
+  }
+  watch_t *w = watch_get(s, ev->wd);
+  if (!w)
+    return; /* a watch already dropped (its IN_IGNORED, late events) */
+  if (ev->mask & IN_IGNORED) {
+    /* The kernel dropped the watch: the directory was deleted or its
+     * filesystem unmounted. The parent's listing sees which. */
+    watch_drop(s, w, 0);
+    s->pending = 1;
+    return;
+  }
+  if (ev->mask & IN_MOVE_SELF) {
+    /* The watch follows the directory to its new name, maybe outside the
+     * tree: watch the path again (the walk does, once the parent's listing
+     * has said what the path is now). */
+    watch_drop(s, w, 1);
+    s->pending = 1;
+    return;
+  }
+  for (dir_t *d = w->dirs; d; d = d->next_in_watch) {
+    if ((ev->mask & IN_DELETE_SELF) || ev->len == 0 || !ev->name[0]) {
+      d->dirty = 1; /* the directory itself changed: list it */
+      if (d->named.count)
+        amc_strmap_clear(&d->named, NULL);
+      s->pending = 1;
+    } else {
+      dir_event(d, ev->name, ev->mask, ev->cookie);
+    }
+  }
+}
+
+static void inotify_restart(amc_fs_source_t *s);
+
+/* Reads every queued event (the fd is non-blocking), then schedules one
+ * rescan for all of them. */
+static void on_inotify(uv_poll_t *h, int status, int events) {
+  (void)events;
+  inotify_t *in = h->data;
+  amc_fs_source_t *s = in->src;
+  if (status < 0) {
+    amc_log(AMC_WARN, "fs.watch_restart", AMC_S("root", s->root_path),
+            AMC_S("error", uv_strerror(status)));
+    inotify_restart(s);
+    return;
+  }
+  char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+  for (;;) {
+    ssize_t n = read(in->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      amc_log(AMC_WARN, "fs.watch_restart", AMC_S("root", s->root_path),
+              AMC_S("error", n < 0 ? strerror(errno) : "end of file"));
+      inotify_restart(s);
+      return;
+    }
+    for (char *p = buf; p < buf + n;) {
+      const struct inotify_event *ev = (const struct inotify_event *)p;
+      on_event(s, ev);
+      p += sizeof *ev + ev->len;
+    }
+  }
+  forget_move(s); /* a rename's two events come in one read */
+  if (s->pending)
+    schedule(s);
+}
+
+static void on_inotify_closed(uv_handle_t *h) {
+  inotify_t *in = h->data;
+  amc_fs_source_t *s = in->src;
+  close(in->fd);
+  free(in);
+  if (--s->open_handles == 0)
+    free(s);
+}
+
+static inotify_t *inotify_open(amc_fs_source_t *s) {
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) {
+    amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", s->root_path),
+            AMC_S("error", strerror(errno)));
+    return NULL;
+  }
+  inotify_t *in = xcalloc(1, sizeof *in);
+  in->fd = fd;
+  in->src = s;
+  int rc = uv_poll_init(s->loop, &in->poll, fd);
+  if (rc == 0) {
+    in->poll.data = in;
+    s->open_handles++;
+    rc = uv_poll_start(&in->poll, UV_READABLE, on_inotify);
+    if (rc < 0) {
+      amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", s->root_path),
+              AMC_S("error", uv_strerror(rc)));
+      uv_close((uv_handle_t *)&in->poll, on_inotify_closed);
+      return NULL;
+    }
+    return in;
+  }
+  amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", s->root_path),
+          AMC_S("error", uv_strerror(rc)));
+  close(fd);
+  free(in);
+  return NULL;
+}
+
+static void inotify_close(amc_fs_source_t *s) {
+  if (!s->ino)
+    return;
+  uv_poll_stop(&s->ino->poll);
+  uv_close((uv_handle_t *)&s->ino->poll, on_inotify_closed);
+  s->ino = NULL;
+}
+
+static int drop_watch_visit(const char *key, void *value, void *data) {
+  (void)key;
+  watch_t *w = value;
+  for (dir_t *d = w->dirs, *next; d; d = next) {
+    next = d->next_in_watch;
+    d->next_in_watch = NULL;
+    d->wd = -1;
+    d->watching = 0;
+  }
+  (void)data;
+  free(w);
+  return 1;
+}
+
+/* The inotify instance failed: a new one, every directory watched again by
+ * a full rescan (which catches what was missed). */
+static void inotify_restart(amc_fs_source_t *s) {
+  forget_move(s);
+  inotify_close(s);
+  amc_strmap_foreach(&s->watches, drop_watch_visit, NULL);
+  s->ino = inotify_open(s);
+  mark_all_dirty(s->root);
+  s->pending = 1;
+  schedule(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directories */
 
 static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path,
                       uint64_t ino) {
@@ -215,19 +572,10 @@ static dir_t *dir_new(amc_fs_source_t *s, dir_t *parent, const char *path,
   d->parent = parent;
   d->path = xstrdup(path);
   d->ino = ino;
+  d->wd = -1;
   d->dirty = 1;
-  uv_fs_event_init(s->loop, &d->ev);
-  d->ev.data = d;
-  s->open_handles++;
   s->n_dirs++;
-  int rc = uv_fs_event_start(&d->ev, on_fs_event, path, 0);
-  if (rc < 0) {
-    /* Still scanned (by the periodic resync); just not watched. */
-    amc_log(AMC_WARN, "fs.watch_failed", AMC_S("path", path),
-            AMC_S("error", uv_strerror(rc)));
-  } else {
-    d->watching = 1;
-  }
+  dir_watch(s, d);
   return d;
 }
 
@@ -275,14 +623,24 @@ static int remove_subdir_visit(const char *name, void *value, void *data) {
   return 1;
 }
 
+/* Frees a directory's own state (not its files' objects, not its
+ * subdirectories). */
+static void dir_free(amc_fs_source_t *s, dir_t *d) {
+  s->n_writing -= d->writing.count;
+  amc_strmap_clear(&d->writing, free_writing);
+  amc_strmap_clear(&d->named, NULL);
+  amc_strmap_clear(&d->files, NULL);
+  amc_strmap_clear(&d->subdirs, NULL);
+  free(d->path);
+  free(d);
+}
+
 static void dir_remove(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->files, remove_file_visit, d);
   amc_strmap_foreach(&d->subdirs, remove_subdir_visit, s);
-  amc_strmap_clear(&d->files, NULL);
-  amc_strmap_clear(&d->subdirs, NULL);
-  amc_strmap_clear(&d->named, NULL);
+  dir_unwatch(s, d);
   s->n_dirs--;
-  uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+  dir_free(s, d);
 }
 
 /* A regular file `name` of `d` (at `path`) with status `st`: new or
@@ -338,7 +696,8 @@ static dir_t *subdir_at(amc_fs_source_t *s, dir_t *d, const char *name,
 
 /* Rescans one directory: new/changed/gone files into the batch, new
  * subdirectories created (dirty, scanned by the caller's walk), gone ones
- * removed. Returns 0, or -1 if the directory cannot be listed. */
+ * removed. Names being written are left as they were. Returns 0, or -1 if
+ * the directory cannot be listed. */
 static int dir_scan(amc_fs_source_t *s, dir_t *d) {
   uv_fs_t req;
   int n = uv_fs_scandir(NULL, &req, d->path, 0, NULL);
@@ -361,6 +720,12 @@ static int dir_scan(amc_fs_source_t *s, dir_t *d) {
     else if (ent.type == UV_DIRENT_UNKNOWN &&
              (lstat(p.data, &st) != 0 || S_ISLNK(st.st_mode)))
       d->has_links = 1;
+    if (d->writing.count && amc_strmap_get(&d->writing, ent.name)) {
+      file_t *f = amc_strmap_get(&d->files, ent.name);
+      if (f)
+        f->seen = 1; /* kept as it was until its writer is done */
+      continue;
+    }
     if (stat(p.data, &st) != 0)
       continue; /* vanished meanwhile, or a dangling symlink */
     if (S_ISDIR(st.st_mode)) {
@@ -382,6 +747,8 @@ static int named_visit(const char *name, void *value, void *data) {
   (void)data;
   dir_t *d = value;
   amc_fs_source_t *s = d->src;
+  if (amc_strmap_get(&d->writing, name))
+    return 1; /* written again since: its close settles it */
   amc_buf_t p = AMC_BUF_INIT;
   amc_buf_printf(&p, "%s/%s", d->path, name);
   struct stat st;
@@ -413,7 +780,9 @@ static int named_visit(const char *name, void *value, void *data) {
 
 static int sweep_files_visit(const char *name, void *value, void *data) {
   file_t *f = value;
-  if (f->seen) {
+  dir_t *d = data;
+  if (f->seen || amc_strmap_get(&d->writing, name)) {
+    /* seen, or held: being written, or gone while it may come back */
     f->seen = 0;
     return 0;
   }
@@ -438,6 +807,14 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
   if (d->dirty) {
     d->dirty = 0;
     amc_strmap_clear(&d->named, NULL);
+    int retry = d->rewatch;
+    d->rewatch = 0;
+    /* A directory whose watch was lost or failed: watched again first, so
+     * that nothing after its listing is missed. */
+    if (retry && !d->watching && s->ino && dir_watch(s, d) == 0) {
+      amc_log(AMC_INFO, "fs.watch_restarted", AMC_S("path", d->path));
+      watch_restarted(s);
+    }
     if (dir_scan(s, d) == 0) {
       amc_strmap_foreach(&d->files, sweep_files_visit, d);
       amc_strmap_foreach(&d->subdirs, sweep_dirs_visit, s);
@@ -459,8 +836,12 @@ static int walk(amc_fs_source_t *s, dir_t *d) {
   return again;
 }
 
+/* Every directory is listed on the next walk (and those not watched are
+ * tried again). */
 static void mark_all_dirty(dir_t *d) {
   d->dirty = 1;
+  if (!d->watching)
+    d->rewatch = 1;
   for (size_t i = 0; i < d->subdirs.n_buckets; i++) {
     for (amc_strmap_entry_t *e = d->subdirs.buckets[i]; e; e = e->next)
       mark_all_dirty(e->value);
@@ -506,6 +887,7 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
     amc_buf_printf(&m, "%s %s/%s is defined by another file too; ignored here",
                    kind, ns, name);
     report_error(s, s->parsing_path, m.data);
+    amc_strmap_set_str(&s->shadows, k.data, s->parsing_path);
     amc_buf_free(&m);
     amc_buf_free(&k);
     return 0;
@@ -582,9 +964,56 @@ int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim) {
   return (int)(end - lo);
 }
 
-static void process_batch(amc_fs_source_t *s) {
+/* The file at `path` if the tree knows it and nobody is writing it. */
+static file_t *file_at(amc_fs_source_t *s, const char *path) {
+  size_t n = strlen(s->root_path);
+  if (strncmp(path, s->root_path, n) != 0 || path[n] != '/')
+    return NULL;
+  char *rel = xstrdup(path + n + 1);
+  dir_t *d = s->root;
+  file_t *f = NULL;
+  for (char *p = rel, *slash; d; p = slash + 1) {
+    slash = strchr(p, '/');
+    if (!slash) {
+      if (!amc_strmap_get(&d->writing, p))
+        f = amc_strmap_get(&d->files, p);
+      break;
+    }
+    *slash = '\0';
+    d = amc_strmap_get(&d->subdirs, p);
+  }
+  free(rel);
+  return f;
+}
+
+/* Objects unclaimed after the changes up to `done` were parsed, that
+ * another file defined too: that file goes into the batch, read again. */
+static void reread_shadows(amc_fs_source_t *s, size_t done) {
+  for (size_t i = 0; i < done && s->shadows.count; i++) {
+    for (size_t j = 0; j < s->changes[i].n_old; j++) {
+      const char *key = s->changes[i].old_keys[j];
+      obj_t *o = amc_strmap_get(&s->objs, key);
+      char *path = o && !o->owner ? amc_strmap_del(&s->shadows, key) : NULL;
+      file_t *f = path ? file_at(s, path) : NULL;
+      for (size_t k = 0; f && k < s->n_changes; k++) {
+        if (s->changes[k].file == f)
+          f = NULL; /* read in this batch already: it does not define it */
+      }
+      if (f) {
+        change_add(s, path, f, f->keys, f->spans, f->n_keys);
+        f->keys = NULL;
+        f->spans = NULL;
+        f->n_keys = 0;
+      }
+      free(path);
+    }
+  }
+}
+
+/* Steps 1 and 2 of a batch for the changes from..to. */
+static void parse_changes(amc_fs_source_t *s, size_t from, size_t to) {
   /* 1. Unclaim every object of every changed file. */
-  for (size_t i = 0; i < s->n_changes; i++) {
+  for (size_t i = from; i < to; i++) {
     change_t *c = &s->changes[i];
     for (size_t j = 0; j < c->n_old; j++) {
       obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
@@ -594,7 +1023,7 @@ static void process_batch(amc_fs_source_t *s) {
   }
   /* 2. Parse the files that exist; claim and upsert what they define. */
   char err[1024];
-  for (size_t i = 0; i < s->n_changes; i++) {
+  for (size_t i = from; i < to; i++) {
     change_t *c = &s->changes[i];
     if (!c->file)
       continue;
@@ -639,6 +1068,17 @@ static void process_batch(amc_fs_source_t *s) {
   s->new_keys = NULL;
   s->new_spans = NULL;
   s->parsing_change = NULL;
+}
+
+static void process_batch(amc_fs_source_t *s) {
+  /* Ends: a round adds changes only for shadows it consumes. */
+  size_t done = 0;
+  while (done < s->n_changes) {
+    size_t to = s->n_changes;
+    parse_changes(s, done, to);
+    done = to;
+    reread_shadows(s, done);
+  }
   /* 3. Delete what no file claims any more. */
   amc_buf_t k = AMC_BUF_INIT;
   for (size_t i = 0; i < s->n_changes; i++) {
@@ -667,6 +1107,7 @@ static void process_batch(amc_fs_source_t *s) {
 }
 
 static void rescan(amc_fs_source_t *s) {
+  s->pending = 0;
   for (int round = 0; round < 8; round++) {
     if (!walk(s, s->root))
       break;
@@ -674,18 +1115,66 @@ static void rescan(amc_fs_source_t *s) {
   process_batch(s);
 }
 
-static void on_debounce(uv_timer_t *t) {
+static void on_tick(uv_timer_t *t) {
   rescan(t->data);
 }
 
+/* Settled names are read on the next loop iteration: the events a read
+ * returned are one batch, and nothing waits for more. */
 static void schedule(amc_fs_source_t *s) {
   if (s->closing)
     return;
-  uv_timer_start(&s->debounce, on_debounce, s->opt.debounce_ms, 0);
+  uv_timer_start(&s->tick, on_tick, 0, 0);
+}
+
+/* Settles the names quiet for debounce_ms (returns how many), and sets
+ * *next_ms to the soonest another one will be. */
+static size_t settle_quiet(dir_t *d, uint64_t now, uint64_t *next_ms) {
+  size_t n = 0;
+  uint64_t q = d->src->opt.debounce_ms;
+  for (size_t i = 0; d->writing.count && i < d->writing.n_buckets; i++) {
+    amc_strmap_entry_t *e = d->writing.buckets[i];
+    while (e) {
+      amc_strmap_entry_t *next = e->next;
+      writing_t *w = e->value;
+      if (now - w->last_ms >= q) {
+        char *name = xstrdup(e->key); /* settle() deletes e */
+        settle(d, name);
+        free(name);
+        n++;
+      } else if (w->last_ms + q - now < *next_ms) {
+        *next_ms = w->last_ms + q - now;
+      }
+      e = next;
+    }
+  }
+  for (size_t i = 0; i < d->subdirs.n_buckets; i++) {
+    for (amc_strmap_entry_t *e = d->subdirs.buckets[i]; e; e = e->next)
+      n += settle_quiet(e->value, now, next_ms);
+  }
+  return n;
+}
+
+/* The fallback for writers that keep a file open (or a close the queue
+ * lost): a name written to but quiet for debounce_ms is read anyway. */
+static void on_quiet(uv_timer_t *t) {
+  amc_fs_source_t *s = t->data;
+  if (!s->n_writing)
+    return;
+  uint64_t next = UINT64_MAX;
+  size_t n = settle_quiet(s->root, uv_now(s->loop), &next);
+  if (s->n_writing && next != UINT64_MAX)
+    uv_timer_start(&s->quiet, on_quiet, next, 0);
+  if (n) {
+    amc_log(AMC_DEBUG, "fs.quiet", AMC_I("files", n));
+    rescan(s);
+  }
 }
 
 static void on_resync(uv_timer_t *t) {
   amc_fs_source_t *s = t->data;
+  if (!s->ino)
+    s->ino = inotify_open(s); /* inotify failed before: try again */
   mark_all_dirty(s->root);
   rescan(s);
 }
@@ -714,11 +1203,14 @@ amc_fs_source_t *amc_fs_source_start(uv_loop_t *loop,
   while (n > 1 && s->root_path[n - 1] == '/')
     s->root_path[--n] = '\0';
   s->opt.root = s->root_path;
-  uv_timer_init(loop, &s->debounce);
+  uv_timer_init(loop, &s->tick);
+  uv_timer_init(loop, &s->quiet);
   uv_timer_init(loop, &s->resync);
-  s->debounce.data = s;
+  s->tick.data = s;
+  s->quiet.data = s;
   s->resync.data = s;
-  s->open_handles = 2;
+  s->open_handles = 3;
+  s->ino = inotify_open(s);
   s->root = dir_new(s, NULL, s->root_path, (uint64_t)st.st_ino);
   s->progress_ns = uv_hrtime();
   rescan(s);
@@ -776,21 +1268,27 @@ static int free_dir_visit(const char *name, void *value, void *data) {
 static void dir_free_tree(amc_fs_source_t *s, dir_t *d) {
   amc_strmap_foreach(&d->files, free_file_visit, NULL);
   amc_strmap_foreach(&d->subdirs, free_dir_visit, s);
-  amc_strmap_clear(&d->files, NULL);
-  amc_strmap_clear(&d->subdirs, NULL);
-  amc_strmap_clear(&d->named, NULL);
-  uv_close((uv_handle_t *)&d->ev, on_dir_closed);
+  dir_free(s, d);
 }
 
 void amc_fs_source_close(amc_fs_source_t *s) {
   if (!s)
     return;
   s->closing = 1;
+  forget_move(s);
   amc_strmap_clear(&s->objs, free);
+  amc_strmap_clear(&s->shadows, free);
   free(s->changes);
-  free(s->root_path);
+  /* The kernel drops the watches with the instance. */
+  amc_strmap_foreach(&s->watches, drop_watch_visit, NULL);
+  amc_strmap_clear(&s->watches, NULL);
   dir_free_tree(s, s->root);
-  uv_close((uv_handle_t *)&s->debounce, on_timer_closed);
+  s->root = NULL;
+  free(s->root_path);
+  s->root_path = NULL;
+  inotify_close(s);
+  uv_close((uv_handle_t *)&s->tick, on_timer_closed);
+  uv_close((uv_handle_t *)&s->quiet, on_timer_closed);
   uv_close((uv_handle_t *)&s->resync, on_timer_closed);
 }
 

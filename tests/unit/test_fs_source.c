@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -22,7 +23,7 @@
 static uv_loop_t loop;
 static char root[256];
 static amc_buf_t events; /* "+kind/ns/name=json;" and "-kind/ns/name;" */
-static int synced, errors, batches;
+static int synced, errors, batches, restarts;
 static char last_error[512];
 
 static int parse(void *pd, const char *path, amc_fs_emit_fn emit, void *ctx,
@@ -81,6 +82,11 @@ static void on_error(void *d, const char *path, const char *msg) {
 static void on_batch(void *d) {
   (void)d;
   batches++;
+}
+
+static void on_restart(void *d) {
+  (void)d;
+  restarts++;
 }
 
 static void write_file(const char *rel, const char *text) {
@@ -155,12 +161,12 @@ static const char *take_events(void) {
   return copy;
 }
 
-static amc_fs_source_t *start(void) {
+static amc_fs_source_t *start_quiet(unsigned debounce_ms) {
   amc_fs_source_opts_t o = {
       .root = root,
-      .debounce_ms = 10,
+      .debounce_ms = debounce_ms,
       .parse = parse,
-      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch},
+      .sink = {on_upsert, on_remove, on_synced, on_error, on_batch, on_restart},
   };
   char err[256];
   amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
@@ -169,12 +175,16 @@ static amc_fs_source_t *start(void) {
   return s;
 }
 
+static amc_fs_source_t *start(void) {
+  return start_quiet(10);
+}
+
 static int setup(void **state) {
   (void)state;
   uv_loop_init(&loop);
   snprintf(root, sizeof root, "/tmp/amc-fs-test-XXXXXX");
   assert_non_null(mkdtemp(root));
-  synced = errors = batches = 0;
+  synced = errors = batches = restarts = 0;
   amc_buf_reset(&events);
   return 0;
 }
@@ -639,6 +649,259 @@ static void test_loader_spans(void **state) {
 #undef SVC
 }
 
+/* Complete saves are read at once, whatever the quiet time: an atomic
+ * save, a write and close, a new symlink and a new directory. (The
+ * deadlines are upper bounds for "at once"; the quiet time is a minute.) */
+static void test_settled_saves_are_read_at_once(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  atomic_write("a.yaml", "Service ns a 2\n");
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  write_file("b.yaml", "Service ns b 1\n");
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"1\"};");
+  write_file("b.yaml", "Service ns b 2\n");
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"2\"};");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && echo 'Service ns c 1' > .c.src && ln -s .c.src c.yaml",
+           root);
+  assert_int_equal(system(cmd), 0);
+  run_until_batch(4, 5000);
+  assert_string_equal(take_events(), "+Service/ns/c={\"v\":\"1\"};");
+  snprintf(cmd, sizeof cmd,
+           "mkdir %s/.d && echo 'Pod ns p 1' > %s/.d/p.yaml && mv %s/.d %s/d",
+           root, root, root, root);
+  assert_int_equal(system(cmd), 0);
+  run_until_batch(5, 5000);
+  assert_string_equal(take_events(), "+Pod/ns/p={\"v\":\"1\"};");
+  assert_int_equal(amc_fs_source_count(s), 4);
+  amc_fs_source_close(s);
+}
+
+/* A file open for writing is not read before its writer closes it: half
+ * written, its first line alone would drop the second object. Settled
+ * names next to it are read meanwhile, and a full rescan leaves it too. */
+static void test_file_being_written_is_read_at_close(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  char p[512];
+  path_of(p, sizeof p, "a.yaml");
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fputs("Service ns a 2\n", f);
+  fflush(f);
+  path_of(p, sizeof p, "new.yaml"); /* a new file, half written too */
+  FILE *g = fopen(p, "w");
+  assert_non_null(g);
+  fputs("Service ns n 1\n", g);
+  fflush(g);
+  run_for(300);
+  assert_int_equal(batches, 0);
+  assert_string_equal(take_events(), "");
+  uint64_t listed = amc_fs_source_listings(s);
+  amc_fs_source_rescan(s);
+  assert_int_equal(amc_fs_source_listings(s), listed + 1);
+  assert_string_equal(take_events(), "");
+  write_file("c.yaml", "Service ns c 1\n");
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/c={\"v\":\"1\"};");
+  assert_int_equal(amc_fs_source_count(s), 3);
+  /* done: read at once */
+  fputs("Service ns b 2\n", f);
+  fclose(f);
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};"
+                                     "+Service/ns/b={\"v\":\"2\"};");
+  fputs("Service ns m 1\n", g);
+  fclose(g);
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "+Service/ns/n={\"v\":\"1\"};"
+                                     "+Service/ns/m={\"v\":\"1\"};");
+  assert_int_equal(amc_fs_source_count(s), 5);
+  assert_int_equal(errors, 0);
+  amc_fs_source_close(s);
+}
+
+/* The fallback: a writer that keeps its file open is read once the file
+ * has been quiet for debounce_ms; its close then changes nothing. */
+static void test_file_kept_open_is_read_after_quiet_time(void **state) {
+  (void)state;
+  amc_fs_source_t *s = start_quiet(50);
+  char p[512];
+  path_of(p, sizeof p, "a.yaml");
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fputs("Service ns a 1\n", f);
+  fflush(f);
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"1\"};");
+  fputs("Service ns b 1\n", f);
+  fflush(f);
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"1\"};");
+  fclose(f);
+  run_for(100);
+  assert_int_equal(batches, 2);
+  assert_string_equal(take_events(), "");
+  /* a file deleted for good is gone after the quiet time */
+  unlink(p);
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "-Service/ns/a;-Service/ns/b;");
+  amc_fs_source_close(s);
+}
+
+/* A file replaced by deleting it and writing a new one (git checkout
+ * unlinks and creates each changed file; vim renames the original to its
+ * backup name and writes a new file): its objects are not deleted in
+ * between. A rename to another data file is read at once. */
+static void test_file_deleted_and_written_again(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\nService ns b 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  char p[512], q[512];
+  path_of(p, sizeof p, "a.yaml");
+  assert_int_equal(unlink(p), 0);
+  run_for(200);
+  amc_fs_source_rescan(s); /* not even a full rescan reads it */
+  assert_int_equal(batches, 0);
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns a 2\nService ns b 1\n");
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"2\"};");
+  /* vim */
+  path_of(q, sizeof q, "a.yaml~");
+  assert_int_equal(rename(p, q), 0);
+  run_for(200);
+  assert_int_equal(batches, 1);
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns a 3\nService ns b 1\n");
+  assert_int_equal(unlink(q), 0);
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"3\"};");
+  /* renamed to another data file: at once, nothing to tell */
+  path_of(q, sizeof q, "b.yaml");
+  assert_int_equal(rename(p, q), 0);
+  run_until_batch(3, 5000);
+  assert_string_equal(take_events(), "");
+  assert_int_equal(amc_fs_source_count(s), 2);
+  assert_int_equal(errors, 0);
+  amc_fs_source_close(s);
+}
+
+/* Events lost to a full inotify queue: a full rescan finds what they
+ * said (and counts as a watch restart). */
+static void test_queue_overflow_rescans_everything(void **state) {
+  (void)state;
+  long max = 0;
+  FILE *m = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+  if (m) {
+    if (fscanf(m, "%ld", &max) != 1)
+      max = 0;
+    fclose(m);
+  }
+  if (max <= 0 || max > 200000)
+    skip(); /* too costly to fill here */
+  amc_fs_source_t *s = start_quiet(60000);
+  uint64_t listed = amc_fs_source_listings(s);
+  write_file(".x", "");
+  write_file(".y", "");
+  char x[512], y[512];
+  path_of(x, sizeof x, ".x");
+  path_of(y, sizeof y, ".y");
+  /* alternate names: the kernel merges only an event equal to the last */
+  for (long i = 0; i < max / 2 + 16; i++) {
+    assert_int_equal(utimensat(AT_FDCWD, x, NULL, 0), 0);
+    assert_int_equal(utimensat(AT_FDCWD, y, NULL, 0), 0);
+  }
+  write_file("a.yaml", "Service ns a 1\n"); /* its events are lost */
+  run_until_batch(1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/a={\"v\":\"1\"};");
+  assert_int_equal(restarts, 1);
+  assert_true(amc_fs_source_listings(s) > listed);
+  /* and events are read again */
+  write_file("b.yaml", "Service ns b 1\n");
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/b={\"v\":\"1\"};");
+  amc_fs_source_close(s);
+}
+
+/* The root renamed away (its watch follows it) and a new directory made
+ * in its place: the next rescan watches the path again. */
+static void test_root_replaced_is_watched_again(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns a 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  char old[300];
+  snprintf(old, sizeof old, "%s.old", root);
+  assert_int_equal(rename(root, old), 0);
+  for (int i = 0; i < 500 && errors == 0; i++)
+    run_for(10);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "cannot list"));
+  assert_int_equal(mkdir(root, 0755), 0);
+  write_file("b.yaml", "Service ns b 1\n");
+  amc_fs_source_rescan(s);
+  assert_int_equal(restarts, 1);
+  assert_string_equal(take_events(),
+                      "+Service/ns/b={\"v\":\"1\"};-Service/ns/a;");
+  /* the new directory's events are seen */
+  int had = batches;
+  write_file("c.yaml", "Service ns c 1\n");
+  run_until_batch(had + 1, 5000);
+  assert_string_equal(take_events(), "+Service/ns/c={\"v\":\"1\"};");
+  /* and the old one's are not */
+  char p[600];
+  snprintf(p, sizeof p, "%s/a.yaml", old);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fclose(f);
+  run_for(100);
+  assert_string_equal(take_events(), "");
+  amc_fs_source_close(s);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", old);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* An object moved by two saves read apart (the file it moves to first):
+ * the second definition is ignored at first, and takes over when the old
+ * file drops the object, in the same batch (not a delete). */
+static void test_object_moves_in_two_saves(void **state) {
+  (void)state;
+  write_file("a.yaml", "Service ns x 1\n");
+  write_file("b.yaml", "Service ns y 1\n");
+  amc_fs_source_t *s = start_quiet(60000);
+  take_events();
+  write_file("b.yaml", "Service ns y 1\nService ns x 2\n");
+  run_until_batch(1, 5000);
+  assert_int_equal(errors, 1);
+  assert_non_null(strstr(last_error, "defined by another file"));
+  assert_string_equal(take_events(), "");
+  write_file("a.yaml", "Service ns z 1\n");
+  run_until_batch(2, 5000);
+  assert_string_equal(take_events(), "+Service/ns/z={\"v\":\"1\"};"
+                                     "+Service/ns/x={\"v\":\"2\"};");
+  assert_int_equal(amc_fs_source_count(s), 3);
+  assert_int_equal(errors, 1);
+  /* b owns x now */
+  write_file("b.yaml", "");
+  run_until_batch(3, 5000);
+  const char *ev = take_events();
+  assert_non_null(strstr(ev, "-Service/ns/x;"));
+  assert_non_null(strstr(ev, "-Service/ns/y;"));
+  assert_int_equal(amc_fs_source_count(s), 1);
+  amc_fs_source_close(s);
+}
+
 static void test_bad_root(void **state) {
   (void)state;
   amc_fs_source_opts_t o = {.root = "/nonexistent/amc", .parse = parse};
@@ -672,6 +935,20 @@ int main(void) {
           test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_spans, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_settled_saves_are_read_at_once,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_file_being_written_is_read_at_close,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_file_kept_open_is_read_after_quiet_time, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_queue_overflow_rescans_everything,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_root_replaced_is_watched_again,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_object_moves_in_two_saves, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_file_deleted_and_written_again,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_root, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
