@@ -18,6 +18,9 @@ struct amc_slab_region {
   size_t n_free;        /* given back and not handed out again */
   uint64_t *free_bits;  /* bit i: slab i is given back */
   uint32_t *chunk_used; /* per chunk: its slabs handed out, not given back */
+  uint32_t *chunk_free; /* per chunk: its slabs given back, not handed out */
+  uint8_t *resident;    /* per chunk: touched since last released */
+  size_t n_chunks;
 };
 
 static void *xcalloc(size_t n, size_t size) {
@@ -54,7 +57,10 @@ amc_slab_region_t *amc_slab_region_new(size_t slab_bytes, size_t max_bytes) {
   r->per_chunk = per_chunk;
   r->n_max = n_max;
   r->free_bits = xcalloc((n_max + 63) / 64, sizeof *r->free_bits);
-  r->chunk_used = xcalloc(n_max / per_chunk, sizeof *r->chunk_used);
+  r->n_chunks = n_max / per_chunk;
+  r->chunk_used = xcalloc(r->n_chunks, sizeof *r->chunk_used);
+  r->chunk_free = xcalloc(r->n_chunks, sizeof *r->chunk_free);
+  r->resident = xcalloc(r->n_chunks, 1);
   /* Advice only: refused where transparent huge pages are compiled out,
    * and then the range simply has small pages. */
   (void)madvise(r->base, n_max * slab_bytes, MADV_HUGEPAGE);
@@ -90,12 +96,14 @@ void *amc_slab_region_get(amc_slab_region_t *r) {
     i = pick_free(r);
     r->free_bits[i / 64] &= ~(UINT64_C(1) << (i % 64));
     r->n_free--;
+    r->chunk_free[i / r->per_chunk]--;
   } else if (r->n_carved < r->n_max) {
     i = r->n_carved++;
   } else {
     return NULL;
   }
   r->chunk_used[i / r->per_chunk]++;
+  r->resident[i / r->per_chunk] = 1;
   r->in_use++;
   return r->base + i * r->slab_bytes;
 }
@@ -105,13 +113,65 @@ void amc_slab_region_put(amc_slab_region_t *r, void *slab) {
   size_t c = i / r->per_chunk;
   r->free_bits[i / 64] |= UINT64_C(1) << (i % 64);
   r->n_free++;
+  r->chunk_free[c]++;
   r->in_use--;
   /* Memory goes back a whole chunk at a time: releasing part of a huge
    * page would split it (and the kernel's khugepaged may put it together
    * again later, resident whole). */
-  if (--r->chunk_used[c] == 0)
+  if (--r->chunk_used[c] == 0) {
     (void)madvise(r->base + c * AMC_SLAB_REGION_CHUNK, AMC_SLAB_REGION_CHUNK,
                   MADV_DONTNEED);
+    r->resident[c] = 0;
+  }
+}
+
+/* Writes every page of chunk c (none of it in use): one fault for a huge
+ * page, or one per page where there are none. */
+static void touch_chunk(amc_slab_region_t *r, size_t c) {
+  volatile char *p = r->base + c * AMC_SLAB_REGION_CHUNK;
+  for (size_t off = 0; off < AMC_SLAB_REGION_CHUNK; off += 4096)
+    p[off] = 0;
+  r->resident[c] = 1;
+}
+
+int amc_slab_region_prefault(amc_slab_region_t *r, size_t n) {
+  if (!r)
+    return 0;
+  int touched = 0;
+  for (;;) {
+    /* What get() hands out next: free slabs in chunks in memory, then
+     * those of released chunks, then never used ones. */
+    size_t room = 0, released = SIZE_MAX;
+    for (size_t c = 0; c < r->n_chunks; c++) {
+      if (r->resident[c])
+        room += r->chunk_free[c];
+      else if (r->chunk_free[c] && released == SIZE_MAX)
+        released = c;
+    }
+    if (room >= n)
+      return touched;
+    if (released != SIZE_MAX) {
+      touch_chunk(r, released);
+      touched = 1;
+      continue;
+    }
+    size_t left = r->n_max - r->n_carved, c = r->n_carved / r->per_chunk;
+    size_t in_chunk = r->per_chunk - r->n_carved % r->per_chunk;
+    if (left == 0)
+      return touched;
+    if (!r->resident[c]) { /* the carving reaches a chunk not touched */
+      touch_chunk(r, c);
+      touched = 1;
+    }
+    room += in_chunk;
+    if (room >= n || in_chunk == left)
+      return touched;
+    if (!r->resident[c + 1]) {
+      touch_chunk(r, c + 1);
+      touched = 1;
+    }
+    return touched;
+  }
 }
 
 int amc_slab_region_owns(const amc_slab_region_t *r, const void *p) {
@@ -131,5 +191,7 @@ void amc_slab_region_free(amc_slab_region_t *r) {
   munmap(r->map, r->map_len);
   free(r->free_bits);
   free(r->chunk_used);
+  free(r->chunk_free);
+  free(r->resident);
   free(r);
 }

@@ -123,6 +123,41 @@ static void test_reuses_resident_chunks_first(void **state) {
   amc_slab_region_free(r);
 }
 
+/* Prefaulting: the chunks the next slabs come from are made resident
+ * (nothing touched when they are already), released chunks before new
+ * ones, as get() will hand them out. */
+static void test_prefault(void **state) {
+  (void)state;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  amc_slab_region_t *r = amc_slab_region_new(SLAB, 3 * AMC_SLAB_REGION_CHUNK);
+  assert_non_null(r);
+  assert_int_equal(amc_slab_region_prefault(NULL, 4), 0);
+  char *first = amc_slab_region_get(r); /* chunk 0 in use */
+  first[0] = 1;
+  amc_slab_region_put(r, first); /* released again */
+  assert_int_equal(resident_pages(first, SLAB), 0);
+  /* the next slab is the released chunk's: it is touched, not chunk 1 */
+  assert_int_equal(amc_slab_region_prefault(r, 4), 1);
+  assert_int_equal(resident_pages(first, SLAB), SLAB / page);
+  assert_int_equal(amc_slab_region_prefault(r, 4), 0); /* room already */
+  char *chunk1 = first + AMC_SLAB_REGION_CHUNK;
+  assert_int_equal(resident_pages(chunk1, SLAB), 0);
+  /* take all of chunk 0: the next slabs are carved from chunk 1 */
+  for (int i = 0; i < PER_CHUNK; i++)
+    assert_true((char *)amc_slab_region_get(r) < chunk1);
+  assert_int_equal(amc_slab_region_prefault(r, 4), 1);
+  assert_int_equal(resident_pages(chunk1, SLAB), SLAB / page);
+  assert_int_equal(resident_pages(chunk1 + AMC_SLAB_REGION_CHUNK, SLAB), 0);
+  /* near the end of chunk 1, room for 4 reaches into chunk 2 */
+  for (int i = 0; i < PER_CHUNK - 2; i++)
+    assert_true((char *)amc_slab_region_get(r) <
+                chunk1 + AMC_SLAB_REGION_CHUNK);
+  assert_int_equal(amc_slab_region_prefault(r, 4), 1);
+  assert_int_equal(resident_pages(chunk1 + AMC_SLAB_REGION_CHUNK, SLAB),
+                   SLAB / page);
+  amc_slab_region_free(r);
+}
+
 /* Many chunks given back and taken again. */
 static void test_many_released(void **state) {
   (void)state;
@@ -176,6 +211,7 @@ int main(void) {
       cmocka_unit_test(test_carves_until_full),
       cmocka_unit_test(test_put_releases_whole_chunks),
       cmocka_unit_test(test_reuses_resident_chunks_first),
+      cmocka_unit_test(test_prefault),
       cmocka_unit_test(test_many_released),
       cmocka_unit_test(test_advised_huge),
   };
