@@ -207,7 +207,7 @@ const char *amc_rules_engine_entry_file(const amc_rules_engine_t *e);
  * memory cap and the per-translation budget count. */
 size_t amc_rules_engine_memory(const amc_rules_engine_t *e);
 
-/* Bytes the active generation takes from malloc: its small-block slabs
+/* Bytes the active generation holds: its small-block slabs
  * (including free blocks) and its large blocks. At least
  * amc_rules_engine_memory(), often much more after a burst of
  * translations, until amc_rules_engine_compact(). */
@@ -215,7 +215,9 @@ size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
 
 /* Does the work a translation leaves for later because its result does
  * not need it: packing the memo entries it made and, every so many
- * megabytes of garbage, a full collection. For the moment after the
+ * megabytes of garbage, a full collection; then it makes sure the memory
+ * the next translation starts allocating from is faulted in (1 MiB of
+ * the VM's slabs, util/slab_region.h). For the moment after the
  * result has gone out (the controller calls it once the sink has started
  * the sync), so that it is not in the time from a change to its first AVI
  * call. The next translation (and amc_rules_engine_compact, _changed,
@@ -223,8 +225,10 @@ size_t amc_rules_engine_retained(const amc_rules_engine_t *e);
 void amc_rules_engine_settle(amc_rules_engine_t *e);
 
 /* Runs a full collection of the active generation and gives the slabs
- * that hold no live object back to malloc (the caller may then
- * malloc_trim). Returns the bytes given back. For idle moments (after
+ * that hold no live object back (memory returns to the system a 2 MiB
+ * chunk at a time, see util/slab_region.h; the caller may then
+ * malloc_trim for the rest), keeping 1 MiB of slabs in memory for the
+ * next translation. Returns the bytes given back. For idle moments (after
  * the initial pass or a burst of changes): it costs a walk of everything
  * live. Translations work as before afterwards; the memory cap and the
  * per-translation budget are unchanged. */
