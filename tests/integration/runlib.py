@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 SOURCE_DIR = os.environ.get("AMC_SOURCE_DIR") or os.getcwd()
 AMC_BIN = os.environ.get("AMC_BIN") or os.path.join(SOURCE_DIR, "build", "amc")
@@ -361,3 +362,21 @@ def _check_histogram(name, fam):
             raise ValueError("%s%s: missing _sum or _count" % (name, key))
         if counts[-1] != s["count"]:
             raise ValueError("%s%s: +Inf bucket != _count" % (name, key))
+
+
+class SimTestCase(unittest.TestCase):
+    """Tests that share one AVI simulator: started before the class's first
+    test, stopped after its last; each test starts with it reset (no
+    objects, no request log). Subclasses that define setUp call
+    super().setUp() first."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = start_sim()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        sim_control(self.sim, "POST", "/_sim/reset")

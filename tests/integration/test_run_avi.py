@@ -70,17 +70,9 @@ def write_names(writes):
     return out
 
 
-class AviRunTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = runlib.start_sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
+class AviRunTest(runlib.SimTestCase):
     def setUp(self):
-        runlib.sim_control(self.sim, "POST", "/_sim/reset")
+        super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="amc-avi-")
         self.fs = os.path.join(self.tmp, "fs")
         shutil.copytree(EXAMPLES, self.fs)

@@ -45,17 +45,9 @@ def weights(text, a, b):
         "weight: 10", "weight: %d" % b)
 
 
-class FsWatchTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = runlib.start_sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
+class FsWatchTest(runlib.SimTestCase):
     def setUp(self):
-        runlib.sim_control(self.sim, "POST", "/_sim/reset")
+        super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="amc-fswatch-")
         self.fs = os.path.join(self.tmp, "fs")
         shutil.copytree(EXAMPLES, self.fs)

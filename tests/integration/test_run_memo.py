@@ -277,17 +277,9 @@ class Mesh:
         return "%s of %s/%s" % (op, k[1], k[2])
 
 
-class MemoTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = runlib.start_sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
+class MemoTest(runlib.SimTestCase):
     def setUp(self):
-        runlib.sim_control(self.sim, "POST", "/_sim/reset", {})
+        super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="amc-memo-test-")
         self.fs = os.path.join(self.tmp, "fs")
         os.makedirs(self.fs)
