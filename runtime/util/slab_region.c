@@ -76,11 +76,11 @@ static size_t pick_free(const amc_slab_region_t *r) {
     uint64_t bits = r->free_bits[w];
     while (bits) {
       size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
-      if (r->chunk_used[i / r->per_chunk] > 0)
+      if (r->resident[i / r->per_chunk])
         return i;
       if (first == SIZE_MAX)
         first = i;
-      /* the rest of this chunk is released too: skip it */
+      /* a released chunk: none of it in use, skip the rest of it */
       size_t next = (i / r->per_chunk + 1) * r->per_chunk;
       if (next >= (w + 1) * 64)
         break;

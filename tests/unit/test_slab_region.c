@@ -140,6 +140,22 @@ static void test_prefault(void **state) {
   assert_int_equal(amc_slab_region_prefault(r, 4), 1);
   assert_int_equal(resident_pages(first, SLAB), SLAB / page);
   assert_int_equal(amc_slab_region_prefault(r, 4), 0); /* room already */
+  {
+    /* a chunk made resident by prefaulting (none of it in use) is handed
+     * out before a released one, even one at a lower address */
+    amc_slab_region_t *q = amc_slab_region_new(SLAB, 2 * AMC_SLAB_REGION_CHUNK);
+    static char *t[2 * PER_CHUNK];
+    for (int i = 0; i < 2 * PER_CHUNK; i++)
+      t[i] = amc_slab_region_get(q);
+    for (int i = PER_CHUNK; i < 2 * PER_CHUNK; i++)
+      amc_slab_region_put(q, t[i]);                      /* chunk 1 released */
+    assert_int_equal(amc_slab_region_prefault(q, 4), 1); /* chunk 1 back */
+    for (int i = 0; i < PER_CHUNK; i++)
+      amc_slab_region_put(q, t[i]); /* chunk 0 released */
+    assert_int_equal(resident_pages(t[0], SLAB), 0);
+    assert_ptr_equal(amc_slab_region_get(q), t[PER_CHUNK]);
+    amc_slab_region_free(q);
+  }
   char *chunk1 = first + AMC_SLAB_REGION_CHUNK;
   assert_int_equal(resident_pages(chunk1, SLAB), 0);
   /* take all of chunk 0: the next slabs are carved from chunk 1 */
