@@ -99,6 +99,16 @@ def schedstat(pid):
     return int(run) / 1e6, int(wait) / 1e6
 
 
+def cpu_times():
+    """The machine's CPU time so far, all CPUs (/proc/stat's "cpu" line):
+    (stolen by the hypervisor, total), in clock ticks. Steal is time a
+    virtual CPU was runnable but the host ran something else: on a VM it
+    shows in neither amc's run nor its wait time (schedstat)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return f[7] if len(f) > 7 else 0, sum(f[:8])
+
+
 def rss(pid):
     out = {}
     with open("/proc/%d/status" % pid) as fh:
@@ -243,6 +253,7 @@ def bench_size(amc, size, changes, tmp):
         # Single route changes.
         lat, calls, cpu, waited = [], [], [], []
         save = route_change(size, mesh)
+        steal0, total0 = cpu_times()
         for n in range(changes):
             if CHANGE_GAP_S:
                 time.sleep(CHANGE_GAP_S)
@@ -267,6 +278,7 @@ def bench_size(amc, size, changes, tmp):
             lat.append((w[0]["time"] - t0) * 1000.0)
             idle(r)
             calls.append(len(writes(sim)))
+        steal1, total1 = cpu_times()
         fams = r.metrics()
         samples = fams["amc_event_to_sync_seconds"]["samples"]
         res["change"] = {
@@ -284,6 +296,8 @@ def bench_size(amc, size, changes, tmp):
             "amc_cpu_ms_p99": pct(cpu, 99),
             "amc_wait_ms_p50": pct(waited, 50),
             "amc_wait_ms_p99": pct(waited, 99),
+            "host_steal_pct": 100.0 * (steal1 - steal0) /
+            max(1, total1 - total0),
         }
         if LATENCY_ONLY:
             r.stop()
@@ -373,6 +387,8 @@ def table(results):
          lambda r: "%.1f / %.1f, %.1f / %.1f" % (
              r["change"]["amc_cpu_ms_p50"], r["change"]["amc_cpu_ms_p99"],
              r["change"]["amc_wait_ms_p50"], r["change"]["amc_wait_ms_p99"])),
+        ("route change: CPU time stolen by the host while they ran (%)",
+         lambda r: "%.1f" % r["change"]["host_steal_pct"]),
         ("route change: store change -> sync start, p50 / p99 (ms, "
          "bucket bound)",
          lambda r: "%.2f / %.2f" % (r["change"]["store_to_sync_ms_p50"],
