@@ -364,6 +364,31 @@ def _check_histogram(name, fam):
             raise ValueError("%s%s: +Inf bucket != _count" % (name, key))
 
 
+# A VirtualService for examples/bookinfo's gateway that the examples do not
+# have (tests add it as a new file).
+EXTRA_VS = """\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: extra, namespace: bookinfo}
+spec:
+  hosts: [extra.example.com]
+  gateways: [istio-system/bookinfo-gateway]
+  http:
+  - route:
+    - destination: {host: ratings, port: {number: 80}}
+"""
+
+
+def atomic_write(path, text):
+    """Replaces the file as editors do: writes a hidden temporary file
+    beside it, then renames it over the original."""
+    tmp = os.path.join(os.path.dirname(path),
+                       "." + os.path.basename(path) + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.rename(tmp, path)
+
+
 class SimTestCase(unittest.TestCase):
     """Tests that share one AVI simulator: started before the class's first
     test, stopped after its last; each test starts with it reset (no

@@ -38,27 +38,6 @@ spec:
     - destination: {host: productpage, port: {number: 9080}}
 """
 
-NEW_VS = """\
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: extra, namespace: bookinfo}
-spec:
-  hosts: [extra.example.com]
-  gateways: [istio-system/bookinfo-gateway]
-  http:
-  - route:
-    - destination: {host: ratings, port: {number: 80}}
-"""
-
-
-def atomic_write(path, text):
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path)
-                       + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.rename(tmp, path)
-
-
 def write_names(writes):
     """(method, type, name-or-uuid) of write requests."""
     out = []
@@ -121,7 +100,7 @@ class AviRunTest(runlib.SimTestCase):
             text = fh.read()
         text = text.replace("weight: 90", "weight: 70").replace(
             "weight: 10", "weight: 30")
-        atomic_write(path, text)
+        runlib.atomic_write(path, text)
         writes = self.wait_writes(lambda w: len(w) >= 1, "edit -> AVI")
         r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))
@@ -155,7 +134,7 @@ class AviRunTest(runlib.SimTestCase):
         #    objects are written.
         runlib.sim_clear_requests(self.sim)
         with open(os.path.join(self.fs, "70-extra.yaml"), "w") as fh:
-            fh.write(NEW_VS)
+            fh.write(runlib.EXTRA_VS)
         self.wait_writes(lambda w: len(w) >= 1, "new VS -> AVI")
         r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))
@@ -169,7 +148,7 @@ class AviRunTest(runlib.SimTestCase):
         path = os.path.join(self.fs, "10-workloads.yaml")
         with open(path) as fh:
             text = fh.read()
-        atomic_write(path, text.replace("10.1.0.31", "10.1.0.77"))
+        runlib.atomic_write(path, text.replace("10.1.0.31", "10.1.0.77"))
         self.wait_writes(lambda w: len(w) >= 1, "EndpointSlice -> AVI")
         r.wait_idle()
         writes = write_names(runlib.sim_writes(self.sim))

@@ -16,28 +16,8 @@ import runlib  # noqa: E402
 
 EXAMPLES = os.path.join(runlib.SOURCE_DIR, "examples", "bookinfo")
 
-NEW_VS = """\
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: extra, namespace: bookinfo}
-spec:
-  hosts: [extra.example.com]
-  gateways: [istio-system/bookinfo-gateway]
-  http:
-  - route:
-    - destination: {host: ratings, port: {number: 80}}
-"""
-
 # Far below the quiet time: "at once" with a wide margin for a slow machine.
 PROMPT_S = 10
-
-
-def atomic_write(path, text):
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path)
-                       + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.rename(tmp, path)
 
 
 def weights(text, a, b):
@@ -85,14 +65,14 @@ class FsWatchTest(runlib.SimTestCase):
         with open(path) as fh:
             routing = fh.read()
         # An editor's atomic save.
-        atomic_write(path, weights(routing, 70, 30))
+        runlib.atomic_write(path, weights(routing, 70, 30))
         self.wait_writes("atomic save -> AVI")
         r.wait_idle()
         self.assertEqual(self.pool_group_ratios(), [30, 70])
         # A plain write and close of a new file.
         runlib.sim_clear_requests(self.sim)
         with open(os.path.join(self.fs, "70-extra.yaml"), "w") as fh:
-            fh.write(NEW_VS)
+            fh.write(runlib.EXTRA_VS)
         writes = self.wait_writes("new file -> AVI")
         r.wait_idle()
         writes = runlib.sim_writes(self.sim)

@@ -44,12 +44,6 @@ def write_names(writes):
     return out
 
 
-def atomic_write(path, text):
-    with open(path + ".tmp", "w") as fh:
-        fh.write(text)
-    os.rename(path + ".tmp", path)
-
-
 def bookinfo_vs(name):
     with open(os.path.join(EXAMPLES, "30-routing.yaml")) as fh:
         for d in yaml.safe_load_all(fh):
@@ -169,10 +163,11 @@ class McpProtocols(Setup):
         with open(ext) as fh:
             text = fh.read().replace("prefix: /pay}", "prefix: /pay2}")
         self.assertIn("/pay2", text)
-        atomic_write(ext, text)
+        runlib.atomic_write(ext, text)
         path = os.path.join(self.fs, "10-workloads.yaml")
         with open(path) as fh:
-            atomic_write(path, fh.read().replace("10.1.0.31", "10.1.0.77"))
+            runlib.atomic_write(path, fh.read().replace("10.1.0.31",
+                                                        "10.1.0.77"))
         self.wait_writes(lambda w: len(w) >= 1, "EndpointSlice -> AVI")
         time.sleep(0.3)
         r.wait_idle()
