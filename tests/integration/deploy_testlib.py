@@ -63,7 +63,9 @@ def kubectl_env(home):
 def render(kdir, home=None):
     """`kubectl kustomize DIR` -> list of objects (offline)."""
     import yaml
-    home = home or tempfile.mkdtemp(prefix="amc-kz-")
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix="amc-kz-") as scratch:
+            return render(kdir, scratch)
     p = sh([KUBECTL, "kustomize", kdir], env=kubectl_env(home))
     return [d for d in yaml.safe_load_all(p.stdout) if d]
 

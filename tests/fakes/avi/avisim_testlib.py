@@ -6,6 +6,7 @@ simulator per class (setUpClass) and resets it per test through /_sim/reset.
 import http.client
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -59,6 +60,7 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
     def client(self, scheme="http", login=True, **kw):

@@ -652,6 +652,7 @@ class Versions(unittest.TestCase):
 class Options(unittest.TestCase):
     def test_watch_history_and_kubeconfig_out(self):
         tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
         kc = os.path.join(tmp, "kc.yaml")
         with KubeFake("--watch-history", "2", "--kubeconfig-out", kc,
                       "--token", "tk") as kf:
@@ -747,6 +748,7 @@ spec:
 class Load(unittest.TestCase):
     def test_load_fixtures(self):
         tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
         fx = os.path.join(tmp, "fx.yaml")
         with open(fx, "w") as f:
             f.write(FIXTURES)
@@ -774,6 +776,7 @@ class Load(unittest.TestCase):
 class Auth(unittest.TestCase):
     def test_token_rotation_and_client_certs(self):
         tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
         tf = os.path.join(tmp, "token")
         with open(tf, "w") as f:
             f.write("old-token\n")
@@ -857,6 +860,7 @@ metadata: {name: ignored, namespace: amc}
 class Rbac(unittest.TestCase):
     def test_rbac_allow_deny_and_log(self):
         tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
         manifest = os.path.join(tmp, "rbac.yaml")
         with open(manifest, "w") as f:
             f.write(RBAC_YAML)

@@ -4,6 +4,7 @@ with deadlines, and a tiny test runner. Every process started here is
 stopped by `close()` (the runner calls it, also on failure)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -209,5 +210,6 @@ def run(tests):
                     failed += 1
                     print("FAIL %s (cleanup)" % t.__name__)
                     traceback.print_exc()
+            shutil.rmtree(tmp, ignore_errors=True)
         sys.stdout.flush()
     sys.exit(1 if failed else 0)

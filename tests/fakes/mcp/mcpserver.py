@@ -37,6 +37,7 @@ import http.server
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,10 @@ def compile_protos():
     mods["resource"] = importlib.import_module("mcp.v1alpha1.resource_pb2")
     mods["discovery"] = importlib.import_module(
         "envoy.service.discovery.v3.discovery_pb2")
+    # Everything is imported: the generated files are no longer needed (a
+    # server killed with SIGKILL would leave them behind otherwise).
+    sys.path.remove(out)
+    shutil.rmtree(out, ignore_errors=True)
     return mods
 
 
