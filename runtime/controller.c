@@ -650,6 +650,16 @@ void amc_controller_reload_failed(amc_controller_t *c, const char *error) {
           AMC_I("serving_generation", c->generation));
 }
 
+void amc_controller_rules_unchanged(amc_controller_t *c) {
+  if (!c->last_reload_error)
+    return;
+  free(c->last_reload_error);
+  c->last_reload_error = NULL;
+  amc_log(AMC_INFO, "rules.current", AMC_I("generation", c->generation),
+          AMC_S("detail", "the rule files are the serving generation's "
+                          "again; the last reload error is cleared"));
+}
+
 int amc_controller_swap_engine(amc_controller_t *c, void *engine,
                                const amc_ctrl_engine_ops_t *ops,
                                uint64_t generation, const char *digest,

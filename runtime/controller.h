@@ -141,6 +141,10 @@ int amc_controller_swap_engine(amc_controller_t *c, void *engine,
 /* Records a reload that failed before validation (the rules did not load):
  * counted and kept for /readyz like a validation failure. */
 void amc_controller_reload_failed(amc_controller_t *c, const char *error);
+/* Records that the rule files are again those of the active generation
+ * (same digest: nothing to load): a failure kept from an earlier reload no
+ * longer describes them and is cleared from /readyz. */
+void amc_controller_rules_unchanged(amc_controller_t *c);
 /* The active digest ("" when none). */
 const char *amc_controller_digest(const amc_controller_t *c);
 uint64_t amc_controller_generation(const amc_controller_t *c);

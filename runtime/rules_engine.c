@@ -1372,7 +1372,8 @@ static int walk_rules(const char *root, const char *rel, rule_file_t **files,
     names[nn++] = xstrdup(de->d_name);
   }
   closedir(d);
-  qsort(names, nn, sizeof *names, str_ptr_cmp);
+  if (nn > 1) /* (an empty directory has no array at all) */
+    qsort(names, nn, sizeof *names, str_ptr_cmp);
   int rc = 0;
   for (size_t i = 0; i < nn && rc == 0; i++) {
     char sub[1200], path[2400];
@@ -1589,20 +1590,44 @@ static void gen_free(gen_t *g) {
   free(g);
 }
 
+/* The rule files under `dir`, sorted by path (what a generation is built
+ * from and its digest covers). Returns 0 with *files (free_files) and *n,
+ * or -1 with `err` set. */
+static int read_rule_files(const char *dir, rule_file_t **files, size_t *n,
+                           char *err, size_t errlen) {
+  size_t cap = 0;
+  *files = NULL;
+  *n = 0;
+  if (walk_rules(dir, "", files, n, &cap, 0, err, errlen) < 0) {
+    free_files(*files, *n);
+    return -1;
+  }
+  if (*n == 0) {
+    snprintf(err, errlen, "%s: no rule files (*.lua)", dir);
+    free(*files);
+    return -1;
+  }
+  qsort(*files, *n, sizeof **files, file_cmp);
+  return 0;
+}
+
+int amc_rules_dir_digest(const char *dir, char out[65], char *err,
+                         size_t errlen) {
+  rule_file_t *files;
+  size_t n;
+  if (read_rule_files(dir, &files, &n, err, errlen) != 0)
+    return -1;
+  digest_files(files, n, out);
+  free_files(files, n);
+  return 0;
+}
+
 int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
                           size_t errlen) {
-  rule_file_t *files = NULL;
-  size_t n = 0, cap = 0;
-  if (walk_rules(dir, "", &files, &n, &cap, 0, err, errlen) < 0) {
-    free_files(files, n);
+  rule_file_t *files;
+  size_t n;
+  if (read_rule_files(dir, &files, &n, err, errlen) != 0)
     return -1;
-  }
-  if (n == 0) {
-    snprintf(err, errlen, "%s: no rule files (*.lua)", dir);
-    free(files);
-    return -1;
-  }
-  qsort(files, n, sizeof *files, file_cmp);
   gen_t *g = calloc(1, sizeof *g);
   if (!g)
     abort();

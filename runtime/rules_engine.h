@@ -128,6 +128,14 @@ void amc_rules_engine_free(amc_rules_engine_t *e);
 int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
                           size_t errlen);
 
+/* The digest amc_rules_engine_load would give a generation built from `dir`
+ * now (SHA-256 over the rule files' names and contents, 64 hex digits and
+ * a NUL into `out`), without building one: a reload whose files did not
+ * change needs no new VM. Returns 0, or -1 with `err` set (the directory
+ * or a file cannot be read, or holds no rule file). */
+int amc_rules_dir_digest(const char *dir, char out[65], char *err,
+                         size_t errlen);
+
 /* Translates the object kind/namespace/name (today kind is "Gateway").
  * Returns a translation (free with amc_translation_free); it has `error`
  * set when there is no active generation, the object is not in the store,

@@ -595,15 +595,27 @@ static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
 static void reload_rules(run_t *r, const char *why) {
   if (r->stopping)
     return;
-  char err[2048];
+  char err[2048], now[65];
   uint64_t t0 = uv_hrtime();
+  /* The files first: most triggers (the periodic check, a SIGHUP, an
+   * event for an unrelated file) find them unchanged, and loading a VM
+   * only to compare digests would cost milliseconds and a few MB. */
+  if (amc_rules_dir_digest(r->rules_dir, now, err, sizeof err) == 0 &&
+      strcmp(now, amc_controller_digest(r->ctl)) == 0) {
+    amc_controller_rules_unchanged(r->ctl);
+    amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
+            AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
+    return;
+  }
   amc_rules_engine_t *e = load_engine(r, err, sizeof err);
   if (!e) {
     amc_controller_reload_failed(r->ctl, err);
     return;
   }
   if (strcmp(amc_rules_engine_digest(e), amc_controller_digest(r->ctl)) == 0) {
+    /* (changed and changed back while it loaded) */
     amc_rules_engine_free(e);
+    amc_controller_rules_unchanged(r->ctl);
     amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
             AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
     return;

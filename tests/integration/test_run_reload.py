@@ -135,6 +135,19 @@ class ReloadTest(unittest.TestCase):
                "{name = 42}}}}\nend\n")
         self.write_rule("gateway.lua", self.gateway_with(bad, "amc_bad"))
         self.expect_rejected(before, mark, "invalid output")
+        # Putting back the serving generation's files: nothing to load (same
+        # digest), and the kept error no longer describes them.
+        mark = len(r.output())
+        self.write_rule("gateway.lua", self.gateway_with(WRAP % "reloaded"))
+        runlib.wait_for(
+            lambda: r.readyz()[1]["rules"]["last_reload_error"] is None, 10,
+            "the reload error cleared")
+        self.assertTrue(r.log_events("rules.current"))
+        self.assertEqual(r.metric("amc_rules_generation"), 2)
+        self.assertEqual(r.metric("amc_rules_reload_failures_total"),
+                         before + 1)
+        time.sleep(0.2)
+        self.assertEqual(calls(r, mark), [])
         # The old generation still serves input changes.
         # 6. Fixing the file resumes normal work.
         mark = len(r.output())

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rules_engine.h"
 #include "settings.h"
@@ -257,6 +259,86 @@ static void test_generations_swap_and_bad_load_keeps_old(void **state) {
   load_ok(f, FIX "rules_ok");
   assert_string_equal(amc_rules_engine_digest(f->eng), d1);
   assert_int_equal(amc_rules_engine_generation(f->eng), 3);
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *fh = fopen(path, "w");
+  assert_non_null(fh);
+  fputs(text, fh);
+  fclose(fh);
+}
+
+static void dir_digest_ok(const char *dir, char out[65]) {
+  char err[512];
+  int rc = amc_rules_dir_digest(dir, out, err, sizeof err);
+  if (rc != 0)
+    fail_msg("%s", err);
+  assert_int_equal(strlen(out), 64);
+}
+
+/* amc_rules_dir_digest gives the digest a load would give, without a
+ * load: it follows the rule files' contents and names only. */
+static void test_dir_digest_matches_generation(void **state) {
+  fx_t *f = *state;
+  char d[65];
+  dir_digest_ok(FIX "rules_ok", d);
+  load_ok(f, FIX "rules_ok");
+  assert_string_equal(d, amc_rules_engine_digest(f->eng));
+  dir_digest_ok(FIX "rules_ok2", d);
+  assert_string_not_equal(d, amc_rules_engine_digest(f->eng));
+  load_ok(f, FIX "rules_ok2");
+  assert_string_equal(d, amc_rules_engine_digest(f->eng));
+
+  char root[] = "/tmp/amc-rules-digest-XXXXXX", path[256], lib[256];
+  assert_non_null(mkdtemp(root));
+  snprintf(lib, sizeof lib, "%s/lib", root);
+  assert_int_equal(mkdir(lib, 0755), 0);
+  char base[65], now[65], err[512];
+  assert_int_equal(amc_rules_dir_digest(root, now, err, sizeof err), -1);
+  assert_non_null(strstr(err, "no rule files (*.lua)"));
+  snprintf(path, sizeof path, "%s/gateway.lua", root);
+  write_text(path, "return {}\n");
+  dir_digest_ok(root, base);
+  /* what is not a rule file does not count */
+  snprintf(path, sizeof path, "%s/README.md", root);
+  write_text(path, "notes\n");
+  snprintf(path, sizeof path, "%s/.gateway.lua.swp", root);
+  write_text(path, "editor state\n");
+  dir_digest_ok(root, now);
+  assert_string_equal(now, base);
+  /* a rule file's content, a new file, a file's name: each counts */
+  snprintf(path, sizeof path, "%s/gateway.lua", root);
+  write_text(path, "return { }\n");
+  dir_digest_ok(root, now);
+  assert_string_not_equal(now, base);
+  write_text(path, "return {}\n");
+  dir_digest_ok(root, now);
+  assert_string_equal(now, base);
+  snprintf(path, sizeof path, "%s/lib/a.lua", root);
+  write_text(path, "return 1\n");
+  dir_digest_ok(root, now);
+  assert_string_not_equal(now, base);
+  char moved[256], with_a[65];
+  strcpy(with_a, now);
+  snprintf(moved, sizeof moved, "%s/lib/b.lua", root);
+  assert_int_equal(rename(path, moved), 0);
+  dir_digest_ok(root, now);
+  assert_string_not_equal(now, with_a);
+  assert_string_not_equal(now, base);
+
+  assert_int_equal(
+      amc_rules_dir_digest(FIX "rules_nonexistent", now, err, sizeof err), -1);
+  assert_non_null(strstr(err, "No such file or directory"));
+
+  unlink(moved);
+  rmdir(lib);
+  snprintf(path, sizeof path, "%s/gateway.lua", root);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/README.md", root);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/.gateway.lua.swp", root);
+  unlink(path);
+  assert_int_equal(rmdir(root), 0);
 }
 
 static void test_load_errors(void **state) {
@@ -717,6 +799,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_plain_name_matches_rt_lua, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_new_array, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dir_digest_matches_generation, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
