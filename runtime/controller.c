@@ -18,8 +18,9 @@
 
 /* Translations leave garbage in the engine (its collector runs only every
  * so many megabytes) and in the heap. After a burst of work (the initial
- * pass, a reload, a resync, a run of changes) the engine compacts and the
- * freed heap goes back to the system, so RSS reflects what is live. */
+ * pass, a reload, a resync, a run of changes), and in the pauses of a long
+ * one, the engine compacts and the freed heap goes back to the system, so
+ * RSS reflects what is live. */
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
@@ -414,8 +415,9 @@ static void process_key(amc_controller_t *c, const char *key) {
   }
   amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
   uint64_t translated = now_ns();
-  if (c->initial_done)
-    uv_timer_start(&c->compact, on_compact, c->opt.compact_idle_ms, 0);
+  /* Also during the initial pass: against a real AVI it is paced by the
+   * calls (minutes at 10k Gateways), with pauses between translations. */
+  uv_timer_start(&c->compact, on_compact, c->opt.compact_idle_ms, 0);
   if (!t) {
     amc_log(AMC_ERROR, "reconcile.oom");
     amc_queue_add_rate_limited(c->queue, key);

@@ -103,6 +103,9 @@ static const amc_ctrl_engine_ops_t fake_ops = {.translate = fake_translate,
 static int gc_calls;
 static char gc_live[512];
 static int fail_next_sync;
+static int hold_syncs; /* a slow AVI: syncs end when the test says */
+static char held[8][64];
+static int n_held;
 
 static void rec_sync(void *sink, amc_controller_t *c, const char *key,
                      const amc_translation_t *t) {
@@ -111,6 +114,10 @@ static void rec_sync(void *sink, amc_controller_t *c, const char *key,
     amc_buf_printf(&synced, "%s:%zu;", key, t->n_objects);
   else
     amc_buf_printf(&synced, "%s:gone;", key);
+  if (hold_syncs && n_held < 8) {
+    snprintf(held[n_held++], sizeof held[0], "%s", key);
+    return;
+  }
   if (fail_next_sync) {
     fail_next_sync--;
     amc_controller_sync_done(c, key, -1, "AVI said 500");
@@ -189,6 +196,8 @@ static int setup(void **state) {
   amc_buf_reset(&synced);
   gc_calls = 0;
   fail_next_sync = 0;
+  hold_syncs = 0;
+  n_held = 0;
   memset(&engine1, 0, sizeof engine1);
   amc_controller_opts_t o = {.loop = &loop,
                              .store = store,
@@ -336,6 +345,29 @@ static void test_engine_compacts_when_idle(void **state) {
   assert_int_equal(engine1.compacts, 2);
 }
 
+/* A long initial pass (AVI slow to take the calls) compacts in its pauses
+ * too: the garbage of its translations does not wait for its end. */
+static void test_engine_compacts_during_a_slow_initial_pass(void **state) {
+  (void)state;
+  hold_syncs = 1;
+  seed();
+  amc_controller_set_engine(ctl, &engine1, &fake_ops, 1, "d1");
+  amc_controller_source_synced(ctl, source_id);
+  RUN_UNTIL(n_held == 2);
+  assert_int_equal(n_held, 2);
+  RUN_UNTIL(engine1.compacts == 1);
+  assert_int_equal(engine1.compacts, 1);
+  assert_false(amc_controller_synced(ctl)); /* still in the initial pass */
+  run_for(300);
+  assert_int_equal(engine1.compacts, 1); /* nothing translated since */
+  hold_syncs = 0;
+  for (int i = 0; i < n_held; i++)
+    amc_controller_sync_done(ctl, held[i], 0, NULL);
+  RUN_UNTIL(amc_controller_synced(ctl));
+  assert_true(amc_controller_synced(ctl));
+  assert_int_equal(engine1.compacts, 2); /* and at its end, as before */
+}
+
 static void test_deleted_gateway_removes_tree(void **state) {
   (void)state;
   start_synced();
@@ -480,6 +512,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_engine_settles_after_sync, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_engine_compacts_during_a_slow_initial_pass, setup, teardown),
       cmocka_unit_test_setup_teardown(test_engine_compacts_when_idle,
                                       setup_slow_compact, teardown),
       cmocka_unit_test_setup_teardown(test_deleted_gateway_removes_tree, setup,
