@@ -316,6 +316,7 @@ def bench_size(amc, size, changes, tmp):
         save = route_change(size, mesh)
         if FLOOR_PROBE:
             res["floor"] = floor(FLOOR_PROBE, sim, save, changes)
+            clear(sim)  # (its last PUT is not amc's)
         work = os.path.join(tmp, "run-" + size)
         os.makedirs(work)
         r, cold = start_amc(mesh, sim, work)
