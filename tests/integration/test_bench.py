@@ -53,7 +53,8 @@ class BenchTest(unittest.TestCase):
             self.assertLessEqual(m["event_to_call_ms_p50"],
                                  m["event_to_call_ms_max"])
             self.assertGreaterEqual(m["host_steal_pct"], 0.0)
-        self.assertRegex(table, r"\| platform floor [^|]*\| [\d.]+ / [\d.]+ \|")
+        self.assertRegex(table,
+                         r"\| platform floor [^|]*\| [\d.]+ / [\d.]+ \|")
         self.assertRegex(table, r"\| AVI calls per route change \| 1\.0 \|")
         # The floor runs first, against the same simulator: none of its
         # calls may count as amc's.
