@@ -260,7 +260,12 @@ static void initial_finished(amc_controller_t *c) {
   }
 }
 
+/* Queues every gateway: the initial pass in the foreground; a later pass
+ * (resync, reload) in the background, so that a change arriving meanwhile
+ * is not served after the whole pass. */
 static void queue_all(amc_controller_t *c, int initial) {
+  int (*add)(amc_queue_t *, const char *) =
+      initial ? amc_queue_add : amc_queue_add_background;
   keylist_t l = {0};
   amc_buf_t buf = AMC_BUF_INIT;
   live_keys(c, &l, &buf);
@@ -272,7 +277,7 @@ static void queue_all(amc_controller_t *c, int initial) {
         c->initial_left++;
       }
     }
-    amc_queue_add(c->queue, l.v[i]);
+    add(c->queue, l.v[i]);
   }
   /* Keys the sink knows whose object is gone (deleted while a source was
    * relisting): queue them so their trees are removed. */
@@ -280,7 +285,7 @@ static void queue_all(amc_controller_t *c, int initial) {
     for (amc_strmap_entry_t *e = c->keys.buckets[i]; e; e = e->next) {
       key_state_t *k = e->value;
       if (k->synced)
-        amc_queue_add(c->queue, e->key);
+        add(c->queue, e->key);
     }
   }
   free(l.v);

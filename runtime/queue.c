@@ -1,5 +1,6 @@
-/* queue.c - keyed work queue: FIFO + dirty set + processing set, a timer heap
- * for delayed adds, per-key exponential backoff and a global token bucket. */
+/* queue.c - keyed work queue: two FIFOs (foreground, background) + dirty
+ * set + processing set, a timer heap for delayed adds, per-key exponential
+ * backoff and a global token bucket. */
 #include "queue.h"
 
 #include "util/strmap.h"
@@ -14,11 +15,18 @@ typedef struct {
   const char *key; /* interned: the strmap entry's key */
   unsigned dirty : 1;
   unsigned processing : 1;
+  unsigned background : 1; /* dirty by background adds only */
   unsigned failures;
+  unsigned bg_refs;  /* entries for it in the background ring */
   long heap_idx;     /* index in the delay heap, -1 if not waiting */
   uint64_t deadline; /* uv_now() ms when waiting */
   uint64_t seq;      /* ties in the heap break by insertion order */
 } item_t;
+
+typedef struct {
+  item_t **v; /* a ring buffer */
+  size_t head, len, cap;
+} ring_t;
 
 struct amc_queue {
   uv_loop_t *loop;
@@ -31,9 +39,12 @@ struct amc_queue {
 
   amc_strmap_t items; /* key -> item_t */
 
-  /* FIFO of dirty, non-processing items: a ring buffer. */
-  item_t **fifo;
-  size_t head, len, cap;
+  /* Dirty, non-processing items: the foreground FIFO, then the background
+   * one. A background item that a foreground add promotes stays in the
+   * background ring as a stale entry (skipped when popped): bg_live counts
+   * the entries that are not. */
+  ring_t fg, bg;
+  size_t bg_live;
 
   /* Min-heap of waiting items, by (deadline, seq). */
   item_t **heap;
@@ -80,37 +91,68 @@ static item_t *item_get(amc_queue_t *q, const char *key, int create) {
 }
 
 static void item_maybe_free(amc_queue_t *q, item_t *it) {
-  if (it->dirty || it->processing || it->failures || it->heap_idx >= 0)
+  if (it->dirty || it->processing || it->failures || it->heap_idx >= 0 ||
+      it->bg_refs)
     return;
   amc_strmap_del(&q->items, it->key); /* it->key dies here */
   free(it);
 }
 
 /* ------------------------------------------------------------------------ */
-/* FIFO */
+/* FIFOs */
 
-static void fifo_push(amc_queue_t *q, item_t *it) {
-  if (q->len == q->cap) {
-    size_t ncap = q->cap ? q->cap * 2 : 64;
+static void ring_push(ring_t *r, item_t *it) {
+  if (r->len == r->cap) {
+    size_t ncap = r->cap ? r->cap * 2 : 64;
     item_t **n = xrealloc(NULL, ncap * sizeof *n);
-    for (size_t i = 0; i < q->len; i++)
-      n[i] = q->fifo[(q->head + i) % q->cap];
-    free(q->fifo);
-    q->fifo = n;
-    q->cap = ncap;
-    q->head = 0;
+    for (size_t i = 0; i < r->len; i++)
+      n[i] = r->v[(r->head + i) % r->cap];
+    free(r->v);
+    r->v = n;
+    r->cap = ncap;
+    r->head = 0;
   }
-  q->fifo[(q->head + q->len) % q->cap] = it;
-  q->len++;
+  r->v[(r->head + r->len) % r->cap] = it;
+  r->len++;
 }
 
-static item_t *fifo_pop(amc_queue_t *q) {
-  if (q->len == 0)
+static item_t *ring_pop(ring_t *r) {
+  if (r->len == 0)
     return NULL;
-  item_t *it = q->fifo[q->head];
-  q->head = (q->head + 1) % q->cap;
-  q->len--;
+  item_t *it = r->v[r->head];
+  r->head = (r->head + 1) % r->cap;
+  r->len--;
   return it;
+}
+
+/* Puts a dirty item that is not processing in line: its lane's FIFO. */
+static void line_up(amc_queue_t *q, item_t *it) {
+  if (it->background) {
+    ring_push(&q->bg, it);
+    it->bg_refs++;
+    q->bg_live++;
+  } else {
+    ring_push(&q->fg, it);
+  }
+}
+
+/* The next item to dispatch: foreground first. Stale background entries
+ * (promoted since, or already dispatched through a later entry) are
+ * dropped on the way. */
+static item_t *next_in_line(amc_queue_t *q) {
+  item_t *it = ring_pop(&q->fg);
+  if (it)
+    return it;
+  while ((it = ring_pop(&q->bg)) != NULL) {
+    it->bg_refs--;
+    if (it->background && it->dirty && !it->processing) {
+      q->bg_live--;
+      it->background = 0;
+      return it;
+    }
+    item_maybe_free(q, it);
+  }
+  return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -191,7 +233,8 @@ static void on_timer(uv_timer_t *h);
 static void kick(amc_queue_t *q) {
   if (q->closing_handles)
     return;
-  int work = !q->shut_down && q->len > 0 && q->in_flight < q->opt.max_in_flight;
+  int work = !q->shut_down && q->fg.len + q->bg_live > 0 &&
+             q->in_flight < q->opt.max_in_flight;
   int drain = q->shut_down && !q->drained_called && q->in_flight == 0;
   if (work || drain)
     uv_idle_start(&q->idle, on_idle);
@@ -205,7 +248,7 @@ static void on_idle(uv_idle_t *h) {
    * on the loop), and the I/O a key started (its first AVI call) must get
    * its turn before the next key is taken. */
   if (!q->shut_down && q->in_flight < q->opt.max_in_flight) {
-    item_t *it = fifo_pop(q);
+    item_t *it = next_in_line(q);
     if (it) {
       it->dirty = 0;
       it->processing = 1;
@@ -236,12 +279,34 @@ static void arm_timer(amc_queue_t *q) {
 }
 
 static void enqueue(amc_queue_t *q, item_t *it) {
-  if (it->dirty)
-    return; /* deduplicated */
+  if (it->dirty) {
+    if (!it->background)
+      return; /* deduplicated */
+    /* waiting in the background: now in the foreground (the background
+     * entry goes stale) */
+    it->background = 0;
+    if (it->processing)
+      return; /* done() queues it, in the foreground */
+    q->bg_live--;
+    ring_push(&q->fg, it);
+    kick(q);
+    return;
+  }
   it->dirty = 1;
   if (it->processing)
     return; /* queued again by done() */
-  fifo_push(q, it);
+  ring_push(&q->fg, it);
+  kick(q);
+}
+
+static void enqueue_background(amc_queue_t *q, item_t *it) {
+  if (it->dirty)
+    return; /* deduplicated (in whichever lane) */
+  it->dirty = 1;
+  it->background = 1;
+  if (it->processing)
+    return; /* queued again by done(), in the background */
+  line_up(q, it);
   kick(q);
 }
 
@@ -293,6 +358,13 @@ int amc_queue_add(amc_queue_t *q, const char *key) {
   if (q->shut_down)
     return -1;
   enqueue(q, item_get(q, key, 1));
+  return 0;
+}
+
+int amc_queue_add_background(amc_queue_t *q, const char *key) {
+  if (q->shut_down)
+    return -1;
+  enqueue_background(q, item_get(q, key, 1));
   return 0;
 }
 
@@ -372,16 +444,18 @@ void amc_queue_done(amc_queue_t *q, const char *key) {
     return;
   it->processing = 0;
   q->in_flight--;
-  if (it->dirty && !q->shut_down)
-    fifo_push(q, it);
-  else
+  if (it->dirty && !q->shut_down) {
+    line_up(q, it);
+  } else {
     it->dirty = 0;
+    it->background = 0;
+  }
   item_maybe_free(q, it);
   kick(q);
 }
 
 size_t amc_queue_len(const amc_queue_t *q) {
-  return q->len;
+  return q->fg.len + q->bg_live;
 }
 
 size_t amc_queue_in_flight(const amc_queue_t *q) {
@@ -406,10 +480,20 @@ void amc_queue_shutdown(amc_queue_t *q, amc_queue_drained_fn drained,
   q->drained_data = data;
   /* Drop queued and waiting keys: nothing will process them. */
   item_t *it;
-  while ((it = fifo_pop(q)) != NULL) {
+  while ((it = ring_pop(&q->fg)) != NULL) {
     it->dirty = 0;
+    it->background = 0;
     item_maybe_free(q, it);
   }
+  while ((it = ring_pop(&q->bg)) != NULL) {
+    it->bg_refs--;
+    if (!it->processing) {
+      it->dirty = 0;
+      it->background = 0;
+    }
+    item_maybe_free(q, it);
+  }
+  q->bg_live = 0;
   while (q->heap_len > 0) {
     it = q->heap[0];
     heap_remove(q, it);
@@ -425,7 +509,8 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--q->closing_handles > 0)
     return;
   amc_strmap_clear(&q->items, free);
-  free(q->fifo);
+  free(q->fg.v);
+  free(q->bg.v);
   free(q->heap);
   free(q);
 }

@@ -9,6 +9,9 @@
  *   - A key added while it is processing is marked dirty and queued again by
  *     amc_queue_done(), so N changes during one pass cost one extra pass.
  *   - At most `max_in_flight` keys are processing at any time.
+ *   - Two lanes: keys added with amc_queue_add_background() (bulk passes)
+ *     wait until no foreground key does; a foreground add of a key waiting
+ *     in the background moves it forward.
  *   - amc_queue_add_after() queues a key after a delay (a timer heap with one
  *     uv_timer_t); a key waiting twice keeps the earlier deadline.
  *   - amc_queue_add_rate_limited() = add_after(the larger of the per-key
@@ -54,6 +57,12 @@ amc_queue_t *amc_queue_new(uv_loop_t *loop, const amc_queue_options_t *opts,
 
 /* Queues `key` (copied). Returns 0, or -1 after shutdown (ignored). */
 int amc_queue_add(amc_queue_t *q, const char *key);
+/* Queues `key` in the background: background keys are dispatched only when
+ * no other key waits (for bulk work such as a periodic resync, so that a
+ * change arriving meanwhile does not wait behind all of it). A key already
+ * queued stays where it is; amc_queue_add() of a key waiting in the
+ * background moves it to the foreground. Returns 0, or -1 after shutdown. */
+int amc_queue_add_background(amc_queue_t *q, const char *key);
 /* Queues `key` after `delay_ms` (0 = now). Returns 0, or -1 after shutdown. */
 int amc_queue_add_after(amc_queue_t *q, const char *key, uint64_t delay_ms);
 /* Queues `key` after its backoff delay and counts a failure. Returns the

@@ -368,6 +368,30 @@ static void test_engine_compacts_during_a_slow_initial_pass(void **state) {
   assert_int_equal(engine1.compacts, 2); /* and at its end, as before */
 }
 
+/* A change during a resync (or a reload's pass) is served before the rest
+ * of the pass: the pass queues in the background. */
+static void test_change_during_resync_goes_first(void **state) {
+  (void)state;
+  put("Gateway", "a", "gw3", "{\"spec\":{\"svc\":\"s3\"}}");
+  put("Gateway", "a", "gw4", "{\"spec\":{\"svc\":\"s4\"}}");
+  put("Service", "a", "s3", "{\"port\":3}");
+  put("Service", "a", "s4", "{\"port\":4}");
+  start_synced();
+  assert_int_equal(n_synced(), 4);
+  take();
+  amc_controller_resync(ctl);
+  put("Service", "a", "s4", "{\"port\":44}"); /* gw4 reads it */
+  RUN_UNTIL(n_synced() >= 4);
+  run_for(50);
+  const char *got = take();
+  assert_int_equal(strncmp(got, "Gateway/a/gw4:1;", 16), 0);
+  /* and each gateway once: gw4's pass in the resync was this one */
+  assert_non_null(strstr(got, "Gateway/a/gw1:1;"));
+  assert_non_null(strstr(got, "Gateway/a/gw2:1;"));
+  assert_non_null(strstr(got, "Gateway/a/gw3:1;"));
+  assert_null(strstr(got + 16, "gw4"));
+}
+
 static void test_deleted_gateway_removes_tree(void **state) {
   (void)state;
   start_synced();
@@ -514,6 +538,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_engine_compacts_during_a_slow_initial_pass, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_change_during_resync_goes_first,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_engine_compacts_when_idle,
                                       setup_slow_compact, teardown),
       cmocka_unit_test_setup_teardown(test_deleted_gateway_removes_tree, setup,

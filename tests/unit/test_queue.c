@@ -145,6 +145,84 @@ static void test_never_concurrent_and_requeue_when_dirty(void **state) {
   amc_queue_close(q);
 }
 
+/* Background keys wait until no foreground key does; a foreground add
+ * moves a waiting background key forward, and it is dispatched once. */
+static void test_background_lane(void **state) {
+  (void)state;
+  rec_t r = {0};
+  amc_queue_t *q = amc_queue_new(&loop, NULL, process, &r);
+  amc_queue_add_background(q, "bg1");
+  amc_queue_add_background(q, "bg2");
+  amc_queue_add_background(q, "bg3");
+  amc_queue_add(q, "fg1");
+  amc_queue_add_background(q, "fg1"); /* already queued: stays in front */
+  amc_queue_add(q, "bg3");            /* promoted */
+  amc_queue_add_background(q, "bg1"); /* deduplicated */
+  assert_int_equal(amc_queue_len(q), 4);
+  assert_true(amc_queue_is_queued(q, "bg1"));
+  assert_true(amc_queue_is_queued(q, "bg3"));
+  RUN_UNTIL(r.n >= 4, 2000);
+  run_for(5); /* no duplicate from bg3's stale background entry */
+  assert_int_equal(r.n, 4);
+  assert_string_equal(r.keys[0], "fg1");
+  assert_string_equal(r.keys[1], "bg3");
+  assert_string_equal(r.keys[2], "bg1");
+  assert_string_equal(r.keys[3], "bg2");
+  assert_int_equal(amc_queue_len(q), 0);
+  /* The stale entry went with the rest: the key can be queued again. */
+  amc_queue_add_background(q, "bg3");
+  assert_int_equal(amc_queue_len(q), 1);
+  RUN_UNTIL(r.n >= 5, 2000);
+  assert_int_equal(r.n, 5);
+  assert_string_equal(r.keys[4], "bg3");
+  amc_queue_close(q);
+}
+
+/* A key dirtied while processing is queued again in the lane of what
+ * dirtied it: a foreground add wins over a background one. */
+static void test_background_lane_while_processing(void **state) {
+  (void)state;
+  rec_t r = {.hold = 1};
+  amc_queue_options_t o = {.max_in_flight = 1};
+  amc_queue_t *q = amc_queue_new(&loop, &o, process, &r);
+  amc_queue_add(q, "a");
+  RUN_UNTIL(r.n >= 1, 2000);
+  amc_queue_add_background(q, "a"); /* while "a" is processing */
+  amc_queue_add(q, "b");
+  amc_queue_add_background(q, "c");
+  amc_queue_done(q, "a"); /* "a" goes after "c" (background, in order) */
+  assert_int_equal(amc_queue_len(q), 3);
+  for (size_t n = 2; n <= 4; n++) {
+    RUN_UNTIL(r.n >= n, 2000);
+    assert_int_equal(r.n, n);
+    amc_queue_done(q, r.keys[n - 1]);
+  }
+  assert_string_equal(r.keys[1], "b");
+  assert_string_equal(r.keys[2], "c");
+  assert_string_equal(r.keys[3], "a");
+  /* Now dirtied by both while processing: the foreground add counts. */
+  amc_queue_add_background(q, "z");
+  RUN_UNTIL(r.n >= 5, 2000);
+  assert_string_equal(r.keys[4], "z");
+  amc_queue_add_background(q, "y");
+  amc_queue_add_background(q, "z");
+  amc_queue_add(q, "z");
+  amc_queue_done(q, "z");
+  RUN_UNTIL(r.n >= 6, 2000);
+  assert_string_equal(r.keys[5], "z");
+  amc_queue_done(q, "z");
+  RUN_UNTIL(r.n >= 7, 2000);
+  assert_string_equal(r.keys[6], "y");
+  amc_queue_done(q, "y");
+  run_for(5);
+  assert_int_equal(r.n, 7);
+  /* Shutdown drops background keys too (ASan: nothing leaks). */
+  amc_queue_add_background(q, "p");
+  amc_queue_add(q, "p");
+  amc_queue_add_background(q, "q");
+  amc_queue_close(q);
+}
+
 static void test_readd_from_callback(void **state) {
   (void)state;
   rec_t r = {.readd_in_callback = 1};
@@ -371,6 +449,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shutdown_idle_queue_drains_at_once,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_background_lane, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_background_lane_while_processing,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
