@@ -192,7 +192,8 @@ def idle(r, timeout=600):
 def route_change(size, mesh):
     """A function (w1, w2) -> (tmp file, target): writes the mesh's route
     change with weights w1/w2 to a hidden temporary file that the caller
-    renames onto the target (an atomic save). The generated meshes change
+    renames onto the target (an atomic save); the function's `target` is
+    that file. The generated meshes change
     gw-0's first VirtualService; bookinfo changes the reviews split of
     VirtualService bookinfo (30-routing.yaml, v1 90 / v2 10)."""
     if size == "bookinfo":
@@ -209,6 +210,7 @@ def route_change(size, mesh):
             with open(tmpf, "w") as fh:
                 fh.write(out)
             return tmpf, target
+        save_yaml.target = target
         return save_yaml
     target = os.path.join(mesh, "gateways", "gw-0.json")
     with open(target) as fh:
@@ -222,6 +224,7 @@ def route_change(size, mesh):
         with open(tmpf, "w") as fh:
             json.dump(doc, fh, separators=(",", ":"))
         return tmpf, target
+    save_json.target = target
     return save_json
 
 
@@ -274,8 +277,7 @@ def floor(probe, sim, save, changes):
     """The platform floor: the same route changes with bench/floor_probe
     (inotify -> one PUT on an open loopback connection, no work) in amc's
     place. The file is put back as it was for amc."""
-    tmpf, target = save(50, 50)
-    os.unlink(tmpf)
+    target = save.target
     with open(target) as fh:
         original = fh.read()
     p = subprocess.Popen([probe, os.path.dirname(target),

@@ -592,6 +592,13 @@ static amc_rules_engine_t *load_engine(run_t *r, char *err, size_t errlen) {
   return e;
 }
 
+/* The rule files are those of the active generation: nothing to load. */
+static void rules_unchanged(run_t *r, const char *why, uint64_t t0) {
+  amc_controller_rules_unchanged(r->ctl);
+  amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
+          AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
+}
+
 static void reload_rules(run_t *r, const char *why) {
   if (r->stopping)
     return;
@@ -602,9 +609,7 @@ static void reload_rules(run_t *r, const char *why) {
    * only to compare digests would cost milliseconds and a few MB. */
   if (amc_rules_dir_digest(r->rules_dir, now, err, sizeof err) == 0 &&
       strcmp(now, amc_controller_digest(r->ctl)) == 0) {
-    amc_controller_rules_unchanged(r->ctl);
-    amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
-            AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
+    rules_unchanged(r, why, t0);
     return;
   }
   amc_rules_engine_t *e = load_engine(r, err, sizeof err);
@@ -613,11 +618,9 @@ static void reload_rules(run_t *r, const char *why) {
     return;
   }
   if (strcmp(amc_rules_engine_digest(e), amc_controller_digest(r->ctl)) == 0) {
-    /* (changed and changed back while it loaded) */
+    /* (changed back between the digest and the load) */
     amc_rules_engine_free(e);
-    amc_controller_rules_unchanged(r->ctl);
-    amc_log(AMC_DEBUG, "rules.unchanged", AMC_S("trigger", why),
-            AMC_F("seconds", (double)(uv_hrtime() - t0) / 1e9));
+    rules_unchanged(r, why, t0);
     return;
   }
   amc_log(AMC_INFO, "rules.reload", AMC_S("trigger", why),
