@@ -5,6 +5,7 @@
  * lua_pcall; the libyaml parser and the current event live in the context
  * struct so that the caller releases them whatever happened inside. */
 #include "loader.h"
+#include "yaml_fast.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -219,134 +220,10 @@ static int emit_document(lua_State *L, ctx_t *c, const char *where,
   return 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* YAML scalars (core schema)                                                */
-
-static int all_digits(const char *s, size_t n, int base) {
-  if (n == 0)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = s[i];
-    int ok = base == 16  ? ((ch >= '0' && ch <= '9') ||
-                           (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))
-             : base == 8 ? (ch >= '0' && ch <= '7')
-                         : (ch >= '0' && ch <= '9');
-    if (!ok)
-      return 0;
-  }
-  return 1;
-}
-
-/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
-static int is_float(const char *s, size_t n) {
-  size_t i = 0, d = 0;
-  if (i < n && (s[i] == '-' || s[i] == '+'))
-    i++;
-  while (i < n && s[i] >= '0' && s[i] <= '9')
-    i++, d++;
-  if (i < n && s[i] == '.') {
-    i++;
-    size_t f = 0;
-    while (i < n && s[i] >= '0' && s[i] <= '9')
-      i++, f++;
-    if (d == 0 && f == 0)
-      return 0;
-  } else if (d == 0) {
-    return 0;
-  }
-  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-    i++;
-    if (i < n && (s[i] == '-' || s[i] == '+'))
-      i++;
-    size_t e = 0;
-    while (i < n && s[i] >= '0' && s[i] <= '9')
-      i++, e++;
-    if (e == 0)
-      return 0;
-  }
-  return i == n;
-}
-
-static int eq(const char *s, size_t n, const char *lit) {
-  return strlen(lit) == n && memcmp(s, lit, n) == 0;
-}
-
-static void push_double(lua_State *L, double v) {
-  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == floor(v))
-    lua_pushinteger(L, (lua_Integer)v);
-  else
-    lua_pushnumber(L, v);
-}
-
-/* Pushes the core-schema value of a plain scalar. */
-static void push_plain(lua_State *L, const char *s, size_t n) {
-  if (n == 0 || eq(s, n, "~") || eq(s, n, "null") || eq(s, n, "Null") ||
-      eq(s, n, "NULL")) {
-    lua_pushlightuserdata(L, AMC_JSON_NULL);
-    return;
-  }
-  if (eq(s, n, "true") || eq(s, n, "True") || eq(s, n, "TRUE")) {
-    lua_pushboolean(L, 1);
-    return;
-  }
-  if (eq(s, n, "false") || eq(s, n, "False") || eq(s, n, "FALSE")) {
-    lua_pushboolean(L, 0);
-    return;
-  }
-  char c0 = s[0];
-  if (!((c0 >= '0' && c0 <= '9') || c0 == '-' || c0 == '+' || c0 == '.')) {
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  char tmp[128];
-  if (n >= sizeof tmp) {
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
-  size_t sign = (c0 == '-' || c0 == '+') ? 1 : 0;
-  if (all_digits(s + sign, n - sign, 10)) {
-    errno = 0;
-    long long v = strtoll(tmp, NULL, 10);
-    if (errno == ERANGE)
-      push_double(L, strtod(tmp, NULL));
-    else
-      lua_pushinteger(L, v);
-    return;
-  }
-  if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
-    int base = s[1] == 'x' ? 16 : 8;
-    if (all_digits(s + 2, n - 2, base)) {
-      errno = 0;
-      unsigned long long v = strtoull(tmp + 2, NULL, base);
-      if (errno != ERANGE && v <= (unsigned long long)INT64_MAX) {
-        lua_pushinteger(L, (lua_Integer)v);
-        return;
-      }
-    }
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  if (is_float(s, n)) {
-    push_double(L, strtod(tmp, NULL));
-    return;
-  }
-  const char *t = s + sign;
-  size_t tn = n - sign;
-  if (eq(t, tn, ".inf") || eq(t, tn, ".Inf") || eq(t, tn, ".INF")) {
-    lua_pushnumber(L, c0 == '-' ? -HUGE_VAL : HUGE_VAL);
-    return;
-  }
-  if (!sign && (eq(s, n, ".nan") || eq(s, n, ".NaN") || eq(s, n, ".NAN"))) {
-    lua_pushnumber(L, NAN);
-    return;
-  }
-  lua_pushlstring(L, s, n);
-}
+int amc_loader_fast_yaml = 1;
 
 /* ------------------------------------------------------------------------ */
-/* YAML events -> Lua values                                                 */
+/* YAML events -> Lua values (plain scalars: amc_yaml_push_plain) */
 
 static int next_event(ctx_t *c) {
   if (c->ev_live) {
@@ -489,7 +366,7 @@ static int parse_node(lua_State *L, ctx_t *c, long *count) {
     const char *tag = (const char *)c->ev.data.scalar.tag;
     int force_str = tag && strcmp(tag, YAML_STR_TAG) == 0;
     if (c->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !force_str)
-      push_plain(L, v, n);
+      amc_yaml_push_plain(L, v, n);
     else
       lua_pushlstring(L, v, n);
     if (c->ev.data.scalar.anchor)
@@ -527,6 +404,18 @@ static int parse_node(lua_State *L, ctx_t *c, long *count) {
   }
 }
 
+/* The document's value on top: hands it over (popping it). Its line and
+ * column (0-based, in the text parsed) are where its content starts, after
+ * `---` and comments. */
+static int document_done(lua_State *L, ctx_t *c, size_t line, size_t column) {
+  char where[600], source[600];
+  snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name, line + 1,
+           column + 1, c->doc);
+  c->doc_line = c->line_base + line + 1;
+  snprintf(source, sizeof source, "%s:%zu", c->name, c->doc_line);
+  return emit_document(L, c, where, source, 0);
+}
+
 /* Runs under pcall: [ctx_t*, buffer lightuserdata, length]. */
 static int yaml_protected(lua_State *L) {
   ctx_t *c = lua_touserdata(L, 1);
@@ -537,6 +426,15 @@ static int yaml_protected(lua_State *L) {
   luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
   c->array_mt = 1;
   lua_pushnil(L);
+  /* One document in the subset manifests use: no libyaml (yaml_fast.h). */
+  size_t fl, fc;
+  if (!c->value_only && amc_loader_fast_yaml &&
+      amc_yaml_fast_document(L, (const char *)buf, len, c->array_mt, &fl,
+                             &fc)) {
+    c->doc++;
+    document_done(L, c, fl, fc);
+    return 0;
+  }
   if (!yaml_parser_initialize(&c->parser))
     return fail(c, "%s: cannot initialise the YAML parser", c->name), 0;
   c->parser_live = 1;
@@ -585,13 +483,7 @@ static int yaml_protected(lua_State *L) {
       lua_pop(L, 1); /* an empty document */
       continue;
     }
-    /* The document's line is where its content starts (after `---`). */
-    char where[600], source[600];
-    snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name,
-             dm.line + 1, dm.column + 1, c->doc);
-    c->doc_line = c->line_base + dm.line + 1;
-    snprintf(source, sizeof source, "%s:%zu", c->name, c->doc_line);
-    if (emit_document(L, c, where, source, 0) < 0)
+    if (document_done(L, c, dm.line, dm.column) < 0)
       return 0;
   }
   if (c->value_only) {

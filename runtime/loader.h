@@ -10,7 +10,9 @@
  *     array of objects.
  *   - anything else (*.yaml, *.yml, or a file named explicitly; "-" is
  *     standard input): YAML, parsed with libyaml. Multi-document streams are
- *     split on `---`; empty documents are skipped.
+ *     split on `---`; empty documents are skipped. A text of one document in
+ *     the subset manifests are written in (a span of the fs source, say)
+ *     is parsed by yaml_fast.h's fast path instead, to the same values.
  *   - directories: every *.yaml, *.yml and *.json below, recursively, in
  *     bytewise-sorted path order; names starting with '.' (files and
  *     directories) are skipped, as are other extensions.
@@ -67,8 +69,13 @@ int amc_loader_load_path(lua_State *L, const char *path,
                          const amc_loader_opts_t *opts, amc_loader_fn fn,
                          void *data, char *err, size_t errlen);
 
+/* Nonzero (the default): YAML documents in the subset yaml_fast.h knows are
+ * parsed without libyaml. Tests set it to 0 to compare with libyaml. */
+extern int amc_loader_fast_yaml;
+
 /* Loads YAML (or JSON, when `json` is nonzero) text held in memory; `name`
  * is used in sources and errors. Same return as amc_loader_load_path. */
+
 int amc_loader_load_buffer(lua_State *L, const char *name, const char *buf,
                            size_t len, int json, const amc_loader_opts_t *opts,
                            amc_loader_fn fn, void *data, char *err,

@@ -1,0 +1,660 @@
+/* yaml_fast.c - see yaml_fast.h. */
+#define _GNU_SOURCE /* memmem */
+#include "yaml_fast.h"
+#include "json.h"
+#include "loader.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Plain scalars: the core schema (loader.h)                                 */
+
+static int all_digits(const char *s, size_t n, int base) {
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    int ok = base == 16  ? ((ch >= '0' && ch <= '9') ||
+                           (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))
+             : base == 8 ? (ch >= '0' && ch <= '7')
+                         : (ch >= '0' && ch <= '9');
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+static int is_float(const char *s, size_t n) {
+  size_t i = 0, d = 0;
+  if (i < n && (s[i] == '-' || s[i] == '+'))
+    i++;
+  while (i < n && s[i] >= '0' && s[i] <= '9')
+    i++, d++;
+  if (i < n && s[i] == '.') {
+    i++;
+    size_t f = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++, f++;
+    if (d == 0 && f == 0)
+      return 0;
+  } else if (d == 0) {
+    return 0;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+      i++;
+    size_t e = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++, e++;
+    if (e == 0)
+      return 0;
+  }
+  return i == n;
+}
+
+static int eq(const char *s, size_t n, const char *lit) {
+  return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+static void push_double(lua_State *L, double v) {
+  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == floor(v))
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+    lua_pushnumber(L, v);
+}
+
+void amc_yaml_push_plain(lua_State *L, const char *s, size_t n) {
+  if (n == 0 || eq(s, n, "~") || eq(s, n, "null") || eq(s, n, "Null") ||
+      eq(s, n, "NULL")) {
+    lua_pushlightuserdata(L, AMC_JSON_NULL);
+    return;
+  }
+  if (eq(s, n, "true") || eq(s, n, "True") || eq(s, n, "TRUE")) {
+    lua_pushboolean(L, 1);
+    return;
+  }
+  if (eq(s, n, "false") || eq(s, n, "False") || eq(s, n, "FALSE")) {
+    lua_pushboolean(L, 0);
+    return;
+  }
+  char c0 = s[0];
+  if (!((c0 >= '0' && c0 <= '9') || c0 == '-' || c0 == '+' || c0 == '.')) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  char tmp[128];
+  if (n >= sizeof tmp) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  size_t sign = (c0 == '-' || c0 == '+') ? 1 : 0;
+  if (all_digits(s + sign, n - sign, 10)) {
+    errno = 0;
+    long long v = strtoll(tmp, NULL, 10);
+    if (errno == ERANGE)
+      push_double(L, strtod(tmp, NULL));
+    else
+      lua_pushinteger(L, v);
+    return;
+  }
+  if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+    int base = s[1] == 'x' ? 16 : 8;
+    if (all_digits(s + 2, n - 2, base)) {
+      errno = 0;
+      unsigned long long v = strtoull(tmp + 2, NULL, base);
+      if (errno != ERANGE && v <= (unsigned long long)INT64_MAX) {
+        lua_pushinteger(L, (lua_Integer)v);
+        return;
+      }
+    }
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  if (is_float(s, n)) {
+    push_double(L, strtod(tmp, NULL));
+    return;
+  }
+  const char *t = s + sign;
+  size_t tn = n - sign;
+  if (eq(t, tn, ".inf") || eq(t, tn, ".Inf") || eq(t, tn, ".INF")) {
+    lua_pushnumber(L, c0 == '-' ? -HUGE_VAL : HUGE_VAL);
+    return;
+  }
+  if (!sign && (eq(s, n, ".nan") || eq(s, n, ".NaN") || eq(s, n, ".NAN"))) {
+    lua_pushnumber(L, NAN);
+    return;
+  }
+  lua_pushlstring(L, s, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The block subset                                                          */
+
+/* Nesting the fast path takes on (libyaml's path refuses deeper than
+ * AMC_JSON_MAX_DEPTH; deep texts are not manifests anyway). */
+#define FAST_MAX_DEPTH 64
+/* libyaml's limit on a simple key's length is 1024 characters. */
+#define FAST_MAX_KEY 1000
+
+typedef struct {
+  lua_State *L;
+  const char *p, *end;
+  const char *ls; /* start of the line p is on */
+  size_t line;    /* of p, 0-based */
+  long ind;       /* after next_line: p's column, or -1 at the end */
+  int array_mt;
+  int depth;
+  long nodes;
+} fy_t;
+
+#define DECLINE (-1)
+
+static int is_blank_or_end(const fy_t *y, const char *q) {
+  return q >= y->end || *q == ' ' || *q == '\n';
+}
+
+/* Characters that cannot start a plain scalar (or that start something the
+ * fast path leaves to libyaml). '-' is handled by the callers. */
+static int indicator(char ch) {
+  return strchr("?:,[]{}#&*!|>'\"%@`", ch) != NULL && ch != '\0';
+}
+
+/* Moves p to the first content of the next line that has any (skipping blank
+ * and comment-only lines) and sets y->ind to its column, or -1 at the end.
+ * p must be at a line start. Returns DECLINE at a document marker. */
+static int next_line(fy_t *y) {
+  for (;;) {
+    if (y->p >= y->end) {
+      y->ind = -1;
+      return 0;
+    }
+    const char *ls = y->p, *q = ls;
+    if (y->end - q >= 3 &&
+        (memcmp(q, "---", 3) == 0 || memcmp(q, "...", 3) == 0) &&
+        is_blank_or_end(y, q + 3))
+      return DECLINE;
+    while (q < y->end && *q == ' ')
+      q++;
+    if (q < y->end && *q != '\n' && *q != '#') {
+      y->ls = ls;
+      y->p = q;
+      y->ind = (long)(q - ls);
+      return 0;
+    }
+    const char *nl = memchr(q, '\n', (size_t)(y->end - q));
+    if (!nl) {
+      y->p = y->end;
+      y->ind = -1;
+      return 0;
+    }
+    y->p = nl + 1;
+    y->line++;
+  }
+}
+
+/* After a node on its line: blanks, an optional comment, the line's end.
+ * Then on to the next content line. */
+static int end_line(fy_t *y) {
+  const char *q = y->p;
+  while (q < y->end && *q == ' ')
+    q++;
+  if (q < y->end && *q == '#' && q > y->ls && q[-1] != ' ')
+    return DECLINE; /* a comment needs a blank before it */
+  if (q < y->end && *q != '\n' && *q != '#')
+    return DECLINE;
+  const char *nl = q < y->end ? memchr(q, '\n', (size_t)(y->end - q)) : NULL;
+  if (!nl) {
+    y->p = y->end;
+    y->ind = -1;
+    return 0;
+  }
+  y->p = nl + 1;
+  y->line++;
+  return next_line(y);
+}
+
+static int count_node(fy_t *y) {
+  return ++y->nodes > AMC_LOADER_MAX_NODES ? DECLINE : 0;
+}
+
+/* A quoted scalar on one line at p: pushes its text, p after the quote. */
+static int quoted(fy_t *y) {
+  char q = *y->p;
+  const char *s = y->p + 1, *e = s;
+  int plain_run = 1; /* no escapes: the text is the bytes between quotes */
+  for (;; e++) {
+    if (e >= y->end || *e == '\n')
+      return DECLINE;
+    if (*e == q) {
+      if (q == '\'' && e + 1 < y->end && e[1] == '\'') {
+        plain_run = 0;
+        e++;
+        continue;
+      }
+      break;
+    }
+    if (*e == '\\' && q == '"') {
+      plain_run = 0;
+      e++;
+      if (e >= y->end || *e == '\0' || !strchr("\\\"ntr", *e))
+        return DECLINE;
+    }
+  }
+  if (plain_run) {
+    lua_pushlstring(y->L, s, (size_t)(e - s));
+  } else {
+    luaL_Buffer b;
+    luaL_buffinit(y->L, &b);
+    for (const char *c = s; c < e; c++) {
+      char ch = *c;
+      if (q == '\'' && ch == '\'') {
+        c++; /* '' */
+      } else if (q == '"' && ch == '\\') {
+        c++;
+        ch = *c == 'n' ? '\n' : *c == 't' ? '\t' : *c == 'r' ? '\r' : *c;
+      }
+      luaL_addchar(&b, ch);
+    }
+    luaL_pushresult(&b);
+  }
+  y->p = e + 1;
+  return count_node(y);
+}
+
+static int flow_node(fy_t *y);
+
+/* A plain scalar inside a flow collection: up to , ] } (blanks trimmed).
+ * Anything that might make it more than that (':' '#' brackets) declines. */
+static int flow_plain(fy_t *y, int as_key) {
+  const char *s = y->p, *e = s;
+  if (indicator(*s) || (*s == '-' && is_blank_or_end(y, s + 1)))
+    return DECLINE;
+  while (e < y->end && *e != ',' && *e != ']' && *e != '}') {
+    if (*e == '\n' || *e == '[' || *e == '{' || *e == '#' ||
+        (*e == ':' && !as_key))
+      return DECLINE;
+    if (*e == ':' && as_key)
+      break;
+    e++;
+  }
+  if (e >= y->end)
+    return DECLINE;
+  const char *t = e;
+  while (t > s && t[-1] == ' ')
+    t--;
+  if (t == s)
+    return DECLINE;
+  if (as_key) {
+    if (*e != ':' || t != e || !is_blank_or_end(y, e + 1))
+      return DECLINE; /* "{a}" "{a :b}" "{a:b}" */
+    lua_pushlstring(y->L, s, (size_t)(t - s));
+  } else {
+    amc_yaml_push_plain(y->L, s, (size_t)(t - s));
+  }
+  y->p = t;
+  return count_node(y);
+}
+
+static void skip_spaces(fy_t *y) {
+  while (y->p < y->end && *y->p == ' ')
+    y->p++;
+}
+
+/* Pops a key and a value into the mapping at `t`, refusing duplicates
+ * (libyaml's path reports them). The key is below the value. */
+static int set_unique(fy_t *y, int t) {
+  lua_State *L = y->L;
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, t) != LUA_TNIL)
+    return DECLINE;
+  lua_pop(L, 1);
+  lua_rawset(L, t);
+  return 0;
+}
+
+static int enter(fy_t *y) {
+  if (++y->depth > FAST_MAX_DEPTH || !lua_checkstack(y->L, 8))
+    return DECLINE;
+  return count_node(y);
+}
+
+static int flow_mapping(fy_t *y) {
+  lua_State *L = y->L;
+  if (enter(y) < 0)
+    return DECLINE;
+  lua_createtable(L, 0, 4);
+  int t = lua_gettop(L);
+  y->p++; /* { */
+  skip_spaces(y);
+  if (y->p < y->end && *y->p == '}') {
+    y->p++;
+    y->depth--;
+    return 0;
+  }
+  for (;;) {
+    if (y->p >= y->end)
+      return DECLINE;
+    if (*y->p == '"' || *y->p == '\'') {
+      if (quoted(y) < 0)
+        return DECLINE;
+      if (y->p >= y->end || *y->p != ':' || !is_blank_or_end(y, y->p + 1))
+        return DECLINE;
+    } else if (flow_plain(y, 1) < 0) {
+      return DECLINE;
+    }
+    y->p++; /* : */
+    skip_spaces(y);
+    if (y->p >= y->end || *y->p == ',' || *y->p == '}')
+      return DECLINE; /* an empty value */
+    if (flow_node(y) < 0 || set_unique(y, t) < 0)
+      return DECLINE;
+    skip_spaces(y);
+    if (y->p >= y->end)
+      return DECLINE;
+    if (*y->p == '}') {
+      y->p++;
+      break;
+    }
+    if (*y->p != ',')
+      return DECLINE;
+    y->p++;
+    skip_spaces(y);
+    if (y->p < y->end && *y->p == '}')
+      return DECLINE; /* a trailing comma */
+  }
+  y->depth--;
+  return 0;
+}
+
+static int flow_sequence(fy_t *y) {
+  lua_State *L = y->L;
+  if (enter(y) < 0)
+    return DECLINE;
+  lua_createtable(L, 0, 0);
+  lua_pushvalue(L, y->array_mt);
+  lua_setmetatable(L, -2);
+  int t = lua_gettop(L);
+  y->p++; /* [ */
+  skip_spaces(y);
+  if (y->p < y->end && *y->p == ']') {
+    y->p++;
+    y->depth--;
+    return 0;
+  }
+  for (lua_Integer i = 1;; i++) {
+    if (y->p >= y->end || *y->p == ',' || *y->p == ']')
+      return DECLINE;
+    if (flow_node(y) < 0)
+      return DECLINE;
+    lua_rawseti(L, t, i);
+    skip_spaces(y);
+    if (y->p >= y->end)
+      return DECLINE;
+    if (*y->p == ']') {
+      y->p++;
+      break;
+    }
+    if (*y->p != ',') /* also "a": b, a single-pair mapping */
+      return DECLINE;
+    y->p++;
+    skip_spaces(y);
+    if (y->p < y->end && *y->p == ']')
+      return DECLINE;
+  }
+  y->depth--;
+  return 0;
+}
+
+static int flow_node(fy_t *y) {
+  switch (*y->p) {
+  case '{':
+    return flow_mapping(y);
+  case '[':
+    return flow_sequence(y);
+  case '"':
+  case '\'':
+    return quoted(y);
+  default:
+    return flow_plain(y, 0);
+  }
+}
+
+/* Whether the line at p (from its column on) is "key: ..." or "key:" (a
+ * plain or quoted key on one line). Sets *colon to the ':'. */
+static int key_ahead(const fy_t *y, const char **colon) {
+  const char *s = y->p, *e;
+  if (*s == '"' || *s == '\'') {
+    e = s + 1;
+    while (e < y->end && *e != *s && *e != '\n')
+      e++; /* (a quoted key with '' or escapes declines later) */
+    if (e >= y->end || *e != *s)
+      return 0;
+    e++;
+    if (e < y->end && *e == ':' && is_blank_or_end(y, e + 1)) {
+      *colon = e;
+      return 1;
+    }
+    return 0;
+  }
+  if (indicator(*s) || *s == '-')
+    return 0;
+  for (e = s; e < y->end && *e != '\n'; e++) {
+    if (*e == ':' && is_blank_or_end(y, e + 1)) {
+      *colon = e;
+      return 1;
+    }
+    if (*e == '#' && e[-1] == ' ')
+      return 0;
+    if (e - s > FAST_MAX_KEY)
+      return 0;
+  }
+  return 0;
+}
+
+/* A plain scalar in a block: the rest of the line up to a comment. */
+static int block_plain(fy_t *y) {
+  const char *s = y->p, *e = s;
+  while (e < y->end && *e != '\n') {
+    if (*e == ':' && is_blank_or_end(y, e + 1))
+      return DECLINE; /* "a: b: c" is an error */
+    if (*e == '#' && e[-1] == ' ')
+      break;
+    e++;
+  }
+  const char *t = e;
+  while (t > s && t[-1] == ' ')
+    t--;
+  amc_yaml_push_plain(y->L, s, (size_t)(t - s));
+  y->p = t;
+  return count_node(y);
+}
+
+static int block_mapping(fy_t *y, long m);
+static int block_sequence(fy_t *y, long s);
+
+/* A scalar or flow collection that starts at p and ends on its line, in a
+ * collection whose entries are at column `owner`; on to the next line. A
+ * more indented next line would continue the scalar (or be an error). */
+static int inline_value(fy_t *y, long owner) {
+  char ch = *y->p;
+  int rc;
+  if (ch == '{' || ch == '[')
+    rc = flow_node(y);
+  else if (ch == '"' || ch == '\'')
+    rc = quoted(y);
+  else if (indicator(ch) || (ch == '-' && is_blank_or_end(y, y->p + 1)))
+    return DECLINE;
+  else
+    rc = block_plain(y);
+  if (rc < 0 || end_line(y) < 0)
+    return DECLINE;
+  return y->ind > owner ? DECLINE : 0;
+}
+
+/* A block collection starting at p, at column `col`. */
+static int block_node(fy_t *y, long col) {
+  const char *colon;
+  if (*y->p == '-' && is_blank_or_end(y, y->p + 1))
+    return block_sequence(y, col);
+  if (key_ahead(y, &colon))
+    return block_mapping(y, col);
+  return DECLINE; /* a scalar on a line of its own (maybe several lines) */
+}
+
+/* p is at a key at column m (at the start of its line or after "- "). */
+static int block_mapping(fy_t *y, long m) {
+  lua_State *L = y->L;
+  if (enter(y) < 0)
+    return DECLINE;
+  lua_createtable(L, 0, 4);
+  int t = lua_gettop(L);
+  for (;;) {
+    const char *colon;
+    if (!key_ahead(y, &colon))
+      return DECLINE;
+    if (*y->p == '"' || *y->p == '\'') {
+      if (quoted(y) < 0 || y->p != colon)
+        return DECLINE;
+    } else {
+      if (colon[-1] == ' ' ||
+          (colon - y->p == 2 && y->p[0] == '<' && y->p[1] == '<'))
+        return DECLINE; /* "key :" (trimmed by libyaml), merge keys */
+      lua_pushlstring(L, y->p, (size_t)(colon - y->p));
+      if (count_node(y) < 0)
+        return DECLINE;
+    }
+    y->p = colon + 1;
+    skip_spaces(y);
+    if (y->p >= y->end || *y->p == '\n' || (*y->p == '#' && y->p[-1] == ' ')) {
+      /* the value is on the next lines, or empty */
+      if (end_line(y) < 0)
+        return DECLINE;
+      if (y->ind > m) {
+        if (block_node(y, y->ind) < 0)
+          return DECLINE;
+      } else if (y->ind == m && *y->p == '-' && is_blank_or_end(y, y->p + 1)) {
+        if (block_sequence(y, m) <
+            0) /* a sequence may sit at the key's column */
+          return DECLINE;
+      } else {
+        amc_yaml_push_plain(L, "", 0);
+        if (count_node(y) < 0)
+          return DECLINE;
+      }
+    } else if (inline_value(y, m) < 0) {
+      return DECLINE;
+    }
+    if (set_unique(y, t) < 0)
+      return DECLINE;
+    if (y->ind < m)
+      break;
+    if (y->ind > m)
+      return DECLINE;
+  }
+  y->depth--;
+  return 0;
+}
+
+/* p is at the "-" of the first entry, at column s. */
+static int block_sequence(fy_t *y, long s) {
+  lua_State *L = y->L;
+  if (enter(y) < 0)
+    return DECLINE;
+  lua_createtable(L, 0, 0);
+  lua_pushvalue(L, y->array_mt);
+  lua_setmetatable(L, -2);
+  int t = lua_gettop(L);
+  for (lua_Integer i = 1;; i++) {
+    y->p++; /* - */
+    skip_spaces(y);
+    const char *colon;
+    if (y->p >= y->end || *y->p == '\n' || (*y->p == '#' && y->p[-1] == ' ')) {
+      if (end_line(y) < 0)
+        return DECLINE;
+      if (y->ind > s) {
+        if (block_node(y, y->ind) < 0)
+          return DECLINE;
+      } else {
+        amc_yaml_push_plain(L, "", 0);
+        if (count_node(y) < 0)
+          return DECLINE;
+      }
+    } else {
+      long col = (long)(y->p - y->ls);
+      if (*y->p == '-' && is_blank_or_end(y, y->p + 1)) {
+        if (block_sequence(y, col) < 0)
+          return DECLINE;
+      } else if (key_ahead(y, &colon)) {
+        if (block_mapping(y, col) < 0)
+          return DECLINE;
+      } else if (inline_value(y, s) < 0) {
+        return DECLINE;
+      }
+    }
+    lua_rawseti(L, t, i);
+    if (y->ind != s || *y->p != '-' || !is_blank_or_end(y, y->p + 1))
+      break; /* the owner decides what a line at column s is */
+  }
+  if (y->ind > s)
+    return DECLINE;
+  y->depth--;
+  return 0;
+}
+
+/* Bytes the fast path takes: printable ASCII, spaces and line feeds. */
+static int plain_ascii(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if ((ch < 0x20 && ch != '\n') || ch >= 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
+int amc_yaml_fast_document(lua_State *L, const char *buf, size_t len,
+                           int array_mt, size_t *line, size_t *col) {
+  if (!plain_ascii(buf, len))
+    return 0;
+  int top = lua_gettop(L);
+  array_mt = lua_absindex(L, array_mt);
+  fy_t y = {L, buf, buf + len, buf, 0, -1, array_mt, 0, 0};
+  /* blank and comment lines, at most one "---" line alone, blank and
+   * comment lines again */
+  int marker = 0;
+  for (;;) {
+    if (next_line(&y) == 0)
+      break;
+    /* a document marker at y.p (a line start) */
+    if (marker || memcmp(y.p, "---", 3) != 0)
+      return 0;
+    marker = 1;
+    y.p += 3;
+    if (end_line(&y) < 0) /* "--- value" is left to libyaml */
+      return 0;
+    if (y.ind >= 0)
+      break;
+  }
+  if (y.ind < 0 || *y.p == '%')
+    return 0;
+  /* Another document (or an end marker) after this one: libyaml's (before
+   * building a value only to drop it). */
+  size_t rest = (size_t)(y.end - y.p);
+  if (memmem(y.p, rest, "\n---", 4) || memmem(y.p, rest, "\n...", 4))
+    return 0;
+  *line = y.line;
+  *col = (size_t)y.ind;
+  if (block_node(&y, y.ind) < 0 || y.ind != -1) {
+    lua_settop(L, top);
+    return 0;
+  }
+  return 1;
+}

@@ -1,0 +1,486 @@
+/* test_yaml_fast.c - the YAML fast path builds what libyaml's path builds.
+ *
+ * Differential: every document of the project's YAML files, thousands of
+ * mutations of them, and hand-written corner cases go through
+ * amc_yaml_fast_document and through the loader's libyaml path. Wherever
+ * the fast path takes a text, libyaml must take it too and give the same
+ * value: same types (integer or float), same metatables, same keys visited
+ * in the same order by next(). Through the loader (amc_loader_load_span)
+ * the objects, their "file:line" sources and the loader's errors must be
+ * the same with the fast path on and off. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+#include "loader.h"
+#include "util/buf.h"
+#include "yaml_fast.h"
+
+static lua_State *L;
+static int array_mt;
+
+static int setup(void **state) {
+  (void)state;
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  luaL_newmetatable(L, AMC_JSON_ARRAY_MT);
+  array_mt = lua_gettop(L);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  lua_close(L);
+  amc_loader_fast_yaml = 1;
+  return 0;
+}
+
+/* Values at a and b alike, tables visited in the same order. */
+static int same(int a, int b) {
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  int ta = lua_type(L, a);
+  if (ta != lua_type(L, b))
+    return 0;
+  switch (ta) {
+  case LUA_TNUMBER: {
+    if (lua_isinteger(L, a) != lua_isinteger(L, b))
+      return 0;
+    if (lua_isinteger(L, a))
+      return lua_tointeger(L, a) == lua_tointeger(L, b);
+    double x = lua_tonumber(L, a), y = lua_tonumber(L, b);
+    return x == y || (x != x && y != y);
+  }
+  case LUA_TSTRING:
+    return lua_rawequal(L, a, b);
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, a) == lua_toboolean(L, b);
+  case LUA_TLIGHTUSERDATA:
+    return lua_touserdata(L, a) == lua_touserdata(L, b);
+  case LUA_TTABLE:
+    break;
+  default:
+    return 0;
+  }
+  luaL_checkstack(L, 16, "same");
+  int ma = lua_getmetatable(L, a), mb = lua_getmetatable(L, b);
+  if (ma != mb) {
+    lua_pop(L, ma + mb);
+    return 0;
+  }
+  if (ma) {
+    int e = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!e)
+      return 0;
+  }
+  lua_pushnil(L);
+  int ka = lua_gettop(L);
+  lua_pushnil(L);
+  int kb = lua_gettop(L);
+  int ok = 1;
+  for (;;) {
+    lua_pushvalue(L, ka);
+    int ra = lua_next(L, a);
+    int t1 = lua_gettop(L);
+    lua_pushvalue(L, kb);
+    int rb = lua_next(L, b);
+    if (ra != rb) {
+      ok = 0;
+      break;
+    }
+    if (!ra)
+      break;
+    /* t1 - 1: key a, t1: value a, t1 + 1: key b, t1 + 2: value b */
+    if (!lua_rawequal(L, t1 - 1, t1 + 1) || !same(t1, t1 + 2)) {
+      ok = 0;
+      break;
+    }
+    lua_pushvalue(L, t1 - 1);
+    lua_replace(L, ka);
+    lua_pushvalue(L, t1 + 1);
+    lua_replace(L, kb);
+    lua_settop(L, kb);
+  }
+  lua_settop(L, ka - 1);
+  return ok;
+}
+
+typedef struct {
+  long taken, declined, mismatches;
+} tally_t;
+
+/* The fast path on `text`: if it takes it, libyaml must too, alike. */
+static void compare_value(const char *name, const char *text, size_t len,
+                          tally_t *t) {
+  int top = lua_gettop(L);
+  size_t line = 99, col = 99;
+  if (!amc_yaml_fast_document(L, text, len, array_mt, &line, &col)) {
+    assert_int_equal(lua_gettop(L), top); /* nothing left behind */
+    t->declined++;
+    return;
+  }
+  assert_int_equal(lua_gettop(L), top + 1);
+  t->taken++;
+  char err[512];
+  if (amc_loader_parse_yaml_value(L, name, text, len, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: fast path took what libyaml refuses (%s):\n%.*s\n",
+            name, err, (int)len, text);
+    t->mismatches++;
+  } else if (!same(-2, -1)) {
+    fprintf(stderr, "%s: fast path and libyaml differ:\n%.*s\n", name, (int)len,
+            text);
+    t->mismatches++;
+  }
+  lua_settop(L, top);
+}
+
+static int collect(lua_State *S, const char *source, void *data, char *err,
+                   size_t errlen) {
+  amc_buf_t *out = data;
+  amc_buf_printf(out, "%s ", source);
+  if (amc_json_encode(S, -1, out, err, errlen) < 0)
+    return -1;
+  amc_buf_putc(out, '\n');
+  return 0;
+}
+
+/* What the loader makes of a span (objects, sources, or its error). */
+static void load_with(int fast, const char *name, const amc_loader_span_t *span,
+                      amc_buf_t *out) {
+  amc_loader_fast_yaml = fast;
+  amc_loader_opts_t opts = {.default_namespace = "default"};
+  char err[512] = "";
+  amc_buf_reset(out);
+  int top = lua_gettop(L);
+  if (amc_loader_load_span(L, name, span, 0, &opts, collect, out, err,
+                           sizeof err) != 0)
+    amc_buf_printf(out, "error: %s\n", err);
+  assert_int_equal(lua_gettop(L), top);
+  amc_loader_fast_yaml = 1;
+}
+
+static void compare_loader(const char *name, const amc_loader_span_t *span,
+                           tally_t *t) {
+  amc_buf_t a = AMC_BUF_INIT, b = AMC_BUF_INIT;
+  load_with(1, name, span, &a);
+  load_with(0, name, span, &b);
+  if (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0)) {
+    fprintf(stderr, "%s:%zu: the loader differs with the fast path:\n%s---\n%s",
+            name, span->line + 1, a.data ? a.data : "", b.data ? b.data : "");
+    t->mismatches++;
+  }
+  amc_buf_free(&a);
+  amc_buf_free(&b);
+}
+
+/* ---- the corpus: the project's YAML files -------------------------------- */
+
+typedef struct {
+  char **paths;
+  size_t n, cap;
+} paths_t;
+
+static void find_yaml(const char *dir, paths_t *p, int depth) {
+  DIR *d = opendir(dir);
+  if (!d || depth > 8) {
+    if (d)
+      closedir(d);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.' || strcmp(e->d_name, "build") == 0 ||
+        strcmp(e->d_name, "node_modules") == 0)
+      continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (stat(path, &st) != 0)
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      find_yaml(path, p, depth + 1);
+      continue;
+    }
+    size_t l = strlen(e->d_name);
+    if ((l > 5 && strcmp(e->d_name + l - 5, ".yaml") == 0) ||
+        (l > 4 && strcmp(e->d_name + l - 4, ".yml") == 0)) {
+      if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 64;
+        p->paths = realloc(p->paths, p->cap * sizeof *p->paths);
+        assert_non_null(p->paths);
+      }
+      p->paths[p->n++] = strdup(path);
+    }
+  }
+  closedir(d);
+}
+
+static void corpus(paths_t *p) {
+  static const char *const dirs[] = {"examples", "deploy", "tests", NULL};
+  for (int i = 0; dirs[i]; i++) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", AMC_SOURCE_DIR, dirs[i]);
+    find_yaml(dir, p, 0);
+  }
+  assert_true(p->n >= 20); /* the tree's manifests, fixtures and cases */
+}
+
+static void paths_free(paths_t *p) {
+  for (size_t i = 0; i < p->n; i++)
+    free(p->paths[i]);
+  free(p->paths);
+}
+
+/* Each document of each file: value and loader alike. */
+static void test_project_yaml_files(void **state) {
+  (void)state;
+  paths_t p = {0};
+  corpus(&p);
+  tally_t t = {0};
+  long bookinfo_docs = 0, bookinfo_taken = 0;
+  for (size_t i = 0; i < p.n; i++) {
+    amc_buf_t text = AMC_BUF_INIT;
+    assert_int_equal(amc_buf_read_file(&text, p.paths[i]), 0);
+    amc_loader_span_t *spans = NULL;
+    long n = amc_loader_split(text.data ? text.data : "", text.len, 0, &spans);
+    for (long k = 0; k < n; k++) {
+      long before = t.taken;
+      compare_value(p.paths[i], spans[k].text, spans[k].len, &t);
+      compare_loader(p.paths[i], &spans[k], &t);
+      if (strstr(p.paths[i], "/examples/bookinfo/")) {
+        bookinfo_docs++;
+        bookinfo_taken += t.taken - before;
+      }
+    }
+    free(spans);
+    amc_buf_free(&text);
+  }
+  fprintf(stderr, "project YAML: %ld documents taken, %ld left to libyaml\n",
+          t.taken, t.declined);
+  assert_int_equal(t.mismatches, 0);
+  /* The examples are manifests as people write them: all in the subset. */
+  assert_true(bookinfo_docs >= 10);
+  assert_int_equal(bookinfo_taken, bookinfo_docs);
+  paths_free(&p);
+}
+
+/* ---- mutations ------------------------------------------------------------
+ */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+/* One random edit of `s` (len n) into `out` (room for n + 8). */
+static size_t mutate(const char *s, size_t n, char *out) {
+  static const char alphabet[] = " -:#'\"{}[],&*!|>?%@`\n\t~.0123456789aeyn\\x";
+  char ch = alphabet[next_rand() % (sizeof alphabet - 1)];
+  size_t at = n ? next_rand() % n : 0;
+  switch (next_rand() % 5) {
+  case 0: /* insert */
+    memcpy(out, s, at);
+    out[at] = ch;
+    memcpy(out + at + 1, s + at, n - at);
+    return n + 1;
+  case 1: /* delete */
+    if (!n)
+      return 0;
+    memcpy(out, s, at);
+    memcpy(out + at, s + at + 1, n - at - 1);
+    return n - 1;
+  case 2: /* replace */
+    memcpy(out, s, n);
+    if (n)
+      out[at] = ch;
+    return n;
+  case 3: { /* indent a line start by one or two spaces more */
+    while (at > 0 && s[at - 1] != '\n')
+      at--;
+    size_t k = 1 + next_rand() % 2;
+    memcpy(out, s, at);
+    memset(out + at, ' ', k);
+    memcpy(out + at + k, s + at, n - at);
+    return n + k;
+  }
+  default: { /* or one space less */
+    while (at > 0 && s[at - 1] != '\n')
+      at--;
+    memcpy(out, s, n);
+    if (at < n && s[at] == ' ') {
+      memcpy(out + at, s + at + 1, n - at - 1);
+      return n - 1;
+    }
+    return n;
+  }
+  }
+}
+
+static void test_mutations_match_libyaml(void **state) {
+  (void)state;
+  paths_t p = {0};
+  corpus(&p);
+  tally_t t = {0};
+  for (size_t i = 0; i < p.n; i++) {
+    amc_buf_t text = AMC_BUF_INIT;
+    assert_int_equal(amc_buf_read_file(&text, p.paths[i]), 0);
+    amc_loader_span_t *spans = NULL;
+    long n = amc_loader_split(text.data ? text.data : "", text.len, 0, &spans);
+    for (long k = 0; k < n && k < 6; k++) {
+      size_t len = spans[k].len < 4000 ? spans[k].len : 4000;
+      char *a = malloc(len + 64), *b = malloc(len + 64);
+      for (int m = 0; m < 60; m++) {
+        /* one to three edits */
+        memcpy(a, spans[k].text, len);
+        size_t l = len;
+        int edits = 1 + (int)(next_rand() % 3);
+        for (int e = 0; e < edits; e++) {
+          l = mutate(a, l, b);
+          memcpy(a, b, l);
+        }
+        compare_value(p.paths[i], a, l, &t);
+        amc_loader_span_t sp = spans[k];
+        sp.text = a;
+        sp.len = l;
+        compare_loader(p.paths[i], &sp, &t);
+      }
+      free(a);
+      free(b);
+    }
+    free(spans);
+    amc_buf_free(&text);
+  }
+  fprintf(stderr,
+          "mutations: %ld taken by the fast path, %ld left to libyaml\n",
+          t.taken, t.declined);
+  assert_int_equal(t.mismatches, 0);
+  assert_true(t.taken > 1000); /* the comparison is not only of declines */
+  assert_true(t.declined > 1000);
+  paths_free(&p);
+}
+
+/* ---- corner cases -----------------------------------------------------------
+ */
+
+static void test_corner_cases(void **state) {
+  (void)state;
+  /* taken: the subset, with the values libyaml gives */
+  static const char *const taken[] = {
+      "a: 1\n",
+      "a: 1\nb: -2\nc: 0x1F\nd: 0o17\ne: 1.5\nf: 1e3\ng: .inf\nh: -.Inf\n"
+      "i: .nan\nj: ~\nk: null\nl: True\nm: FALSE\nn: yes\no: 007\np: +3\n",
+      "k:\n",
+      "k: # comment\n",
+      "---\na: b\n",
+      "# c\n---\n# c2\na: b # c3\n\n",
+      "a:\n- 1\n- 2\nb: 3\n",
+      "a:\n  - 1\n  -\n    x: y\n  - - n1\n    - n2\n",
+      "- a: 1\n  b: 2\n- c\n-\n- [x, 'y', \"z\"]\n",
+      "a: {b: c, d: [1, 2, {e: f}], g: {}}\nh: []\n",
+      "a: 'it''s'\nb: \"q\\\"uote\\\\ \\n\\t\"\nc: it's\nd: a:b\ne: a#b\n",
+      "url: http://example.com:80/x?y=z#frag\n",
+      "\"quoted key\": 1\n'single': 2\n",
+      "  indented: 1\n  top: 2\n",
+      "a b c: d e f   \n",
+      "list:\n- name: x\n  ports:\n  - 80\n  - 443\n- name: y\n",
+      "a: -foo\nb: .5\nc: 1.\nd: -0\ne: 9223372036854775808\n",
+      "a: [a b, c]\n",
+      "x: <<\n",
+  };
+  /* declined: outside the subset, or not YAML at all */
+  static const char *const declined[] = {
+      "a: &x 1\nb: *x\n",
+      "a: !!str 1\n",
+      "a: |\n  text\n",
+      "a: >\n  text\n",
+      "a: b\n  c\n",
+      "a: 'b\n  c'\n",
+      "a: {b: c,\n  d: e}\n",
+      "? a\n: b\n",
+      "%YAML 1.2\n---\na: b\n",
+      "a: b\n---\nc: d\n",
+      "a: b\n...\n",
+      "a:\tb\n",
+      "a: b\r\n",
+      "a: caf\xc3\xa9\n",
+      "a: 1\na: 2\n",
+      "<<: {a: b}\n",
+      "a: b: c\n",
+      "a: [b, c,]\n",
+      "a: {b}\n",
+      "a: {b: c:d}\n",
+      "a: \"\\x41\"\n",
+      "a : b\n",
+      "a: 'b'c\n",
+      "- a\nb: c\n",
+      "a:\n  b\n",
+      "{a: b}\n",
+      "",
+      "# only a comment\n",
+      "--- a: b\n",
+  };
+  tally_t t = {0};
+  for (size_t i = 0; i < sizeof taken / sizeof *taken; i++) {
+    long before = t.taken;
+    compare_value("taken", taken[i], strlen(taken[i]), &t);
+    if (t.taken == before)
+      fail_msg("the fast path declined:\n%s", taken[i]);
+    amc_loader_span_t sp = {taken[i], strlen(taken[i]), 0, 0};
+    compare_loader("taken", &sp, &t);
+  }
+  for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
+    int top = lua_gettop(L);
+    size_t line, col;
+    if (amc_yaml_fast_document(L, declined[i], strlen(declined[i]), array_mt,
+                               &line, &col))
+      fail_msg("the fast path took:\n%s", declined[i]);
+    assert_int_equal(lua_gettop(L), top);
+  }
+  assert_int_equal(t.mismatches, 0);
+}
+
+/* The document's position is libyaml's: "file:line" sources, and the
+ * column in the loader's errors. */
+static void test_positions(void **state) {
+  (void)state;
+  static const char *const docs[] = {
+      "# c\n\n---\n# c\n  apiVersion: v1\n  kind: X\n  metadata: {}\n",
+      "apiVersion: v1\nkind: X\nmetadata:\n  namespace: n\n",
+      "---\n- a\n",
+      "\n\n  kind: X\n  apiVersion: v1\n  metadata: {name: n}\n",
+  };
+  tally_t t = {0};
+  for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+    amc_loader_span_t sp = {docs[i], strlen(docs[i]), 7, 0};
+    long before = t.taken;
+    compare_value("pos", docs[i], strlen(docs[i]), &t);
+    assert_int_equal(t.taken, before + 1);
+    compare_loader("pos", &sp, &t);
+  }
+  assert_int_equal(t.mismatches, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_corner_cases, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_project_yaml_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mutations_match_libyaml, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
