@@ -63,7 +63,7 @@ static int fail(ctx_t *c, const char *fmt, ...) {
 
 /* "name:L:C: " prefix for a libyaml mark (0-based). */
 #define MARK_FMT        "%s:%zu:%zu: "
-#define MARK_ARGS(c, m) (c)->name, (m).line + 1, (m).column + 1
+#define MARK_ARGS(c, m) (c)->name, (c)->line_base + (m).line + 1, (m).column + 1
 
 /* ------------------------------------------------------------------------ */
 /* Object checks, shared by YAML and JSON                                    */
@@ -236,7 +236,7 @@ static int next_event(ctx_t *c) {
     if (p->context)
       return fail(c, MARK_FMT "%s (%s at line %zu)",
                   MARK_ARGS(c, p->problem_mark), problem, p->context,
-                  p->context_mark.line + 1);
+                  c->line_base + p->context_mark.line + 1);
     return fail(c, MARK_FMT "%s", MARK_ARGS(c, p->problem_mark), problem);
   }
   c->ev_live = 1;
@@ -409,8 +409,8 @@ static int parse_node(lua_State *L, ctx_t *c, long *count) {
  * `---` and comments. */
 static int document_done(lua_State *L, ctx_t *c, size_t line, size_t column) {
   char where[600], source[600];
-  snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name, line + 1,
-           column + 1, c->doc);
+  snprintf(where, sizeof where, "%s:%zu:%zu: document %d", c->name,
+           c->line_base + line + 1, column + 1, c->doc);
   c->doc_line = c->line_base + line + 1;
   snprintf(source, sizeof source, "%s:%zu", c->name, c->doc_line);
   return emit_document(L, c, where, source, 0);
@@ -921,20 +921,39 @@ static int doc_marker(const char *p, const char *end) {
           p[3] == '\r');
 }
 
+/* A line of content (not blank, not only a comment) starts at p. */
+static int content_line(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  return p < end && *p != '\n' && *p != '\r' && *p != '#';
+}
+
+/* Spans' `index` is the document's number in the file, as libyaml counts
+ * them: a span is a document if it starts with "---" or has content. */
 static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
-  long n = 0, cap = 0;
+  long n = 0, cap = 0, docs = 0;
   const char *end = buf + len, *start = buf, *p = buf;
   size_t line = 0, start_line = 0;
+  int is_doc = 0; /* the current span holds a document */
   while (p < end) {
-    if (*p == '%') { /* a directive: it belongs to the next document */
+    if (*p == '%' || (end - p >= 3 && memcmp(p, "...", 3) == 0 &&
+                      (end - p == 3 || p[3] == ' ' || p[3] == '\t' ||
+                       p[3] == '\n' || p[3] == '\r'))) {
+      /* a directive (it belongs to the next document), or a document end
+       * (more documents may follow in the same span): the file whole */
       free(*out);
       *out = NULL;
       return -1;
     }
-    if (p > buf && doc_marker(p, end)) {
-      span_add(out, &n, &cap, start, (size_t)(p - start), start_line, 0);
+    if (doc_marker(p, end)) {
+      if (p > buf)
+        span_add(out, &n, &cap, start, (size_t)(p - start), start_line,
+                 is_doc ? ++docs : 0);
       start = p;
       start_line = line;
+      is_doc = 1;
+    } else if (!is_doc && content_line(p, end)) {
+      is_doc = 1;
     }
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)
@@ -942,7 +961,8 @@ static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
     p = nl + 1;
     line++;
   }
-  span_add(out, &n, &cap, start, (size_t)(end - start), start_line, 0);
+  span_add(out, &n, &cap, start, (size_t)(end - start), start_line,
+           is_doc ? ++docs : 0);
   return n;
 }
 
@@ -970,8 +990,10 @@ int amc_loader_load_span(lua_State *L, const char *name,
                          void *data, char *err, size_t errlen) {
   ctx_t c = ctx_for(name, opts, fn, data, err, errlen);
   c.line_base = span->line;
-  if (!json)
+  if (!json) {
+    c.doc = span->index > 0 ? (int)span->index - 1 : 0; /* counted again */
     return load_yaml(L, &c, span->text, span->len, 0);
+  }
   if (span->index == 0)
     return load_json(L, &c, span->text, span->len);
   int top = lua_gettop(L);

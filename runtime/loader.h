@@ -93,7 +93,9 @@ typedef struct {
   const char *text; /* into the file's text */
   size_t len;
   size_t line; /* 0-based line of the span's start in the file */
-  long index;  /* JSON: 1-based item number, 0 for a whole value */
+  long index;  /* JSON: 1-based item number, 0 for a whole value; YAML:
+                  the document's 1-based number in the file (0: the span
+                  holds none, only comments) */
 } amc_loader_span_t;
 
 /* Cuts `buf`. Returns the number of spans (0: no objects, an empty List)

@@ -561,6 +561,46 @@ static void test_spans(void **state) {
   assert_int_equal(amc_loader_split("%YAML 1.2\n---\na: 1\n", 19, 0, &sp), -1);
 }
 
+/* An error in a later document names the file's line and the document's
+ * number, loaded whole or as its span (the fs source loads spans). */
+static void test_span_errors_name_file_positions(void **state) {
+  (void)state;
+  static const char *const files[] = {
+      /* a syntax error (libyaml's message) in document 3 */
+      "# head\n---\napiVersion: v1\nkind: A\nmetadata: {name: a}\n---\n"
+      "apiVersion: v1\nkind: A\nmetadata: {name: b}\n---\n"
+      "apiVersion: v1\nkind: A\nmetadata: {name: c}\n  bad: [\n",
+      /* an object error in document 2 (the fast path's document) */
+      "apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\n\n"
+      "apiVersion: v1\nkind: A\nmetadata: {namespace: x}\n",
+      /* an empty document counts */
+      "apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\n---\n"
+      "apiVersion: v1\nkind: A\nmetadata: {}\n",
+      /* a duplicate key in document 2 */
+      "apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\n"
+      "apiVersion: v1\nkind: A\nkind: B\nmetadata: {name: b}\n",
+  };
+  amc_loader_opts_t o = {0};
+  for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+    char whole[512] = "", err[512] = "";
+    amc_buf_reset(&out);
+    assert_int_equal(amc_loader_load_buffer(L, "e.yaml", files[f],
+                                            strlen(files[f]), 0, &o, collect,
+                                            NULL, whole, sizeof whole),
+                     -1);
+    amc_loader_span_t *sp = NULL;
+    long n = amc_loader_split(files[f], strlen(files[f]), 0, &sp);
+    assert_true(n >= 2);
+    int rc = 0;
+    for (long i = 0; i < n && rc == 0; i++)
+      rc = amc_loader_load_span(L, "e.yaml", &sp[i], 0, &o, collect, NULL, err,
+                                sizeof err);
+    free(sp);
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, whole);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_multi_document_and_scalars),
@@ -577,6 +617,7 @@ int main(void) {
       cmocka_unit_test(test_parse_value),
       cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_spans),
+      cmocka_unit_test(test_span_errors_name_file_positions),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
