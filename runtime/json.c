@@ -1373,9 +1373,10 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
     amc_buf_t *o = e->out;
     size_t n = len + 4 - (size_t)first;
     if (o->len + sizeof k->quoted + 1 <= o->cap) {
-      /* A fixed-size copy (no call); the bytes past n are overwritten
-       * later or ignored. */
-      memcpy(o->data + o->len, k->quoted + first, sizeof k->quoted - 1);
+      /* A fixed-size copy (no call) of the whole slot from `first` on: n
+       * is at most that (a key of EK_MAXLEN bytes after another key fills
+       * the slot); the bytes past n are overwritten later or ignored. */
+      memcpy(o->data + o->len, k->quoted + first, sizeof k->quoted - first);
       o->len += n;
     } else {
       putn(o, k->quoted + first, n);

@@ -828,6 +828,37 @@ static void test_encode_key_cache(void **state) {
   }
 }
 
+/* Keys at the cache's length limit, after another key (the cached copy
+ * then starts with the comma), encoded again from the cache: each byte of
+ * the quoted form, the colon too (a 30-byte key lost its colon to
+ * whatever the buffer held: found by fuzz_yaml). */
+static void test_encode_key_cache_longest(void **state) {
+  (void)state;
+  for (int len = 26; len <= 34; len++) {
+    char code[200], want[200];
+    snprintf(code, sizeof code,
+             "K = K or {}; K[%d] = K[%d] or string.rep('k', %d)\n"
+             "return { a = 1, [K[%d]] = 2 }",
+             len, len, len, len);
+    snprintf(want, sizeof want, "{\"a\":1,\"%.*s\":2}", len,
+             "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk");
+    for (int again = 0; again < 3; again++) {
+      amc_buf_t b = AMC_BUF_INIT;
+      /* a buffer with room: the cached copy takes its fixed-size path */
+      amc_buf_reserve(&b, 4096);
+      memset(b.data, 0, 4096);
+      if (luaL_dostring(L, code) != LUA_OK)
+        fail_msg("%s", lua_tostring(L, -1));
+      char err[256];
+      assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+      assert_int_equal(b.len, strlen(want));
+      assert_memory_equal(b.data, want, b.len);
+      amc_buf_free(&b);
+      lua_pop(L, 1);
+    }
+  }
+}
+
 /* Containers longer than the decoder's chunk (built on the stack, then
  * grown) and the encoder's stack batch; keys through the key cache (short,
  * repeated, colliding), past it (long) and escaped. */
@@ -1030,20 +1061,20 @@ static void test_encode_tape(void **state) {
   amc_buf_t b = AMC_BUF_INIT;
   amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
   char err[200];
-  assert_int_equal(
-      amc_json_encode_tape(L, v, &b, NULL, &tape, err, sizeof err), 0);
+  assert_int_equal(amc_json_encode_tape(L, v, &b, NULL, &tape, err, sizeof err),
+                   0);
   assert_string_equal(b.data, "{\"a\":[\"x\\\"y\",true,false],\"b\":1,"
                               "\"c\":2,\"d\":0.5,\"e\":null,"
                               "\"f\":{\"key\":\"k\",\"values\":[\"v\"]},"
                               "\"g\":[],\"h\":{}}");
-  static const int want[] = {
-      AMC_JT_OBJ, AMC_JT_KEY,   AMC_JT_ARR,  AMC_JT_STR, AMC_JT_TRUE,
-      AMC_JT_FALSE, AMC_JT_END, AMC_JT_KEY,  AMC_JT_INT, AMC_JT_KEY,
-      AMC_JT_INT, AMC_JT_KEY,   AMC_JT_FLT,  AMC_JT_KEY, AMC_JT_NULL,
-      AMC_JT_KEY, AMC_JT_OBJ,   AMC_JT_KEY,  AMC_JT_STR, AMC_JT_KEY,
-      AMC_JT_ARR, AMC_JT_STR,   AMC_JT_END,  AMC_JT_END, AMC_JT_KEY,
-      AMC_JT_ARR, AMC_JT_END,   AMC_JT_KEY,  AMC_JT_OBJ, AMC_JT_END,
-      AMC_JT_END};
+  static const int want[] = {AMC_JT_OBJ,  AMC_JT_KEY,   AMC_JT_ARR,  AMC_JT_STR,
+                             AMC_JT_TRUE, AMC_JT_FALSE, AMC_JT_END,  AMC_JT_KEY,
+                             AMC_JT_INT,  AMC_JT_KEY,   AMC_JT_INT,  AMC_JT_KEY,
+                             AMC_JT_FLT,  AMC_JT_KEY,   AMC_JT_NULL, AMC_JT_KEY,
+                             AMC_JT_OBJ,  AMC_JT_KEY,   AMC_JT_STR,  AMC_JT_KEY,
+                             AMC_JT_ARR,  AMC_JT_STR,   AMC_JT_END,  AMC_JT_END,
+                             AMC_JT_KEY,  AMC_JT_ARR,   AMC_JT_END,  AMC_JT_KEY,
+                             AMC_JT_OBJ,  AMC_JT_END,   AMC_JT_END};
   assert_int_equal(tape.n, sizeof want / sizeof want[0]);
   assert_int_equal(tape.failed, 0);
   for (size_t i = 0; i < tape.n; i++)
@@ -1060,8 +1091,8 @@ static void test_encode_tape(void **state) {
   /* Through a memo: the tables under the root (a, f, g, h) are kept the
    * second time, RAW tokens over their bytes the third. */
   static const char *const raws[] = {"[\"x\\\"y\",true,false]",
-                                     "{\"key\":\"k\",\"values\":[\"v\"]}",
-                                     "[]", "{}"};
+                                     "{\"key\":\"k\",\"values\":[\"v\"]}", "[]",
+                                     "{}"};
   amc_json_memo_t *m = amc_json_memo_new();
   for (int i = 0; i < 3; i++) {
     amc_buf_t got = AMC_BUF_INIT;
@@ -1117,6 +1148,7 @@ int main(void) {
       cmocka_unit_test(test_push_canonical),
       cmocka_unit_test(test_decode_canonical_same_as_general),
       cmocka_unit_test(test_encode_key_cache),
+      cmocka_unit_test(test_encode_key_cache_longest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
