@@ -142,7 +142,8 @@ void amc_yaml_push_plain(lua_State *L, const char *s, size_t n) {
 /* Nesting the fast path takes on (libyaml's path refuses deeper than
  * AMC_JSON_MAX_DEPTH; deep texts are not manifests anyway). */
 #define FAST_MAX_DEPTH 64
-/* libyaml's limit on a simple key's length is 1024 characters. */
+/* libyaml refuses a key longer than 1024 characters (to its ':'): longer
+ * keys are left to it, plain or quoted, in blocks and in flows. */
 #define FAST_MAX_KEY 1000
 
 typedef struct {
@@ -294,8 +295,9 @@ static int flow_plain(fy_t *y, int as_key) {
   if (t == s)
     return DECLINE;
   if (as_key) {
-    if (*e != ':' || t != e || !is_blank_or_end(y, e + 1))
-      return DECLINE; /* "{a}" "{a :b}" "{a:b}" */
+    if (*e != ':' || t != e || !is_blank_or_end(y, e + 1) ||
+        e - s > FAST_MAX_KEY)
+      return DECLINE; /* "{a}" "{a :b}" "{a:b}", a key too long */
     lua_pushlstring(y->L, s, (size_t)(t - s));
   } else {
     amc_yaml_push_plain(y->L, s, (size_t)(t - s));
@@ -344,9 +346,11 @@ static int flow_mapping(fy_t *y) {
     if (y->p >= y->end)
       return DECLINE;
     if (*y->p == '"' || *y->p == '\'') {
+      const char *ks = y->p;
       if (quoted(y) < 0)
         return DECLINE;
-      if (y->p >= y->end || *y->p != ':' || !is_blank_or_end(y, y->p + 1))
+      if (y->p >= y->end || *y->p != ':' || !is_blank_or_end(y, y->p + 1) ||
+          y->p - ks > FAST_MAX_KEY)
         return DECLINE;
     } else if (flow_plain(y, 1) < 0) {
       return DECLINE;
@@ -439,7 +443,8 @@ static int key_ahead(const fy_t *y, const char **colon) {
     if (e >= y->end || *e != *s)
       return 0;
     e++;
-    if (e < y->end && *e == ':' && is_blank_or_end(y, e + 1)) {
+    if (e < y->end && *e == ':' && is_blank_or_end(y, e + 1) &&
+        e - s <= FAST_MAX_KEY) {
       *colon = e;
       return 1;
     }

@@ -1,5 +1,7 @@
-# libFuzzer target for the MCP input path (tests/fuzz/fuzz_mcp.c): gRPC
-# reassembly + protobuf decoding + protobuf -> Lua -> canonical JSON.
+# libFuzzer targets: the MCP input path (tests/fuzz/fuzz_mcp.c: gRPC
+# reassembly + protobuf decoding + protobuf -> Lua -> canonical JSON), and
+# the YAML fast path against libyaml (tests/fuzz/fuzz_yaml.c, seeds in
+# tests/fuzz/corpus_yaml).
 # The project builds with the default C compiler; the fuzzer needs clang's
 # -fsanitize=fuzzer, so it is compiled by a custom command with clang, only
 # when clang and its libFuzzer runtime are available. ctest runs it for a
@@ -56,6 +58,40 @@ if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
             ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus)
   file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_mcp_corpus)
   set_tests_properties(fuzz.mcp PROPERTIES LABELS "fuzz" TIMEOUT 300)
+
+  set(amc_fuzz_yaml_bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml)
+  set(amc_fuzz_yaml_src
+    ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_yaml.c
+    ${PROJECT_SOURCE_DIR}/runtime/yaml_fast.c
+    ${PROJECT_SOURCE_DIR}/runtime/loader.c
+    ${PROJECT_SOURCE_DIR}/runtime/json.c
+    ${PROJECT_SOURCE_DIR}/runtime/util/buf.c
+    ${PROJECT_SOURCE_DIR}/runtime/util/log.c)
+  set(amc_fuzz_yaml_inc -I${PROJECT_SOURCE_DIR}/runtime
+      -I${PROJECT_SOURCE_DIR}/tests/unit)
+  foreach(d ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS})
+    list(APPEND amc_fuzz_yaml_inc -I${d})
+  endforeach()
+  add_custom_command(
+    OUTPUT ${amc_fuzz_yaml_bin}
+    COMMAND ${AMC_CLANG} -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined
+            -fno-sanitize-recover=undefined ${amc_fuzz_yaml_inc}
+            ${amc_fuzz_yaml_src} ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES}
+            -lm -o ${amc_fuzz_yaml_bin}
+    DEPENDS ${amc_fuzz_yaml_src} ${PROJECT_SOURCE_DIR}/runtime/yaml_fast.h
+            ${PROJECT_SOURCE_DIR}/runtime/loader.h
+            ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
+    COMMENT "clang libFuzzer target fuzz_yaml"
+    VERBATIM)
+  add_custom_target(fuzz_yaml ALL DEPENDS ${amc_fuzz_yaml_bin})
+  add_test(NAME fuzz.yaml
+    COMMAND ${amc_fuzz_yaml_bin} -max_total_time=${AMC_FUZZ_SECONDS}
+            -rss_limit_mb=1024 -timeout=10
+            -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-yaml-
+            ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml_corpus
+            ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_yaml)
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml_corpus)
+  set_tests_properties(fuzz.yaml PROPERTIES LABELS "fuzz" TIMEOUT 300)
 else()
-  message(STATUS "clang with libFuzzer not found: fuzz_mcp not built")
+  message(STATUS "clang with libFuzzer not found: fuzz_mcp, fuzz_yaml not built")
 endif()

@@ -1,0 +1,74 @@
+/* fuzz_yaml.c - libFuzzer target: the YAML fast path against libyaml.
+ *
+ * Whatever text amc_yaml_fast_document takes, libyaml (the loader's
+ * amc_loader_parse_yaml_value) must take too and give the same value
+ * (lua_same: types, metatables, key order), and loading the text as a span
+ * of a file must give the same objects, sources and errors with the fast
+ * path on and off. Whatever it declines, it must leave the Lua stack as it
+ * found it. A difference aborts (the fuzzer saves the input). */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "loader.h"
+#include "lua_same.h"
+#include "util/buf.h"
+#include "yaml_fast.h"
+
+static lua_State *L;
+
+static int collect(lua_State *S, const char *source, void *data, char *err,
+                   size_t errlen) {
+  amc_buf_t *out = data;
+  amc_buf_printf(out, "%s ", source);
+  if (amc_json_encode(S, -1, out, err, errlen) < 0)
+    return -1;
+  amc_buf_putc(out, '\n');
+  return 0;
+}
+
+static void load(int fast, const amc_loader_span_t *sp, amc_buf_t *out) {
+  amc_loader_fast_yaml = fast;
+  amc_loader_opts_t opts = {.default_namespace = "default"};
+  char err[512];
+  if (amc_loader_load_span(L, "f.yaml", sp, 0, &opts, collect, out, err,
+                           sizeof err) != 0)
+    amc_buf_printf(out, "error: %s\n", err);
+  amc_loader_fast_yaml = 1;
+  if (lua_gettop(L) != 1)
+    abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!L) {
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_newmetatable(L, AMC_JSON_ARRAY_MT); /* index 1 */
+  }
+  const char *text = (const char *)data;
+  size_t line, col;
+  if (!amc_yaml_fast_document(L, text, size, 1, &line, &col)) {
+    if (lua_gettop(L) != 1)
+      abort(); /* a decline leaves nothing behind */
+    return 0;
+  }
+  char err[512];
+  if (amc_loader_parse_yaml_value(L, "f.yaml", text, size, err, sizeof err) !=
+          0 ||
+      !lua_same(L, -2, -1))
+    abort(); /* taken, but libyaml refuses it or reads it otherwise */
+  lua_settop(L, 1);
+  amc_loader_span_t sp = {text, size, 3, 2};
+  amc_buf_t a = AMC_BUF_INIT, b = AMC_BUF_INIT;
+  load(1, &sp, &a);
+  load(0, &sp, &b);
+  if (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
+    abort(); /* objects, sources or errors differ */
+  amc_buf_free(&a);
+  amc_buf_free(&b);
+  lua_gc(L, LUA_GCSTEP, 0);
+  return 0;
+}
