@@ -296,8 +296,8 @@ static int flow_plain(fy_t *y, int as_key) {
     return DECLINE;
   if (as_key) {
     if (*e != ':' || t != e || !is_blank_or_end(y, e + 1) ||
-        e - s > FAST_MAX_KEY)
-      return DECLINE; /* "{a}" "{a :b}" "{a:b}", a key too long */
+        e - s > FAST_MAX_KEY || (e - s == 2 && s[0] == '<' && s[1] == '<'))
+      return DECLINE; /* "{a}" "{a :b}" "{a:b}", too long, a merge key */
     lua_pushlstring(y->L, s, (size_t)(t - s));
   } else {
     amc_yaml_push_plain(y->L, s, (size_t)(t - s));

@@ -349,6 +349,7 @@ static void test_corner_cases(void **state) {
       "a: caf\xc3\xa9\n",
       "a: 1\na: 2\n",
       "<<: {a: b}\n",
+      "a: {b: c, <<: d}\n",
       "a: b: c\n",
       "a: [b, c,]\n",
       "a: {b}\n",
