@@ -1803,7 +1803,7 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
     tape->n = 0;
     tape->failed = 0;
     e->tp = tape->tok;
-    e->tend = tape->tok + tape->cap;
+    e->tend = tape->tok ? tape->tok + tape->cap : NULL; /* (NULL + 0: UB) */
   }
   e->depth = 0;
   e->failed = 0;

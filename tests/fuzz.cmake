@@ -1,12 +1,13 @@
 # libFuzzer targets: the MCP input path (tests/fuzz/fuzz_mcp.c: gRPC
-# reassembly + protobuf decoding + protobuf -> Lua -> canonical JSON), and
-# the YAML fast path against libyaml (tests/fuzz/fuzz_yaml.c, seeds in
-# tests/fuzz/corpus_yaml).
+# reassembly + protobuf decoding + protobuf -> Lua -> canonical JSON), the
+# YAML fast path against libyaml (fuzz_yaml.c) and the JSON codec's own
+# agreements (fuzz_json.c: decode, canonical encode, canonical decode,
+# memo/tape/pretty encodings).
 # The project builds with the default C compiler; the fuzzer needs clang's
 # -fsanitize=fuzzer, so it is compiled by a custom command with clang, only
 # when clang and its libFuzzer runtime are available. ctest runs it for a
-# bounded time (AMC_FUZZ_SECONDS, default 20) from the seed corpus in
-# tests/fuzz/corpus; new inputs go to the build tree, never the sources.
+# bounded time (AMC_FUZZ_SECONDS, default 20) from its seed corpus in
+# tests/fuzz/corpus*; new inputs go to the build tree, never the sources.
 find_program(AMC_CLANG NAMES clang clang-14)
 set(AMC_FUZZ_SECONDS 20 CACHE STRING "run time of each fuzz test in ctest")
 if(AMC_CLANG)
@@ -18,80 +19,62 @@ if(AMC_CLANG)
             -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_probe
     RESULT_VARIABLE amc_fuzz_probe_rc OUTPUT_QUIET ERROR_QUIET)
 endif()
-if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
-  set(amc_fuzz_bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz_mcp)
-  set(amc_fuzz_src
-    ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_mcp.c
-    ${PROJECT_SOURCE_DIR}/runtime/grpc.c
-    ${PROJECT_SOURCE_DIR}/runtime/mcp/pb_lua.c
-    ${PROJECT_SOURCE_DIR}/runtime/mcp/mcp_common.c
-    ${PROJECT_SOURCE_DIR}/runtime/util/buf.c
-    ${PROJECT_SOURCE_DIR}/runtime/util/log.c
-    ${PROJECT_SOURCE_DIR}/proto/proto_registry.c)
-  if(EXISTS ${PROJECT_SOURCE_DIR}/runtime/json.c)
-    list(APPEND amc_fuzz_src ${PROJECT_SOURCE_DIR}/runtime/json.c)
-  endif()
-  set(amc_fuzz_inc -I${PROJECT_SOURCE_DIR}/runtime -I${PROJECT_SOURCE_DIR}/proto
-      -I${AMC_PROTO_INCLUDE})
-  foreach(d ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS} ${NGHTTP2_INCLUDE_DIRS}
-          ${OPENSSL_INCLUDE_DIRS} ${PROTOBUFC_INCLUDE_DIRS})
-    list(APPEND amc_fuzz_inc -I${d})
+# amc_fuzz(NAME name SEEDS dir SOURCES ... INCLUDES ... LIBS ... [DEPENDS
+# target]): builds tests/fuzz/<name>.c with the sources given into
+# build/tests/<name> and registers ctest `fuzz.<suffix>`: a bounded run from
+# the seed corpus (new inputs go to build/tests/<name>_corpus, crashes to
+# build/tests/<name>-*).
+function(amc_fuzz)
+  cmake_parse_arguments(F "" "NAME;SEEDS;DEPENDS" "SOURCES;INCLUDES;LIBS"
+                        ${ARGN})
+  set(bin ${CMAKE_CURRENT_BINARY_DIR}/${F_NAME})
+  set(src ${PROJECT_SOURCE_DIR}/tests/fuzz/${F_NAME}.c ${F_SOURCES})
+  set(inc -I${PROJECT_SOURCE_DIR}/runtime -I${PROJECT_SOURCE_DIR}/tests/unit)
+  foreach(d ${F_INCLUDES})
+    list(APPEND inc -I${d})
   endforeach()
   add_custom_command(
-    OUTPUT ${amc_fuzz_bin}
+    OUTPUT ${bin}
     COMMAND ${AMC_CLANG} -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined
             -fno-sanitize-recover=undefined -DAMC_VERSION="${PROJECT_VERSION}"
-            ${amc_fuzz_inc} ${amc_fuzz_src} ${AMC_PROTO_SOURCES}
-            ${LUA_LINK_LIBRARIES} ${UV_LINK_LIBRARIES} ${NGHTTP2_LINK_LIBRARIES}
-            ${OPENSSL_LINK_LIBRARIES} ${PROTOBUFC_LINK_LIBRARIES} -lm
-            -o ${amc_fuzz_bin}
-    DEPENDS ${amc_fuzz_src} ${AMC_PROTO_SOURCES}
-    COMMENT "clang libFuzzer target fuzz_mcp"
+            ${inc} ${src} ${F_LIBS} -lm -o ${bin}
+    DEPENDS ${src} ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
+    COMMENT "clang libFuzzer target ${F_NAME}"
     VERBATIM)
-  add_custom_target(fuzz_mcp ALL DEPENDS ${amc_fuzz_bin})
-  add_dependencies(fuzz_mcp amc_proto)
-  add_test(NAME fuzz.mcp
-    COMMAND ${CMAKE_COMMAND} -E env
-            ${amc_fuzz_bin} -max_total_time=${AMC_FUZZ_SECONDS} -rss_limit_mb=1024
-            -timeout=10 -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-mcp-
-            ${CMAKE_CURRENT_BINARY_DIR}/fuzz_mcp_corpus
-            ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus)
-  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_mcp_corpus)
-  set_tests_properties(fuzz.mcp PROPERTIES LABELS "fuzz" TIMEOUT 300)
+  add_custom_target(${F_NAME} ALL DEPENDS ${bin})
+  if(F_DEPENDS)
+    add_dependencies(${F_NAME} ${F_DEPENDS})
+  endif()
+  string(REPLACE "fuzz_" "" short ${F_NAME})
+  add_test(NAME fuzz.${short}
+    COMMAND ${bin} -max_total_time=${AMC_FUZZ_SECONDS} -rss_limit_mb=1024
+            -timeout=10 -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/${F_NAME}-
+            ${CMAKE_CURRENT_BINARY_DIR}/${F_NAME}_corpus ${F_SEEDS})
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${F_NAME}_corpus)
+  set_tests_properties(fuzz.${short} PROPERTIES LABELS "fuzz" TIMEOUT 300)
+endfunction()
 
-  set(amc_fuzz_yaml_bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml)
-  set(amc_fuzz_yaml_src
-    ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_yaml.c
-    ${PROJECT_SOURCE_DIR}/runtime/yaml_fast.c
-    ${PROJECT_SOURCE_DIR}/runtime/loader.c
-    ${PROJECT_SOURCE_DIR}/runtime/json.c
-    ${PROJECT_SOURCE_DIR}/runtime/util/buf.c
-    ${PROJECT_SOURCE_DIR}/runtime/util/log.c)
-  set(amc_fuzz_yaml_inc -I${PROJECT_SOURCE_DIR}/runtime
-      -I${PROJECT_SOURCE_DIR}/tests/unit)
-  foreach(d ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS})
-    list(APPEND amc_fuzz_yaml_inc -I${d})
-  endforeach()
-  add_custom_command(
-    OUTPUT ${amc_fuzz_yaml_bin}
-    COMMAND ${AMC_CLANG} -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined
-            -fno-sanitize-recover=undefined ${amc_fuzz_yaml_inc}
-            ${amc_fuzz_yaml_src} ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES}
-            -lm -o ${amc_fuzz_yaml_bin}
-    DEPENDS ${amc_fuzz_yaml_src} ${PROJECT_SOURCE_DIR}/runtime/yaml_fast.h
-            ${PROJECT_SOURCE_DIR}/runtime/loader.h
-            ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
-    COMMENT "clang libFuzzer target fuzz_yaml"
-    VERBATIM)
-  add_custom_target(fuzz_yaml ALL DEPENDS ${amc_fuzz_yaml_bin})
-  add_test(NAME fuzz.yaml
-    COMMAND ${amc_fuzz_yaml_bin} -max_total_time=${AMC_FUZZ_SECONDS}
-            -rss_limit_mb=1024 -timeout=10
-            -artifact_prefix=${CMAKE_CURRENT_BINARY_DIR}/fuzz-yaml-
-            ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml_corpus
-            ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_yaml)
-  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_yaml_corpus)
-  set_tests_properties(fuzz.yaml PROPERTIES LABELS "fuzz" TIMEOUT 300)
+if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
+  set(rt ${PROJECT_SOURCE_DIR}/runtime)
+  amc_fuzz(NAME fuzz_mcp SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus
+    SOURCES ${rt}/grpc.c ${rt}/mcp/pb_lua.c ${rt}/mcp/mcp_common.c
+            ${rt}/util/buf.c ${rt}/util/log.c ${rt}/json.c
+            ${PROJECT_SOURCE_DIR}/proto/proto_registry.c ${AMC_PROTO_SOURCES}
+    INCLUDES ${PROJECT_SOURCE_DIR}/proto ${AMC_PROTO_INCLUDE}
+             ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS} ${NGHTTP2_INCLUDE_DIRS}
+             ${OPENSSL_INCLUDE_DIRS} ${PROTOBUFC_INCLUDE_DIRS}
+    LIBS ${LUA_LINK_LIBRARIES} ${UV_LINK_LIBRARIES} ${NGHTTP2_LINK_LIBRARIES}
+         ${OPENSSL_LINK_LIBRARIES} ${PROTOBUFC_LINK_LIBRARIES}
+    DEPENDS amc_proto)
+  amc_fuzz(NAME fuzz_yaml SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_yaml
+    SOURCES ${rt}/yaml_fast.c ${rt}/loader.c ${rt}/json.c ${rt}/util/buf.c
+            ${rt}/util/log.c
+    INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
+    LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
+  amc_fuzz(NAME fuzz_json SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_json
+    SOURCES ${rt}/json.c ${rt}/util/buf.c ${rt}/util/log.c
+    INCLUDES ${LUA_INCLUDE_DIRS}
+    LIBS ${LUA_LINK_LIBRARIES})
 else()
-  message(STATUS "clang with libFuzzer not found: fuzz_mcp, fuzz_yaml not built")
+  message(STATUS "clang with libFuzzer not found: no fuzz targets built")
 endif()

@@ -9,7 +9,7 @@
  * or float too), equal scalars (NaN equals NaN), and tables with the same
  * metatable whose keys next() visits in the same order with values alike.
  * For tests that compare two ways of building the same value. */
-static int lua_same(lua_State *L, int a, int b) {
+static inline int lua_same(lua_State *L, int a, int b) {
   a = lua_absindex(L, a);
   b = lua_absindex(L, b);
   int ta = lua_type(L, a);
@@ -77,6 +77,41 @@ static int lua_same(lua_State *L, int a, int b) {
   }
   lua_settop(L, ka - 1);
   return ok;
+}
+
+/* The values at a and b are equal, whatever order their tables' keys are
+ * in: same types, equal scalars (NaN equals NaN), same metatables, the
+ * same keys with equal values. */
+static inline int lua_equal(lua_State *L, int a, int b) {
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_type(L, a) != LUA_TTABLE || lua_type(L, b) != LUA_TTABLE)
+    return lua_same(L, a, b);
+  luaL_checkstack(L, 8, "lua_equal");
+  int ma = lua_getmetatable(L, a), mb = lua_getmetatable(L, b);
+  int ok = ma == mb && (!ma || lua_rawequal(L, -1, -2));
+  lua_pop(L, ma + mb);
+  if (!ok)
+    return 0;
+  long na = 0, nb = 0;
+  lua_pushnil(L);
+  while (lua_next(L, a)) { /* key, value */
+    na++;
+    lua_pushvalue(L, -2);
+    lua_rawget(L, b); /* key, value, b's value */
+    int eq = lua_equal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!eq) {
+      lua_pop(L, 1); /* the key */
+      return 0;
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, b)) {
+    nb++;
+    lua_pop(L, 1);
+  }
+  return na == nb;
 }
 
 #endif

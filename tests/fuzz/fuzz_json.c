@@ -1,0 +1,103 @@
+/* fuzz_json.c - libFuzzer target: the JSON codec agrees with itself.
+ *
+ * For any text amc_json_decode takes (value v), the canonical encoding c
+ * of v must:
+ *   - come out the same when encoded again (the key cache then hits), and
+ *     through a memo (twice: the second time from the memo) and a tape;
+ *   - decode to a value equal to v, with amc_json_decode and with the
+ *     canonical fast path alike (same tables, same key order: lua_same);
+ *   - encode again to c (canonical is a fixed point);
+ *   - re-indent (amc_json_pretty_canonical) to what amc_json_encode_pretty
+ *     prints for v.
+ * amc_json_strings_at must not misbehave on any text. A value the encoder
+ * refuses (a number JSON cannot hold) is fine; anything else aborts (the
+ * fuzzer keeps the input). The stack must be as it was after each call. */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "lua_same.h"
+#include "util/buf.h"
+
+static lua_State *L;
+
+static void must(int ok) {
+  if (!ok)
+    abort();
+}
+
+static int same_bytes(const amc_buf_t *a, const amc_buf_t *b) {
+  return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static void count_string(const char *s, size_t len, void *ud) {
+  (void)s;
+  *(size_t *)ud += len;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!L) {
+    L = luaL_newstate();
+    luaL_openlibs(L);
+  }
+  const char *text = (const char *)data;
+  char err[512];
+  size_t total = 0;
+  static const char *const path[] = {"metadata", "name"};
+  amc_json_strings_at(text, size, path, 2, count_string, &total);
+  amc_json_strings_at(text, size, path, 1, count_string, &total);
+
+  int top = lua_gettop(L);
+  if (amc_json_decode(L, text, size, err, sizeof err) != 0) {
+    must(lua_gettop(L) == top);
+    return 0;
+  }
+  int v = lua_gettop(L);
+  amc_buf_t c = AMC_BUF_INIT, again = AMC_BUF_INIT, memo1 = AMC_BUF_INIT,
+            memo2 = AMC_BUF_INIT, taped = AMC_BUF_INIT, fixed = AMC_BUF_INIT,
+            pretty = AMC_BUF_INIT, repretty = AMC_BUF_INIT;
+  if (amc_json_encode(L, v, &c, err, sizeof err) != 0)
+    goto done; /* e.g. a number out of range: refused, not a crash */
+  must(lua_gettop(L) == v);
+  must(amc_json_encode(L, v, &again, err, sizeof err) == 0);
+  must(same_bytes(&c, &again));
+
+  amc_json_memo_t *m = amc_json_memo_new();
+  must(m != NULL);
+  must(amc_json_encode_memo(L, v, &memo1, m, err, sizeof err) == 0);
+  must(amc_json_encode_memo(L, v, &memo2, m, err, sizeof err) == 0);
+  amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
+  must(amc_json_encode_tape(L, v, &taped, m, &tape, err, sizeof err) == 0);
+  amc_json_tape_free(&tape);
+  amc_json_memo_free(m);
+  must(same_bytes(&c, &memo1) && same_bytes(&c, &memo2) &&
+       same_bytes(&c, &taped));
+
+  /* canonical text: both decoders, the same tables */
+  must(amc_json_decode(L, c.data, c.len, err, sizeof err) == 0);
+  must(amc_json_decode_canonical(L, c.data, c.len, err, sizeof err) == 0);
+  must(lua_same(L, -2, -1));
+  must(lua_equal(L, v, -1));
+  must(amc_json_encode(L, -1, &fixed, err, sizeof err) == 0);
+  must(same_bytes(&c, &fixed));
+  lua_settop(L, v);
+
+  must(amc_json_encode_pretty(L, v, &pretty, err, sizeof err) == 0);
+  must(amc_json_pretty_canonical(c.data, c.len, &repretty) == 0);
+  must(same_bytes(&pretty, &repretty));
+done:
+  amc_buf_free(&c);
+  amc_buf_free(&again);
+  amc_buf_free(&memo1);
+  amc_buf_free(&memo2);
+  amc_buf_free(&taped);
+  amc_buf_free(&fixed);
+  amc_buf_free(&pretty);
+  amc_buf_free(&repretty);
+  lua_settop(L, top);
+  lua_gc(L, LUA_GCSTEP, 0);
+  return 0;
+}
