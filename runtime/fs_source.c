@@ -1407,6 +1407,13 @@ static int load_spans(lua_State *L, const char *path,
     amc_fs_span_begin(lc->ctx, 0);
     return amc_loader_load_path(L, path, lo, on_loaded, lc, err, errlen);
   }
+  /* The text around a JSON file's items is only scanned when cutting. */
+  if (amc_loader_check_split(L, b.data ? b.data : "", b.len, json, sp, n, err,
+                             errlen) != 0) {
+    free(sp);
+    amc_buf_free(&b);
+    return whole_file_error(L, path, lo, err, errlen);
+  }
   uint64_t *dg = xcalloc((size_t)n, sizeof *dg);
   int rc = 0;
   for (long i = 0; i < n; i++)

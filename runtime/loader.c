@@ -752,9 +752,12 @@ static int scan_value(scan_t *s) {
           return -1;
         continue;
       }
-      if (c & SC_OPEN)
-        depth++;
-      else if (c & SC_CLOSE) {
+      if (c & SC_OPEN) {
+        /* an item nested deeper than it may be inside its file (in an
+         * array, maybe in a List's): the file is loaded whole */
+        if (++depth > AMC_JSON_MAX_DEPTH - 2)
+          return -1;
+      } else if (c & SC_CLOSE) {
         if (--depth == 0) {
           s->p++;
           return 0;
@@ -964,6 +967,26 @@ static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
   span_add(out, &n, &cap, start, (size_t)(end - start), start_line,
            is_doc ? ++docs : 0);
   return n;
+}
+
+int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
+                           const amc_loader_span_t *spans, long n, char *err,
+                           size_t errlen) {
+  if (!json || n <= 0 || spans[0].index == 0)
+    return 0; /* YAML documents, or one whole value: checked when loaded */
+  amc_buf_t env = AMC_BUF_INIT;
+  const char *at = buf;
+  for (long i = 0; i < n; i++) {
+    amc_buf_append(&env, at, (size_t)(spans[i].text - at));
+    amc_buf_putc(&env, '0');
+    at = spans[i].text + spans[i].len;
+  }
+  amc_buf_append(&env, at, (size_t)(buf + len - at));
+  int top = lua_gettop(L);
+  int rc = amc_json_decode(L, env.data, env.len, err, errlen);
+  lua_settop(L, top);
+  amc_buf_free(&env);
+  return rc == 0 ? 0 : -1;
 }
 
 long amc_loader_split(const char *buf, size_t len, int json,

@@ -105,10 +105,22 @@ typedef struct {
 long amc_loader_split(const char *buf, size_t len, int json,
                       amc_loader_span_t **spans);
 
+/* Cutting a JSON file only scans the text around its items. Whether the
+ * whole file would decode, given that each span does: the text with every
+ * span replaced by a 0 is decoded (a List's envelope, a few hundred bytes
+ * plus two per item). Returns 0, or -1 with `err` filled (load the file
+ * whole for the exact error). The stack is left as it was. YAML spans are
+ * whole documents: 0. */
+int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
+                           const amc_loader_span_t *spans, long n, char *err,
+                           size_t errlen);
+
 /* Loads one span of the file `name` as the whole file's load would load
  * that part of it (same checks and callback, same `source` strings).
- * Returns 0, or -1 with `err` filled; positions in a span's error message
- * may not be the file's: load the file whole for the exact message. */
+ * Returns 0, or -1 with `err` filled; the message names the file's line
+ * and (YAML) the document's number, but libyaml may word an error that
+ * runs past the span otherwise: load the file whole for the exact message
+ * (the fs source does). */
 int amc_loader_load_span(lua_State *L, const char *name,
                          const amc_loader_span_t *span, int json,
                          const amc_loader_opts_t *opts, amc_loader_fn fn,

@@ -39,6 +39,7 @@ function(amc_fuzz)
             -fno-sanitize-recover=undefined -DAMC_VERSION="${PROJECT_VERSION}"
             ${inc} ${src} ${F_LIBS} -lm -o ${bin}
     DEPENDS ${src} ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
+            ${PROJECT_SOURCE_DIR}/tests/fuzz/loader_spans.h
     COMMENT "clang libFuzzer target ${F_NAME}"
     VERBATIM)
   add_custom_target(${F_NAME} ALL DEPENDS ${bin})
@@ -72,9 +73,10 @@ if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
     INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
     LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
   amc_fuzz(NAME fuzz_json SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_json
-    SOURCES ${rt}/json.c ${rt}/util/buf.c ${rt}/util/log.c
-    INCLUDES ${LUA_INCLUDE_DIRS}
-    LIBS ${LUA_LINK_LIBRARIES})
+    SOURCES ${rt}/json.c ${rt}/loader.c ${rt}/yaml_fast.c ${rt}/util/buf.c
+            ${rt}/util/log.c
+    INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
+    LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
 else()
   message(STATUS "clang with libFuzzer not found: no fuzz targets built")
 endif()

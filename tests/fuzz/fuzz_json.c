@@ -9,7 +9,8 @@
  *   - encode again to c (canonical is a fixed point);
  *   - re-indent (amc_json_pretty_canonical) to what amc_json_encode_pretty
  *     prints for v.
- * amc_json_strings_at must not misbehave on any text. A value the encoder
+ * amc_json_strings_at must not misbehave on any text, and the text as a
+ * JSON file loads as its spans do (loader_spans.h). A value the encoder
  * refuses (a number JSON cannot hold) is fine; anything else aborts (the
  * fuzzer keeps the input). The stack must be as it was after each call. */
 #include <lauxlib.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "loader_spans.h"
 #include "lua_same.h"
 #include "util/buf.h"
 
@@ -44,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     luaL_openlibs(L);
   }
   const char *text = (const char *)data;
+  whole_vs_spans(L, text, size, 1);
   char err[512];
   size_t total = 0;
   static const char *const path[] = {"metadata", "name"};

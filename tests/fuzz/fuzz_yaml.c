@@ -5,7 +5,8 @@
  * (lua_same: types, metatables, key order), and loading the text as a span
  * of a file must give the same objects, sources and errors with the fast
  * path on and off. Whatever it declines, it must leave the Lua stack as it
- * found it. A difference aborts (the fuzzer saves the input). */
+ * found it. And the text as a whole YAML file loads as its spans do
+ * (loader_spans.h). A difference aborts (the fuzzer saves the input). */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdint.h>
@@ -14,27 +15,18 @@
 
 #include "json.h"
 #include "loader.h"
+#include "loader_spans.h"
 #include "lua_same.h"
 #include "util/buf.h"
 #include "yaml_fast.h"
 
 static lua_State *L;
 
-static int collect(lua_State *S, const char *source, void *data, char *err,
-                   size_t errlen) {
-  amc_buf_t *out = data;
-  amc_buf_printf(out, "%s ", source);
-  if (amc_json_encode(S, -1, out, err, errlen) < 0)
-    return -1;
-  amc_buf_putc(out, '\n');
-  return 0;
-}
-
 static void load(int fast, const amc_loader_span_t *sp, amc_buf_t *out) {
   amc_loader_fast_yaml = fast;
   amc_loader_opts_t opts = {.default_namespace = "default"};
   char err[512];
-  if (amc_loader_load_span(L, "f.yaml", sp, 0, &opts, collect, out, err,
+  if (amc_loader_load_span(L, "f.yaml", sp, 0, &opts, spans_collect, out, err,
                            sizeof err) != 0)
     amc_buf_printf(out, "error: %s\n", err);
   amc_loader_fast_yaml = 1;
@@ -49,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     luaL_newmetatable(L, AMC_JSON_ARRAY_MT); /* index 1 */
   }
   const char *text = (const char *)data;
+  whole_vs_spans(L, text, size, 0);
   size_t line, col;
   if (!amc_yaml_fast_document(L, text, size, 1, &line, &col)) {
     if (lua_gettop(L) != 1)

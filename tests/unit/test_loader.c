@@ -561,6 +561,69 @@ static void test_spans(void **state) {
   assert_int_equal(amc_loader_split("%YAML 1.2\n---\na: 1\n", 19, 0, &sp), -1);
 }
 
+/* A JSON file the whole load refuses is refused when loaded as spans too:
+ * the text around a List's items (only scanned when cutting) is checked
+ * with amc_loader_check_split, and an item nested too deep to decode inside
+ * the file is not cut out of it. */
+static void test_split_json_refuses_what_the_whole_load_refuses(void **state) {
+  (void)state;
+  static const char *const item =
+      "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{"
+      "\"name\":\"a\"}}";
+  /* an item as deep as the decoder allows, in an array: one level more */
+  char deep[1200];
+  int d = snprintf(deep, sizeof deep,
+                   "[{\"apiVersion\":\"v1\",\"kind\":\"S\",\"metadata\":"
+                   "{\"name\":\"a\"},\"x\":");
+  for (int i = 0; i < AMC_JSON_MAX_DEPTH - 1; i++)
+    deep[d++] = '[';
+  for (int i = 0; i < AMC_JSON_MAX_DEPTH - 1; i++)
+    deep[d++] = ']';
+  snprintf(deep + d, sizeof deep - (size_t)d, "}]");
+  char files[4][1400];
+  snprintf(files[0], sizeof files[0],
+           "{\"apiVersion\":(v1,\"kind\":\"List\",\"items\":[%s]}", item);
+  snprintf(files[1], sizeof files[1],
+           "{\"a\":1,\"a\":2,\"kind\":\"List\",\"items\":[%s]}", item);
+  snprintf(files[2], sizeof files[2],
+           "{\"apiVersion\":\"v\\q\",\"kind\":\"List\",\"items\":[%s]}", item);
+  snprintf(files[3], sizeof files[3], "%s", deep); /* an array of one item */
+  amc_loader_opts_t o = {0};
+  for (int f = 0; f < 4; f++) {
+    char err[512];
+    amc_buf_reset(&out);
+    assert_int_equal(amc_loader_load_buffer(L, "l.json", files[f],
+                                            strlen(files[f]), 1, &o, collect,
+                                            NULL, err, sizeof err),
+                     -1);
+    amc_loader_span_t *sp = NULL;
+    long n = amc_loader_split(files[f], strlen(files[f]), 1, &sp);
+    int top = lua_gettop(L);
+    int refused =
+        n < 0 || amc_loader_check_split(L, files[f], strlen(files[f]), 1, sp, n,
+                                        err, sizeof err) != 0;
+    assert_int_equal(lua_gettop(L), top);
+    for (long i = 0; !refused && i < n; i++)
+      refused = amc_loader_load_span(L, "l.json", &sp[i], 1, &o, collect, NULL,
+                                     err, sizeof err) != 0;
+    free(sp);
+    if (!refused)
+      fail_msg("file %d: loads as spans, refused whole", f);
+  }
+  /* and a good List passes the check */
+  char good[600];
+  snprintf(good, sizeof good,
+           "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[%s,%s]}", item,
+           item);
+  amc_loader_span_t *sp = NULL;
+  char err[256];
+  assert_int_equal(amc_loader_split(good, strlen(good), 1, &sp), 2);
+  assert_int_equal(
+      amc_loader_check_split(L, good, strlen(good), 1, sp, 2, err, sizeof err),
+      0);
+  free(sp);
+}
+
 /* An error in a later document names the file's line and the document's
  * number, loaded whole or as its span (the fs source loads spans). */
 static void test_span_errors_name_file_positions(void **state) {
@@ -618,6 +681,7 @@ int main(void) {
       cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_spans),
       cmocka_unit_test(test_span_errors_name_file_positions),
+      cmocka_unit_test(test_split_json_refuses_what_the_whole_load_refuses),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
