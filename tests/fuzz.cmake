@@ -2,7 +2,8 @@
 # reassembly + protobuf decoding + protobuf -> Lua -> canonical JSON), the
 # YAML fast path against libyaml (fuzz_yaml.c) and the JSON codec's own
 # agreements (fuzz_json.c: decode, canonical encode, canonical decode,
-# memo/tape/pretty encodings).
+# memo/tape/pretty encodings), and a Kubernetes watch stream (fuzz_kube.c:
+# line splitting, event parsing, kjson against json.h).
 # The project builds with the default C compiler; the fuzzer needs clang's
 # -fsanitize=fuzzer, so it is compiled by a custom command with clang, only
 # when clang and its libFuzzer runtime are available. ctest runs it for a
@@ -77,6 +78,11 @@ if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
             ${rt}/util/log.c
     INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
     LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
+  amc_fuzz(NAME fuzz_kube SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_kube
+    SOURCES ${rt}/kube/kjson.c ${rt}/kube/watchparse.c ${rt}/json.c
+            ${rt}/util/buf.c ${rt}/util/log.c
+    INCLUDES ${LUA_INCLUDE_DIRS}
+    LIBS ${LUA_LINK_LIBRARIES})
 else()
   message(STATUS "clang with libFuzzer not found: no fuzz targets built")
 endif()
