@@ -169,6 +169,20 @@ static int indicator(char ch) {
   return strchr("?:,[]{}#&*!|>'\"%@`", ch) != NULL && ch != '\0';
 }
 
+/* Moves p past the line end at or after q: 1, or 0 at the text's end (p
+ * there, y->ind -1). */
+static int past_line_end(fy_t *y, const char *q) {
+  const char *nl = q < y->end ? memchr(q, '\n', (size_t)(y->end - q)) : NULL;
+  if (!nl) {
+    y->p = y->end;
+    y->ind = -1;
+    return 0;
+  }
+  y->p = nl + 1;
+  y->line++;
+  return 1;
+}
+
 /* Moves p to the first content of the next line that has any (skipping blank
  * and comment-only lines) and sets y->ind to its column, or -1 at the end.
  * p must be at a line start. Returns DECLINE at a document marker. */
@@ -191,14 +205,8 @@ static int next_line(fy_t *y) {
       y->ind = (long)(q - ls);
       return 0;
     }
-    const char *nl = memchr(q, '\n', (size_t)(y->end - q));
-    if (!nl) {
-      y->p = y->end;
-      y->ind = -1;
+    if (!past_line_end(y, q))
       return 0;
-    }
-    y->p = nl + 1;
-    y->line++;
   }
 }
 
@@ -212,15 +220,7 @@ static int end_line(fy_t *y) {
     return DECLINE; /* a comment needs a blank before it */
   if (q < y->end && *q != '\n' && *q != '#')
     return DECLINE;
-  const char *nl = q < y->end ? memchr(q, '\n', (size_t)(y->end - q)) : NULL;
-  if (!nl) {
-    y->p = y->end;
-    y->ind = -1;
-    return 0;
-  }
-  y->p = nl + 1;
-  y->line++;
-  return next_line(y);
+  return past_line_end(y, q) ? next_line(y) : 0;
 }
 
 static int count_node(fy_t *y) {

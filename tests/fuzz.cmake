@@ -40,7 +40,7 @@ function(amc_fuzz)
             -fno-sanitize-recover=undefined -DAMC_VERSION="${PROJECT_VERSION}"
             ${inc} ${src} ${F_LIBS} -lm -o ${bin}
     DEPENDS ${src} ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
-            ${PROJECT_SOURCE_DIR}/tests/fuzz/loader_spans.h
+            ${PROJECT_SOURCE_DIR}/tests/unit/loader_spans.h
     COMMENT "clang libFuzzer target ${F_NAME}"
     VERBATIM)
   add_custom_target(${F_NAME} ALL DEPENDS ${bin})

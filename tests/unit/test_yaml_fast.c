@@ -23,6 +23,7 @@
 
 #include "json.h"
 #include "loader.h"
+#include "loader_spans.h"
 #include "lua_same.h"
 #include "util/buf.h"
 #include "yaml_fast.h"
@@ -75,16 +76,6 @@ static void compare_value(const char *name, const char *text, size_t len,
   lua_settop(L, top);
 }
 
-static int collect(lua_State *S, const char *source, void *data, char *err,
-                   size_t errlen) {
-  amc_buf_t *out = data;
-  amc_buf_printf(out, "%s ", source);
-  if (amc_json_encode(S, -1, out, err, errlen) < 0)
-    return -1;
-  amc_buf_putc(out, '\n');
-  return 0;
-}
-
 /* What the loader makes of a span (objects, sources, or its error). */
 static void load_with(int fast, const char *name, const amc_loader_span_t *span,
                       amc_buf_t *out) {
@@ -93,7 +84,7 @@ static void load_with(int fast, const char *name, const amc_loader_span_t *span,
   char err[512] = "";
   amc_buf_reset(out);
   int top = lua_gettop(L);
-  if (amc_loader_load_span(L, name, span, 0, &opts, collect, out, err,
+  if (amc_loader_load_span(L, name, span, 0, &opts, spans_collect, out, err,
                            sizeof err) != 0)
     amc_buf_printf(out, "error: %s\n", err);
   assert_int_equal(lua_gettop(L), top);

@@ -1,10 +1,11 @@
-/* loader_spans.h - for the fuzz targets: a text loaded as a whole file and
- * as the fs source loads it (cut into spans, the text around them checked,
- * each span loaded) must agree:
- * the same objects and "file:line" sources when the whole load succeeds, a
- * failure either way when it fails. Aborts on a difference. */
-#ifndef AMC_FUZZ_LOADER_SPANS_H
-#define AMC_FUZZ_LOADER_SPANS_H
+/* loader_spans.h - for tests and fuzz targets: a text loaded as a whole
+ * file and as the fs source loads it (cut into spans, the text around them
+ * checked, each span loaded) must agree: the same objects and "file:line"
+ * sources when the whole load succeeds, a failure either way when it
+ * fails (whole_vs_spans aborts on a difference); spans_collect is the
+ * loader callback both use. */
+#ifndef AMC_TEST_LOADER_SPANS_H
+#define AMC_TEST_LOADER_SPANS_H
 
 #include <lua.h>
 #include <stdlib.h>
