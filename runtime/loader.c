@@ -4,6 +4,7 @@
  * (no libyaml document tree). The whole parse of one buffer runs under
  * lua_pcall; the libyaml parser and the current event live in the context
  * struct so that the caller releases them whatever happened inside. */
+#define _GNU_SOURCE /* memmem */
 #include "loader.h"
 #include "yaml_fast.h"
 
@@ -933,7 +934,21 @@ static int content_line(const char *p, const char *end) {
 
 /* Spans' `index` is the document's number in the file, as libyaml counts
  * them: a span is a document if it starts with "---" or has content. */
+/* Whether libyaml would break a line where this scanner does not: at a CR
+ * alone, NEL, LS or PS (it counts lines, and starts documents, there). */
+static int other_line_breaks(const char *buf, size_t len) {
+  for (const char *p = buf, *end = buf + len;
+       (p = memchr(p, '\r', (size_t)(end - p))); p++)
+    if (p + 1 >= end || p[1] != '\n')
+      return 1;
+  return memmem(buf, len, "\xc2\x85", 2) ||
+         memmem(buf, len, "\xe2\x80\xa8", 3) ||
+         memmem(buf, len, "\xe2\x80\xa9", 3);
+}
+
 static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
+  if (other_line_breaks(buf, len))
+    return -1; /* loaded whole: lines and documents are libyaml's */
   long n = 0, cap = 0, docs = 0;
   const char *end = buf + len, *start = buf, *p = buf;
   size_t line = 0, start_line = 0;

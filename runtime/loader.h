@@ -100,8 +100,9 @@ typedef struct {
 
 /* Cuts `buf`. Returns the number of spans (0: no objects, an empty List)
  * with *spans malloc'd (the caller frees it), or -1 when the text is not
- * cut (YAML directives, a JSON shape other than the above, or anything the
- * scan does not recognise): load the file whole. */
+ * cut (YAML directives, a YAML `...` end marker or line breaks other than
+ * LF and CRLF, a JSON shape other than the above, or anything the scan
+ * does not recognise): load the file whole. */
 long amc_loader_split(const char *buf, size_t len, int json,
                       amc_loader_span_t **spans);
 

@@ -561,6 +561,50 @@ static void test_spans(void **state) {
   assert_int_equal(amc_loader_split("%YAML 1.2\n---\na: 1\n", 19, 0, &sp), -1);
 }
 
+/* libyaml breaks lines at CR, CRLF, LF, NEL, LS and PS: a YAML file cut
+ * into documents gives the sources (and documents) of a whole load,
+ * whichever of them it uses (a lone CR moved the next documents' lines:
+ * found by fuzz_yaml). */
+static void test_split_yaml_line_breaks(void **state) {
+  (void)state;
+  static const char *const texts[] = {
+      "#\re:\napiVersion: v1\nkind: A\nmetadata:\n name: a\n---\n"
+      "apiVersion: v1\nkind: A\nmetadata:\n  name: b\n",
+      "apiVersion: v1\r\nkind: A\r\nmetadata: {name: a}\r\n---\r\n"
+      "apiVersion: v1\r\nkind: A\r\nmetadata: {name: b}\r\n",
+      "# x\xc2\x85y\napiVersion: v1\nkind: A\nmetadata: {name: a}\n---\n"
+      "apiVersion: v1\nkind: A\nmetadata: {name: b}\n",
+      "# x\xe2\x80\xa8y\napiVersion: v1\nkind: A\nmetadata: {name: a}\n"
+      "---\napiVersion: v1\nkind: A\nmetadata: {name: b}\n",
+      "# x\xe2\x80\xa9y\napiVersion: v1\nkind: A\nmetadata: {name: a}\n"
+      "---\napiVersion: v1\nkind: A\nmetadata: {name: b}\n",
+      "apiVersion: v1\nkind: A\nmetadata: {name: a}\r---\r"
+      "apiVersion: v1\nkind: A\nmetadata: {name: b}\n",
+  };
+  amc_loader_opts_t o = {0};
+  for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) {
+    char err[512], whole[2048];
+    amc_buf_reset(&out);
+    int rc = amc_loader_load_buffer(L, "b.yaml", texts[t], strlen(texts[t]), 0,
+                                    &o, collect, NULL, err, sizeof err);
+    snprintf(whole, sizeof whole, "%d %s", rc, rc ? err : out.data);
+    amc_loader_span_t *sp = NULL;
+    long n = amc_loader_split(texts[t], strlen(texts[t]), 0, &sp);
+    if (n < 0)
+      continue; /* loaded whole by the fs source */
+    amc_buf_reset(&out);
+    rc = 0;
+    for (long i = 0; i < n && rc == 0; i++)
+      rc = amc_loader_load_span(L, "b.yaml", &sp[i], 0, &o, collect, NULL, err,
+                                sizeof err);
+    free(sp);
+    char parts[2048];
+    snprintf(parts, sizeof parts, "%d %s", rc, rc ? err : out.data);
+    if (strcmp(whole, parts) != 0)
+      fail_msg("text %zu: whole\n%s\nspans\n%s", t, whole, parts);
+  }
+}
+
 /* A JSON file the whole load refuses is refused when loaded as spans too:
  * the text around a List's items (only scanned when cutting) is checked
  * with amc_loader_check_split, and an item nested too deep to decode inside
@@ -682,6 +726,7 @@ int main(void) {
       cmocka_unit_test(test_spans),
       cmocka_unit_test(test_span_errors_name_file_positions),
       cmocka_unit_test(test_split_json_refuses_what_the_whole_load_refuses),
+      cmocka_unit_test(test_split_yaml_line_breaks),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
