@@ -379,14 +379,22 @@ static int flow_mapping(fy_t *y) {
   return 0;
 }
 
-static int flow_sequence(fy_t *y) {
-  lua_State *L = y->L;
+/* Enters a sequence: pushes its table (json.h's array metatable, sized as
+ * loader.c's libyaml path sizes it). Returns its stack index, or DECLINE. */
+static int new_sequence(fy_t *y) {
   if (enter(y) < 0)
     return DECLINE;
-  lua_createtable(L, 0, 0);
-  lua_pushvalue(L, y->array_mt);
-  lua_setmetatable(L, -2);
-  int t = lua_gettop(L);
+  lua_createtable(y->L, 0, 0);
+  lua_pushvalue(y->L, y->array_mt);
+  lua_setmetatable(y->L, -2);
+  return lua_gettop(y->L);
+}
+
+static int flow_sequence(fy_t *y) {
+  lua_State *L = y->L;
+  int t = new_sequence(y);
+  if (t < 0)
+    return DECLINE;
   y->p++; /* [ */
   skip_spaces(y);
   if (y->p < y->end && *y->p == ']') {
@@ -572,12 +580,9 @@ static int block_mapping(fy_t *y, long m) {
 /* p is at the "-" of the first entry, at column s. */
 static int block_sequence(fy_t *y, long s) {
   lua_State *L = y->L;
-  if (enter(y) < 0)
+  int t = new_sequence(y);
+  if (t < 0)
     return DECLINE;
-  lua_createtable(L, 0, 0);
-  lua_pushvalue(L, y->array_mt);
-  lua_setmetatable(L, -2);
-  int t = lua_gettop(L);
   for (lua_Integer i = 1;; i++) {
     y->p++; /* - */
     skip_spaces(y);
