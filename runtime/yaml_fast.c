@@ -523,6 +523,21 @@ static int block_node(fy_t *y, long col) {
   return DECLINE; /* a scalar on a line of its own (maybe several lines) */
 }
 
+/* The value of a key or "-" with nothing after it on its line (but a
+ * comment): the block below, more indented than `owner` (or, for a key,
+ * a sequence at the key's own column), else null. On to the next line. */
+static int value_below(fy_t *y, long owner, int seq_at_owner) {
+  if (end_line(y) < 0)
+    return DECLINE;
+  if (y->ind > owner)
+    return block_node(y, y->ind);
+  if (seq_at_owner && y->ind == owner && *y->p == '-' &&
+      is_blank_or_end(y, y->p + 1))
+    return block_sequence(y, owner);
+  amc_yaml_push_plain(y->L, "", 0);
+  return count_node(y);
+}
+
 /* p is at a key at column m (at the start of its line or after "- "). */
 static int block_mapping(fy_t *y, long m) {
   lua_State *L = y->L;
@@ -548,21 +563,8 @@ static int block_mapping(fy_t *y, long m) {
     y->p = colon + 1;
     skip_spaces(y);
     if (y->p >= y->end || *y->p == '\n' || (*y->p == '#' && y->p[-1] == ' ')) {
-      /* the value is on the next lines, or empty */
-      if (end_line(y) < 0)
+      if (value_below(y, m, 1) < 0) /* on the next lines, or empty */
         return DECLINE;
-      if (y->ind > m) {
-        if (block_node(y, y->ind) < 0)
-          return DECLINE;
-      } else if (y->ind == m && *y->p == '-' && is_blank_or_end(y, y->p + 1)) {
-        if (block_sequence(y, m) <
-            0) /* a sequence may sit at the key's column */
-          return DECLINE;
-      } else {
-        amc_yaml_push_plain(L, "", 0);
-        if (count_node(y) < 0)
-          return DECLINE;
-      }
     } else if (inline_value(y, m) < 0) {
       return DECLINE;
     }
@@ -588,16 +590,8 @@ static int block_sequence(fy_t *y, long s) {
     skip_spaces(y);
     const char *colon;
     if (y->p >= y->end || *y->p == '\n' || (*y->p == '#' && y->p[-1] == ' ')) {
-      if (end_line(y) < 0)
+      if (value_below(y, s, 0) < 0)
         return DECLINE;
-      if (y->ind > s) {
-        if (block_node(y, y->ind) < 0)
-          return DECLINE;
-      } else {
-        amc_yaml_push_plain(L, "", 0);
-        if (count_node(y) < 0)
-          return DECLINE;
-      }
     } else {
       long col = (long)(y->p - y->ls);
       if (*y->p == '-' && is_blank_or_end(y, y->p + 1)) {
