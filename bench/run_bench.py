@@ -21,7 +21,9 @@ For each mesh size (bench/gen_mesh.py) it measures:
                amc_event_to_sync_seconds, AVI calls per change, and amc's
                time on a CPU and waiting for one in the 20 ms after each
                save (/proc/PID/schedstat), p50/p99, and the share of CPU
-               time the hypervisor stole meanwhile (/proc/stat)
+               time the hypervisor stole meanwhile (/proc/stat); each
+               save waits until the simulator's threads for the
+               benchmark's own control calls have ended (sim_quiet)
   floor        the same route changes with bench/floor_probe in amc's place
                (inotify -> one PUT on an open connection, nothing else),
                before amc starts: what any controller pays on this machine
@@ -233,9 +235,40 @@ LATENCY_ONLY = False  # --latency-only
 FLOOR_PROBE = None  # --floor-probe (None: not built, not measured)
 
 
+def sim_threads(sim):
+    """The simulator's thread count (/proc/PID/task)."""
+    return len(os.listdir("/proc/%d/task" % sim.proc.pid))
+
+
+def sim_resting_threads(sim):
+    """The simulator's thread count when it serves nothing: the least seen
+    over 50 ms (a thread of the last control call may still be ending)."""
+    least = sim_threads(sim)
+    for _ in range(50):
+        time.sleep(0.001)
+        least = min(least, sim_threads(sim))
+    return least
+
+
+def sim_quiet(sim, resting, timeout=0.2):
+    """Waits until the simulator is back to its `resting` thread count: it
+    serves each connection on a thread of its own (ThreadingHTTPServer),
+    and the thread that answered the benchmark's last control call (the
+    request log's reset, the polls for the previous change's call) can
+    still be running -- Python tearing a thread down takes ~1-4 ms of CPU
+    on this project's test VMs. Saving meanwhile measured the benchmark's
+    own load on a 2-core machine: amc runnable but waiting for a core
+    behind the simulator's threads (seen in `perf sched timehist`). A real
+    AVI controller runs on machines of its own."""
+    end = time.monotonic() + timeout
+    while sim_threads(sim) > resting and time.monotonic() < end:
+        time.sleep(0.0005)
+
+
 def route_changes(sim, save, changes, pid, settle=None):
     """`changes` route changes (atomic saves of `save`'s file), each after
-    the last one's calls: the simulator's arrival time of each change's
+    the last one's calls and once the simulator has finished serving the
+    benchmark's own control calls (sim_quiet): the simulator's arrival time of each change's
     first AVI write call after the rename ("lat", ms), the write calls per
     change ("calls"), the CPU time of the process `pid` and its wait for a
     core in the 20 ms after the save ("cpu", "waited", ms; its
@@ -243,11 +276,13 @@ def route_changes(sim, save, changes, pid, settle=None):
     by the hypervisor meanwhile ("steal_pct"). `settle()` runs after each
     change's first call (e.g. wait until amc is idle)."""
     lat, calls, cpu, waited = [], [], [], []
+    resting = sim_resting_threads(sim)
     steal0, total0 = cpu_times()
     for n in range(changes):
         if CHANGE_GAP_S:
             time.sleep(CHANGE_GAP_S)
         clear(sim)
+        sim_quiet(sim, resting)
         w1 = 50 + (n % 40)
         tmpf, target = save(w1, 100 - w1)
         run0, wait0 = schedstat(pid)
