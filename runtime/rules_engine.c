@@ -2102,6 +2102,7 @@ typedef struct memo_fresh {
   size_t n_slots;
   uint64_t *kids; /* subkey hashes of the calls inside it */
   size_t n_kids;
+  int inner; /* made inside another call */
   uint64_t *cks; /* its objects' checksums (memo_finish takes them) */
 } memo_fresh_t;
 
@@ -2970,6 +2971,7 @@ static int host_memo_end(lua_State *L) {
   if (fr->n_kids)
     memcpy(f->kids, fr->kids, fr->n_kids * sizeof *f->kids);
   f->n_kids = fr->n_kids;
+  f->inner = e->n_frames > 1;
   frame_end(e, h, 1);
   items_push(e, (memo_item_t){{h, e->memo_now, 0, 0}, f, 0});
   return 0;
@@ -3199,6 +3201,11 @@ static void memo_settle(amc_rules_engine_t *e) {
   k->ents = NULL;
   k->n = 0;
   amc_buf_reset(&e->memo_packs);
+  /* The dictionary from an outermost call's entry (pools, made first, are
+   * a poor dictionary for routes: those hold the pools' text too) */
+  for (size_t i = 0; i < n && !k->dict; i++)
+    if (e->memo_items[i].fresh && !e->memo_items[i].fresh->inner)
+      fresh_pack(e, k, &e->memo_items[i]);
   for (size_t i = 0; i < n; i++)
     if (e->memo_items[i].fresh)
       fresh_pack(e, k, &e->memo_items[i]);
