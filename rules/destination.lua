@@ -20,7 +20,6 @@ local destinationrule = import("destinationrule")
 
 -- (globals as locals: a global lookup goes through the sandbox's proxies)
 local type, tostring = type, tostring
-local int_str = avi.int_str
 
 local M = {}
 
@@ -66,8 +65,8 @@ end
 -- whose `policy`, `paths` and `labels` destinationrule.policy gave: the
 -- ready endpoints with their target ports as servers, then the policy.
 -- `who` (the VirtualService, by name) and `path` (a string) are the
--- destination's, for the warning when no endpoint is ready. Returns
--- `name`, or nil after a diagnostic.
+-- destination's, for the warning when no endpoint is ready. Returns true,
+-- or false after a diagnostic.
 local function build_pool(ctx, who, path, target, sport, subset, dr, policy,
                           paths, labels, name)
   local rt, out = ctx.rt, ctx.out
@@ -80,7 +79,7 @@ local function build_pool(ctx, who, path, target, sport, subset, dr, policy,
       labels)
     if not servers then
       out:error(target.entry, "spec.resolution", why)
-      return nil
+      return false
     end
     servers = rt.array(servers)
   end
@@ -101,7 +100,7 @@ local function build_pool(ctx, who, path, target, sport, subset, dr, policy,
   }
   destinationrule.apply(ctx, dr, policy, paths, pool)
   avi.emit(ctx, "pool", pool)
-  return name
+  return true
 end
 
 -- Returns the name of the pool for destination `dest` of VirtualService
@@ -114,7 +113,8 @@ end
 -- memoized rules) on the Service or ServiceEntry and the DestinationRule:
 -- when a route changes but not its backends (a weight), the pool is
 -- replayed, not built, encoded and checked again. The key names every
--- other argument: the pool (its name, host, port and subset) and the
+-- other argument: the pool (its name tells the scope, host, port and
+-- subset; rt.name makes distinct parts distinct names) and the
 -- destination (VirtualService and path, for the diagnostic).
 function M.pool(ctx, vs, dest, path, scope)
   local rt, out = ctx.rt, ctx.out
@@ -165,15 +165,17 @@ function M.pool(ctx, vs, dest, path, scope)
     return nil
   end
 
-  -- "pool <name> <host> <port> <subset or empty> <vs ns>/<vs name> <path>"
+  -- "pool <pool name> <vs ns>/<vs name> <path>"
   local at = avi.at(path)
-  local key = "pool " .. name .. " " .. target.fqdn .. " " ..
-    int_str[port_number] .. " " .. (dest.subset or "") .. " " .. vs_ns ..
-    "/" .. vs.metadata.name .. " " .. at
+  local key = "pool " .. name .. " " .. vs_ns .. "/" .. vs.metadata.name ..
+    " " .. at
   local who = { kind = vs.kind, metadata = { namespace = vs_ns,
                                              name = vs.metadata.name } }
-  return rt.memo(ctx, { backend, dr }, key, build_pool, ctx, who, at, target,
-    sport, dest.subset, dr, policy, paths, labels, name)
+  if rt.memo(ctx, { backend, dr }, key, build_pool, ctx, who, at, target,
+             sport, dest.subset, dr, policy, paths, labels, name) then
+    return name
+  end
+  return nil
 end
 
 return M
