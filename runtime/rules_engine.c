@@ -3141,7 +3141,9 @@ static int item_cmp(const void *a, const void *b) {
   if (x->ent.hash != y->ent.hash)
     return x->ent.hash < y->ent.hash ? -1 : 1;
   /* same subkey twice: the later one (made later, or fresh) first */
-  return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1) : 0;
+  if (x->ent.tick != y->ent.tick)
+    return x->ent.tick > y->ent.tick ? -1 : 1;
+  return y->packed - x->packed;
 }
 
 /* Translation end: on success the key's entries become exactly those this
