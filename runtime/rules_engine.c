@@ -916,6 +916,8 @@ static void reads_append(amc_read_t **reads, size_t *n, size_t *cap,
 typedef struct memo_frame {
   amc_read_t *reads; /* the call's reads (and those of calls inside it) */
   size_t n_reads, reads_cap;
+  amc_buf_t enc; /* the reads of entries replayed inside it, as in their */
+  size_t n_enc;  /* plain text (n_enc of them; their slots are in slots) */
   uint16_t *slots; /* slots of its root and inputs, of the inner calls'
                       inputs and of the entries replayed inside it */
   size_t n_slots, slots_cap;
@@ -2098,6 +2100,8 @@ typedef struct memo_fresh {
   size_t n_objs;
   amc_read_t *reads; /* the call's own */
   size_t n_reads;
+  char *enc; /* and those of entries replayed inside it, encoded */
+  size_t enc_len, n_enc;
   uint16_t *slots; /* of its root and inputs (not reads of the call) */
   size_t n_slots;
   uint64_t *kids; /* subkey hashes of the calls inside it */
@@ -2207,6 +2211,7 @@ static void fresh_free(memo_fresh_t *f) {
   for (size_t i = 0; i < f->n_reads; i++)
     read_free(&f->reads[i]);
   free(f->reads);
+  free(f->enc);
   free(f->slots);
   free(f->kids);
   free(f->cks);
@@ -2230,7 +2235,8 @@ static void frame_pop(amc_rules_engine_t *e) {
   memo_frame_t *f = &e->frames[--e->n_frames];
   for (size_t i = 0; i < f->n_reads; i++)
     read_free(&f->reads[i]);
-  f->n_reads = f->n_slots = f->n_kids = 0;
+  f->n_reads = f->n_slots = f->n_kids = f->n_enc = 0;
+  amc_buf_reset(&f->enc);
 }
 
 /* Closes every open frame (a translation starts or ends). */
@@ -2246,6 +2252,7 @@ static void frames_free(amc_rules_engine_t *e) {
     free(e->frames[i].reads);
     free(e->frames[i].slots);
     free(e->frames[i].kids);
+    amc_buf_free(&e->frames[i].enc);
   }
   free(e->frames);
   e->frames = NULL;
@@ -2520,9 +2527,13 @@ static void out_add_unchanged(lua_State *L, int by_name, int objects,
   lua_pop(L, 3);
 }
 
-/* Records the reads of an entry (at `c`) as this translation's. */
+/* Records the reads of an entry (at `c`) as this translation's; the open
+ * frames take them as they are in the plain text (not decoded: packing
+ * copies them; their slots come with the entry's, frames_note_replay). */
 static int replay_reads(amc_rules_engine_t *e, cur_t c) {
+  amc_translation_t *t = e->cur_t;
   size_t n = get_uv(&c);
+  const uint8_t *start = c.p;
   for (size_t j = 0; j < n && !c.bad; j++) {
     /* six optional strings, copied NUL-terminated into a scratch buffer */
     const char *f[6];
@@ -2542,9 +2553,16 @@ static int replay_reads(amc_rules_engine_t *e, cur_t c) {
       break;
     for (int q = 0; q < 6; q++)
       f[q] = off[q] == SIZE_MAX ? NULL : e->memo_scratch.data + off[q];
-    record_read(e, f[0], f[1], f[2], f[3], f[4], f[5]);
+    reads_append(&t->reads, &t->n_reads, &e->reads_cap, f[0], f[1], f[2],
+                 f[3], f[4], f[5]);
   }
-  return c.bad ? -1 : 0;
+  if (c.bad)
+    return -1;
+  for (size_t i = 0; i < e->n_frames; i++) {
+    amc_buf_append(&e->frames[i].enc, start, (size_t)(c.p - start));
+    e->frames[i].n_enc += n;
+  }
+  return 0;
 }
 
 /* Would the entry's events (at `c`) happen the same way now? Every out:get
@@ -2637,7 +2655,10 @@ static int host_memo_get(lua_State *L) {
   const char *sub = luaL_checklstring(L, 1, &sub_len);
   int nested = lua_toboolean(L, 4);
   lua_settop(L, 4);
-  size_t i = e->memo_replay && lua_istable(L, 2) && lua_istable(L, 3)
+  /* (inside running calls, only when their recorders get the events:
+   * otherwise their entries would miss what this replay did) */
+  size_t i = e->memo_replay && lua_istable(L, 2) && lua_istable(L, 3) &&
+                     (nested || !e->n_frames)
                  ? ent_find(e->memo_cur, amc_fnv64(sub, sub_len))
                  : SIZE_MAX;
   /* (replayed once per translation; kept by an outer replay: still free) */
@@ -2961,6 +2982,9 @@ static int host_memo_end(lua_State *L) {
   f->n_reads = fr->n_reads;
   fr->reads = NULL;
   fr->n_reads = fr->reads_cap = 0;
+  f->enc_len = fr->enc.len;
+  f->n_enc = fr->n_enc;
+  f->enc = fr->n_enc ? amc_buf_steal(&fr->enc) : NULL;
   f->slots = malloc((fr->n_slots ? fr->n_slots : 1) * sizeof *f->slots);
   f->kids = malloc((fr->n_kids ? fr->n_kids : 1) * sizeof *f->kids);
   if (!f->slots || !f->kids)
@@ -3079,7 +3103,7 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
     put_ostr(b, f->objs[i].tenant_ref);
   }
   amc_buf_append(b, f->ev, f->ev_len);
-  put_uv(b, f->n_reads);
+  put_uv(b, f->n_reads + f->n_enc);
   size_t n_slots = f->n_slots;
   memcpy(slots, f->slots, f->n_slots * sizeof *slots);
   for (size_t i = 0; i < f->n_reads; i++) {
@@ -3094,6 +3118,8 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
       note_path(e, r);
     slots[n_slots++] = read_slot(r);
   }
+  if (f->enc_len)
+    amc_buf_append(b, f->enc, f->enc_len);
   qsort(slots, n_slots, sizeof *slots, u16_cmp);
   size_t u = 0;
   for (size_t i = 0; i < n_slots; i++)
