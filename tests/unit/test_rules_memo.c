@@ -6,9 +6,13 @@
  * translate_full never replays; a failed translation keeps the entries;
  * filtered lists (by field, by label) invalidate the entries that read
  * them, on the object's values before and after a change; turning the
- * memo off drops everything.
- * Uses the real runtime library (rt.memo) and the fixture rule set
- * tests/unit/fixtures/rules_memo. */
+ * memo off drops everything. Nested calls (a memoized pool inside a
+ * memoized route, fixture rules_memo_nested): a route that runs replays
+ * its pools; what a pool read changes runs the pool and the routes whose
+ * entries hold it; out:get answers inside the inner call, a pool shared by
+ * routes, inner errors (raised, caught); entries stay bounded.
+ * Uses the real runtime library (rt.memo) and the fixture rule sets
+ * tests/unit/fixtures/rules_memo and rules_memo_nested. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
