@@ -60,11 +60,62 @@ local function service_servers(ctx, svc, sport, labels)
   return servers
 end
 
+-- Builds and emits the pool `name`: port `sport` of `target` (see
+-- M.pool) narrowed to `subset` of the DestinationRule `dr` (nil: none),
+-- whose `policy`, `paths` and `labels` destinationrule.policy gave: the
+-- ready endpoints with their target ports as servers, then the policy.
+-- `who` (the VirtualService, by name) and `path` (a string) are the
+-- destination's, for the warning when no endpoint is ready. Returns true,
+-- or false after a diagnostic.
+local function build_pool(ctx, who, path, target, sport, subset, dr, policy,
+                          paths, labels, name)
+  local rt, out = ctx.rt, ctx.out
+  local servers, why
+  if target.kind == "Service" then
+    -- (already a JSON array: service.lua makes it with rt.new_array)
+    servers = service_servers(ctx, target.service, sport, labels)
+  else
+    servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
+      labels)
+    if not servers then
+      out:error(target.entry, "spec.resolution", why)
+      return false
+    end
+    servers = rt.array(servers)
+  end
+  if #servers == 0 then
+    out:warn(who, path, string.format(
+      "%s port %d%s has no ready endpoints", target.fqdn,
+      sport.port or sport.number, subset and (" subset " .. subset) or ""))
+  end
+
+  local pool = {
+    name = name,
+    servers = servers,
+    cloud_ref = ctx.cloud_ref,
+    vrf_ref = ctx.vrf_ref,
+    -- the default (destinationrule.apply sets it anyway); here, the table
+    -- gets room for avi.emit's fields at once
+    lb_algorithm = "LB_ALGORITHM_LEAST_CONNECTIONS",
+  }
+  destinationrule.apply(ctx, dr, policy, paths, pool)
+  avi.emit(ctx, "pool", pool)
+  return true
+end
+
 -- Returns the name of the pool for destination `dest` of VirtualService
 -- `vs` (emitting it once), or nil after a diagnostic. `path` is the
 -- diagnostic path of the destination (a string or an avi.lazy_path);
 -- `scope` the name parts of the
 -- consuming virtual service ({} for the parent, {host} for a child).
+--
+-- Building the pool is memoized (rt.memo, inside the VirtualService's
+-- memoized rules) on the Service or ServiceEntry and the DestinationRule:
+-- when a route changes but not its backends (a weight), the pool is
+-- replayed, not built, encoded and checked again. The key names every
+-- other argument: the pool (its name tells the scope, host, port and
+-- subset; rt.name makes distinct parts distinct names) and the
+-- destination (VirtualService and path, for the diagnostic).
 function M.pool(ctx, vs, dest, path, scope)
   local rt, out = ctx.rt, ctx.out
   local vs_ns = vs.metadata.namespace
@@ -81,17 +132,18 @@ function M.pool(ctx, vs, dest, path, scope)
     return nil
   end
 
-  local sport, why, svc_ns, name
+  local sport, why, svc_ns, name, backend
   if target.kind == "Service" then
-    local svc = target.service
-    svc_ns = svc.metadata.namespace
-    sport, why = service.port(svc, number)
+    backend = target.service
+    svc_ns = backend.metadata.namespace
+    sport, why = service.port(backend, number)
     if sport then
-      name = pool_name(ctx, scope, dest.subset, svc_ns, svc.metadata.name,
+      name = pool_name(ctx, scope, dest.subset, svc_ns, backend.metadata.name,
         sport.port)
     end
   else
-    sport, why = serviceentry.port(target.entry, number)
+    backend = target.entry
+    sport, why = serviceentry.port(backend, number)
     if sport then
       name = pool_name(ctx, scope, dest.subset, target.fqdn, sport.number)
     end
@@ -113,37 +165,17 @@ function M.pool(ctx, vs, dest, path, scope)
     return nil
   end
 
-  local servers
-  if target.kind == "Service" then
-    -- (already a JSON array: service.lua makes it with rt.new_array)
-    servers = service_servers(ctx, target.service, sport, labels)
-  else
-    servers, why = serviceentry.servers(rt, target.entry, target.fqdn, sport,
-      labels)
-    if not servers then
-      out:error(target.entry, "spec.resolution", why)
-      return nil
-    end
-    servers = rt.array(servers)
+  -- "pool <pool name> <vs ns>/<vs name> <path>"
+  local at = avi.at(path)
+  local key = "pool " .. name .. " " .. vs_ns .. "/" .. vs.metadata.name ..
+    " " .. at
+  local who = { kind = vs.kind, metadata = { namespace = vs_ns,
+                                             name = vs.metadata.name } }
+  if rt.memo(ctx, { backend, dr }, key, build_pool, ctx, who, at, target,
+             sport, dest.subset, dr, policy, paths, labels, name) then
+    return name
   end
-  if #servers == 0 then
-    out:warn(vs, avi.at(path), string.format(
-      "%s port %d%s has no ready endpoints", target.fqdn, port_number,
-      dest.subset and (" subset " .. dest.subset) or ""))
-  end
-
-  local pool = {
-    name = name,
-    servers = servers,
-    cloud_ref = ctx.cloud_ref,
-    vrf_ref = ctx.vrf_ref,
-    -- the default (destinationrule.apply sets it anyway); here, the table
-    -- gets room for avi.emit's fields at once
-    lb_algorithm = "LB_ALGORITHM_LEAST_CONNECTIONS",
-  }
-  destinationrule.apply(ctx, dr, policy, paths, pool)
-  avi.emit(ctx, "pool", pool)
-  return name
+  return nil
 end
 
 return M

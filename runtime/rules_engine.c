@@ -141,11 +141,11 @@ struct amc_rules_engine {
   char *memo_pend_key;
   size_t memo_pend_n; /* its items: memo_items[0 .. memo_pend_n) */
   int gc_due;         /* a full collection is due (GC_SLACK of garbage) */
-  int frame_open;     /* inside rt.memo's call: reads also go to: */
-  amc_read_t *frame_reads;
-  size_t frame_n, frame_cap;
-  uint16_t *frame_slots; /* and the slots of its root and inputs */
-  size_t frame_ns, frame_slots_cap;
+  /* The rt.memo calls running now, outermost first (a call inside a
+   * memoized fn nests): frames[0 .. n_frames). Each records what its call
+   * depends on, including what the calls inside it did or replayed. */
+  struct memo_frame *frames;
+  size_t n_frames, frames_cap;
   uint64_t memo_hits, memo_misses;
 };
 
@@ -909,15 +909,39 @@ static void reads_append(amc_read_t **reads, size_t *n, size_t *cap,
   r->value = value && (field || label) ? xstrdup(value) : NULL;
 }
 
+/* One running rt.memo call (see "Memo" below): what its entry will
+ * depend on. A call made inside it (nesting) is part of what it did:
+ * whether that call runs or replays, its reads, its slots and its subkey
+ * (and those of the calls inside that one) go to every open frame. */
+typedef struct memo_frame {
+  amc_read_t *reads; /* the call's reads (and those of calls inside it) */
+  size_t n_reads, reads_cap;
+  amc_buf_t enc; /* the reads of entries replayed inside it, as in their */
+  size_t n_enc;  /* plain text (n_enc of them; their slots are in slots) */
+  uint16_t *slots; /* slots of its root and inputs, of the inner calls'
+                      inputs and of the entries replayed inside it */
+  size_t n_slots, slots_cap;
+  uint64_t *kids; /* subkey hashes of the calls inside it, at any depth */
+  size_t n_kids, kids_cap;
+} memo_frame_t;
+
+static void frame_read(memo_frame_t *f, const char *kind, const char *ns,
+                       const char *name, const char *field, const char *label,
+                       const char *value) {
+  reads_append(&f->reads, &f->n_reads, &f->reads_cap, kind, ns, name, field,
+               label, value);
+}
+
 static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
                         const char *name, const char *field, const char *label,
                         const char *value) {
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
-  if (e->frame_open) /* the open memo frame records its own reads too */
-    reads_append(&e->frame_reads, &e->frame_n, &e->frame_cap, kind, ns, name,
-                 field, label, value);
+  /* every open memo frame records its call's reads too (a call inside
+   * another one is part of what the outer call did) */
+  for (size_t i = 0; i < e->n_frames; i++)
+    frame_read(&e->frames[i], kind, ns, name, field, label, value);
   reads_append(&t->reads, &t->n_reads, &e->reads_cap, kind, ns, name, field,
                label, value);
 }
@@ -1997,6 +2021,8 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  *
  *   pack  = varint n_slots, n_slots x u16 (its reads' slots, below),
  *           varint n_objs, n_objs x u64 (checksums of the objects added),
+ *           varint n_kids, n_kids x u64 (subkey hashes of the calls made
+ *           inside this one: see "Nesting" below),
  *           LZ (util/lz.h) of the plain text
  *   plain = str subkey, str blob (canonical JSON {r = result}, built by
  *           rt.lua), varint n_objs, n_objs x (str type, str name, ostr
@@ -2018,7 +2044,24 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
  * its values before and after) with a new tick of the memo clock; an entry
  * made at tick T is valid while none of its slots is stamped above T. Two
  * reads sharing a slot can only make an entry run again needlessly (rare
- * with 65536 slots), never keep one that should go. */
+ * with 65536 slots), never keep one that should go.
+ *
+ * Nesting: a memoized fn may itself call rt.memo (rules/destination.lua's
+ * pool inside rules/gateway.lua's VirtualService rules). The inner call
+ * is a call of its own (its entry, replayed or made, is one of the key's
+ * items) and, for the enclosing calls, part of what they did: while
+ * calls run, each has a frame (e->frames, outermost first), and every
+ * read, whichever call makes it or replays it, goes to every open frame;
+ * so do the inner calls' input slots and the slots of entries replayed
+ * inside (a superset of their reads' slots). rt.lua's recorders see the
+ * inner call's events either way: forwarded as they happen when it runs,
+ * handed over by memo_get when it replays. An outer entry thus holds
+ * exactly what running its fn with the inner calls inline would record,
+ * and its replay is exact without its inner entries. It keeps them alive
+ * though: each entry lists the subkey hashes of the calls made inside it
+ * (at any depth), and its replay keeps those entries that are still valid
+ * among the key's items, so that when the outer call runs next (a weight
+ * change) its inner calls can replay. */
 
 #define MEMO_SLOTS    65536u
 #define MEMO_DICT_MAX 4096 /* bytes of a key's first plain text kept */
@@ -2057,8 +2100,13 @@ typedef struct memo_fresh {
   size_t n_objs;
   amc_read_t *reads; /* the call's own */
   size_t n_reads;
+  char *enc; /* and those of entries replayed inside it, encoded */
+  size_t enc_len, n_enc;
   uint16_t *slots; /* of its root and inputs (not reads of the call) */
   size_t n_slots;
+  uint64_t *kids; /* subkey hashes of the calls inside it */
+  size_t n_kids;
+  int inner; /* made inside another call */
   uint64_t *cks; /* its objects' checksums (memo_finish takes them) */
 } memo_fresh_t;
 
@@ -2163,7 +2211,9 @@ static void fresh_free(memo_fresh_t *f) {
   for (size_t i = 0; i < f->n_reads; i++)
     read_free(&f->reads[i]);
   free(f->reads);
+  free(f->enc);
   free(f->slots);
+  free(f->kids);
   free(f->cks);
   free(f);
 }
@@ -2179,12 +2229,58 @@ static void memo_key_free(void *p) {
   free(k);
 }
 
-static void frame_reset(amc_rules_engine_t *e) {
-  for (size_t i = 0; i < e->frame_n; i++)
-    read_free(&e->frame_reads[i]);
-  e->frame_n = 0;
-  e->frame_ns = 0;
-  e->frame_open = 0;
+/* Closes the innermost open frame, dropping what it recorded (its arrays
+ * stay, for the next frame at that depth). */
+static void frame_pop(amc_rules_engine_t *e) {
+  memo_frame_t *f = &e->frames[--e->n_frames];
+  for (size_t i = 0; i < f->n_reads; i++)
+    read_free(&f->reads[i]);
+  f->n_reads = f->n_slots = f->n_kids = f->n_enc = 0;
+  amc_buf_reset(&f->enc);
+}
+
+/* Closes every open frame (a translation starts or ends). */
+static void frames_reset(amc_rules_engine_t *e) {
+  while (e->n_frames)
+    frame_pop(e);
+}
+
+/* Closes every open frame and frees the frames' arrays. */
+static void frames_free(amc_rules_engine_t *e) {
+  frames_reset(e);
+  for (size_t i = 0; i < e->frames_cap; i++) {
+    free(e->frames[i].reads);
+    free(e->frames[i].slots);
+    free(e->frames[i].kids);
+    amc_buf_free(&e->frames[i].enc);
+  }
+  free(e->frames);
+  e->frames = NULL;
+  e->frames_cap = 0;
+}
+
+static void frame_add_slot(memo_frame_t *f, uint16_t slot) {
+  if (f->n_slots == f->slots_cap) {
+    size_t nc = f->slots_cap ? f->slots_cap * 2 : 8;
+    uint16_t *v = realloc(f->slots, nc * sizeof *v);
+    if (!v)
+      abort();
+    f->slots = v;
+    f->slots_cap = nc;
+  }
+  f->slots[f->n_slots++] = slot;
+}
+
+static void frame_add_kid(memo_frame_t *f, uint64_t h) {
+  if (f->n_kids == f->kids_cap) {
+    size_t nc = f->kids_cap ? f->kids_cap * 2 : 4;
+    uint64_t *v = realloc(f->kids, nc * sizeof *v);
+    if (!v)
+      abort();
+    f->kids = v;
+    f->kids_cap = nc;
+  }
+  f->kids[f->n_kids++] = h;
 }
 
 /* -- byte strings ---------------------------------------------------------*/
@@ -2251,6 +2347,8 @@ typedef struct {
   const uint8_t *slots; /* n_slots x u16 little-endian */
   size_t n_cks;
   const uint8_t *cks; /* n_cks x u64 little-endian */
+  size_t n_kids;
+  const uint8_t *kids; /* n_kids x u64 little-endian */
   const uint8_t *lz;
   size_t lz_len;
 } pack_view_t;
@@ -2262,6 +2360,8 @@ static int pack_view(const memo_key_t *k, const memo_ent_t *m, pack_view_t *v) {
   v->slots = get_bytes(&c, v->n_slots * 2);
   v->n_cks = get_uv(&c);
   v->cks = get_bytes(&c, v->n_cks * 8);
+  v->n_kids = get_uv(&c);
+  v->kids = get_bytes(&c, v->n_kids * 8);
   v->lz = c.p;
   v->lz_len = (size_t)(c.end - c.p);
   return c.bad ? -1 : 0;
@@ -2427,9 +2527,13 @@ static void out_add_unchanged(lua_State *L, int by_name, int objects,
   lua_pop(L, 3);
 }
 
-/* Records the reads of an entry (at `c`) as this translation's. */
+/* Records the reads of an entry (at `c`) as this translation's; the open
+ * frames take them as they are in the plain text (not decoded: packing
+ * copies them; their slots come with the entry's, frames_note_replay). */
 static int replay_reads(amc_rules_engine_t *e, cur_t c) {
+  amc_translation_t *t = e->cur_t;
   size_t n = get_uv(&c);
+  const uint8_t *start = c.p;
   for (size_t j = 0; j < n && !c.bad; j++) {
     /* six optional strings, copied NUL-terminated into a scratch buffer */
     const char *f[6];
@@ -2449,9 +2553,16 @@ static int replay_reads(amc_rules_engine_t *e, cur_t c) {
       break;
     for (int q = 0; q < 6; q++)
       f[q] = off[q] == SIZE_MAX ? NULL : e->memo_scratch.data + off[q];
-    record_read(e, f[0], f[1], f[2], f[3], f[4], f[5]);
+    reads_append(&t->reads, &t->n_reads, &e->reads_cap, f[0], f[1], f[2],
+                 f[3], f[4], f[5]);
   }
-  return c.bad ? -1 : 0;
+  if (c.bad)
+    return -1;
+  for (size_t i = 0; i < e->n_frames; i++) {
+    amc_buf_append(&e->frames[i].enc, start, (size_t)(c.p - start));
+    e->frames[i].n_enc += n;
+  }
+  return 0;
 }
 
 /* Would the entry's events (at `c`) happen the same way now? Every out:get
@@ -2496,23 +2607,62 @@ static int replayable(lua_State *L, int by_name, cur_t *c,
   return c->bad ? -1 : ok;
 }
 
-/* host.memo_get(subkey, by_name, objects): replays the key's entry for
- * subkey if it is valid and replayable into the Output whose _by_name and
- * _objects these are: its objects are added (unchanged), its reads become
- * this translation's. Returns true, the call's result and its diagnostics
- * ({severity, kind, ns, name, field, message} each, nil if none) for
- * Output:_diag; or false (the call must run). */
+/* Keeps the entries of the calls made inside a replayed entry (its kids:
+ * subkey hashes in `v`) among the key's items, those still valid and not
+ * taken yet (marked 2: kept, not replayed; a call may still replay them).
+ * Replaying the outer entry does not need them; running it again later
+ * (after a change to it alone) does. */
+static void keep_kids(amc_rules_engine_t *e, const pack_view_t *v) {
+  memo_key_t *k = e->memo_cur;
+  for (size_t j = 0; j < v->n_kids; j++) {
+    size_t i = ent_find(k, get_u64(v->kids, j));
+    pack_view_t kv;
+    if (i == SIZE_MAX || k->taken[i] || pack_view(k, &k->ents[i], &kv) != 0 ||
+        !ent_valid(e, &k->ents[i], &kv))
+      continue;
+    k->taken[i] = 2;
+    items_push(e, (memo_item_t){k->ents[i], NULL, 0});
+  }
+}
+
+/* A replay inside running calls: what the entry depends on (its slots, a
+ * superset of its reads', which replay_reads records to the frames), its
+ * subkey and its kids go to every open frame. */
+static void frames_note_replay(amc_rules_engine_t *e, const memo_ent_t *m,
+                               const pack_view_t *v) {
+  for (size_t f = 0; f < e->n_frames; f++) {
+    memo_frame_t *fr = &e->frames[f];
+    for (size_t j = 0; j < v->n_slots; j++)
+      frame_add_slot(fr, get_u16(v->slots, j));
+    frame_add_kid(fr, m->hash);
+    for (size_t j = 0; j < v->n_kids; j++)
+      frame_add_kid(fr, get_u64(v->kids, j));
+  }
+}
+
+/* host.memo_get(subkey, by_name, objects, nested): replays the key's entry
+ * for subkey if it is valid and replayable into the Output whose _by_name
+ * and _objects these are: its objects are added (unchanged), its reads
+ * become this translation's (and the open frames'). Returns true, the
+ * call's result and its diagnostics ({severity, kind, ns, name, field,
+ * message} each, nil if none) for Output:_diag, and when `nested` (the call
+ * is made inside running calls, whose recorders must see what it did) its
+ * events and objects as rt.lua's recorder keeps them; or false (the call
+ * must run). */
 static int host_memo_get(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   size_t sub_len;
   const char *sub = luaL_checklstring(L, 1, &sub_len);
-  if (e->frame_open)
-    return luaL_error(L, "rt.memo: memoized calls cannot nest");
-  lua_settop(L, 3);
-  size_t i = e->memo_replay && lua_istable(L, 2) && lua_istable(L, 3)
+  int nested = lua_toboolean(L, 4);
+  lua_settop(L, 4);
+  /* (inside running calls, only when their recorders get the events:
+   * otherwise their entries would miss what this replay did) */
+  size_t i = e->memo_replay && lua_istable(L, 2) && lua_istable(L, 3) &&
+                     (nested || !e->n_frames)
                  ? ent_find(e->memo_cur, amc_fnv64(sub, sub_len))
                  : SIZE_MAX;
-  if (i == SIZE_MAX || e->memo_cur->taken[i]) {
+  /* (replayed once per translation; kept by an outer replay: still free) */
+  if (i == SIZE_MAX || e->memo_cur->taken[i] == 1) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -2556,6 +2706,7 @@ static int host_memo_get(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  int first = lua_gettop(L) + 1; /* the values returned */
   lua_pushboolean(L, 1);
   char err[200];
   if (amc_json_decode_canonical(L, blob.p, blob.n, err, sizeof err) != 0 ||
@@ -2565,22 +2716,59 @@ static int host_memo_get(lua_State *L) {
   lua_remove(L, -2);
   int diags = lua_gettop(L) + 1;
   lua_pushnil(L);
+  int evs = 0, eobjs = 0; /* nested: the events and objects for rt.lua */
+  if (nested) {
+    lua_createtable(L, 0, 0);
+    evs = lua_gettop(L);
+    lua_createtable(L, (int)n_objs, 0);
+    eobjs = lua_gettop(L);
+  }
   if (replay_reads(e, c) != 0)
     return luaL_error(L, "rt.memo: corrupt entry %s", sub);
+  if (!k->taken[i])
+    items_push(e, (memo_item_t){*m, NULL, 0});
   k->taken[i] = 1;
-  items_push(e, (memo_item_t){*m, NULL, 0});
   e->memo_hits++;
+  frames_note_replay(e, m, &v);
+  keep_kids(e, &v);
   /* the events again, now doing them */
   size_t n = get_uv(&events), kk = 0, nd = 0;
   for (size_t j = 0; j < n; j++) {
     const uint8_t *tag = get_bytes(&events, 1);
     if (*tag == 'g') {
-      get_span(&events);
-      get_span(&events);
-      get_bytes(&events, 1);
+      span_t type = get_span(&events), name = get_span(&events);
+      const uint8_t *was = get_bytes(&events, 1);
+      if (evs) { /* {"g", type, name, found} */
+        lua_createtable(L, 4, 0);
+        lua_pushliteral(L, "g");
+        lua_rawseti(L, -2, 1);
+        lua_pushlstring(L, type.p, type.n);
+        lua_rawseti(L, -2, 2);
+        lua_pushlstring(L, name.p, name.n);
+        lua_rawseti(L, -2, 3);
+        lua_pushboolean(L, *was != 0);
+        lua_rawseti(L, -2, 4);
+        lua_rawseti(L, evs, (lua_Integer)j + 1);
+      }
     } else if (*tag == 'a') {
       out_add_unchanged(L, 2, 3, &objs[kk], names + (int)kk,
                         get_u64(v.cks, kk));
+      if (evs) { /* {"a"}, and the object {type, name, tenant_ref} */
+        lua_createtable(L, 1, 0);
+        lua_pushliteral(L, "a");
+        lua_rawseti(L, -2, 1);
+        lua_rawseti(L, evs, (lua_Integer)j + 1);
+        lua_createtable(L, 3, 0);
+        lua_pushlstring(L, objs[kk].type.p, objs[kk].type.n);
+        lua_rawseti(L, -2, 1);
+        lua_pushvalue(L, names + (int)kk);
+        lua_rawseti(L, -2, 2);
+        if (objs[kk].tenant_ref.p) {
+          lua_pushlstring(L, objs[kk].tenant_ref.p, objs[kk].tenant_ref.n);
+          lua_rawseti(L, -2, 3);
+        }
+        lua_rawseti(L, eobjs, (lua_Integer)kk + 1);
+      }
       kk++;
     } else { /* 'd' */
       if (!nd) {
@@ -2596,50 +2784,64 @@ static int host_memo_get(lua_State *L) {
         lua_pushlstring(L, (const char *)s, l - 1);
         lua_rawseti(L, -2, q + 1);
       }
+      if (evs) { /* {"d", severity, kind, ns, name, field, message} */
+        lua_createtable(L, 7, 0);
+        lua_pushliteral(L, "d");
+        lua_rawseti(L, -2, 1);
+        for (int q = 1; q <= 6; q++) {
+          lua_rawgeti(L, -2, q);
+          lua_rawseti(L, -2, q + 1);
+        }
+        lua_rawseti(L, evs, (lua_Integer)j + 1);
+      }
       lua_rawseti(L, diags, (lua_Integer)++nd);
     }
   }
-  return 3;
+  return lua_gettop(L) - first + 1;
 }
 
-/* Adds the slot of the object (kind, ns, name) to the open frame. */
+/* Adds the slot of the object (kind, ns, name) to the innermost frame and,
+ * when `all`, to the enclosing ones too. */
 static void frame_slot(amc_rules_engine_t *e, const char *kind, const char *ns,
-                       const char *name) {
-  if (e->frame_ns == e->frame_slots_cap) {
-    size_t nc = e->frame_slots_cap ? e->frame_slots_cap * 2 : 8;
-    uint16_t *v = realloc(e->frame_slots, nc * sizeof *v);
-    if (!v)
-      abort();
-    e->frame_slots = v;
-    e->frame_slots_cap = nc;
-  }
+                       const char *name, int all) {
   amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
-  e->frame_slots[e->frame_ns++] = read_slot(&r);
+  uint16_t slot = read_slot(&r);
+  for (size_t f = all ? 0 : e->n_frames - 1; f < e->n_frames; f++)
+    frame_add_slot(&e->frames[f], slot);
 }
 
 /* host.memo_begin(subkey, kind, ns, name, ...): the call runs now; the
- * objects named (besides the root object) are inputs it depends on. */
+ * objects named (besides the root object) are inputs it depends on.
+ * Returns its depth (1: outermost), for memo_end. */
 static int host_memo_begin(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   luaL_checkstring(L, 1);
-  if (e->frame_open)
-    return luaL_error(L, "rt.memo: memoized calls cannot nest");
-  frame_reset(e);
-  e->frame_open = 1;
+  if (e->n_frames == e->frames_cap) {
+    size_t nc = e->frames_cap ? e->frames_cap * 2 : 4;
+    memo_frame_t *v = realloc(e->frames, nc * sizeof *v);
+    if (!v)
+      abort();
+    memset(v + e->frames_cap, 0, (nc - e->frames_cap) * sizeof *v);
+    e->frames = v;
+    e->frames_cap = nc;
+  }
+  e->n_frames++; /* (its counts are 0: see frame_pop) */
   e->memo_misses++;
   /* The root and the inputs: the entry depends on them, but they are no
    * read of the call (the translation read them itself: the root, and the
-   * inputs through a list), so they go to its slots only. */
+   * inputs through a list), so they go to its slots only. An enclosing
+   * call depends on the inputs too (it has the root already). */
   const amc_store_obj_t *o = e->cur_obj;
-  frame_slot(e, o->kind, o->namespace_, o->name);
+  frame_slot(e, o->kind, o->namespace_, o->name, 0);
   int n = lua_gettop(L);
   for (int i = 2; i + 2 <= n; i += 3) {
     const char *kind = luaL_checkstring(L, i);
     const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
     const char *name = luaL_checkstring(L, i + 2);
-    frame_slot(e, kind, ns, name);
+    frame_slot(e, kind, ns, name, 1);
   }
-  return 0;
+  lua_pushinteger(L, (lua_Integer)e->n_frames);
+  return 1;
 }
 
 static char *opt_dup(lua_State *L, int i) {
@@ -2697,19 +2899,37 @@ static int ev_encode(lua_State *L, int idx, amc_buf_t *b) {
   return 0;
 }
 
-/* host.memo_end(subkey, data, events, objs): keeps the call's replay data
- * (a table, encoded canonically), its events (ev_encode), the objects it
- * added ({type, name, tenant_ref} each) and its reads; packed by
- * memo_finish. */
+/* Closes the innermost frame (its call has ended); the enclosing frames
+ * get the subkey hashes below it, and its own (`h`) when it is kept. */
+static void frame_end(amc_rules_engine_t *e, uint64_t h, int kept) {
+  memo_frame_t *fr = &e->frames[e->n_frames - 1];
+  for (size_t f = 0; f + 1 < e->n_frames; f++) {
+    if (kept)
+      frame_add_kid(&e->frames[f], h);
+    for (size_t j = 0; j < fr->n_kids; j++)
+      frame_add_kid(&e->frames[f], fr->kids[j]);
+  }
+  frame_pop(e);
+}
+
+/* host.memo_end(subkey, data, events, objs, depth): keeps the call's
+ * replay data (a table, encoded canonically), its events (ev_encode), the
+ * objects it added ({type, name, tenant_ref} each) and its reads; packed
+ * by memo_finish. `depth` is memo_begin's: frames left open above it are
+ * calls inside this one that raised an error fn caught (not kept). */
 static int host_memo_end(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   const char *sub = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
-  lua_settop(L, 4);
-  if (!e->frame_open)
+  lua_Integer depth = luaL_checkinteger(L, 5);
+  lua_settop(L, 5);
+  if (depth < 1 || (lua_Unsigned)depth > e->n_frames)
     return luaL_error(L, "rt.memo: memo_end without memo_begin");
+  while (e->n_frames > (size_t)depth)
+    frame_end(e, 0, 0);
+  uint64_t h = amc_fnv64(sub, strlen(sub));
   amc_buf_t b = AMC_BUF_INIT, ev = AMC_BUF_INIT;
   char err[300];
   if (amc_json_encode(L, 2, &b, err, sizeof err) < 0) {
@@ -2719,7 +2939,7 @@ static int host_memo_end(lua_State *L) {
   if (ev_encode(L, 3, &ev) != 0) { /* not kept: the call runs next time */
     amc_buf_free(&b);
     amc_buf_free(&ev);
-    frame_reset(e);
+    frame_end(e, h, 0);
     return 0;
   }
   size_t n = lua_rawlen(L, 4);
@@ -2757,18 +2977,27 @@ static int host_memo_end(lua_State *L) {
     mo->tenant_ref = opt_dup(L, -1);
     lua_pop(L, 4);
   }
-  f->reads = e->frame_reads;
-  f->n_reads = e->frame_n;
-  f->slots = malloc((e->frame_ns ? e->frame_ns : 1) * sizeof *f->slots);
-  if (!f->slots)
+  memo_frame_t *fr = &e->frames[e->n_frames - 1];
+  f->reads = fr->reads; /* taken over */
+  f->n_reads = fr->n_reads;
+  fr->reads = NULL;
+  fr->n_reads = fr->reads_cap = 0;
+  f->enc_len = fr->enc.len;
+  f->n_enc = fr->n_enc;
+  f->enc = fr->n_enc ? amc_buf_steal(&fr->enc) : NULL;
+  f->slots = malloc((fr->n_slots ? fr->n_slots : 1) * sizeof *f->slots);
+  f->kids = malloc((fr->n_kids ? fr->n_kids : 1) * sizeof *f->kids);
+  if (!f->slots || !f->kids)
     abort();
-  memcpy(f->slots, e->frame_slots, e->frame_ns * sizeof *f->slots);
-  f->n_slots = e->frame_ns;
-  e->frame_reads = NULL;
-  e->frame_n = e->frame_cap = 0;
-  e->frame_open = 0;
-  items_push(
-      e, (memo_item_t){{amc_fnv64(sub, strlen(sub)), e->memo_now, 0, 0}, f, 0});
+  if (fr->n_slots)
+    memcpy(f->slots, fr->slots, fr->n_slots * sizeof *f->slots);
+  f->n_slots = fr->n_slots;
+  if (fr->n_kids)
+    memcpy(f->kids, fr->kids, fr->n_kids * sizeof *f->kids);
+  f->n_kids = fr->n_kids;
+  f->inner = e->n_frames > 1;
+  frame_end(e, h, 1);
+  items_push(e, (memo_item_t){{h, e->memo_now, 0, 0}, f, 0});
   return 0;
 }
 
@@ -2779,7 +3008,7 @@ static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
 
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
-  frame_reset(e);
+  frames_reset(e);
   e->memo_replay = replay;
   e->memo_items_n = 0;
   e->memo_cur = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
@@ -2835,6 +3064,11 @@ static int u16_cmp(const void *a, const void *b) {
   return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 /* Takes the checksums of a fresh entry's objects from `t`. Returns 0, or
  * -1 when one of its objects is not in t (the entry is dropped). */
 static int fresh_cksums(memo_fresh_t *f, const amc_translation_t *t) {
@@ -2869,7 +3103,7 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
     put_ostr(b, f->objs[i].tenant_ref);
   }
   amc_buf_append(b, f->ev, f->ev_len);
-  put_uv(b, f->n_reads);
+  put_uv(b, f->n_reads + f->n_enc);
   size_t n_slots = f->n_slots;
   memcpy(slots, f->slots, f->n_slots * sizeof *slots);
   for (size_t i = 0; i < f->n_reads; i++) {
@@ -2884,6 +3118,8 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
       note_path(e, r);
     slots[n_slots++] = read_slot(r);
   }
+  if (f->enc_len)
+    amc_buf_append(b, f->enc, f->enc_len);
   qsort(slots, n_slots, sizeof *slots, u16_cmp);
   size_t u = 0;
   for (size_t i = 0; i < n_slots; i++)
@@ -2906,6 +3142,15 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
   put_uv(d, f->n_objs);
   for (size_t i = 0; i < f->n_objs; i++)
     put_u64(d, f->cks[i]);
+  if (f->n_kids > 1) /* each once */
+    qsort(f->kids, f->n_kids, sizeof *f->kids, u64_cmp);
+  size_t nk = 0;
+  for (size_t i = 0; i < f->n_kids; i++)
+    if (!nk || f->kids[nk - 1] != f->kids[i])
+      f->kids[nk++] = f->kids[i];
+  put_uv(d, nk);
+  for (size_t i = 0; i < nk; i++)
+    put_u64(d, f->kids[i]);
   amc_lz_compress(k->dict, k->dict_len, b->data, b->len, d);
   free(slots);
   fresh_free(f);
@@ -2922,7 +3167,9 @@ static int item_cmp(const void *a, const void *b) {
   if (x->ent.hash != y->ent.hash)
     return x->ent.hash < y->ent.hash ? -1 : 1;
   /* same subkey twice: the later one (made later, or fresh) first */
-  return x->ent.tick != y->ent.tick ? (x->ent.tick > y->ent.tick ? -1 : 1) : 0;
+  if (x->ent.tick != y->ent.tick)
+    return x->ent.tick > y->ent.tick ? -1 : 1;
+  return y->packed - x->packed;
 }
 
 /* Translation end: on success the key's entries become exactly those this
@@ -2930,13 +3177,7 @@ static int item_cmp(const void *a, const void *b) {
  * needed for the translation's result, so it waits until the result has
  * gone out); on failure the old ones stay. */
 static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
-  frame_reset(e);
-  free(e->frame_reads);
-  e->frame_reads = NULL;
-  e->frame_cap = 0;
-  free(e->frame_slots);
-  e->frame_slots = NULL;
-  e->frame_slots_cap = 0;
+  frames_free(e);
   memo_key_t *k = e->memo_cur;
   e->memo_cur = NULL;
   if (k) {
@@ -2988,6 +3229,11 @@ static void memo_settle(amc_rules_engine_t *e) {
   k->ents = NULL;
   k->n = 0;
   amc_buf_reset(&e->memo_packs);
+  /* The dictionary from an outermost call's entry (pools, made first, are
+   * a poor dictionary for routes: those hold the pools' text too) */
+  for (size_t i = 0; i < n && !k->dict; i++)
+    if (e->memo_items[i].fresh && !e->memo_items[i].fresh->inner)
+      fresh_pack(e, k, &e->memo_items[i]);
   for (size_t i = 0; i < n; i++)
     if (e->memo_items[i].fresh)
       fresh_pack(e, k, &e->memo_items[i]);
@@ -3448,8 +3694,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   }
   gen_free(e->active);
   amc_rules_engine_set_memo(e, 0);
-  free(e->frame_reads);
-  free(e->frame_slots);
+  frames_free(e);
   if (e->timer_tid)
     timer_delete(e->timer);
   free(e->runtime_dir);

@@ -163,8 +163,13 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
  * same diagnostics and adds the objects as unchanged objects
  * (translation.h: no body, the checksum of the body last produced), so
  * that a translation with replays differs from one without only in that.
+ * Calls nest (a memoized fn may call rt.memo): an inner call has its own
+ * entry, and whether it runs or replays, what it did (reads, events,
+ * objects, inputs) is also recorded in the entries of the calls around
+ * it, as if its fn had run inline; a replayed outer entry keeps its inner
+ * entries (those still valid) for when the outer call runs again.
  * After a successful translation the key's entries are exactly those it
- * used or made; a failed one keeps the old ones.
+ * used, made or kept so; a failed one keeps the old ones.
  *
  * Memory: an entry is one byte string (result, events, object names and
  * checksums, reads) compressed against a dictionary per translation key

@@ -631,9 +631,20 @@ function M.new(host)
     end
   end
 
-  -- An Output that forwards to `out` and records the events.
+  -- A recorder's own state, under a key only this file has: { base = the
+  -- plain Output at the bottom of the chain (nil if a foreign wrapper is
+  -- in it), up = the Output it forwards to, ev, objs }.
+  local REC = {}
+
+  -- An Output that forwards to `out` and records the events. Inside a
+  -- memoized call that is itself inside one (nesting), `out` is the outer
+  -- call's recorder: what the inner call does is recorded by both.
   local function recorder(out, ev, objs)
     local rec = setmetatable({}, { __index = out })
+    local up = rawget(out, REC)
+    rec[REC] = { ev = ev, objs = objs, up = out,
+                 base = getmetatable(out) == Output and out or
+                   (up and up.base) }
     function rec.get(_, avi_type, name)
       local v = out:get(avi_type, name)
       ev[#ev + 1] = { "g", avi_type, name, v ~= nil }
@@ -694,6 +705,22 @@ function M.new(host)
     return kind .. "/" .. (ns or "") .. "/" .. name
   end
 
+  -- An inner call's replay (the entry's events and objects, from the
+  -- host) as every recorder of the running calls sees it: as if fn had
+  -- run and done the same.
+  local function note_replay(r, ev, objs)
+    while r do
+      local rev, robjs = r.ev, r.objs
+      for i = 1, #ev do
+        rev[#rev + 1] = ev[i]
+      end
+      for i = 1, #objs do
+        robjs[#robjs + 1] = objs[i]
+      end
+      r = rawget(r.up, REC)
+    end
+  end
+
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
       return fn(...)
@@ -716,24 +743,36 @@ function M.new(host)
     local out = ctx.out
     -- The host checks the entry's events against the Output and replays
     -- them (Output:get and Output:_add_unchanged in C: a plain Output
-    -- only).
+    -- only, or one of our recorders over one: a call inside a running
+    -- call, whose recorders then note what the replay did).
+    local base, running
     if getmetatable(out) == Output then
-      local hit, r, diags = memo_get(sub, out._by_name, out._objects)
+      base = out
+    else
+      running = rawget(out, REC)
+      base = running and running.base
+    end
+    if base then
+      local hit, r, diags, ev, objs = memo_get(sub, base._by_name,
+        base._objects, running ~= nil)
       if hit then
         if diags then
-          replay_diags(out, diags)
+          replay_diags(base, diags)
+        end
+        if running then
+          note_replay(running, ev, objs)
         end
         return r
       end
     end
     local ids, n = input_ids(inputs)
-    memo_begin(sub, table.unpack(ids, 1, n))
+    local depth = memo_begin(sub, table.unpack(ids, 1, n))
     local ev, objs = {}, {}
     local cache = ctx.cache
     ctx.out, ctx.cache = recorder(out, ev, objs), {}
     local r = fn(...)
     ctx.out, ctx.cache = out, cache
-    memo_end(sub, { r = r }, ev, objs)
+    memo_end(sub, { r = r }, ev, objs, depth)
     return r
   end
 

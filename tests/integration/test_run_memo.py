@@ -380,6 +380,50 @@ class MemoTest(runlib.SimTestCase):
                            "memo replays should be common")
         self.assertEqual(self.run_.stop(), 0)
 
+    def test_weight_change_replays_pools(self):
+        """A weight change runs its VirtualService's rules again, but the
+        pools they build are memoized inside them (nested rt.memo): every
+        pool of the Gateway comes unchanged; only the objects outside any
+        memoized call (VsVip, virtual service, policy set) and the route's
+        pool groups are made afresh."""
+        mesh = Mesh(self.fs, random.Random(11))
+        mesh.add_service("app-0", "svc-only")  # a pool no other route has
+        vs = {"apiVersion": "networking.istio.io/v1beta1",
+              "kind": "VirtualService",
+              "metadata": {"name": "vs-only", "namespace": "app-0",
+                           "creationTimestamp": "2026-01-02T00:00:00Z"},
+              "spec": {"gateways": ["istio-system/gw-a"],
+                       "hosts": ["only.gw-a.example.com"],
+                       "http": [{"route": [
+                           {"destination": {"host": "svc-only",
+                                            "port": {"number": 80}},
+                            "weight": 60},
+                           {"destination": {"host": "svc-0", "subset": "v1",
+                                            "port": {"number": 80}},
+                            "weight": 40}]}]}}
+        mesh.put(vs)
+        self.start()
+        self.assert_converges("the initial sync")
+        for step, (w1, w2) in enumerate([(30, 70), (55, 45)]):
+            route = vs["spec"]["http"][0]["route"]
+            route[0]["weight"], route[1]["weight"] = w1, w2
+            n0 = len(self.run_.log_events("translate.done"))
+            mesh.put(vs)
+            self.assert_converges("weight change %d" % step)
+            done = self.run_.log_events("translate.done")[n0:]
+            self.assertEqual(len(done), 1, done)  # gw-a only
+            gw_a = "amc--%s--istio-system--gw-a" % CLUSTER
+            fresh = [k for k in self.expected()
+                     if k[1] == gw_a or k[1].startswith(gw_a + "--")]
+            fresh = [k for k in fresh
+                     if k[0] in ("vsvip", "virtualservice", "httppolicyset")
+                     or (k[0] == "poolgroup" and "--app-0--vs-only--" in k[1])]
+            objects, unchanged = int(done[0]["objects"]), \
+                int(done[0]["unchanged"])
+            self.assertEqual(objects - unchanged, len(fresh),
+                             "made afresh: %s" % fresh)
+        self.assertEqual(self.run_.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
