@@ -85,6 +85,14 @@ static const char *const cluster_scoped[] = {
     NULL,
 };
 
+int amc_loader_cluster_scoped(const char *kind) {
+  for (int i = 0; cluster_scoped[i]; i++) {
+    if (strcmp(kind, cluster_scoped[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 static int is_array(lua_State *L, int idx) {
   if (!lua_getmetatable(L, idx))
     return 0;
@@ -154,12 +162,7 @@ static int check_object(lua_State *L, ctx_t *c, const char *where) {
   int no_ns = t == LUA_TNIL || lua_rawlen(L, -1) == 0; /* "" as kubectl */
   lua_pop(L, 1);
   if (no_ns && c->opts && c->opts->default_namespace) {
-    int scoped = 0;
-    for (int i = 0; cluster_scoped[i]; i++) {
-      if (strcmp(kind, cluster_scoped[i]) == 0)
-        scoped = 1;
-    }
-    if (!scoped) {
+    if (!amc_loader_cluster_scoped(kind)) {
       lua_pushstring(L, c->opts->default_namespace);
       lua_setfield(L, md, "namespace");
     }
