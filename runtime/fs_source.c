@@ -1295,76 +1295,61 @@ void amc_fs_source_close(amc_fs_source_t *s) {
 /* ------------------------------------------------------------------------ */
 /* The loader-based parser */
 
+#include "canon.h"
 #include "json.h"
 #include "loader.h"
 
 #include <lauxlib.h>
 
-#define LAST_APPLIED "kubectl.kubernetes.io/last-applied-configuration"
+int amc_fs_direct = 1;
 
 typedef struct {
   amc_fs_emit_fn emit;
   void *ctx;
-  amc_buf_t json;
+  amc_canon_t *canon;
 } loader_ctx_t;
 
-static const char *str_field(lua_State *L, int t, const char *f) {
-  lua_getfield(L, t, f);
-  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  lua_pop(L, 1); /* the table keeps the string alive */
-  return v;
-}
-
-static void clear_field(lua_State *L, int t, const char *f) {
-  if (lua_type(L, t) != LUA_TTABLE)
-    return;
-  lua_pushnil(L);
-  lua_setfield(L, t, f);
-}
-
+/* The loader's callback: the object in the store's form (canon.h), which
+ * the direct path gives without Lua for what it takes. */
 static int on_loaded(lua_State *L, const char *source, void *data, char *err,
                      size_t errlen) {
   loader_ctx_t *lc = data;
-  int top = lua_gettop(L);
-  int obj = top;
-  /* Strip what the store strips (store.h); the table is ours to change.
-   * A Pod's status (podIP, readiness) is kept: rules read it. */
-  const char *kind0 = str_field(L, obj, "kind");
-  if (!kind0 || strcmp(kind0, "Pod") != 0)
-    clear_field(L, obj, "status");
-  lua_getfield(L, obj, "metadata");
-  int md = lua_gettop(L);
-  clear_field(L, md, "managedFields");
-  if (lua_type(L, md) == LUA_TTABLE) {
-    lua_getfield(L, md, "annotations");
-    clear_field(L, lua_gettop(L), LAST_APPLIED);
-    lua_pop(L, 1);
-  }
-  const char *kind = str_field(L, obj, "kind");
-  const char *name =
-      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "name") : NULL;
-  const char *ns =
-      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "namespace") : NULL;
-  if (!kind || !name) {
-    snprintf(err, errlen, "%s: object without kind or metadata.name", source);
-    lua_settop(L, top);
+  amc_canon_obj_t o;
+  char oerr[256];
+  if (amc_canon_lua(lc->canon, L, lua_gettop(L), &o, oerr, sizeof oerr) != 0) {
+    snprintf(err, errlen, "%s: %s", source, oerr);
     return -1;
   }
-  amc_buf_reset(&lc->json);
-  char jerr[256];
-  if (amc_json_encode(L, obj, &lc->json, jerr, sizeof jerr) != 0) {
-    snprintf(err, errlen, "%s: %s", source, jerr);
-    lua_settop(L, top);
-    return -1;
-  }
-  int rc =
-      lc->emit(lc->ctx, kind, ns ? ns : "", name, lc->json.data, lc->json.len);
-  lua_settop(L, top);
-  if (rc != 0) {
+  if (lc->emit(lc->ctx, o.kind, o.ns, o.name, o.json, o.len) != 0) {
     snprintf(err, errlen, "%s: stopped", source);
     return -1;
   }
   return 0;
+}
+
+/* A span straight from its text to its object (canon.h), as the loader
+ * would give it through on_loaded: 0 (done), 1 (declined: the loader's
+ * turn) or -1 with `err` filled. */
+static int load_direct(const char *path, const amc_loader_span_t *sp, int json,
+                       const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
+                       size_t errlen) {
+  amc_canon_obj_t o;
+  if (!amc_fs_direct ||
+      (json ? amc_canon_json(lc->canon, sp->text, sp->len,
+                             lo->default_namespace, &o)
+            : amc_canon_yaml(lc->canon, sp->text, sp->len,
+                             lo->default_namespace, &o)) != AMC_CANON_OK)
+    return 1;
+  if (lc->emit(lc->ctx, o.kind, o.ns, o.name, o.json, o.len) == 0)
+    return 0;
+  /* the loader's source for the object (loader.h), in its error */
+  if (!json)
+    snprintf(err, errlen, "%s:%zu: stopped", path, sp->line + o.line + 1);
+  else if (sp->index == 0)
+    snprintf(err, errlen, "%s:1: stopped", path);
+  else
+    snprintf(err, errlen, "%s:1[%ld]: stopped", path, sp->index);
+  return -1;
 }
 
 static int no_emit(lua_State *L, const char *source, void *data, char *err,
@@ -1390,7 +1375,9 @@ static int whole_file_error(lua_State *L, const char *path,
  * file, not all). The result is the whole file's load: a JSON file with an
  * error anywhere gives no object (its spans that changed are checked
  * before any is used), a YAML file gives those before the error, and an
- * error's message is the whole file's. */
+ * error's message is the whole file's. A changed span goes from its text
+ * to its object without Lua when the direct path takes it (canon.h), else
+ * through the loader. */
 static int load_spans(lua_State *L, const char *path,
                       const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
                       size_t errlen) {
@@ -1421,11 +1408,14 @@ static int load_spans(lua_State *L, const char *path,
   long unknown = 0;
   for (long i = 0; json && i < n; i++)
     unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
-  /* With one changed span, its error comes before any object changes. */
+  /* With one changed span, its error comes before any object changes.
+   * (JSON the direct parser takes, the decoder takes.) */
   if (unknown > 1) {
     for (long i = 0; i < n && rc == 0; i++) {
       char jerr[256];
-      if (amc_fs_span_reuse(lc->ctx, dg[i], 0))
+      if (amc_fs_span_reuse(lc->ctx, dg[i], 0) ||
+          (amc_fs_direct &&
+           amc_canon_parse_json(lc->canon, sp[i].text, sp[i].len) == 0))
         continue;
       int top = lua_gettop(L);
       if (amc_json_decode(L, sp[i].text, sp[i].len, jerr, sizeof jerr) != 0)
@@ -1437,8 +1427,10 @@ static int load_spans(lua_State *L, const char *path,
     if (amc_fs_span_reuse(lc->ctx, dg[i], 1))
       continue;
     amc_fs_span_begin(lc->ctx, dg[i]);
-    if (amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc, err,
-                             errlen) != 0)
+    int d = load_direct(path, &sp[i], json, lo, lc, err, errlen);
+    if (d < 0 ||
+        (d > 0 && amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc,
+                                       err, errlen) != 0))
       rc = whole_file_error(L, path, lo, err, errlen);
   }
   amc_fs_span_begin(lc->ctx, 0);
@@ -1453,9 +1445,13 @@ int amc_fs_parse_loader(void *parse_data, const char *path,
                         size_t errlen) {
   amc_fs_loader_t *fl = parse_data;
   amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
-  loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
+  /* The direct path's tree and output are kept for the next parse (they
+   * grow to the largest span seen). Per thread. */
+  static _Thread_local amc_canon_t *canon;
+  if (!canon)
+    canon = amc_canon_new();
+  loader_ctx_t lc = {emit_fn, ctx, canon};
   int rc = load_spans(fl->L, path, &lo, &lc, err, errlen);
-  amc_buf_free(&lc.json);
   /* Tables from this file are garbage now. Lua's own pacing collects
    * them as the state grows; a step after every file would put a GC step
    * between a route change's save and its AVI call, so one runs only once
