@@ -146,8 +146,10 @@ int amc_canon_lua(amc_canon_t *c, lua_State *L, int idx, amc_canon_obj_t *obj,
 
 /* Parses one JSON value (whitespace around it allowed) into the tree:
  * 0, or AMC_CANON_DECLINED where amc_json_decode would fail (or the tree
- * would be too deep). Whatever it takes, amc_json_decode takes, to the
- * same values. */
+ * would be too deep). Duplicate keys are left in the tree (the writer
+ * finds them): whatever it takes, amc_json_decode takes, to the same
+ * values, unless a key repeats. (Whatever amc_canon_json takes, the
+ * decoder takes.) */
 int amc_canon_parse_json(amc_canon_t *c, const char *text, size_t len);
 
 /* Starts a tree for a text of `len` bytes (the scratch area gets room for

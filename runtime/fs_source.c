@@ -1409,13 +1409,14 @@ static int load_spans(lua_State *L, const char *path,
   for (long i = 0; json && i < n; i++)
     unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
   /* With one changed span, its error comes before any object changes.
-   * (JSON the direct parser takes, the decoder takes.) */
+   * (JSON the direct path takes, the decoder takes.) */
   if (unknown > 1) {
     for (long i = 0; i < n && rc == 0; i++) {
       char jerr[256];
+      amc_canon_obj_t o;
       if (amc_fs_span_reuse(lc->ctx, dg[i], 0) ||
-          (amc_fs_direct &&
-           amc_canon_parse_json(lc->canon, sp[i].text, sp[i].len) == 0))
+          (amc_fs_direct && amc_canon_json(lc->canon, sp[i].text, sp[i].len,
+                                           lo->default_namespace, &o) == 0))
         continue;
       int top = lua_gettop(L);
       if (amc_json_decode(L, sp[i].text, sp[i].len, jerr, sizeof jerr) != 0)

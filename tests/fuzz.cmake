@@ -41,6 +41,7 @@ function(amc_fuzz)
             ${inc} ${src} ${F_LIBS} -lm -o ${bin}
     DEPENDS ${src} ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
             ${PROJECT_SOURCE_DIR}/tests/unit/loader_spans.h
+            ${PROJECT_SOURCE_DIR}/tests/unit/canon_same.h
     COMMENT "clang libFuzzer target ${F_NAME}"
     VERBATIM)
   add_custom_target(${F_NAME} ALL DEPENDS ${bin})

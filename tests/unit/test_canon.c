@@ -28,27 +28,31 @@
 #include <sys/stat.h>
 
 #include "canon.h"
+#include "canon_same.h"
 #include "json.h"
 #include "loader.h"
 #include "util/buf.h"
 
 static lua_State *L;
-static amc_canon_t *direct, *ref;
+static canon_same_t cs;
+static amc_canon_t *direct;
 
 static int setup(void **state) {
   (void)state;
   L = luaL_newstate();
   luaL_openlibs(L);
-  direct = amc_canon_new();
-  ref = amc_canon_new();
+  cs.direct = direct = amc_canon_new();
+  cs.ref = amc_canon_new();
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
   lua_close(L);
-  amc_canon_free(direct);
-  amc_canon_free(ref);
+  amc_canon_free(cs.direct);
+  amc_canon_free(cs.ref);
+  amc_buf_free(&cs.d);
+  amc_buf_free(&cs.r);
   amc_loader_fast_yaml = 1;
   return 0;
 }
@@ -57,95 +61,41 @@ typedef struct {
   long taken, declined, mismatches;
 } tally_t;
 
-/* "source kind ns name json\n" */
-static void put_obj(amc_buf_t *out, const char *source,
-                    const amc_canon_obj_t *o) {
-  amc_buf_printf(out, "%s %s %s %s ", source, o->kind, o->ns, o->name);
-  amc_buf_append(out, o->json, o->len);
-  amc_buf_putc(out, '\n');
-}
-
-/* The loader's callback as the fs source's on_loaded. */
-static int ref_collect(lua_State *S, const char *source, void *data, char *err,
-                       size_t errlen) {
-  amc_canon_obj_t o;
-  char oerr[256];
-  if (amc_canon_lua(ref, S, lua_gettop(S), &o, oerr, sizeof oerr) != 0) {
-    snprintf(err, errlen, "%s: %s", source, oerr);
-    return -1;
-  }
-  put_obj(data, source, &o);
-  return 0;
-}
-
-/* What the loader stores for a span (objects, or its error). */
-static void ref_load(const char *name, const amc_loader_span_t *sp, int json,
-                     int fast, amc_buf_t *out) {
-  amc_loader_opts_t opts = {.default_namespace = "default"};
-  char err[512] = "";
-  int top = lua_gettop(L);
-  amc_buf_reset(out);
-  amc_loader_fast_yaml = fast;
-  if (amc_loader_load_span(L, name, sp, json, &opts, ref_collect, out, err,
-                           sizeof err) != 0)
-    amc_buf_printf(out, "error: %s\n", err);
-  amc_loader_fast_yaml = 1;
-  assert_int_equal(lua_gettop(L), top);
-}
-
-/* What the direct path stores for it (with the fs source's source
- * string), or -1 when it declines. */
-static int direct_load(const char *name, const amc_loader_span_t *sp, int json,
-                       amc_buf_t *out) {
-  amc_canon_obj_t o;
-  amc_buf_reset(out);
-  int rc = json ? amc_canon_json(direct, sp->text, sp->len, "default", &o)
-                : amc_canon_yaml(direct, sp->text, sp->len, "default", &o);
-  if (rc != AMC_CANON_OK) {
-    assert_int_equal(rc, AMC_CANON_DECLINED);
-    return -1;
-  }
-  char source[600];
-  if (!json)
-    snprintf(source, sizeof source, "%s:%zu", name, sp->line + o.line + 1);
-  else if (sp->index == 0)
-    snprintf(source, sizeof source, "%s:1", name);
-  else
-    snprintf(source, sizeof source, "%s:1[%ld]", name, sp->index);
-  assert_int_equal(strlen(o.json), o.len); /* NUL-terminated, no NUL */
-  put_obj(out, source, &o);
-  return 0;
-}
-
-static int same(const amc_buf_t *a, const amc_buf_t *b) {
-  return a->len == b->len && (!a->len || memcmp(a->data, b->data, a->len) == 0);
-}
-
-/* Both paths on a span; returns whether the direct path took it. */
+/* Both paths on a span (canon_same.h); returns whether the direct path
+ * took it. */
 static int compare_span(const char *name, const amc_loader_span_t *sp, int json,
                         tally_t *t) {
-  amc_buf_t d = AMC_BUF_INIT, r = AMC_BUF_INIT;
-  int taken = direct_load(name, sp, json, &d) == 0;
-  if (!taken) {
+  int top = lua_gettop(L);
+  int rc = canon_same(L, &cs, name, sp, json);
+  assert_int_equal(lua_gettop(L), top);
+  if (rc == 0) {
     t->declined++;
-  } else {
-    t->taken++;
-    for (int fast = 1; fast >= (json ? 1 : 0); fast--) {
-      ref_load(name, sp, json, fast, &r);
-      if (!same(&d, &r)) {
-        fprintf(stderr,
-                "%s:%zu: the direct path differs from the loader (%s):\n"
-                "%.*s\n--- direct:\n%s--- loader:\n%s",
-                name, sp->line + 1, fast ? "fast YAML" : "libyaml",
-                (int)sp->len, sp->text, d.data, r.data ? r.data : "");
-        t->mismatches++;
-        break;
-      }
-    }
+    return 0;
   }
-  amc_buf_free(&d);
-  amc_buf_free(&r);
-  return taken;
+  t->taken++;
+  if (rc < 0) {
+    fprintf(stderr,
+            "%s:%zu: the direct path differs from the loader:\n%.*s\n"
+            "--- direct:\n%s--- loader:\n%s",
+            name, sp->line + 1, (int)sp->len, sp->text,
+            cs.d.data ? cs.d.data : "", cs.r.data ? cs.r.data : "");
+    t->mismatches++;
+  }
+  return 1;
+}
+
+/* The JSON the loader stores for a YAML span (NULL, 0 on an error); valid
+ * until the next comparison. */
+static const char *loader_json(const char *name, const amc_loader_span_t *sp,
+                               size_t *len) {
+  canon_ref(L, &cs, name, sp, 0, 1);
+  const char *j = cs.r.data ? strchr(cs.r.data, '{') : NULL;
+  if (!j || strncmp(cs.r.data, "error", 5) == 0 ||
+      memchr(j, '\n', cs.r.len - (size_t)(j - cs.r.data)) !=
+          cs.r.data + cs.r.len - 1)
+    return NULL; /* an error, or several objects */
+  *len = cs.r.len - 1 - (size_t)(j - cs.r.data);
+  return j;
 }
 
 static int compare_text(const char *text, size_t len, int json, tally_t *t) {
@@ -240,16 +190,6 @@ static void each_span(span_fn fn, void *ud) {
   paths_free(&p);
 }
 
-/* A JSON value as the spec of an object (any value the tree holds goes
- * through the writer that way). */
-static void wrap_json(amc_buf_t *b, const char *v, size_t n) {
-  amc_buf_reset(b);
-  amc_buf_puts(b, "{\"apiVersion\": \"v1\", \"kind\": \"Wrapped\", "
-                  "\"metadata\": {\"name\": \"w\"}, \"spec\": ");
-  amc_buf_append(b, v, n);
-  amc_buf_puts(b, "}");
-}
-
 typedef struct {
   tally_t yaml, json, wrapped, from_yaml;
   long bookinfo_docs, bookinfo_taken;
@@ -265,20 +205,20 @@ static void file_span(const char *path, const amc_loader_span_t *sp, int json,
   }
   amc_buf_t b = AMC_BUF_INIT;
   if (json) {
-    wrap_json(&b, sp->text, sp->len);
+    canon_wrap_json(&b, sp->text, sp->len);
     compare_text(b.data, b.len, 1, &f->wrapped);
   } else if (taken) {
     /* the JSON the loader made of it, compact and indented, is JSON the
      * direct path takes to the same bytes */
-    amc_buf_t r = AMC_BUF_INIT;
-    ref_load(path, sp, 0, 1, &r);
-    const char *j = strchr(r.data, '{');
-    assert_non_null(j);
-    size_t jn = r.len - 1 - (size_t)(j - r.data);
-    compare_text(j, jn, 1, &f->from_yaml);
-    assert_int_equal(amc_json_pretty_canonical(j, jn, &b), 0);
+    size_t jn;
+    const char *j0 = loader_json(path, sp, &jn);
+    assert_non_null(j0);
+    amc_buf_t j = AMC_BUF_INIT;
+    amc_buf_append(&j, j0, jn);
+    compare_text(j.data, j.len, 1, &f->from_yaml);
+    assert_int_equal(amc_json_pretty_canonical(j.data, j.len, &b), 0);
     compare_text(b.data, b.len, 1, &f->from_yaml);
-    amc_buf_free(&r);
+    amc_buf_free(&j);
   }
   amc_buf_free(&b);
 }
@@ -408,14 +348,12 @@ static void mutate_span(const char *path, const amc_loader_span_t *sp, int json,
     amc_buf_append(&base, sp->text, sp->len);
   } else {
     if (m->spans++ % 2) { /* half the YAML documents as JSON text */
-      amc_buf_t r = AMC_BUF_INIT;
-      ref_load(path, sp, 0, 1, &r);
-      const char *j = r.data ? strchr(r.data, '{') : NULL;
-      if (j && strncmp(r.data, "error", 5) != 0) {
-        amc_buf_append(&base, j, r.len - 1 - (size_t)(j - r.data));
+      size_t jn;
+      const char *j = loader_json(path, sp, &jn);
+      if (j) {
+        amc_buf_append(&base, j, jn);
         json = 1;
       }
-      amc_buf_free(&r);
     }
     if (!json)
       amc_buf_append(&base, sp->text, sp->len);

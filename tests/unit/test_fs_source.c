@@ -623,30 +623,39 @@ static void test_loader_spans(void **state) {
   ev = take_events();
   assert_non_null(strstr(ev, "+Service/two/a="));
   assert_null(strstr(ev, "/b"));
+  /* a repeated key in the second item, both items changed: nothing
+   * changes either (the direct path leaves the item to the loader; its
+   * error comes before any object changes) */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "5") ",\n" SVC("b", "5,\"v\":6") "\n]}\n");
+  run_until_batch(4, 2000);
+  assert_int_equal(errors, 2);
+  assert_non_null(strstr(last_error, "duplicate key"));
+  assert_string_equal(take_events(), "");
   /* a broken List around good items: the whole file's error, no change */
   atomic_write("l.json", "{\"kind\":\"List\",\"x\":(,\"items\":[\n" SVC(
                              "a", "3") ",\n" SVC("b", "4") "\n]}\n");
-  run_until_batch(4, 2000);
-  assert_int_equal(errors, 2);
+  run_until_batch(5, 2000);
+  assert_int_equal(errors, 3);
   assert_non_null(strstr(last_error, "l.json: line 1"));
   assert_string_equal(take_events(), "");
   /* YAML documents: the same; an error names the file's line */
   write_file("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                        "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n");
-  run_until_batch(5, 2000);
+  run_until_batch(6, 2000);
   take_events();
   fl.default_namespace = "three";
   atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                          "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n"
                          "spec: {x: 1}\n");
-  run_until_batch(6, 2000);
+  run_until_batch(7, 2000);
   ev = take_events();
   assert_non_null(strstr(ev, "+Pod/three/q="));
   assert_null(strstr(ev, "Pod/three/p"));
   atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                          "---\nkind: Pod\napiVersion: v1\nmetadata: [\n");
-  run_until_batch(7, 2000);
-  assert_int_equal(errors, 3);
+  run_until_batch(8, 2000);
+  assert_int_equal(errors, 4);
   char want[512];
   snprintf(want, sizeof want, "%s/y.yaml:8:", root);
   assert_non_null(strstr(last_error, want));
