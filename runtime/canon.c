@@ -665,6 +665,12 @@ static int put_value(amc_canon_t *c, uint32_t i, int at, int pod, int dry) {
   }
 }
 
+int amc_canon_unique_keys(amc_canon_t *c) {
+  tables_init();
+  c->nkeys = 0;
+  return c->n ? put_value(c, 0, AT_ANY, 0, 1) : 0;
+}
+
 /* The entry of the MAP `t` with key `k` (the first: duplicates are
  * declined when written), or 0. */
 static uint32_t member(const amc_canon_t *c, uint32_t t, const char *k) {

@@ -152,6 +152,11 @@ int amc_canon_lua(amc_canon_t *c, lua_State *L, int idx, amc_canon_obj_t *obj,
  * decoder takes.) */
 int amc_canon_parse_json(amc_canon_t *c, const char *text, size_t len);
 
+/* Whether no mapping of the tree repeats a key: 0, or AMC_CANON_DECLINED.
+ * (amc_canon_parse_json, then this: exactly what amc_json_decode takes,
+ * within the depth limit.) */
+int amc_canon_unique_keys(amc_canon_t *c);
+
 /* Starts a tree for a text of `len` bytes (the scratch area gets room for
  * every string of it unescaped). 0, or AMC_CANON_DECLINED when too long. */
 int amc_canon_begin(amc_canon_t *c, size_t len);

@@ -878,8 +878,15 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
   amc_fs_source_t *s = ctx;
   if (!ns)
     ns = "";
-  amc_buf_t k = AMC_BUF_INIT;
-  amc_buf_printf(&k, "%s%c%s%c%s", kind, SEP, ns, SEP, name);
+  amc_buf_t k = AMC_BUF_INIT; /* kind SEP ns SEP name (no printf: hot) */
+  size_t kl = strlen(kind), nl = strlen(ns), ml = strlen(name);
+  char *w = amc_buf_reserve(&k, kl + nl + ml + 2);
+  memcpy(w, kind, kl);
+  w[kl] = SEP;
+  memcpy(w + kl + 1, ns, nl);
+  w[kl + 1 + nl] = SEP;
+  memcpy(w + kl + 2 + nl, name, ml);
+  amc_buf_commit(&k, kl + nl + ml + 2);
   amc_strmap_entry_t *e = amc_strmap_find(&s->objs, k.data);
   obj_t *o = e ? e->value : NULL;
   if (o && o->owner && o->owner != s->parsing) {

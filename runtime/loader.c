@@ -6,6 +6,7 @@
  * struct so that the caller releases them whatever happened inside. */
 #define _GNU_SOURCE /* memmem */
 #include "loader.h"
+#include "canon.h"
 #include "yaml_fast.h"
 
 #include <dirent.h>
@@ -19,6 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <yaml.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "json.h"
 #include "util/buf.h"
@@ -716,12 +720,52 @@ static const unsigned char scan_cls[256] = {
     ['"'] = SC_QUOTE, ['\\'] = SC_ESCAPE, ['{'] = SC_OPEN,
     ['['] = SC_OPEN,  ['}'] = SC_CLOSE,   [']'] = SC_CLOSE};
 
+/* The first '"' or '\\' at or after p, or end. (Sixteen bytes at a time
+ * where SSE2 is there: a JSON file is mostly short strings.) */
+static const char *to_quote(const char *p, const char *end) {
+#ifdef __SSE2__
+  const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\');
+  for (; end - p >= 16; p += 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    int m = _mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)));
+    if (m)
+      return p + __builtin_ctz((unsigned)m);
+  }
+#endif
+  while (p < end && !(scan_cls[(unsigned char)*p] & (SC_QUOTE | SC_ESCAPE)))
+    p++;
+  return p;
+}
+
+/* The first byte at or after p that scan_cls names, or end (SSE2: a
+ * candidate, '"', '\\' or a byte that is one of {[ or }] with bit 5 set,
+ * which the caller looks up). */
+static const char *to_stop(const char *p, const char *end) {
+#ifdef __SSE2__
+  const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'),
+                o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
+                lower = _mm_set1_epi8(0x20);
+  for (; end - p >= 16; p += 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i l = _mm_or_si128(x, lower);
+    int m = _mm_movemask_epi8(
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+                     _mm_or_si128(_mm_cmpeq_epi8(l, o), _mm_cmpeq_epi8(l, c))));
+    if (m)
+      return p + __builtin_ctz((unsigned)m);
+  }
+#endif
+  while (p < end && !scan_cls[(unsigned char)*p])
+    p++;
+  return p;
+}
+
 /* Skips a string (at its opening quote); -1 if unterminated. */
 static int scan_string(scan_t *s) {
   const char *p = s->p + 1, *end = s->end;
   for (;;) {
-    while (p < end && !(scan_cls[(unsigned char)*p] & (SC_QUOTE | SC_ESCAPE)))
-      p++;
+    p = to_quote(p, end);
     if (p >= end)
       break;
     if (*p == '"') {
@@ -744,13 +788,15 @@ static int scan_value(scan_t *s) {
   if (*s->p == '{' || *s->p == '[') {
     int depth = 0;
     while (s->p < s->end) {
-      const char *p = s->p, *end = s->end;
-      while (p < end && !scan_cls[(unsigned char)*p])
-        p++;
+      const char *p = to_stop(s->p, s->end), *end = s->end;
       s->p = p;
       if (p >= end)
         break;
       unsigned char c = scan_cls[(unsigned char)*p];
+      if (!c) { /* (a candidate of to_stop's that is none) */
+        s->p++;
+        continue;
+      }
       if (c & SC_QUOTE) {
         if (scan_string(s) < 0)
           return -1;
@@ -939,14 +985,25 @@ static int content_line(const char *p, const char *end) {
  * them: a span is a document if it starts with "---" or has content. */
 /* Whether libyaml would break a line where this scanner does not: at a CR
  * alone, NEL, LS or PS (it counts lines, and starts documents, there). */
+/* (memchr for the lead byte, not memmem: a saved file is cut on every
+ * change, and glibc's memmem is several times slower per byte.) */
+static int has_seq(const char *buf, size_t len, char lead, const char *rest,
+                   size_t n) {
+  for (const char *p = buf, *end = buf + len;
+       (p = memchr(p, lead, (size_t)(end - p))); p++)
+    if ((size_t)(end - p) > n && memcmp(p + 1, rest, n) == 0)
+      return 1;
+  return 0;
+}
+
 static int other_line_breaks(const char *buf, size_t len) {
   for (const char *p = buf, *end = buf + len;
        (p = memchr(p, '\r', (size_t)(end - p))); p++)
     if (p + 1 >= end || p[1] != '\n')
       return 1;
-  return memmem(buf, len, "\xc2\x85", 2) ||
-         memmem(buf, len, "\xe2\x80\xa8", 3) ||
-         memmem(buf, len, "\xe2\x80\xa9", 3);
+  return has_seq(buf, len, '\xc2', "\x85", 1) ||
+         has_seq(buf, len, '\xe2', "\x80\xa8", 2) ||
+         has_seq(buf, len, '\xe2', "\x80\xa9", 2);
 }
 
 static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
@@ -1000,9 +1057,19 @@ int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
     at = spans[i].text + spans[i].len;
   }
   amc_buf_append(&env, at, (size_t)(buf + len - at));
-  int top = lua_gettop(L);
-  int rc = amc_json_decode(L, env.data, env.len, err, errlen);
-  lua_settop(L, top);
+  /* What the C parser takes without a repeated key, the decoder takes
+   * (canon.h): no Lua for the usual envelope. Anything else, and the
+   * error's text, are the decoder's. Per thread, kept. */
+  static _Thread_local amc_canon_t *tree;
+  if (!tree)
+    tree = amc_canon_new();
+  int rc = 0;
+  if (amc_canon_parse_json(tree, env.data, env.len) != 0 ||
+      amc_canon_unique_keys(tree) != 0) {
+    int top = lua_gettop(L);
+    rc = amc_json_decode(L, env.data, env.len, err, errlen);
+    lua_settop(L, top);
+  }
   amc_buf_free(&env);
   return rc == 0 ? 0 : -1;
 }
