@@ -720,52 +720,12 @@ static const unsigned char scan_cls[256] = {
     ['"'] = SC_QUOTE, ['\\'] = SC_ESCAPE, ['{'] = SC_OPEN,
     ['['] = SC_OPEN,  ['}'] = SC_CLOSE,   [']'] = SC_CLOSE};
 
-/* The first '"' or '\\' at or after p, or end. (Sixteen bytes at a time
- * where SSE2 is there: a JSON file is mostly short strings.) */
-static const char *to_quote(const char *p, const char *end) {
-#ifdef __SSE2__
-  const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\');
-  for (; end - p >= 16; p += 16) {
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    int m = _mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)));
-    if (m)
-      return p + __builtin_ctz((unsigned)m);
-  }
-#endif
-  while (p < end && !(scan_cls[(unsigned char)*p] & (SC_QUOTE | SC_ESCAPE)))
-    p++;
-  return p;
-}
-
-/* The first byte at or after p that scan_cls names, or end (SSE2: a
- * candidate, '"', '\\' or a byte that is one of {[ or }] with bit 5 set,
- * which the caller looks up). */
-static const char *to_stop(const char *p, const char *end) {
-#ifdef __SSE2__
-  const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'),
-                o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
-                lower = _mm_set1_epi8(0x20);
-  for (; end - p >= 16; p += 16) {
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i l = _mm_or_si128(x, lower);
-    int m = _mm_movemask_epi8(
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
-                     _mm_or_si128(_mm_cmpeq_epi8(l, o), _mm_cmpeq_epi8(l, c))));
-    if (m)
-      return p + __builtin_ctz((unsigned)m);
-  }
-#endif
-  while (p < end && !scan_cls[(unsigned char)*p])
-    p++;
-  return p;
-}
-
 /* Skips a string (at its opening quote); -1 if unterminated. */
 static int scan_string(scan_t *s) {
   const char *p = s->p + 1, *end = s->end;
   for (;;) {
-    p = to_quote(p, end);
+    while (p < end && !(scan_cls[(unsigned char)*p] & (SC_QUOTE | SC_ESCAPE)))
+      p++;
     if (p >= end)
       break;
     if (*p == '"') {
@@ -778,6 +738,71 @@ static int scan_string(scan_t *s) {
   return -1;
 }
 
+/* Skips the object or array at s->p (balanced brackets, strings); -1 when
+ * unbalanced, or nested deeper than an item may be inside its file (in an
+ * array, maybe in a List's: the file is loaded whole). A backslash
+ * outside strings is just a byte (the decoder's error). A large file is
+ * cut on every route change: with SSE2, a block of sixteen bytes without
+ * a backslash is walked by the bit masks of its quotes and brackets (one
+ * step per such byte, not per byte); other blocks byte by byte. */
+static int scan_container(scan_t *s) {
+  const char *p = s->p, *end = s->end;
+  int depth = 0, in_str = 0;
+  while (p < end) {
+    const char *lim = end;
+#ifdef __SSE2__
+    if (end - p >= 16) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+      __m128i l = _mm_or_si128(x, _mm_set1_epi8(0x20)); /* [ { and ] } */
+      unsigned q =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')));
+      unsigned o =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(l, _mm_set1_epi8('{')));
+      unsigned c =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(l, _mm_set1_epi8('}')));
+      if (!_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')))) {
+        for (unsigned m = q | o | c; m; m &= m - 1) {
+          unsigned bit = m & (0u - m);
+          if (q & bit) {
+            in_str = !in_str;
+          } else if (in_str) {
+            continue;
+          } else if (o & bit) {
+            if (++depth > AMC_JSON_MAX_DEPTH - 2)
+              return -1;
+          } else if (--depth == 0) {
+            s->p = p + __builtin_ctz(bit) + 1;
+            return 0;
+          }
+        }
+        p += 16;
+        continue;
+      }
+      lim = p + 16;
+    }
+#endif
+    for (; p < lim; p++) {
+      unsigned char ch = (unsigned char)*p;
+      if (in_str) {
+        if (ch == '\\')
+          p++; /* (may step past lim: the escaped byte is taken) */
+        else if (ch == '"')
+          in_str = 0;
+      } else if (scan_cls[ch] & SC_QUOTE) {
+        in_str = 1;
+      } else if (scan_cls[ch] & SC_OPEN) {
+        if (++depth > AMC_JSON_MAX_DEPTH - 2)
+          return -1;
+      } else if ((scan_cls[ch] & SC_CLOSE) && --depth == 0) {
+        s->p = (const char *)p + 1;
+        return 0;
+      }
+    }
+  }
+  s->p = end;
+  return -1;
+}
+
 /* Skips one value (balanced brackets, strings); -1 on what is not one. */
 static int scan_value(scan_t *s) {
   scan_ws(s);
@@ -785,38 +810,8 @@ static int scan_value(scan_t *s) {
     return -1;
   if (*s->p == '"')
     return scan_string(s);
-  if (*s->p == '{' || *s->p == '[') {
-    int depth = 0;
-    while (s->p < s->end) {
-      const char *p = to_stop(s->p, s->end), *end = s->end;
-      s->p = p;
-      if (p >= end)
-        break;
-      unsigned char c = scan_cls[(unsigned char)*p];
-      if (!c) { /* (a candidate of to_stop's that is none) */
-        s->p++;
-        continue;
-      }
-      if (c & SC_QUOTE) {
-        if (scan_string(s) < 0)
-          return -1;
-        continue;
-      }
-      if (c & SC_OPEN) {
-        /* an item nested deeper than it may be inside its file (in an
-         * array, maybe in a List's): the file is loaded whole */
-        if (++depth > AMC_JSON_MAX_DEPTH - 2)
-          return -1;
-      } else if (c & SC_CLOSE) {
-        if (--depth == 0) {
-          s->p++;
-          return 0;
-        }
-      }
-      s->p++; /* a stray backslash outside strings: the decoder's error */
-    }
-    return -1;
-  }
+  if (*s->p == '{' || *s->p == '[')
+    return scan_container(s);
   const char *start = s->p;
   while (s->p < s->end && !strchr(",}] \t\r\n", *s->p))
     s->p++;
