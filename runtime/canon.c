@@ -477,6 +477,30 @@ static inline void putn(amc_buf_t *o, const char *s, size_t n) {
 static void put_string(amc_buf_t *o, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  if (o->len + n + 3 <= o->cap) {
+    /* The usual string, nothing to escape: checked eight bytes at a time
+     * (a byte below 0x20, '"' or '\\' flags its word) and copied once. */
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t highs = 0x8080808080808080ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t x;
+      memcpy(&x, p + i, 8);
+      uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+      if (((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & highs)
+        break;
+    }
+    while (i < n && !str_escape[p[i]])
+      i++;
+    if (i == n) {
+      char *w = o->data + o->len;
+      w[0] = '"';
+      memcpy(w + 1, s, n);
+      w[n + 1] = '"';
+      o->len += n + 2;
+      return;
+    }
+  }
   put1(o, '"');
   while (p < end) {
     const unsigned char *run = p;
@@ -532,6 +556,8 @@ static int put_float(amc_canon_t *c, double d) {
 
 static int key_cmp(const void *a, const void *b) {
   const amc_canon_key_t *x = a, *y = b;
+  if (x->klen && y->klen && x->k[0] != y->k[0]) /* (most keys differ there) */
+    return (unsigned char)x->k[0] < (unsigned char)y->k[0] ? -1 : 1;
   size_t n = x->klen < y->klen ? x->klen : y->klen;
   int r = memcmp(x->k, y->k, n);
   if (r)

@@ -1425,16 +1425,23 @@ static int load_spans(lua_State *L, const char *path,
   int rc = 0;
   for (long i = 0; i < n; i++)
     dg[i] = digest(sp[i].text, sp[i].len) | 1;
+  /* JSON: which spans may be reused (objects are only claimed during a
+   * parse, never released: a span that cannot be reused now cannot be
+   * later in this parse; one that can is asked again when it is claimed). */
   long unknown = 0;
-  for (long i = 0; json && i < n; i++)
-    unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
+  unsigned char *maybe = xcalloc((size_t)n, 1); /* may be reused (YAML:
+                                                   asked when claimed) */
+  for (long i = 0; i < n; i++) {
+    maybe[i] = !json || amc_fs_span_reuse(lc->ctx, dg[i], 0);
+    unknown += !maybe[i];
+  }
   /* With one changed span, its error comes before any object changes.
    * (JSON the direct path takes, the decoder takes.) */
   if (unknown > 1) {
     for (long i = 0; i < n && rc == 0; i++) {
       char jerr[256];
       amc_canon_obj_t o;
-      if (amc_fs_span_reuse(lc->ctx, dg[i], 0) ||
+      if (maybe[i] ||
           (amc_fs_direct && amc_canon_json(lc->canon, sp[i].text, sp[i].len,
                                            lo->default_namespace, &o) == 0))
         continue;
@@ -1445,7 +1452,7 @@ static int load_spans(lua_State *L, const char *path,
     }
   }
   for (long i = 0; i < n && rc == 0; i++) {
-    if (amc_fs_span_reuse(lc->ctx, dg[i], 1))
+    if (maybe[i] && amc_fs_span_reuse(lc->ctx, dg[i], 1))
       continue;
     amc_fs_span_begin(lc->ctx, dg[i]);
     int d = load_direct(path, &sp[i], json, lo, lc, err, errlen);
@@ -1455,6 +1462,7 @@ static int load_spans(lua_State *L, const char *path,
       rc = whole_file_error(L, path, lo, err, errlen);
   }
   amc_fs_span_begin(lc->ctx, 0);
+  free(maybe);
   free(dg);
   free(sp);
   text_done(&text, &b);

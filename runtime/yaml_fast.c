@@ -208,10 +208,35 @@ static int is_blank_or_end(const fy_t *y, const char *q) {
   return q >= y->end || *q == ' ' || *q == '\n';
 }
 
-/* Characters that cannot start a plain scalar (or that start something the
- * fast path leaves to libyaml). '-' is handled by the callers. */
+/* Byte classes, one table look-up per byte in the scanning loops. */
+enum {
+  YC_IND = 1,  /* cannot start a plain scalar (or starts what the fast path
+                  leaves to libyaml; '-' is handled by the callers) */
+  YC_FLOW = 2, /* ends or breaks a plain scalar in a flow: , ] } : # [ { LF */
+  YC_LINE = 4  /* matters in a plain key or scalar of a block: : # LF */
+};
+static const unsigned char ycls[256] = {['?'] = YC_IND,
+                                        [':'] = YC_IND | YC_FLOW | YC_LINE,
+                                        [','] = YC_IND | YC_FLOW,
+                                        ['['] = YC_IND | YC_FLOW,
+                                        [']'] = YC_IND | YC_FLOW,
+                                        ['{'] = YC_IND | YC_FLOW,
+                                        ['}'] = YC_IND | YC_FLOW,
+                                        ['#'] = YC_IND | YC_FLOW | YC_LINE,
+                                        ['&'] = YC_IND,
+                                        ['*'] = YC_IND,
+                                        ['!'] = YC_IND,
+                                        ['|'] = YC_IND,
+                                        ['>'] = YC_IND,
+                                        ['\''] = YC_IND,
+                                        ['"'] = YC_IND,
+                                        ['%'] = YC_IND,
+                                        ['@'] = YC_IND,
+                                        ['`'] = YC_IND,
+                                        ['\n'] = YC_FLOW | YC_LINE};
+
 static int indicator(char ch) {
-  return strchr("?:,[]{}#&*!|>'\"%@`", ch) != NULL && ch != '\0';
+  return ycls[(unsigned char)ch] & YC_IND;
 }
 
 /* Moves p past the line end at or after q: 1, or 0 at the text's end (p
@@ -355,15 +380,10 @@ static int flow_plain(fy_t *y, const char **key, size_t *klen) {
   const char *s = y->p, *e = s;
   if (indicator(*s) || (*s == '-' && is_blank_or_end(y, s + 1)))
     return DECLINE;
-  while (e < y->end && *e != ',' && *e != ']' && *e != '}') {
-    if (*e == '\n' || *e == '[' || *e == '{' || *e == '#' ||
-        (*e == ':' && !key))
-      return DECLINE;
-    if (*e == ':' && key)
-      break;
+  while (e < y->end && !(ycls[(unsigned char)*e] & YC_FLOW))
     e++;
-  }
-  if (e >= y->end)
+  if (e >= y->end || *e == '\n' || *e == '[' || *e == '{' || *e == '#' ||
+      (*e == ':' && !key))
     return DECLINE;
   const char *t = e;
   while (t > s && t[-1] == ' ')
@@ -524,28 +544,36 @@ static int key_ahead(const fy_t *y, const char **colon) {
   }
   if (indicator(*s) || *s == '-')
     return 0;
-  for (e = s; e < y->end && *e != '\n'; e++) {
+  /* (a ':' is looked for up to one past FAST_MAX_KEY, as a walk that
+   * gives up after that byte would) */
+  const char *lim =
+      y->end - s > FAST_MAX_KEY + 2 ? s + FAST_MAX_KEY + 2 : y->end;
+  for (e = s;; e++) {
+    while (e < lim && !(ycls[(unsigned char)*e] & YC_LINE))
+      e++;
+    if (e >= lim || *e == '\n')
+      return 0;
     if (*e == ':' && is_blank_or_end(y, e + 1)) {
       *colon = e;
       return 1;
     }
     if (*e == '#' && e[-1] == ' ')
       return 0;
-    if (e - s > FAST_MAX_KEY)
-      return 0;
   }
-  return 0;
 }
 
 /* A plain scalar in a block: the rest of the line up to a comment. */
 static int block_plain(fy_t *y) {
   const char *s = y->p, *e = s;
-  while (e < y->end && *e != '\n') {
+  for (;; e++) {
+    while (e < y->end && !(ycls[(unsigned char)*e] & YC_LINE))
+      e++;
+    if (e >= y->end || *e == '\n')
+      break;
     if (*e == ':' && is_blank_or_end(y, e + 1))
       return DECLINE; /* "a: b: c" is an error */
     if (*e == '#' && e[-1] == ' ')
       break;
-    e++;
   }
   const char *t = e;
   while (t > s && t[-1] == ' ')
@@ -675,21 +703,21 @@ static int block_sequence(fy_t *y, long s) {
 }
 
 /* Bytes the fast path takes: printable ASCII, spaces and line feeds.
- * (Eight bytes at a time: a word with no byte below 0x20 or above 0x7E
- * passes at once; one with a line feed is looked at byte by byte.) */
+ * (Eight bytes at a time: line feeds become '*' (0x0A | 0x20), then a
+ * word passes when no byte is below 0x20 or above 0x7E.) */
 static int plain_ascii(const char *s, size_t n) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  const uint64_t lows = 0x7F7F7F7F7F7F7F7FULL;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t x;
+    uint64_t x, z;
     memcpy(&x, s + i, 8);
-    if (!(((x - ones * 0x20) | (x + ones) | x) & highs))
-      continue;
-    for (size_t k = i; k < i + 8; k++) {
-      unsigned char ch = (unsigned char)s[k];
-      if ((ch < 0x20 && ch != '\n') || ch >= 0x7f)
-        return 0;
-    }
+    z = x ^ (ones * '\n');
+    /* 0x80 in exactly the bytes of z that are zero (the line feeds) */
+    uint64_t lf = ~(((z & lows) + lows) | z | lows);
+    x |= lf >> 2;
+    if (((x - ones * 0x20) | (x + ones) | x) & highs)
+      return 0;
   }
   for (; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
