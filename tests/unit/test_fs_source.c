@@ -665,6 +665,116 @@ static void test_loader_spans(void **state) {
 #undef SVC
 }
 
+/* The direct path (canon.h) on or off, the same files give the same
+ * objects and the same errors: bookinfo's manifests, texts the direct
+ * path declines (anchors, a List, a NaN, a repeated key, a syntax error),
+ * JSON Lists and arrays, then saves of some of them. */
+static amc_buf_t errs;
+static void on_error_all(void *d, const char *path, const char *msg) {
+  (void)d;
+  amc_buf_printf(&errs, "%s: %s;", path, msg);
+}
+
+static void direct_run(int direct, amc_buf_t *out) {
+  static const char *const book[] = {"00-namespace.yaml", "10-workloads.yaml",
+                                     "20-gateway.yaml", "30-routing.yaml",
+                                     "40-external.yaml"};
+  for (size_t i = 0; i < sizeof book / sizeof *book; i++) {
+    char src[600];
+    amc_buf_t t = AMC_BUF_INIT;
+    snprintf(src, sizeof src, "%s/examples/bookinfo/%s", AMC_SOURCE_DIR,
+             book[i]);
+    assert_int_equal(amc_buf_read_file(&t, src), 0);
+    write_file(book[i], t.data);
+    amc_buf_free(&t);
+  }
+  write_file("anchors.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n"
+                             "  name: &n s1\n  labels: {app: *n}\n");
+  write_file("list.yaml",
+             "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n"
+             "  kind: Service\n  metadata: {name: s2, namespace: x}\n"
+             "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+             "status: {podIP: 10.0.0.1, x: .nan}\n"
+             "---\napiVersion: v1\nkind: Service\nmetadata: {name: s3}\n"
+             "spec: {a: 1, a: 2}\n");
+  write_file("bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s4}\n"
+                         "---\nkind: [\n");
+  write_file(
+      "l.json",
+      "{\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":"
+      "\"Service\",\"metadata\":{\"name\":\"j1\",\"managedFields\":[]},"
+      "\"spec\":{\"n\":[1.0,1e2,0.1,\"\\u00e9\"]}},{\"apiVersion\":\"v1\","
+      "\"kind\":\"Namespace\",\"metadata\":{\"name\":\"j2\"}}]}\n");
+  write_file("a.json", "[{\"apiVersion\":\"v1\",\"kind\":\"Service\","
+                       "\"metadata\":{\"name\":\"j3\",\"namespace\":\"\"}}]\n");
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_fs_loader_t fl = {L, "default"};
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .debounce_ms = 10,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &fl,
+      .sink = {on_upsert, on_remove, on_synced, on_error_all, on_batch},
+  };
+  amc_fs_direct = direct;
+  batches = 0;
+  amc_buf_reset(&errs);
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  amc_buf_printf(out, "scan: %s\nerrors: %s\n", take_events(),
+                 errs.data ? errs.data : "");
+  /* saves: a weight, a fixed and a broken document, a JSON item */
+  amc_buf_t t = AMC_BUF_INIT;
+  char src[600];
+  snprintf(src, sizeof src, "%s/examples/bookinfo/30-routing.yaml",
+           AMC_SOURCE_DIR);
+  assert_int_equal(amc_buf_read_file(&t, src), 0);
+  char *w = strstr(t.data, "weight: 90");
+  assert_non_null(w);
+  memcpy(w, "weight: 70", 10);
+  atomic_write("30-routing.yaml", t.data);
+  amc_buf_free(&t);
+  atomic_write("bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: "
+                           "{name: s4}\n---\nkind: Service\napiVersion: v1\n"
+                           "metadata: {name: s5, namespace: y}\n");
+  atomic_write("list.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+                            "status: {podIP: 10.0.0.2}\n---\n[\n");
+  atomic_write("l.json",
+               "{\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":"
+               "\"Service\",\"metadata\":{\"name\":\"j1\"},\"spec\":{\"n\":2}},"
+               "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{"
+               "\"name\":\"j2\"},\"x\":1e400}]}\n");
+  run_until_batch(1, 2000);
+  run_for(50);
+  amc_buf_printf(out, "saves: %s\nerrors: %s\n", take_events(),
+                 errs.data ? errs.data : "");
+  amc_fs_source_close(s);
+  run_for(5);
+  lua_close(L);
+  amc_fs_direct = 1;
+}
+
+static void test_direct_path_same_as_loader(void **state) {
+  (void)state;
+  amc_buf_t with = AMC_BUF_INIT, without = AMC_BUF_INIT;
+  direct_run(1, &with);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'/* '%s'/.[!.]*", root, root);
+  assert_int_equal(system(cmd), 0);
+  direct_run(0, &without);
+  assert_string_equal(with.data, without.data);
+  /* the comparison is of something */
+  assert_non_null(strstr(with.data, "+VirtualService/bookinfo/bookinfo="));
+  assert_non_null(strstr(with.data, "\"weight\":70"));
+  assert_non_null(strstr(with.data, "+Service/y/s5="));
+  assert_non_null(strstr(with.data, "duplicate key"));
+  amc_buf_free(&with);
+  amc_buf_free(&without);
+  amc_buf_free(&errs);
+}
+
 /* Complete saves are read at once, whatever the quiet time: an atomic
  * save, a write and close, a new symlink and a new directory. (The
  * deadlines are upper bounds for "at once"; the quiet time is a minute.) */
@@ -951,6 +1061,8 @@ int main(void) {
           test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_spans, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_direct_path_same_as_loader, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_settled_saves_are_read_at_once,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_being_written_is_read_at_close,
