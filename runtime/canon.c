@@ -52,6 +52,11 @@ void amc_canon_free(amc_canon_t *c) {
   free(c);
 }
 
+size_t amc_canon_memory(const amc_canon_t *c) {
+  return c->cap * sizeof *c->node + c->scap + c->kcap * sizeof *c->keys +
+         c->out.cap + c->names.cap;
+}
+
 const char *amc_canon_why(const amc_canon_t *c) {
   return c->why ? c->why : "";
 }
@@ -107,27 +112,23 @@ static void jws(jp_t *j) {
 
 /* 1 for the bytes a JSON string holds as they are: 0x20-0x7F but '"' and
  * '\\' (bytes >= 0x80 are checked as UTF-8). */
-static unsigned char str_plain[256];
-/* The escape the canonical form writes for a byte (0: none; 'u': \u00XX). */
-static unsigned char str_escape[256];
+#define R4(c)  [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+#define R16(c) R4(c), R4(c + 4), R4(c + 8), R4(c + 12)
+static const unsigned char str_plain[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23] = 1, R4(0x24), R4(0x28), R4(0x2C),
+    R16(0x30),  R16(0x40),  R4(0x50),   R4(0x54), R4(0x58), [0x5D] = 1,
+    [0x5E] = 1, [0x5F] = 1, R16(0x60),  R16(0x70)};
+#undef R16
+#undef R4
 
-static void tables_init(void) {
-  static int done;
-  if (done)
-    return;
-  for (int ch = 0x20; ch < 0x80; ch++)
-    str_plain[ch] = ch != '"' && ch != '\\';
-  for (int ch = 0; ch < 0x20; ch++)
-    str_escape[ch] = 'u';
-  str_escape['"'] = '"';
-  str_escape['\\'] = '\\';
-  str_escape['\n'] = 'n';
-  str_escape['\r'] = 'r';
-  str_escape['\t'] = 't';
-  str_escape['\b'] = 'b';
-  str_escape['\f'] = 'f';
-  done = 1;
-}
+/* The escape the canonical form writes for a byte (0: none; 'u': \u00XX). */
+#define U4(c) [c] = 'u', [c + 1] = 'u', [c + 2] = 'u', [c + 3] = 'u'
+static const unsigned char str_escape[256] = {
+    U4(0x00),     U4(0x04),     [0x08] = 'b', [0x09] = 't',
+    [0x0A] = 'n', [0x0B] = 'u', [0x0C] = 'f', [0x0D] = 'r',
+    [0x0E] = 'u', [0x0F] = 'u', U4(0x10),     U4(0x14),
+    U4(0x18),     U4(0x1C),     ['"'] = '"',  ['\\'] = '\\'};
+#undef U4
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0: overlong forms,
  * surrogates and code points above U+10FFFF are invalid (as in json.c). */
@@ -438,7 +439,6 @@ static int jvalue(jp_t *j, int depth, uint32_t *out) {
 }
 
 int amc_canon_parse_json(amc_canon_t *c, const char *text, size_t len) {
-  tables_init();
   if (amc_canon_begin(c, len) < 0)
     return AMC_CANON_DECLINED;
   jp_t j = {c, text, text + len};
@@ -692,7 +692,6 @@ static int put_value(amc_canon_t *c, uint32_t i, int at, int pod, int dry) {
 }
 
 int amc_canon_unique_keys(amc_canon_t *c) {
-  tables_init();
   c->nkeys = 0;
   return c->n ? put_value(c, 0, AT_ANY, 0, 1) : 0;
 }
@@ -721,7 +720,6 @@ static uint32_t string_member(const amc_canon_t *c, uint32_t t, const char *k,
 
 int amc_canon_object(amc_canon_t *c, const char *default_ns,
                      amc_canon_obj_t *obj) {
-  tables_init();
   /* The loader's checks (loader.c's check_object): anything it would
    * refuse, and a List it would take apart, is its business. */
   if (c->n == 0 || c->node[0].type != AMC_CN_MAP)

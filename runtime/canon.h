@@ -117,6 +117,10 @@ typedef struct amc_canon {
 amc_canon_t *amc_canon_new(void);
 void amc_canon_free(amc_canon_t *c);
 
+/* The bytes `c` holds (its arrays and buffers grow to the largest text
+ * seen): whoever keeps one for the next text lets a large one go. */
+size_t amc_canon_memory(const amc_canon_t *c);
+
 /* The reason for the last AMC_CANON_DECLINED ("duplicate key", ...), for
  * tests and logs. */
 const char *amc_canon_why(const amc_canon_t *c);

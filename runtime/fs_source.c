@@ -1475,12 +1475,16 @@ int amc_fs_parse_loader(void *parse_data, const char *path,
   amc_fs_loader_t *fl = parse_data;
   amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
   /* The direct path's tree and output are kept for the next parse (they
-   * grow to the largest span seen). Per thread. */
+   * grow to the largest span seen; over 1 MB they go). Per thread. */
   static _Thread_local amc_canon_t *canon;
   if (!canon)
     canon = amc_canon_new();
   loader_ctx_t lc = {emit_fn, ctx, canon};
   int rc = load_spans(fl->L, path, &lo, &lc, err, errlen);
+  if (amc_canon_memory(canon) > ((size_t)1 << 20)) {
+    amc_canon_free(canon); /* (after a large file) */
+    canon = NULL;
+  }
   /* Tables from this file are garbage now. Lua's own pacing collects
    * them as the state grows; a step after every file would put a GC step
    * between a route change's save and its AVI call, so one runs only once

@@ -1056,6 +1056,10 @@ int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
    * (canon.h): no Lua for the usual envelope. Anything else, and the
    * error's text, are the decoder's. Per thread, kept. */
   static _Thread_local amc_canon_t *tree;
+  if (tree && amc_canon_memory(tree) > ((size_t)1 << 20)) {
+    amc_canon_free(tree); /* (after a large envelope) */
+    tree = NULL;
+  }
   if (!tree)
     tree = amc_canon_new();
   int rc = 0;

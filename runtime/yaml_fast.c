@@ -827,6 +827,10 @@ int amc_yaml_fast_document(lua_State *L, const char *buf, size_t len,
   static _Thread_local amc_canon_t *tree;
   if (!tree)
     tree = amc_canon_new();
+  if (amc_canon_memory(tree) > ((size_t)1 << 20)) {
+    amc_canon_free(tree); /* (after a large text) */
+    tree = amc_canon_new();
+  }
   if (!amc_yaml_fast_tree(tree, buf, len, line, col))
     return 0;
   return push_node(L, tree, 0, lua_absindex(L, array_mt)) == 0;
