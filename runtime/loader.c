@@ -743,8 +743,8 @@ static int scan_string(scan_t *s) {
  * array, maybe in a List's: the file is loaded whole). A backslash
  * outside strings is just a byte (the decoder's error). A large file is
  * cut on every route change: with SSE2, a block of sixteen bytes without
- * a backslash is walked by the bit masks of its quotes and brackets (one
- * step per such byte, not per byte); other blocks byte by byte. */
+ * a backslash is walked by the bit mask of its brackets outside strings
+ * (one step per bracket, not per byte); other blocks byte by byte. */
 static int scan_container(scan_t *s) {
   const char *p = s->p, *end = s->end;
   int depth = 0, in_str = 0;
@@ -761,13 +761,18 @@ static int scan_container(scan_t *s) {
       unsigned c =
           (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(l, _mm_set1_epi8('}')));
       if (!_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')))) {
-        for (unsigned m = q | o | c; m; m &= m - 1) {
+        /* bit i of `in`: inside a string after byte i (a prefix XOR of
+         * the quotes, from the state the block starts in); only the
+         * brackets outside strings are walked */
+        unsigned in = q;
+        in ^= in << 1;
+        in ^= in << 2;
+        in ^= in << 4;
+        in ^= in << 8;
+        in = (in ^ (in_str ? 0xFFFFu : 0)) & 0xFFFFu;
+        for (unsigned m = (o | c) & ~in; m; m &= m - 1) {
           unsigned bit = m & (0u - m);
-          if (q & bit) {
-            in_str = !in_str;
-          } else if (in_str) {
-            continue;
-          } else if (o & bit) {
+          if (o & bit) {
             if (++depth > AMC_JSON_MAX_DEPTH - 2)
               return -1;
           } else if (--depth == 0) {
@@ -775,6 +780,7 @@ static int scan_container(scan_t *s) {
             return 0;
           }
         }
+        in_str = (int)(in >> 15);
         p += 16;
         continue;
       }
@@ -1042,8 +1048,9 @@ static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
 int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
                            const amc_loader_span_t *spans, long n, char *err,
                            size_t errlen) {
-  if (!json || n <= 0 || spans[0].index == 0)
+  if (!json || (n > 0 && spans[0].index == 0))
     return 0; /* YAML documents, or one whole value: checked when loaded */
+  /* (no items: the text is all envelope, and nothing else checks it) */
   amc_buf_t env = AMC_BUF_INIT;
   const char *at = buf;
   for (long i = 0; i < n; i++) {
