@@ -189,5 +189,8 @@ void amc_fs_span_begin(void *ctx, uint64_t digest);
  * their number and (with `claim`) takes them as they are, unchanged;
  * else 0 (the parser emits the text's objects). */
 int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim);
+/* Whether the file being parsed gave objects from a text with this digest
+ * at its last parse (whether they can be taken: amc_fs_span_reuse). */
+int amc_fs_span_seen(void *ctx, uint64_t digest);
 
 #endif
