@@ -31,15 +31,17 @@
  * AMC_CANON_MAX_DEPTH; a top value that is not an object with non-empty
  * string apiVersion, kind and metadata.name and a string (or no)
  * metadata.namespace, as the loader's checks want; `kind: List` (the
- * loader lists its items); a kind, name or namespace holding a NUL byte;
+ * loader lists its items); an apiVersion, kind, name or namespace holding
+ * a NUL byte (the loader's callers read them as C strings);
  * a float the encoder refuses (NaN, infinity) outside what is stripped; a
  * number JSON text cannot hold (1e400); texts over 1 GB.
  *
  * Memory: an amc_canon_t owns everything it makes (tree, scratch, output)
- * and reuses it from call to call; results point into it (or into the
- * text, or the default namespace) and stay valid until its next use.
- * Allocation failure aborts, as util/buf.h does. Not thread-safe; no Lua
- * state is touched (but by amc_canon_lua). */
+ * and reuses it from call to call: a result's strings are its copies and
+ * stay valid until its next use (the tree's strings point into the text
+ * and the default namespace as well). Allocation failure aborts, as
+ * util/buf.h does. One state per thread; no Lua state is touched (but by
+ * amc_canon_lua). */
 #ifndef AMC_CANON_H
 #define AMC_CANON_H
 
