@@ -98,7 +98,8 @@ typedef struct {
   const char **old_keys; /* the file's keys before (see file_t) */
   uint64_t *old_spans;
   size_t n_old;
-  size_t *by_span; /* old key indexes sorted by span (built on first use) */
+  size_t *by_span; /* old key indexes + 1 by span digest (span_index) */
+  size_t span_cap;
 } change_t;
 
 struct amc_fs_source {
@@ -878,8 +879,15 @@ static int emit(void *ctx, const char *kind, const char *ns, const char *name,
   amc_fs_source_t *s = ctx;
   if (!ns)
     ns = "";
-  amc_buf_t k = AMC_BUF_INIT;
-  amc_buf_printf(&k, "%s%c%s%c%s", kind, SEP, ns, SEP, name);
+  amc_buf_t k = AMC_BUF_INIT; /* kind SEP ns SEP name (no printf: hot) */
+  size_t kl = strlen(kind), nl = strlen(ns), ml = strlen(name);
+  char *w = amc_buf_reserve(&k, kl + nl + ml + 2);
+  memcpy(w, kind, kl);
+  w[kl] = SEP;
+  memcpy(w + kl + 1, ns, nl);
+  w[kl + 1 + nl] = SEP;
+  memcpy(w + kl + 2 + nl, name, ml);
+  amc_buf_commit(&k, kl + nl + ml + 2);
   amc_strmap_entry_t *e = amc_strmap_find(&s->objs, k.data);
   obj_t *o = e ? e->value : NULL;
   if (o && o->owner && o->owner != s->parsing) {
@@ -918,50 +926,88 @@ void amc_fs_span_begin(void *ctx, uint64_t digest) {
   ((amc_fs_source_t *)ctx)->span = digest;
 }
 
-static const uint64_t *sort_spans;
+/* The old spans' digests, indexed: an open-addressing table of old key
+ * indexes + 1 (0: empty), built on first use. (A route change in a file of
+ * a hundred items asks for every item's digest: a sort and binary searches
+ * cost ~25k instructions, this ~3k.) Entries with one digest are met in
+ * their order in the file, as they were put in. */
+static size_t span_slot(uint64_t digest, size_t cap) {
+  return (size_t)((digest * 0x9E3779B97F4A7C15ULL) >> 32) & (cap - 1);
+}
 
-static int by_span_cmp(const void *a, const void *b) {
-  uint64_t x = sort_spans[*(const size_t *)a];
-  uint64_t y = sort_spans[*(const size_t *)b];
-  if (x != y)
-    return x < y ? -1 : 1;
-  return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+static void span_index(change_t *c) {
+  size_t cap = 16;
+  while (cap < 2 * c->n_old)
+    cap *= 2;
+  c->by_span = xcalloc(cap, sizeof *c->by_span);
+  c->span_cap = cap;
+  for (size_t j = 0; j < c->n_old; j++) {
+    size_t h = span_slot(c->old_spans[j], cap);
+    while (c->by_span[h])
+      h = (h + 1) & (cap - 1);
+    c->by_span[h] = j + 1;
+  }
+}
+
+/* The change being parsed when it has old spans to look in, else NULL. */
+static change_t *span_change(amc_fs_source_t *s, uint64_t digest) {
+  change_t *c = s->parsing_change;
+  if (!digest || !c || !c->old_spans || !c->n_old)
+    return NULL;
+  if (!c->by_span)
+    span_index(c);
+  return c;
+}
+
+int amc_fs_span_seen(void *ctx, uint64_t digest) {
+  change_t *c = span_change(ctx, digest);
+  if (!c)
+    return 0;
+  for (size_t h = span_slot(digest, c->span_cap); c->by_span[h];
+       h = (h + 1) & (c->span_cap - 1)) {
+    if (c->old_spans[c->by_span[h] - 1] == digest)
+      return 1;
+  }
+  return 0;
 }
 
 int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim) {
   amc_fs_source_t *s = ctx;
-  change_t *c = s->parsing_change;
-  if (!digest || !c || !c->old_spans || !c->n_old)
+  change_t *c = span_change(s, digest);
+  if (!c)
     return 0;
-  if (!c->by_span) { /* old key indexes sorted by span: a binary search */
-    c->by_span = xcalloc(c->n_old, sizeof *c->by_span);
-    for (size_t j = 0; j < c->n_old; j++)
-      c->by_span[j] = j;
-    sort_spans = c->old_spans;
-    qsort(c->by_span, c->n_old, sizeof *c->by_span, by_span_cmp);
-  }
-  size_t lo = 0, hi = c->n_old;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (c->old_spans[c->by_span[mid]] < digest)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
   /* Every object the span gave must still be unclaimed in this batch (not
-   * taken by another file, not given twice by this one). */
-  size_t end = lo;
-  for (; end < c->n_old && c->old_spans[c->by_span[end]] == digest; end++) {
-    obj_t *o = amc_strmap_get(&s->objs, c->old_keys[c->by_span[end]]);
+   * taken by another file, not given twice by this one). The first few
+   * are remembered for the claim (one look-up each, not two). */
+  enum { KEEP = 8 };
+  obj_t *found[KEEP];
+  size_t n = 0, mask = c->span_cap - 1;
+  for (size_t h = span_slot(digest, c->span_cap); c->by_span[h];
+       h = (h + 1) & mask) {
+    size_t j = c->by_span[h] - 1;
+    if (c->old_spans[j] != digest)
+      continue;
+    obj_t *o = amc_strmap_get(&s->objs, c->old_keys[j]);
     if (!o || o->owner)
       return 0;
+    if (n < KEEP)
+      found[n] = o;
+    n++;
   }
-  for (size_t i = lo; claim && i < end; i++) {
-    const char *k = c->old_keys[c->by_span[i]];
-    ((obj_t *)amc_strmap_get(&s->objs, k))->owner = s->parsing;
-    push_key(s, k, digest);
+  if (!claim)
+    return (int)n;
+  size_t i = 0;
+  for (size_t h = span_slot(digest, c->span_cap); i < n && c->by_span[h];
+       h = (h + 1) & mask) {
+    size_t j = c->by_span[h] - 1;
+    if (c->old_spans[j] != digest)
+      continue;
+    obj_t *o = i < KEEP ? found[i] : amc_strmap_get(&s->objs, c->old_keys[j]);
+    o->owner = s->parsing;
+    push_key(s, c->old_keys[j], digest);
+    i++;
   }
-  return (int)(end - lo);
+  return (int)n;
 }
 
 /* The file at `path` if the tree knows it and nobody is writing it. */
@@ -1295,76 +1341,61 @@ void amc_fs_source_close(amc_fs_source_t *s) {
 /* ------------------------------------------------------------------------ */
 /* The loader-based parser */
 
+#include "canon.h"
 #include "json.h"
 #include "loader.h"
 
 #include <lauxlib.h>
 
-#define LAST_APPLIED "kubectl.kubernetes.io/last-applied-configuration"
+int amc_fs_direct = 1;
 
 typedef struct {
   amc_fs_emit_fn emit;
   void *ctx;
-  amc_buf_t json;
+  amc_canon_t *canon;
 } loader_ctx_t;
 
-static const char *str_field(lua_State *L, int t, const char *f) {
-  lua_getfield(L, t, f);
-  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  lua_pop(L, 1); /* the table keeps the string alive */
-  return v;
-}
-
-static void clear_field(lua_State *L, int t, const char *f) {
-  if (lua_type(L, t) != LUA_TTABLE)
-    return;
-  lua_pushnil(L);
-  lua_setfield(L, t, f);
-}
-
+/* The loader's callback: the object in the store's form (canon.h), which
+ * the direct path gives without Lua for what it takes. */
 static int on_loaded(lua_State *L, const char *source, void *data, char *err,
                      size_t errlen) {
   loader_ctx_t *lc = data;
-  int top = lua_gettop(L);
-  int obj = top;
-  /* Strip what the store strips (store.h); the table is ours to change.
-   * A Pod's status (podIP, readiness) is kept: rules read it. */
-  const char *kind0 = str_field(L, obj, "kind");
-  if (!kind0 || strcmp(kind0, "Pod") != 0)
-    clear_field(L, obj, "status");
-  lua_getfield(L, obj, "metadata");
-  int md = lua_gettop(L);
-  clear_field(L, md, "managedFields");
-  if (lua_type(L, md) == LUA_TTABLE) {
-    lua_getfield(L, md, "annotations");
-    clear_field(L, lua_gettop(L), LAST_APPLIED);
-    lua_pop(L, 1);
-  }
-  const char *kind = str_field(L, obj, "kind");
-  const char *name =
-      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "name") : NULL;
-  const char *ns =
-      lua_type(L, md) == LUA_TTABLE ? str_field(L, md, "namespace") : NULL;
-  if (!kind || !name) {
-    snprintf(err, errlen, "%s: object without kind or metadata.name", source);
-    lua_settop(L, top);
+  amc_canon_obj_t o;
+  char oerr[256];
+  if (amc_canon_lua(lc->canon, L, lua_gettop(L), &o, oerr, sizeof oerr) != 0) {
+    snprintf(err, errlen, "%s: %s", source, oerr);
     return -1;
   }
-  amc_buf_reset(&lc->json);
-  char jerr[256];
-  if (amc_json_encode(L, obj, &lc->json, jerr, sizeof jerr) != 0) {
-    snprintf(err, errlen, "%s: %s", source, jerr);
-    lua_settop(L, top);
-    return -1;
-  }
-  int rc =
-      lc->emit(lc->ctx, kind, ns ? ns : "", name, lc->json.data, lc->json.len);
-  lua_settop(L, top);
-  if (rc != 0) {
+  if (lc->emit(lc->ctx, o.kind, o.ns, o.name, o.json, o.len) != 0) {
     snprintf(err, errlen, "%s: stopped", source);
     return -1;
   }
   return 0;
+}
+
+/* A span straight from its text to its object (canon.h), as the loader
+ * would give it through on_loaded: 0 (done), 1 (declined: the loader's
+ * turn) or -1 with `err` filled. */
+static int load_direct(const char *path, const amc_loader_span_t *sp, int json,
+                       const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
+                       size_t errlen) {
+  amc_canon_obj_t o;
+  if (!amc_fs_direct ||
+      (json ? amc_canon_json(lc->canon, sp->text, sp->len,
+                             lo->default_namespace, &o)
+            : amc_canon_yaml(lc->canon, sp->text, sp->len,
+                             lo->default_namespace, &o)) != AMC_CANON_OK)
+    return 1;
+  if (lc->emit(lc->ctx, o.kind, o.ns, o.name, o.json, o.len) == 0)
+    return 0;
+  /* the loader's source for the object (loader.h), in its error */
+  if (!json)
+    snprintf(err, errlen, "%s:%zu: stopped", path, sp->line + o.line + 1);
+  else if (sp->index == 0)
+    snprintf(err, errlen, "%s:1: stopped", path);
+  else
+    snprintf(err, errlen, "%s:1[%ld]: stopped", path, sp->index);
+  return -1;
 }
 
 static int no_emit(lua_State *L, const char *source, void *data, char *err,
@@ -1384,17 +1415,32 @@ static int whole_file_error(lua_State *L, const char *path,
   return -1;
 }
 
+/* Keeps a file's text buffer for the next, unless it is large. */
+static void text_done(amc_buf_t *kept, amc_buf_t *b) {
+  if (b->cap > ((size_t)1 << 20))
+    amc_buf_free(b);
+  *kept = *b;
+}
+
 /* Loads a file span by span (loader.h): a span whose text is what it was
  * at the file's last parse gives the same objects, taken as they are
  * without decoding them (a route change re-reads one VirtualService of a
  * file, not all). The result is the whole file's load: a JSON file with an
  * error anywhere gives no object (its spans that changed are checked
  * before any is used), a YAML file gives those before the error, and an
- * error's message is the whole file's. */
+ * error's message is the whole file's. A changed span goes from its text
+ * to its object without Lua when the direct path takes it (canon.h), else
+ * through the loader. */
 static int load_spans(lua_State *L, const char *path,
                       const amc_loader_opts_t *lo, loader_ctx_t *lc, char *err,
                       size_t errlen) {
-  amc_buf_t b = AMC_BUF_INIT;
+  /* The text's buffer is kept for the next file (a route change then
+   * makes no large allocation: with glibc, one consolidates every small
+   * chunk freed since the last, ~20k instructions here); a large one is
+   * let go. Per thread. */
+  static _Thread_local amc_buf_t text;
+  amc_buf_t b = text;
+  amc_buf_reset(&b);
   amc_loader_span_t *sp = NULL;
   int json = 0;
   size_t pl = strlen(path);
@@ -1403,7 +1449,7 @@ static int load_spans(lua_State *L, const char *path,
   long n =
       rd < 0 ? -1 : amc_loader_split(b.data ? b.data : "", b.len, json, &sp);
   if (n < 0) {
-    amc_buf_free(&b);
+    text_done(&text, &b);
     amc_fs_span_begin(lc->ctx, 0);
     return amc_loader_load_path(L, path, lo, on_loaded, lc, err, errlen);
   }
@@ -1411,21 +1457,33 @@ static int load_spans(lua_State *L, const char *path,
   if (amc_loader_check_split(L, b.data ? b.data : "", b.len, json, sp, n, err,
                              errlen) != 0) {
     free(sp);
-    amc_buf_free(&b);
+    text_done(&text, &b);
     return whole_file_error(L, path, lo, err, errlen);
   }
   uint64_t *dg = xcalloc((size_t)n, sizeof *dg);
   int rc = 0;
   for (long i = 0; i < n; i++)
     dg[i] = digest(sp[i].text, sp[i].len) | 1;
+  /* JSON: which spans may be reused: those the file gave objects from at
+   * its last parse (whether the objects can be taken is asked when they
+   * are claimed). The others are new texts: with more than one, their
+   * syntax is checked first. (A text seen before loaded without error.) */
   long unknown = 0;
-  for (long i = 0; json && i < n; i++)
-    unknown += !amc_fs_span_reuse(lc->ctx, dg[i], 0);
-  /* With one changed span, its error comes before any object changes. */
+  unsigned char *maybe = xcalloc((size_t)n, 1); /* may be reused (YAML:
+                                                   asked when claimed) */
+  for (long i = 0; i < n; i++) {
+    maybe[i] = !json || amc_fs_span_seen(lc->ctx, dg[i]);
+    unknown += !maybe[i];
+  }
+  /* With one changed span, its error comes before any object changes.
+   * (JSON the direct path takes, the decoder takes.) */
   if (unknown > 1) {
     for (long i = 0; i < n && rc == 0; i++) {
       char jerr[256];
-      if (amc_fs_span_reuse(lc->ctx, dg[i], 0))
+      amc_canon_obj_t o;
+      if (maybe[i] ||
+          (amc_fs_direct && amc_canon_json(lc->canon, sp[i].text, sp[i].len,
+                                           lo->default_namespace, &o) == 0))
         continue;
       int top = lua_gettop(L);
       if (amc_json_decode(L, sp[i].text, sp[i].len, jerr, sizeof jerr) != 0)
@@ -1434,17 +1492,20 @@ static int load_spans(lua_State *L, const char *path,
     }
   }
   for (long i = 0; i < n && rc == 0; i++) {
-    if (amc_fs_span_reuse(lc->ctx, dg[i], 1))
+    if (maybe[i] && amc_fs_span_reuse(lc->ctx, dg[i], 1))
       continue;
     amc_fs_span_begin(lc->ctx, dg[i]);
-    if (amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc, err,
-                             errlen) != 0)
+    int d = load_direct(path, &sp[i], json, lo, lc, err, errlen);
+    if (d < 0 ||
+        (d > 0 && amc_loader_load_span(L, path, &sp[i], json, lo, on_loaded, lc,
+                                       err, errlen) != 0))
       rc = whole_file_error(L, path, lo, err, errlen);
   }
   amc_fs_span_begin(lc->ctx, 0);
+  free(maybe);
   free(dg);
   free(sp);
-  amc_buf_free(&b);
+  text_done(&text, &b);
   return rc;
 }
 
@@ -1453,9 +1514,17 @@ int amc_fs_parse_loader(void *parse_data, const char *path,
                         size_t errlen) {
   amc_fs_loader_t *fl = parse_data;
   amc_loader_opts_t lo = {.default_namespace = fl->default_namespace};
-  loader_ctx_t lc = {emit_fn, ctx, AMC_BUF_INIT};
+  /* The direct path's tree and output are kept for the next parse (they
+   * grow to the largest span seen; over 1 MB they go). Per thread. */
+  static _Thread_local amc_canon_t *canon;
+  if (!canon)
+    canon = amc_canon_new();
+  loader_ctx_t lc = {emit_fn, ctx, canon};
   int rc = load_spans(fl->L, path, &lo, &lc, err, errlen);
-  amc_buf_free(&lc.json);
+  if (amc_canon_memory(canon) > ((size_t)1 << 20)) {
+    amc_canon_free(canon); /* (after a large file) */
+    canon = NULL;
+  }
   /* Tables from this file are garbage now. Lua's own pacing collects
    * them as the state grows; a step after every file would put a GC step
    * between a route change's save and its AVI call, so one runs only once

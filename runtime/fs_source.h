@@ -170,9 +170,16 @@ typedef struct {
 /* An amc_fs_parse_fn; `parse_data` is an amc_fs_loader_t. A file is
  * loaded span by span (loader.h: its JSON items or YAML documents); a span
  * whose text has not changed since the file's last parse gives the same
- * objects without being decoded (amc_fs_span_reuse). */
+ * objects without being decoded (amc_fs_span_reuse). A changed span goes
+ * from its text straight to its object's JSON, without Lua tables, when
+ * canon.h's direct path takes it (a YAML document in yaml_fast.h's subset,
+ * a JSON item), else through the loader: the same objects either way. */
 int amc_fs_parse_loader(void *parse_data, const char *path, amc_fs_emit_fn emit,
                         void *ctx, char *err, size_t errlen);
+
+/* Nonzero (the default): amc_fs_parse_loader uses canon.h's direct path.
+ * Tests and measurements set it to 0 to compare with the loader's. */
+extern int amc_fs_direct;
 
 /* For parsers (`ctx` is the parse function's): the objects emitted from
  * now on come from a text with this digest (0: none). */
@@ -182,5 +189,8 @@ void amc_fs_span_begin(void *ctx, uint64_t digest);
  * their number and (with `claim`) takes them as they are, unchanged;
  * else 0 (the parser emits the text's objects). */
 int amc_fs_span_reuse(void *ctx, uint64_t digest, int claim);
+/* Whether the file being parsed gave objects from a text with this digest
+ * at its last parse (whether they can be taken: amc_fs_span_reuse). */
+int amc_fs_span_seen(void *ctx, uint64_t digest);
 
 #endif

@@ -6,6 +6,7 @@
  * struct so that the caller releases them whatever happened inside. */
 #define _GNU_SOURCE /* memmem */
 #include "loader.h"
+#include "canon.h"
 #include "yaml_fast.h"
 
 #include <dirent.h>
@@ -19,6 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <yaml.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "json.h"
 #include "util/buf.h"
@@ -84,6 +88,14 @@ static const char *const cluster_scoped[] = {
     "APIService",
     NULL,
 };
+
+int amc_loader_cluster_scoped(const char *kind) {
+  for (int i = 0; cluster_scoped[i]; i++) {
+    if (strcmp(kind, cluster_scoped[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
 
 static int is_array(lua_State *L, int idx) {
   if (!lua_getmetatable(L, idx))
@@ -154,12 +166,7 @@ static int check_object(lua_State *L, ctx_t *c, const char *where) {
   int no_ns = t == LUA_TNIL || lua_rawlen(L, -1) == 0; /* "" as kubectl */
   lua_pop(L, 1);
   if (no_ns && c->opts && c->opts->default_namespace) {
-    int scoped = 0;
-    for (int i = 0; cluster_scoped[i]; i++) {
-      if (strcmp(kind, cluster_scoped[i]) == 0)
-        scoped = 1;
-    }
-    if (!scoped) {
+    if (!amc_loader_cluster_scoped(kind)) {
       lua_pushstring(L, c->opts->default_namespace);
       lua_setfield(L, md, "namespace");
     }
@@ -731,6 +738,77 @@ static int scan_string(scan_t *s) {
   return -1;
 }
 
+/* Skips the object or array at s->p (balanced brackets, strings); -1 when
+ * unbalanced, or nested deeper than an item may be inside its file (in an
+ * array, maybe in a List's: the file is loaded whole). A backslash
+ * outside strings is just a byte (the decoder's error). A large file is
+ * cut on every route change: with SSE2, a block of sixteen bytes without
+ * a backslash is walked by the bit mask of its brackets outside strings
+ * (one step per bracket, not per byte); other blocks byte by byte. */
+static int scan_container(scan_t *s) {
+  const char *p = s->p, *end = s->end;
+  int depth = 0, in_str = 0;
+  while (p < end) {
+    const char *lim = end;
+#ifdef __SSE2__
+    if (end - p >= 16) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+      __m128i l = _mm_or_si128(x, _mm_set1_epi8(0x20)); /* [ { and ] } */
+      unsigned q =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')));
+      unsigned o =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(l, _mm_set1_epi8('{')));
+      unsigned c =
+          (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(l, _mm_set1_epi8('}')));
+      if (!_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')))) {
+        /* bit i of `in`: inside a string after byte i (a prefix XOR of
+         * the quotes, from the state the block starts in); only the
+         * brackets outside strings are walked */
+        unsigned in = q;
+        in ^= in << 1;
+        in ^= in << 2;
+        in ^= in << 4;
+        in ^= in << 8;
+        in = (in ^ (in_str ? 0xFFFFu : 0)) & 0xFFFFu;
+        for (unsigned m = (o | c) & ~in; m; m &= m - 1) {
+          unsigned bit = m & (0u - m);
+          if (o & bit) {
+            if (++depth > AMC_JSON_MAX_DEPTH - 2)
+              return -1;
+          } else if (--depth == 0) {
+            s->p = p + __builtin_ctz(bit) + 1;
+            return 0;
+          }
+        }
+        in_str = (int)(in >> 15);
+        p += 16;
+        continue;
+      }
+      lim = p + 16;
+    }
+#endif
+    for (; p < lim; p++) {
+      unsigned char ch = (unsigned char)*p;
+      if (in_str) {
+        if (ch == '\\')
+          p++; /* (may step past lim: the escaped byte is taken) */
+        else if (ch == '"')
+          in_str = 0;
+      } else if (scan_cls[ch] & SC_QUOTE) {
+        in_str = 1;
+      } else if (scan_cls[ch] & SC_OPEN) {
+        if (++depth > AMC_JSON_MAX_DEPTH - 2)
+          return -1;
+      } else if ((scan_cls[ch] & SC_CLOSE) && --depth == 0) {
+        s->p = (const char *)p + 1;
+        return 0;
+      }
+    }
+  }
+  s->p = end;
+  return -1;
+}
+
 /* Skips one value (balanced brackets, strings); -1 on what is not one. */
 static int scan_value(scan_t *s) {
   scan_ws(s);
@@ -738,36 +816,8 @@ static int scan_value(scan_t *s) {
     return -1;
   if (*s->p == '"')
     return scan_string(s);
-  if (*s->p == '{' || *s->p == '[') {
-    int depth = 0;
-    while (s->p < s->end) {
-      const char *p = s->p, *end = s->end;
-      while (p < end && !scan_cls[(unsigned char)*p])
-        p++;
-      s->p = p;
-      if (p >= end)
-        break;
-      unsigned char c = scan_cls[(unsigned char)*p];
-      if (c & SC_QUOTE) {
-        if (scan_string(s) < 0)
-          return -1;
-        continue;
-      }
-      if (c & SC_OPEN) {
-        /* an item nested deeper than it may be inside its file (in an
-         * array, maybe in a List's): the file is loaded whole */
-        if (++depth > AMC_JSON_MAX_DEPTH - 2)
-          return -1;
-      } else if (c & SC_CLOSE) {
-        if (--depth == 0) {
-          s->p++;
-          return 0;
-        }
-      }
-      s->p++; /* a stray backslash outside strings: the decoder's error */
-    }
-    return -1;
-  }
+  if (*s->p == '{' || *s->p == '[')
+    return scan_container(s);
   const char *start = s->p;
   while (s->p < s->end && !strchr(",}] \t\r\n", *s->p))
     s->p++;
@@ -936,14 +986,25 @@ static int content_line(const char *p, const char *end) {
  * them: a span is a document if it starts with "---" or has content. */
 /* Whether libyaml would break a line where this scanner does not: at a CR
  * alone, NEL, LS or PS (it counts lines, and starts documents, there). */
+/* (memchr for the lead byte, not memmem: a saved file is cut on every
+ * change, and glibc's memmem is several times slower per byte.) */
+static int has_seq(const char *buf, size_t len, char lead, const char *rest,
+                   size_t n) {
+  for (const char *p = buf, *end = buf + len;
+       (p = memchr(p, lead, (size_t)(end - p))); p++)
+    if ((size_t)(end - p) > n && memcmp(p + 1, rest, n) == 0)
+      return 1;
+  return 0;
+}
+
 static int other_line_breaks(const char *buf, size_t len) {
   for (const char *p = buf, *end = buf + len;
        (p = memchr(p, '\r', (size_t)(end - p))); p++)
     if (p + 1 >= end || p[1] != '\n')
       return 1;
-  return memmem(buf, len, "\xc2\x85", 2) ||
-         memmem(buf, len, "\xe2\x80\xa8", 3) ||
-         memmem(buf, len, "\xe2\x80\xa9", 3);
+  return has_seq(buf, len, '\xc2', "\x85", 1) ||
+         has_seq(buf, len, '\xe2', "\x80\xa8", 2) ||
+         has_seq(buf, len, '\xe2', "\x80\xa9", 2);
 }
 
 static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
@@ -987,8 +1048,9 @@ static long split_yaml(const char *buf, size_t len, amc_loader_span_t **out) {
 int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
                            const amc_loader_span_t *spans, long n, char *err,
                            size_t errlen) {
-  if (!json || n <= 0 || spans[0].index == 0)
+  if (!json || (n > 0 && spans[0].index == 0))
     return 0; /* YAML documents, or one whole value: checked when loaded */
+  /* (no items: the text is all envelope, and nothing else checks it) */
   amc_buf_t env = AMC_BUF_INIT;
   const char *at = buf;
   for (long i = 0; i < n; i++) {
@@ -997,9 +1059,23 @@ int amc_loader_check_split(lua_State *L, const char *buf, size_t len, int json,
     at = spans[i].text + spans[i].len;
   }
   amc_buf_append(&env, at, (size_t)(buf + len - at));
-  int top = lua_gettop(L);
-  int rc = amc_json_decode(L, env.data, env.len, err, errlen);
-  lua_settop(L, top);
+  /* What the C parser takes without a repeated key, the decoder takes
+   * (canon.h): no Lua for the usual envelope. Anything else, and the
+   * error's text, are the decoder's. Per thread, kept. */
+  static _Thread_local amc_canon_t *tree;
+  if (tree && amc_canon_memory(tree) > ((size_t)1 << 20)) {
+    amc_canon_free(tree); /* (after a large envelope) */
+    tree = NULL;
+  }
+  if (!tree)
+    tree = amc_canon_new();
+  int rc = 0;
+  if (amc_canon_parse_json(tree, env.data, env.len) != 0 ||
+      amc_canon_unique_keys(tree) != 0) {
+    int top = lua_gettop(L);
+    rc = amc_json_decode(L, env.data, env.len, err, errlen);
+    lua_settop(L, top);
+  }
   amc_buf_free(&env);
   return rc == 0 ? 0 : -1;
 }

@@ -63,6 +63,10 @@ typedef struct {
   const char *default_namespace; /* NULL: leave objects as they are */
 } amc_loader_opts_t;
 
+/* Whether `kind` is one of the well-known cluster-scoped kinds that get no
+ * default namespace (above). */
+int amc_loader_cluster_scoped(const char *kind);
+
 /* Loads a file or a directory (see above). Returns 0, or -1 with `err`
  * filled. The stack is left as it was in both cases. */
 int amc_loader_load_path(lua_State *L, const char *path,

@@ -41,6 +41,7 @@ function(amc_fuzz)
             ${inc} ${src} ${F_LIBS} -lm -o ${bin}
     DEPENDS ${src} ${PROJECT_SOURCE_DIR}/tests/unit/lua_same.h
             ${PROJECT_SOURCE_DIR}/tests/unit/loader_spans.h
+            ${PROJECT_SOURCE_DIR}/tests/unit/canon_same.h
     COMMENT "clang libFuzzer target ${F_NAME}"
     VERBATIM)
   add_custom_target(${F_NAME} ALL DEPENDS ${bin})
@@ -69,13 +70,13 @@ if(AMC_CLANG AND amc_fuzz_probe_rc EQUAL 0)
          ${OPENSSL_LINK_LIBRARIES} ${PROTOBUFC_LINK_LIBRARIES}
     DEPENDS amc_proto)
   amc_fuzz(NAME fuzz_yaml SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_yaml
-    SOURCES ${rt}/yaml_fast.c ${rt}/loader.c ${rt}/json.c ${rt}/util/buf.c
-            ${rt}/util/log.c
+    SOURCES ${rt}/yaml_fast.c ${rt}/loader.c ${rt}/json.c ${rt}/canon.c
+            ${rt}/util/buf.c ${rt}/util/log.c
     INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
     LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
   amc_fuzz(NAME fuzz_json SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_json
-    SOURCES ${rt}/json.c ${rt}/loader.c ${rt}/yaml_fast.c ${rt}/util/buf.c
-            ${rt}/util/log.c
+    SOURCES ${rt}/json.c ${rt}/loader.c ${rt}/yaml_fast.c ${rt}/canon.c
+            ${rt}/util/buf.c ${rt}/util/log.c
     INCLUDES ${LUA_INCLUDE_DIRS} ${YAML_INCLUDE_DIRS}
     LIBS ${LUA_LINK_LIBRARIES} ${YAML_LINK_LIBRARIES})
   amc_fuzz(NAME fuzz_kube SEEDS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus_kube

@@ -2,9 +2,12 @@
 #include "util/buf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void buf_grow(amc_buf_t *b, size_t extra) {
   size_t need = b->len + extra + 1;
@@ -88,15 +91,33 @@ char *amc_buf_steal(amc_buf_t *b) {
   return p;
 }
 
+/* Straight into the buffer, sized from the file's size: the fs source
+ * reads a saved file on every change (stdio's FILE, its buffer and a
+ * growing copy cost several times the read). Reads to the end whatever
+ * the size said (a file may grow meanwhile; /proc files say 0). */
 int amc_buf_read_file(amc_buf_t *b, const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
     return -errno;
-  char chunk[65536];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-    amc_buf_append(b, chunk, n);
-  int err = ferror(f) ? -EIO : 0;
-  fclose(f);
+  struct stat st;
+  size_t want = 4096;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    want = (size_t)st.st_size + 1; /* (+1: the read that sees the end) */
+  int err = 0;
+  for (;;) {
+    ssize_t n = read(fd, amc_buf_reserve(b, want), want);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      err = n < 0 ? -EIO : 0;
+      break;
+    }
+    amc_buf_commit(b, (size_t)n);
+    if (want < 65536)
+      want = 65536;
+  }
+  close(fd);
+  if (b->data) /* (reserved, maybe nothing committed) */
+    b->data[b->len] = '\0';
   return err;
 }

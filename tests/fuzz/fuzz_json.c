@@ -10,7 +10,12 @@
  *   - re-indent (amc_json_pretty_canonical) to what amc_json_encode_pretty
  *     prints for v.
  * amc_json_strings_at must not misbehave on any text, and the text as a
- * JSON file loads as its spans do (loader_spans.h). A value the encoder
+ * JSON file loads as its spans do (loader_spans.h). canon.h's direct
+ * path must store what the loader stores wherever it takes a text
+ * (canon_same.h): the text as an item and as a whole file's value, each
+ * span the text is cut into (as the fs source loads a file), and the text
+ * as an object's spec; whatever amc_canon_json takes, amc_json_decode
+ * takes. A value the encoder
  * refuses (a number JSON cannot hold) is fine; anything else aborts (the
  * fuzzer keeps the input). The stack must be as it was after each call. */
 #include <lauxlib.h>
@@ -19,12 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "canon_same.h"
 #include "json.h"
 #include "loader_spans.h"
 #include "lua_same.h"
 #include "util/buf.h"
 
 static lua_State *L;
+static canon_same_t cs;
 
 static void must(int ok) {
   if (!ok)
@@ -44,10 +51,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L) {
     L = luaL_newstate();
     luaL_openlibs(L);
+    cs.direct = amc_canon_new();
+    cs.ref = amc_canon_new();
   }
   const char *text = (const char *)data;
   whole_vs_spans(L, text, size, 1);
   char err[512];
+  {
+    amc_loader_span_t item = {text, size, 0, 3}, file = {text, size, 0, 0};
+    must(canon_same(L, &cs, "f.json", &item, 1) >= 0);
+    must(canon_same(L, &cs, "f.json", &file, 1) >= 0);
+    amc_loader_span_t *spans = NULL;
+    long n = amc_loader_split(text, size, 1, &spans);
+    for (long i = 0; i < n; i++)
+      must(canon_same(L, &cs, "f.json", &spans[i], 1) >= 0);
+    free(spans);
+    amc_buf_t w = AMC_BUF_INIT;
+    canon_wrap_json(&w, text, size);
+    amc_loader_span_t ws = {w.data, w.len, 0, 1};
+    must(canon_same(L, &cs, "w.json", &ws, 1) >= 0);
+    amc_buf_free(&w);
+    /* what the direct parser takes, the decoder takes exactly when no
+     * key repeats (the loader's envelope check relies on it); what the
+     * direct path takes, the decoder takes (the fs source's error
+     * pre-check relies on it) */
+    int top0 = lua_gettop(L);
+    amc_canon_obj_t o;
+    if (amc_canon_parse_json(cs.direct, text, size) == 0)
+      must((amc_json_decode(L, text, size, err, sizeof err) == 0) ==
+           (amc_canon_unique_keys(cs.direct) == 0));
+    lua_settop(L, top0);
+    if (amc_canon_json(cs.direct, text, size, NULL, &o) == 0)
+      must(amc_json_decode(L, text, size, err, sizeof err) == 0);
+    lua_settop(L, top0);
+  }
   size_t total = 0;
   static const char *const path[] = {"metadata", "name"};
   amc_json_strings_at(text, size, path, 2, count_string, &total);

@@ -623,30 +623,39 @@ static void test_loader_spans(void **state) {
   ev = take_events();
   assert_non_null(strstr(ev, "+Service/two/a="));
   assert_null(strstr(ev, "/b"));
+  /* a repeated key in the second item, both items changed: nothing
+   * changes either (the direct path leaves the item to the loader; its
+   * error comes before any object changes) */
+  atomic_write("l.json", "{\"kind\":\"List\",\"items\":[\n" SVC(
+                             "a", "5") ",\n" SVC("b", "5,\"v\":6") "\n]}\n");
+  run_until_batch(4, 2000);
+  assert_int_equal(errors, 2);
+  assert_non_null(strstr(last_error, "duplicate key"));
+  assert_string_equal(take_events(), "");
   /* a broken List around good items: the whole file's error, no change */
   atomic_write("l.json", "{\"kind\":\"List\",\"x\":(,\"items\":[\n" SVC(
                              "a", "3") ",\n" SVC("b", "4") "\n]}\n");
-  run_until_batch(4, 2000);
-  assert_int_equal(errors, 2);
+  run_until_batch(5, 2000);
+  assert_int_equal(errors, 3);
   assert_non_null(strstr(last_error, "l.json: line 1"));
   assert_string_equal(take_events(), "");
   /* YAML documents: the same; an error names the file's line */
   write_file("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                        "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n");
-  run_until_batch(5, 2000);
+  run_until_batch(6, 2000);
   take_events();
   fl.default_namespace = "three";
   atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                          "---\nkind: Pod\napiVersion: v1\nmetadata: {name: q}\n"
                          "spec: {x: 1}\n");
-  run_until_batch(6, 2000);
+  run_until_batch(7, 2000);
   ev = take_events();
   assert_non_null(strstr(ev, "+Pod/three/q="));
   assert_null(strstr(ev, "Pod/three/p"));
   atomic_write("y.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n"
                          "---\nkind: Pod\napiVersion: v1\nmetadata: [\n");
-  run_until_batch(7, 2000);
-  assert_int_equal(errors, 3);
+  run_until_batch(8, 2000);
+  assert_int_equal(errors, 4);
   char want[512];
   snprintf(want, sizeof want, "%s/y.yaml:8:", root);
   assert_non_null(strstr(last_error, want));
@@ -654,6 +663,116 @@ static void test_loader_spans(void **state) {
   run_for(5);
   lua_close(L);
 #undef SVC
+}
+
+/* The direct path (canon.h) on or off, the same files give the same
+ * objects and the same errors: bookinfo's manifests, texts the direct
+ * path declines (anchors, a List, a NaN, a repeated key, a syntax error),
+ * JSON Lists and arrays, then saves of some of them. */
+static amc_buf_t errs;
+static void on_error_all(void *d, const char *path, const char *msg) {
+  (void)d;
+  amc_buf_printf(&errs, "%s: %s;", path, msg);
+}
+
+static void direct_run(int direct, amc_buf_t *out) {
+  static const char *const book[] = {"00-namespace.yaml", "10-workloads.yaml",
+                                     "20-gateway.yaml", "30-routing.yaml",
+                                     "40-external.yaml"};
+  for (size_t i = 0; i < sizeof book / sizeof *book; i++) {
+    char src[600];
+    amc_buf_t t = AMC_BUF_INIT;
+    snprintf(src, sizeof src, "%s/examples/bookinfo/%s", AMC_SOURCE_DIR,
+             book[i]);
+    assert_int_equal(amc_buf_read_file(&t, src), 0);
+    write_file(book[i], t.data);
+    amc_buf_free(&t);
+  }
+  write_file("anchors.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n"
+                             "  name: &n s1\n  labels: {app: *n}\n");
+  write_file("list.yaml",
+             "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n"
+             "  kind: Service\n  metadata: {name: s2, namespace: x}\n"
+             "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+             "status: {podIP: 10.0.0.1, x: .nan}\n"
+             "---\napiVersion: v1\nkind: Service\nmetadata: {name: s3}\n"
+             "spec: {a: 1, a: 2}\n");
+  write_file("bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s4}\n"
+                         "---\nkind: [\n");
+  write_file(
+      "l.json",
+      "{\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":"
+      "\"Service\",\"metadata\":{\"name\":\"j1\",\"managedFields\":[]},"
+      "\"spec\":{\"n\":[1.0,1e2,0.1,\"\\u00e9\"]}},{\"apiVersion\":\"v1\","
+      "\"kind\":\"Namespace\",\"metadata\":{\"name\":\"j2\"}}]}\n");
+  write_file("a.json", "[{\"apiVersion\":\"v1\",\"kind\":\"Service\","
+                       "\"metadata\":{\"name\":\"j3\",\"namespace\":\"\"}}]\n");
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  amc_fs_loader_t fl = {L, "default"};
+  amc_fs_source_opts_t o = {
+      .root = root,
+      .debounce_ms = 10,
+      .parse = amc_fs_parse_loader,
+      .parse_data = &fl,
+      .sink = {on_upsert, on_remove, on_synced, on_error_all, on_batch},
+  };
+  amc_fs_direct = direct;
+  batches = 0;
+  amc_buf_reset(&errs);
+  char err[256];
+  amc_fs_source_t *s = amc_fs_source_start(&loop, &o, err, sizeof err);
+  assert_non_null(s);
+  amc_buf_printf(out, "scan: %s\nerrors: %s\n", take_events(),
+                 errs.data ? errs.data : "");
+  /* saves: a weight, a fixed and a broken document, a JSON item */
+  amc_buf_t t = AMC_BUF_INIT;
+  char src[600];
+  snprintf(src, sizeof src, "%s/examples/bookinfo/30-routing.yaml",
+           AMC_SOURCE_DIR);
+  assert_int_equal(amc_buf_read_file(&t, src), 0);
+  char *w = strstr(t.data, "weight: 90");
+  assert_non_null(w);
+  memcpy(w, "weight: 70", 10);
+  atomic_write("30-routing.yaml", t.data);
+  amc_buf_free(&t);
+  atomic_write("bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: "
+                           "{name: s4}\n---\nkind: Service\napiVersion: v1\n"
+                           "metadata: {name: s5, namespace: y}\n");
+  atomic_write("list.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+                            "status: {podIP: 10.0.0.2}\n---\n[\n");
+  atomic_write("l.json",
+               "{\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":"
+               "\"Service\",\"metadata\":{\"name\":\"j1\"},\"spec\":{\"n\":2}},"
+               "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{"
+               "\"name\":\"j2\"},\"x\":1e400}]}\n");
+  run_until_batch(1, 2000);
+  run_for(50);
+  amc_buf_printf(out, "saves: %s\nerrors: %s\n", take_events(),
+                 errs.data ? errs.data : "");
+  amc_fs_source_close(s);
+  run_for(5);
+  lua_close(L);
+  amc_fs_direct = 1;
+}
+
+static void test_direct_path_same_as_loader(void **state) {
+  (void)state;
+  amc_buf_t with = AMC_BUF_INIT, without = AMC_BUF_INIT;
+  direct_run(1, &with);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'/* '%s'/.[!.]*", root, root);
+  assert_int_equal(system(cmd), 0);
+  direct_run(0, &without);
+  assert_string_equal(with.data, without.data);
+  /* the comparison is of something */
+  assert_non_null(strstr(with.data, "+VirtualService/bookinfo/bookinfo="));
+  assert_non_null(strstr(with.data, "\"weight\":70"));
+  assert_non_null(strstr(with.data, "+Service/y/s5="));
+  assert_non_null(strstr(with.data, "duplicate key"));
+  amc_buf_free(&with);
+  amc_buf_free(&without);
+  amc_buf_free(&errs);
 }
 
 /* Complete saves are read at once, whatever the quiet time: an atomic
@@ -942,6 +1061,8 @@ int main(void) {
           test_named_entry_changes_type_and_dir_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_parser, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loader_spans, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_direct_path_same_as_loader, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_settled_saves_are_read_at_once,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_being_written_is_read_at_close,

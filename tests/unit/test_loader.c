@@ -624,7 +624,7 @@ static void test_split_json_refuses_what_the_whole_load_refuses(void **state) {
   for (int i = 0; i < AMC_JSON_MAX_DEPTH - 1; i++)
     deep[d++] = ']';
   snprintf(deep + d, sizeof deep - (size_t)d, "}]");
-  char files[4][1400];
+  char files[6][1400];
   snprintf(files[0], sizeof files[0],
            "{\"apiVersion\":(v1,\"kind\":\"List\",\"items\":[%s]}", item);
   snprintf(files[1], sizeof files[1],
@@ -632,8 +632,12 @@ static void test_split_json_refuses_what_the_whole_load_refuses(void **state) {
   snprintf(files[2], sizeof files[2],
            "{\"apiVersion\":\"v\\q\",\"kind\":\"List\",\"items\":[%s]}", item);
   snprintf(files[3], sizeof files[3], "%s", deep); /* an array of one item */
+  /* no items at all: the envelope is all there is to check */
+  snprintf(files[4], sizeof files[4],
+           "{\"apiVersion\":\"v\x01\",\"kind\":\"List\",\"items\":[]}");
+  snprintf(files[5], sizeof files[5], "[ ]x");
   amc_loader_opts_t o = {0};
-  for (int f = 0; f < 4; f++) {
+  for (int f = 0; f < 6; f++) {
     char err[512];
     amc_buf_reset(&out);
     assert_int_equal(amc_loader_load_buffer(L, "l.json", files[f],
