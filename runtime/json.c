@@ -1059,6 +1059,7 @@ typedef struct {
   int depth;
   int failed;
   int levels;           /* keys[] / keycap[] initialised below this depth */
+  int room_top;         /* lua_checkstack has made room up to this index */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   int slots[AMC_JSON_MAX_DEPTH + 2];    /* stack index of each level's table */
@@ -1495,6 +1496,51 @@ static int enc_cycle(lua_State *L, enc_t *e) {
   return 0;
 }
 
+/* Room on the Lua stack up to `need` slots above the top (whose index is
+ * `top`). lua_checkstack is asked only when the room made before does not
+ * reach: the room it makes stays for the whole protected call (it is the
+ * running C function's), so most tables need no call. Asked for the same
+ * amounts as per table before, so it fails where it failed then. */
+static inline int enc_room(lua_State *L, enc_t *e, int top, int need) {
+  if (top + need <= e->room_top)
+    return 1;
+  if (!lua_checkstack(L, need))
+    return 0;
+  e->room_top = top + need;
+  return 1;
+}
+
+/* Why the table at idx cannot be encoded, as enc_table's checks before
+ * any element would have said (NULL: it can be). For an array whose
+ * element failed to encode while it was streamed (enc_table): such a
+ * table's own error comes first, as when it was checked up front. */
+static const char *enc_shape_error(lua_State *L, int idx, int marked) {
+  size_t nkeys = 0, nint = 0, nother = 0;
+  lua_Integer maxint = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2), isint = 0;
+    lua_Integer k = kt == LUA_TNUMBER ? lua_tointegerx(L, -2, &isint) : 0;
+    if (kt == LUA_TSTRING) {
+      nkeys++;
+    } else if (!isint || k < 1) {
+      nother++;
+    } else {
+      nint++;
+      if (k > maxint)
+        maxint = k;
+    }
+    lua_pop(L, 1);
+  }
+  if (marked || (nkeys == 0 && nother == 0 && nint > 0))
+    return nkeys || nother || (lua_Integer)nint != maxint
+               ? "cannot encode an array with holes or non-index keys"
+               : NULL;
+  return nint || nother ? "cannot encode a table mixing string keys with "
+                          "other keys (object keys must be strings)"
+                        : NULL;
+}
+
 static int enc_table(lua_State *L, int idx, enc_t *e) {
   e->slots[e->depth] = idx;
   if (e->depth >= AMC_JSON_MAX_DEPTH) {
@@ -1502,20 +1548,85 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       return -1;
     return enc_fail(e, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
   }
+  int base = lua_gettop(L);
   /* Room for the iteration and the first 16 values (see `room`). */
   int room = 16; /* values that still fit on the stack; -1: no more */
-  if (!lua_checkstack(L, 2 * 16 + 6)) {
+  if (!enc_room(L, e, base, 2 * 16 + 6)) {
     room = -1;
-    if (!lua_checkstack(L, 6)) {
+    if (!enc_room(L, e, base, 6)) {
       if (enc_cycle(L, e) < 0)
         return -1;
       return enc_fail(e, "Lua stack exhausted");
     }
   }
+  int lvl = e->depth;
+  int marked = is_array_mt(L, idx, e);
+  int rc = -1;
+  lua_pushnil(L);
+  int more = lua_next(L, idx);
+  if (more && (marked || (lua_type(L, -2) == LUA_TNUMBER &&
+                          lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1))) {
+    /* An array (the array metatable, or an unmarked table whose first key
+     * is 1), streamed: while lua_next gives the keys 1, 2, 3... (the array
+     * part, in order: tables of decoded or constructed arrays), each value
+     * is encoded as it comes, without collecting and sorting keys. Any
+     * other key (a hole, a key in the hash part met out of order, a
+     * string) and the output written for it is dropped and the table is
+     * walked again below, which encodes or refuses it as before. */
+    amc_buf_t *o = e->out;
+    size_t out_at = o->len;
+    size_t tape_at = e->tape ? (size_t)(e->tp - e->tape->tok) : 0;
+    amc_json_tape_t *tape = e->tape;
+    lua_Integer i = 1;
+    if (e->tape)
+      tape_push(e, AMC_JT_ARR);
+    put1(o, '[');
+    e->depth++;
+    for (;;) {
+      int isint;
+      if (lua_type(L, -2) != LUA_TNUMBER ||
+          lua_tointegerx(L, -2, &isint) != i || !isint)
+        break; /* not the next index */
+      if (i > 1)
+        put1(o, ',');
+      enc_newline(e);
+      e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
+      if (enc_value(L, base + 2, e) < 0) {
+        /* The table's own shape error, if any, comes first (it was
+         * checked before the elements). (A cycle's error moved e->depth:
+         * this table's is set again.) */
+        e->depth = lvl;
+        lua_settop(L, base);
+        const char *why = enc_shape_error(L, idx, marked);
+        if (why)
+          enc_fail(e, "%s", why);
+        lua_settop(L, base);
+        return -1;
+      }
+      lua_pop(L, 1);
+      i++;
+      if (!lua_next(L, idx)) {
+        e->depth--;
+        enc_newline(e);
+        put1(o, ']');
+        if (e->tape)
+          tape_push(e, AMC_JT_END);
+        lua_settop(L, base);
+        return 0;
+      }
+    }
+    /* Start over the slow way. */
+    e->depth--;
+    o->len = out_at;
+    if (e->tape && e->tape == tape)
+      e->tp = e->tape->tok + tape_at;
+    lua_settop(L, base);
+    lua_pushnil(L);
+    more = lua_next(L, idx);
+  }
 
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
-  int lvl = e->depth;
   while (e->levels <= lvl) { /* the arrays are not zeroed up front */
     e->keys[e->levels] = NULL;
     e->keycap[e->levels] = 0;
@@ -1524,15 +1635,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   key_t_ *keys = e->keys[lvl];
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
-  int rc = -1;
   /* The values of string keys and of positive integer keys stay on the
    * stack above `base` (a copy of the key goes on top for lua_next), so
    * encoding them needs no lookup. keys[] holds both kinds (an integer
    * key's index in .len, .s NULL): a table with both is an error anyway. */
-  int base = lua_gettop(L);
   int top = base + 1; /* the iteration key */
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  for (; more; more = lua_next(L, idx)) {
     int kt = lua_type(L, -2);
     const char *ks = NULL;
     size_t kl = 0;
@@ -1567,7 +1675,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     keys[n].s = ks;
     keys[n].len = kl;
     if (room == 0) /* stack room for the next 16 values at once */
-      room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+      room = enc_room(L, e, top + 1, 2 * 16 + 3) ? 16 : -1;
     if (room > 0) {
       room--;
       keys[n].slot = top + 1; /* the value's */
@@ -1579,7 +1687,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     lua_pop(L, 1);
   }
 
-  int marked = is_array_mt(L, idx, e);
   int array = marked || (nkeys == 0 && nother == 0 && nint > 0);
   if (array) {
     if (nkeys || nother || (lua_Integer)nint != maxint) {
@@ -1806,6 +1913,7 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
     e->tend = tape->tok ? tape->tok + tape->cap : NULL; /* (NULL + 0: UB) */
   }
   e->depth = 0;
+  e->room_top = 0;
   e->failed = 0;
   e->err = err;
   e->errlen = errlen;

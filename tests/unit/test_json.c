@@ -1121,6 +1121,94 @@ static void test_encode_tape(void **state) {
   lua_settop(L, v - 1);
 }
 
+/* Keys lua_next gives for the table on top, as integers (0: not one). */
+static void next_order(lua_Integer *keys, size_t n) {
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (i < n)
+      keys[i] = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+    i++;
+    lua_pop(L, 1);
+  }
+}
+
+/* Arrays are encoded as lua_next gives their elements while it gives
+ * 1, 2, 3...; anything else and what was written is dropped and the
+ * table walked again (the general way). The tables here are built so
+ * that lua_next gives 1 and 2 (the array part) and then 6 (the hash
+ * part): the second walk must start from clean output and tape. */
+static void test_encode_array_streaming(void **state) {
+  (void)state;
+  char err[256];
+  for (int marked = 0; marked < 2; marked++) {
+    lua_createtable(L, 2, 4);
+    static const lua_Integer order[] = {1, 2, 6, 3, 4, 5};
+    for (size_t i = 0; i < 6; i++) {
+      lua_pushinteger(L, order[i] * 10);
+      lua_rawseti(L, -2, order[i]);
+    }
+    lua_Integer got[6] = {0};
+    next_order(got, 6);
+    /* (the premise: streamed twice, then a key out of order) */
+    assert_int_equal(got[0], 1);
+    assert_int_equal(got[1], 2);
+    assert_true(got[2] != 3);
+    if (marked) {
+      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+      lua_setmetatable(L, -2);
+    }
+    amc_buf_t b = AMC_BUF_INIT;
+    amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
+    assert_int_equal(
+        amc_json_encode_tape(L, -1, &b, NULL, &tape, err, sizeof err), 0);
+    assert_string_equal(b.data, "[10,20,30,40,50,60]");
+    assert_int_equal(tape.n, 8);
+    assert_int_equal(tape.tok[0].kind, AMC_JT_ARR);
+    for (int i = 1; i <= 6; i++) {
+      assert_int_equal(tape.tok[i].kind, AMC_JT_INT);
+      assert_int_equal(tape.tok[i].u.i, i * 10);
+    }
+    assert_int_equal(tape.tok[7].kind, AMC_JT_END);
+    /* The same inside an object, after other output. */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "b");
+    lua_pushinteger(L, 1);
+    lua_setfield(L, -2, "a");
+    amc_buf_reset(&b);
+    assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+    assert_string_equal(b.data, "{\"a\":1,\"b\":[10,20,30,40,50,60]}");
+    lua_pop(L, 2);
+    amc_json_tape_free(&tape);
+    amc_buf_free(&b);
+  }
+  /* An element that cannot be encoded, in a table that is no array at
+   * all: the table's own error, as when it was checked before its
+   * elements. */
+  encode_lua("local t = setmetatable({function() end}, json.array_mt) "
+             "t.x = 1 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("local t = {1, {function() end}} t[4] = 4 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("return {a = {function() end, x = 1}}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  encode_lua("local t = {{1}} t[1][1] = t t.x = 1 return {a = t}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  /* In an array that is one, the element's own error. */
+  encode_lua("return {a = {1, {2, function() end}}}",
+             "!a[1][1]: cannot encode a function");
+  encode_lua("return setmetatable({1, 2, 0/0}, json.array_mt)",
+             "![2]: cannot encode NaN");
+  /* Large arrays, in order and not. */
+  encode_lua("local t = {} for i = 1, 300 do t[i] = i end "
+             "local s = 0 for i = 1, 300 do s = s + #tostring(i) + 1 end "
+             "return {n = #json.encode(t) == s + 1}",
+             "{\"n\":true}");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_tape),
@@ -1149,6 +1237,7 @@ int main(void) {
       cmocka_unit_test(test_decode_canonical_same_as_general),
       cmocka_unit_test(test_encode_key_cache),
       cmocka_unit_test(test_encode_key_cache_longest),
+      cmocka_unit_test(test_encode_array_streaming),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
