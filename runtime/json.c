@@ -1058,6 +1058,8 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
+  int fail_depth;       /* the failure's depth (see enc_fail) */
+  char msg[160];        /* its problem */
   int levels;           /* keys[] / keycap[] initialised below this depth */
   int room_top;         /* lua_checkstack has made room up to this index */
   const void *array_mt; /* the JSON array metatable (compared by address) */
@@ -1195,9 +1197,24 @@ static inline amc_json_tok_t *tape_push(enc_t *e, int kind) {
 static int enc_fail(enc_t *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Keeps the problem and the depth it was met at; the path to it is set
+ * by each enclosing table as the failure returns through it (e->path[]:
+ * not stored for every key and element on the way down) and the message
+ * made by enc_error once the encoding is over. */
 static int enc_fail(enc_t *e, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+  e->failed = 1;
+  e->fail_depth = e->depth;
+  return -1;
+}
+
+/* The failure's message, "path: problem" (see enc_fail). */
+static void enc_error(enc_t *e) {
   amc_buf_t b = AMC_BUF_INIT;
-  for (int i = 0; i < e->depth; i++) {
+  for (int i = 0; i < e->fail_depth; i++) {
     path_seg_t *s = &e->path[i];
     if (s->s) {
       if (i > 0)
@@ -1207,18 +1224,11 @@ static int enc_fail(enc_t *e, const char *fmt, ...) {
       amc_buf_printf(&b, "[%lld]", (long long)s->index);
     }
   }
-  char msg[160];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  e->failed = 1;
   if (b.len)
-    snprintf(e->err, e->errlen, "%s: %s", b.data, msg);
+    snprintf(e->err, e->errlen, "%s: %s", b.data, e->msg);
   else
-    snprintf(e->err, e->errlen, "%s", msg);
+    snprintf(e->err, e->errlen, "%s", e->msg);
   amc_buf_free(&b);
-  return -1;
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -1400,17 +1410,39 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
   return 0;
 }
 
+/* "00" "01" ... "99": two digits a division. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536"
+    "37383940414243444546474849505152535455565758596061626364656667686970717273"
+    "7475767778798081828384858687888990919293949596979899";
+
+/* Integers are written in place: the digits are counted first (ports,
+ * weights and counts are short), then written backwards two at a time. */
 static void enc_integer(amc_buf_t *o, lua_Integer v) {
-  char tmp[24];
-  char *q = tmp + sizeof tmp;
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    *--q = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    *--q = '-';
-  putn(o, q, (size_t)(tmp + sizeof tmp - q));
+  size_t n = 1;
+  for (uint64_t p = 10; n < 20 && u >= p; p *= 10)
+    n++;
+  size_t neg = v < 0;
+  char *w = o->len + n + neg + 1 <= o->cap ? o->data + o->len
+                                           : amc_buf_reserve(o, n + neg);
+  if (neg)
+    *w = '-';
+  char *q = w + neg + n;
+  while (u >= 100) {
+    unsigned r = (unsigned)(u % 100);
+    u /= 100;
+    q -= 2;
+    q[0] = digit_pairs[2 * r];
+    q[1] = digit_pairs[2 * r + 1];
+  }
+  if (u >= 10) {
+    q[-2] = digit_pairs[2 * u];
+    q[-1] = digit_pairs[2 * u + 1];
+  } else {
+    q[-1] = (char)('0' + u);
+  }
+  o->len += n + neg; /* (unterminated, as put1 and putn leave it) */
 }
 
 static int enc_float(enc_t *e, double v) {
@@ -1440,7 +1472,7 @@ static void enc_newline(enc_t *e) {
   amc_buf_commit(e->out, 1 + 2 * (size_t)e->depth);
 }
 
-static int key_cmp(const void *a, const void *b) {
+static inline int key_cmp(const void *a, const void *b) {
   const key_t_ *x = a, *y = b;
   if (x->len && y->len && x->s[0] != y->s[0]) /* (most keys differ there) */
     return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
@@ -1590,8 +1622,8 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       if (i > 1)
         put1(o, ',');
       enc_newline(e);
-      e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
       if (enc_value(L, base + 2, e) < 0) {
+        e->path[lvl] = (path_seg_t){NULL, 0, i - 1};
         /* The table's own shape error, if any, comes first (it was
          * checked before the elements). (A cycle's error moved e->depth:
          * this table's is set again.) */
@@ -1708,7 +1740,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       if (i > 1)
         put1(e->out, ',');
       enc_newline(e);
-      e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
       int r;
       const key_t_ *k = &keys[i - 1];
       if (k->slot && k->len == (size_t)i) { /* met in order (the usual) */
@@ -1719,6 +1750,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         lua_pop(L, 1);
       }
       if (r < 0) {
+        e->path[lvl] = (path_seg_t){NULL, 0, i - 1};
         e->depth--;
         goto done;
       }
@@ -1745,21 +1777,28 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     rc = 0;
     goto done;
   }
-  if (nkeys > 1)
+  if (nkeys == 2) { /* (objects of two keys are common: no call) */
+    if (key_cmp(&keys[0], &keys[1]) > 0) {
+      key_t_ k = keys[0];
+      keys[0] = keys[1];
+      keys[1] = k;
+    }
+  } else if (nkeys > 2) {
     sort_keys(keys, nkeys);
+  }
   put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
     if (i && e->pretty)
       put1(e->out, ',');
     enc_newline(e);
-    e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
     if (e->tape) {
       amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
       k->u.s = keys[i].s;
       k->len = keys[i].len;
     }
     if (enc_key(e, keys[i].s, keys[i].len, i == 0) < 0) {
+      e->path[lvl] = (path_seg_t){keys[i].s, keys[i].len, 0};
       e->depth--;
       goto done;
     }
@@ -1775,6 +1814,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       lua_pop(L, 1);
     }
     if (r < 0) {
+      e->path[lvl] = (path_seg_t){keys[i].s, keys[i].len, 0};
       e->depth--;
       goto done;
     }
@@ -1923,13 +1963,13 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
   lua_pushlightuserdata(L, e);
   int status = lua_pcall(L, 2, 0, 0);
   int rc = 0;
-  if (status != LUA_OK) {
-    if (!e->failed)
-      snprintf(err, errlen, "%s",
-               status == LUA_ERRMEM ? "out of memory"
-                                    : "internal error while encoding");
+  if (e->failed) { /* (before settop: the path's keys are in the value) */
+    enc_error(e);
     rc = -1;
-  } else if (e->failed) {
+  } else if (status != LUA_OK) {
+    snprintf(err, errlen, "%s",
+             status == LUA_ERRMEM ? "out of memory"
+                                  : "internal error while encoding");
     rc = -1;
   }
   lua_settop(L, top);

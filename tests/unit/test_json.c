@@ -179,6 +179,34 @@ static void test_numbers(void **state) {
   encode_lua("return -0.0", "0");
   encode_lua("return math.maxinteger", "9223372036854775807");
   encode_lua("return math.mininteger", "-9223372036854775808");
+  /* Every digit count, both signs, as printf writes them; into a fresh
+   * buffer (the growing path) and after text (in place). */
+  for (int k = 0; k <= 19; k++) {
+    uint64_t p = 1;
+    for (int j = 0; j < k; j++)
+      p *= 10;
+    const int64_t vals[] = {(int64_t)p - 1, (int64_t)p, (int64_t)p + 1,
+                            (int64_t)(p / 2 + 37)};
+    for (size_t j = 0; j < 4; j++) {
+      for (int sign = -1; sign <= 1; sign += 2) {
+        int64_t v = k == 19 && j ? (sign < 0 ? INT64_MIN : INT64_MAX)
+                                 : vals[j] * sign;
+        char want[64];
+        snprintf(want, sizeof want, "%lld", (long long)v);
+        for (int pre = 0; pre < 2; pre++) {
+          amc_buf_t b = AMC_BUF_INIT;
+          if (pre)
+            amc_buf_puts(&b, "[1,");
+          lua_pushinteger(L, v);
+          char err[64];
+          assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+          lua_pop(L, 1);
+          assert_string_equal(b.data + (pre ? 3 : 0), want);
+          amc_buf_free(&b);
+        }
+      }
+    }
+  }
   encode_lua("return 0/0", "!cannot encode NaN");
   encode_lua("return {x = {1/0}}", "!x[0]: cannot encode infinity");
 }
