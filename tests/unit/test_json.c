@@ -353,6 +353,9 @@ static void test_invalid_utf8(void **state) {
   decode_error("\"\\ud83d\\u0041\"", 14,
                "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
   encode_lua("return {name = 'bad\\xff'}", "!name: invalid UTF-8 in string");
+  /* In a key: the path names the key. */
+  encode_lua("return {a = {['k\\xff'] = 1, b = 2}}",
+             "!a.k\xff: invalid UTF-8 in string");
 }
 
 static void test_syntax_errors(void **state) {
@@ -1207,6 +1210,12 @@ static void test_encode_array_streaming(void **state) {
     amc_buf_reset(&b);
     assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
     assert_string_equal(b.data, "{\"a\":1,\"b\":[10,20,30,40,50,60]}");
+    /* An element that fails, on the second walk: named by its index. */
+    lua_pushcfunction(L, luaopen_base);
+    lua_rawseti(L, -3, 4);
+    amc_buf_reset(&b);
+    assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), -1);
+    assert_string_equal(err, "b[3]: cannot encode a function");
     lua_pop(L, 2);
     amc_json_tape_free(&tape);
     amc_buf_free(&b);
