@@ -1637,13 +1637,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       }
       lua_pop(L, 1);
       i++;
-      if (!lua_next(L, idx)) {
+      if (!lua_next(L, idx)) { /* (which popped the key: at base again) */
         e->depth--;
         enc_newline(e);
         put1(o, ']');
         if (e->tape)
           tape_push(e, AMC_JT_END);
-        lua_settop(L, base);
         return 0;
       }
     }
