@@ -187,8 +187,7 @@ static int push_protected(lua_State *L) {
   set_t *s = lua_touserdata(L, 1);
   char err[256];
   for (size_t i = 0; i < s->n; i++) {
-    if (amc_json_push_canonical(L, s->text[i], s->len[i], err, sizeof err) <
-        0)
+    if (amc_json_push_canonical(L, s->text[i], s->len[i], err, sizeof err) < 0)
       return luaL_error(L, "push: %s", err);
     lua_pop(L, 1);
   }
@@ -232,9 +231,9 @@ static __attribute__((noinline)) void bench_encode(lua_State *L, set_t *s,
   }
 }
 
-static __attribute__((noinline)) void
-bench_encode_tape(lua_State *L, set_t *s, int objs, amc_buf_t *b,
-                  amc_json_tape_t *tape) {
+static __attribute__((noinline)) void bench_encode_tape(lua_State *L, set_t *s,
+                                                        int objs, amc_buf_t *b,
+                                                        amc_json_tape_t *tape) {
   char err[256];
   amc_json_memo_t *m = amc_json_memo_new();
   for (size_t i = 0; i < s->n; i++) {
@@ -267,8 +266,8 @@ int main(int argc, char **argv) {
   long iters = atol(argv[1]);
   lua_State *L = lua_newstate(bench_alloc, NULL);
   luaL_openlibs(L);
-  printf("%-14s %6s %8s %10s %10s %10s %12s  (ns per object)\n", "set",
-         "objs", "bytes", "decode", "push", "encode", "encode_tape");
+  printf("%-14s %6s %8s %10s %10s %10s %12s  (ns per object)\n", "set", "objs",
+         "bytes", "decode", "push", "encode", "encode_tape");
   for (int a = 2; a < argc; a++) {
     char *spec = strdup(argv[a]);
     char *eq = strchr(spec, '=');
@@ -286,8 +285,7 @@ int main(int argc, char **argv) {
     char err[512];
     if (strcmp(how, "k8s") == 0) {
       s.kind = filter;
-      if (amc_loader_load_path(L, path, NULL, on_obj, &s, err, sizeof err) <
-          0)
+      if (amc_loader_load_path(L, path, NULL, on_obj, &s, err, sizeof err) < 0)
         die("%s%s", err, "");
     } else if (strcmp(how, "avi") == 0) {
       load_avi(L, path, filter, &s);

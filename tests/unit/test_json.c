@@ -189,8 +189,8 @@ static void test_numbers(void **state) {
                             (int64_t)(p / 2 + 37)};
     for (size_t j = 0; j < 4; j++) {
       for (int sign = -1; sign <= 1; sign += 2) {
-        int64_t v = k == 19 && j ? (sign < 0 ? INT64_MIN : INT64_MAX)
-                                 : vals[j] * sign;
+        int64_t v =
+            k == 19 && j ? (sign < 0 ? INT64_MIN : INT64_MAX) : vals[j] * sign;
         char want[64];
         snprintf(want, sizeof want, "%lld", (long long)v);
         for (int pre = 0; pre < 2; pre++) {
