@@ -927,8 +927,10 @@ static int dec_run(lua_State *L, dec_t *d) {
     d->depth = 0;
     d->err_at = NULL;
   } else {
-    push_array_mt(L);
-    d->array_mt = lua_gettop(L);
+    /* Keys through the cache here too: a key it takes is plain bytes
+     * (no escape, nothing >= 0x80) up to its quote, which needs no
+     * check; the duplicate check follows as for any key. */
+    push_keycache(L, d);
   }
   skip_ws(d);
   if (dec_value(L, d) < 0)

@@ -352,6 +352,15 @@ static void test_invalid_utf8(void **state) {
                "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
   decode_error("\"\\ud83d\\u0041\"", 14,
                "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
+  /* Keys too (the key cache takes plain keys only, general decoder
+   * included). */
+  decode_error("{\"ok\":1,\"k\xff\":1}", 14,
+               "line 1, column 11: invalid UTF-8 in string");
+  decode_error("{\"ok\":1,\"k\x01\":1}", 14,
+               "line 1, column 11: control character U+0001 in string (must "
+               "be escaped)");
+  decode_error("{\"k\":1,\"\\u006b\":2}", 18,
+               "line 1, column 8: duplicate key \"k\"");
   encode_lua("return {name = 'bad\\xff'}", "!name: invalid UTF-8 in string");
   /* In a key: the path names the key. */
   encode_lua("return {a = {['k\\xff'] = 1, b = 2}}",
