@@ -927,8 +927,10 @@ static int dec_run(lua_State *L, dec_t *d) {
     d->depth = 0;
     d->err_at = NULL;
   } else {
-    push_array_mt(L);
-    d->array_mt = lua_gettop(L);
+    /* Keys through the cache here too: a key it takes is plain bytes
+     * (no escape, nothing >= 0x80) up to its quote, which needs no
+     * check; the duplicate check follows as for any key. */
+    push_keycache(L, d);
   }
   skip_ws(d);
   if (dec_value(L, d) < 0)
@@ -1058,7 +1060,10 @@ typedef struct {
   int pretty;
   int depth;
   int failed;
+  int fail_depth;       /* the failure's depth (see enc_fail) */
+  char msg[160];        /* its problem */
   int levels;           /* keys[] / keycap[] initialised below this depth */
+  int room_top;         /* lua_checkstack has made room up to this index */
   const void *array_mt; /* the JSON array metatable (compared by address) */
   path_seg_t path[AMC_JSON_MAX_DEPTH + 2];
   int slots[AMC_JSON_MAX_DEPTH + 2];    /* stack index of each level's table */
@@ -1194,9 +1199,24 @@ static inline amc_json_tok_t *tape_push(enc_t *e, int kind) {
 static int enc_fail(enc_t *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Keeps the problem and the depth it was met at; the path to it is set
+ * by each enclosing table as the failure returns through it (e->path[]:
+ * not stored for every key and element on the way down) and the message
+ * made by enc_error once the encoding is over. */
 static int enc_fail(enc_t *e, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+  e->failed = 1;
+  e->fail_depth = e->depth;
+  return -1;
+}
+
+/* The failure's message, "path: problem" (see enc_fail). */
+static void enc_error(enc_t *e) {
   amc_buf_t b = AMC_BUF_INIT;
-  for (int i = 0; i < e->depth; i++) {
+  for (int i = 0; i < e->fail_depth; i++) {
     path_seg_t *s = &e->path[i];
     if (s->s) {
       if (i > 0)
@@ -1206,18 +1226,11 @@ static int enc_fail(enc_t *e, const char *fmt, ...) {
       amc_buf_printf(&b, "[%lld]", (long long)s->index);
     }
   }
-  char msg[160];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  e->failed = 1;
   if (b.len)
-    snprintf(e->err, e->errlen, "%s: %s", b.data, msg);
+    snprintf(e->err, e->errlen, "%s: %s", b.data, e->msg);
   else
-    snprintf(e->err, e->errlen, "%s", msg);
+    snprintf(e->err, e->errlen, "%s", e->msg);
   amc_buf_free(&b);
-  return -1;
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -1399,17 +1412,39 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
   return 0;
 }
 
+/* "00" "01" ... "99": two digits a division. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536"
+    "37383940414243444546474849505152535455565758596061626364656667686970717273"
+    "7475767778798081828384858687888990919293949596979899";
+
+/* Integers are written in place: the digits are counted first (ports,
+ * weights and counts are short), then written backwards two at a time. */
 static void enc_integer(amc_buf_t *o, lua_Integer v) {
-  char tmp[24];
-  char *q = tmp + sizeof tmp;
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    *--q = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    *--q = '-';
-  putn(o, q, (size_t)(tmp + sizeof tmp - q));
+  size_t n = 1;
+  for (uint64_t p = 10; n < 20 && u >= p; p *= 10)
+    n++;
+  size_t neg = v < 0;
+  char *w = o->len + n + neg + 1 <= o->cap ? o->data + o->len
+                                           : amc_buf_reserve(o, n + neg);
+  if (neg)
+    *w = '-';
+  char *q = w + neg + n;
+  while (u >= 100) {
+    unsigned r = (unsigned)(u % 100);
+    u /= 100;
+    q -= 2;
+    q[0] = digit_pairs[2 * r];
+    q[1] = digit_pairs[2 * r + 1];
+  }
+  if (u >= 10) {
+    q[-2] = digit_pairs[2 * u];
+    q[-1] = digit_pairs[2 * u + 1];
+  } else {
+    q[-1] = (char)('0' + u);
+  }
+  o->len += n + neg; /* (unterminated, as put1 and putn leave it) */
 }
 
 static int enc_float(enc_t *e, double v) {
@@ -1439,7 +1474,7 @@ static void enc_newline(enc_t *e) {
   amc_buf_commit(e->out, 1 + 2 * (size_t)e->depth);
 }
 
-static int key_cmp(const void *a, const void *b) {
+static inline int key_cmp(const void *a, const void *b) {
   const key_t_ *x = a, *y = b;
   if (x->len && y->len && x->s[0] != y->s[0]) /* (most keys differ there) */
     return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
@@ -1495,6 +1530,51 @@ static int enc_cycle(lua_State *L, enc_t *e) {
   return 0;
 }
 
+/* Room on the Lua stack up to `need` slots above the top (whose index is
+ * `top`). lua_checkstack is asked only when the room made before does not
+ * reach: the room it makes stays for the whole protected call (it is the
+ * running C function's), so most tables need no call. Asked for the same
+ * amounts as per table before, so it fails where it failed then. */
+static inline int enc_room(lua_State *L, enc_t *e, int top, int need) {
+  if (top + need <= e->room_top)
+    return 1;
+  if (!lua_checkstack(L, need))
+    return 0;
+  e->room_top = top + need;
+  return 1;
+}
+
+/* Why the table at idx cannot be encoded, as enc_table's checks before
+ * any element would have said (NULL: it can be). For an array whose
+ * element failed to encode while it was streamed (enc_table): such a
+ * table's own error comes first, as when it was checked up front. */
+static const char *enc_shape_error(lua_State *L, int idx, int marked) {
+  size_t nkeys = 0, nint = 0, nother = 0;
+  lua_Integer maxint = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2), isint = 0;
+    lua_Integer k = kt == LUA_TNUMBER ? lua_tointegerx(L, -2, &isint) : 0;
+    if (kt == LUA_TSTRING) {
+      nkeys++;
+    } else if (!isint || k < 1) {
+      nother++;
+    } else {
+      nint++;
+      if (k > maxint)
+        maxint = k;
+    }
+    lua_pop(L, 1);
+  }
+  if (marked || (nkeys == 0 && nother == 0 && nint > 0))
+    return nkeys || nother || (lua_Integer)nint != maxint
+               ? "cannot encode an array with holes or non-index keys"
+               : NULL;
+  return nint || nother ? "cannot encode a table mixing string keys with "
+                          "other keys (object keys must be strings)"
+                        : NULL;
+}
+
 static int enc_table(lua_State *L, int idx, enc_t *e) {
   e->slots[e->depth] = idx;
   if (e->depth >= AMC_JSON_MAX_DEPTH) {
@@ -1502,20 +1582,84 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       return -1;
     return enc_fail(e, "nesting deeper than %d", AMC_JSON_MAX_DEPTH);
   }
+  int base = lua_gettop(L);
   /* Room for the iteration and the first 16 values (see `room`). */
   int room = 16; /* values that still fit on the stack; -1: no more */
-  if (!lua_checkstack(L, 2 * 16 + 6)) {
+  if (!enc_room(L, e, base, 2 * 16 + 6)) {
     room = -1;
-    if (!lua_checkstack(L, 6)) {
+    if (!enc_room(L, e, base, 6)) {
       if (enc_cycle(L, e) < 0)
         return -1;
       return enc_fail(e, "Lua stack exhausted");
     }
   }
+  int lvl = e->depth;
+  int marked = is_array_mt(L, idx, e);
+  int rc = -1;
+  lua_pushnil(L);
+  int more = lua_next(L, idx);
+  if (more && (marked || (lua_type(L, -2) == LUA_TNUMBER &&
+                          lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1))) {
+    /* An array (the array metatable, or an unmarked table whose first key
+     * is 1), streamed: while lua_next gives the keys 1, 2, 3... (the array
+     * part, in order: tables of decoded or constructed arrays), each value
+     * is encoded as it comes, without collecting and sorting keys. Any
+     * other key (a hole, a key in the hash part met out of order, a
+     * string) and the output written for it is dropped and the table is
+     * walked again below, which encodes or refuses it as before. */
+    amc_buf_t *o = e->out;
+    size_t out_at = o->len;
+    size_t tape_at = e->tape ? (size_t)(e->tp - e->tape->tok) : 0;
+    amc_json_tape_t *tape = e->tape;
+    lua_Integer i = 1;
+    if (e->tape)
+      tape_push(e, AMC_JT_ARR);
+    put1(o, '[');
+    e->depth++;
+    for (;;) {
+      int isint;
+      if (lua_type(L, -2) != LUA_TNUMBER ||
+          lua_tointegerx(L, -2, &isint) != i || !isint)
+        break; /* not the next index */
+      if (i > 1)
+        put1(o, ',');
+      enc_newline(e);
+      if (enc_value(L, base + 2, e) < 0) {
+        e->path[lvl] = (path_seg_t){NULL, 0, i - 1};
+        /* The table's own shape error, if any, comes first (it was
+         * checked before the elements). (A cycle's error moved e->depth:
+         * this table's is set again.) */
+        e->depth = lvl;
+        lua_settop(L, base);
+        const char *why = enc_shape_error(L, idx, marked);
+        if (why)
+          enc_fail(e, "%s", why);
+        lua_settop(L, base);
+        return -1;
+      }
+      lua_pop(L, 1);
+      i++;
+      if (!lua_next(L, idx)) { /* (which popped the key: at base again) */
+        e->depth--;
+        enc_newline(e);
+        put1(o, ']');
+        if (e->tape)
+          tape_push(e, AMC_JT_END);
+        return 0;
+      }
+    }
+    /* Start over the slow way. */
+    e->depth--;
+    o->len = out_at;
+    if (e->tape && e->tape == tape)
+      e->tp = e->tape->tok + tape_at;
+    lua_settop(L, base);
+    lua_pushnil(L);
+    more = lua_next(L, idx);
+  }
 
   /* One pass over the keys: count integer keys in range, collect string
    * keys. */
-  int lvl = e->depth;
   while (e->levels <= lvl) { /* the arrays are not zeroed up front */
     e->keys[e->levels] = NULL;
     e->keycap[e->levels] = 0;
@@ -1524,15 +1668,12 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   key_t_ *keys = e->keys[lvl];
   size_t nkeys = 0, cap = e->keycap[lvl], nint = 0, nother = 0;
   lua_Integer maxint = 0;
-  int rc = -1;
   /* The values of string keys and of positive integer keys stay on the
    * stack above `base` (a copy of the key goes on top for lua_next), so
    * encoding them needs no lookup. keys[] holds both kinds (an integer
    * key's index in .len, .s NULL): a table with both is an error anyway. */
-  int base = lua_gettop(L);
   int top = base + 1; /* the iteration key */
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  for (; more; more = lua_next(L, idx)) {
     int kt = lua_type(L, -2);
     const char *ks = NULL;
     size_t kl = 0;
@@ -1567,7 +1708,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     keys[n].s = ks;
     keys[n].len = kl;
     if (room == 0) /* stack room for the next 16 values at once */
-      room = lua_checkstack(L, 2 * 16 + 3) ? 16 : -1;
+      room = enc_room(L, e, top + 1, 2 * 16 + 3) ? 16 : -1;
     if (room > 0) {
       room--;
       keys[n].slot = top + 1; /* the value's */
@@ -1579,7 +1720,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     lua_pop(L, 1);
   }
 
-  int marked = is_array_mt(L, idx, e);
   int array = marked || (nkeys == 0 && nother == 0 && nint > 0);
   if (array) {
     if (nkeys || nother || (lua_Integer)nint != maxint) {
@@ -1601,7 +1741,6 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       if (i > 1)
         put1(e->out, ',');
       enc_newline(e);
-      e->path[e->depth - 1] = (path_seg_t){NULL, 0, i - 1};
       int r;
       const key_t_ *k = &keys[i - 1];
       if (k->slot && k->len == (size_t)i) { /* met in order (the usual) */
@@ -1612,6 +1751,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
         lua_pop(L, 1);
       }
       if (r < 0) {
+        e->path[lvl] = (path_seg_t){NULL, 0, i - 1};
         e->depth--;
         goto done;
       }
@@ -1638,21 +1778,28 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     rc = 0;
     goto done;
   }
-  if (nkeys > 1)
+  if (nkeys == 2) { /* (objects of two keys are common: no call) */
+    if (key_cmp(&keys[0], &keys[1]) > 0) {
+      key_t_ k = keys[0];
+      keys[0] = keys[1];
+      keys[1] = k;
+    }
+  } else if (nkeys > 2) {
     sort_keys(keys, nkeys);
+  }
   put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
     if (i && e->pretty)
       put1(e->out, ',');
     enc_newline(e);
-    e->path[e->depth - 1] = (path_seg_t){keys[i].s, keys[i].len, 0};
     if (e->tape) {
       amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
       k->u.s = keys[i].s;
       k->len = keys[i].len;
     }
     if (enc_key(e, keys[i].s, keys[i].len, i == 0) < 0) {
+      e->path[lvl] = (path_seg_t){keys[i].s, keys[i].len, 0};
       e->depth--;
       goto done;
     }
@@ -1668,6 +1815,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       lua_pop(L, 1);
     }
     if (r < 0) {
+      e->path[lvl] = (path_seg_t){keys[i].s, keys[i].len, 0};
       e->depth--;
       goto done;
     }
@@ -1806,6 +1954,7 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
     e->tend = tape->tok ? tape->tok + tape->cap : NULL; /* (NULL + 0: UB) */
   }
   e->depth = 0;
+  e->room_top = 0;
   e->failed = 0;
   e->err = err;
   e->errlen = errlen;
@@ -1815,13 +1964,13 @@ static int encode_tape(lua_State *L, int idx, amc_buf_t *out, char *err,
   lua_pushlightuserdata(L, e);
   int status = lua_pcall(L, 2, 0, 0);
   int rc = 0;
-  if (status != LUA_OK) {
-    if (!e->failed)
-      snprintf(err, errlen, "%s",
-               status == LUA_ERRMEM ? "out of memory"
-                                    : "internal error while encoding");
+  if (e->failed) { /* (before settop: the path's keys are in the value) */
+    enc_error(e);
     rc = -1;
-  } else if (e->failed) {
+  } else if (status != LUA_OK) {
+    snprintf(err, errlen, "%s",
+             status == LUA_ERRMEM ? "out of memory"
+                                  : "internal error while encoding");
     rc = -1;
   }
   lua_settop(L, top);

@@ -9,6 +9,9 @@
  *   - encode again to c (canonical is a fixed point);
  *   - re-indent (amc_json_pretty_canonical) to what amc_json_encode_pretty
  *     prints for v.
+ * The same value built otherwise (tables filled after their creation, arrays
+ * from either end, some without the array metatable: see rebuild) must
+ * encode to c as well, with the same tape.
  * amc_json_strings_at must not misbehave on any text, and the text as a
  * JSON file loads as its spans do (loader_spans.h). canon.h's direct
  * path must store what the loader stores wherever it takes a text
@@ -45,6 +48,71 @@ static int same_bytes(const amc_buf_t *a, const amc_buf_t *b) {
 static void count_string(const char *s, size_t len, void *ud) {
   (void)s;
   *(size_t *)ud += len;
+}
+
+/* Pushes a copy of the value at idx built otherwise than the decoders
+ * build it: arrays with some of their elements in the table's hash part
+ * (created for part of them, the rest set from the last one down, so
+ * that lua_next meets them out of order, or in order up to a point: the
+ * encoder's second walk), or grown from empty from the middle out; non-
+ * empty arrays lose the array metatable every other level (they are
+ * arrays by their keys then); objects grow from empty. Its canonical
+ * encoding is the original's. */
+static void rebuild(lua_State *L, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  luaL_checkstack(L, 8, "rebuild");
+  int marked = lua_getmetatable(L, idx);
+  if (!marked) {
+    lua_newtable(L);
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pushvalue(L, -2);
+      rebuild(L, -2, depth + 1);
+      lua_rawset(L, t);
+      lua_pop(L, 1);
+    }
+    return;
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  int how = depth % 3;
+  lua_Integer in_array = how == 0 ? n / 2 : how == 1 ? 0 : n;
+  if (how == 2)
+    lua_newtable(L);
+  else
+    lua_createtable(L, (int)in_array, (int)(n - in_array));
+  int t = lua_gettop(L);
+  for (lua_Integer j = 0; j < n; j++) {
+    lua_Integer i = how == 2       ? (j % 2 ? n / 2 - j / 2 : n / 2 + 1 + j / 2)
+                    : j < in_array ? j + 1
+                                   : n - (j - in_array);
+    lua_rawgeti(L, idx, i);
+    rebuild(L, -1, depth + 1);
+    lua_rawseti(L, t, i);
+    lua_pop(L, 1);
+  }
+  if (n == 0 || depth % 2 == 0) {
+    lua_pushvalue(L, t - 1); /* the metatable */
+    lua_setmetatable(L, t);
+  }
+  lua_remove(L, t - 1);
+}
+
+/* The token kinds of v's canonical tape (no memo). */
+static int tape_kinds(lua_State *L, int v, amc_buf_t *out, amc_buf_t *kinds) {
+  amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
+  char err[512];
+  int rc = amc_json_encode_tape(L, v, out, NULL, &tape, err, sizeof err);
+  for (size_t i = 0; rc == 0 && i < tape.n; i++)
+    amc_buf_putc(kinds, (char)('A' + tape.tok[i].kind));
+  if (tape.failed)
+    rc = -1;
+  amc_json_tape_free(&tape);
+  return rc;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -129,6 +197,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   must(amc_json_encode(L, -1, &fixed, err, sizeof err) == 0);
   must(same_bytes(&c, &fixed));
   lua_settop(L, v);
+
+  /* built otherwise: same bytes, same tape */
+  {
+    amc_buf_t t1 = AMC_BUF_INIT, t2 = AMC_BUF_INIT, k1 = AMC_BUF_INIT,
+              k2 = AMC_BUF_INIT;
+    rebuild(L, v, 0);
+    must(tape_kinds(L, v, &t1, &k1) == 0);
+    must(tape_kinds(L, -1, &t2, &k2) == 0);
+    must(same_bytes(&c, &t1) && same_bytes(&c, &t2) && same_bytes(&k1, &k2));
+    lua_settop(L, v);
+    amc_buf_free(&t1);
+    amc_buf_free(&t2);
+    amc_buf_free(&k1);
+    amc_buf_free(&k2);
+  }
 
   must(amc_json_encode_pretty(L, v, &pretty, err, sizeof err) == 0);
   must(amc_json_pretty_canonical(c.data, c.len, &repretty) == 0);

@@ -179,6 +179,34 @@ static void test_numbers(void **state) {
   encode_lua("return -0.0", "0");
   encode_lua("return math.maxinteger", "9223372036854775807");
   encode_lua("return math.mininteger", "-9223372036854775808");
+  /* Every digit count, both signs, as printf writes them; into a fresh
+   * buffer (the growing path) and after text (in place). */
+  for (int k = 0; k <= 19; k++) {
+    uint64_t p = 1;
+    for (int j = 0; j < k; j++)
+      p *= 10;
+    const int64_t vals[] = {(int64_t)p - 1, (int64_t)p, (int64_t)p + 1,
+                            (int64_t)(p / 2 + 37)};
+    for (size_t j = 0; j < 4; j++) {
+      for (int sign = -1; sign <= 1; sign += 2) {
+        int64_t v =
+            k == 19 && j ? (sign < 0 ? INT64_MIN : INT64_MAX) : vals[j] * sign;
+        char want[64];
+        snprintf(want, sizeof want, "%lld", (long long)v);
+        for (int pre = 0; pre < 2; pre++) {
+          amc_buf_t b = AMC_BUF_INIT;
+          if (pre)
+            amc_buf_puts(&b, "[1,");
+          lua_pushinteger(L, v);
+          char err[64];
+          assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+          lua_pop(L, 1);
+          assert_string_equal(b.data + (pre ? 3 : 0), want);
+          amc_buf_free(&b);
+        }
+      }
+    }
+  }
   encode_lua("return 0/0", "!cannot encode NaN");
   encode_lua("return {x = {1/0}}", "!x[0]: cannot encode infinity");
 }
@@ -324,7 +352,19 @@ static void test_invalid_utf8(void **state) {
                "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
   decode_error("\"\\ud83d\\u0041\"", 14,
                "line 1, column 2: unpaired UTF-16 surrogate in \\u escape");
+  /* Keys too (the key cache takes plain keys only, general decoder
+   * included). */
+  decode_error("{\"ok\":1,\"k\xff\":1}", 14,
+               "line 1, column 11: invalid UTF-8 in string");
+  decode_error("{\"ok\":1,\"k\x01\":1}", 14,
+               "line 1, column 11: control character U+0001 in string (must "
+               "be escaped)");
+  decode_error("{\"k\":1,\"\\u006b\":2}", 18,
+               "line 1, column 8: duplicate key \"k\"");
   encode_lua("return {name = 'bad\\xff'}", "!name: invalid UTF-8 in string");
+  /* In a key: the path names the key. */
+  encode_lua("return {a = {['k\\xff'] = 1, b = 2}}",
+             "!a.k\xff: invalid UTF-8 in string");
 }
 
 static void test_syntax_errors(void **state) {
@@ -1121,6 +1161,100 @@ static void test_encode_tape(void **state) {
   lua_settop(L, v - 1);
 }
 
+/* Keys lua_next gives for the table on top, as integers (0: not one). */
+static void next_order(lua_Integer *keys, size_t n) {
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (i < n)
+      keys[i] = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+    i++;
+    lua_pop(L, 1);
+  }
+}
+
+/* Arrays are encoded as lua_next gives their elements while it gives
+ * 1, 2, 3...; anything else and what was written is dropped and the
+ * table walked again (the general way). The tables here are built so
+ * that lua_next gives 1 and 2 (the array part) and then 6 (the hash
+ * part): the second walk must start from clean output and tape. */
+static void test_encode_array_streaming(void **state) {
+  (void)state;
+  char err[256];
+  for (int marked = 0; marked < 2; marked++) {
+    lua_createtable(L, 2, 4);
+    static const lua_Integer order[] = {1, 2, 6, 3, 4, 5};
+    for (size_t i = 0; i < 6; i++) {
+      lua_pushinteger(L, order[i] * 10);
+      lua_rawseti(L, -2, order[i]);
+    }
+    lua_Integer got[6] = {0};
+    next_order(got, 6);
+    /* (the premise: streamed twice, then a key out of order) */
+    assert_int_equal(got[0], 1);
+    assert_int_equal(got[1], 2);
+    assert_true(got[2] != 3);
+    if (marked) {
+      luaL_getmetatable(L, AMC_JSON_ARRAY_MT);
+      lua_setmetatable(L, -2);
+    }
+    amc_buf_t b = AMC_BUF_INIT;
+    amc_json_tape_t tape = AMC_JSON_TAPE_INIT;
+    assert_int_equal(
+        amc_json_encode_tape(L, -1, &b, NULL, &tape, err, sizeof err), 0);
+    assert_string_equal(b.data, "[10,20,30,40,50,60]");
+    assert_int_equal(tape.n, 8);
+    assert_int_equal(tape.tok[0].kind, AMC_JT_ARR);
+    for (int i = 1; i <= 6; i++) {
+      assert_int_equal(tape.tok[i].kind, AMC_JT_INT);
+      assert_int_equal(tape.tok[i].u.i, i * 10);
+    }
+    assert_int_equal(tape.tok[7].kind, AMC_JT_END);
+    /* The same inside an object, after other output. */
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "b");
+    lua_pushinteger(L, 1);
+    lua_setfield(L, -2, "a");
+    amc_buf_reset(&b);
+    assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), 0);
+    assert_string_equal(b.data, "{\"a\":1,\"b\":[10,20,30,40,50,60]}");
+    /* An element that fails, on the second walk: named by its index. */
+    lua_pushcfunction(L, luaopen_base);
+    lua_rawseti(L, -3, 4);
+    amc_buf_reset(&b);
+    assert_int_equal(amc_json_encode(L, -1, &b, err, sizeof err), -1);
+    assert_string_equal(err, "b[3]: cannot encode a function");
+    lua_pop(L, 2);
+    amc_json_tape_free(&tape);
+    amc_buf_free(&b);
+  }
+  /* An element that cannot be encoded, in a table that is no array at
+   * all: the table's own error, as when it was checked before its
+   * elements. */
+  encode_lua("local t = setmetatable({function() end}, json.array_mt) "
+             "t.x = 1 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("local t = {1, {function() end}} t[4] = 4 return {a = t}",
+             "!a: cannot encode an array with holes or non-index keys");
+  encode_lua("return {a = {function() end, x = 1}}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  encode_lua("local t = {{1}} t[1][1] = t t.x = 1 return {a = t}",
+             "!a: cannot encode a table mixing string keys with other keys "
+             "(object keys must be strings)");
+  /* In an array that is one, the element's own error. */
+  encode_lua("return {a = {1, {2, function() end}}}",
+             "!a[1][1]: cannot encode a function");
+  encode_lua("return setmetatable({1, 2, 0/0}, json.array_mt)",
+             "![2]: cannot encode NaN");
+  /* Large arrays, in order and not. */
+  encode_lua("local t = {} for i = 1, 300 do t[i] = i end "
+             "local s = 0 for i = 1, 300 do s = s + #tostring(i) + 1 end "
+             "return {n = #json.encode(t) == s + 1}",
+             "{\"n\":true}");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_tape),
@@ -1149,6 +1283,7 @@ int main(void) {
       cmocka_unit_test(test_decode_canonical_same_as_general),
       cmocka_unit_test(test_encode_key_cache),
       cmocka_unit_test(test_encode_key_cache_longest),
+      cmocka_unit_test(test_encode_array_streaming),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
