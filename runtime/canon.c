@@ -455,22 +455,6 @@ int amc_canon_parse_json(amc_canon_t *c, const char *text, size_t len) {
 /* ------------------------------------------------------------------------ */
 /* Tree -> canonical JSON (json.h's amc_json_encode, byte for byte)          */
 
-static inline void put1(amc_buf_t *o, char ch) {
-  if (o->len + 2 <= o->cap)
-    o->data[o->len++] = ch;
-  else
-    amc_buf_putc(o, ch);
-}
-
-static inline void putn(amc_buf_t *o, const char *s, size_t n) {
-  if (o->len + n + 1 <= o->cap) {
-    memcpy(o->data + o->len, s, n);
-    o->len += n;
-  } else {
-    amc_buf_append(o, s, n);
-  }
-}
-
 /* Quoted and escaped as json.c does: '"', '\\' and the control characters
  * (\n \r \t \b \f by name, others as \u00xx); everything else as it is
  * (the producers took only valid UTF-8). */
@@ -501,25 +485,25 @@ static void put_string(amc_buf_t *o, const char *s, size_t n) {
       return;
     }
   }
-  put1(o, '"');
+  amc_buf_put1(o, '"');
   while (p < end) {
     const unsigned char *run = p;
     while (p < end && !str_escape[*p])
       p++;
-    putn(o, (const char *)run, (size_t)(p - run));
+    amc_buf_putn(o, (const char *)run, (size_t)(p - run));
     if (p == end)
       break;
     unsigned char e = str_escape[*p];
     if (e == 'u') {
       char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-      putn(o, u, 6);
+      amc_buf_putn(o, u, 6);
     } else {
       char b[2] = {'\\', (char)e};
-      putn(o, b, 2);
+      amc_buf_putn(o, b, 2);
     }
     p++;
   }
-  put1(o, '"');
+  amc_buf_put1(o, '"');
 }
 
 static void put_int(amc_buf_t *o, int64_t v) {
@@ -531,7 +515,7 @@ static void put_int(amc_buf_t *o, int64_t v) {
   } while (u);
   if (v < 0)
     *--q = '-';
-  putn(o, q, (size_t)(tmp + sizeof tmp - q));
+  amc_buf_putn(o, q, (size_t)(tmp + sizeof tmp - q));
 }
 
 /* An integral float in int64 range as an integer; any other as the
@@ -550,7 +534,7 @@ static int put_float(amc_canon_t *c, double d) {
     if (prec == 17 || strtod(tmp, NULL) == d)
       break;
   }
-  putn(&c->out, tmp, strlen(tmp));
+  amc_buf_putn(&c->out, tmp, strlen(tmp));
   return 0;
 }
 
@@ -618,7 +602,7 @@ static int put_value(amc_canon_t *c, uint32_t i, int at, int pod, int dry) {
     c->nkeys = base + n;
     int rc = 0, first = 1;
     if (!dry)
-      put1(o, '{');
+      amc_buf_put1(o, '{');
     for (size_t e = 0; e < n && rc == 0; e++) {
       const amc_canon_key_t *k = &c->keys[base + e];
       uint32_t v = k->node;
@@ -639,30 +623,30 @@ static int put_value(amc_canon_t *c, uint32_t i, int at, int pod, int dry) {
       }
       if (!skip) {
         if (!first)
-          put1(o, ',');
+          amc_buf_put1(o, ',');
         first = 0;
         put_string(o, k->k, k->klen);
-        put1(o, ':');
+        amc_buf_put1(o, ':');
       }
       /* (k may move: the call sorts deeper keys) */
       rc = put_value(c, v, sub, pod, skip);
     }
     c->nkeys = base;
     if (!dry)
-      put1(o, '}');
+      amc_buf_put1(o, '}');
     return rc;
   }
   case AMC_CN_SEQ: {
     if (!dry)
-      put1(o, '[');
+      amc_buf_put1(o, '[');
     for (uint32_t e = nd->u.kids.first; e; e = c->node[e].next) {
       if (!dry && e != c->node[i].u.kids.first)
-        put1(o, ',');
+        amc_buf_put1(o, ',');
       if (put_value(c, e, AT_ANY, pod, dry) < 0)
         return AMC_CANON_DECLINED;
     }
     if (!dry)
-      put1(o, ']');
+      amc_buf_put1(o, ']');
     return 0;
   }
   default:
@@ -672,13 +656,13 @@ static int put_value(amc_canon_t *c, uint32_t i, int at, int pod, int dry) {
     return 0;
   switch (nd->type) {
   case AMC_CN_NULL:
-    putn(o, "null", 4);
+    amc_buf_putn(o, "null", 4);
     return 0;
   case AMC_CN_FALSE:
-    putn(o, "false", 5);
+    amc_buf_putn(o, "false", 5);
     return 0;
   case AMC_CN_TRUE:
-    putn(o, "true", 4);
+    amc_buf_putn(o, "true", 4);
     return 0;
   case AMC_CN_INT:
     put_int(o, nd->u.i);

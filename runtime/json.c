@@ -25,25 +25,8 @@
 
 char amc_json_null_sentinel;
 
-/* Appends without a call when the buffer has room (the common case).
- * These leave the text unterminated (the room for the NUL stays):
- * encode() terminates it once at the end. */
-static inline void put1(amc_buf_t *o, char c) {
-  if (o->len + 2 <= o->cap) {
-    o->data[o->len++] = c;
-  } else {
-    amc_buf_putc(o, c);
-  }
-}
-
-static inline void putn(amc_buf_t *o, const char *s, size_t n) {
-  if (o->len + n + 1 <= o->cap) {
-    memcpy(o->data + o->len, s, n);
-    o->len += n;
-  } else {
-    amc_buf_append(o, s, n);
-  }
-}
+/* The encoder appends with amc_buf_put1/amc_buf_putn (util/buf.h): the
+ * text stays unterminated until encode() ends it. */
 
 /* Length of the prefix of [p, end) made of bytes 0x20-0x7F other than '"'
  * and '\\' (what a JSON string holds unescaped), eight bytes at a time. */
@@ -1309,7 +1292,7 @@ static int enc_string(enc_t *e, const char *s, size_t len) {
   }
 slow:;
   size_t plain = plain_run(p, end);
-  put1(o, '"');
+  amc_buf_put1(o, '"');
   p += plain;
   while (p < end) { /* p is on a byte plain_run stopped at */
     unsigned c = *p;
@@ -1321,7 +1304,7 @@ slow:;
       p += plain_run(p, end);
       continue;
     }
-    putn(o, (const char *)run, (size_t)(p - run));
+    amc_buf_putn(o, (const char *)run, (size_t)(p - run));
     char esc[7] = {'\\', 0};
     size_t n = 2;
     switch (c) {
@@ -1354,13 +1337,13 @@ slow:;
       esc[5] = hexd[c & 15];
       n = 6;
     }
-    putn(o, esc, n);
+    amc_buf_putn(o, esc, n);
     p++;
     run = p;
     p += plain_run(p, end);
   }
-  putn(o, (const char *)run, (size_t)(p - run));
-  put1(o, '"');
+  amc_buf_putn(o, (const char *)run, (size_t)(p - run));
+  amc_buf_put1(o, '"');
   return 0;
 }
 
@@ -1372,11 +1355,11 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
   /* Canonical text: the separator, the key and the colon in one copy. */
   if (len > EK_MAXLEN || e->pretty) {
     if (!first && !e->pretty)
-      put1(e->out, ',');
+      amc_buf_put1(e->out, ',');
     if (enc_string(e, s, len) < 0)
       return -1;
     if (!e->pretty)
-      put1(e->out, ':');
+      amc_buf_put1(e->out, ':');
     return 0;
   }
   uintptr_t a = (uintptr_t)s;
@@ -1392,12 +1375,12 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
       memcpy(o->data + o->len, k->quoted + first, sizeof k->quoted - first);
       o->len += n;
     } else {
-      putn(o, k->quoted + first, n);
+      amc_buf_putn(o, k->quoted + first, n);
     }
     return 0;
   }
   if (!first)
-    put1(e->out, ',');
+    amc_buf_put1(e->out, ',');
   size_t at = e->out->len;
   if (enc_string(e, s, len) < 0)
     return -1;
@@ -1408,7 +1391,7 @@ static int enc_key(enc_t *e, const char *s, size_t len, int first) {
     k->s = s;
     k->len = (unsigned char)len;
   }
-  put1(e->out, ':');
+  amc_buf_put1(e->out, ':');
   return 0;
 }
 
@@ -1614,7 +1597,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     lua_Integer i = 1;
     if (e->tape)
       tape_push(e, AMC_JT_ARR);
-    put1(o, '[');
+    amc_buf_put1(o, '[');
     e->depth++;
     for (;;) {
       int isint;
@@ -1622,7 +1605,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
           lua_tointegerx(L, -2, &isint) != i || !isint)
         break; /* not the next index */
       if (i > 1)
-        put1(o, ',');
+        amc_buf_put1(o, ',');
       enc_newline(e);
       if (enc_value(L, base + 2, e) < 0) {
         e->path[lvl] = (path_seg_t){NULL, 0, i - 1};
@@ -1642,7 +1625,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       if (!lua_next(L, idx)) { /* (which popped the key: at base again) */
         e->depth--;
         enc_newline(e);
-        put1(o, ']');
+        amc_buf_put1(o, ']');
         if (e->tape)
           tape_push(e, AMC_JT_END);
         return 0;
@@ -1729,17 +1712,17 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     if (e->tape)
       tape_push(e, AMC_JT_ARR);
     if (nint == 0) {
-      putn(e->out, "[]", 2);
+      amc_buf_putn(e->out, "[]", 2);
       if (e->tape)
         tape_push(e, AMC_JT_END);
       rc = 0;
       goto done;
     }
-    put1(e->out, '[');
+    amc_buf_put1(e->out, '[');
     e->depth++;
     for (lua_Integer i = 1; i <= maxint; i++) {
       if (i > 1)
-        put1(e->out, ',');
+        amc_buf_put1(e->out, ',');
       enc_newline(e);
       int r;
       const key_t_ *k = &keys[i - 1];
@@ -1758,7 +1741,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
     }
     e->depth--;
     enc_newline(e);
-    put1(e->out, ']');
+    amc_buf_put1(e->out, ']');
     if (e->tape)
       tape_push(e, AMC_JT_END);
     rc = 0;
@@ -1772,7 +1755,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   if (e->tape)
     tape_push(e, AMC_JT_OBJ);
   if (nkeys == 0) {
-    putn(e->out, "{}", 2);
+    amc_buf_putn(e->out, "{}", 2);
     if (e->tape)
       tape_push(e, AMC_JT_END);
     rc = 0;
@@ -1787,11 +1770,11 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   } else if (nkeys > 2) {
     sort_keys(keys, nkeys);
   }
-  put1(e->out, '{');
+  amc_buf_put1(e->out, '{');
   e->depth++;
   for (size_t i = 0; i < nkeys; i++) {
     if (i && e->pretty)
-      put1(e->out, ',');
+      amc_buf_put1(e->out, ',');
     enc_newline(e);
     if (e->tape) {
       amc_json_tok_t *k = tape_push(e, AMC_JT_KEY);
@@ -1804,7 +1787,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
       goto done;
     }
     if (e->pretty)
-      putn(e->out, ": ", 2);
+      amc_buf_putn(e->out, ": ", 2);
     int r;
     if (keys[i].slot) {
       r = enc_value(L, keys[i].slot, e);
@@ -1822,7 +1805,7 @@ static int enc_table(lua_State *L, int idx, enc_t *e) {
   }
   e->depth--;
   enc_newline(e);
-  put1(e->out, '}');
+  amc_buf_put1(e->out, '}');
   if (e->tape)
     tape_push(e, AMC_JT_END);
   rc = 0;
@@ -1866,9 +1849,9 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     if (e->tape)
       tape_push(e, b ? AMC_JT_TRUE : AMC_JT_FALSE);
     if (b)
-      putn(e->out, "true", 4);
+      amc_buf_putn(e->out, "true", 4);
     else
-      putn(e->out, "false", 5);
+      amc_buf_putn(e->out, "false", 5);
     return 0;
   }
   case LUA_TTABLE:
@@ -1881,7 +1864,7 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
           k->u.off = e->out->len;
           k->len = ms->len;
         }
-        putn(e->out, e->memo->bytes.data + ms->off, ms->len);
+        amc_buf_putn(e->out, e->memo->bytes.data + ms->off, ms->len);
         return 0;
       }
       size_t start = e->out->len;
@@ -1898,7 +1881,7 @@ static int enc_value(lua_State *L, int idx, enc_t *e) {
     if (lua_touserdata(L, idx) == AMC_JSON_NULL) {
       if (e->tape)
         tape_push(e, AMC_JT_NULL);
-      putn(e->out, "null", 4);
+      amc_buf_putn(e->out, "null", 4);
       return 0;
     }
     return enc_fail(e, "cannot encode a userdata");

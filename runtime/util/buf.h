@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct {
   char *data; /* NUL-terminated; NULL until the first append */
@@ -33,6 +34,27 @@ void amc_buf_reset(amc_buf_t *b); /* len = 0, keeps the memory */
 void amc_buf_free(amc_buf_t *b);
 /* Gives the caller the malloc'd string (never NULL) and empties the buffer. */
 char *amc_buf_steal(amc_buf_t *b);
+
+/* Encoders' appends: without a call when the buffer has room (the common
+ * case), else amc_buf_putc / amc_buf_append. They leave the text
+ * unterminated (the room for the NUL stays reserved): the caller
+ * terminates it once at the end (`b->data[b->len] = '\0'`, or any other
+ * append). */
+static inline void amc_buf_put1(amc_buf_t *b, char c) {
+  if (b->len + 2 <= b->cap)
+    b->data[b->len++] = c;
+  else
+    amc_buf_putc(b, c);
+}
+
+static inline void amc_buf_putn(amc_buf_t *b, const char *s, size_t n) {
+  if (b->len + n + 1 <= b->cap) {
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+  } else {
+    amc_buf_append(b, s, n);
+  }
+}
 
 /* Reads a whole file into `b` (appending). Returns 0, or -errno. */
 int amc_buf_read_file(amc_buf_t *b, const char *path);

@@ -19,18 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "canon.h"
 #include "canon_same.h"
 #include "json.h"
 #include "loader.h"
+#include "tree_files.h"
 #include "util/buf.h"
 
 static lua_State *L;
@@ -106,67 +105,14 @@ static int compare_text(const char *text, size_t len, int json, tally_t *t) {
 /* ---- the corpus: the project's files -------------------------------------
  */
 
-typedef struct {
-  char **paths;
-  size_t n, cap;
-} paths_t;
-
-static int has_suffix(const char *s, const char *suf) {
-  size_t n = strlen(s), m = strlen(suf);
-  return n > m && strcmp(s + n - m, suf) == 0;
-}
-
-static void find_files(const char *dir, paths_t *p, int depth) {
-  DIR *d = opendir(dir);
-  if (!d || depth > 8) {
-    if (d)
-      closedir(d);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.' || strcmp(e->d_name, "build") == 0 ||
-        strcmp(e->d_name, "node_modules") == 0)
-      continue;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (stat(path, &st) != 0)
-      continue;
-    if (S_ISDIR(st.st_mode)) {
-      find_files(path, p, depth + 1);
-      continue;
-    }
-    if (has_suffix(e->d_name, ".yaml") || has_suffix(e->d_name, ".yml") ||
-        has_suffix(e->d_name, ".json")) {
-      if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->paths = realloc(p->paths, p->cap * sizeof *p->paths);
-        assert_non_null(p->paths);
-      }
-      p->paths[p->n++] = strdup(path);
-    }
-  }
-  closedir(d);
-}
-
-static paths_t corpus(void) {
-  paths_t p = {0};
-  static const char *const dirs[] = {"examples", "deploy", "tests", "bench",
-                                     NULL};
-  for (int i = 0; dirs[i]; i++) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", AMC_SOURCE_DIR, dirs[i]);
-    find_files(dir, &p, 0);
-  }
+/* The tree's manifests, fixtures and cases (tree_files.h). */
+static tree_files_t corpus(void) {
+  tree_files_t p = {0};
+  tree_files_find(
+      &p, (const char *const[]){"examples", "deploy", "tests", "bench", NULL},
+      (const char *const[]){".yaml", ".yml", ".json", NULL});
   assert_true(p.n >= 40);
   return p;
-}
-
-static void paths_free(paths_t *p) {
-  for (size_t i = 0; i < p->n; i++)
-    free(p->paths[i]);
-  free(p->paths);
 }
 
 /* Calls fn on every span of every file of the corpus. */
@@ -174,11 +120,11 @@ typedef void (*span_fn)(const char *path, const amc_loader_span_t *sp, int json,
                         void *ud);
 
 static void each_span(span_fn fn, void *ud) {
-  paths_t p = corpus();
+  tree_files_t p = corpus();
   for (size_t i = 0; i < p.n; i++) {
     amc_buf_t text = AMC_BUF_INIT;
     assert_int_equal(amc_buf_read_file(&text, p.paths[i]), 0);
-    int json = has_suffix(p.paths[i], ".json");
+    int json = tree_has_suffix(p.paths[i], ".json");
     amc_loader_span_t *spans = NULL;
     long n =
         amc_loader_split(text.data ? text.data : "", text.len, json, &spans);
@@ -187,7 +133,7 @@ static void each_span(span_fn fn, void *ud) {
     free(spans);
     amc_buf_free(&text);
   }
-  paths_free(&p);
+  tree_files_free(&p);
 }
 
 typedef struct {

@@ -13,18 +13,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "json.h"
 #include "loader.h"
 #include "loader_spans.h"
 #include "lua_same.h"
+#include "tree_files.h"
 #include "util/buf.h"
 #include "yaml_fast.h"
 
@@ -107,66 +106,16 @@ static void compare_loader(const char *name, const amc_loader_span_t *span,
 
 /* ---- the corpus: the project's YAML files -------------------------------- */
 
-typedef struct {
-  char **paths;
-  size_t n, cap;
-} paths_t;
-
-static void find_yaml(const char *dir, paths_t *p, int depth) {
-  DIR *d = opendir(dir);
-  if (!d || depth > 8) {
-    if (d)
-      closedir(d);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.' || strcmp(e->d_name, "build") == 0 ||
-        strcmp(e->d_name, "node_modules") == 0)
-      continue;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (stat(path, &st) != 0)
-      continue;
-    if (S_ISDIR(st.st_mode)) {
-      find_yaml(path, p, depth + 1);
-      continue;
-    }
-    size_t l = strlen(e->d_name);
-    if ((l > 5 && strcmp(e->d_name + l - 5, ".yaml") == 0) ||
-        (l > 4 && strcmp(e->d_name + l - 4, ".yml") == 0)) {
-      if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->paths = realloc(p->paths, p->cap * sizeof *p->paths);
-        assert_non_null(p->paths);
-      }
-      p->paths[p->n++] = strdup(path);
-    }
-  }
-  closedir(d);
-}
-
-static void corpus(paths_t *p) {
-  static const char *const dirs[] = {"examples", "deploy", "tests", NULL};
-  for (int i = 0; dirs[i]; i++) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", AMC_SOURCE_DIR, dirs[i]);
-    find_yaml(dir, p, 0);
-  }
+static void corpus(tree_files_t *p) {
+  tree_files_find(p, (const char *const[]){"examples", "deploy", "tests", NULL},
+                  (const char *const[]){".yaml", ".yml", NULL});
   assert_true(p->n >= 20); /* the tree's manifests, fixtures and cases */
-}
-
-static void paths_free(paths_t *p) {
-  for (size_t i = 0; i < p->n; i++)
-    free(p->paths[i]);
-  free(p->paths);
 }
 
 /* Each document of each file: value and loader alike. */
 static void test_project_yaml_files(void **state) {
   (void)state;
-  paths_t p = {0};
+  tree_files_t p = {0};
   corpus(&p);
   tally_t t = {0};
   long bookinfo_docs = 0, bookinfo_taken = 0;
@@ -193,7 +142,7 @@ static void test_project_yaml_files(void **state) {
   /* The examples are manifests as people write them: all in the subset. */
   assert_true(bookinfo_docs >= 10);
   assert_int_equal(bookinfo_taken, bookinfo_docs);
-  paths_free(&p);
+  tree_files_free(&p);
 }
 
 /* ---- mutations ------------------------------------------------------------
@@ -253,7 +202,7 @@ static size_t mutate(const char *s, size_t n, char *out) {
 
 static void test_mutations_match_libyaml(void **state) {
   (void)state;
-  paths_t p = {0};
+  tree_files_t p = {0};
   corpus(&p);
   tally_t t = {0};
   for (size_t i = 0; i < p.n; i++) {
@@ -291,7 +240,7 @@ static void test_mutations_match_libyaml(void **state) {
   assert_int_equal(t.mismatches, 0);
   assert_true(t.taken > 1000); /* the comparison is not only of declines */
   assert_true(t.declined > 1000);
-  paths_free(&p);
+  tree_files_free(&p);
 }
 
 /* ---- corner cases -----------------------------------------------------------
