@@ -105,26 +105,33 @@ end
 -- table.sort with the comparison key_of(a) < key_of(b) orders them.
 local function sort_by(list, key_of)
   local n = #list
-  local keys, by_key = {}, {}
-  local ascending = true -- lists often come in order already
+  local keys = {}
+  -- Lists often come in order already (a store listing, hosts taken in
+  -- that order): strictly ascending keys are distinct and in place, and
+  -- need no table from key to item.
+  local ascending = true
   for i = 1, n do
-    local item = list[i]
-    local k = key_of(item)
+    local k = key_of(list[i])
+    if ascending and i > 1 and not (keys[i - 1] < k) then
+      ascending = false
+    end
+    keys[i] = k
+  end
+  if ascending then
+    return list
+  end
+  local by_key = {}
+  for i = 1, n do
+    local k = keys[i]
     if by_key[k] ~= nil then
       local key = {}
       for j = 1, n do
-        key[list[j]] = key_of(list[j])
+        key[list[j]] = keys[j]
       end
       table.sort(list, function(a, b) return key[a] < key[b] end)
       return list
     end
-    if ascending and i > 1 and not (keys[i - 1] < k) then
-      ascending = false
-    end
-    keys[i], by_key[k] = k, item
-  end
-  if ascending then -- distinct keys in order: nothing to move
-    return list
+    by_key[k] = list[i]
   end
   table.sort(keys)
   for i = 1, n do
