@@ -261,16 +261,47 @@ local function host_matches(pattern, host)
   return lower_host_matches(lower(pattern), lower(host))
 end
 
+-- Answers of the pure host functions below, kept across translations
+-- (this module lives as long as the rules' generation): every translation
+-- of a Gateway asks them again for each VirtualService host, and a table
+-- look-up is much cheaper than lowering, finding and cutting strings.
+-- Only string arguments are kept (no number can then find an answer). A
+-- table is emptied when it reaches CACHE_MAX answers, so that the hosts of
+-- objects long deleted do not pile up.
+local CACHE_MAX = 16384
+
 -- The hosts two host patterns have in common: the more specific one, or
 -- nil when they are disjoint.
-local function host_intersection(a, b)
+local function compute_intersection(a, b)
   a, b = lower(a), lower(b)
   if lower_host_matches(a, b) then
     return b
   elseif lower_host_matches(b, a) then
     return a
   end
-  return nil
+  return false
+end
+
+local intersections, n_intersections = {}, 0 -- [a][b] -> host | false
+
+local function host_intersection(a, b)
+  local of_a = intersections[a]
+  local h = of_a and of_a[b]
+  if h == nil then
+    h = compute_intersection(a, b)
+    if type(a) == "string" and type(b) == "string" then
+      if n_intersections >= CACHE_MAX then
+        intersections, n_intersections, of_a = {}, 0, nil
+      end
+      if of_a == nil then
+        of_a = {}
+        intersections[a] = of_a
+      end
+      of_a[b] = h
+      n_intersections = n_intersections + 1
+    end
+  end
+  return h or nil
 end
 
 -- Sort key for host specificity, as Envoy picks virtual hosts: exact hosts
@@ -287,12 +318,29 @@ end
 -- A string key that sorts (distinct) hosts as host_specificity_less.
 local RANK_DIGIT = { [0] = "0", [2] = "2" }
 
-local function host_specificity_key(h)
+local function compute_specificity_key(h)
   local rank = host_rank(h)
   if rank == 1 then -- longer suffixes first
     return string.format("1%08d", 99999999 - #h) .. h
   end
   return RANK_DIGIT[rank] .. h
+end
+
+local specificity_keys, n_specificity_keys = {}, 0 -- (see CACHE_MAX)
+
+local function host_specificity_key(h)
+  local k = specificity_keys[h]
+  if k == nil then
+    k = compute_specificity_key(h)
+    if type(h) == "string" then
+      if n_specificity_keys >= CACHE_MAX then
+        specificity_keys, n_specificity_keys = {}, 0
+      end
+      specificity_keys[h] = k
+      n_specificity_keys = n_specificity_keys + 1
+    end
+  end
+  return k
 end
 
 local function host_specificity_less(a, b)
