@@ -776,6 +776,10 @@ function M.new(host)
     end
   end
 
+  -- The Outputs rt.output made (rt.memo asks per call whether ctx.out is
+  -- one: a look-up here is cheaper than getmetatable)
+  local outputs = {}
+
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
       return fn(...)
@@ -801,7 +805,7 @@ function M.new(host)
     -- only, or one of our recorders over one: a call inside a running
     -- call, whose recorders then note what the replay did).
     local base, running
-    if getmetatable(out) == Output then
+    if outputs[out] then
       base = out
     else
       running = rawget(out, REC)
@@ -832,7 +836,7 @@ function M.new(host)
   end
 
   rt.output = function()
-    return setmetatable({
+    local out = setmetatable({
       _objects = {},
       _by_name = {},
       _diags = {},
@@ -840,6 +844,8 @@ function M.new(host)
       _array = array,
       _host_sorts = host.sorts_objects == true,
     }, Output)
+    outputs[out] = true
+    return out
   end
 
   -- Host resolution -------------------------------------------------------
