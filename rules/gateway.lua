@@ -191,8 +191,10 @@ local function is_wildcard(h)
 end
 
 -- The HTTP rules of one AVI virtual service (parent or child) for the
--- host entries `entries` on `listener`.
-local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
+-- host entries `entries` on `listener`. Sets served[i] when vss[i] has a
+-- host on one of the entries.
+local function listener_rules(ctx, vss, listener, entries, scope, req, rsp,
+                              served)
   local rt = ctx.rt
   -- per virtual host: its VirtualServices (each once), or the server entry
   -- that redirects it to HTTPS
@@ -231,8 +233,11 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
       for j = 1, #vss do
         local vs = vss[j]
         local vs_hosts = virtualservice.hosts_on(ctx, vs, e.entry)
-        for k = 1, #vs_hosts do
-          add_vs(vs_hosts[k], vs)
+        if #vs_hosts > 0 then
+          served[j] = true
+          for k = 1, #vs_hosts do
+            add_vs(vs_hosts[k], vs)
+          end
         end
       end
     end
@@ -421,13 +426,16 @@ local function translate(gateway, rt)
   end
   local parent = ctx.name()
 
+  -- served[i]: vss[i] has a host on a server entry routed so far
+  local served = {}
+
   -- SNI children, one per TLS host
   local children = {}
   for _, host in ipairs(sni_order) do
     local e = sni[host]
     local cname = ctx.name(host)
     local req, rsp = {}, {}
-    listener_rules(ctx, vss, e.listener, { e }, { host }, req, rsp)
+    listener_rules(ctx, vss, e.listener, { e }, { host }, req, rsp, served)
     local child = {
       name = cname,
       type = "VS_TYPE_VH_CHILD",
@@ -471,7 +479,7 @@ local function translate(gateway, rt)
       if l.http2 then
         svc.enable_http2 = true
       end
-      listener_rules(ctx, vss, l, l.entries, {}, req, rsp)
+      listener_rules(ctx, vss, l, l.entries, {}, req, rsp, served)
     end
     services[#services + 1] = svc
   end
@@ -504,7 +512,8 @@ local function translate(gateway, rt)
   -- VirtualServices that bind to this gateway but match none of its hosts
   for i = 1, #vss do
     local v = vss[i]
-    if not serves_a_host(ctx, v, listeners, sni, sni_order) then
+    if not served[i] and not serves_a_host(ctx, v, listeners, sni,
+                                           sni_order) then
       out:warn(v, "spec.hosts", string.format("no host matches a server " ..
         "of Gateway %s/%s", ctx.gw_ns, ctx.gw_name))
     end
