@@ -37,7 +37,7 @@ local virtualservice = import("virtualservice")
 -- (globals as locals: a global lookup goes through the sandbox's proxies,
 -- and so does a string method call such as s:sub())
 local ipairs, pairs, type = ipairs, pairs, type
-local sub, move = string.sub, table.move
+local sub = string.sub
 local int_str = avi.int_str
 
 local KIND_BY_PROTOCOL = {
@@ -161,48 +161,60 @@ local function http_rules_of(ctx, vs, listener, host, scope)
   return { req = req, rsp = rsp }
 end
 
--- virtualservice.http_rules for one VirtualService on one virtual host,
--- memoized (rt.memo): after a change, only the VirtualServices whose
--- inputs changed are translated again; the others are replayed. The key
--- names every argument that is not an input object (the listener's port and
--- TLS, the host, the SNI scope); everything else comes from the Gateway.
-local function vs_http_rules(ctx, vs, listener, host, scope, req, rsp)
-  -- "http_rules <port> ssl|plain <host> <SNI host or empty>"
-  local key = "http_rules " .. int_str[listener.port] ..
-    (listener.ssl and " ssl " or " plain ") .. host .. " " .. (scope[1] or "")
-  local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
-    host, scope)
-  move(got.req, 1, #got.req, #req + 1, req)
-  if #got.rsp > 0 then -- (response rules are rare)
-    move(got.rsp, 1, #got.rsp, #rsp + 1, rsp)
+-- Appends the elements of `src` to `dst`. (A route gives a rule or two: a
+-- loop costs less than calling table.move.)
+local function append(dst, src)
+  local n = #dst
+  for i = 1, #src do
+    dst[n + i] = src[i]
   end
 end
 
--- The HTTP rules of one AVI virtual service (parent or child) for the
--- host entries `entries` on `listener`.
-local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
-  local rt = ctx.rt
-  -- per virtual host: its VirtualServices (each once) or its redirect
-  local groups, hosts = {}, {}
-  local function new_group(h, vss_of_h)
-    local g = { vss = vss_of_h, has = nil, redirect = nil }
-    groups[h] = g
-    hosts[#hosts + 1] = h
-    return g
+-- virtualservice.http_rules for one VirtualService on one virtual host,
+-- memoized (rt.memo): after a change, only the VirtualServices whose
+-- inputs changed are translated again; the others are replayed. The key
+-- (made by listener_rules, once per host) names every argument that is not
+-- an input object (the listener's port and TLS, the host, the SNI scope);
+-- everything else comes from the Gateway.
+local function vs_http_rules(ctx, vs, key, listener, host, scope, req, rsp)
+  local got = ctx.rt.memo(ctx, { vs }, key, http_rules_of, ctx, vs, listener,
+    host, scope)
+  append(req, got.req)
+  if #got.rsp > 0 then -- (response rules are rare)
+    append(rsp, got.rsp)
   end
+end
+
+-- Is `h` a wildcard host ("*" or "*.suffix"), one that can cover others?
+local function is_wildcard(h)
+  return h == "*" or sub(h, 1, 2) == "*."
+end
+
+-- The HTTP rules of one AVI virtual service (parent or child) for the
+-- host entries `entries` on `listener`. Sets served[i] when vss[i] has a
+-- host on one of the entries.
+local function listener_rules(ctx, vss, listener, entries, scope, req, rsp,
+                              served)
+  local rt = ctx.rt
+  -- per virtual host: its VirtualServices (each once), or the server entry
+  -- that redirects it to HTTPS
+  local vss_of, redirect_of, hosts = {}, {}, {}
+  local sets = nil -- per host with several VirtualServices: the set of them
   local function add_vs(h, vs)
-    local g = groups[h]
-    if not g then
-      new_group(h, { vs })
+    local vss_of_h = vss_of[h]
+    if not vss_of_h then
+      vss_of[h] = { vs }
+      hosts[#hosts + 1] = h
       return
     end
-    local has, vss_of_h = g.has, g.vss
-    if not has then -- (the set of g.vss, made once a second one comes)
+    sets = sets or {}
+    local has = sets[h]
+    if not has then -- (made once a second one comes)
       has = {}
       for i = 1, #vss_of_h do
         has[vss_of_h[i]] = true
       end
-      g.has = has
+      sets[h] = has
     end
     if not has[vs] then
       has[vs] = true
@@ -212,13 +224,20 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   for i = 1, #entries do
     local e = entries[i]
     if e.redirect then
-      (groups[e.host] or new_group(e.host, {})).redirect = e
+      if not vss_of[e.host] then
+        vss_of[e.host] = {}
+        hosts[#hosts + 1] = e.host
+      end
+      redirect_of[e.host] = e
     else
       for j = 1, #vss do
         local vs = vss[j]
         local vs_hosts = virtualservice.hosts_on(ctx, vs, e.entry)
-        for k = 1, #vs_hosts do
-          add_vs(vs_hosts[k], vs)
+        if #vs_hosts > 0 then
+          served[j] = true
+          for k = 1, #vs_hosts do
+            add_vs(vs_hosts[k], vs)
+          end
         end
       end
     end
@@ -227,16 +246,10 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
   -- Only "*" and "*.suffix" hosts can cover another one; the sort put
   -- them last.
   local first_wildcard = #hosts + 1
-  for k, h in ipairs(hosts) do
-    if h == "*" or sub(h, 1, 2) == "*." then
-      first_wildcard = k
-      break
-    end
+  while first_wildcard > 1 and is_wildcard(hosts[first_wildcard - 1]) do
+    first_wildcard = first_wildcard - 1
   end
-  local order = {}
-  for i = 1, #vss do
-    order[vss[i]] = i
-  end
+  local order = nil -- VirtualService -> its place in Istio order
   local function istio_order(a, b)
     return order[a] < order[b]
   end
@@ -248,28 +261,44 @@ local function listener_rules(ctx, vss, listener, entries, scope, req, rsp)
     end
     return mt
   end
+  -- memo keys: "http_rules <port> ssl|plain <host> <SNI host or empty>"
+  local key_head = "http_rules " .. int_str[listener.port] ..
+    (listener.ssl and " ssl " or " plain ")
+  local key_tail = " " .. (scope[1] or "")
   for k = 1, #hosts do
     local h = hosts[k]
-    local g = groups[h]
-    if g.redirect then
+    local redirect = redirect_of[h]
+    if redirect then
       req[#req + 1] = {
         name = string.format("https-redirect servers[%d] %s:%d",
-          g.redirect.server - 1, h, listener.port),
+          redirect.server - 1, h, listener.port),
         enable = true, match = host_rule_match(h),
         redirect_action = { protocol = "HTTPS", port = 443, keep_query = true,
                             status_code = "HTTP_REDIRECT_STATUS_CODE_301" },
       }
     else
       -- VirtualServices in Istio order
-      local vss_of_h = g.vss
+      local vss_of_h = vss_of[h]
       if #vss_of_h > 1 then
+        if not order then
+          order = {}
+          for i = 1, #vss do
+            order[vss[i]] = i
+          end
+        end
         table.sort(vss_of_h, istio_order)
       end
+      local key = key_head .. h .. key_tail
       for i = 1, #vss_of_h do
-        vs_http_rules(ctx, vss_of_h[i], listener, h, scope, req, rsp)
+        vs_http_rules(ctx, vss_of_h[i], key, listener, h, scope, req, rsp)
       end
+      -- a wider host after it that covers it
       local shadowed = false
-      for k2 = math.max(k + 1, first_wildcard), #hosts do
+      local from = k + 1
+      if from < first_wildcard then
+        from = first_wildcard
+      end
+      for k2 = from, #hosts do
         if rt.host_matches(hosts[k2], h) then
           shadowed = true
           break
@@ -397,13 +426,16 @@ local function translate(gateway, rt)
   end
   local parent = ctx.name()
 
+  -- served[i]: vss[i] has a host on a server entry routed so far
+  local served = {}
+
   -- SNI children, one per TLS host
   local children = {}
   for _, host in ipairs(sni_order) do
     local e = sni[host]
     local cname = ctx.name(host)
     local req, rsp = {}, {}
-    listener_rules(ctx, vss, e.listener, { e }, { host }, req, rsp)
+    listener_rules(ctx, vss, e.listener, { e }, { host }, req, rsp, served)
     local child = {
       name = cname,
       type = "VS_TYPE_VH_CHILD",
@@ -447,7 +479,7 @@ local function translate(gateway, rt)
       if l.http2 then
         svc.enable_http2 = true
       end
-      listener_rules(ctx, vss, l, l.entries, {}, req, rsp)
+      listener_rules(ctx, vss, l, l.entries, {}, req, rsp, served)
     end
     services[#services + 1] = svc
   end
@@ -480,7 +512,8 @@ local function translate(gateway, rt)
   -- VirtualServices that bind to this gateway but match none of its hosts
   for i = 1, #vss do
     local v = vss[i]
-    if not serves_a_host(ctx, v, listeners, sni, sni_order) then
+    if not served[i] and not serves_a_host(ctx, v, listeners, sni,
+                                           sni_order) then
       out:warn(v, "spec.hosts", string.format("no host matches a server " ..
         "of Gateway %s/%s", ctx.gw_ns, ctx.gw_name))
     end

@@ -94,13 +94,19 @@ function M.bound(ctx)
     rt.list("VirtualService", ctx.gw_ns,
       { field = "spec.gateways", value = ctx.gw_name }),
   }
-  local list, seen = {}, {}
+  -- (only a VirtualService of the gateway's namespace can be in both)
+  local list, seen = {}, nil
+  if #candidates[1] > 0 and #candidates[2] > 0 then
+    seen = {}
+  end
   for _, vss in ipairs(candidates) do
     for i = 1, #vss do
       local vs = vss[i]
-      if not seen[vs] and names_gateway(ctx, vs, vs.spec.gateways) and
-         rt.exported_to(vs, ctx.gw_ns) then
-        seen[vs] = true
+      if not (seen and seen[vs]) and names_gateway(ctx, vs, vs.spec.gateways)
+         and rt.exported_to(vs, ctx.gw_ns) then
+        if seen then
+          seen[vs] = true
+        end
         list[#list + 1] = vs
       end
     end
@@ -121,40 +127,35 @@ local function parse_entry(ctx, entry)
   return ns, pattern
 end
 
-local function hosts_on(ctx, vs, ns, pattern)
-  if ns ~= "*" and ns ~= vs.metadata.namespace then
-    return {}
+local NO_HOSTS = {} -- (shared: callers only read the lists)
+
+-- The hosts (intersections) a VirtualService serves on a server host entry
+-- `entry` ("host" or "ns/host"). Each entry is parsed once per
+-- translation; the intersections are rt's (kept across translations).
+function M.hosts_on(ctx, vs, entry)
+  local parsed = ctx.parsed_entries
+  if not parsed then
+    parsed = {}
+    ctx.parsed_entries = parsed
   end
+  local e = parsed[entry]
+  if not e then
+    local ns, pattern = parse_entry(ctx, entry)
+    e = { ns = ns, pattern = pattern }
+    parsed[entry] = e
+  end
+  local ns = e.ns
+  if ns ~= "*" and ns ~= vs.metadata.namespace then
+    return NO_HOSTS
+  end
+  local vs_hosts = (vs.spec or NO_HOSTS).hosts or NO_HOSTS
   local hosts = {}
-  local vs_hosts = (vs.spec or {}).hosts or {}
+  local pattern, intersection = e.pattern, ctx.rt.host_intersection
   for i = 1, #vs_hosts do
-    local h = ctx.rt.host_intersection(pattern, vs_hosts[i])
+    local h = intersection(pattern, vs_hosts[i])
     if h then
       hosts[#hosts + 1] = h
     end
-  end
-  return hosts
-end
-
--- The hosts (intersections) a VirtualService serves on a server host entry
--- `entry` ("host" or "ns/host"). Computed once per translation (the
--- gateway asks per listener and again for its unused-VirtualService check).
-function M.hosts_on(ctx, vs, entry)
-  local memo = ctx.hosts_on_memo
-  if not memo then
-    memo = {}
-    ctx.hosts_on_memo = memo
-  end
-  local e = memo[entry]
-  if not e then
-    local ns, pattern = parse_entry(ctx, entry)
-    e = { ns = ns, pattern = pattern, by_vs = {} }
-    memo[entry] = e
-  end
-  local hosts = e.by_vs[vs]
-  if not hosts then
-    hosts = hosts_on(ctx, vs, e.ns, e.pattern)
-    e.by_vs[vs] = hosts
   end
   return hosts
 end

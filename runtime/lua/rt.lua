@@ -105,26 +105,33 @@ end
 -- table.sort with the comparison key_of(a) < key_of(b) orders them.
 local function sort_by(list, key_of)
   local n = #list
-  local keys, by_key = {}, {}
-  local ascending = true -- lists often come in order already
+  local keys = {}
+  -- Lists often come in order already (a store listing, hosts taken in
+  -- that order): strictly ascending keys are distinct and in place, and
+  -- need no table from key to item.
+  local ascending = true
   for i = 1, n do
-    local item = list[i]
-    local k = key_of(item)
+    local k = key_of(list[i])
+    if ascending and i > 1 and not (keys[i - 1] < k) then
+      ascending = false
+    end
+    keys[i] = k
+  end
+  if ascending then
+    return list
+  end
+  local by_key = {}
+  for i = 1, n do
+    local k = keys[i]
     if by_key[k] ~= nil then
       local key = {}
       for j = 1, n do
-        key[list[j]] = key_of(list[j])
+        key[list[j]] = keys[j]
       end
       table.sort(list, function(a, b) return key[a] < key[b] end)
       return list
     end
-    if ascending and i > 1 and not (keys[i - 1] < k) then
-      ascending = false
-    end
-    keys[i], by_key[k] = k, item
-  end
-  if ascending then -- distinct keys in order: nothing to move
-    return list
+    by_key[k] = list[i]
   end
   table.sort(keys)
   for i = 1, n do
@@ -254,16 +261,47 @@ local function host_matches(pattern, host)
   return lower_host_matches(lower(pattern), lower(host))
 end
 
+-- Answers of the pure host functions below, kept across translations
+-- (this module lives as long as the rules' generation): every translation
+-- of a Gateway asks them again for each VirtualService host, and a table
+-- look-up is much cheaper than lowering, finding and cutting strings.
+-- Only string arguments are kept (no number can then find an answer). A
+-- table is emptied when it reaches CACHE_MAX answers, so that the hosts of
+-- objects long deleted do not pile up.
+local CACHE_MAX = 16384
+
 -- The hosts two host patterns have in common: the more specific one, or
 -- nil when they are disjoint.
-local function host_intersection(a, b)
+local function compute_intersection(a, b)
   a, b = lower(a), lower(b)
   if lower_host_matches(a, b) then
     return b
   elseif lower_host_matches(b, a) then
     return a
   end
-  return nil
+  return false
+end
+
+local intersections, n_intersections = {}, 0 -- [a][b] -> host | false
+
+local function host_intersection(a, b)
+  local of_a = intersections[a]
+  local h = of_a and of_a[b]
+  if h == nil then
+    h = compute_intersection(a, b)
+    if type(a) == "string" and type(b) == "string" then
+      if n_intersections >= CACHE_MAX then
+        intersections, n_intersections, of_a = {}, 0, nil
+      end
+      if of_a == nil then
+        of_a = {}
+        intersections[a] = of_a
+      end
+      of_a[b] = h
+      n_intersections = n_intersections + 1
+    end
+  end
+  return h or nil
 end
 
 -- Sort key for host specificity, as Envoy picks virtual hosts: exact hosts
@@ -280,12 +318,29 @@ end
 -- A string key that sorts (distinct) hosts as host_specificity_less.
 local RANK_DIGIT = { [0] = "0", [2] = "2" }
 
-local function host_specificity_key(h)
+local function compute_specificity_key(h)
   local rank = host_rank(h)
   if rank == 1 then -- longer suffixes first
     return string.format("1%08d", 99999999 - #h) .. h
   end
   return RANK_DIGIT[rank] .. h
+end
+
+local specificity_keys, n_specificity_keys = {}, 0 -- (see CACHE_MAX)
+
+local function host_specificity_key(h)
+  local k = specificity_keys[h]
+  if k == nil then
+    k = compute_specificity_key(h)
+    if type(h) == "string" then
+      if n_specificity_keys >= CACHE_MAX then
+        specificity_keys, n_specificity_keys = {}, 0
+      end
+      specificity_keys[h] = k
+      n_specificity_keys = n_specificity_keys + 1
+    end
+  end
+  return k
 end
 
 local function host_specificity_less(a, b)
@@ -721,6 +776,10 @@ function M.new(host)
     end
   end
 
+  -- The Outputs rt.output made (rt.memo asks per call whether ctx.out is
+  -- one: a look-up here is cheaper than getmetatable)
+  local outputs = {}
+
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
       return fn(...)
@@ -746,7 +805,7 @@ function M.new(host)
     -- only, or one of our recorders over one: a call inside a running
     -- call, whose recorders then note what the replay did).
     local base, running
-    if getmetatable(out) == Output then
+    if outputs[out] then
       base = out
     else
       running = rawget(out, REC)
@@ -777,7 +836,7 @@ function M.new(host)
   end
 
   rt.output = function()
-    return setmetatable({
+    local out = setmetatable({
       _objects = {},
       _by_name = {},
       _diags = {},
@@ -785,6 +844,8 @@ function M.new(host)
       _array = array,
       _host_sorts = host.sorts_objects == true,
     }, Output)
+    outputs[out] = true
+    return out
   end
 
   -- Host resolution -------------------------------------------------------
