@@ -29,6 +29,7 @@
 #include "canon_same.h"
 #include "json.h"
 #include "loader.h"
+#include "text_mutate.h"
 #include "tree_files.h"
 #include "util/buf.h"
 
@@ -195,86 +196,41 @@ static void test_project_files(void **state) {
 /* ---- mutations -----------------------------------------------------------
  */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
 /* One random edit of `s` (len n) into `out` (room for n + 8). */
 static size_t mutate(const char *s, size_t n, char *out, int json) {
-  static const char yaml_chars[] =
-      " -:#'\"{}[],&*!|>?%@`\n\t~.0123456789aeyn\\x";
+  if (!json)
+    return mutate_yaml(s, n, out);
   static const char json_chars[] = " \"\\/{}[],:.-+eE0123456789ntrfbu\n\t\x01"
                                    "\x7f\xc3\xa9\xed\xa0\x80";
-  const char *alphabet = json ? json_chars : yaml_chars;
-  size_t na = json ? sizeof json_chars - 1 : sizeof yaml_chars - 1;
-  char ch = alphabet[next_rand() % na];
-  size_t at = n ? next_rand() % n : 0;
-  switch (next_rand() % (json ? 4 : 5)) {
-  case 0: /* insert */
-    memcpy(out, s, at);
-    out[at] = ch;
-    memcpy(out + at + 1, s + at, n - at);
-    return n + 1;
-  case 1: /* delete */
-    if (!n)
-      return 0;
-    memcpy(out, s, at);
-    memcpy(out + at, s + at + 1, n - at - 1);
-    return n - 1;
-  case 2: /* replace */
-    memcpy(out, s, n);
-    if (n)
-      out[at] = ch;
-    return n;
-  case 3: /* JSON: a token from elsewhere in the text; YAML: indent */
-    if (json) {
-      static const char *const tokens[] = {"\\u00e9",
-                                           "\\ud83d\\ude00",
-                                           "\\u0000",
-                                           "1e400",
-                                           "-0",
-                                           "1.5e-7",
-                                           "12345678901234567890",
-                                           "0.1",
-                                           "\"status\"",
-                                           "\"metadata\"",
-                                           "null",
-                                           "[]",
-                                           "{}",
-                                           "\"List\"",
-                                           "\"Pod\"",
-                                           "\"managedFields\"",
-                                           "\"\""};
-      const char *tk = tokens[next_rand() % (sizeof tokens / sizeof *tokens)];
-      size_t tn = strlen(tk) > 8 ? 8 : strlen(tk);
-      memcpy(out, s, at);
-      memcpy(out + at, tk, tn);
-      memcpy(out + at + tn, s + at, n - at);
-      return n + tn;
-    } else {
-      while (at > 0 && s[at - 1] != '\n')
-        at--;
-      size_t k = 1 + next_rand() % 2;
-      memcpy(out, s, at);
-      memset(out + at, ' ', k);
-      memcpy(out + at + k, s + at, n - at);
-      return n + k;
-    }
-  default: { /* YAML: one space less at a line start */
-    while (at > 0 && s[at - 1] != '\n')
-      at--;
-    memcpy(out, s, n);
-    if (at < n && s[at] == ' ') {
-      memcpy(out + at, s + at + 1, n - at - 1);
-      return n - 1;
-    }
-    return n;
-  }
-  }
+  char ch = json_chars[mutate_rand() % (sizeof json_chars - 1)];
+  size_t at = n ? mutate_rand() % n : 0;
+  int op = (int)(mutate_rand() % 4);
+  if (op < 3)
+    return mutate_edit(s, n, out, op, at, ch);
+  /* a token from elsewhere in JSON texts */
+  static const char *const tokens[] = {"\\u00e9",
+                                       "\\ud83d\\ude00",
+                                       "\\u0000",
+                                       "1e400",
+                                       "-0",
+                                       "1.5e-7",
+                                       "12345678901234567890",
+                                       "0.1",
+                                       "\"status\"",
+                                       "\"metadata\"",
+                                       "null",
+                                       "[]",
+                                       "{}",
+                                       "\"List\"",
+                                       "\"Pod\"",
+                                       "\"managedFields\"",
+                                       "\"\""};
+  const char *tk = tokens[mutate_rand() % (sizeof tokens / sizeof *tokens)];
+  size_t tn = strlen(tk) > 8 ? 8 : strlen(tk);
+  memcpy(out, s, at);
+  memcpy(out + at, tk, tn);
+  memcpy(out + at + tn, s + at, n - at);
+  return n + tn;
 }
 
 typedef struct {
@@ -309,7 +265,7 @@ static void mutate_span(const char *path, const amc_loader_span_t *sp, int json,
   for (int k = 0; k < 40; k++) {
     memcpy(a, base.data, len);
     size_t l = len;
-    int edits = 1 + (int)(next_rand() % 3);
+    int edits = 1 + (int)(mutate_rand() % 3);
     for (int e = 0; e < edits; e++) {
       l = mutate(a, l, b, json);
       memcpy(a, b, l);

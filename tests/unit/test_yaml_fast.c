@@ -23,6 +23,7 @@
 #include "loader.h"
 #include "loader_spans.h"
 #include "lua_same.h"
+#include "text_mutate.h"
 #include "tree_files.h"
 #include "util/buf.h"
 #include "yaml_fast.h"
@@ -148,58 +149,6 @@ static void test_project_yaml_files(void **state) {
 /* ---- mutations ------------------------------------------------------------
  */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
-/* One random edit of `s` (len n) into `out` (room for n + 8). */
-static size_t mutate(const char *s, size_t n, char *out) {
-  static const char alphabet[] = " -:#'\"{}[],&*!|>?%@`\n\t~.0123456789aeyn\\x";
-  char ch = alphabet[next_rand() % (sizeof alphabet - 1)];
-  size_t at = n ? next_rand() % n : 0;
-  switch (next_rand() % 5) {
-  case 0: /* insert */
-    memcpy(out, s, at);
-    out[at] = ch;
-    memcpy(out + at + 1, s + at, n - at);
-    return n + 1;
-  case 1: /* delete */
-    if (!n)
-      return 0;
-    memcpy(out, s, at);
-    memcpy(out + at, s + at + 1, n - at - 1);
-    return n - 1;
-  case 2: /* replace */
-    memcpy(out, s, n);
-    if (n)
-      out[at] = ch;
-    return n;
-  case 3: { /* indent a line start by one or two spaces more */
-    while (at > 0 && s[at - 1] != '\n')
-      at--;
-    size_t k = 1 + next_rand() % 2;
-    memcpy(out, s, at);
-    memset(out + at, ' ', k);
-    memcpy(out + at + k, s + at, n - at);
-    return n + k;
-  }
-  default: { /* or one space less */
-    while (at > 0 && s[at - 1] != '\n')
-      at--;
-    memcpy(out, s, n);
-    if (at < n && s[at] == ' ') {
-      memcpy(out + at, s + at + 1, n - at - 1);
-      return n - 1;
-    }
-    return n;
-  }
-  }
-}
-
 static void test_mutations_match_libyaml(void **state) {
   (void)state;
   tree_files_t p = {0};
@@ -217,9 +166,9 @@ static void test_mutations_match_libyaml(void **state) {
         /* one to three edits */
         memcpy(a, spans[k].text, len);
         size_t l = len;
-        int edits = 1 + (int)(next_rand() % 3);
+        int edits = 1 + (int)(mutate_rand() % 3);
         for (int e = 0; e < edits; e++) {
-          l = mutate(a, l, b);
+          l = mutate_yaml(a, l, b);
           memcpy(a, b, l);
         }
         compare_value(p.paths[i], a, l, &t);
