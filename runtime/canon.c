@@ -540,13 +540,7 @@ static int put_float(amc_canon_t *c, double d) {
 
 static int key_cmp(const void *a, const void *b) {
   const amc_canon_key_t *x = a, *y = b;
-  if (x->klen && y->klen && x->k[0] != y->k[0]) /* (most keys differ there) */
-    return (unsigned char)x->k[0] < (unsigned char)y->k[0] ? -1 : 1;
-  size_t n = x->klen < y->klen ? x->klen : y->klen;
-  int r = memcmp(x->k, y->k, n);
-  if (r)
-    return r;
-  return (x->klen > y->klen) - (x->klen < y->klen);
+  return amc_json_key_order(x->k, x->klen, y->k, y->klen);
 }
 
 /* Sorts the keys of the MAP `t` into c->keys[base...]; refuses duplicates

@@ -1459,13 +1459,7 @@ static void enc_newline(enc_t *e) {
 
 static inline int key_cmp(const void *a, const void *b) {
   const key_t_ *x = a, *y = b;
-  if (x->len && y->len && x->s[0] != y->s[0]) /* (most keys differ there) */
-    return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(x->s, y->s, n);
-  if (c)
-    return c;
-  return (x->len > y->len) - (x->len < y->len);
+  return amc_json_key_order(x->s, x->len, y->s, y->len);
 }
 
 static int enc_value(lua_State *L, int idx, enc_t *e);

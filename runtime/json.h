@@ -37,8 +37,22 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "util/buf.h"
+
+/* The canonical order of object keys: bytewise, a prefix first (<0, 0,
+ * >0 as memcmp). Every writer of canonical JSON sorts with it (json.c,
+ * canon.c), so that their outputs agree byte for byte. */
+static inline int amc_json_key_order(const char *a, size_t alen, const char *b,
+                                     size_t blen) {
+  if (alen && blen && a[0] != b[0]) /* (most keys differ there) */
+    return (unsigned char)a[0] < (unsigned char)b[0] ? -1 : 1;
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  if (c)
+    return c;
+  return (alen > blen) - (alen < blen);
+}
 
 #define AMC_JSON_MAX_DEPTH 128
 #define AMC_JSON_ARRAY_MT  "amc.json.array"
