@@ -27,6 +27,9 @@ typedef struct {
   unsigned synced : 1;         /* the sink has been told about this key */
   unsigned failing : 1;        /* the last translation failed */
   unsigned initial : 1;        /* part of the initial pass, not yet done */
+  unsigned clean : 1; /* the last translation reached the sink in full or as
+                         a patch, and its sync succeeded: a patch may come
+                         next (translation.h `partial`) */
   amc_translation_t *inflight; /* handed to the sink, until sync_done */
   uint64_t started_ns;
   uint64_t event_ns; /* first store change not yet handed to the sink */
@@ -70,6 +73,7 @@ struct amc_controller {
   amc_metric_t *m_queue_depth, *m_in_flight, *m_reconcile, *m_reconciles,
       *m_requests, *m_generation, *m_reloads, *m_reload_failures,
       *m_watch_restarts, *m_objects, *m_translate_errors, *m_sources_synced,
+      *m_translations,
       *m_event_to_sync, *m_rules_memory;
 };
 
@@ -165,6 +169,11 @@ static void register_metrics(amc_controller_t *c) {
   c->m_translate_errors = amc_metrics_counter(
       r, "amc_translation_errors_total",
       "Translations that failed (AVI left as it was).", NULL);
+  c->m_translations = amc_metrics_counter(
+      r, "amc_translations_total",
+      "Successful translations handed to AVI sync, by kind: full, or patch "
+      "(only the memoized calls a change made stale ran again).",
+      (const char *[]){"kind", NULL});
   c->m_sources_synced = amc_metrics_gauge(
       r, "amc_source_synced", "1 once the source has listed everything.",
       (const char *[]){"source", NULL});
@@ -179,6 +188,8 @@ static void register_metrics(amc_controller_t *c) {
   /* Series that must exist from the start (a scrape sees zeros). */
   amc_metric_add(c->m_reload_failures, NULL, 0);
   amc_metric_add(c->m_translate_errors, NULL, 0);
+  amc_metric_add(c->m_translations, (const char *[]){"full"}, 0);
+  amc_metric_add(c->m_translations, (const char *[]){"patch"}, 0);
   amc_metrics_set_collect(r, collect, c);
 }
 
@@ -369,9 +380,20 @@ static void process(amc_queue_t *q, const char *qkey, void *data) {
  * memoizing engine) goes to the sink only when the sink holds them all with
  * their checksums; otherwise the engine translates without replays. */
 static amc_translation_t *translate_key(amc_controller_t *c, const char *key,
-                                        const char *ns, const char *name) {
+                                        const key_state_t *k, const char *ns,
+                                        const char *name) {
   amc_translation_t *t =
       c->engine_ops.translate(c->engine, c->opt.root_kind, ns, name);
+  if (t && t->partial && !k->clean) {
+    /* the sink may not hold the key's last state (a sync failed or is
+     * still running): it gets the whole of it */
+    amc_log(AMC_DEBUG, "translate.full", AMC_S("why", "patch"));
+    amc_translation_free(t);
+    return c->engine_ops.translate_full
+               ? c->engine_ops.translate_full(c->engine, c->opt.root_kind, ns,
+                                              name)
+               : NULL;
+  }
   if (!t || t->error || !t->n_unchanged)
     return t;
   if (c->opt.sink_ops.has_unchanged &&
@@ -418,7 +440,7 @@ static void process_key(amc_controller_t *c, const char *key) {
     amc_log_set_key(NULL);
     return;
   }
-  amc_translation_t *t = translate_key(c, key, ns[0] ? ns : NULL, name);
+  amc_translation_t *t = translate_key(c, key, k, ns[0] ? ns : NULL, name);
   uint64_t translated = now_ns();
   /* Also during the initial pass: against a real AVI it is paced by the
    * calls (minutes at 10k Gateways), with pauses between translations. */
@@ -435,6 +457,7 @@ static void process_key(amc_controller_t *c, const char *key) {
     /* Deterministic: retrying cannot help; a change to anything the key
      * read re-queues it. AVI keeps what it has. */
     k->failing = 1;
+    k->clean = 0;
     k->event_ns = 0;
     amc_metric_inc(c->m_translate_errors, NULL);
     amc_log(AMC_ERROR, "translate.error", AMC_S("error", t->error));
@@ -456,8 +479,10 @@ static void process_key(amc_controller_t *c, const char *key) {
         AMC_S("field", d->field ? d->field : ""),
         AMC_S("message", d->message ? d->message : ""));
   }
+  amc_metric_inc(c->m_translations,
+                 (const char *[]){t->partial ? "patch" : "full"});
   amc_log(AMC_DEBUG, "translate.done", AMC_I("objects", t->n_objects),
-          AMC_I("unchanged", t->n_unchanged),
+          AMC_I("unchanged", t->n_unchanged), AMC_I("patch", t->partial),
           AMC_F("ms", (double)(translated - started) / 1e6),
           AMC_I("reads", t->n_reads), AMC_I("diagnostics", t->n_diags));
   /* The reads matter for the next changes, not this sync: recorded once
@@ -465,17 +490,20 @@ static void process_key(amc_controller_t *c, const char *key) {
    * read them (and may free `t` before sync() returns). */
   amc_read_t *reads = t->reads;
   size_t n_reads = t->n_reads;
+  int keep_reads = t->partial; /* a patch read what the last one did */
   t->reads = NULL;
   t->n_reads = 0;
   k->started_ns = started;
   k->inflight = t;
+  k->clean = 0; /* until this sync succeeds */
   if (k->event_ns) {
     amc_metric_observe(c->m_event_to_sync, NULL,
                        (double)(now_ns() - k->event_ns) / 1e9);
     k->event_ns = 0;
   }
   c->opt.sink_ops.sync(c->opt.sink, c, key, t);
-  amc_deps_update(c->deps, key, reads, n_reads);
+  if (!keep_reads)
+    amc_deps_update(c->deps, key, reads, n_reads);
   amc_reads_free(reads, n_reads);
   if (c->engine_ops.settle) /* the first request is out: now the rest */
     c->engine_ops.settle(c->engine);
@@ -507,6 +535,7 @@ static void sync_done(amc_controller_t *c, const char *key, int status,
   const char *result = "ok";
   if (status == 0) {
     k->synced = 1;
+    k->clean = !deleted;
     amc_queue_forget(c->queue, key);
     amc_log(AMC_DEBUG, "sync.done");
   } else {
@@ -982,10 +1011,48 @@ static int dr_has_unchanged(void *sink, const char *key,
   return ok;
 }
 
+/* dr_sync of a patch (translation.h `partial`): its objects replace
+ * theirs in the key's set; nothing is deleted. */
+static void dr_sync_partial(amc_dry_run_t *d, amc_controller_t *c,
+                            const char *key, const amc_translation_t *t,
+                            amc_strmap_t *prev) {
+  int calls = 0;
+  amc_buf_t tn = AMC_BUF_INIT;
+  for (size_t i = 0; i < t->n_objects; i++) {
+    const amc_avi_object_t *o = &t->objects[i];
+    amc_buf_reset(&tn);
+    amc_buf_printf(&tn, "%s\x1f%s", o->type, o->name);
+    uint64_t dg = obj_digest(o);
+    uint64_t *old = amc_strmap_get(prev, tn.data);
+    if (old && *old == dg)
+      continue;
+    fprintf(d->out, "dry-run: %s %s %s ", old ? "PUT" : "POST", o->type,
+            o->name);
+    put_redacted(d->out, o->json ? o->json : "(unchanged)");
+    fputc('\n', d->out);
+    calls++;
+    if (!old) {
+      old = malloc(sizeof *old);
+      if (!old)
+        abort();
+      amc_strmap_put(prev, tn.data, old, NULL);
+    }
+    *old = dg;
+  }
+  amc_buf_free(&tn);
+  fprintf(d->out, "dry-run: synced %s calls=%d\n", key, calls);
+  fflush(d->out);
+  amc_controller_sync_done(c, key, 0, NULL);
+}
+
 static void dr_sync(void *sink, amc_controller_t *c, const char *key,
                     const amc_translation_t *t) {
   amc_dry_run_t *d = sink;
   amc_strmap_t *prev = amc_strmap_get(&d->keys, key);
+  if (t && t->partial && prev) { /* a patch: the other objects stay */
+    dr_sync_partial(d, c, key, t, prev);
+    return;
+  }
   amc_strmap_t *next = calloc(1, sizeof *next);
   if (!next)
     abort();

@@ -147,6 +147,18 @@ struct amc_rules_engine {
   struct memo_frame *frames;
   size_t n_frames, frames_cap;
   uint64_t memo_hits, memo_misses;
+  /* patches (see "Patches" below) */
+  int patch_on;    /* AMC_PATCH=0 turns them off */
+  int patch_check; /* AMC_PATCH_CHECK=1: each checked by a full translation */
+  int patching;    /* the translation in progress is a patch */
+  int root_ok;     /* the translation in progress can be patched later */
+  uint16_t *root_slots; /* its reads outside any memoized call, as slots */
+  size_t n_root_slots, root_slots_cap;
+  amc_buf_t root_calls; /* its top-level rt.memo calls (see memo_root) */
+  size_t n_root_calls;
+  amc_buf_t patch_old; /* the stale entries' parts, during a patch */
+  uint64_t patches, patch_declined;
+  amc_strmap_t check_last; /* AMC_PATCH_CHECK: key -> its last result */
 };
 
 struct gen {
@@ -932,18 +944,54 @@ static void frame_read(memo_frame_t *f, const char *kind, const char *ns,
                label, value);
 }
 
-static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
-                        const char *name, const char *field, const char *label,
-                        const char *value) {
+static uint16_t read_slot(const amc_read_t *r);
+static uint16_t proj_slot(const char *proj, uint16_t slot);
+static void note_path(amc_rules_engine_t *e, const amc_read_t *r);
+
+/* A read outside any memoized call: a patch needs it unchanged. */
+static void root_slot_add(amc_rules_engine_t *e, uint16_t slot) {
+  if (e->n_root_slots == e->root_slots_cap) {
+    size_t nc = e->root_slots_cap ? e->root_slots_cap * 2 : 64;
+    uint16_t *v = realloc(e->root_slots, nc * sizeof *v);
+    if (!v)
+      abort();
+    e->root_slots = v;
+    e->root_slots_cap = nc;
+  }
+  e->root_slots[e->n_root_slots++] = slot;
+}
+
+/* Records a read for the translation and the open memo frames. `proj`
+ * (a projected list, see host_list) changes only the slot the read gets
+ * among the translation's own reads (outside memoized calls): a change
+ * that leaves the objects' projections alone stamps no such slot. */
+static void record_read_proj(amc_rules_engine_t *e, const char *kind,
+                             const char *ns, const char *name,
+                             const char *field, const char *label,
+                             const char *value, const char *proj) {
   amc_translation_t *t = e->cur_t;
   if (!t)
     return;
+  if (e->memo_on && !e->n_frames && !e->patching) {
+    amc_read_t r = {(char *)kind, (char *)ns,    (char *)name,
+                    (char *)field, (char *)label, (char *)value};
+    uint16_t slot = read_slot(&r);
+    root_slot_add(e, proj ? proj_slot(proj, slot) : slot);
+    if (!name && value && (field || label))
+      note_path(e, &r); /* so that changes stamp it */
+  }
   /* every open memo frame records its call's reads too (a call inside
    * another one is part of what the outer call did) */
   for (size_t i = 0; i < e->n_frames; i++)
     frame_read(&e->frames[i], kind, ns, name, field, label, value);
   reads_append(&t->reads, &t->n_reads, &e->reads_cap, kind, ns, name, field,
                label, value);
+}
+
+static void record_read(amc_rules_engine_t *e, const char *kind, const char *ns,
+                        const char *name, const char *field, const char *label,
+                        const char *value) {
+  record_read_proj(e, kind, ns, name, field, label, value, NULL);
 }
 
 static const char *opt_string(lua_State *L, int i, const char *what) {
@@ -1511,6 +1559,8 @@ static int load_protected(lua_State *L) {
   g->ref_sandbox = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   g->ref_cache = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L); /* "Patches": per key, what a patch needs in Lua */
+  lua_setfield(L, LUA_REGISTRYINDEX, "amc.patches");
   lua_pushcfunction(L, l_runtime_require);
   lua_setglobal(L, "require");
   lua_pushcfunction(L, amc_json_open);
@@ -2082,6 +2132,15 @@ typedef struct memo_key {
   memo_ent_t *ents; /* sorted by hash */
   size_t n;
   uint8_t *taken; /* during a translation of the key: ents[i] was replayed */
+  /* What a patch of the key's last translation needs ("Patches"; its Lua
+   * half, the context and kept values, is in the registry's amc.patches
+   * under the key). patch_tick 0: none. */
+  uint32_t patch_tick; /* the memo clock when it was made */
+  uint64_t patch_gen;  /* the generation that made it */
+  uint16_t *root_slots; /* its reads outside memoized calls (sorted) */
+  size_t n_root_slots;
+  uint8_t *calls; /* its top-level calls, as e->root_calls */
+  size_t calls_len, n_calls;
 } memo_key_t;
 
 typedef struct {
@@ -2117,6 +2176,17 @@ typedef struct memo_item {
   memo_fresh_t *fresh;
   int packed; /* made now: its pack is in e->memo_packs */
 } memo_item_t;
+
+/* (defined with "Patches" and the translation, below) */
+static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k);
+static void root_forget(amc_rules_engine_t *e, const char *key);
+static void clear_output(amc_translation_t *t);
+static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
+                                    const char *ns, const char *name,
+                                    int replay);
+static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
+                         lua_CFunction fn);
+static void translation_end(amc_rules_engine_t *e, gen_t *g, int status);
 
 typedef struct memo_path {
   char *kind, *path; /* "f:<dot path>" or "l:<label key>" */
@@ -2226,6 +2296,8 @@ static void memo_key_free(void *p) {
   free(k->ents);
   free(k->taken);
   free(k->dict);
+  free(k->root_slots);
+  free(k->calls);
   free(k);
 }
 
@@ -3006,11 +3078,27 @@ static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
                                          {"memo_end", host_memo_end},
                                          {NULL, NULL}};
 
+static int host_memo_root(lua_State *L);
+static int host_memo_input(lua_State *L);
+static const luaL_Reg patch_host_fns[] = {{"memo_root", host_memo_root},
+                                          {"memo_input", host_memo_input},
+                                          {NULL, NULL}};
+
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   frames_reset(e);
   e->memo_replay = replay;
   e->memo_items_n = 0;
+  e->n_root_slots = 0;
+  amc_buf_reset(&e->root_calls);
+  e->n_root_calls = 0;
+  e->root_ok = e->memo_on && e->patch_on;
+  if (e->root_ok) { /* the Gateway itself */
+    const amc_store_obj_t *o = e->cur_obj;
+    amc_read_t r = {(char *)o->kind, (char *)o->namespace_, (char *)o->name,
+                    NULL, NULL, NULL};
+    root_slot_add(e, read_slot(&r));
+  }
   e->memo_cur = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
   if (e->memo_cur) {
     free(e->memo_cur->taken);
@@ -3198,6 +3286,14 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   }
   if (!k)
     return;
+  if (e->patching && k->taken) {
+    /* a patch: the entries it did not touch stay the key's */
+    for (size_t i = 0; i < k->n; i++)
+      if (!k->taken[i])
+        items_push(e, (memo_item_t){k->ents[i], NULL, 0});
+  } else {
+    patch_state_set(e, k);
+  }
   size_t n = 0;
   for (size_t i = 0; i < e->memo_items_n; i++) {
     memo_item_t *it = &e->memo_items[i];
@@ -3330,6 +3426,10 @@ static void stamp_path(stamp_t *st, const char *path, const char *old_json,
 
 static void memo_drop_all(amc_rules_engine_t *e) {
   memo_unsettle(e);
+  if (e->active) { /* the patches' Lua half */
+    lua_newtable(e->active->L);
+    lua_setfield(e->active->L, LUA_REGISTRYINDEX, "amc.patches");
+  }
   amc_strmap_clear(&e->memo, memo_key_free);
   e->memo_entries = 0;
 }
@@ -3366,9 +3466,16 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
     if (k) {
       e->memo_entries -= k->n;
       memo_key_free(k);
+      root_forget(e, b.data);
     }
     amc_buf_free(&b);
   }
+}
+
+int amc_rules_engine_set_patch(amc_rules_engine_t *e, int on) {
+  e->patch_on = on != 0;
+  memo_drop_all(e); /* (entries made either way serve; the state goes) */
+  return 0;
 }
 
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on) {
@@ -3404,6 +3511,7 @@ static int msize_key(const char *key, void *value, void *data) {
   size_t *bytes = data;
   const memo_key_t *k = value;
   *bytes += strlen(key) + 1 + sizeof *k + k->dict_len + k->n * sizeof *k->ents;
+  *bytes += k->n_root_slots * sizeof *k->root_slots + k->calls_len;
   for (size_t i = 0; i < k->n; i++)
     *bytes += k->ents[i].len;
   return 0;
@@ -3421,6 +3529,8 @@ void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
   st->bytes = bytes;
   st->hits = e->memo_hits;
   st->misses = e->memo_misses;
+  st->patches = e->patches;
+  st->declined = e->patch_declined;
 }
 
 /* The host functions every translation's rt gets (rt.lua's M.new). */
@@ -3434,6 +3544,632 @@ static const luaL_Reg host_fns[] = {{"get", host_get},
                                     {NULL, NULL}};
 
 /* Runs under pcall: the whole translation of e->cur_obj. */
+/* ------------------------------------------------------------------------ */
+/* Patches (rules_engine.h "Patches"): after a change, a Gateway whose own
+ * reads (those made outside memoized calls: its list of VirtualServices,
+ * projected, its Secrets...) are all unchanged differs from its last
+ * translation only inside the top-level memoized calls whose entries went
+ * stale. Those calls run again, alone, with the arguments the last
+ * translation gave them (rt.lua keeps the context and the values; inputs
+ * are read again from the store, unchanged in what the translation saw
+ * of them since its reads are). When each gives the same result, the same
+ * events (out:get answers, adds by type and name, diagnostics) and the
+ * same reads as before, the rest of the translation would run exactly as
+ * it did, so its objects are those of the last translation but for the
+ * bodies these calls added: the patch is those objects alone
+ * (translation.h `partial`). Anything else (a different result, an
+ * out:get answered otherwise, an error) and the key is translated as
+ * usual; the patch's work is dropped. */
+
+#define PATCH_MAX_STALE 8 /* calls run again in one patch, at most */
+
+/* The slot of a projected list read (record_read_proj). */
+static uint16_t proj_slot(const char *proj, uint16_t slot) {
+  slot_hash_t s = sh_start('j');
+  sh_str(&s, proj);
+  char b[2] = {(char)(slot & 0xff), (char)(slot >> 8)};
+  sh_bytes(&s, b, 2);
+  return sh_slot(&s);
+}
+
+static uint64_t zigzag(lua_Integer v) {
+  return v < 0 ? ((uint64_t)(-(v + 1)) << 1) | 1 : (uint64_t)v << 1;
+}
+
+static lua_Integer unzigzag(uint64_t u) {
+  return u & 1 ? -(lua_Integer)(u >> 1) - 1 : (lua_Integer)(u >> 1);
+}
+
+/* host.memo_root(subkey, codes): a top-level rt.memo call of the
+ * translation; `codes` (integers) tell rt._patch how to make its
+ * arguments again. Kept as u64 subkey hash, varint n, n zigzag varints. */
+static int host_memo_root(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  size_t n;
+  const char *sub = luaL_checklstring(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (e->patching || !e->root_ok)
+    return 0;
+  put_u64(&e->root_calls, amc_fnv64(sub, n));
+  size_t nc = lua_rawlen(L, 2);
+  put_uv(&e->root_calls, nc);
+  for (size_t i = 1; i <= nc; i++) {
+    int isnum;
+    lua_rawgeti(L, 2, (lua_Integer)i);
+    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum)
+      e->root_ok = 0;
+    put_uv(&e->root_calls, zigzag(v));
+  }
+  e->n_root_calls++;
+  return 0;
+}
+
+/* host.memo_input(kind, ns, name): an input of a call a patch runs again,
+ * as the translation had it (the same decoded table as rt.get gives), not
+ * recorded as a read (the translation's own reads of it are unchanged).
+ * nil if it is gone. */
+static int host_memo_input(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  const char *kind = luaL_checkstring(L, 1);
+  const char *ns = opt_string(L, 2, "memo_input: namespace");
+  const char *name = luaL_checkstring(L, 3);
+  const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
+  if (!o || !lua_isnoneornil(L, 4)) { /* (projections: not yet) */
+    lua_pushnil(L);
+    return 1;
+  }
+  gen_t *g = GEN(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  push_cached(L, g, lua_gettop(L), o);
+  return 1;
+}
+
+/* After a successful translation: rt._root() gives the context and the
+ * values its top-level calls' arguments came from (and lets go of what
+ * the translation no longer needs); kept in amc.patches[key] with rt. */
+static void root_keep(lua_State *L, amc_rules_engine_t *e, int rt) {
+  const char *key = e->cur_t->key;
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches");
+  int pt = lua_gettop(L);
+  if (lua_getfield(L, rt, "_root") != LUA_TFUNCTION) {
+    e->root_ok = 0;
+    lua_pop(L, 1);
+  } else {
+    lua_call(L, 0, 2); /* ctx, vals */
+    if (e->root_ok && e->n_root_calls && lua_istable(L, -2) &&
+        lua_istable(L, -1)) {
+      lua_createtable(L, 3, 0);
+      lua_pushvalue(L, -3);
+      lua_rawseti(L, -2, 1);
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, 2);
+      lua_pushvalue(L, rt);
+      lua_rawseti(L, -2, 3);
+      lua_setfield(L, pt, key);
+      lua_settop(L, pt - 1);
+      return;
+    }
+    e->root_ok = 0;
+  }
+  lua_pushnil(L);
+  lua_setfield(L, pt, key);
+  lua_settop(L, pt - 1);
+}
+
+/* Forgets the Lua half of a key's patch state. */
+static void root_forget(amc_rules_engine_t *e, const char *key) {
+  if (!e->active)
+    return;
+  lua_State *L = e->active->L;
+  int top = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches") == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, key);
+  }
+  lua_settop(L, top);
+}
+
+/* memo_finish of a translation that can be patched later: what it read
+ * outside memoized calls, and its top-level calls. */
+static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k) {
+  free(k->root_slots);
+  free(k->calls);
+  k->root_slots = NULL;
+  k->calls = NULL;
+  k->n_root_slots = k->calls_len = k->n_calls = 0;
+  k->patch_tick = 0;
+  if (!e->root_ok || !e->n_root_calls || !e->active)
+    return;
+  qsort(e->root_slots, e->n_root_slots, sizeof *e->root_slots, u16_cmp);
+  size_t u = 0;
+  for (size_t i = 0; i < e->n_root_slots; i++)
+    if (!u || e->root_slots[u - 1] != e->root_slots[i])
+      e->root_slots[u++] = e->root_slots[i];
+  k->root_slots = malloc((u ? u : 1) * sizeof *k->root_slots);
+  k->calls = malloc(e->root_calls.len);
+  if (!k->root_slots || !k->calls)
+    abort();
+  memcpy(k->root_slots, e->root_slots, u * sizeof *k->root_slots);
+  k->n_root_slots = u;
+  memcpy(k->calls, e->root_calls.data, e->root_calls.len);
+  k->calls_len = e->root_calls.len;
+  k->n_calls = e->n_root_calls;
+  k->patch_tick = e->memo_now;
+  k->patch_gen = e->active->number;
+}
+
+/* The parts of an entry's plain text (see "Memo"): subkey, result blob,
+ * body (its objects and events, as they are encoded) and reads. */
+typedef struct {
+  span_t sub, blob, body, reads;
+  size_t n_reads;
+} ent_parts_t;
+
+static void skip_ostr(cur_t *c) {
+  size_t l = get_uv(c);
+  if (l)
+    get_bytes(c, l - 1);
+}
+
+static int ent_parts(cur_t c, ent_parts_t *p) {
+  p->sub = get_span(&c);
+  p->blob = get_span(&c);
+  const uint8_t *body = c.p;
+  size_t n = get_uv(&c);
+  for (size_t j = 0; j < n && !c.bad; j++) {
+    get_span(&c);
+    get_span(&c);
+    skip_ostr(&c);
+  }
+  n = get_uv(&c);
+  for (size_t j = 0; j < n && !c.bad; j++) {
+    const uint8_t *tag = get_bytes(&c, 1);
+    if (!tag)
+      break;
+    if (*tag == 'g') {
+      get_span(&c);
+      get_span(&c);
+      get_bytes(&c, 1);
+    } else if (*tag == 'd') {
+      for (int q = 0; q < 6; q++)
+        skip_ostr(&c);
+    } else if (*tag != 'a') {
+      c.bad = 1;
+    }
+  }
+  p->body = (span_t){(const char *)body, (size_t)(c.p - body)};
+  p->n_reads = get_uv(&c);
+  p->reads = (span_t){(const char *)c.p, (size_t)(c.end - c.p)};
+  return c.bad ? -1 : 0;
+}
+
+static int span_cmp(const void *a, const void *b) {
+  const span_t *x = a, *y = b;
+  size_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->p, y->p, n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* The distinct reads of an encoded list (n reads of six ostr each), sorted:
+ * an array of spans the caller frees, *n_out of them; NULL if corrupt. */
+static span_t *read_set(const char *p, size_t len, size_t n, size_t *n_out) {
+  span_t *v = malloc((n ? n : 1) * sizeof *v);
+  if (!v)
+    abort();
+  cur_t c = {(const uint8_t *)p, (const uint8_t *)p + len, 0};
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *start = c.p;
+    for (int q = 0; q < 6; q++)
+      skip_ostr(&c);
+    v[i] = (span_t){(const char *)start, (size_t)(c.p - start)};
+  }
+  if (c.bad) {
+    free(v);
+    return NULL;
+  }
+  qsort(v, n, sizeof *v, span_cmp);
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!u || span_cmp(&v[u - 1], &v[i]) != 0)
+      v[u++] = v[i];
+  *n_out = u;
+  return v;
+}
+
+static int same_read_sets(const char *a, size_t alen, size_t an, const char *b,
+                          size_t blen, size_t bn) {
+  size_t na = 0, nb = 0;
+  span_t *x = read_set(a, alen, an, &na), *y = read_set(b, blen, bn, &nb);
+  int same = x && y && na == nb;
+  for (size_t i = 0; same && i < na; i++)
+    same = span_eq(x[i], y[i]);
+  free(x);
+  free(y);
+  return same;
+}
+
+/* One stale call of a patch: where its codes are in the key's calls, and
+ * its old entry's parts (offsets into e->patch_old). */
+typedef struct {
+  uint64_t hash;
+  size_t codes_off, n_codes;
+  size_t sub_off, sub_len, blob_off, blob_len, body_off, body_len;
+  size_t reads_off, reads_len, n_reads;
+} stale_call_t;
+
+static stale_call_t patch_stale[PATCH_MAX_STALE];
+static size_t patch_n_stale;
+static memo_key_t *patch_key;
+
+/* rt._patch's calls: {codes, ids} per stale call; ids are the inputs'
+ * kind, namespace (false: none) and name, from the old entry's subkey
+ * ("<key>\x1f<kind>/<ns>/<name>..."). Returns -1 if a subkey does not
+ * hold its inputs. */
+static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
+  memo_key_t *k = patch_key;
+  lua_createtable(L, (int)patch_n_stale, 0);
+  for (size_t i = 0; i < patch_n_stale; i++) {
+    stale_call_t *sc = &patch_stale[i];
+    lua_createtable(L, 2, 0);
+    lua_createtable(L, (int)sc->n_codes, 0);
+    cur_t c = {k->calls + sc->codes_off, k->calls + k->calls_len, 0};
+    lua_Integer ni = 0;
+    for (size_t j = 0; j < sc->n_codes; j++) {
+      lua_Integer v = unzigzag(get_uv(&c));
+      if (j == 2)
+        ni = v;
+      lua_pushinteger(L, v);
+      lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+    lua_rawseti(L, -2, 1);
+    /* the last ni parts of the subkey */
+    const char *sub = e->patch_old.data + sc->sub_off;
+    const char *end = sub + sc->sub_len;
+    const char *part[16];
+    size_t parts = 0;
+    for (const char *q = end; q > sub && parts < 16; q--)
+      if (q[-1] == '\x1f')
+        part[parts++] = q;
+    if (ni < 0 || (size_t)ni > parts)
+      return -1;
+    lua_createtable(L, (int)(3 * ni), 0);
+    for (lua_Integer j = 0; j < ni; j++) {
+      const char *ps = part[ni - 1 - j];
+      const char *pe = memchr(ps, '\x1f', (size_t)(end - ps));
+      if (!pe)
+        pe = end;
+      const char *s1 = memchr(ps, '/', (size_t)(pe - ps));
+      const char *s2 = NULL;
+      for (const char *q = pe; q > ps; q--)
+        if (q[-1] == '/') {
+          s2 = q - 1;
+          break;
+        }
+      if (!s1 || !s2 || s2 == s1)
+        return -1; /* not "<kind>/<ns>/<name>" */
+      lua_pushlstring(L, ps, (size_t)(s1 - ps));
+      lua_rawseti(L, -2, 3 * j + 1);
+      if (s2 > s1 + 1)
+        lua_pushlstring(L, s1 + 1, (size_t)(s2 - s1 - 1));
+      else
+        lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, 3 * j + 2);
+      lua_pushlstring(L, s2 + 1, (size_t)(pe - s2 - 1));
+      lua_rawseti(L, -2, 3 * j + 3);
+    }
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 0;
+}
+
+/* The patch itself, in the protected call: rt._patch runs the stale calls
+ * with the kept context and values into a fresh Output, whose objects are
+ * collected. Declines (e->patching = 2) when the kept state is missing. */
+static int patch_protected(lua_State *L) {
+  gen_t *g = GEN(L);
+  amc_rules_engine_t *e = g->eng;
+  lua_settop(L, 0);
+  luaL_checkstack(L, 16, "patch");
+  lua_createtable(L, 0, 16);
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches");
+  if (!lua_istable(L, 1) ||
+      lua_getfield(L, 1, e->cur_t->key) != LUA_TTABLE) { /* 2: the state */
+    e->patching = 2;
+    return 0;
+  }
+  lua_rawgeti(L, 2, 3); /* 3: rt */
+  if (lua_getfield(L, 3, "_patch") != LUA_TFUNCTION) {
+    e->patching = 2;
+    return 0;
+  }
+  lua_rawgeti(L, 2, 1); /* ctx */
+  lua_rawgeti(L, 2, 2); /* vals */
+  if (push_patch_calls(L, e) != 0) {
+    e->patching = 2;
+    return 0;
+  }
+  lua_call(L, 3, 1); /* 4: result */
+  if (!lua_istable(L, 4)) {
+    e->patching = 2;
+    return 0;
+  }
+  int rc = collect_objects(L, g, 4);
+  amc_json_memo_free(e->enc_memo);
+  e->enc_memo = NULL;
+  if (rc < 0)
+    e->patching = 2;
+  return 0;
+}
+
+/* Did the stale call `sc` run again as it ran before? Its fresh entry
+ * (the outermost one made for its subkey) must hold the same result, the
+ * same objects and events, and the same reads. */
+static int patch_same(amc_rules_engine_t *e, const stale_call_t *sc) {
+  memo_fresh_t *f = NULL;
+  for (size_t i = 0; i < e->memo_items_n; i++) {
+    memo_item_t *it = &e->memo_items[i];
+    if (it->fresh && !it->fresh->inner && it->ent.hash == sc->hash)
+      f = it->fresh;
+  }
+  if (!f)
+    return 0;
+  const char *old = e->patch_old.data;
+  if (f->blob_len != sc->blob_len ||
+      memcmp(f->blob, old + sc->blob_off, sc->blob_len) != 0)
+    return 0;
+  amc_buf_t b = AMC_BUF_INIT;
+  put_uv(&b, f->n_objs);
+  for (size_t i = 0; i < f->n_objs; i++) {
+    put_str(&b, f->objs[i].type, strlen(f->objs[i].type));
+    put_str(&b, f->objs[i].name, strlen(f->objs[i].name));
+    put_ostr(&b, f->objs[i].tenant_ref);
+  }
+  amc_buf_append(&b, f->ev, f->ev_len);
+  int same = b.len == sc->body_len &&
+             memcmp(b.data, old + sc->body_off, b.len) == 0;
+  if (same) {
+    amc_buf_reset(&b);
+    for (size_t i = 0; i < f->n_reads; i++) {
+      const amc_read_t *r = &f->reads[i];
+      put_ostr(&b, r->kind);
+      put_ostr(&b, r->namespace_);
+      put_ostr(&b, r->name);
+      put_ostr(&b, r->field);
+      put_ostr(&b, r->label);
+      put_ostr(&b, r->value);
+    }
+    if (f->enc_len)
+      amc_buf_append(&b, f->enc, f->enc_len);
+    same = same_read_sets(b.data, b.len, f->n_reads + f->n_enc,
+                          old + sc->reads_off, sc->reads_len, sc->n_reads);
+  }
+  amc_buf_free(&b);
+  return same;
+}
+
+/* Drops what a declined patch did to the memo (its fresh entries; the
+ * key's entries stay as they were). */
+static void memo_abandon(amc_rules_engine_t *e) {
+  frames_reset(e);
+  for (size_t i = 0; i < e->memo_items_n; i++)
+    fresh_free(e->memo_items[i].fresh);
+  e->memo_items_n = 0;
+  memo_key_t *k = e->memo_cur;
+  e->memo_cur = NULL;
+  if (k) {
+    free(k->taken);
+    k->taken = NULL;
+  }
+}
+
+/* Patches t's key if it can (see above): returns 1 with t the patch, or 0
+ * with t untouched (the caller translates). */
+static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
+  memo_key_t *k = amc_strmap_get(&e->memo, t->key);
+  if (!k || !k->patch_tick || k->patch_gen != g->number)
+    return 0;
+  for (size_t i = 0; i < k->n_root_slots; i++)
+    if (e->memo_ticks[k->root_slots[i]] > k->patch_tick)
+      return 0; /* the translation's own reads changed */
+  /* the stale calls */
+  patch_n_stale = 0;
+  amc_buf_reset(&e->patch_old);
+  cur_t c = {k->calls, k->calls + k->calls_len, 0};
+  for (size_t j = 0; j < k->n_calls; j++) {
+    const uint8_t *h8 = get_bytes(&c, 8);
+    if (!h8)
+      return 0;
+    uint64_t h = get_u64(h8, 0);
+    size_t nc = get_uv(&c);
+    size_t codes_off = (size_t)(c.p - k->calls);
+    for (size_t q = 0; q < nc; q++)
+      get_uv(&c);
+    if (c.bad)
+      return 0;
+    size_t i = ent_find(k, h);
+    pack_view_t v;
+    if (i == SIZE_MAX || pack_view(k, &k->ents[i], &v) != 0)
+      return 0; /* (a call not kept: cannot be compared) */
+    if (ent_valid(e, &k->ents[i], &v))
+      continue;
+    if (patch_n_stale == PATCH_MAX_STALE)
+      return 0;
+    for (size_t q = 0; q < patch_n_stale; q++)
+      if (patch_stale[q].hash == h)
+        return 0; /* the same call twice */
+    amc_buf_reset(&e->memo_plain);
+    if (amc_lz_decompress(k->dict, k->dict_len, v.lz, v.lz_len,
+                          &e->memo_plain) != 0)
+      return 0;
+    cur_t pc = {(const uint8_t *)e->memo_plain.data,
+                (const uint8_t *)e->memo_plain.data + e->memo_plain.len, 0};
+    ent_parts_t p;
+    if (ent_parts(pc, &p) != 0)
+      return 0;
+    stale_call_t *sc = &patch_stale[patch_n_stale++];
+    sc->hash = h;
+    sc->codes_off = codes_off;
+    sc->n_codes = nc;
+    size_t base = e->patch_old.len;
+    amc_buf_append(&e->patch_old, e->memo_plain.data, e->memo_plain.len);
+    const char *pl = e->memo_plain.data;
+    sc->sub_off = base + (size_t)(p.sub.p - pl);
+    sc->sub_len = p.sub.n;
+    sc->blob_off = base + (size_t)(p.blob.p - pl);
+    sc->blob_len = p.blob.n;
+    sc->body_off = base + (size_t)(p.body.p - pl);
+    sc->body_len = p.body.n;
+    sc->reads_off = base + (size_t)(p.reads.p - pl);
+    sc->reads_len = p.reads.n;
+    sc->n_reads = p.n_reads;
+  }
+  if (!patch_n_stale)
+    return 0; /* nothing the translation did changed: not a patch's job */
+  patch_key = k;
+  memo_start(e, t->key, 1);
+  e->patching = 1;
+  int status = run_protected(e, g, t, patch_protected);
+  int ok = status == LUA_OK && !t->error && e->patching == 1;
+  for (size_t i = 0; ok && i < patch_n_stale; i++)
+    ok = patch_same(e, &patch_stale[i]);
+  e->patching = 0;
+  free(e->out_err);
+  e->out_err = NULL;
+  if (!ok) {
+    memo_abandon(e);
+    clear_output(t);
+    free(t->error);
+    t->error = NULL;
+    t->n_unchanged = 0;
+    for (size_t i = 0; i < t->n_reads; i++)
+      read_free(&t->reads[i]);
+    free(t->reads);
+    t->reads = NULL;
+    t->n_reads = 0;
+    if (status != LUA_OK) { /* the kept context may be half-changed */
+      k->patch_tick = 0;
+      root_forget(e, t->key);
+    }
+    e->patch_declined++;
+    translation_end(e, g, status);
+    return 0;
+  }
+  /* the patch: its objects only; the key keeps its reads and diagnostics */
+  for (size_t i = 0; i < t->n_reads; i++)
+    read_free(&t->reads[i]);
+  free(t->reads);
+  t->reads = NULL;
+  t->n_reads = 0;
+  for (size_t i = 0; i < t->n_diags; i++) {
+    amc_diag_t *d = &t->diags[i];
+    free(d->kind);
+    free(d->namespace_);
+    free(d->name);
+    free(d->field);
+    free(d->message);
+  }
+  free(t->diags);
+  t->diags = NULL;
+  t->n_diags = 0;
+  t->partial = 1;
+  e->patching = 3; /* memo_finish: the key's other entries stay */
+  memo_finish(e, t);
+  e->patching = 0;
+  k->patch_tick = e->memo_now;
+  e->patches++;
+  return 1;
+}
+
+/* ---- AMC_PATCH_CHECK: every patch against a full translation ----------- */
+
+/* What check mode keeps of a key's last translation: its objects (type,
+ * name, checksum), diagnostics and reads, one line each, sorted. */
+static char *check_text(const amc_translation_t *t, int objects_only) {
+  amc_buf_t b = AMC_BUF_INIT;
+  for (size_t i = 0; i < t->n_objects; i++)
+    amc_buf_printf(&b, "o %s %s %s\n", t->objects[i].type, t->objects[i].name,
+                   t->objects[i].cksum);
+  if (!objects_only) {
+    for (size_t i = 0; i < t->n_diags; i++) {
+      const amc_diag_t *d = &t->diags[i];
+      amc_buf_printf(&b, "d %d %s %s %s %s %s\n", (int)d->severity,
+                     d->kind ? d->kind : "", d->namespace_ ? d->namespace_ : "",
+                     d->name ? d->name : "", d->field ? d->field : "",
+                     d->message ? d->message : "");
+    }
+    for (size_t i = 0; i < t->n_reads; i++) {
+      const amc_read_t *r = &t->reads[i];
+      amc_buf_printf(&b, "r %s %s %s %s %s %s\n", r->kind,
+                     r->namespace_ ? r->namespace_ : "-",
+                     r->name ? r->name : "-", r->field ? r->field : "-",
+                     r->label ? r->label : "-", r->value ? r->value : "-");
+    }
+  }
+  return b.data ? b.data : xstrdup("");
+}
+
+static void check_keep(amc_rules_engine_t *e, const amc_translation_t *t) {
+  char *text = check_text(t, 0);
+  free(amc_strmap_del(&e->check_last, t->key));
+  amc_strmap_put(&e->check_last, t->key, text, NULL);
+}
+
+/* The last translation's text with the patch's objects put in. */
+static char *check_patched(const char *last, const amc_translation_t *p) {
+  amc_buf_t b = AMC_BUF_INIT;
+  const char *q = last;
+  while (*q) {
+    const char *nl = strchr(q, '\n');
+    size_t len = nl ? (size_t)(nl - q) + 1 : strlen(q);
+    int replaced = 0;
+    if (q[0] == 'o') {
+      for (size_t i = 0; i < p->n_objects && !replaced; i++) {
+        const amc_avi_object_t *o = &p->objects[i];
+        size_t tl = strlen(o->type), nlen = strlen(o->name);
+        if (len > 2 + tl + 1 + nlen && memcmp(q + 2, o->type, tl) == 0 &&
+            q[2 + tl] == ' ' && memcmp(q + 3 + tl, o->name, nlen) == 0 &&
+            q[3 + tl + nlen] == ' ') {
+          amc_buf_printf(&b, "o %s %s %s\n", o->type, o->name, o->cksum);
+          replaced = 1;
+        }
+      }
+    }
+    if (!replaced)
+      amc_buf_append(&b, q, len);
+    q += len;
+  }
+  return b.data ? b.data : xstrdup("");
+}
+
+static void patch_check(amc_rules_engine_t *e, const char *kind,
+                        const char *ns, const char *name,
+                        const amc_translation_t *patch) {
+  char *last = amc_strmap_get(&e->check_last, patch->key);
+  char *want = last ? check_patched(last, patch) : NULL;
+  amc_translation_t *full = translate(e, kind, ns, name, 0);
+  if (!full || full->error || !want) {
+    fprintf(stderr, "AMC_PATCH_CHECK: %s: %s\n", patch->key,
+            !want ? "no earlier translation kept" : "the full translation "
+                                                     "failed");
+    abort();
+  }
+  char *got = check_text(full, 0);
+  if (strcmp(got, want) != 0) {
+    fprintf(stderr,
+            "AMC_PATCH_CHECK: %s: the patch differs from a full "
+            "translation\n--- patched last:\n%s--- full:\n%s",
+            patch->key, want, got);
+    abort();
+  }
+  free(got);
+  free(want);
+  amc_translation_free(full);
+}
+
 static int translate_protected(lua_State *L) {
   gen_t *g = GEN(L);
   amc_rules_engine_t *e = g->eng;
@@ -3460,17 +4196,23 @@ static int translate_protected(lua_State *L) {
   lua_setfield(L, -2, "settings");
   if (e->memo_on)
     luaL_setfuncs(L, memo_host_fns, 0);
+  if (e->memo_on && e->patch_on)
+    luaL_setfuncs(L, patch_host_fns, 0);
   lua_call(L, 1, 1); /* 3: rt */
-  lua_call(L, 2, 1); /* 1: result */
-  if (lua_type(L, 1) != LUA_TTABLE)
+  lua_pushvalue(L, 3);
+  lua_insert(L, 1);  /* 1: rt, 2: translate, 3: the object, 4: rt */
+  lua_call(L, 2, 1); /* 2: result */
+  if (lua_type(L, 2) != LUA_TTABLE)
     return out_fail(e, "translate must return a table (out:result()), got %s",
-                    luaL_typename(L, 1));
-  int rc = collect_objects(L, g, 1);
+                    luaL_typename(L, 2));
+  int rc = collect_objects(L, g, 2);
   amc_json_memo_free(e->enc_memo);
   e->enc_memo = NULL;
   if (rc < 0)
     return 0;
-  collect_diags(L, e, 1);
+  collect_diags(L, e, 2);
+  if (e->memo_on && e->patch_on)
+    root_keep(L, e, 1);
   return 0;
 }
 
@@ -3551,6 +4293,14 @@ static char *with_key(const char *msg, const char *key) {
 static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
                                     const char *ns, const char *name,
                                     int replay);
+static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
+                         lua_CFunction fn);
+static void translation_end(amc_rules_engine_t *e, gen_t *g, int status);
+static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t);
+static void patch_check(amc_rules_engine_t *e, const char *kind,
+                        const char *ns, const char *name,
+                        const amc_translation_t *patch);
+static void check_keep(amc_rules_engine_t *e, const amc_translation_t *t);
 
 amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
                                               const char *kind, const char *ns,
@@ -3583,10 +4333,39 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
     return t;
   }
   amc_rules_engine_settle(e); /* the last translation's deferred work */
-  lua_State *L = g->L;
   e->cur_obj = o;
   e->cur_t = t;
+  if (replay && e->memo_on && e->patch_on) {
+    int patched = try_patch(e, g, t);
+    if (patched) {
+      e->cur_t = NULL;
+      e->cur_obj = NULL;
+      translation_end(e, g, LUA_OK);
+      if (e->patch_check)
+        patch_check(e, kind, ns, name, t);
+      return t;
+    }
+  }
   memo_start(e, t->key, replay);
+  int status = run_protected(e, g, t, translate_protected);
+  if (e->memo_on)
+    memo_finish(e, t);
+  free(e->out_err);
+  e->out_err = NULL;
+  e->cur_t = NULL;
+  e->cur_obj = NULL;
+  translation_end(e, g, status);
+  dedup_reads(t);
+  if (e->patch_check && !t->error)
+    check_keep(e, t);
+  return t;
+}
+
+/* Runs `fn` (translate_protected or patch_protected) for e->cur_t under the
+ * translation's limits; a failure becomes t->error (and empties t). */
+static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
+                         lua_CFunction fn) {
+  lua_State *L = g->L;
   e->objs_cap = e->diags_cap = e->reads_cap = 0;
   free(e->out_err);
   e->out_err = NULL;
@@ -3595,7 +4374,7 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
   lua_settop(L, 0);
   budget_start(e, L);
   lua_pushcfunction(L, msg_handler);
-  lua_pushcfunction(L, translate_protected);
+  lua_pushcfunction(L, fn);
   int status = lua_pcall(L, 0, 0, 1);
   int over = budget_stop(e, L);
   g->limit = g->cap;
@@ -3620,12 +4399,12 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
   }
   if (t->error)
     clear_output(t);
-  if (e->memo_on)
-    memo_finish(e, t);
-  free(e->out_err);
-  e->out_err = NULL;
-  e->cur_t = NULL;
-  e->cur_obj = NULL;
+  return status;
+}
+
+/* What follows every translation or patch: the Lua state cleaned up. */
+static void translation_end(amc_rules_engine_t *e, gen_t *g, int status) {
+  lua_State *L = g->L;
   lua_settop(L, 0);
   /* Let this translation's objects go (the table is replaced at the next
    * translation start; dropping it here frees them now). */
@@ -3641,8 +4420,6 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
   } else if (g->used > g->gc_base + GC_SLACK) {
     e->gc_due = 1; /* after the result has gone out: amc_rules_engine_settle */
   }
-  dedup_reads(t);
-  return t;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3682,6 +4459,10 @@ amc_rules_engine_t *amc_rules_engine_new(amc_store_t *store,
   const char *pf = getenv("AMC_LUA_PROFILE");
   if (pf && *pf)
     e->prof = calloc(PROF_SLOTS, sizeof *e->prof);
+  const char *pa = getenv("AMC_PATCH");
+  e->patch_on = !(pa && strcmp(pa, "0") == 0);
+  const char *pc = getenv("AMC_PATCH_CHECK");
+  e->patch_check = pc && strcmp(pc, "1") == 0;
   return e;
 }
 
@@ -3693,6 +4474,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
     free(e->prof);
   }
   gen_free(e->active);
+  e->active = NULL;
   amc_rules_engine_set_memo(e, 0);
   frames_free(e);
   if (e->timer_tid)
@@ -3703,6 +4485,10 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   amc_buf_free(&e->scratch);
   amc_json_tape_free(&e->enc_tape);
   amc_json_memo_free(e->enc_memo);
+  free(e->root_slots);
+  amc_buf_free(&e->root_calls);
+  amc_buf_free(&e->patch_old);
+  amc_strmap_clear(&e->check_last, free);
   free(e);
 }
 

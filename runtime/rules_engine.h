@@ -186,6 +186,34 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
  * (and refreshes the entries). Returns 0, or -1 when out of memory. Turning
  * it off drops every entry. */
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on);
+
+/* Patches (with the memo; on in a new engine unless the environment has
+ * AMC_PATCH=0). A translation with the memo also keeps what a later
+ * *patch* of its key needs: the slots of the reads it made outside
+ * memoized calls, its top-level rt.memo calls (subkey, and how to make
+ * their arguments again) and, in Lua, the rules' context `ctx` and the
+ * other argument values (rt.lua: rt._root, rt._patch). When the key is
+ * translated next and none of those reads changed, while some of its
+ * top-level calls' entries went stale (at most 8), amc_rules_engine_
+ * translate runs just those calls again, in order, with the kept
+ * arguments (their inputs read again from the store: the objects, or
+ * their projections for projected lists) into a fresh Output. If each
+ * gives the same result, the same out:get answers, objects (by type and
+ * name) and diagnostics, and the same reads as its old entry, the rest of
+ * the translation would run exactly as before, and the translation
+ * returned is a patch (translation.h `partial`): the objects those calls
+ * added (the changed bodies, and unchanged ones for their replays), no
+ * diagnostics and no reads (both are as last time). Otherwise the patch's
+ * work is dropped and the key is translated as usual. A rule's top-level
+ * memoized fn must therefore depend on nothing in `ctx` or its arguments
+ * that the translation changes after the call (docs/rules-contract.md).
+ * Translations with amc_rules_engine_translate_full never patch.
+ *
+ * AMC_PATCH_CHECK=1 (tests): after every patch the key is also translated
+ * in full, and the result must equal the last translation with the
+ * patch's objects put in (objects, checksums, diagnostics, reads);
+ * otherwise the process aborts with both on stderr. */
+int amc_rules_engine_set_patch(amc_rules_engine_t *e, int on);
 /* A store change (as deps.h's amc_deps_affected takes it: the canonical
  * JSON before and after, NULL when absent): invalidates the memo entries
  * that read the object, a list containing it, or a filtered list on its
@@ -204,6 +232,8 @@ typedef struct {
   size_t bytes;          /* their size (packed entries, their arrays and the
                             keys' dictionaries; not the fixed 256 KB table) */
   uint64_t hits, misses; /* replays and calls run, since the start */
+  uint64_t patches;      /* translations that were patches */
+  uint64_t declined;     /* patches tried and dropped (translated instead) */
 } amc_rules_memo_stats_t;
 void amc_rules_engine_memo_stats(const amc_rules_engine_t *e,
                                  amc_rules_memo_stats_t *st);

@@ -88,6 +88,15 @@ typedef struct {
   char *error; /* non-NULL: the translation failed (rule
                   error, limit, invalid output); objects is
                   then empty and must not be synced */
+  /* A patch (rules_engine.h "Patches"): `objects` holds only what the
+   * calls run again produced; every other object of the key, the
+   * diagnostics and the reads are exactly those of the key's last
+   * translation (diags and reads are empty here). A sink must keep the
+   * key's other objects (delete nothing) and the dependency tracker the
+   * key's reads. Only a key whose last translation reached the sink in
+   * full and synced without error may take one (the controller checks;
+   * otherwise it asks for amc_rules_engine_translate_full). */
+  int partial;
 } amc_translation_t;
 
 /* Releases every string and array of `t` and `t` itself (translations are

@@ -809,10 +809,29 @@ static int plan_same_fast(const amc_avi_cache_t *cache,
   return want(wanted, k, marker, e, o->type, ten, o->name) == 0;
 }
 
+static int plan_key(lua_State *L, const amc_avi_cache_t *cache,
+                    const amc_avi_owner_t *own, const char *key,
+                    const amc_avi_object_t *objs, size_t n, int partial,
+                    amc_avi_plan_t *out, char *err, size_t errlen);
+
 int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
                      const amc_avi_owner_t *own, const char *key,
                      const amc_avi_object_t *objs, size_t n,
                      amc_avi_plan_t *out, char *err, size_t errlen) {
+  return plan_key(L, cache, own, key, objs, n, 0, out, err, errlen);
+}
+
+int amc_avi_plan_key_partial(lua_State *L, const amc_avi_cache_t *cache,
+                             const amc_avi_owner_t *own, const char *key,
+                             const amc_avi_object_t *objs, size_t n,
+                             amc_avi_plan_t *out, char *err, size_t errlen) {
+  return plan_key(L, cache, own, key, objs, n, 1, out, err, errlen);
+}
+
+static int plan_key(lua_State *L, const amc_avi_cache_t *cache,
+                    const amc_avi_owner_t *own, const char *key,
+                    const amc_avi_object_t *objs, size_t n, int partial,
+                    amc_avi_plan_t *out, char *err, size_t errlen) {
   out->steps = NULL;
   out->n = 0;
   amc_strmap_t wanted = AMC_STRMAP_INIT;
@@ -889,7 +908,10 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
     }
     lua_settop(L, top);
   }
-  add_leftovers(amc_strmap_get(&cache->by_gateway, marker), out);
+  if (partial) /* the key's other objects stay */
+    unmark(amc_strmap_get(&cache->by_gateway, marker));
+  else
+    add_leftovers(amc_strmap_get(&cache->by_gateway, marker), out);
   if (out->n > 1)
     qsort(out->steps, out->n, sizeof *out->steps, step_cmp);
   amc_strmap_clear(&wanted, NULL);

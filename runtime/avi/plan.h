@@ -171,6 +171,13 @@ int amc_avi_plan_key(lua_State *L, const amc_avi_cache_t *cache,
                      const amc_avi_object_t *objs, size_t n,
                      amc_avi_plan_t *out, char *err, size_t errlen);
 
+/* The same for a patch (translation.h `partial`): only `objs` are
+ * planned; the key's other objects stay as they are (no deletes). */
+int amc_avi_plan_key_partial(lua_State *L, const amc_avi_cache_t *cache,
+                             const amc_avi_owner_t *own, const char *key,
+                             const amc_avi_object_t *objs, size_t n,
+                             amc_avi_plan_t *out, char *err, size_t errlen);
+
 /* 1 when the cache holds the unchanged object `o` (translation.h: json
  * NULL) owned by `key` with o->cksum. amc_avi_plan_key plans such an object
  * by that alone (nothing to do), and fails when this is 0. */

@@ -531,7 +531,8 @@ static void engine_free(void *engine) {
   if (st.entries || st.hits || st.misses)
     amc_log(AMC_INFO, "rules.memo", AMC_I("entries", st.entries),
             AMC_I("bytes", st.bytes), AMC_I("hits", st.hits),
-            AMC_I("misses", st.misses));
+            AMC_I("misses", st.misses), AMC_I("patches", st.patches),
+            AMC_I("patches_declined", st.declined));
   amc_rules_engine_free(engine);
 }
 

@@ -780,6 +780,70 @@ function M.new(host)
   -- one: a look-up here is cheaper than getmetatable)
   local outputs = {}
 
+  -- Patches (rules_engine.h "Patches"): the host notes each top-level
+  -- call (its subkey, and codes saying how to make its arguments again:
+  -- -1 the context, -1-k input k, 0 nil, v > 0 the kept value vals[v]),
+  -- so that it can later run a stale one again alone (rt._patch). The
+  -- codes also name fn, the key and each input's projection (list items
+  -- rt.list gave projected: `projected`).
+  local memo_root, memo_input = host.memo_root, host.memo_input
+  local root = nil -- { ctx, vals, index, bad } of the translation
+  local projected = setmetatable({}, { __mode = "k" })
+
+  local function root_value(v)
+    local i = root.index[v]
+    if not i then
+      i = #root.vals + 1
+      root.vals[i] = v
+      root.index[v] = i
+    end
+    return i
+  end
+
+  local function note_root(ctx, inputs, key, fn, sub, ...)
+    if root == nil then
+      root = { ctx = ctx, vals = {}, index = {} }
+    elseif root.ctx ~= ctx then
+      root.bad = true
+    end
+    if root.bad then
+      return
+    end
+    local ni, n = #inputs, select("#", ...)
+    local codes = { root_value(fn), root_value(key), ni }
+    for k = 1, ni do
+      local f = projected[inputs[k]]
+      codes[3 + k] = f and root_value(f) or 0
+    end
+    local at = 4 + ni
+    codes[at] = n
+    for i = 1, n do
+      local a = select(i, ...)
+      local c
+      if a == nil then
+        c = 0
+      elseif rawequal(a, ctx) then
+        c = -1
+      else
+        for k = 1, ni do
+          if rawequal(a, inputs[k]) then
+            c = -1 - k
+            break
+          end
+        end
+        if not c then
+          if a ~= a then -- NaN: no table key
+            root.bad = true
+            return
+          end
+          c = root_value(a)
+        end
+      end
+      codes[at + i] = c
+    end
+    memo_root(sub, codes)
+  end
+
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
       return fn(...)
@@ -811,6 +875,9 @@ function M.new(host)
       running = rawget(out, REC)
       base = running and running.base
     end
+    if memo_root and base == out then
+      note_root(ctx, inputs, key, fn, sub, ...)
+    end
     if base then
       local hit, r, diags, ev, objs = memo_get(sub, base._by_name,
         base._objects, running ~= nil)
@@ -833,6 +900,60 @@ function M.new(host)
     ctx.out, ctx.cache = out, cache
     memo_end(sub, { r = r }, ev, objs, depth)
     return r
+  end
+
+  -- The end of a translation (the host, when it can be patched later):
+  -- the context and kept values of its top-level calls, or nil; what
+  -- only the translation needed is let go.
+  rt._root = function()
+    local r = root
+    root, outputs, made = nil, {}, {}
+    if r == nil or r.bad then
+      return nil
+    end
+    r.ctx.out, r.ctx.cache = nil, nil
+    return r.ctx, r.vals
+  end
+
+  -- A patch (the host): runs the stale calls again, each {codes, ids}
+  -- (ids: every input's kind, namespace or false, name), with the kept
+  -- context and values, into a fresh Output; returns its result, or nil
+  -- when an input is gone.
+  rt._patch = function(ctx, vals, calls)
+    local out = rt.output()
+    ctx.out, ctx.cache = out, {}
+    for i = 1, #calls do
+      local codes, ids = calls[i][1], calls[i][2]
+      local ni = codes[3]
+      local inputs = {}
+      for k = 1, ni do
+        local o = memo_input(ids[3 * k - 2], ids[3 * k - 1] or nil,
+          ids[3 * k], codes[3 + k] > 0 and vals[codes[3 + k]] or nil)
+        if o == nil then
+          ctx.out, ctx.cache = nil, nil
+          return nil
+        end
+        inputs[k] = o
+      end
+      local at = 4 + ni
+      local n = codes[at]
+      local args = {}
+      for j = 1, n do
+        local c = codes[at + j]
+        if c == -1 then
+          args[j] = ctx
+        elseif c < -1 then
+          args[j] = inputs[-1 - c]
+        elseif c > 0 then
+          args[j] = vals[c]
+        end
+      end
+      rt.memo(ctx, inputs, vals[codes[2]], vals[codes[1]],
+        table.unpack(args, 1, n))
+    end
+    ctx.out, ctx.cache = nil, nil
+    root, outputs, made = nil, {}, {}
+    return out:result()
   end
 
   rt.output = function()

@@ -378,6 +378,14 @@ class MemoTest(runlib.SimTestCase):
                    if int(e.get("unchanged", "0")) > 0]
         self.assertGreater(len(replays), steps // 2,
                            "memo replays should be common")
+        # endpoints, Service ports, subsets and Secrets change only what
+        # memoized calls read: such changes are patches (every one checked
+        # against a full translation inside amc: AMC_PATCH_CHECK=1 in the
+        # test environment)
+        patches = [e for e in self.run_.log_events("translate.done")
+                   if e.get("patch") == "1"]
+        self.assertGreater(len(patches), 0,
+                           "patches should happen")
         self.assertEqual(self.run_.stop(), 0)
 
     def test_weight_change_replays_pools(self):

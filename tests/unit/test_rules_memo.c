@@ -53,6 +53,8 @@ static int setup_rules(void **state, const char *rules) {
   amc_settings_set(&f->settings, "cluster", "c1");
   f->memo = engine(f, rules);
   assert_int_equal(amc_rules_engine_set_memo(f->memo, 1), 0);
+  /* replays alone (test_rules_patch.c has the patches) */
+  assert_int_equal(amc_rules_engine_set_patch(f->memo, 0), 0);
   f->ref = engine(f, rules);
   *state = f;
   return 0;
