@@ -132,7 +132,9 @@ void amc_json_projection_free(amc_json_projection_t *p) {
  * No function reads at or past `end`. */
 
 static inline const char *ws(const char *p, const char *end) {
-  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+  /* one test for canonical text, where no token starts at or below ' ' */
+  while (p < end && (unsigned char)*p <= ' ' &&
+         (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     p++;
   return p;
 }
