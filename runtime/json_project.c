@@ -79,6 +79,17 @@ amc_json_projection_t *amc_json_projection_new(const char *const *paths,
       set_err(err, errlen, "path %zu \"%s\": empty key", i, s);
       return NULL;
     }
+    /* Such a key is escaped in JSON text, and keys are matched as
+     * written: it could never match (or, with a backslash, match another
+     * key's escapes). */
+    for (size_t k = 0; k < len; k++)
+      if (s[k] == '"' || s[k] == '\\' || (unsigned char)s[k] < 0x20) {
+        set_err(err, errlen,
+                "path %zu \"%s\": a key with '\"', '\\' or a control "
+                "character",
+                i, s);
+        return NULL;
+      }
     if (segs > AMC_JSON_PROJECT_MAX_SEGMENTS) {
       if (err && errlen)
         snprintf(err, errlen, "path %zu \"%s\": more than %d keys", i + 1, s,

@@ -23,10 +23,11 @@
  *
  * Keys are matched as raw text: a path's segment is compared byte for byte
  * with the key's bytes between its quotes, as the input spells them. The
- * canonical encoder escapes only '"', '\\' and control characters, so a
- * key holding one of those (or any key a non-canonical input escapes)
- * never matches a segment; the paths the rules name (identifiers) are not
- * affected. Segments cannot hold '.', so neither can a matched key.
+ * canonical encoder escapes only '"', '\\' and control characters, which
+ * segments may not hold, so a key holding one of those (or any key a
+ * non-canonical input escapes) never matches a segment; the paths the
+ * rules name (identifiers) are not affected. Segments cannot hold '.'
+ * either, so neither can a matched key.
  *
  * Validation: the whole text is checked as JSON syntax (strings, escapes,
  * numbers, literals, nesting, nothing after the object), in the same pass
@@ -40,7 +41,9 @@
  *
  * Cost: one pass over the text, no allocation but the growth of `out`;
  * values not kept are skipped by a scanner that only checks syntax (eight
- * string bytes at a time).
+ * string bytes at a time). A generated mesh's VirtualService (392 bytes)
+ * projected onto eight fields: 6.1k instructions, against 31k for
+ * amc_json_push_canonical of the whole object (bench/json_project_bench).
  *
  * Memory: a projection owns a copy of its paths; the caller owns `out`.
  * A projection is read-only once made: threads may share one. */
@@ -58,7 +61,8 @@ typedef struct amc_json_projection amc_json_projection_t;
 
 /* A projection onto `n` paths (1 .. AMC_JSON_PROJECT_MAX_PATHS), each
  * dot-separated keys ("spec.hosts"), 1 .. AMC_JSON_PROJECT_MAX_SEGMENTS of
- * them, none empty. Returns NULL with `err` filled when a path is bad
+ * them, none empty, none holding '"', '\\' or a control character.
+ * Returns NULL with `err` filled when a path is bad
  * ("path 2 \"a..b\": empty key", ...) or there are too few or too many
  * paths, and NULL with err "out of memory" when allocation fails. Free
  * with amc_json_projection_free (NULL is fine). */

@@ -689,6 +689,15 @@ static void test_bad_paths(void **state) {
        "keys"},
       {{"a"}, 0, "0 paths (1 to 32 allowed)"},
       {{NULL}, 1, "path 1: missing"},
+      {{"a.b\\c"},
+       1,
+       "path 1 \"a.b\\c\": a key with '\"', '\\' or a control character"},
+      {{"ok", "x\""},
+       2,
+       "path 2 \"x\"\": a key with '\"', '\\' or a control character"},
+      {{"a\tb"},
+       1,
+       "path 1 \"a\tb\": a key with '\"', '\\' or a control character"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     err[0] = 0;
