@@ -44,7 +44,7 @@ static size_t mutate_edit(const char *s, size_t n, char *out, int op, size_t at,
 /* One random edit of a YAML text: a byte of YAML's syntax inserted,
  * deleted or replaced, or the line holding `at` indented one or two
  * spaces deeper or one less. */
-static size_t mutate_yaml(const char *s, size_t n, char *out) {
+static inline size_t mutate_yaml(const char *s, size_t n, char *out) {
   static const char alphabet[] = " -:#'\"{}[],&*!|>?%@`\n\t~.0123456789aeyn\\x";
   char ch = alphabet[mutate_rand() % (sizeof alphabet - 1)];
   size_t at = n ? mutate_rand() % n : 0;
