@@ -155,9 +155,12 @@ local function listeners_of(ctx)
   return listeners, sni, sni_order
 end
 
+-- (`vs` is the projection virtualservice.bound lists: the routes are in
+-- the whole object, read here, inside the memoized call)
 local function http_rules_of(ctx, vs, listener, host, scope)
   local req, rsp = {}, {}
-  virtualservice.http_rules(ctx, vs, listener, host, scope, req, rsp)
+  virtualservice.http_rules(ctx, virtualservice.full(ctx, vs), listener, host,
+    scope, req, rsp)
   return { req = req, rsp = rsp }
 end
 

@@ -86,13 +86,25 @@ end
 -- VirtualServices bound to this gateway, in Istio's merge order. Only
 -- those whose spec.gateways has "<gw ns>/<gw>" (any namespace) or "<gw>"
 -- (the gateway's namespace) can name it: the lookups fetch just those.
+--
+-- Projected (rt.list's `fields`): the Gateway's own code reads just these
+-- fields of its VirtualServices (hosts, gateways, exportTo, merge order,
+-- tls and tcp routes, done outside memoized calls); a route's rules read
+-- the whole VirtualService themselves (M.full). So an edit to a route
+-- (a weight, a match) is no change to this list: only that VirtualService's
+-- memoized rules run again, and the Gateway is patched (docs/rules-
+-- contract.md "Patches").
+M.BOUND_FIELDS = { "metadata.creationTimestamp", "spec.hosts",
+  "spec.gateways", "spec.exportTo", "spec.tls", "spec.tcp" }
+
 function M.bound(ctx)
   local rt = ctx.rt
   local candidates = {
     rt.list("VirtualService", nil,
-      { field = "spec.gateways", value = ctx.gw_id }),
+      { field = "spec.gateways", value = ctx.gw_id, fields = M.BOUND_FIELDS }),
     rt.list("VirtualService", ctx.gw_ns,
-      { field = "spec.gateways", value = ctx.gw_name }),
+      { field = "spec.gateways", value = ctx.gw_name,
+        fields = M.BOUND_FIELDS }),
   }
   -- (only a VirtualService of the gateway's namespace can be in both)
   local list, seen = {}, nil
@@ -112,6 +124,13 @@ function M.bound(ctx)
     end
   end
   return ctx.rt.sort_by(list, istio_order_key)
+end
+
+-- The whole VirtualService of one M.bound gives (projected): for the
+-- rules of its routes, read inside the memoized call that makes them.
+function M.full(ctx, vs)
+  local md = vs.metadata
+  return ctx.rt.get("VirtualService", md.namespace, md.name) or vs
 end
 
 -- A server host entry "ns/host" (or "host": any namespace) as the

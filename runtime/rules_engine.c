@@ -39,6 +39,7 @@
 #endif
 
 #include "json.h"
+#include "json_project.h"
 #include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
@@ -91,6 +92,13 @@ typedef struct {
   char key[120];
   uint64_t n;
 } prof_slot_t;
+
+/* An object of a translation and when it was added ("Patches"): the
+ * hash of "<type>\0<name>" and how many objects were added before it. */
+typedef struct obj_at {
+  uint64_t h;
+  uint32_t at;
+} obj_at_t;
 
 struct amc_rules_engine {
   amc_store_t *store;
@@ -157,8 +165,15 @@ struct amc_rules_engine {
   amc_buf_t root_calls; /* its top-level rt.memo calls (see memo_root) */
   size_t n_root_calls;
   amc_buf_t patch_old; /* the stale entries' parts, during a patch */
+  struct obj_at *adds; /* the translation's objects by hash, in add order */
+  size_t n_adds, adds_cap;
+  uint32_t patch_pos; /* during a patch: where the running call was made */
   uint64_t patches, patch_declined;
   amc_strmap_t check_last; /* AMC_PATCH_CHECK: key -> its last result */
+  /* the projections rt.list was asked for (see host_list) */
+  struct proj_reg *projs;
+  size_t n_projs;
+  amc_buf_t proj_buf, proj_old;
 };
 
 struct gen {
@@ -1104,6 +1119,108 @@ static size_t split_field(const char *field, char *buf, size_t bufsz,
   }
 }
 
+/* Projections: rt.list(kind, ns, {..., fields = {...}}) gives the objects
+ * cut down to those fields (json_project.h), with kind, apiVersion,
+ * metadata.name and metadata.namespace always, and the list's filter
+ * (its field, or metadata.labels) too, so that an object moving between
+ * lists changes its projection. Decoding the cut text costs a fraction of
+ * the whole object; and a read of a projected list, made outside memoized
+ * calls, gets a slot of its own (proj_slot) that a change stamps only when
+ * the object's projection changed (amc_rules_engine_changed): an edit the
+ * list's readers cannot see leaves a patch possible ("Patches"). One
+ * registry entry per (kind, fields, filter) seen; never freed before the
+ * engine (a handful). */
+typedef struct proj_reg {
+  char *kind;
+  char *key; /* "<kind>|<fields, comma-joined>|<filter path>" */
+  amc_json_projection_t *p;
+} proj_reg_t;
+
+#define PROJ_FIELDS_MAX 24
+
+/* The registry entry for the projection of `kind` onto the strings of the
+ * table at `fi` plus the filter `filter` (a dot path, or NULL), made on
+ * first use. Raises a Lua error for bad fields. */
+static const proj_reg_t *proj_get(lua_State *L, amc_rules_engine_t *e,
+                                  const char *kind, int fi,
+                                  const char *filter) {
+  char key[1024];
+  size_t kl = (size_t)snprintf(key, sizeof key, "%s|", kind);
+  size_t n = lua_rawlen(L, fi);
+  if (n == 0 || n > PROJ_FIELDS_MAX)
+    luaL_error(L, "rt.list: fields must list 1 to %d paths",
+               PROJ_FIELDS_MAX);
+  for (size_t i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, fi, (lua_Integer)i) != LUA_TSTRING)
+      luaL_error(L, "rt.list: fields[%d] must be a string", (int)i);
+    const char *f = lua_tostring(L, -1);
+    kl += (size_t)snprintf(key + kl, kl < sizeof key ? sizeof key - kl : 0,
+                           "%s%s", i > 1 ? "," : "", f);
+    lua_pop(L, 1);
+  }
+  kl += (size_t)snprintf(key + kl, kl < sizeof key ? sizeof key - kl : 0,
+                         "|%s", filter ? filter : "");
+  if (kl >= sizeof key)
+    luaL_error(L, "rt.list: fields too long");
+  for (size_t i = 0; i < e->n_projs; i++)
+    if (strcmp(e->projs[i].key, key) == 0)
+      return &e->projs[i];
+  const char *paths[PROJ_FIELDS_MAX + 6];
+  size_t np = 0;
+  paths[np++] = "apiVersion";
+  paths[np++] = "kind";
+  paths[np++] = "metadata.name";
+  paths[np++] = "metadata.namespace";
+  if (filter)
+    paths[np++] = filter;
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, fi, (lua_Integer)i);
+    paths[np++] = lua_tostring(L, -1); /* (kept by the table) */
+    lua_pop(L, 1);
+  }
+  char err[256];
+  amc_json_projection_t *p = amc_json_projection_new(paths, np, err, sizeof err);
+  if (!p)
+    luaL_error(L, "rt.list: fields: %s", err);
+  proj_reg_t *v = realloc(e->projs, (e->n_projs + 1) * sizeof *v);
+  if (!v)
+    abort();
+  e->projs = v;
+  v[e->n_projs] = (proj_reg_t){xstrdup(kind), xstrdup(key), p};
+  return &v[e->n_projs++];
+}
+
+/* Pushes object `o` projected by `pr`: the same table for every read of
+ * it with that projection in this translation (a list of them holds each
+ * object once, as unprojected lists do). */
+static void push_projected(lua_State *L, gen_t *g, int cache,
+                           const amc_store_obj_t *o, const proj_reg_t *pr) {
+  amc_rules_engine_t *e = g->eng;
+  if (lua_rawgetp(L, cache, pr) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 16);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, cache, pr);
+  }
+  if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  static amc_buf_t buf = AMC_BUF_INIT; /* (as push_obj's) */
+  size_t len;
+  const char *json = amc_store_json(o, &buf, &len);
+  amc_buf_reset(&e->proj_buf);
+  char err[200];
+  if (amc_json_project(pr->p, json, len, &e->proj_buf) != 0 ||
+      amc_json_push_canonical(L, e->proj_buf.data, e->proj_buf.len, err,
+                              sizeof err) < 0)
+    luaL_error(L, "projecting %s %s: not a JSON object", o->kind, o->name);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, o);
+  lua_remove(L, -2);
+}
+
 /* host.list(kind, ns, labels, field, value): see the header. The
  * candidates come from a store field index when there is a field (or a
  * label) to look up, else from the whole kind (or namespace); labels are
@@ -1150,10 +1267,17 @@ static int host_list(lua_State *L) {
     depth = 3;
     value = lval;
   }
+  const proj_reg_t *pr = NULL;
+  if (!lua_isnoneornil(L, 6)) {
+    luaL_checktype(L, 6, LUA_TTABLE);
+    pr = proj_get(L, e, kind, 6,
+                  field ? field : lkey ? "metadata.labels" : NULL);
+  }
   /* The result is a subset of the indexed lookup's, so recording that
    * lookup is exact enough: only objects matching it (before or after a
    * change) can change the result. */
-  record_read(e, kind, ns, NULL, field, field ? NULL : lkey, value);
+  record_read_proj(e, kind, ns, NULL, field, field ? NULL : lkey, value,
+                   pr ? pr->key : NULL);
   const amc_store_obj_t *const *l;
   size_t n = depth ? amc_store_find(e->store, kind, ns, segs, depth, value, &l)
                    : amc_store_list(e->store, kind, ns, &l);
@@ -1166,7 +1290,10 @@ static int host_list(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_Integer k = 0;
   for (size_t i = 0; i < n; i++) {
-    push_cached(L, g, cache, l[i]);
+    if (pr)
+      push_projected(L, g, cache, l[i], pr);
+    else
+      push_cached(L, g, cache, l[i]);
     if (sel && !labels_match(L, sel)) {
       lua_pop(L, 1);
       continue;
@@ -1961,6 +2088,28 @@ static int collect_unchanged(lua_State *L, amc_rules_engine_t *e, int it,
   return 1;
 }
 
+static uint64_t obj_hash(const char *type, size_t tl, const char *name,
+                         size_t nl) {
+  uint64_t h = amc_fnv64(type, tl);
+  h = amc_fnv64_update(h, "", 1);
+  return amc_fnv64_update(h, name, nl);
+}
+
+static void adds_note(amc_rules_engine_t *e, const char *type,
+                      const char *name, uint32_t at) {
+  if (e->n_adds == e->adds_cap) {
+    size_t nc = e->adds_cap ? e->adds_cap * 2 : 256;
+    obj_at_t *v = realloc(e->adds, nc * sizeof *v);
+    if (!v)
+      abort();
+    e->adds = v;
+    e->adds_cap = nc;
+  }
+  e->adds[e->n_adds++] = (obj_at_t){obj_hash(type, strlen(type), name,
+                                             strlen(name)),
+                                    at};
+}
+
 static int collect_objects(lua_State *L, gen_t *g, int res) {
   amc_rules_engine_t *e = g->eng;
   amc_translation_t *t = e->cur_t;
@@ -2000,6 +2149,8 @@ static int collect_objects(lua_State *L, gen_t *g, int res) {
       return out_fail(e, "objects[%lld]: %s without a name", (long long)i - 1,
                       type),
              -1;
+    if (e->root_ok && !e->patching) /* (the Output lists them as added) */
+      adds_note(e, type, name, (uint32_t)(i - 1));
     if (e->memo_on && collect_unchanged(L, e, it, type, name)) {
       lua_settop(L, ol);
       continue;
@@ -2141,6 +2292,8 @@ typedef struct memo_key {
   size_t n_root_slots;
   uint8_t *calls; /* its top-level calls, as e->root_calls */
   size_t calls_len, n_calls;
+  struct obj_at *adds; /* its objects: when each was added (sorted by h) */
+  size_t n_adds;
 } memo_key_t;
 
 typedef struct {
@@ -2177,7 +2330,12 @@ typedef struct memo_item {
   int packed; /* made now: its pack is in e->memo_packs */
 } memo_item_t;
 
+/* The key being patched (see "Patches"; one translation at a time). */
+static memo_key_t *patch_key;
+
 /* (defined with "Patches" and the translation, below) */
+static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
+                         const char *name, size_t nl);
 static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k);
 static void root_forget(amc_rules_engine_t *e, const char *key);
 static void clear_output(amc_translation_t *t);
@@ -2298,6 +2456,7 @@ static void memo_key_free(void *p) {
   free(k->dict);
   free(k->root_slots);
   free(k->calls);
+  free(k->adds);
   free(k);
 }
 
@@ -2538,17 +2697,20 @@ typedef struct {
  * is at stack index `name_at`, or (0) pushed from `name`. */
 static int out_has(lua_State *L, int by_name, span_t type, span_t name,
                    int name_at) {
+  int has = 0;
   lua_pushlstring(L, type.p, type.n);
-  if (lua_rawget(L, by_name) != LUA_TTABLE) {
+  if (lua_rawget(L, by_name) == LUA_TTABLE) {
+    if (name_at)
+      lua_pushvalue(L, name_at);
+    else
+      lua_pushlstring(L, name.p, name.n);
+    has = lua_rawget(L, -2) != LUA_TNIL;
     lua_pop(L, 1);
-    return 0;
   }
-  if (name_at)
-    lua_pushvalue(L, name_at);
-  else
-    lua_pushlstring(L, name.p, name.n);
-  int has = lua_rawget(L, -2) != LUA_TNIL;
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  amc_rules_engine_t *e = GEN(L)->eng;
+  if (!has && e->patching) /* added before the call, as the patch stands for */
+    has = patch_present(e, type.p, type.n, name.p, name.n);
   return has;
 }
 
@@ -3080,9 +3242,14 @@ static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
 
 static int host_memo_root(lua_State *L);
 static int host_memo_input(lua_State *L);
-static const luaL_Reg patch_host_fns[] = {{"memo_root", host_memo_root},
-                                          {"memo_input", host_memo_input},
-                                          {NULL, NULL}};
+static int host_memo_present(lua_State *L);
+static int host_memo_patch_at(lua_State *L);
+static const luaL_Reg patch_host_fns[] = {
+    {"memo_root", host_memo_root},
+    {"memo_input", host_memo_input},
+    {"memo_present", host_memo_present},
+    {"memo_patch_at", host_memo_patch_at},
+    {NULL, NULL}};
 
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
@@ -3092,6 +3259,7 @@ static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   e->n_root_slots = 0;
   amc_buf_reset(&e->root_calls);
   e->n_root_calls = 0;
+  e->n_adds = 0;
   e->root_ok = e->memo_on && e->patch_on;
   if (e->root_ok) { /* the Gateway itself */
     const amc_store_obj_t *o = e->cur_obj;
@@ -3390,6 +3558,7 @@ typedef struct {
   amc_rules_engine_t *e;
   const char *kind, *ns;
   const amc_read_t *path; /* its field or label */
+  const char *proj;       /* the projected lists' slots instead (or NULL) */
 } stamp_t;
 
 static void stamp(amc_rules_engine_t *e, uint16_t slot) {
@@ -3404,12 +3573,48 @@ static void stamp_value(const char *s, size_t len, void *ud) {
   sh_str(&h, st->ns);
   sh_path(&h, st->path);
   sh_part(&h, s, len);
-  stamp(st->e, sh_slot(&h));
+  uint16_t slot = sh_slot(&h);
+  stamp(st->e, st->proj ? proj_slot(st->proj, slot) : slot);
   h = sh_start('F');
   sh_str(&h, st->kind);
   sh_path(&h, st->path);
   sh_part(&h, s, len);
-  stamp(st->e, sh_slot(&h));
+  slot = sh_slot(&h);
+  stamp(st->e, st->proj ? proj_slot(st->proj, slot) : slot);
+}
+
+/* Did the change alter what lists projected by `pr` show of the object? */
+static int proj_changed(amc_rules_engine_t *e, const proj_reg_t *pr,
+                        const char *old_json, const char *new_json) {
+  if (!old_json || !new_json)
+    return 1;
+  amc_buf_reset(&e->proj_old);
+  amc_buf_reset(&e->proj_buf);
+  if (amc_json_project(pr->p, old_json, strlen(old_json), &e->proj_old) != 0 ||
+      amc_json_project(pr->p, new_json, strlen(new_json), &e->proj_buf) != 0)
+    return 1;
+  return e->proj_old.len != e->proj_buf.len ||
+         memcmp(e->proj_old.data, e->proj_buf.data, e->proj_buf.len) != 0;
+}
+
+static void stamp_path(stamp_t *st, const char *path, const char *old_json,
+                       const char *new_json);
+
+/* Stamps the projected lists' slots of a changed object (kind, ns) whose
+ * projection by `pr` changed: its namespace's and every namespace's lists,
+ * and the filtered lists on its values before and after. */
+static void stamp_projected(stamp_t *st, const proj_reg_t *pr,
+                            const char *old_json, const char *new_json) {
+  amc_rules_engine_t *e = st->e;
+  amc_read_t r = {(char *)st->kind, (char *)st->ns, NULL, NULL, NULL, NULL};
+  stamp(e, proj_slot(pr->key, read_slot(&r)));
+  r.namespace_ = NULL;
+  stamp(e, proj_slot(pr->key, read_slot(&r)));
+  st->proj = pr->key;
+  for (size_t i = 0; i < e->memo_n_paths; i++)
+    if (strcmp(e->memo_paths[i].kind, st->kind) == 0)
+      stamp_path(st, e->memo_paths[i].path, old_json, new_json);
+  st->proj = NULL;
 }
 
 static void stamp_path(stamp_t *st, const char *path, const char *old_json,
@@ -3448,7 +3653,7 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
   e->memo_now++;
   if (!ns)
     ns = "";
-  stamp_t st = {e, kind, ns, NULL};
+  stamp_t st = {e, kind, ns, NULL, NULL};
   amc_read_t r = {(char *)kind, (char *)ns, (char *)name, NULL, NULL, NULL};
   stamp(e, read_slot(&r)); /* the object */
   r.name = NULL;
@@ -3458,6 +3663,10 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
   for (size_t i = 0; i < e->memo_n_paths && (old_json || new_json); i++)
     if (strcmp(e->memo_paths[i].kind, kind) == 0)
       stamp_path(&st, e->memo_paths[i].path, old_json, new_json);
+  for (size_t i = 0; i < e->n_projs; i++)
+    if (strcmp(e->projs[i].kind, kind) == 0 &&
+        proj_changed(e, &e->projs[i], old_json, new_json))
+      stamp_projected(&st, &e->projs[i], old_json, new_json);
   if (!new_json) {
     /* A translation key's own object is gone: so are its entries. */
     amc_buf_t b = AMC_BUF_INIT;
@@ -3543,7 +3752,6 @@ static const luaL_Reg host_fns[] = {{"get", host_get},
                                     {"new_array", host_new_array},
                                     {NULL, NULL}};
 
-/* Runs under pcall: the whole translation of e->cur_obj. */
 /* ------------------------------------------------------------------------ */
 /* Patches (rules_engine.h "Patches"): after a change, a Gateway whose own
  * reads (those made outside memoized calls: its list of VirtualServices,
@@ -3580,17 +3788,20 @@ static lua_Integer unzigzag(uint64_t u) {
   return u & 1 ? -(lua_Integer)(u >> 1) - 1 : (lua_Integer)(u >> 1);
 }
 
-/* host.memo_root(subkey, codes): a top-level rt.memo call of the
- * translation; `codes` (integers) tell rt._patch how to make its
- * arguments again. Kept as u64 subkey hash, varint n, n zigzag varints. */
+/* host.memo_root(subkey, codes, pos): a top-level rt.memo call of the
+ * translation, made after `pos` objects were added; `codes` (integers)
+ * tell rt._patch how to make its arguments again. Kept as u64 subkey
+ * hash, varint pos, varint n, n zigzag varints. */
 static int host_memo_root(lua_State *L) {
   amc_rules_engine_t *e = GEN(L)->eng;
   size_t n;
   const char *sub = luaL_checklstring(L, 1, &n);
   luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer pos = luaL_checkinteger(L, 3);
   if (e->patching || !e->root_ok)
     return 0;
   put_u64(&e->root_calls, amc_fnv64(sub, n));
+  put_uv(&e->root_calls, (uint64_t)pos);
   size_t nc = lua_rawlen(L, 2);
   put_uv(&e->root_calls, nc);
   for (size_t i = 1; i <= nc; i++) {
@@ -3616,13 +3827,18 @@ static int host_memo_input(lua_State *L) {
   const char *ns = opt_string(L, 2, "memo_input: namespace");
   const char *name = luaL_checkstring(L, 3);
   const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
-  if (!o || !lua_isnoneornil(L, 4)) { /* (projections: not yet) */
+  if (!o) {
     lua_pushnil(L);
     return 1;
   }
   gen_t *g = GEN(L);
+  const char *filter = lua_tostring(L, 5);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_cache);
-  push_cached(L, g, lua_gettop(L), o);
+  int cache = lua_gettop(L);
+  if (lua_istable(L, 4))
+    push_projected(L, g, cache, o, proj_get(L, e, kind, 4, filter));
+  else
+    push_cached(L, g, cache, o);
   return 1;
 }
 
@@ -3671,14 +3887,62 @@ static void root_forget(amc_rules_engine_t *e, const char *key) {
   lua_settop(L, top);
 }
 
+static int obj_at_cmp(const void *a, const void *b) {
+  const obj_at_t *x = a, *y = b;
+  if (x->h != y->h)
+    return x->h < y->h ? -1 : 1;
+  return (x->at > y->at) - (x->at < y->at);
+}
+
+/* During a patch: had the key's last translation added (type, name) before
+ * the running call was made? (Its out:get answers there, which the stale
+ * calls must see again; objects of the calls run again are in the patch's
+ * own Output.) */
+static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
+                         const char *name, size_t nl) {
+  const memo_key_t *k = patch_key;
+  if (!k)
+    return 0;
+  uint64_t h = obj_hash(type, tl, name, nl);
+  size_t lo = 0, hi = k->n_adds;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (k->adds[mid].h < h)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < k->n_adds && k->adds[lo].h == h && k->adds[lo].at < e->patch_pos;
+}
+
+/* host.memo_present(type, name): patch_present for rt._patch's Output. */
+static int host_memo_present(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  size_t tl, nl;
+  const char *type = luaL_checklstring(L, 1, &tl);
+  const char *name = luaL_checklstring(L, 2, &nl);
+  lua_pushboolean(L, e->patching && patch_present(e, type, tl, name, nl));
+  return 1;
+}
+
+/* host.memo_patch_at(pos): the stale call about to run again was made
+ * after `pos` objects had been added. */
+static int host_memo_patch_at(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  e->patch_pos = (uint32_t)luaL_checkinteger(L, 1);
+  return 0;
+}
+
 /* memo_finish of a translation that can be patched later: what it read
  * outside memoized calls, and its top-level calls. */
 static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k) {
   free(k->root_slots);
   free(k->calls);
+  free(k->adds);
   k->root_slots = NULL;
   k->calls = NULL;
-  k->n_root_slots = k->calls_len = k->n_calls = 0;
+  k->adds = NULL;
+  k->n_root_slots = k->calls_len = k->n_calls = k->n_adds = 0;
   k->patch_tick = 0;
   if (!e->root_ok || !e->n_root_calls || !e->active)
     return;
@@ -3696,6 +3960,17 @@ static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k) {
   memcpy(k->calls, e->root_calls.data, e->root_calls.len);
   k->calls_len = e->root_calls.len;
   k->n_calls = e->n_root_calls;
+  qsort(e->adds, e->n_adds, sizeof *e->adds, obj_at_cmp);
+  k->adds = malloc((e->n_adds ? e->n_adds : 1) * sizeof *k->adds);
+  if (!k->adds)
+    abort();
+  memcpy(k->adds, e->adds, e->n_adds * sizeof *k->adds);
+  k->n_adds = e->n_adds;
+  if (e->adds_cap > 4096) { /* a burst: give the memory back */
+    free(e->adds);
+    e->adds = NULL;
+    e->adds_cap = 0;
+  }
   k->patch_tick = e->memo_now;
   k->patch_gen = e->active->number;
 }
@@ -3794,6 +4069,7 @@ static int same_read_sets(const char *a, size_t alen, size_t an, const char *b,
  * its old entry's parts (offsets into e->patch_old). */
 typedef struct {
   uint64_t hash;
+  uint32_t pos; /* objects added before the call */
   size_t codes_off, n_codes;
   size_t sub_off, sub_len, blob_off, blob_len, body_off, body_len;
   size_t reads_off, reads_len, n_reads;
@@ -3801,7 +4077,6 @@ typedef struct {
 
 static stale_call_t patch_stale[PATCH_MAX_STALE];
 static size_t patch_n_stale;
-static memo_key_t *patch_key;
 
 /* rt._patch's calls: {codes, ids} per stale call; ids are the inputs'
  * kind, namespace (false: none) and name, from the old entry's subkey
@@ -3860,6 +4135,8 @@ static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
       lua_rawseti(L, -2, 3 * j + 3);
     }
     lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, (lua_Integer)sc->pos);
+    lua_rawseti(L, -2, 3);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 0;
@@ -3984,6 +4261,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     if (!h8)
       return 0;
     uint64_t h = get_u64(h8, 0);
+    uint32_t pos = (uint32_t)get_uv(&c);
     size_t nc = get_uv(&c);
     size_t codes_off = (size_t)(c.p - k->calls);
     for (size_t q = 0; q < nc; q++)
@@ -4012,6 +4290,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
       return 0;
     stale_call_t *sc = &patch_stale[patch_n_stale++];
     sc->hash = h;
+    sc->pos = pos;
     sc->codes_off = codes_off;
     sc->n_codes = nc;
     size_t base = e->patch_old.len;
@@ -4170,6 +4449,7 @@ static void patch_check(amc_rules_engine_t *e, const char *kind,
   amc_translation_free(full);
 }
 
+/* Runs under pcall: the whole translation of e->cur_obj. */
 static int translate_protected(lua_State *L) {
   gen_t *g = GEN(L);
   amc_rules_engine_t *e = g->eng;
@@ -4486,7 +4766,16 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   amc_json_tape_free(&e->enc_tape);
   amc_json_memo_free(e->enc_memo);
   free(e->root_slots);
+  free(e->adds);
   amc_buf_free(&e->root_calls);
+  for (size_t i = 0; i < e->n_projs; i++) {
+    free(e->projs[i].kind);
+    free(e->projs[i].key);
+    amc_json_projection_free(e->projs[i].p);
+  }
+  free(e->projs);
+  amc_buf_free(&e->proj_buf);
+  amc_buf_free(&e->proj_old);
   amc_buf_free(&e->patch_old);
   amc_strmap_clear(&e->check_last, free);
   free(e);

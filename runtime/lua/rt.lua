@@ -589,6 +589,15 @@ function M.new(host)
   -- at that path, or one of whose array elements, equals value). The host
   -- answers filtered lists from indexes, far cheaper than a Lua loop over
   -- the whole kind.
+  --
+  -- filter.fields = { "spec.hosts", ... } lists the objects projected:
+  -- each holds only those fields (and kind, apiVersion, metadata.name,
+  -- metadata.namespace and the filter's field or metadata.labels). A rule
+  -- that reads few fields of many objects decodes less, and an edit to a
+  -- field it did not list is no change to the list (docs/rules-
+  -- contract.md, "Projected lists").
+  local projected = setmetatable({}, { __mode = "k" }) -- item -> {fields, filter}
+  local proj_descs = setmetatable({}, { __mode = "k" }) -- fields -> filter -> desc
   rt.list = function(kind, ns, filter)
     if filter == nil then
       return host.list(kind, ns) or {}
@@ -600,8 +609,33 @@ function M.new(host)
     if field ~= nil and type(value) ~= "string" then
       error("rt.list: filter.field needs a string filter.value", 2)
     end
-    return host.list(kind, ns, filter.labels, field, value) or {}
+    local fields = filter.fields
+    if fields == nil then
+      return host.list(kind, ns, filter.labels, field, value) or {}
+    end
+    if type(fields) ~= "table" then
+      error("rt.list: filter.fields must be an array of field paths", 2)
+    end
+    local list = host.list(kind, ns, filter.labels, field, value, fields) or {}
+    -- what a patch needs to read an item again the same way
+    local fpath = field or (filter.labels and next(filter.labels) and
+      "metadata.labels") or ""
+    local by_filter = proj_descs[fields]
+    if not by_filter then
+      by_filter = {}
+      proj_descs[fields] = by_filter
+    end
+    local desc = by_filter[fpath]
+    if not desc then
+      desc = { fields, fpath ~= "" and fpath or nil }
+      by_filter[fpath] = desc
+    end
+    for i = 1, #list do
+      projected[list[i]] = desc
+    end
+    return list
   end
+  rt._projected = projected
   rt.hash = function(s)
     return host.hash(tostring(s))
   end
@@ -766,8 +800,21 @@ function M.new(host)
   local function note_replay(r, ev, objs)
     while r do
       local rev, robjs = r.ev, r.objs
+      local k = 0
       for i = 1, #ev do
-        rev[#rev + 1] = ev[i]
+        local e = ev[i]
+        if e[1] == "a" then
+          -- as rec.add does: "absent, then added" needs no get (so that an
+          -- entry's events do not depend on whether its inner calls ran or
+          -- replayed; a patch compares them)
+          k = k + 1
+          local o, last = objs[k], rev[#rev]
+          if last and last[1] == "g" and not last[4] and o and
+             last[2] == o[1] and last[3] == o[2] then
+            rev[#rev] = nil
+          end
+        end
+        rev[#rev + 1] = e
       end
       for i = 1, #objs do
         robjs[#robjs + 1] = objs[i]
@@ -787,8 +834,10 @@ function M.new(host)
   -- codes also name fn, the key and each input's projection (list items
   -- rt.list gave projected: `projected`).
   local memo_root, memo_input = host.memo_root, host.memo_input
+  local memo_present, memo_patch_at = host.memo_present, host.memo_patch_at
   local root = nil -- { ctx, vals, index, bad } of the translation
-  local projected = setmetatable({}, { __mode = "k" })
+  local projected = rt._projected
+  rt._projected = nil
 
   local function root_value(v)
     local i = root.index[v]
@@ -841,7 +890,7 @@ function M.new(host)
       end
       codes[at + i] = c
     end
-    memo_root(sub, codes)
+    memo_root(sub, codes, #ctx.out._objects)
   end
 
   rt.memo = function(ctx, inputs, key, fn, ...)
@@ -921,14 +970,26 @@ function M.new(host)
   -- when an input is gone.
   rt._patch = function(ctx, vals, calls)
     local out = rt.output()
+    -- out:get answers as at the call in the last translation: the objects
+    -- added before it there are present (a stand-in: memoized calls only
+    -- test presence)
+    function out.get(self, avi_type, name)
+      local v = Output.get(self, avi_type, name)
+      if v == nil and memo_present(avi_type, name) then
+        return { name = name }
+      end
+      return v
+    end
     ctx.out, ctx.cache = out, {}
     for i = 1, #calls do
       local codes, ids = calls[i][1], calls[i][2]
+      memo_patch_at(calls[i][3])
       local ni = codes[3]
       local inputs = {}
       for k = 1, ni do
+        local desc = codes[3 + k] > 0 and vals[codes[3 + k]] or nil
         local o = memo_input(ids[3 * k - 2], ids[3 * k - 1] or nil,
-          ids[3 * k], codes[3 + k] > 0 and vals[codes[3 + k]] or nil)
+          ids[3 * k], desc and desc[1], desc and desc[2])
         if o == nil then
           ctx.out, ctx.cache = nil, nil
           return nil

@@ -280,17 +280,22 @@ static void test_two_stale_calls(void **state) {
   assert_int_equal(step(f), PATCH);
 }
 
-/* r2 finds the pool r1 added: alone in a patch it would not, so the patch
- * is dropped and the Gateway translated. */
-static void test_other_get_answer_declines(void **state) {
+/* r2 finds the pool r1 added: run again alone, it must find it too (the
+ * objects added before the call in the last translation are present for
+ * out:get), and its patch is its pool group alone. */
+static void test_shared_pool(void **state) {
   fx_t *f = *state;
   mesh(f);
   assert_int_equal(step(f), FULL);
-  put_config(f, "c2", "{\"weight\":21}");
-  assert_int_equal(step(f), DECLINED);
+  assert_int_equal(patch_objects(f, "c2", "{\"weight\":21}"), 1);
   /* r1 and r2 together: r1 adds the pool in the patch first, as before */
   put_config(f, "c1", "{\"weight\":13}");
   put_config(f, "c2", "{\"weight\":22}");
+  assert_int_equal(step(f), PATCH);
+  /* a call that adds another object now: not the same events */
+  put_config(f, "c2", "{\"weight\":22,\"extra\":true}");
+  assert_int_equal(step(f), DECLINED);
+  put_config(f, "c2", "{\"weight\":23,\"extra\":true}");
   assert_int_equal(step(f), PATCH);
 }
 
@@ -382,8 +387,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_weight_is_patched, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_stale_calls, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_other_get_answer_declines, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_shared_pool, setup, teardown),
       cmocka_unit_test_setup_teardown(test_different_call_declines, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_own_reads_translate, setup,
