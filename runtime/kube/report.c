@@ -16,6 +16,9 @@ typedef struct {
   int failed; /* translation failed */
   int avi_ok;
   char *error; /* the translation or AVI error ("" when none) */
+  amc_diag_t *diags; /* the key's diagnostics: a patch (translation.h
+                        `partial`) has none of its own, they are these */
+  size_t n_diags;
 } outcome_t;
 
 struct amc_kube_report {
@@ -24,10 +27,45 @@ struct amc_kube_report {
   amc_strmap_t outcomes; /* "Gateway/<ns>/<name>" -> outcome_t */
 };
 
+static void diags_free(amc_diag_t *d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(d[i].kind);
+    free(d[i].namespace_);
+    free(d[i].name);
+    free(d[i].field);
+    free(d[i].message);
+  }
+  free(d);
+}
+
+static char *dup_or_null(const char *s) {
+  char *c = s ? strdup(s) : NULL;
+  if (s && !c)
+    abort();
+  return c;
+}
+
+static amc_diag_t *diags_copy(const amc_diag_t *d, size_t n) {
+  amc_diag_t *c = calloc(n ? n : 1, sizeof *c);
+  if (!c)
+    abort();
+  for (size_t i = 0; i < n; i++) {
+    c[i].severity = d[i].severity;
+    c[i].kind = dup_or_null(d[i].kind);
+    c[i].namespace_ = dup_or_null(d[i].namespace_);
+    c[i].name = dup_or_null(d[i].name);
+    c[i].field = dup_or_null(d[i].field);
+    c[i].message = dup_or_null(d[i].message);
+  }
+  return c;
+}
+
 static void outcome_free(void *p) {
   outcome_t *o = p;
-  if (o)
+  if (o) {
     free(o->error);
+    diags_free(o->diags, o->n_diags);
+  }
   free(o);
 }
 
@@ -198,7 +236,20 @@ int amc_kube_report(amc_kube_report_t *r, const char *key,
   char *err = strndup(msg, tb ? (size_t)(tb - msg) : strlen(msg));
   if (!err)
     abort();
-  outcome_t now = {t->error != NULL, t->error ? 0 : avi_ok, err};
+  outcome_t now = {t->error != NULL, t->error ? 0 : avi_ok, err, NULL, 0};
+  /* a patch: the diagnostics are the key's last translation's */
+  amc_translation_t view;
+  if (t->partial) {
+    const outcome_t *last = amc_strmap_get(&r->outcomes, key);
+    view = *t;
+    view.diags = last ? last->diags : NULL;
+    view.n_diags = last ? last->n_diags : 0;
+    t = &view;
+  }
+  if (!t->error) { /* (after a failure the next translation is full) */
+    now.diags = diags_copy(t->diags, t->n_diags);
+    now.n_diags = t->n_diags;
+  }
   report_one(r, "Gateway", gw, t, now.failed ? now.error : NULL,
              !now.failed && !now.avi_ok ? now.error : NULL);
   int n = 1;

@@ -330,11 +330,11 @@ class MemoTest(runlib.SimTestCase):
                       "(sim vs expected): %s\n%s" % (
                           what, diff[:20], self.run_.logs()[-4000:]))
 
-    def start(self, *extra):
+    def start(self, *extra, env=None):
         self.run_ = runlib.AmcRun(self.fs, "--cluster", CLUSTER,
                                   "--avi-rate", "100000", "--avi-burst",
                                   "1000", "--fs-debounce-ms", "0", *extra,
-                                  sim=self.sim, workdir=self.tmp)
+                                  sim=self.sim, workdir=self.tmp, env=env)
         self.run_.wait_ready()
 
     def test_incremental_false_never_replays(self):
@@ -352,12 +352,24 @@ class MemoTest(runlib.SimTestCase):
         self.assertEqual(self.run_.stop(), 0)
 
     def test_random_changes_match_full_translation(self):
-        seed = int(os.environ.get("AMC_MEMO_SEED", "4242"))
+        # Patches follow patches here: amc does not check each one against
+        # a full translation (AMC_PATCH_CHECK, which would translate in
+        # full after each); the comparison with `amc translate` after every
+        # batch does.
+        self.random_changes(int(os.environ.get("AMC_MEMO_SEED", "4242")),
+                            {"AMC_PATCH_CHECK": "0"})
+
+    def test_random_changes_each_patch_checked(self):
+        # every patch checked inside amc against a full translation
+        self.random_changes(int(os.environ.get("AMC_MEMO_SEED", "4242")) + 1,
+                            {"AMC_PATCH_CHECK": "1"})
+
+    def random_changes(self, seed, env):
         steps = int(os.environ.get("AMC_MEMO_STEPS", "40"))
         rnd = random.Random(seed)
         mesh = Mesh(self.fs, rnd)
         # the memo is on by default (no --incremental needed)
-        self.start()
+        self.start(env=env)
         self.assert_converges("the initial sync (seed %d)" % seed)
         done = []
         for step in range(steps):
