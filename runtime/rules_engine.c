@@ -3436,6 +3436,12 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   frames_free(e);
   memo_key_t *k = e->memo_cur;
   e->memo_cur = NULL;
+  if (k && e->patching && !t->error) {
+    /* a patch: the entries it did not touch stay the key's */
+    for (size_t i = 0; i < k->n; i++)
+      if (!k->taken[i])
+        items_push(e, (memo_item_t){k->ents[i], NULL, 0});
+  }
   if (k) {
     free(k->taken);
     k->taken = NULL;
@@ -3454,14 +3460,8 @@ static void memo_finish(amc_rules_engine_t *e, amc_translation_t *t) {
   }
   if (!k)
     return;
-  if (e->patching && k->taken) {
-    /* a patch: the entries it did not touch stay the key's */
-    for (size_t i = 0; i < k->n; i++)
-      if (!k->taken[i])
-        items_push(e, (memo_item_t){k->ents[i], NULL, 0});
-  } else {
+  if (!e->patching) /* (a patch leaves the key's patch state as it is) */
     patch_state_set(e, k);
-  }
   size_t n = 0;
   for (size_t i = 0; i < e->memo_items_n; i++) {
     memo_item_t *it = &e->memo_items[i];
