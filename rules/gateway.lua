@@ -528,8 +528,15 @@ local function translate(gateway, rt)
   return out:result()
 end
 
+-- The context translate gives its memoized calls, made again for a patch
+-- (docs/rules-contract.md "Patches": only a stale route's rules run then).
+local function patch_context(gateway, rt)
+  return avi.context(gateway, rt, nil)
+end
+
 return {
   api_version = 1,
   kind = "Gateway",
   translate = translate,
+  patch_context = patch_context,
 }

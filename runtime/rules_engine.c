@@ -96,7 +96,8 @@ typedef struct {
 /* An object of a translation and when it was added ("Patches"): the
  * hash of "<type>\0<name>" and how many objects were added before it. */
 typedef struct obj_at {
-  uint64_t h;
+  uint32_t h; /* (a collision can only make a patch decline: see
+                 patch_present) */
   uint32_t at;
 } obj_at_t;
 
@@ -163,6 +164,7 @@ struct amc_rules_engine {
   uint16_t *root_slots; /* its reads outside any memoized call, as slots */
   size_t n_root_slots, root_slots_cap;
   amc_buf_t root_calls; /* its top-level rt.memo calls (see memo_root) */
+  amc_buf_t root_vals;  /* their kept argument values (root_keep) */
   size_t n_root_calls;
   amc_buf_t patch_old; /* the stale entries' parts, during a patch */
   struct obj_at *adds; /* the translation's objects by hash, in add order */
@@ -186,6 +188,7 @@ struct gen {
   char digest[65];
   char *entry_file; /* "rules/gateway.lua" */
   int ref_translate, ref_rt_new, ref_validate, ref_sandbox;
+  int ref_patch_context; /* the entry rule's (LUA_NOREF: no patches) */
   int ref_cache; /* objects decoded in this translation, by store entry */
   int cache_n;   /* objects decoded so far in this translation (sizes the
                     next translation's cache: no rehash as it fills) */
@@ -950,7 +953,16 @@ typedef struct memo_frame {
   size_t n_slots, slots_cap;
   uint64_t *kids; /* subkey hashes of the calls inside it, at any depth */
   size_t n_kids, kids_cap;
+  uint64_t inputs[4]; /* its first inputs, by input_hash (see host_get) */
+  size_t n_inputs;
 } memo_frame_t;
+
+/* An object's identity, hashed: "<kind>\0<ns>\0<name>". */
+static uint64_t input_hash(const char *kind, const char *ns, const char *name) {
+  uint64_t h = amc_fnv64(kind, strlen(kind) + 1);
+  h = amc_fnv64_update(h, ns ? ns : "", (ns ? strlen(ns) : 0) + 1);
+  return amc_fnv64_update(h, name, strlen(name));
+}
 
 static void frame_read(memo_frame_t *f, const char *kind, const char *ns,
                        const char *name, const char *field, const char *label,
@@ -1054,7 +1066,20 @@ static int host_get(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *ns = opt_string(L, 2, "rt.get: namespace");
   const char *name = luaL_checkstring(L, 3);
-  record_read(e, kind, ns, name, NULL, NULL, NULL);
+  /* One of the running call's own inputs is no new read: the call's entry
+   * depends on it already, and the translation read it outside the call
+   * (rt.memo's contract), e.g. the whole VirtualService a route reads
+   * after the Gateway listed it projected. Not recording it keeps 10k
+   * reads out of the dependency index at 10k VirtualServices. */
+  int is_input = 0;
+  if (e->n_frames) {
+    const memo_frame_t *f = &e->frames[e->n_frames - 1];
+    uint64_t h = f->n_inputs ? input_hash(kind, ns, name) : 0;
+    for (size_t i = 0; i < f->n_inputs && !is_input; i++)
+      is_input = f->inputs[i] == h;
+  }
+  if (!is_input)
+    record_read(e, kind, ns, name, NULL, NULL, NULL);
   const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
   if (!o) {
     lua_pushnil(L);
@@ -1686,8 +1711,6 @@ static int load_protected(lua_State *L) {
   g->ref_sandbox = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   g->ref_cache = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L); /* "Patches": per key, what a patch needs in Lua */
-  lua_setfield(L, LUA_REGISTRYINDEX, "amc.patches");
   lua_pushcfunction(L, l_runtime_require);
   lua_setglobal(L, "require");
   lua_pushcfunction(L, amc_json_open);
@@ -1764,6 +1787,12 @@ static int load_protected(lua_State *L) {
     free(g->entry_file);
     g->entry_file = xasprintf("rules/%s", f->rel);
     g->ref_translate = luaL_ref(L, LUA_REGISTRYINDEX);
+    int pc = lua_getfield(L, m, "patch_context");
+    if (pc != LUA_TNIL && pc != LUA_TFUNCTION)
+      return luaL_error(L, "rules/%s: patch_context must be a function",
+                        f->rel);
+    if (pc == LUA_TFUNCTION)
+      g->ref_patch_context = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, mods);
   }
   if (!entry)
@@ -1835,7 +1864,7 @@ int amc_rules_engine_load(amc_rules_engine_t *e, const char *dir, char *err,
   g->eng = e;
   g->cap = g->limit = e->cap;
   g->ref_translate = g->ref_rt_new = g->ref_validate = g->ref_sandbox =
-      g->ref_cache = LUA_NOREF;
+      g->ref_cache = g->ref_patch_context = LUA_NOREF;
   digest_files(files, n, g->digest);
   /* Room for the whole memory cap in small blocks (address space only). */
   g->region = amc_slab_region_new(SLAB_BYTES, g->cap);
@@ -2105,9 +2134,8 @@ static void adds_note(amc_rules_engine_t *e, const char *type,
     e->adds = v;
     e->adds_cap = nc;
   }
-  e->adds[e->n_adds++] = (obj_at_t){obj_hash(type, strlen(type), name,
-                                             strlen(name)),
-                                    at};
+  e->adds[e->n_adds++] = (obj_at_t){
+      (uint32_t)obj_hash(type, strlen(type), name, strlen(name)), at};
 }
 
 static int collect_objects(lua_State *L, gen_t *g, int res) {
@@ -2283,9 +2311,8 @@ typedef struct memo_key {
   memo_ent_t *ents; /* sorted by hash */
   size_t n;
   uint8_t *taken; /* during a translation of the key: ents[i] was replayed */
-  /* What a patch of the key's last translation needs ("Patches"; its Lua
-   * half, the context and kept values, is in the registry's amc.patches
-   * under the key). patch_tick 0: none. */
+  /* What a patch of the key's last translation needs ("Patches").
+   * patch_tick 0: none. */
   uint32_t patch_tick; /* the memo clock when it was made */
   uint64_t patch_gen;  /* the generation that made it */
   uint16_t *root_slots; /* its reads outside memoized calls (sorted) */
@@ -2294,6 +2321,8 @@ typedef struct memo_key {
   size_t calls_len, n_calls;
   struct obj_at *adds; /* its objects: when each was added (sorted by h) */
   size_t n_adds;
+  char *vals; /* the kept argument values, JSON (rt._root) */
+  size_t vals_len;
 } memo_key_t;
 
 typedef struct {
@@ -2337,7 +2366,6 @@ static memo_key_t *patch_key;
 static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
                          const char *name, size_t nl);
 static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k);
-static void root_forget(amc_rules_engine_t *e, const char *key);
 static void clear_output(amc_translation_t *t);
 static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
                                     const char *ns, const char *name,
@@ -2345,6 +2373,7 @@ static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
 static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
                          lua_CFunction fn);
 static void translation_end(amc_rules_engine_t *e, gen_t *g, int status);
+static void push_rt(lua_State *L, gen_t *g);
 
 typedef struct memo_path {
   char *kind, *path; /* "f:<dot path>" or "l:<label key>" */
@@ -2457,6 +2486,7 @@ static void memo_key_free(void *p) {
   free(k->root_slots);
   free(k->calls);
   free(k->adds);
+  free(k->vals);
   free(k);
 }
 
@@ -2466,7 +2496,7 @@ static void frame_pop(amc_rules_engine_t *e) {
   memo_frame_t *f = &e->frames[--e->n_frames];
   for (size_t i = 0; i < f->n_reads; i++)
     read_free(&f->reads[i]);
-  f->n_reads = f->n_slots = f->n_kids = f->n_enc = 0;
+  f->n_reads = f->n_slots = f->n_kids = f->n_enc = f->n_inputs = 0;
   amc_buf_reset(&f->enc);
 }
 
@@ -3073,6 +3103,9 @@ static int host_memo_begin(lua_State *L) {
     const char *ns = opt_string(L, i + 1, "rt.memo: namespace");
     const char *name = luaL_checkstring(L, i + 2);
     frame_slot(e, kind, ns, name, 1);
+    memo_frame_t *f = &e->frames[e->n_frames - 1];
+    if (f->n_inputs < sizeof f->inputs / sizeof f->inputs[0])
+      f->inputs[f->n_inputs++] = input_hash(kind, ns, name);
   }
   lua_pushinteger(L, (lua_Integer)e->n_frames);
   return 1;
@@ -3260,7 +3293,8 @@ static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   amc_buf_reset(&e->root_calls);
   e->n_root_calls = 0;
   e->n_adds = 0;
-  e->root_ok = e->memo_on && e->patch_on;
+  e->root_ok = e->memo_on && e->patch_on && e->active &&
+               e->active->ref_patch_context != LUA_NOREF;
   if (e->root_ok) { /* the Gateway itself */
     const amc_store_obj_t *o = e->cur_obj;
     amc_read_t r = {(char *)o->kind, (char *)o->namespace_, (char *)o->name,
@@ -3631,10 +3665,7 @@ static void stamp_path(stamp_t *st, const char *path, const char *old_json,
 
 static void memo_drop_all(amc_rules_engine_t *e) {
   memo_unsettle(e);
-  if (e->active) { /* the patches' Lua half */
-    lua_newtable(e->active->L);
-    lua_setfield(e->active->L, LUA_REGISTRYINDEX, "amc.patches");
-  }
+
   amc_strmap_clear(&e->memo, memo_key_free);
   e->memo_entries = 0;
 }
@@ -3675,7 +3706,6 @@ void amc_rules_engine_changed(amc_rules_engine_t *e, const char *kind,
     if (k) {
       e->memo_entries -= k->n;
       memo_key_free(k);
-      root_forget(e, b.data);
     }
     amc_buf_free(&b);
   }
@@ -3720,7 +3750,8 @@ static int msize_key(const char *key, void *value, void *data) {
   size_t *bytes = data;
   const memo_key_t *k = value;
   *bytes += strlen(key) + 1 + sizeof *k + k->dict_len + k->n * sizeof *k->ents;
-  *bytes += k->n_root_slots * sizeof *k->root_slots + k->calls_len;
+  *bytes += k->n_root_slots * sizeof *k->root_slots + k->calls_len +
+            k->n_adds * sizeof *k->adds + k->vals_len;
   for (size_t i = 0; i < k->n; i++)
     *bytes += k->ents[i].len;
   return 0;
@@ -3842,49 +3873,25 @@ static int host_memo_input(lua_State *L) {
   return 1;
 }
 
-/* After a successful translation: rt._root() gives the context and the
- * values its top-level calls' arguments came from (and lets go of what
- * the translation no longer needs); kept in amc.patches[key] with rt. */
+/* After a successful translation: rt._root() gives the values its
+ * top-level calls' arguments came from (those not made again otherwise),
+ * as an array, or nil when it cannot be patched; kept as JSON
+ * (e->root_vals, then the key's) until the next translation. No Lua
+ * state is kept between translations: a patch makes its context again
+ * (the entry rule's patch_context) and decodes these. */
 static void root_keep(lua_State *L, amc_rules_engine_t *e, int rt) {
-  const char *key = e->cur_t->key;
-  lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches");
-  int pt = lua_gettop(L);
+  amc_buf_reset(&e->root_vals);
   if (lua_getfield(L, rt, "_root") != LUA_TFUNCTION) {
     e->root_ok = 0;
     lua_pop(L, 1);
-  } else {
-    lua_call(L, 0, 2); /* ctx, vals */
-    if (e->root_ok && e->n_root_calls && lua_istable(L, -2) &&
-        lua_istable(L, -1)) {
-      lua_createtable(L, 3, 0);
-      lua_pushvalue(L, -3);
-      lua_rawseti(L, -2, 1);
-      lua_pushvalue(L, -2);
-      lua_rawseti(L, -2, 2);
-      lua_pushvalue(L, rt);
-      lua_rawseti(L, -2, 3);
-      lua_setfield(L, pt, key);
-      lua_settop(L, pt - 1);
-      return;
-    }
-    e->root_ok = 0;
-  }
-  lua_pushnil(L);
-  lua_setfield(L, pt, key);
-  lua_settop(L, pt - 1);
-}
-
-/* Forgets the Lua half of a key's patch state. */
-static void root_forget(amc_rules_engine_t *e, const char *key) {
-  if (!e->active)
     return;
-  lua_State *L = e->active->L;
-  int top = lua_gettop(L);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches") == LUA_TTABLE) {
-    lua_pushnil(L);
-    lua_setfield(L, -2, key);
   }
-  lua_settop(L, top);
+  lua_call(L, 0, 1);
+  char err[200];
+  if (!lua_istable(L, -1) ||
+      amc_json_encode(L, lua_gettop(L), &e->root_vals, err, sizeof err) < 0)
+    e->root_ok = 0; /* (a value that is not plain data) */
+  lua_pop(L, 1);
 }
 
 static int obj_at_cmp(const void *a, const void *b) {
@@ -3897,13 +3904,16 @@ static int obj_at_cmp(const void *a, const void *b) {
 /* During a patch: had the key's last translation added (type, name) before
  * the running call was made? (Its out:get answers there, which the stale
  * calls must see again; objects of the calls run again are in the patch's
- * own Output.) */
+ * own Output.) By a 32-bit hash: a collision can only answer "present"
+ * where the last translation's answer was "absent", and that answer was
+ * recorded in the call's old entry, so the call's events then differ and
+ * the patch is declined -- never a wrong patch. */
 static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
                          const char *name, size_t nl) {
   const memo_key_t *k = patch_key;
   if (!k)
     return 0;
-  uint64_t h = obj_hash(type, tl, name, nl);
+  uint32_t h = (uint32_t)obj_hash(type, tl, name, nl);
   size_t lo = 0, hi = k->n_adds;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -3939,10 +3949,12 @@ static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k) {
   free(k->root_slots);
   free(k->calls);
   free(k->adds);
+  free(k->vals);
   k->root_slots = NULL;
   k->calls = NULL;
   k->adds = NULL;
-  k->n_root_slots = k->calls_len = k->n_calls = k->n_adds = 0;
+  k->vals = NULL;
+  k->n_root_slots = k->calls_len = k->n_calls = k->n_adds = k->vals_len = 0;
   k->patch_tick = 0;
   if (!e->root_ok || !e->n_root_calls || !e->active)
     return;
@@ -3960,6 +3972,11 @@ static void patch_state_set(amc_rules_engine_t *e, memo_key_t *k) {
   memcpy(k->calls, e->root_calls.data, e->root_calls.len);
   k->calls_len = e->root_calls.len;
   k->n_calls = e->n_root_calls;
+  k->vals = malloc(e->root_vals.len + 1);
+  if (!k->vals)
+    abort();
+  memcpy(k->vals, e->root_vals.data, e->root_vals.len);
+  k->vals_len = e->root_vals.len;
   qsort(e->adds, e->n_adds, sizeof *e->adds, obj_at_cmp);
   k->adds = malloc((e->n_adds ? e->n_adds : 1) * sizeof *k->adds);
   if (!k->adds)
@@ -4093,7 +4110,7 @@ static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
     lua_Integer ni = 0;
     for (size_t j = 0; j < sc->n_codes; j++) {
       lua_Integer v = unzigzag(get_uv(&c));
-      if (j == 2)
+      if (j == 1)
         ni = v;
       lua_pushinteger(L, v);
       lua_rawseti(L, -2, (lua_Integer)j + 1);
@@ -4109,6 +4126,8 @@ static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
         part[parts++] = q;
     if (ni < 0 || (size_t)ni > parts)
       return -1;
+    /* the key: the subkey before its inputs */
+    size_t key_len = ni ? (size_t)(part[ni - 1] - 1 - sub) : sc->sub_len;
     lua_createtable(L, (int)(3 * ni), 0);
     for (lua_Integer j = 0; j < ni; j++) {
       const char *ps = part[ni - 1 - j];
@@ -4137,14 +4156,17 @@ static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
     lua_rawseti(L, -2, 2);
     lua_pushinteger(L, (lua_Integer)sc->pos);
     lua_rawseti(L, -2, 3);
+    lua_pushlstring(L, sub, key_len);
+    lua_rawseti(L, -2, 4);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 0;
 }
 
 /* The patch itself, in the protected call: rt._patch runs the stale calls
- * with the kept context and values into a fresh Output, whose objects are
- * collected. Declines (e->patching = 2) when the kept state is missing. */
+ * with the context the entry rule's patch_context makes for the Gateway
+ * and the kept values, into a fresh Output, whose objects are collected.
+ * Declines (e->patching = 2) when the kept state does not decode. */
 static int patch_protected(lua_State *L) {
   gen_t *g = GEN(L);
   amc_rules_engine_t *e = g->eng;
@@ -4152,29 +4174,26 @@ static int patch_protected(lua_State *L) {
   luaL_checkstack(L, 16, "patch");
   lua_createtable(L, 0, 16);
   lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
-  lua_getfield(L, LUA_REGISTRYINDEX, "amc.patches");
-  if (!lua_istable(L, 1) ||
-      lua_getfield(L, 1, e->cur_t->key) != LUA_TTABLE) { /* 2: the state */
+  push_rt(L, g); /* 1: a new rt, as a translation has */
+  if (lua_getfield(L, 1, "_patch") != LUA_TFUNCTION) { /* 2 */
     e->patching = 2;
     return 0;
   }
-  lua_rawgeti(L, 2, 3); /* 3: rt */
-  if (lua_getfield(L, 3, "_patch") != LUA_TFUNCTION) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_patch_context); /* 3 */
+  push_obj(L, e->cur_obj);                                 /* 4: the Gateway */
+  char err[200];
+  if (amc_json_decode(L, patch_key->vals, patch_key->vals_len, err,
+                      sizeof err) != 0 ||
+      push_patch_calls(L, e) != 0) { /* 5: vals, 6: the calls */
     e->patching = 2;
     return 0;
   }
-  lua_rawgeti(L, 2, 1); /* ctx */
-  lua_rawgeti(L, 2, 2); /* vals */
-  if (push_patch_calls(L, e) != 0) {
+  lua_call(L, 4, 1); /* 2: result */
+  if (!lua_istable(L, 2)) {
     e->patching = 2;
     return 0;
   }
-  lua_call(L, 3, 1); /* 4: result */
-  if (!lua_istable(L, 4)) {
-    e->patching = 2;
-    return 0;
-  }
-  int rc = collect_objects(L, g, 4);
+  int rc = collect_objects(L, g, 2);
   amc_json_memo_free(e->enc_memo);
   e->enc_memo = NULL;
   if (rc < 0)
@@ -4329,10 +4348,8 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     free(t->reads);
     t->reads = NULL;
     t->n_reads = 0;
-    if (status != LUA_OK) { /* the kept context may be half-changed */
+    if (status != LUA_OK) /* (an error: the translation reports it) */
       k->patch_tick = 0;
-      root_forget(e, t->key);
-    }
     e->patch_declined++;
     translation_end(e, g, status);
     return 0;
@@ -4449,20 +4466,9 @@ static void patch_check(amc_rules_engine_t *e, const char *kind,
   amc_translation_free(full);
 }
 
-/* Runs under pcall: the whole translation of e->cur_obj. */
-static int translate_protected(lua_State *L) {
-  gen_t *g = GEN(L);
+/* Pushes a new rt (runtime/lua/rt.lua's rt.new) with the host functions. */
+static void push_rt(lua_State *L, gen_t *g) {
   amc_rules_engine_t *e = g->eng;
-  lua_settop(L, 0);
-  luaL_checkstack(L, 16, "translate");
-  /* Sized for as many objects as the last translation decoded (keys are
-   * usually translated alike), capped: growing rehashes at each power of
-   * two. */
-  lua_createtable(L, 0, g->cache_n < 4096 ? g->cache_n : 4096);
-  g->cache_n = 0;
-  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
-  push_obj(L, e->cur_obj);                             /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_rt_new);
   lua_createtable(L, 0, 16);
   luaL_setfuncs(L, host_fns, 0);
@@ -4478,7 +4484,24 @@ static int translate_protected(lua_State *L) {
     luaL_setfuncs(L, memo_host_fns, 0);
   if (e->memo_on && e->patch_on)
     luaL_setfuncs(L, patch_host_fns, 0);
-  lua_call(L, 1, 1); /* 3: rt */
+  lua_call(L, 1, 1);
+}
+
+/* Runs under pcall: the whole translation of e->cur_obj. */
+static int translate_protected(lua_State *L) {
+  gen_t *g = GEN(L);
+  amc_rules_engine_t *e = g->eng;
+  lua_settop(L, 0);
+  luaL_checkstack(L, 16, "translate");
+  /* Sized for as many objects as the last translation decoded (keys are
+   * usually translated alike), capped: growing rehashes at each power of
+   * two. */
+  lua_createtable(L, 0, g->cache_n < 4096 ? g->cache_n : 4096);
+  g->cache_n = 0;
+  lua_rawseti(L, LUA_REGISTRYINDEX, g->ref_cache);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_translate); /* 1 */
+  push_obj(L, e->cur_obj);                             /* 2 */
+  push_rt(L, g);                                       /* 3: rt */
   lua_pushvalue(L, 3);
   lua_insert(L, 1);  /* 1: rt, 2: translate, 3: the object, 4: rt */
   lua_call(L, 2, 1); /* 2: result */
@@ -4768,6 +4791,7 @@ void amc_rules_engine_free(amc_rules_engine_t *e) {
   free(e->root_slots);
   free(e->adds);
   amc_buf_free(&e->root_calls);
+  amc_buf_free(&e->root_vals);
   for (size_t i = 0; i < e->n_projs; i++) {
     free(e->projs[i].kind);
     free(e->projs[i].key);

@@ -542,6 +542,23 @@ function Output:result()
   }
 end
 
+-- The functions top-level memoized calls ran, by number, for patches (a
+-- patch names fn by its number). Weak both ways: a function the rules no
+-- longer hold goes, and a patch that needs it declines.
+local patch_fn_ids = setmetatable({}, { __mode = "k" })
+local patch_fns = setmetatable({}, { __mode = "v" })
+local patch_fn_last = 0
+local function patch_fn_id(fn)
+  local id = patch_fn_ids[fn]
+  if not id then
+    patch_fn_last = patch_fn_last + 1
+    id = patch_fn_last
+    patch_fn_ids[fn] = id
+    patch_fns[id] = fn
+  end
+  return id
+end
+
 ---------------------------------------------------------------------------
 -- rt.new
 ---------------------------------------------------------------------------
@@ -596,7 +613,8 @@ function M.new(host)
   -- that reads few fields of many objects decodes less, and an edit to a
   -- field it did not list is no change to the list (docs/rules-
   -- contract.md, "Projected lists").
-  local projected = setmetatable({}, { __mode = "k" }) -- item -> {fields, filter}
+  local WEAK_KEYS = { __mode = "k" }
+  local projected = setmetatable({}, WEAK_KEYS) -- item -> {fields, filter}
   local proj_descs = setmetatable({}, { __mode = "k" }) -- fields -> filter -> desc
   rt.list = function(kind, ns, filter)
     if filter == nil then
@@ -635,10 +653,14 @@ function M.new(host)
     end
     return list
   end
-  rt._projected = projected
-  rt.hash = function(s)
-    return host.hash(tostring(s))
+  -- (a local: rt.name uses it, and the rules' contexts keep rt.name
+  -- between translations for patches; a closure over `rt` would keep the
+  -- whole rt)
+  local host_hash = host.hash
+  local function hash(s)
+    return host_hash(tostring(s))
   end
+  rt.hash = hash
 
   local cluster = sanitize(settings.cluster)
   rt.owner = "amc-" .. cluster
@@ -674,14 +696,14 @@ function M.new(host)
       clean[i] = sanitize(raw[i])
     end
     return prefix .. table.concat(clean, "--") .. "--h" ..
-      rt.hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
+      hash(table.concat(raw, "\0", 1, n)):sub(1, 8)
   end
   -- names built below: their characters need no URL escaping in refs
   local made = {}
   rt.name = function(...)
     local name = join_plain(prefix, ...) or altered_name(...)
     if #name > NAME_MAX then
-      local h = rt.hash(name)
+      local h = hash(name)
       name = name:sub(1, NAME_MAX - 18) .. "--" .. h
     end
     made[name] = true
@@ -829,15 +851,17 @@ function M.new(host)
 
   -- Patches (rules_engine.h "Patches"): the host notes each top-level
   -- call (its subkey, and codes saying how to make its arguments again:
-  -- -1 the context, -1-k input k, 0 nil, v > 0 the kept value vals[v]),
-  -- so that it can later run a stale one again alone (rt._patch). The
-  -- codes also name fn, the key and each input's projection (list items
-  -- rt.list gave projected: `projected`).
+  -- -1 the context, -1-k input k, 0 nil, v > 0 the kept value vals[v],
+  -- <= -KEY_PART a string found in the key, at a place and length the
+  -- code holds), so that it can later run a stale one again alone
+  -- (rt._patch). The codes also name fn (patch_fn_id) and each input's
+  -- projection (list items rt.list gave projected: `projected`); the key
+  -- is the subkey's head. The kept values must be plain data (the host
+  -- keeps them as JSON, not in Lua); strings found in the key (a host, a
+  -- port) are not kept at all.
   local memo_root, memo_input = host.memo_root, host.memo_input
   local memo_present, memo_patch_at = host.memo_present, host.memo_patch_at
   local root = nil -- { ctx, vals, index, bad } of the translation
-  local projected = rt._projected
-  rt._projected = nil
 
   local function root_value(v)
     local i = root.index[v]
@@ -849,22 +873,25 @@ function M.new(host)
     return i
   end
 
+  local KEY_PART, KEY_LEN = 1048576, 4096
+
   local function note_root(ctx, inputs, key, fn, sub, ...)
     if root == nil then
-      root = { ctx = ctx, vals = {}, index = {} }
+      root = { ctx = ctx, vals = array({}), index = {} }
     elseif root.ctx ~= ctx then
       root.bad = true
     end
-    if root.bad then
+    if root.bad or type(fn) ~= "function" then
+      root.bad = true
       return
     end
     local ni, n = #inputs, select("#", ...)
-    local codes = { root_value(fn), root_value(key), ni }
+    local codes = { patch_fn_id(fn), ni }
     for k = 1, ni do
       local f = projected[inputs[k]]
-      codes[3 + k] = f and root_value(f) or 0
+      codes[2 + k] = f and root_value(f) or 0
     end
-    local at = 4 + ni
+    local at = 3 + ni
     codes[at] = n
     for i = 1, n do
       local a = select(i, ...)
@@ -880,8 +907,14 @@ function M.new(host)
             break
           end
         end
+        if not c and type(a) == "string" and #a < KEY_LEN then
+          local p = find(key, a, 1, true)
+          if p then
+            c = -(KEY_PART + (p - 1) * KEY_LEN + #a)
+          end
+        end
         if not c then
-          if a ~= a then -- NaN: no table key
+          if a ~= a or type(a) == "function" then -- (no JSON)
             root.bad = true
             return
           end
@@ -952,23 +985,29 @@ function M.new(host)
   end
 
   -- The end of a translation (the host, when it can be patched later):
-  -- the context and kept values of its top-level calls, or nil; what
-  -- only the translation needed is let go.
+  -- the kept values of its top-level calls' arguments, or nil when it
+  -- cannot be patched; what only the translation needed is let go.
   rt._root = function()
     local r = root
     root, outputs, made = nil, {}, {}
+    projected = setmetatable({}, WEAK_KEYS) -- (its table would stay sized)
     if r == nil or r.bad then
       return nil
     end
-    r.ctx.out, r.ctx.cache = nil, nil
-    return r.ctx, r.vals
+    return r.vals
   end
 
-  -- A patch (the host): runs the stale calls again, each {codes, ids}
-  -- (ids: every input's kind, namespace or false, name), with the kept
-  -- context and values, into a fresh Output; returns its result, or nil
-  -- when an input is gone.
-  rt._patch = function(ctx, vals, calls)
+  -- A patch (the host): runs the stale calls again, each {codes, ids,
+  -- pos, key} (ids: every input's kind, namespace or false, name; pos:
+  -- the objects added before the call), with the context the entry
+  -- rule's patch_context makes for the Gateway and the kept values, into
+  -- a fresh Output; returns its result, or nil when it cannot (an input
+  -- or a function gone, no context).
+  rt._patch = function(patch_context, gateway, vals, calls)
+    local ctx = patch_context(gateway, rt)
+    if type(ctx) ~= "table" then
+      return nil
+    end
     local out = rt.output()
     -- out:get answers as at the call in the last translation: the objects
     -- added before it there are present (a stand-in: memoized calls only
@@ -982,38 +1021,44 @@ function M.new(host)
     end
     ctx.out, ctx.cache = out, {}
     for i = 1, #calls do
-      local codes, ids = calls[i][1], calls[i][2]
+      local codes, ids, key = calls[i][1], calls[i][2], calls[i][4]
       memo_patch_at(calls[i][3])
-      local ni = codes[3]
+      local ni = codes[2]
       local inputs = {}
       for k = 1, ni do
-        local desc = codes[3 + k] > 0 and vals[codes[3 + k]] or nil
+        local desc = codes[2 + k] > 0 and vals[codes[2 + k]] or nil
         local o = memo_input(ids[3 * k - 2], ids[3 * k - 1] or nil,
           ids[3 * k], desc and desc[1], desc and desc[2])
         if o == nil then
-          ctx.out, ctx.cache = nil, nil
           return nil
         end
         inputs[k] = o
       end
-      local at = 4 + ni
+      local at = 3 + ni
       local n = codes[at]
       local args = {}
       for j = 1, n do
         local c = codes[at + j]
         if c == -1 then
           args[j] = ctx
+        elseif c <= -KEY_PART then
+          local v = -c - KEY_PART
+          local p = v // KEY_LEN + 1
+          args[j] = sub(key, p, p + v % KEY_LEN - 1)
         elseif c < -1 then
           args[j] = inputs[-1 - c]
         elseif c > 0 then
           args[j] = vals[c]
         end
       end
-      rt.memo(ctx, inputs, vals[codes[2]], vals[codes[1]],
-        table.unpack(args, 1, n))
+      local fn = patch_fns[codes[1]]
+      if fn == nil then
+        return nil
+      end
+      rt.memo(ctx, inputs, key, fn, table.unpack(args, 1, n))
     end
-    ctx.out, ctx.cache = nil, nil
     root, outputs, made = nil, {}, {}
+    projected = setmetatable({}, WEAK_KEYS)
     return out:result()
   end
 
