@@ -187,27 +187,29 @@ amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,
  * it off drops every entry. */
 int amc_rules_engine_set_memo(amc_rules_engine_t *e, int on);
 
-/* Patches (with the memo; on in a new engine unless the environment has
- * AMC_PATCH=0). A translation with the memo also keeps what a later
- * *patch* of its key needs: the slots of the reads it made outside
- * memoized calls, its top-level rt.memo calls (subkey, and how to make
- * their arguments again) and, in Lua, the rules' context `ctx` and the
- * other argument values (rt.lua: rt._root, rt._patch). When the key is
- * translated next and none of those reads changed, while some of its
- * top-level calls' entries went stale (at most 8), amc_rules_engine_
- * translate runs just those calls again, in order, with the kept
- * arguments (their inputs read again from the store: the objects, or
- * their projections for projected lists) into a fresh Output. If each
+/* Patches (with the memo, for an entry rule that exports patch_context;
+ * on in a new engine unless the environment has AMC_PATCH=0). A
+ * translation with the memo also keeps what a later *patch* of its key
+ * needs, none of it in Lua: the slots of the reads it made outside
+ * memoized calls, its top-level rt.memo calls (subkey, fn by number, how
+ * to make their arguments again), the plain argument values as JSON, and
+ * when each of its objects was added (rt.lua: rt._root, rt._patch). When
+ * the key is translated next and none of those reads changed, while some
+ * of its top-level calls' entries went stale (at most 8), amc_rules_
+ * engine_translate runs just those calls again, in order, with the
+ * context patch_context(gateway, rt) makes and the kept arguments (inputs
+ * read again from the store: the objects, or their projections for
+ * projected lists) into a fresh Output whose out:get answers as the
+ * translation's did at that call. If each
  * gives the same result, the same out:get answers, objects (by type and
  * name) and diagnostics, and the same reads as its old entry, the rest of
  * the translation would run exactly as before, and the translation
  * returned is a patch (translation.h `partial`): the objects those calls
  * added (the changed bodies, and unchanged ones for their replays), no
  * diagnostics and no reads (both are as last time). Otherwise the patch's
- * work is dropped and the key is translated as usual. A rule's top-level
- * memoized fn must therefore depend on nothing in `ctx` or its arguments
- * that the translation changes after the call (docs/rules-contract.md).
- * Translations with amc_rules_engine_translate_full never patch.
+ * work is dropped and the key is translated as usual (what this asks of
+ * the rules: docs/rules-contract.md "Patches"). Translations with
+ * amc_rules_engine_translate_full never patch.
  *
  * AMC_PATCH_CHECK=1 (tests): after every patch the key is also translated
  * in full, and the result must equal the last translation with the
