@@ -171,6 +171,9 @@ struct amc_rules_engine {
   size_t n_adds, adds_cap;
   uint32_t patch_pos; /* during a patch: where the running call was made */
   uint64_t patches, patch_declined;
+  /* without the memo: the inputs of the rt.memo calls running (host_get) */
+  uint64_t plain_inputs[8][4];
+  size_t plain_n[8], n_plain;
   amc_strmap_t check_last; /* AMC_PATCH_CHECK: key -> its last result */
   /* the projections rt.list was asked for (see host_list) */
   struct proj_reg *projs;
@@ -1072,12 +1075,19 @@ static int host_get(lua_State *L) {
    * after the Gateway listed it projected. Not recording it keeps 10k
    * reads out of the dependency index at 10k VirtualServices. */
   int is_input = 0;
+  const uint64_t *in = NULL;
+  size_t n_in = 0;
   if (e->n_frames) {
     const memo_frame_t *f = &e->frames[e->n_frames - 1];
-    uint64_t h = f->n_inputs ? input_hash(kind, ns, name) : 0;
-    for (size_t i = 0; i < f->n_inputs && !is_input; i++)
-      is_input = f->inputs[i] == h;
+    in = f->inputs;
+    n_in = f->n_inputs;
+  } else if (e->n_plain && e->n_plain <= 8) { /* (no memo: inputs_begin) */
+    in = e->plain_inputs[e->n_plain - 1];
+    n_in = e->plain_n[e->n_plain - 1];
   }
+  uint64_t h = n_in ? input_hash(kind, ns, name) : 0;
+  for (size_t i = 0; i < n_in && !is_input; i++)
+    is_input = in[i] == h;
   if (!is_input)
     record_read(e, kind, ns, name, NULL, NULL, NULL);
   const amc_store_obj_t *o = amc_store_get(e->store, kind, ns, name);
@@ -3268,6 +3278,38 @@ static int host_memo_end(lua_State *L) {
   return 0;
 }
 
+/* host.inputs_begin(kind, ns, name, ...) (no memo): an rt.memo call with
+ * these inputs runs; returns its depth for inputs_end. Calls nested
+ * deeper than 8 keep their reads (only more reads are recorded). */
+static int host_inputs_begin(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  size_t d = e->n_plain++;
+  if (d < 8) {
+    e->plain_n[d] = 0;
+    int n = lua_gettop(L);
+    for (int i = 1; i + 2 <= n && e->plain_n[d] < 4; i += 3)
+      e->plain_inputs[d][e->plain_n[d]++] =
+          input_hash(luaL_checkstring(L, i), opt_string(L, i + 1, "ns"),
+                     luaL_checkstring(L, i + 2));
+  }
+  lua_pushinteger(L, (lua_Integer)e->n_plain);
+  return 1;
+}
+
+/* host.inputs_end(depth): that call (and any an error left open inside
+ * it) has ended. */
+static int host_inputs_end(lua_State *L) {
+  amc_rules_engine_t *e = GEN(L)->eng;
+  lua_Integer d = luaL_checkinteger(L, 1);
+  if (d >= 1 && (size_t)d <= e->n_plain)
+    e->n_plain = (size_t)d - 1;
+  return 0;
+}
+
+static const luaL_Reg plain_host_fns[] = {{"inputs_begin", host_inputs_begin},
+                                          {"inputs_end", host_inputs_end},
+                                          {NULL, NULL}};
+
 static const luaL_Reg memo_host_fns[] = {{"memo_get", host_memo_get},
                                          {"memo_begin", host_memo_begin},
                                          {"memo_end", host_memo_end},
@@ -3287,6 +3329,7 @@ static const luaL_Reg patch_host_fns[] = {
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
   frames_reset(e);
+  e->n_plain = 0;
   e->memo_replay = replay;
   e->memo_items_n = 0;
   e->n_root_slots = 0;
@@ -4482,6 +4525,8 @@ static void push_rt(lua_State *L, gen_t *g) {
   lua_setfield(L, -2, "settings");
   if (e->memo_on)
     luaL_setfuncs(L, memo_host_fns, 0);
+  else
+    luaL_setfuncs(L, plain_host_fns, 0);
   if (e->memo_on && e->patch_on)
     luaL_setfuncs(L, patch_host_fns, 0);
   lua_call(L, 1, 1);

@@ -733,6 +733,7 @@ function M.new(host)
   -- (`amc translate`, tests) it is just fn(...).
   local memo_get = host.memo_get
   local memo_begin, memo_end = host.memo_begin, host.memo_end
+  local inputs_begin, inputs_end = host.inputs_begin, host.inputs_end
 
   -- The diagnostics of a replayed entry, as the call reported them.
   local function replay_diags(out, diags)
@@ -928,7 +929,16 @@ function M.new(host)
 
   rt.memo = function(ctx, inputs, key, fn, ...)
     if not memo_get then
-      return fn(...)
+      if not inputs_begin then
+        return fn(...)
+      end
+      -- (no memo: still, an rt.get of one of the call's inputs is no new
+      -- read, as with the memo; the host keeps the inputs while fn runs)
+      local ids, n = input_ids(inputs)
+      local depth = inputs_begin(table.unpack(ids, 1, n))
+      local r = fn(...)
+      inputs_end(depth)
+      return r
     end
     local sub
     if #inputs == 1 then -- (the usual case: one string built)

@@ -90,15 +90,21 @@ static void change(fx_t *f, const char *kind, const char *name,
   free(old);
 }
 
-static void put_vs_disabled(fx_t *f, const char *name, const char *svc,
-                            const char *config, int disabled) {
+/* A VirtualService: `extra` is more of its spec ("" or ",\"k\":v"). */
+static void put_vs_spec(fx_t *f, const char *name, const char *svc,
+                        const char *config, const char *extra) {
   char json[512];
   snprintf(json, sizeof json,
            "{\"kind\":\"VirtualService\",\"metadata\":{\"name\":\"%s\","
            "\"namespace\":\"ns\"},\"spec\":{\"service\":\"%s\","
            "\"config\":\"%s\",\"gateway\":\"gw\"%s}}",
-           name, svc, config, disabled ? ",\"disabled\":true" : "");
+           name, svc, config, extra);
   change(f, "VirtualService", name, json);
+}
+
+static void put_vs_disabled(fx_t *f, const char *name, const char *svc,
+                            const char *config, int disabled) {
+  put_vs_spec(f, name, svc, config, disabled ? ",\"disabled\":true" : "");
 }
 
 static void put_vs(fx_t *f, const char *name, const char *svc,
@@ -233,9 +239,12 @@ static int step(fx_t *f) {
   return step_err(f, 0);
 }
 
-/* The objects of the last patch (to check what it re-sent). */
+/* Puts Config `config` (unless NULL), translates, and checks that the
+ * patching engine made a patch that stands for the reference; returns the
+ * patch's objects (what it re-sent). */
 static size_t patch_objects(fx_t *f, const char *config, const char *spec) {
-  put_config(f, config, spec);
+  if (config)
+    put_config(f, config, spec);
   amc_translation_t *t =
       amc_rules_engine_translate(f->patching, "Gateway", "ns", "gw");
   assert_null(t->error);
@@ -320,19 +329,50 @@ static void test_different_call_declines(void **state) {
   assert_int_equal(step(f), PATCH);
 }
 
+/* The Gateway lists its VirtualServices projected onto spec.disabled: an
+ * edit to another field of one is a patch (its route runs again); an
+ * edit the projection shows, or one that moves it in or out of the
+ * list, is a change to the Gateway's own reads: no patch is tried. */
+static void test_projected_list(void **state) {
+  fx_t *f = *state;
+  mesh(f);
+  assert_int_equal(step(f), FULL);
+  /* (a route's rt.get of its own VirtualService, an input of its call,
+   * is no read of its own: the Gateway's list covers it) */
+  assert_null(strstr(f->view, "r VirtualService ns r1 "));
+  put_vs_spec(f, "r3", "b", "c3", ",\"weight\":7");
+  assert_int_equal(patch_objects(f, NULL, NULL), 2);
+  put_vs_spec(f, "r2", "a", "c2", ",\"weight\":8");
+  assert_int_equal(patch_objects(f, NULL, NULL), 1); /* (the shared pool) */
+  /* what the projection shows */
+  put_vs_disabled(f, "r3", "b", "c3", 1);
+  assert_int_equal(step(f), FULL);
+  put_vs(f, "r3", "b", "c3");
+  assert_int_equal(step(f), FULL);
+  /* off the list and back (the filter's field) */
+  change(f, "VirtualService", "r3",
+         "{\"kind\":\"VirtualService\",\"metadata\":{\"name\":\"r3\","
+         "\"namespace\":\"ns\"},\"spec\":{\"service\":\"b\","
+         "\"config\":\"c3\",\"gateway\":\"other\"}}");
+  assert_int_equal(step(f), FULL);
+  put_vs(f, "r3", "b", "c3");
+  assert_int_equal(step(f), FULL);
+  /* a route that now reads another Config: not the same reads */
+  put_vs(f, "r3", "b", "c2");
+  assert_int_equal(step(f), DECLINED);
+}
+
 /* A change to the Gateway's own reads (the list of VirtualServices, the
  * Gateway) is never patched: no patch is tried. */
 static void test_own_reads_translate(void **state) {
   fx_t *f = *state;
   mesh(f);
   assert_int_equal(step(f), FULL);
-  put_vs(f, "r3", "b", "c2");
-  assert_int_equal(step(f), FULL);
   /* what only the gateway reads of a VirtualService (its call would run
    * the same: a patch would keep the disabled route) */
-  put_vs_disabled(f, "r3", "b", "c2", 1);
+  put_vs_disabled(f, "r3", "b", "c3", 1);
   assert_int_equal(step(f), FULL);
-  put_vs(f, "r3", "b", "c2");
+  put_vs(f, "r3", "b", "c3");
   assert_int_equal(step(f), FULL);
   put_vs(f, "r4", "c", "c1");
   assert_int_equal(step(f), FULL);
@@ -390,6 +430,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shared_pool, setup, teardown),
       cmocka_unit_test_setup_teardown(test_different_call_declines, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_projected_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_own_reads_translate, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_deleted_read, setup, teardown),
