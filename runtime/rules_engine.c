@@ -978,17 +978,22 @@ static uint16_t read_slot(const amc_read_t *r);
 static uint16_t proj_slot(const char *proj, uint16_t slot);
 static void note_path(amc_rules_engine_t *e, const amc_read_t *r);
 
+/* Appends `slot` to the growable array (*v, *n, *cap). */
+static void slots_push(uint16_t **v, size_t *n, size_t *cap, uint16_t slot) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 16;
+    uint16_t *g = realloc(*v, nc * sizeof *g);
+    if (!g)
+      abort();
+    *v = g;
+    *cap = nc;
+  }
+  (*v)[(*n)++] = slot;
+}
+
 /* A read outside any memoized call: a patch needs it unchanged. */
 static void root_slot_add(amc_rules_engine_t *e, uint16_t slot) {
-  if (e->n_root_slots == e->root_slots_cap) {
-    size_t nc = e->root_slots_cap ? e->root_slots_cap * 2 : 64;
-    uint16_t *v = realloc(e->root_slots, nc * sizeof *v);
-    if (!v)
-      abort();
-    e->root_slots = v;
-    e->root_slots_cap = nc;
-  }
-  e->root_slots[e->n_root_slots++] = slot;
+  slots_push(&e->root_slots, &e->n_root_slots, &e->root_slots_cap, slot);
 }
 
 /* Records a read for the translation and the open memo frames. `proj`
@@ -2531,15 +2536,7 @@ static void frames_free(amc_rules_engine_t *e) {
 }
 
 static void frame_add_slot(memo_frame_t *f, uint16_t slot) {
-  if (f->n_slots == f->slots_cap) {
-    size_t nc = f->slots_cap ? f->slots_cap * 2 : 8;
-    uint16_t *v = realloc(f->slots, nc * sizeof *v);
-    if (!v)
-      abort();
-    f->slots = v;
-    f->slots_cap = nc;
-  }
-  f->slots[f->n_slots++] = slot;
+  slots_push(&f->slots, &f->n_slots, &f->slots_cap, slot);
 }
 
 static void frame_add_kid(memo_frame_t *f, uint64_t h) {
@@ -4403,15 +4400,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
   free(t->reads);
   t->reads = NULL;
   t->n_reads = 0;
-  for (size_t i = 0; i < t->n_diags; i++) {
-    amc_diag_t *d = &t->diags[i];
-    free(d->kind);
-    free(d->namespace_);
-    free(d->name);
-    free(d->field);
-    free(d->message);
-  }
-  free(t->diags);
+  amc_diags_free(t->diags, t->n_diags);
   t->diags = NULL;
   t->n_diags = 0;
   t->partial = 1;
@@ -4575,14 +4564,7 @@ static void clear_output(amc_translation_t *t) {
   t->objects = NULL;
   t->n_objects = 0;
   t->n_unchanged = 0;
-  for (size_t i = 0; i < t->n_diags; i++) {
-    free(t->diags[i].kind);
-    free(t->diags[i].namespace_);
-    free(t->diags[i].name);
-    free(t->diags[i].field);
-    free(t->diags[i].message);
-  }
-  free(t->diags);
+  amc_diags_free(t->diags, t->n_diags);
   t->diags = NULL;
   t->n_diags = 0;
 }

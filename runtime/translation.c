@@ -5,6 +5,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+void amc_diags_free(amc_diag_t *diags, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(diags[i].kind);
+    free(diags[i].namespace_);
+    free(diags[i].name);
+    free(diags[i].field);
+    free(diags[i].message);
+  }
+  free(diags);
+}
+
 void amc_reads_free(amc_read_t *reads, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(reads[i].kind);
@@ -27,14 +38,7 @@ void amc_translation_free(amc_translation_t *t) {
     free(t->objects[i].tenant_ref);
   }
   free(t->objects);
-  for (size_t i = 0; i < t->n_diags; i++) {
-    free(t->diags[i].kind);
-    free(t->diags[i].namespace_);
-    free(t->diags[i].name);
-    free(t->diags[i].field);
-    free(t->diags[i].message);
-  }
-  free(t->diags);
+  amc_diags_free(t->diags, t->n_diags);
   amc_reads_free(t->reads, t->n_reads);
   free(t->key);
   free(t->error);

@@ -102,6 +102,8 @@ typedef struct {
 /* Releases every string and array of `t` and `t` itself (translations are
  * heap-allocated by the rules engine). NULL is a no-op. */
 void amc_translation_free(amc_translation_t *t);
+/* Releases `n` diagnostics' strings and the array. */
+void amc_diags_free(amc_diag_t *diags, size_t n);
 /* Releases `n` reads' strings and the array (reads taken out of a
  * translation, e.g. to record them after its sync has started). */
 void amc_reads_free(amc_read_t *reads, size_t n);

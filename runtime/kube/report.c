@@ -27,17 +27,6 @@ struct amc_kube_report {
   amc_strmap_t outcomes; /* "Gateway/<ns>/<name>" -> outcome_t */
 };
 
-static void diags_free(amc_diag_t *d, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free(d[i].kind);
-    free(d[i].namespace_);
-    free(d[i].name);
-    free(d[i].field);
-    free(d[i].message);
-  }
-  free(d);
-}
-
 static char *dup_or_null(const char *s) {
   char *c = s ? strdup(s) : NULL;
   if (s && !c)
@@ -64,7 +53,7 @@ static void outcome_free(void *p) {
   outcome_t *o = p;
   if (o) {
     free(o->error);
-    diags_free(o->diags, o->n_diags);
+    amc_diags_free(o->diags, o->n_diags);
   }
   free(o);
 }
