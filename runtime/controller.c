@@ -24,12 +24,12 @@
 
 /* Per-key state the controller keeps between passes. */
 typedef struct {
-  unsigned synced : 1;         /* the sink has been told about this key */
-  unsigned failing : 1;        /* the last translation failed */
-  unsigned initial : 1;        /* part of the initial pass, not yet done */
-  unsigned clean : 1; /* the last translation reached the sink in full or as
-                         a patch, and its sync succeeded: a patch may come
-                         next (translation.h `partial`) */
+  unsigned synced : 1;  /* the sink has been told about this key */
+  unsigned failing : 1; /* the last translation failed */
+  unsigned initial : 1; /* part of the initial pass, not yet done */
+  unsigned clean : 1;   /* the last translation reached the sink in full or as
+                           a patch, and its sync succeeded: a patch may come
+                           next (translation.h `partial`) */
   amc_translation_t *inflight; /* handed to the sink, until sync_done */
   uint64_t started_ns;
   uint64_t event_ns; /* first store change not yet handed to the sink */
@@ -73,8 +73,7 @@ struct amc_controller {
   amc_metric_t *m_queue_depth, *m_in_flight, *m_reconcile, *m_reconciles,
       *m_requests, *m_generation, *m_reloads, *m_reload_failures,
       *m_watch_restarts, *m_objects, *m_translate_errors, *m_sources_synced,
-      *m_translations,
-      *m_event_to_sync, *m_rules_memory;
+      *m_translations, *m_event_to_sync, *m_rules_memory;
 };
 
 static uint64_t now_ns(void) {
@@ -916,7 +915,6 @@ struct amc_dry_run {
   FILE *out;
   amc_strmap_t keys; /* key -> amc_strmap_t* */
 };
-
 
 amc_dry_run_t *amc_dry_run_new(FILE *out) {
   amc_dry_run_t *d = calloc(1, sizeof *d);

@@ -101,6 +101,18 @@ typedef struct obj_at {
   uint32_t at;
 } obj_at_t;
 
+#define PATCH_MAX_STALE 8 /* calls run again in one patch, at most */
+
+/* One stale call of a patch: where its codes are in the key's calls, and
+ * its old entry's parts (offsets into e->patch_old). */
+typedef struct {
+  uint64_t hash;
+  uint32_t pos; /* objects added before the call */
+  size_t codes_off, n_codes;
+  size_t sub_off, sub_len, blob_off, blob_len, body_off, body_len;
+  size_t reads_off, reads_len, n_reads;
+} stale_call_t;
+
 struct amc_rules_engine {
   amc_store_t *store;
   const amc_settings_t *settings;
@@ -170,6 +182,9 @@ struct amc_rules_engine {
   struct obj_at *adds; /* the translation's objects by hash, in add order */
   size_t n_adds, adds_cap;
   uint32_t patch_pos; /* during a patch: where the running call was made */
+  struct memo_key *patch_key; /* during a patch: the key's memo state */
+  stale_call_t patch_stale[PATCH_MAX_STALE]; /* its stale calls */
+  size_t patch_n_stale;
   uint64_t patches, patch_declined;
   /* without the memo: the inputs of the rt.memo calls running (host_get) */
   uint64_t plain_inputs[8][4];
@@ -200,10 +215,10 @@ struct gen {
   slab_t *slabs; /* newest first; the head is the one being carved */
   char *slab_pos;
   size_t slab_left;
-  size_t n_slabs;    /* slabs held (SLAB_BYTES each) */
+  size_t n_slabs;            /* slabs held (SLAB_BYTES each) */
   amc_slab_region_t *region; /* where slabs come from (NULL: malloc) */
-  size_t large_used; /* bytes in blocks > SMALL_MAX (plain malloc) */
-  uint64_t *valid;   /* see valid_seen() */
+  size_t large_used;         /* bytes in blocks > SMALL_MAX (plain malloc) */
+  uint64_t *valid;           /* see valid_seen() */
   size_t valid_n, valid_cap;
 };
 
@@ -949,8 +964,8 @@ static void reads_append(amc_read_t **reads, size_t *n, size_t *cap,
 typedef struct memo_frame {
   amc_read_t *reads; /* the call's reads (and those of calls inside it) */
   size_t n_reads, reads_cap;
-  amc_buf_t enc; /* the reads of entries replayed inside it, as in their */
-  size_t n_enc;  /* plain text (n_enc of them; their slots are in slots) */
+  amc_buf_t enc;   /* the reads of entries replayed inside it, as in their */
+  size_t n_enc;    /* plain text (n_enc of them; their slots are in slots) */
   uint16_t *slots; /* slots of its root and inputs, of the inner calls'
                       inputs and of the entries replayed inside it */
   size_t n_slots, slots_cap;
@@ -1008,7 +1023,7 @@ static void record_read_proj(amc_rules_engine_t *e, const char *kind,
   if (!t)
     return;
   if (e->memo_on && !e->n_frames && !e->patching) {
-    amc_read_t r = {(char *)kind, (char *)ns,    (char *)name,
+    amc_read_t r = {(char *)kind,  (char *)ns,    (char *)name,
                     (char *)field, (char *)label, (char *)value};
     uint16_t slot = read_slot(&r);
     root_slot_add(e, proj ? proj_slot(proj, slot) : slot);
@@ -1188,8 +1203,7 @@ static const proj_reg_t *proj_get(lua_State *L, amc_rules_engine_t *e,
   size_t kl = (size_t)snprintf(key, sizeof key, "%s|", kind);
   size_t n = lua_rawlen(L, fi);
   if (n == 0 || n > PROJ_FIELDS_MAX)
-    luaL_error(L, "rt.list: fields must list 1 to %d paths",
-               PROJ_FIELDS_MAX);
+    luaL_error(L, "rt.list: fields must list 1 to %d paths", PROJ_FIELDS_MAX);
   for (size_t i = 1; i <= n; i++) {
     if (lua_rawgeti(L, fi, (lua_Integer)i) != LUA_TSTRING)
       luaL_error(L, "rt.list: fields[%d] must be a string", (int)i);
@@ -1198,8 +1212,8 @@ static const proj_reg_t *proj_get(lua_State *L, amc_rules_engine_t *e,
                            "%s%s", i > 1 ? "," : "", f);
     lua_pop(L, 1);
   }
-  kl += (size_t)snprintf(key + kl, kl < sizeof key ? sizeof key - kl : 0,
-                         "|%s", filter ? filter : "");
+  kl += (size_t)snprintf(key + kl, kl < sizeof key ? sizeof key - kl : 0, "|%s",
+                         filter ? filter : "");
   if (kl >= sizeof key)
     luaL_error(L, "rt.list: fields too long");
   for (size_t i = 0; i < e->n_projs; i++)
@@ -1219,7 +1233,8 @@ static const proj_reg_t *proj_get(lua_State *L, amc_rules_engine_t *e,
     lua_pop(L, 1);
   }
   char err[256];
-  amc_json_projection_t *p = amc_json_projection_new(paths, np, err, sizeof err);
+  amc_json_projection_t *p =
+      amc_json_projection_new(paths, np, err, sizeof err);
   if (!p)
     luaL_error(L, "rt.list: fields: %s", err);
   proj_reg_t *v = realloc(e->projs, (e->n_projs + 1) * sizeof *v);
@@ -1311,7 +1326,9 @@ static int host_list(lua_State *L) {
   if (!lua_isnoneornil(L, 6)) {
     luaL_checktype(L, 6, LUA_TTABLE);
     pr = proj_get(L, e, kind, 6,
-                  field ? field : lkey ? "metadata.labels" : NULL);
+                  field  ? field
+                  : lkey ? "metadata.labels"
+                         : NULL);
   }
   /* The result is a subset of the indexed lookup's, so recording that
    * lookup is exact enough: only objects matching it (before or after a
@@ -2139,8 +2156,8 @@ static uint64_t obj_hash(const char *type, size_t tl, const char *name,
   return amc_fnv64_update(h, name, nl);
 }
 
-static void adds_note(amc_rules_engine_t *e, const char *type,
-                      const char *name, uint32_t at) {
+static void adds_note(amc_rules_engine_t *e, const char *type, const char *name,
+                      uint32_t at) {
   if (e->n_adds == e->adds_cap) {
     size_t nc = e->adds_cap ? e->adds_cap * 2 : 256;
     obj_at_t *v = realloc(e->adds, nc * sizeof *v);
@@ -2328,8 +2345,8 @@ typedef struct memo_key {
   uint8_t *taken; /* during a translation of the key: ents[i] was replayed */
   /* What a patch of the key's last translation needs ("Patches").
    * patch_tick 0: none. */
-  uint32_t patch_tick; /* the memo clock when it was made */
-  uint64_t patch_gen;  /* the generation that made it */
+  uint32_t patch_tick;  /* the memo clock when it was made */
+  uint64_t patch_gen;   /* the generation that made it */
   uint16_t *root_slots; /* its reads outside memoized calls (sorted) */
   size_t n_root_slots;
   uint8_t *calls; /* its top-level calls, as e->root_calls */
@@ -2362,7 +2379,7 @@ typedef struct memo_fresh {
   size_t n_slots;
   uint64_t *kids; /* subkey hashes of the calls inside it */
   size_t n_kids;
-  int inner; /* made inside another call */
+  int inner;     /* made inside another call */
   uint64_t *cks; /* its objects' checksums (memo_finish takes them) */
 } memo_fresh_t;
 
@@ -2373,9 +2390,6 @@ typedef struct memo_item {
   memo_fresh_t *fresh;
   int packed; /* made now: its pack is in e->memo_packs */
 } memo_item_t;
-
-/* The key being patched (see "Patches"; one translation at a time). */
-static memo_key_t *patch_key;
 
 /* (defined with "Patches" and the translation, below) */
 static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
@@ -2824,8 +2838,8 @@ static int replay_reads(amc_rules_engine_t *e, cur_t c) {
       break;
     for (int q = 0; q < 6; q++)
       f[q] = off[q] == SIZE_MAX ? NULL : e->memo_scratch.data + off[q];
-    reads_append(&t->reads, &t->n_reads, &e->reads_cap, f[0], f[1], f[2],
-                 f[3], f[4], f[5]);
+    reads_append(&t->reads, &t->n_reads, &e->reads_cap, f[0], f[1], f[2], f[3],
+                 f[4], f[5]);
   }
   if (c.bad)
     return -1;
@@ -3316,12 +3330,11 @@ static int host_memo_root(lua_State *L);
 static int host_memo_input(lua_State *L);
 static int host_memo_present(lua_State *L);
 static int host_memo_patch_at(lua_State *L);
-static const luaL_Reg patch_host_fns[] = {
-    {"memo_root", host_memo_root},
-    {"memo_input", host_memo_input},
-    {"memo_present", host_memo_present},
-    {"memo_patch_at", host_memo_patch_at},
-    {NULL, NULL}};
+static const luaL_Reg patch_host_fns[] = {{"memo_root", host_memo_root},
+                                          {"memo_input", host_memo_input},
+                                          {"memo_present", host_memo_present},
+                                          {"memo_patch_at", host_memo_patch_at},
+                                          {NULL, NULL}};
 
 /* Translation start: the key's entries are the ones to replay. */
 static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
@@ -3337,8 +3350,12 @@ static void memo_start(amc_rules_engine_t *e, const char *key, int replay) {
                e->active->ref_patch_context != LUA_NOREF;
   if (e->root_ok) { /* the Gateway itself */
     const amc_store_obj_t *o = e->cur_obj;
-    amc_read_t r = {(char *)o->kind, (char *)o->namespace_, (char *)o->name,
-                    NULL, NULL, NULL};
+    amc_read_t r = {(char *)o->kind,
+                    (char *)o->namespace_,
+                    (char *)o->name,
+                    NULL,
+                    NULL,
+                    NULL};
     root_slot_add(e, read_slot(&r));
   }
   e->memo_cur = e->memo_on ? amc_strmap_get(&e->memo, key) : NULL;
@@ -3840,8 +3857,6 @@ static const luaL_Reg host_fns[] = {{"get", host_get},
  * out:get answered otherwise, an error) and the key is translated as
  * usual; the patch's work is dropped. */
 
-#define PATCH_MAX_STALE 8 /* calls run again in one patch, at most */
-
 /* The slot of a projected list read (record_read_proj). */
 static uint16_t proj_slot(const char *proj, uint16_t slot) {
   slot_hash_t s = sh_start('j');
@@ -3950,7 +3965,7 @@ static int obj_at_cmp(const void *a, const void *b) {
  * the patch is declined -- never a wrong patch. */
 static int patch_present(amc_rules_engine_t *e, const char *type, size_t tl,
                          const char *name, size_t nl) {
-  const memo_key_t *k = patch_key;
+  const memo_key_t *k = e->patch_key;
   if (!k)
     return 0;
   uint32_t h = (uint32_t)obj_hash(type, tl, name, nl);
@@ -4122,28 +4137,15 @@ static int same_read_sets(const char *a, size_t alen, size_t an, const char *b,
   return same;
 }
 
-/* One stale call of a patch: where its codes are in the key's calls, and
- * its old entry's parts (offsets into e->patch_old). */
-typedef struct {
-  uint64_t hash;
-  uint32_t pos; /* objects added before the call */
-  size_t codes_off, n_codes;
-  size_t sub_off, sub_len, blob_off, blob_len, body_off, body_len;
-  size_t reads_off, reads_len, n_reads;
-} stale_call_t;
-
-static stale_call_t patch_stale[PATCH_MAX_STALE];
-static size_t patch_n_stale;
-
 /* rt._patch's calls: {codes, ids} per stale call; ids are the inputs'
  * kind, namespace (false: none) and name, from the old entry's subkey
  * ("<key>\x1f<kind>/<ns>/<name>..."). Returns -1 if a subkey does not
  * hold its inputs. */
 static int push_patch_calls(lua_State *L, amc_rules_engine_t *e) {
-  memo_key_t *k = patch_key;
-  lua_createtable(L, (int)patch_n_stale, 0);
-  for (size_t i = 0; i < patch_n_stale; i++) {
-    stale_call_t *sc = &patch_stale[i];
+  memo_key_t *k = e->patch_key;
+  lua_createtable(L, (int)e->patch_n_stale, 0);
+  for (size_t i = 0; i < e->patch_n_stale; i++) {
+    stale_call_t *sc = &e->patch_stale[i];
     lua_createtable(L, 2, 0);
     lua_createtable(L, (int)sc->n_codes, 0);
     cur_t c = {k->calls + sc->codes_off, k->calls + k->calls_len, 0};
@@ -4222,7 +4224,7 @@ static int patch_protected(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref_patch_context); /* 3 */
   push_obj(L, e->cur_obj);                                 /* 4: the Gateway */
   char err[200];
-  if (amc_json_decode(L, patch_key->vals, patch_key->vals_len, err,
+  if (amc_json_decode(L, e->patch_key->vals, e->patch_key->vals_len, err,
                       sizeof err) != 0 ||
       push_patch_calls(L, e) != 0) { /* 5: vals, 6: the calls */
     e->patching = 2;
@@ -4265,8 +4267,8 @@ static int patch_same(amc_rules_engine_t *e, const stale_call_t *sc) {
     put_ostr(&b, f->objs[i].tenant_ref);
   }
   amc_buf_append(&b, f->ev, f->ev_len);
-  int same = b.len == sc->body_len &&
-             memcmp(b.data, old + sc->body_off, b.len) == 0;
+  int same =
+      b.len == sc->body_len && memcmp(b.data, old + sc->body_off, b.len) == 0;
   if (same) {
     amc_buf_reset(&b);
     for (size_t i = 0; i < f->n_reads; i++) {
@@ -4312,7 +4314,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     if (e->memo_ticks[k->root_slots[i]] > k->patch_tick)
       return 0; /* the translation's own reads changed */
   /* the stale calls */
-  patch_n_stale = 0;
+  e->patch_n_stale = 0;
   amc_buf_reset(&e->patch_old);
   cur_t c = {k->calls, k->calls + k->calls_len, 0};
   for (size_t j = 0; j < k->n_calls; j++) {
@@ -4333,10 +4335,10 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
       return 0; /* (a call not kept: cannot be compared) */
     if (ent_valid(e, &k->ents[i], &v))
       continue;
-    if (patch_n_stale == PATCH_MAX_STALE)
+    if (e->patch_n_stale == PATCH_MAX_STALE)
       return 0;
-    for (size_t q = 0; q < patch_n_stale; q++)
-      if (patch_stale[q].hash == h)
+    for (size_t q = 0; q < e->patch_n_stale; q++)
+      if (e->patch_stale[q].hash == h)
         return 0; /* the same call twice */
     amc_buf_reset(&e->memo_plain);
     if (amc_lz_decompress(k->dict, k->dict_len, v.lz, v.lz_len,
@@ -4347,7 +4349,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     ent_parts_t p;
     if (ent_parts(pc, &p) != 0)
       return 0;
-    stale_call_t *sc = &patch_stale[patch_n_stale++];
+    stale_call_t *sc = &e->patch_stale[e->patch_n_stale++];
     sc->hash = h;
     sc->pos = pos;
     sc->codes_off = codes_off;
@@ -4365,16 +4367,17 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     sc->reads_len = p.reads.n;
     sc->n_reads = p.n_reads;
   }
-  if (!patch_n_stale)
+  if (!e->patch_n_stale)
     return 0; /* nothing the translation did changed: not a patch's job */
-  patch_key = k;
+  e->patch_key = k;
   memo_start(e, t->key, 1);
   e->patching = 1;
   int status = run_protected(e, g, t, patch_protected);
   int ok = status == LUA_OK && !t->error && e->patching == 1;
-  for (size_t i = 0; ok && i < patch_n_stale; i++)
-    ok = patch_same(e, &patch_stale[i]);
+  for (size_t i = 0; ok && i < e->patch_n_stale; i++)
+    ok = patch_same(e, &e->patch_stale[i]);
   e->patching = 0;
+  e->patch_key = NULL;
   free(e->out_err);
   e->out_err = NULL;
   if (!ok) {
@@ -4473,16 +4476,16 @@ static char *check_patched(const char *last, const amc_translation_t *p) {
   return b.data ? b.data : xstrdup("");
 }
 
-static void patch_check(amc_rules_engine_t *e, const char *kind,
-                        const char *ns, const char *name,
-                        const amc_translation_t *patch) {
+static void patch_check(amc_rules_engine_t *e, const char *kind, const char *ns,
+                        const char *name, const amc_translation_t *patch) {
   char *last = amc_strmap_get(&e->check_last, patch->key);
   char *want = last ? check_patched(last, patch) : NULL;
   amc_translation_t *full = translate(e, kind, ns, name, 0);
   if (!full || full->error || !want) {
     fprintf(stderr, "AMC_PATCH_CHECK: %s: %s\n", patch->key,
-            !want ? "no earlier translation kept" : "the full translation "
-                                                     "failed");
+            !want ? "no earlier translation kept"
+                  : "the full translation "
+                    "failed");
     abort();
   }
   char *got = check_text(full, 0);
@@ -4627,9 +4630,8 @@ static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
                          lua_CFunction fn);
 static void translation_end(amc_rules_engine_t *e, gen_t *g, int status);
 static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t);
-static void patch_check(amc_rules_engine_t *e, const char *kind,
-                        const char *ns, const char *name,
-                        const amc_translation_t *patch);
+static void patch_check(amc_rules_engine_t *e, const char *kind, const char *ns,
+                        const char *name, const amc_translation_t *patch);
 static void check_keep(amc_rules_engine_t *e, const amc_translation_t *t);
 
 amc_translation_t *amc_rules_engine_translate(amc_rules_engine_t *e,

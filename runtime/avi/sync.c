@@ -773,13 +773,13 @@ void amc_avi_sync_key(amc_avi_sync_t *s, const char *key,
   }
   job_t *j = job_new(s, key, cb, data);
   char err[300];
-  int rc = t && t->partial
-               ? amc_avi_plan_key_partial(s->L, &s->cache, &s->own, key,
-                                          t->objects, t->n_objects, &j->plan,
-                                          err, sizeof err)
-               : amc_avi_plan_key(s->L, &s->cache, &s->own, key,
-                                  t ? t->objects : NULL, t ? t->n_objects : 0,
-                                  &j->plan, err, sizeof err);
+  int rc =
+      t && t->partial
+          ? amc_avi_plan_key_partial(s->L, &s->cache, &s->own, key, t->objects,
+                                     t->n_objects, &j->plan, err, sizeof err)
+          : amc_avi_plan_key(s->L, &s->cache, &s->own, key,
+                             t ? t->objects : NULL, t ? t->n_objects : 0,
+                             &j->plan, err, sizeof err);
   if (rc != 0) {
     amc_buf_puts(&j->err, err);
     j->transient = 0;

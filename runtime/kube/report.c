@@ -15,7 +15,7 @@
 typedef struct {
   int failed; /* translation failed */
   int avi_ok;
-  char *error; /* the translation or AVI error ("" when none) */
+  char *error;       /* the translation or AVI error ("" when none) */
   amc_diag_t *diags; /* the key's diagnostics: a patch (translation.h
                         `partial`) has none of its own, they are these */
   size_t n_diags;
@@ -100,8 +100,7 @@ static int same(const char *a, const char *b) {
 /* Calls fn for each gateway key ("Gateway/<ns>/<name>") that VirtualService
  * `vs` names in spec.gateways ("mesh" is not a gateway). */
 static void each_gateway(const amc_store_obj_t *vs,
-                         void (*fn)(const char *key, void *data),
-                         void *data) {
+                         void (*fn)(const char *key, void *data), void *data) {
   amc_kjson_t doc, gws, e;
   amc_buf_t b = AMC_BUF_INIT;
   size_t n;
@@ -141,9 +140,8 @@ typedef struct {
 
 static void scan_gateway(const char *key, void *data) {
   vs_scan_t *s = data;
-  const outcome_t *o = !strcmp(key, s->current)
-                           ? s->now
-                           : amc_strmap_get(&s->r->outcomes, key);
+  const outcome_t *o =
+      !strcmp(key, s->current) ? s->now : amc_strmap_get(&s->r->outcomes, key);
   if (!strcmp(key, s->current))
     s->bound = 1;
   if (!o)
@@ -271,8 +269,7 @@ int amc_kube_report(amc_kube_report_t *r, const char *key,
     vs_scan_t s = {r, key, &now, 0, AMC_BUF_INIT, AMC_BUF_INIT};
     each_gateway(o, scan_gateway, &s);
     if (s.bound) {
-      report_one(r, "VirtualService", o, t,
-                 s.failed.len ? s.failed.data : NULL,
+      report_one(r, "VirtualService", o, t, s.failed.len ? s.failed.data : NULL,
                  s.unprogrammed.len ? s.unprogrammed.data : NULL);
       n++;
     }

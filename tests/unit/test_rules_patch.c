@@ -154,8 +154,8 @@ static char *text_of(const amc_translation_t *t) {
     obj_line(&b, &t->objects[i]);
   for (size_t i = 0; i < t->n_diags; i++) {
     const amc_diag_t *d = &t->diags[i];
-    amc_buf_printf(&b, "d %d %s %s %s %s\n", (int)d->severity, d->kind,
-                   d->name, d->field, d->message);
+    amc_buf_printf(&b, "d %d %s %s %s %s\n", (int)d->severity, d->kind, d->name,
+                   d->field, d->message);
   }
   for (size_t i = 0; i < t->n_reads; i++) {
     const amc_read_t *r = &t->reads[i];
@@ -208,7 +208,7 @@ static int step_err(fx_t *f, int err) {
       amc_rules_engine_translate(f->ref, "Gateway", "ns", "gw");
   amc_rules_memo_stats_t st;
   amc_rules_engine_memo_stats(f->patching, &st);
-  int what = st.patches > f->patches    ? PATCH
+  int what = st.patches > f->patches     ? PATCH
              : st.declined > f->declined ? DECLINED
                                          : FULL;
   f->patches = st.patches;
@@ -317,12 +317,14 @@ static void test_different_call_declines(void **state) {
   assert_int_equal(step(f), DECLINED); /* its result */
   put_config(f, "c1", "{\"weight\":10,\"rule\":\" +x\",\"warn\":\"w\"}");
   assert_int_equal(step(f), DECLINED); /* a diagnostic */
-  put_config(f, "c1", "{\"weight\":10,\"rule\":\" +x\",\"warn\":\"w\","
-                      "\"also\":\"c3\"}");
+  put_config(f, "c1",
+             "{\"weight\":10,\"rule\":\" +x\",\"warn\":\"w\","
+             "\"also\":\"c3\"}");
   assert_int_equal(step(f), DECLINED); /* a read */
   /* and then the same again, with another weight */
-  put_config(f, "c1", "{\"weight\":14,\"rule\":\" +x\",\"warn\":\"w\","
-                      "\"also\":\"c3\"}");
+  put_config(f, "c1",
+             "{\"weight\":14,\"rule\":\" +x\",\"warn\":\"w\","
+             "\"also\":\"c3\"}");
   assert_int_equal(step(f), PATCH);
   /* a change to what it reads as `also` */
   put_config(f, "c3", "{\"weight\":33}");
