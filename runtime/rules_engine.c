@@ -40,6 +40,7 @@
 
 #include "json.h"
 #include "json_project.h"
+#include "util/grow.h"
 #include "schema_proof.h"
 #include "util/buf.h"
 #include "util/embedded.h"
@@ -940,14 +941,7 @@ static void reads_append(amc_read_t **reads, size_t *n, size_t *cap,
                          const char *kind, const char *ns, const char *name,
                          const char *field, const char *label,
                          const char *value) {
-  if (*n == *cap) {
-    size_t nc = *cap ? *cap * 2 : 16;
-    amc_read_t *r = realloc(*reads, nc * sizeof *r);
-    if (!r)
-      abort();
-    *reads = r;
-    *cap = nc;
-  }
+  AMC_GROW(*reads, *n, *cap, 16);
   amc_read_t *r = &(*reads)[(*n)++];
   r->kind = xstrdup(kind);
   r->namespace_ = dup_opt(ns);
@@ -995,14 +989,7 @@ static void note_path(amc_rules_engine_t *e, const amc_read_t *r);
 
 /* Appends `slot` to the growable array (*v, *n, *cap). */
 static void slots_push(uint16_t **v, size_t *n, size_t *cap, uint16_t slot) {
-  if (*n == *cap) {
-    size_t nc = *cap ? *cap * 2 : 16;
-    uint16_t *g = realloc(*v, nc * sizeof *g);
-    if (!g)
-      abort();
-    *v = g;
-    *cap = nc;
-  }
+  AMC_GROW(*v, *n, *cap, 16);
   (*v)[(*n)++] = slot;
 }
 
@@ -2158,14 +2145,7 @@ static uint64_t obj_hash(const char *type, size_t tl, const char *name,
 
 static void adds_note(amc_rules_engine_t *e, const char *type, const char *name,
                       uint32_t at) {
-  if (e->n_adds == e->adds_cap) {
-    size_t nc = e->adds_cap ? e->adds_cap * 2 : 256;
-    obj_at_t *v = realloc(e->adds, nc * sizeof *v);
-    if (!v)
-      abort();
-    e->adds = v;
-    e->adds_cap = nc;
-  }
+  AMC_GROW(e->adds, e->n_adds, e->adds_cap, 256);
   e->adds[e->n_adds++] = (obj_at_t){
       (uint32_t)obj_hash(type, strlen(type), name, strlen(name)), at};
 }
@@ -2554,14 +2534,7 @@ static void frame_add_slot(memo_frame_t *f, uint16_t slot) {
 }
 
 static void frame_add_kid(memo_frame_t *f, uint64_t h) {
-  if (f->n_kids == f->kids_cap) {
-    size_t nc = f->kids_cap ? f->kids_cap * 2 : 4;
-    uint64_t *v = realloc(f->kids, nc * sizeof *v);
-    if (!v)
-      abort();
-    f->kids = v;
-    f->kids_cap = nc;
-  }
+  AMC_GROW(f->kids, f->n_kids, f->kids_cap, 4);
   f->kids[f->n_kids++] = h;
 }
 
@@ -2689,14 +2662,7 @@ static size_t ent_find(const memo_key_t *k, uint64_t h) {
 }
 
 static void items_push(amc_rules_engine_t *e, memo_item_t it) {
-  if (e->memo_items_n == e->memo_items_cap) {
-    size_t nc = e->memo_items_cap ? e->memo_items_cap * 2 : 16;
-    memo_item_t *v = realloc(e->memo_items, nc * sizeof *v);
-    if (!v)
-      abort();
-    e->memo_items = v;
-    e->memo_items_cap = nc;
-  }
+  AMC_GROW(e->memo_items, e->memo_items_n, e->memo_items_cap, 16);
   e->memo_items[e->memo_items_n++] = it;
 }
 
