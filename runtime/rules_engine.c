@@ -4589,12 +4589,6 @@ static char *with_key(const char *msg, const char *key) {
                    nl);
 }
 
-static amc_translation_t *translate(amc_rules_engine_t *e, const char *kind,
-                                    const char *ns, const char *name,
-                                    int replay);
-static int run_protected(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t,
-                         lua_CFunction fn);
-static void translation_end(amc_rules_engine_t *e, gen_t *g, int status);
 static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t);
 static void patch_check(amc_rules_engine_t *e, const char *kind, const char *ns,
                         const char *name, const amc_translation_t *patch);
