@@ -2565,6 +2565,17 @@ static void put_ostr(amc_buf_t *b, const char *s) {
   amc_buf_append(b, s, n);
 }
 
+/* A read as the plain text holds it: six ostr (kind, namespace, name,
+ * field, label, value). */
+static void put_read(amc_buf_t *b, const amc_read_t *r) {
+  put_ostr(b, r->kind);
+  put_ostr(b, r->namespace_);
+  put_ostr(b, r->name);
+  put_ostr(b, r->field);
+  put_ostr(b, r->label);
+  put_ostr(b, r->value);
+}
+
 typedef struct {
   const uint8_t *p, *end;
   int bad;
@@ -3421,12 +3432,7 @@ static void fresh_pack(amc_rules_engine_t *e, memo_key_t *k, memo_item_t *it) {
   memcpy(slots, f->slots, f->n_slots * sizeof *slots);
   for (size_t i = 0; i < f->n_reads; i++) {
     const amc_read_t *r = &f->reads[i];
-    put_ostr(b, r->kind);
-    put_ostr(b, r->namespace_);
-    put_ostr(b, r->name);
-    put_ostr(b, r->field);
-    put_ostr(b, r->label);
-    put_ostr(b, r->value);
+    put_read(b, r);
     if (!r->name && r->value && (r->field || r->label))
       note_path(e, r);
     slots[n_slots++] = read_slot(r);
@@ -4237,15 +4243,8 @@ static int patch_same(amc_rules_engine_t *e, const stale_call_t *sc) {
       b.len == sc->body_len && memcmp(b.data, old + sc->body_off, b.len) == 0;
   if (same) {
     amc_buf_reset(&b);
-    for (size_t i = 0; i < f->n_reads; i++) {
-      const amc_read_t *r = &f->reads[i];
-      put_ostr(&b, r->kind);
-      put_ostr(&b, r->namespace_);
-      put_ostr(&b, r->name);
-      put_ostr(&b, r->field);
-      put_ostr(&b, r->label);
-      put_ostr(&b, r->value);
-    }
+    for (size_t i = 0; i < f->n_reads; i++)
+      put_read(&b, &f->reads[i]);
     if (f->enc_len)
       amc_buf_append(&b, f->enc, f->enc_len);
     same = same_read_sets(b.data, b.len, f->n_reads + f->n_enc,
@@ -4268,6 +4267,13 @@ static void memo_abandon(amc_rules_engine_t *e) {
     free(k->taken);
     k->taken = NULL;
   }
+}
+
+/* A patch's reads are the key's last ones: the ones it made go. */
+static void drop_reads(amc_translation_t *t) {
+  amc_reads_free(t->reads, t->n_reads);
+  t->reads = NULL;
+  t->n_reads = 0;
 }
 
 /* Patches t's key if it can (see above): returns 1 with t the patch, or 0
@@ -4352,11 +4358,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     free(t->error);
     t->error = NULL;
     t->n_unchanged = 0;
-    for (size_t i = 0; i < t->n_reads; i++)
-      read_free(&t->reads[i]);
-    free(t->reads);
-    t->reads = NULL;
-    t->n_reads = 0;
+    drop_reads(t);
     if (status != LUA_OK) /* (an error: the translation reports it) */
       k->patch_tick = 0;
     e->patch_declined++;
@@ -4364,11 +4366,7 @@ static int try_patch(amc_rules_engine_t *e, gen_t *g, amc_translation_t *t) {
     return 0;
   }
   /* the patch: its objects only; the key keeps its reads and diagnostics */
-  for (size_t i = 0; i < t->n_reads; i++)
-    read_free(&t->reads[i]);
-  free(t->reads);
-  t->reads = NULL;
-  t->n_reads = 0;
+  drop_reads(t);
   amc_diags_free(t->diags, t->n_diags);
   t->diags = NULL;
   t->n_diags = 0;

@@ -38,6 +38,7 @@ typedef struct {
   amc_rules_engine_t *ref;      /* memo off: the reference */
   char *view;                   /* the patching engine's view of the key */
   uint64_t patches, declined;   /* its counts at the last step */
+  size_t patch_objects;         /* the objects of the last step's patch */
 } fx_t;
 
 static amc_rules_engine_t *engine(fx_t *f, const char *rules) {
@@ -223,6 +224,7 @@ static int step_err(fx_t *f, int err) {
     if (t->error)
       fail_msg("patching engine: %s", t->error);
     assert_int_equal(t->partial, what == PATCH);
+    f->patch_objects = t->partial ? t->n_objects : 0;
     char *view = t->partial ? patched(f->view, t) : text_of(t);
     char *ref = text_of(want);
     assert_string_equal(view, ref);
@@ -245,26 +247,8 @@ static int step(fx_t *f) {
 static size_t patch_objects(fx_t *f, const char *config, const char *spec) {
   if (config)
     put_config(f, config, spec);
-  amc_translation_t *t =
-      amc_rules_engine_translate(f->patching, "Gateway", "ns", "gw");
-  assert_null(t->error);
-  assert_int_equal(t->partial, 1);
-  size_t n = t->n_objects;
-  char *view = patched(f->view, t);
-  amc_translation_t *want =
-      amc_rules_engine_translate(f->ref, "Gateway", "ns", "gw");
-  char *ref = text_of(want);
-  assert_string_equal(view, ref);
-  free(ref);
-  free(f->view);
-  f->view = view;
-  amc_translation_free(t);
-  amc_translation_free(want);
-  amc_rules_memo_stats_t st;
-  amc_rules_engine_memo_stats(f->patching, &st);
-  f->patches = st.patches;
-  f->declined = st.declined;
-  return n;
+  assert_int_equal(step(f), PATCH);
+  return f->patch_objects;
 }
 
 /* A weight: only the route's pool group changes; the patch is its call's
